@@ -1,0 +1,3 @@
+//! cordon's AWS side: the actions, client set-up, rate limits and the S3 journal store.
+
+pub mod client;

@@ -1,0 +1,9 @@
+//! cordon's pure domain: findings, playbooks, routing, planning, the journal
+//! and the executor. No AWS SDK here: the AWS side implements this crate's
+//! traits in `cordon-aws`.
+
+pub mod action;
+pub mod finding;
+pub mod playbook;
+pub mod plan;
+pub mod route;
