@@ -1,1 +1,442 @@
-//! placeholder
+//! Harness for end-to-end tests against the local AWS API emulator (moto).
+//!
+//! Tests call [`emulator`] to get an [`EmulatorGuard`]: a freshly reset
+//! emulator, its endpoint, and clients already pointed at it. One emulator
+//! process serves each test binary (starting moto takes about a second, per
+//! test that would dominate the run); the guard serializes the tests of a
+//! binary that touch AWS, so each sees a clean emulator while the rest of
+//! the binary still runs in parallel.
+//!
+//! The emulator listens on 127.0.0.1 only and never outlives the test process:
+//! it runs under a small `sh` wrapper that kills it as soon as the pipe the
+//! test process holds on the wrapper's stdin closes, which the kernel does
+//! however the test process ends.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let aws = cordon_tests::emulator().await;
+//! aws.clients().s3.create_bucket().bucket("evidence").send().await.unwrap();
+//! # }
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_config::{Region, SdkConfig};
+use aws_credential_types::Credentials;
+use cordon_aws::client::{AwsClients, ClientError};
+use tokio::sync::{Mutex, MutexGuard, OnceCell};
+
+/// Region every emulator test uses.
+pub const REGION: &str = "us-east-1";
+/// The emulator's fixed account id (moto's default).
+pub const ACCOUNT_ID: &str = "123456789012";
+/// Test credentials: the emulator accepts any, these are AWS's documented examples.
+pub const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+/// Secret for [`ACCESS_KEY_ID`].
+pub const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+/// How long moto may take to answer its first request.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often readiness is polled while moto starts.
+const READY_POLL: Duration = Duration::from_millis(50);
+/// Timeout of one control request (readiness probe, reset).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Fresh ports tried when another process grabs the one we picked first.
+const START_ATTEMPTS: usize = 3;
+
+/// Runs moto in the background and ties its life to our stdin pipe.
+///
+/// `$0` is moto_server, `$1` the port, `$2` the log file. The wrapper prints
+/// moto's pid, then waits for moto; a watcher subshell reads the inherited
+/// pipe (fd 3) and kills moto at end of file, i.e. when the test process has
+/// closed the pipe or died. The wrapper exits when moto does, so the harness
+/// can tell a moto that failed to start from one still starting.
+const WRAPPER: &str = r#"
+exec 3<&0 </dev/null
+"$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 3<&- &
+moto=$!
+echo "$moto"
+{ read _ <&3; kill "$moto" 2>/dev/null; } >/dev/null 2>&1 &
+watcher=$!
+exec 3<&-
+trap 'kill "$moto" 2>/dev/null' TERM INT HUP
+wait "$moto"
+status=$?
+kill "$watcher" 2>/dev/null
+exit "$status"
+"#;
+
+/// Why the emulator could not be started or driven.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// The virtualenv has not been created on this machine.
+    #[error("the emulator is not installed ({path} is missing): run scripts/setup")]
+    NotInstalled {
+        /// Where moto_server was expected.
+        path: PathBuf,
+    },
+    /// `sh` or the wrapper could not be run.
+    #[error("could not start the emulator wrapper: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// moto exited or never answered; the log tail says why.
+    #[error("the emulator did not start on 127.0.0.1:{port}: {reason}\n--- emulator log ---\n{log}")]
+    NotReady {
+        /// Port moto was asked to listen on.
+        port: u16,
+        /// What went wrong, in a sentence.
+        reason: String,
+        /// The last lines moto wrote.
+        log: String,
+    },
+    /// A control request (`/moto-api/reset`) failed.
+    #[error("emulator control request {path} failed: {reason}")]
+    Control {
+        /// The moto-api path requested.
+        path: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The clients could not be built from the emulator's config.
+    #[error(transparent)]
+    Clients(#[from] ClientError),
+}
+
+/// A running moto server on 127.0.0.1, stopped when dropped.
+///
+/// Most tests want the shared one through [`emulator`]; build your own with
+/// [`Emulator::start`] for a test that must not share state or timing.
+#[derive(Debug)]
+pub struct Emulator {
+    /// The `sh` wrapper; moto is its child.
+    wrapper: Child,
+    /// Held open for moto's lifetime; closing it stops moto.
+    lifeline: Option<ChildStdin>,
+    moto_pid: u32,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Emulator {
+    /// Starts moto on a free port and waits until it answers.
+    pub async fn start() -> Result<Emulator, EmulatorError> {
+        run_blocking(Emulator::start_blocking).await
+    }
+
+    /// [`Emulator::start`] for callers outside an async runtime.
+    pub fn start_blocking() -> Result<Emulator, EmulatorError> {
+        let bin = moto_server_path();
+        if !bin.is_file() {
+            return Err(EmulatorError::NotInstalled { path: bin });
+        }
+        let mut last_error = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port().map_err(EmulatorError::Spawn)?;
+            match Emulator::spawn(&bin, port)?.wait_ready() {
+                Ok(emulator) => return Ok(emulator),
+                // Most likely someone else bound the port in between: retry.
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| EmulatorError::NotReady {
+            port: 0,
+            reason: "no start attempted".to_owned(),
+            log: String::new(),
+        }))
+    }
+
+    fn spawn(bin: &Path, port: u16) -> Result<Emulator, EmulatorError> {
+        let log = std::env::temp_dir().join(format!(
+            "cordon-emulator-{}-{port}.log",
+            std::process::id()
+        ));
+        let mut wrapper = Command::new("sh")
+            .arg("-c")
+            .arg(WRAPPER)
+            .arg(bin)
+            .arg(port.to_string())
+            .arg(&log)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(EmulatorError::Spawn)?;
+        let lifeline = wrapper.stdin.take();
+        let moto_pid = wrapper
+            .stdout
+            .take()
+            .and_then(|stdout| {
+                let mut line = String::new();
+                BufReader::new(stdout).read_line(&mut line).ok()?;
+                line.trim().parse().ok()
+            })
+            .unwrap_or(0);
+        let emulator = Emulator {
+            wrapper,
+            lifeline,
+            moto_pid,
+            port,
+            log,
+        };
+        if emulator.moto_pid == 0 {
+            return Err(emulator.not_ready("the wrapper did not report moto's pid"));
+        }
+        Ok(emulator)
+    }
+
+    fn wait_ready(mut self) -> Result<Emulator, EmulatorError> {
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.wrapper.try_wait() {
+                return Err(self.not_ready(&format!("moto_server exited ({status})")));
+            }
+            if http(self.port, "GET", "/moto-api/").is_ok() {
+                return Ok(self);
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                let reason = format!("no answer within {READY_TIMEOUT:?}");
+                return Err(self.not_ready(&reason));
+            }
+            std::thread::sleep(READY_POLL);
+        }
+    }
+
+    fn not_ready(&self, reason: &str) -> EmulatorError {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        EmulatorError::NotReady {
+            port: self.port,
+            reason: reason.to_owned(),
+            log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The port moto listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// moto's process id.
+    pub fn pid(&self) -> u32 {
+        self.moto_pid
+    }
+
+    /// Drops every resource in every service, back to a fresh emulator.
+    pub async fn reset(&self) -> Result<(), EmulatorError> {
+        let port = self.port;
+        run_blocking(move || reset_blocking(port)).await
+    }
+
+    /// A config pointed at this emulator with test credentials.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        sdk_config_for(&self.endpoint()).await
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        // Closing the pipe makes the watcher kill moto; the wrapper then exits.
+        drop(self.lifeline.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.wrapper.try_wait() {
+                let _ = std::fs::remove_file(&self.log);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The wrapper is still waiting on moto, so the pid is still moto's.
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.moto_pid.to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.wrapper.kill();
+        let _ = self.wrapper.wait();
+    }
+}
+
+/// Exclusive use of the shared, freshly reset emulator for one test.
+///
+/// Holding it keeps the other tests of this binary away from the emulator;
+/// drop it (end the test) to let them in.
+#[derive(Debug)]
+pub struct EmulatorGuard {
+    _exclusive: MutexGuard<'static, ()>,
+    endpoint: String,
+    sdk_config: SdkConfig,
+    clients: AwsClients,
+}
+
+impl EmulatorGuard {
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Config pointed at the emulator (region [`REGION`], test credentials).
+    pub fn sdk_config(&self) -> &SdkConfig {
+        &self.sdk_config
+    }
+
+    /// cordon's clients built from [`EmulatorGuard::sdk_config`], with a call
+    /// counter that starts at zero for this test.
+    pub fn clients(&self) -> &AwsClients {
+        &self.clients
+    }
+
+    /// Environment for a child process (the `cordon` binary) to reach the
+    /// emulator the same way production code reaches AWS.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_owned()),
+        ]
+    }
+
+    /// Resets the emulator again, mid-test.
+    pub async fn reset(&self) {
+        let port = port_of(&self.endpoint);
+        if let Err(err) = run_blocking(move || reset_blocking(port)).await {
+            panic!("{err}");
+        }
+    }
+}
+
+static SHARED: OnceCell<Result<Emulator, String>> = OnceCell::const_new();
+static EXCLUSIVE: Mutex<()> = Mutex::const_new(());
+
+/// The shared emulator of this test binary, started on first use and reset
+/// for the caller, who has it to itself until the guard drops.
+///
+/// Panics with the reason (e.g. "run scripts/setup") when the emulator
+/// cannot be started: a test cannot do anything useful without it.
+pub async fn emulator() -> EmulatorGuard {
+    let exclusive = EXCLUSIVE.lock().await;
+    let shared = SHARED
+        .get_or_init(|| async { Emulator::start().await.map_err(|err| err.to_string()) })
+        .await;
+    let emulator = match shared {
+        Ok(emulator) => emulator,
+        Err(reason) => panic!("{reason}"),
+    };
+    if let Err(err) = emulator.reset().await {
+        panic!("{err}");
+    }
+    let endpoint = emulator.endpoint();
+    let sdk_config = sdk_config_for(&endpoint).await;
+    let clients = match AwsClients::from_sdk_config(&sdk_config) {
+        Ok(clients) => clients,
+        Err(err) => panic!("{err}"),
+    };
+    EmulatorGuard {
+        _exclusive: exclusive,
+        endpoint,
+        sdk_config,
+        clients,
+    }
+}
+
+/// A config like production's ([`AwsClients::loader`]) but with the
+/// emulator's endpoint, region and test credentials fixed, so nothing from
+/// the developer's environment leaks in.
+pub async fn sdk_config_for(endpoint: &str) -> SdkConfig {
+    AwsClients::loader()
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(
+            ACCESS_KEY_ID,
+            SECRET_ACCESS_KEY,
+            None,
+            None,
+            "cordon-tests",
+        ))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+/// `<repo>/.venv/bin/moto_server`, installed by `scripts/setup`.
+pub fn moto_server_path() -> PathBuf {
+    repo_root().join(".venv/bin/moto_server")
+}
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn port_of(endpoint: &str) -> u16 {
+    endpoint
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs blocking socket and process work off the async runtime's workers.
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, EmulatorError> + Send + 'static,
+) -> Result<T, EmulatorError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // Only happens while the runtime shuts down.
+        Err(join) => Err(EmulatorError::Spawn(std::io::Error::other(join))),
+    }
+}
+
+fn reset_blocking(port: u16) -> Result<(), EmulatorError> {
+    const PATH: &str = "/moto-api/reset";
+    match http(port, "POST", PATH) {
+        Ok(200) => Ok(()),
+        Ok(status) => Err(EmulatorError::Control {
+            path: PATH,
+            reason: format!("HTTP status {status}"),
+        }),
+        Err(err) => Err(EmulatorError::Control {
+            path: PATH,
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// A port nobody listens on right now (the OS picks it; we release it for moto).
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// One bodiless HTTP/1.1 request to 127.0.0.1:`port`; returns the status code.
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&addr, CONTROL_TIMEOUT)?;
+    stream.set_read_timeout(Some(CONTROL_TIMEOUT))?;
+    stream.set_write_timeout(Some(CONTROL_TIMEOUT))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let head = String::from_utf8_lossy(&response[..response.len().min(64)]).into_owned();
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .filter(|_| head.starts_with("HTTP/"))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not an HTTP response: {head:?}"),
+            )
+        })
+}

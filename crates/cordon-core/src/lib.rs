@@ -7,3 +7,5 @@ pub mod finding;
 pub mod playbook;
 pub mod plan;
 pub mod route;
+pub mod executor;
+pub mod journal;
