@@ -24,7 +24,9 @@ pub enum FindingError {
         "the input is {0} bytes, more than the {MAX_INPUT_BYTES}-byte limit: pass one finding file, not an archive"
     )]
     TooLarge(usize),
-    #[error("{location}: not valid JSON ({source}): pass a GuardDuty finding, an EventBridge event or a GetFindings response")]
+    #[error(
+        "{location}: not valid JSON ({source}): pass a GuardDuty finding, an EventBridge event or a GetFindings response"
+    )]
     NotJson {
         location: String,
         #[source]
@@ -105,23 +107,41 @@ pub struct FindingType {
 
 impl FindingType {
     /// Parses a type string; rejects strings without the `Purpose:Resource/Family` shape.
+    ///
+    /// Every part must be non-empty and free of whitespace; the mechanism may itself hold
+    /// dots (tolerated for types GuardDuty may add), the other parts may not hold separators.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "type {raw:?} is not of the form ThreatPurpose:ResourceType/ThreatFamily[.Mechanism][!Artifact]"
+                "type {:?} is not of the form ThreatPurpose:ResourceType/ThreatFamily[.Mechanism][!Artifact]",
+                preview(raw)
             )
         };
         let (purpose, rest) = raw.split_once(':').ok_or_else(bad)?;
         let (resource_type, rest) = rest.split_once('/').ok_or_else(bad)?;
         let (family_mechanism, artifact) = match rest.split_once('!') {
-            Some((fm, a)) => (fm, Some(a.to_string())),
+            Some((fm, a)) => (fm, Some(a)),
             None => (rest, None),
         };
         let (family, mechanism) = match family_mechanism.split_once('.') {
-            Some((f, m)) => (f, Some(m.to_string())),
+            Some((f, m)) => (f, Some(m)),
             None => (family_mechanism, None),
         };
-        if purpose.is_empty() || resource_type.is_empty() || family.is_empty() {
+        let plain = |part: &str, allow_dot: bool| {
+            !part.is_empty()
+                && part.chars().all(|c| {
+                    !c.is_whitespace()
+                        && !c.is_control()
+                        && !matches!(c, ':' | '/' | '!')
+                        && (allow_dot || c != '.')
+                })
+        };
+        if !plain(purpose, false)
+            || !plain(resource_type, false)
+            || !plain(family, false)
+            || mechanism.is_some_and(|m| !plain(m, true))
+            || artifact.is_some_and(|a| !plain(a, false))
+        {
             return Err(bad());
         }
         Ok(Self {
@@ -129,8 +149,8 @@ impl FindingType {
             purpose: purpose.to_string(),
             resource_type: resource_type.to_string(),
             family: family.to_string(),
-            mechanism,
-            artifact,
+            mechanism: mechanism.map(str::to_string),
+            artifact: artifact.map(str::to_string),
         })
     }
 }
@@ -228,18 +248,22 @@ impl Resource {
     }
 }
 
+// The detail structs below read every text field leniently (`lenient_*`): AWS payloads
+// disagree on types (numbers for strings, `null` for absent), and a finding must not be
+// rejected over a field the engine only reports.
+
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text_or_empty")]
     pub instance_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub instance_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub image_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub availability_zone: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub instance_state: Option<String>,
     /// Epoch millis or a timestamp string in the wild; kept as text.
     #[serde(default, deserialize_with = "lenient_text")]
@@ -255,15 +279,15 @@ pub struct InstanceDetails {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceProfileRef {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub arn: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 pub struct Tag {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text_or_empty")]
     pub key: String,
     #[serde(default, deserialize_with = "lenient_text_or_empty")]
     pub value: String,
@@ -272,15 +296,15 @@ pub struct Tag {
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkInterface {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text_or_empty")]
     pub network_interface_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub private_ip_address: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub public_ip: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub subnet_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub vpc_id: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub security_groups: Vec<SecurityGroupRef>,
@@ -289,22 +313,22 @@ pub struct NetworkInterface {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecurityGroupRef {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text_or_empty")]
     pub group_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub group_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessKeyDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text_or_empty")]
     pub access_key_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub principal_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub user_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_text")]
     pub user_type: Option<String>,
 }
 
@@ -351,33 +375,24 @@ pub struct Service {
     pub sample: bool,
 }
 
-/// Parses every finding in `input` (one object, an array, a `GetFindings`
-/// response, or JSON lines). `origin` names the input in errors.
+/// Parses every finding in `input`: one object (a bare finding, an EventBridge event or a
+/// `GetFindings` response), a JSON array of those, or several of them as JSON lines or
+/// concatenated documents (what `jq '.detail'` prints). `origin` names the input in errors.
+///
+/// Each finding's `raw` is the exact text received for it: the whole input when the input
+/// is one object (only a leading byte-order mark is dropped), otherwise the exact text of
+/// its array element, line or document.
 pub fn parse_findings(input: &str, origin: &str) -> Result<Vec<Finding>, FindingError> {
     if input.len() > MAX_INPUT_BYTES {
         return Err(FindingError::TooLarge(input.len()));
     }
-    let trimmed = input.trim_start_matches('\u{feff}').trim();
-    if trimmed.is_empty() {
+    let text = input.strip_prefix('\u{feff}').unwrap_or(input);
+    if text.trim().is_empty() {
         return Err(FindingError::Empty);
     }
-    // One JSON document (object or array) or JSON lines.
-    let documents: Vec<(String, &RawValue)> = match serde_json::from_str::<&RawValue>(trimmed) {
-        Ok(_) if trimmed.starts_with('[') => serde_json::from_str::<Vec<&RawValue>>(trimmed)
-            .map_err(|source| FindingError::NotJson {
-                location: origin.to_string(),
-                source,
-            })?
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| (format!("{origin}[{i}]"), r))
-            .collect(),
-        Ok(raw) => vec![(origin.to_string(), raw)],
-        Err(first_error) => json_lines(trimmed, origin, first_error)?,
-    };
     let mut findings = Vec::new();
-    for (location, raw) in documents {
-        findings.extend(parse_document(raw.get(), &location)?);
+    for (location, raw) in split_documents(text, origin)? {
+        findings.extend(parse_document(raw, &location)?);
     }
     if findings.is_empty() {
         return Err(FindingError::NotAFinding {
@@ -400,36 +415,54 @@ pub fn parse_single_finding(input: &str, origin: &str) -> Result<Finding, Findin
     Ok(all.remove(0))
 }
 
-/// Splits JSON lines; a malformed single document reports its own parse error.
-fn json_lines<'a>(
+/// Splits the input into the documents to read as findings, each with its location:
+/// `origin` for a single document, `origin:LINE` for one of several, `[i]` for an array
+/// element. A syntax error anywhere fails the whole input (serde's message gives the line).
+fn split_documents<'a>(
     text: &'a str,
     origin: &str,
-    first_error: serde_json::Error,
-) -> Result<Vec<(String, &'a RawValue)>, FindingError> {
-    let mut lines = Vec::new();
-    let mut first_error = Some(first_error);
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<&RawValue>(line) {
-            Ok(raw) => lines.push((format!("{origin}:{}", n + 1), raw)),
-            Err(source) if lines.is_empty() => {
-                return Err(FindingError::NotJson {
-                    location: origin.to_string(),
-                    source: first_error.take().unwrap_or(source),
-                });
-            }
-            Err(source) => {
-                return Err(FindingError::NotJson {
-                    location: format!("{origin}:{}", n + 1),
-                    source,
-                });
-            }
+) -> Result<Vec<(String, &'a str)>, FindingError> {
+    let not_json = |location: &str, source| FindingError::NotJson {
+        location: location.to_string(),
+        source,
+    };
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<&RawValue>();
+    let mut found: Vec<(usize, &'a RawValue)> = Vec::new();
+    let (mut line, mut counted) = (1usize, 0usize);
+    while let Some(next) = stream.next() {
+        let raw = next.map_err(|source| not_json(origin, source))?;
+        let start = stream.byte_offset().saturating_sub(raw.get().len());
+        line += text
+            .get(counted..start)
+            .map_or(0, |between| between.bytes().filter(|&b| b == b'\n').count());
+        counted = start.max(counted);
+        found.push((line, raw));
+    }
+    let single = found.len() == 1;
+    let mut documents = Vec::new();
+    for (line, raw) in found {
+        let location = if single {
+            origin.to_string()
+        } else {
+            format!("{origin}:{line}")
+        };
+        if raw.get().starts_with('[') {
+            let items: Vec<&RawValue> =
+                serde_json::from_str(raw.get()).map_err(|source| not_json(&location, source))?;
+            documents.extend(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| (format!("{location}[{i}]"), item.get())),
+            );
+        } else if single {
+            // The whole input, surrounding whitespace included: the exact text received.
+            documents.push((location, text));
+        } else {
+            documents.push((location, raw.get()));
         }
     }
-    Ok(lines)
+    Ok(documents)
 }
 
 fn parse_document(raw: &str, location: &str) -> Result<Vec<Finding>, FindingError> {
@@ -443,18 +476,14 @@ fn parse_document(raw: &str, location: &str) -> Result<Vec<Finding>, FindingErro
             reason: format!("expected a JSON object, found {}", json_kind(&value)),
         });
     };
-    if object.contains_key("detail") && (object.contains_key("detail-type") || object.contains_key("source")) {
-        let detail = &object["detail"];
-        let event_id = object.get("id").and_then(Value::as_str).map(str::to_string);
-        let mut finding = finding_from_value(detail, location, Wrapping::EventBridge, raw.to_string())?;
-        finding.event_id = event_id;
-        return Ok(vec![finding]);
+    if is_event(object) {
+        return parse_event(object, raw, location).map(|finding| vec![finding]);
     }
-    if let Some(items) = object.get("findings").or_else(|| object.get("Findings")) {
+    if let Some(items) = field(object, "findings") {
         let Value::Array(items) = items else {
             return Err(FindingError::NotAFinding {
                 location: location.to_string(),
-                reason: "`findings` is not an array".to_string(),
+                reason: format!("`findings` is {}, expected an array", json_kind(items)),
             });
         };
         let raws: Vec<&RawValue> = serde_json::from_str::<GetFindingsShape<'_>>(raw)
@@ -464,18 +493,95 @@ fn parse_document(raw: &str, location: &str) -> Result<Vec<Finding>, FindingErro
             .iter()
             .enumerate()
             .map(|(i, item)| {
-                let text = raws.get(i).map(|r| r.get().to_string()).unwrap_or_else(|| item.to_string());
-                finding_from_value(item, &format!("{location}.findings[{i}]"), Wrapping::GetFindings, text)
+                let text = match raws.get(i) {
+                    Some(r) if raws.len() == items.len() => r.get().to_string(),
+                    _ => item.to_string(),
+                };
+                finding_from_value(
+                    item,
+                    &format!("{location}.findings[{i}]"),
+                    Wrapping::GetFindings,
+                    text,
+                    None,
+                )
             })
             .collect();
     }
-    Ok(vec![finding_from_value(&value, location, Wrapping::Bare, raw.to_string())?])
+    Ok(vec![finding_from_value(
+        &value,
+        location,
+        Wrapping::Bare,
+        raw.to_string(),
+        None,
+    )?])
+}
+
+/// An EventBridge envelope: `detail-type`, or `detail` next to `source`.
+fn is_event(object: &serde_json::Map<String, Value>) -> bool {
+    object.contains_key("detail-type")
+        || (object.contains_key("detail") && object.contains_key("source"))
+}
+
+fn parse_event(
+    object: &serde_json::Map<String, Value>,
+    raw: &str,
+    location: &str,
+) -> Result<Finding, FindingError> {
+    let source = object.get("source").and_then(Value::as_str).unwrap_or("");
+    let detail_type = object
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let not_guardduty = || FindingError::NotAFinding {
+        location: location.to_string(),
+        reason: format!(
+            "it is an EventBridge event from source {:?} with detail-type {:?}, not a GuardDuty finding",
+            preview(source),
+            preview(detail_type)
+        ),
+    };
+    let Some(detail) = object.get("detail") else {
+        return Err(FindingError::NotAFinding {
+            location: location.to_string(),
+            reason: "it is an EventBridge event without a `detail`".to_string(),
+        });
+    };
+    let from_guardduty = source.is_empty() || source == "aws.guardduty";
+    let mut finding = finding_from_value(
+        detail,
+        location,
+        Wrapping::EventBridge,
+        raw.to_string(),
+        Some(object),
+    )
+    .map_err(|error| match error {
+        FindingError::NotAFinding { .. } if !from_guardduty => not_guardduty(),
+        FindingError::NotAFinding { location, reason } => FindingError::NotAFinding {
+            location,
+            reason: match reason.strip_prefix("it ") {
+                Some(rest) => format!("the event's `detail` {rest}"),
+                None => format!("the event's `detail`: {reason}"),
+            },
+        },
+        other => other,
+    })?;
+    finding.event_id = object.get("id").and_then(value_as_text);
+    Ok(finding)
 }
 
 #[derive(Deserialize)]
 struct GetFindingsShape<'a> {
     #[serde(borrow, alias = "Findings")]
     findings: Vec<&'a RawValue>,
+}
+
+/// At most 80 characters of `text`, so an error about a huge value stays one readable line.
+fn preview(text: &str) -> String {
+    const LIMIT: usize = 80;
+    match text.char_indices().nth(LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -507,6 +613,21 @@ fn text(object: &serde_json::Map<String, Value>, camel: &str) -> Option<String> 
     field(object, camel).and_then(value_as_text)
 }
 
+/// A field the engine cannot do without: present, a scalar, and not blank.
+fn required_text(object: &serde_json::Map<String, Value>, camel: &str) -> Result<String, String> {
+    match field(object, camel) {
+        None | Some(Value::Null) => Err(format!("`{camel}` is missing")),
+        Some(value) => match value_as_text(value) {
+            Some(text) if text.trim().is_empty() => Err(format!("`{camel}` is empty")),
+            Some(text) => Ok(text),
+            None => Err(format!(
+                "`{camel}` is {}, expected a string",
+                json_kind(value)
+            )),
+        },
+    }
+}
+
 fn value_as_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
@@ -536,50 +657,76 @@ fn value_as_bool(value: &Value) -> Option<bool> {
     }
 }
 
+/// Reads one finding object. `envelope` is the EventBridge event around it, whose
+/// `account` and `region` stand in when the finding itself lacks them.
 fn finding_from_value(
     value: &Value,
     location: &str,
     wrapping: Wrapping,
     raw: String,
+    envelope: Option<&serde_json::Map<String, Value>>,
 ) -> Result<Finding, FindingError> {
     let Value::Object(object) = value else {
         return Err(FindingError::NotAFinding {
             location: location.to_string(),
-            reason: format!("expected the finding to be an object, found {}", json_kind(value)),
+            reason: format!(
+                "expected the finding to be an object, found {}",
+                json_kind(value)
+            ),
         });
     };
-    let id = text(object, "id");
-    let type_text = text(object, "type");
-    let severity_value = field(object, "severity");
-    if id.is_none() && type_text.is_none() && severity_value.is_none() {
+    let present = |name| !matches!(field(object, name), None | Some(Value::Null));
+    if !present("id") && !present("type") && !present("severity") {
         return Err(FindingError::NotAFinding {
             location: location.to_string(),
             reason: "it has none of `id`, `type`, `severity`".to_string(),
         });
     }
-    let id = id.unwrap_or_default();
+    let shown_id = text(object, "id")
+        .filter(|id| !id.trim().is_empty())
+        .map(|id| preview(&id));
     let invalid = |reason: String| FindingError::Invalid {
         location: location.to_string(),
-        id: if id.is_empty() { "(no id)".to_string() } else { id.clone() },
+        id: shown_id.clone().unwrap_or_else(|| "(no id)".to_string()),
         reason,
     };
-    if id.is_empty() {
-        return Err(invalid("missing `id`".to_string()));
-    }
-    let type_text = type_text.ok_or_else(|| invalid("missing `type`".to_string()))?;
+    let id = required_text(object, "id").map_err(invalid)?;
+    let type_text = required_text(object, "type").map_err(invalid)?;
     let finding_type = FindingType::parse(&type_text).map_err(invalid)?;
-    let severity_value = severity_value.ok_or_else(|| invalid("missing `severity`".to_string()))?;
-    let severity_number = value_as_f64(severity_value)
-        .ok_or_else(|| invalid(format!("`severity` is not a number: {severity_value}")))?;
-    let severity = Severity::new(severity_number).map_err(invalid)?;
-    let account_id = text(object, "accountId").ok_or_else(|| invalid("missing `accountId`".to_string()))?;
-    let region = text(object, "region").ok_or_else(|| invalid("missing `region`".to_string()))?;
+    let severity = match field(object, "severity") {
+        None | Some(Value::Null) => return Err(invalid("`severity` is missing".to_string())),
+        Some(value) => {
+            let number = value_as_f64(value).ok_or_else(|| {
+                invalid(format!(
+                    "`severity` is {}, expected a number from 1.0 to 10.0",
+                    preview(&value.to_string())
+                ))
+            })?;
+            Severity::new(number).map_err(invalid)?
+        }
+    };
+    let from_envelope = |camel: &str, envelope_name: &str| {
+        required_text(object, camel).or_else(|error| {
+            envelope
+                .and_then(|e| e.get(envelope_name))
+                .and_then(value_as_text)
+                .filter(|t| !t.trim().is_empty())
+                .ok_or(error)
+        })
+    };
+    let account_id = from_envelope("accountId", "account").map_err(invalid)?;
+    let region = from_envelope("region", "region").map_err(invalid)?;
     let resource = match field(object, "resource") {
         Some(Value::Object(r)) => parse_resource(r).map_err(invalid)?,
         Some(Value::Null) | None => Resource::Other {
             resource_type: "Unknown".to_string(),
         },
-        Some(other) => return Err(invalid(format!("`resource` is {}, expected an object", json_kind(other)))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "`resource` is {}, expected an object",
+                json_kind(other)
+            )));
+        }
     };
     let service = match field(object, "service") {
         Some(Value::Object(s)) => parse_service(s),
@@ -612,41 +759,67 @@ fn parse_resource(object: &serde_json::Map<String, Value>) -> Result<Resource, S
         match field(object, name) {
             Some(Value::Null) | None => Ok(None),
             Some(v @ Value::Object(_)) => Ok(Some(normalise_keys(v))),
-            Some(other) => Err(format!("`resource.{name}` is {}, expected an object", json_kind(other))),
+            Some(other) => Err(format!(
+                "`resource.{name}` is {}, expected an object",
+                json_kind(other)
+            )),
         }
     };
     match resource_type.as_str() {
         "Instance" => {
-            let details = sub("instanceDetails")?.ok_or("`resource.instanceDetails` is missing for an Instance finding")?;
-            let details: InstanceDetails = serde_json::from_value(details)
-                .map_err(|e| format!("`resource.instanceDetails` is malformed: {e}"))?;
-            if details.instance_id.is_empty() {
+            let details = sub("instanceDetails")?
+                .ok_or("`resource.instanceDetails` is missing for an Instance finding")?;
+            let details: InstanceDetails = typed_details(details, "instanceDetails")?;
+            if details.instance_id.trim().is_empty() {
                 return Err("`resource.instanceDetails.instanceId` is missing".to_string());
+            }
+            if let Some(i) = details
+                .network_interfaces
+                .iter()
+                .position(|eni| eni.network_interface_id.trim().is_empty())
+            {
+                return Err(format!(
+                    "`resource.instanceDetails.networkInterfaces[{i}].networkInterfaceId` is missing"
+                ));
             }
             Ok(Resource::Instance(details))
         }
         "AccessKey" => {
-            let details = sub("accessKeyDetails")?.ok_or("`resource.accessKeyDetails` is missing for an AccessKey finding")?;
-            let details: AccessKeyDetails = serde_json::from_value(details)
-                .map_err(|e| format!("`resource.accessKeyDetails` is malformed: {e}"))?;
-            if details.access_key_id.is_empty() {
+            let details = sub("accessKeyDetails")?
+                .ok_or("`resource.accessKeyDetails` is missing for an AccessKey finding")?;
+            let details: AccessKeyDetails = typed_details(details, "accessKeyDetails")?;
+            if details.access_key_id.trim().is_empty() {
                 return Err("`resource.accessKeyDetails.accessKeyId` is missing".to_string());
             }
             Ok(Resource::AccessKey(details))
         }
-        "S3Bucket" | "S3Object" if field(object, "s3BucketDetails").is_some() => {
-            let names = match field(object, "s3BucketDetails") {
+        "S3Bucket" => {
+            let bucket_names = match field(object, "s3BucketDetails") {
                 Some(Value::Array(items)) => items
                     .iter()
                     .filter_map(|b| b.as_object().and_then(|b| text(b, "name")))
                     .collect(),
                 _ => Vec::new(),
             };
-            Ok(Resource::S3Bucket { bucket_names: names })
+            Ok(Resource::S3Bucket { bucket_names })
         }
-        "S3Bucket" => Ok(Resource::S3Bucket { bucket_names: Vec::new() }),
+        // `S3Object` (Malware Protection for S3) and every other kind keep their own name,
+        // so routing by resource type never mistakes them for a kind the engine acts on.
         _ => Ok(Resource::Other { resource_type }),
     }
+}
+
+/// Deserialises a details object, naming the exact field when it is malformed.
+fn typed_details<T: serde::de::DeserializeOwned>(value: Value, name: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let where_ = if path == "." {
+            format!("resource.{name}")
+        } else {
+            format!("resource.{name}.{path}")
+        };
+        format!("`{where_}` is malformed: {}", error.into_inner())
+    })
 }
 
 /// Lower-cases the first letter of every key, so PascalCase (SDK) input reads like camelCase.
@@ -674,13 +847,14 @@ fn parse_service(object: &serde_json::Map<String, Value>) -> Service {
         Some(Value::Object(action)) => text(action, "actionType"),
         _ => None,
     };
-    let resource_role = text(object, "resourceRole").and_then(|r| match r.to_ascii_uppercase().as_str() {
-        "TARGET" => Some(ResourceRole::Target),
-        "ACTOR" => Some(ResourceRole::Actor),
-        _ => None,
-    });
+    let resource_role =
+        text(object, "resourceRole").and_then(|r| match r.trim().to_ascii_uppercase().as_str() {
+            "TARGET" => Some(ResourceRole::Target),
+            "ACTOR" => Some(ResourceRole::Actor),
+            _ => None,
+        });
     let sample = match field(object, "additionalInfo") {
-        Some(Value::Object(info)) => field(info, "sample").and_then(value_as_bool).unwrap_or(false),
+        Some(Value::Object(info)) => sample_flag(info),
         _ => false,
     };
     Service {
@@ -689,12 +863,34 @@ fn parse_service(object: &serde_json::Map<String, Value>) -> Service {
         resource_role,
         event_first_seen: text(object, "eventFirstSeen"),
         event_last_seen: text(object, "eventLastSeen"),
-        archived: field(object, "archived").and_then(value_as_bool).unwrap_or(false),
-        count: field(object, "count").and_then(value_as_f64).and_then(|c| {
-            (c >= 0.0 && c.fract() == 0.0).then_some(c as u64)
-        }),
+        archived: field(object, "archived")
+            .and_then(value_as_bool)
+            .unwrap_or(false),
+        count: field(object, "count")
+            .and_then(value_as_f64)
+            .and_then(|c| (c >= 0.0 && c.fract() == 0.0).then_some(c as u64)),
         sample,
     }
+}
+
+/// GuardDuty marks generated samples in `additionalInfo`, either inline
+/// (`{"sample": true}`) or, in the API's shape, as JSON text in `value`
+/// (`{"value": "{\"sample\":true}", "type": "default"}`).
+fn sample_flag(info: &serde_json::Map<String, Value>) -> bool {
+    if let Some(sample) = field(info, "sample").and_then(value_as_bool) {
+        return sample;
+    }
+    let nested = match field(info, "value") {
+        Some(Value::String(text)) => serde_json::from_str::<Value>(text).ok(),
+        Some(value @ Value::Object(_)) => Some(value.clone()),
+        _ => None,
+    };
+    nested
+        .as_ref()
+        .and_then(Value::as_object)
+        .and_then(|object| field(object, "sample"))
+        .and_then(value_as_bool)
+        .unwrap_or(false)
 }
 
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
@@ -705,6 +901,7 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// Any scalar as text; `null`, arrays and objects as absent.
 fn lenient_text<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
 where
     D: Deserializer<'de>,

@@ -9,3 +9,6 @@ pub mod plan;
 pub mod route;
 pub mod executor;
 pub mod journal;
+pub mod validate;
+pub mod yaml;
+pub mod local_store;

@@ -1,0 +1,641 @@
+//! Playbook loading and validation. Every problem in every file is reported at
+//! once, each with file, line, column, path and a hint, so a responder fixes a
+//! directory of playbooks in one pass rather than one error at a time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use strum::VariantNames;
+
+use crate::action::{Action, ActionKind, TargetKind};
+use crate::finding::{Severity, SeverityBand};
+use crate::playbook::{MatchRule, Playbook, Step, StepDocument};
+use crate::yaml::{self, Document, Location};
+
+/// GuardDuty resource types a playbook may match on.
+pub const KNOWN_RESOURCE_TYPES: &[&str] = &[
+    "Instance",
+    "AccessKey",
+    "S3Bucket",
+    "S3Object",
+    "EKSCluster",
+    "ECSCluster",
+    "Container",
+    "RDSDBInstance",
+    "RDSLimitlessDB",
+    "Lambda",
+    "EBSVolume",
+];
+
+/// One problem in one playbook file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Problem {
+    pub file: String,
+    pub location: Option<(usize, usize)>,
+    /// Path inside the document, e.g. `steps[2].with`.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some((line, column)) = self.location {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": ")?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A playbook and the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedPlaybook {
+    pub file: PathBuf,
+    pub playbook: Playbook,
+    match_location: Option<Location>,
+}
+
+/// Loads every `*.yaml`/`*.yml` in `dir` (or the one file `dir` names) and
+/// validates each and all together. Any problem ⇒ every problem, sorted.
+pub fn load_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> {
+    let files = match playbook_files(path) {
+        Ok(files) => files,
+        Err(problem) => return Err(vec![problem]),
+    };
+    if files.is_empty() {
+        return Err(vec![Problem {
+            file: path.display().to_string(),
+            location: None,
+            path: String::new(),
+            message: "no playbook files (*.yaml, *.yml) here".to_string(),
+            hint: Some("point --playbooks at the directory holding your playbooks".to_string()),
+        }]);
+    }
+    let mut problems = Vec::new();
+    let mut loaded = Vec::new();
+    for file in files {
+        let shown = file.display().to_string();
+        match std::fs::read_to_string(&file) {
+            Ok(text) => match validate_text(&text, &shown) {
+                Ok((playbook, match_location)) => loaded.push(LoadedPlaybook {
+                    file,
+                    playbook,
+                    match_location,
+                }),
+                Err(mut found) => problems.append(&mut found),
+            },
+            Err(e) => problems.push(Problem {
+                file: shown,
+                location: None,
+                path: String::new(),
+                message: format!("cannot read: {e}"),
+                hint: None,
+            }),
+        }
+    }
+    problems.extend(cross_file_problems(&loaded));
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        problems.sort();
+        problems.dedup();
+        Err(problems)
+    }
+}
+
+fn playbook_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
+    let problem = |message: String| Problem {
+        file: path.display().to_string(),
+        location: None,
+        path: String::new(),
+        message,
+        hint: None,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| problem(format!("cannot read: {e}")))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| problem(format!("cannot list: {e}")))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+struct FileContext<'a> {
+    file: &'a str,
+    doc: &'a Document,
+    problems: Vec<Problem>,
+}
+
+impl FileContext<'_> {
+    fn push(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        self.problems.push(Problem {
+            file: self.file.to_string(),
+            location: self.doc.locate(path).map(|l| (l.line, l.column)),
+            path: path.to_string(),
+            message: message.into(),
+            hint,
+        });
+    }
+
+    /// Deserializes `value` (found at `base`), recording a located problem on failure.
+    fn typed<T: DeserializeOwned>(&mut self, value: &Value, base: &str) -> Option<T> {
+        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => Some(v),
+            Err(err) => {
+                let inner = err.path().to_string();
+                let message = err.inner().to_string();
+                let mut path = join(base, if inner == "." { "" } else { &inner });
+                // serde reports an unknown field at its parent; point at the field itself.
+                if let Some(field) = between(&message, "unknown field `", "`") {
+                    path = join(&path, field);
+                }
+                let hint = hint_for(&message);
+                self.push(&path, message, hint);
+                None
+            }
+        }
+    }
+}
+
+fn join(base: &str, rest: &str) -> String {
+    match (base.is_empty(), rest.is_empty()) {
+        (_, true) => base.to_string(),
+        (true, false) => rest.to_string(),
+        (false, false) if rest.starts_with('[') => format!("{base}{rest}"),
+        (false, false) => format!("{base}.{rest}"),
+    }
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}
+
+/// A "did you mean" for unknown names, using the expected list serde already gives.
+fn hint_for(message: &str) -> Option<String> {
+    let unknown = between(message, "unknown variant `", "`").or_else(|| between(message, "unknown field `", "`"))?;
+    let expected = message.split_once("expected ").map(|(_, e)| e)?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    let best = candidates
+        .iter()
+        .map(|c| (edit_distance(unknown, c), *c))
+        .min()
+        .filter(|(d, c)| *d <= (c.len() / 2).max(2));
+    match best {
+        Some((_, c)) => Some(format!("did you mean `{c}`?")),
+        None if message.contains("unknown variant") && candidates.len() > 1 => {
+            Some(format!("valid values: {}", candidates.join(", ")))
+        }
+        None => None,
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Validates one playbook's text. `file` names it in problems.
+pub fn validate_text(text: &str, file: &str) -> Result<(Playbook, Option<Location>), Vec<Problem>> {
+    let doc = match yaml::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => {
+            return Err(vec![Problem {
+                file: file.to_string(),
+                location: Some((e.location.line, e.location.column)),
+                path: String::new(),
+                message: format!("not valid YAML: {}", e.message),
+                hint: None,
+            }]);
+        }
+    };
+    let mut cx = FileContext {
+        file,
+        doc: &doc,
+        problems: Vec::new(),
+    };
+    let Value::Object(top) = &doc.value else {
+        cx.push("", "a playbook must be a YAML mapping (name, match, steps, ...)", None);
+        return Err(cx.problems);
+    };
+    // The header without steps, then each step on its own: one bad step does not hide the others.
+    let mut header = top.clone();
+    let steps_value = header.insert("steps".to_string(), Value::Array(Vec::new()));
+    let header: Option<Playbook> = cx.typed(&Value::Object(header), "");
+    let mut steps = Vec::new();
+    match &steps_value {
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let base = format!("steps[{i}]");
+                let Some(document) = cx.typed::<StepDocument>(item, &base) else {
+                    continue;
+                };
+                let with = document.with.clone().unwrap_or_else(|| Value::Object(Default::default()));
+                let tagged = serde_json::json!({ "action": document.action, "with": with });
+                let with_base = format!("{base}.with");
+                // Errors inside `with` are reported under `with`; strip the adjacent tag's own segment.
+                match serde_path_to_error::deserialize::<_, Action>(tagged) {
+                    Ok(action) => steps.push((
+                        i,
+                        Step {
+                            id: document.id,
+                            description: document.description,
+                            action,
+                            approval: document.approval,
+                            retry: document.retry,
+                            on_failure: document.on_failure,
+                        },
+                    )),
+                    Err(err) => {
+                        let inner = err.path().to_string();
+                        let inner = inner.strip_prefix("with").unwrap_or(&inner).trim_start_matches('.');
+                        let message = format!("`{}`: {}", document.action, err.inner());
+                        let mut path = join(&with_base, inner);
+                        if let Some(field) = between(&message, "unknown field `", "`") {
+                            path = join(&path, field);
+                        }
+                        let hint = hint_for(&message);
+                        cx.push(&path, message, hint);
+                    }
+                }
+            }
+        }
+        Some(_) => cx.push("steps", "`steps` must be a list of steps", None),
+        None => cx.push("", "missing `steps`", Some("list the actions to run under `steps:`".to_string())),
+    }
+    if let Some(header) = &header {
+        check_header(&mut cx, header);
+        let typed_steps: Vec<&(usize, Step)> = steps.iter().collect();
+        check_steps(&mut cx, header, &typed_steps, steps_value.as_ref());
+    }
+    if !cx.problems.is_empty() {
+        return Err(cx.problems);
+    }
+    let Some(mut playbook) = header else {
+        return Err(cx.problems);
+    };
+    playbook.steps = steps.into_iter().map(|(_, s)| s).collect();
+    Ok((playbook, doc.locate("match")))
+}
+
+fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook) {
+    if playbook.name.trim().is_empty() {
+        cx.push("name", "the playbook name is empty", None);
+    } else if !playbook
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        cx.push(
+            "name",
+            format!("name {:?} has characters outside [A-Za-z0-9_-]", playbook.name),
+            Some("names appear in journals, evidence keys and tags".to_string()),
+        );
+    }
+    let rule = &playbook.matcher;
+    for (i, pattern) in rule.finding_types.iter().enumerate() {
+        check_pattern(cx, &format!("match.finding-types[{i}]"), pattern);
+    }
+    for (i, pattern) in rule.exclude_finding_types.iter().enumerate() {
+        check_pattern(cx, &format!("match.exclude-finding-types[{i}]"), pattern);
+    }
+    for (i, resource) in rule.resource_types.iter().enumerate() {
+        if !KNOWN_RESOURCE_TYPES.contains(&resource.as_str()) {
+            let hint = KNOWN_RESOURCE_TYPES
+                .iter()
+                .map(|k| (edit_distance(&resource.to_lowercase(), &k.to_lowercase()), *k))
+                .min()
+                .filter(|(d, _)| *d <= 3)
+                .map(|(_, k)| format!("did you mean `{k}`?"))
+                .or_else(|| Some(format!("known types: {}", KNOWN_RESOURCE_TYPES.join(", "))));
+            cx.push(
+                &format!("match.resource-types[{i}]"),
+                format!("unknown GuardDuty resource type {resource:?}"),
+                hint,
+            );
+        }
+    }
+    if let Some(severity) = &rule.severity {
+        if severity.bands.is_empty() && severity.min.is_none() && severity.max.is_none() {
+            cx.push(
+                "match.severity",
+                "empty severity rule",
+                Some("give `bands`, `min` or `max`, or remove `severity`".to_string()),
+            );
+        }
+        for (key, value) in [("min", severity.min), ("max", severity.max)] {
+            if let Some(v) = value
+                && Severity::new(v).is_err()
+            {
+                cx.push(
+                    &format!("match.severity.{key}"),
+                    format!("{v} is outside GuardDuty's severity range {}-{}", Severity::MIN, Severity::MAX),
+                    None,
+                );
+            }
+        }
+        if let (Some(min), Some(max)) = (severity.min, severity.max)
+            && min > max
+        {
+            cx.push("match.severity", format!("min {min} is above max {max}: nothing can match"), None);
+        }
+        if !severity.bands.is_empty() && severity_intervals(rule).is_empty() {
+            cx.push(
+                "match.severity",
+                "the bands and the min/max range do not overlap: nothing can match",
+                None,
+            );
+        }
+    }
+}
+
+fn check_pattern(cx: &mut FileContext<'_>, path: &str, pattern: &str) {
+    if pattern.trim().is_empty() {
+        cx.push(path, "empty finding-type pattern", None);
+    } else if pattern != "*" && !pattern.contains(':') && !pattern.contains('*') {
+        cx.push(
+            path,
+            format!("{pattern:?} cannot match a GuardDuty type"),
+            Some("types look like `Backdoor:EC2/C&CActivity.B`; use `*` for any run of characters".to_string()),
+        );
+    } else if pattern.chars().any(char::is_whitespace) {
+        cx.push(path, format!("{pattern:?} contains whitespace; GuardDuty types never do"), None);
+    }
+}
+
+fn check_steps(cx: &mut FileContext<'_>, playbook: &Playbook, steps: &[&(usize, Step)], raw_steps: Option<&Value>) {
+    if let Some(Value::Array(items)) = raw_steps
+        && items.is_empty()
+    {
+        cx.push("steps", "the playbook has no steps", Some("a notify-only playbook has one `notify` step".to_string()));
+    }
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, step) in steps {
+        let base = format!("steps[{i}]");
+        if step.id.trim().is_empty() {
+            cx.push(&format!("{base}.id"), "empty step id", None);
+        } else if step.id.chars().any(|c| c.is_whitespace()) {
+            cx.push(&format!("{base}.id"), format!("step id {:?} contains whitespace", step.id), Some("ids are typed in `--approve STEP`; use kebab-case".to_string()));
+        }
+        if let Some(first) = seen.insert(&step.id, *i) {
+            cx.push(
+                &format!("{base}.id"),
+                format!("duplicate step id `{}` (first used by steps[{first}])", step.id),
+                Some("step ids name steps in journals and approvals; make each unique".to_string()),
+            );
+        }
+        if step.retry.max_attempts == 0 {
+            cx.push(&format!("{base}.retry.max-attempts"), "max-attempts must be at least 1 (1 = no retry)", None);
+        }
+        if step.retry.initial_backoff_ms > step.retry.max_backoff_ms {
+            cx.push(&format!("{base}.retry"), "initial-backoff-ms is above max-backoff-ms", None);
+        }
+        let target = step.action.kind().target_kind();
+        if let Some(message) = target_mismatch(&playbook.matcher, target, step.action.kind()) {
+            cx.push(&format!("{base}.action"), message, Some("match the playbook to findings this action can act on, or remove the step".to_string()));
+        }
+    }
+}
+
+fn target_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) -> Option<String> {
+    if rule.resource_types.is_empty() {
+        return None;
+    }
+    let fits = |resource: &str| match target {
+        TargetKind::Case => true,
+        TargetKind::Instance => resource == "Instance",
+        TargetKind::AccessKey | TargetKind::User => resource == "AccessKey",
+        TargetKind::Role => resource == "AccessKey" || resource == "Instance",
+    };
+    (!rule.resource_types.iter().any(|r| fits(r))).then(|| {
+        format!(
+            "`{kind}` acts on {} but the playbook only matches {} findings",
+            match target {
+                TargetKind::Instance => "an instance",
+                TargetKind::AccessKey => "an access key",
+                TargetKind::User => "an IAM user",
+                TargetKind::Role => "a role",
+                TargetKind::Case => "the case",
+            },
+            rule.resource_types.join("/")
+        )
+    })
+}
+
+/// Severity values a rule accepts, as closed intervals.
+fn severity_intervals(rule: &MatchRule) -> Vec<(f64, f64)> {
+    const JUST_BELOW: f64 = 1e-9;
+    let (lo, hi) = match &rule.severity {
+        Some(s) => (s.min.unwrap_or(Severity::MIN), s.max.unwrap_or(Severity::MAX)),
+        None => (Severity::MIN, Severity::MAX),
+    };
+    let bands: Vec<SeverityBand> = match &rule.severity {
+        Some(s) if !s.bands.is_empty() => s.bands.clone(),
+        _ => vec![SeverityBand::Low, SeverityBand::Medium, SeverityBand::High, SeverityBand::Critical],
+    };
+    bands
+        .iter()
+        .map(|band| match band {
+            SeverityBand::Low => (1.0, 4.0 - JUST_BELOW),
+            SeverityBand::Medium => (4.0, 7.0 - JUST_BELOW),
+            SeverityBand::High => (7.0, 9.0 - JUST_BELOW),
+            SeverityBand::Critical => (9.0, 10.0),
+        })
+        .map(|(a, b): (f64, f64)| (a.max(lo), b.min(hi)))
+        .filter(|(a, b)| a <= b)
+        .collect()
+}
+
+/// Could one finding satisfy both rules? Exact for types, resources, severity,
+/// role and key kind; exclusions are ignored (so the answer errs towards "yes").
+pub fn rules_overlap(a: &MatchRule, b: &MatchRule) -> bool {
+    let types = a.finding_types.is_empty()
+        || b.finding_types.is_empty()
+        || a.finding_types.iter().any(|p| b.finding_types.iter().any(|q| patterns_intersect(p, q)));
+    let resources = a.resource_types.is_empty()
+        || b.resource_types.is_empty()
+        || a.resource_types.iter().any(|r| b.resource_types.contains(r));
+    let severity = severity_intervals(a)
+        .iter()
+        .any(|(a0, a1)| severity_intervals(b).iter().any(|(b0, b1)| a0 <= b1 && b0 <= a1));
+    let role = match (a.resource_role, b.resource_role) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    let key = match (a.key_kind, b.key_kind) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    types && resources && severity && role && key
+}
+
+/// Is there a well-formed GuardDuty type (exactly one `:`, then exactly one `/`)
+/// that both wildcard patterns match? Raw glob intersection is not enough:
+/// `*:IAMUser/*` and `*:EC2/*` share `a:IAMUser/b:EC2/c`, which no finding has.
+pub fn patterns_intersect(a: &str, b: &str) -> bool {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut memo = vec![[None; 3]; (a.len() + 1) * (b.len() + 1)];
+    Intersection { a: &a, b: &b, memo: &mut memo }.from(0, 0, 0)
+}
+
+/// Search state: positions in both patterns and how many separators the common
+/// string has consumed (0: in the purpose, 1: in the resource type, 2: after `/`).
+struct Intersection<'p> {
+    a: &'p [char],
+    b: &'p [char],
+    memo: &'p mut Vec<[Option<bool>; 3]>,
+}
+
+/// A character both patterns might consume next: a literal, a separator, or
+/// "any other character" (`None`).
+type Candidate = Option<char>;
+
+impl Intersection<'_> {
+    fn from(&mut self, i: usize, j: usize, sep: usize) -> bool {
+        let slot = i * (self.b.len() + 1) + j;
+        if let Some(known) = self.memo[slot][sep] {
+            return known;
+        }
+        self.memo[slot][sep] = Some(false);
+        let result = self.search(i, j, sep);
+        self.memo[slot][sep] = Some(result);
+        result
+    }
+
+    fn search(&mut self, i: usize, j: usize, sep: usize) -> bool {
+        let (a, b) = (self.a, self.b);
+        if i == a.len() && j == b.len() && sep == 2 {
+            return true;
+        }
+        if i < a.len() && a[i] == '*' && self.from(i + 1, j, sep) {
+            return true;
+        }
+        if j < b.len() && b[j] == '*' && self.from(i, j + 1, sep) {
+            return true;
+        }
+        let mut candidates: Vec<Candidate> = vec![Some(':'), Some('/'), None];
+        for c in [a.get(i), b.get(j)].into_iter().flatten() {
+            if !matches!(c, '*' | '?') {
+                candidates.push(Some(*c));
+            }
+        }
+        for c in candidates {
+            let next_sep = match (c, sep) {
+                (Some(':'), 0) => 1,
+                (Some('/'), 1) => 2,
+                (Some(':' | '/'), _) => continue,
+                _ => sep,
+            };
+            let (Some(ni), Some(nj)) = (step(a, i, c), step(b, j, c)) else {
+                continue;
+            };
+            if (ni, nj, next_sep) == (i, j, sep) {
+                continue;
+            }
+            if self.from(ni, nj, next_sep) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Where pattern `p` at `i` goes after consuming `c`, if it can.
+fn step(p: &[char], i: usize, c: Candidate) -> Option<usize> {
+    match p.get(i)? {
+        '*' => Some(i),
+        '?' => Some(i + 1),
+        literal => (c == Some(*literal) && !matches!(c, None)).then_some(i + 1),
+    }
+}
+
+fn cross_file_problems(loaded: &[LoadedPlaybook]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut names: BTreeMap<&str, &Path> = BTreeMap::new();
+    for p in loaded {
+        if let Some(other) = names.insert(&p.playbook.name, &p.file) {
+            problems.push(Problem {
+                file: p.file.display().to_string(),
+                location: Some((1, 1)),
+                path: "name".to_string(),
+                message: format!("playbook name `{}` is also used by {}", p.playbook.name, other.display()),
+                hint: Some("playbook names must be unique".to_string()),
+            });
+        }
+    }
+    for (i, a) in loaded.iter().enumerate() {
+        for b in &loaded[i + 1..] {
+            if a.playbook.priority == b.playbook.priority && rules_overlap(&a.playbook.matcher, &b.playbook.matcher) {
+                problems.push(Problem {
+                    file: b.file.display().to_string(),
+                    location: b.match_location.map(|l| (l.line, l.column)),
+                    path: "match".to_string(),
+                    message: format!(
+                        "playbook `{}` and `{}` ({}) can match the same finding with equal priority {}",
+                        b.playbook.name,
+                        a.playbook.name,
+                        a.file.display(),
+                        a.playbook.priority
+                    ),
+                    hint: Some("give one a higher `priority`, or narrow one `match` so they cannot overlap".to_string()),
+                });
+            }
+        }
+    }
+    problems
+}
+
+/// Every valid action name, for help texts.
+pub fn action_names() -> &'static [&'static str] {
+    ActionKind::VARIANTS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intersections() {
+        assert!(patterns_intersect("Backdoor:EC2/*", "*:EC2/*"));
+        assert!(patterns_intersect("*", "Recon:EC2/Portscan"));
+        assert!(!patterns_intersect("Backdoor:EC2/*", "Recon:EC2/*"));
+        assert!(!patterns_intersect("*:IAMUser/*", "*:EC2/*"));
+        assert!(patterns_intersect("*!DNS", "Backdoor:EC2/C&CActivity.B*"));
+        assert!(patterns_intersect("Recon:EC2/Port?can", "*:EC2/*"));
+        assert!(!patterns_intersect("Recon:EC2", "*"));
+        assert!(patterns_intersect("*", "*"));
+    }
+
+    #[test]
+    fn hints() {
+        let h = hint_for("unknown variant `isolate-instanc`, expected one of `tag-resource`, `isolate-instance`");
+        assert_eq!(h.as_deref(), Some("did you mean `isolate-instance`?"));
+    }
+}
