@@ -1,1 +1,628 @@
-fn main() {}
+//! `cordon`: run incident-response playbooks against GuardDuty findings.
+//!
+//! Exit codes: 0 success (including "no playbook matches" and no-op re-runs);
+//! 1 the run failed or stopped (a step failed, rollback incomplete, AWS error);
+//! 2 invalid input (usage, malformed finding, invalid playbooks, unknown case);
+//! 3 the case waits for approval.
+
+mod render;
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use cordon_aws::actions::AwsActions;
+use cordon_aws::client::AwsClients;
+use cordon_aws::evidence::EvidenceStore;
+use cordon_core::executor::{Approver, Decision, ExecError, Executor, Report};
+use cordon_core::finding::{Finding, parse_single_finding};
+use cordon_core::journal::{CaseState, CaseStatus, JournalRecord, JournalStore};
+use cordon_core::local_store::LocalJournal;
+use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
+use cordon_core::route::{Route, route};
+use cordon_core::validate::{LoadedPlaybook, load_playbooks};
+
+/// Incident-response forensics for AWS: contain what GuardDuty finds, keep the
+/// evidence, and roll back exactly.
+#[derive(Debug, Parser)]
+#[command(name = "cordon", version, about, long_about = None, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log verbosity on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Write logs as JSON lines (an audit trail) instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 success (also: no playbook matches, nothing to do); 1 run failed or stopped; \
+2 invalid input (usage, finding, playbooks, unknown case); 3 waiting for approval.";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the playbook format's JSON Schema.
+    Schema,
+    /// Validate playbooks; reports every problem at once with file:line:column.
+    Validate {
+        /// A playbook file or a directory of them.
+        #[arg(default_value = "playbooks")]
+        path: PathBuf,
+    },
+    /// Say which playbook answers a finding, and why.
+    Route(FindingArgs),
+    /// Print the plan for a finding: steps, targets, approvals, IAM permissions.
+    Plan(FindingArgs),
+    /// Run the plan for a finding (journaled; re-running the same finding is a no-op).
+    Run {
+        #[command(flatten)]
+        finding: FindingArgs,
+        /// Read pre-states and print the calls that would be made; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        approval: ApprovalArgs,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Continue a stopped or interrupted case from its journal.
+    Resume {
+        case: String,
+        #[command(flatten)]
+        approval: ApprovalArgs,
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Approve (or refuse) a step waiting for approval, then continue the case.
+    Approve {
+        case: String,
+        step: String,
+        /// Refuse instead: the remaining steps are recorded as not run.
+        #[arg(long)]
+        refuse: bool,
+        /// Why (recorded in the journal).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Undo every step of a case from its journaled pre-state, newest first.
+    Rollback {
+        case: String,
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show a case: its plan, each step's state, and the timeline.
+    Status {
+        case: String,
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// List known cases.
+    Cases {
+        #[command(flatten)]
+        state: StateArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args)]
+struct FindingArgs {
+    /// A GuardDuty finding: EventBridge event, bare finding, or GetFindings item (`-` for stdin).
+    finding: PathBuf,
+    /// Directory (or file) of playbooks.
+    #[arg(long, env = "CORDON_PLAYBOOKS", default_value = "playbooks")]
+    playbooks: PathBuf,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Args)]
+struct ApprovalArgs {
+    /// Approve every step that needs approval (scripted runs).
+    #[arg(long)]
+    yes: bool,
+    /// Approve this step (repeatable).
+    #[arg(long = "approve", value_name = "STEP")]
+    approve: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+struct StateArgs {
+    /// Where journals and local evidence live.
+    #[arg(long, env = "CORDON_STATE_DIR", default_value = ".cordon")]
+    state_dir: PathBuf,
+}
+
+impl StateArgs {
+    fn journal(&self) -> LocalJournal {
+        LocalJournal::new(self.state_dir.join("cases"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+fn invalid(error: anyhow::Error) -> Failure {
+    Failure { code: 2, error }
+}
+
+fn failed(error: anyhow::Error) -> Failure {
+    Failure { code: 1, error }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(error: anyhow::Error) -> Self {
+        failed(error)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cordon: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            // One sentence per cause, outermost first: never a Debug dump.
+            let mut message = failure.error.to_string();
+            for cause in failure.error.chain().skip(1) {
+                let cause = cause.to_string();
+                if !message.contains(&cause) {
+                    message.push_str(": ");
+                    message.push_str(&cause);
+                }
+            }
+            eprintln!("cordon: {message}");
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, json: bool) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn dispatch(command: Command) -> Result<u8, Failure> {
+    match command {
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&cordon_core::playbook::json_schema()).map_err(|e| failed(e.into()))?
+            );
+            Ok(0)
+        }
+        Command::Validate { path } => validate(&path),
+        Command::Route(args) => {
+            let (finding, playbooks) = load_inputs(&args)?;
+            let (route, _) = route(&finding, &playbooks_only(&playbooks));
+            match args.output {
+                Output::Json => print_json(&route)?,
+                Output::Text => print!("{}", render::route(&finding, &route)),
+            }
+            Ok(0)
+        }
+        Command::Plan(args) => {
+            let (finding, playbooks) = load_inputs(&args)?;
+            match make_plan(&finding, &playbooks) {
+                Some(plan) => match args.output {
+                    Output::Json => print_json(&plan)?,
+                    Output::Text => print!("{}", render::plan(&plan)),
+                },
+                None => no_match(&finding, &playbooks, args.output)?,
+            }
+            Ok(0)
+        }
+        Command::Run {
+            finding: args,
+            dry_run,
+            approval,
+            state,
+        } => {
+            let (finding, playbooks) = load_inputs(&args)?;
+            let Some(plan) = make_plan(&finding, &playbooks) else {
+                no_match(&finding, &playbooks, args.output)?;
+                return Ok(0);
+            };
+            let aws = aws_actions(&state, &plan.case_id).await?;
+            if dry_run {
+                let approver = CliApprover::new(&aws.clients, &approval, false);
+                let journal = state.journal();
+                let executor = Executor::new(&aws, &journal, &approver);
+                let steps = executor.dry_run(&plan).await;
+                match args.output {
+                    Output::Json => print_json(&serde_json::json!({ "plan": plan, "dry-run": steps }))?,
+                    Output::Text => {
+                        print!("{}", render::plan(&plan));
+                        print!("{}", render::dry_run(&steps));
+                    }
+                }
+                return Ok(0);
+            }
+            if args.output == Output::Text {
+                print!("{}", render::plan(&plan));
+                println!();
+            }
+            let journal = state.journal();
+            let approver = CliApprover::new(&aws.clients, &approval, args.output == Output::Text);
+            let timeline = Timeline::new(args.output);
+            let observer = |r: &JournalRecord| timeline.record(r);
+            let executor = Executor::new(&aws, &journal, &approver)
+                .observe(&observer)
+                .crash_after_record(crash_hook());
+            let report = executor.run(&plan, &finding.raw).await.map_err(exec_failure)?;
+            finish(report, &aws, args.output)
+        }
+        Command::Resume {
+            case,
+            approval,
+            state,
+            output,
+        } => {
+            let case = parse_case(&case)?;
+            let aws = aws_actions(&state, &case).await?;
+            let journal = state.journal();
+            let approver = CliApprover::new(&aws.clients, &approval, output == Output::Text);
+            let timeline = Timeline::new(output);
+            let observer = |r: &JournalRecord| timeline.record(r);
+            let executor = Executor::new(&aws, &journal, &approver)
+                .observe(&observer)
+                .crash_after_record(crash_hook());
+            let report = executor.resume(&case).await.map_err(exec_failure)?;
+            finish(report, &aws, output)
+        }
+        Command::Approve {
+            case,
+            step,
+            refuse,
+            reason,
+            state,
+            output,
+        } => {
+            let case = parse_case(&case)?;
+            let aws = aws_actions(&state, &case).await?;
+            let journal = state.journal();
+            let identity = caller_identity(&aws.clients).await;
+            let decision = if refuse {
+                Decision::Refused {
+                    approver: identity,
+                    reason: if reason.is_empty() { "refused".to_string() } else { reason },
+                }
+            } else {
+                Decision::Approved { approver: identity }
+            };
+            // Later approval-gated steps still ask: the approval covers this step only.
+            let approver = CliApprover::new(&aws.clients, &ApprovalArgs { yes: false, approve: Vec::new() }, output == Output::Text);
+            let timeline = Timeline::new(output);
+            let observer = |r: &JournalRecord| timeline.record(r);
+            let executor = Executor::new(&aws, &journal, &approver).observe(&observer);
+            let report = executor.decide(&case, &step, decision).await.map_err(exec_failure)?;
+            finish(report, &aws, output)
+        }
+        Command::Rollback { case, state, output } => {
+            let case = parse_case(&case)?;
+            let aws = aws_actions(&state, &case).await?;
+            let journal = state.journal();
+            let approver = CliApprover::new(&aws.clients, &ApprovalArgs { yes: false, approve: Vec::new() }, false);
+            let timeline = Timeline::new(output);
+            let observer = |r: &JournalRecord| timeline.record(r);
+            let executor = Executor::new(&aws, &journal, &approver)
+                .observe(&observer)
+                .crash_after_record(crash_hook());
+            let report = executor
+                .rollback(&case, "requested from the CLI")
+                .await
+                .map_err(exec_failure)?;
+            finish(report, &aws, output)
+        }
+        Command::Status { case, state, output } => {
+            let case = parse_case(&case)?;
+            let journal = state.journal();
+            let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
+            let case_state = CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
+            match output {
+                Output::Json => print_json(&serde_json::json!({
+                    "case-id": case,
+                    "status": case_state.status.map(|s| s.to_string()),
+                    "plan": case_state.plan,
+                    "journal": records,
+                }))?,
+                Output::Text => print!("{}", render::status(&case_state, &records)),
+            }
+            Ok(0)
+        }
+        Command::Cases { state, output } => {
+            let journal = state.journal();
+            let cases = journal.cases().await.map_err(|e| failed(e.into()))?;
+            let mut rows = Vec::new();
+            for case in cases {
+                let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
+                match CaseState::from_records(&case, &records) {
+                    Ok(s) => rows.push(render::CaseRow::from_state(&s, &records)),
+                    Err(e) => rows.push(render::CaseRow::broken(&case, &e.to_string())),
+                }
+            }
+            match output {
+                Output::Json => print_json(&rows)?,
+                Output::Text => print!("{}", render::cases(&rows)),
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn validate(path: &Path) -> Result<u8, Failure> {
+    match load_playbooks(path) {
+        Ok(loaded) => {
+            for p in &loaded {
+                println!(
+                    "ok  {}  ({}: {} step(s), priority {})",
+                    p.file.display(),
+                    p.playbook.name,
+                    p.playbook.steps.len(),
+                    p.playbook.priority
+                );
+            }
+            println!("{} playbook(s) valid", loaded.len());
+            Ok(0)
+        }
+        Err(problems) => {
+            for problem in &problems {
+                println!("{problem}");
+            }
+            Err(invalid(anyhow!("{} problem(s) found in the playbooks", problems.len())))
+        }
+    }
+}
+
+fn load_inputs(args: &FindingArgs) -> Result<(Finding, Vec<LoadedPlaybook>), Failure> {
+    let (text, origin) = if args.finding.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read the finding from stdin")
+            .map_err(invalid)?;
+        (text, "stdin".to_string())
+    } else {
+        let bytes = std::fs::read(&args.finding)
+            .with_context(|| format!("cannot read finding file {}", args.finding.display()))
+            .map_err(invalid)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow!("{} is not UTF-8 text: pass a JSON finding", args.finding.display()))
+            .map_err(invalid)?;
+        (text, args.finding.display().to_string())
+    };
+    let finding = parse_single_finding(&text, &origin).map_err(|e| invalid(e.into()))?;
+    let playbooks = load_playbooks(&args.playbooks).map_err(|problems| {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        invalid(anyhow!(
+            "{} problem(s) in the playbooks at {}: fix them (`cordon validate {}`)",
+            problems.len(),
+            args.playbooks.display(),
+            args.playbooks.display()
+        ))
+    })?;
+    Ok((finding, playbooks))
+}
+
+fn playbooks_only(loaded: &[LoadedPlaybook]) -> Vec<cordon_core::playbook::Playbook> {
+    loaded.iter().map(|l| l.playbook.clone()).collect()
+}
+
+fn make_plan(finding: &Finding, loaded: &[LoadedPlaybook]) -> Option<Plan> {
+    let playbooks = playbooks_only(loaded);
+    match route(finding, &playbooks) {
+        (Route::Matched { reason, .. }, Some(playbook)) => Some(plan(finding, playbook, reason)),
+        _ => None,
+    }
+}
+
+fn no_match(finding: &Finding, loaded: &[LoadedPlaybook], output: Output) -> Result<(), Failure> {
+    let (route, _) = route(finding, &playbooks_only(loaded));
+    match output {
+        Output::Json => print_json(&route),
+        Output::Text => {
+            print!("{}", render::route(finding, &route));
+            Ok(())
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| failed(e.into()))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn parse_case(text: &str) -> Result<CaseId, Failure> {
+    CaseId::parse(text).map_err(|e| invalid(anyhow!(e)))
+}
+
+async fn aws_actions(state: &StateArgs, _case: &CaseId) -> Result<AwsActions, Failure> {
+    let clients = AwsClients::from_env().await.map_err(|e| invalid(e.into()))?;
+    Ok(AwsActions::new(clients, EvidenceStore::LocalDir(state.state_dir.join("cases"))))
+}
+
+/// Test hook for crash-safety tests: abort right after journal record N is durable.
+fn crash_hook() -> Option<u64> {
+    std::env::var("CORDON_TEST_CRASH_AFTER_RECORD").ok().and_then(|v| v.parse().ok())
+}
+
+fn exec_failure(error: ExecError) -> Failure {
+    match error {
+        ExecError::Journal(cordon_core::journal::JournalError::UnknownCase { .. })
+        | ExecError::UnknownStep { .. }
+        | ExecError::NoApprovalNeeded { .. }
+        | ExecError::AlreadyDecided { .. }
+        | ExecError::PlanMismatch { .. } => invalid(error.into()),
+        other => failed(other.into()),
+    }
+}
+
+fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failure> {
+    let code = match report.status {
+        CaseStatus::Completed | CaseStatus::RolledBack => 0,
+        CaseStatus::AwaitingApproval => 3,
+        CaseStatus::Stopped | CaseStatus::RollbackIncomplete => 1,
+    };
+    let calls = aws.clients.calls.operations();
+    match output {
+        Output::Json => print_json(&serde_json::json!({
+            "case-id": report.case_id,
+            "status": report.status.to_string(),
+            "no-op": report.no_op,
+            "message": report.message,
+            "api-calls": calls,
+        }))?,
+        Output::Text => {
+            println!();
+            println!("{}", report.message);
+            let total: u64 = calls.values().sum();
+            println!("API calls: {total} ({} mutating)", aws.clients.calls.mutating_total());
+        }
+    }
+    Ok(code)
+}
+
+async fn caller_identity(clients: &AwsClients) -> String {
+    match clients.sts.get_caller_identity().send().await {
+        Ok(out) => out.arn().unwrap_or("unknown caller").to_string(),
+        Err(_) => format!("unverified local user {}", std::env::var("USER").unwrap_or_else(|_| "unknown".to_string())),
+    }
+}
+
+/// Approvals from the command line: `--yes`, `--approve STEP`, or a prompt on a terminal.
+struct CliApprover<'a> {
+    clients: &'a AwsClients,
+    all: bool,
+    steps: BTreeSet<String>,
+    interactive: bool,
+}
+
+impl<'a> CliApprover<'a> {
+    fn new(clients: &'a AwsClients, args: &ApprovalArgs, interactive: bool) -> Self {
+        Self {
+            clients,
+            all: args.yes,
+            steps: args.approve.iter().cloned().collect(),
+            interactive: interactive && std::io::stdin().is_terminal(),
+        }
+    }
+}
+
+impl Approver for CliApprover<'_> {
+    async fn decide(&self, plan: &Plan, step: &PlannedStep) -> Decision {
+        if self.all || self.steps.contains(&step.id) {
+            let how = if self.all { "--yes" } else { "--approve" };
+            return Decision::Approved {
+                approver: format!("{} ({how})", caller_identity(self.clients).await),
+            };
+        }
+        if !self.interactive {
+            return Decision::Pending;
+        }
+        eprint!("{}", render::approval_prompt(plan, step));
+        let answer = tokio::task::spawn_blocking(|| {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map(|_| line)
+        })
+        .await;
+        let answer = match answer {
+            Ok(Ok(line)) => line.trim().to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        let who = caller_identity(self.clients).await;
+        match answer.as_str() {
+            "y" | "yes" => Decision::Approved {
+                approver: format!("{who} (prompt)"),
+            },
+            "n" | "no" => Decision::Refused {
+                approver: format!("{who} (prompt)"),
+                reason: "refused at the prompt".to_string(),
+            },
+            _ => Decision::Pending,
+        }
+    }
+}
+
+/// Prints each journal record as it is written, with the time since the start.
+struct Timeline {
+    output: Output,
+    started: Instant,
+    step_started: Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl Timeline {
+    fn new(output: Output) -> Self {
+        Self {
+            output,
+            started: Instant::now(),
+            step_started: Mutex::new(Default::default()),
+        }
+    }
+
+    fn record(&self, record: &JournalRecord) {
+        match self.output {
+            Output::Json => {
+                if let Ok(line) = serde_json::to_string(record) {
+                    eprintln!("{line}");
+                }
+            }
+            Output::Text => {
+                let elapsed = self.started.elapsed();
+                let step_elapsed = record.event.step().and_then(|step| {
+                    let mut map = self.step_started.lock().ok()?;
+                    let now = Instant::now();
+                    let start = *map.entry(step.to_string()).or_insert(now);
+                    Some(now.duration_since(start))
+                });
+                println!("{}", render::timeline_line(elapsed, step_elapsed, record));
+            }
+        }
+    }
+}

@@ -150,6 +150,12 @@ pub enum ExecError {
     Journal(#[from] JournalError),
     #[error("case {case} was opened by a different plan (playbook {journaled}); resume it, or roll it back first")]
     PlanMismatch { case: CaseId, journaled: String },
+    #[error("case {case} has no step `{step}`; `cordon status {case}` lists its steps")]
+    UnknownStep { case: CaseId, step: String },
+    #[error("step `{step}` of case {case} does not need approval")]
+    NoApprovalNeeded { case: CaseId, step: String },
+    #[error("step `{step}` of case {case} was already decided ({detail})")]
+    AlreadyDecided { case: CaseId, step: String, detail: String },
 }
 
 /// What a run or rollback did.
@@ -296,6 +302,54 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     /// Continues a case from its journal, with the plan it was opened with.
     pub async fn resume(&self, case: &CaseId) -> Result<Report, ExecError> {
         let mut session = self.open(case, None).await?;
+        self.drive(&mut session).await
+    }
+
+    /// Records a human's decision on a step that needs approval (e.g. `cordon approve`
+    /// from another terminal), then continues the case from its journal.
+    pub async fn decide(&self, case: &CaseId, step: &str, decision: Decision) -> Result<Report, ExecError> {
+        let mut session = self.open(case, None).await?;
+        let Some(planned) = session.state.plan.step(step).cloned() else {
+            return Err(ExecError::UnknownStep {
+                case: case.clone(),
+                step: step.to_string(),
+            });
+        };
+        if !planned.approval.required {
+            return Err(ExecError::NoApprovalNeeded {
+                case: case.clone(),
+                step: step.to_string(),
+            });
+        }
+        let current = session.state.step(step).cloned().unwrap_or_default();
+        if let Some(by) = current.approved_by.as_ref().or(current.refused_by.as_ref()) {
+            let verdict = if current.approved_by.is_some() { "approved" } else { "refused" };
+            return Err(ExecError::AlreadyDecided {
+                case: case.clone(),
+                step: step.to_string(),
+                detail: format!("{verdict} by {by}"),
+            });
+        }
+        match decision {
+            Decision::Approved { approver } => {
+                session
+                    .write(JournalEvent::ApprovalGranted {
+                        step: step.to_string(),
+                        approver,
+                    })
+                    .await?
+            }
+            Decision::Refused { approver, reason } => {
+                session
+                    .write(JournalEvent::ApprovalRefused {
+                        step: step.to_string(),
+                        approver,
+                        reason,
+                    })
+                    .await?
+            }
+            Decision::Pending => {}
+        }
         self.drive(&mut session).await
     }
 

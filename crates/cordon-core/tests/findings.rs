@@ -121,7 +121,10 @@ fn in_every_wrapping(bare: &str, check: impl Fn(&Finding)) {
     }
 }
 
-fn type_parts(t: &FindingType) -> (&str, &str, &str, Option<&str>, Option<&str>) {
+/// A type's parts: purpose, resource type, family, mechanism, artifact.
+type TypeParts<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
+fn type_parts(t: &FindingType) -> TypeParts<'_> {
     (
         &t.purpose,
         &t.resource_type,
@@ -1298,7 +1301,7 @@ fn severity_band_boundaries() {
 
 #[test]
 fn finding_type_parts() {
-    let cases: [(&str, (&str, &str, &str, Option<&str>, Option<&str>)); 7] = [
+    let cases: [(&str, TypeParts<'_>); 7] = [
         (
             "Backdoor:EC2/C&CActivity.B!DNS",
             ("Backdoor", "EC2", "C&CActivity", Some("B"), Some("DNS")),

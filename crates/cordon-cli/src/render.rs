@@ -1,0 +1,325 @@
+//! Text rendering for the terminal: plans, routes, timelines, status.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use cordon_core::action::Reversibility;
+use cordon_core::executor::DryRunStep;
+use cordon_core::finding::Finding;
+use cordon_core::journal::{CaseState, JournalEvent, JournalRecord};
+use cordon_core::plan::{CaseId, Plan, PlannedStep, Target};
+use cordon_core::route::Route;
+use serde::Serialize;
+
+pub fn route(finding: &Finding, route: &Route) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "finding {}  {}  severity {} ({})",
+        finding.id,
+        finding.finding_type,
+        finding.severity,
+        finding.severity.band()
+    );
+    match route {
+        Route::Matched { reason, also_matched } => {
+            let _ = writeln!(out, "playbook: {} (priority {})", reason.playbook, reason.priority);
+            for why in &reason.matched {
+                let _ = writeln!(out, "  because {why}");
+            }
+            for other in also_matched {
+                let _ = writeln!(out, "  also matched, lower priority: {other}");
+            }
+        }
+        Route::NoMatch { rejections } => {
+            let _ = writeln!(out, "no playbook answers this finding; nothing would be done");
+            for (name, why) in rejections {
+                let _ = writeln!(out, "  {name}: {why}");
+            }
+        }
+    }
+    out
+}
+
+fn reversibility(r: Reversibility) -> &'static str {
+    match r {
+        Reversibility::Restores => "restores",
+        Reversibility::KeepsEvidence => "keeps evidence",
+        Reversibility::NothingToUndo => "nothing to undo",
+        Reversibility::Irreversible => "IRREVERSIBLE",
+    }
+}
+
+pub fn plan(plan: &Plan) -> String {
+    let mut out = String::new();
+    let f = &plan.finding;
+    let _ = writeln!(out, "case {}", plan.case_id);
+    let _ = writeln!(
+        out,
+        "finding {}  {}  severity {} ({})  account {}  region {}",
+        f.id, f.finding_type, f.severity, f.severity_band, f.account_id, f.region
+    );
+    let _ = writeln!(out, "playbook {} (priority {})", plan.playbook, plan.route.priority);
+    for why in &plan.route.matched {
+        let _ = writeln!(out, "  because {why}");
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:>2}  {:<18} {:<32} {:<22} {:<10} undo",
+        "#", "step", "action", "target", "approval"
+    );
+    for step in &plan.steps {
+        let _ = writeln!(
+            out,
+            "{:>2}  {:<18} {:<32} {:<22} {:<10} {}",
+            step.index,
+            step.id,
+            step.kind().to_string(),
+            truncate(&step.target.label(), 22),
+            if step.approval.required { "REQUIRED" } else { "-" },
+            reversibility(step.reversibility)
+        );
+    }
+    let notes: Vec<&PlannedStep> = plan
+        .steps
+        .iter()
+        .filter(|s| s.approval.required || s.blast_radius.is_some() || matches!(s.target, Target::Unresolved { .. }))
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(out);
+        for step in notes {
+            if let Some(reason) = &step.approval.reason {
+                let _ = writeln!(out, "  {}: needs approval: {reason}", step.id);
+            }
+            if let Some(blast) = &step.blast_radius {
+                let _ = writeln!(out, "  {}: blast radius: {blast}", step.id);
+            }
+            if let Target::Unresolved { reason } = &step.target {
+                let _ = writeln!(out, "  {}: will be skipped: {reason}", step.id);
+            }
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "targets:");
+    let mut seen = Vec::new();
+    for step in &plan.steps {
+        let label = serde_json::to_string(&step.target).unwrap_or_default();
+        if seen.contains(&label) {
+            continue;
+        }
+        seen.push(label);
+        match &step.target {
+            Target::Instance(i) => {
+                let _ = writeln!(out, "  instance {}", i.instance_id);
+                if let Some(profile) = &i.instance_profile_arn {
+                    let _ = writeln!(out, "    instance profile {profile}");
+                }
+                for eni in &i.network_interfaces {
+                    let _ = writeln!(
+                        out,
+                        "    {} vpc {} subnet {} groups [{}]",
+                        eni.network_interface_id,
+                        eni.vpc_id.as_deref().unwrap_or("?"),
+                        eni.subnet_id.as_deref().unwrap_or("?"),
+                        eni.security_group_ids.join(", ")
+                    );
+                }
+            }
+            Target::AccessKey(k) => {
+                let _ = writeln!(
+                    out,
+                    "  access key {} ({:?}) of {} ({})",
+                    k.access_key_id,
+                    k.key_kind,
+                    k.user_name.as_deref().unwrap_or("unknown user"),
+                    k.user_type.as_deref().unwrap_or("unknown type")
+                );
+            }
+            Target::Case => {}
+            other => {
+                let _ = writeln!(out, "  {}", other.label());
+            }
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "IAM permissions needed ({}):", plan.permissions.len());
+    for chunk in plan.permissions.chunks(4) {
+        let _ = writeln!(out, "  {}", chunk.join("  "));
+    }
+    out
+}
+
+pub fn dry_run(steps: &[DryRunStep]) -> String {
+    let mut out = String::from("\ndry run: nothing was changed; these calls would be made:\n");
+    for step in steps {
+        let _ = writeln!(out, "  {}:", step.step);
+        if let Some(note) = &step.note {
+            let _ = writeln!(out, "    ({note})");
+        }
+        if step.calls.is_empty() && step.note.is_none() {
+            let _ = writeln!(out, "    (no change needed)");
+        }
+        for call in &step.calls {
+            let _ = writeln!(out, "    {call}");
+        }
+    }
+    out
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut t: String = text.chars().take(width.saturating_sub(1)).collect();
+        t.push('~');
+        t
+    }
+}
+
+pub fn approval_prompt(plan: &Plan, step: &PlannedStep) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "step `{}` ({}) needs approval", step.id, step.kind());
+    let _ = writeln!(out, "  case:   {}", plan.case_id);
+    let _ = writeln!(out, "  target: {}", step.target.label());
+    if let Some(reason) = &step.approval.reason {
+        let _ = writeln!(out, "  why:    {reason}");
+    }
+    if let Some(blast) = &step.blast_radius {
+        let _ = writeln!(out, "  blast radius: {blast}");
+    }
+    let _ = writeln!(out, "  undo:   {}", reversibility(step.reversibility));
+    let _ = write!(out, "approve? [y]es / [n]o (refuse) / anything else to decide later: ");
+    out
+}
+
+/// One line of the live timeline.
+pub fn timeline_line(elapsed: Duration, step_elapsed: Option<Duration>, record: &JournalRecord) -> String {
+    let detail = match &record.event {
+        JournalEvent::CaseOpened { plan, .. } => format!("{} steps, playbook {}", plan.steps.len(), plan.playbook),
+        JournalEvent::ApprovalRequested { reason, .. } => format!("waiting: {reason}"),
+        JournalEvent::ApprovalGranted { approver, .. } => format!("by {approver}"),
+        JournalEvent::ApprovalRefused { approver, reason, .. } => format!("by {approver}: {reason}"),
+        JournalEvent::StepPrepared { attempt, .. } => format!("pre-state saved (attempt {attempt})"),
+        JournalEvent::StepApplied { duration_ms, .. } => format!("applied in {duration_ms} ms"),
+        JournalEvent::StepVerified { .. } => "verified".to_string(),
+        JournalEvent::StepFailed {
+            attempt, error, retrying, ..
+        } => format!(
+            "attempt {attempt} failed{}: {} ({})",
+            if *retrying { ", retrying" } else { "" },
+            error.message,
+            error.resource
+        ),
+        JournalEvent::StepSkipped { reason, .. } => format!("skipped: {reason}"),
+        JournalEvent::StepNotRun { reason, .. } => format!("not run: {reason}"),
+        JournalEvent::RollbackStarted { reason } => format!("rollback: {reason}"),
+        JournalEvent::StepRolledBack { .. } => "undone".to_string(),
+        JournalEvent::StepRollbackVerified { .. } => "back at pre-state (verified)".to_string(),
+        JournalEvent::StepRollbackFailed { error, .. } => format!("undo failed: {} ({})", error.message, error.resource),
+        JournalEvent::CaseFinished { status } => format!("case {status}"),
+    };
+    let step = record.event.step().unwrap_or("-");
+    let step_time = step_elapsed
+        .filter(|d| !d.is_zero())
+        .map(|d| format!(" [{} ms]", d.as_millis()))
+        .unwrap_or_default();
+    format!(
+        "{:>8.3}s  #{:<3} {:<18} {:<24} {detail}{step_time}",
+        elapsed.as_secs_f64(),
+        record.seq,
+        step,
+        record.event.name()
+    )
+}
+
+pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "case {}  playbook {}  status {}",
+        state.plan.case_id,
+        state.plan.playbook,
+        state.status.map(|s| s.to_string()).unwrap_or_else(|| "in progress (interrupted?)".to_string())
+    );
+    let _ = writeln!(out, "finding {} {}", state.plan.finding.id, state.plan.finding.finding_type);
+    let _ = writeln!(out);
+    for step in &state.plan.steps {
+        let s = state.step(&step.id).cloned().unwrap_or_default();
+        let word = if s.rollback_verified {
+            "rolled back"
+        } else if s.rollback_failed.is_some() {
+            "ROLLBACK FAILED"
+        } else if s.verified {
+            "done"
+        } else if s.failed_final.is_some() {
+            "FAILED"
+        } else if s.skipped.is_some() {
+            "skipped"
+        } else if s.not_run.is_some() {
+            "not run"
+        } else if s.approval_requested && s.approved_by.is_none() {
+            "awaiting approval"
+        } else if s.touched() {
+            "prepared (interrupted)"
+        } else {
+            "pending"
+        };
+        let _ = writeln!(out, "  {:>2}  {:<18} {:<32} {word}", step.index, step.id, step.kind().to_string());
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "journal ({} records):", records.len());
+    for record in records {
+        let _ = writeln!(out, "  {}  #{:<3} {:<18} {}", record.at, record.seq, record.event.step().unwrap_or("-"), record.event.name());
+    }
+    out
+}
+
+/// A line of `cordon cases`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CaseRow {
+    pub case_id: String,
+    pub status: String,
+    pub playbook: String,
+    pub finding_type: String,
+    pub opened_at: String,
+}
+
+impl CaseRow {
+    pub fn from_state(state: &CaseState, records: &[JournalRecord]) -> Self {
+        Self {
+            case_id: state.plan.case_id.to_string(),
+            status: state.status.map(|s| s.to_string()).unwrap_or_else(|| "in-progress".to_string()),
+            playbook: state.plan.playbook.clone(),
+            finding_type: state.plan.finding.finding_type.clone(),
+            opened_at: records.first().map(|r| r.at.clone()).unwrap_or_default(),
+        }
+    }
+
+    pub fn broken(case: &CaseId, why: &str) -> Self {
+        Self {
+            case_id: case.to_string(),
+            status: format!("unreadable: {why}"),
+            playbook: String::new(),
+            finding_type: String::new(),
+            opened_at: String::new(),
+        }
+    }
+}
+
+pub fn cases(rows: &[CaseRow]) -> String {
+    if rows.is_empty() {
+        return "no cases\n".to_string();
+    }
+    let mut out = String::new();
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "{}  {:<20} {:<26} {:<22} {}",
+            row.case_id, row.status, row.playbook, row.opened_at, row.finding_type
+        );
+    }
+    out
+}
