@@ -15,7 +15,7 @@
 //! ```no_run
 //! # async fn example() {
 //! let aws = cordon_tests::emulator().await;
-//! aws.clients().s3.create_bucket().bucket("evidence").send().await.unwrap();
+//! aws.clients().s3.create_bucket().bucket("evidence").send().await.expect("CreateBucket");
 //! # }
 //! ```
 
@@ -45,12 +45,17 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(50);
 /// Timeout of one control request (readiness probe, reset).
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Set to a directory to keep moto's request logs there (for debugging a
+/// test); by default a log lives in the temp dir and goes with its emulator.
+pub const LOG_DIR_ENV: &str = "CORDON_EMULATOR_LOG_DIR";
 /// Fresh ports tried when another process grabs the one we picked first.
 const START_ATTEMPTS: usize = 3;
 
 /// Runs moto in the background and ties its life to our stdin pipe.
 ///
-/// `$0` is moto_server, `$1` the port, `$2` the log file. The wrapper prints
+/// `$0` is moto_server, `$1` the port, `$2` the log file, `$3` `keep` to keep
+/// the log after a normal shutdown (it is always kept when moto fails to
+/// start, so the harness can quote it). The wrapper prints
 /// moto's pid, then waits for moto; a watcher subshell reads the inherited
 /// pipe (fd 3) and kills moto at end of file, i.e. when the test process has
 /// closed the pipe or died. The wrapper exits when moto does, so the harness
@@ -60,7 +65,7 @@ exec 3<&0 </dev/null
 "$0" -H 127.0.0.1 -p "$1" >"$2" 2>&1 3<&- &
 moto=$!
 echo "$moto"
-{ read _ <&3; kill "$moto" 2>/dev/null; } >/dev/null 2>&1 &
+{ read _ <&3; kill "$moto" 2>/dev/null; [ "$3" = keep ] || rm -f "$2"; } >/dev/null 2>&1 &
 watcher=$!
 exec 3<&-
 trap 'kill "$moto" 2>/dev/null' TERM INT HUP
@@ -83,7 +88,9 @@ pub enum EmulatorError {
     #[error("could not start the emulator wrapper: {0}")]
     Spawn(#[source] std::io::Error),
     /// moto exited or never answered; the log tail says why.
-    #[error("the emulator did not start on 127.0.0.1:{port}: {reason}\n--- emulator log ---\n{log}")]
+    #[error(
+        "the emulator did not start on 127.0.0.1:{port}: {reason}\n--- emulator log ---\n{log}"
+    )]
     NotReady {
         /// Port moto was asked to listen on.
         port: u16,
@@ -118,6 +125,7 @@ pub struct Emulator {
     moto_pid: u32,
     port: u16,
     log: PathBuf,
+    keep_log: bool,
 }
 
 impl Emulator {
@@ -149,16 +157,18 @@ impl Emulator {
     }
 
     fn spawn(bin: &Path, port: u16) -> Result<Emulator, EmulatorError> {
-        let log = std::env::temp_dir().join(format!(
-            "cordon-emulator-{}-{port}.log",
-            std::process::id()
-        ));
+        let kept_in = std::env::var_os(LOG_DIR_ENV).map(PathBuf::from);
+        let keep = if kept_in.is_some() { "keep" } else { "remove" };
+        let dir = kept_in.unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&dir).map_err(EmulatorError::Spawn)?;
+        let log = dir.join(format!("cordon-emulator-{}-{port}.log", std::process::id()));
         let mut wrapper = Command::new("sh")
             .arg("-c")
             .arg(WRAPPER)
             .arg(bin)
             .arg(port.to_string())
             .arg(&log)
+            .arg(keep)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -180,6 +190,7 @@ impl Emulator {
             moto_pid,
             port,
             log,
+            keep_log: keep == "keep",
         };
         if emulator.moto_pid == 0 {
             return Err(emulator.not_ready("the wrapper did not report moto's pid"));
@@ -243,12 +254,15 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        // Closing the pipe makes the watcher kill moto; the wrapper then exits.
+        // Closing the pipe makes the watcher kill moto (and remove the log);
+        // the wrapper then exits.
         drop(self.lifeline.take());
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.wrapper.try_wait() {
-                let _ = std::fs::remove_file(&self.log);
+                if !self.keep_log {
+                    let _ = std::fs::remove_file(&self.log);
+                }
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -371,7 +385,11 @@ pub fn moto_server_path() -> PathBuf {
 
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // This crate lives at `<root>/tests`, so it has a parent.
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.join(".."), Path::to_path_buf)
 }
 
 fn port_of(endpoint: &str) -> u16 {

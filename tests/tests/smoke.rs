@@ -53,7 +53,10 @@ async fn sdk_clients_reach_the_emulator() {
         .send()
         .await
         .expect("PutObject");
-    let sent_checksum = put.checksum_sha256().expect("PutObject checksum").to_owned();
+    let sent_checksum = put
+        .checksum_sha256()
+        .expect("PutObject checksum")
+        .to_owned();
     let got = clients
         .s3
         .get_object()
@@ -100,13 +103,31 @@ async fn each_guard_sees_a_clean_emulator() {
             .send()
             .await
             .expect("CreateBucket");
-        let listed = aws.clients().s3.list_buckets().send().await.expect("ListBuckets");
+        let listed = aws
+            .clients()
+            .s3
+            .list_buckets()
+            .send()
+            .await
+            .expect("ListBuckets");
         assert_eq!(listed.buckets().len(), 1);
     }
     let aws = emulator().await;
-    let listed = aws.clients().s3.list_buckets().send().await.expect("ListBuckets");
+    let listed = aws
+        .clients()
+        .s3
+        .list_buckets()
+        .send()
+        .await
+        .expect("ListBuckets");
     assert!(listed.buckets().is_empty(), "{:?}", listed.buckets());
-    let vpcs = aws.clients().ec2.describe_vpcs().send().await.expect("DescribeVpcs");
+    let vpcs = aws
+        .clients()
+        .ec2
+        .describe_vpcs()
+        .send()
+        .await
+        .expect("DescribeVpcs");
     // Only the default VPC that every fresh region has.
     assert!(vpcs.vpcs().iter().all(|vpc| vpc.is_default() == Some(true)));
 }
@@ -172,7 +193,12 @@ async fn call_counter_counts_each_call_sent() {
 
     // Clones count into the same counter; reset clears it for all of them.
     let clone = clients.clone();
-    clone.sts.get_caller_identity().send().await.expect("GetCallerIdentity");
+    clone
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
     assert_eq!(clients.calls.total(), 7);
     clients.calls.reset();
     assert_eq!(clone.calls.total(), 0);
@@ -184,7 +210,11 @@ async fn own_emulator_stops_when_dropped() {
     let port = own.port();
     let config = own.sdk_config().await;
     let sts = aws_sdk_sts::Client::new(&config);
-    let identity = sts.get_caller_identity().send().await.expect("GetCallerIdentity");
+    let identity = sts
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("GetCallerIdentity");
     assert_eq!(identity.account(), Some(ACCOUNT_ID));
     drop(own);
     let refused = std::net::TcpStream::connect(("127.0.0.1", port));

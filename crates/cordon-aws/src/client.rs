@@ -349,9 +349,12 @@ impl Intercept for CallCounter {
         "cordon.CallCounter"
     }
 
-    fn read_before_execution(
+    // Not `read_before_execution`: client interceptors run that hook before
+    // the operation's config (holding its `Metadata`) is in the bag.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         self.record(cfg, |counts| counts.operations += 1);
@@ -378,9 +381,11 @@ mod tests {
     fn config(region: Option<&'static str>, endpoint: Option<&str>) -> SdkConfig {
         let mut builder = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                Credentials::new("AKIDTEST", "secret", None, None, "test"),
-            ));
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                    "AKIDTEST", "secret", None, None, "test",
+                )),
+            );
         if let Some(region) = region {
             builder = builder.region(Region::new(region));
         }
@@ -392,7 +397,7 @@ mod tests {
 
     #[test]
     fn missing_region_is_one_clear_error() {
-        let err = AwsClients::from_sdk_config(&config(None, None)).unwrap_err();
+        let err = AwsClients::from_sdk_config(&config(None, None)).expect_err("no region");
         assert_eq!(
             err.to_string(),
             "no AWS region configured: set AWS_REGION or AWS_DEFAULT_REGION"
@@ -403,10 +408,10 @@ mod tests {
     fn records_region_and_endpoint() {
         let clients =
             AwsClients::from_sdk_config(&config(Some("eu-west-1"), Some("http://127.0.0.1:1")))
-                .unwrap();
+                .expect("clients");
         assert_eq!(clients.region, "eu-west-1");
         assert_eq!(clients.endpoint.as_deref(), Some("http://127.0.0.1:1"));
-        let plain = AwsClients::from_sdk_config(&config(Some("eu-west-1"), None)).unwrap();
+        let plain = AwsClients::from_sdk_config(&config(Some("eu-west-1"), None)).expect("clients");
         assert_eq!(plain.endpoint, None);
     }
 
@@ -425,7 +430,10 @@ mod tests {
         let calls = CallCounter::new();
         let mut cfg = ConfigBag::base();
         let mut layer = aws_smithy_types::config_bag::Layer::new("test");
-        layer.store_put(Metadata::new("DescribeLoadBalancerTargetGroups", "Auto Scaling"));
+        layer.store_put(Metadata::new(
+            "DescribeLoadBalancerTargetGroups",
+            "Auto Scaling",
+        ));
         cfg.push_layer(layer);
         calls.record(&cfg, |c| c.operations += 1);
         calls.record(&cfg, |c| c.attempts += 1);

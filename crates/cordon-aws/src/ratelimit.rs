@@ -270,14 +270,24 @@ mod tests {
                 50,
                 5,
             ),
-            ("RevokeSecurityGroupIngress", Bucket::Ec2ResourceIntensive, 50, 5),
+            (
+                "RevokeSecurityGroupIngress",
+                Bucket::Ec2ResourceIntensive,
+                50,
+                5,
+            ),
             (
                 "ModifyNetworkInterfaceAttribute",
                 Bucket::Ec2Operation("ModifyNetworkInterfaceAttribute"),
                 100,
                 5,
             ),
-            ("CreateSnapshots", Bucket::Ec2Operation("CreateSnapshots"), 100, 5),
+            (
+                "CreateSnapshots",
+                Bucket::Ec2Operation("CreateSnapshots"),
+                100,
+                5,
+            ),
             (
                 "EC2.DisassociateIamInstanceProfile",
                 Bucket::Ec2Operation("DisassociateIamInstanceProfile"),
@@ -286,7 +296,12 @@ mod tests {
             ),
             ("CreateTags", Bucket::Ec2CreateTags, 100, 10),
             ("S3.PutObject", Bucket::Service("S3".to_owned()), 1000, 100),
-            ("IAM.CreateAccessKey", Bucket::Service("IAM".to_owned()), 1000, 100),
+            (
+                "IAM.CreateAccessKey",
+                Bucket::Service("IAM".to_owned()),
+                1000,
+                100,
+            ),
         ];
         for (operation, bucket, capacity, refill) in cases {
             let mapped = Bucket::for_operation(operation);
@@ -336,7 +351,7 @@ mod tests {
             .collect();
         let mut done = Vec::new();
         for task in tasks {
-            done.push(task.await.unwrap());
+            done.push(task.await.expect("waiter task"));
         }
         done.sort();
         assert!(done[..50].iter().all(|elapsed| elapsed.is_zero()));
