@@ -20,7 +20,7 @@ use cordon_aws::actions::AwsActions;
 use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
 use cordon_core::executor::{Approver, Decision, ExecError, Executor, Report};
-use cordon_core::finding::{Finding, parse_single_finding};
+use cordon_core::finding::{Finding, FindingError, parse_single_finding};
 use cordon_core::journal::{CaseState, CaseStatus, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
@@ -435,7 +435,11 @@ fn load_inputs(args: &FindingArgs) -> Result<(Finding, Vec<LoadedPlaybook>), Fai
             .map_err(invalid)?;
         (text, args.finding.display().to_string())
     };
-    let finding = parse_single_finding(&text, &origin).map_err(|e| invalid(e.into()))?;
+    let finding = parse_single_finding(&text, &origin).map_err(|e| match e {
+        // These two carry no location of their own.
+        FindingError::Empty | FindingError::TooLarge(_) => invalid(anyhow!("{origin}: {e}")),
+        other => invalid(other.into()),
+    })?;
     let playbooks = load_playbooks(&args.playbooks).map_err(|problems| {
         for problem in &problems {
             eprintln!("{problem}");
@@ -485,7 +489,8 @@ fn parse_case(text: &str) -> Result<CaseId, Failure> {
 
 async fn aws_actions(state: &StateArgs, _case: &CaseId) -> Result<AwsActions, Failure> {
     let clients = AwsClients::from_env().await.map_err(|e| invalid(e.into()))?;
-    Ok(AwsActions::new(clients, EvidenceStore::LocalDir(state.state_dir.join("cases"))))
+    Ok(AwsActions::new(clients, EvidenceStore::LocalDir(state.state_dir.join("cases")))
+        .with_notify_topic(std::env::var("CORDON_NOTIFY_TOPIC_ARN").ok().filter(|t| !t.is_empty())))
 }
 
 /// Test hook for crash-safety tests: abort right after journal record N is durable.

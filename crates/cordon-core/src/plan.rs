@@ -128,8 +128,11 @@ pub struct ApprovalNeed {
 }
 
 /// The resolved target of a step.
+///
+/// Fields of the struct variants are kebab-case like the rest of the plan
+/// (`rename_all` alone renames only the variants).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case", rename_all_fields = "kebab-case")]
 pub enum Target {
     Instance(InstanceTarget),
     AccessKey(AccessKeyTarget),
@@ -362,6 +365,9 @@ fn resolve_target(kind: TargetKind, finding: &Finding) -> Target {
     }
 }
 
+/// The `{placeholders}` action parameters may use, filled in at plan time.
+pub const PLACEHOLDERS: &[&str] = &["{case_id}", "{finding_id}", "{finding_type}", "{severity}", "{playbook}"];
+
 /// Values for `{placeholders}` in action parameters.
 struct Placeholders {
     pairs: Vec<(&'static str, String)>,
@@ -369,15 +375,15 @@ struct Placeholders {
 
 impl Placeholders {
     fn new(finding: &Finding, case_id: &CaseId, playbook: &str) -> Self {
-        Self {
-            pairs: vec![
-                ("{case_id}", case_id.to_string()),
-                ("{finding_id}", finding.id.clone()),
-                ("{finding_type}", finding.finding_type.raw.clone()),
-                ("{severity}", finding.severity.to_string()),
-                ("{playbook}", playbook.to_string()),
-            ],
-        }
+        let pairs = vec![
+            ("{case_id}", case_id.to_string()),
+            ("{finding_id}", finding.id.clone()),
+            ("{finding_type}", finding.finding_type.raw.clone()),
+            ("{severity}", finding.severity.to_string()),
+            ("{playbook}", playbook.to_string()),
+        ];
+        debug_assert!(pairs.iter().map(|(k, _)| *k).eq(PLACEHOLDERS.iter().copied()));
+        Self { pairs }
     }
 
     fn fill_action(&self, action: &Action) -> Action {
@@ -388,13 +394,31 @@ impl Placeholders {
         serde_json::from_value(value).unwrap_or_else(|_| action.clone())
     }
 
-    fn fill_value(&self, value: &mut serde_json::Value) {
-        match value {
-            serde_json::Value::String(s) if s.contains('{') => {
-                for (key, replacement) in &self.pairs {
-                    *s = s.replace(key, replacement);
+    /// One left-to-right pass: text that came from the finding (a type or id
+    /// holding `{playbook}`, say) is never itself substituted.
+    fn fill(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        'scan: while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            rest = &rest[open..];
+            for (key, replacement) in &self.pairs {
+                if let Some(after) = rest.strip_prefix(key) {
+                    out.push_str(replacement);
+                    rest = after;
+                    continue 'scan;
                 }
             }
+            out.push('{');
+            rest = &rest[1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn fill_value(&self, value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) if s.contains('{') => *s = self.fill(s),
             serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.fill_value(v)),
             serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.fill_value(v)),
             _ => {}

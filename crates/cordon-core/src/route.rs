@@ -92,21 +92,21 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
         }
     }
     if let Some(kind) = rule.key_kind {
-        let actual = match &finding.resource {
-            Resource::AccessKey(k) => k.key_kind(),
-            _ => KeyKind::Unknown,
+        let (wanted, wanted_name) = match kind {
+            KeyKindRule::LongTerm => (KeyKind::LongTerm, "long-term (AKIA)"),
+            KeyKindRule::Temporary => (KeyKind::Temporary, "temporary (ASIA)"),
         };
-        let wanted = match kind {
-            KeyKindRule::LongTerm => KeyKind::LongTerm,
-            KeyKindRule::Temporary => KeyKind::Temporary,
-        };
-        if actual == wanted {
-            reasons.push(format!(
-                "{} access key",
-                if wanted == KeyKind::LongTerm { "long-term (AKIA)" } else { "temporary (ASIA)" }
-            ));
-        } else {
-            return Err(format!("the access key is not {}", if wanted == KeyKind::LongTerm { "long-term (AKIA)" } else { "temporary (ASIA)" }));
+        match &finding.resource {
+            Resource::AccessKey(k) if k.key_kind() == wanted => reasons.push(format!("{wanted_name} access key")),
+            Resource::AccessKey(k) => {
+                return Err(format!("access key {} is not {wanted_name}", k.access_key_id));
+            }
+            other => {
+                return Err(format!(
+                    "a {} finding names no access key (rule wants a {wanted_name} key)",
+                    other.resource_type()
+                ));
+            }
         }
     }
     if finding.is_sample() && !rule.include_sample {
@@ -162,12 +162,13 @@ pub fn pattern_matches(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // `*` first: a `*` in the pattern is always a wildcard, even facing a literal `*`.
+        if pi < p.len() && p[pi] == '*' {
             backtrack = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((star_p, star_t)) = backtrack {
             pi = star_p + 1;
             ti = star_t + 1;

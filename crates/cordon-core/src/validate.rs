@@ -12,6 +12,7 @@ use strum::VariantNames;
 
 use crate::action::{Action, ActionKind, TargetKind};
 use crate::finding::{Severity, SeverityBand};
+use crate::plan::PLACEHOLDERS;
 use crate::playbook::{MatchRule, Playbook, Step, StepDocument};
 use crate::yaml::{self, Document, Location};
 
@@ -65,6 +66,7 @@ pub struct LoadedPlaybook {
     pub file: PathBuf,
     pub playbook: Playbook,
     match_location: Option<Location>,
+    name_location: Option<Location>,
 }
 
 /// Loads every `*.yaml`/`*.yml` in `dir` (or the one file `dir` names) and
@@ -88,11 +90,12 @@ pub fn load_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> 
     for file in files {
         let shown = file.display().to_string();
         match std::fs::read_to_string(&file) {
-            Ok(text) => match validate_text(&text, &shown) {
-                Ok((playbook, match_location)) => loaded.push(LoadedPlaybook {
+            Ok(text) => match validate_document(&text, &shown) {
+                Ok((playbook, doc)) => loaded.push(LoadedPlaybook {
                     file,
                     playbook,
-                    match_location,
+                    match_location: doc.locate("match"),
+                    name_location: doc.locate("name"),
                 }),
                 Err(mut found) => problems.append(&mut found),
             },
@@ -153,24 +156,132 @@ impl FileContext<'_> {
         });
     }
 
-    /// Deserializes `value` (found at `base`), recording a located problem on failure.
-    fn typed<T: DeserializeOwned>(&mut self, value: &Value, base: &str) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-            Ok(v) => Some(v),
-            Err(err) => {
-                let inner = err.path().to_string();
+    /// Deserializes `value` (found at `base`), recording a located problem for every
+    /// error, not just the first: serde stops at the first, so after each error the
+    /// offending entry is dropped (or a missing required field stands in from
+    /// `placeholders`) and deserialization runs again. Returns what could be built
+    /// from the rest, if anything, and the paths that were dropped.
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        value: &Value,
+        base: &str,
+        placeholders: &[(&str, Value)],
+    ) -> (Option<T>, Vec<String>) {
+        const MAX_ERRORS: usize = 100;
+        let mut value = value.clone();
+        let mut dropped: Vec<String> = Vec::new();
+        for _ in 0..MAX_ERRORS {
+            let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+                Ok(v) => return (Some(v), dropped),
+                Err(err) => err,
+            };
+            let Some(segments) = segments(err.path()) else {
                 let message = err.inner().to_string();
-                let mut path = join(base, if inner == "." { "" } else { &inner });
-                // serde reports an unknown field at its parent; point at the field itself.
-                if let Some(field) = between(&message, "unknown field `", "`") {
-                    path = join(&path, field);
-                }
                 let hint = hint_for(&message);
-                self.push(&path, message, hint);
-                None
+                self.push(base, message, hint);
+                return (None, dropped);
+            };
+            let message = err.inner().to_string();
+            if let Some(field) = between(&message, "missing field `", "`") {
+                let mut field_path = segments.clone();
+                field_path.push(PathSegment::Key(field.to_string()));
+                let shown = join(base, &display_path(&field_path));
+                // A field we dropped for a bad value was reported already.
+                if !dropped.contains(&shown) {
+                    let at = join(base, &display_path(&segments));
+                    self.push(&at, format!("missing `{field}`"), missing_field_hint(field));
+                }
+                let placeholder = placeholders.iter().find(|(name, _)| *name == field);
+                match placeholder {
+                    Some((_, placeholder)) if insert_at(&mut value, &segments, field, placeholder.clone()) => continue,
+                    _ => return (None, dropped),
+                }
+            }
+            let path = join(base, &display_path(&segments));
+            let hint = hint_for(&message);
+            self.push(&path, message, hint);
+            match remove_at(&mut value, &segments) {
+                Some(removed) => dropped.push(join(base, &display_path(&removed))),
+                None => return (None, dropped),
+            }
+        }
+        (None, dropped)
+    }
+}
+
+/// One step of a path inside a JSON value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PathSegment {
+    Key(String),
+    Index(usize),
+}
+
+/// The path of a serde error as keys and indexes; `None` when serde could not tell.
+fn segments(path: &serde_path_to_error::Path) -> Option<Vec<PathSegment>> {
+    path.iter()
+        .map(|segment| match segment {
+            serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
+            serde_path_to_error::Segment::Enum { variant } => Some(PathSegment::Key(variant.clone())),
+            serde_path_to_error::Segment::Unknown => None,
+        })
+        .collect()
+}
+
+/// `steps[2].with.tags`, the form problems and [`Document::locate`] use.
+fn display_path(segments: &[PathSegment]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            PathSegment::Index(i) => out.push_str(&format!("[{i}]")),
+            PathSegment::Key(key) if out.is_empty() => out.push_str(key),
+            PathSegment::Key(key) => {
+                out.push('.');
+                out.push_str(key);
             }
         }
     }
+    out
+}
+
+fn get_mut<'v>(value: &'v mut Value, segments: &[PathSegment]) -> Option<&'v mut Value> {
+    segments.iter().try_fold(value, |v, segment| match segment {
+        PathSegment::Key(key) => v.as_object_mut()?.get_mut(key),
+        PathSegment::Index(i) => v.as_array_mut()?.get_mut(*i),
+    })
+}
+
+/// Drops the entry holding the value at `segments`: the nearest object key at or
+/// above it (a bad list element drops the whole list, so later indexes stay true).
+/// Returns the path of what was dropped.
+fn remove_at(value: &mut Value, segments: &[PathSegment]) -> Option<Vec<PathSegment>> {
+    let last_key = segments.iter().rposition(|s| matches!(s, PathSegment::Key(_)))?;
+    let PathSegment::Key(key) = &segments[last_key] else {
+        return None;
+    };
+    get_mut(value, &segments[..last_key])?.as_object_mut()?.remove(key)?;
+    Some(segments[..=last_key].to_vec())
+}
+
+fn insert_at(value: &mut Value, segments: &[PathSegment], field: &str, placeholder: Value) -> bool {
+    match get_mut(value, segments).and_then(Value::as_object_mut) {
+        Some(object) if !object.contains_key(field) => {
+            object.insert(field.to_string(), placeholder);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn missing_field_hint(field: &str) -> Option<String> {
+    let hint = match field {
+        "name" => "every playbook needs a unique `name:`; it names the playbook in routing, journals and evidence",
+        "match" => "say which findings the playbook answers, e.g. `match: {finding-types: [\"*:EC2/*\"]}`",
+        "id" => "every step needs an `id:`, unique in the playbook",
+        "action" => "name the action to run, e.g. `action: notify`",
+        _ => return None,
+    };
+    Some(hint.to_string())
 }
 
 fn join(base: &str, rest: &str) -> String {
@@ -190,6 +301,9 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 
 /// A "did you mean" for unknown names, using the expected list serde already gives.
 fn hint_for(message: &str) -> Option<String> {
+    if message.starts_with("invalid type") && message.ends_with("expected a sequence") {
+        return Some("write a list: `[a, b]`, or one `- item` per line".to_string());
+    }
     let unknown = between(message, "unknown variant `", "`").or_else(|| between(message, "unknown field `", "`"))?;
     let expected = message.split_once("expected ").map(|(_, e)| e)?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
@@ -223,6 +337,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Validates one playbook's text. `file` names it in problems.
 pub fn validate_text(text: &str, file: &str) -> Result<(Playbook, Option<Location>), Vec<Problem>> {
+    validate_document(text, file).map(|(playbook, doc)| (playbook, doc.locate("match")))
+}
+
+/// [`validate_text`], keeping the parsed document so callers can locate more paths.
+fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec<Problem>> {
     let doc = match yaml::parse(text) {
         Ok(doc) => doc,
         Err(e) => {
@@ -247,21 +366,35 @@ pub fn validate_text(text: &str, file: &str) -> Result<(Playbook, Option<Locatio
     // The header without steps, then each step on its own: one bad step does not hide the others.
     let mut header = top.clone();
     let steps_value = header.insert("steps".to_string(), Value::Array(Vec::new()));
-    let header: Option<Playbook> = cx.typed(&Value::Object(header), "");
+    // Stand-ins for missing required fields, so the rest of the header is still checked.
+    let placeholders = [
+        ("name", Value::String("unnamed".to_string())),
+        ("match", Value::Object(Default::default())),
+    ];
+    let (header, dropped): (Option<Playbook>, _) = cx.typed(&Value::Object(header), "", &placeholders);
     let mut steps = Vec::new();
     match &steps_value {
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 let base = format!("steps[{i}]");
-                let Some(document) = cx.typed::<StepDocument>(item, &base) else {
+                let (Some(document), _) = cx.typed::<StepDocument>(item, &base, &[]) else {
                     continue;
                 };
                 let with = document.with.clone().unwrap_or_else(|| Value::Object(Default::default()));
                 let tagged = serde_json::json!({ "action": document.action, "with": with });
-                let with_base = format!("{base}.with");
-                // Errors inside `with` are reported under `with`; strip the adjacent tag's own segment.
-                match serde_path_to_error::deserialize::<_, Action>(tagged) {
-                    Ok(action) => steps.push((
+                // Problems inside `with` name the action whose parameters they are.
+                let before = cx.problems.len();
+                let (action, _) = cx.typed::<Action>(&tagged, &base, &[]);
+                for problem in &mut cx.problems[before..] {
+                    problem.message = format!("`{}`: {}", document.action, problem.message);
+                }
+                if let Some(with) = &document.with {
+                    check_placeholders(&mut cx, &format!("{base}.with"), with);
+                }
+                // Kept even when a parameter was dropped, so the step's own checks still run;
+                // the file fails on the problems recorded above either way.
+                if let Some(action) = action {
+                    steps.push((
                         i,
                         Step {
                             id: document.id,
@@ -271,18 +404,7 @@ pub fn validate_text(text: &str, file: &str) -> Result<(Playbook, Option<Locatio
                             retry: document.retry,
                             on_failure: document.on_failure,
                         },
-                    )),
-                    Err(err) => {
-                        let inner = err.path().to_string();
-                        let inner = inner.strip_prefix("with").unwrap_or(&inner).trim_start_matches('.');
-                        let message = format!("`{}`: {}", document.action, err.inner());
-                        let mut path = join(&with_base, inner);
-                        if let Some(field) = between(&message, "unknown field `", "`") {
-                            path = join(&path, field);
-                        }
-                        let hint = hint_for(&message);
-                        cx.push(&path, message, hint);
-                    }
+                    ));
                 }
             }
         }
@@ -290,21 +412,23 @@ pub fn validate_text(text: &str, file: &str) -> Result<(Playbook, Option<Locatio
         None => cx.push("", "missing `steps`", Some("list the actions to run under `steps:`".to_string())),
     }
     if let Some(header) = &header {
-        check_header(&mut cx, header);
+        check_header(&mut cx, header, &dropped);
         let typed_steps: Vec<&(usize, Step)> = steps.iter().collect();
         check_steps(&mut cx, header, &typed_steps, steps_value.as_ref());
     }
-    if !cx.problems.is_empty() {
-        return Err(cx.problems);
-    }
-    let Some(mut playbook) = header else {
-        return Err(cx.problems);
+    let Some(mut playbook) = header.filter(|_| cx.problems.is_empty()) else {
+        let mut problems = cx.problems;
+        problems.sort();
+        problems.dedup();
+        return Err(problems);
     };
     playbook.steps = steps.into_iter().map(|(_, s)| s).collect();
-    Ok((playbook, doc.locate("match")))
+    Ok((playbook, doc))
 }
 
-fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook) {
+/// Checks serde cannot make. `dropped` lists paths already reported and left out,
+/// so their absence is not reported a second time.
+fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String]) {
     if playbook.name.trim().is_empty() {
         cx.push("name", "the playbook name is empty", None);
     } else if !playbook
@@ -342,7 +466,8 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook) {
         }
     }
     if let Some(severity) = &rule.severity {
-        if severity.bands.is_empty() && severity.min.is_none() && severity.max.is_none() {
+        let part_dropped = dropped.iter().any(|d| d.starts_with("match.severity"));
+        if severity.bands.is_empty() && severity.min.is_none() && severity.max.is_none() && !part_dropped {
             cx.push(
                 "match.severity",
                 "empty severity rule",
@@ -364,8 +489,7 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook) {
             && min > max
         {
             cx.push("match.severity", format!("min {min} is above max {max}: nothing can match"), None);
-        }
-        if !severity.bands.is_empty() && severity_intervals(rule).is_empty() {
+        } else if !severity.bands.is_empty() && severity_intervals(rule).is_empty() {
             cx.push(
                 "match.severity",
                 "the bands and the min/max range do not overlap: nothing can match",
@@ -378,14 +502,59 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook) {
 fn check_pattern(cx: &mut FileContext<'_>, path: &str, pattern: &str) {
     if pattern.trim().is_empty() {
         cx.push(path, "empty finding-type pattern", None);
-    } else if pattern != "*" && !pattern.contains(':') && !pattern.contains('*') {
+    } else if pattern.chars().any(char::is_whitespace) {
+        cx.push(path, format!("{pattern:?} contains whitespace; GuardDuty types never do"), None);
+    } else if !patterns_intersect(pattern, "*") {
+        // Matches no `Purpose:Resource/Family…` string, e.g. `Backdoor` or `Recon:EC2`.
         cx.push(
             path,
             format!("{pattern:?} cannot match a GuardDuty type"),
-            Some("types look like `Backdoor:EC2/C&CActivity.B`; use `*` for any run of characters".to_string()),
+            Some(
+                "types look like `Purpose:Resource/Family.Mechanism!Artifact`, e.g. `Backdoor:EC2/C&CActivity.B`; \
+                 use `*` for any run of characters, e.g. `Backdoor:EC2/*`"
+                    .to_string(),
+            ),
         );
-    } else if pattern.chars().any(char::is_whitespace) {
-        cx.push(path, format!("{pattern:?} contains whitespace; GuardDuty types never do"), None);
+    }
+}
+
+/// Every `{name}` in a parameter must be one the planner fills: an unknown one would
+/// reach AWS verbatim (a tag value reading `{case-id}`).
+fn check_placeholders(cx: &mut FileContext<'_>, path: &str, value: &Value) {
+    match value {
+        Value::String(text) => {
+            let mut rest = text.as_str();
+            while let Some(open) = rest.find('{') {
+                rest = &rest[open..];
+                let Some(close) = rest.find('}') else { break };
+                let candidate = &rest[..=close];
+                let name = &candidate[1..candidate.len() - 1];
+                let looks_like_one = !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if looks_like_one && !PLACEHOLDERS.contains(&candidate) {
+                    let hint = PLACEHOLDERS
+                        .iter()
+                        .map(|p| (edit_distance(candidate, p), *p))
+                        .min()
+                        .filter(|(d, _)| *d <= 3)
+                        .map(|(_, p)| format!("did you mean `{p}`?"))
+                        .unwrap_or_else(|| format!("placeholders: {}", PLACEHOLDERS.join(", ")));
+                    cx.push(path, format!("unknown placeholder `{candidate}`"), Some(hint));
+                }
+                rest = &rest[1..];
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_placeholders(cx, &format!("{path}[{i}]"), item);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                check_placeholders(cx, &join(path, key), item);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -572,7 +741,7 @@ fn step(p: &[char], i: usize, c: Candidate) -> Option<usize> {
     match p.get(i)? {
         '*' => Some(i),
         '?' => Some(i + 1),
-        literal => (c == Some(*literal) && !matches!(c, None)).then_some(i + 1),
+        literal => (c == Some(*literal)).then_some(i + 1),
     }
 }
 
@@ -583,7 +752,7 @@ fn cross_file_problems(loaded: &[LoadedPlaybook]) -> Vec<Problem> {
         if let Some(other) = names.insert(&p.playbook.name, &p.file) {
             problems.push(Problem {
                 file: p.file.display().to_string(),
-                location: Some((1, 1)),
+                location: p.name_location.map(|l| (l.line, l.column)),
                 path: "name".to_string(),
                 message: format!("playbook name `{}` is also used by {}", p.playbook.name, other.display()),
                 hint: Some("playbook names must be unique".to_string()),

@@ -87,9 +87,15 @@ enum Node {
 }
 
 impl Node {
+    /// Where the node starts. The parser marks a block mapping where it recognised
+    /// it, at its first key's `:`; a reader looks for it at the first key.
     fn marker(&self) -> Marker {
         match self {
-            Node::Scalar(_, _, m) | Node::Sequence(_, m) | Node::Mapping(_, m) => *m,
+            Node::Mapping(entries, m) => match entries.first() {
+                Some((key, _)) if key.marker().index() < m.index() => key.marker(),
+                _ => *m,
+            },
+            Node::Scalar(_, _, m) | Node::Sequence(_, m) => *m,
         }
     }
 }
