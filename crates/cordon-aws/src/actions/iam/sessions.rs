@@ -1,0 +1,393 @@
+//! `revoke-role-sessions`: an inline policy on the role denying everything to
+//! credentials issued before now (`aws:TokenIssueTime`), the same mechanism as
+//! the console's "Revoke active sessions" (policy `AWSRevokeOlderSessions`).
+//!
+//! Credentials already handed out (an instance's role credentials, an
+//! attacker's `ASIA…` key) stay valid until they expire, whatever is done to
+//! the instance profile; this is what stops them. It hits every session of the
+//! role, on every instance and principal using it, hence the planner gates it
+//! behind approval.
+
+use aws_sdk_ec2::types::{Filter, IamInstanceProfileAssociationState};
+use cordon_core::action::Action;
+use cordon_core::executor::{ActionError, ErrorKind};
+use cordon_core::plan::Target;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tracing::info;
+
+use super::{PolicyHolder, same_document, wrong_params};
+use crate::actions::{Ctx, Handler, wrong_target};
+use crate::errors::sdk_error;
+
+/// Revokes every session of the target role issued before the step runs.
+#[derive(Debug)]
+pub struct RevokeRoleSessions;
+
+/// Where the role's name came from, for the evidence trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "from",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
+pub enum RoleSource {
+    /// The finding named it (an assumed-role access key).
+    Finding,
+    /// Resolved at run time through the instance's profile.
+    InstanceProfile {
+        /// The instance the finding is about.
+        instance_id: Option<String>,
+        /// The profile whose role was taken.
+        instance_profile_arn: String,
+        /// The live association, when the profile was still attached; absent when
+        /// it had been detached already and the finding's profile ARN was used.
+        association_id: Option<String>,
+    },
+}
+
+/// The role, and the previous content of the policy the step will write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RevokePreState {
+    pub role_name: String,
+    pub role_source: RoleSource,
+    pub policy_name: String,
+    /// The inline policy of that name before the step (URL-decoded), if the role had
+    /// one: apply replaces its content, undo puts it back exactly.
+    pub previous_document: Option<String>,
+}
+
+/// What the step wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RevokeOutcome {
+    pub role_name: String,
+    pub policy_name: String,
+    /// Sessions issued before this instant are denied everything.
+    pub token_issue_time: String,
+    /// True when a policy of the same name existed and its content was replaced.
+    pub replaced_previous_policy: bool,
+}
+
+fn policy_name<'a>(ctx: Ctx<'a>) -> Result<&'a str, ActionError> {
+    match &ctx.step.action {
+        Action::RevokeRoleSessions(params) => Ok(&params.policy_name),
+        _ => Err(wrong_params(ctx)),
+    }
+}
+
+/// The deny-everything-issued-before-`cutoff` policy.
+pub fn revoke_document(cutoff: &str) -> String {
+    serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Deny",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"DateLessThan": {"aws:TokenIssueTime": cutoff}}
+        }]
+    })
+    .to_string()
+}
+
+/// Now, rounded up to the next whole second (RFC 3339, UTC). Rounding up
+/// errs on the side of revoking a session issued in the same second as the
+/// step rather than letting one slip through.
+fn cutoff_now() -> Result<String, ActionError> {
+    let now = OffsetDateTime::now_utc();
+    let whole = now.replace_nanosecond(0).unwrap_or(now);
+    let cutoff = if whole < now {
+        whole + time::Duration::SECOND
+    } else {
+        whole
+    };
+    cutoff.format(&Rfc3339).map_err(|e| {
+        ActionError::new(
+            ErrorKind::Other,
+            "clock",
+            format!("cannot format the current time: {e}"),
+            "check the system clock",
+        )
+    })
+}
+
+/// The instance profile's name from its ARN (`…:instance-profile/path/name`).
+fn profile_name(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or(arn)
+}
+
+/// The role the step acts on: named by the finding, or the role of the
+/// instance's profile (its live association first, else the profile the
+/// finding saw, since an earlier `detach-instance-profile` step may have
+/// removed the association already).
+async fn resolve_role(ctx: Ctx<'_>) -> Result<(String, RoleSource), ActionError> {
+    let (instance_id, finding_profile) = match &ctx.step.target {
+        Target::Role {
+            role_name: Some(role),
+            ..
+        } => return Ok((role.clone(), RoleSource::Finding)),
+        Target::Role {
+            role_name: None,
+            instance_id,
+            instance_profile_arn,
+        } => (instance_id.clone(), instance_profile_arn.clone()),
+        other => return Err(wrong_target(ctx.step, other)),
+    };
+    let clients = ctx.clients();
+    let mut association = None;
+    if let Some(instance) = &instance_id {
+        clients
+            .limit("DescribeIamInstanceProfileAssociations")
+            .await;
+        let out = clients
+            .ec2
+            .describe_iam_instance_profile_associations()
+            // The state is checked below: `associating` counts too, as the
+            // instance gets that role's credentials moments later.
+            .filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .values(instance)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                sdk_error(
+                    e,
+                    "DescribeIamInstanceProfileAssociations",
+                    "ec2:DescribeIamInstanceProfileAssociations",
+                    instance,
+                )
+            })?;
+        association = out
+            .iam_instance_profile_associations()
+            .iter()
+            .find_map(|a| {
+                if !matches!(
+                    a.state(),
+                    Some(
+                        IamInstanceProfileAssociationState::Associated
+                            | IamInstanceProfileAssociationState::Associating
+                    )
+                ) {
+                    return None;
+                }
+                let arn = a.iam_instance_profile()?.arn()?.to_string();
+                Some((arn, a.association_id().map(str::to_string)))
+            });
+    }
+    let (profile_arn, association_id) = match (association, finding_profile) {
+        (Some((arn, id)), _) => (arn, id),
+        (None, Some(arn)) => (arn, None),
+        (None, None) => {
+            return Err(ActionError::new(
+                ErrorKind::NotFound,
+                ctx.step.target.label(),
+                format!(
+                    "instance {} has no instance profile, so there is no role whose sessions to revoke",
+                    instance_id.as_deref().unwrap_or("(unknown)")
+                ),
+                "if credentials were stolen from it, find the role in CloudTrail and revoke its sessions by hand",
+            ));
+        }
+    };
+    let name = profile_name(&profile_arn);
+    clients.limit("IAM.GetInstanceProfile").await;
+    let out = clients
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name)
+        .send()
+        .await
+        .map_err(|e| {
+            sdk_error(
+                e,
+                "GetInstanceProfile",
+                "iam:GetInstanceProfile",
+                &profile_arn,
+            )
+        })?;
+    let role = out
+        .instance_profile()
+        .and_then(|p| p.roles().first())
+        .map(|r| r.role_name().to_string())
+        .ok_or_else(|| {
+            ActionError::new(
+                ErrorKind::NotFound,
+                profile_arn.clone(),
+                format!(
+                    "instance profile {name} has no role, so there are no role sessions to revoke"
+                ),
+                "check CloudTrail for the role the instance used and revoke its sessions by hand",
+            )
+        })?;
+    Ok((
+        role,
+        RoleSource::InstanceProfile {
+            instance_id,
+            instance_profile_arn: profile_arn,
+            association_id,
+        },
+    ))
+}
+
+fn parse_outcome(ctx: Ctx<'_>, outcome: &Value) -> Result<RevokeOutcome, ActionError> {
+    serde_json::from_value(outcome.clone()).map_err(|e| {
+        ActionError::new(
+            ErrorKind::Other,
+            ctx.step.id.clone(),
+            format!(
+                "the journaled outcome of step `{}` is unreadable: {e}",
+                ctx.step.id
+            ),
+            "the journal was written by another cordon version or edited; restore it from evidence",
+        )
+    })
+}
+
+impl Handler for RevokeRoleSessions {
+    type PreState = RevokePreState;
+
+    async fn pre_state(ctx: Ctx<'_>) -> Result<RevokePreState, ActionError> {
+        let policy = policy_name(ctx)?;
+        let (role, source) = resolve_role(ctx).await?;
+        let previous = PolicyHolder::Role(&role).get(ctx, policy).await?;
+        Ok(RevokePreState {
+            role_name: role,
+            role_source: source,
+            policy_name: policy.to_string(),
+            previous_document: previous,
+        })
+    }
+
+    async fn apply(ctx: Ctx<'_>, pre: &RevokePreState) -> Result<Value, ActionError> {
+        let cutoff = cutoff_now()?;
+        PolicyHolder::Role(&pre.role_name)
+            .put(ctx, &pre.policy_name, &revoke_document(&cutoff))
+            .await?;
+        let replaced = pre.previous_document.is_some();
+        info!(
+            role = %pre.role_name,
+            policy = %pre.policy_name,
+            token_issue_time = %cutoff,
+            replaced_previous_policy = replaced,
+            "role sessions issued before the cut-off revoked"
+        );
+        serde_json::to_value(RevokeOutcome {
+            role_name: pre.role_name.clone(),
+            policy_name: pre.policy_name.clone(),
+            token_issue_time: cutoff,
+            replaced_previous_policy: replaced,
+        })
+        .map_err(|e| {
+            ActionError::new(
+                ErrorKind::Other,
+                ctx.step.id.clone(),
+                e.to_string(),
+                "report this as a cordon bug",
+            )
+        })
+    }
+
+    async fn verify(
+        ctx: Ctx<'_>,
+        pre: &RevokePreState,
+        outcome: &Value,
+    ) -> Result<(), ActionError> {
+        let outcome = parse_outcome(ctx, outcome)?;
+        let live = PolicyHolder::Role(&pre.role_name)
+            .get(ctx, &pre.policy_name)
+            .await?;
+        let expected = revoke_document(&outcome.token_issue_time);
+        if live
+            .as_deref()
+            .is_some_and(|live| same_document(live, &expected))
+        {
+            return Ok(());
+        }
+        Err(ActionError::new(
+            ErrorKind::Verification,
+            format!("role {}", pre.role_name),
+            format!(
+                "inline policy `{}` does not deny sessions issued before {}",
+                pre.policy_name, outcome.token_issue_time
+            ),
+            "IAM may not have caught up yet; the step is retried",
+        ))
+    }
+
+    async fn undo(
+        ctx: Ctx<'_>,
+        pre: &RevokePreState,
+        _outcome: Option<&Value>,
+    ) -> Result<Value, ActionError> {
+        let result = PolicyHolder::Role(&pre.role_name)
+            .restore(ctx, &pre.policy_name, pre.previous_document.as_deref())
+            .await?;
+        info!(role = %pre.role_name, policy = %pre.policy_name, "role session revocation undone");
+        Ok(result)
+    }
+
+    async fn verify_undone(ctx: Ctx<'_>, pre: &RevokePreState) -> Result<(), ActionError> {
+        PolicyHolder::Role(&pre.role_name)
+            .verify_equals(ctx, &pre.policy_name, pre.previous_document.as_deref())
+            .await
+    }
+
+    fn describe(_ctx: Ctx<'_>, pre: &RevokePreState) -> Vec<String> {
+        let replaces = if pre.previous_document.is_some() {
+            " (replaces the role's existing policy of that name; undo restores it)"
+        } else {
+            ""
+        };
+        vec![format!(
+            "iam:PutRolePolicy role={} policy={} Deny * when aws:TokenIssueTime < <time of apply>{replaces}",
+            pre.role_name, pre.policy_name
+        )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoff_is_whole_seconds_utc() {
+        let cutoff = cutoff_now().expect("the clock formats");
+        assert!(cutoff.ends_with('Z'), "{cutoff}");
+        assert!(!cutoff.contains('.'), "{cutoff}");
+        assert!(
+            OffsetDateTime::parse(&cutoff, &Rfc3339).expect("RFC 3339")
+                >= OffsetDateTime::now_utc() - time::Duration::SECOND
+        );
+    }
+
+    #[test]
+    fn document_denies_older_tokens() {
+        let doc: Value =
+            serde_json::from_str(&revoke_document("2024-01-02T03:04:05Z")).expect("JSON");
+        let statement = &doc["Statement"][0];
+        assert_eq!(statement["Effect"], "Deny");
+        assert_eq!(statement["Action"], "*");
+        assert_eq!(
+            statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"],
+            "2024-01-02T03:04:05Z"
+        );
+    }
+
+    #[test]
+    fn profile_names_from_arns() {
+        assert_eq!(
+            profile_name("arn:aws:iam::123456789012:instance-profile/web"),
+            "web"
+        );
+        assert_eq!(
+            profile_name("arn:aws:iam::123456789012:instance-profile/a/b/web"),
+            "web"
+        );
+    }
+}
