@@ -52,7 +52,8 @@ fn first_line(text: &str) -> &str {
 pub fn classify_code(code: &str) -> ErrorKind {
     match code {
         "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "TooManyRequestsException"
-        | "SlowDown" | "RequestThrottled" | "LimitExceededException" => ErrorKind::Throttled,
+        | "SlowDown" | "RequestThrottled" | "LimitExceededException"
+        | "SnapshotCreationPerVolumeRateExceeded" => ErrorKind::Throttled,
         "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" | "AuthFailure"
         | "InvalidClientTokenId" | "SignatureDoesNotMatch" | "UnrecognizedClientException" => ErrorKind::AccessDenied,
         "IncorrectInstanceState" | "IncorrectState" | "InvalidStateException" | "InvalidRequestException" => {

@@ -1,1 +1,571 @@
-//! (being written)
+//! `snapshot-volumes`: an EBS snapshot of every attached volume, tagged with
+//! the case, so the disks' state at containment time is kept as evidence.
+//!
+//! Snapshots are found again by their case and step tags, so a re-run after a
+//! crash reuses what an earlier attempt created instead of taking duplicates
+//! (a volume also accepts a new snapshot only every ~15 seconds).
+//!
+//! Undo keeps the snapshots unless the step says `delete-on-rollback`: they
+//! are evidence, and rolling containment back must not destroy evidence.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ec2::error::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{Filter, ResourceType, Snapshot, SnapshotState, Tag, TagSpecification};
+use cordon_core::action::Action;
+use cordon_core::executor::{ActionError, ErrorKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::{describe_instance, try_join_all};
+use crate::actions::{Ctx, Handler};
+use crate::errors::sdk_error;
+
+/// The `snapshot-volumes` handler.
+#[derive(Debug)]
+pub struct SnapshotVolumes;
+
+/// The EBS volumes attached when the step started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPreState {
+    /// The instance the volumes were attached to.
+    pub instance_id: String,
+    /// In block-device-mapping order.
+    pub volumes: Vec<AttachedVolume>,
+}
+
+/// One attached EBS volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachedVolume {
+    /// The volume.
+    pub volume_id: String,
+    /// Where it is attached, e.g. `/dev/xvda`.
+    pub device_name: String,
+}
+
+/// The snapshots taken (or reused), per volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotOutcome {
+    /// One per volume of the pre-state.
+    pub snapshots: Vec<VolumeSnapshot>,
+}
+
+/// One volume's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeSnapshot {
+    /// The volume snapshotted.
+    pub volume_id: String,
+    /// Its device name on the instance.
+    pub device_name: String,
+    /// The snapshot.
+    pub snapshot_id: String,
+    /// `pending` or `completed` when apply returned.
+    pub state: String,
+    /// True when an earlier attempt of this step had already taken it.
+    pub reused: bool,
+}
+
+/// Tag keys put on every snapshot.
+pub const CASE_TAG: &str = "cordon:case-id";
+/// The finding's id.
+pub const FINDING_TAG: &str = "cordon:finding-id";
+/// The instance the volume was attached to.
+pub const INSTANCE_TAG: &str = "cordon:instance-id";
+/// The device name the volume had.
+pub const DEVICE_TAG: &str = "cordon:device";
+/// The step id; with the case id, what finds an earlier attempt's snapshots.
+pub const STEP_TAG: &str = "cordon:step";
+
+/// Default bound on waiting for completion.
+const DEFAULT_WAIT_SECONDS: u64 = 600;
+/// Pause between completion polls.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+fn params<'a>(ctx: Ctx<'a>) -> Result<&'a cordon_core::action::SnapshotVolumes, ActionError> {
+    match &ctx.step.action {
+        Action::SnapshotVolumes(p) => Ok(p),
+        other => Err(ActionError::new(
+            ErrorKind::Other,
+            ctx.step.id.clone(),
+            format!(
+                "step `{}` reached the snapshot-volumes handler with a `{}` action",
+                ctx.step.id,
+                other.kind()
+            ),
+            "report this as a cordon bug",
+        )),
+    }
+}
+
+fn tag_value<'a>(snapshot: &'a Snapshot, key: &str) -> Option<&'a str> {
+    snapshot
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// This case's and this step's snapshots, by tag (one filtered, paginated call).
+async fn case_snapshots(ctx: Ctx<'_>) -> Result<Vec<Snapshot>, ActionError> {
+    let clients = ctx.clients();
+    let mut found = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        clients.limit("DescribeSnapshots").await;
+        let out = clients
+            .ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{CASE_TAG}"))
+                    .values(ctx.case_id())
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{STEP_TAG}"))
+                    .values(&ctx.step.id)
+                    .build(),
+            )
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                sdk_error(
+                    e,
+                    "DescribeSnapshots",
+                    "ec2:DescribeSnapshots",
+                    ctx.case_id(),
+                )
+            })?;
+        found.extend(out.snapshots().iter().cloned());
+        match out.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+            _ => return Ok(found),
+        }
+    }
+}
+
+async fn snapshots_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<Snapshot>, ActionError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let clients = ctx.clients();
+    clients.limit("DescribeSnapshots").await;
+    // A filter, not `SnapshotIds`: a deleted snapshot is absent rather than an error.
+    let out = clients
+        .ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            Filter::builder()
+                .name("snapshot-id")
+                .set_values(Some(ids.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| {
+            sdk_error(
+                e,
+                "DescribeSnapshots",
+                "ec2:DescribeSnapshots",
+                &ids.join(","),
+            )
+        })?;
+    Ok(out.snapshots().to_vec())
+}
+
+async fn create_snapshot(
+    ctx: Ctx<'_>,
+    instance_id: &str,
+    volume: &AttachedVolume,
+) -> Result<Snapshot, ActionError> {
+    let clients = ctx.clients();
+    let tags = [
+        (CASE_TAG, ctx.case_id()),
+        (FINDING_TAG, ctx.plan.finding.id.as_str()),
+        (INSTANCE_TAG, instance_id),
+        (DEVICE_TAG, volume.device_name.as_str()),
+        (STEP_TAG, ctx.step.id.as_str()),
+    ];
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::Snapshot);
+    for (key, value) in tags {
+        spec = spec.tags(Tag::builder().key(key).value(value).build());
+    }
+    clients.limit("CreateSnapshot").await;
+    let out = clients
+        .ec2
+        .create_snapshot()
+        .volume_id(&volume.volume_id)
+        .description(format!(
+            "cordon {}: {} of {instance_id} (finding {})",
+            ctx.case_id(),
+            volume.device_name,
+            ctx.plan.finding.id
+        ))
+        .tag_specifications(spec.build())
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, "CreateSnapshot", "ec2:CreateSnapshot", &volume.volume_id))?;
+    Ok(Snapshot::builder()
+        .set_snapshot_id(out.snapshot_id().map(str::to_string))
+        .set_volume_id(out.volume_id().map(str::to_string))
+        .set_state(out.state().cloned())
+        .set_tags(Some(out.tags().to_vec()))
+        .build())
+}
+
+/// Deletes a snapshot; one already gone counts as deleted.
+async fn delete_snapshot(ctx: Ctx<'_>, snapshot_id: &str) -> Result<(), ActionError> {
+    let clients = ctx.clients();
+    clients.limit("DeleteSnapshot").await;
+    match clients
+        .ec2
+        .delete_snapshot()
+        .snapshot_id(snapshot_id)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("InvalidSnapshot.NotFound") => Ok(()),
+        Err(e) => Err(sdk_error(
+            e,
+            "DeleteSnapshot",
+            "ec2:DeleteSnapshot",
+            snapshot_id,
+        )),
+    }
+}
+
+fn failed_snapshot(snapshot: &Snapshot) -> ActionError {
+    let id = snapshot.snapshot_id().unwrap_or_default();
+    ActionError::new(
+        ErrorKind::Other,
+        id,
+        format!(
+            "snapshot of {} failed: {}",
+            snapshot.volume_id().unwrap_or("its volume"),
+            snapshot.state_message().unwrap_or("no reason given")
+        ),
+        "the step is retried with a new snapshot; if it keeps failing, snapshot the volume by hand",
+    )
+}
+
+/// Polls until every snapshot is `completed`, sleeping asynchronously between
+/// polls, up to `timeout`. A snapshot in `error` fails at once.
+async fn wait_completed(
+    ctx: Ctx<'_>,
+    ids: &[String],
+    timeout: Duration,
+) -> Result<(), ActionError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let snapshots = snapshots_by_id(ctx, ids).await?;
+        if let Some(bad) = snapshots
+            .iter()
+            .find(|s| s.state() == Some(&SnapshotState::Error))
+        {
+            return Err(failed_snapshot(bad));
+        }
+        let pending: Vec<&str> = ids
+            .iter()
+            .filter(|id| {
+                !snapshots.iter().any(|s| {
+                    s.snapshot_id() == Some(id.as_str())
+                        && s.state() == Some(&SnapshotState::Completed)
+                })
+            })
+            .map(String::as_str)
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ActionError::new(
+                ErrorKind::Timeout,
+                pending.join(","),
+                format!("snapshots still not completed after {}s", timeout.as_secs()),
+                "large volumes take long to snapshot; the step is retried (reusing these snapshots), or raise wait-timeout-seconds",
+            ));
+        }
+        tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
+    }
+}
+
+impl Handler for SnapshotVolumes {
+    type PreState = SnapshotPreState;
+
+    async fn pre_state(ctx: Ctx<'_>) -> Result<SnapshotPreState, ActionError> {
+        params(ctx)?;
+        let instance_id = &ctx.instance()?.instance_id;
+        let instance = describe_instance(ctx, instance_id).await?;
+        let volumes = instance
+            .block_device_mappings()
+            .iter()
+            .filter_map(|m| {
+                Some(AttachedVolume {
+                    volume_id: m.ebs()?.volume_id()?.to_string(),
+                    device_name: m.device_name()?.to_string(),
+                })
+            })
+            .collect();
+        Ok(SnapshotPreState {
+            instance_id: instance_id.clone(),
+            volumes,
+        })
+    }
+
+    /// Reuses the snapshots an earlier attempt of this step took (found by
+    /// case and step tags; failed ones are ignored) and creates the missing
+    /// ones concurrently, then optionally waits for completion.
+    async fn apply(ctx: Ctx<'_>, pre: &SnapshotPreState) -> Result<Value, ActionError> {
+        let p = params(ctx)?;
+        let earlier = case_snapshots(ctx).await?;
+        let mut reused: BTreeMap<&str, &Snapshot> = BTreeMap::new();
+        for s in &earlier {
+            if s.state() == Some(&SnapshotState::Error) {
+                continue;
+            }
+            if let Some(volume) = s.volume_id() {
+                reused.entry(volume).or_insert(s);
+            }
+        }
+        let to_create: Vec<&AttachedVolume> = pre
+            .volumes
+            .iter()
+            .filter(|v| !reused.contains_key(v.volume_id.as_str()))
+            .collect();
+        let created = try_join_all(
+            to_create
+                .iter()
+                .map(|v| create_snapshot(ctx, &pre.instance_id, v))
+                .collect(),
+        )
+        .await?;
+        let mut snapshots = Vec::new();
+        for volume in &pre.volumes {
+            let (snapshot, was_reused) = match reused.get(volume.volume_id.as_str()) {
+                Some(s) => (*s, true),
+                None => match created
+                    .iter()
+                    .find(|s| s.volume_id() == Some(volume.volume_id.as_str()))
+                {
+                    Some(s) => (s, false),
+                    None => continue,
+                },
+            };
+            if snapshot.state() == Some(&SnapshotState::Error) {
+                return Err(failed_snapshot(snapshot));
+            }
+            snapshots.push(VolumeSnapshot {
+                volume_id: volume.volume_id.clone(),
+                device_name: volume.device_name.clone(),
+                snapshot_id: snapshot.snapshot_id().unwrap_or_default().to_string(),
+                state: snapshot
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                reused: was_reused,
+            });
+        }
+        if p.wait {
+            let ids: Vec<String> = snapshots.iter().map(|s| s.snapshot_id.clone()).collect();
+            let timeout =
+                Duration::from_secs(p.wait_timeout_seconds.unwrap_or(DEFAULT_WAIT_SECONDS));
+            wait_completed(ctx, &ids, timeout).await?;
+            for s in &mut snapshots {
+                s.state = SnapshotState::Completed.as_str().to_string();
+            }
+        }
+        serde_json::to_value(SnapshotOutcome { snapshots }).map_err(|e| {
+            ActionError::new(
+                ErrorKind::Other,
+                &pre.instance_id,
+                format!("cannot record the snapshot outcome: {e}"),
+                "report this as a cordon bug",
+            )
+        })
+    }
+
+    /// Each volume has a snapshot that exists, carries the case tags and, when
+    /// the step waits, is completed.
+    async fn verify(
+        ctx: Ctx<'_>,
+        pre: &SnapshotPreState,
+        outcome: &Value,
+    ) -> Result<(), ActionError> {
+        let p = params(ctx)?;
+        let outcome: SnapshotOutcome = serde_json::from_value(outcome.clone()).map_err(|e| {
+            ActionError::new(
+                ErrorKind::Other,
+                &ctx.step.id,
+                format!(
+                    "the journaled outcome of step `{}` is unreadable: {e}",
+                    ctx.step.id
+                ),
+                "the journal was written by another cordon version or edited",
+            )
+        })?;
+        let ids: Vec<String> = outcome
+            .snapshots
+            .iter()
+            .map(|s| s.snapshot_id.clone())
+            .collect();
+        let live = snapshots_by_id(ctx, &ids).await?;
+        let hint = "EC2 is eventually consistent; the step is retried";
+        for volume in &pre.volumes {
+            let Some(taken) = outcome
+                .snapshots
+                .iter()
+                .find(|s| s.volume_id == volume.volume_id)
+            else {
+                return Err(ActionError::new(
+                    ErrorKind::Verification,
+                    &volume.volume_id,
+                    "volume has no snapshot in the step's outcome",
+                    hint,
+                ));
+            };
+            let Some(s) = live
+                .iter()
+                .find(|s| s.snapshot_id() == Some(taken.snapshot_id.as_str()))
+            else {
+                return Err(ActionError::new(
+                    ErrorKind::Verification,
+                    &taken.snapshot_id,
+                    format!("snapshot of {} not found", volume.volume_id),
+                    hint,
+                ));
+            };
+            for (key, want) in [(CASE_TAG, ctx.case_id()), (STEP_TAG, ctx.step.id.as_str())] {
+                if tag_value(s, key) != Some(want) {
+                    return Err(ActionError::new(
+                        ErrorKind::Verification,
+                        &taken.snapshot_id,
+                        format!("snapshot lacks tag {key}={want}"),
+                        hint,
+                    ));
+                }
+            }
+            if s.state() == Some(&SnapshotState::Error) {
+                return Err(failed_snapshot(s));
+            }
+            if p.wait && s.state() != Some(&SnapshotState::Completed) {
+                return Err(ActionError::new(
+                    ErrorKind::Verification,
+                    &taken.snapshot_id,
+                    "snapshot is not completed",
+                    hint,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the snapshots (evidence) unless `delete-on-rollback`; then deletes
+    /// every snapshot of this case and step, found by tag, so a crash between
+    /// creating and journaling leaves none behind.
+    async fn undo(
+        ctx: Ctx<'_>,
+        _pre: &SnapshotPreState,
+        outcome: Option<&Value>,
+    ) -> Result<Value, ActionError> {
+        let p = params(ctx)?;
+        let tagged: Vec<String> = case_snapshots(ctx)
+            .await?
+            .iter()
+            .filter_map(|s| s.snapshot_id().map(str::to_string))
+            .collect();
+        if !p.delete_on_rollback {
+            let mut kept = tagged;
+            if let Some(outcome) =
+                outcome.and_then(|o| serde_json::from_value::<SnapshotOutcome>(o.clone()).ok())
+            {
+                for s in outcome.snapshots {
+                    if !kept.contains(&s.snapshot_id) {
+                        kept.push(s.snapshot_id);
+                    }
+                }
+            }
+            return Ok(json!({
+                "kept": kept,
+                "why": "snapshots are evidence; rolling back containment keeps them (set delete-on-rollback to change that)",
+            }));
+        }
+        try_join_all(tagged.iter().map(|id| delete_snapshot(ctx, id)).collect()).await?;
+        Ok(json!({ "deleted": tagged }))
+    }
+
+    /// With `delete-on-rollback`, no snapshot of this case and step is left.
+    /// Otherwise the step changed nothing that needs putting back; only the
+    /// volumes' existence is checked.
+    async fn verify_undone(ctx: Ctx<'_>, pre: &SnapshotPreState) -> Result<(), ActionError> {
+        let p = params(ctx)?;
+        if p.delete_on_rollback {
+            let left = case_snapshots(ctx).await?;
+            if let Some(s) = left.first() {
+                return Err(ActionError::new(
+                    ErrorKind::Verification,
+                    s.snapshot_id().unwrap_or_default(),
+                    "snapshot still exists after rollback deleted it",
+                    "deletion is eventually consistent; rollback retries",
+                ));
+            }
+            return Ok(());
+        }
+        let ids: Vec<String> = pre.volumes.iter().map(|v| v.volume_id.clone()).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let clients = ctx.clients();
+        clients.limit("DescribeVolumes").await;
+        let out = clients
+            .ec2
+            .describe_volumes()
+            .filters(
+                Filter::builder()
+                    .name("volume-id")
+                    .set_values(Some(ids.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_error(e, "DescribeVolumes", "ec2:DescribeVolumes", &ids.join(",")))?;
+        if let Some(missing) = ids.iter().find(|id| {
+            !out.volumes()
+                .iter()
+                .any(|v| v.volume_id() == Some(id.as_str()))
+        }) {
+            return Err(ActionError::new(
+                ErrorKind::InvalidState,
+                missing,
+                "volume no longer exists (it was not deleted by cordon; its snapshot is kept)",
+                "check who deleted the volume; the case's snapshot still holds its data",
+            ));
+        }
+        Ok(())
+    }
+
+    fn describe(ctx: Ctx<'_>, pre: &SnapshotPreState) -> Vec<String> {
+        pre
+            .volumes
+            .iter()
+            .map(|v| {
+                format!(
+                    "ec2:CreateSnapshot {} tags=[{CASE_TAG}={}, {FINDING_TAG}={}, {INSTANCE_TAG}={}, {DEVICE_TAG}={}, {STEP_TAG}={}] (unless an earlier attempt took it)",
+                    v.volume_id,
+                    ctx.case_id(),
+                    ctx.plan.finding.id,
+                    pre.instance_id,
+                    v.device_name,
+                    ctx.step.id
+                )
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,1609 @@
+//! Containment of an instance against the emulator: tags, termination
+//! protection, per-ENI isolation and snapshots. Each action is applied,
+//! verified, undone (also from crash states) and verified undone, and the
+//! resources are compared field by field with describes taken before.
+//!
+//! Emulator workaround: instances are launched with an explicit primary
+//! `NetworkInterfaces` spec, not `SecurityGroupIds`. moto 5.2.5 reports every
+//! ENI of an instance launched with `SecurityGroupIds` as being in its own
+//! groups *plus* the instance's launch groups, so a per-ENI group swap would
+//! never read back as done. Both launch forms are valid on AWS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aws_sdk_ec2::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_ec2::error::BoxError;
+use aws_sdk_ec2::types::{
+    Filter, InstanceAttributeName, InstanceNetworkInterfaceSpecification, InstanceType,
+    IpPermission, IpRange, NetworkInterface, SecurityGroup, Tag,
+};
+use cordon_aws::actions::AwsActions;
+use cordon_aws::client::{AwsClients, is_read_only};
+use cordon_aws::evidence::EvidenceStore;
+use cordon_core::executor::{Actions, Approver, Decision, ErrorKind, Executor};
+use cordon_core::finding::parse_single_finding;
+use cordon_core::journal::{CaseStatus, JournalError, JournalRecord, JournalStore};
+use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
+use cordon_core::playbook::Playbook;
+use cordon_core::route::RouteReason;
+use cordon_tests::{ACCOUNT_ID, REGION, emulator};
+use serde_json::{Value, json};
+
+const ISOLATION: &str = "cordon-isolation";
+const UNTRACK: &str = "cordon-isolation-untrack";
+
+/// One VPC with an instance holding two ENIs with different groups and two volumes.
+#[derive(Debug)]
+struct Fixture {
+    vpc: String,
+    subnets: [String; 2],
+    /// web, ssh, db.
+    groups: [String; 3],
+    instance: String,
+    primary_eni: String,
+    second_eni: String,
+    root_volume: String,
+    data_volume: String,
+}
+
+async fn provision(clients: &AwsClients, second_octet: u8) -> Fixture {
+    let ec2 = &clients.ec2;
+    let vpc = ec2
+        .create_vpc()
+        .cidr_block(format!("10.{second_octet}.0.0/16"))
+        .send()
+        .await
+        .expect("CreateVpc");
+    let vpc = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_string();
+    let mut subnets = Vec::new();
+    for i in 1..=2 {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc)
+            .cidr_block(format!("10.{second_octet}.{i}.0/24"))
+            .availability_zone(format!("{REGION}a"))
+            .send()
+            .await
+            .expect("CreateSubnet");
+        subnets.push(
+            subnet
+                .subnet()
+                .and_then(|s| s.subnet_id())
+                .expect("subnet id")
+                .to_string(),
+        );
+    }
+    let mut groups = Vec::new();
+    for (name, port) in [("web", 443), ("ssh", 22), ("db", 5432)] {
+        let group = ec2
+            .create_security_group()
+            .group_name(name)
+            .description(format!("{name} servers"))
+            .vpc_id(&vpc)
+            .send()
+            .await
+            .expect("CreateSecurityGroup");
+        let id = group.group_id().expect("group id").to_string();
+        ec2.authorize_security_group_ingress()
+            .group_id(&id)
+            .ip_permissions(
+                IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(port)
+                    .to_port(port)
+                    .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("AuthorizeSecurityGroupIngress");
+        groups.push(id);
+    }
+    let subnets: [String; 2] = subnets.try_into().expect("two subnets");
+    let groups: [String; 3] = groups.try_into().expect("three groups");
+    let instance = launch(clients, &subnets[0], &[&groups[0], &groups[1]]).await;
+    let eni = ec2
+        .create_network_interface()
+        .subnet_id(&subnets[1])
+        .groups(&groups[2])
+        .description("second interface")
+        .send()
+        .await
+        .expect("CreateNetworkInterface");
+    let second_eni = eni
+        .network_interface()
+        .and_then(|n| n.network_interface_id())
+        .expect("eni id")
+        .to_string();
+    ec2.attach_network_interface()
+        .network_interface_id(&second_eni)
+        .instance_id(&instance)
+        .device_index(1)
+        .send()
+        .await
+        .expect("AttachNetworkInterface");
+    let volume = ec2
+        .create_volume()
+        .availability_zone(format!("{REGION}a"))
+        .size(10)
+        .send()
+        .await
+        .expect("CreateVolume");
+    let data_volume = volume.volume_id().expect("volume id").to_string();
+    ec2.attach_volume()
+        .volume_id(&data_volume)
+        .instance_id(&instance)
+        .device("/dev/sdf")
+        .send()
+        .await
+        .expect("AttachVolume");
+    let described = describe(clients, &instance).await;
+    let root_volume = described
+        .block_device_mappings()
+        .iter()
+        .find(|m| m.device_name() != Some("/dev/sdf"))
+        .and_then(|m| m.ebs())
+        .and_then(|e| e.volume_id())
+        .expect("root volume")
+        .to_string();
+    let enis = enis_of(clients, &instance).await;
+    assert_eq!(enis.len(), 2, "two ENIs attached");
+    let primary_eni = enis[0]
+        .network_interface_id()
+        .expect("primary eni")
+        .to_string();
+    assert_eq!(ids_of(&enis[0]), vec![groups[0].clone(), groups[1].clone()]);
+    assert_eq!(
+        ids_of(&enis[1]),
+        vec![groups[2].clone()],
+        "the second ENI has its own groups"
+    );
+    Fixture {
+        vpc,
+        subnets,
+        groups,
+        instance,
+        primary_eni,
+        second_eni,
+        root_volume,
+        data_volume,
+    }
+}
+
+/// An instance whose primary ENI is in `groups` (see the module doc for why
+/// the groups go on the interface spec).
+async fn launch(clients: &AwsClients, subnet: &str, groups: &[&String]) -> String {
+    let mut spec = InstanceNetworkInterfaceSpecification::builder()
+        .device_index(0)
+        .subnet_id(subnet);
+    for group in groups {
+        spec = spec.groups(group.as_str());
+    }
+    let run = clients
+        .ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .network_interfaces(spec.build())
+        .send()
+        .await
+        .expect("RunInstances");
+    run.instances()[0]
+        .instance_id()
+        .expect("instance id")
+        .to_string()
+}
+
+async fn describe(clients: &AwsClients, instance: &str) -> aws_sdk_ec2::types::Instance {
+    clients
+        .ec2
+        .describe_instances()
+        .instance_ids(instance)
+        .send()
+        .await
+        .expect("DescribeInstances")
+        .reservations()[0]
+        .instances()[0]
+        .clone()
+}
+
+/// The instance's ENIs, full descriptions, primary first.
+async fn enis_of(clients: &AwsClients, instance: &str) -> Vec<NetworkInterface> {
+    let out = clients
+        .ec2
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .values(instance)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeNetworkInterfaces");
+    let mut enis = out.network_interfaces().to_vec();
+    enis.sort_by_key(|n| n.attachment().and_then(|a| a.device_index()));
+    enis
+}
+
+fn ids_of(eni: &NetworkInterface) -> Vec<String> {
+    eni.groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect()
+}
+
+async fn groups_named(clients: &AwsClients, name: &str) -> Vec<SecurityGroup> {
+    clients
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("group-name").values(name).build())
+        .send()
+        .await
+        .expect("DescribeSecurityGroups")
+        .security_groups()
+        .to_vec()
+}
+
+async fn group(clients: &AwsClients, id: &str) -> SecurityGroup {
+    clients
+        .ec2
+        .describe_security_groups()
+        .group_ids(id)
+        .send()
+        .await
+        .expect("DescribeSecurityGroups")
+        .security_groups()[0]
+        .clone()
+}
+
+fn tag_of<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// A GuardDuty finding naming `instance_id` and, as GuardDuty often does,
+/// only its primary ENI.
+fn finding_json(instance_id: &str, primary_eni: &str) -> String {
+    json!({
+        "schemaVersion": "2.0",
+        "accountId": ACCOUNT_ID,
+        "region": REGION,
+        "partition": "aws",
+        "id": format!("finding-{instance_id}"),
+        "arn": format!("arn:aws:guardduty:{REGION}:{ACCOUNT_ID}:detector/d1/finding/finding-{instance_id}"),
+        "type": "Backdoor:EC2/C&CActivity.B",
+        "severity": 8,
+        "createdAt": "2024-05-01T10:00:00.000Z",
+        "updatedAt": "2024-05-01T10:00:00.000Z",
+        "title": "C&C activity",
+        "description": "test finding",
+        "resource": {"resourceType": "Instance", "instanceDetails": {
+            "instanceId": instance_id,
+            "instanceType": "t3.micro",
+            "instanceState": "running",
+            "availabilityZone": format!("{REGION}a"),
+            "networkInterfaces": [{"networkInterfaceId": primary_eni, "securityGroups": []}]
+        }},
+        "service": {
+            "serviceName": "guardduty",
+            "detectorId": "d1",
+            "resourceRole": "TARGET",
+            "eventFirstSeen": "2024-05-01T09:58:00.000Z",
+            "eventLastSeen": "2024-05-01T09:59:00.000Z",
+            "archived": false,
+            "count": 1
+        }
+    })
+    .to_string()
+}
+
+/// The containment playbook of this file, planned for `instance_id`.
+fn plan_for(instance_id: &str, primary_eni: &str) -> (Plan, String) {
+    let retry = json!({"max-attempts": 2, "initial-backoff-ms": 10});
+    plan_with(
+        instance_id,
+        primary_eni,
+        json!([
+            {"id": "tag", "action": "tag-resource", "retry": retry},
+            {"id": "protect", "action": "enable-termination-protection", "retry": retry},
+            {"id": "isolate", "action": "isolate-instance", "retry": retry},
+            {"id": "snapshot", "action": "snapshot-volumes", "with": {"wait": true, "wait-timeout-seconds": 30}, "retry": retry},
+            {"id": "scratch-snapshot", "action": "snapshot-volumes", "with": {"delete-on-rollback": true}, "retry": retry}
+        ]),
+    )
+}
+
+fn plan_with(instance_id: &str, primary_eni: &str, steps: Value) -> (Plan, String) {
+    let raw = finding_json(instance_id, primary_eni);
+    let finding = parse_single_finding(&raw, "test finding").expect("finding parses");
+    let playbook: Playbook = serde_json::from_value(json!({
+        "name": "ec2-isolation",
+        "priority": 1,
+        "match": {"finding-types": ["*:EC2/*"]},
+        "on-failure": "rollback",
+        "steps": steps,
+    }))
+    .expect("playbook parses");
+    let reason = RouteReason {
+        playbook: playbook.name.clone(),
+        priority: playbook.priority,
+        matched: vec!["test".to_string()],
+    };
+    (plan(&finding, &playbook, reason), raw)
+}
+
+fn step<'a>(plan: &'a Plan, id: &str) -> &'a PlannedStep {
+    plan.step(id).unwrap_or_else(|| panic!("no step {id}"))
+}
+
+fn actions(clients: &AwsClients, test: &str) -> (AwsActions, PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "cordon-ec2-isolation-{}-{test}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        AwsActions::new(clients.clone(), EvidenceStore::LocalDir(dir.clone())),
+        dir,
+    )
+}
+
+/// Operations sent since the last reset that may change something.
+fn mutating(clients: &AwsClients) -> BTreeMap<String, u64> {
+    clients
+        .calls
+        .operations()
+        .into_iter()
+        .filter(|(key, _)| !is_read_only(key.split_once('.').map_or(key.as_str(), |(_, op)| op)))
+        .collect()
+}
+
+/// Prints the calls of one phase and resets the counter.
+fn phase(clients: &AwsClients, label: &str) -> BTreeMap<String, u64> {
+    let calls = clients.calls.operations();
+    eprintln!(
+        "calls {label} ({} in all): {calls:?}",
+        calls.values().sum::<u64>()
+    );
+    clients.calls.reset();
+    calls
+}
+
+fn count(calls: &BTreeMap<String, u64>, operation: &str) -> u64 {
+    calls.get(&format!("EC2.{operation}")).copied().unwrap_or(0)
+}
+
+/// Isolates through the handler: pre-state, apply, verify. Returns (pre, outcome).
+async fn isolate(actions: &AwsActions, plan: &Plan) -> (Value, Value) {
+    let step = step(plan, "isolate");
+    let pre = actions
+        .read_pre_state(plan, step)
+        .await
+        .expect("isolate pre-state");
+    let outcome = actions
+        .apply(plan, step, &pre)
+        .await
+        .expect("isolate apply");
+    actions
+        .verify(plan, step, &pre, &outcome)
+        .await
+        .expect("isolate verify");
+    (pre, outcome)
+}
+
+fn isolation_group_of(outcome: &Value) -> String {
+    outcome["groups"][0]["isolation_group_id"]
+        .as_str()
+        .expect("isolation group id in outcome")
+        .to_string()
+}
+
+#[tokio::test]
+async fn isolation_moves_every_eni_and_undo_restores_each_its_own_groups() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients, 10).await;
+    let (actions, dir) = actions(clients, "isolate");
+    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
+    let step = step(&plan, "isolate");
+    let before = enis_of(clients, &fx.instance).await;
+    clients.calls.reset();
+
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    let pre_calls = phase(clients, "isolate pre-state");
+    let interfaces = pre["interfaces"].as_array().expect("interfaces");
+    assert_eq!(
+        interfaces.len(),
+        2,
+        "both ENIs, though the finding names one: {pre}"
+    );
+    assert_eq!(
+        interfaces[0]["network_interface_id"],
+        fx.primary_eni.as_str()
+    );
+    assert_eq!(
+        interfaces[0]["security_group_ids"],
+        json!([fx.groups[0], fx.groups[1]])
+    );
+    assert_eq!(
+        interfaces[1]["network_interface_id"],
+        fx.second_eni.as_str()
+    );
+    assert_eq!(interfaces[1]["security_group_ids"], json!([fx.groups[2]]));
+    assert_eq!(interfaces[1]["vpc_id"], fx.vpc.as_str());
+
+    let dry = actions.describe_apply(&plan, step, &pre);
+    eprintln!("isolate dry run:\n{}", dry.join("\n"));
+    assert_eq!(
+        dry.iter()
+            .filter(|l| l.starts_with("ec2:ModifyNetworkInterfaceAttribute"))
+            .count(),
+        4
+    );
+
+    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
+    let apply_calls = phase(clients, "isolate apply (groups created)");
+    actions
+        .verify(&plan, step, &pre, &outcome)
+        .await
+        .expect("verify");
+    let verify_calls = phase(clients, "isolate verify");
+    let total: u64 = [&pre_calls, &apply_calls, &verify_calls]
+        .iter()
+        .flat_map(|c| c.values())
+        .sum();
+    eprintln!("isolate of a 2-ENI instance, fresh VPC: {total} calls");
+    assert_eq!(
+        count(&apply_calls, "ModifyNetworkInterfaceAttribute"),
+        4,
+        "two phases x two ENIs"
+    );
+    assert_eq!(count(&apply_calls, "CreateSecurityGroup"), 2);
+    assert_eq!(count(&apply_calls, "ModifyInstanceAttribute"), 0);
+
+    let iso = isolation_group_of(&outcome);
+    for eni in enis_of(clients, &fx.instance).await {
+        assert_eq!(
+            ids_of(&eni),
+            vec![iso.clone()],
+            "{:?} only in the isolation group",
+            eni.network_interface_id()
+        );
+    }
+    let iso_group = group(clients, &iso).await;
+    assert_eq!(iso_group.group_name(), Some(ISOLATION));
+    assert_eq!(iso_group.vpc_id(), Some(fx.vpc.as_str()));
+    assert!(
+        iso_group.ip_permissions().is_empty(),
+        "no ingress: {:?}",
+        iso_group.ip_permissions()
+    );
+    assert!(
+        iso_group.ip_permissions_egress().is_empty(),
+        "no egress: {:?}",
+        iso_group.ip_permissions_egress()
+    );
+    assert_eq!(tag_of(iso_group.tags(), "cordon:role"), Some("isolation"));
+    let untrack = groups_named(clients, UNTRACK).await;
+    assert_eq!(untrack.len(), 1);
+    assert_eq!(tag_of(untrack[0].tags(), "cordon:role"), Some("untrack"));
+    for rules in [
+        untrack[0].ip_permissions(),
+        untrack[0].ip_permissions_egress(),
+    ] {
+        assert!(rules.iter().any(|r| {
+            r.ip_protocol() == Some("-1")
+                && r.ip_ranges()
+                    .iter()
+                    .any(|x| x.cidr_ip() == Some("0.0.0.0/0"))
+        }));
+        assert!(rules.iter().any(|r| {
+            r.ip_protocol() == Some("-1")
+                && r.ipv6_ranges()
+                    .iter()
+                    .any(|x| x.cidr_ipv6() == Some("::/0"))
+        }));
+    }
+    let results = outcome["interfaces"].as_array().expect("interfaces");
+    assert_eq!(results.len(), 2);
+    assert!(
+        results
+            .iter()
+            .all(|r| r["passed_through"] == untrack[0].group_id().expect("id"))
+    );
+    let note = outcome["still_tracked"].as_str().expect("note");
+    for path in [
+        "ICMP",
+        "NAT gateways",
+        "Network Load Balancers",
+        "Gateway Load Balancers",
+        "transit gateways",
+    ] {
+        assert!(note.contains(path), "{note}");
+    }
+
+    let undone = actions
+        .undo(&plan, step, &pre, Some(&outcome))
+        .await
+        .expect("undo");
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("verify undone");
+    phase(clients, "isolate undo + verify");
+    assert_eq!(
+        undone["restored"],
+        json!([fx.primary_eni, fx.second_eni]),
+        "{undone}"
+    );
+    let after = enis_of(clients, &fx.instance).await;
+    assert_eq!(after.len(), before.len());
+    for (a, b) in after.iter().zip(&before) {
+        assert_eq!(a.network_interface_id(), b.network_interface_id());
+        assert_eq!(
+            a.groups(),
+            b.groups(),
+            "each ENI back in its own groups, same order"
+        );
+        assert_eq!(a, b, "nothing else changed on the ENI");
+    }
+    assert_eq!(
+        groups_named(clients, ISOLATION).await.len(),
+        1,
+        "the isolation group is kept for reuse"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn isolation_groups_are_shared_within_a_vpc_and_distinct_across_vpcs() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let a = provision(clients, 10).await;
+    let b = provision(clients, 20).await;
+    let neighbour = launch(clients, &a.subnets[0], &[&a.groups[0]]).await;
+    let neighbour_eni = enis_of(clients, &neighbour).await[0]
+        .network_interface_id()
+        .expect("eni")
+        .to_string();
+    let (actions, dir) = actions(clients, "reuse");
+
+    let (plan_a, _) = plan_for(&a.instance, &a.primary_eni);
+    let (_, first) = isolate(&actions, &plan_a).await;
+    clients.calls.reset();
+    let (plan_n, _) = plan_for(&neighbour, &neighbour_eni);
+    let (_, second) = isolate(&actions, &plan_n).await;
+    let reuse_calls = phase(clients, "isolate, groups reused");
+    assert_eq!(
+        count(&reuse_calls, "CreateSecurityGroup"),
+        0,
+        "groups found, not created"
+    );
+    assert_eq!(count(&reuse_calls, "RevokeSecurityGroupEgress"), 0);
+    assert_eq!(count(&reuse_calls, "AuthorizeSecurityGroupIngress"), 0);
+    let (plan_b, _) = plan_for(&b.instance, &b.primary_eni);
+    let (_, third) = isolate(&actions, &plan_b).await;
+
+    assert_eq!(
+        isolation_group_of(&first),
+        isolation_group_of(&second),
+        "one isolation group per VPC"
+    );
+    assert_eq!(
+        first["groups"][0]["untrack_group_id"],
+        second["groups"][0]["untrack_group_id"]
+    );
+    assert_ne!(
+        isolation_group_of(&first),
+        isolation_group_of(&third),
+        "another VPC, another group"
+    );
+    assert_eq!(
+        group(clients, &isolation_group_of(&third)).await.vpc_id(),
+        Some(b.vpc.as_str())
+    );
+    let all: BTreeSet<String> = groups_named(clients, ISOLATION)
+        .await
+        .iter()
+        .filter_map(|g| g.vpc_id().map(str::to_string))
+        .collect();
+    assert_eq!(
+        all,
+        BTreeSet::from([a.vpc.clone(), b.vpc.clone()]),
+        "exactly one per VPC"
+    );
+    assert_eq!(groups_named(clients, UNTRACK).await.len(), 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_reused_isolation_group_with_rules_is_repaired_or_refused() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients, 10).await;
+    let (actions, dir) = actions(clients, "repair");
+    // A group left half-made (created, default egress never revoked).
+    let made = clients
+        .ec2
+        .create_security_group()
+        .group_name(ISOLATION)
+        .description("half made")
+        .vpc_id(&fx.vpc)
+        .send()
+        .await
+        .expect("CreateSecurityGroup");
+    let iso = made.group_id().expect("id").to_string();
+    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
+    let (_, outcome) = isolate(&actions, &plan).await;
+    assert_eq!(isolation_group_of(&outcome), iso, "reused");
+    assert!(
+        group(clients, &iso)
+            .await
+            .ip_permissions_egress()
+            .is_empty(),
+        "egress revoked"
+    );
+    assert_eq!(
+        outcome["groups"][0]["repaired"].as_array().map(Vec::len),
+        Some(1),
+        "{outcome}"
+    );
+
+    // Someone adds an ingress rule: cordon refuses to call that isolation.
+    clients
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(&iso)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(22)
+                .to_port(22)
+                .ip_ranges(IpRange::builder().cidr_ip("203.0.113.7/32").build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("AuthorizeSecurityGroupIngress");
+    let other = launch(clients, &fx.subnets[0], &[&fx.groups[0]]).await;
+    let other_eni = enis_of(clients, &other).await[0]
+        .network_interface_id()
+        .expect("eni")
+        .to_string();
+    let (plan, _) = plan_for(&other, &other_eni);
+    let step = step(&plan, "isolate");
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    clients.calls.reset();
+    let err = actions.apply(&plan, step, &pre).await.expect_err("refused");
+    assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+    assert_eq!(err.resource, iso);
+    assert!(err.to_string().contains("tcp:22 203.0.113.7/32"), "{err}");
+    assert!(
+        mutating(clients).is_empty(),
+        "no ENI moved: {:?}",
+        mutating(clients)
+    );
+    assert_eq!(
+        ids_of(&enis_of(clients, &other).await[0]),
+        vec![fx.groups[0].clone()]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn reapply_after_a_crash_is_idempotent_and_undo_works_from_half_applied_states() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients, 10).await;
+    let (actions, dir) = actions(clients, "crash");
+    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
+    let step = step(&plan, "isolate");
+    let before = enis_of(clients, &fx.instance).await;
+
+    // Crash after apply, before its outcome was journaled: apply runs again
+    // from the same journaled pre-state.
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    let first = actions.apply(&plan, step, &pre).await.expect("apply");
+    clients.calls.reset();
+    let second = actions.apply(&plan, step, &pre).await.expect("re-apply");
+    let again = phase(clients, "isolate re-apply");
+    assert_eq!(
+        again
+            .keys()
+            .filter(|k| !is_read_only(k.trim_start_matches("EC2.")))
+            .count(),
+        0,
+        "an isolated ENI is not passed through the allow-all group again: {again:?}"
+    );
+    assert_eq!(isolation_group_of(&first), isolation_group_of(&second));
+    assert_eq!(
+        first["groups"][0]["untrack_group_id"],
+        second["groups"][0]["untrack_group_id"]
+    );
+    assert_eq!(
+        second["groups"][0]["created"],
+        json!([]),
+        "reused, not created again"
+    );
+    assert!(
+        second["interfaces"]
+            .as_array()
+            .expect("interfaces")
+            .iter()
+            .all(|i| i["note"]
+                .as_str()
+                .is_some_and(|n| n.contains("already isolated")))
+    );
+    actions
+        .verify(&plan, step, &pre, &second)
+        .await
+        .expect("verify");
+    let iso = isolation_group_of(&first);
+    let untrack = first["groups"][0]["untrack_group_id"]
+        .as_str()
+        .expect("untrack")
+        .to_string();
+
+    // Crash between prepare and applied: undo gets no outcome.
+    actions
+        .undo(&plan, step, &pre, None)
+        .await
+        .expect("undo without outcome");
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("verify undone");
+    assert_eq!(enis_of(clients, &fx.instance).await, before);
+    // Undoing twice is harmless.
+    let twice = actions
+        .undo(&plan, step, &pre, None)
+        .await
+        .expect("undo again");
+    assert_eq!(
+        twice["already-restored"],
+        json!([fx.primary_eni, fx.second_eni])
+    );
+
+    // Half-applied by a crash mid-apply: the primary ENI sits in the allow-all
+    // group, the second one is untouched.
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    clients
+        .ec2
+        .modify_network_interface_attribute()
+        .network_interface_id(&fx.primary_eni)
+        .groups(&untrack)
+        .send()
+        .await
+        .expect("swap by hand");
+    let undone = actions
+        .undo(&plan, step, &pre, None)
+        .await
+        .expect("undo half-applied");
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("verify undone");
+    assert_eq!(undone["restored"], json!([fx.primary_eni]));
+    assert_eq!(undone["already-restored"], json!([fx.second_eni]));
+    assert_eq!(enis_of(clients, &fx.instance).await, before);
+
+    // Re-applying from that half-applied state finishes the job.
+    clients
+        .ec2
+        .modify_network_interface_attribute()
+        .network_interface_id(&fx.primary_eni)
+        .groups(&untrack)
+        .send()
+        .await
+        .expect("swap by hand");
+    clients.calls.reset();
+    let outcome = actions
+        .apply(&plan, step, &pre)
+        .await
+        .expect("apply from half-applied");
+    let calls = phase(clients, "isolate apply from half-applied");
+    assert_eq!(
+        count(&calls, "ModifyNetworkInterfaceAttribute"),
+        3,
+        "primary: one swap; second: two"
+    );
+    actions
+        .verify(&plan, step, &pre, &outcome)
+        .await
+        .expect("verify");
+    for eni in enis_of(clients, &fx.instance).await {
+        assert_eq!(ids_of(&eni), vec![iso.clone()]);
+    }
+    actions
+        .undo(&plan, step, &pre, Some(&outcome))
+        .await
+        .expect("undo");
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("verify undone");
+    assert_eq!(enis_of(clients, &fx.instance).await, before);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// (DisableApiTermination, shutdown behaviour, DisableApiStop, device → DeleteOnTermination).
+async fn protection(
+    clients: &AwsClients,
+    instance: &str,
+) -> (bool, String, bool, BTreeMap<String, bool>) {
+    let attr = |name: InstanceAttributeName| {
+        clients
+            .ec2
+            .describe_instance_attribute()
+            .instance_id(instance)
+            .attribute(name)
+            .send()
+    };
+    let termination = attr(InstanceAttributeName::DisableApiTermination)
+        .await
+        .expect("DescribeInstanceAttribute");
+    let shutdown = attr(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+        .await
+        .expect("DescribeInstanceAttribute");
+    let stop = attr(InstanceAttributeName::DisableApiStop)
+        .await
+        .expect("DescribeInstanceAttribute");
+    let mappings = describe(clients, instance)
+        .await
+        .block_device_mappings()
+        .iter()
+        .map(|m| {
+            (
+                m.device_name().expect("device").to_string(),
+                m.ebs()
+                    .and_then(|e| e.delete_on_termination())
+                    .expect("DeleteOnTermination"),
+            )
+        })
+        .collect();
+    (
+        termination
+            .disable_api_termination()
+            .and_then(|v| v.value())
+            .expect("value"),
+        shutdown
+            .instance_initiated_shutdown_behavior()
+            .and_then(|v| v.value())
+            .expect("value")
+            .to_string(),
+        stop.disable_api_stop()
+            .and_then(|v| v.value())
+            .unwrap_or(false),
+        mappings,
+    )
+}
+
+#[tokio::test]
+async fn termination_protection_is_set_then_restored_exactly() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients, 10).await;
+    clients
+        .ec2
+        .modify_instance_attribute()
+        .instance_id(&fx.instance)
+        .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+        .value("terminate")
+        .send()
+        .await
+        .expect("shutdown behaviour");
+    let before = protection(clients, &fx.instance).await;
+    assert_eq!(before.1, "terminate");
+    assert_eq!(
+        before.3.values().filter(|v| **v).count(),
+        1,
+        "root deletes on termination: {before:?}"
+    );
+    assert_eq!(
+        enis_of(clients, &fx.instance)
+            .await
+            .iter()
+            .map(ids_of)
+            .collect::<Vec<_>>(),
+        vec![
+            vec![fx.groups[0].clone(), fx.groups[1].clone()],
+            vec![fx.groups[2].clone()]
+        ],
+        "setting the shutdown behaviour leaves the ENIs alone"
+    );
+    let (actions, dir) = actions(clients, "protect");
+    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
+    let step = step(&plan, "protect");
+    clients.calls.reset();
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    let dry = actions.describe_apply(&plan, step, &pre);
+    assert_eq!(dry.len(), 3, "{dry:#?}");
+    assert!(dry.iter().all(|l| !l.contains("DisableApiStop")));
+    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
+    actions
+        .verify(&plan, step, &pre, &outcome)
+        .await
+        .expect("verify");
+    let calls = phase(clients, "protect");
+    assert_eq!(
+        count(&calls, "ModifyInstanceAttribute"),
+        3,
+        "one attribute per call"
+    );
+
+    let (termination, shutdown, stop, mappings) = protection(clients, &fx.instance).await;
+    assert!(termination);
+    assert_eq!(shutdown, "stop");
+    assert!(!stop, "DisableApiStop is never set");
+    assert!(
+        mappings.values().all(|v| !v),
+        "every volume kept: {mappings:?}"
+    );
+
+    // Re-apply (crash before the outcome was journaled) is harmless.
+    actions.apply(&plan, step, &pre).await.expect("re-apply");
+    actions.undo(&plan, step, &pre, None).await.expect("undo");
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("verify undone");
+    assert_eq!(protection(clients, &fx.instance).await, before);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Every tag of the instance, its volumes and its ENIs: (resource, key) → value.
+async fn all_tags(clients: &AwsClients, fx: &Fixture) -> BTreeMap<(String, String), String> {
+    let ids = [
+        &fx.instance,
+        &fx.root_volume,
+        &fx.data_volume,
+        &fx.primary_eni,
+        &fx.second_eni,
+    ];
+    let out = clients
+        .ec2
+        .describe_tags()
+        .filters(
+            Filter::builder()
+                .name("resource-id")
+                .set_values(Some(ids.iter().map(|s| s.to_string()).collect()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeTags");
+    out.tags()
+        .iter()
+        .map(|t| {
+            (
+                (
+                    t.resource_id().expect("id").to_string(),
+                    t.key().expect("key").to_string(),
+                ),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tags_are_applied_everywhere_and_undo_restores_old_values_and_removes_added_keys() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients, 10).await;
+    clients
+        .ec2
+        .create_tags()
+        .resources(&fx.instance)
+        .tags(
+            Tag::builder()
+                .key("cordon:case-id")
+                .value("case-from-last-year")
+                .build(),
+        )
+        .tags(Tag::builder().key("Owner").value("alice").build())
+        .send()
+        .await
+        .expect("CreateTags");
+    clients
+        .ec2
+        .create_tags()
+        .resources(&fx.data_volume)
+        .tags(
+            Tag::builder()
+                .key("cordon:finding-id")
+                .value("older-finding")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateTags");
+    let before = all_tags(clients, &fx).await;
+    let (actions, dir) = actions(clients, "tags");
+    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
+    let step = step(&plan, "tag");
+    clients.calls.reset();
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
+    actions
+        .verify(&plan, step, &pre, &outcome)
+        .await
+        .expect("verify");
+    let calls = phase(clients, "tag");
+    assert_eq!(
+        count(&calls, "CreateTags"),
+        1,
+        "one call covers every resource"
+    );
+
+    let tagged = all_tags(clients, &fx).await;
+    for id in [
+        &fx.instance,
+        &fx.root_volume,
+        &fx.data_volume,
+        &fx.primary_eni,
+        &fx.second_eni,
+    ] {
+        assert_eq!(
+            tagged
+                .get(&(id.clone(), "cordon:case-id".to_string()))
+                .map(String::as_str),
+            Some(plan.case_id.as_str()),
+            "{id}"
+        );
+        assert_eq!(
+            tagged
+                .get(&(id.clone(), "cordon:finding-id".to_string()))
+                .map(String::as_str),
+            Some(format!("finding-{}", fx.instance).as_str()),
+            "{id}"
+        );
+    }
+
+    let undone = actions
+        .undo(&plan, step, &pre, Some(&outcome))
+        .await
+        .expect("undo");
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("verify undone");
+    eprintln!("tag undo: {undone}");
+    let after = all_tags(clients, &fx).await;
+    assert_eq!(
+        after, before,
+        "old values back, added keys gone, other keys untouched"
+    );
+    assert_eq!(
+        after
+            .get(&(fx.instance.clone(), "cordon:case-id".to_string()))
+            .map(String::as_str),
+        Some("case-from-last-year")
+    );
+    // Undo without an outcome (crash before apply) and twice: still exact.
+    actions
+        .undo(&plan, step, &pre, None)
+        .await
+        .expect("undo again");
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("verify undone");
+    assert_eq!(all_tags(clients, &fx).await, before);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn snapshots_of_case(
+    clients: &AwsClients,
+    case: &CaseId,
+) -> Vec<aws_sdk_ec2::types::Snapshot> {
+    clients
+        .ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(
+            Filter::builder()
+                .name("tag:cordon:case-id")
+                .values(case.as_str())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("DescribeSnapshots")
+        .snapshots()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn snapshots_one_per_volume_reused_on_reapply_and_kept_on_undo() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients, 10).await;
+    let (actions, dir) = actions(clients, "snapshots");
+    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
+    let step = step(&plan, "snapshot");
+    clients.calls.reset();
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
+    actions
+        .verify(&plan, step, &pre, &outcome)
+        .await
+        .expect("verify");
+    let calls = phase(clients, "snapshot");
+    assert_eq!(count(&calls, "CreateSnapshot"), 2);
+
+    let snapshots = snapshots_of_case(clients, &plan.case_id).await;
+    assert_eq!(snapshots.len(), 2, "one per volume");
+    let volumes: BTreeSet<&str> = snapshots.iter().filter_map(|s| s.volume_id()).collect();
+    assert_eq!(
+        volumes,
+        BTreeSet::from([fx.root_volume.as_str(), fx.data_volume.as_str()])
+    );
+    for s in &snapshots {
+        let tags = s.tags();
+        assert_eq!(tag_of(tags, "cordon:case-id"), Some(plan.case_id.as_str()));
+        assert_eq!(
+            tag_of(tags, "cordon:finding-id"),
+            Some(format!("finding-{}", fx.instance).as_str())
+        );
+        assert_eq!(
+            tag_of(tags, "cordon:instance-id"),
+            Some(fx.instance.as_str())
+        );
+        assert_eq!(tag_of(tags, "cordon:step"), Some("snapshot"));
+        if s.volume_id() == Some(fx.data_volume.as_str()) {
+            assert_eq!(tag_of(tags, "cordon:device"), Some("/dev/sdf"));
+        } else {
+            assert!(tag_of(tags, "cordon:device").is_some());
+        }
+    }
+    assert!(
+        outcome["snapshots"]
+            .as_array()
+            .expect("snapshots")
+            .iter()
+            .all(|s| s["state"] == "completed")
+    );
+
+    // A re-apply after a crash takes no new snapshot.
+    let again = actions.apply(&plan, step, &pre).await.expect("re-apply");
+    let calls = phase(clients, "snapshot re-apply");
+    assert_eq!(count(&calls, "CreateSnapshot"), 0);
+    assert_eq!(
+        snapshots_of_case(clients, &plan.case_id).await.len(),
+        2,
+        "no duplicates"
+    );
+    let ids = |o: &Value| -> BTreeSet<String> {
+        o["snapshots"]
+            .as_array()
+            .expect("snapshots")
+            .iter()
+            .map(|s| s["snapshot_id"].as_str().expect("id").to_string())
+            .collect()
+    };
+    assert_eq!(ids(&again), ids(&outcome));
+    assert!(
+        again["snapshots"]
+            .as_array()
+            .expect("snapshots")
+            .iter()
+            .all(|s| s["reused"] == true)
+    );
+
+    // Rolling back keeps the evidence.
+    let undone = actions
+        .undo(&plan, step, &pre, Some(&outcome))
+        .await
+        .expect("undo");
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("verify undone");
+    let kept: BTreeSet<String> = undone["kept"]
+        .as_array()
+        .expect("kept")
+        .iter()
+        .map(|s| s.as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(kept, ids(&outcome));
+    assert_eq!(
+        snapshots_of_case(clients, &plan.case_id).await.len(),
+        2,
+        "kept"
+    );
+    assert!(
+        mutating(clients).is_empty(),
+        "undo deleted nothing: {:?}",
+        mutating(clients)
+    );
+
+    // With delete-on-rollback they go, and only they.
+    let scratch = self::step(&plan, "scratch-snapshot");
+    let pre = actions
+        .read_pre_state(&plan, scratch)
+        .await
+        .expect("pre-state");
+    let outcome = actions.apply(&plan, scratch, &pre).await.expect("apply");
+    actions
+        .verify(&plan, scratch, &pre, &outcome)
+        .await
+        .expect("verify");
+    assert_eq!(snapshots_of_case(clients, &plan.case_id).await.len(), 4);
+    let undone = actions
+        .undo(&plan, scratch, &pre, None)
+        .await
+        .expect("undo");
+    actions
+        .verify_undone(&plan, scratch, &pre)
+        .await
+        .expect("verify undone");
+    assert_eq!(
+        undone["deleted"].as_array().map(Vec::len),
+        Some(2),
+        "{undone}"
+    );
+    let left: BTreeSet<String> = snapshots_of_case(clients, &plan.case_id)
+        .await
+        .iter()
+        .filter_map(|s| s.snapshot_id().map(str::to_string))
+        .collect();
+    assert_eq!(left, kept, "the evidence snapshots are untouched");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn missing_or_terminated_instance_is_a_clear_error_and_nothing_is_created() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients, 10).await;
+    let (actions, dir) = actions(clients, "missing");
+    let steps = ["tag", "protect", "isolate", "snapshot"];
+    clients.calls.reset();
+
+    let missing = "i-0123456789abcdef0";
+    let (plan, _) = plan_for(missing, "eni-0123456789abcdef0");
+    for id in steps {
+        let err = actions
+            .read_pre_state(&plan, step(&plan, id))
+            .await
+            .expect_err("missing instance");
+        eprintln!("{id}: {err}");
+        assert_eq!(err.kind, ErrorKind::NotFound, "{id}: {err}");
+        assert_eq!(err.resource, missing, "{id}");
+        assert!(err.to_string().contains(missing), "{id}: {err}");
+    }
+
+    clients
+        .ec2
+        .terminate_instances()
+        .instance_ids(&fx.instance)
+        .send()
+        .await
+        .expect("TerminateInstances");
+    clients.calls.reset();
+    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
+    for id in steps {
+        let err = actions
+            .read_pre_state(&plan, step(&plan, id))
+            .await
+            .expect_err("terminated instance");
+        eprintln!("{id}: {err}");
+        assert_eq!(err.kind, ErrorKind::InvalidState, "{id}: {err}");
+        assert_eq!(err.resource, fx.instance, "{id}");
+        assert!(err.to_string().contains("terminated"), "{id}: {err}");
+    }
+    assert!(mutating(clients).is_empty(), "{:?}", mutating(clients));
+    assert!(
+        groups_named(clients, ISOLATION).await.is_empty(),
+        "no isolation group created"
+    );
+    assert!(
+        groups_named(clients, UNTRACK).await.is_empty(),
+        "no untrack group created"
+    );
+    assert!(snapshots_of_case(clients, &plan.case_id).await.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Journal records in memory, for driving the real executor.
+#[derive(Debug, Default)]
+struct MemoryJournal {
+    records: Mutex<BTreeMap<CaseId, Vec<JournalRecord>>>,
+}
+
+impl JournalStore for MemoryJournal {
+    type Lock = ();
+
+    async fn lock(&self, _case: &CaseId) -> Result<(), JournalError> {
+        Ok(())
+    }
+
+    async fn load(&self, case: &CaseId) -> Result<Vec<JournalRecord>, JournalError> {
+        Ok(self
+            .records
+            .lock()
+            .expect("journal lock")
+            .get(case)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn append(&self, case: &CaseId, record: &JournalRecord) -> Result<(), JournalError> {
+        self.records
+            .lock()
+            .expect("journal lock")
+            .entry(case.clone())
+            .or_default()
+            .push(record.clone());
+        Ok(())
+    }
+
+    async fn cases(&self) -> Result<Vec<CaseId>, JournalError> {
+        Ok(self
+            .records
+            .lock()
+            .expect("journal lock")
+            .keys()
+            .cloned()
+            .collect())
+    }
+}
+
+#[derive(Debug)]
+struct Approve;
+
+impl Approver for Approve {
+    async fn decide(&self, _plan: &Plan, _step: &PlannedStep) -> Decision {
+        Decision::Approved {
+            approver: "test".to_string(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn containment_plan_runs_and_rolls_back_through_the_executor() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients, 10).await;
+    let (actions, dir) = actions(clients, "executor");
+    let (plan, raw) = plan_for(&fx.instance, &fx.primary_eni);
+    let enis = enis_of(clients, &fx.instance).await;
+    let protected = protection(clients, &fx.instance).await;
+    let tags = all_tags(clients, &fx).await;
+    let journal = MemoryJournal::default();
+    let executor = Executor::new(&actions, &journal, &Approve);
+    clients.calls.reset();
+
+    let dry = executor.dry_run(&plan).await;
+    for s in &dry {
+        eprintln!("dry run {}: {:#?} {:?}", s.step, s.calls, s.note);
+    }
+    assert!(dry.iter().all(|s| s.note.is_none()), "{dry:#?}");
+    assert!(mutating(clients).is_empty(), "a dry run changes nothing");
+    phase(clients, "dry run");
+
+    let report = executor.run(&plan, &raw).await.expect("run");
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    phase(clients, "executor run");
+    let iso = groups_named(clients, ISOLATION).await[0]
+        .group_id()
+        .expect("id")
+        .to_string();
+    assert!(
+        enis_of(clients, &fx.instance)
+            .await
+            .iter()
+            .all(|e| ids_of(e) == [iso.clone()])
+    );
+    assert!(protection(clients, &fx.instance).await.0);
+    assert_eq!(snapshots_of_case(clients, &plan.case_id).await.len(), 4);
+
+    let report = executor
+        .rollback(&plan.case_id, "test")
+        .await
+        .expect("rollback");
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    phase(clients, "executor rollback");
+    assert_eq!(enis_of(clients, &fx.instance).await, enis);
+    assert_eq!(protection(clients, &fx.instance).await, protected);
+    assert_eq!(all_tags(clients, &fx).await, tags);
+    assert_eq!(
+        snapshots_of_case(clients, &plan.case_id).await.len(),
+        2,
+        "evidence snapshots kept"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// When each request was on the wire, to measure how many round trips a step
+/// makes one after the other (calls made concurrently overlap in time).
+#[derive(Debug, Clone, Default)]
+struct Timeline {
+    /// In flight, keyed by the address of the invocation's config bag (one
+    /// bag per invocation, shared by its hooks): (operation, sent).
+    open: Arc<Mutex<BTreeMap<usize, (String, Instant)>>>,
+    /// Answered: (operation, sent, answered).
+    done: Arc<Mutex<Vec<(String, Instant, Instant)>>>,
+}
+
+fn action_of(request: &aws_sdk_ec2::config::http::HttpRequest) -> String {
+    let body = request
+        .body()
+        .bytes()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
+    body.split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .unwrap_or("?")
+        .to_string()
+}
+
+fn bag_key(cfg: &ConfigBag) -> usize {
+    std::ptr::from_ref(cfg) as usize
+}
+
+impl Intercept for Timeline {
+    fn name(&self) -> &'static str {
+        "test.Timeline"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.open
+            .lock()
+            .expect("timeline lock")
+            .insert(bag_key(cfg), (action_of(context.request()), Instant::now()));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let answered = Instant::now();
+        if let Some((op, sent)) = self
+            .open
+            .lock()
+            .expect("timeline lock")
+            .remove(&bag_key(cfg))
+        {
+            self.done
+                .lock()
+                .expect("timeline lock")
+                .push((op, sent, answered));
+        }
+        Ok(())
+    }
+}
+
+impl Timeline {
+    /// (calls, sequential round trips, the longest chain of calls one after
+    /// the other), then empties the timeline.
+    fn take(&self) -> (usize, usize, Vec<String>) {
+        let spans = std::mem::take(&mut *self.done.lock().expect("timeline lock"));
+        let mut order: Vec<usize> = (0..spans.len()).collect();
+        order.sort_by_key(|&i| spans[i].1);
+        // Longest chain of calls each sent after the previous one was answered.
+        let mut best: Vec<(usize, Option<usize>)> = vec![(1, None); spans.len()];
+        for (n, &i) in order.iter().enumerate() {
+            for &j in &order[..n] {
+                if spans[j].2 <= spans[i].1 && best[j].0 + 1 > best[i].0 {
+                    best[i] = (best[j].0 + 1, Some(j));
+                }
+            }
+        }
+        let mut chain = Vec::new();
+        let mut at = (0..spans.len()).max_by_key(|&i| best[i].0);
+        while let Some(i) = at {
+            chain.push(spans[i].0.clone());
+            at = best[i].1;
+        }
+        chain.reverse();
+        (spans.len(), chain.len(), chain)
+    }
+}
+
+#[tokio::test]
+async fn isolating_a_two_eni_instance_takes_few_sequential_round_trips() {
+    let aws = emulator().await;
+    let timeline = Timeline::default();
+    let clients = AwsClients::builder(aws.sdk_config())
+        .interceptor(timeline.clone())
+        .build()
+        .expect("clients");
+    let fx = provision(&clients, 10).await;
+    let (actions, dir) = actions(&clients, "round-trips");
+    let other = launch(&clients, &fx.subnets[0], &[&fx.groups[0]]).await;
+    let other_eni = enis_of(&clients, &other).await[0]
+        .network_interface_id()
+        .expect("eni")
+        .to_string();
+    let extra = clients
+        .ec2
+        .create_network_interface()
+        .subnet_id(&fx.subnets[1])
+        .groups(&fx.groups[2])
+        .send()
+        .await
+        .expect("CreateNetworkInterface");
+    clients
+        .ec2
+        .attach_network_interface()
+        .network_interface_id(
+            extra
+                .network_interface()
+                .and_then(|n| n.network_interface_id())
+                .expect("id"),
+        )
+        .instance_id(&other)
+        .device_index(1)
+        .send()
+        .await
+        .expect("AttachNetworkInterface");
+
+    for (label, instance, eni) in [
+        ("fresh VPC (groups created)", &fx.instance, &fx.primary_eni),
+        ("groups reused", &other, &other_eni),
+    ] {
+        let (plan, _) = plan_for(instance, eni);
+        timeline.take();
+        clients.calls.reset();
+        isolate(&actions, &plan).await;
+        let calls = phase(&clients, &format!("isolate, {label}"));
+        let (sent, sequential, chain) = timeline.take();
+        eprintln!(
+            "isolate of a 2-ENI instance, {label}: {sent} calls, {sequential} sequential round trips: {}",
+            chain.join(" -> ")
+        );
+        assert_eq!(sent as u64, calls.values().sum::<u64>());
+        assert_eq!(count(&calls, "ModifyNetworkInterfaceAttribute"), 4);
+        let expected = if label.starts_with("fresh") { 7 } else { 5 };
+        assert!(
+            sequential <= expected,
+            "{sequential} sequential round trips: {chain:?}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
