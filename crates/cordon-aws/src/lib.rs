@@ -4,4 +4,8 @@ pub mod actions;
 pub mod client;
 pub mod errors;
 pub mod evidence;
+pub mod evidence_bucket;
+pub mod guardduty;
+pub mod manifest;
 pub mod ratelimit;
+pub mod s3_journal;

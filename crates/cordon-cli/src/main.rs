@@ -5,6 +5,7 @@
 //! 2 invalid input (usage, malformed finding, invalid playbooks, unknown case);
 //! 3 the case waits for approval.
 
+mod evidence_cmd;
 mod render;
 
 use std::collections::BTreeSet;
@@ -119,6 +120,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Evidence bucket set-up and checks, and verification of a case's evidence.
+    Evidence {
+        #[command(subcommand)]
+        command: evidence_cmd::EvidenceCommand,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +153,9 @@ struct StateArgs {
     /// Where journals and local evidence live.
     #[arg(long, env = "CORDON_STATE_DIR", default_value = ".cordon")]
     state_dir: PathBuf,
+    /// Store evidence in this S3 bucket (see `cordon evidence init`) instead of the state directory.
+    #[arg(long, env = "CORDON_EVIDENCE_BUCKET")]
+    evidence_bucket: Option<String>,
 }
 
 impl StateArgs {
@@ -375,6 +384,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Cases { state, output } => {
             let journal = state.journal();
             let cases = journal.cases().await.map_err(|e| failed(e.into()))?;
@@ -489,7 +499,19 @@ fn parse_case(text: &str) -> Result<CaseId, Failure> {
 
 async fn aws_actions(state: &StateArgs, _case: &CaseId) -> Result<AwsActions, Failure> {
     let clients = AwsClients::from_env().await.map_err(|e| invalid(e.into()))?;
-    Ok(AwsActions::new(clients, EvidenceStore::LocalDir(state.state_dir.join("cases")))
+    let local = state.state_dir.join("cases");
+    let evidence = match &state.evidence_bucket {
+        Some(bucket) => EvidenceStore::S3 {
+            clients: Box::new(clients.clone()),
+            bucket: bucket.clone(),
+            prefix: "cases/".to_string(),
+            kms_key: None,
+            retention: false,
+        },
+        None => EvidenceStore::LocalDir(local.clone()),
+    };
+    Ok(AwsActions::new(clients, evidence)
+        .with_case_root(Some(local))
         .with_notify_topic(std::env::var("CORDON_NOTIFY_TOPIC_ARN").ok().filter(|t| !t.is_empty())))
 }
 
@@ -511,6 +533,7 @@ fn exec_failure(error: ExecError) -> Failure {
 
 fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failure> {
     let code = match report.status {
+        _ if report.step_failed => 1,
         CaseStatus::Completed | CaseStatus::RolledBack => 0,
         CaseStatus::AwaitingApproval => 3,
         CaseStatus::Stopped | CaseStatus::RollbackIncomplete => 1,
@@ -521,6 +544,7 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
             "case-id": report.case_id,
             "status": report.status.to_string(),
             "no-op": report.no_op,
+            "step-failed": report.step_failed,
             "message": report.message,
             "api-calls": calls,
         }))?,

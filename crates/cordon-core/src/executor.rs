@@ -165,6 +165,8 @@ pub struct Report {
     pub status: CaseStatus,
     /// True when the journal already had the case at rest and nothing was done.
     pub no_op: bool,
+    /// A step failed for good during this call (even if its rollback then succeeded).
+    pub step_failed: bool,
     pub message: String,
 }
 
@@ -361,6 +363,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     case_id: case.clone(),
                     status,
                     no_op: true,
+                    step_failed: false,
                     message: format!("case {case} is already {status}; nothing to do"),
                 });
             }
@@ -369,6 +372,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     case_id: case.clone(),
                     status: CaseStatus::Stopped,
                     no_op: true,
+                    step_failed: false,
                     message: format!("case {case} is being rolled back; run `cordon rollback {case}` to finish it"),
                 });
             }
@@ -390,6 +394,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         case_id: case.clone(),
                         status: CaseStatus::AwaitingApproval,
                         no_op: false,
+                        step_failed: false,
                         message: format!(
                             "step `{}` waits for approval: `cordon approve {case} {}` continues the case",
                             step.id, step.id
@@ -408,6 +413,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         case_id: case.clone(),
                         status: CaseStatus::Stopped,
                         no_op: false,
+                        step_failed: false,
                         message: format!("approval of `{}` was refused; the remaining steps were not run", step.id),
                     });
                 }
@@ -425,6 +431,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                             case_id: case.clone(),
                             status: CaseStatus::Stopped,
                             no_op: false,
+                            step_failed: true,
                             message: format!(
                                 "step `{}` failed; the case stopped (`cordon resume {case}` retries, `cordon rollback {case}` undoes)",
                                 step.id
@@ -439,6 +446,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                             .await?;
                         return Ok(Report {
                             message: format!("step `{}` failed; {}", step.id, report.message),
+                            step_failed: true,
                             ..report
                         });
                     }
@@ -454,6 +462,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             case_id: case.clone(),
             status: CaseStatus::Completed,
             no_op: false,
+            step_failed: false,
             message: format!("case {case}: every step done"),
         })
     }
@@ -631,6 +640,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 case_id: case.clone(),
                 status: CaseStatus::RolledBack,
                 no_op: true,
+                step_failed: false,
                 message: format!("case {case} is already rolled back; nothing to do"),
             });
         }
@@ -722,6 +732,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             case_id: case,
             status,
             no_op: false,
+            step_failed: false,
             message,
         })
     }

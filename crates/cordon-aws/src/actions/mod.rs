@@ -4,6 +4,7 @@
 //! serialized into the journal.
 
 use std::future::Future;
+use std::path::PathBuf;
 
 use cordon_core::action::ActionKind;
 use cordon_core::executor::{ActionError, Actions, ErrorKind};
@@ -15,18 +16,50 @@ use serde_json::Value;
 use crate::client::AwsClients;
 use crate::evidence::EvidenceStore;
 
+pub mod detective;
 pub mod ec2;
+pub mod evidence;
+pub mod notify;
+pub mod iam;
 
 /// Everything an action needs: the clients and where evidence goes.
 #[derive(Debug, Clone)]
 pub struct AwsActions {
     pub clients: AwsClients,
     pub evidence: EvidenceStore,
+    /// SNS topic for `notify` steps that name none (`CORDON_NOTIFY_TOPIC_ARN`).
+    pub notify_topic: Option<String>,
+    /// Where the local journal and local evidence live (`<root>/<case-id>/`),
+    /// so `store-evidence` can upload them; `None` when there is no local state
+    /// (Lambda: the journal and captures are already in S3).
+    pub case_root: Option<PathBuf>,
 }
 
 impl AwsActions {
     pub fn new(clients: AwsClients, evidence: EvidenceStore) -> Self {
-        Self { clients, evidence }
+        // A local evidence directory is the case root (the journal's directory too).
+        let case_root = match &evidence {
+            EvidenceStore::LocalDir(root) => Some(root.clone()),
+            EvidenceStore::S3 { .. } => None,
+        };
+        Self {
+            clients,
+            evidence,
+            notify_topic: None,
+            case_root,
+        }
+    }
+
+    /// Sets where the local journal and evidence live, for `store-evidence`.
+    pub fn with_case_root(mut self, case_root: Option<PathBuf>) -> Self {
+        self.case_root = case_root;
+        self
+    }
+
+    /// Sets the default topic for `notify` steps.
+    pub fn with_notify_topic(mut self, topic_arn: Option<String>) -> Self {
+        self.notify_topic = topic_arn;
+        self
     }
 }
 
@@ -135,26 +168,28 @@ fn describe<H: Handler>(ctx: Ctx<'_>, pre: &Value) -> Vec<String> {
 }
 
 /// Calls `$f::<Handler>(args)` for the step's action: the one exhaustive dispatch.
+/// A trailing `.await` is applied inside each arm: every handler's future is a
+/// distinct type, so the arms only unify once awaited.
 macro_rules! dispatch {
-    ($kind:expr, $f:ident ( $($arg:expr),* )) => {
+    ($kind:expr, $f:ident ( $($arg:expr),* ) $(. $await:ident)?) => {
         match $kind {
-            ActionKind::TagResource => $f::<NotInThisBuild>($($arg),*),
-            ActionKind::EnableTerminationProtection => $f::<NotInThisBuild>($($arg),*),
-            ActionKind::IsolateInstance => $f::<NotInThisBuild>($($arg),*),
-            ActionKind::SnapshotVolumes => $f::<NotInThisBuild>($($arg),*),
-            ActionKind::DetachInstanceProfile => $f::<NotInThisBuild>($($arg),*),
-            ActionKind::DetachFromAutoscaling => $f::<NotInThisBuild>($($arg),*),
-            ActionKind::DeregisterFromLoadBalancers => $f::<NotInThisBuild>($($arg),*),
-            ActionKind::CaptureInstanceMetadata => $f::<NotInThisBuild>($($arg),*),
-            ActionKind::CaptureConsoleOutput => $f::<NotInThisBuild>($($arg),*),
-            ActionKind::RevokeRoleSessions
-            | ActionKind::DeactivateAccessKey
-            | ActionKind::RotateAccessKey
-            | ActionKind::QuarantineUser
-            | ActionKind::DeleteLoginProfile
-            | ActionKind::EnrichWithDetective
-            | ActionKind::StoreEvidence
-            | ActionKind::Notify => $f::<NotInThisBuild>($($arg),*),
+            ActionKind::TagResource => $f::<ec2::tag::TagResource>($($arg),*) $(.$await)?,
+            ActionKind::EnableTerminationProtection => $f::<ec2::protect::EnableTerminationProtection>($($arg),*) $(.$await)?,
+            ActionKind::IsolateInstance => $f::<ec2::isolate::IsolateInstance>($($arg),*) $(.$await)?,
+            ActionKind::SnapshotVolumes => $f::<ec2::snapshot::SnapshotVolumes>($($arg),*) $(.$await)?,
+            ActionKind::DetachInstanceProfile => $f::<ec2::profile::DetachInstanceProfile>($($arg),*) $(.$await)?,
+            ActionKind::DetachFromAutoscaling => $f::<ec2::autoscaling::DetachFromAutoscaling>($($arg),*) $(.$await)?,
+            ActionKind::DeregisterFromLoadBalancers => $f::<ec2::elb::DeregisterFromLoadBalancers>($($arg),*) $(.$await)?,
+            ActionKind::CaptureInstanceMetadata => $f::<ec2::capture::CaptureInstanceMetadata>($($arg),*) $(.$await)?,
+            ActionKind::CaptureConsoleOutput => $f::<ec2::capture::CaptureConsoleOutput>($($arg),*) $(.$await)?,
+            ActionKind::RevokeRoleSessions => $f::<iam::sessions::RevokeRoleSessions>($($arg),*) $(.$await)?,
+            ActionKind::DeactivateAccessKey => $f::<iam::keys::DeactivateAccessKey>($($arg),*) $(.$await)?,
+            ActionKind::RotateAccessKey => $f::<iam::keys::RotateAccessKey>($($arg),*) $(.$await)?,
+            ActionKind::QuarantineUser => $f::<iam::user::QuarantineUser>($($arg),*) $(.$await)?,
+            ActionKind::DeleteLoginProfile => $f::<iam::user::DeleteLoginProfile>($($arg),*) $(.$await)?,
+            ActionKind::EnrichWithDetective => $f::<detective::EnrichWithDetective>($($arg),*) $(.$await)?,
+            ActionKind::StoreEvidence => $f::<evidence::StoreEvidence>($($arg),*) $(.$await)?,
+            ActionKind::Notify => $f::<notify::Notify>($($arg),*) $(.$await)?,
         }
     };
 }
@@ -162,27 +197,27 @@ macro_rules! dispatch {
 impl Actions for AwsActions {
     async fn read_pre_state(&self, plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
         let ctx = Ctx { aws: self, plan, step };
-        dispatch!(step.kind(), pre_state(ctx)).await
+        dispatch!(step.kind(), pre_state(ctx).await)
     }
 
     async fn apply(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value) -> Result<Value, ActionError> {
         let ctx = Ctx { aws: self, plan, step };
-        dispatch!(step.kind(), apply(ctx, pre_state)).await
+        dispatch!(step.kind(), apply(ctx, pre_state).await)
     }
 
     async fn verify(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value, outcome: &Value) -> Result<(), ActionError> {
         let ctx = Ctx { aws: self, plan, step };
-        dispatch!(step.kind(), verify(ctx, pre_state, outcome)).await
+        dispatch!(step.kind(), verify(ctx, pre_state, outcome).await)
     }
 
     async fn undo(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value, outcome: Option<&Value>) -> Result<Value, ActionError> {
         let ctx = Ctx { aws: self, plan, step };
-        dispatch!(step.kind(), undo(ctx, pre_state, outcome)).await
+        dispatch!(step.kind(), undo(ctx, pre_state, outcome).await)
     }
 
     async fn verify_undone(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value) -> Result<(), ActionError> {
         let ctx = Ctx { aws: self, plan, step };
-        dispatch!(step.kind(), verify_undone(ctx, pre_state)).await
+        dispatch!(step.kind(), verify_undone(ctx, pre_state).await)
     }
 
     fn describe_apply(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value) -> Vec<String> {

@@ -1,1 +1,600 @@
-//! (being written)
+//! `detach-from-autoscaling`: takes the instance out of its Auto Scaling
+//! group so the group can neither terminate it (scale-in, failed health check)
+//! nor keep routing work to it, and puts it back on rollback.
+//!
+//! # Why detach without decrementing, and never touch the minimum
+//!
+//! `DetachInstances` is always called with `ShouldDecrementDesiredCapacity=false`:
+//! the group keeps its desired capacity and launches a replacement, so the
+//! service keeps its capacity and the instance under investigation is never
+//! the one the group terminates. AWS only refuses a detach for the group's
+//! minimum size when the desired capacity is decremented; since cordon never
+//! decrements, the minimum never blocks the step and is never lowered to make
+//! the detach pass (lowering it would leave a group that may shrink below what
+//! its owners consider safe, and hide that from them).
+//!
+//! An instance already in `Standby` is left there: the group neither replaces
+//! nor terminates standby instances and load balancers get none of its
+//! traffic, which is what detaching is for (AWS-NOTES: "detach … or put in
+//! Standby"). Instances the group is launching are retried (`Conflict`); ones
+//! it is already terminating fail clearly, since no API call saves them.
+//!
+//! # Why rollback makes room before re-attaching
+//!
+//! `AttachInstances` raises the desired capacity by one and fails if that
+//! would exceed the maximum. Attaching first and then setting the desired
+//! capacity back would make the group scale in, and its termination policy
+//! (oldest launch template first, by default) may pick the very instance just
+//! re-attached. So undo first lowers the desired capacity by one (lowering the
+//! minimum only for that moment, if it must), letting the group retire one of
+//! its current, interchangeable members — typically the replacement — then
+//! attaches the instance, then restores min/max/desired exactly. The price is
+//! one instance fewer for the few seconds between the two calls.
+//!
+//! Restoring needs `autoscaling:UpdateAutoScalingGroup` (and
+//! `autoscaling:SetInstanceProtection` when the instance's scale-in protection
+//! must be put back), and `ec2:DescribeInstances` to check the instance can be
+//! attached before the group is shrunk.
+
+use aws_sdk_autoscaling::types::AutoScalingInstanceDetails;
+use cordon_core::executor::{ActionError, ErrorKind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::info;
+
+use super::describe_instance;
+use crate::actions::{Ctx, Handler};
+use crate::errors::sdk_error;
+
+/// The handler for `detach-from-autoscaling`.
+#[derive(Debug)]
+pub struct DetachFromAutoscaling;
+
+/// The instance's group membership and the group's capacity, before the step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AutoscalingPreState {
+    pub instance_id: String,
+    /// `None` when the instance is in no Auto Scaling group (the step changes nothing).
+    pub membership: Option<GroupMembership>,
+}
+
+/// Which group the instance was in, in what state, and the group's size limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GroupMembership {
+    pub group_name: String,
+    /// `InService`, `Standby`, `Pending`, … as Auto Scaling reports it.
+    pub lifecycle_state: String,
+    /// Restored on rollback: `AttachInstances` applies the group's default instead.
+    pub protected_from_scale_in: bool,
+    pub capacity: Capacity,
+}
+
+/// A group's size limits: what rollback puts back exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Capacity {
+    pub min_size: i32,
+    pub max_size: i32,
+    pub desired_capacity: i32,
+}
+
+impl std::fmt::Display for Capacity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "min {}, max {}, desired {}",
+            self.min_size, self.max_size, self.desired_capacity
+        )
+    }
+}
+
+/// Lifecycle states in which the group will neither replace nor terminate the
+/// instance, nor send it load-balancer traffic: nothing to detach.
+fn is_standby(state: &str) -> bool {
+    matches!(state, "Standby" | "EnteringStandby")
+}
+
+fn is_detaching(state: &str) -> bool {
+    matches!(state, "Detaching" | "Detached")
+}
+
+fn is_terminating(state: &str) -> bool {
+    state.starts_with("Terminating") || state == "Terminated"
+}
+
+/// The instance's Auto Scaling membership, if any.
+async fn membership(
+    ctx: Ctx<'_>,
+    instance_id: &str,
+) -> Result<Option<AutoScalingInstanceDetails>, ActionError> {
+    let clients = ctx.clients();
+    clients
+        .limit("AutoScaling.DescribeAutoScalingInstances")
+        .await;
+    let out = clients
+        .autoscaling
+        .describe_auto_scaling_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .map_err(|e| {
+            sdk_error(
+                e,
+                "DescribeAutoScalingInstances",
+                "autoscaling:DescribeAutoScalingInstances",
+                instance_id,
+            )
+        })?;
+    Ok(out
+        .auto_scaling_instances()
+        .iter()
+        .find(|i| i.instance_id() == Some(instance_id))
+        .cloned())
+}
+
+/// The group's current min/max/desired; a deleted group is a clear error.
+async fn capacity(ctx: Ctx<'_>, group: &str) -> Result<Capacity, ActionError> {
+    let clients = ctx.clients();
+    clients.limit("AutoScaling.DescribeAutoScalingGroups").await;
+    let out = clients
+        .autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .map_err(|e| {
+            sdk_error(
+                e,
+                "DescribeAutoScalingGroups",
+                "autoscaling:DescribeAutoScalingGroups",
+                group,
+            )
+        })?;
+    let found = out
+        .auto_scaling_groups()
+        .iter()
+        .find(|g| g.auto_scaling_group_name() == Some(group))
+        .ok_or_else(|| {
+            ActionError::new(
+                ErrorKind::NotFound,
+                format!("Auto Scaling group {group}"),
+                "Auto Scaling group not found",
+                "the group was deleted; recreate it or restore its instances by hand",
+            )
+        })?;
+    Ok(Capacity {
+        min_size: found.min_size().unwrap_or(0),
+        max_size: found.max_size().unwrap_or(0),
+        desired_capacity: found.desired_capacity().unwrap_or(0),
+    })
+}
+
+/// `UpdateAutoScalingGroup` with the three size limits only.
+async fn set_capacity(ctx: Ctx<'_>, group: &str, to: Capacity) -> Result<(), ActionError> {
+    let clients = ctx.clients();
+    clients.limit("AutoScaling.UpdateAutoScalingGroup").await;
+    clients
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(group)
+        .min_size(to.min_size)
+        .max_size(to.max_size)
+        .desired_capacity(to.desired_capacity)
+        .send()
+        .await
+        .map_err(|e| {
+            sdk_error(
+                e,
+                "UpdateAutoScalingGroup",
+                "autoscaling:UpdateAutoScalingGroup",
+                group,
+            )
+        })?;
+    info!(group, capacity = %to, "Auto Scaling group capacity set");
+    Ok(())
+}
+
+/// The clear error for a lifecycle state Auto Scaling does not detach from:
+/// retryable while the instance is still launching, final otherwise.
+fn refuse_detach(instance_id: &str, group: &str, state: &str) -> ActionError {
+    if state.starts_with("Pending") {
+        return ActionError::new(
+            ErrorKind::Conflict,
+            instance_id,
+            format!("the instance is still launching into Auto Scaling group {group} ({state})"),
+            "Auto Scaling only detaches InService instances; cordon retries once it is in service",
+        );
+    }
+    if is_terminating(state) {
+        return ActionError::new(
+            ErrorKind::InvalidState,
+            instance_id,
+            format!("Auto Scaling group {group} is already terminating the instance ({state})"),
+            "detaching cannot stop it: snapshot its volumes now, and complete any lifecycle hook only after evidence is safe",
+        );
+    }
+    ActionError::new(
+        ErrorKind::InvalidState,
+        instance_id,
+        format!("the instance is {state} in Auto Scaling group {group} and cannot be detached"),
+        "only InService instances can be detached; move it to InService or Standby, then resume the case",
+    )
+}
+
+impl Handler for DetachFromAutoscaling {
+    type PreState = AutoscalingPreState;
+
+    async fn pre_state(ctx: Ctx<'_>) -> Result<AutoscalingPreState, ActionError> {
+        let instance_id = &ctx.instance()?.instance_id;
+        let Some(member) = membership(ctx, instance_id).await? else {
+            return Ok(AutoscalingPreState {
+                instance_id: instance_id.clone(),
+                membership: None,
+            });
+        };
+        let group_name = member
+            .auto_scaling_group_name()
+            .unwrap_or_default()
+            .to_string();
+        let capacity = capacity(ctx, &group_name).await?;
+        Ok(AutoscalingPreState {
+            instance_id: instance_id.clone(),
+            membership: Some(GroupMembership {
+                lifecycle_state: member.lifecycle_state().unwrap_or_default().to_string(),
+                protected_from_scale_in: member.protected_from_scale_in().unwrap_or(false),
+                group_name,
+                capacity,
+            }),
+        })
+    }
+
+    async fn apply(ctx: Ctx<'_>, pre: &AutoscalingPreState) -> Result<Value, ActionError> {
+        let Some(before) = &pre.membership else {
+            return Ok(json!({
+                "changed": false,
+                "reason": format!("instance {} is in no Auto Scaling group; nothing to detach", pre.instance_id),
+            }));
+        };
+        // Decide on the live state: after a crash the detach may already be done.
+        let Some(current) = membership(ctx, &pre.instance_id).await? else {
+            return Ok(json!({
+                "changed": false,
+                "reason": format!("instance {} was already detached from {}", pre.instance_id, before.group_name),
+            }));
+        };
+        let group = current.auto_scaling_group_name().unwrap_or_default();
+        let state = current.lifecycle_state().unwrap_or_default();
+        if group != before.group_name {
+            return Err(ActionError::new(
+                ErrorKind::InvalidState,
+                &pre.instance_id,
+                format!(
+                    "the instance moved from Auto Scaling group {} to {group} since its pre-state was read",
+                    before.group_name
+                ),
+                "someone else is changing the group; check with its owners, then roll back or resume the case",
+            ));
+        }
+        if is_standby(state) {
+            return Ok(json!({
+                "changed": false,
+                "reason": format!(
+                    "instance {} is in {state} in {group}: the group neither replaces nor terminates it and sends it no load-balancer traffic; left as is",
+                    pre.instance_id
+                ),
+            }));
+        }
+        if is_detaching(state) {
+            return Ok(json!({
+                "changed": false,
+                "reason": format!("instance {} is already being detached from {group}", pre.instance_id),
+            }));
+        }
+        if state != "InService" {
+            return Err(refuse_detach(&pre.instance_id, group, state));
+        }
+        let clients = ctx.clients();
+        clients.limit("AutoScaling.DetachInstances").await;
+        let result = clients
+            .autoscaling
+            .detach_instances()
+            .auto_scaling_group_name(group)
+            .instance_ids(&pre.instance_id)
+            .should_decrement_desired_capacity(false)
+            .send()
+            .await;
+        if let Err(e) = result {
+            // A concurrent detach wins the race: that is the goal, not a failure.
+            if membership(ctx, &pre.instance_id).await?.is_none() {
+                return Ok(json!({
+                    "changed": false,
+                    "reason": format!("instance {} was detached from {group} concurrently", pre.instance_id),
+                }));
+            }
+            return Err(sdk_error(
+                e,
+                "DetachInstances",
+                "autoscaling:DetachInstances",
+                &pre.instance_id,
+            ));
+        }
+        info!(instance = %pre.instance_id, group, "detached from Auto Scaling group");
+        Ok(json!({
+            "changed": true,
+            "group": group,
+            "should-decrement-desired-capacity": false,
+            "note": format!(
+                "the group launches a replacement to keep its desired capacity of {}",
+                before.capacity.desired_capacity
+            ),
+        }))
+    }
+
+    async fn verify(
+        ctx: Ctx<'_>,
+        pre: &AutoscalingPreState,
+        _outcome: &Value,
+    ) -> Result<(), ActionError> {
+        if pre.membership.is_none() {
+            return Ok(());
+        }
+        match membership(ctx, &pre.instance_id).await? {
+            None => Ok(()),
+            Some(m)
+                if m.lifecycle_state()
+                    .is_some_and(|s| is_detaching(s) || is_standby(s)) =>
+            {
+                Ok(())
+            }
+            Some(m) => Err(ActionError::new(
+                ErrorKind::Verification,
+                &pre.instance_id,
+                format!(
+                    "the instance is still {} in Auto Scaling group {}",
+                    m.lifecycle_state().unwrap_or("a member"),
+                    m.auto_scaling_group_name().unwrap_or("?")
+                ),
+                "Auto Scaling may not have caught up yet; cordon retries, then check the group's activity history",
+            )),
+        }
+    }
+
+    async fn undo(
+        ctx: Ctx<'_>,
+        pre: &AutoscalingPreState,
+        _outcome: Option<&Value>,
+    ) -> Result<Value, ActionError> {
+        let Some(before) = &pre.membership else {
+            return Ok(
+                json!({"changed": false, "reason": "the instance was in no Auto Scaling group; nothing to restore"}),
+            );
+        };
+        let group = before.group_name.as_str();
+        let mut done: Vec<String> = Vec::new();
+        let mut current = membership(ctx, &pre.instance_id).await?;
+        match &current {
+            Some(m) if m.auto_scaling_group_name() != Some(group) => {
+                return Err(ActionError::new(
+                    ErrorKind::InvalidState,
+                    &pre.instance_id,
+                    format!(
+                        "the instance is now in Auto Scaling group {} rather than {group}",
+                        m.auto_scaling_group_name().unwrap_or("?")
+                    ),
+                    "detach it from that group by hand if it does not belong there, then roll back again",
+                ));
+            }
+            Some(m) if m.lifecycle_state().is_some_and(is_detaching) => {
+                return Err(ActionError::new(
+                    ErrorKind::Conflict,
+                    &pre.instance_id,
+                    format!("the instance is still being detached from {group}"),
+                    "Auto Scaling finishes within a minute; cordon retries",
+                ));
+            }
+            Some(_) => {}
+            None => {
+                // Fail before shrinking the group if the instance cannot go back.
+                let instance = describe_instance(ctx, &pre.instance_id).await?;
+                let state = instance
+                    .state()
+                    .and_then(|s| s.name())
+                    .map(|n| n.as_str().to_string());
+                if state.as_deref() != Some("running") {
+                    return Err(ActionError::new(
+                        ErrorKind::InvalidState,
+                        &pre.instance_id,
+                        format!(
+                            "the instance is {} and Auto Scaling only attaches running instances",
+                            state.as_deref().unwrap_or("in an unknown state")
+                        ),
+                        "start the instance (if it is safe to), then roll back again",
+                    ));
+                }
+                let now = capacity(ctx, group).await?;
+                let target = before.capacity.desired_capacity.saturating_sub(1).max(0);
+                // Attaching adds one to desired and must stay within max.
+                if now.desired_capacity > target || now.desired_capacity + 1 > now.max_size {
+                    let room = Capacity {
+                        desired_capacity: now.desired_capacity.min(target),
+                        min_size: before
+                            .capacity
+                            .min_size
+                            .min(now.desired_capacity.min(target)),
+                        max_size: before
+                            .capacity
+                            .max_size
+                            .max(now.desired_capacity.min(target) + 1),
+                    };
+                    set_capacity(ctx, group, room).await?;
+                    done.push(format!("made room in {group} ({room})"));
+                }
+                let clients = ctx.clients();
+                clients.limit("AutoScaling.AttachInstances").await;
+                let result = clients
+                    .autoscaling
+                    .attach_instances()
+                    .auto_scaling_group_name(group)
+                    .instance_ids(&pre.instance_id)
+                    .send()
+                    .await;
+                current = membership(ctx, &pre.instance_id).await?;
+                // Attached concurrently (or the error came after it took): fine.
+                if let Err(e) = result
+                    && current.is_none()
+                {
+                    let mut err = sdk_error(
+                        e,
+                        "AttachInstances",
+                        "autoscaling:AttachInstances",
+                        &pre.instance_id,
+                    );
+                    err.hint = format!(
+                        "{}; the group's capacity may be one below its pre-state ({}) until rollback succeeds",
+                        err.hint, before.capacity
+                    );
+                    return Err(err);
+                }
+                info!(instance = %pre.instance_id, group, "attached to Auto Scaling group again");
+                done.push(format!("attached {} to {group}", pre.instance_id));
+            }
+        }
+        let now = capacity(ctx, group).await?;
+        if now != before.capacity {
+            set_capacity(ctx, group, before.capacity).await?;
+            done.push(format!("restored {group} to {}", before.capacity));
+        }
+        let protected = current
+            .as_ref()
+            .and_then(|m| m.protected_from_scale_in())
+            .unwrap_or(false);
+        if protected != before.protected_from_scale_in {
+            let clients = ctx.clients();
+            clients.limit("AutoScaling.SetInstanceProtection").await;
+            clients
+                .autoscaling
+                .set_instance_protection()
+                .auto_scaling_group_name(group)
+                .instance_ids(&pre.instance_id)
+                .protected_from_scale_in(before.protected_from_scale_in)
+                .send()
+                .await
+                .map_err(|e| {
+                    sdk_error(
+                        e,
+                        "SetInstanceProtection",
+                        "autoscaling:SetInstanceProtection",
+                        &pre.instance_id,
+                    )
+                })?;
+            done.push(format!(
+                "set scale-in protection back to {}",
+                before.protected_from_scale_in
+            ));
+        }
+        Ok(json!({
+            "changed": !done.is_empty(),
+            "group": group,
+            "done": done,
+        }))
+    }
+
+    async fn verify_undone(ctx: Ctx<'_>, pre: &AutoscalingPreState) -> Result<(), ActionError> {
+        let current = membership(ctx, &pre.instance_id).await?;
+        let Some(before) = &pre.membership else {
+            return match current {
+                None => Ok(()),
+                Some(m) => Err(ActionError::new(
+                    ErrorKind::Verification,
+                    &pre.instance_id,
+                    format!(
+                        "the instance is in Auto Scaling group {} but was in none before the case",
+                        m.auto_scaling_group_name().unwrap_or("?")
+                    ),
+                    "cordon did not put it there; detach it by hand if it should not be in the group",
+                )),
+            };
+        };
+        let group = before.group_name.as_str();
+        let in_group = current.as_ref().filter(|m| {
+            m.auto_scaling_group_name() == Some(group)
+                && m.lifecycle_state()
+                    .is_some_and(|s| !is_detaching(s) && !is_terminating(s))
+        });
+        let Some(member) = in_group else {
+            return Err(ActionError::new(
+                ErrorKind::Verification,
+                &pre.instance_id,
+                format!("the instance is not back in Auto Scaling group {group}"),
+                "Auto Scaling may not have caught up yet; cordon retries, then check the group's activity history",
+            ));
+        };
+        let protected = member.protected_from_scale_in().unwrap_or(false);
+        if protected != before.protected_from_scale_in {
+            return Err(ActionError::new(
+                ErrorKind::Verification,
+                &pre.instance_id,
+                format!(
+                    "the instance's scale-in protection is {protected} but was {} before the case",
+                    before.protected_from_scale_in
+                ),
+                "set it back with SetInstanceProtection, then roll back again",
+            ));
+        }
+        let now = capacity(ctx, group).await?;
+        if now != before.capacity {
+            return Err(ActionError::new(
+                ErrorKind::Verification,
+                format!("Auto Scaling group {group}"),
+                format!(
+                    "the group's capacity is {now} but was {} before the case",
+                    before.capacity
+                ),
+                "a scaling policy or person may have changed it since; set it back by hand if it should match",
+            ));
+        }
+        Ok(())
+    }
+
+    fn describe(_ctx: Ctx<'_>, pre: &AutoscalingPreState) -> Vec<String> {
+        match &pre.membership {
+            Some(m) if m.lifecycle_state == "InService" => vec![format!(
+                "autoscaling:DetachInstances auto-scaling-group-name={} instance-ids={} should-decrement-desired-capacity=false (the group launches a replacement to keep desired capacity {})",
+                m.group_name, pre.instance_id, m.capacity.desired_capacity
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle_states() {
+        assert!(is_standby("Standby") && is_standby("EnteringStandby"));
+        assert!(!is_standby("InService"));
+        assert!(is_detaching("Detaching") && is_detaching("Detached"));
+        assert!(is_terminating("Terminating:Wait") && is_terminating("Terminated"));
+        assert!(!is_terminating("InService"));
+    }
+
+    #[test]
+    fn launching_instances_are_retried_terminating_ones_are_not() {
+        assert_eq!(
+            refuse_detach("i-1", "web", "Pending:Wait").kind,
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            refuse_detach("i-1", "web", "Terminating").kind,
+            ErrorKind::InvalidState
+        );
+        assert_eq!(
+            refuse_detach("i-1", "web", "Warmed:Stopped").kind,
+            ErrorKind::InvalidState
+        );
+    }
+}

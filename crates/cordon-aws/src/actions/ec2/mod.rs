@@ -1,6 +1,10 @@
 //! EC2-side actions: tags, hardening, isolation, snapshots, instance profile,
 //! Auto Scaling, load balancers, captures.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
 use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, NetworkInterface};
 use cordon_core::executor::{ActionError, ErrorKind};
 
@@ -70,3 +74,97 @@ pub async fn instance_network_interfaces(ctx: Ctx<'_>, instance_id: &str) -> Res
     enis.sort_by_key(|n| n.attachment().and_then(|a| a.device_index()).unwrap_or(i32::MAX));
     Ok(enis)
 }
+
+/// Runs futures concurrently and returns their outputs in input order.
+///
+/// Independent AWS calls (one per ENI, per VPC, per volume) go out together so
+/// a step costs one round trip per phase, not one per resource. A local helper
+/// rather than `futures::join_all`: it borrows the step's context without
+/// `'static` bounds or spawned tasks, and keeps the dependency set small.
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (future, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+/// Like [`join_all`] for fallible calls: every call runs to completion (so a
+/// failure on one resource does not abandon the others half-way), then the
+/// first error, in input order, is returned.
+pub async fn try_join_all<T, F>(futures: Vec<F>) -> Result<Vec<T>, ActionError>
+where
+    F: Future<Output = Result<T, ActionError>>,
+{
+    join_all(futures).await.into_iter().collect()
+}
+
+/// Network interfaces by id, through a `network-interface-id` filter so that an
+/// interface deleted since the pre-state was read is simply absent (the
+/// `NetworkInterfaceIds` parameter would fail the whole call instead).
+pub async fn network_interfaces_by_id(
+    ctx: Ctx<'_>,
+    ids: &[String],
+) -> Result<Vec<NetworkInterface>, ActionError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let clients = ctx.clients();
+    let label = ids.join(",");
+    let mut found = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        clients.limit("DescribeNetworkInterfaces").await;
+        let out = clients
+            .ec2
+            .describe_network_interfaces()
+            .filters(
+                Filter::builder()
+                    .name("network-interface-id")
+                    .set_values(Some(ids.to_vec()))
+                    .build(),
+            )
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                sdk_error(
+                    e,
+                    "DescribeNetworkInterfaces",
+                    "ec2:DescribeNetworkInterfaces",
+                    &label,
+                )
+            })?;
+        found.extend(out.network_interfaces().iter().cloned());
+        match out.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+            _ => return Ok(found),
+        }
+    }
+}
+
+/// Security group ids of an interface, in the order AWS returns them.
+pub fn interface_group_ids(eni: &NetworkInterface) -> Vec<String> {
+    eni.groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect()
+}
+
+/// A boxed AWS call, so calls of different shapes can share one [`try_join_all`].
+pub type BoxedCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, ActionError>> + Send + 'a>>;

@@ -1,0 +1,539 @@
+//! End-to-end containment tests: the `cordon` binary against a provisioned
+//! Game Day fixture in the local emulator.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use cordon_gameday::{
+    DEFAULT_FINDING_TYPE, Fixture, diff_states, provision_compromised_instance, side_effects,
+    snapshot_state, volume_snapshots,
+};
+use cordon_tests::EmulatorGuard;
+use serde_json::Value;
+
+/// The state-changing steps of the high playbook, for the bounded crash test.
+const SMALL_PLAYBOOK: &str = r#"
+name: ec2-contain-small
+description: Containment steps only (crash-safety test).
+priority: 200
+match:
+  finding-types: ["*:EC2/*"]
+  resource-types: [Instance]
+  severity:
+    bands: [high, critical]
+on-failure: stop
+steps:
+  - id: tag
+    action: tag-resource
+    with:
+      tags:
+        cordon:case-id: "{case_id}"
+  - id: protect
+    action: enable-termination-protection
+  - id: detach-asg
+    action: detach-from-autoscaling
+  - id: deregister-lb
+    action: deregister-from-load-balancers
+  - id: isolate
+    action: isolate-instance
+  - id: detach-profile
+    action: detach-instance-profile
+"#;
+
+/// A later step fails; everything done before is rolled back.
+const ROLLBACK_PLAYBOOK: &str = r#"
+name: ec2-contain-rollback
+description: Roll back on failure (test).
+priority: 200
+match:
+  finding-types: ["*:EC2/*"]
+  resource-types: [Instance]
+  severity:
+    bands: [high, critical]
+on-failure: rollback
+steps:
+  - id: tag
+    action: tag-resource
+    with:
+      tags:
+        cordon:case-id: "{case_id}"
+  - id: protect
+    action: enable-termination-protection
+  - id: detach-asg
+    action: detach-from-autoscaling
+  - id: deregister-lb
+    action: deregister-from-load-balancers
+  - id: detach-profile
+    action: detach-instance-profile
+  - id: isolate
+    action: isolate-instance
+    retry:
+      max-attempts: 1
+"#;
+
+struct Case {
+    aws: EmulatorGuard,
+    fixture: Fixture,
+    dir: PathBuf,
+    finding: PathBuf,
+    before: Value,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir =
+        std::env::temp_dir().join(format!("cordon-e2e-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn provision(aws: EmulatorGuard, name: &str) -> Case {
+    let fixture = provision_compromised_instance(aws.clients())
+        .await
+        .expect("provision");
+    let dir = temp_dir(name);
+    let finding = dir.join("finding.json");
+    let json = fixture.finding_json(8.0, DEFAULT_FINDING_TYPE, false);
+    std::fs::write(&finding, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    let before = snapshot_state(aws.clients(), &fixture)
+        .await
+        .expect("snapshot");
+    Case {
+        aws,
+        fixture,
+        dir,
+        finding,
+        before,
+    }
+}
+
+async fn setup(name: &str) -> Case {
+    provision(cordon_tests::emulator().await, name).await
+}
+
+fn playbook_dir(case: &Case, yaml: &str) -> PathBuf {
+    let dir = case.dir.join("playbooks");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("test.yaml"), yaml).unwrap();
+    dir
+}
+
+fn shipped_playbooks() -> PathBuf {
+    cordon_tests::repo_root().join("playbooks")
+}
+
+impl Case {
+    fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn cordon(&self, args: &[&str], env: &[(&str, String)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cordon"));
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .env_remove("CORDON_TEST_CRASH_AFTER_RECORD")
+            .env_remove("CORDON_PLAYBOOKS")
+            .env_remove("AWS_PROFILE");
+        for (k, v) in self.aws.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("spawn cordon");
+        eprintln!(
+            "$ cordon {} => {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            tail(&String::from_utf8_lossy(&out.stderr), 30),
+        );
+        out
+    }
+
+    fn run(&self, playbooks: &Path, extra: &[&str], env: &[(&str, String)]) -> Output {
+        let finding = self.finding.to_string_lossy().into_owned();
+        let pb = playbooks.to_string_lossy().into_owned();
+        let mut args = vec!["run", finding.as_str(), "--yes", "--playbooks", pb.as_str()];
+        args.extend_from_slice(extra);
+        self.cordon(&args, env)
+    }
+
+    fn case_id(&self) -> String {
+        let mut ids: Vec<String> = std::fs::read_dir(self.state_dir().join("cases"))
+            .expect("cases dir")
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        ids.sort();
+        assert_eq!(ids.len(), 1, "exactly one case expected: {ids:?}");
+        ids.remove(0)
+    }
+
+    fn journal(&self) -> Vec<Value> {
+        let path = self
+            .state_dir()
+            .join("cases")
+            .join(self.case_id())
+            .join("journal.jsonl");
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    async fn state(&self) -> Value {
+        snapshot_state(self.aws.clients(), &self.fixture)
+            .await
+            .expect("snapshot")
+    }
+
+    async fn assert_back_at_pre_state(&self, what: &str) {
+        let now = self.state().await;
+        let diffs = diff_states(&self.before, &now);
+        assert!(
+            diffs.is_empty(),
+            "{what}: not back at pre-state:\n  {}",
+            diffs.join("\n  ")
+        );
+    }
+
+    /// Every ENI only in one (new) isolation group, protected, out of the
+    /// ASG and target group, profile detached.
+    async fn assert_contained(&self) {
+        let s = self.state().await;
+        let original: Vec<&str> = self
+            .fixture
+            .security_groups
+            .iter()
+            .map(|g| g.id.as_str())
+            .collect();
+        let mut isolation = None;
+        for eni in &self.fixture.enis {
+            let groups = s["network-interfaces"][&eni.id]["groups"]
+                .as_array()
+                .unwrap();
+            assert_eq!(groups.len(), 1, "{}: {groups:?}", eni.id);
+            let g = groups[0].as_str().unwrap().to_string();
+            assert!(
+                !original.contains(&g.as_str()),
+                "{} still in an original group {g}",
+                eni.id
+            );
+            if let Some(i) = &isolation {
+                assert_eq!(i, &g, "ENIs in different isolation groups");
+            }
+            isolation = Some(g);
+        }
+        assert_eq!(s["instance"]["disable-api-termination"], true, "{s:#}");
+        assert_eq!(
+            s["instance-profile-associations"],
+            serde_json::json!([]),
+            "{s:#}"
+        );
+        assert_eq!(s["auto-scaling-group"]["contains-instance"], false, "{s:#}");
+        assert_eq!(s["target-group"]["targets"], serde_json::json!([]), "{s:#}");
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The final JSON document is the last top-level object on stdout.
+    let start = text.rfind("\n{").map_or(0, |i| i + 1);
+    serde_json::from_str(&text[start..]).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+fn mutating(calls: &Value) -> u64 {
+    calls
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(op, _)| {
+            let name = op.rsplit(['.', ':']).next().unwrap_or(op);
+            !["Describe", "Get", "List"]
+                .iter()
+                .any(|p| name.starts_with(p))
+        })
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+async fn full_run_then_rollback_restores_pre_state() {
+    let started = Instant::now();
+    let case = setup("full").await;
+    let out = case.run(&shipped_playbooks(), &["--output", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0), "full run must complete");
+    let report = stdout_json(&out);
+    let calls = &report["api-calls"];
+    let total: u64 = calls
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    eprintln!(
+        "API calls for the full run: total {total}, mutating {}: {calls:#}",
+        mutating(calls)
+    );
+
+    case.assert_contained().await;
+    let snaps = volume_snapshots(case.aws.clients(), &case.fixture)
+        .await
+        .unwrap();
+    assert_eq!(
+        snaps.len(),
+        case.fixture.volume_ids.len(),
+        "one snapshot per volume: {snaps:#?}"
+    );
+    let case_id = case.case_id();
+    for s in &snaps {
+        assert_eq!(s["tags"]["cordon:case-id"], case_id.as_str(), "{s:#}");
+    }
+
+    let out = case.cordon(&["rollback", &case_id], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    case.assert_back_at_pre_state("after rollback").await;
+    eprintln!("full_run_then_rollback took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn second_run_and_second_rollback_are_no_ops() {
+    let case = setup("noop").await;
+    let pb = playbook_dir(&case, SMALL_PLAYBOOK);
+    assert_eq!(case.run(&pb, &[], &[]).status.code(), Some(0));
+    let records = case.journal().len();
+
+    let out = case.run(&pb, &["--output", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let report = stdout_json(&out);
+    assert_eq!(report["no-op"], true, "{report:#}");
+    assert_eq!(mutating(&report["api-calls"]), 0, "{report:#}");
+    assert_eq!(
+        case.journal().len(),
+        records,
+        "a no-op run must not write the journal"
+    );
+
+    let case_id = case.case_id();
+    assert_eq!(
+        case.cordon(&["rollback", &case_id], &[]).status.code(),
+        Some(0)
+    );
+    case.assert_back_at_pre_state("after rollback").await;
+    let records = case.journal().len();
+    let out = case.cordon(&["rollback", &case_id, "--output", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let report = stdout_json(&out);
+    assert_eq!(mutating(&report["api-calls"]), 0, "{report:#}");
+    assert_eq!(
+        case.journal().len(),
+        records,
+        "a second rollback must not write the journal"
+    );
+    case.assert_back_at_pre_state("after second rollback").await;
+}
+
+#[tokio::test]
+async fn crash_at_every_record_then_resume_or_rollback() {
+    let started = Instant::now();
+    let mut aws = Some(cordon_tests::emulator().await);
+    let mut n = 0u64;
+    loop {
+        let guard = aws.take().unwrap();
+        guard.reset().await;
+        let case = provision(guard, &format!("crash{n}")).await;
+        let pb = playbook_dir(&case, SMALL_PLAYBOOK);
+        let out = case.run(
+            &pb,
+            &[],
+            &[("CORDON_TEST_CRASH_AFTER_RECORD", n.to_string())],
+        );
+        if out.status.code() == Some(0) {
+            eprintln!("record {n}: the run completed without crashing: done");
+            aws = Some(case.aws);
+            break;
+        }
+        assert_eq!(
+            out.status.code(),
+            None,
+            "record {n}: expected an abort, got {:?}",
+            out.status
+        );
+        let case_id = case.case_id();
+        if n.is_multiple_of(2) {
+            let out = case.cordon(&["resume", &case_id], &[]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "record {n}: resume must complete"
+            );
+            case.assert_contained().await;
+        }
+        let out = case.cordon(&["rollback", &case_id], &[]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "record {n}: rollback must complete"
+        );
+        case.assert_back_at_pre_state(&format!("crash after record {n}"))
+            .await;
+        aws = Some(case.aws);
+        n += 1;
+        assert!(n < 200, "the run never completed");
+    }
+    eprintln!("crash test: {n} crash points, took {:?}", started.elapsed());
+    drop(aws);
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing_and_lists_calls() {
+    let case = setup("dry").await;
+    let effects = side_effects(case.aws.clients(), &case.fixture)
+        .await
+        .unwrap();
+    let out = case.run(&shipped_playbooks(), &["--dry-run"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ModifyNetworkInterfaceAttribute")
+            || text.contains("modify-network-interface"),
+        "the dry run lists the calls it would make:\n{text}"
+    );
+    case.assert_back_at_pre_state("after dry run").await;
+    let after = side_effects(case.aws.clients(), &case.fixture)
+        .await
+        .unwrap();
+    assert_eq!(effects, after, "no new security groups or snapshots");
+}
+
+#[tokio::test]
+async fn failure_mid_run_rolls_back_everything() {
+    let aws = cordon_tests::emulator().await;
+    // A pre-existing `cordon-isolation` group with an ingress rule: isolation
+    // refuses to use it, after tag, protect, detach-asg, deregister-lb and
+    // detach-profile have changed the instance.
+    let mut case = provision(aws, "fail").await;
+    let ec2 = &case.aws.clients().ec2;
+    let group = ec2
+        .create_security_group()
+        .vpc_id(&case.fixture.vpc_id)
+        .group_name("cordon-isolation")
+        .description("not an isolation group")
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_string();
+    ec2.authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+    case.before = case.state().await;
+    let pb = playbook_dir(&case, ROLLBACK_PLAYBOOK);
+    let out = case.run(&pb, &[], &[]);
+    let journal = case.journal();
+    let kinds: Vec<&str> = journal
+        .iter()
+        .filter_map(|r| r["event"]["event"].as_str())
+        .collect();
+    assert!(kinds.contains(&"step-failed"), "{kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k.starts_with("step-rolled-back")),
+        "{kinds:?}"
+    );
+    case.assert_back_at_pre_state("after on-failure rollback")
+        .await;
+    // A run whose step failed exits 1 even when its on-failure rollback succeeded.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed run (rolled back) must exit 1"
+    );
+}
+
+#[tokio::test]
+async fn missing_or_terminated_instance_is_a_clear_error() {
+    let case = setup("missing").await;
+    let effects = side_effects(case.aws.clients(), &case.fixture)
+        .await
+        .unwrap();
+    let missing = "i-0000000000000000f";
+    let json = case
+        .fixture
+        .finding_for_instance(missing, 8.0, DEFAULT_FINDING_TYPE, false);
+    let finding = case.dir.join("missing.json");
+    std::fs::write(&finding, serde_json::to_vec(&json).unwrap()).unwrap();
+    let f = finding.to_string_lossy().into_owned();
+    let pb = shipped_playbooks().to_string_lossy().into_owned();
+    let out = case.cordon(&["run", &f, "--yes", "--playbooks", &pb], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(missing),
+        "stderr names the instance: {stderr}"
+    );
+    assert_eq!(
+        effects,
+        side_effects(case.aws.clients(), &case.fixture)
+            .await
+            .unwrap()
+    );
+
+    // Terminated: same.
+    case.aws
+        .clients()
+        .ec2
+        .terminate_instances()
+        .instance_ids(&case.fixture.instance_id)
+        .send()
+        .await
+        .unwrap();
+    let state_dir = case.dir.join("state2");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cordon"));
+    cmd.args([
+        "run",
+        &case.finding.to_string_lossy(),
+        "--yes",
+        "--playbooks",
+        &pb,
+        "--state-dir",
+    ])
+    .arg(&state_dir)
+    .env_remove("CORDON_TEST_CRASH_AFTER_RECORD");
+    for (k, v) in case.aws.env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("terminated: {:?}\n{stderr}", out.status.code());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&case.fixture.instance_id),
+        "stderr names the instance: {stderr}"
+    );
+    assert_eq!(
+        effects,
+        side_effects(case.aws.clients(), &case.fixture)
+            .await
+            .unwrap()
+    );
+}
