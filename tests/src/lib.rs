@@ -240,6 +240,16 @@ impl Emulator {
         self.moto_pid
     }
 
+    /// Turns on moto's IAM authorization after `requests` more unauthenticated
+    /// requests (0: at once). Process-wide in moto and not undone by a reset,
+    /// so only a private emulator should use it.
+    pub fn enforce_auth_after(&self, requests: u32) -> std::io::Result<()> {
+        match http_with_body(self.port(), "POST", "/moto-api/reset-auth", &requests.to_string())? {
+            200 => Ok(()),
+            status => Err(std::io::Error::other(format!("moto refused reset-auth with HTTP {status}"))),
+        }
+    }
+
     /// Drops every resource in every service, back to a fresh emulator.
     pub async fn reset(&self) -> Result<(), EmulatorError> {
         let port = self.port;
@@ -436,13 +446,19 @@ fn free_port() -> std::io::Result<u16> {
 
 /// One bodiless HTTP/1.1 request to 127.0.0.1:`port`; returns the status code.
 fn http(port: u16, method: &str, path: &str) -> std::io::Result<u16> {
+    http_with_body(port, method, path, "")
+}
+
+/// One HTTP/1.1 request with a small text body to 127.0.0.1:`port`; returns the status code.
+fn http_with_body(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<u16> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut stream = TcpStream::connect_timeout(&addr, CONTROL_TIMEOUT)?;
     stream.set_read_timeout(Some(CONTROL_TIMEOUT))?;
     stream.set_write_timeout(Some(CONTROL_TIMEOUT))?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;

@@ -433,19 +433,21 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                             no_op: false,
                             step_failed: true,
                             message: format!(
-                                "step `{}` failed; the case stopped (`cordon resume {case}` retries, `cordon rollback {case}` undoes)",
-                                step.id
+                                "step `{}` failed: {}; the case stopped (`cordon resume {case}` retries, `cordon rollback {case}` undoes)",
+                                step.id,
+                                last_error(session, &step.id)
                             ),
                         });
                     }
                     OnFailure::Rollback => {
+                        let failure = last_error(session, &step.id);
                         self.mark_not_run(session, &plan, step.index, &format!("rolled back after `{}` failed", step.id))
                             .await?;
                         let report = self
                             .rollback_session(session, &format!("step `{}` failed", step.id))
                             .await?;
                         return Ok(Report {
-                            message: format!("step `{}` failed; {}", step.id, report.message),
+                            message: format!("step `{}` failed: {}; {}", step.id, failure, report.message),
                             step_failed: true,
                             ..report
                         });
@@ -777,6 +779,14 @@ pub struct DryRunStep {
     pub step: String,
     pub calls: Vec<String>,
     pub note: Option<String>,
+}
+
+/// The step's final error as one sentence: what failed, on which resource, what to do.
+fn last_error<J: JournalStore>(session: &Session<'_, J>, step: &str) -> String {
+    match session.state.step(step).and_then(|s| s.failed_final.clone()) {
+        Some(e) => format!("{} ({}): {}", e.message, e.resource, e.hint),
+        None => "see `cordon status` for the journaled error".to_string(),
+    }
 }
 
 enum StepOutcome {

@@ -1,0 +1,91 @@
+//! AccessDenied for real: the emulator enforces IAM authorization and cordon
+//! runs as a user allowed only to read. The run must stop at the first
+//! mutation with a one-line error naming the permission and the resource,
+//! and change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use cordon_aws::client::AwsClients;
+use cordon_gameday::{diff_states, provision_compromised_instance, side_effects, snapshot_state};
+use cordon_tests::Emulator;
+
+const READ_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":[
+  "ec2:Describe*","autoscaling:Describe*","elasticloadbalancing:Describe*","iam:Get*","iam:List*",
+  "sts:GetCallerIdentity"],"Resource":"*"}]}"#;
+const ADMIN: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+async fn user(clients: &AwsClients, name: &str, policy: &str) -> (String, String) {
+    clients.iam.create_user().user_name(name).send().await.unwrap();
+    clients
+        .iam
+        .put_user_policy()
+        .user_name(name)
+        .policy_name("access")
+        .policy_document(policy)
+        .send()
+        .await
+        .unwrap();
+    let key = clients.iam.create_access_key().user_name(name).send().await.unwrap();
+    let key = key.access_key().unwrap();
+    (key.access_key_id().to_string(), key.secret_access_key().to_string())
+}
+
+async fn clients_as(endpoint: &str, key: &(String, String)) -> AwsClients {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(&key.0, &key.1, None, None, "test"))
+        .load()
+        .await;
+    AwsClients::from_sdk_config(&config).unwrap()
+}
+
+#[tokio::test]
+async fn a_read_only_identity_gets_a_clear_error_and_nothing_changes() {
+    let emulator = Emulator::start().await.expect("emulator starts");
+    let endpoint = emulator.endpoint();
+    let root = AwsClients::from_sdk_config(&emulator.sdk_config().await).unwrap();
+    let fixture = provision_compromised_instance(&root).await.unwrap();
+    let admin = user(&root, "forensics-admin", ADMIN).await;
+    let reader = user(&root, "read-only-responder", READ_ONLY).await;
+    let admin_clients = clients_as(&endpoint, &admin).await;
+    let before = snapshot_state(&root, &fixture).await.unwrap();
+    let effects_before = side_effects(&root, &fixture).await.unwrap();
+
+    let dir = std::env::temp_dir().join(format!("cordon-denied-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let finding = dir.join("finding.json");
+    std::fs::write(
+        &finding,
+        serde_json::to_vec(&fixture.finding_json(8.0, "Backdoor:EC2/C&CActivity.B", false)).unwrap(),
+    )
+    .unwrap();
+
+    emulator.enforce_auth_after(0).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["run", finding.to_str().unwrap(), "--yes"])
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", &reader.0)
+        .env("AWS_SECRET_ACCESS_KEY", &reader.1)
+        .env("CORDON_STATE_DIR", dir.join("state"))
+        .env("CORDON_PLAYBOOKS", concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // The closing line names what was denied, on which resource, and the permission to grant.
+    let last = stdout.lines().rev().find(|l| l.contains("failed")).unwrap_or_default();
+    assert!(last.contains(&fixture.instance_id), "{last}");
+    assert!(last.contains("grant `ec2:CreateTags`"), "{last}");
+    assert!(!stdout.contains("panicked") && !stderr.contains("panicked"));
+
+    let after = snapshot_state(&admin_clients, &fixture).await.unwrap();
+    let differences = diff_states(&before, &after);
+    assert!(differences.is_empty(), "a denied run changed things: {differences:#?}");
+    assert_eq!(side_effects(&admin_clients, &fixture).await.unwrap(), effects_before);
+}
