@@ -482,6 +482,10 @@ impl ActionKind {
                 "autoscaling:DescribeAutoScalingGroups",
                 "autoscaling:DetachInstances",
                 "autoscaling:AttachInstances",
+                // Rollback frees a slot before re-attaching, then restores capacity and protection.
+                "autoscaling:UpdateAutoScalingGroup",
+                "autoscaling:SetInstanceProtection",
+                "ec2:DescribeInstances",
             ],
             DeregisterFromLoadBalancers => &[
                 "elasticloadbalancing:DescribeTargetGroups",
