@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
 use aws_sdk_ec2::types::{
@@ -18,8 +17,9 @@ use cordon_aws::client::{AwsClients, is_read_only};
 use cordon_aws::evidence::{EvidenceStore, sha256_hex};
 use cordon_core::executor::{Actions, Approver, Decision, ErrorKind, Executor};
 use cordon_core::finding::parse_single_finding;
-use cordon_core::journal::{CaseStatus, JournalError, JournalRecord, JournalStore};
-use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
+use cordon_core::journal::CaseStatus;
+use cordon_core::local_store::LocalJournal;
+use cordon_core::plan::{Plan, PlannedStep, plan};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::RouteReason;
 use cordon_tests::{ACCOUNT_ID, REGION, emulator};
@@ -1031,50 +1031,6 @@ async fn undo_after_a_crash_mid_apply_restores() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Journal records in memory, for driving the real executor.
-#[derive(Debug, Default)]
-struct MemoryJournal {
-    records: Mutex<BTreeMap<CaseId, Vec<JournalRecord>>>,
-}
-
-impl JournalStore for MemoryJournal {
-    type Lock = ();
-
-    async fn lock(&self, _case: &CaseId) -> Result<(), JournalError> {
-        Ok(())
-    }
-
-    async fn load(&self, case: &CaseId) -> Result<Vec<JournalRecord>, JournalError> {
-        Ok(self
-            .records
-            .lock()
-            .expect("journal lock")
-            .get(case)
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    async fn append(&self, case: &CaseId, record: &JournalRecord) -> Result<(), JournalError> {
-        self.records
-            .lock()
-            .expect("journal lock")
-            .entry(case.clone())
-            .or_default()
-            .push(record.clone());
-        Ok(())
-    }
-
-    async fn cases(&self) -> Result<Vec<CaseId>, JournalError> {
-        Ok(self
-            .records
-            .lock()
-            .expect("journal lock")
-            .keys()
-            .cloned()
-            .collect())
-    }
-}
-
 #[derive(Debug)]
 struct Approve;
 
@@ -1098,7 +1054,7 @@ async fn plan_runs_and_rolls_back_through_the_executor() {
     let (_, capacity) = asg_state(clients).await;
     let membership = asg_membership(clients, &fx.suspect).await;
     let tgs = suspect_tg_state(clients, &fx).await;
-    let journal = MemoryJournal::default();
+    let journal = LocalJournal::new(dir.join("journal"));
     let executor = Executor::new(&actions, &journal, &Approve);
 
     let dry = executor.dry_run(&plan).await;

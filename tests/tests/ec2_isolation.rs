@@ -28,7 +28,8 @@ use cordon_aws::client::{AwsClients, is_read_only};
 use cordon_aws::evidence::EvidenceStore;
 use cordon_core::executor::{Actions, Approver, Decision, ErrorKind, Executor};
 use cordon_core::finding::parse_single_finding;
-use cordon_core::journal::{CaseStatus, JournalError, JournalRecord, JournalStore};
+use cordon_core::journal::CaseStatus;
+use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::RouteReason;
@@ -1341,50 +1342,6 @@ async fn missing_or_terminated_instance_is_a_clear_error_and_nothing_is_created(
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Journal records in memory, for driving the real executor.
-#[derive(Debug, Default)]
-struct MemoryJournal {
-    records: Mutex<BTreeMap<CaseId, Vec<JournalRecord>>>,
-}
-
-impl JournalStore for MemoryJournal {
-    type Lock = ();
-
-    async fn lock(&self, _case: &CaseId) -> Result<(), JournalError> {
-        Ok(())
-    }
-
-    async fn load(&self, case: &CaseId) -> Result<Vec<JournalRecord>, JournalError> {
-        Ok(self
-            .records
-            .lock()
-            .expect("journal lock")
-            .get(case)
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    async fn append(&self, case: &CaseId, record: &JournalRecord) -> Result<(), JournalError> {
-        self.records
-            .lock()
-            .expect("journal lock")
-            .entry(case.clone())
-            .or_default()
-            .push(record.clone());
-        Ok(())
-    }
-
-    async fn cases(&self) -> Result<Vec<CaseId>, JournalError> {
-        Ok(self
-            .records
-            .lock()
-            .expect("journal lock")
-            .keys()
-            .cloned()
-            .collect())
-    }
-}
-
 #[derive(Debug)]
 struct Approve;
 
@@ -1406,7 +1363,7 @@ async fn containment_plan_runs_and_rolls_back_through_the_executor() {
     let enis = enis_of(clients, &fx.instance).await;
     let protected = protection(clients, &fx.instance).await;
     let tags = all_tags(clients, &fx).await;
-    let journal = MemoryJournal::default();
+    let journal = LocalJournal::new(dir.join("journal"));
     let executor = Executor::new(&actions, &journal, &Approve);
     clients.calls.reset();
 

@@ -4,10 +4,16 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ServerSideEncryption};
 use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::plan::CaseId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::client::AwsClients;
+use crate::errors::sdk_error;
 
 /// A stored evidence object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,11 +32,32 @@ pub struct EvidenceRef {
 pub enum EvidenceStore {
     /// `<dir>/<case-id>/evidence/<name>`, fsync'd (the CLI's default, beside the journal).
     LocalDir(PathBuf),
+    /// `s3://<bucket>/<prefix><case-id>/<name>` in a versioned evidence bucket
+    /// (see [`crate::evidence_bucket`]): nothing is overwritten, a second put of
+    /// a name makes a new version and the old one stays.
+    S3 {
+        /// The clients to write with (boxed: the variant would dwarf `LocalDir`).
+        clients: Box<AwsClients>,
+        bucket: String,
+        /// Key prefix before the case id, e.g. `cases/`.
+        prefix: String,
+        /// KMS key for SSE-KMS; `None` uses the bucket's default key (still `aws:kms`).
+        kms_key: Option<String>,
+        /// The bucket has Object Lock default retention: each put is read back
+        /// to make sure the object really is retained, because evidence that
+        /// silently lost its immutability is worse than a failed capture.
+        retention: bool,
+    },
 }
 
 impl EvidenceStore {
     /// Stores `bytes` as `name` for `case`; never overwrites different bytes.
-    pub async fn put(&self, case: &CaseId, name: &str, bytes: Vec<u8>) -> Result<EvidenceRef, ActionError> {
+    pub async fn put(
+        &self,
+        case: &CaseId,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<EvidenceRef, ActionError> {
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let size = bytes.len() as u64;
         match self {
@@ -66,13 +93,170 @@ impl EvidenceStore {
                     version_id: None,
                 })
             }
+            EvidenceStore::S3 {
+                clients,
+                bucket,
+                prefix,
+                kms_key,
+                retention,
+            } => {
+                let key = case_key(prefix, case, &sanitize(name));
+                let evidence = put_s3(clients, bucket, &key, bytes, kms_key.as_deref()).await?;
+                if *retention {
+                    check_retained(clients, bucket, &key, &evidence).await?;
+                }
+                Ok(evidence)
+            }
         }
     }
+}
+
+/// `<prefix><case-id>/<name>`: every object of a case shares one prefix, so a
+/// case's evidence can be listed, verified and retained as a unit.
+pub fn case_key(prefix: &str, case: &CaseId, name: &str) -> String {
+    format!("{}{name}", case_prefix(prefix, case))
+}
+
+/// `<prefix><case-id>/`.
+pub fn case_prefix(prefix: &str, case: &CaseId) -> String {
+    format!("{prefix}{}/", case.as_str())
+}
+
+/// SHA-256 (hex) of `bytes`: what manifests and evidence references record.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A `PutObject` carrying the SHA-256 we computed (so S3 rejects a corrupted
+/// upload, and Object Lock buckets accept the put) and SSE-KMS. Callers add
+/// conditions (the journal's `If-None-Match`) before sending.
+pub fn put_request(
+    clients: &AwsClients,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    kms_key: Option<&str>,
+) -> PutObjectFluentBuilder {
+    let checksum = aws_smithy_types::base64::encode(Sha256::digest(&bytes));
+    clients
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+        .checksum_sha256(checksum)
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .set_ssekms_key_id(kms_key.map(str::to_owned))
+        .body(ByteStream::from(bytes))
+}
+
+/// Writes one object and returns its reference. The size and SHA-256 are the
+/// ones computed here from the bytes sent, never what the store reports back:
+/// an emulator (or a compromised proxy) can acknowledge a wrong checksum.
+pub async fn put_s3(
+    clients: &AwsClients,
+    bucket: &str,
+    key: &str,
+    bytes: Vec<u8>,
+    kms_key: Option<&str>,
+) -> Result<EvidenceRef, ActionError> {
+    let sha256 = sha256_hex(&bytes);
+    let size = bytes.len() as u64;
+    let location = format!("s3://{bucket}/{key}");
+    clients.limit("S3.PutObject").await;
+    let out = put_request(clients, bucket, key, bytes, kms_key)
+        .send()
+        .await
+        .map_err(|e| {
+            sdk_error(
+                e,
+                "PutObject",
+                "s3:PutObject and kms:GenerateDataKey",
+                &location,
+            )
+        })?;
+    Ok(EvidenceRef {
+        location,
+        size,
+        sha256,
+        version_id: out.version_id().map(str::to_owned),
+    })
+}
+
+/// Reads one object (one version when given) in full.
+pub async fn get_s3(
+    clients: &AwsClients,
+    bucket: &str,
+    key: &str,
+    version_id: Option<&str>,
+) -> Result<Vec<u8>, ActionError> {
+    let location = format!("s3://{bucket}/{key}");
+    clients.limit("S3.GetObject").await;
+    let out = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version_id.map(str::to_owned))
+        .send()
+        .await
+        .map_err(|e| {
+            sdk_error(
+                e,
+                "GetObject",
+                "s3:GetObject, s3:GetObjectVersion and kms:Decrypt",
+                &location,
+            )
+        })?;
+    let body = out.body.collect().await.map_err(|e| {
+        ActionError::new(
+            ErrorKind::Timeout,
+            &location,
+            format!("reading the object was cut short: {e}"),
+            "check network access to S3 and retry",
+        )
+    })?;
+    Ok(body.into_bytes().to_vec())
+}
+
+async fn check_retained(
+    clients: &AwsClients,
+    bucket: &str,
+    key: &str,
+    evidence: &EvidenceRef,
+) -> Result<(), ActionError> {
+    clients.limit("S3.HeadObject").await;
+    let head = clients
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(evidence.version_id.clone())
+        .send()
+        .await
+        .map_err(|e| sdk_error(e, "HeadObject", "s3:GetObject", &evidence.location))?;
+    if head.object_lock_retain_until_date().is_none()
+        && head.object_lock_legal_hold_status().is_none()
+    {
+        return Err(ActionError::new(
+            ErrorKind::Verification,
+            &evidence.location,
+            "the evidence object was stored without Object Lock retention",
+            "give the bucket a default retention (`cordon evidence init --object-lock ...`) or run without retention",
+        ));
+    }
+    Ok(())
 }
 
 /// Keeps names to one safe path component.
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }

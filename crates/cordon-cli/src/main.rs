@@ -6,6 +6,7 @@
 //! 3 the case waits for approval.
 
 mod evidence_cmd;
+mod intake;
 mod render;
 
 use std::collections::BTreeSet;
@@ -120,6 +121,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// List open GuardDuty findings, most severe first, with the playbook each would get.
+    Triage(intake::TriageArgs),
     /// Evidence bucket set-up and checks, and verification of a case's evidence.
     Evidence {
         #[command(subcommand)]
@@ -130,7 +133,14 @@ enum Command {
 #[derive(Debug, Args)]
 struct FindingArgs {
     /// A GuardDuty finding: EventBridge event, bare finding, or GetFindings item (`-` for stdin).
-    finding: PathBuf,
+    #[arg(required_unless_present = "finding_id", conflicts_with = "finding_id")]
+    finding: Option<PathBuf>,
+    /// Fetch the finding from GuardDuty by id instead of reading a file.
+    #[arg(long)]
+    finding_id: Option<String>,
+    /// GuardDuty detector for --finding-id (default: the region's only detector).
+    #[arg(long, requires = "finding_id")]
+    detector: Option<String>,
     /// Directory (or file) of playbooks.
     #[arg(long, env = "CORDON_PLAYBOOKS", default_value = "playbooks")]
     playbooks: PathBuf,
@@ -247,7 +257,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         }
         Command::Validate { path } => validate(&path),
         Command::Route(args) => {
-            let (finding, playbooks) = load_inputs(&args)?;
+            let (finding, playbooks) = load_inputs(&args).await?;
             let (route, _) = route(&finding, &playbooks_only(&playbooks));
             match args.output {
                 Output::Json => print_json(&route)?,
@@ -256,7 +266,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Plan(args) => {
-            let (finding, playbooks) = load_inputs(&args)?;
+            let (finding, playbooks) = load_inputs(&args).await?;
             match make_plan(&finding, &playbooks) {
                 Some(plan) => match args.output {
                     Output::Json => print_json(&plan)?,
@@ -272,7 +282,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             approval,
             state,
         } => {
-            let (finding, playbooks) = load_inputs(&args)?;
+            let (finding, playbooks) = load_inputs(&args).await?;
             let Some(plan) = make_plan(&finding, &playbooks) else {
                 no_match(&finding, &playbooks, args.output)?;
                 return Ok(0);
@@ -384,6 +394,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Triage(args) => intake::triage(args).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Cases { state, output } => {
             let journal = state.journal();
@@ -429,27 +440,15 @@ fn validate(path: &Path) -> Result<u8, Failure> {
     }
 }
 
-fn load_inputs(args: &FindingArgs) -> Result<(Finding, Vec<LoadedPlaybook>), Failure> {
-    let (text, origin) = if args.finding.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .context("cannot read the finding from stdin")
-            .map_err(invalid)?;
-        (text, "stdin".to_string())
-    } else {
-        let bytes = std::fs::read(&args.finding)
-            .with_context(|| format!("cannot read finding file {}", args.finding.display()))
-            .map_err(invalid)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| anyhow!("{} is not UTF-8 text: pass a JSON finding", args.finding.display()))
-            .map_err(invalid)?;
-        (text, args.finding.display().to_string())
+async fn load_inputs(args: &FindingArgs) -> Result<(Finding, Vec<LoadedPlaybook>), Failure> {
+    let finding = match (&args.finding_id, &args.finding) {
+        (Some(id), _) => intake::fetch_finding(id, args.detector.as_deref()).await?,
+        (None, Some(_)) if args.detector.is_some() => {
+            return Err(invalid(anyhow!("--detector only applies with --finding-id")));
+        }
+        (None, Some(path)) => read_finding(path)?,
+        (None, None) => return Err(invalid(anyhow!("pass a finding file (`-` for stdin) or --finding-id"))),
     };
-    let finding = parse_single_finding(&text, &origin).map_err(|e| match e {
-        // These two carry no location of their own.
-        FindingError::Empty | FindingError::TooLarge(_) => invalid(anyhow!("{origin}: {e}")),
-        other => invalid(other.into()),
-    })?;
     let playbooks = load_playbooks(&args.playbooks).map_err(|problems| {
         for problem in &problems {
             eprintln!("{problem}");
@@ -462,6 +461,29 @@ fn load_inputs(args: &FindingArgs) -> Result<(Finding, Vec<LoadedPlaybook>), Fai
         ))
     })?;
     Ok((finding, playbooks))
+}
+
+fn read_finding(path: &Path) -> Result<Finding, Failure> {
+    let (text, origin) = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read the finding from stdin")
+            .map_err(invalid)?;
+        (text, "stdin".to_string())
+    } else {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read finding file {}", path.display()))
+            .map_err(invalid)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow!("{} is not UTF-8 text: pass a JSON finding", path.display()))
+            .map_err(invalid)?;
+        (text, path.display().to_string())
+    };
+    parse_single_finding(&text, &origin).map_err(|e| match e {
+        // These two carry no location of their own.
+        FindingError::Empty | FindingError::TooLarge(_) => invalid(anyhow!("{origin}: {e}")),
+        other => invalid(other.into()),
+    })
 }
 
 fn playbooks_only(loaded: &[LoadedPlaybook]) -> Vec<cordon_core::playbook::Playbook> {

@@ -525,7 +525,15 @@ impl ActionKind {
                 "detective:GetInvestigation",
                 "detective:ListIndicators",
             ],
-            StoreEvidence => &["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "kms:GenerateDataKey", "kms:Decrypt"],
+            StoreEvidence => &[
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:GetObjectVersion",
+                "s3:ListBucket",
+                "s3:ListBucketVersions",
+                "kms:GenerateDataKey",
+                "kms:Decrypt",
+            ],
             Notify => &["sns:Publish"],
         }
     }

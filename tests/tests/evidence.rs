@@ -1,0 +1,616 @@
+//! The evidence bucket, store-evidence, manifest verification and the S3
+//! journal, against the emulator.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use aws_sdk_s3::primitives::ByteStream;
+use cordon_aws::actions::AwsActions;
+use cordon_aws::client::AwsClients;
+use cordon_aws::evidence::{EvidenceStore, case_key};
+use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS, LockMode, Severity};
+use cordon_aws::manifest::{JOURNAL_NAME, verify_case};
+use cordon_aws::s3_journal::S3Journal;
+use cordon_core::executor::Actions;
+use cordon_core::finding::parse_single_finding;
+use cordon_core::journal::{GENESIS_HASH, JournalError, JournalEvent, JournalRecord, JournalStore};
+use cordon_core::local_store::LocalJournal;
+use cordon_core::plan::{CaseId, Plan, plan};
+use cordon_core::playbook::Playbook;
+use cordon_core::route::RouteReason;
+use cordon_tests::{SECRET_ACCESS_KEY, emulator, repo_root};
+use serde_json::json;
+
+const PREFIX: &str = "cases/";
+
+fn store_plan(bucket: &str) -> Plan {
+    let raw = std::fs::read_to_string(repo_root().join("tests/fixtures/findings/ec2-medium.json"))
+        .expect("fixture");
+    let finding = parse_single_finding(&raw, "fixture").expect("finding parses");
+    let playbook: Playbook = serde_json::from_value(json!({
+        "name": "keep-evidence",
+        "priority": 1,
+        "match": {"finding-types": ["*"]},
+        "steps": [
+            {"id": "store", "action": "store-evidence", "with": {"bucket": bucket}}
+        ]
+    }))
+    .expect("playbook parses");
+    let reason = RouteReason {
+        playbook: playbook.name.clone(),
+        priority: 1,
+        matched: vec!["test".to_string()],
+    };
+    plan(&finding, &playbook, reason)
+}
+
+fn state_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cordon-evidence-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn record(seq: u64, prev: &str, event: JournalEvent) -> JournalRecord {
+    JournalRecord {
+        seq,
+        at: format!("2026-01-01T00:00:0{seq}Z"),
+        prev_hash: prev.to_string(),
+        event,
+    }
+}
+
+/// Three chained journal records of a case.
+fn records(plan: &Plan) -> Vec<JournalRecord> {
+    let r0 = record(
+        0,
+        GENESIS_HASH,
+        JournalEvent::CaseOpened {
+            plan: Box::new(plan.clone()),
+            finding_sha256: "f".repeat(64),
+            cordon_version: "test".to_string(),
+        },
+    );
+    let r1 = record(
+        1,
+        &r0.hash(),
+        JournalEvent::StepPrepared {
+            step: "store".to_string(),
+            attempt: 1,
+            pre_state: json!({"versions": []}),
+        },
+    );
+    let r2 = record(
+        2,
+        &r1.hash(),
+        JournalEvent::StepFailed {
+            step: "store".to_string(),
+            attempt: 1,
+            error: cordon_core::journal::ErrorRecord {
+                kind: "throttled".to_string(),
+                resource: "s3".to_string(),
+                message: "slow down".to_string(),
+                hint: "retry".to_string(),
+            },
+            retrying: true,
+        },
+    );
+    vec![r0, r1, r2]
+}
+
+/// A local case: three chained journal records and one evidence file.
+async fn local_case(root: &PathBuf, plan: &Plan) {
+    let journal = LocalJournal::new(root);
+    let case = &plan.case_id;
+    for r in records(plan) {
+        journal.append(case, &r).await.expect("append");
+    }
+    EvidenceStore::LocalDir(root.clone())
+        .put(
+            case,
+            "console-output-i-0123.txt",
+            b"boot log: all quiet".to_vec(),
+        )
+        .await
+        .expect("local evidence");
+}
+
+async fn get(clients: &AwsClients, bucket: &str, key: &str) -> Vec<u8> {
+    let out = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("GetObject");
+    out.body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes()
+        .to_vec()
+}
+
+async fn put(clients: &AwsClients, bucket: &str, key: &str, bytes: Vec<u8>) {
+    clients
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(bytes))
+        .send()
+        .await
+        .expect("PutObject");
+}
+
+fn lines(report: &cordon_aws::manifest::VerifyReport) -> Vec<String> {
+    report.problems.iter().map(ToString::to_string).collect()
+}
+
+#[tokio::test]
+async fn init_meets_the_standard_and_a_bare_bucket_shows_each_gap() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+
+    let done = evidence_bucket::init(clients, "evidence-std", DEFAULT_KMS_ALIAS, None)
+        .await
+        .expect("init");
+    assert!(done.created);
+    // Re-running keeps the same key and still meets the standard.
+    let again = evidence_bucket::init(clients, "evidence-std", DEFAULT_KMS_ALIAS, None)
+        .await
+        .expect("init again");
+    assert!(!again.created);
+    assert_eq!(again.kms_key_arn, done.kms_key_arn);
+    let gaps = evidence_bucket::check(clients, "evidence-std")
+        .await
+        .expect("check");
+    let real: Vec<String> = gaps
+        .iter()
+        .filter(|g| g.severity == Severity::Gap)
+        .map(ToString::to_string)
+        .collect();
+    assert!(real.is_empty(), "{real:#?}");
+    // Information only: TLS cannot be required of the plain-HTTP emulator, and
+    // Object Lock was not asked for.
+    assert_eq!(
+        gaps.iter().map(|g| g.setting).collect::<Vec<_>>(),
+        vec!["tls-only-policy", "object-lock"]
+    );
+
+    clients
+        .s3
+        .create_bucket()
+        .bucket("bare")
+        .send()
+        .await
+        .expect("CreateBucket");
+    let gaps = evidence_bucket::check(clients, "bare")
+        .await
+        .expect("check");
+    for gap in &gaps {
+        println!("{gap}");
+    }
+    let settings: Vec<&str> = gaps
+        .iter()
+        .filter(|g| g.severity == Severity::Gap)
+        .map(|g| g.setting)
+        .collect();
+    assert_eq!(
+        settings,
+        vec![
+            "versioning",
+            "encryption",
+            "public-access-block",
+            "deny-delete-policy"
+        ],
+        "{gaps:#?}"
+    );
+    let info: Vec<&str> = gaps
+        .iter()
+        .filter(|g| g.severity == Severity::Info)
+        .map(|g| g.setting)
+        .collect();
+    assert_eq!(info, vec!["tls-only-policy", "object-lock"], "{gaps:#?}");
+
+    // The full policy does refuse plain HTTP: the emulator (which ignores
+    // conditions) refuses every object request once it is in place.
+    clients
+        .s3
+        .put_bucket_policy()
+        .bucket("bare")
+        .policy(evidence_bucket::bucket_policy("bare", cordon_tests::REGION).to_string())
+        .send()
+        .await
+        .expect("PutBucketPolicy");
+    let refused = clients
+        .s3
+        .put_object()
+        .bucket("bare")
+        .key("k")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "plain-HTTP put must be refused");
+    let gaps = evidence_bucket::check(clients, "bare")
+        .await
+        .expect("check");
+    assert!(
+        !gaps.iter().any(|g| g.setting.ends_with("policy")),
+        "{gaps:#?}"
+    );
+}
+
+#[tokio::test]
+async fn stored_evidence_verifies_and_every_tampering_is_named() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let bucket = "evidence-case";
+    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
+        .await
+        .expect("init");
+    let plan = store_plan(bucket);
+    let case = plan.case_id.clone();
+    let root = state_dir("verify");
+    local_case(&root, &plan).await;
+
+    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()));
+    let step = plan.step("store").expect("step");
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    assert_eq!(pre["versions"], json!([]));
+    let calls = actions.describe_apply(&plan, step, &pre);
+    assert!(
+        calls.iter().any(|c| c.ends_with("/journal.jsonl")),
+        "{calls:?}"
+    );
+    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
+    actions
+        .verify(&plan, step, &pre, &outcome)
+        .await
+        .expect("verify");
+    let keys: BTreeSet<String> = outcome["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .map(|o| o["key"].as_str().expect("key").to_string())
+        .collect();
+    let at = |name: &str| case_key(PREFIX, &case, name);
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            at("plan.json"),
+            at(JOURNAL_NAME),
+            at("console-output-i-0123.txt")
+        ])
+    );
+    // Undo keeps the evidence.
+    let undone = actions
+        .undo(&plan, step, &pre, Some(&outcome))
+        .await
+        .expect("undo");
+    assert_eq!(undone["kept"], json!(true));
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("verify undone");
+
+    let report = verify_case(clients, bucket, PREFIX, &case)
+        .await
+        .expect("verify case");
+    assert!(report.ok(), "{:#?}", lines(&report));
+    assert_eq!(report.objects_checked, 3);
+    assert_eq!(report.journal_records, 3);
+
+    // Secrets: nothing uploaded carries the credentials the process holds.
+    for key in &keys {
+        let bytes = get(clients, bucket, key).await;
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(SECRET_ACCESS_KEY),
+            "{key}"
+        );
+    }
+
+    // An object rewritten with other bytes (a new version).
+    let console = at("console-output-i-0123.txt");
+    put(
+        clients,
+        bucket,
+        &console,
+        b"boot log: nothing to see".to_vec(),
+    )
+    .await;
+    let report = verify_case(clients, bucket, PREFIX, &case)
+        .await
+        .expect("verify case");
+    assert_eq!(lines(&report).len(), 1, "{:#?}", lines(&report));
+    assert!(
+        lines(&report)[0].starts_with(&format!("altered: {console}")),
+        "{:#?}",
+        lines(&report)
+    );
+
+    // One version deleted outright (the emulator does not enforce the bucket policy).
+    let plan_key = at("plan.json");
+    let plan_version = outcome["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .find(|o| o["key"] == json!(plan_key))
+        .and_then(|o| o["version-id"].as_str())
+        .expect("plan version")
+        .to_string();
+    clients
+        .s3
+        .delete_object()
+        .bucket(bucket)
+        .key(&plan_key)
+        .version_id(&plan_version)
+        .send()
+        .await
+        .expect("DeleteObject version");
+    let report = verify_case(clients, bucket, PREFIX, &case)
+        .await
+        .expect("verify case");
+    let found = lines(&report);
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with(&format!("missing: {plan_key}"))),
+        "{found:#?}"
+    );
+
+    // A journal record rewritten with a changed field: the chain breaks at it.
+    let journal_key = at(JOURNAL_NAME);
+    let text = String::from_utf8(get(clients, bucket, &journal_key).await).expect("utf-8");
+    let tampered: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 1 {
+                line.replace("\"attempt\":1", "\"attempt\":7")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    assert_ne!(tampered.join("\n") + "\n", text);
+    put(
+        clients,
+        bucket,
+        &journal_key,
+        (tampered.join("\n") + "\n").into_bytes(),
+    )
+    .await;
+    let report = verify_case(clients, bucket, PREFIX, &case)
+        .await
+        .expect("verify case");
+    let found = lines(&report);
+    for line in &found {
+        println!("{line}");
+    }
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with("journal record 1: was altered")),
+        "{found:#?}"
+    );
+    assert!(
+        !found
+            .iter()
+            .any(|l| l.starts_with("journal record 0") || l.starts_with("journal record 2")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with(&format!("altered: {journal_key}"))),
+        "{found:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_retained_version_cannot_be_deleted() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    for (bucket, mode) in [
+        ("evidence-gov", LockMode::Governance),
+        ("evidence-comp", LockMode::Compliance),
+    ] {
+        let done = evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, Some((mode, 1)))
+            .await
+            .expect("init");
+        assert_eq!(done.object_lock, Some((mode, 1)));
+        let gaps = evidence_bucket::check(clients, bucket)
+            .await
+            .expect("check");
+        let settings: Vec<&str> = gaps.iter().map(|g| g.setting).collect();
+        assert_eq!(
+            settings,
+            vec!["tls-only-policy"],
+            "only the plain-HTTP note: {gaps:#?}"
+        );
+
+        let store = EvidenceStore::S3 {
+            clients: Box::new(clients.clone()),
+            bucket: bucket.to_string(),
+            prefix: PREFIX.to_string(),
+            kms_key: None,
+            retention: true,
+        };
+        let case =
+            CaseId::parse("case-0123456789abcdef").unwrap_or_else(|_| store_plan(bucket).case_id);
+        let stored = store
+            .put(&case, "memory.txt", b"evidence".to_vec())
+            .await
+            .expect("put with retention");
+        assert_eq!(
+            stored.location,
+            format!("s3://{bucket}/{}", case_key(PREFIX, &case, "memory.txt"))
+        );
+        assert_eq!(stored.size, 8);
+        let version = stored.version_id.clone().expect("versioned");
+        let key = case_key(PREFIX, &case, "memory.txt");
+        let deleted = clients
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(&key)
+            .version_id(&version)
+            .send()
+            .await;
+        let err = deleted.expect_err("a retained version must not be deletable");
+        println!("{mode}: {err:?}");
+        let still = clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .version_id(&version)
+            .send()
+            .await;
+        assert!(still.is_ok(), "the retained version is still there");
+    }
+}
+
+#[tokio::test]
+async fn s3_journal_lets_exactly_one_writer_claim_a_record() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let bucket = "evidence-journal";
+    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
+        .await
+        .expect("init");
+    let plan = store_plan(bucket);
+    let case = plan.case_id.clone();
+    let a = S3Journal::new(clients.clone(), bucket, PREFIX);
+    let b = S3Journal::new(clients.clone(), bucket, PREFIX);
+    let _lock = a.lock(&case).await.expect("lock is a no-op");
+
+    let mut prev = GENESIS_HASH.to_string();
+    for seq in 0..5u64 {
+        let mine = record(
+            seq,
+            &prev,
+            JournalEvent::StepNotRun {
+                step: "store".into(),
+                reason: "writer a".into(),
+            },
+        );
+        let theirs = record(
+            seq,
+            &prev,
+            JournalEvent::StepNotRun {
+                step: "store".into(),
+                reason: "writer b".into(),
+            },
+        );
+        let (ra, rb) = tokio::join!(a.append(&case, &mine), b.append(&case, &theirs));
+        let winner = match (&ra, &rb) {
+            (Ok(()), Err(JournalError::Conflict { seq: s, .. })) if *s == seq => &mine,
+            (Err(JournalError::Conflict { seq: s, .. }), Ok(())) if *s == seq => &theirs,
+            other => panic!("seq {seq}: expected one Ok and one Conflict, got {other:?}"),
+        };
+        prev = winner.hash();
+    }
+    let loaded = b.load(&case).await.expect("load");
+    assert_eq!(loaded.len(), 5);
+    assert!(cordon_core::journal::verify_chain(&loaded).is_ok());
+    assert_eq!(a.cases().await.expect("cases"), vec![case.clone()]);
+    // A stale writer re-appending an existing record is refused too.
+    let err = a.append(&case, &loaded[2]).await.expect_err("conflict");
+    assert!(
+        matches!(err, JournalError::Conflict { seq: 2, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn lambda_style_case_with_s3_journal_and_s3_captures_verifies() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let bucket = "evidence-s3mode";
+    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
+        .await
+        .expect("init");
+    let plan = store_plan(bucket);
+    let case = plan.case_id.clone();
+    let journal = S3Journal::new(clients.clone(), bucket, PREFIX);
+    for r in records(&plan) {
+        journal.append(&case, &r).await.expect("append");
+    }
+    let store = EvidenceStore::S3 {
+        clients: Box::new(clients.clone()),
+        bucket: bucket.to_string(),
+        prefix: PREFIX.to_string(),
+        kms_key: None,
+        retention: false,
+    };
+    let capture = store
+        .put(&case, "console-output-i-0123.txt", b"boot log".to_vec())
+        .await
+        .expect("S3 capture");
+    assert_eq!(
+        capture.sha256,
+        cordon_aws::evidence::sha256_hex(b"boot log")
+    );
+
+    // No local state: everything comes from the bucket.
+    let actions = AwsActions::new(clients.clone(), store);
+    assert!(actions.case_root.is_none());
+    let step = plan.step("store").expect("step");
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    assert_eq!(pre["versions"].as_array().map(Vec::len), Some(4));
+    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
+    actions
+        .verify(&plan, step, &pre, &outcome)
+        .await
+        .expect("verify");
+    assert_eq!(outcome["objects"].as_array().map(Vec::len), Some(5));
+    actions
+        .verify_undone(&plan, step, &pre)
+        .await
+        .expect("nothing that existed was touched");
+
+    let report = verify_case(clients, bucket, PREFIX, &case)
+        .await
+        .expect("verify case");
+    assert!(report.ok(), "{:#?}", lines(&report));
+    assert_eq!(report.journal_records, 3);
+
+    // Rewrite record 1 of the S3 journal with a changed field.
+    let key = cordon_aws::s3_journal::record_key(PREFIX, &case, 1);
+    let text = String::from_utf8(get(clients, bucket, &key).await).expect("utf-8");
+    put(
+        clients,
+        bucket,
+        &key,
+        text.replace("\"attempt\":1", "\"attempt\":2").into_bytes(),
+    )
+    .await;
+    let report = verify_case(clients, bucket, PREFIX, &case)
+        .await
+        .expect("verify case");
+    let found = lines(&report);
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with("journal record 1: was altered")),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with(&format!("altered: {key}"))),
+        "{found:#?}"
+    );
+    // The S3 journal itself now refuses to load past the broken link.
+    let loaded = journal.load(&case).await.expect("load");
+    assert!(cordon_core::journal::verify_chain(&loaded).is_err());
+}
