@@ -199,6 +199,7 @@ fn high_severity_instance_plan_isolates_both_enis_with_their_groups() {
             "snapshot",
             "capture-metadata",
             "console-output",
+            "store-evidence",
         ]
     );
     let isolate = plan.step("isolate").expect("isolate step");
