@@ -32,7 +32,9 @@ pub struct TriageArgs {
 /// Fetches a finding by id from GuardDuty. Wrong ids, detectors or regions
 /// are the user's input (exit 2); AWS failures are run failures (exit 1).
 pub async fn fetch_finding(finding_id: &str, detector: Option<&str>) -> Result<Finding, Failure> {
-    let clients = AwsClients::from_env().await.map_err(|e| invalid(e.into()))?;
+    let clients = AwsClients::from_env()
+        .await
+        .map_err(|e| invalid(e.into()))?;
     guardduty::fetch_finding(&clients, detector, finding_id)
         .await
         .map_err(intake_failure)
@@ -61,7 +63,9 @@ pub async fn triage(args: TriageArgs) -> Result<u8, Failure> {
         .into_iter()
         .map(|loaded| loaded.playbook)
         .collect();
-    let clients = AwsClients::from_env().await.map_err(|e| invalid(e.into()))?;
+    let clients = AwsClients::from_env()
+        .await
+        .map_err(|e| invalid(e.into()))?;
     let findings =
         guardduty::list_open_findings(&clients, args.detector.as_deref(), args.min_severity)
             .await
@@ -88,7 +92,9 @@ fn render(rows: &[TriageRow], min_severity: f64) -> String {
     if rows.is_empty() {
         return format!("no open findings at severity {min_severity} or above\n");
     }
-    let headers = ["SEVERITY", "BAND", "TYPE", "RESOURCE", "PLAYBOOK", "FINDING"];
+    let headers = [
+        "SEVERITY", "BAND", "TYPE", "RESOURCE", "PLAYBOOK", "FINDING",
+    ];
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|row| {
@@ -97,7 +103,9 @@ fn render(rows: &[TriageRow], min_severity: f64) -> String {
                 row.severity_band.clone(),
                 row.finding_type.clone(),
                 row.resource.clone(),
-                row.playbook.clone().unwrap_or_else(|| "no match".to_owned()),
+                row.playbook
+                    .clone()
+                    .unwrap_or_else(|| "no match".to_owned()),
                 row.finding_id.clone(),
             ]
         })

@@ -524,6 +524,9 @@ impl ActionKind {
                 "detective:StartInvestigation",
                 "detective:GetInvestigation",
                 "detective:ListIndicators",
+                // The role behind an instance finding comes from its instance profile.
+                "ec2:DescribeIamInstanceProfileAssociations",
+                "iam:GetInstanceProfile",
             ],
             StoreEvidence => &[
                 "s3:PutObject",

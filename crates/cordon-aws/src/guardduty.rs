@@ -1,0 +1,588 @@
+//! GuardDuty intake: fetch a finding by id, or list the open ones, as the
+//! same [`Finding`] a finding file gives.
+//!
+//! The SDK hands back *typed* findings, but cordon needs the finding's JSON:
+//! [`parse_findings`] reads GuardDuty's camelCase shape, and the text is kept
+//! verbatim as evidence. So every `GetFindings` call carries an interceptor
+//! ([`RawBodyCapture`]) that copies the raw HTTP response body once the SDK has
+//! loaded it, and that body — exactly what GuardDuty sent — is what gets parsed.
+//! Only if no body was captured (a transport that never buffers it) is the JSON
+//! rebuilt from the typed fields ([`typed_finding_json`]).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_sdk_guardduty::types::{Condition, FindingCriteria};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use cordon_core::executor::ErrorKind;
+use cordon_core::finding::{Finding, FindingError, Resource, parse_findings};
+use cordon_core::playbook::Playbook;
+use cordon_core::route::{Route, route};
+use serde_json::{Map, Value, json};
+
+use crate::client::AwsClients;
+use crate::errors::classify_code;
+
+/// `GetFindings` accepts at most 50 finding ids per call.
+pub const GET_FINDINGS_BATCH: usize = 50;
+/// `ListFindings` page size (its maximum).
+const LIST_PAGE_SIZE: i32 = 50;
+
+/// Why a finding could not be taken in from GuardDuty; each message is one
+/// sentence saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// No detector in the region: GuardDuty is off, so there are no findings.
+    #[error(
+        "GuardDuty is not enabled in {region}: no detector (enable GuardDuty or check the region)"
+    )]
+    NoDetector { region: String },
+    /// Several detectors (rare; e.g. left over from a migration): cordon will not guess.
+    #[error(
+        "GuardDuty has {count} detectors in {region} ({ids}): pass --detector to choose one",
+        count = ids.len(),
+        ids = ids.join(", ")
+    )]
+    SeveralDetectors { region: String, ids: Vec<String> },
+    /// GetFindings answered without the finding: wrong id, detector or region.
+    #[error(
+        "GuardDuty finding {finding_id} not found in detector {detector} ({region}): check the id, the detector and the region"
+    )]
+    FindingNotFound {
+        finding_id: String,
+        detector: String,
+        region: String,
+    },
+    /// The identity lacks a GuardDuty read permission.
+    #[error(
+        "GuardDuty {operation} was denied ({scope}): grant `{permission}` to the identity cordon runs as"
+    )]
+    AccessDenied {
+        operation: &'static str,
+        permission: &'static str,
+        scope: String,
+        #[source]
+        source: BoxError,
+    },
+    /// Throttling outlasted the SDK's retries.
+    #[error(
+        "GuardDuty kept throttling {operation} ({scope}) after cordon's retries: wait a minute and retry"
+    )]
+    Throttled {
+        operation: &'static str,
+        scope: String,
+        #[source]
+        source: BoxError,
+    },
+    /// Any other AWS failure, with GuardDuty's own code and message.
+    #[error("GuardDuty {operation} failed ({scope}) with {code}{detail}")]
+    Aws {
+        operation: &'static str,
+        scope: String,
+        code: String,
+        detail: String,
+        #[source]
+        source: BoxError,
+    },
+    /// GuardDuty answered, but not with findings cordon can read.
+    #[error("GuardDuty GetFindings ({scope}) returned findings cordon cannot read")]
+    Unreadable {
+        scope: String,
+        #[source]
+        source: FindingError,
+    },
+}
+
+/// Fetches one finding by id, parsed from GuardDuty's own JSON.
+///
+/// `detector` defaults to the region's only detector (see [`resolve_detector`]).
+pub async fn fetch_finding(
+    clients: &AwsClients,
+    detector: Option<&str>,
+    finding_id: &str,
+) -> Result<Finding, IntakeError> {
+    let detector = resolve_detector(clients, detector).await?;
+    let findings = get_findings(clients, &detector, &[finding_id.to_owned()]).await?;
+    findings
+        .into_iter()
+        .find(|finding| finding.id == finding_id)
+        .ok_or_else(|| IntakeError::FindingNotFound {
+            finding_id: finding_id.to_owned(),
+            detector,
+            region: clients.region.clone(),
+        })
+}
+
+/// The open (not archived) findings at or above `min_severity`, most severe
+/// first (ties by id, so the order is stable), for triage.
+pub async fn list_open_findings(
+    clients: &AwsClients,
+    detector: Option<&str>,
+    min_severity: f64,
+) -> Result<Vec<Finding>, IntakeError> {
+    let detector = resolve_detector(clients, detector).await?;
+    let scope = format!("detector {detector} in {}", clients.region);
+    // The criterion takes a whole number; the exact bound is applied below.
+    let floor = min_severity.floor().max(0.0) as i64;
+    let criteria = FindingCriteria::builder()
+        .criterion(
+            "service.archived",
+            Condition::builder().equals("false").build(),
+        )
+        .criterion(
+            "severity",
+            Condition::builder().greater_than_or_equal(floor).build(),
+        )
+        .build();
+    let mut ids = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        clients.limit("GuardDuty.ListFindings").await;
+        let page = clients
+            .guardduty
+            .list_findings()
+            .detector_id(&detector)
+            .finding_criteria(criteria.clone())
+            .max_results(LIST_PAGE_SIZE)
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                intake_error(e, "ListFindings", "guardduty:ListFindings", scope.clone())
+            })?;
+        ids.extend(page.finding_ids().iter().cloned());
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
+            _ => break,
+        }
+    }
+    let mut findings = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(GET_FINDINGS_BATCH) {
+        findings.extend(get_findings(clients, &detector, batch).await?);
+    }
+    findings
+        .retain(|finding| finding.severity.value() >= min_severity && !finding.service.archived);
+    findings.sort_by(|a, b| {
+        b.severity
+            .value()
+            .total_cmp(&a.severity.value())
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    Ok(findings)
+}
+
+/// The detector to read from: the one given, else the region's only one.
+/// None means GuardDuty is off; several means the caller must choose.
+pub async fn resolve_detector(
+    clients: &AwsClients,
+    detector: Option<&str>,
+) -> Result<String, IntakeError> {
+    if let Some(detector) = detector {
+        return Ok(detector.to_owned());
+    }
+    let scope = format!("region {}", clients.region);
+    let mut ids = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        clients.limit("GuardDuty.ListDetectors").await;
+        let page = clients
+            .guardduty
+            .list_detectors()
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(|e| {
+                intake_error(e, "ListDetectors", "guardduty:ListDetectors", scope.clone())
+            })?;
+        ids.extend(page.detector_ids().iter().cloned());
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
+            _ => break,
+        }
+    }
+    match ids.len() {
+        0 => Err(IntakeError::NoDetector {
+            region: clients.region.clone(),
+        }),
+        1 => Ok(ids.remove(0)),
+        _ => Err(IntakeError::SeveralDetectors {
+            region: clients.region.clone(),
+            ids,
+        }),
+    }
+}
+
+/// One `GetFindings` call (at most [`GET_FINDINGS_BATCH`] ids), parsed from
+/// the raw response body.
+async fn get_findings(
+    clients: &AwsClients,
+    detector: &str,
+    ids: &[String],
+) -> Result<Vec<Finding>, IntakeError> {
+    let scope = format!("detector {detector} in {}", clients.region);
+    let capture = RawBodyCapture::default();
+    clients.limit("GuardDuty.GetFindings").await;
+    let output = clients
+        .guardduty
+        .get_findings()
+        .detector_id(detector)
+        .set_finding_ids(Some(ids.to_vec()))
+        .customize()
+        .interceptor(capture.clone())
+        .send()
+        .await
+        .map_err(|e| intake_error(e, "GetFindings", "guardduty:GetFindings", scope.clone()))?;
+    if output.findings().is_empty() {
+        return Ok(Vec::new());
+    }
+    let origin = format!("GuardDuty GetFindings ({scope})");
+    let text = match capture.take().map(String::from_utf8) {
+        Some(Ok(text)) => text,
+        // No body captured (or not UTF-8, which GuardDuty never sends): rebuild it.
+        _ => {
+            tracing::warn!(
+                %detector,
+                "GetFindings raw body unavailable; rebuilding finding JSON from typed fields"
+            );
+            let findings: Vec<Value> = output.findings().iter().map(typed_finding_json).collect();
+            json!({ "findings": findings }).to_string()
+        }
+    };
+    parse_findings(&text, &origin).map_err(|source| IntakeError::Unreadable { scope, source })
+}
+
+/// One line of `cordon triage`: a finding and the playbook `cordon run` would
+/// give it, so a responder can see what is open and what cordon would do.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TriageRow {
+    pub finding_id: String,
+    pub finding_type: String,
+    /// The affected resource as a responder names it (instance id, key and user, bucket).
+    pub resource: String,
+    pub severity: f64,
+    pub severity_band: String,
+    /// The playbook routing chooses; `None` is "no match", an answer rather than an error.
+    pub playbook: Option<String>,
+}
+
+/// Routes each finding (already sorted by [`list_open_findings`]) against
+/// the playbooks; pure, so triage output is testable without AWS.
+pub fn triage(findings: &[Finding], playbooks: &[Playbook]) -> Vec<TriageRow> {
+    findings
+        .iter()
+        .map(|finding| TriageRow {
+            finding_id: finding.id.clone(),
+            finding_type: finding.finding_type.raw.clone(),
+            resource: resource_label(&finding.resource),
+            severity: finding.severity.value(),
+            severity_band: finding.severity.band().to_string(),
+            playbook: match route(finding, playbooks) {
+                (Route::Matched { reason, .. }, _) => Some(reason.playbook),
+                (Route::NoMatch { .. }, _) => None,
+            },
+        })
+        .collect()
+}
+
+fn resource_label(resource: &Resource) -> String {
+    match resource {
+        Resource::Instance(instance) => instance.instance_id.clone(),
+        Resource::AccessKey(key) => format!(
+            "{} ({})",
+            key.access_key_id,
+            key.user_name.as_deref().unwrap_or("unknown user")
+        ),
+        Resource::S3Bucket { bucket_names } if !bucket_names.is_empty() => {
+            format!("s3://{}", bucket_names.join(", s3://"))
+        }
+        other => other.resource_type().to_owned(),
+    }
+}
+
+/// Copies the raw HTTP body of a successful response.
+///
+/// The hook is `read_after_deserialization` because that is the first point
+/// where the SDK has buffered the body in memory for a non-streaming
+/// operation; in `read_before_deserialization` a real connection's body is
+/// still an unread stream (`bytes()` is `None`), and only in-memory test
+/// bodies would appear to work. Each attempt overwrites the previous one, so
+/// after retries the body is the successful attempt's.
+#[derive(Debug, Clone, Default)]
+pub struct RawBodyCapture {
+    body: Arc<Mutex<Option<Vec<u8>>>>,
+}
+
+impl RawBodyCapture {
+    /// The captured body, if a successful response was seen.
+    pub fn take(&self) -> Option<Vec<u8>> {
+        // The slot is replaced whole, never left half-written, so a poisoned
+        // lock still holds a consistent value.
+        self.body
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl Intercept for RawBodyCapture {
+    fn name(&self) -> &'static str {
+        "cordon.RawBodyCapture"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response();
+        if response.status().is_success()
+            && let Some(bytes) = response.body().bytes()
+        {
+            *self.body.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes.to_vec());
+        }
+        Ok(())
+    }
+}
+
+/// Turns an SDK error into one clear sentence naming GuardDuty and the scope.
+fn intake_error<E>(
+    err: SdkError<E, HttpResponse>,
+    operation: &'static str,
+    permission: &'static str,
+    scope: String,
+) -> IntakeError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (code, message, status) = match &err {
+        SdkError::ServiceError(service) => (
+            service.err().code().unwrap_or("Unknown").to_owned(),
+            service.err().message().unwrap_or_default().to_owned(),
+            Some(service.raw().status().as_u16()),
+        ),
+        SdkError::TimeoutError(_) => (
+            "Timeout".to_owned(),
+            "the request timed out".to_owned(),
+            None,
+        ),
+        SdkError::DispatchFailure(_) => (
+            "DispatchFailure".to_owned(),
+            "could not reach the GuardDuty endpoint".to_owned(),
+            None,
+        ),
+        _ => ("Unknown".to_owned(), String::new(), None),
+    };
+    let kind = match (classify_code(&code), status) {
+        (ErrorKind::Other, Some(429)) => ErrorKind::Throttled,
+        (ErrorKind::Other, Some(401 | 403)) => ErrorKind::AccessDenied,
+        (kind, _) => kind,
+    };
+    let source: BoxError = Box::new(err);
+    match kind {
+        ErrorKind::Throttled => IntakeError::Throttled {
+            operation,
+            scope,
+            source,
+        },
+        ErrorKind::AccessDenied => IntakeError::AccessDenied {
+            operation,
+            permission,
+            scope,
+            source,
+        },
+        _ => IntakeError::Aws {
+            operation,
+            scope,
+            code,
+            detail: match message.lines().next() {
+                Some(line) if !line.is_empty() => format!(": {line}"),
+                _ => String::new(),
+            },
+            source,
+        },
+    }
+}
+
+/// The fallback when the raw body is unavailable: GuardDuty's camelCase JSON
+/// rebuilt from the typed finding, covering exactly what cordon reads — the
+/// top-level fields, `resource` (`resourceType`, `instanceDetails` with
+/// profile, tags and network interfaces, `accessKeyDetails`) and `service`
+/// (`detectorId`, `action.actionType`, `resourceRole`, `eventFirstSeen`,
+/// `eventLastSeen`, `archived`, `count`, `additionalInfo`). Everything else
+/// GuardDuty sent (action details, evidence, runtime details) is lost, so
+/// evidence built from this is a summary, not the verbatim finding.
+pub fn typed_finding_json(finding: &aws_sdk_guardduty::types::Finding) -> Value {
+    let mut object = Map::new();
+    put(&mut object, "schemaVersion", finding.schema_version());
+    put(&mut object, "accountId", finding.account_id());
+    put(&mut object, "region", finding.region());
+    put(&mut object, "partition", finding.partition());
+    put(&mut object, "id", finding.id());
+    put(&mut object, "arn", finding.arn());
+    put(&mut object, "type", finding.r#type());
+    if let Some(severity) = finding.severity() {
+        object.insert("severity".into(), json!(severity));
+    }
+    put(&mut object, "createdAt", finding.created_at());
+    put(&mut object, "updatedAt", finding.updated_at());
+    put(&mut object, "title", finding.title());
+    put(&mut object, "description", finding.description());
+    if let Some(resource) = finding.resource() {
+        let mut out = Map::new();
+        put(&mut out, "resourceType", resource.resource_type());
+        if let Some(instance) = resource.instance_details() {
+            let mut details = Map::new();
+            put(&mut details, "instanceId", instance.instance_id());
+            put(&mut details, "instanceType", instance.instance_type());
+            put(&mut details, "launchTime", instance.launch_time());
+            put(&mut details, "imageId", instance.image_id());
+            put(
+                &mut details,
+                "availabilityZone",
+                instance.availability_zone(),
+            );
+            put(&mut details, "instanceState", instance.instance_state());
+            if let Some(profile) = instance.iam_instance_profile() {
+                details.insert(
+                    "iamInstanceProfile".into(),
+                    json!({ "arn": profile.arn(), "id": profile.id() }),
+                );
+            }
+            let tags: Vec<Value> = instance
+                .tags()
+                .iter()
+                .map(|tag| json!({ "key": tag.key(), "value": tag.value() }))
+                .collect();
+            details.insert("tags".into(), Value::Array(tags));
+            let enis: Vec<Value> = instance
+                .network_interfaces()
+                .iter()
+                .map(|eni| {
+                    let groups: Vec<Value> = eni
+                        .security_groups()
+                        .iter()
+                        .map(|g| json!({ "groupId": g.group_id(), "groupName": g.group_name() }))
+                        .collect();
+                    json!({
+                        "networkInterfaceId": eni.network_interface_id(),
+                        "privateIpAddress": eni.private_ip_address(),
+                        "publicIp": eni.public_ip(),
+                        "subnetId": eni.subnet_id(),
+                        "vpcId": eni.vpc_id(),
+                        "securityGroups": groups,
+                    })
+                })
+                .collect();
+            details.insert("networkInterfaces".into(), Value::Array(enis));
+            out.insert("instanceDetails".into(), Value::Object(details));
+        }
+        if let Some(key) = resource.access_key_details() {
+            out.insert(
+                "accessKeyDetails".into(),
+                json!({
+                    "accessKeyId": key.access_key_id(),
+                    "principalId": key.principal_id(),
+                    "userName": key.user_name(),
+                    "userType": key.user_type(),
+                }),
+            );
+        }
+        object.insert("resource".into(), Value::Object(out));
+    }
+    if let Some(service) = finding.service() {
+        let mut out = Map::new();
+        put(&mut out, "detectorId", service.detector_id());
+        if let Some(action) = service.action() {
+            out.insert(
+                "action".into(),
+                json!({ "actionType": action.action_type() }),
+            );
+        }
+        put(&mut out, "resourceRole", service.resource_role());
+        put(&mut out, "eventFirstSeen", service.event_first_seen());
+        put(&mut out, "eventLastSeen", service.event_last_seen());
+        if let Some(archived) = service.archived() {
+            out.insert("archived".into(), json!(archived));
+        }
+        if let Some(count) = service.count() {
+            out.insert("count".into(), json!(count));
+        }
+        if let Some(info) = service.additional_info() {
+            out.insert(
+                "additionalInfo".into(),
+                json!({ "value": info.value(), "type": info.r#type() }),
+            );
+        }
+        object.insert("service".into(), Value::Object(out));
+    }
+    Value::Object(object)
+}
+
+fn put(object: &mut Map<String, Value>, key: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        object.insert(key.to_owned(), Value::String(value.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use aws_sdk_guardduty::types::{AccessKeyDetails, Finding as TypedFinding, Resource, Service};
+    use cordon_core::finding::Resource as CoreResource;
+
+    #[test]
+    fn typed_fallback_parses_as_a_finding() {
+        let typed = TypedFinding::builder()
+            .schema_version("2.0")
+            .account_id("111122223333")
+            .region("us-east-1")
+            .partition("aws")
+            .id("abc123")
+            .r#type("UnauthorizedAccess:IAMUser/MaliciousIPCaller")
+            .severity(5.0)
+            .created_at("2024-06-11T14:08:31.512Z")
+            .updated_at("2024-06-11T15:53:02.104Z")
+            .resource(
+                Resource::builder()
+                    .resource_type("AccessKey")
+                    .access_key_details(
+                        AccessKeyDetails::builder()
+                            .access_key_id("AKIAEXAMPLE")
+                            .user_name("alice")
+                            .user_type("IAMUser")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .service(
+                Service::builder()
+                    .detector_id("det1")
+                    .event_first_seen("2024-06-11T14:02:11.000Z")
+                    .archived(false)
+                    .count(3)
+                    .build(),
+            )
+            .build();
+        let text = json!({ "findings": [typed_finding_json(&typed)] }).to_string();
+        let parsed = parse_findings(&text, "test").unwrap();
+        assert_eq!(parsed.len(), 1);
+        let finding = &parsed[0];
+        assert_eq!(finding.id, "abc123");
+        assert_eq!(finding.severity.value(), 5.0);
+        assert_eq!(finding.service.detector_id.as_deref(), Some("det1"));
+        match &finding.resource {
+            CoreResource::AccessKey(key) => assert_eq!(key.user_name.as_deref(), Some("alice")),
+            other => panic!("unexpected resource {other:?}"),
+        }
+    }
+}
