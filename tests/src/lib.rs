@@ -244,9 +244,16 @@ impl Emulator {
     /// requests (0: at once). Process-wide in moto and not undone by a reset,
     /// so only a private emulator should use it.
     pub fn enforce_auth_after(&self, requests: u32) -> std::io::Result<()> {
-        match http_with_body(self.port(), "POST", "/moto-api/reset-auth", &requests.to_string())? {
+        match http_with_body(
+            self.port(),
+            "POST",
+            "/moto-api/reset-auth",
+            &requests.to_string(),
+        )? {
             200 => Ok(()),
-            status => Err(std::io::Error::other(format!("moto refused reset-auth with HTTP {status}"))),
+            status => Err(std::io::Error::other(format!(
+                "moto refused reset-auth with HTTP {status}"
+            ))),
         }
     }
 

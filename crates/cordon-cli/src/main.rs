@@ -204,7 +204,10 @@ impl From<anyhow::Error> for Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cordon: cannot start the async runtime: {e}");
@@ -238,7 +241,9 @@ fn init_logging(verbose: u8, json: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -251,7 +256,8 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Schema => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&cordon_core::playbook::json_schema()).map_err(|e| failed(e.into()))?
+                serde_json::to_string_pretty(&cordon_core::playbook::json_schema())
+                    .map_err(|e| failed(e.into()))?
             );
             Ok(0)
         }
@@ -294,7 +300,9 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 let executor = Executor::new(&aws, &journal, &approver);
                 let steps = executor.dry_run(&plan).await;
                 match args.output {
-                    Output::Json => print_json(&serde_json::json!({ "plan": plan, "dry-run": steps }))?,
+                    Output::Json => {
+                        print_json(&serde_json::json!({ "plan": plan, "dry-run": steps }))?
+                    }
                     Output::Text => {
                         print!("{}", render::plan(&plan));
                         print!("{}", render::dry_run(&steps));
@@ -313,7 +321,10 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             let executor = Executor::new(&aws, &journal, &approver)
                 .observe(&observer)
                 .crash_after_record(crash_hook());
-            let report = executor.run(&plan, &finding.raw).await.map_err(exec_failure)?;
+            let report = executor
+                .run(&plan, &finding.raw)
+                .await
+                .map_err(exec_failure)?;
             finish(report, &aws, args.output)
         }
         Command::Resume {
@@ -349,24 +360,49 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             let decision = if refuse {
                 Decision::Refused {
                     approver: identity,
-                    reason: if reason.is_empty() { "refused".to_string() } else { reason },
+                    reason: if reason.is_empty() {
+                        "refused".to_string()
+                    } else {
+                        reason
+                    },
                 }
             } else {
                 Decision::Approved { approver: identity }
             };
             // Later approval-gated steps still ask: the approval covers this step only.
-            let approver = CliApprover::new(&aws.clients, &ApprovalArgs { yes: false, approve: Vec::new() }, output == Output::Text);
+            let approver = CliApprover::new(
+                &aws.clients,
+                &ApprovalArgs {
+                    yes: false,
+                    approve: Vec::new(),
+                },
+                output == Output::Text,
+            );
             let timeline = Timeline::new(output);
             let observer = |r: &JournalRecord| timeline.record(r);
             let executor = Executor::new(&aws, &journal, &approver).observe(&observer);
-            let report = executor.decide(&case, &step, decision).await.map_err(exec_failure)?;
+            let report = executor
+                .decide(&case, &step, decision)
+                .await
+                .map_err(exec_failure)?;
             finish(report, &aws, output)
         }
-        Command::Rollback { case, state, output } => {
+        Command::Rollback {
+            case,
+            state,
+            output,
+        } => {
             let case = parse_case(&case)?;
             let aws = aws_actions(&state, &case).await?;
             let journal = state.journal();
-            let approver = CliApprover::new(&aws.clients, &ApprovalArgs { yes: false, approve: Vec::new() }, false);
+            let approver = CliApprover::new(
+                &aws.clients,
+                &ApprovalArgs {
+                    yes: false,
+                    approve: Vec::new(),
+                },
+                false,
+            );
             let timeline = Timeline::new(output);
             let observer = |r: &JournalRecord| timeline.record(r);
             let executor = Executor::new(&aws, &journal, &approver)
@@ -378,11 +414,16 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 .map_err(exec_failure)?;
             finish(report, &aws, output)
         }
-        Command::Status { case, state, output } => {
+        Command::Status {
+            case,
+            state,
+            output,
+        } => {
             let case = parse_case(&case)?;
             let journal = state.journal();
             let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
-            let case_state = CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
+            let case_state =
+                CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
             match output {
                 Output::Json => print_json(&serde_json::json!({
                     "case-id": case,
@@ -435,7 +476,10 @@ fn validate(path: &Path) -> Result<u8, Failure> {
             for problem in &problems {
                 println!("{problem}");
             }
-            Err(invalid(anyhow!("{} problem(s) found in the playbooks", problems.len())))
+            Err(invalid(anyhow!(
+                "{} problem(s) found in the playbooks",
+                problems.len()
+            )))
         }
     }
 }
@@ -444,10 +488,16 @@ async fn load_inputs(args: &FindingArgs) -> Result<(Finding, Vec<LoadedPlaybook>
     let finding = match (&args.finding_id, &args.finding) {
         (Some(id), _) => intake::fetch_finding(id, args.detector.as_deref()).await?,
         (None, Some(_)) if args.detector.is_some() => {
-            return Err(invalid(anyhow!("--detector only applies with --finding-id")));
+            return Err(invalid(anyhow!(
+                "--detector only applies with --finding-id"
+            )));
         }
         (None, Some(path)) => read_finding(path)?,
-        (None, None) => return Err(invalid(anyhow!("pass a finding file (`-` for stdin) or --finding-id"))),
+        (None, None) => {
+            return Err(invalid(anyhow!(
+                "pass a finding file (`-` for stdin) or --finding-id"
+            )));
+        }
     };
     let playbooks = load_playbooks(&args.playbooks).map_err(|problems| {
         for problem in &problems {
@@ -520,7 +570,9 @@ fn parse_case(text: &str) -> Result<CaseId, Failure> {
 }
 
 async fn aws_actions(state: &StateArgs, _case: &CaseId) -> Result<AwsActions, Failure> {
-    let clients = AwsClients::from_env().await.map_err(|e| invalid(e.into()))?;
+    let clients = AwsClients::from_env()
+        .await
+        .map_err(|e| invalid(e.into()))?;
     let local = state.state_dir.join("cases");
     let evidence = match &state.evidence_bucket {
         Some(bucket) => EvidenceStore::S3 {
@@ -534,12 +586,18 @@ async fn aws_actions(state: &StateArgs, _case: &CaseId) -> Result<AwsActions, Fa
     };
     Ok(AwsActions::new(clients, evidence)
         .with_case_root(Some(local))
-        .with_notify_topic(std::env::var("CORDON_NOTIFY_TOPIC_ARN").ok().filter(|t| !t.is_empty())))
+        .with_notify_topic(
+            std::env::var("CORDON_NOTIFY_TOPIC_ARN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+        ))
 }
 
 /// Test hook for crash-safety tests: abort right after journal record N is durable.
 fn crash_hook() -> Option<u64> {
-    std::env::var("CORDON_TEST_CRASH_AFTER_RECORD").ok().and_then(|v| v.parse().ok())
+    std::env::var("CORDON_TEST_CRASH_AFTER_RECORD")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 fn exec_failure(error: ExecError) -> Failure {
@@ -574,7 +632,10 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
             println!();
             println!("{}", report.message);
             let total: u64 = calls.values().sum();
-            println!("API calls: {total} ({} mutating)", aws.clients.calls.mutating_total());
+            println!(
+                "API calls: {total} ({} mutating)",
+                aws.clients.calls.mutating_total()
+            );
         }
     }
     Ok(code)
@@ -583,7 +644,10 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
 async fn caller_identity(clients: &AwsClients) -> String {
     match clients.sts.get_caller_identity().send().await {
         Ok(out) => out.arn().unwrap_or("unknown caller").to_string(),
-        Err(_) => format!("unverified local user {}", std::env::var("USER").unwrap_or_else(|_| "unknown".to_string())),
+        Err(_) => format!(
+            "unverified local user {}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".to_string())
+        ),
     }
 }
 

@@ -22,8 +22,15 @@ pub fn route(finding: &Finding, route: &Route) -> String {
         finding.severity.band()
     );
     match route {
-        Route::Matched { reason, also_matched } => {
-            let _ = writeln!(out, "playbook: {} (priority {})", reason.playbook, reason.priority);
+        Route::Matched {
+            reason,
+            also_matched,
+        } => {
+            let _ = writeln!(
+                out,
+                "playbook: {} (priority {})",
+                reason.playbook, reason.priority
+            );
             for why in &reason.matched {
                 let _ = writeln!(out, "  because {why}");
             }
@@ -32,7 +39,10 @@ pub fn route(finding: &Finding, route: &Route) -> String {
             }
         }
         Route::NoMatch { rejections } => {
-            let _ = writeln!(out, "no playbook answers this finding; nothing would be done");
+            let _ = writeln!(
+                out,
+                "no playbook answers this finding; nothing would be done"
+            );
             for (name, why) in rejections {
                 let _ = writeln!(out, "  {name}: {why}");
             }
@@ -59,7 +69,11 @@ pub fn plan(plan: &Plan) -> String {
         "finding {}  {}  severity {} ({})  account {}  region {}",
         f.id, f.finding_type, f.severity, f.severity_band, f.account_id, f.region
     );
-    let _ = writeln!(out, "playbook {} (priority {})", plan.playbook, plan.route.priority);
+    let _ = writeln!(
+        out,
+        "playbook {} (priority {})",
+        plan.playbook, plan.route.priority
+    );
     for why in &plan.route.matched {
         let _ = writeln!(out, "  because {why}");
     }
@@ -77,14 +91,22 @@ pub fn plan(plan: &Plan) -> String {
             step.id,
             step.kind().to_string(),
             truncate(&step.target.label(), 22),
-            if step.approval.required { "REQUIRED" } else { "-" },
+            if step.approval.required {
+                "REQUIRED"
+            } else {
+                "-"
+            },
             reversibility(step.reversibility)
         );
     }
     let notes: Vec<&PlannedStep> = plan
         .steps
         .iter()
-        .filter(|s| s.approval.required || s.blast_radius.is_some() || matches!(s.target, Target::Unresolved { .. }))
+        .filter(|s| {
+            s.approval.required
+                || s.blast_radius.is_some()
+                || matches!(s.target, Target::Unresolved { .. })
+        })
         .collect();
     if !notes.is_empty() {
         let _ = writeln!(out);
@@ -190,22 +212,38 @@ pub fn approval_prompt(plan: &Plan, step: &PlannedStep) -> String {
         let _ = writeln!(out, "  blast radius: {blast}");
     }
     let _ = writeln!(out, "  undo:   {}", reversibility(step.reversibility));
-    let _ = write!(out, "approve? [y]es / [n]o (refuse) / anything else to decide later: ");
+    let _ = write!(
+        out,
+        "approve? [y]es / [n]o (refuse) / anything else to decide later: "
+    );
     out
 }
 
 /// One line of the live timeline.
-pub fn timeline_line(elapsed: Duration, step_elapsed: Option<Duration>, record: &JournalRecord) -> String {
+pub fn timeline_line(
+    elapsed: Duration,
+    step_elapsed: Option<Duration>,
+    record: &JournalRecord,
+) -> String {
     let detail = match &record.event {
-        JournalEvent::CaseOpened { plan, .. } => format!("{} steps, playbook {}", plan.steps.len(), plan.playbook),
+        JournalEvent::CaseOpened { plan, .. } => {
+            format!("{} steps, playbook {}", plan.steps.len(), plan.playbook)
+        }
         JournalEvent::ApprovalRequested { reason, .. } => format!("waiting: {reason}"),
         JournalEvent::ApprovalGranted { approver, .. } => format!("by {approver}"),
-        JournalEvent::ApprovalRefused { approver, reason, .. } => format!("by {approver}: {reason}"),
-        JournalEvent::StepPrepared { attempt, .. } => format!("pre-state saved (attempt {attempt})"),
+        JournalEvent::ApprovalRefused {
+            approver, reason, ..
+        } => format!("by {approver}: {reason}"),
+        JournalEvent::StepPrepared { attempt, .. } => {
+            format!("pre-state saved (attempt {attempt})")
+        }
         JournalEvent::StepApplied { duration_ms, .. } => format!("applied in {duration_ms} ms"),
         JournalEvent::StepVerified { .. } => "verified".to_string(),
         JournalEvent::StepFailed {
-            attempt, error, retrying, ..
+            attempt,
+            error,
+            retrying,
+            ..
         } => format!(
             "attempt {attempt} failed{}: {} ({})",
             if *retrying { ", retrying" } else { "" },
@@ -217,7 +255,9 @@ pub fn timeline_line(elapsed: Duration, step_elapsed: Option<Duration>, record: 
         JournalEvent::RollbackStarted { reason } => format!("rollback: {reason}"),
         JournalEvent::StepRolledBack { .. } => "undone".to_string(),
         JournalEvent::StepRollbackVerified { .. } => "back at pre-state (verified)".to_string(),
-        JournalEvent::StepRollbackFailed { error, .. } => format!("undo failed: {} ({})", error.message, error.resource),
+        JournalEvent::StepRollbackFailed { error, .. } => {
+            format!("undo failed: {} ({})", error.message, error.resource)
+        }
         JournalEvent::CaseFinished { status } => format!("case {status}"),
     };
     let step = record.event.step().unwrap_or("-");
@@ -241,9 +281,16 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
         "case {}  playbook {}  status {}",
         state.plan.case_id,
         state.plan.playbook,
-        state.status.map(|s| s.to_string()).unwrap_or_else(|| "in progress (interrupted?)".to_string())
+        state
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "in progress (interrupted?)".to_string())
     );
-    let _ = writeln!(out, "finding {} {}", state.plan.finding.id, state.plan.finding.finding_type);
+    let _ = writeln!(
+        out,
+        "finding {} {}",
+        state.plan.finding.id, state.plan.finding.finding_type
+    );
     let _ = writeln!(out);
     for step in &state.plan.steps {
         let s = state.step(&step.id).cloned().unwrap_or_default();
@@ -266,12 +313,25 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
         } else {
             "pending"
         };
-        let _ = writeln!(out, "  {:>2}  {:<18} {:<32} {word}", step.index, step.id, step.kind().to_string());
+        let _ = writeln!(
+            out,
+            "  {:>2}  {:<18} {:<32} {word}",
+            step.index,
+            step.id,
+            step.kind().to_string()
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "journal ({} records):", records.len());
     for record in records {
-        let _ = writeln!(out, "  {}  #{:<3} {:<18} {}", record.at, record.seq, record.event.step().unwrap_or("-"), record.event.name());
+        let _ = writeln!(
+            out,
+            "  {}  #{:<3} {:<18} {}",
+            record.at,
+            record.seq,
+            record.event.step().unwrap_or("-"),
+            record.event.name()
+        );
     }
     out
 }
@@ -291,7 +351,10 @@ impl CaseRow {
     pub fn from_state(state: &CaseState, records: &[JournalRecord]) -> Self {
         Self {
             case_id: state.plan.case_id.to_string(),
-            status: state.status.map(|s| s.to_string()).unwrap_or_else(|| "in-progress".to_string()),
+            status: state
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "in-progress".to_string()),
             playbook: state.plan.playbook.clone(),
             finding_type: state.plan.finding.finding_type.clone(),
             opened_at: records.first().map(|r| r.at.clone()).unwrap_or_default(),

@@ -13,10 +13,17 @@ use cordon_tests::Emulator;
 const READ_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":[
   "ec2:Describe*","autoscaling:Describe*","elasticloadbalancing:Describe*","iam:Get*","iam:List*",
   "sts:GetCallerIdentity"],"Resource":"*"}]}"#;
-const ADMIN: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+const ADMIN: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
 
 async fn user(clients: &AwsClients, name: &str, policy: &str) -> (String, String) {
-    clients.iam.create_user().user_name(name).send().await.unwrap();
+    clients
+        .iam
+        .create_user()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap();
     clients
         .iam
         .put_user_policy()
@@ -26,9 +33,18 @@ async fn user(clients: &AwsClients, name: &str, policy: &str) -> (String, String
         .send()
         .await
         .unwrap();
-    let key = clients.iam.create_access_key().user_name(name).send().await.unwrap();
+    let key = clients
+        .iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap();
     let key = key.access_key().unwrap();
-    (key.access_key_id().to_string(), key.secret_access_key().to_string())
+    (
+        key.access_key_id().to_string(),
+        key.secret_access_key().to_string(),
+    )
 }
 
 async fn clients_as(endpoint: &str, key: &(String, String)) -> AwsClients {
@@ -59,7 +75,8 @@ async fn a_read_only_identity_gets_a_clear_error_and_nothing_changes() {
     let finding = dir.join("finding.json");
     std::fs::write(
         &finding,
-        serde_json::to_vec(&fixture.finding_json(8.0, "Backdoor:EC2/C&CActivity.B", false)).unwrap(),
+        serde_json::to_vec(&fixture.finding_json(8.0, "Backdoor:EC2/C&CActivity.B", false))
+            .unwrap(),
     )
     .unwrap();
 
@@ -71,7 +88,10 @@ async fn a_read_only_identity_gets_a_clear_error_and_nothing_changes() {
         .env("AWS_ACCESS_KEY_ID", &reader.0)
         .env("AWS_SECRET_ACCESS_KEY", &reader.1)
         .env("CORDON_STATE_DIR", dir.join("state"))
-        .env("CORDON_PLAYBOOKS", concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"))
+        .env(
+            "CORDON_PLAYBOOKS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"),
+        )
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -79,13 +99,23 @@ async fn a_read_only_identity_gets_a_clear_error_and_nothing_changes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     // The closing line names what was denied, on which resource, and the permission to grant.
-    let last = stdout.lines().rev().find(|l| l.contains("failed")).unwrap_or_default();
+    let last = stdout
+        .lines()
+        .rev()
+        .find(|l| l.contains("failed"))
+        .unwrap_or_default();
     assert!(last.contains(&fixture.instance_id), "{last}");
     assert!(last.contains("grant `ec2:CreateTags`"), "{last}");
     assert!(!stdout.contains("panicked") && !stderr.contains("panicked"));
 
     let after = snapshot_state(&admin_clients, &fixture).await.unwrap();
     let differences = diff_states(&before, &after);
-    assert!(differences.is_empty(), "a denied run changed things: {differences:#?}");
-    assert_eq!(side_effects(&admin_clients, &fixture).await.unwrap(), effects_before);
+    assert!(
+        differences.is_empty(),
+        "a denied run changed things: {differences:#?}"
+    );
+    assert_eq!(
+        side_effects(&admin_clients, &fixture).await.unwrap(),
+        effects_before
+    );
 }

@@ -33,7 +33,11 @@ fn cordon(aws: &EmulatorGuard, state: &Path, args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A key finding for `user` and `key_id` (AKIA: IAMUser; ASIA: AssumedRole with `user` as the role).
@@ -57,7 +61,12 @@ fn key_finding(dir: &Path, key_id: &str, user: &str, user_type: &str, finding_id
 async fn user_with_key(aws: &EmulatorGuard, user: &str) -> String {
     let iam = &aws.clients().iam;
     iam.create_user().user_name(user).send().await.unwrap();
-    let key = iam.create_access_key().user_name(user).send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap();
     key.access_key().unwrap().access_key_id().to_string()
 }
 
@@ -104,36 +113,91 @@ async fn approval_from_a_second_process_completes_the_case_and_no_secret_leaks()
     let dir = temp_dir("approve");
     let state = dir.join("state");
     let key_id = user_with_key(&aws, "deploy-bot").await;
-    let finding = key_finding(&dir, &key_id, "deploy-bot", "IAMUser", "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1");
+    let finding = key_finding(
+        &dir,
+        &key_id,
+        "deploy-bot",
+        "IAMUser",
+        "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1",
+    );
 
     // Not a terminal, no --yes: the approval-gated step waits.
     let first = cordon(&aws, &state, &["run", finding.to_str().unwrap()]);
     assert_eq!(first.status.code(), Some(3), "{}", text(&first));
     let case = case_id(&first);
-    let keys = aws.clients().iam.list_access_keys().user_name("deploy-bot").send().await.unwrap();
-    let old = keys.access_key_metadata().iter().find(|k| k.access_key_id() == Some(key_id.as_str())).unwrap();
+    let keys = aws
+        .clients()
+        .iam
+        .list_access_keys()
+        .user_name("deploy-bot")
+        .send()
+        .await
+        .unwrap();
+    let old = keys
+        .access_key_metadata()
+        .iter()
+        .find(|k| k.access_key_id() == Some(key_id.as_str()))
+        .unwrap();
     assert_eq!(old.status().map(|s| s.as_str()), Some("Inactive"));
-    let policy = aws.clients().iam.list_user_policies().user_name("deploy-bot").send().await.unwrap();
-    assert!(policy.policy_names().is_empty(), "quarantine ran before approval");
+    let policy = aws
+        .clients()
+        .iam
+        .list_user_policies()
+        .user_name("deploy-bot")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        policy.policy_names().is_empty(),
+        "quarantine ran before approval"
+    );
 
     // A second process approves; the case completes.
     let second = cordon(&aws, &state, &["approve", &case, "quarantine"]);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
-    let policy = aws.clients().iam.list_user_policies().user_name("deploy-bot").send().await.unwrap();
+    let policy = aws
+        .clients()
+        .iam
+        .list_user_policies()
+        .user_name("deploy-bot")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(policy.policy_names(), ["CordonQuarantineDenyAll"]);
-    let journal = std::fs::read_to_string(state.join("cases").join(&case).join("journal.jsonl")).unwrap();
+    let journal =
+        std::fs::read_to_string(state.join("cases").join(&case).join("journal.jsonl")).unwrap();
     let granted: Vec<Value> = journal
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|r| r["event"]["event"] == "approval-granted")
         .collect();
     assert_eq!(granted.len(), 1);
-    assert!(granted[0]["event"]["approver"].as_str().unwrap().starts_with("arn:aws:"), "{}", granted[0]);
+    assert!(
+        granted[0]["event"]["approver"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:"),
+        "{}",
+        granted[0]
+    );
 
     // The rotated secret exists, and none of what the run wrote contains it.
-    let secrets = aws.clients().secretsmanager.list_secrets().send().await.unwrap();
+    let secrets = aws
+        .clients()
+        .secretsmanager
+        .list_secrets()
+        .send()
+        .await
+        .unwrap();
     let arn = secrets.secret_list()[0].arn().unwrap().to_string();
-    let value = aws.clients().secretsmanager.get_secret_value().secret_id(&arn).send().await.unwrap();
+    let value = aws
+        .clients()
+        .secretsmanager
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .unwrap();
     let secret: Value = serde_json::from_str(value.secret_string().unwrap()).unwrap();
     let secret_key = secret["SecretAccessKey"].as_str().unwrap().to_string();
     assert!(secret_key.len() >= 20);
@@ -143,16 +207,39 @@ async fn approval_from_a_second_process_completes_the_case_and_no_secret_leaks()
         written.extend(&out.stderr);
     }
     let haystack = String::from_utf8_lossy(&written);
-    assert!(!haystack.contains(&secret_key), "the secret access key leaked into logs, output or the case directory");
-    assert!(haystack.contains(&arn), "the secret's ARN should be recorded");
+    assert!(
+        !haystack.contains(&secret_key),
+        "the secret access key leaked into logs, output or the case directory"
+    );
+    assert!(
+        haystack.contains(&arn),
+        "the secret's ARN should be recorded"
+    );
 
     // Rollback puts the keys back and schedules the secret's deletion.
     let back = cordon(&aws, &state, &["rollback", &case]);
     assert_eq!(back.status.code(), Some(0), "{}", text(&back));
-    let keys = aws.clients().iam.list_access_keys().user_name("deploy-bot").send().await.unwrap();
+    let keys = aws
+        .clients()
+        .iam
+        .list_access_keys()
+        .user_name("deploy-bot")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(keys.access_key_metadata().len(), 1);
-    assert_eq!(keys.access_key_metadata()[0].status().map(|s| s.as_str()), Some("Active"));
-    let described = aws.clients().secretsmanager.describe_secret().secret_id(&arn).send().await.unwrap();
+    assert_eq!(
+        keys.access_key_metadata()[0].status().map(|s| s.as_str()),
+        Some("Active")
+    );
+    let described = aws
+        .clients()
+        .secretsmanager
+        .describe_secret()
+        .secret_id(&arn)
+        .send()
+        .await
+        .unwrap();
     assert!(described.deleted_date().is_some());
 }
 
@@ -162,13 +249,37 @@ async fn refused_approval_leaves_the_step_unrun_and_journaled() {
     let dir = temp_dir("refuse");
     let state = dir.join("state");
     let key_id = user_with_key(&aws, "ci-runner").await;
-    let finding = key_finding(&dir, &key_id, "ci-runner", "IAMUser", "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2");
+    let finding = key_finding(
+        &dir,
+        &key_id,
+        "ci-runner",
+        "IAMUser",
+        "b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2",
+    );
     let first = cordon(&aws, &state, &["run", finding.to_str().unwrap()]);
     assert_eq!(first.status.code(), Some(3), "{}", text(&first));
     let case = case_id(&first);
-    let refused = cordon(&aws, &state, &["approve", &case, "quarantine", "--refuse", "--reason", "owner is on it"]);
+    let refused = cordon(
+        &aws,
+        &state,
+        &[
+            "approve",
+            &case,
+            "quarantine",
+            "--refuse",
+            "--reason",
+            "owner is on it",
+        ],
+    );
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    let policy = aws.clients().iam.list_user_policies().user_name("ci-runner").send().await.unwrap();
+    let policy = aws
+        .clients()
+        .iam
+        .list_user_policies()
+        .user_name("ci-runner")
+        .send()
+        .await
+        .unwrap();
     assert!(policy.policy_names().is_empty());
     let status = cordon(&aws, &state, &["status", &case, "--output", "json"]);
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -193,13 +304,32 @@ async fn temporary_credentials_route_to_session_revocation_and_roll_back() {
     let state = dir.join("state");
     let iam = &aws.clients().iam;
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    iam.create_role().role_name("web-app-role").assume_role_policy_document(trust).send().await.unwrap();
-    let finding = key_finding(&dir, "ASIAEXAMPLE1234567890", "web-app-role", "AssumedRole", "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3");
+    iam.create_role()
+        .role_name("web-app-role")
+        .assume_role_policy_document(trust)
+        .send()
+        .await
+        .unwrap();
+    let finding = key_finding(
+        &dir,
+        "ASIAEXAMPLE1234567890",
+        "web-app-role",
+        "AssumedRole",
+        "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3",
+    );
 
     let routed = cordon(&aws, &state, &["route", finding.to_str().unwrap()]);
-    assert!(text(&routed).contains("playbook: iam-temporary-credentials"), "{}", text(&routed));
+    assert!(
+        text(&routed).contains("playbook: iam-temporary-credentials"),
+        "{}",
+        text(&routed)
+    );
     let planned = cordon(&aws, &state, &["plan", finding.to_str().unwrap()]);
-    assert!(text(&planned).contains("every session of role web-app-role"), "{}", text(&planned));
+    assert!(
+        text(&planned).contains("every session of role web-app-role"),
+        "{}",
+        text(&planned)
+    );
 
     let run = cordon(&aws, &state, &["run", finding.to_str().unwrap(), "--yes"]);
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
@@ -215,11 +345,19 @@ async fn temporary_credentials_route_to_session_revocation_and_roll_back() {
     let statement = &document["Statement"][0];
     assert_eq!(statement["Effect"], "Deny");
     assert_eq!(statement["Action"], "*");
-    assert!(statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"].is_string(), "{document}");
+    assert!(
+        statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"].is_string(),
+        "{document}"
+    );
 
     let case = case_id(&run);
     let back = cordon(&aws, &state, &["rollback", &case]);
     assert_eq!(back.status.code(), Some(0), "{}", text(&back));
-    let names = iam.list_role_policies().role_name("web-app-role").send().await.unwrap();
+    let names = iam
+        .list_role_policies()
+        .role_name("web-app-role")
+        .send()
+        .await
+        .unwrap();
     assert!(names.policy_names().is_empty());
 }

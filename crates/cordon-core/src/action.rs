@@ -41,9 +41,7 @@ pub enum Reversibility {
 }
 
 /// The closed action set. Serialized as `action: <kebab-name>` plus `with: {params}`.
-#[derive(
-    Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, strum::EnumDiscriminants,
-)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, strum::EnumDiscriminants)]
 #[serde(tag = "action", content = "with", rename_all = "kebab-case")]
 #[strum_discriminants(
     name(ActionKind),
@@ -407,7 +405,10 @@ impl Action {
     }
 
     /// Builds an action from its name and its `with:` parameters (absent ⇒ defaults).
-    pub fn from_parts(kind: ActionKind, with: Option<serde_json::Value>) -> Result<Self, serde_json::Error> {
+    pub fn from_parts(
+        kind: ActionKind,
+        with: Option<serde_json::Value>,
+    ) -> Result<Self, serde_json::Error> {
         let with = with.unwrap_or_else(|| serde_json::Value::Object(Default::default()));
         serde_json::from_value(serde_json::json!({ "action": kind.to_string(), "with": with }))
     }
@@ -439,7 +440,12 @@ impl ActionKind {
     pub fn permissions(self) -> &'static [&'static str] {
         use ActionKind::*;
         match self {
-            TagResource => &["ec2:DescribeInstances", "ec2:DescribeTags", "ec2:CreateTags", "ec2:DeleteTags"],
+            TagResource => &[
+                "ec2:DescribeInstances",
+                "ec2:DescribeTags",
+                "ec2:CreateTags",
+                "ec2:DeleteTags",
+            ],
             EnableTerminationProtection => &[
                 "ec2:DescribeInstances",
                 "ec2:DescribeInstanceAttribute",
@@ -509,7 +515,11 @@ impl ActionKind {
                 "kms:GenerateDataKey",
                 "kms:Encrypt",
             ],
-            QuarantineUser => &["iam:GetUserPolicy", "iam:PutUserPolicy", "iam:DeleteUserPolicy"],
+            QuarantineUser => &[
+                "iam:GetUserPolicy",
+                "iam:PutUserPolicy",
+                "iam:DeleteUserPolicy",
+            ],
             DeleteLoginProfile => &["iam:GetLoginProfile", "iam:DeleteLoginProfile"],
             CaptureInstanceMetadata => &[
                 "ec2:DescribeInstances",
@@ -549,7 +559,9 @@ impl ActionKind {
             RevokeRoleSessions => Some(
                 "revokes every session of the role issued before now, including other instances and users sharing it",
             ),
-            DeleteLoginProfile => Some("deletes the console password: it cannot be restored, only reset"),
+            DeleteLoginProfile => {
+                Some("deletes the console password: it cannot be restored, only reset")
+            }
             TagResource
             | EnableTerminationProtection
             | IsolateInstance
@@ -581,9 +593,11 @@ impl ActionKind {
             | DeactivateAccessKey
             | RotateAccessKey
             | QuarantineUser => Reversibility::Restores,
-            SnapshotVolumes | CaptureInstanceMetadata | CaptureConsoleOutput | EnrichWithDetective | StoreEvidence => {
-                Reversibility::KeepsEvidence
-            }
+            SnapshotVolumes
+            | CaptureInstanceMetadata
+            | CaptureConsoleOutput
+            | EnrichWithDetective
+            | StoreEvidence => Reversibility::KeepsEvidence,
             Notify => Reversibility::NothingToUndo,
             DeleteLoginProfile => Reversibility::Irreversible,
         }
@@ -616,7 +630,10 @@ mod tests {
     #[test]
     fn every_action_declares_permissions() {
         for kind in ActionKind::iter() {
-            assert!(!kind.permissions().is_empty(), "{kind} lists no IAM permissions");
+            assert!(
+                !kind.permissions().is_empty(),
+                "{kind} lists no IAM permissions"
+            );
         }
     }
 
@@ -639,6 +656,9 @@ mod tests {
             Some(serde_json::json!({"isolation-group": "x"})),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("unknown field `isolation-group`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `isolation-group`"),
+            "{err}"
+        );
     }
 }

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{Instrument, info, info_span, warn};
 
-use crate::journal::{CaseState, CaseStatus, ErrorRecord, JournalError, JournalEvent, JournalRecord, JournalStore};
-use crate::plan::{CaseId, Plan, PlannedStep, Target};
 use crate::action::Reversibility;
+use crate::journal::{
+    CaseState, CaseStatus, ErrorRecord, JournalError, JournalEvent, JournalRecord, JournalStore,
+};
+use crate::plan::{CaseId, Plan, PlannedStep, Target};
 use crate::playbook::OnFailure;
 
 /// Classes of failure, for retry decisions and for stable error names.
@@ -41,7 +43,10 @@ impl ErrorKind {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::Throttled | ErrorKind::Timeout | ErrorKind::Conflict | ErrorKind::Verification
+            ErrorKind::Throttled
+                | ErrorKind::Timeout
+                | ErrorKind::Conflict
+                | ErrorKind::Verification
         )
     }
 }
@@ -59,7 +64,12 @@ pub struct ActionError {
 }
 
 impl ActionError {
-    pub fn new(kind: ErrorKind, resource: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn new(
+        kind: ErrorKind,
+        resource: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         Self {
             kind,
             resource: resource.into(),
@@ -87,7 +97,11 @@ impl ActionError {
 /// The AWS side of each action, implemented in `cordon-aws` (and by test doubles).
 pub trait Actions: Send + Sync {
     /// Reads the pre-state of exactly what the step will change. Must not mutate.
-    fn read_pre_state(&self, plan: &Plan, step: &PlannedStep) -> impl Future<Output = Result<Value, ActionError>> + Send;
+    fn read_pre_state(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+    ) -> impl Future<Output = Result<Value, ActionError>> + Send;
 
     /// Applies the step from its pre-state; idempotent (a re-apply after a crash is safe).
     fn apply(
@@ -132,8 +146,13 @@ pub trait Actions: Send + Sync {
 /// A human's answer to an approval request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    Approved { approver: String },
-    Refused { approver: String, reason: String },
+    Approved {
+        approver: String,
+    },
+    Refused {
+        approver: String,
+        reason: String,
+    },
     /// Nobody answered yet: the case pauses, awaiting approval.
     Pending,
 }
@@ -148,14 +167,20 @@ pub trait Approver: Send + Sync {
 pub enum ExecError {
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("case {case} was opened by a different plan (playbook {journaled}); resume it, or roll it back first")]
+    #[error(
+        "case {case} was opened by a different plan (playbook {journaled}); resume it, or roll it back first"
+    )]
     PlanMismatch { case: CaseId, journaled: String },
     #[error("case {case} has no step `{step}`; `cordon status {case}` lists its steps")]
     UnknownStep { case: CaseId, step: String },
     #[error("step `{step}` of case {case} does not need approval")]
     NoApprovalNeeded { case: CaseId, step: String },
     #[error("step `{step}` of case {case} was already decided ({detail})")]
-    AlreadyDecided { case: CaseId, step: String, detail: String },
+    AlreadyDecided {
+        case: CaseId,
+        step: String,
+        detail: String,
+    },
 }
 
 /// What a run or rollback did.
@@ -255,7 +280,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
 
     /// Claims the case and folds its journal. With `new_case`, an absent journal
     /// is started with that plan; without, an absent journal is an error.
-    async fn open(&self, case: &CaseId, new_case: Option<(&Plan, &str)>) -> Result<Session<'a, J>, ExecError> {
+    async fn open(
+        &self,
+        case: &CaseId,
+        new_case: Option<(&Plan, &str)>,
+    ) -> Result<Session<'a, J>, ExecError> {
         let lock = self.journal.lock(case).await?;
         let records = self.journal.load(case).await?;
         if !records.is_empty() {
@@ -309,7 +338,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
 
     /// Records a human's decision on a step that needs approval (e.g. `cordon approve`
     /// from another terminal), then continues the case from its journal.
-    pub async fn decide(&self, case: &CaseId, step: &str, decision: Decision) -> Result<Report, ExecError> {
+    pub async fn decide(
+        &self,
+        case: &CaseId,
+        step: &str,
+        decision: Decision,
+    ) -> Result<Report, ExecError> {
         let mut session = self.open(case, None).await?;
         let Some(planned) = session.state.plan.step(step).cloned() else {
             return Err(ExecError::UnknownStep {
@@ -325,7 +359,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         }
         let current = session.state.step(step).cloned().unwrap_or_default();
         if let Some(by) = current.approved_by.as_ref().or(current.refused_by.as_ref()) {
-            let verdict = if current.approved_by.is_some() { "approved" } else { "refused" };
+            let verdict = if current.approved_by.is_some() {
+                "approved"
+            } else {
+                "refused"
+            };
             return Err(ExecError::AlreadyDecided {
                 case: case.clone(),
                 step: step.to_string(),
@@ -358,7 +396,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     async fn drive(&self, session: &mut Session<'a, J>) -> Result<Report, ExecError> {
         let case = session.case.clone();
         match session.state.status {
-            Some(status @ (CaseStatus::Completed | CaseStatus::RolledBack | CaseStatus::RollbackIncomplete)) => {
+            Some(
+                status @ (CaseStatus::Completed
+                | CaseStatus::RolledBack
+                | CaseStatus::RollbackIncomplete),
+            ) => {
                 return Ok(Report {
                     case_id: case.clone(),
                     status,
@@ -373,14 +415,17 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     status: CaseStatus::Stopped,
                     no_op: true,
                     step_failed: false,
-                    message: format!("case {case} is being rolled back; run `cordon rollback {case}` to finish it"),
+                    message: format!(
+                        "case {case} is being rolled back; run `cordon rollback {case}` to finish it"
+                    ),
                 });
             }
             _ => {}
         }
         let plan = session.state.plan.clone();
         for step in &plan.steps {
-            let span = info_span!("step", case_id = %case, playbook = %plan.playbook, step = %step.id);
+            let span =
+                info_span!("step", case_id = %case, playbook = %plan.playbook, step = %step.id);
             let outcome = self.run_step(session, &plan, step).instrument(span).await?;
             match outcome {
                 StepOutcome::Done => {}
@@ -402,8 +447,13 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     });
                 }
                 StepOutcome::Refused => {
-                    self.mark_not_run(session, &plan, step.index, "an earlier step's approval was refused")
-                        .await?;
+                    self.mark_not_run(
+                        session,
+                        &plan,
+                        step.index,
+                        "an earlier step's approval was refused",
+                    )
+                    .await?;
                     session
                         .write(JournalEvent::CaseFinished {
                             status: CaseStatus::Stopped,
@@ -414,14 +464,22 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         status: CaseStatus::Stopped,
                         no_op: false,
                         step_failed: false,
-                        message: format!("approval of `{}` was refused; the remaining steps were not run", step.id),
+                        message: format!(
+                            "approval of `{}` was refused; the remaining steps were not run",
+                            step.id
+                        ),
                     });
                 }
                 StepOutcome::Failed(policy) => match policy {
                     OnFailure::Continue => {}
                     OnFailure::Stop => {
-                        self.mark_not_run(session, &plan, step.index, &format!("the case stopped after `{}` failed", step.id))
-                            .await?;
+                        self.mark_not_run(
+                            session,
+                            &plan,
+                            step.index,
+                            &format!("the case stopped after `{}` failed", step.id),
+                        )
+                        .await?;
                         session
                             .write(JournalEvent::CaseFinished {
                                 status: CaseStatus::Stopped,
@@ -441,13 +499,21 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     }
                     OnFailure::Rollback => {
                         let failure = last_error(session, &step.id);
-                        self.mark_not_run(session, &plan, step.index, &format!("rolled back after `{}` failed", step.id))
-                            .await?;
+                        self.mark_not_run(
+                            session,
+                            &plan,
+                            step.index,
+                            &format!("rolled back after `{}` failed", step.id),
+                        )
+                        .await?;
                         let report = self
                             .rollback_session(session, &format!("step `{}` failed", step.id))
                             .await?;
                         return Ok(Report {
-                            message: format!("step `{}` failed: {}; {}", step.id, failure, report.message),
+                            message: format!(
+                                "step `{}` failed: {}; {}",
+                                step.id, failure, report.message
+                            ),
                             step_failed: true,
                             ..report
                         });
@@ -469,9 +535,18 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         })
     }
 
-    async fn mark_not_run(&self, session: &mut Session<'a, J>, plan: &Plan, after_index: usize, reason: &str) -> Result<(), ExecError> {
+    async fn mark_not_run(
+        &self,
+        session: &mut Session<'a, J>,
+        plan: &Plan,
+        after_index: usize,
+        reason: &str,
+    ) -> Result<(), ExecError> {
         for later in plan.steps.iter().filter(|s| s.index > after_index) {
-            let done = session.state.step(&later.id).is_some_and(|s| s.done() || s.touched());
+            let done = session
+                .state
+                .step(&later.id)
+                .is_some_and(|s| s.done() || s.touched());
             if !done {
                 session
                     .write(JournalEvent::StepNotRun {
@@ -484,7 +559,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         Ok(())
     }
 
-    async fn run_step(&self, session: &mut Session<'a, J>, plan: &Plan, step: &PlannedStep) -> Result<StepOutcome, ExecError> {
+    async fn run_step(
+        &self,
+        session: &mut Session<'a, J>,
+        plan: &Plan,
+        step: &PlannedStep,
+    ) -> Result<StepOutcome, ExecError> {
         let current = session.state.step(&step.id).cloned().unwrap_or_default();
         if current.verified || current.skipped.is_some() || current.not_run.is_some() {
             return Ok(StepOutcome::Done);
@@ -546,7 +626,8 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             match self.attempt(session, plan, step, attempt).await? {
                 Ok(()) => return Ok(StepOutcome::Done),
                 Err(error) => {
-                    let retrying = error.kind.retryable() && attempt - current.attempts < max_attempts;
+                    let retrying =
+                        error.kind.retryable() && attempt - current.attempts < max_attempts;
                     warn!(attempt, retrying, error = %error, "step attempt failed");
                     session
                         .write(JournalEvent::StepFailed {
@@ -649,7 +730,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         self.rollback_session(&mut session, reason).await
     }
 
-    async fn rollback_session(&self, session: &mut Session<'a, J>, reason: &str) -> Result<Report, ExecError> {
+    async fn rollback_session(
+        &self,
+        session: &mut Session<'a, J>,
+        reason: &str,
+    ) -> Result<Report, ExecError> {
         let case = session.case.clone();
         let plan = session.state.plan.clone();
         session
@@ -667,7 +752,8 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             if state.rollback_verified {
                 continue;
             }
-            let span = info_span!("rollback", case_id = %case, playbook = %plan.playbook, step = %step.id);
+            let span =
+                info_span!("rollback", case_id = %case, playbook = %plan.playbook, step = %step.id);
             let result = async {
                 if step.reversibility == Reversibility::Irreversible && state.outcome.is_some() {
                     return Err(ActionError::new(
@@ -681,8 +767,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     None
                 } else {
                     Some(
-                        retry_action(step, || self.actions.undo(&plan, step, &pre_state, state.outcome.as_ref()))
-                            .await?,
+                        retry_action(step, || {
+                            self.actions
+                                .undo(&plan, step, &pre_state, state.outcome.as_ref())
+                        })
+                        .await?,
                     )
                 };
                 retry_action(step, || self.actions.verify_undone(&plan, step, &pre_state)).await?;
@@ -701,7 +790,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                             .await?;
                     }
                     session
-                        .write(JournalEvent::StepRollbackVerified { step: step.id.clone() })
+                        .write(JournalEvent::StepRollbackVerified {
+                            step: step.id.clone(),
+                        })
                         .await?;
                     undone += 1;
                 }
@@ -754,10 +845,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     Ok(pre) => DryRunStep {
                         step: step.id.clone(),
                         calls: self.actions.describe_apply(plan, step, &pre),
-                        note: step
-                            .approval
-                            .required
-                            .then(|| format!("needs approval: {}", step.approval.reason.clone().unwrap_or_default())),
+                        note: step.approval.required.then(|| {
+                            format!(
+                                "needs approval: {}",
+                                step.approval.reason.clone().unwrap_or_default()
+                            )
+                        }),
                     },
                     Err(e) => DryRunStep {
                         step: step.id.clone(),
@@ -783,7 +876,11 @@ pub struct DryRunStep {
 
 /// The step's final error as one sentence: what failed, on which resource, what to do.
 fn last_error<J: JournalStore>(session: &Session<'_, J>, step: &str) -> String {
-    match session.state.step(step).and_then(|s| s.failed_final.clone()) {
+    match session
+        .state
+        .step(step)
+        .and_then(|s| s.failed_final.clone())
+    {
         Some(e) => format!("{} ({}): {}", e.message, e.resource, e.hint),
         None => "see `cordon status` for the journaled error".to_string(),
     }
@@ -797,7 +894,10 @@ enum StepOutcome {
 }
 
 fn backoff(step: &PlannedStep, retry_number: u32) -> Duration {
-    let base = step.retry.initial_backoff_ms.saturating_mul(1u64 << retry_number.saturating_sub(1).min(16));
+    let base = step
+        .retry
+        .initial_backoff_ms
+        .saturating_mul(1u64 << retry_number.saturating_sub(1).min(16));
     let capped = base.min(step.retry.max_backoff_ms);
     // Jitter from the clock's sub-millisecond noise: enough to de-synchronise
     // concurrent cases without a random-number dependency.
@@ -805,7 +905,11 @@ fn backoff(step: &PlannedStep, retry_number: u32) -> Duration {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos() as u64)
         .unwrap_or(0);
-    let jitter = if capped > 1 { nanos % (capped / 2).max(1) } else { 0 };
+    let jitter = if capped > 1 {
+        nanos % (capped / 2).max(1)
+    } else {
+        0
+    };
     Duration::from_millis(capped / 2 + jitter)
 }
 

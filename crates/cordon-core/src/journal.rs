@@ -50,11 +50,23 @@ pub enum JournalEvent {
     /// A human approved the step; `approver` is their verified identity.
     ApprovalGranted { step: String, approver: String },
     /// A human refused the step.
-    ApprovalRefused { step: String, approver: String, reason: String },
+    ApprovalRefused {
+        step: String,
+        approver: String,
+        reason: String,
+    },
     /// The pre-state of exactly what the step will change, written before any change.
-    StepPrepared { step: String, attempt: u32, pre_state: Value },
+    StepPrepared {
+        step: String,
+        attempt: u32,
+        pre_state: Value,
+    },
     /// The step's mutations were applied.
-    StepApplied { step: String, outcome: Value, duration_ms: u64 },
+    StepApplied {
+        step: String,
+        outcome: Value,
+        duration_ms: u64,
+    },
     /// The post-condition was read back and holds.
     StepVerified { step: String, duration_ms: u64 },
     /// An attempt failed; `retrying` says whether another attempt follows.
@@ -154,12 +166,20 @@ pub struct ErrorRecord {
 /// Journal storage failures.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("case {case} is being worked on by another cordon process ({detail}); wait for it or check `cordon status {case}`")]
+    #[error(
+        "case {case} is being worked on by another cordon process ({detail}); wait for it or check `cordon status {case}`"
+    )]
     Locked { case: CaseId, detail: String },
-    #[error("journal of case {case}: record {seq} already exists: another writer claimed it; re-run to pick up its progress")]
+    #[error(
+        "journal of case {case}: record {seq} already exists: another writer claimed it; re-run to pick up its progress"
+    )]
     Conflict { case: CaseId, seq: u64 },
     #[error("journal of case {case} is corrupt at record {seq}: {reason}")]
-    Corrupt { case: CaseId, seq: u64, reason: String },
+    Corrupt {
+        case: CaseId,
+        seq: u64,
+        reason: String,
+    },
     #[error("no journal for case {case}: `cordon cases` lists the known cases")]
     UnknownCase { case: CaseId },
     #[error("journal store {location}: {message}")]
@@ -180,10 +200,17 @@ pub trait JournalStore: Send + Sync {
     fn lock(&self, case: &CaseId) -> impl Future<Output = Result<Self::Lock, JournalError>> + Send;
 
     /// Every record of the case, in order (empty for a new case).
-    fn load(&self, case: &CaseId) -> impl Future<Output = Result<Vec<JournalRecord>, JournalError>> + Send;
+    fn load(
+        &self,
+        case: &CaseId,
+    ) -> impl Future<Output = Result<Vec<JournalRecord>, JournalError>> + Send;
 
     /// Durably appends `record`; fails with [`JournalError::Conflict`] if its `seq` exists.
-    fn append(&self, case: &CaseId, record: &JournalRecord) -> impl Future<Output = Result<(), JournalError>> + Send;
+    fn append(
+        &self,
+        case: &CaseId,
+        record: &JournalRecord,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send;
 
     /// Every case in the store.
     fn cases(&self) -> impl Future<Output = Result<Vec<CaseId>, JournalError>> + Send;
@@ -197,7 +224,10 @@ pub fn verify_chain(records: &[JournalRecord]) -> Result<(), (u64, String)> {
             return Err((i as u64, format!("expected seq {i}, found {}", record.seq)));
         }
         if record.prev_hash != prev {
-            return Err((record.seq, "prev-hash does not match the record before it".to_string()));
+            return Err((
+                record.seq,
+                "prev-hash does not match the record before it".to_string(),
+            ));
         }
         prev = record.hash();
     }
@@ -230,7 +260,10 @@ impl StepState {
 
     /// Nothing more to do for this step on a forward run.
     pub fn done(&self) -> bool {
-        self.verified || self.skipped.is_some() || self.not_run.is_some() || self.failed_final.is_some()
+        self.verified
+            || self.skipped.is_some()
+            || self.not_run.is_some()
+            || self.failed_final.is_some()
     }
 }
 
@@ -249,7 +282,11 @@ impl CaseState {
     /// A case about to be opened with `plan`.
     pub fn new(plan: Plan) -> Self {
         Self {
-            steps: plan.steps.iter().map(|s| (s.id.clone(), StepState::default())).collect(),
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| (s.id.clone(), StepState::default()))
+                .collect(),
             plan,
             status: None,
             rollback_started: false,
@@ -270,21 +307,34 @@ impl CaseState {
             return Err(JournalError::UnknownCase { case: case.clone() });
         };
         let JournalEvent::CaseOpened { plan, .. } = &first.event else {
-            return Err(corrupt(0, "the first record does not open the case".to_string()));
+            return Err(corrupt(
+                0,
+                "the first record does not open the case".to_string(),
+            ));
         };
         let mut state = CaseState {
             plan: (**plan).clone(),
-            steps: plan.steps.iter().map(|s| (s.id.clone(), StepState::default())).collect(),
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| (s.id.clone(), StepState::default()))
+                .collect(),
             status: None,
             rollback_started: false,
             next_seq: records.len() as u64,
-            last_hash: records.last().map(JournalRecord::hash).unwrap_or_else(|| GENESIS_HASH.to_string()),
+            last_hash: records
+                .last()
+                .map(JournalRecord::hash)
+                .unwrap_or_else(|| GENESIS_HASH.to_string()),
         };
         for record in &records[1..] {
             if let Some(step) = record.event.step()
                 && !state.steps.contains_key(step)
             {
-                return Err(corrupt(record.seq, format!("names step `{step}`, which is not in the plan")));
+                return Err(corrupt(
+                    record.seq,
+                    format!("names step `{step}`, which is not in the plan"),
+                ));
             }
             state.apply(&record.event);
         }
@@ -299,12 +349,20 @@ impl CaseState {
     pub fn apply(&mut self, event: &JournalEvent) {
         match event {
             JournalEvent::CaseOpened { .. } => {}
-            JournalEvent::ApprovalRequested { step, .. } => self.step_mut(step).approval_requested = true,
-            JournalEvent::ApprovalGranted { step, approver } => self.step_mut(step).approved_by = Some(approver.clone()),
+            JournalEvent::ApprovalRequested { step, .. } => {
+                self.step_mut(step).approval_requested = true
+            }
+            JournalEvent::ApprovalGranted { step, approver } => {
+                self.step_mut(step).approved_by = Some(approver.clone())
+            }
             JournalEvent::ApprovalRefused { step, approver, .. } => {
                 self.step_mut(step).refused_by = Some(approver.clone())
             }
-            JournalEvent::StepPrepared { step, attempt, pre_state } => {
+            JournalEvent::StepPrepared {
+                step,
+                attempt,
+                pre_state,
+            } => {
                 let s = self.step_mut(step);
                 // The first pre-state is the truth: later attempts reuse it.
                 if s.pre_state.is_none() {
@@ -312,7 +370,9 @@ impl CaseState {
                 }
                 s.attempts = s.attempts.max(*attempt);
             }
-            JournalEvent::StepApplied { step, outcome, .. } => self.step_mut(step).outcome = Some(outcome.clone()),
+            JournalEvent::StepApplied { step, outcome, .. } => {
+                self.step_mut(step).outcome = Some(outcome.clone())
+            }
             JournalEvent::StepVerified { step, .. } => self.step_mut(step).verified = true,
             JournalEvent::StepFailed {
                 step,
@@ -326,11 +386,17 @@ impl CaseState {
                     s.failed_final = Some(error.clone());
                 }
             }
-            JournalEvent::StepSkipped { step, reason } => self.step_mut(step).skipped = Some(reason.clone()),
-            JournalEvent::StepNotRun { step, reason } => self.step_mut(step).not_run = Some(reason.clone()),
+            JournalEvent::StepSkipped { step, reason } => {
+                self.step_mut(step).skipped = Some(reason.clone())
+            }
+            JournalEvent::StepNotRun { step, reason } => {
+                self.step_mut(step).not_run = Some(reason.clone())
+            }
             JournalEvent::RollbackStarted { .. } => self.rollback_started = true,
             JournalEvent::StepRolledBack { step, .. } => self.step_mut(step).rolled_back = true,
-            JournalEvent::StepRollbackVerified { step } => self.step_mut(step).rollback_verified = true,
+            JournalEvent::StepRollbackVerified { step } => {
+                self.step_mut(step).rollback_verified = true
+            }
             JournalEvent::StepRollbackFailed { step, error } => {
                 self.step_mut(step).rollback_failed = Some(error.clone())
             }

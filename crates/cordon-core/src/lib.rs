@@ -3,12 +3,12 @@
 //! traits in `cordon-aws`.
 
 pub mod action;
-pub mod finding;
-pub mod playbook;
-pub mod plan;
-pub mod route;
 pub mod executor;
+pub mod finding;
 pub mod journal;
+pub mod local_store;
+pub mod plan;
+pub mod playbook;
+pub mod route;
 pub mod validate;
 pub mod yaml;
-pub mod local_store;

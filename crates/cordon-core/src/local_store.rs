@@ -52,11 +52,13 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> JournalError {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, JournalError> + Send + 'static,
 ) -> Result<T, JournalError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| JournalError::Io {
-        location: "journal".to_string(),
-        message: format!("journal worker failed: {e}"),
-        source: None,
-    })?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| JournalError::Io {
+            location: "journal".to_string(),
+            message: format!("journal worker failed: {e}"),
+            source: None,
+        })?
 }
 
 /// Reads complete records. A final line without its newline is a write torn by
@@ -82,11 +84,12 @@ fn read_records(case: &CaseId, path: &Path) -> Result<(Vec<JournalRecord>, u64),
         if !line.ends_with('\n') {
             break;
         }
-        let record: JournalRecord = serde_json::from_str(line.trim_end()).map_err(|e| JournalError::Corrupt {
-            case: case.clone(),
-            seq: records.len() as u64,
-            reason: format!("unreadable record: {e}"),
-        })?;
+        let record: JournalRecord =
+            serde_json::from_str(line.trim_end()).map_err(|e| JournalError::Corrupt {
+                case: case.clone(),
+                seq: records.len() as u64,
+                reason: format!("unreadable record: {e}"),
+            })?;
         records.push(record);
         good_len += n as u64;
     }
@@ -100,7 +103,8 @@ impl JournalStore for LocalJournal {
         let dir = self.case_dir(case);
         let case = case.clone();
         blocking(move || {
-            fs::create_dir_all(&dir).map_err(|e| io_error(&dir, "cannot create case directory", e))?;
+            fs::create_dir_all(&dir)
+                .map_err(|e| io_error(&dir, "cannot create case directory", e))?;
             let path = dir.join("lock");
             let file = OpenOptions::new()
                 .create(true)
@@ -138,7 +142,8 @@ impl JournalStore for LocalJournal {
         line.push('\n');
         let seq = record.seq;
         blocking(move || {
-            fs::create_dir_all(&dir).map_err(|e| io_error(&dir, "cannot create case directory", e))?;
+            fs::create_dir_all(&dir)
+                .map_err(|e| io_error(&dir, "cannot create case directory", e))?;
             let is_new = !path.exists();
             let (existing, good_len) = read_records(&case, &path)?;
             if existing.len() as u64 != seq {
@@ -151,11 +156,13 @@ impl JournalStore for LocalJournal {
                 .map_err(|e| io_error(&path, "cannot open journal", e))?;
             // Drop a torn tail left by a crash before appending after it.
             if file.metadata().map(|m| m.len()).unwrap_or(0) != good_len {
-                file.set_len(good_len).map_err(|e| io_error(&path, "cannot trim torn record", e))?;
+                file.set_len(good_len)
+                    .map_err(|e| io_error(&path, "cannot trim torn record", e))?;
             }
             file.write_all(line.as_bytes())
                 .map_err(|e| io_error(&path, "cannot write journal", e))?;
-            file.sync_data().map_err(|e| io_error(&path, "cannot fsync journal", e))?;
+            file.sync_data()
+                .map_err(|e| io_error(&path, "cannot fsync journal", e))?;
             if is_new {
                 File::open(&dir)
                     .and_then(|d| d.sync_all())

@@ -36,7 +36,9 @@ impl CaseId {
     pub fn parse(text: &str) -> Result<Self, String> {
         let ok = text.len() == 25
             && text.starts_with("case-")
-            && text[5..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && text[5..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
             Ok(Self(text.to_string()))
         } else {
@@ -132,11 +134,17 @@ pub struct ApprovalNeed {
 /// Fields of the struct variants are kebab-case like the rest of the plan
 /// (`rename_all` alone renames only the variants).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", rename_all_fields = "kebab-case")]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
 pub enum Target {
     Instance(InstanceTarget),
     AccessKey(AccessKeyTarget),
-    User { user_name: String },
+    User {
+        user_name: String,
+    },
     /// A role; `role_name` is absent when it can only be resolved at run time
     /// (from the instance's profile).
     Role {
@@ -146,7 +154,9 @@ pub enum Target {
     },
     Case,
     /// The finding does not name what the step needs; the step is skipped at run time.
-    Unresolved { reason: String },
+    Unresolved {
+        reason: String,
+    },
 }
 
 impl Target {
@@ -154,10 +164,15 @@ impl Target {
     pub fn label(&self) -> String {
         match self {
             Target::Instance(i) => i.instance_id.clone(),
-            Target::AccessKey(k) => format!("{} ({})", k.access_key_id, k.user_name.as_deref().unwrap_or("unknown user")),
+            Target::AccessKey(k) => format!(
+                "{} ({})",
+                k.access_key_id,
+                k.user_name.as_deref().unwrap_or("unknown user")
+            ),
             Target::User { user_name } => format!("user {user_name}"),
             Target::Role {
-                role_name: Some(role), ..
+                role_name: Some(role),
+                ..
             } => format!("role {role}"),
             Target::Role {
                 instance_profile_arn: Some(arn),
@@ -257,7 +272,10 @@ pub fn plan(finding: &Finding, playbook: &Playbook, route: RouteReason) -> Plan 
             }
         })
         .collect();
-    let permissions: BTreeSet<String> = steps.iter().flat_map(|s| s.permissions.iter().cloned()).collect();
+    let permissions: BTreeSet<String> = steps
+        .iter()
+        .flat_map(|s| s.permissions.iter().cloned())
+        .collect();
     Plan {
         case_id,
         finding: FindingSummary {
@@ -309,7 +327,11 @@ fn resolve_target(kind: TargetKind, finding: &Finding) -> Target {
                     network_interface_id: n.network_interface_id.clone(),
                     vpc_id: n.vpc_id.clone(),
                     subnet_id: n.subnet_id.clone(),
-                    security_group_ids: n.security_groups.iter().map(|g| g.group_id.clone()).collect(),
+                    security_group_ids: n
+                        .security_groups
+                        .iter()
+                        .map(|g| g.group_id.clone())
+                        .collect(),
                 })
                 .collect(),
             instance_profile_arn: i.iam_instance_profile.as_ref().and_then(|p| p.arn.clone()),
@@ -321,15 +343,19 @@ fn resolve_target(kind: TargetKind, finding: &Finding) -> Target {
             key_kind: k.key_kind(),
             principal_id: k.principal_id.clone(),
         }),
-        (TargetKind::User, Resource::AccessKey(k)) => match (&k.user_name, k.user_type.as_deref()) {
-            (Some(user), Some("IAMUser") | None) => Target::User { user_name: user.clone() },
-            (_, Some(other)) => Target::Unresolved {
-                reason: format!("the key belongs to a {other}, not an IAM user"),
-            },
-            (None, _) => Target::Unresolved {
-                reason: "the finding names no user".to_string(),
-            },
-        },
+        (TargetKind::User, Resource::AccessKey(k)) => {
+            match (&k.user_name, k.user_type.as_deref()) {
+                (Some(user), Some("IAMUser") | None) => Target::User {
+                    user_name: user.clone(),
+                },
+                (_, Some(other)) => Target::Unresolved {
+                    reason: format!("the key belongs to a {other}, not an IAM user"),
+                },
+                (None, _) => Target::Unresolved {
+                    reason: "the finding names no user".to_string(),
+                },
+            }
+        }
         (TargetKind::Role, Resource::AccessKey(k)) => match k.user_type.as_deref() {
             Some("AssumedRole") => Target::Role {
                 // For assumed-role keys GuardDuty's userName is the role name.
@@ -366,7 +392,13 @@ fn resolve_target(kind: TargetKind, finding: &Finding) -> Target {
 }
 
 /// The `{placeholders}` action parameters may use, filled in at plan time.
-pub const PLACEHOLDERS: &[&str] = &["{case_id}", "{finding_id}", "{finding_type}", "{severity}", "{playbook}"];
+pub const PLACEHOLDERS: &[&str] = &[
+    "{case_id}",
+    "{finding_id}",
+    "{finding_type}",
+    "{severity}",
+    "{playbook}",
+];
 
 /// Values for `{placeholders}` in action parameters.
 struct Placeholders {
@@ -382,7 +414,12 @@ impl Placeholders {
             ("{severity}", finding.severity.to_string()),
             ("{playbook}", playbook.to_string()),
         ];
-        debug_assert!(pairs.iter().map(|(k, _)| *k).eq(PLACEHOLDERS.iter().copied()));
+        debug_assert!(
+            pairs
+                .iter()
+                .map(|(k, _)| *k)
+                .eq(PLACEHOLDERS.iter().copied())
+        );
         Self { pairs }
     }
 

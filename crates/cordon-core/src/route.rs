@@ -40,7 +40,11 @@ pub fn route<'a>(finding: &Finding, playbooks: &'a [Playbook]) -> (Route, Option
             Err(why) => rejections.push((playbook.name.clone(), why)),
         }
     }
-    matches.sort_by(|(a, _), (b, _)| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+    matches.sort_by(|(a, _), (b, _)| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
     let mut iter = matches.into_iter();
     match iter.next() {
         Some((playbook, matched)) => (
@@ -50,7 +54,9 @@ pub fn route<'a>(finding: &Finding, playbooks: &'a [Playbook]) -> (Route, Option
                     priority: playbook.priority,
                     matched,
                 },
-                also_matched: iter.map(|(p, _)| format!("{} (priority {})", p.name, p.priority)).collect(),
+                also_matched: iter
+                    .map(|(p, _)| format!("{} (priority {})", p.name, p.priority))
+                    .collect(),
             },
             Some(playbook),
         ),
@@ -65,12 +71,25 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
     if rule.finding_types.is_empty() {
         reasons.push("any finding type".to_string());
     } else {
-        match rule.finding_types.iter().find(|p| pattern_matches(p, finding_type)) {
+        match rule
+            .finding_types
+            .iter()
+            .find(|p| pattern_matches(p, finding_type))
+        {
             Some(pattern) => reasons.push(format!("type {finding_type} matches {pattern:?}")),
-            None => return Err(format!("type {finding_type} matches none of {:?}", rule.finding_types)),
+            None => {
+                return Err(format!(
+                    "type {finding_type} matches none of {:?}",
+                    rule.finding_types
+                ));
+            }
         }
     }
-    if let Some(pattern) = rule.exclude_finding_types.iter().find(|p| pattern_matches(p, finding_type)) {
+    if let Some(pattern) = rule
+        .exclude_finding_types
+        .iter()
+        .find(|p| pattern_matches(p, finding_type))
+    {
         return Err(format!("type {finding_type} is excluded by {pattern:?}"));
     }
     let resource_type = finding.resource.resource_type();
@@ -78,7 +97,10 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
         if rule.resource_types.iter().any(|r| r == resource_type) {
             reasons.push(format!("resource type {resource_type}"));
         } else {
-            return Err(format!("resource type {resource_type} is not one of {:?}", rule.resource_types));
+            return Err(format!(
+                "resource type {resource_type} is not one of {:?}",
+                rule.resource_types
+            ));
         }
     }
     if let Some(severity) = &rule.severity {
@@ -86,9 +108,22 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
     }
     if let Some(role) = rule.resource_role {
         match finding.service.resource_role {
-            Some(actual) if actual == role => reasons.push(format!("resource role {}", role_name(actual))),
-            Some(actual) => return Err(format!("resource role is {}, not {}", role_name(actual), role_name(role))),
-            None => return Err(format!("the finding gives no resource role (rule wants {})", role_name(role))),
+            Some(actual) if actual == role => {
+                reasons.push(format!("resource role {}", role_name(actual)))
+            }
+            Some(actual) => {
+                return Err(format!(
+                    "resource role is {}, not {}",
+                    role_name(actual),
+                    role_name(role)
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "the finding gives no resource role (rule wants {})",
+                    role_name(role)
+                ));
+            }
         }
     }
     if let Some(kind) = rule.key_kind {
@@ -97,9 +132,14 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
             KeyKindRule::Temporary => (KeyKind::Temporary, "temporary (ASIA)"),
         };
         match &finding.resource {
-            Resource::AccessKey(k) if k.key_kind() == wanted => reasons.push(format!("{wanted_name} access key")),
+            Resource::AccessKey(k) if k.key_kind() == wanted => {
+                reasons.push(format!("{wanted_name} access key"))
+            }
             Resource::AccessKey(k) => {
-                return Err(format!("access key {} is not {wanted_name}", k.access_key_id));
+                return Err(format!(
+                    "access key {} is not {wanted_name}",
+                    k.access_key_id
+                ));
             }
             other => {
                 return Err(format!(
@@ -110,10 +150,14 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
         }
     }
     if finding.is_sample() && !rule.include_sample {
-        return Err("the finding is a GuardDuty sample and the rule does not include samples".to_string());
+        return Err(
+            "the finding is a GuardDuty sample and the rule does not include samples".to_string(),
+        );
     }
     if finding.service.archived && !rule.include_archived {
-        return Err("the finding is archived and the rule does not include archived findings".to_string());
+        return Err(
+            "the finding is archived and the rule does not include archived findings".to_string(),
+        );
     }
     Ok(reasons)
 }
@@ -131,7 +175,10 @@ fn severity_matches(rule: &SeverityRule, finding: &Finding) -> Result<String, St
     let mut parts = Vec::new();
     if !rule.bands.is_empty() {
         if !rule.bands.contains(&band) {
-            return Err(format!("severity {value} is {band}, not one of {:?}", band_names(&rule.bands)));
+            return Err(format!(
+                "severity {value} is {band}, not one of {:?}",
+                band_names(&rule.bands)
+            ));
         }
         parts.push(format!("band {band}"));
     }
@@ -186,12 +233,21 @@ mod tests {
 
     #[test]
     fn wildcards() {
-        assert!(pattern_matches("Backdoor:EC2/*", "Backdoor:EC2/C&CActivity.B!DNS"));
+        assert!(pattern_matches(
+            "Backdoor:EC2/*",
+            "Backdoor:EC2/C&CActivity.B!DNS"
+        ));
         assert!(pattern_matches("*:EC2/*", "Recon:EC2/Portscan"));
         assert!(pattern_matches("*!DNS", "Trojan:EC2/DropPoint!DNS"));
         assert!(!pattern_matches("*!DNS", "Trojan:EC2/DropPoint"));
-        assert!(pattern_matches("UnauthorizedAccess:EC2/???BruteForce", "UnauthorizedAccess:EC2/SSHBruteForce"));
-        assert!(!pattern_matches("UnauthorizedAccess:EC2/???BruteForce", "UnauthorizedAccess:EC2/RDPBruteForces"));
+        assert!(pattern_matches(
+            "UnauthorizedAccess:EC2/???BruteForce",
+            "UnauthorizedAccess:EC2/SSHBruteForce"
+        ));
+        assert!(!pattern_matches(
+            "UnauthorizedAccess:EC2/???BruteForce",
+            "UnauthorizedAccess:EC2/RDPBruteForces"
+        ));
         assert!(pattern_matches("*", ""));
         assert!(!pattern_matches("Backdoor:EC2/*", "backdoor:EC2/Spambot"));
         assert!(pattern_matches("Recon:EC2/Portscan", "Recon:EC2/Portscan"));

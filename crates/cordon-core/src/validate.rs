@@ -133,7 +133,9 @@ fn playbook_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| problem(format!("cannot list: {e}")))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -193,7 +195,11 @@ impl FileContext<'_> {
                 }
                 let placeholder = placeholders.iter().find(|(name, _)| *name == field);
                 match placeholder {
-                    Some((_, placeholder)) if insert_at(&mut value, &segments, field, placeholder.clone()) => continue,
+                    Some((_, placeholder))
+                        if insert_at(&mut value, &segments, field, placeholder.clone()) =>
+                    {
+                        continue;
+                    }
                     _ => return (None, dropped),
                 }
             }
@@ -222,7 +228,9 @@ fn segments(path: &serde_path_to_error::Path) -> Option<Vec<PathSegment>> {
         .map(|segment| match segment {
             serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
             serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
-            serde_path_to_error::Segment::Enum { variant } => Some(PathSegment::Key(variant.clone())),
+            serde_path_to_error::Segment::Enum { variant } => {
+                Some(PathSegment::Key(variant.clone()))
+            }
             serde_path_to_error::Segment::Unknown => None,
         })
         .collect()
@@ -255,11 +263,15 @@ fn get_mut<'v>(value: &'v mut Value, segments: &[PathSegment]) -> Option<&'v mut
 /// above it (a bad list element drops the whole list, so later indexes stay true).
 /// Returns the path of what was dropped.
 fn remove_at(value: &mut Value, segments: &[PathSegment]) -> Option<Vec<PathSegment>> {
-    let last_key = segments.iter().rposition(|s| matches!(s, PathSegment::Key(_)))?;
+    let last_key = segments
+        .iter()
+        .rposition(|s| matches!(s, PathSegment::Key(_)))?;
     let PathSegment::Key(key) = &segments[last_key] else {
         return None;
     };
-    get_mut(value, &segments[..last_key])?.as_object_mut()?.remove(key)?;
+    get_mut(value, &segments[..last_key])?
+        .as_object_mut()?
+        .remove(key)?;
     Some(segments[..=last_key].to_vec())
 }
 
@@ -275,8 +287,12 @@ fn insert_at(value: &mut Value, segments: &[PathSegment], field: &str, placehold
 
 fn missing_field_hint(field: &str) -> Option<String> {
     let hint = match field {
-        "name" => "every playbook needs a unique `name:`; it names the playbook in routing, journals and evidence",
-        "match" => "say which findings the playbook answers, e.g. `match: {finding-types: [\"*:EC2/*\"]}`",
+        "name" => {
+            "every playbook needs a unique `name:`; it names the playbook in routing, journals and evidence"
+        }
+        "match" => {
+            "say which findings the playbook answers, e.g. `match: {finding-types: [\"*:EC2/*\"]}`"
+        }
         "id" => "every step needs an `id:`, unique in the playbook",
         "action" => "name the action to run, e.g. `action: notify`",
         _ => return None,
@@ -304,7 +320,8 @@ fn hint_for(message: &str) -> Option<String> {
     if message.starts_with("invalid type") && message.ends_with("expected a sequence") {
         return Some("write a list: `[a, b]`, or one `- item` per line".to_string());
     }
-    let unknown = between(message, "unknown variant `", "`").or_else(|| between(message, "unknown field `", "`"))?;
+    let unknown = between(message, "unknown variant `", "`")
+        .or_else(|| between(message, "unknown field `", "`"))?;
     let expected = message.split_once("expected ").map(|(_, e)| e)?;
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     let best = candidates
@@ -360,7 +377,11 @@ fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec
         problems: Vec::new(),
     };
     let Value::Object(top) = &doc.value else {
-        cx.push("", "a playbook must be a YAML mapping (name, match, steps, ...)", None);
+        cx.push(
+            "",
+            "a playbook must be a YAML mapping (name, match, steps, ...)",
+            None,
+        );
         return Err(cx.problems);
     };
     // The header without steps, then each step on its own: one bad step does not hide the others.
@@ -371,7 +392,8 @@ fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec
         ("name", Value::String("unnamed".to_string())),
         ("match", Value::Object(Default::default())),
     ];
-    let (header, dropped): (Option<Playbook>, _) = cx.typed(&Value::Object(header), "", &placeholders);
+    let (header, dropped): (Option<Playbook>, _) =
+        cx.typed(&Value::Object(header), "", &placeholders);
     let mut steps = Vec::new();
     match &steps_value {
         Some(Value::Array(items)) => {
@@ -380,7 +402,10 @@ fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec
                 let (Some(document), _) = cx.typed::<StepDocument>(item, &base, &[]) else {
                     continue;
                 };
-                let with = document.with.clone().unwrap_or_else(|| Value::Object(Default::default()));
+                let with = document
+                    .with
+                    .clone()
+                    .unwrap_or_else(|| Value::Object(Default::default()));
                 let tagged = serde_json::json!({ "action": document.action, "with": with });
                 // Problems inside `with` name the action whose parameters they are.
                 let before = cx.problems.len();
@@ -409,7 +434,11 @@ fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec
             }
         }
         Some(_) => cx.push("steps", "`steps` must be a list of steps", None),
-        None => cx.push("", "missing `steps`", Some("list the actions to run under `steps:`".to_string())),
+        None => cx.push(
+            "",
+            "missing `steps`",
+            Some("list the actions to run under `steps:`".to_string()),
+        ),
     }
     if let Some(header) = &header {
         check_header(&mut cx, header, &dropped);
@@ -438,7 +467,10 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
     {
         cx.push(
             "name",
-            format!("name {:?} has characters outside [A-Za-z0-9_-]", playbook.name),
+            format!(
+                "name {:?} has characters outside [A-Za-z0-9_-]",
+                playbook.name
+            ),
             Some("names appear in journals, evidence keys and tags".to_string()),
         );
     }
@@ -453,7 +485,12 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
         if !KNOWN_RESOURCE_TYPES.contains(&resource.as_str()) {
             let hint = KNOWN_RESOURCE_TYPES
                 .iter()
-                .map(|k| (edit_distance(&resource.to_lowercase(), &k.to_lowercase()), *k))
+                .map(|k| {
+                    (
+                        edit_distance(&resource.to_lowercase(), &k.to_lowercase()),
+                        *k,
+                    )
+                })
                 .min()
                 .filter(|(d, _)| *d <= 3)
                 .map(|(_, k)| format!("did you mean `{k}`?"))
@@ -467,7 +504,11 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
     }
     if let Some(severity) = &rule.severity {
         let part_dropped = dropped.iter().any(|d| d.starts_with("match.severity"));
-        if severity.bands.is_empty() && severity.min.is_none() && severity.max.is_none() && !part_dropped {
+        if severity.bands.is_empty()
+            && severity.min.is_none()
+            && severity.max.is_none()
+            && !part_dropped
+        {
             cx.push(
                 "match.severity",
                 "empty severity rule",
@@ -480,7 +521,11 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
             {
                 cx.push(
                     &format!("match.severity.{key}"),
-                    format!("{v} is outside GuardDuty's severity range {}-{}", Severity::MIN, Severity::MAX),
+                    format!(
+                        "{v} is outside GuardDuty's severity range {}-{}",
+                        Severity::MIN,
+                        Severity::MAX
+                    ),
                     None,
                 );
             }
@@ -488,7 +533,11 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
         if let (Some(min), Some(max)) = (severity.min, severity.max)
             && min > max
         {
-            cx.push("match.severity", format!("min {min} is above max {max}: nothing can match"), None);
+            cx.push(
+                "match.severity",
+                format!("min {min} is above max {max}: nothing can match"),
+                None,
+            );
         } else if !severity.bands.is_empty() && severity_intervals(rule).is_empty() {
             cx.push(
                 "match.severity",
@@ -503,7 +552,11 @@ fn check_pattern(cx: &mut FileContext<'_>, path: &str, pattern: &str) {
     if pattern.trim().is_empty() {
         cx.push(path, "empty finding-type pattern", None);
     } else if pattern.chars().any(char::is_whitespace) {
-        cx.push(path, format!("{pattern:?} contains whitespace; GuardDuty types never do"), None);
+        cx.push(
+            path,
+            format!("{pattern:?} contains whitespace; GuardDuty types never do"),
+            None,
+        );
     } else if !patterns_intersect(pattern, "*") {
         // Matches no `Purpose:Resource/Family…` string, e.g. `Backdoor` or `Recon:EC2`.
         cx.push(
@@ -530,7 +583,9 @@ fn check_placeholders(cx: &mut FileContext<'_>, path: &str, value: &Value) {
                 let candidate = &rest[..=close];
                 let name = &candidate[1..candidate.len() - 1];
                 let looks_like_one = !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                 if looks_like_one && !PLACEHOLDERS.contains(&candidate) {
                     let hint = PLACEHOLDERS
                         .iter()
@@ -539,7 +594,11 @@ fn check_placeholders(cx: &mut FileContext<'_>, path: &str, value: &Value) {
                         .filter(|(d, _)| *d <= 3)
                         .map(|(_, p)| format!("did you mean `{p}`?"))
                         .unwrap_or_else(|| format!("placeholders: {}", PLACEHOLDERS.join(", ")));
-                    cx.push(path, format!("unknown placeholder `{candidate}`"), Some(hint));
+                    cx.push(
+                        path,
+                        format!("unknown placeholder `{candidate}`"),
+                        Some(hint),
+                    );
                 }
                 rest = &rest[1..];
             }
@@ -558,11 +617,20 @@ fn check_placeholders(cx: &mut FileContext<'_>, path: &str, value: &Value) {
     }
 }
 
-fn check_steps(cx: &mut FileContext<'_>, playbook: &Playbook, steps: &[&(usize, Step)], raw_steps: Option<&Value>) {
+fn check_steps(
+    cx: &mut FileContext<'_>,
+    playbook: &Playbook,
+    steps: &[&(usize, Step)],
+    raw_steps: Option<&Value>,
+) {
     if let Some(Value::Array(items)) = raw_steps
         && items.is_empty()
     {
-        cx.push("steps", "the playbook has no steps", Some("a notify-only playbook has one `notify` step".to_string()));
+        cx.push(
+            "steps",
+            "the playbook has no steps",
+            Some("a notify-only playbook has one `notify` step".to_string()),
+        );
     }
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, step) in steps {
@@ -570,24 +638,46 @@ fn check_steps(cx: &mut FileContext<'_>, playbook: &Playbook, steps: &[&(usize, 
         if step.id.trim().is_empty() {
             cx.push(&format!("{base}.id"), "empty step id", None);
         } else if step.id.chars().any(|c| c.is_whitespace()) {
-            cx.push(&format!("{base}.id"), format!("step id {:?} contains whitespace", step.id), Some("ids are typed in `--approve STEP`; use kebab-case".to_string()));
+            cx.push(
+                &format!("{base}.id"),
+                format!("step id {:?} contains whitespace", step.id),
+                Some("ids are typed in `--approve STEP`; use kebab-case".to_string()),
+            );
         }
         if let Some(first) = seen.insert(&step.id, *i) {
             cx.push(
                 &format!("{base}.id"),
-                format!("duplicate step id `{}` (first used by steps[{first}])", step.id),
+                format!(
+                    "duplicate step id `{}` (first used by steps[{first}])",
+                    step.id
+                ),
                 Some("step ids name steps in journals and approvals; make each unique".to_string()),
             );
         }
         if step.retry.max_attempts == 0 {
-            cx.push(&format!("{base}.retry.max-attempts"), "max-attempts must be at least 1 (1 = no retry)", None);
+            cx.push(
+                &format!("{base}.retry.max-attempts"),
+                "max-attempts must be at least 1 (1 = no retry)",
+                None,
+            );
         }
         if step.retry.initial_backoff_ms > step.retry.max_backoff_ms {
-            cx.push(&format!("{base}.retry"), "initial-backoff-ms is above max-backoff-ms", None);
+            cx.push(
+                &format!("{base}.retry"),
+                "initial-backoff-ms is above max-backoff-ms",
+                None,
+            );
         }
         let target = step.action.kind().target_kind();
         if let Some(message) = target_mismatch(&playbook.matcher, target, step.action.kind()) {
-            cx.push(&format!("{base}.action"), message, Some("match the playbook to findings this action can act on, or remove the step".to_string()));
+            cx.push(
+                &format!("{base}.action"),
+                message,
+                Some(
+                    "match the playbook to findings this action can act on, or remove the step"
+                        .to_string(),
+                ),
+            );
         }
     }
 }
@@ -621,12 +711,20 @@ fn target_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) -> Op
 fn severity_intervals(rule: &MatchRule) -> Vec<(f64, f64)> {
     const JUST_BELOW: f64 = 1e-9;
     let (lo, hi) = match &rule.severity {
-        Some(s) => (s.min.unwrap_or(Severity::MIN), s.max.unwrap_or(Severity::MAX)),
+        Some(s) => (
+            s.min.unwrap_or(Severity::MIN),
+            s.max.unwrap_or(Severity::MAX),
+        ),
         None => (Severity::MIN, Severity::MAX),
     };
     let bands: Vec<SeverityBand> = match &rule.severity {
         Some(s) if !s.bands.is_empty() => s.bands.clone(),
-        _ => vec![SeverityBand::Low, SeverityBand::Medium, SeverityBand::High, SeverityBand::Critical],
+        _ => vec![
+            SeverityBand::Low,
+            SeverityBand::Medium,
+            SeverityBand::High,
+            SeverityBand::Critical,
+        ],
     };
     bands
         .iter()
@@ -646,13 +744,19 @@ fn severity_intervals(rule: &MatchRule) -> Vec<(f64, f64)> {
 pub fn rules_overlap(a: &MatchRule, b: &MatchRule) -> bool {
     let types = a.finding_types.is_empty()
         || b.finding_types.is_empty()
-        || a.finding_types.iter().any(|p| b.finding_types.iter().any(|q| patterns_intersect(p, q)));
+        || a.finding_types
+            .iter()
+            .any(|p| b.finding_types.iter().any(|q| patterns_intersect(p, q)));
     let resources = a.resource_types.is_empty()
         || b.resource_types.is_empty()
-        || a.resource_types.iter().any(|r| b.resource_types.contains(r));
-    let severity = severity_intervals(a)
-        .iter()
-        .any(|(a0, a1)| severity_intervals(b).iter().any(|(b0, b1)| a0 <= b1 && b0 <= a1));
+        || a.resource_types
+            .iter()
+            .any(|r| b.resource_types.contains(r));
+    let severity = severity_intervals(a).iter().any(|(a0, a1)| {
+        severity_intervals(b)
+            .iter()
+            .any(|(b0, b1)| a0 <= b1 && b0 <= a1)
+    });
     let role = match (a.resource_role, b.resource_role) {
         (Some(x), Some(y)) => x == y,
         _ => true,
@@ -671,7 +775,12 @@ pub fn patterns_intersect(a: &str, b: &str) -> bool {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let mut memo = vec![[None; 3]; (a.len() + 1) * (b.len() + 1)];
-    Intersection { a: &a, b: &b, memo: &mut memo }.from(0, 0, 0)
+    Intersection {
+        a: &a,
+        b: &b,
+        memo: &mut memo,
+    }
+    .from(0, 0, 0)
 }
 
 /// Search state: positions in both patterns and how many separators the common
@@ -754,14 +863,20 @@ fn cross_file_problems(loaded: &[LoadedPlaybook]) -> Vec<Problem> {
                 file: p.file.display().to_string(),
                 location: p.name_location.map(|l| (l.line, l.column)),
                 path: "name".to_string(),
-                message: format!("playbook name `{}` is also used by {}", p.playbook.name, other.display()),
+                message: format!(
+                    "playbook name `{}` is also used by {}",
+                    p.playbook.name,
+                    other.display()
+                ),
                 hint: Some("playbook names must be unique".to_string()),
             });
         }
     }
     for (i, a) in loaded.iter().enumerate() {
         for b in &loaded[i + 1..] {
-            if a.playbook.priority == b.playbook.priority && rules_overlap(&a.playbook.matcher, &b.playbook.matcher) {
+            if a.playbook.priority == b.playbook.priority
+                && rules_overlap(&a.playbook.matcher, &b.playbook.matcher)
+            {
                 problems.push(Problem {
                     file: b.file.display().to_string(),
                     location: b.match_location.map(|l| (l.line, l.column)),
@@ -804,7 +919,9 @@ mod tests {
 
     #[test]
     fn hints() {
-        let h = hint_for("unknown variant `isolate-instanc`, expected one of `tag-resource`, `isolate-instance`");
+        let h = hint_for(
+            "unknown variant `isolate-instanc`, expected one of `tag-resource`, `isolate-instance`",
+        );
         assert_eq!(h.as_deref(), Some("did you mean `isolate-instance`?"));
     }
 }

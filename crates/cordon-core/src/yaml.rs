@@ -137,9 +137,16 @@ impl Builder {
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, event: Event, mark: Marker) {
         match event {
-            Event::Scalar(text, style, anchor, _) => self.push_node(Node::Scalar(text, style, mark), anchor),
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Sequence(Vec::new(), mark, anchor)),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Mapping(Vec::new(), None, mark, anchor)),
+            Event::Scalar(text, style, anchor, _) => {
+                self.push_node(Node::Scalar(text, style, mark), anchor)
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.stack.push(Frame::Sequence(Vec::new(), mark, anchor))
+            }
+            Event::MappingStart(anchor, _) => {
+                self.stack
+                    .push(Frame::Mapping(Vec::new(), None, mark, anchor))
+            }
             Event::SequenceEnd => {
                 if let Some(Frame::Sequence(items, start, anchor)) = self.stack.pop() {
                     self.push_node(Node::Sequence(items, start), anchor);
@@ -153,11 +160,16 @@ impl MarkedEventReceiver for Builder {
             Event::Alias(id) => match self.anchors.get(&id).cloned() {
                 Some(node) => self.push_node(node, 0),
                 None => {
-                    self.error.get_or_insert_with(|| "alias to an unknown anchor".to_string());
+                    self.error
+                        .get_or_insert_with(|| "alias to an unknown anchor".to_string());
                     self.error_at.get_or_insert(Location::from_marker(mark));
                 }
             },
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
         }
     }
 }
@@ -230,9 +242,18 @@ mod tests {
         assert_eq!(doc.value["steps"][0]["with"]["n"], 3);
         assert_eq!(doc.value["steps"][1]["f"], 1.5);
         assert_eq!(doc.value["steps"][1]["q"], "7");
-        assert_eq!(doc.locate("steps[1].id"), Some(Location { line: 6, column: 5 }));
-        assert_eq!(doc.locate("steps[0].with.n"), Some(Location { line: 5, column: 7 }));
-        assert_eq!(doc.locate("steps[0].with.missing"), Some(Location { line: 4, column: 5 }));
+        assert_eq!(
+            doc.locate("steps[1].id"),
+            Some(Location { line: 6, column: 5 })
+        );
+        assert_eq!(
+            doc.locate("steps[0].with.n"),
+            Some(Location { line: 5, column: 7 })
+        );
+        assert_eq!(
+            doc.locate("steps[0].with.missing"),
+            Some(Location { line: 4, column: 5 })
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ fn playbook(on_failure: &str, steps: &[(&str, &str, &str)]) -> Playbook {
     for (id, action, extra) in steps {
         text.push_str(&format!("  - id: {id}\n    action: {action}\n    retry: {{max-attempts: 3, initial-backoff-ms: 1, max-backoff-ms: 2}}\n{extra}"));
     }
-    validate_text(&text, "test.yaml").expect("test playbook is valid").0
+    validate_text(&text, "test.yaml")
+        .expect("test playbook is valid")
+        .0
 }
 
 fn make_plan(playbook: &Playbook) -> (Plan, String) {
@@ -59,7 +61,10 @@ impl World {
         self.values.lock().unwrap().clone()
     }
     fn fail(&self, step: &str, times: u32, kind: ErrorKind) {
-        self.failures.lock().unwrap().insert(step.to_string(), (times, kind));
+        self.failures
+            .lock()
+            .unwrap()
+            .insert(step.to_string(), (times, kind));
     }
 }
 
@@ -69,27 +74,54 @@ impl Actions for World {
         Ok(json!({ "value": self.get(&step.id) }))
     }
 
-    async fn apply(&self, _plan: &Plan, step: &PlannedStep, _pre: &Value) -> Result<Value, ActionError> {
+    async fn apply(
+        &self,
+        _plan: &Plan,
+        step: &PlannedStep,
+        _pre: &Value,
+    ) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("apply {}", step.id));
         if let Some((left, kind)) = self.failures.lock().unwrap().get_mut(&step.id)
             && *left > 0
         {
             *left -= 1;
-            return Err(ActionError::new(*kind, step.id.clone(), "injected failure", "test"));
+            return Err(ActionError::new(
+                *kind,
+                step.id.clone(),
+                "injected failure",
+                "test",
+            ));
         }
         self.values.lock().unwrap().insert(step.id.clone(), 1);
         Ok(json!({ "set": 1 }))
     }
 
-    async fn verify(&self, _plan: &Plan, step: &PlannedStep, _pre: &Value, _outcome: &Value) -> Result<(), ActionError> {
+    async fn verify(
+        &self,
+        _plan: &Plan,
+        step: &PlannedStep,
+        _pre: &Value,
+        _outcome: &Value,
+    ) -> Result<(), ActionError> {
         if self.get(&step.id) == 1 {
             Ok(())
         } else {
-            Err(ActionError::new(ErrorKind::Verification, step.id.clone(), "not applied", "test"))
+            Err(ActionError::new(
+                ErrorKind::Verification,
+                step.id.clone(),
+                "not applied",
+                "test",
+            ))
         }
     }
 
-    async fn undo(&self, _plan: &Plan, step: &PlannedStep, pre: &Value, _outcome: Option<&Value>) -> Result<Value, ActionError> {
+    async fn undo(
+        &self,
+        _plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+        _outcome: Option<&Value>,
+    ) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("undo {}", step.id));
         self.values
             .lock()
@@ -98,11 +130,21 @@ impl Actions for World {
         Ok(json!({}))
     }
 
-    async fn verify_undone(&self, _plan: &Plan, step: &PlannedStep, pre: &Value) -> Result<(), ActionError> {
+    async fn verify_undone(
+        &self,
+        _plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+    ) -> Result<(), ActionError> {
         if self.get(&step.id) == pre["value"].as_i64().unwrap() {
             Ok(())
         } else {
-            Err(ActionError::new(ErrorKind::Verification, step.id.clone(), "not undone", "test"))
+            Err(ActionError::new(
+                ErrorKind::Verification,
+                step.id.clone(),
+                "not undone",
+                "test",
+            ))
         }
     }
 
@@ -134,7 +176,11 @@ impl JournalStore for Crashing {
         self.inner.load(case).await
     }
     async fn append(&self, case: &CaseId, record: &JournalRecord) -> Result<(), JournalError> {
-        if self.budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1)).is_err() {
+        if self
+            .budget
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+            .is_err()
+        {
             return Err(JournalError::Io {
                 location: "test".into(),
                 message: "simulated crash".into(),
@@ -151,7 +197,11 @@ impl JournalStore for Crashing {
 fn three_steps() -> Playbook {
     playbook(
         "stop",
-        &[("a", "tag-resource", ""), ("b", "isolate-instance", ""), ("c", "enable-termination-protection", "")],
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "isolate-instance", ""),
+            ("c", "enable-termination-protection", ""),
+        ],
     )
 }
 
@@ -169,10 +219,17 @@ async fn run_journals_pre_state_before_each_mutation_and_rerun_is_a_no_op() {
     let exec = Executor::new(&world, &journal, &approver);
     let report = exec.run(&plan, &raw).await.unwrap();
     assert_eq!(report.status, CaseStatus::Completed);
-    assert_eq!(world.snapshot(), BTreeMap::from([("a".into(), 1), ("b".into(), 1), ("c".into(), 1)]));
+    assert_eq!(
+        world.snapshot(),
+        BTreeMap::from([("a".into(), 1), ("b".into(), 1), ("c".into(), 1)])
+    );
     let recs = records(&journal, &plan.case_id).await;
     for step in ["a", "b", "c"] {
-        let pos = |name: &str| recs.iter().position(|r| r.event.step() == Some(step) && r.event.name() == name).unwrap();
+        let pos = |name: &str| {
+            recs.iter()
+                .position(|r| r.event.step() == Some(step) && r.event.name() == name)
+                .unwrap()
+        };
         assert!(pos("step-prepared") < pos("step-applied"));
         assert!(pos("step-applied") < pos("step-verified"));
     }
@@ -183,7 +240,10 @@ async fn run_journals_pre_state_before_each_mutation_and_rerun_is_a_no_op() {
     let again = exec.run(&plan, &raw).await.unwrap();
     assert!(again.no_op, "{}", again.message);
     assert_eq!(records(&journal, &plan.case_id).await.len(), before);
-    assert!(world.log.lock().unwrap().is_empty(), "a no-op run touched the world");
+    assert!(
+        world.log.lock().unwrap().is_empty(),
+        "a no-op run touched the world"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +255,10 @@ async fn every_crash_point_resumes_to_completion_and_rolls_back_exactly() {
         let journal = LocalJournal::new(&dir);
         let world = World::default();
         let approver = Approve(Decision::Pending);
-        Executor::new(&world, &journal, &approver).run(&plan, &raw).await.unwrap();
+        Executor::new(&world, &journal, &approver)
+            .run(&plan, &raw)
+            .await
+            .unwrap();
         records(&journal, &plan.case_id).await.len() as u64
     };
     for crash_after in 0..full {
@@ -207,19 +270,38 @@ async fn every_crash_point_resumes_to_completion_and_rolls_back_exactly() {
                 inner: LocalJournal::new(&dir),
                 budget: AtomicU64::new(crash_after + 1),
             };
-            let crashed = Executor::new(&world, &crashing, &approver).run(&plan, &raw).await;
-            assert!(crashed.is_err() || crash_after + 1 >= full, "crash at {crash_after} did not stop the run");
+            let crashed = Executor::new(&world, &crashing, &approver)
+                .run(&plan, &raw)
+                .await;
+            assert!(
+                crashed.is_err() || crash_after + 1 >= full,
+                "crash at {crash_after} did not stop the run"
+            );
             let journal = LocalJournal::new(&dir);
             let exec = Executor::new(&world, &journal, &approver);
             if then_rollback {
                 let report = exec.rollback(&plan.case_id, "test").await.unwrap();
-                assert_eq!(report.status, CaseStatus::RolledBack, "crash at {crash_after}: {}", report.message);
-                assert!(world.snapshot().values().all(|v| *v == 0), "crash at {crash_after}: {:?}", world.snapshot());
+                assert_eq!(
+                    report.status,
+                    CaseStatus::RolledBack,
+                    "crash at {crash_after}: {}",
+                    report.message
+                );
+                assert!(
+                    world.snapshot().values().all(|v| *v == 0),
+                    "crash at {crash_after}: {:?}",
+                    world.snapshot()
+                );
                 let again = exec.rollback(&plan.case_id, "test").await.unwrap();
                 assert!(again.no_op);
             } else {
                 let report = exec.resume(&plan.case_id).await.unwrap();
-                assert_eq!(report.status, CaseStatus::Completed, "crash at {crash_after}: {}", report.message);
+                assert_eq!(
+                    report.status,
+                    CaseStatus::Completed,
+                    "crash at {crash_after}: {}",
+                    report.message
+                );
                 assert_eq!(world.snapshot().len(), 3);
                 assert!(world.snapshot().values().all(|v| *v == 1));
                 exec.rollback(&plan.case_id, "test").await.unwrap();
@@ -239,19 +321,36 @@ async fn transient_failures_are_retried_and_journaled() {
     world.fail("b", 2, ErrorKind::Throttled);
     let approver = Approve(Decision::Pending);
     let (plan, raw) = make_plan(&three_steps());
-    let report = Executor::new(&world, &journal, &approver).run(&plan, &raw).await.unwrap();
+    let report = Executor::new(&world, &journal, &approver)
+        .run(&plan, &raw)
+        .await
+        .unwrap();
     assert_eq!(report.status, CaseStatus::Completed);
     let recs = records(&journal, &plan.case_id).await;
     let failures: Vec<_> = recs
         .iter()
         .filter_map(|r| match &r.event {
-            JournalEvent::StepFailed { step, attempt, retrying, .. } if step == "b" => Some((*attempt, *retrying)),
+            JournalEvent::StepFailed {
+                step,
+                attempt,
+                retrying,
+                ..
+            } if step == "b" => Some((*attempt, *retrying)),
             _ => None,
         })
         .collect();
     assert_eq!(failures, vec![(1, true), (2, true)]);
     // The pre-state was read once: retries reuse it.
-    assert_eq!(world.log.lock().unwrap().iter().filter(|l| *l == "read b").count(), 1);
+    assert_eq!(
+        world
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == "read b")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -268,15 +367,35 @@ async fn failure_policies() {
         let approver = Approve(Decision::Pending);
         let pb = playbook(
             policy,
-            &[("a", "tag-resource", ""), ("b", "isolate-instance", ""), ("c", "enable-termination-protection", "")],
+            &[
+                ("a", "tag-resource", ""),
+                ("b", "isolate-instance", ""),
+                ("c", "enable-termination-protection", ""),
+            ],
         );
         let (plan, raw) = make_plan(&pb);
-        let report = Executor::new(&world, &journal, &approver).run(&plan, &raw).await.unwrap();
-        assert_eq!(report.status, expected_status, "{policy}: {}", report.message);
+        let report = Executor::new(&world, &journal, &approver)
+            .run(&plan, &raw)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.status, expected_status,
+            "{policy}: {}",
+            report.message
+        );
         let got = [world.get("a"), world.get("b"), world.get("c")];
         assert_eq!(got, expected, "{policy}");
         // NotFound is not retried.
-        assert_eq!(world.log.lock().unwrap().iter().filter(|l| *l == "apply b").count(), 1);
+        assert_eq!(
+            world
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| *l == "apply b")
+                .count(),
+            1
+        );
     }
 }
 
@@ -284,7 +403,11 @@ async fn failure_policies() {
 async fn approvals_pause_resume_and_refuse() {
     let pb = playbook(
         "stop",
-        &[("a", "tag-resource", ""), ("b", "isolate-instance", "    approval: required\n"), ("c", "enable-termination-protection", "")],
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "isolate-instance", "    approval: required\n"),
+            ("c", "enable-termination-protection", ""),
+        ],
     );
     let (plan, raw) = make_plan(&pb);
 
@@ -297,7 +420,13 @@ async fn approvals_pause_resume_and_refuse() {
     assert_eq!(report.status, CaseStatus::AwaitingApproval);
     assert_eq!((world.get("a"), world.get("b")), (1, 0));
     let report = exec
-        .decide(&plan.case_id, "b", Decision::Approved { approver: "arn:aws:iam::111122223333:user/alice".into() })
+        .decide(
+            &plan.case_id,
+            "b",
+            Decision::Approved {
+                approver: "arn:aws:iam::111122223333:user/alice".into(),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
@@ -308,12 +437,21 @@ async fn approvals_pause_resume_and_refuse() {
     let dir = tempdir();
     let journal = LocalJournal::new(&dir);
     let world = World::default();
-    let refuse = Approve(Decision::Refused { approver: "bob".into(), reason: "too risky".into() });
-    let report = Executor::new(&world, &journal, &refuse).run(&plan, &raw).await.unwrap();
+    let refuse = Approve(Decision::Refused {
+        approver: "bob".into(),
+        reason: "too risky".into(),
+    });
+    let report = Executor::new(&world, &journal, &refuse)
+        .run(&plan, &raw)
+        .await
+        .unwrap();
     assert_eq!(report.status, CaseStatus::Stopped);
     assert_eq!((world.get("a"), world.get("b"), world.get("c")), (1, 0, 0));
     let recs = records(&journal, &plan.case_id).await;
-    assert!(recs.iter().any(|r| matches!(&r.event, JournalEvent::StepNotRun { step, .. } if step == "c")));
+    assert!(
+        recs.iter()
+            .any(|r| matches!(&r.event, JournalEvent::StepNotRun { step, .. } if step == "c"))
+    );
 }
 
 #[tokio::test]
@@ -323,7 +461,9 @@ async fn dry_run_changes_nothing_and_writes_no_journal() {
     let world = World::default();
     let approver = Approve(Decision::Pending);
     let (plan, _) = make_plan(&three_steps());
-    let steps = Executor::new(&world, &journal, &approver).dry_run(&plan).await;
+    let steps = Executor::new(&world, &journal, &approver)
+        .dry_run(&plan)
+        .await;
     assert_eq!(steps.len(), 3);
     assert_eq!(steps[1].calls, vec!["set b = 1".to_string()]);
     assert!(world.snapshot().is_empty());
@@ -337,10 +477,16 @@ async fn local_store_rejects_a_second_claim_of_a_record_and_drops_a_torn_tail() 
     let world = World::default();
     let approver = Approve(Decision::Pending);
     let (plan, raw) = make_plan(&three_steps());
-    Executor::new(&world, &journal, &approver).run(&plan, &raw).await.unwrap();
+    Executor::new(&world, &journal, &approver)
+        .run(&plan, &raw)
+        .await
+        .unwrap();
     let recs = records(&journal, &plan.case_id).await;
     let err = journal.append(&plan.case_id, &recs[1]).await.unwrap_err();
-    assert!(matches!(err, JournalError::Conflict { seq: 1, .. }), "{err}");
+    assert!(
+        matches!(err, JournalError::Conflict { seq: 1, .. }),
+        "{err}"
+    );
 
     let path = journal.case_dir(&plan.case_id).join("journal.jsonl");
     let mut text = std::fs::read_to_string(&path).unwrap();

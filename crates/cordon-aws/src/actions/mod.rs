@@ -19,8 +19,8 @@ use crate::evidence::EvidenceStore;
 pub mod detective;
 pub mod ec2;
 pub mod evidence;
-pub mod notify;
 pub mod iam;
+pub mod notify;
 
 /// Everything an action needs: the clients and where evidence goes.
 #[derive(Debug, Clone)]
@@ -95,7 +95,11 @@ pub fn wrong_target(step: &PlannedStep, target: &Target) -> ActionError {
     ActionError::new(
         ErrorKind::InvalidState,
         target.label(),
-        format!("step `{}` ({}) cannot act on this target", step.id, step.kind()),
+        format!(
+            "step `{}` ({}) cannot act on this target",
+            step.id,
+            step.kind()
+        ),
         "fix the playbook so the action matches the finding's resource type",
     )
 }
@@ -107,13 +111,27 @@ pub trait Handler {
     /// Reads exactly what `apply` will change. Read-only.
     fn pre_state(ctx: Ctx<'_>) -> impl Future<Output = Result<Self::PreState, ActionError>> + Send;
     /// Applies the change; idempotent.
-    fn apply(ctx: Ctx<'_>, pre: &Self::PreState) -> impl Future<Output = Result<Value, ActionError>> + Send;
+    fn apply(
+        ctx: Ctx<'_>,
+        pre: &Self::PreState,
+    ) -> impl Future<Output = Result<Value, ActionError>> + Send;
     /// Reads back and checks the post-condition.
-    fn verify(ctx: Ctx<'_>, pre: &Self::PreState, outcome: &Value) -> impl Future<Output = Result<(), ActionError>> + Send;
+    fn verify(
+        ctx: Ctx<'_>,
+        pre: &Self::PreState,
+        outcome: &Value,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
     /// Puts the resource back at `pre`; tolerant of half-applied and already-undone states.
-    fn undo(ctx: Ctx<'_>, pre: &Self::PreState, outcome: Option<&Value>) -> impl Future<Output = Result<Value, ActionError>> + Send;
+    fn undo(
+        ctx: Ctx<'_>,
+        pre: &Self::PreState,
+        outcome: Option<&Value>,
+    ) -> impl Future<Output = Result<Value, ActionError>> + Send;
     /// Reads back and checks the resource equals `pre`.
-    fn verify_undone(ctx: Ctx<'_>, pre: &Self::PreState) -> impl Future<Output = Result<(), ActionError>> + Send;
+    fn verify_undone(
+        ctx: Ctx<'_>,
+        pre: &Self::PreState,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
     /// The mutating calls `apply` would make, for a dry run.
     fn describe(ctx: Ctx<'_>, pre: &Self::PreState) -> Vec<String>;
 }
@@ -123,7 +141,10 @@ fn decode<T: DeserializeOwned>(step: &PlannedStep, value: &Value) -> Result<T, A
         ActionError::new(
             ErrorKind::Other,
             step.id.clone(),
-            format!("the journaled pre-state of step `{}` is unreadable: {e}", step.id),
+            format!(
+                "the journaled pre-state of step `{}` is unreadable: {e}",
+                step.id
+            ),
             "the journal was written by another cordon version or edited; restore it from evidence",
         )
     })
@@ -152,7 +173,11 @@ async fn verify<H: Handler>(ctx: Ctx<'_>, pre: &Value, outcome: &Value) -> Resul
     H::verify(ctx, &decode(ctx.step, pre)?, outcome).await
 }
 
-async fn undo<H: Handler>(ctx: Ctx<'_>, pre: &Value, outcome: Option<&Value>) -> Result<Value, ActionError> {
+async fn undo<H: Handler>(
+    ctx: Ctx<'_>,
+    pre: &Value,
+    outcome: Option<&Value>,
+) -> Result<Value, ActionError> {
     H::undo(ctx, &decode(ctx.step, pre)?, outcome).await
 }
 
@@ -196,32 +221,78 @@ macro_rules! dispatch {
 
 impl Actions for AwsActions {
     async fn read_pre_state(&self, plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
-        let ctx = Ctx { aws: self, plan, step };
+        let ctx = Ctx {
+            aws: self,
+            plan,
+            step,
+        };
         dispatch!(step.kind(), pre_state(ctx).await)
     }
 
-    async fn apply(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value) -> Result<Value, ActionError> {
-        let ctx = Ctx { aws: self, plan, step };
+    async fn apply(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+    ) -> Result<Value, ActionError> {
+        let ctx = Ctx {
+            aws: self,
+            plan,
+            step,
+        };
         dispatch!(step.kind(), apply(ctx, pre_state).await)
     }
 
-    async fn verify(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value, outcome: &Value) -> Result<(), ActionError> {
-        let ctx = Ctx { aws: self, plan, step };
+    async fn verify(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+        outcome: &Value,
+    ) -> Result<(), ActionError> {
+        let ctx = Ctx {
+            aws: self,
+            plan,
+            step,
+        };
         dispatch!(step.kind(), verify(ctx, pre_state, outcome).await)
     }
 
-    async fn undo(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value, outcome: Option<&Value>) -> Result<Value, ActionError> {
-        let ctx = Ctx { aws: self, plan, step };
+    async fn undo(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+        outcome: Option<&Value>,
+    ) -> Result<Value, ActionError> {
+        let ctx = Ctx {
+            aws: self,
+            plan,
+            step,
+        };
         dispatch!(step.kind(), undo(ctx, pre_state, outcome).await)
     }
 
-    async fn verify_undone(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value) -> Result<(), ActionError> {
-        let ctx = Ctx { aws: self, plan, step };
+    async fn verify_undone(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+    ) -> Result<(), ActionError> {
+        let ctx = Ctx {
+            aws: self,
+            plan,
+            step,
+        };
         dispatch!(step.kind(), verify_undone(ctx, pre_state).await)
     }
 
     fn describe_apply(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value) -> Vec<String> {
-        let ctx = Ctx { aws: self, plan, step };
+        let ctx = Ctx {
+            aws: self,
+            plan,
+            step,
+        };
         dispatch!(step.kind(), describe(ctx, pre_state))
     }
 }
@@ -235,7 +306,10 @@ impl NotInThisBuild {
         ActionError::new(
             ErrorKind::Refused,
             ctx.step.target.label(),
-            format!("action `{}` is not available in this build of cordon", ctx.step.kind()),
+            format!(
+                "action `{}` is not available in this build of cordon",
+                ctx.step.kind()
+            ),
             "remove the step from the playbook or upgrade cordon",
         )
     }

@@ -70,7 +70,14 @@ impl Handler for Notify {
             .topic_arn(&topic_arn)
             .send()
             .await
-            .map_err(|e| sdk_error(e, "GetTopicAttributes", "sns:GetTopicAttributes", &topic_arn))?;
+            .map_err(|e| {
+                sdk_error(
+                    e,
+                    "GetTopicAttributes",
+                    "sns:GetTopicAttributes",
+                    &topic_arn,
+                )
+            })?;
         let subject: String = params.subject.chars().take(MAX_SUBJECT).collect();
         Ok(NotifyPreState { topic_arn, subject })
     }
@@ -90,7 +97,11 @@ impl Handler for Notify {
         Ok(json!({ "topic-arn": pre.topic_arn, "message-id": out.message_id() }))
     }
 
-    async fn verify(_ctx: Ctx<'_>, pre: &NotifyPreState, outcome: &Value) -> Result<(), ActionError> {
+    async fn verify(
+        _ctx: Ctx<'_>,
+        pre: &NotifyPreState,
+        outcome: &Value,
+    ) -> Result<(), ActionError> {
         match outcome.get("message-id").and_then(Value::as_str) {
             Some(id) if !id.is_empty() => Ok(()),
             _ => Err(ActionError::new(
@@ -102,7 +113,11 @@ impl Handler for Notify {
         }
     }
 
-    async fn undo(_ctx: Ctx<'_>, _pre: &NotifyPreState, _outcome: Option<&Value>) -> Result<Value, ActionError> {
+    async fn undo(
+        _ctx: Ctx<'_>,
+        _pre: &NotifyPreState,
+        _outcome: Option<&Value>,
+    ) -> Result<Value, ActionError> {
         Ok(json!({ "note": "a sent notification cannot be unsent; nothing to undo" }))
     }
 
@@ -111,6 +126,9 @@ impl Handler for Notify {
     }
 
     fn describe(_ctx: Ctx<'_>, pre: &NotifyPreState) -> Vec<String> {
-        vec![format!("sns:Publish topic={} subject={:?}", pre.topic_arn, pre.subject)]
+        vec![format!(
+            "sns:Publish topic={} subject={:?}",
+            pre.topic_arn, pre.subject
+        )]
     }
 }

@@ -60,18 +60,37 @@ pub async fn describe_instance(ctx: Ctx<'_>, instance_id: &str) -> Result<Instan
 }
 
 /// Every network interface attached to the instance (filtered, one call).
-pub async fn instance_network_interfaces(ctx: Ctx<'_>, instance_id: &str) -> Result<Vec<NetworkInterface>, ActionError> {
+pub async fn instance_network_interfaces(
+    ctx: Ctx<'_>,
+    instance_id: &str,
+) -> Result<Vec<NetworkInterface>, ActionError> {
     let clients = ctx.clients();
     clients.limit("DescribeNetworkInterfaces").await;
     let out = clients
         .ec2
         .describe_network_interfaces()
-        .filters(Filter::builder().name("attachment.instance-id").values(instance_id).build())
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .values(instance_id)
+                .build(),
+        )
         .send()
         .await
-        .map_err(|e| sdk_error(e, "DescribeNetworkInterfaces", "ec2:DescribeNetworkInterfaces", instance_id))?;
+        .map_err(|e| {
+            sdk_error(
+                e,
+                "DescribeNetworkInterfaces",
+                "ec2:DescribeNetworkInterfaces",
+                instance_id,
+            )
+        })?;
     let mut enis = out.network_interfaces().to_vec();
-    enis.sort_by_key(|n| n.attachment().and_then(|a| a.device_index()).unwrap_or(i32::MAX));
+    enis.sort_by_key(|n| {
+        n.attachment()
+            .and_then(|a| a.device_index())
+            .unwrap_or(i32::MAX)
+    });
     Ok(enis)
 }
 
