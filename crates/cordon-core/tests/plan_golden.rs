@@ -190,12 +190,12 @@ fn high_severity_instance_plan_isolates_both_enis_with_their_groups() {
     assert_eq!(
         ids,
         vec![
-            "tag",
-            "protect",
+            "isolate",
             "detach-asg",
             "deregister-lb",
-            "isolate",
+            "protect",
             "detach-profile",
+            "tag",
             "snapshot",
             "capture-metadata",
             "console-output",
