@@ -481,3 +481,19 @@ fn http_with_body(port: u16, method: &str, path: &str, body: &str) -> std::io::R
             )
         })
 }
+
+/// An approver that approves every step, for tests that drive the executor directly.
+#[derive(Debug)]
+pub struct ApproveAll;
+
+impl cordon_core::executor::Approver for ApproveAll {
+    async fn decide(
+        &self,
+        _plan: &cordon_core::plan::Plan,
+        _step: &cordon_core::plan::PlannedStep,
+    ) -> cordon_core::executor::Decision {
+        cordon_core::executor::Decision::Approved {
+            approver: "test".to_string(),
+        }
+    }
+}

@@ -15,14 +15,14 @@ use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetDescription, Tar
 use cordon_aws::actions::AwsActions;
 use cordon_aws::client::{AwsClients, is_read_only};
 use cordon_aws::evidence::{EvidenceStore, sha256_hex};
-use cordon_core::executor::{Actions, Approver, Decision, ErrorKind, Executor};
+use cordon_core::executor::{Actions, ErrorKind, Executor};
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::CaseStatus;
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{Plan, PlannedStep, plan};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::RouteReason;
-use cordon_tests::{ACCOUNT_ID, REGION, emulator};
+use cordon_tests::{ACCOUNT_ID, ApproveAll, REGION, emulator};
 use serde_json::{Value, json};
 
 const ASG: &str = "web-asg";
@@ -1031,17 +1031,6 @@ async fn undo_after_a_crash_mid_apply_restores() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[derive(Debug)]
-struct Approve;
-
-impl Approver for Approve {
-    async fn decide(&self, _plan: &Plan, _step: &PlannedStep) -> Decision {
-        Decision::Approved {
-            approver: "test".to_string(),
-        }
-    }
-}
-
 #[tokio::test]
 async fn plan_runs_and_rolls_back_through_the_executor() {
     let aws = emulator().await;
@@ -1055,7 +1044,7 @@ async fn plan_runs_and_rolls_back_through_the_executor() {
     let membership = asg_membership(clients, &fx.suspect).await;
     let tgs = suspect_tg_state(clients, &fx).await;
     let journal = LocalJournal::new(dir.join("journal"));
-    let executor = Executor::new(&actions, &journal, &Approve);
+    let executor = Executor::new(&actions, &journal, &ApproveAll);
 
     let dry = executor.dry_run(&plan).await;
     let lines: Vec<&String> = dry.iter().flat_map(|s| &s.calls).collect();

@@ -26,14 +26,14 @@ use aws_sdk_ec2::types::{
 use cordon_aws::actions::AwsActions;
 use cordon_aws::client::{AwsClients, is_read_only};
 use cordon_aws::evidence::EvidenceStore;
-use cordon_core::executor::{Actions, Approver, Decision, ErrorKind, Executor};
+use cordon_core::executor::{Actions, ErrorKind, Executor};
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::CaseStatus;
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::RouteReason;
-use cordon_tests::{ACCOUNT_ID, REGION, emulator};
+use cordon_tests::{ACCOUNT_ID, ApproveAll, REGION, emulator};
 use serde_json::{Value, json};
 
 const ISOLATION: &str = "cordon-isolation";
@@ -1342,17 +1342,6 @@ async fn missing_or_terminated_instance_is_a_clear_error_and_nothing_is_created(
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[derive(Debug)]
-struct Approve;
-
-impl Approver for Approve {
-    async fn decide(&self, _plan: &Plan, _step: &PlannedStep) -> Decision {
-        Decision::Approved {
-            approver: "test".to_string(),
-        }
-    }
-}
-
 #[tokio::test]
 async fn containment_plan_runs_and_rolls_back_through_the_executor() {
     let aws = emulator().await;
@@ -1364,7 +1353,7 @@ async fn containment_plan_runs_and_rolls_back_through_the_executor() {
     let protected = protection(clients, &fx.instance).await;
     let tags = all_tags(clients, &fx).await;
     let journal = LocalJournal::new(dir.join("journal"));
-    let executor = Executor::new(&actions, &journal, &Approve);
+    let executor = Executor::new(&actions, &journal, &ApproveAll);
     clients.calls.reset();
 
     let dry = executor.dry_run(&plan).await;
