@@ -430,11 +430,14 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             match outcome {
                 StepOutcome::Done => {}
                 StepOutcome::AwaitingApproval => {
-                    session
-                        .write(JournalEvent::CaseFinished {
-                            status: CaseStatus::AwaitingApproval,
-                        })
-                        .await?;
+                    // A re-run of a case already waiting adds nothing to the audit trail.
+                    if session.state.status != Some(CaseStatus::AwaitingApproval) {
+                        session
+                            .write(JournalEvent::CaseFinished {
+                                status: CaseStatus::AwaitingApproval,
+                            })
+                            .await?;
+                    }
                     return Ok(Report {
                         case_id: case.clone(),
                         status: CaseStatus::AwaitingApproval,

@@ -419,6 +419,11 @@ async fn approvals_pause_resume_and_refuse() {
     let report = exec.run(&plan, &raw).await.unwrap();
     assert_eq!(report.status, CaseStatus::AwaitingApproval);
     assert_eq!((world.get("a"), world.get("b")), (1, 0));
+    // Asking again while it waits writes nothing new.
+    let waiting = records(&journal, &plan.case_id).await.len();
+    let again = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(again.status, CaseStatus::AwaitingApproval);
+    assert_eq!(records(&journal, &plan.case_id).await.len(), waiting);
     let report = exec
         .decide(
             &plan.case_id,
