@@ -104,8 +104,10 @@ async fn a_read_only_identity_gets_a_clear_error_and_nothing_changes() {
         .rev()
         .find(|l| l.contains("failed"))
         .unwrap_or_default();
-    assert!(last.contains(&fixture.instance_id), "{last}");
-    assert!(last.contains("grant `ec2:CreateTags`"), "{last}");
+    // Isolation comes first, and its first mutation is the VPC's isolation group.
+    assert!(last.contains("step `isolate` failed"), "{last}");
+    assert!(last.contains(&fixture.vpc_id), "{last}");
+    assert!(last.contains("grant `ec2:CreateSecurityGroup`"), "{last}");
     assert!(!stdout.contains("panicked") && !stderr.contains("panicked"));
 
     let after = snapshot_state(&admin_clients, &fixture).await.unwrap();
