@@ -205,6 +205,34 @@ pub struct Executor<'a, A, J, P> {
     crash_after_record: Option<u64>,
 }
 
+impl Report {
+    fn new(case: &CaseId, status: CaseStatus, message: String) -> Self {
+        Self {
+            case_id: case.clone(),
+            status,
+            no_op: false,
+            step_failed: false,
+            message,
+        }
+    }
+
+    /// The journal already had the case at rest; nothing was done.
+    fn no_op(case: &CaseId, status: CaseStatus, message: String) -> Self {
+        Self {
+            no_op: true,
+            ..Self::new(case, status, message)
+        }
+    }
+
+    /// A step failed for good during this call.
+    fn failed(case: &CaseId, status: CaseStatus, message: String) -> Self {
+        Self {
+            step_failed: true,
+            ..Self::new(case, status, message)
+        }
+    }
+}
+
 impl<A, J, P> std::fmt::Debug for Executor<'_, A, J, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Executor").finish_non_exhaustive()
@@ -401,24 +429,20 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 | CaseStatus::RolledBack
                 | CaseStatus::RollbackIncomplete),
             ) => {
-                return Ok(Report {
-                    case_id: case.clone(),
+                return Ok(Report::no_op(
+                    &case,
                     status,
-                    no_op: true,
-                    step_failed: false,
-                    message: format!("case {case} is already {status}; nothing to do"),
-                });
+                    format!("case {case} is already {status}; nothing to do"),
+                ));
             }
             _ if session.state.rollback_started => {
-                return Ok(Report {
-                    case_id: case.clone(),
-                    status: CaseStatus::Stopped,
-                    no_op: true,
-                    step_failed: false,
-                    message: format!(
+                return Ok(Report::no_op(
+                    &case,
+                    CaseStatus::Stopped,
+                    format!(
                         "case {case} is being rolled back; run `cordon rollback {case}` to finish it"
                     ),
-                });
+                ));
             }
             _ => {}
         }
@@ -438,16 +462,14 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                             })
                             .await?;
                     }
-                    return Ok(Report {
-                        case_id: case.clone(),
-                        status: CaseStatus::AwaitingApproval,
-                        no_op: false,
-                        step_failed: false,
-                        message: format!(
+                    return Ok(Report::new(
+                        &case,
+                        CaseStatus::AwaitingApproval,
+                        format!(
                             "step `{}` waits for approval: `cordon approve {case} {}` continues the case",
                             step.id, step.id
                         ),
-                    });
+                    ));
                 }
                 StepOutcome::Refused => {
                     self.mark_not_run(
@@ -462,16 +484,14 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                             status: CaseStatus::Stopped,
                         })
                         .await?;
-                    return Ok(Report {
-                        case_id: case.clone(),
-                        status: CaseStatus::Stopped,
-                        no_op: false,
-                        step_failed: false,
-                        message: format!(
+                    return Ok(Report::new(
+                        &case,
+                        CaseStatus::Stopped,
+                        format!(
                             "approval of `{}` was refused; the remaining steps were not run",
                             step.id
                         ),
-                    });
+                    ));
                 }
                 StepOutcome::Failed(policy) => match policy {
                     OnFailure::Continue => {}
@@ -488,17 +508,15 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                                 status: CaseStatus::Stopped,
                             })
                             .await?;
-                        return Ok(Report {
-                            case_id: case.clone(),
-                            status: CaseStatus::Stopped,
-                            no_op: false,
-                            step_failed: true,
-                            message: format!(
+                        return Ok(Report::failed(
+                            &case,
+                            CaseStatus::Stopped,
+                            format!(
                                 "step `{}` failed: {}; the case stopped (`cordon resume {case}` retries, `cordon rollback {case}` undoes)",
                                 step.id,
                                 last_error(session, &step.id)
                             ),
-                        });
+                        ));
                     }
                     OnFailure::Rollback => {
                         let failure = last_error(session, &step.id);
@@ -529,13 +547,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 status: CaseStatus::Completed,
             })
             .await?;
-        Ok(Report {
-            case_id: case.clone(),
-            status: CaseStatus::Completed,
-            no_op: false,
-            step_failed: false,
-            message: format!("case {case}: every step done"),
-        })
+        Ok(Report::new(
+            &case,
+            CaseStatus::Completed,
+            format!("case {case}: every step done"),
+        ))
     }
 
     async fn mark_not_run(
@@ -722,13 +738,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     pub async fn rollback(&self, case: &CaseId, reason: &str) -> Result<Report, ExecError> {
         let mut session = self.open(case, None).await?;
         if session.state.status == Some(CaseStatus::RolledBack) {
-            return Ok(Report {
-                case_id: case.clone(),
-                status: CaseStatus::RolledBack,
-                no_op: true,
-                step_failed: false,
-                message: format!("case {case} is already rolled back; nothing to do"),
-            });
+            return Ok(Report::no_op(
+                case,
+                CaseStatus::RolledBack,
+                format!("case {case} is already rolled back; nothing to do"),
+            ));
         }
         self.rollback_session(&mut session, reason).await
     }
@@ -824,13 +838,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 incomplete.join("; ")
             )
         };
-        Ok(Report {
-            case_id: case,
-            status,
-            no_op: false,
-            step_failed: false,
-            message,
-        })
+        Ok(Report::new(&case, status, message))
     }
 
     /// What a run would do, without doing it: reads pre-states (read-only calls) and

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use strum::VariantNames;
 
 use crate::action::{Action, ActionKind, TargetKind};
 use crate::finding::{Severity, SeverityBand};
@@ -894,11 +893,6 @@ fn cross_file_problems(loaded: &[LoadedPlaybook]) -> Vec<Problem> {
         }
     }
     problems
-}
-
-/// Every valid action name, for help texts.
-pub fn action_names() -> &'static [&'static str] {
-    ActionKind::VARIANTS
 }
 
 #[cfg(test)]
