@@ -497,3 +497,43 @@ impl cordon_core::executor::Approver for ApproveAll {
         }
     }
 }
+
+/// A high-severity GuardDuty instance finding for `instance_id` in the test
+/// account and region; `details` adds to (or overrides) its `instanceDetails`.
+pub fn instance_finding_json(instance_id: &str, details: serde_json::Value) -> String {
+    let mut instance = serde_json::json!({
+        "instanceId": instance_id,
+        "instanceType": "t3.micro",
+        "instanceState": "running",
+        "availabilityZone": format!("{REGION}a"),
+        "networkInterfaces": [],
+    });
+    if let (Some(base), serde_json::Value::Object(extra)) = (instance.as_object_mut(), details) {
+        base.extend(extra);
+    }
+    serde_json::json!({
+        "schemaVersion": "2.0",
+        "accountId": ACCOUNT_ID,
+        "region": REGION,
+        "partition": "aws",
+        "id": format!("finding-{instance_id}"),
+        "arn": format!("arn:aws:guardduty:{REGION}:{ACCOUNT_ID}:detector/d1/finding/finding-{instance_id}"),
+        "type": "Backdoor:EC2/C&CActivity.B",
+        "severity": 8,
+        "createdAt": "2024-05-01T10:00:00.000Z",
+        "updatedAt": "2024-05-01T10:00:00.000Z",
+        "title": "C&C activity",
+        "description": "test finding",
+        "resource": {"resourceType": "Instance", "instanceDetails": instance},
+        "service": {
+            "serviceName": "guardduty",
+            "detectorId": "d1",
+            "resourceRole": "TARGET",
+            "eventFirstSeen": "2024-05-01T09:58:00.000Z",
+            "eventLastSeen": "2024-05-01T09:59:00.000Z",
+            "archived": false,
+            "count": 1
+        }
+    })
+    .to_string()
+}

@@ -22,7 +22,7 @@ use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{Plan, PlannedStep, plan};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::RouteReason;
-use cordon_tests::{ACCOUNT_ID, ApproveAll, REGION, emulator};
+use cordon_tests::{ApproveAll, REGION, emulator, instance_finding_json};
 use serde_json::{Value, json};
 
 const ASG: &str = "web-asg";
@@ -244,42 +244,11 @@ async fn provision(clients: &AwsClients) -> Fixture {
 
 /// A GuardDuty finding naming `instance_id`, as EventBridge would deliver it.
 fn finding_json(instance_id: &str, profile_arn: Option<&str>) -> String {
-    let mut details = json!({
-        "instanceId": instance_id,
-        "instanceType": "t3.micro",
-        "networkInterfaces": [],
-        "instanceState": "running",
-        "availabilityZone": format!("{REGION}a"),
-        "imageId": "ami-12345678"
-    });
+    let mut details = json!({"imageId": "ami-12345678"});
     if let Some(arn) = profile_arn {
         details["iamInstanceProfile"] = json!({"arn": arn, "id": "AIPAEXAMPLE"});
     }
-    json!({
-        "schemaVersion": "2.0",
-        "accountId": ACCOUNT_ID,
-        "region": REGION,
-        "partition": "aws",
-        "id": format!("finding-{instance_id}"),
-        "arn": format!("arn:aws:guardduty:{REGION}:{ACCOUNT_ID}:detector/d1/finding/finding-{instance_id}"),
-        "type": "Backdoor:EC2/C&CActivity.B",
-        "severity": 8,
-        "createdAt": "2024-05-01T10:00:00.000Z",
-        "updatedAt": "2024-05-01T10:00:00.000Z",
-        "title": "C&C activity",
-        "description": "test finding",
-        "resource": {"resourceType": "Instance", "instanceDetails": details},
-        "service": {
-            "serviceName": "guardduty",
-            "detectorId": "d1",
-            "resourceRole": "TARGET",
-            "eventFirstSeen": "2024-05-01T09:58:00.000Z",
-            "eventLastSeen": "2024-05-01T09:59:00.000Z",
-            "archived": false,
-            "count": 1
-        }
-    })
-    .to_string()
+    instance_finding_json(instance_id, details)
 }
 
 /// The plan of a playbook running this file's five actions on `instance_id`.

@@ -33,7 +33,7 @@ use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::RouteReason;
-use cordon_tests::{ACCOUNT_ID, ApproveAll, REGION, emulator};
+use cordon_tests::{ApproveAll, REGION, emulator, instance_finding_json};
 use serde_json::{Value, json};
 
 const ISOLATION: &str = "cordon-isolation";
@@ -279,37 +279,10 @@ fn tag_of<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
 /// A GuardDuty finding naming `instance_id` and, as GuardDuty often does,
 /// only its primary ENI.
 fn finding_json(instance_id: &str, primary_eni: &str) -> String {
-    json!({
-        "schemaVersion": "2.0",
-        "accountId": ACCOUNT_ID,
-        "region": REGION,
-        "partition": "aws",
-        "id": format!("finding-{instance_id}"),
-        "arn": format!("arn:aws:guardduty:{REGION}:{ACCOUNT_ID}:detector/d1/finding/finding-{instance_id}"),
-        "type": "Backdoor:EC2/C&CActivity.B",
-        "severity": 8,
-        "createdAt": "2024-05-01T10:00:00.000Z",
-        "updatedAt": "2024-05-01T10:00:00.000Z",
-        "title": "C&C activity",
-        "description": "test finding",
-        "resource": {"resourceType": "Instance", "instanceDetails": {
-            "instanceId": instance_id,
-            "instanceType": "t3.micro",
-            "instanceState": "running",
-            "availabilityZone": format!("{REGION}a"),
-            "networkInterfaces": [{"networkInterfaceId": primary_eni, "securityGroups": []}]
-        }},
-        "service": {
-            "serviceName": "guardduty",
-            "detectorId": "d1",
-            "resourceRole": "TARGET",
-            "eventFirstSeen": "2024-05-01T09:58:00.000Z",
-            "eventLastSeen": "2024-05-01T09:59:00.000Z",
-            "archived": false,
-            "count": 1
-        }
-    })
-    .to_string()
+    instance_finding_json(
+        instance_id,
+        json!({"networkInterfaces": [{"networkInterfaceId": primary_eni, "securityGroups": []}]}),
+    )
 }
 
 /// The containment playbook of this file, planned for `instance_id`.
