@@ -51,6 +51,8 @@ struct World {
     /// step id -> remaining failures of that kind before apply succeeds
     failures: Mutex<BTreeMap<String, (u32, ErrorKind)>>,
     log: Mutex<Vec<String>>,
+    /// step id -> resource that appears at the step's next apply
+    drift: Mutex<BTreeMap<String, String>>,
 }
 
 impl World {
@@ -59,6 +61,26 @@ impl World {
     }
     fn snapshot(&self) -> BTreeMap<String, i64> {
         self.values.lock().unwrap().clone()
+    }
+    /// The next apply of `step` also makes resource `late` (owned by `step`) appear,
+    /// unchanged: like an ENI attached after the pre-state was read.
+    fn drift_on_apply(&self, step: &str, late: &str) {
+        self.drift
+            .lock()
+            .unwrap()
+            .insert(step.to_string(), late.to_string());
+    }
+    /// The resources step `step` owns: its own name and `step.*`.
+    fn owned(&self, step: &str) -> BTreeMap<String, i64> {
+        let prefix = format!("{step}.");
+        let values = self.values.lock().unwrap();
+        let mut out: BTreeMap<String, i64> = values
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        out.insert(step.to_string(), *values.get(step).unwrap_or(&0));
+        out
     }
     fn fail(&self, step: &str, times: u32, kind: ErrorKind) {
         self.failures
@@ -71,14 +93,14 @@ impl World {
 impl Actions for World {
     async fn read_pre_state(&self, _plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("read {}", step.id));
-        Ok(json!({ "value": self.get(&step.id) }))
+        Ok(json!({ "value": self.get(&step.id), "owned": self.owned(&step.id) }))
     }
 
     async fn apply(
         &self,
         _plan: &Plan,
         step: &PlannedStep,
-        _pre: &Value,
+        pre: &Value,
     ) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("apply {}", step.id));
         if let Some((left, kind)) = self.failures.lock().unwrap().get_mut(&step.id)
@@ -92,7 +114,19 @@ impl Actions for World {
                 "test",
             ));
         }
-        self.values.lock().unwrap().insert(step.id.clone(), 1);
+        {
+            let mut values = self.values.lock().unwrap();
+            let owned: Vec<String> = pre["owned"]
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_else(|| vec![step.id.clone()]);
+            for key in owned {
+                values.insert(key, 1);
+            }
+        }
+        if let Some(late) = self.drift.lock().unwrap().remove(&step.id) {
+            self.values.lock().unwrap().insert(late, 0);
+        }
         Ok(json!({ "set": 1 }))
     }
 
@@ -103,7 +137,7 @@ impl Actions for World {
         _pre: &Value,
         _outcome: &Value,
     ) -> Result<(), ActionError> {
-        if self.get(&step.id) == 1 {
+        if self.owned(&step.id).values().all(|v| *v == 1) {
             Ok(())
         } else {
             Err(ActionError::new(
@@ -123,10 +157,17 @@ impl Actions for World {
         _outcome: Option<&Value>,
     ) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("undo {}", step.id));
-        self.values
-            .lock()
-            .unwrap()
-            .insert(step.id.clone(), pre["value"].as_i64().unwrap());
+        let mut values = self.values.lock().unwrap();
+        match pre["owned"].as_object() {
+            Some(owned) => {
+                for (key, value) in owned {
+                    values.insert(key.clone(), value.as_i64().unwrap());
+                }
+            }
+            None => {
+                values.insert(step.id.clone(), pre["value"].as_i64().unwrap());
+            }
+        }
         Ok(json!({}))
     }
 
@@ -136,7 +177,13 @@ impl Actions for World {
         step: &PlannedStep,
         pre: &Value,
     ) -> Result<(), ActionError> {
-        if self.get(&step.id) == pre["value"].as_i64().unwrap() {
+        let back = match pre["owned"].as_object() {
+            Some(owned) => owned
+                .iter()
+                .all(|(k, v)| self.get(k) == v.as_i64().unwrap()),
+            None => self.get(&step.id) == pre["value"].as_i64().unwrap(),
+        };
+        if back {
             Ok(())
         } else {
             Err(ActionError::new(
@@ -514,4 +561,152 @@ fn tempdir() -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+// ---------------------------------------------------------------------------
+// Case lifecycle (issue 9). Each of these failed on the code before the fix.
+
+#[tokio::test]
+async fn resume_after_a_stop_runs_every_step_not_run() {
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.fail("b", 1, ErrorKind::NotFound);
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&three_steps());
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!((world.get("a"), world.get("b"), world.get("c")), (1, 0, 0));
+    let report = exec.resume(&plan.case_id).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!(
+        (world.get("a"), world.get("b"), world.get("c")),
+        (1, 1, 1),
+        "resume skipped a step journaled as not run"
+    );
+}
+
+#[tokio::test]
+async fn approving_a_later_gated_step_of_a_stopped_case_runs_it() {
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "isolate-instance", ""),
+            ("c", "enable-termination-protection", "    approval: required\n"),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.fail("b", 1, ErrorKind::NotFound);
+    let pending = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &pending);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    let report = exec
+        .decide(
+            &plan.case_id,
+            "c",
+            Decision::Approved {
+                approver: "arn:aws:iam::111122223333:user/alice".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!((world.get("b"), world.get("c")), (1, 1));
+}
+
+#[tokio::test]
+async fn a_rolled_back_case_runs_again_in_a_new_epoch() {
+    let pb = playbook(
+        "rollback",
+        &[("a", "tag-resource", ""), ("b", "isolate-instance", "")],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.fail("b", 1, ErrorKind::NotFound);
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!((world.get("a"), world.get("b")), (0, 0));
+    // The cause is fixed and the finding arrives again: it is contained this time.
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert!(!report.no_op);
+    assert_eq!((world.get("a"), world.get("b")), (1, 1));
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(recs.iter().any(|r| r.event.name() == "epoch-opened"));
+    // Rolling back the new epoch puts everything back again.
+    let report = exec.rollback(&plan.case_id, "test").await.unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!((world.get("a"), world.get("b")), (0, 0));
+}
+
+#[tokio::test]
+async fn drift_after_the_pre_state_is_amended_not_verified_forever() {
+    // Step `b` owns every resource named `b*`; one appears after its pre-state was read.
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.drift_on_apply("b", "b.late");
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&three_steps());
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    let report = if report.status == CaseStatus::Completed {
+        report
+    } else {
+        exec.resume(&plan.case_id).await.unwrap()
+    };
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!((world.get("b"), world.get("b.late")), (1, 1));
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(
+        recs.iter()
+            .any(|r| r.event.name() == "step-pre-state-amended"),
+        "the amendment is journaled"
+    );
+    exec.rollback(&plan.case_id, "test").await.unwrap();
+    assert_eq!((world.get("b"), world.get("b.late")), (0, 0));
+}
+
+#[tokio::test]
+async fn a_step_whose_target_cannot_be_resolved_never_ends_completed() {
+    // An ASIA key of an IAM user: no role to revoke sessions of.
+    let finding = r#"{"schemaVersion":"2.0","accountId":"111122223333","region":"us-east-1","partition":"aws",
+"id":"abcabcabcabcabcabcabcabcabcabc01","type":"UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS","severity":8,
+"resource":{"resourceType":"AccessKey","accessKeyDetails":{"accessKeyId":"ASIAY34FZKBOKMUTVV7A","userName":"alice","userType":"IAMUser"}},
+"service":{"resourceRole":"TARGET"}}"#;
+    let text = "name: t\npriority: 1\nmatch:\n  resource-types: [AccessKey]\non-failure: stop\nsteps:\n  - id: revoke\n    action: revoke-role-sessions\n";
+    let pb = validate_text(text, "t.yaml").unwrap().0;
+    let finding = parse_single_finding(finding, "finding").unwrap();
+    let reason = RouteReason {
+        playbook: pb.name.clone(),
+        priority: pb.priority,
+        matched: vec![],
+    };
+    let plan = plan(&finding, &pb, reason);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Approved {
+        approver: "alice".into(),
+    });
+    let report = Executor::new(&world, &journal, &approver)
+        .run(&plan, &finding.raw)
+        .await
+        .unwrap();
+    assert_ne!(
+        report.status,
+        CaseStatus::Completed,
+        "nothing was contained: {}",
+        report.message
+    );
 }
