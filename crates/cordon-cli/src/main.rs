@@ -23,7 +23,7 @@ use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
 use cordon_core::executor::{Approver, Decision, ExecError, Executor, Report};
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
-use cordon_core::journal::{CaseState, CaseStatus, JournalRecord, JournalStore};
+use cordon_core::journal::{CaseState, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
 use cordon_core::route::{Route, route};
@@ -605,19 +605,13 @@ fn exec_failure(error: ExecError) -> Failure {
         ExecError::Journal(cordon_core::journal::JournalError::UnknownCase { .. })
         | ExecError::UnknownStep { .. }
         | ExecError::NoApprovalNeeded { .. }
-        | ExecError::AlreadyDecided { .. }
-        | ExecError::PlanMismatch { .. } => invalid(error.into()),
+        | ExecError::AlreadyDecided { .. } => invalid(error.into()),
         other => failed(other.into()),
     }
 }
 
 fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failure> {
-    let code = match report.status {
-        _ if report.step_failed => 1,
-        CaseStatus::Completed | CaseStatus::RolledBack => 0,
-        CaseStatus::AwaitingApproval => 3,
-        CaseStatus::Stopped | CaseStatus::RollbackIncomplete => 1,
-    };
+    let code = report.outcome.exit_code();
     let calls = aws.clients.calls.operations();
     match output {
         Output::Json => print_json(&serde_json::json!({
@@ -625,6 +619,8 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
             "status": report.status.to_string(),
             "no-op": report.no_op,
             "step-failed": report.step_failed,
+            "outcome": report.outcome.to_string(),
+            "exit-code": code,
             "message": report.message,
             "api-calls": calls,
         }))?,

@@ -259,6 +259,20 @@ pub fn timeline_line(
             format!("undo failed: {} ({})", error.message, error.resource)
         }
         JournalEvent::CaseFinished { status } => format!("case {status}"),
+        JournalEvent::EpochOpened { epoch, reason, .. } => format!("epoch {epoch}: {reason}"),
+        JournalEvent::FindingUpdated { change, .. } => format!("finding updated: {change}"),
+        JournalEvent::PlanAmended { reason, .. } => reason.clone(),
+        JournalEvent::StepPreStateAmended { added, .. } => {
+            format!("pre-state amended: added {}", added.join(", "))
+        }
+        JournalEvent::StepProgress { progress, .. } => progress_line(progress),
+        JournalEvent::ApprovalTimedOut { waited_ms, .. } => {
+            format!("nobody answered in {} s", waited_ms / 1000)
+        }
+        JournalEvent::CaseInterrupted { reason } => reason.clone(),
+        JournalEvent::UndoApproved { approver, .. } => format!("undo approved by {approver}"),
+        JournalEvent::UndoKept { reason, .. } => reason.clone(),
+        JournalEvent::LoopGuardTripped { reason, .. } => reason.clone(),
     };
     let step = record.event.step().unwrap_or("-");
     let step_time = step_elapsed
@@ -272,6 +286,20 @@ pub fn timeline_line(
         step,
         record.event.name()
     )
+}
+
+/// A step's progress record in a few words (`phase` and what it is about).
+fn progress_line(progress: &serde_json::Value) -> String {
+    match progress.get("phase").and_then(|p| p.as_str()) {
+        Some(phase) => {
+            let about = progress
+                .get("about")
+                .and_then(|a| a.as_str())
+                .unwrap_or_default();
+            format!("{phase} {about}").trim_end().to_string()
+        }
+        None => progress.to_string(),
+    }
 }
 
 pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
@@ -296,6 +324,8 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
         let s = state.step(&step.id).cloned().unwrap_or_default();
         let word = if s.rollback_verified {
             "rolled back"
+        } else if s.undo_kept.is_some() {
+            "KEPT (undo needs approval)"
         } else if s.rollback_failed.is_some() {
             "ROLLBACK FAILED"
         } else if s.verified {

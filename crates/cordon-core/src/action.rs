@@ -605,18 +605,118 @@ impl ActionKind {
 
     /// Best-effort steps record their failure and never stop containment.
     pub fn best_effort(self) -> bool {
-        matches!(self, ActionKind::EnrichWithDetective)
+        use ActionKind::*;
+        match self {
+            EnrichWithDetective => true,
+            TagResource
+            | EnableTerminationProtection
+            | IsolateInstance
+            | SnapshotVolumes
+            | DetachInstanceProfile
+            | RevokeRoleSessions
+            | DetachFromAutoscaling
+            | DeregisterFromLoadBalancers
+            | DeactivateAccessKey
+            | RotateAccessKey
+            | QuarantineUser
+            | DeleteLoginProfile
+            | CaptureInstanceMetadata
+            | CaptureConsoleOutput
+            | StoreEvidence
+            | Notify => false,
+        }
+    }
+
+    /// Whether the action contains the threat (cuts it off) rather than keeping
+    /// evidence or informing people. Time to contain runs from the case being
+    /// opened to the verification of its last containing step.
+    pub fn contains(self) -> bool {
+        use ActionKind::*;
+        match self {
+            IsolateInstance
+            | DetachFromAutoscaling
+            | DeregisterFromLoadBalancers
+            | DetachInstanceProfile
+            | RevokeRoleSessions
+            | DeactivateAccessKey
+            | QuarantineUser
+            | DeleteLoginProfile => true,
+            TagResource
+            | EnableTerminationProtection
+            | SnapshotVolumes
+            | RotateAccessKey
+            | CaptureInstanceMetadata
+            | CaptureConsoleOutput
+            | EnrichWithDetective
+            | StoreEvidence
+            | Notify => false,
+        }
+    }
+}
+
+/// Why undoing a step needs a human's explicit approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UndoGate {
+    /// The undo re-arms compromised credentials (reactivates a key, lifts a
+    /// session revocation or a quarantine). An automatic rollback keeps it in place.
+    Credentials(&'static str),
+    /// The undo deletes evidence.
+    Evidence(&'static str),
+}
+
+impl UndoGate {
+    /// What the undo would do, for the approver.
+    pub fn reason(self) -> &'static str {
+        match self {
+            UndoGate::Credentials(reason) | UndoGate::Evidence(reason) => reason,
+        }
     }
 }
 
 impl Action {
-    /// Irreversible once parameters are considered (e.g. rotation allowed to delete a key).
+    /// Irreversible once parameters are considered (e.g. rotation allowed to
+    /// delete a key, snapshots deleted again on rollback).
     pub fn reversibility(&self) -> Reversibility {
         match self {
             Action::RotateAccessKey(p) if p.when_two_keys == WhenTwoKeys::DeleteInactiveOther => {
                 Reversibility::Irreversible
             }
+            Action::SnapshotVolumes(p) if p.delete_on_rollback => Reversibility::Irreversible,
             other => other.kind().reversibility(),
+        }
+    }
+
+    /// Whether undoing this step needs explicit approval, and why. Rollback asks
+    /// for it (`cordon rollback CASE --approve-undo STEP`); an automatic rollback
+    /// after a failure never undoes such a step.
+    pub fn undo_gate(&self) -> Option<UndoGate> {
+        match self {
+            Action::DeactivateAccessKey(_) => Some(UndoGate::Credentials(
+                "reactivates the compromised access key",
+            )),
+            Action::RevokeRoleSessions(_) => Some(UndoGate::Credentials(
+                "lifts the session revocation: credentials issued before it work again",
+            )),
+            Action::QuarantineUser(_) => Some(UndoGate::Credentials(
+                "lifts the quarantine: the user's credentials work again",
+            )),
+            Action::SnapshotVolumes(p) if p.delete_on_rollback => Some(UndoGate::Evidence(
+                "deletes the snapshots taken as evidence",
+            )),
+            Action::SnapshotVolumes(_)
+            | Action::TagResource(_)
+            | Action::EnableTerminationProtection(_)
+            | Action::IsolateInstance(_)
+            | Action::DetachInstanceProfile(_)
+            | Action::DetachFromAutoscaling(_)
+            | Action::DeregisterFromLoadBalancers(_)
+            | Action::RotateAccessKey(_)
+            | Action::DeleteLoginProfile(_)
+            | Action::CaptureInstanceMetadata(_)
+            | Action::CaptureConsoleOutput(_)
+            | Action::EnrichWithDetective(_)
+            | Action::StoreEvidence(_)
+            | Action::Notify(_) => None,
         }
     }
 }
