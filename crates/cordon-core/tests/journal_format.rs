@@ -176,29 +176,11 @@ fn every_record_kind_matches_its_golden_file() {
 /// action-defined `pre-state`/`outcome`/`result` values, is kebab-case.
 #[test]
 fn current_records_use_kebab_case_keys_only() {
-    fn walk(value: &Value, path: &str, bad: &mut Vec<String>) {
-        match value {
-            Value::Object(map) => {
-                for (key, inner) in map {
-                    let path = format!("{path}.{key}");
-                    if key.chars().any(|c| c == '_' || c.is_ascii_uppercase()) {
-                        bad.push(path.clone());
-                    }
-                    if !["pre-state", "outcome", "result"].contains(&key.as_str()) {
-                        walk(inner, &path, bad);
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| walk(v, path, bad)),
-            _ => {}
-        }
-    }
-    let mut bad = Vec::new();
     for kind in JournalEventKind::iter() {
         let value = serde_json::to_value(representative_record(kind)).unwrap();
-        walk(&value, kind.into(), &mut bad);
+        let bad = golden::non_kebab_keys(&value, &["pre-state", "outcome", "result"]);
+        assert!(bad.is_empty(), "{kind}: keys not in kebab-case: {bad:?}");
     }
-    assert!(bad.is_empty(), "keys not in kebab-case: {bad:?}");
 }
 
 /// The v1 lines were written by the commit before format 2 from these same

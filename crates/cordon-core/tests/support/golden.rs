@@ -74,3 +74,31 @@ pub fn assert_exactly(dir: &Path, expected: &[String]) {
         dir.display()
     );
 }
+
+/// Keys of `value`, at any depth, that are not kebab-case (an `_` or an upper-case
+/// letter), skipping the values under `opaque` keys, whose keys are data
+/// (action pre-states and outcomes, tag maps, operation counts).
+pub fn non_kebab_keys(value: &serde_json::Value, opaque: &[&str]) -> Vec<String> {
+    fn walk(value: &serde_json::Value, path: &str, opaque: &[&str], bad: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    let path = format!("{path}.{key}");
+                    if key.chars().any(|c| c == '_' || c.is_ascii_uppercase()) {
+                        bad.push(path.clone());
+                    }
+                    if !opaque.contains(&key.as_str()) {
+                        walk(inner, &path, opaque, bad);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().for_each(|v| walk(v, path, opaque, bad))
+            }
+            _ => {}
+        }
+    }
+    let mut bad = Vec::new();
+    walk(value, "", opaque, &mut bad);
+    bad
+}
