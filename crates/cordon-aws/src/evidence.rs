@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::client::AwsClients;
-use crate::errors::sdk_error;
+use crate::ops::{self, Op};
 
 /// A stored evidence object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,18 +163,10 @@ pub async fn put_s3(
     let sha256 = sha256_hex(&bytes);
     let size = bytes.len() as u64;
     let location = format!("s3://{bucket}/{key}");
-    clients.limit("S3.PutObject").await;
-    let out = put_request(clients, bucket, key, bytes, kms_key)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "PutObject",
-                "s3:PutObject and kms:GenerateDataKey",
-                &location,
-            )
-        })?;
+    let request = put_request(clients, bucket, key, bytes, kms_key);
+    let out = clients
+        .call(&ops::S3_PUT_OBJECT, &location, request)
+        .await?;
     Ok(EvidenceRef {
         location,
         size,
@@ -191,23 +183,15 @@ pub async fn get_s3(
     version_id: Option<&str>,
 ) -> Result<Vec<u8>, ActionError> {
     let location = format!("s3://{bucket}/{key}");
-    clients.limit("S3.GetObject").await;
-    let out = clients
+    let request = clients
         .s3
         .get_object()
         .bucket(bucket)
         .key(key)
-        .set_version_id(version_id.map(str::to_owned))
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "GetObject",
-                "s3:GetObject, s3:GetObjectVersion and kms:Decrypt",
-                &location,
-            )
-        })?;
+        .set_version_id(version_id.map(str::to_owned));
+    let out = clients
+        .call(get_object_op(version_id), &location, request)
+        .await?;
     let body = out.body.collect().await.map_err(|e| {
         ActionError::new(
             ErrorKind::Timeout,
@@ -219,22 +203,41 @@ pub async fn get_s3(
     Ok(body.into_bytes().to_vec())
 }
 
+/// `GetObject` of the current version, or of a named one (another IAM action).
+pub fn get_object_op(version_id: Option<&str>) -> &'static Op {
+    match version_id {
+        Some(_) => &ops::S3_GET_OBJECT_VERSION,
+        None => &ops::S3_GET_OBJECT,
+    }
+}
+
+/// `HeadObject` of the current version, or of a named one.
+fn head_object_op(version_id: Option<&str>) -> &'static Op {
+    match version_id {
+        Some(_) => &ops::S3_HEAD_OBJECT_VERSION,
+        None => &ops::S3_HEAD_OBJECT,
+    }
+}
+
 async fn check_retained(
     clients: &AwsClients,
     bucket: &str,
     key: &str,
     evidence: &EvidenceRef,
 ) -> Result<(), ActionError> {
-    clients.limit("S3.HeadObject").await;
-    let head = clients
+    let request = clients
         .s3
         .head_object()
         .bucket(bucket)
         .key(key)
-        .set_version_id(evidence.version_id.clone())
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "HeadObject", "s3:GetObject", &evidence.location))?;
+        .set_version_id(evidence.version_id.clone());
+    let head = clients
+        .call(
+            head_object_op(evidence.version_id.as_deref()),
+            &evidence.location,
+            request,
+        )
+        .await?;
     if head.object_lock_retain_until_date().is_none()
         && head.object_lock_legal_hold_status().is_none()
     {
