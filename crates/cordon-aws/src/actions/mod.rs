@@ -292,28 +292,29 @@ macro_rules! dispatch {
     };
 }
 
-fn check<H: Handler>(
+fn reencode<H: Handler>(
     _params: &H::Params,
     step: &str,
     part: Journaled,
     value: &Value,
-) -> Result<(), ActionError> {
+) -> Result<Value, ActionError> {
     match part {
-        Journaled::PreState => decode::<H::PreState>(step, part, value).map(drop),
-        Journaled::Outcome => decode::<H::Outcome>(step, part, value).map(drop),
-        Journaled::Undone => decode::<H::Undone>(step, part, value).map(drop),
+        Journaled::PreState => encode(step, part, &decode::<H::PreState>(step, part, value)?),
+        Journaled::Outcome => encode(step, part, &decode::<H::Outcome>(step, part, value)?),
+        Journaled::Undone => encode(step, part, &decode::<H::Undone>(step, part, value)?),
     }
 }
 
-/// Checks that a journaled value of `step` (running `action`) decodes into
-/// its handler's type: what `resume` and `rollback` will need to read.
-pub fn check_journaled(
+/// Decodes a journaled value of `step` (running `action`) into its handler's
+/// type, as `resume` and `rollback` will, and returns it as this version
+/// writes it: the check that an old journal is still readable.
+pub fn decode_journaled(
     action: &Action,
     step: &str,
     part: Journaled,
     value: &Value,
-) -> Result<(), ActionError> {
-    dispatch!(action, check(step, part, value))
+) -> Result<Value, ActionError> {
+    dispatch!(action, reencode(step, part, value))
 }
 
 /// Every call a handler makes is recorded under the step's action (see

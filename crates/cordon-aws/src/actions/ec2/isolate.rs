@@ -1092,6 +1092,42 @@ mod tests {
         }
     }
 
+    /// Every object key in `value`, however deep.
+    fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    out.push(key.clone());
+                    keys(inner, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn journaled_values_read_snake_case_and_write_kebab_case() {
+        let old = serde_json::json!({
+            "groups": [{"vpc_id": "vpc-1", "isolation_group_id": "sg-iso",
+                        "untrack_group_id": "sg-open", "created": [], "repaired": []}],
+            "interfaces": [{"network_interface_id": "eni-1", "vpc_id": "vpc-1",
+                            "groups_before": ["sg-a"], "passed_through": "sg-open",
+                            "groups_after": ["sg-iso"], "note": null}],
+            "still_tracked": "ICMP",
+        });
+        let outcome: IsolationOutcome = serde_json::from_value(old).expect("v1 outcome");
+        assert_eq!(outcome.groups[0].isolation_group_id, "sg-iso");
+        assert_eq!(outcome.interfaces[0].passed_through.as_deref(), Some("sg-open"));
+        let written = serde_json::to_value(&outcome).expect("encodes");
+        let mut names = Vec::new();
+        keys(&written, &mut names);
+        assert!(names.iter().all(|k| !k.contains('_')), "{names:?}");
+        assert_eq!(written["groups"][0]["isolation-group-id"], "sg-iso");
+        let back: IsolationOutcome = serde_json::from_value(written).expect("v2 outcome");
+        assert_eq!(back, outcome);
+    }
+
     #[test]
     fn swap_plan_never_reopens_an_isolated_interface() {
         let g = groups(Some("sg-open"));
