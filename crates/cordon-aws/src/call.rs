@@ -173,8 +173,9 @@ impl AwsClients {
         self.limits.acquire(op.bucket).await;
         self.recorder.record(op, resource);
         tracing::trace!(operation = op.name, resource, "AWS call");
-        request
-            .send_request(capture)
+        // Boxed: an SDK operation's future is large, and every caller's
+        // future would otherwise carry it (a handler's future, many of them).
+        Box::pin(request.send_request(capture))
             .await
             .map_err(|error| Failed::new(op, resource, error))
     }

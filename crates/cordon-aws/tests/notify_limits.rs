@@ -90,6 +90,7 @@ async fn notify_does_not_wait_on_ec2_budgets() {
     actions.verify(&plan, step, &pre, &outcome).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO, "notify waited for EC2's tokens");
     assert_eq!(outcome["message-id"], "m-1");
+    assert_eq!(outcome["topic-arn"], TOPIC);
     assert_eq!(publish.num_calls(), 1);
     assert_eq!(
         clients.recorder.ops_by_kind()[&Some(ActionKind::Notify)]
