@@ -89,7 +89,10 @@ async fn calls_are_recorded_under_the_action_that_made_them() {
     let plan = key_plan(&key_id);
     for id in ["deactivate", "quarantine"] {
         let step = plan.step(id).expect("step");
-        let pre = actions.read_pre_state(&plan, step).await.expect("pre-state");
+        let pre = actions
+            .read_pre_state(&plan, step)
+            .await
+            .expect("pre-state");
         assert!(!actions.describe_apply(&plan, step, &pre).is_empty());
         let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
         actions

@@ -55,6 +55,11 @@ pub trait Paged: Request + Clone {
     fn next_page(output: &Self::Output) -> Option<Self::Token>;
 }
 
+/// Every item of every page, in order: `items(&pages, |page| page.snapshots())`.
+pub fn items<P, T: Clone>(pages: &[P], of: impl Fn(&P) -> &[T]) -> Vec<T> {
+    pages.iter().flat_map(of).cloned().collect()
+}
+
 /// An answer with the raw HTTP body it was decoded from, for callers that keep
 /// exactly what AWS sent (GuardDuty findings, Detective investigations).
 #[derive(Debug)]
@@ -365,7 +370,9 @@ paged! {
 }
 
 /// Object versions page by two markers, and say when there is more.
-impl Paged for aws_sdk_s3::operation::list_object_versions::builders::ListObjectVersionsFluentBuilder {
+impl Paged
+    for aws_sdk_s3::operation::list_object_versions::builders::ListObjectVersionsFluentBuilder
+{
     type Token = (Option<String>, Option<String>);
 
     fn with_page(self, token: Option<Self::Token>) -> Self {

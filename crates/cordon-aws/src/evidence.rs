@@ -27,6 +27,54 @@ pub struct EvidenceRef {
     pub version_id: Option<String>,
 }
 
+/// One object version (or delete marker) in an evidence bucket; `store-evidence`
+/// journals those present before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ObjectVersion {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+}
+
+/// Every version and delete marker under `prefix`, sorted by key (all pages).
+pub async fn list_versions(
+    clients: &AwsClients,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<ObjectVersion>, ActionError> {
+    let request = clients
+        .s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(prefix);
+    let pages = clients
+        .paginate(
+            &ops::S3_LIST_OBJECT_VERSIONS,
+            &format!("s3://{bucket}/{prefix}"),
+            request,
+        )
+        .await?;
+    let mut versions = Vec::new();
+    for page in &pages {
+        versions.extend(page.versions().iter().map(|v| ObjectVersion {
+            key: v.key().unwrap_or_default().to_owned(),
+            version_id: v.version_id().map(str::to_owned),
+            is_latest: v.is_latest() == Some(true),
+            delete_marker: false,
+        }));
+        versions.extend(page.delete_markers().iter().map(|m| ObjectVersion {
+            key: m.key().unwrap_or_default().to_owned(),
+            version_id: m.version_id().map(str::to_owned),
+            is_latest: m.is_latest() == Some(true),
+            delete_marker: true,
+        }));
+    }
+    versions.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(versions)
+}
+
 /// The evidence store a run writes to.
 #[derive(Debug, Clone)]
 pub enum EvidenceStore {

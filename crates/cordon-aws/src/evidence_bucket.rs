@@ -196,7 +196,11 @@ pub async fn init(
     let resource = format!("s3://{bucket}");
 
     let exists = match clients
-        .try_call(&ops::S3_HEAD_BUCKET, &resource, s3.head_bucket().bucket(bucket))
+        .try_call(
+            &ops::S3_HEAD_BUCKET,
+            &resource,
+            s3.head_bucket().bucket(bucket),
+        )
         .await
     {
         Ok(_) => true,
@@ -276,7 +280,10 @@ pub async fn init(
     {
         statements.retain(|s| s["Sid"] != "CordonDenyInsecureTransport");
     }
-    let put_policy = s3.put_bucket_policy().bucket(bucket).policy(policy.to_string());
+    let put_policy = s3
+        .put_bucket_policy()
+        .bucket(bucket)
+        .policy(policy.to_string());
     clients
         .call(&ops::S3_PUT_BUCKET_POLICY, &resource, put_policy)
         .await?;
@@ -288,12 +295,19 @@ pub async fn init(
                 .mode(mode.sdk())
                 .days(days)
                 .build();
-            let lock = s3.put_object_lock_configuration().bucket(bucket).object_lock_configuration(
-                ObjectLockConfiguration::builder()
-                    .object_lock_enabled(ObjectLockEnabled::Enabled)
-                    .rule(ObjectLockRule::builder().default_retention(retention).build())
-                    .build(),
-            );
+            let lock = s3
+                .put_object_lock_configuration()
+                .bucket(bucket)
+                .object_lock_configuration(
+                    ObjectLockConfiguration::builder()
+                        .object_lock_enabled(ObjectLockEnabled::Enabled)
+                        .rule(
+                            ObjectLockRule::builder()
+                                .default_retention(retention)
+                                .build(),
+                        )
+                        .build(),
+                );
             clients
                 .call(&ops::S3_PUT_OBJECT_LOCK_CONFIGURATION, &resource, lock)
                 .await
@@ -329,16 +343,16 @@ async fn ensure_kms_key(clients: &AwsClients, alias: &str) -> Result<String, Act
                 return Ok(arn.to_owned());
             }
         }
-        Err(e) if e.service_error().is_some_and(|s| s.is_not_found_exception()) => {}
+        Err(e)
+            if e.service_error()
+                .is_some_and(|s| s.is_not_found_exception()) => {}
         Err(e) => return Err(e.into()),
     }
     let create = clients
         .kms
         .create_key()
         .description("cordon evidence bucket encryption");
-    let created = clients
-        .call(&ops::KMS_CREATE_KEY, alias, create)
-        .await?;
+    let created = clients.call(&ops::KMS_CREATE_KEY, alias, create).await?;
     let meta = created.key_metadata().ok_or_else(|| {
         ActionError::new(
             ErrorKind::Other,
@@ -420,7 +434,11 @@ pub async fn check(clients: &AwsClients, bucket: &str) -> Result<Vec<Gap>, Actio
 async fn check_versioning(clients: &AwsClients, bucket: &str) -> Result<Option<Gap>, ActionError> {
     let request = clients.s3.get_bucket_versioning().bucket(bucket);
     let enabled = match clients
-        .try_call(&ops::S3_GET_BUCKET_VERSIONING, &format!("s3://{bucket}"), request)
+        .try_call(
+            &ops::S3_GET_BUCKET_VERSIONING,
+            &format!("s3://{bucket}"),
+            request,
+        )
         .await
     {
         Ok(out) => out.status() == Some(&BucketVersioningStatus::Enabled),
@@ -443,7 +461,11 @@ async fn check_versioning(clients: &AwsClients, bucket: &str) -> Result<Option<G
 async fn check_encryption(clients: &AwsClients, bucket: &str) -> Result<Vec<Gap>, ActionError> {
     let request = clients.s3.get_bucket_encryption().bucket(bucket);
     let out = match clients
-        .try_call(&ops::S3_GET_BUCKET_ENCRYPTION, &format!("s3://{bucket}"), request)
+        .try_call(
+            &ops::S3_GET_BUCKET_ENCRYPTION,
+            &format!("s3://{bucket}"),
+            request,
+        )
         .await
     {
         Ok(out) => out,
@@ -495,7 +517,11 @@ async fn check_public_access_block(
 ) -> Result<Option<Gap>, ActionError> {
     let request = clients.s3.get_public_access_block().bucket(bucket);
     let out = match clients
-        .try_call(&ops::S3_GET_PUBLIC_ACCESS_BLOCK, &format!("s3://{bucket}"), request)
+        .try_call(
+            &ops::S3_GET_PUBLIC_ACCESS_BLOCK,
+            &format!("s3://{bucket}"),
+            request,
+        )
         .await
     {
         Ok(out) => out,
@@ -509,9 +535,18 @@ async fn check_public_access_block(
     };
     let config = out.public_access_block_configuration();
     let settings = [
-        ("BlockPublicAcls", config.and_then(|c| c.block_public_acls())),
-        ("IgnorePublicAcls", config.and_then(|c| c.ignore_public_acls())),
-        ("BlockPublicPolicy", config.and_then(|c| c.block_public_policy())),
+        (
+            "BlockPublicAcls",
+            config.and_then(|c| c.block_public_acls()),
+        ),
+        (
+            "IgnorePublicAcls",
+            config.and_then(|c| c.ignore_public_acls()),
+        ),
+        (
+            "BlockPublicPolicy",
+            config.and_then(|c| c.block_public_policy()),
+        ),
         (
             "RestrictPublicBuckets",
             config.and_then(|c| c.restrict_public_buckets()),
@@ -534,7 +569,11 @@ async fn check_public_access_block(
 async fn check_policy(clients: &AwsClients, bucket: &str) -> Result<Vec<Gap>, ActionError> {
     let request = clients.s3.get_bucket_policy().bucket(bucket);
     let policy: Option<Value> = match clients
-        .try_call(&ops::S3_GET_BUCKET_POLICY, &format!("s3://{bucket}"), request)
+        .try_call(
+            &ops::S3_GET_BUCKET_POLICY,
+            &format!("s3://{bucket}"),
+            request,
+        )
         .await
     {
         Ok(out) => out.policy().and_then(|p| serde_json::from_str(p).ok()),

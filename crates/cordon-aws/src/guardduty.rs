@@ -17,6 +17,7 @@ use cordon_core::playbook::Playbook;
 use cordon_core::route::{Route, route};
 use serde_json::{Map, Value, json};
 
+use crate::call::items;
 use crate::client::AwsClients;
 use crate::errors::CallError;
 use crate::ops;
@@ -142,11 +143,7 @@ pub async fn list_open_findings(
         .paginate(&ops::GUARDDUTY_LIST_FINDINGS, &scope, request)
         .await
         .map_err(intake_error)?;
-    let ids: Vec<String> = pages
-        .iter()
-        .flat_map(|page| page.finding_ids())
-        .cloned()
-        .collect();
+    let ids = items(&pages, |page| page.finding_ids());
     let mut findings = Vec::with_capacity(ids.len());
     for batch in ids.chunks(GET_FINDINGS_BATCH) {
         findings.extend(get_findings(clients, &detector, batch).await?);
@@ -177,11 +174,7 @@ pub async fn resolve_detector(
         .paginate(&ops::GUARDDUTY_LIST_DETECTORS, &scope, request)
         .await
         .map_err(intake_error)?;
-    let mut ids: Vec<String> = pages
-        .iter()
-        .flat_map(|page| page.detector_ids())
-        .cloned()
-        .collect();
+    let mut ids = items(&pages, |page| page.detector_ids());
     match ids.len() {
         0 => Err(IntakeError::NoDetector {
             region: clients.region.clone(),

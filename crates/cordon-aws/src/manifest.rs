@@ -16,8 +16,10 @@ use cordon_core::plan::CaseId;
 use serde::{Deserialize, Serialize};
 
 use crate::client::AwsClients;
-use crate::evidence::{EvidenceRef, case_key, case_prefix, get_object_op, put_s3, sha256_hex};
-use crate::ops;
+use crate::evidence::{
+    EvidenceRef, ObjectVersion, case_key, case_prefix, get_object_op, list_versions, put_s3,
+    sha256_hex,
+};
 
 /// The manifest's name under the case prefix.
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -245,59 +247,17 @@ async fn get_opt(
 }
 
 /// The newest entry (version or delete marker) of each key under `prefix`.
-#[derive(Debug, Clone)]
-struct Latest {
-    version_id: Option<String>,
-    delete_marker: bool,
-}
-
 async fn latest_versions(
     clients: &AwsClients,
     bucket: &str,
     prefix: &str,
-) -> Result<BTreeMap<String, Latest>, ActionError> {
-    let request = clients
-        .s3
-        .list_object_versions()
-        .bucket(bucket)
-        .prefix(prefix);
-    let pages = clients
-        .paginate(
-            &ops::S3_LIST_OBJECT_VERSIONS,
-            &format!("s3://{bucket}/{prefix}"),
-            request,
-        )
-        .await?;
-    let mut latest = BTreeMap::new();
-    for out in &pages {
-        for v in out.versions() {
-            if v.is_latest() == Some(true)
-                && let Some(key) = v.key()
-            {
-                latest.insert(
-                    key.to_owned(),
-                    Latest {
-                        version_id: v.version_id().map(str::to_owned),
-                        delete_marker: false,
-                    },
-                );
-            }
-        }
-        for m in out.delete_markers() {
-            if m.is_latest() == Some(true)
-                && let Some(key) = m.key()
-            {
-                latest.insert(
-                    key.to_owned(),
-                    Latest {
-                        version_id: m.version_id().map(str::to_owned),
-                        delete_marker: true,
-                    },
-                );
-            }
-        }
-    }
-    Ok(latest)
+) -> Result<BTreeMap<String, ObjectVersion>, ActionError> {
+    Ok(list_versions(clients, bucket, prefix)
+        .await?
+        .into_iter()
+        .filter(|v| v.is_latest)
+        .map(|v| (v.key.clone(), v))
+        .collect())
 }
 
 /// Re-reads everything the case's manifest pins and checks it. `Err` only when

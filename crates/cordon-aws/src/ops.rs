@@ -143,52 +143,47 @@ const SECRET_KMS_ENCRYPT: Implied = Implied {
 };
 
 impl Op {
-    /// An EC2 read (`Describe*`, `Get*`): the non-mutating bucket.
-    pub const fn ec2_read(name: &'static str, iam_action: &'static str) -> Op {
+    const fn new(
+        service: Service,
+        name: &'static str,
+        iam_action: &'static str,
+        bucket: Bucket,
+        mutating: bool,
+    ) -> Op {
         Op {
-            service: Service::Ec2,
+            service,
             name,
             iam_action,
-            bucket: Bucket::Ec2NonMutating,
-            mutating: false,
+            bucket,
+            mutating,
             implied: &[],
         }
+    }
+
+    /// An EC2 read (`Describe*`, `Get*`): the non-mutating bucket.
+    pub const fn ec2_read(name: &'static str, iam_action: &'static str) -> Op {
+        Op::new(
+            Service::Ec2,
+            name,
+            iam_action,
+            Bucket::Ec2NonMutating,
+            false,
+        )
     }
 
     /// An EC2 change, drawing on `bucket` (see AWS-NOTES, "Throttling").
     pub const fn ec2_write(name: &'static str, iam_action: &'static str, bucket: Bucket) -> Op {
-        Op {
-            service: Service::Ec2,
-            name,
-            iam_action,
-            bucket,
-            mutating: true,
-            implied: &[],
-        }
+        Op::new(Service::Ec2, name, iam_action, bucket, true)
     }
 
     /// A read of another service, on that service's own bucket.
     pub const fn read(service: Service, name: &'static str, iam_action: &'static str) -> Op {
-        Op {
-            service,
-            name,
-            iam_action,
-            bucket: Bucket::Service(service),
-            mutating: false,
-            implied: &[],
-        }
+        Op::new(service, name, iam_action, Bucket::Service(service), false)
     }
 
     /// A change in another service, on that service's own bucket.
     pub const fn write(service: Service, name: &'static str, iam_action: &'static str) -> Op {
-        Op {
-            service,
-            name,
-            iam_action,
-            bucket: Bucket::Service(service),
-            mutating: true,
-            implied: &[],
-        }
+        Op::new(service, name, iam_action, Bucket::Service(service), true)
     }
 
     /// The same operation, needing `implied` permissions besides its own.
@@ -226,9 +221,7 @@ macro_rules! ops {
 }
 
 use Bucket::{Ec2CreateTags, Ec2Mutating, Ec2Operation, Ec2ResourceIntensive};
-use Service::{
-    AutoScaling, Detective, Elbv2, GuardDuty, Iam, Kms, S3, SecretsManager, Sns, Sts,
-};
+use Service::{AutoScaling, Detective, Elbv2, GuardDuty, Iam, Kms, S3, SecretsManager, Sns, Sts};
 
 ops! {
     // ---- EC2 reads
@@ -457,8 +450,7 @@ mod tests {
                     && action.chars().all(|c| c.is_ascii_alphanumeric()),
                 "{op:?}: `{action}` is not an IAM action name"
             );
-            let renamed = op.service == Service::S3
-                && S3_ACTION_NAMES.contains(&(op.name, action));
+            let renamed = op.service == Service::S3 && S3_ACTION_NAMES.contains(&(op.name, action));
             assert!(
                 action == op.name || renamed,
                 "{op:?}: IAM action `{action}` differs from the operation without a documented reason"
@@ -489,7 +481,10 @@ mod tests {
     fn rows_are_distinct_and_mutating_matches_the_name() {
         let mut seen = BTreeSet::new();
         for op in ALL {
-            assert!(seen.insert((op.service, op.name, op.iam_action)), "{op:?} twice");
+            assert!(
+                seen.insert((op.service, op.name, op.iam_action)),
+                "{op:?} twice"
+            );
             assert_eq!(op.mutating, !is_read_only(op.name), "{op:?}");
         }
     }
@@ -535,7 +530,10 @@ mod tests {
             assert_eq!(op.bucket, Bucket::Service(op.service), "{op:?}");
         }
         assert_eq!(SNS_PUBLISH.bucket, Bucket::Service(Service::Sns));
-        assert_eq!(SNS_GET_TOPIC_ATTRIBUTES.bucket, Bucket::Service(Service::Sns));
+        assert_eq!(
+            SNS_GET_TOPIC_ATTRIBUTES.bucket,
+            Bucket::Service(Service::Sns)
+        );
         assert_ne!(SNS_PUBLISH.bucket, S3_PUT_OBJECT.bucket);
     }
 

@@ -211,13 +211,19 @@ mod tests {
         let start = Instant::now();
         // ModifyNetworkInterfaceAttribute: 100 tokens, +5/s.
         for _ in 0..100 {
-            limits.acquire(EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket).await;
+            limits
+                .acquire(EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket)
+                .await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
-        limits.acquire(EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket).await;
+        limits
+            .acquire(EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket)
+            .await;
         assert_near(start.elapsed(), Duration::from_millis(200));
         for _ in 0..9 {
-            limits.acquire(EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket).await;
+            limits
+                .acquire(EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket)
+                .await;
         }
         assert_near(start.elapsed(), Duration::from_secs(2));
     }
@@ -279,7 +285,10 @@ mod tests {
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
         // A clone shares the bucket that is now empty.
-        limits.clone().acquire(EC2_CREATE_SECURITY_GROUP.bucket).await;
+        limits
+            .clone()
+            .acquire(EC2_CREATE_SECURITY_GROUP.bucket)
+            .await;
         assert_near(start.elapsed(), Duration::from_millis(200));
     }
 }

@@ -120,7 +120,8 @@ fn a_mangled_value_is_refused_with_the_step_named() {
     )
     .unwrap_err();
     assert!(
-        err.message.contains("pre-state of step `isolate` is unreadable"),
+        err.message
+            .contains("pre-state of step `isolate` is unreadable"),
         "{err}"
     );
 }

@@ -4,17 +4,15 @@
 //! any wait for a rate-limit token shows as elapsed time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::operation::get_topic_attributes::GetTopicAttributesOutput;
 use aws_sdk_sns::operation::publish::PublishOutput;
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use cordon_aws::actions::AwsActions;
-use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
 use cordon_aws::ops;
 use cordon_aws::ratelimit::Bucket;
@@ -48,15 +46,7 @@ async fn notify_does_not_wait_on_ec2_budgets() {
     let publish =
         mock!(Client::publish).then_output(|| PublishOutput::builder().message_id("m-1").build());
     let sns = mock_client!(aws_sdk_sns, RuleMode::MatchAny, [&attributes, &publish]);
-    let config = SdkConfig::builder()
-        .endpoint_url("http://127.0.0.1:9")
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        )))
-        .build();
-    let mut clients = AwsClients::builder(&config).build().unwrap();
+    let mut clients = common::offline_clients();
     clients.sns = sns;
 
     // A burst of isolations has spent EC2's read and write budgets.
@@ -88,7 +78,11 @@ async fn notify_does_not_wait_on_ec2_budgets() {
     let pre = actions.read_pre_state(&plan, step).await.unwrap();
     let outcome = actions.apply(&plan, step, &pre).await.unwrap();
     actions.verify(&plan, step, &pre, &outcome).await.unwrap();
-    assert_eq!(start.elapsed(), Duration::ZERO, "notify waited for EC2's tokens");
+    assert_eq!(
+        start.elapsed(),
+        Duration::ZERO,
+        "notify waited for EC2's tokens"
+    );
     assert_eq!(outcome["message-id"], "m-1");
     assert_eq!(outcome["topic-arn"], TOPIC);
     assert_eq!(publish.num_calls(), 1);
@@ -97,6 +91,9 @@ async fn notify_does_not_wait_on_ec2_budgets() {
             .iter()
             .map(|op| op.bucket)
             .collect::<Vec<_>>(),
-        [ops::SNS_GET_TOPIC_ATTRIBUTES.bucket, ops::SNS_PUBLISH.bucket]
+        [
+            ops::SNS_GET_TOPIC_ATTRIBUTES.bucket,
+            ops::SNS_PUBLISH.bucket
+        ]
     );
 }

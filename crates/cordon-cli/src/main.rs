@@ -491,7 +491,9 @@ async fn load_inputs(
     aws: &Aws,
 ) -> Result<(Finding, Vec<LoadedPlaybook>), Failure> {
     let finding = match (&args.finding_id, &args.finding) {
-        (Some(id), _) => intake::fetch_finding(aws.clients().await?, id, args.detector.as_deref()).await?,
+        (Some(id), _) => {
+            intake::fetch_finding(aws.clients().await?, id, args.detector.as_deref()).await?
+        }
         (None, Some(_)) if args.detector.is_some() => {
             return Err(invalid(anyhow!(
                 "--detector only applies with --finding-id"

@@ -85,7 +85,7 @@ pub enum DetectiveOutcome {
         skipped: String,
     },
     /// An investigation started or reused, and what it found.
-    Investigated(Investigated),
+    Investigated(Box<Investigated>),
 }
 
 /// An investigation and where its indicators are kept.
@@ -212,7 +212,10 @@ fn entity_in_plan(ctx: Ctx<'_>) -> Option<Entity> {
 async fn profile_role(ctx: Ctx<'_>, profile_arn: &str) -> Result<String, String> {
     let name = profile_arn.rsplit('/').next().unwrap_or(profile_arn);
     let clients = ctx.clients();
-    let request = clients.iam.get_instance_profile().instance_profile_name(name);
+    let request = clients
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name);
     let out = clients
         .call(&ops::IAM_GET_INSTANCE_PROFILE, profile_arn, request)
         .await
@@ -534,7 +537,7 @@ impl Handler for EnrichWithDetective {
                 params.timeout_seconds
             ),
         });
-        Ok(DetectiveOutcome::Investigated(Investigated {
+        Ok(DetectiveOutcome::Investigated(Box::new(Investigated {
             investigation_id: id,
             graph_arn: graph.clone(),
             entity_arn: entity.clone(),
@@ -546,7 +549,7 @@ impl Handler for EnrichWithDetective {
             partial: !successful,
             partial_reason,
             note: LAG_NOTE.to_string(),
-        }))
+        })))
     }
 
     async fn verify(

@@ -18,9 +18,9 @@ use cordon_core::journal::JournalRecord;
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, Handler};
-use crate::client::AwsClients;
+pub use crate::evidence::ObjectVersion;
 use crate::evidence::{
-    EvidenceRef, EvidenceStore, case_key, case_prefix, get_s3, put_s3, sha256_hex,
+    EvidenceRef, EvidenceStore, case_key, case_prefix, get_s3, list_versions, put_s3, sha256_hex,
 };
 use crate::manifest::{JOURNAL_NAME, MANIFEST_NAME, Manifest, ManifestObject, write_manifest};
 use crate::ops;
@@ -37,16 +37,6 @@ pub struct EvidencePreState {
     pub bucket: String,
     pub prefix: String,
     pub versions: Vec<ObjectVersion>,
-}
-
-/// One version (or delete marker) present before the step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ObjectVersion {
-    pub key: String,
-    pub version_id: Option<String>,
-    pub is_latest: bool,
-    pub delete_marker: bool,
 }
 
 /// What the step wrote: the manifest and the objects it pins.
@@ -97,46 +87,6 @@ fn destination(
         }
     };
     Ok((bucket, params.prefix.clone(), kms_key))
-}
-
-async fn list_versions(
-    clients: &AwsClients,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<ObjectVersion>, ActionError> {
-    let request = clients
-        .s3
-        .list_object_versions()
-        .bucket(bucket)
-        .prefix(prefix);
-    let pages = clients
-        .paginate(
-            &ops::S3_LIST_OBJECT_VERSIONS,
-            &format!("s3://{bucket}/{prefix}"),
-            request,
-        )
-        .await?;
-    let mut versions = Vec::new();
-    for out in &pages {
-        for v in out.versions() {
-            versions.push(ObjectVersion {
-                key: v.key().unwrap_or_default().to_owned(),
-                version_id: v.version_id().map(str::to_owned),
-                is_latest: v.is_latest() == Some(true),
-                delete_marker: false,
-            });
-        }
-        for m in out.delete_markers() {
-            versions.push(ObjectVersion {
-                key: m.key().unwrap_or_default().to_owned(),
-                version_id: m.version_id().map(str::to_owned),
-                is_latest: m.is_latest() == Some(true),
-                delete_marker: true,
-            });
-        }
-    }
-    versions.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(versions)
 }
 
 /// The case's local files to upload: `(name, path)`, journal first.

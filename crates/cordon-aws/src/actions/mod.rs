@@ -191,7 +191,10 @@ fn decode<T: DeserializeOwned>(
         ActionError::new(
             ErrorKind::Other,
             step,
-            format!("the journaled {} of step `{step}` is unreadable: {e}", part.noun()),
+            format!(
+                "the journaled {} of step `{step}` is unreadable: {e}",
+                part.noun()
+            ),
             "the journal was written by another cordon version or edited; restore it from evidence",
         )
     })

@@ -185,7 +185,11 @@ async fn capacity(ctx: Ctx<'_>, group: &str) -> Result<Capacity, ActionError> {
         .describe_auto_scaling_groups()
         .auto_scaling_group_names(group);
     let out = clients
-        .call(&ops::AUTOSCALING_DESCRIBE_AUTO_SCALING_GROUPS, group, request)
+        .call(
+            &ops::AUTOSCALING_DESCRIBE_AUTO_SCALING_GROUPS,
+            group,
+            request,
+        )
         .await?;
     let found = out
         .auto_scaling_groups()
@@ -334,7 +338,11 @@ impl Handler for DetachFromAutoscaling {
             .instance_ids(&pre.instance_id)
             .should_decrement_desired_capacity(false);
         let result = clients
-            .call(&ops::AUTOSCALING_DETACH_INSTANCES, &pre.instance_id, request)
+            .call(
+                &ops::AUTOSCALING_DETACH_INSTANCES,
+                &pre.instance_id,
+                request,
+            )
             .await;
         if let Err(e) = result {
             // A concurrent detach wins the race: that is the goal, not a failure.
@@ -472,7 +480,11 @@ impl Handler for DetachFromAutoscaling {
                     .auto_scaling_group_name(group)
                     .instance_ids(&pre.instance_id);
                 let result = clients
-                    .call(&ops::AUTOSCALING_ATTACH_INSTANCES, &pre.instance_id, request)
+                    .call(
+                        &ops::AUTOSCALING_ATTACH_INSTANCES,
+                        &pre.instance_id,
+                        request,
+                    )
                     .await;
                 current = membership(ctx, &pre.instance_id).await?;
                 // Attached concurrently (or the error came after it took): fine.

@@ -6,9 +6,7 @@
 //! the instance looked like. Deleting it would break the case's manifest and
 //! hash chain, and an Object Lock bucket would refuse it anyway.
 
-use aws_sdk_ec2::types::{
-    Filter, Instance, IpPermission, NetworkInterface, SecurityGroup, Tag, Volume,
-};
+use aws_sdk_ec2::types::{Instance, IpPermission, NetworkInterface, SecurityGroup, Tag, Volume};
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 use cordon_core::action::{
@@ -19,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::{describe_instance, instance_network_interfaces};
+use super::{describe_instance, filter, instance_network_interfaces};
 use crate::actions::{Ctx, Handler};
+use crate::call::items;
 use crate::evidence::{EvidenceRef, EvidenceStore, get_s3, sha256_hex};
 use crate::ops;
 
@@ -333,20 +332,14 @@ fn security_group_json(g: &SecurityGroup) -> Value {
 /// Every EBS volume attached to the instance (filtered, paginated).
 async fn instance_volumes(ctx: Ctx<'_>, instance_id: &str) -> Result<Vec<Volume>, ActionError> {
     let clients = ctx.clients();
-    let request = clients.ec2.describe_volumes().filters(
-        Filter::builder()
-            .name("attachment.instance-id")
-            .values(instance_id)
-            .build(),
-    );
+    let request = clients
+        .ec2
+        .describe_volumes()
+        .filters(filter("attachment.instance-id", [instance_id]));
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_VOLUMES, instance_id, request)
         .await?;
-    Ok(pages
-        .iter()
-        .flat_map(|page| page.volumes())
-        .cloned()
-        .collect())
+    Ok(items(&pages, |page| page.volumes()))
 }
 
 /// The given security groups, in the order asked for.
@@ -508,7 +501,11 @@ impl Handler for CaptureConsoleOutput {
         let id = pre.instance_id.as_str();
         let latest = p.latest;
         let clients = ctx.clients();
-        let request = clients.ec2.get_console_output().instance_id(id).latest(latest);
+        let request = clients
+            .ec2
+            .get_console_output()
+            .instance_id(id)
+            .latest(latest);
         let out = clients
             .call(&ops::EC2_GET_CONSOLE_OUTPUT, id, request)
             .await

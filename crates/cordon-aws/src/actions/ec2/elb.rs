@@ -515,9 +515,7 @@ impl Handler for DeregisterFromLoadBalancers {
         if pre.registrations.is_empty() {
             return Ok(ElbUndone {
                 changed: false,
-                reason: Some(
-                    "the instance was in no target group; nothing to restore".to_string(),
-                ),
+                reason: Some("the instance was in no target group; nothing to restore".to_string()),
                 registered: Vec::new(),
             });
         }

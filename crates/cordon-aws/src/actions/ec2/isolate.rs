@@ -27,10 +27,11 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{
-    BoxedCall, describe_instance, instance_network_interfaces, interface_group_ids, join_all,
-    network_interfaces_by_id, try_join_all,
+    BoxedCall, describe_instance, filter, instance_network_interfaces, interface_group_ids,
+    join_all, network_interfaces_by_id, try_join_all,
 };
 use crate::actions::{Ctx, Handler};
+use crate::call::items;
 use crate::ops;
 
 /// The `isolate-instance` handler.
@@ -224,54 +225,35 @@ fn rule_summary(rules: &[IpPermission]) -> Vec<String> {
 // ---------------------------------------------------------------------------
 // AWS calls, one function each.
 
+/// Security groups matching every one of `filters` (paginated).
+async fn describe_groups(
+    ctx: Ctx<'_>,
+    filters: Vec<Filter>,
+    label: &str,
+) -> Result<Vec<SecurityGroup>, ActionError> {
+    let clients = ctx.clients();
+    let request = clients
+        .ec2
+        .describe_security_groups()
+        .set_filters(Some(filters));
+    let pages = clients
+        .paginate(&ops::EC2_DESCRIBE_SECURITY_GROUPS, label, request)
+        .await?;
+    Ok(items(&pages, |page| page.security_groups()))
+}
+
 /// The groups named `names` in `vpcs`: one filtered DescribeSecurityGroups for all VPCs.
 async fn find_groups(
     ctx: Ctx<'_>,
     vpcs: &[String],
     names: &[String],
 ) -> Result<Vec<SecurityGroup>, ActionError> {
-    let clients = ctx.clients();
-    let request = clients
-        .ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("vpc-id")
-                .set_values(Some(vpcs.to_vec()))
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("group-name")
-                .set_values(Some(names.to_vec()))
-                .build(),
-        );
-    let pages = clients
-        .paginate(&ops::EC2_DESCRIBE_SECURITY_GROUPS, &vpcs.join(","), request)
-        .await?;
-    Ok(pages
-        .iter()
-        .flat_map(|page| page.security_groups())
-        .cloned()
-        .collect())
+    let filters = vec![filter("vpc-id", vpcs), filter("group-name", names)];
+    describe_groups(ctx, filters, &vpcs.join(",")).await
 }
 
 async fn groups_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<SecurityGroup>, ActionError> {
-    let clients = ctx.clients();
-    let request = clients.ec2.describe_security_groups().filters(
-        Filter::builder()
-            .name("group-id")
-            .set_values(Some(ids.to_vec()))
-            .build(),
-    );
-    let pages = clients
-        .paginate(&ops::EC2_DESCRIBE_SECURITY_GROUPS, &ids.join(","), request)
-        .await?;
-    Ok(pages
-        .iter()
-        .flat_map(|page| page.security_groups())
-        .cloned()
-        .collect())
+    describe_groups(ctx, vec![filter("group-id", ids)], &ids.join(",")).await
 }
 
 /// Creates a tagged group; `None` when another worker created it first.
@@ -356,7 +338,11 @@ async fn authorize(
             .group_id(group_id)
             .set_ip_permissions(Some(rules));
         clients
-            .try_call(&ops::EC2_AUTHORIZE_SECURITY_GROUP_INGRESS, group_id, request)
+            .try_call(
+                &ops::EC2_AUTHORIZE_SECURITY_GROUP_INGRESS,
+                group_id,
+                request,
+            )
             .await
             .map(drop)
             .map_err(|e| (e.code() == Some(DUPLICATE_RULE), e.into_error()))
@@ -390,7 +376,11 @@ async fn set_groups(ctx: Ctx<'_>, eni_id: &str, groups: &[String]) -> Result<(),
         .network_interface_id(eni_id)
         .set_groups(Some(groups.to_vec()));
     clients
-        .call(&ops::EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE, eni_id, request)
+        .call(
+            &ops::EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE,
+            eni_id,
+            request,
+        )
         .await?;
     Ok(())
 }
@@ -1118,7 +1108,10 @@ mod tests {
         });
         let outcome: IsolationOutcome = serde_json::from_value(old).expect("v1 outcome");
         assert_eq!(outcome.groups[0].isolation_group_id, "sg-iso");
-        assert_eq!(outcome.interfaces[0].passed_through.as_deref(), Some("sg-open"));
+        assert_eq!(
+            outcome.interfaces[0].passed_through.as_deref(),
+            Some("sg-open")
+        );
         let written = serde_json::to_value(&outcome).expect("encodes");
         let mut names = Vec::new();
         keys(&written, &mut names);

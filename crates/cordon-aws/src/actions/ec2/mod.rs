@@ -5,10 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, NetworkInterface};
+use aws_sdk_ec2::types::{
+    Filter, IamInstanceProfileAssociation, Instance, InstanceStateName, NetworkInterface,
+};
 use cordon_core::executor::{ActionError, ErrorKind};
 
 use super::Ctx;
+use crate::call::items;
 use crate::ops;
 
 pub mod autoscaling;
@@ -19,6 +22,42 @@ pub mod profile;
 pub mod protect;
 pub mod snapshot;
 pub mod tag;
+
+/// A Describe filter: `name` matching any of `values`.
+pub fn filter<V: Into<String>>(name: &str, values: impl IntoIterator<Item = V>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().map(Into::into).collect()))
+        .build()
+}
+
+/// The instance's profile associations that are not yet fully gone
+/// (`associating`, `associated`, `disassociating`): filtered and paginated,
+/// so one call in practice.
+pub async fn profile_associations(
+    ctx: Ctx<'_>,
+    instance_id: &str,
+) -> Result<Vec<IamInstanceProfileAssociation>, ActionError> {
+    let clients = ctx.clients();
+    let request = clients
+        .ec2
+        .describe_iam_instance_profile_associations()
+        .filters(filter("instance-id", [instance_id]))
+        .filters(filter(
+            "state",
+            ["associating", "associated", "disassociating"],
+        ));
+    let pages = clients
+        .paginate(
+            &ops::EC2_DESCRIBE_IAM_INSTANCE_PROFILE_ASSOCIATIONS,
+            instance_id,
+            request,
+        )
+        .await?;
+    Ok(items(&pages, |page| {
+        page.iam_instance_profile_associations()
+    }))
+}
 
 /// Describes one instance; a missing or terminated instance is a clear error.
 pub async fn describe_instance(ctx: Ctx<'_>, instance_id: &str) -> Result<Instance, ActionError> {
@@ -61,20 +100,14 @@ pub async fn instance_network_interfaces(
     instance_id: &str,
 ) -> Result<Vec<NetworkInterface>, ActionError> {
     let clients = ctx.clients();
-    let request = clients.ec2.describe_network_interfaces().filters(
-        Filter::builder()
-            .name("attachment.instance-id")
-            .values(instance_id)
-            .build(),
-    );
+    let request = clients
+        .ec2
+        .describe_network_interfaces()
+        .filters(filter("attachment.instance-id", [instance_id]));
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_NETWORK_INTERFACES, instance_id, request)
         .await?;
-    let mut enis: Vec<NetworkInterface> = pages
-        .iter()
-        .flat_map(|page| page.network_interfaces())
-        .cloned()
-        .collect();
+    let mut enis = items(&pages, |page| page.network_interfaces());
     enis.sort_by_key(|n| {
         n.attachment()
             .and_then(|a| a.device_index())
@@ -133,20 +166,18 @@ pub async fn network_interfaces_by_id(
         return Ok(Vec::new());
     }
     let clients = ctx.clients();
-    let request = clients.ec2.describe_network_interfaces().filters(
-        Filter::builder()
-            .name("network-interface-id")
-            .set_values(Some(ids.to_vec()))
-            .build(),
-    );
+    let request = clients
+        .ec2
+        .describe_network_interfaces()
+        .filters(filter("network-interface-id", ids));
     let pages = clients
-        .paginate(&ops::EC2_DESCRIBE_NETWORK_INTERFACES, &ids.join(","), request)
+        .paginate(
+            &ops::EC2_DESCRIBE_NETWORK_INTERFACES,
+            &ids.join(","),
+            request,
+        )
         .await?;
-    Ok(pages
-        .iter()
-        .flat_map(|page| page.network_interfaces())
-        .cloned()
-        .collect())
+    Ok(items(&pages, |page| page.network_interfaces()))
 }
 
 /// Security group ids of an interface, in the order AWS returns them.

@@ -7,14 +7,13 @@
 //! permissions listed for it (no `ec2:DescribeInstances`): a missing instance
 //! simply has no association and the step reports that it changed nothing.
 
-use aws_sdk_ec2::types::{
-    Filter, IamInstanceProfileAssociationState, IamInstanceProfileSpecification,
-};
+use aws_sdk_ec2::types::{IamInstanceProfileAssociationState, IamInstanceProfileSpecification};
 use cordon_core::action::DetachInstanceProfile as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use super::profile_associations;
 use crate::actions::{Ctx, Handler};
 use crate::ops;
 
@@ -123,66 +122,30 @@ fn profile_name(arn: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Every association of the instance that is not yet fully gone (paginated,
-/// filtered by instance, so one call in practice).
+/// Every association of the instance that is not yet fully gone.
 async fn associations(
     ctx: Ctx<'_>,
     instance_id: &str,
 ) -> Result<Vec<ProfileAssociation>, ActionError> {
-    let clients = ctx.clients();
-    let request = clients
-        .ec2
-        .describe_iam_instance_profile_associations()
-        .filters(
-            Filter::builder()
-                .name("instance-id")
-                .values(instance_id)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("state")
-                .values("associating")
-                .values("associated")
-                .values("disassociating")
-                .build(),
-        );
-    let pages = clients
-        .paginate(
-            &ops::EC2_DESCRIBE_IAM_INSTANCE_PROFILE_ASSOCIATIONS,
-            instance_id,
-            request,
-        )
-        .await?;
-    let mut found = Vec::new();
-    for association in pages
+    Ok(profile_associations(ctx, instance_id)
+        .await?
         .iter()
-        .flat_map(|page| page.iam_instance_profile_associations())
-    {
-        if association
-            .instance_id()
-            .is_some_and(|id| id != instance_id)
-        {
-            continue;
-        }
-        let (Some(association_id), Some(profile_arn)) = (
-            association.association_id(),
-            association.iam_instance_profile().and_then(|p| p.arn()),
-        ) else {
-            continue;
-        };
-        found.push(ProfileAssociation {
-            association_id: association_id.to_string(),
-            profile_arn: profile_arn.to_string(),
-            profile_name: profile_name(profile_arn),
-            state: association
-                .state()
-                .map(IamInstanceProfileAssociationState::as_str)
-                .unwrap_or("associated")
-                .to_string(),
-        });
-    }
-    Ok(found)
+        .filter(|association| association.instance_id().is_none_or(|id| id == instance_id))
+        .filter_map(|association| {
+            let association_id = association.association_id()?;
+            let profile_arn = association.iam_instance_profile()?.arn()?;
+            Some(ProfileAssociation {
+                association_id: association_id.to_string(),
+                profile_arn: profile_arn.to_string(),
+                profile_name: profile_name(profile_arn),
+                state: association
+                    .state()
+                    .map(IamInstanceProfileAssociationState::as_str)
+                    .unwrap_or("associated")
+                    .to_string(),
+            })
+        })
+        .collect())
 }
 
 impl Handler for DetachInstanceProfile {

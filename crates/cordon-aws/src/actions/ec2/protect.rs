@@ -251,7 +251,12 @@ impl Change {
     /// Makes the calls concurrently (one attribute per call, as EC2 requires).
     async fn send(&self, ctx: Ctx<'_>, instance_id: &str) -> Result<(), ActionError> {
         let clients = ctx.clients();
-        let modify = || clients.ec2.modify_instance_attribute().instance_id(instance_id);
+        let modify = || {
+            clients
+                .ec2
+                .modify_instance_attribute()
+                .instance_id(instance_id)
+        };
         let mut requests = Vec::new();
         if let Some(v) = self.disable_api_termination {
             requests.push(

@@ -11,14 +11,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_ec2::types::{Filter, ResourceType, Snapshot, SnapshotState, Tag, TagSpecification};
+use aws_sdk_ec2::types::{ResourceType, Snapshot, SnapshotState, Tag, TagSpecification};
 use cordon_core::action::SnapshotVolumes as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::{describe_instance, try_join_all};
+use super::{describe_instance, filter, try_join_all};
 use crate::actions::{Ctx, Handler};
+use crate::call::items;
 use crate::ops;
 
 /// The `snapshot-volumes` handler.
@@ -124,26 +125,12 @@ async fn case_snapshots(ctx: Ctx<'_>) -> Result<Vec<Snapshot>, ActionError> {
         .ec2
         .describe_snapshots()
         .owner_ids("self")
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{CASE_TAG}"))
-                .values(ctx.case_id())
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{STEP_TAG}"))
-                .values(&ctx.step.id)
-                .build(),
-        );
+        .filters(filter(&format!("tag:{CASE_TAG}"), [ctx.case_id()]))
+        .filters(filter(&format!("tag:{STEP_TAG}"), [&ctx.step.id]));
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_SNAPSHOTS, ctx.case_id(), request)
         .await?;
-    Ok(pages
-        .iter()
-        .flat_map(|page| page.snapshots())
-        .cloned()
-        .collect())
+    Ok(items(&pages, |page| page.snapshots()))
 }
 
 async fn snapshots_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<Snapshot>, ActionError> {
@@ -156,20 +143,11 @@ async fn snapshots_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<Snapshot>, 
         .ec2
         .describe_snapshots()
         .owner_ids("self")
-        .filters(
-            Filter::builder()
-                .name("snapshot-id")
-                .set_values(Some(ids.to_vec()))
-                .build(),
-        );
+        .filters(filter("snapshot-id", ids));
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_SNAPSHOTS, &ids.join(","), request)
         .await?;
-    Ok(pages
-        .iter()
-        .flat_map(|page| page.snapshots())
-        .cloned()
-        .collect())
+    Ok(items(&pages, |page| page.snapshots()))
 }
 
 async fn create_snapshot(
@@ -493,21 +471,18 @@ impl Handler for SnapshotVolumes {
             return Ok(());
         }
         let clients = ctx.clients();
-        let request = clients.ec2.describe_volumes().filters(
-            Filter::builder()
-                .name("volume-id")
-                .set_values(Some(ids.clone()))
-                .build(),
-        );
+        let request = clients
+            .ec2
+            .describe_volumes()
+            .filters(filter("volume-id", &ids));
         let pages = clients
             .paginate(&ops::EC2_DESCRIBE_VOLUMES, &ids.join(","), request)
             .await?;
-        if let Some(missing) = ids.iter().find(|id| {
-            !pages
-                .iter()
-                .flat_map(|page| page.volumes())
-                .any(|v| v.volume_id() == Some(id.as_str()))
-        }) {
+        let volumes = items(&pages, |page| page.volumes());
+        if let Some(missing) = ids
+            .iter()
+            .find(|id| !volumes.iter().any(|v| v.volume_id() == Some(id.as_str())))
+        {
             return Err(ActionError::new(
                 ErrorKind::InvalidState,
                 missing,

@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::types::{Filter, Tag};
+use aws_sdk_ec2::types::Tag;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
 
-use super::{BoxedCall, describe_instance, try_join_all};
+use super::{BoxedCall, describe_instance, filter, try_join_all};
 use crate::actions::{Ctx, Handler};
 use crate::ops;
 
@@ -84,18 +84,8 @@ async fn current_tags(
     let request = clients
         .ec2
         .describe_tags()
-        .filters(
-            Filter::builder()
-                .name("resource-id")
-                .set_values(Some(resource_ids.to_vec()))
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("key")
-                .set_values(Some(keys.to_vec()))
-                .build(),
-        );
+        .filters(filter("resource-id", resource_ids))
+        .filters(filter("key", keys));
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_TAGS, &resource_ids[0], request)
         .await?;
@@ -126,9 +116,7 @@ async fn create_tags(
         .create_tags()
         .set_resources(Some(resources))
         .set_tags(Some(tags));
-    clients
-        .call(&ops::EC2_CREATE_TAGS, &label, request)
-        .await?;
+    clients.call(&ops::EC2_CREATE_TAGS, &label, request).await?;
     Ok(())
 }
 
@@ -147,9 +135,7 @@ async fn delete_tags(
         .set_tags(Some(
             keys.iter().map(|k| Tag::builder().key(k).build()).collect(),
         ));
-    clients
-        .call(&ops::EC2_DELETE_TAGS, &label, request)
-        .await?;
+    clients.call(&ops::EC2_DELETE_TAGS, &label, request).await?;
     Ok(())
 }
 

@@ -553,7 +553,10 @@ struct SecretInfo {
 
 async fn describe_secret(ctx: Ctx<'_>, secret_id: &str) -> Result<Option<SecretInfo>, ActionError> {
     let clients = ctx.clients();
-    let request = clients.secretsmanager.describe_secret().secret_id(secret_id);
+    let request = clients
+        .secretsmanager
+        .describe_secret()
+        .secret_id(secret_id);
     let out = match clients
         .try_call(&ops::SECRETSMANAGER_DESCRIBE_SECRET, secret_id, request)
         .await
@@ -601,7 +604,11 @@ async fn create_key(ctx: Ctx<'_>, user: &str) -> Result<(String, SecretText), Ac
     let clients = ctx.clients();
     let request = clients.iam.create_access_key().user_name(user);
     let out = clients
-        .call(&ops::IAM_CREATE_ACCESS_KEY, &format!("user {user}"), request)
+        .call(
+            &ops::IAM_CREATE_ACCESS_KEY,
+            &format!("user {user}"),
+            request,
+        )
         .await?;
     // Moved out, not copied: the SDK's output is consumed here.
     let Some(key) = out.access_key else {

@@ -8,7 +8,7 @@
 //! role, on every instance and principal using it, hence the planner gates it
 //! behind approval.
 
-use aws_sdk_ec2::types::{Filter, IamInstanceProfileAssociationState};
+use aws_sdk_ec2::types::IamInstanceProfileAssociationState;
 use cordon_core::action::RevokeRoleSessions as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::plan::Target;
@@ -18,6 +18,7 @@ use time::format_description::well_known::Rfc3339;
 use tracing::info;
 
 use super::{PolicyHolder, PolicyRestored, same_document};
+use crate::actions::ec2::profile_associations;
 use crate::actions::{Ctx, Handler, wrong_target};
 use crate::ops;
 
@@ -131,27 +132,11 @@ async fn resolve_role(ctx: Ctx<'_>) -> Result<(String, RoleSource), ActionError>
     let clients = ctx.clients();
     let mut association = None;
     if let Some(instance) = &instance_id {
-        // The state is checked below: `associating` counts too, as the
-        // instance gets that role's credentials moments later.
-        let request = clients
-            .ec2
-            .describe_iam_instance_profile_associations()
-            .filters(
-                Filter::builder()
-                    .name("instance-id")
-                    .values(instance)
-                    .build(),
-            );
-        let pages = clients
-            .paginate(
-                &ops::EC2_DESCRIBE_IAM_INSTANCE_PROFILE_ASSOCIATIONS,
-                instance,
-                request,
-            )
-            .await?;
-        association = pages
+        // `associating` counts too: the instance gets that role's
+        // credentials moments later.
+        association = profile_associations(ctx, instance)
+            .await?
             .iter()
-            .flat_map(|page| page.iam_instance_profile_associations())
             .find_map(|a| {
                 if !matches!(
                     a.state(),
@@ -182,7 +167,10 @@ async fn resolve_role(ctx: Ctx<'_>) -> Result<(String, RoleSource), ActionError>
         }
     };
     let name = profile_name(&profile_arn);
-    let request = clients.iam.get_instance_profile().instance_profile_name(name);
+    let request = clients
+        .iam
+        .get_instance_profile()
+        .instance_profile_name(name);
     let out = clients
         .call(&ops::IAM_GET_INSTANCE_PROFILE, &profile_arn, request)
         .await?;

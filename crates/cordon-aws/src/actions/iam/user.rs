@@ -194,7 +194,11 @@ async fn login_profile(ctx: Ctx<'_>, user: &str) -> Result<Option<LoginProfileSt
     let clients = ctx.clients();
     let request = clients.iam.get_login_profile().user_name(user);
     match clients
-        .try_call(&ops::IAM_GET_LOGIN_PROFILE, &format!("user {user}"), request)
+        .try_call(
+            &ops::IAM_GET_LOGIN_PROFILE,
+            &format!("user {user}"),
+            request,
+        )
         .await
     {
         Ok(out) => Ok(out.login_profile().map(|p| LoginProfileState {
