@@ -161,6 +161,21 @@ pub trait Actions: Send + Sync {
         async { Ok(None) }
     }
 
+    /// [`Actions::undo`], for steps whose undo depends on what they journaled
+    /// while applying: `progress` holds the step's progress records, oldest
+    /// first (a key about to be created, say, when no outcome says which key).
+    fn undo_with_progress(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+        outcome: Option<&Value>,
+        progress: &[Value],
+    ) -> impl Future<Output = Result<Value, ActionError>> + Send {
+        let _ = progress;
+        self.undo(plan, step, pre_state, outcome)
+    }
+
     /// Puts the resource back at `pre_state`; `outcome` is absent when the step
     /// crashed between preparing and applying. Must tolerate a half-applied or
     /// already-undone resource.
@@ -188,6 +203,7 @@ pub trait Actions: Send + Sync {
 pub struct Progress<'a> {
     sink: Option<tokio::sync::Mutex<&'a mut (dyn ProgressSink + 'a)>>,
     step: String,
+    earlier: Vec<Value>,
 }
 
 impl std::fmt::Debug for Progress<'_> {
@@ -202,10 +218,24 @@ impl std::fmt::Debug for Progress<'_> {
 impl Progress<'_> {
     /// Progress that goes nowhere: dry runs and handler tests without a journal.
     pub fn discard() -> Progress<'static> {
+        Progress::replay(Vec::new())
+    }
+
+    /// Progress that goes nowhere, after `earlier` records: handler tests
+    /// replaying what an interrupted attempt journaled.
+    pub fn replay(earlier: Vec<Value>) -> Progress<'static> {
         Progress {
             sink: None,
             step: String::new(),
+            earlier,
         }
+    }
+
+    /// The step's progress records journaled before this apply (by earlier,
+    /// interrupted or failed attempts in this epoch), oldest first: what a
+    /// re-apply must know to finish, not repeat, what they began.
+    pub fn earlier(&self) -> &[Value] {
+        &self.earlier
     }
 
     /// Journals `progress` for the step, durably, before returning. A step must
@@ -1395,6 +1425,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     let progress = Progress {
                         sink: Some(tokio::sync::Mutex::new(sink)),
                         step: step.id.clone(),
+                        earlier: known.progress.clone(),
                     };
                     self.actions
                         .apply_with_progress(plan, step, &pre_state, &progress)
@@ -1549,8 +1580,13 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     } else {
                         Some(
                             retry_action(step, || {
-                                self.actions
-                                    .undo(&plan, step, &pre_state, state.outcome.as_ref())
+                                self.actions.undo_with_progress(
+                                    &plan,
+                                    step,
+                                    &pre_state,
+                                    state.outcome.as_ref(),
+                                    &state.progress,
+                                )
                             })
                             .await?,
                         )
