@@ -119,10 +119,14 @@ impl<'a> Ctx<'a> {
         self.progress.earlier()
     }
 
-    /// The instance this step targets, or a clear error.
+    /// The instance this step targets, or a clear error; an id holding a
+    /// wildcard is refused before it reaches any call.
     pub fn instance(&self) -> Result<&'a InstanceTarget, ActionError> {
         match &self.step.target {
-            Target::Instance(i) => Ok(i),
+            Target::Instance(i) => {
+                ec2::refuse_wildcard(&i.instance_id, "an instance id")?;
+                Ok(i)
+            }
             other => Err(wrong_target(self.step, other)),
         }
     }

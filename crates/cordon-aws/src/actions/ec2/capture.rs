@@ -335,7 +335,7 @@ async fn instance_volumes(ctx: Ctx<'_>, instance_id: &str) -> Result<Vec<Volume>
     let request = clients
         .ec2
         .describe_volumes()
-        .filters(filter("attachment.instance-id", [instance_id]));
+        .filters(filter("attachment.instance-id", [instance_id])?);
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_VOLUMES, instance_id, request)
         .await?;

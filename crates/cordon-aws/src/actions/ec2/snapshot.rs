@@ -125,8 +125,8 @@ async fn case_snapshots(ctx: Ctx<'_>) -> Result<Vec<Snapshot>, ActionError> {
         .ec2
         .describe_snapshots()
         .owner_ids("self")
-        .filters(filter(&format!("tag:{CASE_TAG}"), [ctx.case_id()]))
-        .filters(filter(&format!("tag:{STEP_TAG}"), [&ctx.step.id]));
+        .filters(filter(&format!("tag:{CASE_TAG}"), [ctx.case_id()])?)
+        .filters(filter(&format!("tag:{STEP_TAG}"), [&ctx.step.id])?);
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_SNAPSHOTS, ctx.case_id(), request)
         .await?;
@@ -143,7 +143,7 @@ async fn snapshots_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<Snapshot>, 
         .ec2
         .describe_snapshots()
         .owner_ids("self")
-        .filters(filter("snapshot-id", ids));
+        .filters(filter("snapshot-id", ids)?);
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_SNAPSHOTS, &ids.join(","), request)
         .await?;
@@ -474,7 +474,7 @@ impl Handler for SnapshotVolumes {
         let request = clients
             .ec2
             .describe_volumes()
-            .filters(filter("volume-id", &ids));
+            .filters(filter("volume-id", &ids)?);
         let pages = clients
             .paginate(&ops::EC2_DESCRIBE_VOLUMES, &ids.join(","), request)
             .await?;
