@@ -11,8 +11,10 @@ use cordon_aws::actions::AwsActions;
 use cordon_aws::actions::iam::decode_policy_document;
 use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
-use cordon_core::executor::{ActionError, Actions, ErrorKind};
+use cordon_core::executor::{ActionError, Actions, ErrorKind, Executor, Progress};
 use cordon_core::finding::{Finding, parse_single_finding};
+use cordon_core::journal::CaseStatus;
+use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{Plan, Target, plan};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::RouteReason;
@@ -715,7 +717,24 @@ async fn rotate_recovers_from_interrupted_attempts() {
         .access_key()
         .map(|k| k.access_key_id().to_string())
         .expect("id");
-    let out = actions.apply(&plan, step, &pre).await.expect("apply");
+    // Without a record of a key about to be created, that key is not the step's:
+    // with it, the user has two keys and rotation refuses, deleting nothing.
+    let refused = actions
+        .apply(&plan, step, &pre)
+        .await
+        .expect_err("a key the step did not create counts against the limit");
+    assert_eq!(refused.kind, ErrorKind::Refused, "{refused}");
+    assert!(refused.message.contains(&orphan), "{refused}");
+    assert_eq!(key_list(clients, "grace").await.len(), 2);
+    // The interrupted attempt journaled `creating-key` before CreateAccessKey:
+    // the re-apply knows the orphan is its own, unstored, and deletes it.
+    let journaled = Progress::replay(vec![
+        json!({"phase": "creating-key", "existing-keys": [keys[0]]}),
+    ]);
+    let out = actions
+        .apply_with_progress(&plan, step, &pre, &journaled)
+        .await
+        .expect("apply");
     assert_eq!(out["discarded-unstored-keys"], json!([orphan]));
     actions
         .verify(&plan, step, &pre, &out)
@@ -752,6 +771,67 @@ async fn rotate_recovers_from_interrupted_attempts() {
         .expect_err("secret scheduled for deletion");
     assert_eq!(err.kind, ErrorKind::InvalidState, "{err}");
     assert!(err.to_string().contains("restore-secret"), "{err}");
+}
+
+#[tokio::test]
+async fn an_operators_key_made_after_a_refused_rotation_survives_the_resume() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let (_, keys) = create_user(clients, "heidi", 2).await;
+    let finding = access_key_finding("f-operator", &keys[0], Some("heidi"), "IAMUser");
+    let plan = make_plan(
+        &finding,
+        json!([{"id": "rotate", "action": "rotate-access-key", "on-failure": "stop", "retry": {"max-attempts": 1}}]),
+    );
+    let actions = actions(&aws, "operator");
+    let dir = std::env::temp_dir().join(format!(
+        "cordon-iam-{}-operator-journal",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let journal = LocalJournal::new(&dir);
+    let executor = Executor::new(&actions, &journal, &cordon_tests::ApproveAll);
+
+    // Two keys: rotation refuses, changing nothing.
+    let report = executor.run(&plan, &finding.raw).await.expect("run");
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!(key_list(clients, "heidi").await.len(), 2);
+
+    // An operator makes room by hand and creates a key of their own.
+    clients
+        .iam
+        .delete_access_key()
+        .user_name("heidi")
+        .access_key_id(&keys[1])
+        .send()
+        .await
+        .expect("DeleteAccessKey");
+    let operators = clients
+        .iam
+        .create_access_key()
+        .user_name("heidi")
+        .send()
+        .await
+        .expect("CreateAccessKey")
+        .access_key()
+        .map(|k| k.access_key_id().to_string())
+        .expect("id");
+
+    // Resume: the operator's key is not the step's, so it is never deleted.
+    let report = executor.resume(&plan.case_id).await.expect("resume");
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!(
+        key_list(clients, "heidi").await,
+        sorted(vec![pair(&keys[0], "Active"), pair(&operators, "Active")]),
+        "the operator's key survives"
+    );
+    assert!(
+        report.message.contains(&operators) && report.message.contains("not created by cordon"),
+        "{}",
+        report.message
+    );
+    assert_eq!(secret_count(clients).await, 0);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
