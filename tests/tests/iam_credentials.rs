@@ -11,7 +11,7 @@ use cordon_aws::actions::AwsActions;
 use cordon_aws::actions::iam::decode_policy_document;
 use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
-use cordon_core::executor::{ActionError, Actions, ErrorKind, Executor, Progress};
+use cordon_core::executor::{ActionError, Actions, Decision, ErrorKind, Executor, Progress};
 use cordon_core::finding::{Finding, parse_single_finding};
 use cordon_core::journal::CaseStatus;
 use cordon_core::local_store::LocalJournal;
@@ -831,6 +831,136 @@ async fn an_operators_key_made_after_a_refused_rotation_survives_the_resume() {
         report.message
     );
     assert_eq!(secret_count(clients).await, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Approves every step and, unlike [`cordon_tests::ApproveAll`], every gated undo.
+struct ApproveUndo;
+
+impl cordon_core::executor::Approver for ApproveUndo {
+    async fn decide(&self, _plan: &Plan, _step: &cordon_core::plan::PlannedStep) -> Decision {
+        Decision::Approved {
+            approver: "test".to_string(),
+        }
+    }
+
+    async fn decide_undo(
+        &self,
+        _plan: &Plan,
+        _step: &cordon_core::plan::PlannedStep,
+        _gate: cordon_core::action::UndoGate,
+    ) -> Decision {
+        Decision::Approved {
+            approver: "test".to_string(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_iam_users_temporary_key_revokes_that_users_sessions_until_an_approved_rollback() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    create_user(clients, "ivan", 1).await;
+    // GetSessionToken credentials: an ASIA key whose user type is IAMUser.
+    let finding = access_key_finding(
+        "f-user-session",
+        "ASIAEXAMPLETEMP00099",
+        Some("ivan"),
+        "IAMUser",
+    );
+    let plan = make_plan(
+        &finding,
+        json!([{"id": "revoke", "action": "revoke-user-sessions", "on-failure": "stop"}]),
+    );
+    assert_eq!(
+        plan.step("revoke").expect("step").target,
+        Target::User {
+            user_name: "ivan".to_string()
+        }
+    );
+    let actions = actions(&aws, "user-sessions");
+    let dir = std::env::temp_dir().join(format!(
+        "cordon-iam-{}-user-sessions-journal",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let journal = LocalJournal::new(&dir);
+
+    let before = time::OffsetDateTime::now_utc();
+    let report = Executor::new(&actions, &journal, &cordon_tests::ApproveAll)
+        .run(&plan, &finding.raw)
+        .await
+        .expect("run");
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let document = user_policy(clients, "ivan", "AWSRevokeOlderSessions")
+        .await
+        .expect("the deny policy is on the user");
+    let doc: Value = serde_json::from_str(&document).expect("JSON");
+    assert_eq!(doc["Statement"][0]["Effect"], "Deny");
+    assert_eq!(doc["Statement"][0]["Action"], "*");
+    assert_eq!(doc["Statement"][0]["Resource"], "*");
+    let cutoff = token_issue_time(&document).expect("DateLessThan aws:TokenIssueTime");
+    let cutoff =
+        time::OffsetDateTime::parse(&cutoff, &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339");
+    assert!(
+        cutoff >= before.replace_nanosecond(0).expect("whole second")
+            && cutoff <= time::OffsetDateTime::now_utc() + time::Duration::SECOND,
+        "{cutoff} is the time of the step"
+    );
+
+    // A rollback without approval keeps the revocation: it re-arms credentials.
+    let kept = Executor::new(&actions, &journal, &cordon_tests::ApproveAll)
+        .rollback(&plan.case_id, "test")
+        .await
+        .expect("rollback");
+    assert_eq!(
+        kept.status,
+        CaseStatus::RolledBackExceptCredentials,
+        "{}",
+        kept.message
+    );
+    assert!(
+        user_policy(clients, "ivan", "AWSRevokeOlderSessions")
+            .await
+            .is_some()
+    );
+
+    // Approved, the undo removes exactly what the step added.
+    let report = Executor::new(&actions, &journal, &ApproveUndo)
+        .rollback(&plan.case_id, "test")
+        .await
+        .expect("rollback");
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!(
+        user_policy(clients, "ivan", "AWSRevokeOlderSessions").await,
+        None
+    );
+
+    // A policy of that name that was there before comes back exactly.
+    let previous = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]}).to_string();
+    clients
+        .iam
+        .put_user_policy()
+        .user_name("ivan")
+        .policy_name("AWSRevokeOlderSessions")
+        .policy_document(&previous)
+        .send()
+        .await
+        .expect("PutUserPolicy");
+    let mut log = Transcript::default();
+    let (pre, outcome) = run_step(&actions, &plan, "revoke", &mut log)
+        .await
+        .expect("revoke");
+    assert_eq!(pre["previous-document"], json!(previous));
+    assert_eq!(outcome["replaced-previous-policy"], json!(true));
+    undo_step(&actions, &plan, "revoke", &pre, Some(&outcome), &mut log)
+        .await
+        .expect("undo");
+    assert_eq!(
+        user_policy(clients, "ivan", "AWSRevokeOlderSessions").await,
+        Some(previous)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

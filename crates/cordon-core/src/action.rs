@@ -75,6 +75,9 @@ pub enum Action {
     DetachInstanceProfile(DetachInstanceProfile),
     /// Invalidate every session of a role issued before now (inline deny on token issue time).
     RevokeRoleSessions(RevokeRoleSessions),
+    /// Invalidate every temporary-credential session of an IAM user issued before now
+    /// (`GetSessionToken` credentials, console sessions): inline deny on token issue time.
+    RevokeUserSessions(RevokeUserSessions),
     /// Detach the instance from its Auto Scaling group so it is not replaced or terminated.
     DetachFromAutoscaling(DetachFromAutoscaling),
     /// Deregister the instance from every load balancer target group.
@@ -218,6 +221,23 @@ fn default_revoke_policy() -> String {
 }
 
 impl Default for RevokeRoleSessions {
+    fn default() -> Self {
+        Self {
+            policy_name: default_revoke_policy(),
+        }
+    }
+}
+
+/// Session revocation for an IAM user's temporary credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RevokeUserSessions {
+    /// Name of the inline deny policy put on the user.
+    #[serde(default = "default_revoke_policy")]
+    pub policy_name: String,
+}
+
+impl Default for RevokeUserSessions {
     fn default() -> Self {
         Self {
             policy_name: default_revoke_policy(),
@@ -429,7 +449,7 @@ impl ActionKind {
             | CaptureInstanceMetadata
             | CaptureConsoleOutput => TargetKind::Instance,
             DeactivateAccessKey | RotateAccessKey => TargetKind::AccessKey,
-            QuarantineUser | DeleteLoginProfile => TargetKind::User,
+            QuarantineUser | DeleteLoginProfile | RevokeUserSessions => TargetKind::User,
             RevokeRoleSessions => TargetKind::Role,
             EnrichWithDetective | StoreEvidence | Notify => TargetKind::Case,
         }
@@ -515,7 +535,7 @@ impl ActionKind {
                 "kms:GenerateDataKey",
                 "kms:Encrypt",
             ],
-            QuarantineUser => &[
+            QuarantineUser | RevokeUserSessions => &[
                 "iam:GetUserPolicy",
                 "iam:PutUserPolicy",
                 "iam:DeleteUserPolicy",
@@ -572,6 +592,7 @@ impl ActionKind {
             | DeactivateAccessKey
             | RotateAccessKey
             | QuarantineUser
+            | RevokeUserSessions
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
             | EnrichWithDetective
@@ -592,7 +613,8 @@ impl ActionKind {
             | DeregisterFromLoadBalancers
             | DeactivateAccessKey
             | RotateAccessKey
-            | QuarantineUser => Reversibility::Restores,
+            | QuarantineUser
+            | RevokeUserSessions => Reversibility::Restores,
             SnapshotVolumes
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
@@ -619,6 +641,7 @@ impl ActionKind {
             | DeactivateAccessKey
             | RotateAccessKey
             | QuarantineUser
+            | RevokeUserSessions
             | DeleteLoginProfile
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
@@ -638,6 +661,7 @@ impl ActionKind {
             | DeregisterFromLoadBalancers
             | DetachInstanceProfile
             | RevokeRoleSessions
+            | RevokeUserSessions
             | DeactivateAccessKey
             | QuarantineUser
             | DeleteLoginProfile => true,
@@ -699,6 +723,9 @@ impl Action {
             )),
             Action::QuarantineUser(_) => Some(UndoGate::Credentials(
                 "lifts the quarantine: the user's credentials work again",
+            )),
+            Action::RevokeUserSessions(_) => Some(UndoGate::Credentials(
+                "lifts the session revocation: the user's temporary credentials issued before it work again",
             )),
             Action::SnapshotVolumes(p) if p.delete_on_rollback => Some(UndoGate::Evidence(
                 "deletes the snapshots taken as evidence",

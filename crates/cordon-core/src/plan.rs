@@ -344,6 +344,10 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
             target.label()
         )),
         ActionKind::QuarantineUser => Some(format!("every request by {} is denied until rollback", target.label())),
+        ActionKind::RevokeUserSessions => Some(format!(
+            "every temporary-credential session of {} issued before the step runs (GetSessionToken credentials, console sessions); its long-term access keys are not affected",
+            target.label()
+        )),
         ActionKind::IsolateInstance => Some(
             "all traffic to and from the instance stops; flows through NAT gateways, load balancers and transit gateways, and ICMP, stay tracked until they idle out".to_string(),
         ),

@@ -364,6 +364,7 @@ macro_rules! dispatch {
             Action::CaptureInstanceMetadata(p) => $f::<ec2::capture::CaptureInstanceMetadata>(p, $($arg),*) $(.$await)?,
             Action::CaptureConsoleOutput(p) => $f::<ec2::capture::CaptureConsoleOutput>(p, $($arg),*) $(.$await)?,
             Action::RevokeRoleSessions(p) => $f::<iam::sessions::RevokeRoleSessions>(p, $($arg),*) $(.$await)?,
+            Action::RevokeUserSessions(p) => $f::<iam::sessions::RevokeUserSessions>(p, $($arg),*) $(.$await)?,
             Action::DeactivateAccessKey(p) => $f::<iam::keys::DeactivateAccessKey>(p, $($arg),*) $(.$await)?,
             Action::RotateAccessKey(p) => $f::<iam::keys::RotateAccessKey>(p, $($arg),*) $(.$await)?,
             Action::QuarantineUser(p) => $f::<iam::user::QuarantineUser>(p, $($arg),*) $(.$await)?,
