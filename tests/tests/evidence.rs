@@ -686,3 +686,165 @@ async fn a_journal_begun_in_format_1_verifies_in_the_bucket() {
         "{found:#?}"
     );
 }
+
+#[tokio::test]
+async fn the_raw_finding_is_kept_byte_for_byte_from_the_caller_or_the_case_directory() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let bucket = "evidence-finding";
+    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
+        .await
+        .expect("init");
+    let plan = store_plan(bucket);
+    let case = plan.case_id.clone();
+    let step = plan.step("store").expect("step");
+    let key = case_key(PREFIX, &case, "finding.json");
+    // As received: CRLF line ends and a trailing newline, which any re-encoding would lose.
+    let fixture =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/findings/ec2-medium.json"))
+            .expect("fixture");
+    let received = format!("{}\r\n", fixture.replace('\n', "\r\n"));
+
+    // The Lambda: no case directory, the raw text comes with the actions.
+    let root = state_dir("finding-lambda");
+    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()))
+        .with_case_root(None)
+        .with_finding_raw(case.clone(), received.clone());
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
+    actions
+        .verify(&plan, step, &pre, &outcome)
+        .await
+        .expect("verify");
+    assert_eq!(get(clients, bucket, &key).await, received.as_bytes());
+    assert!(outcome.get("not-stored").is_none(), "{outcome}");
+    let report = verify_case(clients, bucket, PREFIX, &case)
+        .await
+        .expect("verify case");
+    assert!(report.ok(), "{:#?}", lines(&report));
+
+    // The CLI: `<case-dir>/finding.json`, written at case open, is what is kept.
+    let root = state_dir("finding-cli");
+    let case_dir = root.join(case.as_str());
+    std::fs::create_dir_all(&case_dir).expect("case dir");
+    let opened = format!("{fixture}\n");
+    std::fs::write(case_dir.join("finding.json"), &opened).expect("finding.json");
+    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()));
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    actions.apply(&plan, step, &pre).await.expect("apply");
+    assert_eq!(get(clients, bucket, &key).await, opened.as_bytes());
+
+    // Neither: the step says so rather than pretending.
+    let actions = AwsActions::new(
+        clients.clone(),
+        EvidenceStore::LocalDir(state_dir("finding-none")),
+    )
+    .with_finding_raw(
+        CaseId::parse("case-00000000000000000000").expect("id"),
+        "{}",
+    );
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    let without = actions.apply(&plan, step, &pre).await.expect("apply");
+    assert!(
+        without["not-stored"][0].as_str().is_some_and(
+            |n| n.starts_with("finding.json: the finding as received is not available")
+        ),
+        "{without}"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn without_a_bucket_the_evidence_is_kept_in_the_case_directory_and_the_case_completes() {
+    let aws = emulator().await;
+    let raw = std::fs::read_to_string(repo_root().join("tests/fixtures/findings/ec2-medium.json"))
+        .expect("fixture");
+    let finding = parse_single_finding(&raw, "fixture").expect("finding parses");
+    let playbook: Playbook = serde_json::from_value(json!({
+        "name": "keep-evidence",
+        "match": {"finding-types": ["*"]},
+        "steps": [{"id": "store", "action": "store-evidence"}]
+    }))
+    .expect("playbook parses");
+    let reason = RouteReason {
+        playbook: playbook.name.clone(),
+        priority: 0,
+        matched: vec![],
+    };
+    let plan = plan(&finding, &playbook, reason);
+    let case = plan.case_id.clone();
+    let root = state_dir("local-store");
+    let store = EvidenceStore::LocalDir(root.clone());
+    store
+        .put(&case, "console-output-i-0123.txt", b"boot log".to_vec())
+        .await
+        .expect("local evidence");
+    let actions =
+        AwsActions::new(aws.clients().clone(), store).with_finding_raw(case.clone(), raw.clone());
+    let journal = LocalJournal::new(&root);
+    let executor =
+        cordon_core::executor::Executor::new(&actions, &journal, &cordon_tests::ApproveAll);
+
+    let report = executor.run(&plan, &raw).await.expect("run");
+    assert_eq!(
+        report.status,
+        cordon_core::journal::CaseStatus::Completed,
+        "{}",
+        report.message
+    );
+    let case_dir = root.join(case.as_str());
+    assert_eq!(
+        std::fs::read(case_dir.join("finding.json")).expect("finding kept"),
+        raw.as_bytes()
+    );
+    let records = journal.load(&case).await.expect("journal");
+    let outcome = records
+        .iter()
+        .find_map(|r| match &r.event {
+            JournalEvent::StepApplied { outcome, .. } => Some(outcome.clone()),
+            _ => None,
+        })
+        .expect("applied");
+    assert_eq!(outcome["stored"], "locally", "{outcome}");
+    let manifest: cordon_aws::manifest::Manifest =
+        serde_json::from_slice(&std::fs::read(case_dir.join("manifest.json")).expect("manifest"))
+            .expect("manifest parses");
+    let keys: Vec<&str> = manifest.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "evidence/console-output-i-0123.txt",
+            "finding.json",
+            "plan.json"
+        ]
+    );
+    for object in &manifest.objects {
+        let bytes = std::fs::read(case_dir.join(&object.key)).expect("file");
+        assert_eq!(
+            cordon_aws::evidence::sha256_hex(&bytes),
+            object.sha256,
+            "{}",
+            object.key
+        );
+    }
+    // The journal is pinned by its chain, up to the record before the outcome.
+    assert!(manifest.journal.len() >= 2);
+    for entry in &manifest.journal {
+        assert_eq!(
+            entry.hash,
+            records[entry.seq as usize].hash(),
+            "record {}",
+            entry.seq
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -10,7 +10,7 @@ use std::pin::Pin;
 
 use cordon_core::action::Action;
 use cordon_core::executor::{ActionError, Actions, Amendment, ErrorKind, Progress};
-use cordon_core::plan::{InstanceTarget, Plan, PlannedStep, Target};
+use cordon_core::plan::{CaseId, InstanceTarget, Plan, PlannedStep, Target};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -36,6 +36,10 @@ pub struct AwsActions {
     /// so `store-evidence` can upload them; `None` when there is no local state
     /// (Lambda: the journal and captures are already in S3).
     pub case_root: Option<PathBuf>,
+    /// The finding exactly as received, for the case it opened, so
+    /// `store-evidence` can keep it byte for byte where there is no
+    /// `<case-dir>/finding.json` (the Lambda).
+    pub finding_raw: Option<(CaseId, String)>,
 }
 
 impl AwsActions {
@@ -50,7 +54,14 @@ impl AwsActions {
             evidence,
             notify_topic: None,
             case_root,
+            finding_raw: None,
         }
+    }
+
+    /// Gives `store-evidence` the finding of `case` exactly as received.
+    pub fn with_finding_raw(mut self, case: CaseId, raw: impl Into<String>) -> Self {
+        self.finding_raw = Some((case, raw.into()));
+        self
     }
 
     /// Sets where the local journal and evidence live, for `store-evidence`.
