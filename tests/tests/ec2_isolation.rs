@@ -1793,15 +1793,24 @@ async fn isolation_journals_each_phase_reverts_a_failed_swap_and_names_open_enis
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Delegates to cordon's actions, and attaches ENIs to the instance right
-/// after the `isolate` step's pre-state is read (drift, as an attacker or an
-/// automation might cause it).
+/// What [`AttachAfterPreState`] attaches.
+enum Attach {
+    /// An ENI at a device index.
+    Eni(String, i32),
+    /// A volume at a device name.
+    Volume(String, &'static str),
+}
+
+/// Delegates to cordon's actions, and attaches ENIs or volumes to the
+/// instance right after one step's pre-state is read (drift, as an attacker
+/// or an automation might cause it).
 struct AttachAfterPreState<'a> {
     inner: &'a AwsActions,
     clients: &'a AwsClients,
     instance: String,
-    /// (ENI, device index), attached once.
-    enis: Mutex<Vec<(String, i32)>>,
+    step: &'static str,
+    /// Attached once.
+    attach: Mutex<Vec<Attach>>,
 }
 
 impl Actions for AttachAfterPreState<'_> {
@@ -1811,18 +1820,30 @@ impl Actions for AttachAfterPreState<'_> {
         step: &PlannedStep,
     ) -> Result<Value, cordon_core::executor::ActionError> {
         let pre = self.inner.read_pre_state(plan, step).await?;
-        if step.id == "isolate" {
-            let enis = std::mem::take(&mut *self.enis.lock().expect("drift lock"));
-            for (eni, index) in enis {
-                self.clients
-                    .ec2
-                    .attach_network_interface()
-                    .network_interface_id(&eni)
-                    .instance_id(&self.instance)
-                    .device_index(index)
-                    .send()
-                    .await
-                    .expect("AttachNetworkInterface");
+        if step.id == self.step {
+            let attach = std::mem::take(&mut *self.attach.lock().expect("drift lock"));
+            for item in attach {
+                let ec2 = &self.clients.ec2;
+                match item {
+                    Attach::Eni(eni, index) => {
+                        ec2.attach_network_interface()
+                            .network_interface_id(&eni)
+                            .instance_id(&self.instance)
+                            .device_index(index)
+                            .send()
+                            .await
+                            .expect("AttachNetworkInterface");
+                    }
+                    Attach::Volume(volume, device) => {
+                        ec2.attach_volume()
+                            .volume_id(&volume)
+                            .instance_id(&self.instance)
+                            .device(device)
+                            .send()
+                            .await
+                            .expect("AttachVolume");
+                    }
+                }
             }
         }
         Ok(pre)
@@ -1922,7 +1943,11 @@ async fn enis_attached_after_the_pre_state_are_amended_in_and_roll_back_exactly(
         inner: &inner,
         clients,
         instance: fx.instance.clone(),
-        enis: Mutex::new(vec![(late.clone(), 2), (stray.clone(), 3)]),
+        step: "isolate",
+        attach: Mutex::new(vec![
+            Attach::Eni(late.clone(), 2),
+            Attach::Eni(stray.clone(), 3),
+        ]),
     };
     let retry = json!({"max-attempts": 3, "initial-backoff-ms": 10});
     let (plan, raw) = plan_with(
@@ -2043,5 +2068,82 @@ async fn a_wildcard_instance_id_is_refused_before_any_describe() {
     ] {
         assert!(!calls.contains_key(op), "{op} was called: {calls:?}");
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_volume_attached_after_the_pre_state_is_snapshotted_too_and_no_volume_is_an_error() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients, 10).await;
+    let late = clients
+        .ec2
+        .create_volume()
+        .availability_zone(format!("{REGION}a"))
+        .size(5)
+        .send()
+        .await
+        .expect("CreateVolume")
+        .volume_id()
+        .expect("volume id")
+        .to_string();
+    let (inner, dir) = actions(clients, "volume-drift");
+    let actions = AttachAfterPreState {
+        inner: &inner,
+        clients,
+        instance: fx.instance.clone(),
+        step: "snapshot",
+        attach: Mutex::new(vec![Attach::Volume(late.clone(), "/dev/sdg")]),
+    };
+    let retry = json!({"max-attempts": 3, "initial-backoff-ms": 10});
+    let (plan, raw) = plan_with(
+        &fx.instance,
+        &fx.primary_eni,
+        json!([{"id": "snapshot", "action": "snapshot-volumes", "on-failure": "stop", "retry": retry}]),
+    );
+    let journal = LocalJournal::new(dir.join("journal"));
+    let report = Executor::new(&actions, &journal, &ApproveAll)
+        .run(&plan, &raw)
+        .await
+        .expect("run");
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let snapshotted: BTreeSet<String> = snapshots_of_case(clients, &plan.case_id)
+        .await
+        .iter()
+        .filter_map(|s| s.volume_id().map(str::to_string))
+        .collect();
+    assert_eq!(
+        snapshotted,
+        BTreeSet::from([fx.root_volume.clone(), fx.data_volume.clone(), late.clone()])
+    );
+    let added = journal
+        .load(&plan.case_id)
+        .await
+        .expect("journal")
+        .into_iter()
+        .find_map(|r| match r.event {
+            JournalEvent::StepPreStateAmended { added, .. } => Some(added),
+            _ => None,
+        })
+        .expect("amended");
+    assert_eq!(added, vec![late.clone()]);
+
+    // An instance with no EBS volume at all: nothing can be kept, and the step says so.
+    for volume in [&fx.root_volume, &fx.data_volume, &late] {
+        clients
+            .ec2
+            .detach_volume()
+            .volume_id(volume.as_str())
+            .instance_id(&fx.instance)
+            .send()
+            .await
+            .expect("DetachVolume");
+    }
+    let error = inner
+        .read_pre_state(&plan, step(&plan, "snapshot"))
+        .await
+        .expect_err("no volume to snapshot");
+    assert_eq!(error.kind, ErrorKind::InvalidState, "{error}");
+    assert!(error.message.contains("no EBS volume"), "{error}");
     let _ = std::fs::remove_dir_all(dir);
 }
