@@ -541,6 +541,15 @@ pub fn plan_for(finding: &str, playbook: serde_json::Value) -> cordon_core::plan
     cordon_core::plan::plan(&finding, &playbook, reason)
 }
 
+/// The plan of `finding` under a test playbook `name` made of `steps` (a
+/// JSON array of steps, as in YAML), rolling back on failure.
+pub fn plan_steps(finding: &str, name: &str, steps: serde_json::Value) -> cordon_core::plan::Plan {
+    plan_for(
+        finding,
+        serde_json::json!({"name": name, "match": {}, "on-failure": "rollback", "steps": steps}),
+    )
+}
+
 /// The playbooks cordon ships (`playbooks/`), validated.
 pub fn shipped_playbooks() -> Vec<cordon_core::playbook::Playbook> {
     match cordon_core::validate::load_playbooks(&repo_root().join("playbooks")) {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use aws_sdk_ec2::types::Filter;
+use cordon_aws::actions::AwsActions;
 use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::sha256_hex;
 use cordon_core::executor::{ErrorKind, Executor};
@@ -15,7 +16,7 @@ use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::Plan;
 use cordon_gameday::{EnvironmentSpec, provision as build};
 use cordon_tests::{
-    ApproveAll, Lifecycle, emulator, local_actions, mutating, plan_for, take_calls,
+    ApproveAll, Lifecycle, emulator, local_actions, mutating, plan_steps, take_calls,
 };
 use serde_json::{Value, json};
 
@@ -103,21 +104,16 @@ fn finding_json(fx: &Fixture, name: &str, profile_arn: Option<&str>) -> String {
 fn attachments_plan(fx: &Fixture, name: &str, profile_arn: Option<&str>) -> (Plan, String) {
     let raw = finding_json(fx, name, profile_arn);
     let retry = json!({"max-attempts": 2, "initial-backoff-ms": 10});
-    let plan = plan_for(
+    let plan = plan_steps(
         &raw,
-        json!({
-            "name": "ec2-attachments",
-            "priority": 1,
-            "match": {"finding-types": ["*:EC2/*"]},
-            "on-failure": "rollback",
-            "steps": [
-                {"id": "detach-asg", "action": "detach-from-autoscaling", "retry": retry},
-                {"id": "deregister-lb", "action": "deregister-from-load-balancers", "retry": retry},
-                {"id": "detach-profile", "action": "detach-instance-profile", "retry": retry},
-                {"id": "capture-metadata", "action": "capture-instance-metadata"},
-                {"id": "console-output", "action": "capture-console-output", "with": {"latest": true}}
-            ]
-        }),
+        "ec2-attachments",
+        json!([
+            {"id": "detach-asg", "action": "detach-from-autoscaling", "retry": retry},
+            {"id": "deregister-lb", "action": "deregister-from-load-balancers", "retry": retry},
+            {"id": "detach-profile", "action": "detach-instance-profile", "retry": retry},
+            {"id": "capture-metadata", "action": "capture-instance-metadata"},
+            {"id": "console-output", "action": "capture-console-output", "with": {"latest": true}}
+        ]),
     );
     (plan, raw)
 }
@@ -254,6 +250,48 @@ async fn all_tg_state(clients: &AwsClients, fx: &Fixture) -> Vec<Vec<(String, i3
     ]
 }
 
+/// Applies, expecting a change made by exactly `mutations`, and verifies it.
+async fn apply_changes(life: &mut Lifecycle<'_, AwsActions>, mutations: &[(&str, u64)]) -> Value {
+    let outcome = life.apply().await.expect("apply");
+    assert_eq!(outcome["changed"], json!(true), "{outcome}");
+    assert_eq!(life.last_mutating(), map(mutations));
+    life.verify().await.expect("verify");
+    outcome
+}
+
+/// A re-apply after a crash: nothing left to do, and no mutating call.
+async fn reapply_changes_nothing(life: &mut Lifecycle<'_, AwsActions>) -> Value {
+    let again = life.apply().await.expect("second apply");
+    assert_eq!(again["changed"], json!(false), "{again}");
+    assert!(
+        life.last_mutating().is_empty(),
+        "{:?}",
+        life.last_mutating()
+    );
+    again
+}
+
+/// Undoes from the first outcome (the one journaled), expecting exactly
+/// `mutations`, and verifies the resource is back.
+async fn undo_changes(
+    life: &mut Lifecycle<'_, AwsActions>,
+    outcome: &Value,
+    mutations: &[(&str, u64)],
+) -> Value {
+    let undone = life.undo_with(Some(outcome)).await.expect("undo");
+    assert_eq!(undone["changed"], json!(true), "{undone}");
+    assert_eq!(life.last_mutating(), map(mutations));
+    life.verify_undone().await.expect("verify undone");
+    undone
+}
+
+/// Rolling back twice is harmless: nothing changes, no mutating call.
+async fn undo_again_changes_nothing(life: &mut Lifecycle<'_, AwsActions>, outcome: &Value) {
+    let twice = life.undo_with(Some(outcome)).await.expect("second undo");
+    assert_eq!(twice["changed"], json!(false), "{twice}");
+    assert!(life.last_mutating().is_empty());
+}
+
 #[tokio::test]
 async fn instance_profile_is_detached_and_restored() {
     let aws = emulator().await;
@@ -282,43 +320,28 @@ async fn instance_profile_is_detached_and_restored() {
         "{dry:?}"
     );
 
-    let outcome = life.apply().await.expect("apply");
-    assert_eq!(outcome["changed"], json!(true), "{outcome}");
-    assert_eq!(
-        life.last_mutating(),
-        map(&[("EC2.DisassociateIamInstanceProfile", 1)])
-    );
-    life.verify().await.expect("verify");
+    let outcome = apply_changes(&mut life, &[("EC2.DisassociateIamInstanceProfile", 1)]).await;
     assert!(profile_state(clients, &fx.suspect).await.is_empty());
 
     // A re-run after a crash: nothing left to do, and no mutating call.
-    let again = life.apply().await.expect("second apply");
-    assert_eq!(again["changed"], json!(false), "{again}");
+    let again = reapply_changes_nothing(&mut life).await;
     assert!(
         again["reason"]
             .as_str()
             .is_some_and(|r| r.contains("already disassociated")),
         "{again}"
     );
-    assert!(
-        life.last_mutating().is_empty(),
-        "{:?}",
-        life.last_mutating()
-    );
 
-    let undone = life.undo_with(Some(&outcome)).await.expect("undo");
-    assert_eq!(undone["changed"], json!(true), "{undone}");
-    assert_eq!(
-        life.last_mutating(),
-        map(&[("EC2.AssociateIamInstanceProfile", 1)])
-    );
-    life.verify_undone().await.expect("verify undone");
+    undo_changes(
+        &mut life,
+        &outcome,
+        &[("EC2.AssociateIamInstanceProfile", 1)],
+    )
+    .await;
     assert_eq!(profile_state(clients, &fx.suspect).await, before);
 
     // Rolling back twice is harmless.
-    let twice = life.undo_with(Some(&outcome)).await.expect("second undo");
-    assert_eq!(twice["changed"], json!(false), "{twice}");
-    assert!(life.last_mutating().is_empty());
+    undo_again_changes_nothing(&mut life, &outcome).await;
     life.verify_undone().await.expect("verify undone again");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -360,13 +383,7 @@ async fn autoscaling_detach_keeps_capacity_and_rollback_restores_it_exactly() {
         "{dry:?}"
     );
 
-    let outcome = life.apply().await.expect("apply");
-    assert_eq!(outcome["changed"], json!(true), "{outcome}");
-    assert_eq!(
-        life.last_mutating(),
-        map(&[("AutoScaling.DetachInstances", 1)])
-    );
-    life.verify().await.expect("verify");
+    let outcome = apply_changes(&mut life, &[("AutoScaling.DetachInstances", 1)]).await;
     assert_eq!(asg_membership(clients, &fx.suspect).await, None);
     // Desired capacity kept: the group replaced the instance rather than shrinking.
     let (members_detached, capacity_detached) = asg_state(clients).await;
@@ -375,26 +392,19 @@ async fn autoscaling_detach_keeps_capacity_and_rollback_restores_it_exactly() {
     assert!(!members_detached.contains(&fx.suspect));
     assert!(members_detached.contains(&fx.member));
 
-    let again = life.apply().await.expect("second apply");
-    assert_eq!(again["changed"], json!(false), "{again}");
-    assert!(
-        life.last_mutating().is_empty(),
-        "{:?}",
-        life.last_mutating()
-    );
+    reapply_changes_nothing(&mut life).await;
 
-    let undone = life.undo_with(Some(&outcome)).await.expect("undo");
-    assert_eq!(undone["changed"], json!(true), "{undone}");
     // Room is made first (desired 2 → 1), then the instance is attached (→ 2):
     // the group never has to scale in with the re-attached instance in it.
-    assert_eq!(
-        life.last_mutating(),
-        map(&[
+    undo_changes(
+        &mut life,
+        &outcome,
+        &[
             ("AutoScaling.AttachInstances", 1),
-            ("AutoScaling.UpdateAutoScalingGroup", 1)
-        ])
-    );
-    life.verify_undone().await.expect("verify undone");
+            ("AutoScaling.UpdateAutoScalingGroup", 1),
+        ],
+    )
+    .await;
     let (members_after, capacity_after) = asg_state(clients).await;
     assert_eq!(capacity_after, capacity_before, "min/max/desired");
     assert_eq!(members_after.len(), members_before.len());
@@ -404,9 +414,7 @@ async fn autoscaling_detach_keeps_capacity_and_rollback_restores_it_exactly() {
         membership_before
     );
 
-    let twice = life.undo_with(Some(&outcome)).await.expect("second undo");
-    assert_eq!(twice["changed"], json!(false), "{twice}");
-    assert!(life.last_mutating().is_empty());
+    undo_again_changes_nothing(&mut life, &outcome).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -443,13 +451,11 @@ async fn load_balancer_targets_are_deregistered_and_registered_back_on_their_por
     );
     assert_eq!(life.dry_run().len(), 2);
 
-    let outcome = life.apply().await.expect("apply");
-    assert_eq!(outcome["changed"], json!(true), "{outcome}");
-    assert_eq!(
-        life.last_mutating(),
-        map(&[("ElasticLoadBalancingv2.DeregisterTargets", 2)])
-    );
-    life.verify().await.expect("verify");
+    let outcome = apply_changes(
+        &mut life,
+        &[("ElasticLoadBalancingv2.DeregisterTargets", 2)],
+    )
+    .await;
     let deregistered = all_tg_state(clients, &fx).await;
     assert_eq!(deregistered[0], vec![(fx.member.clone(), 8080)]);
     assert!(deregistered[1].is_empty());
@@ -458,30 +464,21 @@ async fn load_balancer_targets_are_deregistered_and_registered_back_on_their_por
         "a group the instance is not in is untouched"
     );
 
-    let again = life.apply().await.expect("second apply");
-    assert_eq!(again["changed"], json!(false), "{again}");
-    assert!(
-        life.last_mutating().is_empty(),
-        "{:?}",
-        life.last_mutating()
-    );
+    reapply_changes_nothing(&mut life).await;
 
-    let undone = life.undo_with(Some(&outcome)).await.expect("undo");
-    assert_eq!(undone["changed"], json!(true), "{undone}");
-    assert_eq!(
-        life.last_mutating(),
-        map(&[("ElasticLoadBalancingv2.RegisterTargets", 2)])
-    );
-    life.verify_undone().await.expect("verify undone");
+    undo_changes(
+        &mut life,
+        &outcome,
+        &[("ElasticLoadBalancingv2.RegisterTargets", 2)],
+    )
+    .await;
     assert_eq!(
         all_tg_state(clients, &fx).await,
         before,
         "same targets on the same ports"
     );
 
-    let twice = life.undo_with(Some(&outcome)).await.expect("second undo");
-    assert_eq!(twice["changed"], json!(false), "{twice}");
-    assert!(life.last_mutating().is_empty());
+    undo_again_changes_nothing(&mut life, &outcome).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -30,7 +30,7 @@ use cordon_core::plan::{CaseId, Plan};
 use cordon_gameday::spec::InstanceSpec;
 use cordon_gameday::{EnvironmentSpec, InstanceFinding, provision as build};
 use cordon_tests::{
-    ApproveAll, Lifecycle, emulator, local_actions, mutating, plan_for, take_calls,
+    ApproveAll, Lifecycle, emulator, local_actions, mutating, plan_steps, take_calls,
 };
 use serde_json::{Value, json};
 
@@ -219,21 +219,16 @@ fn missing_finding(fx: &Fixture, instance_id: &str, eni: &str) -> InstanceFindin
 fn containment_plan(finding: &InstanceFinding) -> (Plan, String) {
     let retry = json!({"max-attempts": 2, "initial-backoff-ms": 10});
     let raw = finding.detail().to_string();
-    let plan = plan_for(
+    let plan = plan_steps(
         &raw,
-        json!({
-            "name": "ec2-isolation",
-            "priority": 1,
-            "match": {"finding-types": ["*:EC2/*"]},
-            "on-failure": "rollback",
-            "steps": [
-                {"id": "tag", "action": "tag-resource", "retry": retry},
-                {"id": "protect", "action": "enable-termination-protection", "retry": retry},
-                {"id": "isolate", "action": "isolate-instance", "retry": retry},
-                {"id": "snapshot", "action": "snapshot-volumes", "with": {"wait": true, "wait-timeout-seconds": 30}, "retry": retry},
-                {"id": "scratch-snapshot", "action": "snapshot-volumes", "with": {"delete-on-rollback": true}, "retry": retry}
-            ],
-        }),
+        "ec2-isolation",
+        json!([
+            {"id": "tag", "action": "tag-resource", "retry": retry},
+            {"id": "protect", "action": "enable-termination-protection", "retry": retry},
+            {"id": "isolate", "action": "isolate-instance", "retry": retry},
+            {"id": "snapshot", "action": "snapshot-volumes", "with": {"wait": true, "wait-timeout-seconds": 30}, "retry": retry},
+            {"id": "scratch-snapshot", "action": "snapshot-volumes", "with": {"delete-on-rollback": true}, "retry": retry}
+        ]),
     );
     (plan, raw)
 }

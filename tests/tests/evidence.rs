@@ -15,7 +15,7 @@ use cordon_aws::s3_journal::S3Journal;
 use cordon_core::journal::{GENESIS_HASH, JournalError, JournalEvent, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan};
-use cordon_tests::{Lifecycle, SECRET_ACCESS_KEY, emulator, plan_for, repo_root, scratch_dir};
+use cordon_tests::{Lifecycle, SECRET_ACCESS_KEY, emulator, plan_steps, repo_root, scratch_dir};
 use serde_json::json;
 
 const PREFIX: &str = "cases/";
@@ -23,16 +23,10 @@ const PREFIX: &str = "cases/";
 fn store_plan(bucket: &str) -> Plan {
     let raw = std::fs::read_to_string(repo_root().join("tests/fixtures/findings/ec2-medium.json"))
         .expect("fixture");
-    plan_for(
+    plan_steps(
         &raw,
-        json!({
-            "name": "keep-evidence",
-            "priority": 1,
-            "match": {"finding-types": ["*"]},
-            "steps": [
-                {"id": "store", "action": "store-evidence", "with": {"bucket": bucket}}
-            ]
-        }),
+        "keep-evidence",
+        json!([{"id": "store", "action": "store-evidence", "with": {"bucket": bucket}}]),
     )
 }
 

@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use aws_sdk_ec2::types::{AttributeBooleanValue, Filter};
+use cordon_aws::client::AwsClients;
 use cordon_gameday::{
     EnvironmentSpec, FixtureError, OWNER_TAG, OwnedResource, ProvisionOptions, ResourceKind,
     cleanup, diff_states, discover, provision, provision_with, snapshot_state,
@@ -41,6 +42,17 @@ fn environment() -> EnvironmentSpec {
     spec
 }
 
+async fn vpc_exists(clients: &AwsClients, id: &str) -> bool {
+    let out = clients
+        .ec2
+        .describe_vpcs()
+        .filters(Filter::builder().name("vpc-id").values(id).build())
+        .send()
+        .await
+        .expect("DescribeVpcs");
+    !out.vpcs().is_empty()
+}
+
 #[tokio::test]
 async fn the_builder_tags_everything_it_creates_and_cleanup_removes_it_all() {
     let aws = emulator().await;
@@ -73,7 +85,7 @@ async fn the_builder_tags_everything_it_creates_and_cleanup_removes_it_all() {
     );
     assert_eq!(
         env.auto_scaling_groups["gameday-web-asg"].attached,
-        [web.id.clone()]
+        std::slice::from_ref(&web.id)
     );
     assert_eq!(
         env.target_groups["gameday-web"].targets,
@@ -116,7 +128,7 @@ async fn the_builder_tags_everything_it_creates_and_cleanup_removes_it_all() {
     // Every resource carries the owner tag: discovery from the tag alone
     // finds the inventory, the root volume and primary interface that came
     // with the instance included.
-    let found: BTreeSet<OwnedResource> = discover(clients, &env.owner, &env.iam_path)
+    let found: BTreeSet<OwnedResource> = discover(clients, &env.owner)
         .await
         .expect("discover")
         .into_iter()
@@ -151,7 +163,7 @@ async fn the_builder_tags_everything_it_creates_and_cleanup_removes_it_all() {
             .any(|t| t.key() == Some(OWNER_TAG) && t.value() == Some(env.owner.as_str())),
         "{tags:?}"
     );
-    let other_owner = discover(clients, "gd-someone-else", &env.iam_path)
+    let other_owner = discover(clients, "gd-someone-else")
         .await
         .expect("discover");
     assert!(other_owner.is_empty(), "{other_owner:?}");
@@ -182,23 +194,12 @@ async fn the_builder_tags_everything_it_creates_and_cleanup_removes_it_all() {
     }
     assert!(report.is_clean(), "{:?}", report.failed);
     assert_eq!(report.deleted.len(), env.inventory().len());
-    let left = discover(clients, &env.owner, &env.iam_path)
-        .await
-        .expect("discover");
+    let left = discover(clients, &env.owner).await.expect("discover");
     assert!(left.is_empty(), "left behind: {left:?}");
-    let vpcs = clients
-        .ec2
-        .describe_vpcs()
-        .filters(
-            Filter::builder()
-                .name("vpc-id")
-                .values(&env.vpcs["gameday"].id)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeVpcs");
-    assert!(vpcs.vpcs().is_empty(), "the VPC is gone");
+    assert!(
+        !vpc_exists(clients, &env.vpcs["gameday"].id).await,
+        "the VPC is gone"
+    );
 
     // Twice is harmless: what is gone counts as deleted.
     let again = cleanup(clients, env.inventory()).await;
@@ -244,17 +245,8 @@ async fn a_failed_run_names_what_it_created_and_that_cleans_up() {
     assert_eq!(kinds, [ResourceKind::Vpc, ResourceKind::Subnet]);
     let report = cleanup(clients, &err.created).await;
     assert!(report.is_clean(), "{:?}", report.failed);
-    let vpcs = clients
-        .ec2
-        .describe_vpcs()
-        .filters(
-            Filter::builder()
-                .name("vpc-id")
-                .values(&err.created[0].id)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeVpcs");
-    assert!(vpcs.vpcs().is_empty());
+    assert!(
+        !vpc_exists(clients, &err.created[0].id).await,
+        "the VPC is gone"
+    );
 }

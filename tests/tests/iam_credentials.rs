@@ -13,7 +13,7 @@ use cordon_aws::client::AwsClients;
 use cordon_core::executor::ErrorKind;
 use cordon_core::plan::{Plan, Target};
 use cordon_gameday::{EnvironmentSpec, Fixture};
-use cordon_tests::{EmulatorGuard, Lifecycle, emulator, local_actions, plan_for};
+use cordon_tests::{EmulatorGuard, Lifecycle, emulator, local_actions, plan_steps};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
@@ -51,10 +51,7 @@ fn key_finding(
 }
 
 fn make_plan(finding: &str, steps: Value) -> Plan {
-    plan_for(
-        finding,
-        json!({"name": "iam-test", "match": {}, "steps": steps}),
-    )
+    plan_steps(finding, "iam-test", steps)
 }
 
 // ---------------------------------------------------------------------------
@@ -158,46 +155,44 @@ async fn stored_key(clients: &AwsClients, secret_arn: &str) -> (String, String) 
     )
 }
 
+/// The document of an inline policy (decoded: IAM, and the emulator,
+/// return documents URL-encoded), or `None` when there is no such policy.
+fn policy_document<E>(
+    operation: &str,
+    result: Result<String, aws_sdk_iam::error::SdkError<E>>,
+) -> Option<String>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    match result {
+        Ok(document) => Some(decode_policy_document(&document)),
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchEntity") => None,
+        Err(e) => panic!("{operation}: {e:?}"),
+    }
+}
+
 async fn role_policy(clients: &AwsClients, role: &str, policy: &str) -> Option<String> {
-    match clients
+    let result = clients
         .iam
         .get_role_policy()
         .role_name(role)
         .policy_name(policy)
         .send()
         .await
-    {
-        // IAM (and the emulator) return documents URL-encoded.
-        Ok(out) => Some(decode_policy_document(out.policy_document())),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
-            None
-        }
-        Err(e) => panic!("GetRolePolicy: {e:?}"),
-    }
+        .map(|out| out.policy_document().to_string());
+    policy_document("GetRolePolicy", result)
 }
 
 async fn user_policy(clients: &AwsClients, user: &str, policy: &str) -> Option<String> {
-    match clients
+    let result = clients
         .iam
         .get_user_policy()
         .user_name(user)
         .policy_name(policy)
         .send()
         .await
-    {
-        // IAM (and the emulator) return documents URL-encoded.
-        Ok(out) => Some(decode_policy_document(out.policy_document())),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
-            None
-        }
-        Err(e) => panic!("GetUserPolicy: {e:?}"),
-    }
+        .map(|out| out.policy_document().to_string());
+    policy_document("GetUserPolicy", result)
 }
 
 fn token_issue_time(document: &str) -> Option<String> {

@@ -11,10 +11,11 @@ use std::collections::BTreeSet;
 use aws_sdk_ec2::types::Filter;
 use cordon_aws::client::AwsClients;
 
-use crate::OWNER_TAG;
 use crate::error::{FixtureError, aws};
 use crate::fixture::{Fixture, OwnedResource, ResourceKind};
-use crate::provision::wait_for;
+use crate::principal::Principal;
+use crate::provision::{wait_for, wait_for_instances};
+use crate::{OWNER_TAG, iam_path};
 
 /// What a cleanup did.
 #[derive(Debug, Default)]
@@ -121,31 +122,7 @@ async fn finish_terminating(
         return;
     }
     let ids: Vec<String> = terminating.iter().map(|r| r.id.clone()).collect();
-    let ec2 = clients.ec2.clone();
-    let resource = ids.join(", ");
-    let waited = wait_for(&resource, "terminated", || {
-        let request = ec2
-            .describe_instances()
-            .set_instance_ids(Some(ids.clone()))
-            .send();
-        let resource = resource.clone();
-        async move {
-            let out = request
-                .await
-                .map_err(aws("ec2:DescribeInstances", &resource))?;
-            let gone = out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .all(|i| {
-                    i.state()
-                        .and_then(|s| s.name())
-                        .is_some_and(|n| n.as_str() == "terminated")
-                });
-            Ok(gone.then_some(()))
-        }
-    })
-    .await;
+    let waited = wait_for_instances(clients, &ids, "terminated").await;
     match waited {
         Ok(()) => report.deleted.append(terminating),
         Err(err) => {
@@ -237,36 +214,7 @@ async fn delete_user(clients: &AwsClients, user: &str) -> Result<(), FixtureErro
                 .is_some_and(|s| s.is_no_such_entity_exception()) => {}
         Err(e) => return Err(aws("iam:DeleteLoginProfile", user)(e)),
     }
-    let inline = iam
-        .list_user_policies()
-        .user_name(user)
-        .send()
-        .await
-        .map_err(aws("iam:ListUserPolicies", user))?;
-    for policy in inline.policy_names() {
-        iam.delete_user_policy()
-            .user_name(user)
-            .policy_name(policy)
-            .send()
-            .await
-            .map_err(aws("iam:DeleteUserPolicy", user))?;
-    }
-    let attached = iam
-        .list_attached_user_policies()
-        .user_name(user)
-        .send()
-        .await
-        .map_err(aws("iam:ListAttachedUserPolicies", user))?;
-    for policy in attached.attached_policies() {
-        if let Some(arn) = policy.policy_arn() {
-            iam.detach_user_policy()
-                .user_name(user)
-                .policy_arn(arn)
-                .send()
-                .await
-                .map_err(aws("iam:DetachUserPolicy", user))?;
-        }
-    }
+    Principal::User(user).remove_policies(clients).await?;
     iam.delete_user()
         .user_name(user)
         .send()
@@ -442,36 +390,7 @@ async fn delete_instance_profile(clients: &AwsClients, name: &str) -> Result<(),
 
 async fn delete_role(clients: &AwsClients, role: &str) -> Result<(), FixtureError> {
     let iam = &clients.iam;
-    let inline = iam
-        .list_role_policies()
-        .role_name(role)
-        .send()
-        .await
-        .map_err(aws("iam:ListRolePolicies", role))?;
-    for policy in inline.policy_names() {
-        iam.delete_role_policy()
-            .role_name(role)
-            .policy_name(policy)
-            .send()
-            .await
-            .map_err(aws("iam:DeleteRolePolicy", role))?;
-    }
-    let attached = iam
-        .list_attached_role_policies()
-        .role_name(role)
-        .send()
-        .await
-        .map_err(aws("iam:ListAttachedRolePolicies", role))?;
-    for policy in attached.attached_policies() {
-        if let Some(arn) = policy.policy_arn() {
-            iam.detach_role_policy()
-                .role_name(role)
-                .policy_arn(arn)
-                .send()
-                .await
-                .map_err(aws("iam:DetachRolePolicy", role))?;
-        }
-    }
+    Principal::Role(role).remove_policies(clients).await?;
     let profiles = iam
         .list_instance_profiles_for_role()
         .role_name(role)
@@ -527,21 +446,39 @@ async fn delete_vpc(clients: &AwsClients, id: &str) -> Result<(), FixtureError> 
     Ok(())
 }
 
-/// Every resource carrying the owner tag `owner` (IAM ones under
-/// `iam_path`), found from AWS itself: what to clean up when the fixture of
-/// a crashed run was lost. Terminated instances are not listed.
+/// Every resource of the run `owner`, found from AWS itself: what to clean
+/// up when the fixture of a crashed run was lost. EC2 resources by their
+/// owner tag (terminated instances left out), Auto Scaling groups and load
+/// balancing by the tag too, IAM resources by the run's IAM path.
 pub async fn discover(
     clients: &AwsClients,
     owner: &str,
-    iam_path: &str,
 ) -> Result<Vec<OwnedResource>, FixtureError> {
     let mut found = discover_ec2(clients, owner).await?;
     found.extend(discover_auto_scaling(clients, owner).await?);
     found.extend(discover_load_balancing(clients, owner).await?);
-    found.extend(discover_iam(clients, owner, iam_path).await?);
+    found.extend(discover_iam(clients, owner).await?);
     found.sort();
     found.dedup();
     Ok(found)
+}
+
+/// Runs one describe or list call (`$call`, with any extra builder calls),
+/// paginated, and adds each item's id (`$id`) as a resource of `$kind`.
+macro_rules! collect_ids {
+    ($found:ident, $kind:expr, $op:literal, $resource:expr, $request:expr, $id:expr) => {{
+        let items: Vec<_> = $request
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(aws($op, $resource))?;
+        $found.extend(items.iter().filter_map($id).map(|id| OwnedResource {
+            kind: $kind,
+            id: id.to_string(),
+        }));
+    }};
 }
 
 /// Each kind is described with a tag filter (not `DescribeTags`, which may
@@ -551,120 +488,86 @@ async fn discover_ec2(
     owner: &str,
 ) -> Result<Vec<OwnedResource>, FixtureError> {
     let ec2 = &clients.ec2;
-    let owned = || {
+    let tagged = || {
         Filter::builder()
             .name(format!("tag:{OWNER_TAG}"))
             .values(owner)
             .build()
     };
     let mut found = Vec::new();
-    let mut add = |kind: ResourceKind, ids: Vec<&str>| {
-        found.extend(ids.into_iter().map(|id| OwnedResource {
-            kind,
-            id: id.to_string(),
-        }));
-    };
-    let vpcs = ec2
-        .describe_vpcs()
-        .filters(owned())
-        .send()
-        .await
-        .map_err(aws("ec2:DescribeVpcs", owner))?;
-    add(
+    collect_ids!(
+        found,
         ResourceKind::Vpc,
-        vpcs.vpcs().iter().filter_map(|v| v.vpc_id()).collect(),
+        "ec2:DescribeVpcs",
+        owner,
+        ec2.describe_vpcs().filters(tagged()),
+        |v: &aws_sdk_ec2::types::Vpc| v.vpc_id()
     );
-    let subnets = ec2
-        .describe_subnets()
-        .filters(owned())
-        .send()
-        .await
-        .map_err(aws("ec2:DescribeSubnets", owner))?;
-    add(
+    collect_ids!(
+        found,
         ResourceKind::Subnet,
-        subnets
-            .subnets()
-            .iter()
-            .filter_map(|s| s.subnet_id())
-            .collect(),
+        "ec2:DescribeSubnets",
+        owner,
+        ec2.describe_subnets().filters(tagged()),
+        |s: &aws_sdk_ec2::types::Subnet| s.subnet_id()
     );
-    let groups = ec2
-        .describe_security_groups()
-        .filters(owned())
-        .send()
-        .await
-        .map_err(aws("ec2:DescribeSecurityGroups", owner))?;
-    add(
+    collect_ids!(
+        found,
         ResourceKind::SecurityGroup,
-        groups
-            .security_groups()
-            .iter()
-            .filter_map(|g| g.group_id())
-            .collect(),
+        "ec2:DescribeSecurityGroups",
+        owner,
+        ec2.describe_security_groups().filters(tagged()),
+        |g: &aws_sdk_ec2::types::SecurityGroup| g.group_id()
     );
-    let interfaces = ec2
-        .describe_network_interfaces()
-        .filters(owned())
-        .send()
-        .await
-        .map_err(aws("ec2:DescribeNetworkInterfaces", owner))?;
-    add(
+    collect_ids!(
+        found,
         ResourceKind::NetworkInterface,
-        interfaces
-            .network_interfaces()
-            .iter()
-            .filter_map(|n| n.network_interface_id())
-            .collect(),
+        "ec2:DescribeNetworkInterfaces",
+        owner,
+        ec2.describe_network_interfaces().filters(tagged()),
+        |n: &aws_sdk_ec2::types::NetworkInterface| n.network_interface_id()
     );
-    let volumes = ec2
-        .describe_volumes()
-        .filters(owned())
-        .send()
-        .await
-        .map_err(aws("ec2:DescribeVolumes", owner))?;
-    add(
+    collect_ids!(
+        found,
         ResourceKind::Volume,
-        volumes
-            .volumes()
-            .iter()
-            .filter_map(|v| v.volume_id())
-            .collect(),
+        "ec2:DescribeVolumes",
+        owner,
+        ec2.describe_volumes().filters(tagged()),
+        |v: &aws_sdk_ec2::types::Volume| v.volume_id()
     );
-    let templates = ec2
-        .describe_launch_templates()
-        .filters(owned())
-        .send()
-        .await
-        .map_err(aws("ec2:DescribeLaunchTemplates", owner))?;
-    add(
+    collect_ids!(
+        found,
         ResourceKind::LaunchTemplate,
-        templates
-            .launch_templates()
-            .iter()
-            .filter_map(|t| t.launch_template_id())
-            .collect(),
+        "ec2:DescribeLaunchTemplates",
+        owner,
+        ec2.describe_launch_templates().filters(tagged()),
+        |t: &aws_sdk_ec2::types::LaunchTemplate| t.launch_template_id()
     );
     let live = ["pending", "running", "stopping", "stopped", "shutting-down"];
-    let instances = ec2
+    let reservations: Vec<_> = ec2
         .describe_instances()
-        .filters(owned())
+        .filters(tagged())
         .filters(
             Filter::builder()
                 .name("instance-state-name")
                 .set_values(Some(live.iter().map(|s| s.to_string()).collect()))
                 .build(),
         )
+        .into_paginator()
+        .items()
         .send()
+        .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(aws("ec2:DescribeInstances", owner))?;
-    add(
-        ResourceKind::Instance,
-        instances
-            .reservations()
+    found.extend(
+        reservations
             .iter()
             .flat_map(|r| r.instances())
             .filter_map(|i| i.instance_id())
-            .collect(),
+            .map(|id| OwnedResource {
+                kind: ResourceKind::Instance,
+                id: id.to_string(),
+            }),
     );
     Ok(found)
 }
@@ -673,64 +576,46 @@ async fn discover_auto_scaling(
     clients: &AwsClients,
     owner: &str,
 ) -> Result<Vec<OwnedResource>, FixtureError> {
-    use aws_sdk_autoscaling::types::Filter as AsgFilter;
-    let tags: Vec<_> = clients
-        .autoscaling
-        .describe_tags()
-        .filters(AsgFilter::builder().name("key").values(OWNER_TAG).build())
-        .filters(AsgFilter::builder().name("value").values(owner).build())
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws("autoscaling:DescribeTags", owner))?;
-    Ok(tags
-        .iter()
-        .filter_map(|t| t.resource_id())
-        .map(|id| OwnedResource {
-            kind: ResourceKind::AutoScalingGroup,
-            id: id.to_string(),
-        })
-        .collect())
+    use aws_sdk_autoscaling::types::{Filter as AsgFilter, TagDescription};
+    let mut found = Vec::new();
+    collect_ids!(
+        found,
+        ResourceKind::AutoScalingGroup,
+        "autoscaling:DescribeTags",
+        owner,
+        clients
+            .autoscaling
+            .describe_tags()
+            .filters(AsgFilter::builder().name("key").values(OWNER_TAG).build())
+            .filters(AsgFilter::builder().name("value").values(owner).build()),
+        |t: &TagDescription| t.resource_id()
+    );
+    Ok(found)
 }
 
 async fn discover_load_balancing(
     clients: &AwsClients,
     owner: &str,
 ) -> Result<Vec<OwnedResource>, FixtureError> {
+    use aws_sdk_elasticloadbalancingv2::types::{LoadBalancer, TargetGroup};
     let elb = &clients.elbv2;
-    let groups: Vec<_> = elb
-        .describe_target_groups()
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws("elasticloadbalancing:DescribeTargetGroups", owner))?;
-    let balancers: Vec<_> = elb
-        .describe_load_balancers()
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws("elasticloadbalancing:DescribeLoadBalancers", owner))?;
-    let candidates: Vec<OwnedResource> = groups
-        .iter()
-        .filter_map(|g| g.target_group_arn())
-        .map(|arn| (ResourceKind::TargetGroup, arn))
-        .chain(
-            balancers
-                .iter()
-                .filter_map(|l| l.load_balancer_arn())
-                .map(|arn| (ResourceKind::LoadBalancer, arn)),
-        )
-        .map(|(kind, arn)| OwnedResource {
-            kind,
-            id: arn.to_string(),
-        })
-        .collect();
+    let mut candidates = Vec::new();
+    collect_ids!(
+        candidates,
+        ResourceKind::TargetGroup,
+        "elasticloadbalancing:DescribeTargetGroups",
+        owner,
+        elb.describe_target_groups(),
+        |g: &TargetGroup| g.target_group_arn()
+    );
+    collect_ids!(
+        candidates,
+        ResourceKind::LoadBalancer,
+        "elasticloadbalancing:DescribeLoadBalancers",
+        owner,
+        elb.describe_load_balancers(),
+        |l: &LoadBalancer| l.load_balancer_arn()
+    );
     let mut found = Vec::new();
     // DescribeTags takes at most 20 ARNs.
     for chunk in candidates.chunks(20) {
@@ -761,86 +646,37 @@ async fn discover_load_balancing(
 async fn discover_iam(
     clients: &AwsClients,
     owner: &str,
-    path: &str,
 ) -> Result<Vec<OwnedResource>, FixtureError> {
-    let iam = &clients.iam;
-    let owned = |tags: &[aws_sdk_iam::types::Tag]| {
-        tags.iter()
-            .any(|t| t.key() == OWNER_TAG && t.value() == owner)
-    };
+    use aws_sdk_iam::types::{InstanceProfile, Role, User};
+    let (iam, path) = (&clients.iam, iam_path(owner));
     let mut found = Vec::new();
-    let users: Vec<_> = iam
-        .list_users()
-        .path_prefix(path)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws("iam:ListUsers", path))?;
-    for user in &users {
-        let name = user.user_name();
-        let tags = iam
-            .list_user_tags()
-            .user_name(name)
-            .send()
-            .await
-            .map_err(aws("iam:ListUserTags", name))?;
-        if owned(tags.tags()) {
-            found.push(OwnedResource {
-                kind: ResourceKind::User,
-                id: name.to_string(),
-            });
+    collect_ids!(
+        found,
+        ResourceKind::User,
+        "iam:ListUsers",
+        &path,
+        iam.list_users().path_prefix(&path),
+        |u: &User| u.path().starts_with(&path).then(|| u.user_name())
+    );
+    collect_ids!(
+        found,
+        ResourceKind::Role,
+        "iam:ListRoles",
+        &path,
+        iam.list_roles().path_prefix(&path),
+        |r: &Role| r.path().starts_with(&path).then(|| r.role_name())
+    );
+    collect_ids!(
+        found,
+        ResourceKind::InstanceProfile,
+        "iam:ListInstanceProfiles",
+        &path,
+        iam.list_instance_profiles().path_prefix(&path),
+        |p: &InstanceProfile| {
+            p.path()
+                .starts_with(&path)
+                .then(|| p.instance_profile_name())
         }
-    }
-    let roles: Vec<_> = iam
-        .list_roles()
-        .path_prefix(path)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws("iam:ListRoles", path))?;
-    for role in &roles {
-        let name = role.role_name();
-        let tags = iam
-            .list_role_tags()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(aws("iam:ListRoleTags", name))?;
-        if owned(tags.tags()) {
-            found.push(OwnedResource {
-                kind: ResourceKind::Role,
-                id: name.to_string(),
-            });
-        }
-    }
-    let profiles: Vec<_> = iam
-        .list_instance_profiles()
-        .path_prefix(path)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(aws("iam:ListInstanceProfiles", path))?;
-    for profile in &profiles {
-        let name = profile.instance_profile_name();
-        // GetInstanceProfile carries the tags (ListInstanceProfiles does not).
-        let out = iam
-            .get_instance_profile()
-            .instance_profile_name(name)
-            .send()
-            .await
-            .map_err(aws("iam:GetInstanceProfile", name))?;
-        if out.instance_profile().is_some_and(|p| owned(p.tags())) {
-            found.push(OwnedResource {
-                kind: ResourceKind::InstanceProfile,
-                id: name.to_string(),
-            });
-        }
-    }
+    );
     Ok(found)
 }

@@ -87,25 +87,80 @@ pub struct AccessKeyFinding {
     pub user_type: String,
 }
 
-/// A 32-hex-digit id from `seed`, as GuardDuty's finding ids look.
-fn finding_id(seed: &str) -> String {
-    hex::encode(&Sha256::digest(seed)[..16])
+/// The given id, or a 32-hex-digit one (as GuardDuty's look) derived from
+/// what the finding is about, so the same finding keeps its id (and case).
+fn id_or_derived(
+    given: &Option<String>,
+    subject: &str,
+    finding_type: &str,
+    severity: f64,
+) -> String {
+    given.clone().unwrap_or_else(|| {
+        hex::encode(&Sha256::digest(format!("{subject}|{finding_type}|{severity}"))[..16])
+    })
 }
 
-fn detector_id(account_id: &str) -> String {
-    hex::encode(&Sha256::digest(account_id.as_bytes())[..16])
+/// What every finding carries, whatever it is about.
+struct Common<'a> {
+    id: String,
+    account_id: &'a str,
+    region: &'a str,
+    finding_type: &'a str,
+    severity: f64,
+}
+
+impl Common<'_> {
+    /// The whole `detail`: these fields, the resource, and the `service`
+    /// block completed with what every finding's has.
+    fn detail(
+        &self,
+        title: String,
+        description: String,
+        resource: Value,
+        mut service: Value,
+    ) -> Value {
+        let (id, region, account) = (&self.id, self.region, self.account_id);
+        let detector = hex::encode(&Sha256::digest(account.as_bytes())[..16]);
+        if let Some(service) = service.as_object_mut() {
+            service.insert("serviceName".into(), json!("guardduty"));
+            service.insert("detectorId".into(), json!(detector));
+            service.insert("eventFirstSeen".into(), json!("2026-01-06T14:02:11.000Z"));
+            service.insert("eventLastSeen".into(), json!("2026-01-06T15:47:53.000Z"));
+            service.insert("archived".into(), json!(false));
+        }
+        json!({
+            "schemaVersion": "2.0",
+            "accountId": account,
+            "region": region,
+            "partition": "aws",
+            "id": id,
+            "arn": format!("arn:aws:guardduty:{region}:{account}:detector/{detector}/finding/{id}"),
+            "type": self.finding_type,
+            "resource": resource,
+            "service": service,
+            "severity": self.severity,
+            "createdAt": "2026-01-06T14:08:31.512Z",
+            "updatedAt": "2026-01-06T15:53:02.104Z",
+            "title": title,
+            "description": description,
+        })
+    }
 }
 
 /// The EventBridge envelope around a finding's `detail`.
-fn envelope(detail: Value, id: &str, account_id: &str, region: &str) -> Value {
+fn envelope(detail: Value) -> Value {
+    let id: Vec<char> = detail["id"].as_str().unwrap_or_default().chars().collect();
+    let part = |from: usize, to: usize| -> String {
+        id.iter().skip(from).take(to.saturating_sub(from)).collect()
+    };
     json!({
         "version": "0",
-        "id": format!("{}-{}", &id[..8.min(id.len())], &id[8.min(id.len())..12.min(id.len())]),
+        "id": format!("{}-{}", part(0, 8), part(8, 12)),
         "detail-type": "GuardDuty Finding",
         "source": "aws.guardduty",
-        "account": account_id,
+        "account": detail["accountId"],
         "time": "2026-01-06T15:53:02Z",
-        "region": region,
+        "region": detail["region"],
         "resources": [],
         "detail": detail,
     })
@@ -114,19 +169,17 @@ fn envelope(detail: Value, id: &str, account_id: &str, region: &str) -> Value {
 impl InstanceFinding {
     /// The finding's id (given, or derived).
     pub fn finding_id(&self) -> String {
-        self.id.clone().unwrap_or_else(|| {
-            finding_id(&format!(
-                "{}|{}|{}",
-                self.instance_id, self.finding_type, self.severity
-            ))
-        })
+        id_or_derived(
+            &self.id,
+            &self.instance_id,
+            &self.finding_type,
+            self.severity,
+        )
     }
 
     /// The finding as GuardDuty's `detail` (what `GetFindings` returns).
     pub fn detail(&self) -> Value {
-        let id = self.finding_id();
-        let detector = detector_id(&self.account_id);
-        let (region, account, instance_id) = (&self.region, &self.account_id, &self.instance_id);
+        let instance_id = &self.instance_id;
         let interfaces: Vec<Value> = self
             .interfaces
             .iter()
@@ -159,18 +212,18 @@ impl InstanceFinding {
         if let Some(arn) = &self.instance_profile_arn {
             details["iamInstanceProfile"] = json!({"arn": arn, "id": "AIPAGAMEDAYPROFILE01"});
         }
-        json!({
-            "schemaVersion": "2.0",
-            "accountId": account,
-            "region": region,
-            "partition": "aws",
-            "id": id,
-            "arn": format!("arn:aws:guardduty:{region}:{account}:detector/{detector}/finding/{id}"),
-            "type": self.finding_type,
-            "resource": {"resourceType": "Instance", "instanceDetails": details},
-            "service": {
-                "serviceName": "guardduty",
-                "detectorId": detector,
+        Common {
+            id: self.finding_id(),
+            account_id: &self.account_id,
+            region: &self.region,
+            finding_type: &self.finding_type,
+            severity: self.severity,
+        }
+        .detail(
+            format!("Command and Control server domain name queried by EC2 instance {instance_id}."),
+            format!("EC2 instance {instance_id} is querying a domain name associated with a known Command & Control server."),
+            json!({"resourceType": "Instance", "instanceDetails": details}),
+            json!({
                 "action": {
                     "actionType": "DNS_REQUEST",
                     "dnsRequestAction": {
@@ -182,27 +235,14 @@ impl InstanceFinding {
                 },
                 "resourceRole": self.resource_role,
                 "additionalInfo": {"value": "{\"threatListName\":\"ProofPoint\"}", "type": "default"},
-                "eventFirstSeen": "2026-01-06T14:02:11.000Z",
-                "eventLastSeen": "2026-01-06T15:47:53.000Z",
-                "archived": false,
                 "count": 14
-            },
-            "severity": self.severity,
-            "createdAt": "2026-01-06T14:08:31.512Z",
-            "updatedAt": "2026-01-06T15:53:02.104Z",
-            "title": format!("Command and Control server domain name queried by EC2 instance {instance_id}."),
-            "description": format!("EC2 instance {instance_id} is querying a domain name associated with a known Command & Control server."),
-        })
+            }),
+        )
     }
 
     /// The finding as EventBridge delivers it.
     pub fn event(&self) -> Value {
-        envelope(
-            self.detail(),
-            &self.finding_id(),
-            &self.account_id,
-            &self.region,
-        )
+        envelope(self.detail())
     }
 
     /// [`InstanceFinding::event`] or [`InstanceFinding::detail`].
@@ -218,19 +258,16 @@ impl InstanceFinding {
 impl AccessKeyFinding {
     /// The finding's id (given, or derived).
     pub fn finding_id(&self) -> String {
-        self.id.clone().unwrap_or_else(|| {
-            finding_id(&format!(
-                "{}|{}|{}",
-                self.access_key_id, self.finding_type, self.severity
-            ))
-        })
+        id_or_derived(
+            &self.id,
+            &self.access_key_id,
+            &self.finding_type,
+            self.severity,
+        )
     }
 
     /// The finding as GuardDuty's `detail`.
     pub fn detail(&self) -> Value {
-        let id = self.finding_id();
-        let detector = detector_id(&self.account_id);
-        let (region, account) = (&self.region, &self.account_id);
         let mut key = json!({
             "accessKeyId": self.access_key_id,
             "principalId": self.principal_id,
@@ -239,23 +276,21 @@ impl AccessKeyFinding {
         if let Some(user) = &self.user_name {
             key["userName"] = json!(user);
         }
-        json!({
-            "schemaVersion": "2.0",
-            "accountId": account,
-            "region": region,
-            "partition": "aws",
-            "id": id,
-            "arn": format!("arn:aws:guardduty:{region}:{account}:detector/{detector}/finding/{id}"),
-            "type": self.finding_type,
-            "severity": self.severity,
-            "createdAt": "2026-01-06T10:00:00.000Z",
-            "updatedAt": "2026-01-06T10:00:00.000Z",
-            "title": "Credentials used from outside AWS",
-            "description": format!("Credentials {} were used from a remote IP address.", self.access_key_id),
-            "resource": {"resourceType": "AccessKey", "accessKeyDetails": key},
-            "service": {
-                "serviceName": "guardduty",
-                "detectorId": detector,
+        Common {
+            id: self.finding_id(),
+            account_id: &self.account_id,
+            region: &self.region,
+            finding_type: &self.finding_type,
+            severity: self.severity,
+        }
+        .detail(
+            "Credentials used from outside AWS".to_string(),
+            format!(
+                "Credentials {} were used from a remote IP address.",
+                self.access_key_id
+            ),
+            json!({"resourceType": "AccessKey", "accessKeyDetails": key}),
+            json!({
                 "action": {
                     "actionType": "AWS_API_CALL",
                     "awsApiCallAction": {
@@ -266,22 +301,14 @@ impl AccessKeyFinding {
                     }
                 },
                 "resourceRole": "TARGET",
-                "eventFirstSeen": "2026-01-06T09:00:00.000Z",
-                "eventLastSeen": "2026-01-06T09:30:00.000Z",
-                "archived": false,
                 "count": 3
-            }
-        })
+            }),
+        )
     }
 
     /// The finding as EventBridge delivers it.
     pub fn event(&self) -> Value {
-        envelope(
-            self.detail(),
-            &self.finding_id(),
-            &self.account_id,
-            &self.region,
-        )
+        envelope(self.detail())
     }
 }
 

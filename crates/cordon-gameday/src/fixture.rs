@@ -23,8 +23,6 @@ pub struct Fixture {
     pub account_id: String,
     /// Region the clients talk to.
     pub region: String,
-    /// IAM path of every role, profile and user of this run.
-    pub iam_path: String,
     /// VPCs by logical name.
     #[serde(default)]
     pub vpcs: BTreeMap<String, Vpc>,

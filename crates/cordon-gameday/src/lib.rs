@@ -26,6 +26,7 @@ mod cleanup;
 mod error;
 mod finding;
 mod fixture;
+mod principal;
 mod provision;
 pub mod spec;
 mod state;
@@ -49,8 +50,14 @@ pub use state::{diff_states, side_effects, snapshot_state, volume_snapshots};
 /// owner id ([`Fixture::owner`]). Game Days on a real account refuse to
 /// touch what does not carry it.
 pub const OWNER_TAG: &str = "cordon:gameday";
-/// IAM path of the builder's roles, profiles and users unless told
-/// otherwise, so they can be listed without reading every tag of an account.
-pub const DEFAULT_IAM_PATH: &str = "/cordon-gameday/";
+/// The IAM path under which each run puts its roles, profiles and users
+/// (`/cordon-gameday/<owner>/`), so a run's IAM resources can be listed
+/// without reading every tag of the account.
+pub const IAM_PATH_PREFIX: &str = "/cordon-gameday/";
+
+/// The IAM path of the run `owner`.
+pub fn iam_path(owner: &str) -> String {
+    format!("{IAM_PATH_PREFIX}{owner}/")
+}
 /// AMI used when the account lists none (moto ships this id).
 pub const FALLBACK_AMI: &str = "ami-12c6146b";

@@ -30,7 +30,7 @@ use crate::spec::{
     AutoScalingGroupSpec, EnvironmentSpec, InstanceProfileSpec, InstanceSpec, LoadBalancerSpec,
     RoleSpec, SecurityGroupSpec, TargetGroupSpec, UserSpec, VpcSpec,
 };
-use crate::{DEFAULT_IAM_PATH, FALLBACK_AMI, OWNER_TAG};
+use crate::{FALLBACK_AMI, OWNER_TAG, iam_path};
 
 /// How often a wait for AWS to reach a state polls (the emulator is there
 /// at the first look; a real account takes seconds).
@@ -47,9 +47,6 @@ pub struct ProvisionOptions {
     /// region (IAM names, Auto Scaling groups, launch templates, target
     /// groups, load balancers), so two runs can share an account.
     pub name_suffix: Option<String>,
-    /// IAM path of every role, profile and user (`/…/`), so they can be
-    /// listed again without reading every tag in the account.
-    pub iam_path: String,
 }
 
 impl Default for ProvisionOptions {
@@ -58,7 +55,6 @@ impl Default for ProvisionOptions {
         Self {
             owner: new_owner(),
             name_suffix: None,
-            iam_path: DEFAULT_IAM_PATH.to_string(),
         }
     }
 }
@@ -72,7 +68,6 @@ impl ProvisionOptions {
         Self {
             owner,
             name_suffix: Some(suffix),
-            iam_path: DEFAULT_IAM_PATH.to_string(),
         }
     }
 }
@@ -114,7 +109,6 @@ pub async fn provision_with(
         fixture: Fixture {
             owner: options.owner.clone(),
             region: clients.region.clone(),
-            iam_path: options.iam_path.clone(),
             ..Fixture::default()
         },
         default_image: None,
@@ -345,7 +339,7 @@ impl Builder<'_> {
         let out = iam
             .create_role()
             .role_name(&name)
-            .path(&self.options.iam_path)
+            .path(iam_path(&self.options.owner))
             .assume_role_policy_document(trust.to_string())
             .set_tags(Some(self.iam_tags("iam:CreateRole", &name)?))
             .send()
@@ -377,7 +371,7 @@ impl Builder<'_> {
         let out = iam
             .create_instance_profile()
             .instance_profile_name(&name)
-            .path(&self.options.iam_path)
+            .path(iam_path(&self.options.owner))
             .set_tags(Some(self.iam_tags("iam:CreateInstanceProfile", &name)?))
             .send()
             .await
@@ -449,7 +443,7 @@ impl Builder<'_> {
         for spec in specs {
             ids.push(self.launch(spec).await?);
         }
-        self.wait_running(&ids).await?;
+        wait_for_instances(self.clients, &ids, "running").await?;
         for (spec, id) in specs.iter().zip(&ids) {
             self.attach_interfaces(spec, id).await?;
             self.attach_volumes(spec, id).await?;
@@ -520,34 +514,6 @@ impl Builder<'_> {
         };
         self.fixture.instances.insert(spec.name.clone(), instance);
         Ok(id)
-    }
-
-    async fn wait_running(&self, ids: &[String]) -> Result<(), FixtureError> {
-        let ec2 = self.clients.ec2.clone();
-        let resource = format!("instance(s) {}", ids.join(", "));
-        wait_for(&resource, "running", || {
-            let request = ec2
-                .describe_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-                .send();
-            let resource = resource.clone();
-            async move {
-                let out = request
-                    .await
-                    .map_err(aws("ec2:DescribeInstances", &resource))?;
-                let running = out
-                    .reservations()
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .all(|i| {
-                        i.state()
-                            .and_then(|s| s.name())
-                            .is_some_and(|n| n.as_str() == "running")
-                    });
-                Ok(running.then_some(()))
-            }
-        })
-        .await
     }
 
     async fn attach_interfaces(
@@ -1000,7 +966,7 @@ impl Builder<'_> {
         let out = iam
             .create_user()
             .user_name(&name)
-            .path(&self.options.iam_path)
+            .path(iam_path(&self.options.owner))
             .set_tags(Some(self.iam_tags("iam:CreateUser", &name)?))
             .send()
             .await
@@ -1068,6 +1034,39 @@ fn console_password(owner: &str, user: &str) -> String {
 
 fn ec2_tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
+}
+
+/// Waits until every instance of `ids` is in `state` (`running`, `terminated`).
+pub(crate) async fn wait_for_instances(
+    clients: &AwsClients,
+    ids: &[String],
+    state: &'static str,
+) -> Result<(), FixtureError> {
+    let resource = format!("instance(s) {}", ids.join(", "));
+    wait_for(&resource, state, || {
+        let request = clients
+            .ec2
+            .describe_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send();
+        let resource = resource.clone();
+        async move {
+            let out = request
+                .await
+                .map_err(aws("ec2:DescribeInstances", &resource))?;
+            let there = out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .all(|i| {
+                    i.state()
+                        .and_then(|s| s.name())
+                        .is_some_and(|n| n.as_str() == state)
+                });
+            Ok(there.then_some(()))
+        }
+    })
+    .await
 }
 
 /// Polls `check` until it answers with a value, or [`WAIT_LIMIT`] has passed.

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{FixtureError, aws};
 use crate::fixture::{Fixture, Instance};
+use crate::principal::Principal;
 
 fn tags_map<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Value {
     let map: BTreeMap<&str, &str> = tags.into_iter().collect();
@@ -315,18 +316,6 @@ async fn users_state(clients: &AwsClients, fixture: &Fixture) -> Result<Value, F
                 )
             })
             .collect();
-        let inline = iam
-            .list_user_policies()
-            .user_name(user)
-            .send()
-            .await
-            .map_err(aws("iam:ListUserPolicies", user))?;
-        let attached = iam
-            .list_attached_user_policies()
-            .user_name(user)
-            .send()
-            .await
-            .map_err(aws("iam:ListAttachedUserPolicies", user))?;
         let password = match iam.get_login_profile().user_name(user).send().await {
             Ok(_) => true,
             Err(e)
@@ -337,12 +326,13 @@ async fn users_state(clients: &AwsClients, fixture: &Fixture) -> Result<Value, F
             }
             Err(e) => return Err(aws("iam:GetLoginProfile", user)(e)),
         };
+        let principal = Principal::User(user);
         users.insert(
             name.clone(),
             json!({
                 "access-keys": keys,
-                "inline-policies": sorted(inline.policy_names()),
-                "attached-policies": sorted_arns(attached.attached_policies().iter().filter_map(|p| p.policy_arn())),
+                "inline-policies": principal.inline_policies(clients).await?,
+                "attached-policies": principal.attached_policies(clients).await?,
                 "console-password": password,
             }),
         );
@@ -351,43 +341,18 @@ async fn users_state(clients: &AwsClients, fixture: &Fixture) -> Result<Value, F
 }
 
 async fn roles_state(clients: &AwsClients, fixture: &Fixture) -> Result<Value, FixtureError> {
-    let iam = &clients.iam;
     let mut roles = BTreeMap::new();
     for (name, record) in &fixture.roles {
-        let role = &record.name;
-        let inline = iam
-            .list_role_policies()
-            .role_name(role)
-            .send()
-            .await
-            .map_err(aws("iam:ListRolePolicies", role))?;
-        let attached = iam
-            .list_attached_role_policies()
-            .role_name(role)
-            .send()
-            .await
-            .map_err(aws("iam:ListAttachedRolePolicies", role))?;
+        let principal = Principal::Role(&record.name);
         roles.insert(
             name.clone(),
             json!({
-                "inline-policies": sorted(inline.policy_names()),
-                "attached-policies": sorted_arns(attached.attached_policies().iter().filter_map(|p| p.policy_arn())),
+                "inline-policies": principal.inline_policies(clients).await?,
+                "attached-policies": principal.attached_policies(clients).await?,
             }),
         );
     }
     Ok(sorted_object(roles))
-}
-
-fn sorted(names: &[String]) -> Vec<&str> {
-    let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
-    names.sort_unstable();
-    names
-}
-
-fn sorted_arns<'a>(arns: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut arns: Vec<&str> = arns.collect();
-    arns.sort_unstable();
-    arns
 }
 
 fn volume_ids(fixture: &Fixture) -> Vec<String> {

@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use cordon_aws::client::AwsClients;
 use cordon_gameday::{
-    DEFAULT_FINDING_TYPE, DEFAULT_IAM_PATH, EnvironmentSpec, Fixture, ProvisionOptions, cleanup,
-    diff_states, discover, provision_with, snapshot_state,
+    DEFAULT_FINDING_TYPE, EnvironmentSpec, Fixture, ProvisionOptions, cleanup, diff_states,
+    discover, provision_with, snapshot_state,
 };
 
 #[derive(Debug, Parser)]
@@ -49,9 +49,6 @@ enum Command {
         /// The run's owner id (`gd-…`, printed by `provision`).
         #[arg(long)]
         owner: Option<String>,
-        /// IAM path of the run's roles, profiles and users (with --owner).
-        #[arg(long, default_value = DEFAULT_IAM_PATH)]
-        iam_path: String,
     },
 }
 
@@ -163,15 +160,11 @@ fn print_fixture(fixture: &Fixture, instance: &str) -> Result<()> {
     Ok(())
 }
 
-async fn cleanup_command(
-    fixture: Option<PathBuf>,
-    owner: Option<String>,
-    iam_path: &str,
-) -> Result<u8> {
+async fn cleanup_command(fixture: Option<PathBuf>, owner: Option<String>) -> Result<u8> {
     let clients = AwsClients::from_env().await?;
     let resources = match (fixture, owner) {
         (Some(path), _) => read_json::<Fixture>(&path)?.resources,
-        (None, Some(owner)) => discover(&clients, &owner, iam_path).await?,
+        (None, Some(owner)) => discover(&clients, &owner).await?,
         (None, None) => bail!("name the run: --fixture FILE or --owner ID"),
     };
     let report = cleanup(&clients, &resources).await;
@@ -208,11 +201,7 @@ async fn run(cli: Cli) -> Result<u8> {
                 Ok(1)
             }
         }
-        Command::Cleanup {
-            fixture,
-            owner,
-            iam_path,
-        } => cleanup_command(fixture, owner, &iam_path).await,
+        Command::Cleanup { fixture, owner } => cleanup_command(fixture, owner).await,
     }
 }
 
