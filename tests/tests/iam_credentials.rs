@@ -69,6 +69,14 @@ impl Transcript {
     fn text(&self) -> String {
         self.0.join("\n")
     }
+
+    /// Panics if `secret` is anywhere in what was recorded.
+    fn assert_free_of(&self, secret: &str) {
+        assert!(
+            !self.text().contains(secret),
+            "the secret access key leaked"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -317,10 +325,7 @@ async fn deactivate_and_rotate_then_roll_back() {
     assert_eq!(identity.arn(), Some(user_arn.as_str()));
     log.record(&deactivate);
     log.record(&rotate);
-    assert!(
-        !log.text().contains(&stored_secret),
-        "the secret access key leaked"
-    );
+    log.assert_free_of(&stored_secret);
 
     // Roll back in reverse order, as the executor does.
     let undone = rotate.rollback().await.expect("undo rotate");
@@ -349,10 +354,7 @@ async fn deactivate_and_rotate_then_roll_back() {
     assert_eq!(key_list(clients, "alice").await, before);
     log.record(&deactivate);
     log.record(&rotate);
-    assert!(
-        !log.text().contains(&stored_secret),
-        "the secret access key leaked"
-    );
+    log.assert_free_of(&stored_secret);
 }
 
 #[tokio::test]
@@ -493,10 +495,7 @@ async fn two_keys_are_refused_unless_the_other_is_inactive_and_deletion_is_allow
     assert!(note.contains(&other), "{note}");
     assert_eq!(key_list(clients, "bob").await, vec![pair(&named, "Active")]);
     log.record(&rotate);
-    assert!(
-        !log.text().contains(&stored_secret),
-        "the secret access key leaked"
-    );
+    log.assert_free_of(&stored_secret);
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use cordon_aws::client::AwsClients;
 use crate::error::{FixtureError, aws};
 use crate::fixture::{Fixture, OwnedResource, ResourceKind};
 use crate::principal::Principal;
-use crate::provision::{wait_for, wait_for_instances};
+use crate::provision::{wait_for, wait_for_instances, wait_for_volume_available};
 use crate::{OWNER_TAG, iam_path};
 
 /// What a cleanup did.
@@ -191,21 +191,13 @@ async fn delete(clients: &AwsClients, resource: &OwnedResource) -> Result<(), Fi
 
 async fn delete_user(clients: &AwsClients, user: &str) -> Result<(), FixtureError> {
     let iam = &clients.iam;
-    let keys = iam
-        .list_access_keys()
-        .user_name(user)
-        .send()
-        .await
-        .map_err(aws("iam:ListAccessKeys", user))?;
-    for key in keys.access_key_metadata() {
-        if let Some(id) = key.access_key_id() {
-            iam.delete_access_key()
-                .user_name(user)
-                .access_key_id(id)
-                .send()
-                .await
-                .map_err(aws("iam:DeleteAccessKey", user))?;
-        }
+    for key in Principal::User(user).access_keys(clients).await?.keys() {
+        iam.delete_access_key()
+            .user_name(user)
+            .access_key_id(key)
+            .send()
+            .await
+            .map_err(aws("iam:DeleteAccessKey", user))?;
     }
     match iam.delete_login_profile().user_name(user).send().await {
         Ok(_) => {}
@@ -334,18 +326,7 @@ async fn delete_volume(clients: &AwsClients, id: &str) -> Result<(), FixtureErro
             .send()
             .await
             .map_err(aws("ec2:DetachVolume", id))?;
-        wait_for(id, "available", || {
-            let request = ec2.describe_volumes().volume_ids(id).send();
-            async move {
-                let out = request.await.map_err(aws("ec2:DescribeVolumes", id))?;
-                let free = out
-                    .volumes()
-                    .iter()
-                    .all(|v| v.state().is_some_and(|s| s.as_str() == "available"));
-                Ok(free.then_some(()))
-            }
-        })
-        .await?;
+        wait_for_volume_available(clients, id).await?;
     }
     ec2.delete_volume()
         .volume_id(id)

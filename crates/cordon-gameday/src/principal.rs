@@ -1,7 +1,10 @@
 //! IAM users and roles where only the call differs: their policies, read
 //! for the state snapshot and removed for cleanup.
 
+use std::collections::BTreeMap;
+
 use cordon_aws::client::AwsClients;
+use serde_json::Value;
 
 use crate::error::{FixtureError, aws};
 
@@ -15,6 +18,69 @@ pub(crate) enum Principal<'a> {
 }
 
 impl Principal<'_> {
+    /// Puts each inline policy (name to document).
+    pub(crate) async fn put_inline_policies(
+        self,
+        clients: &AwsClients,
+        policies: &BTreeMap<String, Value>,
+    ) -> Result<(), FixtureError> {
+        let iam = &clients.iam;
+        for (policy, document) in policies {
+            let document = document.to_string();
+            match self {
+                Principal::User(name) => iam
+                    .put_user_policy()
+                    .user_name(name)
+                    .policy_name(policy)
+                    .policy_document(document)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(aws("iam:PutUserPolicy", name))?,
+                Principal::Role(name) => iam
+                    .put_role_policy()
+                    .role_name(name)
+                    .policy_name(policy)
+                    .policy_document(document)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(aws("iam:PutRolePolicy", name))?,
+            }
+        }
+        Ok(())
+    }
+
+    /// A user's access keys: id to status (`Active`, `Inactive`); none for a role.
+    pub(crate) async fn access_keys(
+        self,
+        clients: &AwsClients,
+    ) -> Result<BTreeMap<String, String>, FixtureError> {
+        let Principal::User(name) = self else {
+            return Ok(BTreeMap::new());
+        };
+        let out = clients
+            .iam
+            .list_access_keys()
+            .user_name(name)
+            .send()
+            .await
+            .map_err(aws("iam:ListAccessKeys", name))?;
+        Ok(out
+            .access_key_metadata()
+            .iter()
+            .map(|k| {
+                (
+                    k.access_key_id().unwrap_or_default().to_string(),
+                    k.status()
+                        .map(|s| s.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect())
+    }
+
     /// Names of its inline policies, sorted.
     pub(crate) async fn inline_policies(
         self,

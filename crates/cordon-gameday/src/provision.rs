@@ -26,6 +26,7 @@ use crate::fixture::{
     AccessKey, AutoScalingGroup, Eni, Fixture, Group, Instance, InstanceProfile, LoadBalancer,
     ResourceKind, Role, SecretAccessKey, SecurityGroup, Subnet, TargetGroup, User, Volume, Vpc,
 };
+use crate::principal::Principal;
 use crate::spec::{
     AutoScalingGroupSpec, EnvironmentSpec, InstanceProfileSpec, InstanceSpec, LoadBalancerSpec,
     RoleSpec, SecurityGroupSpec, TargetGroupSpec, UserSpec, VpcSpec,
@@ -350,15 +351,9 @@ impl Builder<'_> {
             .map(|r| r.arn().to_string())
             .ok_or_else(|| incomplete("iam:CreateRole", &name, "role"))?;
         self.fixture.created(ResourceKind::Role, &name);
-        for (policy, document) in &spec.inline_policies {
-            iam.put_role_policy()
-                .role_name(&name)
-                .policy_name(policy)
-                .policy_document(document.to_string())
-                .send()
-                .await
-                .map_err(aws("iam:PutRolePolicy", &name))?;
-        }
+        Principal::Role(&name)
+            .put_inline_policies(self.clients, &spec.inline_policies)
+            .await?;
         self.fixture
             .roles
             .insert(spec.name.clone(), Role { name, arn });
@@ -578,19 +573,7 @@ impl Builder<'_> {
                 .ok_or_else(|| incomplete("ec2:CreateVolume", &spec.name, "volume id"))?
                 .to_string();
             self.fixture.created(ResourceKind::Volume, &id);
-            wait_for(&id, "available", || {
-                let request = ec2.describe_volumes().volume_ids(&id).send();
-                let id = id.clone();
-                async move {
-                    let out = request.await.map_err(aws("ec2:DescribeVolumes", &id))?;
-                    let available = out
-                        .volumes()
-                        .iter()
-                        .all(|v| v.state().is_some_and(|s| s.as_str() == "available"));
-                    Ok(available.then_some(()))
-                }
-            })
-            .await?;
+            wait_for_volume_available(self.clients, &id).await?;
             ec2.attach_volume()
                 .volume_id(&id)
                 .instance_id(instance_id)
@@ -976,15 +959,9 @@ impl Builder<'_> {
             .map(|u| u.arn().to_string())
             .ok_or_else(|| incomplete("iam:CreateUser", &name, "user"))?;
         self.fixture.created(ResourceKind::User, &name);
-        for (policy, document) in &spec.inline_policies {
-            iam.put_user_policy()
-                .user_name(&name)
-                .policy_name(policy)
-                .policy_document(document.to_string())
-                .send()
-                .await
-                .map_err(aws("iam:PutUserPolicy", &name))?;
-        }
+        Principal::User(&name)
+            .put_inline_policies(self.clients, &spec.inline_policies)
+            .await?;
         let mut access_keys = Vec::new();
         for _ in 0..spec.access_keys {
             let out = iam
@@ -1064,6 +1041,25 @@ pub(crate) async fn wait_for_instances(
                         .is_some_and(|n| n.as_str() == state)
                 });
             Ok(there.then_some(()))
+        }
+    })
+    .await
+}
+
+/// Waits until a volume can be attached (or deleted).
+pub(crate) async fn wait_for_volume_available(
+    clients: &AwsClients,
+    id: &str,
+) -> Result<(), FixtureError> {
+    wait_for(id, "available", || {
+        let request = clients.ec2.describe_volumes().volume_ids(id).send();
+        async move {
+            let out = request.await.map_err(aws("ec2:DescribeVolumes", id))?;
+            let available = out
+                .volumes()
+                .iter()
+                .all(|v| v.state().is_some_and(|s| s.as_str() == "available"));
+            Ok(available.then_some(()))
         }
     })
     .await

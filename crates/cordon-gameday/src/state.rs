@@ -300,22 +300,8 @@ async fn users_state(clients: &AwsClients, fixture: &Fixture) -> Result<Value, F
     let mut users = BTreeMap::new();
     for (name, record) in &fixture.users {
         let user = &record.name;
-        let keys = iam
-            .list_access_keys()
-            .user_name(user)
-            .send()
-            .await
-            .map_err(aws("iam:ListAccessKeys", user))?;
-        let keys: BTreeMap<&str, &str> = keys
-            .access_key_metadata()
-            .iter()
-            .map(|k| {
-                (
-                    k.access_key_id().unwrap_or_default(),
-                    k.status().map(|s| s.as_str()).unwrap_or_default(),
-                )
-            })
-            .collect();
+        let principal = Principal::User(user);
+        let keys = principal.access_keys(clients).await?;
         let password = match iam.get_login_profile().user_name(user).send().await {
             Ok(_) => true,
             Err(e)
@@ -326,7 +312,6 @@ async fn users_state(clients: &AwsClients, fixture: &Fixture) -> Result<Value, F
             }
             Err(e) => return Err(aws("iam:GetLoginProfile", user)(e)),
         };
-        let principal = Principal::User(user);
         users.insert(
             name.clone(),
             json!({
