@@ -612,65 +612,17 @@ impl Builder<'_> {
             .await
             .map_err(aws("ec2:DescribeNetworkInterfaces", &resource))?;
         for spec in specs {
-            let instance = lookup(&self.fixture.instances, "instance", &spec.name)?;
-            let id = instance.id.clone();
-            let mut enis: Vec<Eni> = interfaces
-                .network_interfaces()
-                .iter()
-                .filter(|n| n.attachment().and_then(|a| a.instance_id()) == Some(id.as_str()))
-                .map(|n| Eni {
-                    id: n.network_interface_id().unwrap_or_default().to_string(),
-                    device_index: n.attachment().and_then(|a| a.device_index()).unwrap_or(0),
-                    subnet_id: n.subnet_id().unwrap_or_default().to_string(),
-                    private_ip: n.private_ip_address().unwrap_or_default().to_string(),
-                    groups: n
-                        .groups()
-                        .iter()
-                        .map(|g| Group {
-                            id: g.group_id().unwrap_or_default().to_string(),
-                            name: g.group_name().unwrap_or_default().to_string(),
-                        })
-                        .collect(),
-                })
-                .collect();
-            enis.sort_by_key(|e| e.device_index);
-            let mappings: Vec<Volume> = described
+            let id = lookup(&self.fixture.instances, "instance", &spec.name)?
+                .id
+                .clone();
+            let enis = interfaces_of(interfaces.network_interfaces(), &id);
+            let instance = described
                 .reservations()
                 .iter()
                 .flat_map(|r| r.instances())
-                .filter(|i| i.instance_id() == Some(id.as_str()))
-                .flat_map(|i| i.block_device_mappings())
-                .filter_map(|m| {
-                    Some(Volume {
-                        id: m.ebs()?.volume_id()?.to_string(),
-                        device: m.device_name()?.to_string(),
-                    })
-                })
-                .collect();
-            // Root first (the one device the spec did not ask for), then the spec's order.
-            let mut volumes: Vec<Volume> = mappings
-                .iter()
-                .filter(|m| !spec.volumes.iter().any(|v| v.device == m.device))
-                .cloned()
-                .collect();
-            for wanted in &spec.volumes {
-                volumes.extend(
-                    mappings
-                        .iter()
-                        .filter(|m| m.device == wanted.device)
-                        .cloned(),
-                );
-            }
-            let mut resources: Vec<String> = enis.iter().map(|e| e.id.clone()).collect();
-            resources.extend(volumes.iter().map(|v| v.id.clone()));
-            let mut tagging = ec2
-                .create_tags()
-                .set_resources(Some(resources))
-                .tags(ec2_tag(OWNER_TAG, &self.options.owner));
-            for (key, value) in &spec.attachment_tags {
-                tagging = tagging.tags(ec2_tag(key, value));
-            }
-            tagging.send().await.map_err(aws("ec2:CreateTags", &id))?;
+                .find(|i| i.instance_id() == Some(id.as_str()));
+            let volumes = volumes_of(instance, spec);
+            self.tag_attachments(spec, &id, &enis, &volumes).await?;
             // The primary interface and root volume came with the instance;
             // they are the run's too (and outlive it if someone changed
             // their DeleteOnTermination).
@@ -689,34 +641,41 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// Puts the owner tag and the spec's attachment tags on every interface
+    /// and volume of the instance.
+    async fn tag_attachments(
+        &self,
+        spec: &InstanceSpec,
+        instance_id: &str,
+        enis: &[Eni],
+        volumes: &[Volume],
+    ) -> Result<(), FixtureError> {
+        let resources = enis
+            .iter()
+            .map(|e| e.id.clone())
+            .chain(volumes.iter().map(|v| v.id.clone()));
+        let mut tagging = self
+            .clients
+            .ec2
+            .create_tags()
+            .set_resources(Some(resources.collect()))
+            .tags(ec2_tag(OWNER_TAG, &self.options.owner));
+        for (key, value) in &spec.attachment_tags {
+            tagging = tagging.tags(ec2_tag(key, value));
+        }
+        tagging
+            .send()
+            .await
+            .map_err(aws("ec2:CreateTags", instance_id))?;
+        Ok(())
+    }
+
     async fn auto_scaling_group(
         &mut self,
         spec: &AutoScalingGroupSpec,
     ) -> Result<(), FixtureError> {
         let name = self.named(&spec.name);
-        let image_id = self.image(spec.image_id.as_ref()).await;
-        let out = self
-            .clients
-            .ec2
-            .create_launch_template()
-            .launch_template_name(&name)
-            .launch_template_data(
-                RequestLaunchTemplateData::builder()
-                    .image_id(image_id)
-                    .instance_type(InstanceType::from(spec.instance_type.as_str()))
-                    .build(),
-            )
-            .tag_specifications(self.tag_spec(ResourceType::LaunchTemplate, &[]))
-            .send()
-            .await
-            .map_err(aws("ec2:CreateLaunchTemplate", &name))?;
-        let launch_template_id = out
-            .launch_template()
-            .and_then(|t| t.launch_template_id())
-            .ok_or_else(|| incomplete("ec2:CreateLaunchTemplate", &name, "launch template id"))?
-            .to_string();
-        self.fixture
-            .created(ResourceKind::LaunchTemplate, &launch_template_id);
+        let launch_template_id = self.launch_template(spec, &name).await?;
         let subnets = spec
             .subnets
             .iter()
@@ -782,6 +741,37 @@ impl Builder<'_> {
             },
         );
         Ok(())
+    }
+
+    /// The launch template of a group, named like it.
+    async fn launch_template(
+        &mut self,
+        spec: &AutoScalingGroupSpec,
+        name: &str,
+    ) -> Result<String, FixtureError> {
+        let image_id = self.image(spec.image_id.as_ref()).await;
+        let out = self
+            .clients
+            .ec2
+            .create_launch_template()
+            .launch_template_name(name)
+            .launch_template_data(
+                RequestLaunchTemplateData::builder()
+                    .image_id(image_id)
+                    .instance_type(InstanceType::from(spec.instance_type.as_str()))
+                    .build(),
+            )
+            .tag_specifications(self.tag_spec(ResourceType::LaunchTemplate, &[]))
+            .send()
+            .await
+            .map_err(aws("ec2:CreateLaunchTemplate", name))?;
+        let id = out
+            .launch_template()
+            .and_then(|t| t.launch_template_id())
+            .ok_or_else(|| incomplete("ec2:CreateLaunchTemplate", name, "launch template id"))?
+            .to_string();
+        self.fixture.created(ResourceKind::LaunchTemplate, &id);
+        Ok(id)
     }
 
     /// Waits until the group has launched `count` instances; their ids, sorted.
@@ -1007,6 +997,61 @@ fn console_password(owner: &str, user: &str) -> String {
         .unwrap_or_default();
     let digest = Sha256::digest(format!("{owner}|{user}|{nanos}"));
     format!("Gd-{}-Zz9!", hex::encode(&digest[..12]))
+}
+
+/// The interfaces attached to `instance_id`, with their groups and
+/// addresses, by device index (primary first).
+fn interfaces_of(
+    interfaces: &[aws_sdk_ec2::types::NetworkInterface],
+    instance_id: &str,
+) -> Vec<Eni> {
+    let mut enis: Vec<Eni> = interfaces
+        .iter()
+        .filter(|n| n.attachment().and_then(|a| a.instance_id()) == Some(instance_id))
+        .map(|n| Eni {
+            id: n.network_interface_id().unwrap_or_default().to_string(),
+            device_index: n.attachment().and_then(|a| a.device_index()).unwrap_or(0),
+            subnet_id: n.subnet_id().unwrap_or_default().to_string(),
+            private_ip: n.private_ip_address().unwrap_or_default().to_string(),
+            groups: n
+                .groups()
+                .iter()
+                .map(|g| Group {
+                    id: g.group_id().unwrap_or_default().to_string(),
+                    name: g.group_name().unwrap_or_default().to_string(),
+                })
+                .collect(),
+        })
+        .collect();
+    enis.sort_by_key(|e| e.device_index);
+    enis
+}
+
+/// The instance's volumes: the root one first (the one device the spec did
+/// not ask for), then the spec's, in its order.
+fn volumes_of(instance: Option<&aws_sdk_ec2::types::Instance>, spec: &InstanceSpec) -> Vec<Volume> {
+    let mappings: Vec<Volume> = instance
+        .map(|i| i.block_device_mappings())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| {
+            Some(Volume {
+                id: m.ebs()?.volume_id()?.to_string(),
+                device: m.device_name()?.to_string(),
+            })
+        })
+        .collect();
+    let asked = |m: &&Volume| spec.volumes.iter().any(|v| v.device == m.device);
+    let mut volumes: Vec<Volume> = mappings.iter().filter(|m| !asked(m)).cloned().collect();
+    for wanted in &spec.volumes {
+        volumes.extend(
+            mappings
+                .iter()
+                .filter(|m| m.device == wanted.device)
+                .cloned(),
+        );
+    }
+    volumes
 }
 
 fn ec2_tag(key: &str, value: &str) -> Tag {

@@ -347,6 +347,18 @@ impl fmt::Display for SpecProblem {
     }
 }
 
+/// The logical names a spec defines, per kind.
+struct Names<'a> {
+    vpcs: BTreeSet<&'a str>,
+    subnets: BTreeSet<&'a str>,
+    groups: BTreeSet<&'a str>,
+    roles: BTreeSet<&'a str>,
+    profiles: BTreeSet<&'a str>,
+    instances: BTreeSet<&'a str>,
+    asgs: BTreeSet<&'a str>,
+    target_groups: BTreeSet<&'a str>,
+}
+
 /// Collects problems while walking a spec.
 #[derive(Debug, Default)]
 struct Problems(Vec<SpecProblem>);
@@ -371,6 +383,19 @@ impl Problems {
                     }
                 ),
             );
+        }
+    }
+
+    /// Each of `references` (at `list[j]`) must be one of `names`.
+    fn references(
+        &mut self,
+        list: &str,
+        kind: &str,
+        references: &[String],
+        names: &BTreeSet<&str>,
+    ) {
+        for (j, reference) in references.iter().enumerate() {
+            self.reference(format!("{list}[{j}]"), kind, reference, names);
         }
     }
 
@@ -402,120 +427,20 @@ impl EnvironmentSpec {
     /// making any call.
     pub fn validate(&self) -> Result<(), Vec<SpecProblem>> {
         let mut p = Problems::default();
-        let vpcs = p.unique("vpcs", self.vpcs.iter().map(|v| v.name.as_str()));
-        let subnets = p.unique(
-            "subnets",
-            self.vpcs
-                .iter()
-                .flat_map(|v| v.subnets.iter().map(|s| s.name.as_str())),
-        );
-        let groups = p.unique(
-            "security-groups",
-            self.security_groups.iter().map(|g| g.name.as_str()),
-        );
-        let roles = p.unique("roles", self.roles.iter().map(|r| r.name.as_str()));
-        let profiles = p.unique(
-            "instance-profiles",
-            self.instance_profiles.iter().map(|r| r.name.as_str()),
-        );
-        let instances = p.unique("instances", self.instances.iter().map(|i| i.name.as_str()));
-        let asgs = p.unique(
-            "auto-scaling-groups",
-            self.auto_scaling_groups.iter().map(|a| a.name.as_str()),
-        );
-        let target_groups = p.unique(
-            "target-groups",
-            self.target_groups.iter().map(|t| t.name.as_str()),
-        );
-        p.unique(
-            "load-balancers",
-            self.load_balancers.iter().map(|l| l.name.as_str()),
-        );
-        p.unique("users", self.users.iter().map(|u| u.name.as_str()));
-
+        let names = self.names(&mut p);
         for (i, group) in self.security_groups.iter().enumerate() {
-            p.reference(
-                format!("security-groups[{i}].vpc"),
-                "VPC",
-                &group.vpc,
-                &vpcs,
-            );
+            let path = format!("security-groups[{i}].vpc");
+            p.reference(path, "VPC", &group.vpc, &names.vpcs);
         }
         for (i, profile) in self.instance_profiles.iter().enumerate() {
             if let Some(role) = &profile.role {
-                p.reference(format!("instance-profiles[{i}].role"), "role", role, &roles);
+                let path = format!("instance-profiles[{i}].role");
+                p.reference(path, "role", role, &names.roles);
             }
         }
-        self.validate_instances(&mut p, &subnets, &groups, &profiles);
-        for (i, asg) in self.auto_scaling_groups.iter().enumerate() {
-            let at = format!("auto-scaling-groups[{i}]");
-            if asg.subnets.is_empty() {
-                p.push(format!("{at}.subnets"), "needs at least one subnet".into());
-            }
-            for (j, subnet) in asg.subnets.iter().enumerate() {
-                p.reference(format!("{at}.subnets[{j}]"), "subnet", subnet, &subnets);
-            }
-            for (j, instance) in asg.attach.iter().enumerate() {
-                p.reference(
-                    format!("{at}.attach[{j}]"),
-                    "instance",
-                    instance,
-                    &instances,
-                );
-            }
-            let size = asg.desired_capacity + asg.attach.len() as i32;
-            if !(0 <= asg.min_size && asg.min_size <= asg.max_size && size <= asg.max_size) {
-                p.push(
-                    at,
-                    format!(
-                        "sizes must satisfy 0 <= min-size ({}) <= max-size ({}) and \
-                         desired-capacity + attached ({size}) <= max-size",
-                        asg.min_size, asg.max_size
-                    ),
-                );
-            }
-        }
-        for (i, tg) in self.target_groups.iter().enumerate() {
-            let at = format!("target-groups[{i}]");
-            p.reference(format!("{at}.vpc"), "VPC", &tg.vpc, &vpcs);
-            for (j, target) in tg.targets.iter().enumerate() {
-                let at = format!("{at}.targets[{j}]");
-                match (&target.instance, &target.launched_by) {
-                    (Some(instance), None) => {
-                        p.reference(format!("{at}.instance"), "instance", instance, &instances);
-                    }
-                    (None, Some(asg)) => p.reference(
-                        format!("{at}.launched-by"),
-                        "Auto Scaling group",
-                        asg,
-                        &asgs,
-                    ),
-                    _ => p.push(at, "name exactly one of `instance` or `launched-by`".into()),
-                }
-            }
-        }
-        for (i, lb) in self.load_balancers.iter().enumerate() {
-            let at = format!("load-balancers[{i}]");
-            for (j, subnet) in lb.subnets.iter().enumerate() {
-                p.reference(format!("{at}.subnets[{j}]"), "subnet", subnet, &subnets);
-            }
-            for (j, group) in lb.groups.iter().enumerate() {
-                p.reference(
-                    format!("{at}.groups[{j}]"),
-                    "security group",
-                    group,
-                    &groups,
-                );
-            }
-            for (j, listener) in lb.listeners.iter().enumerate() {
-                p.reference(
-                    format!("{at}.listeners[{j}].target-group"),
-                    "target group",
-                    &listener.target_group,
-                    &target_groups,
-                );
-            }
-        }
+        self.validate_instances(&mut p, &names);
+        self.validate_auto_scaling_groups(&mut p, &names);
+        self.validate_load_balancing(&mut p, &names);
         for (i, user) in self.users.iter().enumerate() {
             if user.access_keys > 2 {
                 p.push(
@@ -530,13 +455,120 @@ impl EnvironmentSpec {
         if p.0.is_empty() { Ok(()) } else { Err(p.0) }
     }
 
-    fn validate_instances(
-        &self,
-        p: &mut Problems,
-        subnets: &BTreeSet<&str>,
-        groups: &BTreeSet<&str>,
-        profiles: &BTreeSet<&str>,
-    ) {
+    /// The logical names of each kind (duplicates reported).
+    fn names(&self, p: &mut Problems) -> Names<'_> {
+        let subnets = self
+            .vpcs
+            .iter()
+            .flat_map(|v| v.subnets.iter().map(|s| s.name.as_str()));
+        let names = Names {
+            vpcs: p.unique("vpcs", self.vpcs.iter().map(|v| v.name.as_str())),
+            subnets: p.unique("subnets", subnets),
+            groups: p.unique(
+                "security-groups",
+                self.security_groups.iter().map(|g| g.name.as_str()),
+            ),
+            roles: p.unique("roles", self.roles.iter().map(|r| r.name.as_str())),
+            profiles: p.unique(
+                "instance-profiles",
+                self.instance_profiles.iter().map(|r| r.name.as_str()),
+            ),
+            instances: p.unique("instances", self.instances.iter().map(|i| i.name.as_str())),
+            asgs: p.unique(
+                "auto-scaling-groups",
+                self.auto_scaling_groups.iter().map(|a| a.name.as_str()),
+            ),
+            target_groups: p.unique(
+                "target-groups",
+                self.target_groups.iter().map(|t| t.name.as_str()),
+            ),
+        };
+        p.unique(
+            "load-balancers",
+            self.load_balancers.iter().map(|l| l.name.as_str()),
+        );
+        p.unique("users", self.users.iter().map(|u| u.name.as_str()));
+        names
+    }
+
+    fn validate_auto_scaling_groups(&self, p: &mut Problems, names: &Names<'_>) {
+        for (i, asg) in self.auto_scaling_groups.iter().enumerate() {
+            let at = format!("auto-scaling-groups[{i}]");
+            if asg.subnets.is_empty() {
+                p.push(format!("{at}.subnets"), "needs at least one subnet".into());
+            }
+            p.references(
+                &format!("{at}.subnets"),
+                "subnet",
+                &asg.subnets,
+                &names.subnets,
+            );
+            p.references(
+                &format!("{at}.attach"),
+                "instance",
+                &asg.attach,
+                &names.instances,
+            );
+            let size = asg.desired_capacity + asg.attach.len() as i32;
+            if !(0 <= asg.min_size && asg.min_size <= asg.max_size && size <= asg.max_size) {
+                p.push(
+                    at,
+                    format!(
+                        "sizes must satisfy 0 <= min-size ({}) <= max-size ({}) and \
+                         desired-capacity + attached ({size}) <= max-size",
+                        asg.min_size, asg.max_size
+                    ),
+                );
+            }
+        }
+    }
+
+    fn validate_load_balancing(&self, p: &mut Problems, names: &Names<'_>) {
+        for (i, tg) in self.target_groups.iter().enumerate() {
+            let at = format!("target-groups[{i}]");
+            p.reference(format!("{at}.vpc"), "VPC", &tg.vpc, &names.vpcs);
+            for (j, target) in tg.targets.iter().enumerate() {
+                let at = format!("{at}.targets[{j}]");
+                match (&target.instance, &target.launched_by) {
+                    (Some(instance), None) => {
+                        let path = format!("{at}.instance");
+                        p.reference(path, "instance", instance, &names.instances);
+                    }
+                    (None, Some(asg)) => {
+                        let path = format!("{at}.launched-by");
+                        p.reference(path, "Auto Scaling group", asg, &names.asgs);
+                    }
+                    _ => p.push(at, "name exactly one of `instance` or `launched-by`".into()),
+                }
+            }
+        }
+        for (i, lb) in self.load_balancers.iter().enumerate() {
+            let at = format!("load-balancers[{i}]");
+            p.references(
+                &format!("{at}.subnets"),
+                "subnet",
+                &lb.subnets,
+                &names.subnets,
+            );
+            p.references(
+                &format!("{at}.groups"),
+                "security group",
+                &lb.groups,
+                &names.groups,
+            );
+            for (j, listener) in lb.listeners.iter().enumerate() {
+                p.reference(
+                    format!("{at}.listeners[{j}].target-group"),
+                    "target group",
+                    &listener.target_group,
+                    &names.target_groups,
+                );
+            }
+        }
+    }
+
+    fn validate_instances(&self, p: &mut Problems, names: &Names<'_>) {
+        let (subnets, groups, profiles) = (&names.subnets, &names.groups, &names.profiles);
         for (i, instance) in self.instances.iter().enumerate() {
             let at = format!("instances[{i}]");
             let interfaces = std::iter::once((at.clone(), &instance.subnet, &instance.groups))
