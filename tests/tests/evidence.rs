@@ -576,12 +576,9 @@ async fn a_journal_begun_in_format_1_verifies_in_the_bucket() {
     let aws = emulator().await;
     let clients = aws.clients();
     let bucket = "evidence-v1";
-    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
-        .await
-        .expect("init");
-    let plan = store_plan(bucket);
+    let plan = evidence_case(clients, bucket).await;
     let case = plan.case_id.clone();
-    let root = state_dir("format-1");
+    let root = scratch_dir("format-1");
     let v1 = std::fs::read_to_string(
         repo_root().join("tests/fixtures/journals-v1/iam-temporary-credentials.jsonl"),
     )
@@ -606,16 +603,10 @@ async fn a_journal_begun_in_format_1_verifies_in_the_bucket() {
         .expect("append in format 2");
 
     let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()));
-    let step = plan.step("store").expect("step");
-    let pre = actions
-        .read_pre_state(&plan, step)
+    Lifecycle::new(&actions, &plan, "store")
+        .forward()
         .await
-        .expect("pre-state");
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
+        .expect("store evidence");
     let report = verify_case(clients, bucket, PREFIX, &case)
         .await
         .expect("verify case");
