@@ -142,6 +142,19 @@ fn lines(report: &cordon_aws::manifest::VerifyReport) -> Vec<String> {
     report.problems.iter().map(ToString::to_string).collect()
 }
 
+/// `cordon evidence verify` of the case, which must find nothing wrong.
+async fn verified_clean(
+    clients: &AwsClients,
+    bucket: &str,
+    case: &CaseId,
+) -> cordon_aws::manifest::VerifyReport {
+    let report = verify_case(clients, bucket, PREFIX, case)
+        .await
+        .expect("verify case");
+    assert!(report.ok(), "{:#?}", lines(&report));
+    report
+}
+
 /// Rewrites the object at `key` with `change` applied to its text.
 async fn tamper(clients: &AwsClients, bucket: &str, key: &str, change: impl Fn(&str) -> String) {
     let text = String::from_utf8(get(clients, bucket, key).await).expect("utf-8");
@@ -323,10 +336,7 @@ async fn stored_evidence_verifies_and_every_tampering_is_named() {
     assert_eq!(undone["kept"], json!(true));
     life.verify_undone().await.expect("verify undone");
 
-    let report = verify_case(clients, bucket, PREFIX, &case)
-        .await
-        .expect("verify case");
-    assert!(report.ok(), "{:#?}", lines(&report));
+    let report = verified_clean(clients, bucket, &case).await;
     assert_eq!(report.objects_checked, 3);
     assert_eq!(report.journal_records, 3);
 
@@ -549,10 +559,7 @@ async fn lambda_style_case_with_s3_journal_and_s3_captures_verifies() {
         .await
         .expect("nothing that existed was touched");
 
-    let report = verify_case(clients, bucket, PREFIX, &case)
-        .await
-        .expect("verify case");
-    assert!(report.ok(), "{:#?}", lines(&report));
+    let report = verified_clean(clients, bucket, &case).await;
     assert_eq!(report.journal_records, 3);
 
     // Rewrite record 1 of the S3 journal with a changed field.
@@ -607,10 +614,7 @@ async fn a_journal_begun_in_format_1_verifies_in_the_bucket() {
         .forward()
         .await
         .expect("store evidence");
-    let report = verify_case(clients, bucket, PREFIX, &case)
-        .await
-        .expect("verify case");
-    assert!(report.ok(), "{:#?}", lines(&report));
+    let report = verified_clean(clients, bucket, &case).await;
     assert_eq!(report.journal_records, old.len() + 1);
 
     // Edit a format-1 record of the uploaded journal: it is named.
