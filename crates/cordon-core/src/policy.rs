@@ -20,9 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::action::{
-    Action, ActionKind, FRONT_DOOR_PERMISSIONS, FrontDoor, ImpliedPermission,
-};
+use crate::action::{Action, ActionKind, FRONT_DOOR_PERMISSIONS, FrontDoor, ImpliedPermission};
 use crate::playbook::Playbook;
 
 /// IAM policy language version.
@@ -113,8 +111,7 @@ impl PolicyOptions {
         if !matches!(partition, "*" | "aws" | "aws-cn" | "aws-us-gov") {
             return Err(PolicyError::Partition(partition.to_string()));
         }
-        if account != "*" && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
-        {
+        if account != "*" && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())) {
             return Err(PolicyError::Account(account.to_string()));
         }
         if region != "*" && !is_region(region) {
@@ -204,9 +201,7 @@ impl PolicyOptions {
 
     /// The managed deny-all policy `quarantine-user` is to attach.
     pub fn quarantine_policy_arn(&self) -> String {
-        self.iam_arn(&format!(
-            "policy{CORDON_IAM_PATH}{QUARANTINE_POLICY_NAME}"
-        ))
+        self.iam_arn(&format!("policy{CORDON_IAM_PATH}{QUARANTINE_POLICY_NAME}"))
     }
 }
 
@@ -216,9 +211,7 @@ fn is_region(region: &str) -> bool {
         && parts[..parts.len() - 1]
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
-        && parts[parts.len() - 1]
-            .bytes()
-            .all(|b| b.is_ascii_digit())
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
         && !parts[parts.len() - 1].is_empty()
 }
 
@@ -357,10 +350,7 @@ impl std::fmt::Display for Need {
                 step,
                 carried_by,
                 reason,
-            } => write!(
-                f,
-                "{playbook}/{step}: implied by {carried_by}: {reason}"
-            ),
+            } => write!(f, "{playbook}/{step}: implied by {carried_by}: {reason}"),
             Need::FrontDoor { door, reason } => write!(f, "front door ({door:?}): {reason}"),
         }
     }
@@ -612,7 +602,11 @@ impl Sid {
                     "aws:TagKeys",
                     needs.tag_keys.iter().cloned().collect(),
                 );
-                vec![ec2("instance/*"), ec2("network-interface/*"), ec2("volume/*")]
+                vec![
+                    ec2("instance/*"),
+                    ec2("network-interface/*"),
+                    ec2("volume/*"),
+                ]
             }
             // EC2 user guide, "Grant permission to tag resources during creation":
             // ec2:CreateTags limited by ec2:CreateAction to the creating calls.
@@ -625,10 +619,9 @@ impl Sid {
                 vec![ec2("security-group/*"), opts.snapshot_arn()]
             }
             // list_amazonec2autoscaling: autoScalingGroup* for the four mutations.
-            Sid::AutoScalingGroups => vec![opts.arn(
-                "autoscaling",
-                "autoScalingGroup:*:autoScalingGroupName/*",
-            )],
+            Sid::AutoScalingGroups => {
+                vec![opts.arn("autoscaling", "autoScalingGroup:*:autoScalingGroupName/*")]
+            }
             // list_elasticloadbalancingv2: RegisterTargets/DeregisterTargets on targetgroup*.
             Sid::LoadBalancingTargets => vec![opts.arn("elasticloadbalancing", "targetgroup/*/*")],
             // list_awsidentityandaccessmanagementiam: user* for key, inline-policy and
@@ -637,11 +630,13 @@ impl Sid {
             // AttachUserPolicy/DetachUserPolicy: user*, with iam:PolicyARN so only
             // cordon's managed deny policy can be attached or detached.
             Sid::IamQuarantinePolicy => {
-                condition(
-                    "ArnEquals",
-                    "iam:PolicyARN",
-                    vec![opts.quarantine_policy_arn()],
-                );
+                let arn = opts.quarantine_policy_arn();
+                let operator = if arn.contains('*') {
+                    "ArnLike"
+                } else {
+                    "ArnEquals"
+                };
+                condition(operator, "iam:PolicyARN", vec![arn]);
                 vec![opts.iam_arn("user/*")]
             }
             // Get/Put/DeleteRolePolicy: role*.
@@ -687,7 +682,11 @@ impl Sid {
                 vec![opts.arn("kms", "key/*")]
             }
             Sid::KmsViaSns => {
-                condition("StringLike", "kms:ViaService", vec![opts.via_service("sns")]);
+                condition(
+                    "StringLike",
+                    "kms:ViaService",
+                    vec![opts.via_service("sns")],
+                );
                 vec![opts.arn("kms", "key/*")]
             }
             // list_amazons3: Put/GetObject, GetObjectVersion on object* (arn:...:s3:::bucket/key).
@@ -831,9 +830,10 @@ fn note_step(
             | ActionKind::CaptureConsoleOutput
             | ActionKind::EnrichWithDetective
     ) {
-        needs
-            .evidence
-            .insert((opts.evidence_bucket().to_string(), RUN_EVIDENCE_PREFIX.to_string()));
+        needs.evidence.insert((
+            opts.evidence_bucket().to_string(),
+            RUN_EVIDENCE_PREFIX.to_string(),
+        ));
     }
     Ok(())
 }
@@ -845,10 +845,18 @@ struct Builder {
 }
 
 impl Builder {
-    fn add(&mut self, permission: &'static str, origin: Origin<'_>, need: Need) -> Result<(), PolicyError> {
+    fn add(
+        &mut self,
+        permission: &'static str,
+        origin: Origin<'_>,
+        need: Need,
+    ) -> Result<(), PolicyError> {
         let sid = Sid::of(permission, origin)
             .ok_or_else(|| PolicyError::Unscoped(permission.to_string()))?;
-        self.needs.entry((sid, permission)).or_default().insert(need);
+        self.needs
+            .entry((sid, permission))
+            .or_default()
+            .insert(need);
         Ok(())
     }
 
@@ -883,7 +891,10 @@ impl Builder {
 
 /// The policy cordon's role needs to run `playbooks` (every step, its undo and
 /// verification, with the step's parameters) plus the front doors' own calls.
-pub fn role_policy(playbooks: &[Playbook], opts: &PolicyOptions) -> Result<RolePolicy, PolicyError> {
+pub fn role_policy(
+    playbooks: &[Playbook],
+    opts: &PolicyOptions,
+) -> Result<RolePolicy, PolicyError> {
     let mut needs = Needs::default();
     let mut builder = Builder::default();
     for playbook in playbooks {
@@ -921,9 +932,10 @@ pub fn role_policy(playbooks: &[Playbook], opts: &PolicyOptions) -> Result<RoleP
         }
     }
     // The S3 journal lives in the run's bucket, under the run's prefix.
-    needs
-        .evidence
-        .insert((opts.evidence_bucket().to_string(), RUN_EVIDENCE_PREFIX.to_string()));
+    needs.evidence.insert((
+        opts.evidence_bucket().to_string(),
+        RUN_EVIDENCE_PREFIX.to_string(),
+    ));
     for row in FRONT_DOOR_PERMISSIONS {
         builder.add(
             row.permission,
@@ -981,14 +993,10 @@ pub fn boundary(opts: &PolicyOptions) -> PolicyDocument {
     statements.push(Statement {
         sid: "DenyActingOnCordonRoles".to_string(),
         effect: Effect::Deny,
-        action: [
-            "iam:DeleteRolePolicy",
-            "iam:PassRole",
-            "iam:PutRolePolicy",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect(),
+        action: ["iam:DeleteRolePolicy", "iam:PassRole", "iam:PutRolePolicy"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
         resource: vec![own_roles],
         condition: Conditions::new(),
     });
@@ -1157,10 +1165,16 @@ mod tests {
             attach.condition["ArnEquals"]["iam:PolicyARN"],
             ["arn:aws:iam::123456789012:policy/cordon/CordonQuarantineDenyAll"]
         );
-        assert_eq!(attach.action, ["iam:AttachUserPolicy", "iam:DetachUserPolicy"]);
+        assert_eq!(
+            attach.action,
+            ["iam:AttachUserPolicy", "iam:DetachUserPolicy"]
+        );
         let read = statements
             .iter()
-            .find(|s| s.action.contains(&"iam:ListAttachedUserPolicies".to_string()))
+            .find(|s| {
+                s.action
+                    .contains(&"iam:ListAttachedUserPolicies".to_string())
+            })
             .unwrap();
         assert!(read.condition.is_empty());
     }
@@ -1173,8 +1187,8 @@ mod tests {
             ]
         }))
         .unwrap();
-        let err = role_policy(std::slice::from_ref(&playbook), &PolicyOptions::default())
-            .unwrap_err();
+        let err =
+            role_policy(std::slice::from_ref(&playbook), &PolicyOptions::default()).unwrap_err();
         assert!(err.to_string().contains("step `rotate`"), "{err}");
         playbook.steps[0].action = Action::RotateAccessKey(Default::default());
         assert!(role_policy(&[playbook], &PolicyOptions::default()).is_ok());
@@ -1184,13 +1198,20 @@ mod tests {
     fn boundary_never_allows_a_wildcard_action_and_guards_cordons_own_roles() {
         let doc = boundary(&PolicyOptions::default());
         for statement in doc.statements.iter().filter(|s| s.effect == Effect::Allow) {
-            assert!(statement.action.iter().all(|a| !a.contains('*')), "{statement:?}");
+            assert!(
+                statement.action.iter().all(|a| !a.contains('*')),
+                "{statement:?}"
+            );
         }
         assert_eq!(
             doc.allowed_actions(),
             envelope().into_iter().map(str::to_string).collect()
         );
-        let deny = doc.statements.iter().find(|s| s.effect == Effect::Deny).unwrap();
+        let deny = doc
+            .statements
+            .iter()
+            .find(|s| s.effect == Effect::Deny)
+            .unwrap();
         assert_eq!(deny.resource, ["arn:*:iam::*:role/cordon/*"]);
         assert!(deny.action.contains(&"iam:PutRolePolicy".to_string()));
     }
