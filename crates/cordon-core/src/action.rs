@@ -832,15 +832,30 @@ pub const FRONT_DOOR_PERMISSIONS: &[FrontDoorPermission] = &[
 
 impl Action {
     /// The IAM actions of the calls this step can make with its parameters:
-    /// [`ActionKind::permissions`] without the calls its parameters rule out.
-    pub fn permissions(&self) -> Vec<&'static str> {
-        let all = self.kind().permissions().iter().copied();
-        match self {
-            Action::SnapshotVolumes(p) if !p.delete_on_rollback => {
-                all.filter(|p| *p != "ec2:DeleteSnapshot").collect()
-            }
-            _ => all.collect(),
-        }
+    /// [`ActionKind::permissions`] without the calls its parameters rule out,
+    /// and without the instance-profile lookups when the step never meets an
+    /// instance finding (`instance_findings`: its playbook's `resource-types`
+    /// allow `Instance`): only an instance's role is found through its profile.
+    pub fn permissions(&self, instance_findings: bool) -> Vec<&'static str> {
+        let instance_only: &[&str] = match self.kind() {
+            ActionKind::RevokeRoleSessions => &[
+                "ec2:DescribeIamInstanceProfileAssociations",
+                "iam:GetInstanceProfile",
+            ],
+            ActionKind::EnrichWithDetective => &["iam:GetInstanceProfile"],
+            _ => &[],
+        };
+        let deletes_snapshots = match self {
+            Action::SnapshotVolumes(p) => p.delete_on_rollback,
+            _ => true,
+        };
+        self.kind()
+            .permissions()
+            .iter()
+            .copied()
+            .filter(|p| instance_findings || !instance_only.contains(p))
+            .filter(|p| deletes_snapshots || *p != "ec2:DeleteSnapshot")
+            .collect()
     }
 
     /// The implied permissions this step needs with its parameters.
@@ -918,13 +933,24 @@ mod tests {
     #[test]
     fn parameters_narrow_permissions() {
         let keep = Action::from_parts(ActionKind::SnapshotVolumes, None).unwrap();
-        assert!(!keep.permissions().contains(&"ec2:DeleteSnapshot"));
+        assert!(!keep.permissions(true).contains(&"ec2:DeleteSnapshot"));
         let delete = Action::from_parts(
             ActionKind::SnapshotVolumes,
             Some(serde_json::json!({"delete-on-rollback": true})),
         )
         .unwrap();
-        assert!(delete.permissions().contains(&"ec2:DeleteSnapshot"));
+        assert!(delete.permissions(true).contains(&"ec2:DeleteSnapshot"));
+
+        let revoke = Action::from_parts(ActionKind::RevokeRoleSessions, None).unwrap();
+        assert!(revoke.permissions(true).contains(&"iam:GetInstanceProfile"));
+        assert_eq!(
+            revoke.permissions(false),
+            [
+                "iam:GetRolePolicy",
+                "iam:PutRolePolicy",
+                "iam:DeleteRolePolicy"
+            ]
+        );
 
         let kms = |action: &Action| -> Vec<&str> {
             action

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::action::{Action, ActionKind, FRONT_DOOR_PERMISSIONS, FrontDoor, ImpliedPermission};
-use crate::playbook::Playbook;
+use crate::playbook::{Playbook, Step};
 
 /// IAM policy language version.
 pub const POLICY_LANGUAGE_VERSION: &str = "2012-10-17";
@@ -889,6 +889,21 @@ impl Builder {
     }
 }
 
+/// What one step of `playbook` needs: the IAM actions of its calls (narrowed
+/// by its parameters and by whether the playbook can meet instance findings)
+/// and the implied permissions those calls carry.
+pub fn step_needs(
+    playbook: &Playbook,
+    step: &Step,
+) -> (Vec<&'static str>, Vec<&'static ImpliedPermission>) {
+    let types = &playbook.matcher.resource_types;
+    let instance_findings = types.is_empty() || types.iter().any(|t| t == "Instance");
+    (
+        step.action.permissions(instance_findings),
+        step.action.implied_permissions(),
+    )
+}
+
 /// The policy cordon's role needs to run `playbooks` (every step, its undo and
 /// verification, with the step's parameters) plus the front doors' own calls.
 pub fn role_policy(
@@ -901,7 +916,8 @@ pub fn role_policy(
         for step in &playbook.steps {
             let action = &step.action;
             note_step(playbook, &step.id, action, opts, &mut needs)?;
-            for permission in action.permissions() {
+            let (calls, implied) = step_needs(playbook, step);
+            for permission in calls {
                 builder.add(
                     permission,
                     Origin::Call,
@@ -912,11 +928,11 @@ pub fn role_policy(
                     },
                 )?;
             }
-            for row in action.implied_permissions() {
-                if row.permission == "ec2:CreateTags" {
-                    if let Some((_, call)) = row.carried_by.split_once(':') {
-                        needs.create_actions.insert(call.to_string());
-                    }
+            for row in implied {
+                if row.permission == "ec2:CreateTags"
+                    && let Some((_, call)) = row.carried_by.split_once(':')
+                {
+                    needs.create_actions.insert(call.to_string());
                 }
                 builder.add(
                     row.permission,
