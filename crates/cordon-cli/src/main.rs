@@ -362,9 +362,7 @@ async fn run(
     let approver = CliApprover::new(&aws.clients, approval, args.output == Output::Text);
     let timeline = Timeline::new(args.output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let executor = Executor::new(&aws, &journal, &approver)
-        .observe(&observer)
-        .crash_after_record(crash_hook());
+    let executor = case_executor(&aws, &journal, &approver, &observer);
     let report = executor
         .run(&plan, &finding.raw)
         .await
@@ -405,9 +403,7 @@ async fn resume(
     let approver = CliApprover::new(&aws.clients, approval, output == Output::Text);
     let timeline = Timeline::new(output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let executor = Executor::new(&aws, &journal, &approver)
-        .observe(&observer)
-        .crash_after_record(crash_hook());
+    let executor = case_executor(&aws, &journal, &approver, &observer);
     let report = executor.resume(&case).await.map_err(exec_failure)?;
     finish(report, &aws, output)
 }
@@ -455,9 +451,7 @@ async fn rollback(case: &str, state: &StateArgs, output: Output) -> Result<u8, F
     let approver = CliApprover::new(&aws.clients, &ApprovalArgs::none(), false);
     let timeline = Timeline::new(output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let executor = Executor::new(&aws, &journal, &approver)
-        .observe(&observer)
-        .crash_after_record(crash_hook());
+    let executor = case_executor(&aws, &journal, &approver, &observer);
     let report = executor
         .rollback(&case, "requested from the CLI")
         .await
@@ -639,6 +633,19 @@ async fn aws_actions(state: &StateArgs, _case: &CaseId) -> Result<AwsActions, Fa
                 .ok()
                 .filter(|t| !t.is_empty()),
         ))
+}
+
+/// The executor `run`, `resume` and `rollback` drive: every journal record
+/// printed as it is written, and the crash-test hook armed.
+fn case_executor<'a>(
+    aws: &'a AwsActions,
+    journal: &'a LocalJournal,
+    approver: &'a CliApprover<'a>,
+    observer: &'a (dyn Fn(&JournalRecord) + Send + Sync),
+) -> Executor<'a, AwsActions, LocalJournal, CliApprover<'a>> {
+    Executor::new(aws, journal, approver)
+        .observe(observer)
+        .crash_after_record(crash_hook())
 }
 
 /// Test hook for crash-safety tests: abort right after journal record N is durable.

@@ -111,18 +111,11 @@ impl Scenario {
                     .send()
                     .await
                     .unwrap();
-                let finding = json!({
-                    "schemaVersion": "2.0", "accountId": ACCOUNT_ID, "region": REGION, "partition": "aws",
-                    "id": "d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4d4", "type": "Policy:S3/BucketBlockPublicAccessDisabled",
-                    "severity": 2, "createdAt": "2026-11-23T10:00:00.000Z", "updatedAt": "2026-11-23T10:00:00.000Z",
-                    "title": "Block public access disabled",
-                    "resource": {"resourceType": "S3Bucket", "s3BucketDetails": [
-                        {"name": "acme-exports", "arn": "arn:aws:s3:::acme-exports", "type": "Destination"}]},
-                    "service": {"serviceName": "guardduty", "detectorId": "12abc34d567e8fa901bc2d34e56789f0",
-                        "resourceRole": "TARGET", "archived": false, "count": 1}
-                });
                 let topic = topic.topic_arn().unwrap().to_string();
-                (finding, vec![("CORDON_NOTIFY_TOPIC_ARN", topic)])
+                (
+                    shipped_finding("s3-bucket", None),
+                    vec![("CORDON_NOTIFY_TOPIC_ARN", topic)],
+                )
             }
             Scenario::IamTemporaryCredentials => {
                 let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -133,27 +126,11 @@ impl Scenario {
                     .send()
                     .await
                     .unwrap();
-                (
-                    key_finding("ASIAEXAMPLE1234567890", "web-app-role", "AssumedRole"),
-                    Vec::new(),
-                )
+                (shipped_finding("assumed-role-key", None), Vec::new())
             }
             Scenario::IamUserKeyCompromised => {
-                root.iam
-                    .create_user()
-                    .user_name("deploy-bot")
-                    .send()
-                    .await
-                    .unwrap();
-                let key = root
-                    .iam
-                    .create_access_key()
-                    .user_name("deploy-bot")
-                    .send()
-                    .await
-                    .unwrap();
-                let key_id = key.access_key().unwrap().access_key_id().to_string();
-                (key_finding(&key_id, "deploy-bot", "IAMUser"), Vec::new())
+                let (key_id, _) = user_with_key(root, "deploy-bot").await;
+                (shipped_finding("iam-user-key", Some(&key_id)), Vec::new())
             }
             Scenario::Ec2Low | Scenario::Ec2Medium | Scenario::Ec2CompromisedHigh => {
                 let fixture = provision_compromised_instance(root).await.unwrap();
@@ -183,20 +160,35 @@ impl Scenario {
     }
 }
 
-/// An access-key finding (AKIA: an IAM user's; ASIA: a role's session).
-fn key_finding(key_id: &str, user: &str, user_type: &str) -> serde_json::Value {
-    json!({
-        "schemaVersion": "2.0", "accountId": ACCOUNT_ID, "region": REGION, "partition": "aws",
-        "id": "e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5",
-        "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
-        "severity": 8, "createdAt": "2026-11-23T10:00:00.000Z", "updatedAt": "2026-11-23T10:00:00.000Z",
-        "title": "Credentials used from outside AWS",
-        "resource": {"resourceType": "AccessKey", "accessKeyDetails": {
-            "accessKeyId": key_id, "principalId": "AIDAEXAMPLE", "userName": user, "userType": user_type}},
-        "service": {"serviceName": "guardduty", "detectorId": "12abc34d567e8fa901bc2d34e56789f0",
-            "resourceRole": "TARGET", "eventFirstSeen": "2026-11-23T09:00:00.000Z",
-            "eventLastSeen": "2026-11-23T09:30:00.000Z", "archived": false, "count": 3}
-    })
+/// A finding from `tests/fixtures/findings/`, moved into the emulator's
+/// account and, for a key finding, naming the key the emulator issued.
+fn shipped_finding(name: &str, access_key_id: Option<&str>) -> serde_json::Value {
+    let path = repo().join(format!("tests/fixtures/findings/{name}.json"));
+    let mut finding: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    finding["accountId"] = json!(ACCOUNT_ID);
+    finding["region"] = json!(REGION);
+    if let Some(key) = access_key_id {
+        finding["resource"]["accessKeyDetails"]["accessKeyId"] = json!(key);
+    }
+    finding
+}
+
+/// Creates `name` with an access key; returns the key id and secret.
+async fn user_with_key(root: &AwsClients, name: &str) -> (String, String) {
+    root.iam.create_user().user_name(name).send().await.unwrap();
+    let key = root
+        .iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap();
+    let key = key.access_key().unwrap();
+    (
+        key.access_key_id().to_string(),
+        key.secret_access_key().to_string(),
+    )
 }
 
 /// How one run and its rollback ended.
@@ -300,12 +292,7 @@ async fn principal(root: &AwsClients, actions: &BTreeSet<String>) -> (String, St
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
     });
-    root.iam
-        .create_user()
-        .user_name(PRINCIPAL)
-        .send()
-        .await
-        .unwrap();
+    let key = user_with_key(root, PRINCIPAL).await;
     let policy = root
         .iam
         .create_policy()
@@ -321,18 +308,7 @@ async fn principal(root: &AwsClients, actions: &BTreeSet<String>) -> (String, St
         .send()
         .await
         .unwrap();
-    let key = root
-        .iam
-        .create_access_key()
-        .user_name(PRINCIPAL)
-        .send()
-        .await
-        .unwrap();
-    let key = key.access_key().unwrap();
-    (
-        key.access_key_id().to_string(),
-        key.secret_access_key().to_string(),
-    )
+    key
 }
 
 /// The line of `output` that reports `action` as denied, if any.
