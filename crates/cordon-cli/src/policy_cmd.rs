@@ -12,7 +12,7 @@ use cordon_core::policy::{
     QUARANTINE_POLICY_NAME, RolePolicy, Statement,
 };
 
-use crate::{Failure, Output, invalid, load_valid_playbooks, playbooks_only, print_json};
+use crate::{Failure, Output, failed, invalid, load_valid_playbooks, playbooks_only};
 
 /// Options of `cordon policy`.
 #[derive(Debug, Args)]
@@ -71,15 +71,23 @@ pub fn run(args: &PolicyArgs) -> Result<u8, Failure> {
     let role =
         policy::role_policy(&playbooks_only(&loaded), &opts).map_err(|e| invalid(e.into()))?;
     match args.output {
-        Output::Json => print_json(&role.document)?,
+        Output::Json => print_policy(&role.document)?,
         Output::Text => print!("{}", role_text(&role, &opts, args, loaded.len())),
     }
     Ok(0)
 }
 
+/// Prints a policy document as IAM takes it: IAM's own format, so without the
+/// `format-version` cordon's own JSON documents carry (IAM refuses unknown keys).
+fn print_policy(document: &PolicyDocument) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(document).map_err(|e| failed(e.into()))?;
+    println!("{text}");
+    Ok(())
+}
+
 fn print_document(document: &PolicyDocument, output: Output, title: &str) -> Result<u8, Failure> {
     match output {
-        Output::Json => print_json(document)?,
+        Output::Json => print_policy(document)?,
         Output::Text => {
             let mut text = format!("{title}\n");
             for statement in &document.statements {

@@ -3,8 +3,11 @@
 //! partition, account and region), the permissions boundary and the managed
 //! quarantine policy. A change to a permission list, a scoping rule or a
 //! shipped playbook shows up here as a reviewable diff. Bless with
-//! `UPDATE_GOLDEN=1 cargo test -p cordon-cli --test policy`.
+//! `UPDATE_GOLDEN=1 cargo test -p cordon-cli --test policy`, then review it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../cordon-core/tests/support/golden.rs"]
+mod golden;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -65,29 +68,17 @@ fn cordon(args: &[&str]) -> Output {
 
 #[test]
 fn policies_match_their_golden_files() {
-    let bless = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
-    let mut stale = Vec::new();
     for (name, args) in GOLDEN {
         let out = cordon(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "cordon {args:?}: {stderr}");
-        let actual = String::from_utf8(out.stdout).unwrap();
-        let path = golden_dir().join(name);
-        if bless {
-            std::fs::create_dir_all(golden_dir()).unwrap();
-            std::fs::write(&path, &actual).unwrap();
-            continue;
-        }
-        let expected = std::fs::read_to_string(&path).unwrap_or_default();
-        if expected != actual {
-            stale.push(format!("{} (cordon {})", path.display(), args.join(" ")));
-        }
+        golden::check(
+            &golden_dir().join(name),
+            &String::from_utf8(out.stdout).unwrap(),
+        );
     }
-    assert!(
-        stale.is_empty(),
-        "policies differ from their golden files:\n  {}\nreview with UPDATE_GOLDEN=1 cargo test -p cordon-cli --test policy && git diff",
-        stale.join("\n  ")
-    );
+    let names: Vec<String> = GOLDEN.iter().map(|(name, _)| name.to_string()).collect();
+    golden::assert_exactly(&golden_dir(), &names);
 }
 
 #[test]
