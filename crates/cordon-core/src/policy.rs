@@ -9,7 +9,7 @@
 //! Every permission maps to one statement ([`Sid`]); a statement's resources
 //! and conditions come from the Service Authorization Reference
 //! (<https://docs.aws.amazon.com/service-authorization/latest/reference/reference_policies_actions-resources-contextkeys.html>),
-//! cited per service in [`Sid::body`]. Where the reference lists optional
+//! cited per service where each statement's resources are built. Where the reference lists optional
 //! resource types that a request may also be authorized against, a statement
 //! lists every one of them: IAM denies a request unless *every* resource it
 //! touches is allowed, so leaving an optional type out breaks the call while
