@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::format::{self, NewerFormat};
 use cordon_core::journal::{GENESIS_HASH, JournalRecord};
@@ -18,8 +17,10 @@ use cordon_core::plan::CaseId;
 use serde::{Deserialize, Serialize};
 
 use crate::client::AwsClients;
-use crate::errors::sdk_error;
-use crate::evidence::{EvidenceRef, case_key, case_prefix, put_s3, sha256_hex};
+use crate::evidence::{
+    EvidenceRef, ObjectVersion, case_key, case_prefix, get_object_op, list_versions, put_s3,
+    sha256_hex,
+};
 
 /// The manifest's name under the case prefix.
 pub const MANIFEST_NAME: &str = "manifest.json";
@@ -250,36 +251,29 @@ async fn get_opt(
     version_id: Option<&str>,
 ) -> Result<Option<Vec<u8>>, ActionError> {
     let location = format!("s3://{bucket}/{key}");
-    clients.limit("S3.GetObject").await;
-    let out = match clients
+    let request = clients
         .s3
         .get_object()
         .bucket(bucket)
         .key(key)
-        .set_version_id(version_id.map(str::to_owned))
-        .send()
+        .set_version_id(version_id.map(str::to_owned));
+    let out = match clients
+        .try_call(get_object_op(version_id), &location, request)
         .await
     {
         Ok(out) => out,
-        Err(e) => {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            // 404 for a missing key or version; 405 when the version asked for is a delete marker;
-            // some stores answer 400 for a version id they never issued.
-            if matches!(status, Some(404 | 405))
+        // 404 for a missing key or version; 405 when the version asked for is a delete marker;
+        // some stores answer 400 for a version id they never issued.
+        Err(e)
+            if matches!(e.status(), Some(404 | 405))
                 || matches!(
                     e.code(),
                     Some("NoSuchKey" | "NoSuchVersion" | "InvalidArgument")
-                )
-            {
-                return Ok(None);
-            }
-            return Err(sdk_error(
-                e,
-                "GetObject",
-                "s3:GetObject, s3:GetObjectVersion and kms:Decrypt",
-                &location,
-            ));
+                ) =>
+        {
+            return Ok(None);
         }
+        Err(e) => return Err(e.into()),
     };
     let body = out.body.collect().await.map_err(|e| {
         ActionError::new(
@@ -293,71 +287,17 @@ async fn get_opt(
 }
 
 /// The newest entry (version or delete marker) of each key under `prefix`.
-#[derive(Debug, Clone)]
-struct Latest {
-    version_id: Option<String>,
-    delete_marker: bool,
-}
-
 async fn latest_versions(
     clients: &AwsClients,
     bucket: &str,
     prefix: &str,
-) -> Result<BTreeMap<String, Latest>, ActionError> {
-    let mut latest = BTreeMap::new();
-    let (mut key_marker, mut version_marker) = (None, None);
-    loop {
-        clients.limit("S3.ListObjectVersions").await;
-        let out = clients
-            .s3
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker)
-            .set_version_id_marker(version_marker)
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "ListObjectVersions",
-                    "s3:ListBucketVersions",
-                    &format!("s3://{bucket}/{prefix}"),
-                )
-            })?;
-        for v in out.versions() {
-            if v.is_latest() == Some(true)
-                && let Some(key) = v.key()
-            {
-                latest.insert(
-                    key.to_owned(),
-                    Latest {
-                        version_id: v.version_id().map(str::to_owned),
-                        delete_marker: false,
-                    },
-                );
-            }
-        }
-        for m in out.delete_markers() {
-            if m.is_latest() == Some(true)
-                && let Some(key) = m.key()
-            {
-                latest.insert(
-                    key.to_owned(),
-                    Latest {
-                        version_id: m.version_id().map(str::to_owned),
-                        delete_marker: true,
-                    },
-                );
-            }
-        }
-        if out.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = out.next_key_marker().map(str::to_owned);
-        version_marker = out.next_version_id_marker().map(str::to_owned);
-    }
-    Ok(latest)
+) -> Result<BTreeMap<String, ObjectVersion>, ActionError> {
+    Ok(list_versions(clients, bucket, prefix)
+        .await?
+        .into_iter()
+        .filter(|v| v.is_latest)
+        .map(|v| (v.key.clone(), v))
+        .collect())
 }
 
 /// Re-reads everything the case's manifest pins and checks it. `Err` only when

@@ -23,6 +23,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cordon_aws::actions::AwsActions;
 use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
+use cordon_aws::ops;
 use cordon_core::executor::{Approver, Decision, ExecError, Executor, Report};
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
 use cordon_core::journal::{CaseState, CaseStatus, JournalRecord, JournalStore};
@@ -267,23 +268,24 @@ fn init_logging(verbose: u8, json: bool) {
 }
 
 async fn dispatch(command: Command) -> Result<u8, Failure> {
+    let aws = Aws::default();
     match command {
         Command::Schema => schema(),
         Command::Validate { path } => validate(&path),
-        Command::Route(args) => route_finding(&args).await,
-        Command::Plan(args) => plan_finding(&args).await,
+        Command::Route(args) => route_finding(&args, &aws).await,
+        Command::Plan(args) => plan_finding(&args, &aws).await,
         Command::Run {
             finding,
             dry_run,
             approval,
             state,
-        } => run(&finding, dry_run, &approval, &state).await,
+        } => run(&finding, dry_run, &approval, &state, &aws).await,
         Command::Resume {
             case,
             approval,
             state,
             output,
-        } => resume(&case, &approval, &state, output).await,
+        } => resume(&case, &approval, &state, output, &aws).await,
         Command::Approve {
             case,
             step,
@@ -291,19 +293,19 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             reason,
             state,
             output,
-        } => approve(&case, &step, refuse, reason, &state, output).await,
+        } => approve(&case, &step, refuse, reason, &state, output, &aws).await,
         Command::Rollback {
             case,
             state,
             output,
-        } => rollback(&case, &state, output).await,
+        } => rollback(&case, &state, output, &aws).await,
         Command::Status {
             case,
             state,
             output,
         } => status(&case, &state, output).await,
         Command::Cases { state, output } => cases(&state, output).await,
-        Command::Triage(args) => intake::triage(args).await,
+        Command::Triage(args) => intake::triage(args, &aws).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
     }
@@ -318,8 +320,8 @@ fn schema() -> Result<u8, Failure> {
     Ok(0)
 }
 
-async fn route_finding(args: &FindingArgs) -> Result<u8, Failure> {
-    let (finding, playbooks) = load_inputs(args).await?;
+async fn route_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
+    let (finding, playbooks) = load_inputs(args, aws).await?;
     let (route, _) = route(&finding, &playbooks_only(&playbooks));
     match args.output {
         Output::Json => print_json(&route)?,
@@ -328,8 +330,8 @@ async fn route_finding(args: &FindingArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-async fn plan_finding(args: &FindingArgs) -> Result<u8, Failure> {
-    let (finding, playbooks) = load_inputs(args).await?;
+async fn plan_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
+    let (finding, playbooks) = load_inputs(args, aws).await?;
     match make_plan(&finding, &playbooks) {
         Some(plan) => match args.output {
             Output::Json => print_json(&plan)?,
@@ -345,13 +347,14 @@ async fn run(
     dry_run: bool,
     approval: &ApprovalArgs,
     state: &StateArgs,
+    aws: &Aws,
 ) -> Result<u8, Failure> {
-    let (finding, playbooks) = load_inputs(args).await?;
+    let (finding, playbooks) = load_inputs(args, aws).await?;
     let Some(plan) = make_plan(&finding, &playbooks) else {
         no_match(&finding, &playbooks, args.output)?;
         return Ok(0);
     };
-    let aws = aws_actions(state, &plan.case_id).await?;
+    let aws = aws_actions(aws, state).await?;
     if dry_run {
         return print_dry_run(&plan, &aws, approval, state, args.output).await;
     }
@@ -400,9 +403,10 @@ async fn resume(
     approval: &ApprovalArgs,
     state: &StateArgs,
     output: Output,
+    aws: &Aws,
 ) -> Result<u8, Failure> {
     let case = parse_case(case)?;
-    let aws = aws_actions(state, &case).await?;
+    let aws = aws_actions(aws, state).await?;
     let journal = state.journal();
     let approver = CliApprover::new(&aws.clients, approval, output == Output::Text);
     let timeline = Timeline::new(output);
@@ -419,9 +423,10 @@ async fn approve(
     reason: String,
     state: &StateArgs,
     output: Output,
+    aws: &Aws,
 ) -> Result<u8, Failure> {
     let case = parse_case(case)?;
-    let aws = aws_actions(state, &case).await?;
+    let aws = aws_actions(aws, state).await?;
     let journal = state.journal();
     let identity = caller_identity(&aws.clients).await;
     let decision = if refuse {
@@ -448,9 +453,9 @@ async fn approve(
     finish(report, &aws, output)
 }
 
-async fn rollback(case: &str, state: &StateArgs, output: Output) -> Result<u8, Failure> {
+async fn rollback(case: &str, state: &StateArgs, output: Output, aws: &Aws) -> Result<u8, Failure> {
     let case = parse_case(case)?;
-    let aws = aws_actions(state, &case).await?;
+    let aws = aws_actions(aws, state).await?;
     let journal = state.journal();
     let approver = CliApprover::new(&aws.clients, &ApprovalArgs::none(), false);
     let timeline = Timeline::new(output);
@@ -525,9 +530,14 @@ fn validate(path: &Path) -> Result<u8, Failure> {
     }
 }
 
-async fn load_inputs(args: &FindingArgs) -> Result<(Finding, Vec<LoadedPlaybook>), Failure> {
+async fn load_inputs(
+    args: &FindingArgs,
+    aws: &Aws,
+) -> Result<(Finding, Vec<LoadedPlaybook>), Failure> {
     let finding = match (&args.finding_id, &args.finding) {
-        (Some(id), _) => intake::fetch_finding(id, args.detector.as_deref()).await?,
+        (Some(id), _) => {
+            intake::fetch_finding(aws.clients().await?, id, args.detector.as_deref()).await?
+        }
         (None, Some(_)) if args.detector.is_some() => {
             return Err(invalid(anyhow!(
                 "--detector only applies with --finding-id"
@@ -616,10 +626,24 @@ fn parse_case(text: &str) -> Result<CaseId, Failure> {
     CaseId::parse(text).map_err(|e| invalid(anyhow!(e)))
 }
 
-async fn aws_actions(state: &StateArgs, _case: &CaseId) -> Result<AwsActions, Failure> {
-    let clients = AwsClients::from_env()
-        .await
-        .map_err(|e| invalid(e.into()))?;
+/// The process's AWS clients, built on first use and shared from then on, so
+/// a run that fetched its finding from GuardDuty acts (and counts its calls)
+/// through the same clients, and commands that call AWS for nothing need no
+/// AWS configuration.
+#[derive(Debug, Default)]
+struct Aws(tokio::sync::OnceCell<AwsClients>);
+
+impl Aws {
+    async fn clients(&self) -> Result<&AwsClients, Failure> {
+        self.0
+            .get_or_try_init(|| async { AwsClients::from_env().await })
+            .await
+            .map_err(|e| invalid(e.into()))
+    }
+}
+
+async fn aws_actions(aws: &Aws, state: &StateArgs) -> Result<AwsActions, Failure> {
+    let clients = aws.clients().await?.clone();
     let local = state.state_dir.join("cases");
     let evidence = match &state.evidence_bucket {
         Some(bucket) => EvidenceStore::S3 {
@@ -702,7 +726,11 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
 }
 
 async fn caller_identity(clients: &AwsClients) -> String {
-    match clients.sts.get_caller_identity().send().await {
+    let request = clients.sts.get_caller_identity();
+    match clients
+        .call(&ops::STS_GET_CALLER_IDENTITY, "caller", request)
+        .await
+    {
         Ok(out) => out.arn().unwrap_or("unknown caller").to_string(),
         Err(_) => format!(
             "unverified local user {}",
