@@ -45,7 +45,7 @@ use cordon_aws::client::AwsClients;
 use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS};
 use cordon_core::policy::{PolicyOptions, role_policy};
 use cordon_core::validate::load_playbooks;
-use cordon_gameday::provision_compromised_instance;
+use cordon_gameday::{EnvironmentSpec, provision};
 use cordon_tests::{ACCOUNT_ID, Emulator, REGION};
 use emulator_proxy::ResigningProxy;
 use serde_json::json;
@@ -133,12 +133,15 @@ impl Scenario {
                 (shipped_finding("iam-user-key", Some(&key_id)), Vec::new())
             }
             Scenario::Ec2Low | Scenario::Ec2Medium | Scenario::Ec2CompromisedHigh => {
-                let fixture = provision_compromised_instance(root).await.unwrap();
+                let fixture = provision(root, &EnvironmentSpec::compromised_instance())
+                    .await
+                    .unwrap();
+                let instance = fixture.instance("web-01").unwrap();
                 // Scale-in protection makes rollback restore it after re-attaching.
                 root.autoscaling
                     .set_instance_protection()
-                    .auto_scaling_group_name(&fixture.asg_name)
-                    .instance_ids(&fixture.instance_id)
+                    .auto_scaling_group_name(instance.auto_scaling_group.as_deref().unwrap())
+                    .instance_ids(&instance.id)
                     .protected_from_scale_in(true)
                     .send()
                     .await
@@ -151,8 +154,11 @@ impl Scenario {
                     Scenario::Ec2Medium => 5.0,
                     _ => 8.0,
                 };
+                let mut finding = fixture.instance_finding("web-01").unwrap();
+                finding.severity = severity;
+                finding.finding_type = "Backdoor:EC2/C&CActivity.B".to_string();
                 (
-                    fixture.finding_json(severity, "Backdoor:EC2/C&CActivity.B", false),
+                    finding.to_json(false),
                     vec![("CORDON_EVIDENCE_BUCKET", EVIDENCE_BUCKET.to_string())],
                 )
             }
