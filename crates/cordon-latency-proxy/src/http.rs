@@ -178,6 +178,16 @@ fn chunk_size(line: &[u8]) -> Result<u64, HttpError> {
         .map_err(|_| HttpError::Malformed(format!("bad chunk size `{digits}`")))
 }
 
+/// A head from [`Wire::read_head`] always ends with its blank line, so
+/// anything but a complete parse is malformed.
+fn complete(parsed: httparse::Result<usize>) -> Result<(), HttpError> {
+    match parsed {
+        Ok(httparse::Status::Complete(_)) => Ok(()),
+        Ok(httparse::Status::Partial) => Err(HttpError::Malformed("partial head".into())),
+        Err(e) => Err(HttpError::Malformed(e.to_string())),
+    }
+}
+
 /// The header fields of a head, in order, with their original spelling.
 #[derive(Debug, Clone, Default)]
 pub struct Headers(Vec<(String, Vec<u8>)>);
@@ -250,16 +260,13 @@ impl RequestHead {
     pub fn parse(raw: &[u8]) -> Result<Self, HttpError> {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut fields);
-        match req.parse(raw) {
-            Ok(httparse::Status::Complete(_)) => Ok(Self {
-                method: req.method.unwrap_or_default().to_string(),
-                target: req.path.unwrap_or_default().to_string(),
-                minor_version: req.version.unwrap_or(1),
-                headers: Headers::from_parsed(req.headers),
-            }),
-            Ok(httparse::Status::Partial) => Err(HttpError::Malformed("partial head".into())),
-            Err(e) => Err(HttpError::Malformed(e.to_string())),
-        }
+        complete(req.parse(raw))?;
+        Ok(Self {
+            method: req.method.unwrap_or_default().to_string(),
+            target: req.path.unwrap_or_default().to_string(),
+            minor_version: req.version.unwrap_or(1),
+            headers: Headers::from_parsed(req.headers),
+        })
     }
 
     /// How the request body is delimited (no length and no chunking: no body).
@@ -315,15 +322,12 @@ impl ResponseHead {
     pub fn parse(raw: &[u8]) -> Result<Self, HttpError> {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut resp = httparse::Response::new(&mut fields);
-        match resp.parse(raw) {
-            Ok(httparse::Status::Complete(_)) => Ok(Self {
-                status: resp.code.unwrap_or(0),
-                minor_version: resp.version.unwrap_or(1),
-                headers: Headers::from_parsed(resp.headers),
-            }),
-            Ok(httparse::Status::Partial) => Err(HttpError::Malformed("partial head".into())),
-            Err(e) => Err(HttpError::Malformed(e.to_string())),
-        }
+        complete(resp.parse(raw))?;
+        Ok(Self {
+            status: resp.code.unwrap_or(0),
+            minor_version: resp.version.unwrap_or(1),
+            headers: Headers::from_parsed(resp.headers),
+        })
     }
 
     /// An interim response (`100 Continue`) that a final one follows.
