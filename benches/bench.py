@@ -454,6 +454,11 @@ def case_outcome(records: list[dict]) -> dict:
     }
 
 
+def by_operation(lines: list[dict]) -> dict[str, int]:
+    """Requests per `service:Operation`, as the proxy saw them."""
+    return dict(sorted(Counter(f"{l['service']}:{l['operation']}" for l in lines).items()))
+
+
 def call_figures(lines: list[dict], start_unix: float, isolation_op: str) -> dict:
     forwarded = [l for l in lines if l["outcome"] == "forwarded"]
     isolating = [l["end-unix"] for l in forwarded if l["operation"] == isolation_op and l.get("status") == 200]
@@ -461,7 +466,7 @@ def call_figures(lines: list[dict], start_unix: float, isolation_op: str) -> dic
         "calls": len(lines),
         "throttled": sum(1 for l in lines if l["outcome"] == "throttled"),
         "hung": sum(1 for l in lines if l["outcome"] == "hung"),
-        "by-operation": dict(sorted(Counter(f"{l['service']}:{l['operation']}" for l in lines).items())),
+        "by-operation": by_operation(lines),
         "isolated-s": (max(isolating) - start_unix) if isolating else None,
     }
 
@@ -703,6 +708,7 @@ def run_burst(ctx: Context, size: int, run_id: str, concurrent: bool) -> dict:
         "wall-s": wall,
         "calls": len(lines),
         "calls-per-finding": len(lines) / size,
+        "by-operation": by_operation(lines),
         "throttled": sum(1 for l in lines if l["outcome"] == "throttled"),
         "cases": len(cases),
         "cases-completed": sum(1 for o in outcomes if o["status"] == "completed"),
