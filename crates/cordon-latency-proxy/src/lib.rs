@@ -483,7 +483,17 @@ async fn exchange(
     let (raw, response) = loop {
         let raw = match wire.read_head().await {
             Ok(Some(raw)) => raw,
+            // Closed or reset before a single byte of an answer: the server
+            // dropped the idle connection, and did not see this request.
             Ok(None) => return Err(ExchangeError { stale: true }),
+            Err(HttpError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return Err(ExchangeError { stale: true });
+            }
             Err(e) => return Err(e.into()),
         };
         let response = ResponseHead::parse(&raw)?;

@@ -49,7 +49,9 @@ async fn echo_server() -> SocketAddr {
                     if wire.write_parts(&[reply.as_bytes()]).await.is_err() {
                         return;
                     }
-                    if req.headers.get("x-reply") == Some("close") {
+                    // `drop`: close after answering without saying so, as a
+                    // server does with a keep-alive connection it finds idle.
+                    if matches!(req.headers.get("x-reply"), Some("close" | "drop")) {
                         return;
                     }
                 }
@@ -204,6 +206,31 @@ async fn chunked_and_close_delimited_messages_are_relayed_whole() {
         client.wire.read_head().await.expect("eof").is_none(),
         "a close-delimited answer closes the client connection"
     );
+}
+
+#[tokio::test]
+async fn an_upstream_connection_closed_while_idle_is_reopened() {
+    let log = temp_log("reopen");
+    let proxy = start(|c| c.log = Some(log.clone())).await;
+    let mut client = Client::connect(proxy).await;
+    let (_, body) = client
+        .call(b"GET /one HTTP/1.1\r\nX-Reply: drop\r\n\r\n")
+        .await;
+    assert_eq!(body, "GET /one expect=no ");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (head, body) = client.call(b"GET /two HTTP/1.1\r\n\r\n").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        body, "GET /two expect=no ",
+        "sent again on a new upstream connection"
+    );
+    let lines = log_lines(&log);
+    assert_eq!(
+        lines.len(),
+        2,
+        "one log line per request, however many attempts upstream"
+    );
+    let _ = std::fs::remove_file(log);
 }
 
 #[tokio::test]
