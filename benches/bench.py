@@ -604,6 +604,8 @@ def run_scenario(ctx: Context, scenario: Scenario, run_id: str) -> dict:
     result["ok"] = ok and (contained or scenario.tool != "cordon")
     if not ok:
         result["error"] = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+    elif not result["ok"]:
+        result["error"] = f"exited 0 but did not contain: {json.dumps(result['effects'])}"
     return result
 
 
