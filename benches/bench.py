@@ -511,6 +511,17 @@ class Context:
     delay_ms: int
     work: Path
     aws: dict = field(default_factory=dict)
+    out: Path | None = None
+
+    def checkpoint(self, key: str, rows: list[dict]) -> None:
+        """Every finished run goes to `results.partial.json` at once, so a
+        long benchmark that dies (disk full, killed) keeps what it measured."""
+        if self.out is None:
+            return
+        path = self.out / "results.partial.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[key] = rows
+        path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def prepare(ctx: Context, scenario: Scenario, directory: Path) -> dict:
@@ -654,6 +665,7 @@ def run_comparison(ctx: Context, scenarios: list[Scenario], runs: int, warmup: i
             )
             if counted:
                 results.append(result)
+                ctx.checkpoint("runs", results)
     summaries = [summarise(s, [r for r in results if r["scenario"] == s.name]) for s in scenarios]
     return results, summaries
 
@@ -737,6 +749,7 @@ def run_bursts(ctx: Context, sizes: list[int], runs: int) -> list[dict]:
                 f"{result['contained']}/{size} contained, peak RSS {result['peak-rss-mb']:.0f} MB"
             )
             results.append(result)
+            ctx.checkpoint("burst-runs", results)
     return results
 
 
@@ -999,7 +1012,8 @@ def main() -> int:
         if scenarios or "d" in wanted:
             emulator = Emulator(work)
             proxy = Proxy(tools.proxy, emulator, args.delay_ms, work / "proxy.jsonl")
-            ctx = Context(tools, emulator, proxy, args.delay_ms, work, clients(emulator.url))
+            (args.out / "results.partial.json").unlink(missing_ok=True)
+            ctx = Context(tools, emulator, proxy, args.delay_ms, work, clients(emulator.url), args.out)
             log(f"emulator {emulator.url}, proxy {proxy.url} (+{args.delay_ms} ms per request), work dir {work}")
             if scenarios:
                 results, summaries = run_comparison(ctx, scenarios, args.runs, args.warmup)
