@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import string
 import subprocess
@@ -130,19 +131,36 @@ class Proc:
     stderr: str
 
 
+# GNU time reports the peak RSS of the command alone. The kernel's figure for
+# a child of this process (wait4) starts at this process's own size, because
+# the child is a copy of it until it execs: about 70 MB of Python here.
+GNU_TIME = Path("/usr/bin/time")
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_process(argv: list[str], env: dict[str, str], timeout: float = 300.0) -> Proc:
-    """Runs one process to its end: wall time from just before the fork to
-    its exit, and its peak RSS from the kernel's accounting (wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Runs one process to its end: wall time from just before it is started
+    to its exit, and its peak RSS (GNU time's %M, or wait4's as a fallback)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
+        wrapped = [str(GNU_TIME), "-f", "%M", "-o", rss.name] + argv if GNU_TIME.exists() else argv
         start_unix = time.time()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        timer = threading.Timer(timeout, proc.kill)
+        # Its own process group, so a timeout stops the command, not just GNU time.
+        proc = subprocess.Popen(wrapped, env=env, cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+        timer = threading.Timer(timeout, kill_group, [proc.pid])
         timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
+        reported = rss.read().strip().splitlines()
+        max_rss_kb = int(reported[-1]) if reported and reported[-1].isdigit() else usage.ru_maxrss
         out.seek(0)
         err.seek(0)
         return Proc(
@@ -150,7 +168,7 @@ def run_process(argv: list[str], env: dict[str, str], timeout: float = 300.0) ->
             rc=proc.returncode,
             start_unix=start_unix,
             wall_s=wall,
-            max_rss_kb=usage.ru_maxrss,
+            max_rss_kb=max_rss_kb,
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
         )
