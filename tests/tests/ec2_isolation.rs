@@ -380,7 +380,7 @@ async fn isolate(actions: &AwsActions, plan: &Plan) -> (Value, Value) {
 }
 
 fn isolation_group_of(outcome: &Value) -> String {
-    outcome["groups"][0]["isolation_group_id"]
+    outcome["groups"][0]["isolation-group-id"]
         .as_str()
         .expect("isolation group id in outcome")
         .to_string()
@@ -409,19 +409,19 @@ async fn isolation_moves_every_eni_and_undo_restores_each_its_own_groups() {
         "both ENIs, though the finding names one: {pre}"
     );
     assert_eq!(
-        interfaces[0]["network_interface_id"],
+        interfaces[0]["network-interface-id"],
         fx.primary_eni.as_str()
     );
     assert_eq!(
-        interfaces[0]["security_group_ids"],
+        interfaces[0]["security-group-ids"],
         json!([fx.groups[0], fx.groups[1]])
     );
     assert_eq!(
-        interfaces[1]["network_interface_id"],
+        interfaces[1]["network-interface-id"],
         fx.second_eni.as_str()
     );
-    assert_eq!(interfaces[1]["security_group_ids"], json!([fx.groups[2]]));
-    assert_eq!(interfaces[1]["vpc_id"], fx.vpc.as_str());
+    assert_eq!(interfaces[1]["security-group-ids"], json!([fx.groups[2]]));
+    assert_eq!(interfaces[1]["vpc-id"], fx.vpc.as_str());
 
     let dry = actions.describe_apply(&plan, step, &pre);
     eprintln!("isolate dry run:\n{}", dry.join("\n"));
@@ -500,9 +500,9 @@ async fn isolation_moves_every_eni_and_undo_restores_each_its_own_groups() {
     assert!(
         results
             .iter()
-            .all(|r| r["passed_through"] == untrack[0].group_id().expect("id"))
+            .all(|r| r["passed-through"] == untrack[0].group_id().expect("id"))
     );
-    let note = outcome["still_tracked"].as_str().expect("note");
+    let note = outcome["still-tracked"].as_str().expect("note");
     for path in [
         "ICMP",
         "NAT gateways",
@@ -581,8 +581,8 @@ async fn isolation_groups_are_shared_within_a_vpc_and_distinct_across_vpcs() {
         "one isolation group per VPC"
     );
     assert_eq!(
-        first["groups"][0]["untrack_group_id"],
-        second["groups"][0]["untrack_group_id"]
+        first["groups"][0]["untrack-group-id"],
+        second["groups"][0]["untrack-group-id"]
     );
     assert_ne!(
         isolation_group_of(&first),
@@ -714,8 +714,8 @@ async fn reapply_after_a_crash_is_idempotent_and_undo_works_from_half_applied_st
     );
     assert_eq!(isolation_group_of(&first), isolation_group_of(&second));
     assert_eq!(
-        first["groups"][0]["untrack_group_id"],
-        second["groups"][0]["untrack_group_id"]
+        first["groups"][0]["untrack-group-id"],
+        second["groups"][0]["untrack-group-id"]
     );
     assert_eq!(
         second["groups"][0]["created"],
@@ -736,7 +736,7 @@ async fn reapply_after_a_crash_is_idempotent_and_undo_works_from_half_applied_st
         .await
         .expect("verify");
     let iso = isolation_group_of(&first);
-    let untrack = first["groups"][0]["untrack_group_id"]
+    let untrack = first["groups"][0]["untrack-group-id"]
         .as_str()
         .expect("untrack")
         .to_string();
@@ -1188,7 +1188,7 @@ async fn snapshots_one_per_volume_reused_on_reapply_and_kept_on_undo() {
             .as_array()
             .expect("snapshots")
             .iter()
-            .map(|s| s["snapshot_id"].as_str().expect("id").to_string())
+            .map(|s| s["snapshot-id"].as_str().expect("id").to_string())
             .collect()
     };
     assert_eq!(ids(&again), ids(&outcome));

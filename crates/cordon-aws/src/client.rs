@@ -2,7 +2,9 @@
 //!
 //! Every front door (CLI, Lambda, Game Days, tests) builds its clients here so
 //! that they all share the same endpoint override, retry and timeout policy,
-//! call accounting ([`CallCounter`]) and rate limits ([`RateLimits`]).
+//! call accounting ([`CallCounter`], [`CallRecorder`]) and rate limits
+//! ([`RateLimits`]). Requests go out through the call path in [`crate::call`]
+//! ([`AwsClients::call`]), never through the clients' own `send`.
 //! Clients are cheap to clone (they share connection pools), so build one
 //! [`AwsClients`] at start-up and pass clones down.
 
@@ -23,6 +25,7 @@ use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
 use crate::ratelimit::RateLimits;
+use crate::recorder::CallRecorder;
 
 /// Attempts per operation, first try included: enough to ride out a burst of
 /// throttling (`RequestLimitExceeded`) without hiding a dead endpoint for long.
@@ -75,8 +78,10 @@ pub struct AwsClients {
     pub guardduty: aws_sdk_guardduty::Client,
     /// Detective: enrichment.
     pub detective: aws_sdk_detective::Client,
-    /// Every API call sent through any of the clients above.
+    /// Every API call sent through any of the clients above (attempts on the wire).
     pub calls: CallCounter,
+    /// Every call made through the call path, by the action that made it.
+    pub recorder: CallRecorder,
     /// Token buckets shared by everything in this process.
     pub limits: RateLimits,
     /// Region the clients were built for.
@@ -117,17 +122,9 @@ impl AwsClients {
             config: config.clone(),
             interceptors: Vec::new(),
             calls: None,
+            recorder: None,
             limits: None,
         }
-    }
-
-    /// Waits for a token from the bucket `operation` draws on, so a burst of
-    /// cases stays under EC2's published throttling budgets.
-    ///
-    /// `operation` is an EC2 operation name (`ModifyNetworkInterfaceAttribute`)
-    /// or `Service.Operation` for other services (see [`RateLimits::acquire`]).
-    pub async fn limit(&self, operation: &str) {
-        self.limits.acquire(operation).await;
     }
 }
 
@@ -137,6 +134,7 @@ pub struct AwsClientsBuilder {
     config: SdkConfig,
     interceptors: Vec<SharedInterceptor>,
     calls: Option<CallCounter>,
+    recorder: Option<CallRecorder>,
     limits: Option<RateLimits>,
 }
 
@@ -152,6 +150,13 @@ impl AwsClientsBuilder {
     /// client sets.
     pub fn call_counter(mut self, calls: CallCounter) -> Self {
         self.calls = Some(calls);
+        self
+    }
+
+    /// Records into an existing recorder, e.g. to see the calls of several
+    /// client sets together.
+    pub fn call_recorder(mut self, recorder: CallRecorder) -> Self {
+        self.recorder = Some(recorder);
         self
     }
 
@@ -172,6 +177,7 @@ impl AwsClientsBuilder {
             .ok_or(ClientError::NoRegion)?;
         let endpoint = config.endpoint_url().map(str::to_owned);
         let calls = self.calls.unwrap_or_default();
+        let recorder = self.recorder.unwrap_or_default();
         let limits = self
             .limits
             .unwrap_or_else(|| RateLimits::new(region.clone()));
@@ -214,6 +220,7 @@ impl AwsClientsBuilder {
             guardduty: client!(aws_sdk_guardduty),
             detective: client!(aws_sdk_detective),
             calls,
+            recorder,
             limits,
             region,
             endpoint,

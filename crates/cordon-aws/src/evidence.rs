@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::client::AwsClients;
-use crate::errors::sdk_error;
+use crate::ops::{self, Op};
 
 /// A stored evidence object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +25,54 @@ pub struct EvidenceRef {
     pub sha256: String,
     /// The object version, where the store versions objects.
     pub version_id: Option<String>,
+}
+
+/// One object version (or delete marker) in an evidence bucket; `store-evidence`
+/// journals those present before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ObjectVersion {
+    pub key: String,
+    pub version_id: Option<String>,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+}
+
+/// Every version and delete marker under `prefix`, sorted by key (all pages).
+pub async fn list_versions(
+    clients: &AwsClients,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<ObjectVersion>, ActionError> {
+    let request = clients
+        .s3
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(prefix);
+    let pages = clients
+        .paginate(
+            &ops::S3_LIST_OBJECT_VERSIONS,
+            &format!("s3://{bucket}/{prefix}"),
+            request,
+        )
+        .await?;
+    let mut versions = Vec::new();
+    for page in &pages {
+        versions.extend(page.versions().iter().map(|v| ObjectVersion {
+            key: v.key().unwrap_or_default().to_owned(),
+            version_id: v.version_id().map(str::to_owned),
+            is_latest: v.is_latest() == Some(true),
+            delete_marker: false,
+        }));
+        versions.extend(page.delete_markers().iter().map(|m| ObjectVersion {
+            key: m.key().unwrap_or_default().to_owned(),
+            version_id: m.version_id().map(str::to_owned),
+            is_latest: m.is_latest() == Some(true),
+            delete_marker: true,
+        }));
+    }
+    versions.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(versions)
 }
 
 /// The evidence store a run writes to.
@@ -163,18 +211,10 @@ pub async fn put_s3(
     let sha256 = sha256_hex(&bytes);
     let size = bytes.len() as u64;
     let location = format!("s3://{bucket}/{key}");
-    clients.limit("S3.PutObject").await;
-    let out = put_request(clients, bucket, key, bytes, kms_key)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "PutObject",
-                "s3:PutObject and kms:GenerateDataKey",
-                &location,
-            )
-        })?;
+    let request = put_request(clients, bucket, key, bytes, kms_key);
+    let out = clients
+        .call(&ops::S3_PUT_OBJECT, &location, request)
+        .await?;
     Ok(EvidenceRef {
         location,
         size,
@@ -191,23 +231,15 @@ pub async fn get_s3(
     version_id: Option<&str>,
 ) -> Result<Vec<u8>, ActionError> {
     let location = format!("s3://{bucket}/{key}");
-    clients.limit("S3.GetObject").await;
-    let out = clients
+    let request = clients
         .s3
         .get_object()
         .bucket(bucket)
         .key(key)
-        .set_version_id(version_id.map(str::to_owned))
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "GetObject",
-                "s3:GetObject, s3:GetObjectVersion and kms:Decrypt",
-                &location,
-            )
-        })?;
+        .set_version_id(version_id.map(str::to_owned));
+    let out = clients
+        .call(get_object_op(version_id), &location, request)
+        .await?;
     let body = out.body.collect().await.map_err(|e| {
         ActionError::new(
             ErrorKind::Timeout,
@@ -219,22 +251,41 @@ pub async fn get_s3(
     Ok(body.into_bytes().to_vec())
 }
 
+/// `GetObject` of the current version, or of a named one (another IAM action).
+pub fn get_object_op(version_id: Option<&str>) -> &'static Op {
+    match version_id {
+        Some(_) => &ops::S3_GET_OBJECT_VERSION,
+        None => &ops::S3_GET_OBJECT,
+    }
+}
+
+/// `HeadObject` of the current version, or of a named one.
+fn head_object_op(version_id: Option<&str>) -> &'static Op {
+    match version_id {
+        Some(_) => &ops::S3_HEAD_OBJECT_VERSION,
+        None => &ops::S3_HEAD_OBJECT,
+    }
+}
+
 async fn check_retained(
     clients: &AwsClients,
     bucket: &str,
     key: &str,
     evidence: &EvidenceRef,
 ) -> Result<(), ActionError> {
-    clients.limit("S3.HeadObject").await;
-    let head = clients
+    let request = clients
         .s3
         .head_object()
         .bucket(bucket)
         .key(key)
-        .set_version_id(evidence.version_id.clone())
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "HeadObject", "s3:GetObject", &evidence.location))?;
+        .set_version_id(evidence.version_id.clone());
+    let head = clients
+        .call(
+            head_object_op(evidence.version_id.as_deref()),
+            &evidence.location,
+            request,
+        )
+        .await?;
     if head.object_lock_retain_until_date().is_none()
         && head.object_lock_legal_hold_status().is_none()
     {

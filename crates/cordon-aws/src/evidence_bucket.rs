@@ -13,7 +13,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, DefaultRetention,
     ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode, ObjectLockRule,
@@ -24,7 +23,7 @@ use cordon_core::executor::{ActionError, ErrorKind};
 use serde_json::{Value, json};
 
 use crate::client::AwsClients;
-use crate::errors::sdk_error;
+use crate::ops;
 
 /// The KMS alias `init` uses (and creates) unless told otherwise.
 pub const DEFAULT_KMS_ALIAS: &str = "alias/cordon-evidence";
@@ -196,11 +195,17 @@ pub async fn init(
     let s3 = &clients.s3;
     let resource = format!("s3://{bucket}");
 
-    clients.limit("S3.HeadBucket").await;
-    let exists = match s3.head_bucket().bucket(bucket).send().await {
+    let exists = match clients
+        .try_call(
+            &ops::S3_HEAD_BUCKET,
+            &resource,
+            s3.head_bucket().bucket(bucket),
+        )
+        .await
+    {
         Ok(_) => true,
-        Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => false,
-        Err(e) => return Err(sdk_error(e, "HeadBucket", "s3:ListBucket", &resource)),
+        Err(e) if e.status() == Some(404) => false,
+        Err(e) => return Err(e.into()),
     };
     if !exists {
         let mut create = s3.create_bucket().bucket(bucket);
@@ -214,31 +219,22 @@ pub async fn init(
         if object_lock.is_some() {
             create = create.object_lock_enabled_for_bucket(true);
         }
-        clients.limit("S3.CreateBucket").await;
-        create
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, "CreateBucket", "s3:CreateBucket", &resource))?;
+        clients
+            .call(&ops::S3_CREATE_BUCKET, &resource, create)
+            .await?;
     }
 
-    clients.limit("S3.PutBucketVersioning").await;
-    s3.put_bucket_versioning()
+    let versioning = s3
+        .put_bucket_versioning()
         .bucket(bucket)
         .versioning_configuration(
             VersioningConfiguration::builder()
                 .status(BucketVersioningStatus::Enabled)
                 .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "PutBucketVersioning",
-                "s3:PutBucketVersioning",
-                &resource,
-            )
-        })?;
+        );
+    clients
+        .call(&ops::S3_PUT_BUCKET_VERSIONING, &resource, versioning)
+        .await?;
 
     let kms_key_arn = ensure_kms_key(clients, kms_alias).await?;
     let by_default = ServerSideEncryptionByDefault::builder()
@@ -255,23 +251,16 @@ pub async fn init(
         )
         .build()
         .map_err(|e| build_error(&resource, e))?;
-    clients.limit("S3.PutBucketEncryption").await;
-    s3.put_bucket_encryption()
+    let encryption = s3
+        .put_bucket_encryption()
         .bucket(bucket)
-        .server_side_encryption_configuration(encryption)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "PutBucketEncryption",
-                "s3:PutEncryptionConfiguration",
-                &resource,
-            )
-        })?;
+        .server_side_encryption_configuration(encryption);
+    clients
+        .call(&ops::S3_PUT_BUCKET_ENCRYPTION, &resource, encryption)
+        .await?;
 
-    clients.limit("S3.PutPublicAccessBlock").await;
-    s3.put_public_access_block()
+    let block = s3
+        .put_public_access_block()
         .bucket(bucket)
         .public_access_block_configuration(
             PublicAccessBlockConfiguration::builder()
@@ -280,17 +269,10 @@ pub async fn init(
                 .block_public_policy(true)
                 .restrict_public_buckets(true)
                 .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "PutPublicAccessBlock",
-                "s3:PutBucketPublicAccessBlock",
-                &resource,
-            )
-        })?;
+        );
+    clients
+        .call(&ops::S3_PUT_PUBLIC_ACCESS_BLOCK, &resource, block)
+        .await?;
 
     let mut policy = bucket_policy(bucket, &clients.region);
     if plain_http(clients)
@@ -298,34 +280,39 @@ pub async fn init(
     {
         statements.retain(|s| s["Sid"] != "CordonDenyInsecureTransport");
     }
-    clients.limit("S3.PutBucketPolicy").await;
-    s3.put_bucket_policy()
+    let put_policy = s3
+        .put_bucket_policy()
         .bucket(bucket)
-        .policy(policy.to_string())
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "PutBucketPolicy", "s3:PutBucketPolicy", &resource))?;
+        .policy(policy.to_string());
+    clients
+        .call(&ops::S3_PUT_BUCKET_POLICY, &resource, put_policy)
+        .await?;
 
     if let Some((mode, days)) = object_lock {
         let current = object_lock_state(clients, bucket).await?;
         if current != Some(Some((mode, days))) {
-            clients.limit("S3.PutObjectLockConfiguration").await;
-            s3.put_object_lock_configuration()
+            let retention = DefaultRetention::builder()
+                .mode(mode.sdk())
+                .days(days)
+                .build();
+            let lock = s3
+                .put_object_lock_configuration()
                 .bucket(bucket)
                 .object_lock_configuration(
                     ObjectLockConfiguration::builder()
                         .object_lock_enabled(ObjectLockEnabled::Enabled)
                         .rule(
                             ObjectLockRule::builder()
-                                .default_retention(DefaultRetention::builder().mode(mode.sdk()).days(days).build())
+                                .default_retention(retention)
                                 .build(),
                         )
                         .build(),
-                )
-                .send()
+                );
+            clients
+                .call(&ops::S3_PUT_OBJECT_LOCK_CONFIGURATION, &resource, lock)
                 .await
                 .map_err(|e| {
-                    let mut err = sdk_error(e, "PutObjectLockConfiguration", "s3:PutBucketObjectLockConfiguration", &resource);
+                    let mut err = ActionError::from(e);
                     if exists {
                         err.hint = "Object Lock must be enabled when the bucket is created (and, on some stores, \
                                     configured while it is empty): init a new bucket with --object-lock"
@@ -346,43 +333,44 @@ pub async fn init(
 
 /// The ARN of the key behind `alias`, creating key and alias when absent.
 async fn ensure_kms_key(clients: &AwsClients, alias: &str) -> Result<String, ActionError> {
-    clients.limit("KMS.DescribeKey").await;
-    match clients.kms.describe_key().key_id(alias).send().await {
+    let describe = clients.kms.describe_key().key_id(alias);
+    match clients
+        .try_call(&ops::KMS_DESCRIBE_KEY, alias, describe)
+        .await
+    {
         Ok(out) => {
             if let Some(arn) = out.key_metadata().and_then(|m| m.arn()) {
                 return Ok(arn.to_owned());
             }
         }
-        Err(e) if e.as_service_error().map(|s| s.is_not_found_exception()) == Some(true) => {}
-        Err(e) => return Err(sdk_error(e, "DescribeKey", "kms:DescribeKey", alias)),
+        Err(e)
+            if e.service_error()
+                .is_some_and(|s| s.is_not_found_exception()) => {}
+        Err(e) => return Err(e.into()),
     }
-    clients.limit("KMS.CreateKey").await;
-    let created = clients
+    let create = clients
         .kms
         .create_key()
-        .description("cordon evidence bucket encryption")
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "CreateKey", "kms:CreateKey", alias))?;
+        .description("cordon evidence bucket encryption");
+    let created = clients.call(&ops::KMS_CREATE_KEY, alias, create).await?;
     let meta = created.key_metadata().ok_or_else(|| {
         ActionError::new(
             ErrorKind::Other,
             alias,
-            "CreateKey returned no key metadata",
+            format!("{} returned no key metadata", ops::KMS_CREATE_KEY),
             "retry; report if it persists",
         )
     })?;
     let key_id = meta.key_id().to_owned();
     let arn = meta.arn().unwrap_or(&key_id).to_owned();
-    clients.limit("KMS.CreateAlias").await;
-    clients
+    let create_alias = clients
         .kms
         .create_alias()
         .alias_name(alias)
-        .target_key_id(&key_id)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "CreateAlias", "kms:CreateAlias", alias))?;
+        .target_key_id(&key_id);
+    clients
+        .call(&ops::KMS_CREATE_ALIAS, alias, create_alias)
+        .await?;
     Ok(arn)
 }
 
@@ -392,12 +380,13 @@ async fn object_lock_state(
     clients: &AwsClients,
     bucket: &str,
 ) -> Result<Option<Option<(LockMode, i32)>>, ActionError> {
-    clients.limit("S3.GetObjectLockConfiguration").await;
+    let request = clients.s3.get_object_lock_configuration().bucket(bucket);
     match clients
-        .s3
-        .get_object_lock_configuration()
-        .bucket(bucket)
-        .send()
+        .try_call(
+            &ops::S3_GET_OBJECT_LOCK_CONFIGURATION,
+            &format!("s3://{bucket}"),
+            request,
+        )
         .await
     {
         Ok(out) => {
@@ -425,164 +414,178 @@ async fn object_lock_state(
             Ok(Some(retention))
         }
         Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => Ok(None),
-        Err(e) => Err(sdk_error(
-            e,
-            "GetObjectLockConfiguration",
-            "s3:GetBucketObjectLockConfiguration",
-            &format!("s3://{bucket}"),
-        )),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Every way the bucket differs from the standard, one entry per setting.
 /// An empty list (or only [`Severity::Info`]) means the bucket is fit for evidence.
 pub async fn check(clients: &AwsClients, bucket: &str) -> Result<Vec<Gap>, ActionError> {
-    let s3 = &clients.s3;
-    let resource = format!("s3://{bucket}");
     let mut gaps = Vec::new();
+    gaps.extend(check_versioning(clients, bucket).await?);
+    gaps.extend(check_encryption(clients, bucket).await?);
+    gaps.extend(check_public_access_block(clients, bucket).await?);
+    gaps.extend(check_policy(clients, bucket).await?);
+    gaps.extend(check_object_lock(clients, bucket).await?);
+    Ok(gaps)
+}
 
-    clients.limit("S3.GetBucketVersioning").await;
-    let enabled = match s3.get_bucket_versioning().bucket(bucket).send().await {
+/// Versioning must be on: a rewrite or delete keeps the original.
+async fn check_versioning(clients: &AwsClients, bucket: &str) -> Result<Option<Gap>, ActionError> {
+    let request = clients.s3.get_bucket_versioning().bucket(bucket);
+    let enabled = match clients
+        .try_call(
+            &ops::S3_GET_BUCKET_VERSIONING,
+            &format!("s3://{bucket}"),
+            request,
+        )
+        .await
+    {
         Ok(out) => out.status() == Some(&BucketVersioningStatus::Enabled),
         // The emulator answers with the wrong XML root (`GetBucketVersioningResponse`),
         // which the SDK refuses to decode; the 200 body still says the status.
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 200) => e
-            .raw_response()
-            .and_then(|r| r.body().bytes())
+        Err(e) if e.status() == Some(200) => e
+            .raw_body()
             .is_some_and(|b| String::from_utf8_lossy(b).contains("<Status>Enabled</Status>")),
-        Err(e) => {
-            return Err(sdk_error(
-                e,
-                "GetBucketVersioning",
-                "s3:GetBucketVersioning",
-                &resource,
-            ));
-        }
+        Err(e) => return Err(e.into()),
     };
-    if !enabled {
-        gaps.push(gap(
+    Ok((!enabled).then(|| {
+        gap(
             "versioning",
             "not enabled: a rewrite or delete would lose the original evidence (`cordon evidence init` turns it on)",
-        ));
-    }
+        )
+    }))
+}
 
-    clients.limit("S3.GetBucketEncryption").await;
-    match s3.get_bucket_encryption().bucket(bucket).send().await {
-        Ok(out) => {
-            let rule = out
-                .server_side_encryption_configuration()
-                .and_then(|c| c.rules().first());
-            let by_default = rule.and_then(|r| r.apply_server_side_encryption_by_default());
-            match by_default {
-                None => gaps.push(gap("encryption", "no default encryption rule")),
-                Some(d) if d.sse_algorithm() != &ServerSideEncryption::AwsKms => gaps.push(gap(
-                    "encryption",
-                    format!(
-                        "default encryption is {}, not SSE-KMS with a customer key",
-                        d.sse_algorithm().as_str()
-                    ),
-                )),
-                Some(d) => {
-                    let key = d.kms_master_key_id().unwrap_or("");
-                    if key.is_empty() || key.ends_with("alias/aws/s3") {
-                        gaps.push(gap(
-                            "encryption",
-                            "SSE-KMS uses the AWS-managed key: use a customer key so access to evidence is controlled and logged by its key policy",
-                        ));
-                    }
-                }
-            }
-            if by_default.is_some() && rule.and_then(|r| r.bucket_key_enabled()) != Some(true) {
-                gaps.push(gap(
-                    "bucket-key",
-                    "S3 Bucket Key not enabled: every object costs a KMS request (throttling under a burst of cases)",
-                ));
-            }
-        }
+/// Default encryption must be SSE-KMS with a customer key and a bucket key.
+async fn check_encryption(clients: &AwsClients, bucket: &str) -> Result<Vec<Gap>, ActionError> {
+    let request = clients.s3.get_bucket_encryption().bucket(bucket);
+    let out = match clients
+        .try_call(
+            &ops::S3_GET_BUCKET_ENCRYPTION,
+            &format!("s3://{bucket}"),
+            request,
+        )
+        .await
+    {
+        Ok(out) => out,
         Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => {
-            gaps.push(gap(
+            return Ok(vec![gap(
                 "encryption",
                 "no default encryption: objects put without SSE headers are not SSE-KMS",
-            ));
+            )]);
         }
-        Err(e) => {
-            return Err(sdk_error(
-                e,
-                "GetBucketEncryption",
-                "s3:GetEncryptionConfiguration",
-                &resource,
-            ));
-        }
-    }
-
-    clients.limit("S3.GetPublicAccessBlock").await;
-    match s3.get_public_access_block().bucket(bucket).send().await {
-        Ok(out) => {
-            let config = out.public_access_block_configuration();
-            let settings = [
-                (
-                    "BlockPublicAcls",
-                    config.and_then(|c| c.block_public_acls()),
-                ),
-                (
-                    "IgnorePublicAcls",
-                    config.and_then(|c| c.ignore_public_acls()),
-                ),
-                (
-                    "BlockPublicPolicy",
-                    config.and_then(|c| c.block_public_policy()),
-                ),
-                (
-                    "RestrictPublicBuckets",
-                    config.and_then(|c| c.restrict_public_buckets()),
-                ),
-            ];
-            let off: Vec<&str> = settings
-                .iter()
-                .filter(|(_, on)| *on != Some(true))
-                .map(|(name, _)| *name)
-                .collect();
-            if !off.is_empty() {
+        Err(e) => return Err(e.into()),
+    };
+    let mut gaps = Vec::new();
+    let rule = out
+        .server_side_encryption_configuration()
+        .and_then(|c| c.rules().first());
+    let by_default = rule.and_then(|r| r.apply_server_side_encryption_by_default());
+    match by_default {
+        None => gaps.push(gap("encryption", "no default encryption rule")),
+        Some(d) if d.sse_algorithm() != &ServerSideEncryption::AwsKms => gaps.push(gap(
+            "encryption",
+            format!(
+                "default encryption is {}, not SSE-KMS with a customer key",
+                d.sse_algorithm().as_str()
+            ),
+        )),
+        Some(d) => {
+            let key = d.kms_master_key_id().unwrap_or("");
+            if key.is_empty() || key.ends_with("alias/aws/s3") {
                 gaps.push(gap(
-                    "public-access-block",
-                    format!("partial: {} off", off.join(", ")),
+                    "encryption",
+                    "SSE-KMS uses the AWS-managed key: use a customer key so access to evidence is controlled and logged by its key policy",
                 ));
             }
         }
+    }
+    if by_default.is_some() && rule.and_then(|r| r.bucket_key_enabled()) != Some(true) {
+        gaps.push(gap(
+            "bucket-key",
+            "S3 Bucket Key not enabled: every object costs a KMS request (throttling under a burst of cases)",
+        ));
+    }
+    Ok(gaps)
+}
+
+/// All four public access block settings must be on.
+async fn check_public_access_block(
+    clients: &AwsClients,
+    bucket: &str,
+) -> Result<Option<Gap>, ActionError> {
+    let request = clients.s3.get_public_access_block().bucket(bucket);
+    let out = match clients
+        .try_call(
+            &ops::S3_GET_PUBLIC_ACCESS_BLOCK,
+            &format!("s3://{bucket}"),
+            request,
+        )
+        .await
+    {
+        Ok(out) => out,
         Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => {
-            gaps.push(gap(
+            return Ok(Some(gap(
                 "public-access-block",
                 "missing: public access is not blocked",
-            ));
+            )));
         }
-        Err(e) => {
-            return Err(sdk_error(
-                e,
-                "GetPublicAccessBlock",
-                "s3:GetBucketPublicAccessBlock",
-                &resource,
-            ));
-        }
-    }
+        Err(e) => return Err(e.into()),
+    };
+    let config = out.public_access_block_configuration();
+    let settings = [
+        (
+            "BlockPublicAcls",
+            config.and_then(|c| c.block_public_acls()),
+        ),
+        (
+            "IgnorePublicAcls",
+            config.and_then(|c| c.ignore_public_acls()),
+        ),
+        (
+            "BlockPublicPolicy",
+            config.and_then(|c| c.block_public_policy()),
+        ),
+        (
+            "RestrictPublicBuckets",
+            config.and_then(|c| c.restrict_public_buckets()),
+        ),
+    ];
+    let off: Vec<&str> = settings
+        .iter()
+        .filter(|(_, on)| *on != Some(true))
+        .map(|(name, _)| *name)
+        .collect();
+    Ok((!off.is_empty()).then(|| {
+        gap(
+            "public-access-block",
+            format!("partial: {} off", off.join(", ")),
+        )
+    }))
+}
 
-    clients.limit("S3.GetBucketPolicy").await;
-    let policy: Option<Value> = match s3.get_bucket_policy().bucket(bucket).send().await {
+/// The policy must refuse plain HTTP and deleting versions or the bucket.
+async fn check_policy(clients: &AwsClients, bucket: &str) -> Result<Vec<Gap>, ActionError> {
+    let request = clients.s3.get_bucket_policy().bucket(bucket);
+    let policy: Option<Value> = match clients
+        .try_call(
+            &ops::S3_GET_BUCKET_POLICY,
+            &format!("s3://{bucket}"),
+            request,
+        )
+        .await
+    {
         Ok(out) => out.policy().and_then(|p| serde_json::from_str(p).ok()),
         Err(e) if e.code() == Some("NoSuchBucketPolicy") => None,
-        Err(e) => {
-            return Err(sdk_error(
-                e,
-                "GetBucketPolicy",
-                "s3:GetBucketPolicy",
-                &resource,
-            ));
-        }
+        Err(e) => return Err(e.into()),
     };
     let statements: Vec<&Value> = match policy.as_ref().map(|p| &p["Statement"]) {
         Some(Value::Array(list)) => list.iter().collect(),
         Some(single @ Value::Object(_)) => vec![single],
         _ => Vec::new(),
     };
+    let mut gaps = Vec::new();
     if !statements.iter().any(|s| denies_insecure_transport(s)) {
         let mut missing = gap(
             "tls-only-policy",
@@ -609,23 +612,25 @@ pub async fn check(clients: &AwsClients, bucket: &str) -> Result<Vec<Gap>, Actio
             ),
         ));
     }
-
-    match object_lock_state(clients, bucket).await? {
-        Some(Some(_)) => {}
-        Some(None) => gaps.push(Gap {
-            setting: "object-lock",
-            detail: "enabled without a default retention: objects are only locked if a put asks"
-                .to_string(),
-            severity: Severity::Info,
-        }),
-        None => gaps.push(Gap {
-            setting: "object-lock",
-            detail: "not enabled (optional: `cordon evidence init --object-lock` on a new bucket)"
-                .to_string(),
-            severity: Severity::Info,
-        }),
-    }
     Ok(gaps)
+}
+
+/// Object Lock is the owner's choice: reported as information only.
+async fn check_object_lock(clients: &AwsClients, bucket: &str) -> Result<Option<Gap>, ActionError> {
+    let info = |detail: &str| Gap {
+        setting: "object-lock",
+        detail: detail.to_string(),
+        severity: Severity::Info,
+    };
+    Ok(match object_lock_state(clients, bucket).await? {
+        Some(Some(_)) => None,
+        Some(None) => Some(info(
+            "enabled without a default retention: objects are only locked if a put asks",
+        )),
+        None => Some(info(
+            "not enabled (optional: `cordon evidence init --object-lock` on a new bucket)",
+        )),
+    })
 }
 
 fn as_list(value: &Value) -> Vec<&str> {

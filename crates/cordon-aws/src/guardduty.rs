@@ -3,31 +3,24 @@
 //!
 //! The SDK hands back *typed* findings, but cordon needs the finding's JSON:
 //! [`parse_findings`] reads GuardDuty's camelCase shape, and the text is kept
-//! verbatim as evidence. So every `GetFindings` call carries an interceptor
-//! ([`RawBodyCapture`]) that copies the raw HTTP response body once the SDK has
-//! loaded it, and that body — exactly what GuardDuty sent — is what gets parsed.
+//! verbatim as evidence. So every `GetFindings` call keeps the raw HTTP
+//! response body ([`AwsClients::call_raw`]), and that body — exactly what
+//! GuardDuty sent — is what gets parsed.
 //! Only if no body was captured (a transport that never buffers it) is the JSON
 //! rebuilt from the typed fields ([`typed_finding_json`]).
 
-use std::sync::{Arc, Mutex, PoisonError};
-
 use aws_sdk_guardduty::types::{Condition, FindingCriteria};
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use cordon_core::executor::ErrorKind;
 use cordon_core::finding::{Finding, FindingError, Resource, parse_findings};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::{Route, route};
 use serde_json::{Map, Value, json};
 
+use crate::call::items;
 use crate::client::AwsClients;
-use crate::errors::classify_code;
+use crate::errors::CallError;
+use crate::ops;
 
 /// `GetFindings` accepts at most 50 finding ids per call.
 pub const GET_FINDINGS_BATCH: usize = 50;
@@ -140,28 +133,17 @@ pub async fn list_open_findings(
             Condition::builder().greater_than_or_equal(floor).build(),
         )
         .build();
-    let mut ids = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        clients.limit("GuardDuty.ListFindings").await;
-        let page = clients
-            .guardduty
-            .list_findings()
-            .detector_id(&detector)
-            .finding_criteria(criteria.clone())
-            .max_results(LIST_PAGE_SIZE)
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                intake_error(e, "ListFindings", "guardduty:ListFindings", scope.clone())
-            })?;
-        ids.extend(page.finding_ids().iter().cloned());
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
-            _ => break,
-        }
-    }
+    let request = clients
+        .guardduty
+        .list_findings()
+        .detector_id(&detector)
+        .finding_criteria(criteria)
+        .max_results(LIST_PAGE_SIZE);
+    let pages = clients
+        .paginate(&ops::GUARDDUTY_LIST_FINDINGS, &scope, request)
+        .await
+        .map_err(intake_error)?;
+    let ids = items(&pages, |page| page.finding_ids());
     let mut findings = Vec::with_capacity(ids.len());
     for batch in ids.chunks(GET_FINDINGS_BATCH) {
         findings.extend(get_findings(clients, &detector, batch).await?);
@@ -187,25 +169,12 @@ pub async fn resolve_detector(
         return Ok(detector.to_owned());
     }
     let scope = format!("region {}", clients.region);
-    let mut ids = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        clients.limit("GuardDuty.ListDetectors").await;
-        let page = clients
-            .guardduty
-            .list_detectors()
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                intake_error(e, "ListDetectors", "guardduty:ListDetectors", scope.clone())
-            })?;
-        ids.extend(page.detector_ids().iter().cloned());
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
-            _ => break,
-        }
-    }
+    let request = clients.guardduty.list_detectors();
+    let pages = clients
+        .paginate(&ops::GUARDDUTY_LIST_DETECTORS, &scope, request)
+        .await
+        .map_err(intake_error)?;
+    let mut ids = items(&pages, |page| page.detector_ids());
     match ids.len() {
         0 => Err(IntakeError::NoDetector {
             region: clients.region.clone(),
@@ -226,23 +195,21 @@ async fn get_findings(
     ids: &[String],
 ) -> Result<Vec<Finding>, IntakeError> {
     let scope = format!("detector {detector} in {}", clients.region);
-    let capture = RawBodyCapture::default();
-    clients.limit("GuardDuty.GetFindings").await;
-    let output = clients
+    let request = clients
         .guardduty
         .get_findings()
         .detector_id(detector)
-        .set_finding_ids(Some(ids.to_vec()))
-        .customize()
-        .interceptor(capture.clone())
-        .send()
+        .set_finding_ids(Some(ids.to_vec()));
+    let answer = clients
+        .call_raw(&ops::GUARDDUTY_GET_FINDINGS, &scope, request)
         .await
-        .map_err(|e| intake_error(e, "GetFindings", "guardduty:GetFindings", scope.clone()))?;
+        .map_err(intake_error)?;
+    let output = answer.output;
     if output.findings().is_empty() {
         return Ok(Vec::new());
     }
-    let origin = format!("GuardDuty GetFindings ({scope})");
-    let text = match capture.take().map(String::from_utf8) {
+    let origin = format!("GuardDuty {} ({scope})", ops::GUARDDUTY_GET_FINDINGS);
+    let text = match answer.body.map(String::from_utf8) {
         Some(Ok(text)) => text,
         // No body captured (or not UTF-8, which GuardDuty never sends): rebuild it.
         _ => {
@@ -306,107 +273,32 @@ fn resource_label(resource: &Resource) -> String {
     }
 }
 
-/// Copies the raw HTTP body of a successful response.
-///
-/// The hook is `read_after_deserialization` because that is the first point
-/// where the SDK has buffered the body in memory for a non-streaming
-/// operation; in `read_before_deserialization` a real connection's body is
-/// still an unread stream (`bytes()` is `None`), and only in-memory test
-/// bodies would appear to work. Each attempt overwrites the previous one, so
-/// after retries the body is the successful attempt's.
-#[derive(Debug, Clone, Default)]
-pub struct RawBodyCapture {
-    body: Arc<Mutex<Option<Vec<u8>>>>,
-}
-
-impl RawBodyCapture {
-    /// The captured body, if a successful response was seen.
-    pub fn take(&self) -> Option<Vec<u8>> {
-        // The slot is replaced whole, never left half-written, so a poisoned
-        // lock still holds a consistent value.
-        self.body
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-    }
-}
-
-impl Intercept for RawBodyCapture {
-    fn name(&self) -> &'static str {
-        "cordon.RawBodyCapture"
-    }
-
-    fn read_after_deserialization(
-        &self,
-        context: &AfterDeserializationInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let response = context.response();
-        if response.status().is_success()
-            && let Some(bytes) = response.body().bytes()
-        {
-            *self.body.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes.to_vec());
-        }
-        Ok(())
-    }
-}
-
-/// Turns an SDK error into one clear sentence naming GuardDuty and the scope.
-fn intake_error<E>(
-    err: SdkError<E, HttpResponse>,
-    operation: &'static str,
-    permission: &'static str,
-    scope: String,
-) -> IntakeError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let (code, message, status) = match &err {
-        SdkError::ServiceError(service) => (
-            service.err().code().unwrap_or("Unknown").to_owned(),
-            service.err().message().unwrap_or_default().to_owned(),
-            Some(service.raw().status().as_u16()),
-        ),
-        SdkError::TimeoutError(_) => (
-            "Timeout".to_owned(),
-            "the request timed out".to_owned(),
-            None,
-        ),
-        SdkError::DispatchFailure(_) => (
-            "DispatchFailure".to_owned(),
-            "could not reach the GuardDuty endpoint".to_owned(),
-            None,
-        ),
-        _ => ("Unknown".to_owned(), String::new(), None),
-    };
-    let kind = match (classify_code(&code), status) {
-        (ErrorKind::Other, Some(429)) => ErrorKind::Throttled,
-        (ErrorKind::Other, Some(401 | 403)) => ErrorKind::AccessDenied,
-        (kind, _) => kind,
-    };
-    let source: BoxError = Box::new(err);
-    match kind {
+/// Turns a failed GuardDuty call into one clear sentence naming GuardDuty and the scope.
+fn intake_error(err: CallError) -> IntakeError {
+    let (operation, permission) = (err.op.name, err.op.iam_action);
+    let scope = err.resource.clone();
+    match err.kind {
         ErrorKind::Throttled => IntakeError::Throttled {
             operation,
             scope,
-            source,
+            source: Box::new(err),
         },
         ErrorKind::AccessDenied => IntakeError::AccessDenied {
             operation,
             permission,
             scope,
-            source,
+            source: Box::new(err),
         },
         _ => IntakeError::Aws {
             operation,
             scope,
-            code,
-            detail: match message.lines().next() {
-                Some(line) if !line.is_empty() => format!(": {line}"),
-                _ => String::new(),
+            code: err.code.clone(),
+            detail: if err.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", err.detail)
             },
-            source,
+            source: Box::new(err),
         },
     }
 }

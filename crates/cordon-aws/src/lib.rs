@@ -1,11 +1,15 @@
-//! cordon's AWS side: the actions, client set-up, rate limits and the S3 journal store.
+//! cordon's AWS side: the actions, client set-up, the one call path to AWS
+//! (operations table, rate limits, call recorder) and the S3 journal store.
 
 pub mod actions;
+pub mod call;
 pub mod client;
 pub mod errors;
 pub mod evidence;
 pub mod evidence_bucket;
 pub mod guardduty;
 pub mod manifest;
+pub mod ops;
 pub mod ratelimit;
+pub mod recorder;
 pub mod s3_journal;

@@ -10,25 +10,37 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use cordon_core::executor::{ActionError, ErrorKind};
+use cordon_core::format::{self, NewerFormat};
 use cordon_core::journal::{GENESIS_HASH, JournalRecord};
 use cordon_core::plan::CaseId;
 use serde::{Deserialize, Serialize};
 
 use crate::client::AwsClients;
-use crate::errors::sdk_error;
-use crate::evidence::{EvidenceRef, case_key, case_prefix, put_s3, sha256_hex};
+use crate::evidence::{
+    EvidenceRef, ObjectVersion, case_key, case_prefix, get_object_op, list_versions, put_s3,
+    sha256_hex,
+};
 
 /// The manifest's name under the case prefix.
 pub const MANIFEST_NAME: &str = "manifest.json";
 /// The name the local journal is uploaded under.
 pub const JOURNAL_NAME: &str = "journal.jsonl";
 
+/// The manifest format this build writes.
+///
+/// 1: manifests before versioning (the same keys, no `format-version`).
+/// 2: `format-version` first. Every version up to this one is read; see
+/// `docs/formats.md`.
+pub const FORMAT_VERSION: u32 = 2;
+
 /// What a case's evidence is, pinned down so that any later change shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Manifest {
+    /// [`FORMAT_VERSION`] when written by this build; absent (1) in older manifests.
+    #[serde(default = "unversioned")]
+    pub format_version: u32,
     pub case_id: String,
     /// RFC 3339 UTC.
     pub created_at: String,
@@ -53,8 +65,22 @@ pub struct ManifestObject {
 #[serde(rename_all = "kebab-case")]
 pub struct ManifestJournalEntry {
     pub seq: u64,
+    /// SHA-256 (hex) of the record's stored text ([`JournalRecord::hash`]).
     pub hash: String,
     pub prev_hash: String,
+}
+
+fn unversioned() -> u32 {
+    format::UNVERSIONED
+}
+
+/// Why stored bytes are not a manifest this build can use.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestFormatError {
+    #[error(transparent)]
+    Newer(NewerFormat),
+    #[error("unreadable manifest: {0}")]
+    Unreadable(#[source] serde_json::Error),
 }
 
 impl Manifest {
@@ -64,6 +90,7 @@ impl Manifest {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         Self {
+            format_version: FORMAT_VERSION,
             case_id: case.as_str().to_owned(),
             created_at,
             objects,
@@ -76,6 +103,20 @@ impl Manifest {
                 })
                 .collect(),
         }
+    }
+}
+
+impl Manifest {
+    /// Reads a stored manifest of any version up to [`FORMAT_VERSION`]; `what`
+    /// names it in the error a newer one gets.
+    pub fn from_json(bytes: &[u8], what: &str) -> Result<Self, ManifestFormatError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            ManifestFormatError::Unreadable(serde::de::Error::custom(format!("not UTF-8: {e}")))
+        })?;
+        let version = format::stored_version(text).map_err(ManifestFormatError::Unreadable)?;
+        format::check_version(version, FORMAT_VERSION, || what.to_string())
+            .map_err(ManifestFormatError::Newer)?;
+        serde_json::from_str(text).map_err(ManifestFormatError::Unreadable)
     }
 }
 
@@ -210,36 +251,29 @@ async fn get_opt(
     version_id: Option<&str>,
 ) -> Result<Option<Vec<u8>>, ActionError> {
     let location = format!("s3://{bucket}/{key}");
-    clients.limit("S3.GetObject").await;
-    let out = match clients
+    let request = clients
         .s3
         .get_object()
         .bucket(bucket)
         .key(key)
-        .set_version_id(version_id.map(str::to_owned))
-        .send()
+        .set_version_id(version_id.map(str::to_owned));
+    let out = match clients
+        .try_call(get_object_op(version_id), &location, request)
         .await
     {
         Ok(out) => out,
-        Err(e) => {
-            let status = e.raw_response().map(|r| r.status().as_u16());
-            // 404 for a missing key or version; 405 when the version asked for is a delete marker;
-            // some stores answer 400 for a version id they never issued.
-            if matches!(status, Some(404 | 405))
+        // 404 for a missing key or version; 405 when the version asked for is a delete marker;
+        // some stores answer 400 for a version id they never issued.
+        Err(e)
+            if matches!(e.status(), Some(404 | 405))
                 || matches!(
                     e.code(),
                     Some("NoSuchKey" | "NoSuchVersion" | "InvalidArgument")
-                )
-            {
-                return Ok(None);
-            }
-            return Err(sdk_error(
-                e,
-                "GetObject",
-                "s3:GetObject, s3:GetObjectVersion and kms:Decrypt",
-                &location,
-            ));
+                ) =>
+        {
+            return Ok(None);
         }
+        Err(e) => return Err(e.into()),
     };
     let body = out.body.collect().await.map_err(|e| {
         ActionError::new(
@@ -253,71 +287,17 @@ async fn get_opt(
 }
 
 /// The newest entry (version or delete marker) of each key under `prefix`.
-#[derive(Debug, Clone)]
-struct Latest {
-    version_id: Option<String>,
-    delete_marker: bool,
-}
-
 async fn latest_versions(
     clients: &AwsClients,
     bucket: &str,
     prefix: &str,
-) -> Result<BTreeMap<String, Latest>, ActionError> {
-    let mut latest = BTreeMap::new();
-    let (mut key_marker, mut version_marker) = (None, None);
-    loop {
-        clients.limit("S3.ListObjectVersions").await;
-        let out = clients
-            .s3
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker)
-            .set_version_id_marker(version_marker)
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "ListObjectVersions",
-                    "s3:ListBucketVersions",
-                    &format!("s3://{bucket}/{prefix}"),
-                )
-            })?;
-        for v in out.versions() {
-            if v.is_latest() == Some(true)
-                && let Some(key) = v.key()
-            {
-                latest.insert(
-                    key.to_owned(),
-                    Latest {
-                        version_id: v.version_id().map(str::to_owned),
-                        delete_marker: false,
-                    },
-                );
-            }
-        }
-        for m in out.delete_markers() {
-            if m.is_latest() == Some(true)
-                && let Some(key) = m.key()
-            {
-                latest.insert(
-                    key.to_owned(),
-                    Latest {
-                        version_id: m.version_id().map(str::to_owned),
-                        delete_marker: true,
-                    },
-                );
-            }
-        }
-        if out.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = out.next_key_marker().map(str::to_owned);
-        version_marker = out.next_version_id_marker().map(str::to_owned);
-    }
-    Ok(latest)
+) -> Result<BTreeMap<String, ObjectVersion>, ActionError> {
+    Ok(list_versions(clients, bucket, prefix)
+        .await?
+        .into_iter()
+        .filter(|v| v.is_latest)
+        .map(|v| (v.key.clone(), v))
+        .collect())
 }
 
 /// Re-reads everything the case's manifest pins and checks it. `Err` only when
@@ -345,15 +325,24 @@ pub async fn verify_case(
             });
             return Ok(report);
         }
-        Some(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                report.problems.push(Problem::Manifest {
-                    reason: format!("s3://{bucket}/{manifest_key} is unreadable: {e}"),
-                });
-                return Ok(report);
+        Some(bytes) => {
+            let location = format!("s3://{bucket}/{manifest_key}");
+            match Manifest::from_json(&bytes, &location) {
+                Ok(m) => m,
+                Err(ManifestFormatError::Newer(e)) => {
+                    report.problems.push(Problem::Manifest {
+                        reason: e.to_string(),
+                    });
+                    return Ok(report);
+                }
+                Err(ManifestFormatError::Unreadable(e)) => {
+                    report.problems.push(Problem::Manifest {
+                        reason: format!("{location} is unreadable: {e}"),
+                    });
+                    return Ok(report);
+                }
             }
-        },
+        }
     };
     if manifest.case_id != case.as_str() {
         report.problems.push(Problem::Manifest {
@@ -444,13 +433,19 @@ pub async fn verify_case(
     Ok(report)
 }
 
+/// The records of an uploaded local journal, each line (without its newline)
+/// kept as the record's stored text, as the local store reads it.
 fn parse_jsonl(bytes: &[u8]) -> Result<Vec<JournalRecord>, Problem> {
     let text = String::from_utf8_lossy(bytes);
     let mut records = Vec::new();
-    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let record = serde_json::from_str(line).map_err(|e| Problem::JournalRecord {
+    for (i, line) in text
+        .split('\n')
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+    {
+        let record = JournalRecord::from_stored(line).map_err(|e| Problem::JournalRecord {
             seq: i as u64,
-            reason: format!("unreadable: {e}"),
+            reason: e.to_string(),
         })?;
         records.push(record);
     }

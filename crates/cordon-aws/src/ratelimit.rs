@@ -17,25 +17,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::client::is_read_only;
+use crate::ops::Service;
 
-/// EC2 operations with a bucket of their own: 100 tokens, refilled 5 per second.
-const OWN_BUCKET_OPERATIONS: [&str; 5] = [
-    "ModifyNetworkInterfaceAttribute",
-    "CreateSnapshot",
-    "CreateSnapshots",
-    "AssociateIamInstanceProfile",
-    "DisassociateIamInstanceProfile",
-];
-
-/// EC2 operations in the resource-intensive bucket.
-const RESOURCE_INTENSIVE_OPERATIONS: [&str; 2] = [
-    "AuthorizeSecurityGroupIngress",
-    "RevokeSecurityGroupIngress",
-];
-
-/// Which budget an API call draws on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Which budget an API call draws on. Each operation's bucket is fixed in
+/// its row of [`crate::ops`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Bucket {
     /// EC2 `Describe*`/`Get*` with a filter or pagination: 100, +20/s.
     Ec2NonMutating,
@@ -52,37 +38,12 @@ pub enum Bucket {
     Ec2Operation(&'static str),
     /// Any other service, one generous bucket each, so a runaway loop is
     /// slowed without getting in the way of normal work: 1000, +100/s.
-    Service(String),
+    Service(Service),
 }
 
 impl Bucket {
-    /// The bucket an operation draws on.
-    ///
-    /// `operation` is either a bare EC2 operation name (`CreateTags`) or
-    /// `Service.Operation` as [`crate::client::CallCounter`] keys them
-    /// (`EC2.CreateTags`, `S3.PutObject`).
-    pub fn for_operation(operation: &str) -> Bucket {
-        match split_service(operation) {
-            (Some(service), _) if !service.eq_ignore_ascii_case("EC2") => {
-                Bucket::Service(service.to_owned())
-            }
-            (_, name) => ec2_bucket(name),
-        }
-    }
-
-    /// The bucket for an EC2 `Describe*` call made without a filter or
-    /// pagination; anything else maps as in [`Bucket::for_operation`].
-    pub fn for_unfiltered(operation: &str) -> Bucket {
-        match Bucket::for_operation(operation) {
-            Bucket::Ec2NonMutating if split_service(operation).1.starts_with("Describe") => {
-                Bucket::Ec2Unfiltered
-            }
-            bucket => bucket,
-        }
-    }
-
     /// Tokens when full: how many calls may go at once after a quiet spell.
-    pub fn capacity(&self) -> u32 {
+    pub const fn capacity(&self) -> u32 {
         match self {
             Bucket::Ec2NonMutating | Bucket::Ec2CreateTags | Bucket::Ec2Operation(_) => 100,
             Bucket::Ec2Unfiltered | Bucket::Ec2Mutating | Bucket::Ec2ResourceIntensive => 50,
@@ -91,34 +52,13 @@ impl Bucket {
     }
 
     /// Tokens added per second: the sustained call rate.
-    pub fn refill_per_second(&self) -> u32 {
+    pub const fn refill_per_second(&self) -> u32 {
         match self {
             Bucket::Ec2NonMutating => 20,
             Bucket::Ec2Unfiltered | Bucket::Ec2CreateTags => 10,
             Bucket::Ec2Mutating | Bucket::Ec2ResourceIntensive | Bucket::Ec2Operation(_) => 5,
             Bucket::Service(_) => 100,
         }
-    }
-}
-
-fn split_service(operation: &str) -> (Option<&str>, &str) {
-    match operation.split_once('.') {
-        Some((service, name)) => (Some(service), name),
-        None => (None, operation),
-    }
-}
-
-fn ec2_bucket(name: &str) -> Bucket {
-    if let Some(own) = OWN_BUCKET_OPERATIONS.iter().find(|own| **own == name) {
-        Bucket::Ec2Operation(own)
-    } else if name == "CreateTags" {
-        Bucket::Ec2CreateTags
-    } else if RESOURCE_INTENSIVE_OPERATIONS.contains(&name) {
-        Bucket::Ec2ResourceIntensive
-    } else if is_read_only(name) {
-        Bucket::Ec2NonMutating
-    } else {
-        Bucket::Ec2Mutating
     }
 }
 
@@ -209,20 +149,8 @@ impl RateLimits {
         self.scope.account.as_deref()
     }
 
-    /// Waits until `operation` may be sent (see [`Bucket::for_operation`]
-    /// for how names map to buckets).
-    pub async fn acquire(&self, operation: &str) {
-        self.acquire_from(Bucket::for_operation(operation)).await;
-    }
-
-    /// Waits until an EC2 `Describe*` without filter or pagination may be
-    /// sent; those draw on the smaller unfiltered bucket.
-    pub async fn acquire_unfiltered(&self, operation: &str) {
-        self.acquire_from(Bucket::for_unfiltered(operation)).await;
-    }
-
     /// Waits for a token from `bucket`.
-    pub async fn acquire_from(&self, bucket: Bucket) {
+    pub async fn acquire(&self, bucket: Bucket) {
         let wait = {
             let now = Instant::now();
             // Buckets are plain numbers updated in one statement each; a panic
@@ -246,6 +174,10 @@ impl RateLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::{
+        EC2_CREATE_SECURITY_GROUP, EC2_CREATE_SNAPSHOT, EC2_CREATE_TAGS,
+        EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE, S3_PUT_OBJECT, SNS_PUBLISH,
+    };
 
     /// Within a microsecond: the clock is virtual, only float rounding differs.
     fn assert_near(actual: Duration, expected: Duration) {
@@ -257,65 +189,20 @@ mod tests {
     }
 
     #[test]
-    fn maps_operations_to_published_buckets() {
+    fn bucket_sizes_are_the_published_ones() {
         let cases = [
-            ("DescribeInstances", Bucket::Ec2NonMutating, 100, 20),
-            ("EC2.GetConsoleOutput", Bucket::Ec2NonMutating, 100, 20),
-            ("ModifyInstanceAttribute", Bucket::Ec2Mutating, 50, 5),
-            ("CreateSecurityGroup", Bucket::Ec2Mutating, 50, 5),
-            ("RevokeSecurityGroupEgress", Bucket::Ec2Mutating, 50, 5),
-            (
-                "AuthorizeSecurityGroupIngress",
-                Bucket::Ec2ResourceIntensive,
-                50,
-                5,
-            ),
-            (
-                "RevokeSecurityGroupIngress",
-                Bucket::Ec2ResourceIntensive,
-                50,
-                5,
-            ),
-            (
-                "ModifyNetworkInterfaceAttribute",
-                Bucket::Ec2Operation("ModifyNetworkInterfaceAttribute"),
-                100,
-                5,
-            ),
-            (
-                "CreateSnapshots",
-                Bucket::Ec2Operation("CreateSnapshots"),
-                100,
-                5,
-            ),
-            (
-                "EC2.DisassociateIamInstanceProfile",
-                Bucket::Ec2Operation("DisassociateIamInstanceProfile"),
-                100,
-                5,
-            ),
-            ("CreateTags", Bucket::Ec2CreateTags, 100, 10),
-            ("S3.PutObject", Bucket::Service("S3".to_owned()), 1000, 100),
-            (
-                "IAM.CreateAccessKey",
-                Bucket::Service("IAM".to_owned()),
-                1000,
-                100,
-            ),
+            (Bucket::Ec2NonMutating, 100, 20),
+            (Bucket::Ec2Unfiltered, 50, 10),
+            (Bucket::Ec2Mutating, 50, 5),
+            (Bucket::Ec2ResourceIntensive, 50, 5),
+            (Bucket::Ec2CreateTags, 100, 10),
+            (Bucket::Ec2Operation("CreateSnapshot"), 100, 5),
+            (Bucket::Service(Service::Sns), 1000, 100),
         ];
-        for (operation, bucket, capacity, refill) in cases {
-            let mapped = Bucket::for_operation(operation);
-            assert_eq!(mapped, bucket, "{operation}");
-            assert_eq!(mapped.capacity(), capacity, "{operation}");
-            assert_eq!(mapped.refill_per_second(), refill, "{operation}");
+        for (bucket, capacity, refill) in cases {
+            assert_eq!(bucket.capacity(), capacity, "{bucket:?}");
+            assert_eq!(bucket.refill_per_second(), refill, "{bucket:?}");
         }
-        assert_eq!(
-            Bucket::for_unfiltered("DescribeInstances"),
-            Bucket::Ec2Unfiltered
-        );
-        assert_eq!(Bucket::Ec2Unfiltered.capacity(), 50);
-        assert_eq!(Bucket::Ec2Unfiltered.refill_per_second(), 10);
-        assert_eq!(Bucket::for_unfiltered("CreateTags"), Bucket::Ec2CreateTags);
     }
 
     #[tokio::test(start_paused = true)]
@@ -324,13 +211,19 @@ mod tests {
         let start = Instant::now();
         // ModifyNetworkInterfaceAttribute: 100 tokens, +5/s.
         for _ in 0..100 {
-            limits.acquire("ModifyNetworkInterfaceAttribute").await;
+            limits
+                .acquire(EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket)
+                .await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
-        limits.acquire("ModifyNetworkInterfaceAttribute").await;
+        limits
+            .acquire(EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket)
+            .await;
         assert_near(start.elapsed(), Duration::from_millis(200));
         for _ in 0..9 {
-            limits.acquire("ModifyNetworkInterfaceAttribute").await;
+            limits
+                .acquire(EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket)
+                .await;
         }
         assert_near(start.elapsed(), Duration::from_secs(2));
     }
@@ -344,7 +237,7 @@ mod tests {
                 let limits = limits.clone();
                 tokio::spawn(async move {
                     // Mutating bucket: 50 tokens, +5/s.
-                    limits.acquire("CreateSecurityGroup").await;
+                    limits.acquire(EC2_CREATE_SECURITY_GROUP.bucket).await;
                     start.elapsed()
                 })
             })
@@ -364,15 +257,15 @@ mod tests {
     async fn refill_stops_at_capacity() {
         let limits = RateLimits::new("us-east-1");
         for _ in 0..100 {
-            limits.acquire("CreateTags").await;
+            limits.acquire(EC2_CREATE_TAGS.bucket).await;
         }
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let start = Instant::now();
         for _ in 0..100 {
-            limits.acquire("CreateTags").await;
+            limits.acquire(EC2_CREATE_TAGS.bucket).await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
-        limits.acquire("CreateTags").await;
+        limits.acquire(EC2_CREATE_TAGS.bucket).await;
         assert_near(start.elapsed(), Duration::from_millis(100));
     }
 
@@ -382,15 +275,20 @@ mod tests {
         let other_region = limits.scoped("123456789012", "eu-west-1");
         let start = Instant::now();
         for _ in 0..50 {
-            limits.acquire("CreateSecurityGroup").await;
-            other_region.acquire("CreateSecurityGroup").await;
+            limits.acquire(EC2_CREATE_SECURITY_GROUP.bucket).await;
+            other_region.acquire(EC2_CREATE_SECURITY_GROUP.bucket).await;
             // Own buckets are not drawn down by the mutating bucket.
-            limits.acquire("CreateSnapshot").await;
-            limits.acquire("S3.PutObject").await;
+            limits.acquire(EC2_CREATE_SNAPSHOT.bucket).await;
+            limits.acquire(S3_PUT_OBJECT.bucket).await;
+            // SNS has its own bucket: notifying never spends EC2's budget.
+            limits.acquire(SNS_PUBLISH.bucket).await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
         // A clone shares the bucket that is now empty.
-        limits.clone().acquire("CreateSecurityGroup").await;
+        limits
+            .clone()
+            .acquire(EC2_CREATE_SECURITY_GROUP.bucket)
+            .await;
         assert_near(start.elapsed(), Duration::from_millis(200));
     }
 }

@@ -9,12 +9,13 @@
 //! guard. Records sit beside the case's evidence, so the bucket's versioning,
 //! encryption and Object Lock protect the journal too.
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use cordon_core::journal::{JournalError, JournalRecord, JournalStore};
 use cordon_core::plan::CaseId;
 
 use crate::client::AwsClients;
+use crate::errors::CallError;
 use crate::evidence::{case_prefix, get_s3, put_request};
+use crate::ops;
 
 /// The key of record `seq` of `case`.
 pub fn record_key(prefix: &str, case: &CaseId, seq: u64) -> String {
@@ -49,6 +50,15 @@ fn io(
     }
 }
 
+/// A failed S3 call as a journal error: `what` failed at `location`, and why.
+fn call_failed(location: String, what: &str, error: CallError) -> JournalError {
+    io(
+        location,
+        format!("{what}: {}", error.message()),
+        Some(Box::new(error)),
+    )
+}
+
 impl S3Journal {
     pub fn new(clients: AwsClients, bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
         Self {
@@ -60,46 +70,31 @@ impl S3Journal {
 
     /// Every key under `prefix`, sorted, paging through the listing.
     async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, JournalError> {
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            self.clients.limit("S3.ListObjectsV2").await;
-            let out = self
-                .clients
-                .s3
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| {
-                    io(
-                        format!("s3://{}/{prefix}", self.bucket),
-                        format!(
-                            "cannot list the journal: {}",
-                            e.message().unwrap_or("ListObjectsV2 failed")
-                        ),
-                        Some(Box::new(e)),
-                    )
-                })?;
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
-            token = out.next_continuation_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        let location = format!("s3://{}/{prefix}", self.bucket);
+        let request = self
+            .clients
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix);
+        let pages = self
+            .clients
+            .paginate(&ops::S3_LIST_OBJECTS_V2, &location, request)
+            .await
+            .map_err(|e| call_failed(location.clone(), "cannot list the journal", e))?;
+        let mut keys: Vec<String> = pages
+            .iter()
+            .flat_map(|page| page.contents())
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
         keys.sort();
         Ok(keys)
     }
 }
 
-/// Reads the records stored under a case's `journal/` folder, in order. Shared
-/// with evidence verification, which re-checks the chain of the stored journal.
+/// Reads the records stored under a case's `journal/` folder, in order, each
+/// keeping its object's bytes as its stored text (what the chain hashes).
+/// Shared with evidence verification, which re-checks the chain of the stored journal.
 pub(crate) async fn read_records(
     clients: &AwsClients,
     bucket: &str,
@@ -115,11 +110,20 @@ pub(crate) async fn read_records(
                 Some(Box::new(e)),
             )
         })?;
-        let record: JournalRecord =
-            serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
-                case: case.clone(),
-                seq: records.len() as u64,
-                reason: format!("{key} is unreadable: {e}"),
+        let seq = records.len() as u64;
+        let text = std::str::from_utf8(&bytes).map_err(|e| JournalError::Corrupt {
+            case: case.clone(),
+            seq,
+            reason: format!("{key} is not UTF-8: {e}"),
+        })?;
+        let record =
+            JournalRecord::from_stored(text).map_err(|e| match e.in_journal(case, seq) {
+                JournalError::Corrupt { case, seq, reason } => JournalError::Corrupt {
+                    case,
+                    seq,
+                    reason: format!("{key}: {reason}"),
+                },
+                other => other,
             })?;
         records.push(record);
     }
@@ -147,88 +151,68 @@ impl JournalStore for S3Journal {
     async fn append(&self, case: &CaseId, record: &JournalRecord) -> Result<(), JournalError> {
         let key = record_key(&self.prefix, case, record.seq);
         let location = format!("s3://{}/{key}", self.bucket);
-        // The canonical serialisation: the chain hashes exactly these bytes.
-        let bytes = serde_json::to_vec(record)
-            .map_err(|e| io(location.clone(), format!("cannot encode record: {e}"), None))?;
-        self.clients.limit("S3.PutObject").await;
-        let result = put_request(&self.clients, &self.bucket, &key, bytes, None)
-            .if_none_match("*")
-            .send()
+        // The record's stored text: the chain hashes exactly these bytes.
+        let bytes = record.stored_text().into_owned().into_bytes();
+        let request =
+            put_request(&self.clients, &self.bucket, &key, bytes, None).if_none_match("*");
+        let result = self
+            .clients
+            .try_call(&ops::S3_PUT_OBJECT, &location, request)
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) => {
-                let status = e.raw_response().map(|r| r.status().as_u16());
-                // 412: the record exists. 409 ConditionalRequestConflict: another
-                // conditional write to the key is in flight; either way it is not ours.
-                if status == Some(412)
+            // 412: the record exists. 409 ConditionalRequestConflict: another
+            // conditional write to the key is in flight; either way it is not ours.
+            Err(e)
+                if e.status() == Some(412)
                     || matches!(
                         e.code(),
                         Some("PreconditionFailed" | "ConditionalRequestConflict")
-                    )
-                {
-                    Err(JournalError::Conflict {
-                        case: case.clone(),
-                        seq: record.seq,
-                    })
-                } else {
-                    let message = format!(
-                        "cannot write record {}: {}",
-                        record.seq,
-                        e.message().unwrap_or("PutObject failed")
-                    );
-                    Err(io(location, message, Some(Box::new(e))))
-                }
+                    ) =>
+            {
+                Err(JournalError::Conflict {
+                    case: case.clone(),
+                    seq: record.seq,
+                })
+            }
+            Err(e) => {
+                let what = format!("cannot write record {}", record.seq);
+                Err(call_failed(location, &what, e.into_error()))
             }
         }
     }
 
     async fn cases(&self) -> Result<Vec<CaseId>, JournalError> {
+        let location = format!("s3://{}/{}", self.bucket, self.prefix);
+        let request = self
+            .clients
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .delimiter("/");
+        let pages = self
+            .clients
+            .paginate(&ops::S3_LIST_OBJECTS_V2, &location, request)
+            .await
+            .map_err(|e| call_failed(location.clone(), "cannot list cases", e))?;
         let mut cases = Vec::new();
-        let mut token = None;
-        loop {
-            self.clients.limit("S3.ListObjectsV2").await;
-            let out = self
-                .clients
-                .s3
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(&self.prefix)
-                .delimiter("/")
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| {
-                    io(
-                        format!("s3://{}/{}", self.bucket, self.prefix),
-                        format!(
-                            "cannot list cases: {}",
-                            e.message().unwrap_or("ListObjectsV2 failed")
-                        ),
-                        Some(Box::new(e)),
-                    )
-                })?;
-            for common in out.common_prefixes() {
-                let Some(name) = common
-                    .prefix()
-                    .and_then(|p| p.strip_prefix(self.prefix.as_str()))
-                    .map(|p| p.trim_end_matches('/'))
-                else {
-                    continue;
-                };
-                let Ok(case) = CaseId::parse(name) else {
-                    continue;
-                };
-                // A case prefix may hold evidence only (a local-journal run);
-                // it is a case of this store only if its first record is here.
-                let first = record_key(&self.prefix, &case, 0);
-                if !self.list_keys(&first).await?.is_empty() {
-                    cases.push(case);
-                }
-            }
-            token = out.next_continuation_token().map(str::to_owned);
-            if token.is_none() {
-                break;
+        for common in pages.iter().flat_map(|page| page.common_prefixes()) {
+            let Some(name) = common
+                .prefix()
+                .and_then(|p| p.strip_prefix(self.prefix.as_str()))
+                .map(|p| p.trim_end_matches('/'))
+            else {
+                continue;
+            };
+            let Ok(case) = CaseId::parse(name) else {
+                continue;
+            };
+            // A case prefix may hold evidence only (a local-journal run);
+            // it is a case of this store only if its first record is here.
+            let first = record_key(&self.prefix, &case, 0);
+            if !self.list_keys(&first).await?.is_empty() {
+                cases.push(case);
             }
         }
         cases.sort();

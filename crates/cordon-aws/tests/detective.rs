@@ -2,11 +2,10 @@
 //! executor calls it), with Detective answered by aws-smithy-mocks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::PathBuf;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_detective::Client;
 use aws_sdk_detective::operation::get_investigation::GetInvestigationOutput;
 use aws_sdk_detective::operation::list_graphs::{ListGraphsError, ListGraphsOutput};
@@ -21,7 +20,6 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::error::ErrorMetadata;
 use aws_smithy_types::retry::RetryConfig;
 use cordon_aws::actions::AwsActions;
-use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
 use cordon_core::executor::{Actions, ErrorKind};
 use cordon_core::finding::parse_single_finding;
@@ -100,15 +98,7 @@ fn actions_with_iam(
     iam: Option<aws_sdk_iam::Client>,
     dir: PathBuf,
 ) -> AwsActions {
-    let config = SdkConfig::builder()
-        .endpoint_url("http://127.0.0.1:9")
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        )))
-        .build();
-    let mut clients = AwsClients::builder(&config).build().unwrap();
+    let mut clients = common::offline_clients();
     clients.detective = detective;
     if let Some(iam) = iam {
         clients.iam = iam;

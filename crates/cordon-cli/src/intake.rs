@@ -11,7 +11,7 @@ use cordon_aws::guardduty::{self, IntakeError, TriageRow};
 use cordon_core::finding::Finding;
 use cordon_core::validate::load_playbooks;
 
-use crate::{Failure, Output, failed, invalid, print_json};
+use crate::{Aws, Failure, Output, failed, invalid, print_json};
 
 /// `cordon triage` options.
 #[derive(Debug, Args)]
@@ -29,19 +29,21 @@ pub struct TriageArgs {
     output: Output,
 }
 
-/// Fetches a finding by id from GuardDuty. Wrong ids, detectors or regions
-/// are the user's input (exit 2); AWS failures are run failures (exit 1).
-pub async fn fetch_finding(finding_id: &str, detector: Option<&str>) -> Result<Finding, Failure> {
-    let clients = AwsClients::from_env()
-        .await
-        .map_err(|e| invalid(e.into()))?;
-    guardduty::fetch_finding(&clients, detector, finding_id)
+/// Fetches a finding by id from GuardDuty, through the process's clients.
+/// Wrong ids, detectors or regions are the user's input (exit 2); AWS
+/// failures are run failures (exit 1).
+pub async fn fetch_finding(
+    clients: &AwsClients,
+    finding_id: &str,
+    detector: Option<&str>,
+) -> Result<Finding, Failure> {
+    guardduty::fetch_finding(clients, detector, finding_id)
         .await
         .map_err(intake_failure)
 }
 
 /// `cordon triage`: open findings, most severe first, with their playbooks.
-pub async fn triage(args: TriageArgs) -> Result<u8, Failure> {
+pub async fn triage(args: TriageArgs, aws: &Aws) -> Result<u8, Failure> {
     if !(1.0..=10.0).contains(&args.min_severity) {
         return Err(invalid(anyhow!(
             "--min-severity {} is outside GuardDuty's range 1.0-10.0",
@@ -63,16 +65,14 @@ pub async fn triage(args: TriageArgs) -> Result<u8, Failure> {
         .into_iter()
         .map(|loaded| loaded.playbook)
         .collect();
-    let clients = AwsClients::from_env()
-        .await
-        .map_err(|e| invalid(e.into()))?;
+    let clients = aws.clients().await?;
     let findings =
-        guardduty::list_open_findings(&clients, args.detector.as_deref(), args.min_severity)
+        guardduty::list_open_findings(clients, args.detector.as_deref(), args.min_severity)
             .await
             .map_err(intake_failure)?;
     let rows = guardduty::triage(&findings, &playbooks);
     match args.output {
-        Output::Json => print_json(&rows)?,
+        Output::Json => print_json(&crate::output::Triage { findings: &rows })?,
         Output::Text => print!("{}", render(&rows, args.min_severity)),
     }
     Ok(0)

@@ -7,6 +7,7 @@
 
 mod evidence_cmd;
 mod intake;
+mod output;
 mod render;
 
 use std::collections::BTreeSet;
@@ -21,6 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cordon_aws::actions::AwsActions;
 use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
+use cordon_aws::ops;
 use cordon_core::executor::{Approver, Decision, ExecError, Executor, Report};
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
 use cordon_core::journal::{CaseState, CaseStatus, JournalRecord, JournalStore};
@@ -252,6 +254,7 @@ fn init_logging(verbose: u8, json: bool) {
 }
 
 async fn dispatch(command: Command) -> Result<u8, Failure> {
+    let aws = Aws::default();
     match command {
         Command::Schema => {
             println!(
@@ -263,7 +266,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         }
         Command::Validate { path } => validate(&path),
         Command::Route(args) => {
-            let (finding, playbooks) = load_inputs(&args).await?;
+            let (finding, playbooks) = load_inputs(&args, &aws).await?;
             let (route, _) = route(&finding, &playbooks_only(&playbooks));
             match args.output {
                 Output::Json => print_json(&route)?,
@@ -272,7 +275,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Plan(args) => {
-            let (finding, playbooks) = load_inputs(&args).await?;
+            let (finding, playbooks) = load_inputs(&args, &aws).await?;
             match make_plan(&finding, &playbooks) {
                 Some(plan) => match args.output {
                     Output::Json => print_json(&plan)?,
@@ -288,21 +291,22 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             approval,
             state,
         } => {
-            let (finding, playbooks) = load_inputs(&args).await?;
+            let (finding, playbooks) = load_inputs(&args, &aws).await?;
             let Some(plan) = make_plan(&finding, &playbooks) else {
                 no_match(&finding, &playbooks, args.output)?;
                 return Ok(0);
             };
-            let aws = aws_actions(&state, &plan.case_id).await?;
+            let aws = aws_actions(&aws, &state).await?;
             if dry_run {
                 let approver = CliApprover::new(&aws.clients, &approval, false);
                 let journal = state.journal();
                 let executor = Executor::new(&aws, &journal, &approver);
                 let steps = executor.dry_run(&plan).await;
                 match args.output {
-                    Output::Json => {
-                        print_json(&serde_json::json!({ "plan": plan, "dry-run": steps }))?
-                    }
+                    Output::Json => print_json(&output::DryRun {
+                        plan: &plan,
+                        dry_run: &steps,
+                    })?,
                     Output::Text => {
                         print!("{}", render::plan(&plan));
                         print!("{}", render::dry_run(&steps));
@@ -334,7 +338,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             output,
         } => {
             let case = parse_case(&case)?;
-            let aws = aws_actions(&state, &case).await?;
+            let aws = aws_actions(&aws, &state).await?;
             let journal = state.journal();
             let approver = CliApprover::new(&aws.clients, &approval, output == Output::Text);
             let timeline = Timeline::new(output);
@@ -354,7 +358,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             output,
         } => {
             let case = parse_case(&case)?;
-            let aws = aws_actions(&state, &case).await?;
+            let aws = aws_actions(&aws, &state).await?;
             let journal = state.journal();
             let identity = caller_identity(&aws.clients).await;
             let decision = if refuse {
@@ -393,7 +397,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             output,
         } => {
             let case = parse_case(&case)?;
-            let aws = aws_actions(&state, &case).await?;
+            let aws = aws_actions(&aws, &state).await?;
             let journal = state.journal();
             let approver = CliApprover::new(
                 &aws.clients,
@@ -425,17 +429,17 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             let case_state =
                 CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
             match output {
-                Output::Json => print_json(&serde_json::json!({
-                    "case-id": case,
-                    "status": case_state.status.map(|s| s.to_string()),
-                    "plan": case_state.plan,
-                    "journal": records,
-                }))?,
+                Output::Json => print_json(&output::CaseStatusReport {
+                    case_id: &case,
+                    status: case_state.status.map(|s| s.to_string()),
+                    plan: &case_state.plan,
+                    journal: &records,
+                })?,
                 Output::Text => print!("{}", render::status(&case_state, &records)),
             }
             Ok(0)
         }
-        Command::Triage(args) => intake::triage(args).await,
+        Command::Triage(args) => intake::triage(args, &aws).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Cases { state, output } => {
             let journal = state.journal();
@@ -449,7 +453,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 }
             }
             match output {
-                Output::Json => print_json(&rows)?,
+                Output::Json => print_json(&output::Cases { cases: &rows })?,
                 Output::Text => print!("{}", render::cases(&rows)),
             }
             Ok(0)
@@ -484,9 +488,14 @@ fn validate(path: &Path) -> Result<u8, Failure> {
     }
 }
 
-async fn load_inputs(args: &FindingArgs) -> Result<(Finding, Vec<LoadedPlaybook>), Failure> {
+async fn load_inputs(
+    args: &FindingArgs,
+    aws: &Aws,
+) -> Result<(Finding, Vec<LoadedPlaybook>), Failure> {
     let finding = match (&args.finding_id, &args.finding) {
-        (Some(id), _) => intake::fetch_finding(id, args.detector.as_deref()).await?,
+        (Some(id), _) => {
+            intake::fetch_finding(aws.clients().await?, id, args.detector.as_deref()).await?
+        }
         (None, Some(_)) if args.detector.is_some() => {
             return Err(invalid(anyhow!(
                 "--detector only applies with --finding-id"
@@ -559,9 +568,10 @@ fn no_match(finding: &Finding, loaded: &[LoadedPlaybook], output: Output) -> Res
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| failed(e.into()))?;
-    println!("{text}");
+/// Prints the command's one JSON document on stdout (see [`output`]).
+fn print_json<B: output::Body>(body: &B) -> Result<(), Failure> {
+    let text = output::to_text(body).map_err(|e| failed(e.into()))?;
+    print!("{text}");
     Ok(())
 }
 
@@ -569,10 +579,24 @@ fn parse_case(text: &str) -> Result<CaseId, Failure> {
     CaseId::parse(text).map_err(|e| invalid(anyhow!(e)))
 }
 
-async fn aws_actions(state: &StateArgs, _case: &CaseId) -> Result<AwsActions, Failure> {
-    let clients = AwsClients::from_env()
-        .await
-        .map_err(|e| invalid(e.into()))?;
+/// The process's AWS clients, built on first use and shared from then on, so
+/// a run that fetched its finding from GuardDuty acts (and counts its calls)
+/// through the same clients, and commands that call AWS for nothing need no
+/// AWS configuration.
+#[derive(Debug, Default)]
+struct Aws(tokio::sync::OnceCell<AwsClients>);
+
+impl Aws {
+    async fn clients(&self) -> Result<&AwsClients, Failure> {
+        self.0
+            .get_or_try_init(|| async { AwsClients::from_env().await })
+            .await
+            .map_err(|e| invalid(e.into()))
+    }
+}
+
+async fn aws_actions(aws: &Aws, state: &StateArgs) -> Result<AwsActions, Failure> {
+    let clients = aws.clients().await?.clone();
     let local = state.state_dir.join("cases");
     let evidence = match &state.evidence_bucket {
         Some(bucket) => EvidenceStore::S3 {
@@ -620,14 +644,14 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
     };
     let calls = aws.clients.calls.operations();
     match output {
-        Output::Json => print_json(&serde_json::json!({
-            "case-id": report.case_id,
-            "status": report.status.to_string(),
-            "no-op": report.no_op,
-            "step-failed": report.step_failed,
-            "message": report.message,
-            "api-calls": calls,
-        }))?,
+        Output::Json => print_json(&output::RunReport {
+            case_id: &report.case_id,
+            status: report.status.to_string(),
+            no_op: report.no_op,
+            step_failed: report.step_failed,
+            message: &report.message,
+            api_calls: calls,
+        })?,
         Output::Text => {
             println!();
             println!("{}", report.message);
@@ -642,7 +666,11 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
 }
 
 async fn caller_identity(clients: &AwsClients) -> String {
-    match clients.sts.get_caller_identity().send().await {
+    let request = clients.sts.get_caller_identity();
+    match clients
+        .call(&ops::STS_GET_CALLER_IDENTITY, "caller", request)
+        .await
+    {
         Ok(out) => out.arn().unwrap_or("unknown caller").to_string(),
         Err(_) => format!(
             "unverified local user {}",

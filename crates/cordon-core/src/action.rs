@@ -605,7 +605,26 @@ impl ActionKind {
 
     /// Best-effort steps record their failure and never stop containment.
     pub fn best_effort(self) -> bool {
-        matches!(self, ActionKind::EnrichWithDetective)
+        use ActionKind::*;
+        match self {
+            EnrichWithDetective => true,
+            TagResource
+            | EnableTerminationProtection
+            | IsolateInstance
+            | SnapshotVolumes
+            | DetachInstanceProfile
+            | RevokeRoleSessions
+            | DetachFromAutoscaling
+            | DeregisterFromLoadBalancers
+            | DeactivateAccessKey
+            | RotateAccessKey
+            | QuarantineUser
+            | DeleteLoginProfile
+            | CaptureInstanceMetadata
+            | CaptureConsoleOutput
+            | StoreEvidence
+            | Notify => false,
+        }
     }
 }
 

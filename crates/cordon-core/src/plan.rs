@@ -311,7 +311,20 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
         ActionKind::DetachInstanceProfile => Some(
             "the instance gets no new role credentials; credentials already issued stay valid until expiry".to_string(),
         ),
-        _ => None,
+        // Exhaustive on purpose: a new action must say whether it reaches beyond its target.
+        ActionKind::TagResource
+        | ActionKind::EnableTerminationProtection
+        | ActionKind::SnapshotVolumes
+        | ActionKind::DetachFromAutoscaling
+        | ActionKind::DeregisterFromLoadBalancers
+        | ActionKind::DeactivateAccessKey
+        | ActionKind::RotateAccessKey
+        | ActionKind::DeleteLoginProfile
+        | ActionKind::CaptureInstanceMetadata
+        | ActionKind::CaptureConsoleOutput
+        | ActionKind::EnrichWithDetective
+        | ActionKind::StoreEvidence
+        | ActionKind::Notify => None,
     }
 }
 

@@ -21,20 +21,22 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use aws_sdk_detective::types::{FilterCriteria, IndicatorType, Status, StringFilter};
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
-use cordon_core::action::Action;
+use cordon_core::action::EnrichWithDetective as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::plan::Target;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{Ctx, Handler};
-use crate::errors::sdk_error;
-use crate::guardduty::RawBodyCapture;
+use crate::evidence::EvidenceRef;
+use crate::ops;
 
 /// The `enrich-with-detective` handler.
 #[derive(Debug)]
@@ -73,6 +75,55 @@ pub struct DetectivePreState {
     pub scope_end: String,
 }
 
+/// What the step recorded: an investigation and its evidence, or why it skipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DetectiveOutcome {
+    /// Nothing to investigate (no IAM entity, no behaviour graph).
+    Skipped {
+        /// Why.
+        skipped: String,
+    },
+    /// An investigation started or reused, and what it found.
+    Investigated(Box<Investigated>),
+}
+
+/// An investigation and where its indicators are kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Investigated {
+    pub investigation_id: String,
+    pub graph_arn: String,
+    pub entity_arn: String,
+    /// An existing investigation was reused instead of starting one.
+    pub reused: bool,
+    /// `RUNNING`, `SUCCESSFUL`, `FAILED` as Detective reported it last.
+    pub status: String,
+    /// Detective's severity, as it answered (absent while running).
+    pub severity: Value,
+    /// Indicators found, per indicator type.
+    pub indicator_counts: BTreeMap<String, u64>,
+    /// The investigation and its indicators, as evidence.
+    pub evidence: EvidenceRef,
+    /// The indicators were not collected (the investigation failed or outlasted the step).
+    pub partial: bool,
+    /// Why, when partial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_reason: Option<String>,
+    /// What a responder should keep in mind (Detective's data lag).
+    pub note: String,
+}
+
+/// Rollback keeps the investigation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DetectiveUndone {
+    /// Why nothing is undone.
+    pub note: String,
+    /// The investigation kept, when the step started one.
+    pub investigation_id: Option<String>,
+}
+
 impl DetectivePreState {
     fn skipped(reason: impl Into<String>, start: DateTime, end: DateTime) -> Self {
         Self {
@@ -83,13 +134,6 @@ impl DetectivePreState {
             scope_start: fmt_time(start),
             scope_end: fmt_time(end),
         }
-    }
-}
-
-fn params(ctx: Ctx<'_>) -> Result<&cordon_core::action::EnrichWithDetective, ActionError> {
-    match &ctx.step.action {
-        Action::EnrichWithDetective(params) => Ok(params),
-        _ => Err(super::wrong_target(ctx.step, &ctx.step.target)),
     }
 }
 
@@ -168,23 +212,17 @@ fn entity_in_plan(ctx: Ctx<'_>) -> Option<Entity> {
 async fn profile_role(ctx: Ctx<'_>, profile_arn: &str) -> Result<String, String> {
     let name = profile_arn.rsplit('/').next().unwrap_or(profile_arn);
     let clients = ctx.clients();
-    clients.limit("IAM.GetInstanceProfile").await;
-    let out = clients
+    let request = clients
         .iam
         .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
+        .instance_profile_name(name);
+    let out = clients
+        .call(&ops::IAM_GET_INSTANCE_PROFILE, profile_arn, request)
         .await
         .map_err(|e| {
             format!(
                 "{IAM_ONLY}, and the role of instance profile {profile_arn} could not be read: {}",
-                sdk_error(
-                    e,
-                    "GetInstanceProfile",
-                    "iam:GetInstanceProfile",
-                    profile_arn
-                )
-                .message
+                e.message()
             )
         })?;
     out.instance_profile()
@@ -195,13 +233,10 @@ async fn profile_role(ctx: Ctx<'_>, profile_arn: &str) -> Result<String, String>
 
 async fn graph_arn(ctx: Ctx<'_>) -> Result<Option<String>, ActionError> {
     let clients = ctx.clients();
-    clients.limit("Detective.ListGraphs").await;
+    let request = clients.detective.list_graphs();
     let out = clients
-        .detective
-        .list_graphs()
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "ListGraphs", "detective:ListGraphs", &clients.region))?;
+        .call(&ops::DETECTIVE_LIST_GRAPHS, &clients.region, request)
+        .await?;
     Ok(out
         .graph_list()
         .iter()
@@ -226,22 +261,14 @@ async fn existing_investigation(
             "report this as a cordon bug",
         )
     })?;
-    clients.limit("Detective.ListInvestigations").await;
-    let out = clients
+    let request = clients
         .detective
         .list_investigations()
         .graph_arn(graph)
-        .filter_criteria(FilterCriteria::builder().entity_arn(filter).build())
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "ListInvestigations",
-                "detective:ListInvestigations",
-                entity,
-            )
-        })?;
+        .filter_criteria(FilterCriteria::builder().entity_arn(filter).build());
+    let out = clients
+        .call(&ops::DETECTIVE_LIST_INVESTIGATIONS, entity, request)
+        .await?;
     let mut candidates: Vec<_> = out
         .investigation_details()
         .iter()
@@ -255,15 +282,14 @@ async fn existing_investigation(
         .collect();
     candidates.sort_by_key(|(created, _)| std::cmp::Reverse(*created));
     for (_, id) in candidates.into_iter().take(REUSE_CANDIDATES) {
-        clients.limit("Detective.GetInvestigation").await;
-        let detail = clients
+        let request = clients
             .detective
             .get_investigation()
             .graph_arn(graph)
-            .investigation_id(&id)
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, "GetInvestigation", "detective:GetInvestigation", &id))?;
+            .investigation_id(&id);
+        let detail = clients
+            .call(&ops::DETECTIVE_GET_INVESTIGATION, &id, request)
+            .await?;
         let overlaps = match (detail.scope_start_time(), detail.scope_end_time()) {
             (Some(s), Some(e)) => s.secs() <= end.secs() && e.secs() >= start.secs(),
             _ => false,
@@ -287,20 +313,17 @@ async fn get_investigation(
     id: &str,
 ) -> Result<Investigation, ActionError> {
     let clients = ctx.clients();
-    let capture = RawBodyCapture::default();
-    clients.limit("Detective.GetInvestigation").await;
-    let out = clients
+    let request = clients
         .detective
         .get_investigation()
         .graph_arn(graph)
-        .investigation_id(id)
-        .customize()
-        .interceptor(capture.clone())
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "GetInvestigation", "detective:GetInvestigation", id))?;
-    let raw = capture
-        .take()
+        .investigation_id(id);
+    let answer = clients
+        .call_raw(&ops::DETECTIVE_GET_INVESTIGATION, id, request)
+        .await?;
+    let out = answer.output;
+    let raw = answer
+        .body
         .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok());
     let summary = raw.unwrap_or_else(|| {
         json!({
@@ -328,59 +351,51 @@ async fn list_indicators(
     ctx: Ctx<'_>,
     graph: &str,
     id: &str,
-) -> Result<(Vec<Value>, Map<String, Value>), ActionError> {
+) -> Result<(Vec<Value>, BTreeMap<String, u64>), ActionError> {
     let clients = ctx.clients();
+    let request = clients
+        .detective
+        .list_indicators()
+        .graph_arn(graph)
+        .investigation_id(id)
+        .max_results(INDICATOR_PAGE);
+    let pages = clients
+        .paginate_raw(&ops::DETECTIVE_LIST_INDICATORS, id, request)
+        .await?;
     let mut indicators = Vec::new();
-    let mut counts: Map<String, Value> = Map::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        let capture = RawBodyCapture::default();
-        clients.limit("Detective.ListIndicators").await;
-        let page = clients
-            .detective
-            .list_indicators()
-            .graph_arn(graph)
-            .investigation_id(id)
-            .max_results(INDICATOR_PAGE)
-            .set_next_token(next_token.take())
-            .customize()
-            .interceptor(capture.clone())
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, "ListIndicators", "detective:ListIndicators", id))?;
-        for indicator in page.indicators() {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for page in pages {
+        let typed = page.output.indicators();
+        for indicator in typed {
             let kind = indicator
                 .indicator_type()
                 .map_or("UNKNOWN", IndicatorType::as_str);
-            let count = counts.get(kind).and_then(Value::as_u64).unwrap_or(0) + 1;
-            counts.insert(kind.to_owned(), json!(count));
+            *counts.entry(kind.to_owned()).or_default() += 1;
         }
-        let raw = capture
-            .take()
+        let raw = page
+            .body
             .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
             .and_then(|body| body.get("Indicators").and_then(Value::as_array).cloned());
         match raw {
-            Some(items) if items.len() == page.indicators().len() => indicators.extend(items),
-            _ => indicators.extend(page.indicators().iter().map(|indicator| {
+            Some(items) if items.len() == typed.len() => indicators.extend(items),
+            _ => indicators.extend(typed.iter().map(|indicator| {
                 json!({
                     "IndicatorType": indicator.indicator_type().map(IndicatorType::as_str),
                     "IndicatorDetail": indicator.indicator_detail().map(|d| format!("{d:?}")),
                 })
             })),
         }
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
-            _ => break,
-        }
     }
     Ok((indicators, counts))
 }
 
 impl Handler for EnrichWithDetective {
+    type Params = Params;
     type PreState = DetectivePreState;
+    type Outcome = DetectiveOutcome;
+    type Undone = DetectiveUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<DetectivePreState, ActionError> {
-        let params = params(ctx)?;
+    async fn pre_state(ctx: Ctx<'_>, params: &Params) -> Result<DetectivePreState, ActionError> {
         let finding = &ctx.plan.finding;
         let lookback = i64::from(params.lookback_hours) * 3600;
         let end = finding
@@ -427,12 +442,17 @@ impl Handler for EnrichWithDetective {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &DetectivePreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        params: &Params,
+        pre: &DetectivePreState,
+    ) -> Result<DetectiveOutcome, ActionError> {
         let (Some(entity), Some(graph), None) = (&pre.entity_arn, &pre.graph_arn, &pre.skip) else {
             let reason = pre.skip.as_deref().unwrap_or(IAM_ONLY);
-            return Ok(json!({ "skipped": reason }));
+            return Ok(DetectiveOutcome::Skipped {
+                skipped: reason.to_string(),
+            });
         };
-        let params = params(ctx)?;
         let clients = ctx.clients();
         let start = parse_time(&pre.scope_start).ok_or_else(|| bad_time(ctx, &pre.scope_start))?;
         let end = parse_time(&pre.scope_end).ok_or_else(|| bad_time(ctx, &pre.scope_end))?;
@@ -446,24 +466,16 @@ impl Handler for EnrichWithDetective {
         let id = match existing {
             Some(id) => id,
             None => {
-                clients.limit("Detective.StartInvestigation").await;
-                let out = clients
+                let request = clients
                     .detective
                     .start_investigation()
                     .graph_arn(graph)
                     .entity_arn(entity)
                     .scope_start_time(start)
-                    .scope_end_time(end)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        sdk_error(
-                            e,
-                            "StartInvestigation",
-                            "detective:StartInvestigation",
-                            entity,
-                        )
-                    })?;
+                    .scope_end_time(end);
+                let out = clients
+                    .call(&ops::DETECTIVE_START_INVESTIGATION, entity, request)
+                    .await?;
                 out.investigation_id().map(str::to_owned).ok_or_else(|| {
                     ActionError::new(
                         ErrorKind::Verification,
@@ -493,7 +505,7 @@ impl Handler for EnrichWithDetective {
         let (indicators, counts) = if successful {
             list_indicators(ctx, graph, &id).await?
         } else {
-            (Vec::new(), Map::new())
+            (Vec::new(), BTreeMap::new())
         };
         let severity = investigation
             .summary
@@ -518,41 +530,40 @@ impl Handler for EnrichWithDetective {
             .evidence
             .put(&ctx.plan.case_id, &format!("detective-{id}.json"), bytes)
             .await?;
-        let mut outcome = json!({
-            "investigation-id": id,
-            "graph-arn": graph,
-            "entity-arn": entity,
-            "reused": reused,
-            "status": status,
-            "severity": severity,
-            "indicator-counts": counts,
-            "evidence": evidence,
-            "partial": !successful,
-            "note": LAG_NOTE,
+        let partial_reason = (!successful).then(|| match investigation.status {
+            Some(Status::Failed) => "Detective reports the investigation FAILED".to_owned(),
+            _ => format!(
+                "the investigation was still {status} after {} s; its indicators were not collected (`cordon resume` or Detective's console shows them later)",
+                params.timeout_seconds
+            ),
         });
-        if !successful {
-            let why = match investigation.status {
-                Some(Status::Failed) => "Detective reports the investigation FAILED".to_owned(),
-                _ => format!(
-                    "the investigation was still {status} after {} s; its indicators were not collected (`cordon resume` or Detective's console shows them later)",
-                    params.timeout_seconds
-                ),
-            };
-            outcome["partial-reason"] = json!(why);
-        }
-        Ok(outcome)
+        Ok(DetectiveOutcome::Investigated(Box::new(Investigated {
+            investigation_id: id,
+            graph_arn: graph.clone(),
+            entity_arn: entity.clone(),
+            reused,
+            status: status.to_string(),
+            severity,
+            indicator_counts: counts,
+            evidence,
+            partial: !successful,
+            partial_reason,
+            note: LAG_NOTE.to_string(),
+        })))
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _params: &Params,
         _pre: &DetectivePreState,
-        outcome: &Value,
+        outcome: &DetectiveOutcome,
     ) -> Result<(), ActionError> {
-        let recorded = outcome.get("skipped").is_some()
-            || outcome
-                .get("investigation-id")
-                .and_then(Value::as_str)
-                .is_some_and(|id| !id.is_empty());
+        let recorded = match outcome {
+            DetectiveOutcome::Skipped { .. } => true,
+            DetectiveOutcome::Investigated(investigated) => {
+                !investigated.investigation_id.is_empty()
+            }
+        };
         if recorded {
             Ok(())
         } else {
@@ -567,21 +578,32 @@ impl Handler for EnrichWithDetective {
 
     async fn undo(
         _ctx: Ctx<'_>,
+        _params: &Params,
         _pre: &DetectivePreState,
-        outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        let id = outcome.and_then(|o| o.get("investigation-id")).cloned();
-        Ok(json!({
-            "note": "the Detective investigation is evidence and is kept; nothing else was changed",
-            "investigation-id": id,
-        }))
+        outcome: Option<&DetectiveOutcome>,
+    ) -> Result<DetectiveUndone, ActionError> {
+        let investigation_id = match outcome {
+            Some(DetectiveOutcome::Investigated(investigated)) => {
+                Some(investigated.investigation_id.clone())
+            }
+            _ => None,
+        };
+        Ok(DetectiveUndone {
+            note: "the Detective investigation is evidence and is kept; nothing else was changed"
+                .to_string(),
+            investigation_id,
+        })
     }
 
-    async fn verify_undone(_ctx: Ctx<'_>, _pre: &DetectivePreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        _ctx: Ctx<'_>,
+        _params: &Params,
+        _pre: &DetectivePreState,
+    ) -> Result<(), ActionError> {
         Ok(())
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &DetectivePreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _params: &Params, pre: &DetectivePreState) -> Vec<String> {
         match (&pre.skip, &pre.entity_arn, &pre.existing_investigation) {
             (Some(reason), _, _) => vec![format!("skip Detective enrichment: {reason}")],
             (None, entity, Some(id)) => vec![format!(
@@ -589,7 +611,8 @@ impl Handler for EnrichWithDetective {
                 entity.as_deref().unwrap_or("?")
             )],
             (None, entity, None) => vec![format!(
-                "detective:StartInvestigation entity={} scope={}..{}",
+                "{} entity={} scope={}..{}",
+                ops::DETECTIVE_START_INVESTIGATION.iam_action,
                 entity.as_deref().unwrap_or("?"),
                 pre.scope_start,
                 pre.scope_end

@@ -12,19 +12,18 @@
 
 use std::path::{Path, PathBuf};
 
-use cordon_core::action::Action;
+use cordon_core::action::StoreEvidence as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::journal::JournalRecord;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::{Ctx, Handler};
-use crate::client::AwsClients;
-use crate::errors::sdk_error;
+pub use crate::evidence::ObjectVersion;
 use crate::evidence::{
-    EvidenceRef, EvidenceStore, case_key, case_prefix, get_s3, put_s3, sha256_hex,
+    EvidenceRef, EvidenceStore, case_key, case_prefix, get_s3, list_versions, put_s3, sha256_hex,
 };
 use crate::manifest::{JOURNAL_NAME, MANIFEST_NAME, Manifest, ManifestObject, write_manifest};
+use crate::ops;
 
 /// The handler for `store-evidence`.
 #[derive(Debug)]
@@ -40,16 +39,6 @@ pub struct EvidencePreState {
     pub versions: Vec<ObjectVersion>,
 }
 
-/// One version (or delete marker) present before the step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ObjectVersion {
-    pub key: String,
-    pub version_id: Option<String>,
-    pub is_latest: bool,
-    pub delete_marker: bool,
-}
-
 /// What the step wrote: the manifest and the objects it pins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -60,17 +49,24 @@ pub struct EvidenceOutcome {
     pub objects: Vec<ManifestObject>,
 }
 
+/// Rollback keeps the evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct EvidenceUndone {
+    /// Always true: evidence is never deleted by rollback.
+    pub kept: bool,
+    pub bucket: String,
+    /// The manifest the step wrote, when it got that far.
+    pub manifest: Option<EvidenceRef>,
+    pub reason: String,
+}
+
 /// Bucket, prefix and KMS key for this step: the step's own bucket, else the
 /// run's S3 evidence store.
-fn destination(ctx: Ctx<'_>) -> Result<(String, String, Option<String>), ActionError> {
-    let Action::StoreEvidence(params) = &ctx.step.action else {
-        return Err(ActionError::new(
-            ErrorKind::Other,
-            ctx.step.id.clone(),
-            "the store-evidence handler was called for another action",
-            "report this as a cordon bug",
-        ));
-    };
+fn destination(
+    ctx: Ctx<'_>,
+    params: &Params,
+) -> Result<(String, String, Option<String>), ActionError> {
     let run_store = match &ctx.aws.evidence {
         EvidenceStore::S3 {
             bucket, kms_key, ..
@@ -91,58 +87,6 @@ fn destination(ctx: Ctx<'_>) -> Result<(String, String, Option<String>), ActionE
         }
     };
     Ok((bucket, params.prefix.clone(), kms_key))
-}
-
-async fn list_versions(
-    clients: &AwsClients,
-    bucket: &str,
-    prefix: &str,
-) -> Result<Vec<ObjectVersion>, ActionError> {
-    let mut versions = Vec::new();
-    let (mut key_marker, mut version_marker) = (None, None);
-    loop {
-        clients.limit("S3.ListObjectVersions").await;
-        let out = clients
-            .s3
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker)
-            .set_version_id_marker(version_marker)
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "ListObjectVersions",
-                    "s3:ListBucketVersions",
-                    &format!("s3://{bucket}/{prefix}"),
-                )
-            })?;
-        for v in out.versions() {
-            versions.push(ObjectVersion {
-                key: v.key().unwrap_or_default().to_owned(),
-                version_id: v.version_id().map(str::to_owned),
-                is_latest: v.is_latest() == Some(true),
-                delete_marker: false,
-            });
-        }
-        for m in out.delete_markers() {
-            versions.push(ObjectVersion {
-                key: m.key().unwrap_or_default().to_owned(),
-                version_id: m.version_id().map(str::to_owned),
-                is_latest: m.is_latest() == Some(true),
-                delete_marker: true,
-            });
-        }
-        if out.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = out.next_key_marker().map(str::to_owned);
-        version_marker = out.next_version_id_marker().map(str::to_owned);
-    }
-    versions.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(versions)
 }
 
 /// The case's local files to upload: `(name, path)`, journal first.
@@ -178,10 +122,13 @@ fn parse_local_journal(bytes: &[u8]) -> Vec<JournalRecord> {
 }
 
 impl Handler for StoreEvidence {
+    type Params = Params;
     type PreState = EvidencePreState;
+    type Outcome = EvidenceOutcome;
+    type Undone = EvidenceUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<EvidencePreState, ActionError> {
-        let (bucket, prefix, _) = destination(ctx)?;
+    async fn pre_state(ctx: Ctx<'_>, params: &Params) -> Result<EvidencePreState, ActionError> {
+        let (bucket, prefix, _) = destination(ctx, params)?;
         let versions = list_versions(
             ctx.clients(),
             &bucket,
@@ -195,10 +142,14 @@ impl Handler for StoreEvidence {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &EvidencePreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        params: &Params,
+        pre: &EvidencePreState,
+    ) -> Result<EvidenceOutcome, ActionError> {
         let clients = ctx.clients();
         let case = &ctx.plan.case_id;
-        let (_, _, kms_key) = destination(ctx)?;
+        let (_, _, kms_key) = destination(ctx, params)?;
         let (bucket, prefix, kms) = (pre.bucket.as_str(), pre.prefix.as_str(), kms_key.as_deref());
         let mut written: Vec<EvidenceRef> = Vec::new();
         let mut journal: Vec<JournalRecord> = Vec::new();
@@ -283,19 +234,11 @@ impl Handler for StoreEvidence {
 
         let manifest = Manifest::new(case, objects.clone(), &journal);
         let manifest_ref = write_manifest(clients, bucket, prefix, &manifest, kms).await?;
-        let outcome = EvidenceOutcome {
+        Ok(EvidenceOutcome {
             bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
             manifest: manifest_ref,
             objects,
-        };
-        serde_json::to_value(outcome).map_err(|e| {
-            ActionError::new(
-                ErrorKind::Other,
-                case.as_str(),
-                format!("cannot record the outcome: {e}"),
-                "report this as a cordon bug",
-            )
         })
     }
 
@@ -303,17 +246,10 @@ impl Handler for StoreEvidence {
     /// and re-hashes it: the bucket's own checksum is not trusted.
     async fn verify(
         ctx: Ctx<'_>,
+        _params: &Params,
         _pre: &EvidencePreState,
-        outcome: &Value,
+        outcome: &EvidenceOutcome,
     ) -> Result<(), ActionError> {
-        let outcome: EvidenceOutcome = serde_json::from_value(outcome.clone()).map_err(|e| {
-            ActionError::new(
-                ErrorKind::Other,
-                ctx.step.id.clone(),
-                format!("the journaled outcome is unreadable: {e}"),
-                "re-run the step",
-            )
-        })?;
         let manifest = ManifestObject::from_ref(&outcome.bucket, &outcome.manifest);
         for object in outcome.objects.iter().chain(std::iter::once(&manifest)) {
             let bytes = get_s3(
@@ -346,20 +282,25 @@ impl Handler for StoreEvidence {
     /// (the pre-state lists it), so there is nothing to restore.
     async fn undo(
         _ctx: Ctx<'_>,
+        _params: &Params,
         pre: &EvidencePreState,
-        outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        Ok(json!({
-            "kept": true,
-            "bucket": pre.bucket,
-            "manifest": outcome.and_then(|o| o.get("manifest")).cloned().unwrap_or(Value::Null),
-            "reason": "evidence is never deleted by rollback",
-        }))
+        outcome: Option<&EvidenceOutcome>,
+    ) -> Result<EvidenceUndone, ActionError> {
+        Ok(EvidenceUndone {
+            kept: true,
+            bucket: pre.bucket.clone(),
+            manifest: outcome.map(|o| o.manifest.clone()),
+            reason: "evidence is never deleted by rollback".to_string(),
+        })
     }
 
     /// Nothing was undone; this checks the claim the undo rests on: every
     /// version present before the step is still there (the step only adds).
-    async fn verify_undone(ctx: Ctx<'_>, pre: &EvidencePreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _params: &Params,
+        pre: &EvidencePreState,
+    ) -> Result<(), ActionError> {
         let prefix = case_prefix(&pre.prefix, &ctx.plan.case_id);
         let now = list_versions(ctx.clients(), &pre.bucket, &prefix).await?;
         for before in &pre.versions {
@@ -381,18 +322,25 @@ impl Handler for StoreEvidence {
         Ok(())
     }
 
-    fn describe(ctx: Ctx<'_>, pre: &EvidencePreState) -> Vec<String> {
+    fn describe(ctx: Ctx<'_>, _params: &Params, pre: &EvidencePreState) -> Vec<String> {
         let case = &ctx.plan.case_id;
-        let at = |name: &str| format!("s3://{}/{}", pre.bucket, case_key(&pre.prefix, case, name));
-        let mut calls = vec![format!("S3.PutObject {}", at("plan.json"))];
+        let put = |name: &str| {
+            format!(
+                "{} s3://{}/{}",
+                ops::S3_PUT_OBJECT.iam_action,
+                pre.bucket,
+                case_key(&pre.prefix, case, name)
+            )
+        };
+        let mut calls = vec![put("plan.json")];
         if let Some(root) = &ctx.aws.case_root {
             calls.extend(
                 local_files(&root.join(case.as_str()))
                     .iter()
-                    .map(|(name, _)| format!("S3.PutObject {}", at(name))),
+                    .map(|(name, _)| put(name)),
             );
         }
-        calls.push(format!("S3.PutObject {}", at(MANIFEST_NAME)));
+        calls.push(put(MANIFEST_NAME));
         calls
     }
 }

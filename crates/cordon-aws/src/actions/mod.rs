@@ -1,12 +1,13 @@
 //! The AWS side of every action: [`AwsActions`] implements the executor's
-//! [`Actions`] trait by dispatching, through one exhaustive `match`, to a
-//! [`Handler`] per action. Each handler keeps its pre-state as a typed struct,
-//! serialized into the journal.
+//! [`Actions`] trait by dispatching, through one exhaustive `match` on the
+//! step's [`Action`], to a [`Handler`] per action with that action's typed
+//! parameters. Each handler keeps its pre-state, outcome and rollback result
+//! as typed structs, serialized into the journal.
 
 use std::future::Future;
 use std::path::PathBuf;
 
-use cordon_core::action::ActionKind;
+use cordon_core::action::Action;
 use cordon_core::executor::{ActionError, Actions, ErrorKind};
 use cordon_core::plan::{InstanceTarget, Plan, PlannedStep, Target};
 use serde::Serialize;
@@ -15,6 +16,7 @@ use serde_json::Value;
 
 use crate::client::AwsClients;
 use crate::evidence::EvidenceStore;
+use crate::recorder::run_as;
 
 pub mod detective;
 pub mod ec2;
@@ -104,121 +106,222 @@ pub fn wrong_target(step: &PlannedStep, target: &Target) -> ActionError {
     )
 }
 
-/// One action's AWS side. Pre-states are typed by each handler and stored as JSON.
+/// One action's AWS side, typed end to end: the executor's JSON is decoded
+/// into `PreState`/`Outcome` once, in the dispatch, and the action's own
+/// parameters arrive as `Params`, so no handler re-matches the `Action` enum
+/// or reads `serde_json::Value` by hand.
+///
+/// What the journal keeps (pre-state, outcome, rollback result) serializes
+/// kebab-case; a field renamed since journals were first written keeps its
+/// old name as a serde alias, so those journals stay readable.
 pub trait Handler {
+    /// The action's parameters (its struct in `cordon_core::action`).
+    type Params: Sync;
+    /// Exactly what `apply` will change, as it was before.
     type PreState: Serialize + DeserializeOwned + Send + Sync;
+    /// What `apply` did; `verify` and `undo` read it back.
+    type Outcome: Serialize + DeserializeOwned + Send + Sync;
+    /// What `undo` did.
+    type Undone: Serialize + DeserializeOwned + Send + Sync;
 
     /// Reads exactly what `apply` will change. Read-only.
-    fn pre_state(ctx: Ctx<'_>) -> impl Future<Output = Result<Self::PreState, ActionError>> + Send;
+    fn pre_state(
+        ctx: Ctx<'_>,
+        params: &Self::Params,
+    ) -> impl Future<Output = Result<Self::PreState, ActionError>> + Send;
     /// Applies the change; idempotent.
     fn apply(
         ctx: Ctx<'_>,
+        params: &Self::Params,
         pre: &Self::PreState,
-    ) -> impl Future<Output = Result<Value, ActionError>> + Send;
+    ) -> impl Future<Output = Result<Self::Outcome, ActionError>> + Send;
     /// Reads back and checks the post-condition.
     fn verify(
         ctx: Ctx<'_>,
+        params: &Self::Params,
         pre: &Self::PreState,
-        outcome: &Value,
+        outcome: &Self::Outcome,
     ) -> impl Future<Output = Result<(), ActionError>> + Send;
-    /// Puts the resource back at `pre`; tolerant of half-applied and already-undone states.
+    /// Puts the resource back at `pre`; tolerant of half-applied and
+    /// already-undone states. `outcome` is absent when the step never got to
+    /// journal one (a crash between preparing and applying).
     fn undo(
         ctx: Ctx<'_>,
+        params: &Self::Params,
         pre: &Self::PreState,
-        outcome: Option<&Value>,
-    ) -> impl Future<Output = Result<Value, ActionError>> + Send;
+        outcome: Option<&Self::Outcome>,
+    ) -> impl Future<Output = Result<Self::Undone, ActionError>> + Send;
     /// Reads back and checks the resource equals `pre`.
     fn verify_undone(
         ctx: Ctx<'_>,
+        params: &Self::Params,
         pre: &Self::PreState,
     ) -> impl Future<Output = Result<(), ActionError>> + Send;
     /// The mutating calls `apply` would make, for a dry run.
-    fn describe(ctx: Ctx<'_>, pre: &Self::PreState) -> Vec<String>;
+    fn describe(ctx: Ctx<'_>, params: &Self::Params, pre: &Self::PreState) -> Vec<String>;
 }
 
-fn decode<T: DeserializeOwned>(step: &PlannedStep, value: &Value) -> Result<T, ActionError> {
-    serde_json::from_value(value.clone()).map_err(|e| {
+/// The three things a step journals about what it touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journaled {
+    /// `step-prepared`'s pre-state.
+    PreState,
+    /// `step-applied`'s outcome.
+    Outcome,
+    /// `step-rolled-back`'s result.
+    Undone,
+}
+
+impl Journaled {
+    fn noun(self) -> &'static str {
+        match self {
+            Journaled::PreState => "pre-state",
+            Journaled::Outcome => "outcome",
+            Journaled::Undone => "rollback result",
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    step: &str,
+    part: Journaled,
+    value: &Value,
+) -> Result<T, ActionError> {
+    T::deserialize(value).map_err(|e| {
         ActionError::new(
             ErrorKind::Other,
-            step.id.clone(),
+            step,
             format!(
-                "the journaled pre-state of step `{}` is unreadable: {e}",
-                step.id
+                "the journaled {} of step `{step}` is unreadable: {e}",
+                part.noun()
             ),
             "the journal was written by another cordon version or edited; restore it from evidence",
         )
     })
 }
 
-fn encode<T: Serialize>(step: &PlannedStep, value: &T) -> Result<Value, ActionError> {
+fn encode<T: Serialize>(step: &str, part: Journaled, value: &T) -> Result<Value, ActionError> {
     serde_json::to_value(value).map_err(|e| {
         ActionError::new(
             ErrorKind::Other,
-            step.id.clone(),
-            format!("cannot record the pre-state of step `{}`: {e}", step.id),
+            step,
+            format!("cannot record the {} of step `{step}`: {e}", part.noun()),
             "report this as a cordon bug",
         )
     })
 }
 
-async fn pre_state<H: Handler>(ctx: Ctx<'_>) -> Result<Value, ActionError> {
-    encode(ctx.step, &H::pre_state(ctx).await?)
+async fn pre_state<H: Handler>(params: &H::Params, ctx: Ctx<'_>) -> Result<Value, ActionError> {
+    let pre = H::pre_state(ctx, params).await?;
+    encode(&ctx.step.id, Journaled::PreState, &pre)
 }
 
-async fn apply<H: Handler>(ctx: Ctx<'_>, pre: &Value) -> Result<Value, ActionError> {
-    H::apply(ctx, &decode(ctx.step, pre)?).await
+async fn apply<H: Handler>(
+    params: &H::Params,
+    ctx: Ctx<'_>,
+    pre: &Value,
+) -> Result<Value, ActionError> {
+    let pre: H::PreState = decode(&ctx.step.id, Journaled::PreState, pre)?;
+    let outcome = H::apply(ctx, params, &pre).await?;
+    encode(&ctx.step.id, Journaled::Outcome, &outcome)
 }
 
-async fn verify<H: Handler>(ctx: Ctx<'_>, pre: &Value, outcome: &Value) -> Result<(), ActionError> {
-    H::verify(ctx, &decode(ctx.step, pre)?, outcome).await
+async fn verify<H: Handler>(
+    params: &H::Params,
+    ctx: Ctx<'_>,
+    pre: &Value,
+    outcome: &Value,
+) -> Result<(), ActionError> {
+    let pre: H::PreState = decode(&ctx.step.id, Journaled::PreState, pre)?;
+    let outcome: H::Outcome = decode(&ctx.step.id, Journaled::Outcome, outcome)?;
+    H::verify(ctx, params, &pre, &outcome).await
 }
 
 async fn undo<H: Handler>(
+    params: &H::Params,
     ctx: Ctx<'_>,
     pre: &Value,
     outcome: Option<&Value>,
 ) -> Result<Value, ActionError> {
-    H::undo(ctx, &decode(ctx.step, pre)?, outcome).await
+    let pre: H::PreState = decode(&ctx.step.id, Journaled::PreState, pre)?;
+    let outcome: Option<H::Outcome> = outcome
+        .map(|o| decode(&ctx.step.id, Journaled::Outcome, o))
+        .transpose()?;
+    let undone = H::undo(ctx, params, &pre, outcome.as_ref()).await?;
+    encode(&ctx.step.id, Journaled::Undone, &undone)
 }
 
-async fn verify_undone<H: Handler>(ctx: Ctx<'_>, pre: &Value) -> Result<(), ActionError> {
-    H::verify_undone(ctx, &decode(ctx.step, pre)?).await
+async fn verify_undone<H: Handler>(
+    params: &H::Params,
+    ctx: Ctx<'_>,
+    pre: &Value,
+) -> Result<(), ActionError> {
+    let pre: H::PreState = decode(&ctx.step.id, Journaled::PreState, pre)?;
+    H::verify_undone(ctx, params, &pre).await
 }
 
-fn describe<H: Handler>(ctx: Ctx<'_>, pre: &Value) -> Vec<String> {
-    match decode(ctx.step, pre) {
-        Ok(pre) => H::describe(ctx, &pre),
+fn describe<H: Handler>(params: &H::Params, ctx: Ctx<'_>, pre: &Value) -> Vec<String> {
+    match decode(&ctx.step.id, Journaled::PreState, pre) {
+        Ok(pre) => H::describe(ctx, params, &pre),
         Err(e) => vec![format!("(cannot describe: {e})")],
     }
 }
 
-/// Calls `$f::<Handler>(args)` for the step's action: the one exhaustive dispatch.
-/// A trailing `.await` is applied inside each arm: every handler's future is a
+/// Calls `$f::<Handler>(params, args)` for the step's action: the one
+/// exhaustive dispatch, handing each handler its own typed parameters. A
+/// trailing `.await` is applied inside each arm: every handler's future is a
 /// distinct type, so the arms only unify once awaited.
 macro_rules! dispatch {
-    ($kind:expr, $f:ident ( $($arg:expr),* ) $(. $await:ident)?) => {
-        match $kind {
-            ActionKind::TagResource => $f::<ec2::tag::TagResource>($($arg),*) $(.$await)?,
-            ActionKind::EnableTerminationProtection => $f::<ec2::protect::EnableTerminationProtection>($($arg),*) $(.$await)?,
-            ActionKind::IsolateInstance => $f::<ec2::isolate::IsolateInstance>($($arg),*) $(.$await)?,
-            ActionKind::SnapshotVolumes => $f::<ec2::snapshot::SnapshotVolumes>($($arg),*) $(.$await)?,
-            ActionKind::DetachInstanceProfile => $f::<ec2::profile::DetachInstanceProfile>($($arg),*) $(.$await)?,
-            ActionKind::DetachFromAutoscaling => $f::<ec2::autoscaling::DetachFromAutoscaling>($($arg),*) $(.$await)?,
-            ActionKind::DeregisterFromLoadBalancers => $f::<ec2::elb::DeregisterFromLoadBalancers>($($arg),*) $(.$await)?,
-            ActionKind::CaptureInstanceMetadata => $f::<ec2::capture::CaptureInstanceMetadata>($($arg),*) $(.$await)?,
-            ActionKind::CaptureConsoleOutput => $f::<ec2::capture::CaptureConsoleOutput>($($arg),*) $(.$await)?,
-            ActionKind::RevokeRoleSessions => $f::<iam::sessions::RevokeRoleSessions>($($arg),*) $(.$await)?,
-            ActionKind::DeactivateAccessKey => $f::<iam::keys::DeactivateAccessKey>($($arg),*) $(.$await)?,
-            ActionKind::RotateAccessKey => $f::<iam::keys::RotateAccessKey>($($arg),*) $(.$await)?,
-            ActionKind::QuarantineUser => $f::<iam::user::QuarantineUser>($($arg),*) $(.$await)?,
-            ActionKind::DeleteLoginProfile => $f::<iam::user::DeleteLoginProfile>($($arg),*) $(.$await)?,
-            ActionKind::EnrichWithDetective => $f::<detective::EnrichWithDetective>($($arg),*) $(.$await)?,
-            ActionKind::StoreEvidence => $f::<evidence::StoreEvidence>($($arg),*) $(.$await)?,
-            ActionKind::Notify => $f::<notify::Notify>($($arg),*) $(.$await)?,
+    ($action:expr, $f:ident ( $($arg:expr),* ) $(. $await:ident)?) => {
+        match $action {
+            Action::TagResource(p) => $f::<ec2::tag::TagResource>(p, $($arg),*) $(.$await)?,
+            Action::EnableTerminationProtection(p) => $f::<ec2::protect::EnableTerminationProtection>(p, $($arg),*) $(.$await)?,
+            Action::IsolateInstance(p) => $f::<ec2::isolate::IsolateInstance>(p, $($arg),*) $(.$await)?,
+            Action::SnapshotVolumes(p) => $f::<ec2::snapshot::SnapshotVolumes>(p, $($arg),*) $(.$await)?,
+            Action::DetachInstanceProfile(p) => $f::<ec2::profile::DetachInstanceProfile>(p, $($arg),*) $(.$await)?,
+            Action::DetachFromAutoscaling(p) => $f::<ec2::autoscaling::DetachFromAutoscaling>(p, $($arg),*) $(.$await)?,
+            Action::DeregisterFromLoadBalancers(p) => $f::<ec2::elb::DeregisterFromLoadBalancers>(p, $($arg),*) $(.$await)?,
+            Action::CaptureInstanceMetadata(p) => $f::<ec2::capture::CaptureInstanceMetadata>(p, $($arg),*) $(.$await)?,
+            Action::CaptureConsoleOutput(p) => $f::<ec2::capture::CaptureConsoleOutput>(p, $($arg),*) $(.$await)?,
+            Action::RevokeRoleSessions(p) => $f::<iam::sessions::RevokeRoleSessions>(p, $($arg),*) $(.$await)?,
+            Action::DeactivateAccessKey(p) => $f::<iam::keys::DeactivateAccessKey>(p, $($arg),*) $(.$await)?,
+            Action::RotateAccessKey(p) => $f::<iam::keys::RotateAccessKey>(p, $($arg),*) $(.$await)?,
+            Action::QuarantineUser(p) => $f::<iam::user::QuarantineUser>(p, $($arg),*) $(.$await)?,
+            Action::DeleteLoginProfile(p) => $f::<iam::user::DeleteLoginProfile>(p, $($arg),*) $(.$await)?,
+            Action::EnrichWithDetective(p) => $f::<detective::EnrichWithDetective>(p, $($arg),*) $(.$await)?,
+            Action::StoreEvidence(p) => $f::<evidence::StoreEvidence>(p, $($arg),*) $(.$await)?,
+            Action::Notify(p) => $f::<notify::Notify>(p, $($arg),*) $(.$await)?,
         }
     };
 }
 
+fn reencode<H: Handler>(
+    _params: &H::Params,
+    step: &str,
+    part: Journaled,
+    value: &Value,
+) -> Result<Value, ActionError> {
+    match part {
+        Journaled::PreState => encode(step, part, &decode::<H::PreState>(step, part, value)?),
+        Journaled::Outcome => encode(step, part, &decode::<H::Outcome>(step, part, value)?),
+        Journaled::Undone => encode(step, part, &decode::<H::Undone>(step, part, value)?),
+    }
+}
+
+/// Decodes a journaled value of `step` (running `action`) into its handler's
+/// type, as `resume` and `rollback` will, and returns it as this version
+/// writes it: the check that an old journal is still readable.
+pub fn decode_journaled(
+    action: &Action,
+    step: &str,
+    part: Journaled,
+    value: &Value,
+) -> Result<Value, ActionError> {
+    dispatch!(action, reencode(step, part, value))
+}
+
+/// Every call a handler makes is recorded under the step's action (see
+/// [`crate::recorder`]), dry runs and rollbacks included.
 impl Actions for AwsActions {
     async fn read_pre_state(&self, plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
         let ctx = Ctx {
@@ -226,7 +329,10 @@ impl Actions for AwsActions {
             plan,
             step,
         };
-        dispatch!(step.kind(), pre_state(ctx).await)
+        run_as(step.kind(), async {
+            dispatch!(&step.action, pre_state(ctx).await)
+        })
+        .await
     }
 
     async fn apply(
@@ -240,7 +346,10 @@ impl Actions for AwsActions {
             plan,
             step,
         };
-        dispatch!(step.kind(), apply(ctx, pre_state).await)
+        run_as(step.kind(), async {
+            dispatch!(&step.action, apply(ctx, pre_state).await)
+        })
+        .await
     }
 
     async fn verify(
@@ -255,7 +364,10 @@ impl Actions for AwsActions {
             plan,
             step,
         };
-        dispatch!(step.kind(), verify(ctx, pre_state, outcome).await)
+        run_as(step.kind(), async {
+            dispatch!(&step.action, verify(ctx, pre_state, outcome).await)
+        })
+        .await
     }
 
     async fn undo(
@@ -270,7 +382,10 @@ impl Actions for AwsActions {
             plan,
             step,
         };
-        dispatch!(step.kind(), undo(ctx, pre_state, outcome).await)
+        run_as(step.kind(), async {
+            dispatch!(&step.action, undo(ctx, pre_state, outcome).await)
+        })
+        .await
     }
 
     async fn verify_undone(
@@ -284,7 +399,10 @@ impl Actions for AwsActions {
             plan,
             step,
         };
-        dispatch!(step.kind(), verify_undone(ctx, pre_state).await)
+        run_as(step.kind(), async {
+            dispatch!(&step.action, verify_undone(ctx, pre_state).await)
+        })
+        .await
     }
 
     fn describe_apply(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value) -> Vec<String> {
@@ -293,47 +411,6 @@ impl Actions for AwsActions {
             plan,
             step,
         };
-        dispatch!(step.kind(), describe(ctx, pre_state))
-    }
-}
-
-/// Actions whose AWS side is not in this build yet: every call fails clearly, changing nothing.
-#[derive(Debug)]
-pub struct NotInThisBuild;
-
-impl NotInThisBuild {
-    fn error(ctx: Ctx<'_>) -> ActionError {
-        ActionError::new(
-            ErrorKind::Refused,
-            ctx.step.target.label(),
-            format!(
-                "action `{}` is not available in this build of cordon",
-                ctx.step.kind()
-            ),
-            "remove the step from the playbook or upgrade cordon",
-        )
-    }
-}
-
-impl Handler for NotInThisBuild {
-    type PreState = ();
-
-    async fn pre_state(ctx: Ctx<'_>) -> Result<(), ActionError> {
-        Err(Self::error(ctx))
-    }
-    async fn apply(ctx: Ctx<'_>, _: &()) -> Result<Value, ActionError> {
-        Err(Self::error(ctx))
-    }
-    async fn verify(ctx: Ctx<'_>, _: &(), _: &Value) -> Result<(), ActionError> {
-        Err(Self::error(ctx))
-    }
-    async fn undo(ctx: Ctx<'_>, _: &(), _: Option<&Value>) -> Result<Value, ActionError> {
-        Err(Self::error(ctx))
-    }
-    async fn verify_undone(ctx: Ctx<'_>, _: &()) -> Result<(), ActionError> {
-        Err(Self::error(ctx))
-    }
-    fn describe(ctx: Ctx<'_>, _: &()) -> Vec<String> {
-        vec![Self::error(ctx).to_string()]
+        dispatch!(&step.action, describe(ctx, pre_state))
     }
 }

@@ -4,23 +4,41 @@
 //! between publishing and journaling it means the message may go out twice
 //! on resume — a duplicate page is better than a missing one.
 
-use cordon_core::action::Action;
+use cordon_core::action::Notify as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::ops;
 
 /// The `notify` handler.
 #[derive(Debug)]
 pub struct Notify;
 
 /// Where the message goes and what it says, fixed before sending.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct NotifyPreState {
+    #[serde(alias = "topic_arn")]
     pub topic_arn: String,
     pub subject: String,
+}
+
+/// The message SNS accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NotifyOutcome {
+    pub topic_arn: String,
+    /// SNS's id for the message; what verify checks.
+    pub message_id: Option<String>,
+}
+
+/// A sent message cannot be unsent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct NotifyUndone {
+    pub note: String,
 }
 
 /// SNS subjects are limited to 100 characters.
@@ -44,12 +62,12 @@ fn message(ctx: Ctx<'_>) -> String {
 }
 
 impl Handler for Notify {
+    type Params = Params;
     type PreState = NotifyPreState;
+    type Outcome = NotifyOutcome;
+    type Undone = NotifyUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<NotifyPreState, ActionError> {
-        let Action::Notify(params) = &ctx.step.action else {
-            return Err(super::wrong_target(ctx.step, &ctx.step.target));
-        };
+    async fn pre_state(ctx: Ctx<'_>, params: &Params) -> Result<NotifyPreState, ActionError> {
         let topic_arn = params
             .topic_arn
             .clone()
@@ -63,46 +81,42 @@ impl Handler for Notify {
                 )
             })?;
         let clients = ctx.clients();
-        clients.limit("GetTopicAttributes").await;
+        let request = clients.sns.get_topic_attributes().topic_arn(&topic_arn);
         clients
-            .sns
-            .get_topic_attributes()
-            .topic_arn(&topic_arn)
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "GetTopicAttributes",
-                    "sns:GetTopicAttributes",
-                    &topic_arn,
-                )
-            })?;
+            .call(&ops::SNS_GET_TOPIC_ATTRIBUTES, &topic_arn, request)
+            .await?;
         let subject: String = params.subject.chars().take(MAX_SUBJECT).collect();
         Ok(NotifyPreState { topic_arn, subject })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &NotifyPreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        _params: &Params,
+        pre: &NotifyPreState,
+    ) -> Result<NotifyOutcome, ActionError> {
         let clients = ctx.clients();
-        clients.limit("Publish").await;
-        let out = clients
+        let request = clients
             .sns
             .publish()
             .topic_arn(&pre.topic_arn)
             .subject(&pre.subject)
-            .message(message(ctx))
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, "Publish", "sns:Publish", &pre.topic_arn))?;
-        Ok(json!({ "topic-arn": pre.topic_arn, "message-id": out.message_id() }))
+            .message(message(ctx));
+        let out = clients
+            .call(&ops::SNS_PUBLISH, &pre.topic_arn, request)
+            .await?;
+        Ok(NotifyOutcome {
+            topic_arn: pre.topic_arn.clone(),
+            message_id: out.message_id().map(str::to_string),
+        })
     }
 
     async fn verify(
         _ctx: Ctx<'_>,
+        _params: &Params,
         pre: &NotifyPreState,
-        outcome: &Value,
+        outcome: &NotifyOutcome,
     ) -> Result<(), ActionError> {
-        match outcome.get("message-id").and_then(Value::as_str) {
+        match outcome.message_id.as_deref() {
             Some(id) if !id.is_empty() => Ok(()),
             _ => Err(ActionError::new(
                 ErrorKind::Verification,
@@ -115,20 +129,29 @@ impl Handler for Notify {
 
     async fn undo(
         _ctx: Ctx<'_>,
+        _params: &Params,
         _pre: &NotifyPreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        Ok(json!({ "note": "a sent notification cannot be unsent; nothing to undo" }))
+        _outcome: Option<&NotifyOutcome>,
+    ) -> Result<NotifyUndone, ActionError> {
+        Ok(NotifyUndone {
+            note: "a sent notification cannot be unsent; nothing to undo".to_string(),
+        })
     }
 
-    async fn verify_undone(_ctx: Ctx<'_>, _pre: &NotifyPreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        _ctx: Ctx<'_>,
+        _params: &Params,
+        _pre: &NotifyPreState,
+    ) -> Result<(), ActionError> {
         Ok(())
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &NotifyPreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _params: &Params, pre: &NotifyPreState) -> Vec<String> {
         vec![format!(
-            "sns:Publish topic={} subject={:?}",
-            pre.topic_arn, pre.subject
+            "{} topic={} subject={:?}",
+            ops::SNS_PUBLISH.iam_action,
+            pre.topic_arn,
+            pre.subject
         )]
     }
 }

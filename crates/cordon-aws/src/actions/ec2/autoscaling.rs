@@ -37,14 +37,14 @@
 //! attached before the group is shrunk.
 
 use aws_sdk_autoscaling::types::AutoScalingInstanceDetails;
+use cordon_core::action::DetachFromAutoscaling as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tracing::info;
 
 use super::describe_instance;
 use crate::actions::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::ops;
 
 /// The handler for `detach-from-autoscaling`.
 #[derive(Debug)]
@@ -80,6 +80,55 @@ pub struct Capacity {
     pub desired_capacity: i32,
 }
 
+/// What apply did: the detach, or why there was none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AutoscalingOutcome {
+    /// Whether the instance was detached now.
+    pub changed: bool,
+    /// Why nothing changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The group it was detached from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Always false: the group keeps its desired capacity (see the module docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub should_decrement_desired_capacity: Option<bool>,
+    /// What a responder should keep in mind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl AutoscalingOutcome {
+    fn unchanged(reason: String) -> Self {
+        AutoscalingOutcome {
+            changed: false,
+            reason: Some(reason),
+            group: None,
+            should_decrement_desired_capacity: None,
+            note: None,
+        }
+    }
+}
+
+/// What undo did, in order, or why it did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AutoscalingUndone {
+    /// Whether anything was changed now.
+    pub changed: bool,
+    /// Why nothing was to be done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The group the instance went back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Each change made, in order.
+    #[serde(default)]
+    pub done: Vec<String>,
+}
+
 impl std::fmt::Display for Capacity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -110,23 +159,17 @@ async fn membership(
     instance_id: &str,
 ) -> Result<Option<AutoScalingInstanceDetails>, ActionError> {
     let clients = ctx.clients();
-    clients
-        .limit("AutoScaling.DescribeAutoScalingInstances")
-        .await;
-    let out = clients
+    let request = clients
         .autoscaling
         .describe_auto_scaling_instances()
-        .instance_ids(instance_id)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "DescribeAutoScalingInstances",
-                "autoscaling:DescribeAutoScalingInstances",
-                instance_id,
-            )
-        })?;
+        .instance_ids(instance_id);
+    let out = clients
+        .call(
+            &ops::AUTOSCALING_DESCRIBE_AUTO_SCALING_INSTANCES,
+            instance_id,
+            request,
+        )
+        .await?;
     Ok(out
         .auto_scaling_instances()
         .iter()
@@ -137,21 +180,17 @@ async fn membership(
 /// The group's current min/max/desired; a deleted group is a clear error.
 async fn capacity(ctx: Ctx<'_>, group: &str) -> Result<Capacity, ActionError> {
     let clients = ctx.clients();
-    clients.limit("AutoScaling.DescribeAutoScalingGroups").await;
-    let out = clients
+    let request = clients
         .autoscaling
         .describe_auto_scaling_groups()
-        .auto_scaling_group_names(group)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "DescribeAutoScalingGroups",
-                "autoscaling:DescribeAutoScalingGroups",
-                group,
-            )
-        })?;
+        .auto_scaling_group_names(group);
+    let out = clients
+        .call(
+            &ops::AUTOSCALING_DESCRIBE_AUTO_SCALING_GROUPS,
+            group,
+            request,
+        )
+        .await?;
     let found = out
         .auto_scaling_groups()
         .iter()
@@ -174,24 +213,16 @@ async fn capacity(ctx: Ctx<'_>, group: &str) -> Result<Capacity, ActionError> {
 /// `UpdateAutoScalingGroup` with the three size limits only.
 async fn set_capacity(ctx: Ctx<'_>, group: &str, to: Capacity) -> Result<(), ActionError> {
     let clients = ctx.clients();
-    clients.limit("AutoScaling.UpdateAutoScalingGroup").await;
-    clients
+    let request = clients
         .autoscaling
         .update_auto_scaling_group()
         .auto_scaling_group_name(group)
         .min_size(to.min_size)
         .max_size(to.max_size)
-        .desired_capacity(to.desired_capacity)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "UpdateAutoScalingGroup",
-                "autoscaling:UpdateAutoScalingGroup",
-                group,
-            )
-        })?;
+        .desired_capacity(to.desired_capacity);
+    clients
+        .call(&ops::AUTOSCALING_UPDATE_AUTO_SCALING_GROUP, group, request)
+        .await?;
     info!(group, capacity = %to, "Auto Scaling group capacity set");
     Ok(())
 }
@@ -224,9 +255,12 @@ fn refuse_detach(instance_id: &str, group: &str, state: &str) -> ActionError {
 }
 
 impl Handler for DetachFromAutoscaling {
+    type Params = Params;
     type PreState = AutoscalingPreState;
+    type Outcome = AutoscalingOutcome;
+    type Undone = AutoscalingUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<AutoscalingPreState, ActionError> {
+    async fn pre_state(ctx: Ctx<'_>, _p: &Params) -> Result<AutoscalingPreState, ActionError> {
         let instance_id = &ctx.instance()?.instance_id;
         let Some(member) = membership(ctx, instance_id).await? else {
             return Ok(AutoscalingPreState {
@@ -250,19 +284,23 @@ impl Handler for DetachFromAutoscaling {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &AutoscalingPreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &AutoscalingPreState,
+    ) -> Result<AutoscalingOutcome, ActionError> {
         let Some(before) = &pre.membership else {
-            return Ok(json!({
-                "changed": false,
-                "reason": format!("instance {} is in no Auto Scaling group; nothing to detach", pre.instance_id),
-            }));
+            return Ok(AutoscalingOutcome::unchanged(format!(
+                "instance {} is in no Auto Scaling group; nothing to detach",
+                pre.instance_id
+            )));
         };
         // Decide on the live state: after a crash the detach may already be done.
         let Some(current) = membership(ctx, &pre.instance_id).await? else {
-            return Ok(json!({
-                "changed": false,
-                "reason": format!("instance {} was already detached from {}", pre.instance_id, before.group_name),
-            }));
+            return Ok(AutoscalingOutcome::unchanged(format!(
+                "instance {} was already detached from {}",
+                pre.instance_id, before.group_name
+            )));
         };
         let group = current.auto_scaling_group_name().unwrap_or_default();
         let state = current.lifecycle_state().unwrap_or_default();
@@ -278,64 +316,62 @@ impl Handler for DetachFromAutoscaling {
             ));
         }
         if is_standby(state) {
-            return Ok(json!({
-                "changed": false,
-                "reason": format!(
-                    "instance {} is in {state} in {group}: the group neither replaces nor terminates it and sends it no load-balancer traffic; left as is",
-                    pre.instance_id
-                ),
-            }));
+            return Ok(AutoscalingOutcome::unchanged(format!(
+                "instance {} is in {state} in {group}: the group neither replaces nor terminates it and sends it no load-balancer traffic; left as is",
+                pre.instance_id
+            )));
         }
         if is_detaching(state) {
-            return Ok(json!({
-                "changed": false,
-                "reason": format!("instance {} is already being detached from {group}", pre.instance_id),
-            }));
+            return Ok(AutoscalingOutcome::unchanged(format!(
+                "instance {} is already being detached from {group}",
+                pre.instance_id
+            )));
         }
         if state != "InService" {
             return Err(refuse_detach(&pre.instance_id, group, state));
         }
         let clients = ctx.clients();
-        clients.limit("AutoScaling.DetachInstances").await;
-        let result = clients
+        let request = clients
             .autoscaling
             .detach_instances()
             .auto_scaling_group_name(group)
             .instance_ids(&pre.instance_id)
-            .should_decrement_desired_capacity(false)
-            .send()
+            .should_decrement_desired_capacity(false);
+        let result = clients
+            .call(
+                &ops::AUTOSCALING_DETACH_INSTANCES,
+                &pre.instance_id,
+                request,
+            )
             .await;
         if let Err(e) = result {
             // A concurrent detach wins the race: that is the goal, not a failure.
             if membership(ctx, &pre.instance_id).await?.is_none() {
-                return Ok(json!({
-                    "changed": false,
-                    "reason": format!("instance {} was detached from {group} concurrently", pre.instance_id),
-                }));
+                return Ok(AutoscalingOutcome::unchanged(format!(
+                    "instance {} was detached from {group} concurrently",
+                    pre.instance_id
+                )));
             }
-            return Err(sdk_error(
-                e,
-                "DetachInstances",
-                "autoscaling:DetachInstances",
-                &pre.instance_id,
-            ));
+            return Err(e.into());
         }
         info!(instance = %pre.instance_id, group, "detached from Auto Scaling group");
-        Ok(json!({
-            "changed": true,
-            "group": group,
-            "should-decrement-desired-capacity": false,
-            "note": format!(
+        Ok(AutoscalingOutcome {
+            changed: true,
+            reason: None,
+            group: Some(group.to_string()),
+            should_decrement_desired_capacity: Some(false),
+            note: Some(format!(
                 "the group launches a replacement to keep its desired capacity of {}",
                 before.capacity.desired_capacity
-            ),
-        }))
+            )),
+        })
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _p: &Params,
         pre: &AutoscalingPreState,
-        _outcome: &Value,
+        _outcome: &AutoscalingOutcome,
     ) -> Result<(), ActionError> {
         if pre.membership.is_none() {
             return Ok(());
@@ -363,13 +399,19 @@ impl Handler for DetachFromAutoscaling {
 
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &Params,
         pre: &AutoscalingPreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
+        _outcome: Option<&AutoscalingOutcome>,
+    ) -> Result<AutoscalingUndone, ActionError> {
         let Some(before) = &pre.membership else {
-            return Ok(
-                json!({"changed": false, "reason": "the instance was in no Auto Scaling group; nothing to restore"}),
-            );
+            return Ok(AutoscalingUndone {
+                changed: false,
+                reason: Some(
+                    "the instance was in no Auto Scaling group; nothing to restore".to_string(),
+                ),
+                group: None,
+                done: Vec::new(),
+            });
         };
         let group = before.group_name.as_str();
         let mut done: Vec<String> = Vec::new();
@@ -432,25 +474,24 @@ impl Handler for DetachFromAutoscaling {
                     done.push(format!("made room in {group} ({room})"));
                 }
                 let clients = ctx.clients();
-                clients.limit("AutoScaling.AttachInstances").await;
-                let result = clients
+                let request = clients
                     .autoscaling
                     .attach_instances()
                     .auto_scaling_group_name(group)
-                    .instance_ids(&pre.instance_id)
-                    .send()
+                    .instance_ids(&pre.instance_id);
+                let result = clients
+                    .call(
+                        &ops::AUTOSCALING_ATTACH_INSTANCES,
+                        &pre.instance_id,
+                        request,
+                    )
                     .await;
                 current = membership(ctx, &pre.instance_id).await?;
                 // Attached concurrently (or the error came after it took): fine.
                 if let Err(e) = result
                     && current.is_none()
                 {
-                    let mut err = sdk_error(
-                        e,
-                        "AttachInstances",
-                        "autoscaling:AttachInstances",
-                        &pre.instance_id,
-                    );
+                    let mut err = ActionError::from(e);
                     err.hint = format!(
                         "{}; the group's capacity may be one below its pre-state ({}) until rollback succeeds",
                         err.hint, before.capacity
@@ -472,36 +513,37 @@ impl Handler for DetachFromAutoscaling {
             .unwrap_or(false);
         if protected != before.protected_from_scale_in {
             let clients = ctx.clients();
-            clients.limit("AutoScaling.SetInstanceProtection").await;
-            clients
+            let request = clients
                 .autoscaling
                 .set_instance_protection()
                 .auto_scaling_group_name(group)
                 .instance_ids(&pre.instance_id)
-                .protected_from_scale_in(before.protected_from_scale_in)
-                .send()
-                .await
-                .map_err(|e| {
-                    sdk_error(
-                        e,
-                        "SetInstanceProtection",
-                        "autoscaling:SetInstanceProtection",
-                        &pre.instance_id,
-                    )
-                })?;
+                .protected_from_scale_in(before.protected_from_scale_in);
+            clients
+                .call(
+                    &ops::AUTOSCALING_SET_INSTANCE_PROTECTION,
+                    &pre.instance_id,
+                    request,
+                )
+                .await?;
             done.push(format!(
                 "set scale-in protection back to {}",
                 before.protected_from_scale_in
             ));
         }
-        Ok(json!({
-            "changed": !done.is_empty(),
-            "group": group,
-            "done": done,
-        }))
+        Ok(AutoscalingUndone {
+            changed: !done.is_empty(),
+            reason: None,
+            group: Some(group.to_string()),
+            done,
+        })
     }
 
-    async fn verify_undone(ctx: Ctx<'_>, pre: &AutoscalingPreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &AutoscalingPreState,
+    ) -> Result<(), ActionError> {
         let current = membership(ctx, &pre.instance_id).await?;
         let Some(before) = &pre.membership else {
             return match current {
@@ -558,11 +600,14 @@ impl Handler for DetachFromAutoscaling {
         Ok(())
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &AutoscalingPreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _p: &Params, pre: &AutoscalingPreState) -> Vec<String> {
         match &pre.membership {
             Some(m) if m.lifecycle_state == "InService" => vec![format!(
-                "autoscaling:DetachInstances auto-scaling-group-name={} instance-ids={} should-decrement-desired-capacity=false (the group launches a replacement to keep desired capacity {})",
-                m.group_name, pre.instance_id, m.capacity.desired_capacity
+                "{} auto-scaling-group-name={} instance-ids={} should-decrement-desired-capacity=false (the group launches a replacement to keep desired capacity {})",
+                ops::AUTOSCALING_DETACH_INSTANCES.iam_action,
+                m.group_name,
+                pre.instance_id,
+                m.capacity.desired_capacity
             )],
             _ => Vec::new(),
         }

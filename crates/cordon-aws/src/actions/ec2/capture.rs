@@ -6,20 +6,22 @@
 //! the instance looked like. Deleting it would break the case's manifest and
 //! hash chain, and an Object Lock bucket would refuse it anyway.
 
-use aws_sdk_ec2::types::{
-    Filter, Instance, IpPermission, NetworkInterface, SecurityGroup, Tag, Volume,
-};
+use aws_sdk_ec2::types::{Instance, IpPermission, NetworkInterface, SecurityGroup, Tag, Volume};
 use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
+use cordon_core::action::{
+    CaptureConsoleOutput as ConsoleParams, CaptureInstanceMetadata as MetadataParams,
+};
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::info;
 
-use super::{describe_instance, instance_network_interfaces};
+use super::{describe_instance, filter, instance_network_interfaces};
 use crate::actions::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::call::items;
 use crate::evidence::{EvidenceRef, EvidenceStore, get_s3, sha256_hex};
+use crate::ops;
 
 /// The handler for `capture-instance-metadata`.
 #[derive(Debug)]
@@ -36,6 +38,51 @@ pub struct CaptureConsoleOutput;
 pub struct CapturePreState {
     pub instance_id: String,
     pub instance_state: Option<String>,
+}
+
+/// What `capture-instance-metadata` stored: the evidence object and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MetadataOutcome {
+    /// Where the document is, its size and SHA-256.
+    #[serde(flatten)]
+    pub evidence: EvidenceRef,
+    pub instance_id: String,
+    /// How many of each the document describes.
+    pub network_interfaces: usize,
+    pub volumes: usize,
+    pub security_groups: usize,
+}
+
+/// What `capture-console-output` stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ConsoleOutcome {
+    /// Where the output is, its size and SHA-256.
+    #[serde(flatten)]
+    pub evidence: EvidenceRef,
+    pub instance_id: String,
+    /// Whether the latest output was asked for (Nitro instances).
+    pub latest: bool,
+    /// EC2 had no output to give.
+    pub empty: bool,
+    /// When EC2 took the output (RFC 3339).
+    pub console_timestamp: Option<String>,
+    /// Why an empty capture is not a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Rollback of a capture: the evidence stays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CaptureUndone {
+    /// Always false: a capture changed nothing.
+    pub changed: bool,
+    /// The evidence kept; absent when the capture never completed.
+    pub kept: Option<String>,
+    /// Why it is kept.
+    pub reason: String,
 }
 
 /// The evidence object name for an instance's metadata document.
@@ -88,21 +135,10 @@ pub async fn read_evidence(ctx: Ctx<'_>, evidence: &EvidenceRef) -> Result<Vec<u
     ))
 }
 
-/// Re-hashes the stored object named by `outcome` and compares it with the
-/// size and SHA-256 recorded when it was written.
-async fn verify_evidence(ctx: Ctx<'_>, outcome: &Value) -> Result<(), ActionError> {
-    let evidence: EvidenceRef = serde_json::from_value(outcome.clone()).map_err(|e| {
-        ActionError::new(
-            ErrorKind::Other,
-            ctx.step.id.clone(),
-            format!(
-                "the journaled outcome of step `{}` names no evidence object: {e}",
-                ctx.step.id
-            ),
-            "the journal was written by another cordon version or edited; run the capture again",
-        )
-    })?;
-    let bytes = read_evidence(ctx, &evidence).await?;
+/// Re-hashes the stored object and compares it with the size and SHA-256
+/// recorded when it was written.
+async fn verify_evidence(ctx: Ctx<'_>, evidence: &EvidenceRef) -> Result<(), ActionError> {
+    let bytes = read_evidence(ctx, evidence).await?;
     let sha256 = sha256_hex(&bytes);
     if sha256 != evidence.sha256 || bytes.len() as u64 != evidence.size {
         return Err(ActionError::new(
@@ -120,27 +156,18 @@ async fn verify_evidence(ctx: Ctx<'_>, outcome: &Value) -> Result<(), ActionErro
     Ok(())
 }
 
-/// The outcome of a capture: the evidence reference, flattened, plus details.
-fn capture_outcome(evidence: &EvidenceRef, extra: Value) -> Value {
-    let mut outcome = serde_json::to_value(evidence).unwrap_or_else(|_| json!({}));
-    if let (Some(outcome), Value::Object(extra)) = (outcome.as_object_mut(), extra) {
-        outcome.extend(extra);
-    }
-    outcome
-}
-
-fn kept(outcome: Option<&Value>) -> Value {
-    match outcome.and_then(|o| o.get("location")) {
-        Some(location) => json!({
-            "changed": false,
-            "kept": location,
-            "reason": "evidence is kept on rollback: it records what was seen, and the case manifest depends on it",
-        }),
-        None => json!({
-            "changed": false,
-            "kept": null,
-            "reason": "the capture never completed; nothing was recorded, and any evidence file it wrote is kept",
-        }),
+fn kept(evidence: Option<&EvidenceRef>) -> CaptureUndone {
+    match evidence {
+        Some(evidence) => CaptureUndone {
+            changed: false,
+            kept: Some(evidence.location.clone()),
+            reason: "evidence is kept on rollback: it records what was seen, and the case manifest depends on it".to_string(),
+        },
+        None => CaptureUndone {
+            changed: false,
+            kept: None,
+            reason: "the capture never completed; nothing was recorded, and any evidence file it wrote is kept".to_string(),
+        },
     }
 }
 
@@ -305,29 +332,14 @@ fn security_group_json(g: &SecurityGroup) -> Value {
 /// Every EBS volume attached to the instance (filtered, paginated).
 async fn instance_volumes(ctx: Ctx<'_>, instance_id: &str) -> Result<Vec<Volume>, ActionError> {
     let clients = ctx.clients();
-    let mut volumes = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        clients.limit("DescribeVolumes").await;
-        let out = clients
-            .ec2
-            .describe_volumes()
-            .filters(
-                Filter::builder()
-                    .name("attachment.instance-id")
-                    .values(instance_id)
-                    .build(),
-            )
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, "DescribeVolumes", "ec2:DescribeVolumes", instance_id))?;
-        volumes.extend(out.volumes().iter().cloned());
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(volumes),
-        }
-    }
+    let request = clients
+        .ec2
+        .describe_volumes()
+        .filters(filter("attachment.instance-id", [instance_id]));
+    let pages = clients
+        .paginate(&ops::EC2_DESCRIBE_VOLUMES, instance_id, request)
+        .await?;
+    Ok(items(&pages, |page| page.volumes()))
 }
 
 /// The given security groups, in the order asked for.
@@ -340,21 +352,13 @@ async fn security_groups(
         return Ok(Vec::new());
     }
     let clients = ctx.clients();
-    clients.limit("DescribeSecurityGroups").await;
-    let out = clients
+    let request = clients
         .ec2
         .describe_security_groups()
-        .set_group_ids(Some(group_ids.to_vec()))
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "DescribeSecurityGroups",
-                "ec2:DescribeSecurityGroups",
-                instance_id,
-            )
-        })?;
+        .set_group_ids(Some(group_ids.to_vec()));
+    let out = clients
+        .call(&ops::EC2_DESCRIBE_SECURITY_GROUPS, instance_id, request)
+        .await?;
     let mut found = out.security_groups().to_vec();
     found.sort_by_key(|g| {
         group_ids
@@ -365,9 +369,12 @@ async fn security_groups(
 }
 
 impl Handler for CaptureInstanceMetadata {
+    type Params = MetadataParams;
     type PreState = CapturePreState;
+    type Outcome = MetadataOutcome;
+    type Undone = CaptureUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<CapturePreState, ActionError> {
+    async fn pre_state(ctx: Ctx<'_>, _p: &MetadataParams) -> Result<CapturePreState, ActionError> {
         let instance_id = &ctx.instance()?.instance_id;
         // Fails early, and clearly, when the instance is gone.
         let instance = describe_instance(ctx, instance_id).await?;
@@ -380,7 +387,11 @@ impl Handler for CaptureInstanceMetadata {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &CapturePreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        _p: &MetadataParams,
+        pre: &CapturePreState,
+    ) -> Result<MetadataOutcome, ActionError> {
         let id = pre.instance_id.as_str();
         let instance = describe_instance(ctx, id).await?;
         let enis = instance_network_interfaces(ctx, id).await?;
@@ -424,38 +435,42 @@ impl Handler for CaptureInstanceMetadata {
             .put(&ctx.plan.case_id, &metadata_evidence_name(id), bytes)
             .await?;
         info!(instance = id, location = %evidence.location, sha256 = %evidence.sha256, "instance metadata captured");
-        Ok(capture_outcome(
-            &evidence,
-            json!({
-                "instance-id": id,
-                "network-interfaces": enis.len(),
-                "volumes": volumes.len(),
-                "security-groups": groups.len(),
-            }),
-        ))
+        Ok(MetadataOutcome {
+            evidence,
+            instance_id: id.to_string(),
+            network_interfaces: enis.len(),
+            volumes: volumes.len(),
+            security_groups: groups.len(),
+        })
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _p: &MetadataParams,
         _pre: &CapturePreState,
-        outcome: &Value,
+        outcome: &MetadataOutcome,
     ) -> Result<(), ActionError> {
-        verify_evidence(ctx, outcome).await
+        verify_evidence(ctx, &outcome.evidence).await
     }
 
     async fn undo(
         _ctx: Ctx<'_>,
+        _p: &MetadataParams,
         _pre: &CapturePreState,
-        outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        Ok(kept(outcome))
+        outcome: Option<&MetadataOutcome>,
+    ) -> Result<CaptureUndone, ActionError> {
+        Ok(kept(outcome.map(|o| &o.evidence)))
     }
 
-    async fn verify_undone(_ctx: Ctx<'_>, _pre: &CapturePreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        _ctx: Ctx<'_>,
+        _p: &MetadataParams,
+        _pre: &CapturePreState,
+    ) -> Result<(), ActionError> {
         Ok(())
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &CapturePreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _p: &MetadataParams, pre: &CapturePreState) -> Vec<String> {
         vec![format!(
             "evidence: write {} to the case's evidence store (read-only on the instance)",
             metadata_evidence_name(&pre.instance_id)
@@ -464,34 +479,38 @@ impl Handler for CaptureInstanceMetadata {
 }
 
 impl Handler for CaptureConsoleOutput {
+    type Params = ConsoleParams;
     type PreState = CapturePreState;
+    type Outcome = ConsoleOutcome;
+    type Undone = CaptureUndone;
 
     /// No AWS call: the step's only permission is `ec2:GetConsoleOutput`, which
     /// itself fails clearly (`InvalidInstanceID.NotFound`) for a missing instance.
-    async fn pre_state(ctx: Ctx<'_>) -> Result<CapturePreState, ActionError> {
+    async fn pre_state(ctx: Ctx<'_>, _p: &ConsoleParams) -> Result<CapturePreState, ActionError> {
         Ok(CapturePreState {
             instance_id: ctx.instance()?.instance_id.clone(),
             instance_state: None,
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &CapturePreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        p: &ConsoleParams,
+        pre: &CapturePreState,
+    ) -> Result<ConsoleOutcome, ActionError> {
         let id = pre.instance_id.as_str();
-        let latest = match &ctx.step.action {
-            cordon_core::action::Action::CaptureConsoleOutput(params) => params.latest,
-            _ => false,
-        };
+        let latest = p.latest;
         let clients = ctx.clients();
-        clients.limit("GetConsoleOutput").await;
-        let out = clients
+        let request = clients
             .ec2
             .get_console_output()
             .instance_id(id)
-            .latest(latest)
-            .send()
+            .latest(latest);
+        let out = clients
+            .call(&ops::EC2_GET_CONSOLE_OUTPUT, id, request)
             .await
             .map_err(|e| {
-                let mut err = sdk_error(e, "GetConsoleOutput", "ec2:GetConsoleOutput", id);
+                let mut err = ActionError::from(e);
                 if latest && err.kind == ErrorKind::Other {
                     err.hint = format!(
                         "{}; `latest: true` only works on Nitro instances: set it to false for older types",
@@ -516,41 +535,45 @@ impl Handler for CaptureConsoleOutput {
             .put(&ctx.plan.case_id, &console_evidence_name(id), bytes)
             .await?;
         info!(instance = id, location = %evidence.location, empty, "console output captured");
-        let mut extra = json!({
-            "instance-id": id,
-            "latest": latest,
-            "empty": empty,
-            "console-timestamp": timestamp(out.timestamp()),
-        });
-        if empty {
-            extra["note"] = json!(
-                "EC2 had no console output for the instance (it may have just started, or be a type that buffers none)"
-            );
-        }
-        Ok(capture_outcome(&evidence, extra))
+        Ok(ConsoleOutcome {
+            evidence,
+            instance_id: id.to_string(),
+            latest,
+            empty,
+            console_timestamp: timestamp(out.timestamp()),
+            note: empty.then(|| {
+                "EC2 had no console output for the instance (it may have just started, or be a type that buffers none)".to_string()
+            }),
+        })
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _p: &ConsoleParams,
         _pre: &CapturePreState,
-        outcome: &Value,
+        outcome: &ConsoleOutcome,
     ) -> Result<(), ActionError> {
-        verify_evidence(ctx, outcome).await
+        verify_evidence(ctx, &outcome.evidence).await
     }
 
     async fn undo(
         _ctx: Ctx<'_>,
+        _p: &ConsoleParams,
         _pre: &CapturePreState,
-        outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        Ok(kept(outcome))
+        outcome: Option<&ConsoleOutcome>,
+    ) -> Result<CaptureUndone, ActionError> {
+        Ok(kept(outcome.map(|o| &o.evidence)))
     }
 
-    async fn verify_undone(_ctx: Ctx<'_>, _pre: &CapturePreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        _ctx: Ctx<'_>,
+        _p: &ConsoleParams,
+        _pre: &CapturePreState,
+    ) -> Result<(), ActionError> {
         Ok(())
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &CapturePreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _p: &ConsoleParams, pre: &CapturePreState) -> Vec<String> {
         vec![format!(
             "evidence: write {} to the case's evidence store (read-only on the instance)",
             console_evidence_name(&pre.instance_id)

@@ -21,17 +21,17 @@ use aws_sdk_elasticloadbalancingv2::types::{
     TargetDescription, TargetHealthDescription, TargetHealthReasonEnum, TargetHealthStateEnum,
     TargetTypeEnum,
 };
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use cordon_core::action::DeregisterFromLoadBalancers as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, Span, info};
 
 use crate::actions::{Ctx, Handler};
 use crate::client::AwsClients;
-use crate::errors::sdk_error;
+use crate::ops;
+use crate::recorder::carry_action;
 
 /// Target groups queried at once: fast for accounts with many groups, gentle
 /// on the shared ELB API budget.
@@ -69,6 +69,57 @@ pub struct RegisteredTarget {
     pub id: String,
     pub port: Option<i32>,
     pub availability_zone: Option<String>,
+}
+
+/// What apply did in each target group, or why it did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ElbOutcome {
+    /// Whether any target was deregistered now.
+    pub changed: bool,
+    /// Why nothing was to be done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// One entry per target group of the pre-state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_groups: Vec<GroupResult>,
+    /// What a responder should keep in mind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One target group's part of apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GroupResult {
+    pub target_group_arn: String,
+    /// `id:port`, comma-separated.
+    pub targets: String,
+    /// `deregistered`, `already-deregistered` or `target-group-deleted`.
+    pub result: String,
+}
+
+/// What undo registered again, or why it did nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ElbUndone {
+    /// Whether any target was registered now.
+    pub changed: bool,
+    /// Why nothing was to be done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The targets registered again, per group.
+    #[serde(default)]
+    pub registered: Vec<GroupRegistered>,
+}
+
+/// Targets registered again in one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct GroupRegistered {
+    pub target_group_arn: String,
+    /// `id:port`, comma-separated.
+    pub targets: String,
 }
 
 impl RegisteredTarget {
@@ -112,7 +163,8 @@ fn is_registered(health: &TargetHealthDescription) -> bool {
         && th.reason() != Some(&TargetHealthReasonEnum::NotRegistered)
 }
 
-/// Runs the tasks at most [`CONCURRENT_GROUPS`] at a time; results in input order.
+/// Runs the tasks at most [`CONCURRENT_GROUPS`] at a time; results in input
+/// order. Each task keeps the step's action, so its calls are recorded under it.
 async fn concurrently<F, R>(tasks: Vec<F>) -> Result<Vec<R>, ActionError>
 where
     F: Future<Output = R> + Send + 'static,
@@ -124,11 +176,11 @@ where
     for (index, task) in tasks.into_iter().enumerate() {
         let permits = Arc::clone(&permits);
         set.spawn(
-            async move {
+            carry_action(async move {
                 // The semaphore is never closed, so acquiring cannot fail.
                 let _permit = permits.acquire_owned().await;
                 (index, task.await)
-            }
+            })
             .instrument(Span::current()),
         );
     }
@@ -153,43 +205,26 @@ async fn instance_target_groups(
     instance_id: &str,
 ) -> Result<Vec<(String, Option<String>)>, ActionError> {
     let clients = ctx.clients();
-    let mut groups = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        clients
-            .limit("ElasticLoadBalancingv2.DescribeTargetGroups")
-            .await;
-        let out = clients
-            .elbv2
-            .describe_target_groups()
-            .page_size(PAGE_SIZE)
-            .set_marker(marker.take())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "DescribeTargetGroups",
-                    "elasticloadbalancing:DescribeTargetGroups",
-                    instance_id,
-                )
-            })?;
-        for group in out.target_groups() {
-            let instance_type = group
+    let request = clients.elbv2.describe_target_groups().page_size(PAGE_SIZE);
+    let pages = clients
+        .paginate(&ops::ELBV2_DESCRIBE_TARGET_GROUPS, instance_id, request)
+        .await?;
+    Ok(pages
+        .iter()
+        .flat_map(|page| page.target_groups())
+        .filter(|group| {
+            group
                 .target_type()
-                .is_none_or(|t| *t == TargetTypeEnum::Instance);
-            if let (true, Some(arn)) = (instance_type, group.target_group_arn()) {
-                groups.push((
-                    arn.to_string(),
-                    group.target_group_name().map(str::to_string),
-                ));
-            }
-        }
-        match out.next_marker() {
-            Some(next) if !next.is_empty() => marker = Some(next.to_string()),
-            _ => return Ok(groups),
-        }
-    }
+                .is_none_or(|t| *t == TargetTypeEnum::Instance)
+        })
+        .filter_map(|group| {
+            let arn = group.target_group_arn()?;
+            Some((
+                arn.to_string(),
+                group.target_group_name().map(str::to_string),
+            ))
+        })
+        .collect())
 }
 
 /// `DescribeTargetHealth` for a group (all its targets, or just `targets`);
@@ -199,25 +234,23 @@ async fn target_health(
     group_arn: String,
     targets: Option<Vec<RegisteredTarget>>,
 ) -> Result<Option<Vec<TargetHealthDescription>>, ActionError> {
-    clients
-        .limit("ElasticLoadBalancingv2.DescribeTargetHealth")
-        .await;
     let request = clients
         .elbv2
         .describe_target_health()
         .target_group_arn(&group_arn)
         .set_targets(targets.map(|ts| ts.iter().map(RegisteredTarget::description).collect()));
-    match request.send().await {
+    match clients
+        .try_call(&ops::ELBV2_DESCRIBE_TARGET_HEALTH, &group_arn, request)
+        .await
+    {
         Ok(out) => Ok(Some(out.target_health_descriptions().to_vec())),
-        Err(e) if e.code() == Some("TargetGroupNotFound") => Ok(None),
-        Err(e) => Err(sdk_error(
-            e,
-            "DescribeTargetHealth",
-            "elasticloadbalancing:DescribeTargetHealth",
-            &group_arn,
-        )),
+        Err(e) if e.code() == Some(GROUP_NOT_FOUND) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
+
+/// ELBv2's answer about a target group that does not exist (any more).
+const GROUP_NOT_FOUND: &str = "TargetGroupNotFound";
 
 /// The pre-state's targets of `group` that are registered right now.
 async fn still_registered(
@@ -265,40 +298,32 @@ async fn deregister(
         Some(left) if left.is_empty() => return Ok(Deregistered::Already),
         Some(left) => left,
     };
-    clients
-        .limit("ElasticLoadBalancingv2.DeregisterTargets")
-        .await;
-    let result = clients
+    let request = clients
         .elbv2
         .deregister_targets()
         .target_group_arn(&group.target_group_arn)
         .set_targets(Some(
             left.iter().map(RegisteredTarget::description).collect(),
-        ))
-        .send()
+        ));
+    let result = clients
+        .try_call(
+            &ops::ELBV2_DEREGISTER_TARGETS,
+            &group.target_group_arn,
+            request,
+        )
         .await;
     match result {
         Ok(_) => Ok(Deregistered::Now(left)),
-        Err(e) if e.code() == Some("TargetGroupNotFound") => Ok(Deregistered::GroupDeleted),
+        Err(e) if e.code() == Some(GROUP_NOT_FOUND) => Ok(Deregistered::GroupDeleted),
         // Deregistered by someone else since the read: the state we want.
         Err(e) if e.code() == Some("InvalidTarget") => {
             match still_registered(clients, group.clone()).await? {
                 None => Ok(Deregistered::GroupDeleted),
                 Some(now) if now.is_empty() => Ok(Deregistered::Already),
-                Some(_) => Err(sdk_error(
-                    e,
-                    "DeregisterTargets",
-                    "elasticloadbalancing:DeregisterTargets",
-                    &group.target_group_arn,
-                )),
+                Some(_) => Err(e.into()),
             }
         }
-        Err(e) => Err(sdk_error(
-            e,
-            "DeregisterTargets",
-            "elasticloadbalancing:DeregisterTargets",
-            &group.target_group_arn,
-        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -320,28 +345,25 @@ async fn register_missing(
     if missing.is_empty() {
         return Ok(missing);
     }
-    clients
-        .limit("ElasticLoadBalancingv2.RegisterTargets")
-        .await;
-    clients
+    let request = clients
         .elbv2
         .register_targets()
         .target_group_arn(&group.target_group_arn)
         .set_targets(Some(
             missing.iter().map(RegisteredTarget::description).collect(),
-        ))
-        .send()
+        ));
+    clients
+        .try_call(
+            &ops::ELBV2_REGISTER_TARGETS,
+            &group.target_group_arn,
+            request,
+        )
         .await
         .map_err(|e| {
-            if e.code() == Some("TargetGroupNotFound") {
+            if e.code() == Some(GROUP_NOT_FOUND) {
                 return group_deleted(&group);
             }
-            sdk_error(
-                e,
-                "RegisterTargets",
-                "elasticloadbalancing:RegisterTargets",
-                &group.target_group_arn,
-            )
+            ActionError::from(e)
         })?;
     Ok(missing)
 }
@@ -359,9 +381,12 @@ fn group_deleted(group: &GroupRegistration) -> ActionError {
 }
 
 impl Handler for DeregisterFromLoadBalancers {
+    type Params = Params;
     type PreState = ElbPreState;
+    type Outcome = ElbOutcome;
+    type Undone = ElbUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<ElbPreState, ActionError> {
+    async fn pre_state(ctx: Ctx<'_>, _p: &Params) -> Result<ElbPreState, ActionError> {
         let instance_id = ctx.instance()?.instance_id.clone();
         let groups = instance_target_groups(ctx, &instance_id).await?;
         let clients = ctx.clients();
@@ -399,12 +424,21 @@ impl Handler for DeregisterFromLoadBalancers {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &ElbPreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &ElbPreState,
+    ) -> Result<ElbOutcome, ActionError> {
         if pre.registrations.is_empty() {
-            return Ok(json!({
-                "changed": false,
-                "reason": format!("instance {} is registered in no target group; nothing to deregister", pre.instance_id),
-            }));
+            return Ok(ElbOutcome {
+                changed: false,
+                reason: Some(format!(
+                    "instance {} is registered in no target group; nothing to deregister",
+                    pre.instance_id
+                )),
+                target_groups: Vec::new(),
+                note: None,
+            });
         }
         let clients = ctx.clients();
         let calls = pre
@@ -424,20 +458,29 @@ impl Handler for DeregisterFromLoadBalancers {
                 Deregistered::Already => ("already-deregistered", group.targets.clone()),
                 Deregistered::GroupDeleted => ("target-group-deleted", group.targets.clone()),
             };
-            groups.push(json!({
-                "target-group-arn": group.target_group_arn,
-                "targets": targets_label(&targets),
-                "result": result,
-            }));
+            groups.push(GroupResult {
+                target_group_arn: group.target_group_arn.clone(),
+                targets: targets_label(&targets),
+                result: result.to_string(),
+            });
         }
-        Ok(json!({
-            "changed": changed,
-            "target-groups": groups,
-            "note": "in-flight requests drain for each group's deregistration delay (300 s by default)",
-        }))
+        Ok(ElbOutcome {
+            changed,
+            reason: None,
+            target_groups: groups,
+            note: Some(
+                "in-flight requests drain for each group's deregistration delay (300 s by default)"
+                    .to_string(),
+            ),
+        })
     }
 
-    async fn verify(ctx: Ctx<'_>, pre: &ElbPreState, _outcome: &Value) -> Result<(), ActionError> {
+    async fn verify(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &ElbPreState,
+        _outcome: &ElbOutcome,
+    ) -> Result<(), ActionError> {
         let clients = ctx.clients();
         let checks = pre
             .registrations
@@ -465,13 +508,16 @@ impl Handler for DeregisterFromLoadBalancers {
 
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &Params,
         pre: &ElbPreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
+        _outcome: Option<&ElbOutcome>,
+    ) -> Result<ElbUndone, ActionError> {
         if pre.registrations.is_empty() {
-            return Ok(
-                json!({"changed": false, "reason": "the instance was in no target group; nothing to restore"}),
-            );
+            return Ok(ElbUndone {
+                changed: false,
+                reason: Some("the instance was in no target group; nothing to restore".to_string()),
+                registered: Vec::new(),
+            });
         }
         let clients = ctx.clients();
         let calls = pre
@@ -484,19 +530,24 @@ impl Handler for DeregisterFromLoadBalancers {
             let done = result?;
             if !done.is_empty() {
                 info!(instance = %pre.instance_id, target_group = %group.target_group_arn, "registered in target group again");
-                registered.push(json!({
-                    "target-group-arn": group.target_group_arn,
-                    "targets": targets_label(&done),
-                }));
+                registered.push(GroupRegistered {
+                    target_group_arn: group.target_group_arn.clone(),
+                    targets: targets_label(&done),
+                });
             }
         }
-        Ok(json!({
-            "changed": !registered.is_empty(),
-            "registered": registered,
-        }))
+        Ok(ElbUndone {
+            changed: !registered.is_empty(),
+            reason: None,
+            registered,
+        })
     }
 
-    async fn verify_undone(ctx: Ctx<'_>, pre: &ElbPreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &ElbPreState,
+    ) -> Result<(), ActionError> {
         let clients = ctx.clients();
         let checks = pre
             .registrations
@@ -528,12 +579,13 @@ impl Handler for DeregisterFromLoadBalancers {
         Ok(())
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &ElbPreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _p: &Params, pre: &ElbPreState) -> Vec<String> {
         pre.registrations
             .iter()
             .map(|group| {
                 format!(
-                    "elasticloadbalancing:DeregisterTargets target-group-arn={} targets={}",
+                    "{} target-group-arn={} targets={}",
+                    ops::ELBV2_DEREGISTER_TARGETS.iam_action,
                     group.target_group_arn,
                     targets_label(&group.targets)
                 )

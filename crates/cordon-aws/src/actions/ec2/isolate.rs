@@ -17,23 +17,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::{
     Filter, IpPermission, IpRange, Ipv6Range, NetworkInterface, ResourceType, SecurityGroup, Tag,
     TagSpecification,
 };
-use cordon_core::action::Action;
+use cordon_core::action::IsolateInstance as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tracing::warn;
 
 use super::{
-    BoxedCall, describe_instance, instance_network_interfaces, interface_group_ids, join_all,
-    network_interfaces_by_id, try_join_all,
+    BoxedCall, describe_instance, filter, instance_network_interfaces, interface_group_ids,
+    join_all, network_interfaces_by_id, try_join_all,
 };
 use crate::actions::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::call::items;
+use crate::ops;
 
 /// The `isolate-instance` handler.
 #[derive(Debug)]
@@ -41,8 +40,10 @@ pub struct IsolateInstance;
 
 /// Every ENI of the instance with its own groups, as read live before the step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct IsolationPreState {
     /// The instance the ENIs were attached to.
+    #[serde(alias = "instance_id")]
     pub instance_id: String,
     /// Ordered by device index.
     pub interfaces: Vec<InterfaceGroups>,
@@ -50,36 +51,47 @@ pub struct IsolationPreState {
 
 /// One ENI's groups before isolation: what undo puts back, exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct InterfaceGroups {
     /// The ENI.
+    #[serde(alias = "network_interface_id")]
     pub network_interface_id: String,
     /// Its VPC, which decides the isolation group it gets.
+    #[serde(alias = "vpc_id")]
     pub vpc_id: String,
     /// Attachment device index (0 = primary), for people reading the journal.
+    #[serde(alias = "device_index")]
     pub device_index: Option<i32>,
     /// Security group ids in the order AWS returned them.
+    #[serde(alias = "security_group_ids")]
     pub security_group_ids: Vec<String>,
 }
 
 /// What apply did; verify reads the group ids from here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct IsolationOutcome {
     /// The groups used in each VPC.
     pub groups: Vec<VpcGroups>,
     /// What happened to each ENI.
     pub interfaces: Vec<InterfaceResult>,
     /// What isolation by security group cannot stop.
+    #[serde(alias = "still_tracked")]
     pub still_tracked: String,
 }
 
 /// The isolation (and untrack) group of one VPC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct VpcGroups {
     /// The VPC.
+    #[serde(alias = "vpc_id")]
     pub vpc_id: String,
     /// The group with no rules every ENI of this VPC ends in.
+    #[serde(alias = "isolation_group_id")]
     pub isolation_group_id: String,
     /// The allow-all group ENIs pass through; absent when tracked connections are not cut.
+    #[serde(alias = "untrack_group_id")]
     pub untrack_group_id: Option<String>,
     /// Groups this run created (the rest were found and reused).
     pub created: Vec<String>,
@@ -89,19 +101,39 @@ pub struct VpcGroups {
 
 /// One ENI's swap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct InterfaceResult {
     /// The ENI.
+    #[serde(alias = "network_interface_id")]
     pub network_interface_id: String,
     /// Its VPC.
+    #[serde(alias = "vpc_id")]
     pub vpc_id: String,
     /// Groups it had before the step (from the pre-state).
+    #[serde(alias = "groups_before")]
     pub groups_before: Vec<String>,
     /// The allow-all group it passed through, when it did in this run.
+    #[serde(alias = "passed_through")]
     pub passed_through: Option<String>,
     /// Groups it has now.
+    #[serde(alias = "groups_after")]
     pub groups_after: Vec<String>,
     /// Anything unusual: already isolated by an earlier attempt, or deleted since.
     pub note: Option<String>,
+}
+
+/// What undo did to each ENI of the pre-state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct IsolationUndone {
+    /// ENIs put back in their own groups now.
+    pub restored: Vec<String>,
+    /// ENIs already back (a half-applied or already-undone step).
+    pub already_restored: Vec<String>,
+    /// ENIs deleted since: nothing to put back.
+    pub gone: Vec<String>,
+    /// Why the isolation groups are not deleted.
+    pub groups_kept: String,
 }
 
 /// Tag on the isolation groups, so people (and cordon) can tell what they are for.
@@ -116,22 +148,6 @@ const ANY_V6: &str = "::/0";
 pub const STILL_TRACKED: &str = "Security groups only stop what they track: ICMP and flows through NAT gateways, \
 Network Load Balancers, Gateway Load Balancers and transit gateways stay tracked and may live on until they idle out; \
 isolate those paths (NACLs, route tables, load balancer deregistration) if the threat uses them.";
-
-fn params<'a>(ctx: Ctx<'a>) -> Result<&'a cordon_core::action::IsolateInstance, ActionError> {
-    match &ctx.step.action {
-        Action::IsolateInstance(p) => Ok(p),
-        other => Err(ActionError::new(
-            ErrorKind::Other,
-            ctx.step.id.clone(),
-            format!(
-                "step `{}` reached the isolate-instance handler with a `{}` action",
-                ctx.step.id,
-                other.kind()
-            ),
-            "report this as a cordon bug",
-        )),
-    }
-}
 
 /// Name of the allow-all group that goes with isolation group `name`.
 pub fn untrack_group_name(name: &str) -> String {
@@ -206,15 +222,25 @@ fn rule_summary(rules: &[IpPermission]) -> Vec<String> {
         .collect()
 }
 
-fn is_code<E: ProvideErrorMetadata, R>(
-    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
-    code: &str,
-) -> bool {
-    err.code() == Some(code)
-}
-
 // ---------------------------------------------------------------------------
-// AWS calls, one function each, each taking its rate-limit token first.
+// AWS calls, one function each.
+
+/// Security groups matching every one of `filters` (paginated).
+async fn describe_groups(
+    ctx: Ctx<'_>,
+    filters: Vec<Filter>,
+    label: &str,
+) -> Result<Vec<SecurityGroup>, ActionError> {
+    let clients = ctx.clients();
+    let request = clients
+        .ec2
+        .describe_security_groups()
+        .set_filters(Some(filters));
+    let pages = clients
+        .paginate(&ops::EC2_DESCRIBE_SECURITY_GROUPS, label, request)
+        .await?;
+    Ok(items(&pages, |page| page.security_groups()))
+}
 
 /// The groups named `names` in `vpcs`: one filtered DescribeSecurityGroups for all VPCs.
 async fn find_groups(
@@ -222,70 +248,12 @@ async fn find_groups(
     vpcs: &[String],
     names: &[String],
 ) -> Result<Vec<SecurityGroup>, ActionError> {
-    let clients = ctx.clients();
-    let label = vpcs.join(",");
-    let mut found = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        clients.limit("DescribeSecurityGroups").await;
-        let out = clients
-            .ec2
-            .describe_security_groups()
-            .filters(
-                Filter::builder()
-                    .name("vpc-id")
-                    .set_values(Some(vpcs.to_vec()))
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("group-name")
-                    .set_values(Some(names.to_vec()))
-                    .build(),
-            )
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "DescribeSecurityGroups",
-                    "ec2:DescribeSecurityGroups",
-                    &label,
-                )
-            })?;
-        found.extend(out.security_groups().iter().cloned());
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(found),
-        }
-    }
+    let filters = vec![filter("vpc-id", vpcs), filter("group-name", names)];
+    describe_groups(ctx, filters, &vpcs.join(",")).await
 }
 
 async fn groups_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<SecurityGroup>, ActionError> {
-    let clients = ctx.clients();
-    let label = ids.join(",");
-    clients.limit("DescribeSecurityGroups").await;
-    let out = clients
-        .ec2
-        .describe_security_groups()
-        .filters(
-            Filter::builder()
-                .name("group-id")
-                .set_values(Some(ids.to_vec()))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "DescribeSecurityGroups",
-                "ec2:DescribeSecurityGroups",
-                &label,
-            )
-        })?;
-    Ok(out.security_groups().to_vec())
+    describe_groups(ctx, vec![filter("group-id", ids)], &ids.join(",")).await
 }
 
 /// Creates a tagged group; `None` when another worker created it first.
@@ -304,8 +272,7 @@ async fn create_group(
             "cordon untrack: allow-all group an ENI passes through for a moment so its tracked connections are cut. Do not use."
         }
     };
-    clients.limit("CreateSecurityGroup").await;
-    let result = clients
+    let request = clients
         .ec2
         .create_security_group()
         .vpc_id(vpc_id)
@@ -316,10 +283,9 @@ async fn create_group(
                 .resource_type(ResourceType::SecurityGroup)
                 .tags(Tag::builder().key(ROLE_TAG).value(role).build())
                 .build(),
-        )
-        .send()
-        .await;
-    match result {
+        );
+    let op = &ops::EC2_CREATE_SECURITY_GROUP;
+    match clients.try_call(op, vpc_id, request).await {
         Ok(out) => out
             .group_id()
             .map(|id| Some(id.to_string()))
@@ -327,17 +293,12 @@ async fn create_group(
                 ActionError::new(
                     ErrorKind::Other,
                     vpc_id,
-                    format!("CreateSecurityGroup for `{name}` returned no group id"),
+                    format!("{op} for `{name}` returned no group id"),
                     "retry; if it persists, create the group by hand",
                 )
             }),
-        Err(e) if is_code(&e, "InvalidGroup.Duplicate") => Ok(None),
-        Err(e) => Err(sdk_error(
-            e,
-            "CreateSecurityGroup",
-            "ec2:CreateSecurityGroup",
-            vpc_id,
-        )),
+        Err(e) if e.code() == Some("InvalidGroup.Duplicate") => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -347,24 +308,16 @@ async fn revoke_egress(
     rules: Vec<IpPermission>,
 ) -> Result<(), ActionError> {
     let clients = ctx.clients();
-    clients.limit("RevokeSecurityGroupEgress").await;
     // AWS answers success (listing `UnknownIpPermissions`) for rules that are
     // not there, so revoking the IPv6 default where there is none is harmless.
-    clients
+    let request = clients
         .ec2
         .revoke_security_group_egress()
         .group_id(group_id)
-        .set_ip_permissions(Some(rules))
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "RevokeSecurityGroupEgress",
-                "ec2:RevokeSecurityGroupEgress",
-                group_id,
-            )
-        })?;
+        .set_ip_permissions(Some(rules));
+    clients
+        .call(&ops::EC2_REVOKE_SECURITY_GROUP_EGRESS, group_id, request)
+        .await?;
     Ok(())
 }
 
@@ -378,65 +331,57 @@ async fn authorize(
         return Ok(());
     }
     let clients = ctx.clients();
-    if ingress {
-        clients.limit("AuthorizeSecurityGroupIngress").await;
-        clients
+    let result = if ingress {
+        let request = clients
             .ec2
             .authorize_security_group_ingress()
             .group_id(group_id)
-            .set_ip_permissions(Some(rules))
-            .send()
+            .set_ip_permissions(Some(rules));
+        clients
+            .try_call(
+                &ops::EC2_AUTHORIZE_SECURITY_GROUP_INGRESS,
+                group_id,
+                request,
+            )
             .await
             .map(drop)
-            .or_else(|e| match is_code(&e, "InvalidPermission.Duplicate") {
-                true => Ok(()),
-                false => Err(sdk_error(
-                    e,
-                    "AuthorizeSecurityGroupIngress",
-                    "ec2:AuthorizeSecurityGroupIngress",
-                    group_id,
-                )),
-            })
+            .map_err(|e| (e.code() == Some(DUPLICATE_RULE), e.into_error()))
     } else {
-        clients.limit("AuthorizeSecurityGroupEgress").await;
-        clients
+        let request = clients
             .ec2
             .authorize_security_group_egress()
             .group_id(group_id)
-            .set_ip_permissions(Some(rules))
-            .send()
+            .set_ip_permissions(Some(rules));
+        clients
+            .try_call(&ops::EC2_AUTHORIZE_SECURITY_GROUP_EGRESS, group_id, request)
             .await
             .map(drop)
-            .or_else(|e| match is_code(&e, "InvalidPermission.Duplicate") {
-                true => Ok(()),
-                false => Err(sdk_error(
-                    e,
-                    "AuthorizeSecurityGroupEgress",
-                    "ec2:AuthorizeSecurityGroupEgress",
-                    group_id,
-                )),
-            })
+            .map_err(|e| (e.code() == Some(DUPLICATE_RULE), e.into_error()))
+    };
+    match result {
+        // The rule is there already: what authorizing it is for.
+        Err((true, _)) | Ok(()) => Ok(()),
+        Err((false, e)) => Err(e.into()),
     }
 }
 
+/// The answer to authorizing a rule a group already has.
+const DUPLICATE_RULE: &str = "InvalidPermission.Duplicate";
+
 async fn set_groups(ctx: Ctx<'_>, eni_id: &str, groups: &[String]) -> Result<(), ActionError> {
     let clients = ctx.clients();
-    clients.limit("ModifyNetworkInterfaceAttribute").await;
-    clients
+    let request = clients
         .ec2
         .modify_network_interface_attribute()
         .network_interface_id(eni_id)
-        .set_groups(Some(groups.to_vec()))
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "ModifyNetworkInterfaceAttribute",
-                "ec2:ModifyNetworkInterfaceAttribute",
-                eni_id,
-            )
-        })?;
+        .set_groups(Some(groups.to_vec()));
+    clients
+        .call(
+            &ops::EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE,
+            eni_id,
+            request,
+        )
+        .await?;
     Ok(())
 }
 
@@ -476,7 +421,9 @@ async fn ensure_isolation_group(
             ErrorKind::Conflict,
             vpc_id,
             format!(
-                "security group `{name}` both exists (CreateSecurityGroup) and does not (DescribeSecurityGroups)"
+                "security group `{name}` both exists ({}) and does not ({})",
+                ops::EC2_CREATE_SECURITY_GROUP,
+                ops::EC2_DESCRIBE_SECURITY_GROUPS
             ),
             "EC2 is eventually consistent; the step is retried",
         ));
@@ -583,7 +530,7 @@ async fn ensure_untrack_group(
 /// all of them, then each VPC's (and each group's) set-up concurrently.
 async fn ensure_groups(
     ctx: Ctx<'_>,
-    p: &cordon_core::action::IsolateInstance,
+    p: &Params,
     vpcs: &[String],
 ) -> Result<Vec<VpcGroups>, ActionError> {
     let untrack_name = untrack_group_name(&p.isolation_group_name);
@@ -693,59 +640,196 @@ fn plan_swap(live: Option<&[String]>, groups: &VpcGroups) -> Swap {
     }
 }
 
-fn outcome_of(step_id: &str, outcome: &Value) -> Result<IsolationOutcome, ActionError> {
-    serde_json::from_value(outcome.clone()).map_err(|e| {
-        ActionError::new(
-            ErrorKind::Other,
-            step_id,
-            format!("the journaled outcome of step `{step_id}` is unreadable: {e}"),
-            "the journal was written by another cordon version or edited; check the instance's ENIs by hand",
-        )
-    })
-}
-
-fn describe_lines(
-    p: &cordon_core::action::IsolateInstance,
-    pre: &IsolationPreState,
-) -> Vec<String> {
+fn describe_lines(p: &Params, pre: &IsolationPreState) -> Vec<String> {
     let name = &p.isolation_group_name;
     let untrack = untrack_group_name(name);
+    let create = ops::EC2_CREATE_SECURITY_GROUP.iam_action;
+    let revoke = ops::EC2_REVOKE_SECURITY_GROUP_EGRESS.iam_action;
+    let authorize_in = ops::EC2_AUTHORIZE_SECURITY_GROUP_INGRESS.iam_action;
+    let authorize_out = ops::EC2_AUTHORIZE_SECURITY_GROUP_EGRESS.iam_action;
+    let swap = ops::EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.iam_action;
     let mut lines = Vec::new();
     for vpc in distinct_vpcs(&pre.interfaces) {
         lines.push(format!(
-            "ec2:CreateSecurityGroup {name} in {vpc} tagged {ROLE_TAG}={ISOLATION_ROLE}, then ec2:RevokeSecurityGroupEgress of its default rule (only if absent; otherwise reused)"
+            "{create} {name} in {vpc} tagged {ROLE_TAG}={ISOLATION_ROLE}, then {revoke} of its default rule (only if absent; otherwise reused)"
         ));
         if p.cut_tracked_connections {
             lines.push(format!(
-                "ec2:CreateSecurityGroup {untrack} in {vpc} tagged {ROLE_TAG}={UNTRACK_ROLE}, then ec2:AuthorizeSecurityGroupIngress/Egress all traffic {ANY_V4} and {ANY_V6} (only if absent; otherwise reused)"
+                "{create} {untrack} in {vpc} tagged {ROLE_TAG}={UNTRACK_ROLE}, then {authorize_in} and {authorize_out} all traffic {ANY_V4} and {ANY_V6} (only if absent; otherwise reused)"
             ));
         }
     }
     if p.cut_tracked_connections {
         for eni in &pre.interfaces {
             lines.push(format!(
-                "ec2:ModifyNetworkInterfaceAttribute {} groups=[{untrack} of {}]",
+                "{swap} {} groups=[{untrack} of {}]",
                 eni.network_interface_id, eni.vpc_id
             ));
         }
     }
     for eni in &pre.interfaces {
         lines.push(format!(
-            "ec2:ModifyNetworkInterfaceAttribute {} groups=[{name} of {}]",
+            "{swap} {} groups=[{name} of {}]",
             eni.network_interface_id, eni.vpc_id
         ));
     }
     lines
 }
 
+/// One ENI's part in apply: the ENI, its VPC's groups and its swap.
+type SwapPlan<'a> = (&'a InterfaceGroups, &'a VpcGroups, Swap);
+
+/// Each ENI's groups as they read now, by ENI id (deleted ENIs are absent).
+async fn live_groups(
+    ctx: Ctx<'_>,
+    interfaces: &[InterfaceGroups],
+) -> Result<BTreeMap<String, Vec<String>>, ActionError> {
+    let ids: Vec<String> = interfaces
+        .iter()
+        .map(|i| i.network_interface_id.clone())
+        .collect();
+    Ok(network_interfaces_by_id(ctx, &ids)
+        .await?
+        .iter()
+        .map(|n| {
+            (
+                n.network_interface_id().unwrap_or_default().to_string(),
+                interface_group_ids(n),
+            )
+        })
+        .collect())
+}
+
+/// Decides each ENI's swap from its live groups; ENIs of a VPC without
+/// groups (never: every VPC of the pre-state gets them) are left out.
+fn plan_swaps<'a>(
+    pre: &'a IsolationPreState,
+    groups: &'a [VpcGroups],
+    live: &BTreeMap<String, Vec<String>>,
+) -> Vec<SwapPlan<'a>> {
+    let by_vpc: BTreeMap<&str, &VpcGroups> =
+        groups.iter().map(|g| (g.vpc_id.as_str(), g)).collect();
+    pre.interfaces
+        .iter()
+        .filter_map(|eni| {
+            let g = by_vpc.get(eni.vpc_id.as_str())?;
+            let swap = plan_swap(live.get(&eni.network_interface_id).map(Vec::as_slice), g);
+            Some((eni, *g, swap))
+        })
+        .collect()
+}
+
+/// Phase 1: every ENI that needs it into the allow-all group, at once.
+async fn pass_through_untrack(
+    ctx: Ctx<'_>,
+    plans: &[SwapPlan<'_>],
+) -> Vec<Result<(), ActionError>> {
+    join_all(
+        plans
+            .iter()
+            .map(|(eni, g, swap)| async move {
+                match (swap, &g.untrack_group_id) {
+                    (Swap::Both, Some(untrack)) => {
+                        set_groups(
+                            ctx,
+                            &eni.network_interface_id,
+                            std::slice::from_ref(untrack),
+                        )
+                        .await
+                    }
+                    _ => Ok(()),
+                }
+            })
+            .collect(),
+    )
+    .await
+}
+
+/// Phase 2: every ENI whose phase 1 went through into the isolation group.
+/// An ENI that cannot be isolated is put back in its own groups rather than
+/// left in the allow-all group.
+async fn move_to_isolation(
+    ctx: Ctx<'_>,
+    plans: &[SwapPlan<'_>],
+    phase1: &[Result<(), ActionError>],
+) -> Vec<Result<(), ActionError>> {
+    join_all(
+        plans
+            .iter()
+            .zip(phase1)
+            .map(|((eni, g, swap), first)| async move {
+                if !matches!((swap, first), (Swap::Both | Swap::Isolate, Ok(()))) {
+                    return Ok(());
+                }
+                let id = &eni.network_interface_id;
+                let isolated =
+                    set_groups(ctx, id, std::slice::from_ref(&g.isolation_group_id)).await;
+                if isolated.is_err()
+                    && let Err(back) = set_groups(ctx, id, &eni.security_group_ids).await
+                {
+                    warn!(eni = %id, error = %back, "could not move the ENI out of the allow-all group");
+                }
+                isolated
+            })
+            .collect(),
+    )
+    .await
+}
+
+/// Each ENI's result from its plan and its two phases, and the failures.
+fn interface_results(
+    plans: &[SwapPlan<'_>],
+    live: &BTreeMap<String, Vec<String>>,
+    phase1: Vec<Result<(), ActionError>>,
+    phase2: Vec<Result<(), ActionError>>,
+) -> (Vec<InterfaceResult>, Vec<ActionError>) {
+    let mut interfaces = Vec::new();
+    let mut errors = Vec::new();
+    for (((eni, g, swap), first), second) in plans.iter().zip(phase1).zip(phase2) {
+        let failed = first.err().or(second.err());
+        let (groups_after, note) = match (swap, &failed) {
+            (_, Some(_)) => (
+                live.get(&eni.network_interface_id)
+                    .cloned()
+                    .unwrap_or_default(),
+                Some("failed".to_string()),
+            ),
+            (Swap::Gone, None) => (
+                Vec::new(),
+                Some("deleted since the pre-state was read".to_string()),
+            ),
+            (Swap::Done, None) => (
+                vec![g.isolation_group_id.clone()],
+                Some("already isolated by an earlier attempt".to_string()),
+            ),
+            _ => (vec![g.isolation_group_id.clone()], None),
+        };
+        interfaces.push(InterfaceResult {
+            network_interface_id: eni.network_interface_id.clone(),
+            vpc_id: eni.vpc_id.clone(),
+            groups_before: eni.security_group_ids.clone(),
+            passed_through: match swap {
+                Swap::Both if failed.is_none() => g.untrack_group_id.clone(),
+                _ => None,
+            },
+            groups_after,
+            note,
+        });
+        errors.extend(failed);
+    }
+    (interfaces, errors)
+}
+
 impl Handler for IsolateInstance {
+    type Params = Params;
     type PreState = IsolationPreState;
+    type Outcome = IsolationOutcome;
+    type Undone = IsolationUndone;
 
     /// Reads every ENI attached to the instance now (DescribeNetworkInterfaces
     /// by attachment, not the finding's list), concurrently with the instance
     /// describe that turns a missing or terminated instance into a clear error.
-    async fn pre_state(ctx: Ctx<'_>) -> Result<IsolationPreState, ActionError> {
-        params(ctx)?;
+    async fn pre_state(ctx: Ctx<'_>, _p: &Params) -> Result<IsolationPreState, ActionError> {
         let instance_id = &ctx.instance()?.instance_id;
         let (instance, enis) = tokio::join!(
             describe_instance(ctx, instance_id),
@@ -772,7 +856,8 @@ impl Handler for IsolateInstance {
                 ErrorKind::Conflict,
                 instance_id,
                 format!(
-                    "network interface {missing} is attached but not yet listed by DescribeNetworkInterfaces"
+                    "network interface {missing} is attached but not yet listed by {}",
+                    ops::EC2_DESCRIBE_NETWORK_INTERFACES
                 ),
                 "EC2 is eventually consistent; the step is retried",
             ));
@@ -797,124 +882,21 @@ impl Handler for IsolateInstance {
     /// so no ENI is left in the allow-all group if group set-up fails; if the
     /// second swap fails for an ENI, it is put back to its own groups rather
     /// than left open.
-    async fn apply(ctx: Ctx<'_>, pre: &IsolationPreState) -> Result<Value, ActionError> {
-        let p = params(ctx)?;
+    async fn apply(
+        ctx: Ctx<'_>,
+        p: &Params,
+        pre: &IsolationPreState,
+    ) -> Result<IsolationOutcome, ActionError> {
         let vpcs = distinct_vpcs(&pre.interfaces);
-        let ids: Vec<String> = pre
-            .interfaces
-            .iter()
-            .map(|i| i.network_interface_id.clone())
-            .collect();
         let (groups, live) = tokio::join!(
             ensure_groups(ctx, p, &vpcs),
-            network_interfaces_by_id(ctx, &ids)
+            live_groups(ctx, &pre.interfaces)
         );
-        let groups = groups?;
-        let live: BTreeMap<String, Vec<String>> = live?
-            .iter()
-            .map(|n| {
-                (
-                    n.network_interface_id().unwrap_or_default().to_string(),
-                    interface_group_ids(n),
-                )
-            })
-            .collect();
-        let by_vpc: BTreeMap<&str, &VpcGroups> =
-            groups.iter().map(|g| (g.vpc_id.as_str(), g)).collect();
-        let plans: Vec<(&InterfaceGroups, &VpcGroups, Swap)> = pre
-            .interfaces
-            .iter()
-            .filter_map(|eni| {
-                let g = by_vpc.get(eni.vpc_id.as_str())?;
-                Some((
-                    eni,
-                    *g,
-                    plan_swap(live.get(&eni.network_interface_id).map(Vec::as_slice), g),
-                ))
-            })
-            .collect();
-
-        // Phase 1: every ENI that needs it into the allow-all group, at once.
-        let phase1 = join_all(
-            plans
-                .iter()
-                .map(|(eni, g, swap)| async move {
-                    match (swap, &g.untrack_group_id) {
-                        (Swap::Both, Some(untrack)) => {
-                            set_groups(
-                                ctx,
-                                &eni.network_interface_id,
-                                std::slice::from_ref(untrack),
-                            )
-                            .await
-                        }
-                        _ => Ok(()),
-                    }
-                })
-                .collect(),
-        )
-        .await;
-        // Phase 2: every ENI whose phase 1 went through into the isolation group.
-        let phase2 = join_all(
-            plans
-                .iter()
-                .zip(&phase1)
-                .map(|((eni, g, swap), first)| async move {
-                    match (swap, first) {
-                        (Swap::Both | Swap::Isolate, Ok(())) => {
-                            match set_groups(ctx, &eni.network_interface_id, std::slice::from_ref(&g.isolation_group_id)).await {
-                                Ok(()) => Ok(()),
-                                Err(e) => {
-                                    // Never leave an ENI in the allow-all group.
-                                    let back = set_groups(ctx, &eni.network_interface_id, &eni.security_group_ids).await;
-                                    if let Err(back) = back {
-                                        warn!(eni = %eni.network_interface_id, error = %back, "could not move the ENI out of the allow-all group");
-                                    }
-                                    Err(e)
-                                }
-                            }
-                        }
-                        _ => Ok(()),
-                    }
-                })
-                .collect(),
-        )
-        .await;
-
-        let mut interfaces = Vec::new();
-        let mut errors = Vec::new();
-        for (((eni, g, swap), first), second) in plans.iter().zip(phase1).zip(phase2) {
-            let failed = first.err().or(second.err());
-            let (groups_after, note) = match (swap, &failed) {
-                (_, Some(_)) => (
-                    live.get(&eni.network_interface_id)
-                        .cloned()
-                        .unwrap_or_default(),
-                    Some("failed".to_string()),
-                ),
-                (Swap::Gone, None) => (
-                    Vec::new(),
-                    Some("deleted since the pre-state was read".to_string()),
-                ),
-                (Swap::Done, None) => (
-                    vec![g.isolation_group_id.clone()],
-                    Some("already isolated by an earlier attempt".to_string()),
-                ),
-                _ => (vec![g.isolation_group_id.clone()], None),
-            };
-            interfaces.push(InterfaceResult {
-                network_interface_id: eni.network_interface_id.clone(),
-                vpc_id: eni.vpc_id.clone(),
-                groups_before: eni.security_group_ids.clone(),
-                passed_through: match swap {
-                    Swap::Both if failed.is_none() => g.untrack_group_id.clone(),
-                    _ => None,
-                },
-                groups_after,
-                note,
-            });
-            errors.extend(failed);
-        }
+        let (groups, live) = (groups?, live?);
+        let plans = plan_swaps(pre, &groups, &live);
+        let phase1 = pass_through_untrack(ctx, &plans).await;
+        let phase2 = move_to_isolation(ctx, &plans, &phase1).await;
+        let (interfaces, errors) = interface_results(&plans, &live, phase1, phase2);
         if let Some(first) = errors.into_iter().next() {
             let isolated = interfaces
                 .iter()
@@ -929,18 +911,10 @@ impl Handler for IsolateInstance {
                 ..first
             });
         }
-        let outcome = IsolationOutcome {
+        Ok(IsolationOutcome {
             groups,
             interfaces,
             still_tracked: STILL_TRACKED.to_string(),
-        };
-        serde_json::to_value(&outcome).map_err(|e| {
-            ActionError::new(
-                ErrorKind::Other,
-                &pre.instance_id,
-                format!("cannot record the isolation outcome: {e}"),
-                "report this as a cordon bug",
-            )
         })
     }
 
@@ -948,10 +922,10 @@ impl Handler for IsolateInstance {
     /// exactly its VPC's isolation group, and that group must have no rules.
     async fn verify(
         ctx: Ctx<'_>,
+        _p: &Params,
         pre: &IsolationPreState,
-        outcome: &Value,
+        outcome: &IsolationOutcome,
     ) -> Result<(), ActionError> {
-        let outcome = outcome_of(&ctx.step.id, outcome)?;
         let group_ids: Vec<String> = outcome
             .groups
             .iter()
@@ -1021,24 +995,11 @@ impl Handler for IsolateInstance {
     /// in the VPC and reused by the next one.
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &Params,
         pre: &IsolationPreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        let ids: Vec<String> = pre
-            .interfaces
-            .iter()
-            .map(|i| i.network_interface_id.clone())
-            .collect();
-        let live: BTreeMap<String, Vec<String>> = network_interfaces_by_id(ctx, &ids)
-            .await?
-            .iter()
-            .map(|n| {
-                (
-                    n.network_interface_id().unwrap_or_default().to_string(),
-                    interface_group_ids(n),
-                )
-            })
-            .collect();
+        _outcome: Option<&IsolationOutcome>,
+    ) -> Result<IsolationUndone, ActionError> {
+        let live = live_groups(ctx, &pre.interfaces).await?;
         let mut restored = Vec::new();
         let mut already = Vec::new();
         let mut gone = Vec::new();
@@ -1063,33 +1024,30 @@ impl Handler for IsolateInstance {
         if !gone.is_empty() {
             warn!(interfaces = ?gone, "network interfaces deleted since isolation; nothing to restore on them");
         }
-        Ok(json!({
-            "restored": restored,
-            "already-restored": already,
-            "gone": gone,
-            "groups-kept": "the isolation groups stay: they are shared per VPC and reused by later cases",
-        }))
+        Ok(IsolationUndone {
+            restored,
+            already_restored: already,
+            gone,
+            groups_kept:
+                "the isolation groups stay: they are shared per VPC and reused by later cases"
+                    .to_string(),
+        })
     }
 
     /// Each ENI's groups equal its pre-state groups, as sets. ENIs deleted
     /// since (the instance terminated, say) have nothing to restore and are
     /// not counted against the rollback.
-    async fn verify_undone(ctx: Ctx<'_>, pre: &IsolationPreState) -> Result<(), ActionError> {
-        let ids: Vec<String> = pre
-            .interfaces
-            .iter()
-            .map(|i| i.network_interface_id.clone())
-            .collect();
-        let live = network_interfaces_by_id(ctx, &ids).await?;
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &IsolationPreState,
+    ) -> Result<(), ActionError> {
+        let live = live_groups(ctx, &pre.interfaces).await?;
         for eni in &pre.interfaces {
-            let Some(now) = live
-                .iter()
-                .find(|n| n.network_interface_id() == Some(eni.network_interface_id.as_str()))
-            else {
+            let Some(now) = live.get(&eni.network_interface_id) else {
                 continue;
             };
-            let now = interface_group_ids(now);
-            if as_set(&now) != as_set(&eni.security_group_ids) {
+            if as_set(now) != as_set(&eni.security_group_ids) {
                 return Err(ActionError::new(
                     ErrorKind::Verification,
                     &eni.network_interface_id,
@@ -1105,11 +1063,8 @@ impl Handler for IsolateInstance {
         Ok(())
     }
 
-    fn describe(ctx: Ctx<'_>, pre: &IsolationPreState) -> Vec<String> {
-        match params(ctx) {
-            Ok(p) => describe_lines(p, pre),
-            Err(e) => vec![format!("(cannot describe: {e})")],
-        }
+    fn describe(_ctx: Ctx<'_>, p: &Params, pre: &IsolationPreState) -> Vec<String> {
+        describe_lines(p, pre)
     }
 }
 
@@ -1125,6 +1080,45 @@ mod tests {
             created: vec![],
             repaired: vec![],
         }
+    }
+
+    /// Every object key in `value`, however deep.
+    fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    out.push(key.clone());
+                    keys(inner, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn journaled_values_read_snake_case_and_write_kebab_case() {
+        let old = serde_json::json!({
+            "groups": [{"vpc_id": "vpc-1", "isolation_group_id": "sg-iso",
+                        "untrack_group_id": "sg-open", "created": [], "repaired": []}],
+            "interfaces": [{"network_interface_id": "eni-1", "vpc_id": "vpc-1",
+                            "groups_before": ["sg-a"], "passed_through": "sg-open",
+                            "groups_after": ["sg-iso"], "note": null}],
+            "still_tracked": "ICMP",
+        });
+        let outcome: IsolationOutcome = serde_json::from_value(old).expect("v1 outcome");
+        assert_eq!(outcome.groups[0].isolation_group_id, "sg-iso");
+        assert_eq!(
+            outcome.interfaces[0].passed_through.as_deref(),
+            Some("sg-open")
+        );
+        let written = serde_json::to_value(&outcome).expect("encodes");
+        let mut names = Vec::new();
+        keys(&written, &mut names);
+        assert!(names.iter().all(|k| !k.contains('_')), "{names:?}");
+        assert_eq!(written["groups"][0]["isolation-group-id"], "sg-iso");
+        let back: IsolationOutcome = serde_json::from_value(written).expect("v2 outcome");
+        assert_eq!(back, outcome);
     }
 
     #[test]
@@ -1173,7 +1167,7 @@ mod tests {
                 },
             ],
         };
-        let lines = describe_lines(&cordon_core::action::IsolateInstance::default(), &pre);
+        let lines = describe_lines(&Params::default(), &pre);
         let swaps: Vec<&String> = lines
             .iter()
             .filter(|l| l.starts_with("ec2:ModifyNetworkInterfaceAttribute"))

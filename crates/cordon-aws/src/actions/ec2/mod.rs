@@ -5,11 +5,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, NetworkInterface};
+use aws_sdk_ec2::types::{
+    Filter, IamInstanceProfileAssociation, Instance, InstanceStateName, NetworkInterface,
+};
 use cordon_core::executor::{ActionError, ErrorKind};
 
 use super::Ctx;
-use crate::errors::sdk_error;
+use crate::call::items;
+use crate::ops;
 
 pub mod autoscaling;
 pub mod capture;
@@ -20,17 +23,49 @@ pub mod protect;
 pub mod snapshot;
 pub mod tag;
 
+/// A Describe filter: `name` matching any of `values`.
+pub fn filter<V: Into<String>>(name: &str, values: impl IntoIterator<Item = V>) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.into_iter().map(Into::into).collect()))
+        .build()
+}
+
+/// The instance's profile associations that are not yet fully gone
+/// (`associating`, `associated`, `disassociating`): filtered and paginated,
+/// so one call in practice.
+pub async fn profile_associations(
+    ctx: Ctx<'_>,
+    instance_id: &str,
+) -> Result<Vec<IamInstanceProfileAssociation>, ActionError> {
+    let clients = ctx.clients();
+    let request = clients
+        .ec2
+        .describe_iam_instance_profile_associations()
+        .filters(filter("instance-id", [instance_id]))
+        .filters(filter(
+            "state",
+            ["associating", "associated", "disassociating"],
+        ));
+    let pages = clients
+        .paginate(
+            &ops::EC2_DESCRIBE_IAM_INSTANCE_PROFILE_ASSOCIATIONS,
+            instance_id,
+            request,
+        )
+        .await?;
+    Ok(items(&pages, |page| {
+        page.iam_instance_profile_associations()
+    }))
+}
+
 /// Describes one instance; a missing or terminated instance is a clear error.
 pub async fn describe_instance(ctx: Ctx<'_>, instance_id: &str) -> Result<Instance, ActionError> {
     let clients = ctx.clients();
-    clients.limit("DescribeInstances").await;
+    let request = clients.ec2.describe_instances().instance_ids(instance_id);
     let out = clients
-        .ec2
-        .describe_instances()
-        .instance_ids(instance_id)
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "DescribeInstances", "ec2:DescribeInstances", instance_id))?;
+        .call(&ops::EC2_DESCRIBE_INSTANCES, instance_id, request)
+        .await?;
     let instance = out
         .reservations()
         .iter()
@@ -59,33 +94,20 @@ pub async fn describe_instance(ctx: Ctx<'_>, instance_id: &str) -> Result<Instan
     Ok(instance)
 }
 
-/// Every network interface attached to the instance (filtered, one call).
+/// Every network interface attached to the instance (filtered, paginated).
 pub async fn instance_network_interfaces(
     ctx: Ctx<'_>,
     instance_id: &str,
 ) -> Result<Vec<NetworkInterface>, ActionError> {
     let clients = ctx.clients();
-    clients.limit("DescribeNetworkInterfaces").await;
-    let out = clients
+    let request = clients
         .ec2
         .describe_network_interfaces()
-        .filters(
-            Filter::builder()
-                .name("attachment.instance-id")
-                .values(instance_id)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "DescribeNetworkInterfaces",
-                "ec2:DescribeNetworkInterfaces",
-                instance_id,
-            )
-        })?;
-    let mut enis = out.network_interfaces().to_vec();
+        .filters(filter("attachment.instance-id", [instance_id]));
+    let pages = clients
+        .paginate(&ops::EC2_DESCRIBE_NETWORK_INTERFACES, instance_id, request)
+        .await?;
+    let mut enis = items(&pages, |page| page.network_interfaces());
     enis.sort_by_key(|n| {
         n.attachment()
             .and_then(|a| a.device_index())
@@ -144,37 +166,18 @@ pub async fn network_interfaces_by_id(
         return Ok(Vec::new());
     }
     let clients = ctx.clients();
-    let label = ids.join(",");
-    let mut found = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        clients.limit("DescribeNetworkInterfaces").await;
-        let out = clients
-            .ec2
-            .describe_network_interfaces()
-            .filters(
-                Filter::builder()
-                    .name("network-interface-id")
-                    .set_values(Some(ids.to_vec()))
-                    .build(),
-            )
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "DescribeNetworkInterfaces",
-                    "ec2:DescribeNetworkInterfaces",
-                    &label,
-                )
-            })?;
-        found.extend(out.network_interfaces().iter().cloned());
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(found),
-        }
-    }
+    let request = clients
+        .ec2
+        .describe_network_interfaces()
+        .filters(filter("network-interface-id", ids));
+    let pages = clients
+        .paginate(
+            &ops::EC2_DESCRIBE_NETWORK_INTERFACES,
+            &ids.join(","),
+            request,
+        )
+        .await?;
+    Ok(items(&pages, |page| page.network_interfaces()))
 }
 
 /// Security group ids of an interface, in the order AWS returns them.

@@ -7,17 +7,15 @@
 //! permissions listed for it (no `ec2:DescribeInstances`): a missing instance
 //! simply has no association and the step reports that it changed nothing.
 
-use aws_sdk_ec2::types::{
-    Filter, IamInstanceProfileAssociationState, IamInstanceProfileSpecification,
-};
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_sdk_ec2::types::{IamInstanceProfileAssociationState, IamInstanceProfileSpecification};
+use cordon_core::action::DetachInstanceProfile as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tracing::info;
 
+use super::profile_associations;
 use crate::actions::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::ops;
 
 /// The handler for `detach-instance-profile`.
 #[derive(Debug)]
@@ -45,6 +43,70 @@ pub struct ProfileAssociation {
     pub state: String,
 }
 
+/// What apply did: the associations it removed, or why it changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ProfileOutcome {
+    /// Whether an association was removed now.
+    pub changed: bool,
+    /// Why nothing changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The associations removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disassociated: Option<Vec<Disassociated>>,
+    /// What a responder should keep in mind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One association removed by apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Disassociated {
+    pub association_id: String,
+    pub profile_arn: String,
+}
+
+/// What undo did: the association it made, or why it made none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ProfileUndone {
+    /// Whether the profile was associated again now.
+    pub changed: bool,
+    /// Why nothing changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The new association's id, when EC2 returned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_id: Option<String>,
+    /// The profile associated again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_arn: Option<String>,
+}
+
+impl ProfileUndone {
+    fn unchanged(reason: impl Into<String>) -> Self {
+        ProfileUndone {
+            changed: false,
+            reason: Some(reason.into()),
+            association_id: None,
+            profile_arn: None,
+        }
+    }
+}
+
+impl ProfileOutcome {
+    fn unchanged(reason: String) -> Self {
+        ProfileOutcome {
+            changed: false,
+            reason: Some(reason),
+            disassociated: None,
+            note: None,
+        }
+    }
+}
+
 impl ProfileAssociation {
     /// Counts as attached: the instance has, or is about to have, the role.
     fn is_active(&self) -> bool {
@@ -60,61 +122,19 @@ fn profile_name(arn: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Every association of the instance that is not yet fully gone (paginated,
-/// filtered by instance, so one call in practice).
+/// Every association of the instance that is not yet fully gone.
 async fn associations(
     ctx: Ctx<'_>,
     instance_id: &str,
 ) -> Result<Vec<ProfileAssociation>, ActionError> {
-    let clients = ctx.clients();
-    let mut found = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        clients
-            .limit("DescribeIamInstanceProfileAssociations")
-            .await;
-        let out = clients
-            .ec2
-            .describe_iam_instance_profile_associations()
-            .filters(
-                Filter::builder()
-                    .name("instance-id")
-                    .values(instance_id)
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("state")
-                    .values("associating")
-                    .values("associated")
-                    .values("disassociating")
-                    .build(),
-            )
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "DescribeIamInstanceProfileAssociations",
-                    "ec2:DescribeIamInstanceProfileAssociations",
-                    instance_id,
-                )
-            })?;
-        for association in out.iam_instance_profile_associations() {
-            if association
-                .instance_id()
-                .is_some_and(|id| id != instance_id)
-            {
-                continue;
-            }
-            let (Some(association_id), Some(profile_arn)) = (
-                association.association_id(),
-                association.iam_instance_profile().and_then(|p| p.arn()),
-            ) else {
-                continue;
-            };
-            found.push(ProfileAssociation {
+    Ok(profile_associations(ctx, instance_id)
+        .await?
+        .iter()
+        .filter(|association| association.instance_id().is_none_or(|id| id == instance_id))
+        .filter_map(|association| {
+            let association_id = association.association_id()?;
+            let profile_arn = association.iam_instance_profile()?.arn()?;
+            Some(ProfileAssociation {
                 association_id: association_id.to_string(),
                 profile_arn: profile_arn.to_string(),
                 profile_name: profile_name(profile_arn),
@@ -123,19 +143,18 @@ async fn associations(
                     .map(IamInstanceProfileAssociationState::as_str)
                     .unwrap_or("associated")
                     .to_string(),
-            });
-        }
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(found),
-        }
-    }
+            })
+        })
+        .collect())
 }
 
 impl Handler for DetachInstanceProfile {
+    type Params = Params;
     type PreState = ProfilePreState;
+    type Outcome = ProfileOutcome;
+    type Undone = ProfileUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<ProfilePreState, ActionError> {
+    async fn pre_state(ctx: Ctx<'_>, _p: &Params) -> Result<ProfilePreState, ActionError> {
         let instance_id = &ctx.instance()?.instance_id;
         let current = associations(ctx, instance_id).await?;
         // One active association at most (EC2 allows no more); a disassociating
@@ -146,21 +165,25 @@ impl Handler for DetachInstanceProfile {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &ProfilePreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &ProfilePreState,
+    ) -> Result<ProfileOutcome, ActionError> {
         let Some(before) = &pre.association else {
-            let mut outcome = json!({
-                "changed": false,
-                "reason": format!("instance {} had no instance profile associated; nothing to detach", pre.instance_id),
-            });
-            if let Some(arn) = ctx
+            let mut outcome = ProfileOutcome::unchanged(format!(
+                "instance {} had no instance profile associated; nothing to detach",
+                pre.instance_id
+            ));
+            outcome.note = ctx
                 .instance()
                 .ok()
                 .and_then(|i| i.instance_profile_arn.as_deref())
-            {
-                outcome["note"] = json!(format!(
-                    "the finding named profile {arn}, but it was no longer associated when the step ran"
-                ));
-            }
+                .map(|arn| {
+                    format!(
+                        "the finding named profile {arn}, but it was no longer associated when the step ran"
+                    )
+                });
             return Ok(outcome);
         };
         // Re-read: after a crash the association may already be gone (or replaced).
@@ -168,53 +191,52 @@ impl Handler for DetachInstanceProfile {
         let clients = ctx.clients();
         let mut detached = Vec::new();
         for association in current.iter().filter(|a| a.is_active()) {
-            clients.limit("DisassociateIamInstanceProfile").await;
-            let result = clients
+            let request = clients
                 .ec2
                 .disassociate_iam_instance_profile()
-                .association_id(&association.association_id)
-                .send()
+                .association_id(&association.association_id);
+            let result = clients
+                .try_call(
+                    &ops::EC2_DISASSOCIATE_IAM_INSTANCE_PROFILE,
+                    &pre.instance_id,
+                    request,
+                )
                 .await;
             match result {
                 Ok(_) => {
                     info!(instance = %pre.instance_id, profile = %association.profile_arn, "instance profile disassociated");
-                    detached.push(json!({
-                        "association-id": association.association_id,
-                        "profile-arn": association.profile_arn,
-                    }));
+                    detached.push(Disassociated {
+                        association_id: association.association_id.clone(),
+                        profile_arn: association.profile_arn.clone(),
+                    });
                 }
                 // Gone between the read and the call: that is the goal.
                 Err(e) if e.code() == Some("InvalidAssociationID.NotFound") => {}
-                Err(e) => {
-                    return Err(sdk_error(
-                        e,
-                        "DisassociateIamInstanceProfile",
-                        "ec2:DisassociateIamInstanceProfile",
-                        &pre.instance_id,
-                    ));
-                }
+                Err(e) => return Err(e.into()),
             }
         }
         if detached.is_empty() {
-            return Ok(json!({
-                "changed": false,
-                "reason": format!(
-                    "profile {} was already disassociated from instance {}",
-                    before.profile_arn, pre.instance_id
-                ),
-            }));
+            return Ok(ProfileOutcome::unchanged(format!(
+                "profile {} was already disassociated from instance {}",
+                before.profile_arn, pre.instance_id
+            )));
         }
-        Ok(json!({
-            "changed": true,
-            "disassociated": detached,
-            "note": "credentials already issued to the instance stay valid until they expire",
-        }))
+        Ok(ProfileOutcome {
+            changed: true,
+            reason: None,
+            disassociated: Some(detached),
+            note: Some(
+                "credentials already issued to the instance stay valid until they expire"
+                    .to_string(),
+            ),
+        })
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _p: &Params,
         pre: &ProfilePreState,
-        _outcome: &Value,
+        _outcome: &ProfileOutcome,
     ) -> Result<(), ActionError> {
         if pre.association.is_none() {
             return Ok(());
@@ -236,21 +258,22 @@ impl Handler for DetachInstanceProfile {
 
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &Params,
         pre: &ProfilePreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
+        _outcome: Option<&ProfileOutcome>,
+    ) -> Result<ProfileUndone, ActionError> {
         let Some(before) = &pre.association else {
-            return Ok(
-                json!({"changed": false, "reason": "the instance had no instance profile; nothing to restore"}),
-            );
+            return Ok(ProfileUndone::unchanged(
+                "the instance had no instance profile; nothing to restore",
+            ));
         };
         let current = associations(ctx, &pre.instance_id).await?;
         if let Some(active) = current.iter().find(|a| a.is_active()) {
             if active.profile_arn == before.profile_arn {
-                return Ok(json!({
-                    "changed": false,
-                    "reason": format!("profile {} is already associated", before.profile_arn),
-                }));
+                return Ok(ProfileUndone::unchanged(format!(
+                    "profile {} is already associated",
+                    before.profile_arn
+                )));
             }
             return Err(ActionError::new(
                 ErrorKind::InvalidState,
@@ -271,8 +294,7 @@ impl Handler for DetachInstanceProfile {
             ));
         }
         let clients = ctx.clients();
-        clients.limit("AssociateIamInstanceProfile").await;
-        let out = clients
+        let request = clients
             .ec2
             .associate_iam_instance_profile()
             .instance_id(&pre.instance_id)
@@ -280,17 +302,17 @@ impl Handler for DetachInstanceProfile {
                 IamInstanceProfileSpecification::builder()
                     .arn(&before.profile_arn)
                     .build(),
+            );
+        let out = clients
+            .try_call(
+                &ops::EC2_ASSOCIATE_IAM_INSTANCE_PROFILE,
+                &pre.instance_id,
+                request,
             )
-            .send()
             .await
             .map_err(|e| {
                 let conflict = e.code() == Some("IncorrectState");
-                let mut err = sdk_error(
-                    e,
-                    "AssociateIamInstanceProfile",
-                    "ec2:AssociateIamInstanceProfile and iam:PassRole on the profile's role",
-                    &pre.instance_id,
-                );
+                let mut err = ActionError::from(e);
                 if conflict {
                     // An association still winding down: worth another attempt.
                     err.kind = ErrorKind::Conflict;
@@ -298,14 +320,22 @@ impl Handler for DetachInstanceProfile {
                 err
             })?;
         info!(instance = %pre.instance_id, profile = %before.profile_arn, "instance profile associated again");
-        Ok(json!({
-            "changed": true,
-            "association-id": out.iam_instance_profile_association().and_then(|a| a.association_id()),
-            "profile-arn": before.profile_arn,
-        }))
+        Ok(ProfileUndone {
+            changed: true,
+            reason: None,
+            association_id: out
+                .iam_instance_profile_association()
+                .and_then(|a| a.association_id())
+                .map(str::to_string),
+            profile_arn: Some(before.profile_arn.clone()),
+        })
     }
 
-    async fn verify_undone(ctx: Ctx<'_>, pre: &ProfilePreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &ProfilePreState,
+    ) -> Result<(), ActionError> {
         let current = associations(ctx, &pre.instance_id).await?;
         let active = current.iter().find(|a| a.is_active());
         match (&pre.association, active) {
@@ -339,12 +369,15 @@ impl Handler for DetachInstanceProfile {
         }
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &ProfilePreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _p: &Params, pre: &ProfilePreState) -> Vec<String> {
         match &pre.association {
             None => Vec::new(),
             Some(a) => vec![format!(
-                "ec2:DisassociateIamInstanceProfile association-id={} (instance {}, profile {})",
-                a.association_id, pre.instance_id, a.profile_arn
+                "{} association-id={} (instance {}, profile {})",
+                ops::EC2_DISASSOCIATE_IAM_INSTANCE_PROFILE.iam_action,
+                a.association_id,
+                pre.instance_id,
+                a.profile_arn
             )],
         }
     }

@@ -18,14 +18,12 @@ use aws_sdk_ec2::types::{
     AttributeBooleanValue, EbsInstanceBlockDeviceSpecification, InstanceAttributeName,
     InstanceBlockDeviceMappingSpecification,
 };
-use cordon_core::action::Action;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::{BoxedCall, describe_instance, join_all, try_join_all};
 use crate::actions::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::ops;
 
 /// The `enable-termination-protection` handler.
 #[derive(Debug)]
@@ -33,26 +31,51 @@ pub struct EnableTerminationProtection;
 
 /// The three attributes as they were before the step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct ProtectionPreState {
     /// The instance the attributes belong to.
+    #[serde(alias = "instance_id")]
     pub instance_id: String,
     /// `DisableApiTermination`.
+    #[serde(alias = "disable_api_termination")]
     pub disable_api_termination: bool,
     /// `InstanceInitiatedShutdownBehavior`: `stop` or `terminate`.
+    #[serde(alias = "shutdown_behavior")]
     pub shutdown_behavior: String,
     /// Every EBS block-device mapping, by device name.
+    #[serde(alias = "ebs_mappings")]
     pub ebs_mappings: Vec<EbsMapping>,
 }
 
 /// One EBS mapping's `DeleteOnTermination`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct EbsMapping {
     /// Device name, e.g. `/dev/xvda`: what `ModifyInstanceAttribute` keys on.
+    #[serde(alias = "device_name")]
     pub device_name: String,
     /// The volume mapped there, so a later remapping is noticed.
+    #[serde(alias = "volume_id")]
     pub volume_id: String,
     /// `DeleteOnTermination`.
+    #[serde(alias = "delete_on_termination")]
     pub delete_on_termination: bool,
+}
+
+/// The calls apply made, one line each (as in a dry run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ProtectionOutcome {
+    /// Empty when the instance was already protected.
+    pub changed: Vec<String>,
+}
+
+/// The calls undo made, one line each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ProtectionUndone {
+    /// Empty when every attribute was already back.
+    pub restored: Vec<String>,
 }
 
 /// The attributes as they read now; the same shape as the pre-state.
@@ -60,60 +83,40 @@ type Live = ProtectionPreState;
 
 const STOP: &str = "stop";
 
-fn params<'a>(
-    ctx: Ctx<'a>,
-) -> Result<&'a cordon_core::action::EnableTerminationProtection, ActionError> {
-    match &ctx.step.action {
-        Action::EnableTerminationProtection(p) => Ok(p),
-        other => Err(ActionError::new(
-            ErrorKind::Other,
-            ctx.step.id.clone(),
-            format!(
-                "step `{}` reached the enable-termination-protection handler with a `{}` action",
-                ctx.step.id,
-                other.kind()
-            ),
-            "report this as a cordon bug",
-        )),
-    }
-}
-
 async fn attribute(
     ctx: Ctx<'_>,
     instance_id: &str,
     name: InstanceAttributeName,
-) -> Result<Value, ActionError> {
+) -> Result<Attribute, ActionError> {
     let clients = ctx.clients();
-    clients.limit("DescribeInstanceAttribute").await;
-    let out = clients
+    let request = clients
         .ec2
         .describe_instance_attribute()
         .instance_id(instance_id)
-        .attribute(name.clone())
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "DescribeInstanceAttribute",
-                "ec2:DescribeInstanceAttribute",
-                instance_id,
-            )
-        })?;
+        .attribute(name.clone());
+    let out = clients
+        .call(&ops::EC2_DESCRIBE_INSTANCE_ATTRIBUTE, instance_id, request)
+        .await?;
     Ok(match name {
-        InstanceAttributeName::DisableApiTermination => {
-            json!(
-                out.disable_api_termination()
-                    .and_then(|v| v.value())
-                    .unwrap_or(false)
-            )
-        }
-        _ => json!(
+        InstanceAttributeName::DisableApiTermination => Attribute::Flag(
+            out.disable_api_termination()
+                .and_then(|v| v.value())
+                .unwrap_or(false),
+        ),
+        _ => Attribute::Text(
             out.instance_initiated_shutdown_behavior()
                 .and_then(|v| v.value())
                 .unwrap_or(STOP)
+                .to_string(),
         ),
     })
+}
+
+/// One attribute's value as `DescribeInstanceAttribute` answers it.
+#[derive(Debug)]
+enum Attribute {
+    Flag(bool),
+    Text(String),
 }
 
 /// Reads the three attributes: DescribeInstances (block devices; moto 5.2.5
@@ -138,7 +141,7 @@ async fn read(ctx: Ctx<'_>, instance_id: &str) -> Result<Live, ActionError> {
     );
     // The instance's own error (not found, terminated) is the clearest one.
     let instance = instance?;
-    let attributes: Vec<Value> = attributes.into_iter().collect::<Result<_, _>>()?;
+    let attributes: Vec<Attribute> = attributes.into_iter().collect::<Result<_, _>>()?;
     let ebs_mappings = instance
         .block_device_mappings()
         .iter()
@@ -153,12 +156,11 @@ async fn read(ctx: Ctx<'_>, instance_id: &str) -> Result<Live, ActionError> {
         .collect();
     Ok(Live {
         instance_id: instance_id.to_string(),
-        disable_api_termination: attributes.first().and_then(Value::as_bool).unwrap_or(false),
-        shutdown_behavior: attributes
-            .get(1)
-            .and_then(Value::as_str)
-            .unwrap_or(STOP)
-            .to_string(),
+        disable_api_termination: matches!(attributes.first(), Some(Attribute::Flag(true))),
+        shutdown_behavior: match attributes.get(1) {
+            Some(Attribute::Text(behavior)) => behavior.clone(),
+            _ => STOP.to_string(),
+        },
         ebs_mappings,
     })
 }
@@ -222,15 +224,14 @@ impl Change {
     }
 
     fn describe(&self, instance_id: &str) -> Vec<String> {
+        let call = ops::EC2_MODIFY_INSTANCE_ATTRIBUTE.iam_action;
         let mut lines = Vec::new();
         if let Some(v) = self.disable_api_termination {
-            lines.push(format!(
-                "ec2:ModifyInstanceAttribute {instance_id} DisableApiTermination={v}"
-            ));
+            lines.push(format!("{call} {instance_id} DisableApiTermination={v}"));
         }
         if let Some(v) = &self.shutdown_behavior {
             lines.push(format!(
-                "ec2:ModifyInstanceAttribute {instance_id} InstanceInitiatedShutdownBehavior={v}"
+                "{call} {instance_id} InstanceInitiatedShutdownBehavior={v}"
             ));
         }
         if !self.delete_on_termination.is_empty() {
@@ -240,7 +241,7 @@ impl Change {
                 .map(|(device, v)| format!("{device}:DeleteOnTermination={v}"))
                 .collect();
             lines.push(format!(
-                "ec2:ModifyInstanceAttribute {instance_id} BlockDeviceMappings=[{}]",
+                "{call} {instance_id} BlockDeviceMappings=[{}]",
                 mappings.join(", ")
             ));
         }
@@ -250,43 +251,24 @@ impl Change {
     /// Makes the calls concurrently (one attribute per call, as EC2 requires).
     async fn send(&self, ctx: Ctx<'_>, instance_id: &str) -> Result<(), ActionError> {
         let clients = ctx.clients();
-        let mut calls: Vec<BoxedCall<'_, ()>> = Vec::new();
-        let fail = |e| {
-            sdk_error(
-                e,
-                "ModifyInstanceAttribute",
-                "ec2:ModifyInstanceAttribute",
-                instance_id,
-            )
+        let modify = || {
+            clients
+                .ec2
+                .modify_instance_attribute()
+                .instance_id(instance_id)
         };
+        let mut requests = Vec::new();
         if let Some(v) = self.disable_api_termination {
-            calls.push(Box::pin(async move {
-                clients.limit("ModifyInstanceAttribute").await;
-                clients
-                    .ec2
-                    .modify_instance_attribute()
-                    .instance_id(instance_id)
-                    .disable_api_termination(AttributeBooleanValue::builder().value(v).build())
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(fail)
-            }));
+            requests.push(
+                modify().disable_api_termination(AttributeBooleanValue::builder().value(v).build()),
+            );
         }
         if let Some(v) = self.shutdown_behavior.clone() {
-            calls.push(Box::pin(async move {
-                clients.limit("ModifyInstanceAttribute").await;
-                clients
-                    .ec2
-                    .modify_instance_attribute()
-                    .instance_id(instance_id)
+            requests.push(
+                modify()
                     .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
-                    .value(v)
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(fail)
-            }));
+                    .value(v),
+            );
         }
         if !self.delete_on_termination.is_empty() {
             let mappings = self
@@ -303,19 +285,19 @@ impl Change {
                         .build()
                 })
                 .collect();
-            calls.push(Box::pin(async move {
-                clients.limit("ModifyInstanceAttribute").await;
-                clients
-                    .ec2
-                    .modify_instance_attribute()
-                    .instance_id(instance_id)
-                    .set_block_device_mappings(Some(mappings))
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(fail)
-            }));
+            requests.push(modify().set_block_device_mappings(Some(mappings)));
         }
+        let calls: Vec<BoxedCall<'_, ()>> = requests
+            .into_iter()
+            .map(|request| {
+                Box::pin(async move {
+                    clients
+                        .call(&ops::EC2_MODIFY_INSTANCE_ATTRIBUTE, instance_id, request)
+                        .await?;
+                    Ok(())
+                }) as BoxedCall<'_, ()>
+            })
+            .collect();
         try_join_all(calls).await.map(drop)
     }
 }
@@ -325,27 +307,35 @@ fn mismatch(instance_id: &str, what: String, hint: &str) -> ActionError {
 }
 
 impl Handler for EnableTerminationProtection {
+    type Params = cordon_core::action::EnableTerminationProtection;
     type PreState = ProtectionPreState;
+    type Outcome = ProtectionOutcome;
+    type Undone = ProtectionUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<ProtectionPreState, ActionError> {
-        params(ctx)?;
+    async fn pre_state(ctx: Ctx<'_>, _p: &Self::Params) -> Result<ProtectionPreState, ActionError> {
         read(ctx, &ctx.instance()?.instance_id).await
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &ProtectionPreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        p: &Self::Params,
+        pre: &ProtectionPreState,
+    ) -> Result<ProtectionOutcome, ActionError> {
         // Computed from the journaled pre-state, so a re-apply after a crash
         // makes the same (idempotent) calls whatever was already done.
-        let change = Change::harden(params(ctx)?, pre);
+        let change = Change::harden(p, pre);
         change.send(ctx, &pre.instance_id).await?;
-        Ok(json!({ "changed": change.describe(&pre.instance_id) }))
+        Ok(ProtectionOutcome {
+            changed: change.describe(&pre.instance_id),
+        })
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        p: &Self::Params,
         pre: &ProtectionPreState,
-        _outcome: &Value,
+        _outcome: &ProtectionOutcome,
     ) -> Result<(), ActionError> {
-        let p = params(ctx)?;
         let live = read(ctx, &pre.instance_id).await?;
         let hint = "EC2 attributes are eventually consistent; the step is retried, and if it persists check who else modifies the instance";
         if !live.disable_api_termination {
@@ -382,9 +372,10 @@ impl Handler for EnableTerminationProtection {
 
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &Self::Params,
         pre: &ProtectionPreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
+        _outcome: Option<&ProtectionOutcome>,
+    ) -> Result<ProtectionUndone, ActionError> {
         // Read first and write back only what differs: works the same from a
         // fully applied, half-applied or already-undone instance.
         let live = read(ctx, &pre.instance_id).await?;
@@ -392,10 +383,16 @@ impl Handler for EnableTerminationProtection {
         if !change.is_empty() {
             change.send(ctx, &pre.instance_id).await?;
         }
-        Ok(json!({ "restored": change.describe(&pre.instance_id) }))
+        Ok(ProtectionUndone {
+            restored: change.describe(&pre.instance_id),
+        })
     }
 
-    async fn verify_undone(ctx: Ctx<'_>, pre: &ProtectionPreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &Self::Params,
+        pre: &ProtectionPreState,
+    ) -> Result<(), ActionError> {
         let live = read(ctx, &pre.instance_id).await?;
         let hint = "rollback retries; if it persists set the attribute back by hand (see the step's pre-state)";
         if live.disable_api_termination != pre.disable_api_termination {
@@ -445,11 +442,8 @@ impl Handler for EnableTerminationProtection {
         Ok(())
     }
 
-    fn describe(ctx: Ctx<'_>, pre: &ProtectionPreState) -> Vec<String> {
-        match params(ctx) {
-            Ok(p) => Change::harden(p, pre).describe(&pre.instance_id),
-            Err(e) => vec![format!("(cannot describe: {e})")],
-        }
+    fn describe(_ctx: Ctx<'_>, p: &Self::Params, pre: &ProtectionPreState) -> Vec<String> {
+        Change::harden(p, pre).describe(&pre.instance_id)
     }
 }
 

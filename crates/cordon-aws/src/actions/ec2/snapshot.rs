@@ -11,17 +11,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_ec2::error::ProvideErrorMetadata;
-use aws_sdk_ec2::types::{Filter, ResourceType, Snapshot, SnapshotState, Tag, TagSpecification};
-use cordon_core::action::Action;
+use aws_sdk_ec2::types::{ResourceType, Snapshot, SnapshotState, Tag, TagSpecification};
+use cordon_core::action::SnapshotVolumes as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{describe_instance, try_join_all};
+use super::{describe_instance, filter, try_join_all};
 use crate::actions::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::call::items;
+use crate::ops;
 
 /// The `snapshot-volumes` handler.
 #[derive(Debug)]
@@ -29,8 +28,10 @@ pub struct SnapshotVolumes;
 
 /// The EBS volumes attached when the step started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct SnapshotPreState {
     /// The instance the volumes were attached to.
+    #[serde(alias = "instance_id")]
     pub instance_id: String,
     /// In block-device-mapping order.
     pub volumes: Vec<AttachedVolume>,
@@ -38,28 +39,54 @@ pub struct SnapshotPreState {
 
 /// One attached EBS volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct AttachedVolume {
     /// The volume.
+    #[serde(alias = "volume_id")]
     pub volume_id: String,
     /// Where it is attached, e.g. `/dev/xvda`.
+    #[serde(alias = "device_name")]
     pub device_name: String,
 }
 
 /// The snapshots taken (or reused), per volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct SnapshotOutcome {
     /// One per volume of the pre-state.
     pub snapshots: Vec<VolumeSnapshot>,
 }
 
+/// What undo did with the case's snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SnapshotUndone {
+    /// Kept as evidence (the default).
+    Kept {
+        /// The snapshots kept.
+        kept: Vec<String>,
+        /// Why they are kept.
+        why: String,
+    },
+    /// Deleted, as the step's `delete-on-rollback` asks.
+    Deleted {
+        /// The snapshots deleted (already-gone ones included).
+        deleted: Vec<String>,
+    },
+}
+
 /// One volume's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct VolumeSnapshot {
     /// The volume snapshotted.
+    #[serde(alias = "volume_id")]
     pub volume_id: String,
     /// Its device name on the instance.
+    #[serde(alias = "device_name")]
     pub device_name: String,
     /// The snapshot.
+    #[serde(alias = "snapshot_id")]
     pub snapshot_id: String,
     /// `pending` or `completed` when apply returned.
     pub state: String,
@@ -83,22 +110,6 @@ const DEFAULT_WAIT_SECONDS: u64 = 600;
 /// Pause between completion polls.
 const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
-fn params<'a>(ctx: Ctx<'a>) -> Result<&'a cordon_core::action::SnapshotVolumes, ActionError> {
-    match &ctx.step.action {
-        Action::SnapshotVolumes(p) => Ok(p),
-        other => Err(ActionError::new(
-            ErrorKind::Other,
-            ctx.step.id.clone(),
-            format!(
-                "step `{}` reached the snapshot-volumes handler with a `{}` action",
-                ctx.step.id,
-                other.kind()
-            ),
-            "report this as a cordon bug",
-        )),
-    }
-}
-
 fn tag_value<'a>(snapshot: &'a Snapshot, key: &str) -> Option<&'a str> {
     snapshot
         .tags()
@@ -110,43 +121,16 @@ fn tag_value<'a>(snapshot: &'a Snapshot, key: &str) -> Option<&'a str> {
 /// This case's and this step's snapshots, by tag (one filtered, paginated call).
 async fn case_snapshots(ctx: Ctx<'_>) -> Result<Vec<Snapshot>, ActionError> {
     let clients = ctx.clients();
-    let mut found = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        clients.limit("DescribeSnapshots").await;
-        let out = clients
-            .ec2
-            .describe_snapshots()
-            .owner_ids("self")
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{CASE_TAG}"))
-                    .values(ctx.case_id())
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name(format!("tag:{STEP_TAG}"))
-                    .values(&ctx.step.id)
-                    .build(),
-            )
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "DescribeSnapshots",
-                    "ec2:DescribeSnapshots",
-                    ctx.case_id(),
-                )
-            })?;
-        found.extend(out.snapshots().iter().cloned());
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(found),
-        }
-    }
+    let request = clients
+        .ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .filters(filter(&format!("tag:{CASE_TAG}"), [ctx.case_id()]))
+        .filters(filter(&format!("tag:{STEP_TAG}"), [&ctx.step.id]));
+    let pages = clients
+        .paginate(&ops::EC2_DESCRIBE_SNAPSHOTS, ctx.case_id(), request)
+        .await?;
+    Ok(items(&pages, |page| page.snapshots()))
 }
 
 async fn snapshots_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<Snapshot>, ActionError> {
@@ -154,29 +138,16 @@ async fn snapshots_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<Snapshot>, 
         return Ok(Vec::new());
     }
     let clients = ctx.clients();
-    clients.limit("DescribeSnapshots").await;
     // A filter, not `SnapshotIds`: a deleted snapshot is absent rather than an error.
-    let out = clients
+    let request = clients
         .ec2
         .describe_snapshots()
         .owner_ids("self")
-        .filters(
-            Filter::builder()
-                .name("snapshot-id")
-                .set_values(Some(ids.to_vec()))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "DescribeSnapshots",
-                "ec2:DescribeSnapshots",
-                &ids.join(","),
-            )
-        })?;
-    Ok(out.snapshots().to_vec())
+        .filters(filter("snapshot-id", ids));
+    let pages = clients
+        .paginate(&ops::EC2_DESCRIBE_SNAPSHOTS, &ids.join(","), request)
+        .await?;
+    Ok(items(&pages, |page| page.snapshots()))
 }
 
 async fn create_snapshot(
@@ -196,8 +167,7 @@ async fn create_snapshot(
     for (key, value) in tags {
         spec = spec.tags(Tag::builder().key(key).value(value).build());
     }
-    clients.limit("CreateSnapshot").await;
-    let out = clients
+    let request = clients
         .ec2
         .create_snapshot()
         .volume_id(&volume.volume_id)
@@ -207,10 +177,10 @@ async fn create_snapshot(
             volume.device_name,
             ctx.plan.finding.id
         ))
-        .tag_specifications(spec.build())
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "CreateSnapshot", "ec2:CreateSnapshot", &volume.volume_id))?;
+        .tag_specifications(spec.build());
+    let out = clients
+        .call(&ops::EC2_CREATE_SNAPSHOT, &volume.volume_id, request)
+        .await?;
     Ok(Snapshot::builder()
         .set_snapshot_id(out.snapshot_id().map(str::to_string))
         .set_volume_id(out.volume_id().map(str::to_string))
@@ -222,22 +192,14 @@ async fn create_snapshot(
 /// Deletes a snapshot; one already gone counts as deleted.
 async fn delete_snapshot(ctx: Ctx<'_>, snapshot_id: &str) -> Result<(), ActionError> {
     let clients = ctx.clients();
-    clients.limit("DeleteSnapshot").await;
+    let request = clients.ec2.delete_snapshot().snapshot_id(snapshot_id);
     match clients
-        .ec2
-        .delete_snapshot()
-        .snapshot_id(snapshot_id)
-        .send()
+        .try_call(&ops::EC2_DELETE_SNAPSHOT, snapshot_id, request)
         .await
     {
         Ok(_) => Ok(()),
         Err(e) if e.code() == Some("InvalidSnapshot.NotFound") => Ok(()),
-        Err(e) => Err(sdk_error(
-            e,
-            "DeleteSnapshot",
-            "ec2:DeleteSnapshot",
-            snapshot_id,
-        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -298,10 +260,12 @@ async fn wait_completed(
 }
 
 impl Handler for SnapshotVolumes {
+    type Params = Params;
     type PreState = SnapshotPreState;
+    type Outcome = SnapshotOutcome;
+    type Undone = SnapshotUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<SnapshotPreState, ActionError> {
-        params(ctx)?;
+    async fn pre_state(ctx: Ctx<'_>, _p: &Params) -> Result<SnapshotPreState, ActionError> {
         let instance_id = &ctx.instance()?.instance_id;
         let instance = describe_instance(ctx, instance_id).await?;
         let volumes = instance
@@ -323,8 +287,11 @@ impl Handler for SnapshotVolumes {
     /// Reuses the snapshots an earlier attempt of this step took (found by
     /// case and step tags; failed ones are ignored) and creates the missing
     /// ones concurrently, then optionally waits for completion.
-    async fn apply(ctx: Ctx<'_>, pre: &SnapshotPreState) -> Result<Value, ActionError> {
-        let p = params(ctx)?;
+    async fn apply(
+        ctx: Ctx<'_>,
+        p: &Params,
+        pre: &SnapshotPreState,
+    ) -> Result<SnapshotOutcome, ActionError> {
         let earlier = case_snapshots(ctx).await?;
         let mut reused: BTreeMap<&str, &Snapshot> = BTreeMap::new();
         for s in &earlier {
@@ -382,35 +349,17 @@ impl Handler for SnapshotVolumes {
                 s.state = SnapshotState::Completed.as_str().to_string();
             }
         }
-        serde_json::to_value(SnapshotOutcome { snapshots }).map_err(|e| {
-            ActionError::new(
-                ErrorKind::Other,
-                &pre.instance_id,
-                format!("cannot record the snapshot outcome: {e}"),
-                "report this as a cordon bug",
-            )
-        })
+        Ok(SnapshotOutcome { snapshots })
     }
 
     /// Each volume has a snapshot that exists, carries the case tags and, when
     /// the step waits, is completed.
     async fn verify(
         ctx: Ctx<'_>,
+        p: &Params,
         pre: &SnapshotPreState,
-        outcome: &Value,
+        outcome: &SnapshotOutcome,
     ) -> Result<(), ActionError> {
-        let p = params(ctx)?;
-        let outcome: SnapshotOutcome = serde_json::from_value(outcome.clone()).map_err(|e| {
-            ActionError::new(
-                ErrorKind::Other,
-                &ctx.step.id,
-                format!(
-                    "the journaled outcome of step `{}` is unreadable: {e}",
-                    ctx.step.id
-                ),
-                "the journal was written by another cordon version or edited",
-            )
-        })?;
         let ids: Vec<String> = outcome
             .snapshots
             .iter()
@@ -472,10 +421,10 @@ impl Handler for SnapshotVolumes {
     /// creating and journaling leaves none behind.
     async fn undo(
         ctx: Ctx<'_>,
+        p: &Params,
         _pre: &SnapshotPreState,
-        outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        let p = params(ctx)?;
+        outcome: Option<&SnapshotOutcome>,
+    ) -> Result<SnapshotUndone, ActionError> {
         let tagged: Vec<String> = case_snapshots(ctx)
             .await?
             .iter()
@@ -483,29 +432,28 @@ impl Handler for SnapshotVolumes {
             .collect();
         if !p.delete_on_rollback {
             let mut kept = tagged;
-            if let Some(outcome) =
-                outcome.and_then(|o| serde_json::from_value::<SnapshotOutcome>(o.clone()).ok())
-            {
-                for s in outcome.snapshots {
-                    if !kept.contains(&s.snapshot_id) {
-                        kept.push(s.snapshot_id);
-                    }
+            for s in outcome.iter().flat_map(|o| &o.snapshots) {
+                if !kept.contains(&s.snapshot_id) {
+                    kept.push(s.snapshot_id.clone());
                 }
             }
-            return Ok(json!({
-                "kept": kept,
-                "why": "snapshots are evidence; rolling back containment keeps them (set delete-on-rollback to change that)",
-            }));
+            return Ok(SnapshotUndone::Kept {
+                kept,
+                why: "snapshots are evidence; rolling back containment keeps them (set delete-on-rollback to change that)".to_string(),
+            });
         }
         try_join_all(tagged.iter().map(|id| delete_snapshot(ctx, id)).collect()).await?;
-        Ok(json!({ "deleted": tagged }))
+        Ok(SnapshotUndone::Deleted { deleted: tagged })
     }
 
     /// With `delete-on-rollback`, no snapshot of this case and step is left.
     /// Otherwise the step changed nothing that needs putting back; only the
     /// volumes' existence is checked.
-    async fn verify_undone(ctx: Ctx<'_>, pre: &SnapshotPreState) -> Result<(), ActionError> {
-        let p = params(ctx)?;
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        p: &Params,
+        pre: &SnapshotPreState,
+    ) -> Result<(), ActionError> {
         if p.delete_on_rollback {
             let left = case_snapshots(ctx).await?;
             if let Some(s) = left.first() {
@@ -523,24 +471,18 @@ impl Handler for SnapshotVolumes {
             return Ok(());
         }
         let clients = ctx.clients();
-        clients.limit("DescribeVolumes").await;
-        let out = clients
+        let request = clients
             .ec2
             .describe_volumes()
-            .filters(
-                Filter::builder()
-                    .name("volume-id")
-                    .set_values(Some(ids.clone()))
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, "DescribeVolumes", "ec2:DescribeVolumes", &ids.join(",")))?;
-        if let Some(missing) = ids.iter().find(|id| {
-            !out.volumes()
-                .iter()
-                .any(|v| v.volume_id() == Some(id.as_str()))
-        }) {
+            .filters(filter("volume-id", &ids));
+        let pages = clients
+            .paginate(&ops::EC2_DESCRIBE_VOLUMES, &ids.join(","), request)
+            .await?;
+        let volumes = items(&pages, |page| page.volumes());
+        if let Some(missing) = ids
+            .iter()
+            .find(|id| !volumes.iter().any(|v| v.volume_id() == Some(id.as_str())))
+        {
             return Err(ActionError::new(
                 ErrorKind::InvalidState,
                 missing,
@@ -551,13 +493,14 @@ impl Handler for SnapshotVolumes {
         Ok(())
     }
 
-    fn describe(ctx: Ctx<'_>, pre: &SnapshotPreState) -> Vec<String> {
+    fn describe(ctx: Ctx<'_>, _p: &Params, pre: &SnapshotPreState) -> Vec<String> {
         pre
             .volumes
             .iter()
             .map(|v| {
                 format!(
-                    "ec2:CreateSnapshot {} tags=[{CASE_TAG}={}, {FINDING_TAG}={}, {INSTANCE_TAG}={}, {DEVICE_TAG}={}, {STEP_TAG}={}] (unless an earlier attempt took it)",
+                    "{} {} tags=[{CASE_TAG}={}, {FINDING_TAG}={}, {INSTANCE_TAG}={}, {DEVICE_TAG}={}, {STEP_TAG}={}] (unless an earlier attempt took it)",
+                    ops::EC2_CREATE_SNAPSHOT.iam_action,
                     v.volume_id,
                     ctx.case_id(),
                     ctx.plan.finding.id,

@@ -5,15 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::types::{Filter, Tag};
-use cordon_core::action::Action;
+use aws_sdk_ec2::types::Tag;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
-use super::{BoxedCall, describe_instance, try_join_all};
+use super::{BoxedCall, describe_instance, filter, try_join_all};
 use crate::actions::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::ops;
 
 /// The `tag-resource` handler.
 #[derive(Debug)]
@@ -21,6 +19,7 @@ pub struct TagResource;
 
 /// What the tagged keys held before the step, per resource.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct TagPreState {
     /// Instance first, then volumes, then ENIs, as found live (not as the finding saw them).
     pub resources: Vec<TaggedResource>,
@@ -28,13 +27,37 @@ pub struct TagPreState {
 
 /// One resource and the previous value of each key the step sets.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct TaggedResource {
     /// Instance, volume or ENI id.
+    #[serde(alias = "resource_id")]
     pub resource_id: String,
     /// `instance`, `volume` or `network-interface`, for people reading the journal.
+    #[serde(alias = "resource_type")]
     pub resource_type: String,
     /// Key → previous value; `None` when the key was absent (undo deletes it).
+    /// The keys are the user's tag keys, kept exactly as they are.
     pub tags: BTreeMap<String, Option<String>>,
+}
+
+/// What apply set, and on which resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TagOutcome {
+    /// Every resource of the pre-state.
+    pub tagged: Vec<String>,
+    /// Key → value set on each of them.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What undo put back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct TagUndone {
+    /// Resources where a previous value was written back.
+    pub restored_values_on: BTreeSet<String>,
+    /// Resources where keys absent before were removed.
+    pub removed_keys_from: BTreeSet<String>,
 }
 
 impl TagPreState {
@@ -46,22 +69,6 @@ impl TagPreState {
     }
 }
 
-fn params<'a>(ctx: Ctx<'a>) -> Result<&'a cordon_core::action::TagResource, ActionError> {
-    match &ctx.step.action {
-        Action::TagResource(p) => Ok(p),
-        other => Err(ActionError::new(
-            ErrorKind::Other,
-            ctx.step.id.clone(),
-            format!(
-                "step `{}` reached the tag-resource handler with a `{}` action",
-                ctx.step.id,
-                other.kind()
-            ),
-            "report this as a cordon bug",
-        )),
-    }
-}
-
 /// Current values of `keys` on `resource_ids`: (resource, key) → value.
 /// One filtered, paginated DescribeTags for all resources at once.
 async fn current_tags(
@@ -69,47 +76,28 @@ async fn current_tags(
     resource_ids: &[String],
     keys: &[String],
 ) -> Result<BTreeMap<(String, String), String>, ActionError> {
-    let clients = ctx.clients();
-    let label = resource_ids.first().cloned().unwrap_or_default();
     let mut found = BTreeMap::new();
     if resource_ids.is_empty() || keys.is_empty() {
         return Ok(found);
     }
-    let mut next_token: Option<String> = None;
-    loop {
-        clients.limit("DescribeTags").await;
-        let out = clients
-            .ec2
-            .describe_tags()
-            .filters(
-                Filter::builder()
-                    .name("resource-id")
-                    .set_values(Some(resource_ids.to_vec()))
-                    .build(),
-            )
-            .filters(
-                Filter::builder()
-                    .name("key")
-                    .set_values(Some(keys.to_vec()))
-                    .build(),
-            )
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(|e| sdk_error(e, "DescribeTags", "ec2:DescribeTags", &label))?;
-        for tag in out.tags() {
-            if let (Some(id), Some(key)) = (tag.resource_id(), tag.key()) {
-                found.insert(
-                    (id.to_string(), key.to_string()),
-                    tag.value().unwrap_or_default().to_string(),
-                );
-            }
-        }
-        match out.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(found),
+    let clients = ctx.clients();
+    let request = clients
+        .ec2
+        .describe_tags()
+        .filters(filter("resource-id", resource_ids))
+        .filters(filter("key", keys));
+    let pages = clients
+        .paginate(&ops::EC2_DESCRIBE_TAGS, &resource_ids[0], request)
+        .await?;
+    for tag in pages.iter().flat_map(|page| page.tags()) {
+        if let (Some(id), Some(key)) = (tag.resource_id(), tag.key()) {
+            found.insert(
+                (id.to_string(), key.to_string()),
+                tag.value().unwrap_or_default().to_string(),
+            );
         }
     }
+    Ok(found)
 }
 
 fn tag(key: &str, value: &str) -> Tag {
@@ -123,15 +111,12 @@ async fn create_tags(
 ) -> Result<(), ActionError> {
     let clients = ctx.clients();
     let label = resources.join(",");
-    clients.limit("CreateTags").await;
-    clients
+    let request = clients
         .ec2
         .create_tags()
         .set_resources(Some(resources))
-        .set_tags(Some(tags))
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "CreateTags", "ec2:CreateTags", &label))?;
+        .set_tags(Some(tags));
+    clients.call(&ops::EC2_CREATE_TAGS, &label, request).await?;
     Ok(())
 }
 
@@ -142,18 +127,15 @@ async fn delete_tags(
 ) -> Result<(), ActionError> {
     let clients = ctx.clients();
     let label = resources.join(",");
-    clients.limit("DeleteTags").await;
-    clients
+    let request = clients
         .ec2
         .delete_tags()
         .set_resources(Some(resources))
         // Key only: deletes whatever value the key holds now, back to "absent".
         .set_tags(Some(
             keys.iter().map(|k| Tag::builder().key(k).build()).collect(),
-        ))
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "DeleteTags", "ec2:DeleteTags", &label))?;
+        ));
+    clients.call(&ops::EC2_DELETE_TAGS, &label, request).await?;
     Ok(())
 }
 
@@ -189,10 +171,12 @@ fn restore_plan(pre: &TagPreState) -> (Restores, Deletes) {
 }
 
 impl Handler for TagResource {
+    type Params = cordon_core::action::TagResource;
     type PreState = TagPreState;
+    type Outcome = TagOutcome;
+    type Undone = TagUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<TagPreState, ActionError> {
-        let p = params(ctx)?;
+    async fn pre_state(ctx: Ctx<'_>, p: &Self::Params) -> Result<TagPreState, ActionError> {
         let instance_id = &ctx.instance()?.instance_id;
         let instance = describe_instance(ctx, instance_id).await?;
         let mut targets: Vec<(String, &str)> = vec![(instance_id.clone(), "instance")];
@@ -236,8 +220,11 @@ impl Handler for TagResource {
         Ok(TagPreState { resources })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &TagPreState) -> Result<Value, ActionError> {
-        let p = params(ctx)?;
+    async fn apply(
+        ctx: Ctx<'_>,
+        p: &Self::Params,
+        pre: &TagPreState,
+    ) -> Result<TagOutcome, ActionError> {
         let ids = pre.resource_ids();
         if !ids.is_empty() && !p.tags.is_empty() {
             create_tags(
@@ -247,11 +234,18 @@ impl Handler for TagResource {
             )
             .await?;
         }
-        Ok(json!({ "tagged": ids, "tags": p.tags }))
+        Ok(TagOutcome {
+            tagged: ids,
+            tags: p.tags.clone(),
+        })
     }
 
-    async fn verify(ctx: Ctx<'_>, pre: &TagPreState, _outcome: &Value) -> Result<(), ActionError> {
-        let p = params(ctx)?;
+    async fn verify(
+        ctx: Ctx<'_>,
+        p: &Self::Params,
+        pre: &TagPreState,
+        _outcome: &TagOutcome,
+    ) -> Result<(), ActionError> {
         let keys: Vec<String> = p.tags.keys().cloned().collect();
         let current = current_tags(ctx, &pre.resource_ids(), &keys).await?;
         for resource in &pre.resources {
@@ -272,9 +266,10 @@ impl Handler for TagResource {
 
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &Self::Params,
         pre: &TagPreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
+        _outcome: Option<&TagOutcome>,
+    ) -> Result<TagUndone, ActionError> {
         // Setting a value or deleting an absent key is a no-op when already
         // done, so the same calls serve a half-applied or already-undone state.
         let (restore, delete) = restore_plan(pre);
@@ -289,12 +284,17 @@ impl Handler for TagResource {
             calls.push(Box::pin(delete_tags(ctx, resources.clone(), keys.clone())));
         }
         try_join_all(calls).await?;
-        let restored: BTreeSet<&String> = restore.values().flatten().collect();
-        let removed: BTreeSet<&String> = delete.values().flatten().collect();
-        Ok(json!({ "restored-values-on": restored, "removed-keys-from": removed }))
+        Ok(TagUndone {
+            restored_values_on: restore.values().flatten().cloned().collect(),
+            removed_keys_from: delete.values().flatten().cloned().collect(),
+        })
     }
 
-    async fn verify_undone(ctx: Ctx<'_>, pre: &TagPreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &Self::Params,
+        pre: &TagPreState,
+    ) -> Result<(), ActionError> {
         let keys: BTreeSet<String> = pre
             .resources
             .iter()
@@ -322,16 +322,14 @@ impl Handler for TagResource {
         Ok(())
     }
 
-    fn describe(ctx: Ctx<'_>, pre: &TagPreState) -> Vec<String> {
-        let Ok(p) = params(ctx) else {
-            return Vec::new();
-        };
+    fn describe(_ctx: Ctx<'_>, p: &Self::Params, pre: &TagPreState) -> Vec<String> {
         if pre.resources.is_empty() || p.tags.is_empty() {
             return Vec::new();
         }
         let tags: Vec<String> = p.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
         vec![format!(
-            "ec2:CreateTags {} tags=[{}]",
+            "{} {} tags=[{}]",
+            ops::EC2_CREATE_TAGS.iam_action,
             pre.resource_ids().join(","),
             tags.join(", ")
         )]

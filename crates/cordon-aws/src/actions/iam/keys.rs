@@ -14,7 +14,9 @@ use std::fmt;
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_secretsmanager::types::Tag;
-use cordon_core::action::{Action, RotateAccessKey as RotateParams, WhenTwoKeys};
+use cordon_core::action::{
+    DeactivateAccessKey as DeactivateParams, RotateAccessKey as RotateParams, WhenTwoKeys,
+};
 use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::finding::KeyKind;
 use cordon_core::plan::AccessKeyTarget;
@@ -22,12 +24,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::{
-    KeyState, access_key_target, is_no_such_entity, key_statuses, list_keys, timestamp,
-    wrong_params,
-};
+use super::{KeyState, access_key_target, is_no_such_entity, key_statuses, list_keys, timestamp};
 use crate::actions::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::ops;
 
 const ACTIVE: &str = "Active";
 const INACTIVE: &str = "Inactive";
@@ -175,29 +174,28 @@ async fn update_status(
     status: &str,
 ) -> Result<(), ActionError> {
     let clients = ctx.clients();
-    clients.limit("IAM.UpdateAccessKey").await;
-    clients
+    let request = clients
         .iam
         .update_access_key()
         .user_name(user)
         .access_key_id(key_id)
-        .status(StatusType::from(status))
-        .send()
-        .await
-        .map_err(|e| sdk_error(e, "UpdateAccessKey", "iam:UpdateAccessKey", key_id))?;
+        .status(StatusType::from(status));
+    clients
+        .call(&ops::IAM_UPDATE_ACCESS_KEY, key_id, request)
+        .await?;
     Ok(())
 }
 
 /// Deletes a key; already gone is success. Returns whether it was deleted now.
 async fn delete_key(ctx: Ctx<'_>, user: &str, key_id: &str) -> Result<bool, ActionError> {
     let clients = ctx.clients();
-    clients.limit("IAM.DeleteAccessKey").await;
-    match clients
+    let request = clients
         .iam
         .delete_access_key()
         .user_name(user)
-        .access_key_id(key_id)
-        .send()
+        .access_key_id(key_id);
+    match clients
+        .try_call(&ops::IAM_DELETE_ACCESS_KEY, key_id, request)
         .await
     {
         Ok(_) => Ok(true),
@@ -205,51 +203,13 @@ async fn delete_key(ctx: Ctx<'_>, user: &str, key_id: &str) -> Result<bool, Acti
             // Either the key or the user is gone; a second list tells which.
             let keys = list_keys(ctx, user).await?;
             if keys.iter().any(|k| k.access_key_id == key_id) {
-                Err(sdk_error(
-                    e,
-                    "DeleteAccessKey",
-                    "iam:DeleteAccessKey",
-                    key_id,
-                ))
+                Err(e.into())
             } else {
                 Ok(false)
             }
         }
-        Err(e) => Err(sdk_error(
-            e,
-            "DeleteAccessKey",
-            "iam:DeleteAccessKey",
-            key_id,
-        )),
+        Err(e) => Err(e.into()),
     }
-}
-
-fn parse_outcome<T: serde::de::DeserializeOwned>(
-    ctx: Ctx<'_>,
-    outcome: &Value,
-) -> Result<T, ActionError> {
-    serde_json::from_value(outcome.clone()).map_err(|e| {
-        ActionError::new(
-            ErrorKind::Other,
-            ctx.step.id.clone(),
-            format!(
-                "the journaled outcome of step `{}` is unreadable: {e}",
-                ctx.step.id
-            ),
-            "the journal was written by another cordon version or edited; restore it from evidence",
-        )
-    })
-}
-
-fn encode_outcome<T: Serialize>(ctx: Ctx<'_>, outcome: &T) -> Result<Value, ActionError> {
-    serde_json::to_value(outcome).map_err(|e| {
-        ActionError::new(
-            ErrorKind::Other,
-            ctx.step.id.clone(),
-            format!("cannot record the outcome of step `{}`: {e}", ctx.step.id),
-            "report this as a cordon bug",
-        )
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -287,23 +247,23 @@ pub struct DeactivateOutcome {
     pub other_keys_untouched: Vec<String>,
 }
 
+/// What undoing the deactivation did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DeactivateUndone {
+    pub access_key_id: String,
+    /// The status put back (the pre-state's).
+    pub restored_status: String,
+    /// False when the key already had it.
+    pub changed: bool,
+}
+
 async fn last_used(ctx: Ctx<'_>, key_id: &str) -> Result<(Option<String>, LastUsed), ActionError> {
     let clients = ctx.clients();
-    clients.limit("IAM.GetAccessKeyLastUsed").await;
+    let request = clients.iam.get_access_key_last_used().access_key_id(key_id);
     let out = clients
-        .iam
-        .get_access_key_last_used()
-        .access_key_id(key_id)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "GetAccessKeyLastUsed",
-                "iam:GetAccessKeyLastUsed",
-                key_id,
-            )
-        })?;
+        .call(&ops::IAM_GET_ACCESS_KEY_LAST_USED, key_id, request)
+        .await?;
     let used = out.access_key_last_used();
     let known = |s: &str| (!s.is_empty() && s != "N/A").then(|| s.to_string());
     Ok((
@@ -317,12 +277,15 @@ async fn last_used(ctx: Ctx<'_>, key_id: &str) -> Result<(Option<String>, LastUs
 }
 
 impl Handler for DeactivateAccessKey {
+    type Params = DeactivateParams;
     type PreState = DeactivatePreState;
+    type Outcome = DeactivateOutcome;
+    type Undone = DeactivateUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<DeactivatePreState, ActionError> {
-        if !matches!(ctx.step.action, Action::DeactivateAccessKey(_)) {
-            return Err(wrong_params(ctx));
-        }
+    async fn pre_state(
+        ctx: Ctx<'_>,
+        _p: &DeactivateParams,
+    ) -> Result<DeactivatePreState, ActionError> {
         let key = access_key_target(ctx)?;
         check_long_term(ctx, key)?;
         let key_id = key.access_key_id.as_str();
@@ -359,7 +322,11 @@ impl Handler for DeactivateAccessKey {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &DeactivatePreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        _p: &DeactivateParams,
+        pre: &DeactivatePreState,
+    ) -> Result<DeactivateOutcome, ActionError> {
         let changed = pre.status != INACTIVE;
         if changed {
             update_status(ctx, &pre.user_name, &pre.access_key_id, INACTIVE).await?;
@@ -370,27 +337,25 @@ impl Handler for DeactivateAccessKey {
             changed,
             "access key deactivated"
         );
-        encode_outcome(
-            ctx,
-            &DeactivateOutcome {
-                user_name: pre.user_name.clone(),
-                access_key_id: pre.access_key_id.clone(),
-                previous_status: pre.status.clone(),
-                changed,
-                other_keys_untouched: pre
-                    .keys
-                    .iter()
-                    .filter(|k| k.access_key_id != pre.access_key_id)
-                    .map(|k| k.access_key_id.clone())
-                    .collect(),
-            },
-        )
+        Ok(DeactivateOutcome {
+            user_name: pre.user_name.clone(),
+            access_key_id: pre.access_key_id.clone(),
+            previous_status: pre.status.clone(),
+            changed,
+            other_keys_untouched: pre
+                .keys
+                .iter()
+                .filter(|k| k.access_key_id != pre.access_key_id)
+                .map(|k| k.access_key_id.clone())
+                .collect(),
+        })
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _p: &DeactivateParams,
         pre: &DeactivatePreState,
-        _outcome: &Value,
+        _outcome: &DeactivateOutcome,
     ) -> Result<(), ActionError> {
         let live = list_keys(ctx, &pre.user_name).await?;
         let key = find_named(&live, &pre.access_key_id, &pre.user_name)?;
@@ -431,9 +396,10 @@ impl Handler for DeactivateAccessKey {
 
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &DeactivateParams,
         pre: &DeactivatePreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
+        _outcome: Option<&DeactivateOutcome>,
+    ) -> Result<DeactivateUndone, ActionError> {
         let live = list_keys(ctx, &pre.user_name).await?;
         let Some(key) = live.iter().find(|k| k.access_key_id == pre.access_key_id) else {
             return Err(ActionError::new(
@@ -451,14 +417,18 @@ impl Handler for DeactivateAccessKey {
             update_status(ctx, &pre.user_name, &pre.access_key_id, &pre.status).await?;
         }
         info!(access_key_id = %pre.access_key_id, status = %pre.status, changed, "access key status restored");
-        Ok(serde_json::json!({
-            "access-key-id": pre.access_key_id,
-            "restored-status": pre.status,
-            "changed": changed,
-        }))
+        Ok(DeactivateUndone {
+            access_key_id: pre.access_key_id.clone(),
+            restored_status: pre.status.clone(),
+            changed,
+        })
     }
 
-    async fn verify_undone(ctx: Ctx<'_>, pre: &DeactivatePreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &DeactivateParams,
+        pre: &DeactivatePreState,
+    ) -> Result<(), ActionError> {
         let live = list_keys(ctx, &pre.user_name).await?;
         if key_statuses(&live) == key_statuses(&pre.keys) {
             return Ok(());
@@ -475,7 +445,7 @@ impl Handler for DeactivateAccessKey {
         ))
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &DeactivatePreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _p: &DeactivateParams, pre: &DeactivatePreState) -> Vec<String> {
         let others: Vec<&str> = pre
             .keys
             .iter()
@@ -494,8 +464,10 @@ impl Handler for DeactivateAccessKey {
             )]
         } else {
             vec![format!(
-                "iam:UpdateAccessKey user={} key={} status=Inactive (only this key{untouched})",
-                pre.user_name, pre.access_key_id
+                "{} user={} key={} status=Inactive (only this key{untouched})",
+                ops::IAM_UPDATE_ACCESS_KEY.iam_action,
+                pre.user_name,
+                pre.access_key_id
             )]
         }
     }
@@ -543,11 +515,18 @@ pub struct RotateOutcome {
     pub discarded_unstored_keys: Vec<String>,
 }
 
-fn rotate_params<'a>(ctx: Ctx<'a>) -> Result<&'a RotateParams, ActionError> {
-    match &ctx.step.action {
-        Action::RotateAccessKey(params) => Ok(params),
-        _ => Err(wrong_params(ctx)),
-    }
+/// What undoing the rotation did: the replacement key deleted, its secret
+/// scheduled for deletion (recoverable for a while), and what cannot come back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RotateUndone {
+    pub deleted_access_keys: Vec<String>,
+    pub secret_arn: Option<String>,
+    /// When Secrets Manager deletes the secret for good (RFC 3339).
+    pub secret_deletion_date: Option<String>,
+    pub secret_recovery_window_days: i64,
+    /// An irreversible part of the step (a deleted inactive other key), said plainly.
+    pub not_restored: Option<String>,
 }
 
 /// `<prefix><case-id>/<user>`, with any character Secrets Manager refuses in a
@@ -574,29 +553,22 @@ struct SecretInfo {
 
 async fn describe_secret(ctx: Ctx<'_>, secret_id: &str) -> Result<Option<SecretInfo>, ActionError> {
     let clients = ctx.clients();
-    clients.limit("SecretsManager.DescribeSecret").await;
-    let out = match clients
+    let request = clients
         .secretsmanager
         .describe_secret()
-        .secret_id(secret_id)
-        .send()
+        .secret_id(secret_id);
+    let out = match clients
+        .try_call(&ops::SECRETSMANAGER_DESCRIBE_SECRET, secret_id, request)
         .await
     {
         Ok(out) => out,
         Err(e)
-            if e.as_service_error()
+            if e.service_error()
                 .is_some_and(|s| s.is_resource_not_found_exception()) =>
         {
             return Ok(None);
         }
-        Err(e) => {
-            return Err(sdk_error(
-                e,
-                "DescribeSecret",
-                "secretsmanager:DescribeSecret",
-                secret_id,
-            ));
-        }
+        Err(e) => return Err(e.into()),
     };
     let tag = |key: &str| {
         out.tags()
@@ -630,27 +602,20 @@ fn tag(key: &str, value: &str) -> Tag {
 /// Creates the new key; its secret goes straight into a [`SecretText`].
 async fn create_key(ctx: Ctx<'_>, user: &str) -> Result<(String, SecretText), ActionError> {
     let clients = ctx.clients();
-    clients.limit("IAM.CreateAccessKey").await;
+    let request = clients.iam.create_access_key().user_name(user);
     let out = clients
-        .iam
-        .create_access_key()
-        .user_name(user)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "CreateAccessKey",
-                "iam:CreateAccessKey",
-                &format!("user {user}"),
-            )
-        })?;
+        .call(
+            &ops::IAM_CREATE_ACCESS_KEY,
+            &format!("user {user}"),
+            request,
+        )
+        .await?;
     // Moved out, not copied: the SDK's output is consumed here.
     let Some(key) = out.access_key else {
         return Err(ActionError::new(
             ErrorKind::Other,
             format!("user {user}"),
-            "CreateAccessKey answered without a key",
+            format!("{} answered without a key", ops::IAM_CREATE_ACCESS_KEY),
             "check in IAM whether a key was created for the user and delete it; then resume",
         ));
     };
@@ -685,8 +650,13 @@ async fn store_key(
     if let Some(kms) = &params.kms_key_id {
         request = request.kms_key_id(kms);
     }
-    clients.limit("SecretsManager.CreateSecret").await;
-    let result = request.send().await;
+    let result = clients
+        .try_call(
+            &ops::SECRETSMANAGER_CREATE_SECRET,
+            &pre.secret_name,
+            request,
+        )
+        .await;
     drop(value);
     match result {
         Ok(out) => Ok((
@@ -695,14 +665,9 @@ async fn store_key(
         )),
         Err(e) => {
             let exists = e
-                .as_service_error()
+                .service_error()
                 .is_some_and(|s| s.is_resource_exists_exception());
-            let mut error = sdk_error(
-                e,
-                "CreateSecret",
-                "secretsmanager:CreateSecret",
-                &pre.secret_name,
-            );
+            let mut error = ActionError::from(e);
             if exists {
                 // Another worker stored its key first; a retry reuses that secret.
                 error.kind = ErrorKind::Conflict;
@@ -811,10 +776,12 @@ impl RotateAccessKey {
 }
 
 impl Handler for RotateAccessKey {
+    type Params = RotateParams;
     type PreState = RotatePreState;
+    type Outcome = RotateOutcome;
+    type Undone = RotateUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<RotatePreState, ActionError> {
-        let params = rotate_params(ctx)?;
+    async fn pre_state(ctx: Ctx<'_>, params: &RotateParams) -> Result<RotatePreState, ActionError> {
         let key = access_key_target(ctx)?;
         check_long_term(ctx, key)?;
         let Some(user) = key.user_name.clone() else {
@@ -838,8 +805,11 @@ impl Handler for RotateAccessKey {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &RotatePreState) -> Result<Value, ActionError> {
-        let params = rotate_params(ctx)?;
+    async fn apply(
+        ctx: Ctx<'_>,
+        params: &RotateParams,
+        pre: &RotatePreState,
+    ) -> Result<RotateOutcome, ActionError> {
         let live = list_keys(ctx, &pre.user_name).await?;
         let outcome = |new_key: String,
                        arn: String,
@@ -876,17 +846,14 @@ impl Handler for RotateAccessKey {
                 Some(id) if live.iter().any(|k| k.access_key_id == id) => {
                     let deleted = Self::deleted_earlier(pre, params, &live);
                     info!(new_access_key_id = %id, secret_arn = %existing.arn, "reusing the replacement key stored by an earlier attempt");
-                    encode_outcome(
-                        ctx,
-                        &outcome(
-                            id,
-                            existing.arn,
-                            existing.current_version_id,
-                            true,
-                            deleted,
-                            Vec::new(),
-                        ),
-                    )
+                    Ok(outcome(
+                        id,
+                        existing.arn,
+                        existing.current_version_id,
+                        true,
+                        deleted,
+                        Vec::new(),
+                    ))
                 }
                 other => Err(ActionError::new(
                     ErrorKind::InvalidState,
@@ -928,18 +895,22 @@ impl Handler for RotateAccessKey {
             secret_arn = %arn,
             "replacement key stored in Secrets Manager"
         );
-        encode_outcome(
-            ctx,
-            &outcome(new_key_id, arn, version, false, deleted_other, discarded),
-        )
+        Ok(outcome(
+            new_key_id,
+            arn,
+            version,
+            false,
+            deleted_other,
+            discarded,
+        ))
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _params: &RotateParams,
         pre: &RotatePreState,
-        outcome: &Value,
+        outcome: &RotateOutcome,
     ) -> Result<(), ActionError> {
-        let outcome: RotateOutcome = parse_outcome(ctx, outcome)?;
         let live = list_keys(ctx, &pre.user_name).await?;
         let new_key = &outcome.new_access_key_id;
         match live.iter().find(|k| &k.access_key_id == new_key) {
@@ -979,13 +950,13 @@ impl Handler for RotateAccessKey {
 
     async fn undo(
         ctx: Ctx<'_>,
+        params: &RotateParams,
         pre: &RotatePreState,
-        outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        let outcome: Option<RotateOutcome> = outcome.map(|o| parse_outcome(ctx, o)).transpose()?;
+        outcome: Option<&RotateOutcome>,
+    ) -> Result<RotateUndone, ActionError> {
         let live = list_keys(ctx, &pre.user_name).await?;
         // Ours: the recorded new key, or (no outcome journaled) any key not in the pre-state.
-        let ours: Vec<&KeyState> = match &outcome {
+        let ours: Vec<&KeyState> = match outcome {
             Some(o) => live
                 .iter()
                 .filter(|k| k.access_key_id == o.new_access_key_id)
@@ -1002,9 +973,7 @@ impl Handler for RotateAccessKey {
             }
         }
 
-        let secret_id = outcome
-            .as_ref()
-            .map_or(pre.secret_name.as_str(), |o| o.secret_arn.as_str());
+        let secret_id = outcome.map_or(pre.secret_name.as_str(), |o| o.secret_arn.as_str());
         let mut secret_arn = None;
         let mut deletion_date = None;
         if let Some(secret) = describe_secret(ctx, secret_id).await? {
@@ -1013,22 +982,14 @@ impl Handler for RotateAccessKey {
                 deletion_date = Some(date);
             } else if secret.case_id.as_deref() == Some(ctx.case_id()) {
                 let clients = ctx.clients();
-                clients.limit("SecretsManager.DeleteSecret").await;
-                let out = clients
+                let request = clients
                     .secretsmanager
                     .delete_secret()
                     .secret_id(&secret.arn)
-                    .recovery_window_in_days(SECRET_RECOVERY_WINDOW_DAYS)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        sdk_error(
-                            e,
-                            "DeleteSecret",
-                            "secretsmanager:DeleteSecret",
-                            &secret.arn,
-                        )
-                    })?;
+                    .recovery_window_in_days(SECRET_RECOVERY_WINDOW_DAYS);
+                let out = clients
+                    .call(&ops::SECRETSMANAGER_DELETE_SECRET, &secret.arn, request)
+                    .await?;
                 deletion_date = Some(
                     out.deletion_date()
                         .and_then(timestamp)
@@ -1040,9 +1001,9 @@ impl Handler for RotateAccessKey {
         }
 
         // A deleted inactive other key cannot come back: say so.
-        let gone_other = match &outcome {
+        let gone_other = match outcome {
             Some(o) => o.deleted_other_key.clone(),
-            None => Self::deleted_earlier(pre, rotate_params(ctx)?, &live),
+            None => Self::deleted_earlier(pre, params, &live),
         };
         let not_restored = gone_other.map(|k| {
             format!(
@@ -1051,17 +1012,20 @@ impl Handler for RotateAccessKey {
             )
         });
         info!(user = %pre.user_name, deleted = ?deleted_keys, secret_deletion = ?deletion_date, "rotation undone");
-        Ok(serde_json::json!({
-            "deleted-access-keys": deleted_keys,
-            "secret-arn": secret_arn,
-            "secret-deletion-date": deletion_date,
-            "secret-recovery-window-days": SECRET_RECOVERY_WINDOW_DAYS,
-            "not-restored": not_restored,
-        }))
+        Ok(RotateUndone {
+            deleted_access_keys: deleted_keys,
+            secret_arn,
+            secret_deletion_date: deletion_date,
+            secret_recovery_window_days: SECRET_RECOVERY_WINDOW_DAYS,
+            not_restored,
+        })
     }
 
-    async fn verify_undone(ctx: Ctx<'_>, pre: &RotatePreState) -> Result<(), ActionError> {
-        let params = rotate_params(ctx)?;
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        params: &RotateParams,
+        pre: &RotatePreState,
+    ) -> Result<(), ActionError> {
         let live = list_keys(ctx, &pre.user_name).await?;
         // The one allowed difference: an inactive other key this step was allowed to delete.
         let expected: Vec<KeyState> = pre
@@ -1103,10 +1067,7 @@ impl Handler for RotateAccessKey {
         }
     }
 
-    fn describe(ctx: Ctx<'_>, pre: &RotatePreState) -> Vec<String> {
-        let Ok(params) = rotate_params(ctx) else {
-            return vec![format!("(cannot describe: {})", wrong_params(ctx))];
-        };
+    fn describe(ctx: Ctx<'_>, params: &RotateParams, pre: &RotatePreState) -> Vec<String> {
         let mut calls = Vec::new();
         if pre.keys.len() >= 2 {
             let other = pre
@@ -1115,8 +1076,8 @@ impl Handler for RotateAccessKey {
                 .find(|k| k.access_key_id != pre.old_access_key_id);
             match (params.when_two_keys, other) {
                 (WhenTwoKeys::DeleteInactiveOther, Some(other)) if other.status == INACTIVE => calls.push(format!(
-                    "iam:DeleteAccessKey user={} key={} (the inactive other key, to stay within two keys; irreversible)",
-                    pre.user_name, other.access_key_id
+                    "{} user={} key={} (the inactive other key, to stay within two keys; irreversible)",
+                    ops::IAM_DELETE_ACCESS_KEY.iam_action, pre.user_name, other.access_key_id
                 )),
                 _ => {
                     return vec![format!(
@@ -1130,9 +1091,14 @@ impl Handler for RotateAccessKey {
                 }
             }
         }
-        calls.push(format!("iam:CreateAccessKey user={}", pre.user_name));
         calls.push(format!(
-            "secretsmanager:CreateSecret name={} kms-key={} tags {TAG_CASE_ID}={}, {TAG_USER}={}, {TAG_OLD_KEY}={}, {TAG_NEW_KEY}=<new key id> (the new key's secret goes only there)",
+            "{} user={}",
+            ops::IAM_CREATE_ACCESS_KEY.iam_action,
+            pre.user_name
+        ));
+        calls.push(format!(
+            "{} name={} kms-key={} tags {TAG_CASE_ID}={}, {TAG_USER}={}, {TAG_OLD_KEY}={}, {TAG_NEW_KEY}=<new key id> (the new key's secret goes only there)",
+            ops::SECRETSMANAGER_CREATE_SECRET.iam_action,
             pre.secret_name,
             params.kms_key_id.as_deref().unwrap_or("(account default)"),
             ctx.case_id(),

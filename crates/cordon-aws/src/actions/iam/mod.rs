@@ -5,7 +5,6 @@
 //! inline policies on a role or a user (read, put, delete, compare), which
 //! both `revoke-role-sessions` and `quarantine-user` are built on.
 
-use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::plan::{AccessKeyTarget, Target};
@@ -13,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Ctx, wrong_target};
-use crate::errors::sdk_error;
+use crate::errors::Failed;
+use crate::ops;
 
 pub mod keys;
 pub mod sessions;
@@ -28,25 +28,22 @@ pub mod user;
 /// name X cannot be found."; the emulator words them differently but keeps
 /// the same nouns). Mistaking a missing owner for a missing policy would let
 /// a step journal "no previous policy" for a role that does not exist.
-fn is_missing<E, R>(err: &SdkError<E, R>, needle: &str) -> bool
+fn is_missing<E>(err: &Failed<E>, needle: &str) -> bool
 where
-    E: ProvideErrorMetadata,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let Some(service) = err.as_service_error() else {
-        return false;
-    };
-    service.code() == Some("NoSuchEntity")
-        && service
+    is_no_such_entity(err)
+        && err
             .message()
             .is_some_and(|m| m.to_ascii_lowercase().contains(needle))
 }
 
 /// Whether an SDK error is plain `NoSuchEntity`, whatever it is about.
-fn is_no_such_entity<E, R>(err: &SdkError<E, R>) -> bool
+fn is_no_such_entity<E>(err: &Failed<E>) -> bool
 where
-    E: ProvideErrorMetadata,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    err.as_service_error()
+    err.service_error()
         .is_some_and(|s| s.code() == Some("NoSuchEntity"))
 }
 
@@ -75,20 +72,6 @@ fn user_target(ctx: Ctx<'_>) -> Result<String, ActionError> {
     }
 }
 
-/// A step whose parameters are not those of its own action: the plan was edited by hand.
-fn wrong_params(ctx: Ctx<'_>) -> ActionError {
-    ActionError::new(
-        ErrorKind::Other,
-        ctx.step.id.clone(),
-        format!(
-            "step `{}` carries parameters of another action than `{}`",
-            ctx.step.id,
-            ctx.step.kind()
-        ),
-        "re-plan the case from the finding and its playbook",
-    )
-}
-
 /// One access key of a user as IAM lists it: enough to check nothing else changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -105,21 +88,10 @@ pub struct KeyState {
 /// limit), so one unpaginated call always sees them all.
 async fn list_keys(ctx: Ctx<'_>, user: &str) -> Result<Vec<KeyState>, ActionError> {
     let clients = ctx.clients();
-    clients.limit("IAM.ListAccessKeys").await;
+    let request = clients.iam.list_access_keys().user_name(user);
     let out = clients
-        .iam
-        .list_access_keys()
-        .user_name(user)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "ListAccessKeys",
-                "iam:ListAccessKeys",
-                &format!("user {user}"),
-            )
-        })?;
+        .call(&ops::IAM_LIST_ACCESS_KEYS, &format!("user {user}"), request)
+        .await?;
     let mut keys: Vec<KeyState> = out
         .access_key_metadata()
         .iter()
@@ -145,6 +117,18 @@ fn key_statuses(keys: &[KeyState]) -> Vec<(&str, &str)> {
     out
 }
 
+/// How undo put an inline policy back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PolicyRestored {
+    pub policy_name: String,
+    /// `previous-document` (put back as it was) or `no-policy` (removed).
+    pub restored: String,
+    /// With `no-policy`: whether a policy was there to delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+}
+
 /// Who holds an inline policy: the two principals cordon puts deny policies on.
 #[derive(Debug, Clone, Copy)]
 enum PolicyHolder<'a> {
@@ -166,37 +150,33 @@ impl PolicyHolder<'_> {
         let label = self.label();
         let document = match self {
             PolicyHolder::Role(role) => {
-                clients.limit("IAM.GetRolePolicy").await;
-                match clients
+                let request = clients
                     .iam
                     .get_role_policy()
                     .role_name(*role)
-                    .policy_name(policy)
-                    .send()
+                    .policy_name(policy);
+                match clients
+                    .try_call(&ops::IAM_GET_ROLE_POLICY, &label, request)
                     .await
                 {
                     Ok(out) => out.policy_document().to_string(),
                     Err(e) if is_missing(&e, "polic") => return Ok(None),
-                    Err(e) => {
-                        return Err(sdk_error(e, "GetRolePolicy", "iam:GetRolePolicy", &label));
-                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
             PolicyHolder::User(user) => {
-                clients.limit("IAM.GetUserPolicy").await;
-                match clients
+                let request = clients
                     .iam
                     .get_user_policy()
                     .user_name(*user)
-                    .policy_name(policy)
-                    .send()
+                    .policy_name(policy);
+                match clients
+                    .try_call(&ops::IAM_GET_USER_POLICY, &label, request)
                     .await
                 {
                     Ok(out) => out.policy_document().to_string(),
                     Err(e) if is_missing(&e, "polic") => return Ok(None),
-                    Err(e) => {
-                        return Err(sdk_error(e, "GetUserPolicy", "iam:GetUserPolicy", &label));
-                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
         };
@@ -209,28 +189,26 @@ impl PolicyHolder<'_> {
         let label = self.label();
         match self {
             PolicyHolder::Role(role) => {
-                clients.limit("IAM.PutRolePolicy").await;
-                clients
+                let request = clients
                     .iam
                     .put_role_policy()
                     .role_name(*role)
                     .policy_name(policy)
-                    .policy_document(document)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(e, "PutRolePolicy", "iam:PutRolePolicy", &label))?;
+                    .policy_document(document);
+                clients
+                    .call(&ops::IAM_PUT_ROLE_POLICY, &label, request)
+                    .await?;
             }
             PolicyHolder::User(user) => {
-                clients.limit("IAM.PutUserPolicy").await;
-                clients
+                let request = clients
                     .iam
                     .put_user_policy()
                     .user_name(*user)
                     .policy_name(policy)
-                    .policy_document(document)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error(e, "PutUserPolicy", "iam:PutUserPolicy", &label))?;
+                    .policy_document(document);
+                clients
+                    .call(&ops::IAM_PUT_USER_POLICY, &label, request)
+                    .await?;
             }
         }
         Ok(())
@@ -241,47 +219,36 @@ impl PolicyHolder<'_> {
     async fn delete(&self, ctx: Ctx<'_>, policy: &str) -> Result<bool, ActionError> {
         let clients = ctx.clients();
         let label = self.label();
-        match self {
+        let result = match self {
             PolicyHolder::Role(role) => {
-                clients.limit("IAM.DeleteRolePolicy").await;
-                match clients
+                let request = clients
                     .iam
                     .delete_role_policy()
                     .role_name(*role)
-                    .policy_name(policy)
-                    .send()
+                    .policy_name(policy);
+                clients
+                    .try_call(&ops::IAM_DELETE_ROLE_POLICY, &label, request)
                     .await
-                {
-                    Ok(_) => Ok(true),
-                    Err(e) if is_missing(&e, "polic") => Ok(false),
-                    Err(e) => Err(sdk_error(
-                        e,
-                        "DeleteRolePolicy",
-                        "iam:DeleteRolePolicy",
-                        &label,
-                    )),
-                }
+                    .map(drop)
+                    .map_err(|e| (is_missing(&e, "polic"), e.into_error()))
             }
             PolicyHolder::User(user) => {
-                clients.limit("IAM.DeleteUserPolicy").await;
-                match clients
+                let request = clients
                     .iam
                     .delete_user_policy()
                     .user_name(*user)
-                    .policy_name(policy)
-                    .send()
+                    .policy_name(policy);
+                clients
+                    .try_call(&ops::IAM_DELETE_USER_POLICY, &label, request)
                     .await
-                {
-                    Ok(_) => Ok(true),
-                    Err(e) if is_missing(&e, "polic") => Ok(false),
-                    Err(e) => Err(sdk_error(
-                        e,
-                        "DeleteUserPolicy",
-                        "iam:DeleteUserPolicy",
-                        &label,
-                    )),
-                }
+                    .map(drop)
+                    .map_err(|e| (is_missing(&e, "polic"), e.into_error()))
             }
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err((true, _)) => Ok(false),
+            Err((false, e)) => Err(e.into()),
         }
     }
 
@@ -291,22 +258,23 @@ impl PolicyHolder<'_> {
         ctx: Ctx<'_>,
         policy: &str,
         pre: Option<&str>,
-    ) -> Result<Value, ActionError> {
+    ) -> Result<PolicyRestored, ActionError> {
         match pre {
             Some(document) => {
                 self.put(ctx, policy, document).await?;
-                Ok(serde_json::json!({
-                    "policy-name": policy,
-                    "restored": "previous-document",
-                }))
+                Ok(PolicyRestored {
+                    policy_name: policy.to_string(),
+                    restored: "previous-document".to_string(),
+                    deleted: None,
+                })
             }
             None => {
                 let deleted = self.delete(ctx, policy).await?;
-                Ok(serde_json::json!({
-                    "policy-name": policy,
-                    "restored": "no-policy",
-                    "deleted": deleted,
-                }))
+                Ok(PolicyRestored {
+                    policy_name: policy.to_string(),
+                    restored: "no-policy".to_string(),
+                    deleted: Some(deleted),
+                })
             }
         }
     }

@@ -8,19 +8,19 @@
 //! role, on every instance and principal using it, hence the planner gates it
 //! behind approval.
 
-use aws_sdk_ec2::types::{Filter, IamInstanceProfileAssociationState};
-use cordon_core::action::Action;
+use aws_sdk_ec2::types::IamInstanceProfileAssociationState;
+use cordon_core::action::RevokeRoleSessions as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::plan::Target;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::info;
 
-use super::{PolicyHolder, same_document, wrong_params};
+use super::{PolicyHolder, PolicyRestored, same_document};
+use crate::actions::ec2::profile_associations;
 use crate::actions::{Ctx, Handler, wrong_target};
-use crate::errors::sdk_error;
+use crate::ops;
 
 /// Revokes every session of the target role issued before the step runs.
 #[derive(Debug)]
@@ -70,13 +70,6 @@ pub struct RevokeOutcome {
     pub token_issue_time: String,
     /// True when a policy of the same name existed and its content was replaced.
     pub replaced_previous_policy: bool,
-}
-
-fn policy_name<'a>(ctx: Ctx<'a>) -> Result<&'a str, ActionError> {
-    match &ctx.step.action {
-        Action::RevokeRoleSessions(params) => Ok(&params.policy_name),
-        _ => Err(wrong_params(ctx)),
-    }
 }
 
 /// The deny-everything-issued-before-`cutoff` policy.
@@ -139,32 +132,10 @@ async fn resolve_role(ctx: Ctx<'_>) -> Result<(String, RoleSource), ActionError>
     let clients = ctx.clients();
     let mut association = None;
     if let Some(instance) = &instance_id {
-        clients
-            .limit("DescribeIamInstanceProfileAssociations")
-            .await;
-        let out = clients
-            .ec2
-            .describe_iam_instance_profile_associations()
-            // The state is checked below: `associating` counts too, as the
-            // instance gets that role's credentials moments later.
-            .filters(
-                Filter::builder()
-                    .name("instance-id")
-                    .values(instance)
-                    .build(),
-            )
-            .send()
-            .await
-            .map_err(|e| {
-                sdk_error(
-                    e,
-                    "DescribeIamInstanceProfileAssociations",
-                    "ec2:DescribeIamInstanceProfileAssociations",
-                    instance,
-                )
-            })?;
-        association = out
-            .iam_instance_profile_associations()
+        // `associating` counts too: the instance gets that role's
+        // credentials moments later.
+        association = profile_associations(ctx, instance)
+            .await?
             .iter()
             .find_map(|a| {
                 if !matches!(
@@ -196,21 +167,13 @@ async fn resolve_role(ctx: Ctx<'_>) -> Result<(String, RoleSource), ActionError>
         }
     };
     let name = profile_name(&profile_arn);
-    clients.limit("IAM.GetInstanceProfile").await;
-    let out = clients
+    let request = clients
         .iam
         .get_instance_profile()
-        .instance_profile_name(name)
-        .send()
-        .await
-        .map_err(|e| {
-            sdk_error(
-                e,
-                "GetInstanceProfile",
-                "iam:GetInstanceProfile",
-                &profile_arn,
-            )
-        })?;
+        .instance_profile_name(name);
+    let out = clients
+        .call(&ops::IAM_GET_INSTANCE_PROFILE, &profile_arn, request)
+        .await?;
     let role = out
         .instance_profile()
         .and_then(|p| p.roles().first())
@@ -235,25 +198,14 @@ async fn resolve_role(ctx: Ctx<'_>) -> Result<(String, RoleSource), ActionError>
     ))
 }
 
-fn parse_outcome(ctx: Ctx<'_>, outcome: &Value) -> Result<RevokeOutcome, ActionError> {
-    serde_json::from_value(outcome.clone()).map_err(|e| {
-        ActionError::new(
-            ErrorKind::Other,
-            ctx.step.id.clone(),
-            format!(
-                "the journaled outcome of step `{}` is unreadable: {e}",
-                ctx.step.id
-            ),
-            "the journal was written by another cordon version or edited; restore it from evidence",
-        )
-    })
-}
-
 impl Handler for RevokeRoleSessions {
+    type Params = Params;
     type PreState = RevokePreState;
+    type Outcome = RevokeOutcome;
+    type Undone = PolicyRestored;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<RevokePreState, ActionError> {
-        let policy = policy_name(ctx)?;
+    async fn pre_state(ctx: Ctx<'_>, p: &Params) -> Result<RevokePreState, ActionError> {
+        let policy = p.policy_name.as_str();
         let (role, source) = resolve_role(ctx).await?;
         let previous = PolicyHolder::Role(&role).get(ctx, policy).await?;
         Ok(RevokePreState {
@@ -264,7 +216,11 @@ impl Handler for RevokeRoleSessions {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &RevokePreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &RevokePreState,
+    ) -> Result<RevokeOutcome, ActionError> {
         let cutoff = cutoff_now()?;
         PolicyHolder::Role(&pre.role_name)
             .put(ctx, &pre.policy_name, &revoke_document(&cutoff))
@@ -277,28 +233,20 @@ impl Handler for RevokeRoleSessions {
             replaced_previous_policy = replaced,
             "role sessions issued before the cut-off revoked"
         );
-        serde_json::to_value(RevokeOutcome {
+        Ok(RevokeOutcome {
             role_name: pre.role_name.clone(),
             policy_name: pre.policy_name.clone(),
             token_issue_time: cutoff,
             replaced_previous_policy: replaced,
         })
-        .map_err(|e| {
-            ActionError::new(
-                ErrorKind::Other,
-                ctx.step.id.clone(),
-                e.to_string(),
-                "report this as a cordon bug",
-            )
-        })
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _p: &Params,
         pre: &RevokePreState,
-        outcome: &Value,
+        outcome: &RevokeOutcome,
     ) -> Result<(), ActionError> {
-        let outcome = parse_outcome(ctx, outcome)?;
         let live = PolicyHolder::Role(&pre.role_name)
             .get(ctx, &pre.policy_name)
             .await?;
@@ -322,9 +270,10 @@ impl Handler for RevokeRoleSessions {
 
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &Params,
         pre: &RevokePreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
+        _outcome: Option<&RevokeOutcome>,
+    ) -> Result<PolicyRestored, ActionError> {
         let result = PolicyHolder::Role(&pre.role_name)
             .restore(ctx, &pre.policy_name, pre.previous_document.as_deref())
             .await?;
@@ -332,27 +281,35 @@ impl Handler for RevokeRoleSessions {
         Ok(result)
     }
 
-    async fn verify_undone(ctx: Ctx<'_>, pre: &RevokePreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &RevokePreState,
+    ) -> Result<(), ActionError> {
         PolicyHolder::Role(&pre.role_name)
             .verify_equals(ctx, &pre.policy_name, pre.previous_document.as_deref())
             .await
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &RevokePreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _p: &Params, pre: &RevokePreState) -> Vec<String> {
         let replaces = if pre.previous_document.is_some() {
             " (replaces the role's existing policy of that name; undo restores it)"
         } else {
             ""
         };
         vec![format!(
-            "iam:PutRolePolicy role={} policy={} Deny * when aws:TokenIssueTime < <time of apply>{replaces}",
-            pre.role_name, pre.policy_name
+            "{} role={} policy={} Deny * when aws:TokenIssueTime < <time of apply>{replaces}",
+            ops::IAM_PUT_ROLE_POLICY.iam_action,
+            pre.role_name,
+            pre.policy_name
         )]
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]

@@ -2,15 +2,16 @@
 //! which beats any allow, so it works whatever else the user is granted) and
 //! `delete-login-profile` (the console password; irreversible).
 
-use cordon_core::action::Action;
+use cordon_core::action::{
+    DeleteLoginProfile as DeleteLoginProfileParams, QuarantineUser as QuarantineParams,
+};
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tracing::info;
 
-use super::{PolicyHolder, is_missing, same_document, timestamp, user_target, wrong_params};
+use super::{PolicyHolder, PolicyRestored, is_missing, same_document, timestamp, user_target};
 use crate::actions::{Ctx, Handler};
-use crate::errors::sdk_error;
+use crate::ops;
 
 /// Denies every request the user makes, until rollback.
 #[derive(Debug)]
@@ -24,6 +25,16 @@ pub struct QuarantinePreState {
     pub policy_name: String,
     /// The user's inline policy of that name before the step (URL-decoded), if any.
     pub previous_document: Option<String>,
+}
+
+/// What the quarantine wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct QuarantineOutcome {
+    pub user_name: String,
+    pub policy_name: String,
+    /// True when a policy of the same name existed and its content was replaced.
+    pub replaced_previous_policy: bool,
 }
 
 /// The explicit deny-all document.
@@ -40,18 +51,17 @@ pub fn deny_all_document() -> String {
     .to_string()
 }
 
-fn quarantine_policy<'a>(ctx: Ctx<'a>) -> Result<&'a str, ActionError> {
-    match &ctx.step.action {
-        Action::QuarantineUser(params) => Ok(&params.policy_name),
-        _ => Err(wrong_params(ctx)),
-    }
-}
-
 impl Handler for QuarantineUser {
+    type Params = QuarantineParams;
     type PreState = QuarantinePreState;
+    type Outcome = QuarantineOutcome;
+    type Undone = PolicyRestored;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<QuarantinePreState, ActionError> {
-        let policy = quarantine_policy(ctx)?;
+    async fn pre_state(
+        ctx: Ctx<'_>,
+        p: &QuarantineParams,
+    ) -> Result<QuarantinePreState, ActionError> {
+        let policy = p.policy_name.as_str();
         let user = user_target(ctx)?;
         let previous = PolicyHolder::User(&user).get(ctx, policy).await?;
         Ok(QuarantinePreState {
@@ -61,23 +71,28 @@ impl Handler for QuarantineUser {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &QuarantinePreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        _p: &QuarantineParams,
+        pre: &QuarantinePreState,
+    ) -> Result<QuarantineOutcome, ActionError> {
         PolicyHolder::User(&pre.user_name)
             .put(ctx, &pre.policy_name, &deny_all_document())
             .await?;
         let replaced = pre.previous_document.is_some();
         info!(user = %pre.user_name, policy = %pre.policy_name, replaced_previous_policy = replaced, "user quarantined");
-        Ok(serde_json::json!({
-            "user-name": pre.user_name,
-            "policy-name": pre.policy_name,
-            "replaced-previous-policy": replaced,
-        }))
+        Ok(QuarantineOutcome {
+            user_name: pre.user_name.clone(),
+            policy_name: pre.policy_name.clone(),
+            replaced_previous_policy: replaced,
+        })
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _p: &QuarantineParams,
         pre: &QuarantinePreState,
-        _outcome: &Value,
+        _outcome: &QuarantineOutcome,
     ) -> Result<(), ActionError> {
         let live = PolicyHolder::User(&pre.user_name)
             .get(ctx, &pre.policy_name)
@@ -101,9 +116,10 @@ impl Handler for QuarantineUser {
 
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &QuarantineParams,
         pre: &QuarantinePreState,
-        _outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
+        _outcome: Option<&QuarantineOutcome>,
+    ) -> Result<PolicyRestored, ActionError> {
         let result = PolicyHolder::User(&pre.user_name)
             .restore(ctx, &pre.policy_name, pre.previous_document.as_deref())
             .await?;
@@ -111,21 +127,27 @@ impl Handler for QuarantineUser {
         Ok(result)
     }
 
-    async fn verify_undone(ctx: Ctx<'_>, pre: &QuarantinePreState) -> Result<(), ActionError> {
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &QuarantineParams,
+        pre: &QuarantinePreState,
+    ) -> Result<(), ActionError> {
         PolicyHolder::User(&pre.user_name)
             .verify_equals(ctx, &pre.policy_name, pre.previous_document.as_deref())
             .await
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &QuarantinePreState) -> Vec<String> {
+    fn describe(_ctx: Ctx<'_>, _p: &QuarantineParams, pre: &QuarantinePreState) -> Vec<String> {
         let replaces = if pre.previous_document.is_some() {
             " (replaces the user's existing policy of that name; undo restores it)"
         } else {
             ""
         };
         vec![format!(
-            "iam:PutUserPolicy user={} policy={} Deny * on *{replaces}",
-            pre.user_name, pre.policy_name
+            "{} user={} policy={} Deny * on *{replaces}",
+            ops::IAM_PUT_USER_POLICY.iam_action,
+            pre.user_name,
+            pre.policy_name
         )]
     }
 }
@@ -151,21 +173,40 @@ pub struct DeleteLoginProfilePreState {
     pub login_profile: Option<LoginProfileState>,
 }
 
+/// What deleting the console password did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DeleteLoginProfileOutcome {
+    pub user_name: String,
+    /// False when the user had no console password.
+    pub deleted: bool,
+}
+
+/// Rollback of a password deletion that needed none (anything else is refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DeleteLoginProfileUndone {
+    /// Why there was nothing to undo.
+    pub nothing_to_undo: String,
+}
+
 async fn login_profile(ctx: Ctx<'_>, user: &str) -> Result<Option<LoginProfileState>, ActionError> {
     let clients = ctx.clients();
-    clients.limit("IAM.GetLoginProfile").await;
-    match clients.iam.get_login_profile().user_name(user).send().await {
+    let request = clients.iam.get_login_profile().user_name(user);
+    match clients
+        .try_call(
+            &ops::IAM_GET_LOGIN_PROFILE,
+            &format!("user {user}"),
+            request,
+        )
+        .await
+    {
         Ok(out) => Ok(out.login_profile().map(|p| LoginProfileState {
             created: timestamp(p.create_date()),
             password_reset_required: p.password_reset_required(),
         })),
         Err(e) if is_missing(&e, "login profile") => Ok(None),
-        Err(e) => Err(sdk_error(
-            e,
-            "GetLoginProfile",
-            "iam:GetLoginProfile",
-            &format!("user {user}"),
-        )),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -181,12 +222,15 @@ fn cannot_restore(user: &str) -> ActionError {
 }
 
 impl Handler for DeleteLoginProfile {
+    type Params = DeleteLoginProfileParams;
     type PreState = DeleteLoginProfilePreState;
+    type Outcome = DeleteLoginProfileOutcome;
+    type Undone = DeleteLoginProfileUndone;
 
-    async fn pre_state(ctx: Ctx<'_>) -> Result<DeleteLoginProfilePreState, ActionError> {
-        if !matches!(ctx.step.action, Action::DeleteLoginProfile(_)) {
-            return Err(wrong_params(ctx));
-        }
+    async fn pre_state(
+        ctx: Ctx<'_>,
+        _p: &DeleteLoginProfileParams,
+    ) -> Result<DeleteLoginProfilePreState, ActionError> {
         let user = user_target(ctx)?;
         let profile = login_profile(ctx, &user).await?;
         Ok(DeleteLoginProfilePreState {
@@ -195,43 +239,39 @@ impl Handler for DeleteLoginProfile {
         })
     }
 
-    async fn apply(ctx: Ctx<'_>, pre: &DeleteLoginProfilePreState) -> Result<Value, ActionError> {
+    async fn apply(
+        ctx: Ctx<'_>,
+        _p: &DeleteLoginProfileParams,
+        pre: &DeleteLoginProfilePreState,
+    ) -> Result<DeleteLoginProfileOutcome, ActionError> {
         let mut deleted = false;
         if pre.login_profile.is_some() {
             let clients = ctx.clients();
-            clients.limit("IAM.DeleteLoginProfile").await;
+            let request = clients.iam.delete_login_profile().user_name(&pre.user_name);
+            let resource = format!("user {}", pre.user_name);
             match clients
-                .iam
-                .delete_login_profile()
-                .user_name(&pre.user_name)
-                .send()
+                .try_call(&ops::IAM_DELETE_LOGIN_PROFILE, &resource, request)
                 .await
             {
                 Ok(_) => {}
                 // Gone already: an earlier, interrupted attempt deleted it.
                 Err(e) if is_missing(&e, "login profile") => {}
-                Err(e) => {
-                    return Err(sdk_error(
-                        e,
-                        "DeleteLoginProfile",
-                        "iam:DeleteLoginProfile",
-                        &format!("user {}", pre.user_name),
-                    ));
-                }
+                Err(e) => return Err(e.into()),
             }
             deleted = true;
         }
         info!(user = %pre.user_name, deleted, "console password removed");
-        Ok(serde_json::json!({
-            "user-name": pre.user_name,
-            "deleted": deleted,
-        }))
+        Ok(DeleteLoginProfileOutcome {
+            user_name: pre.user_name.clone(),
+            deleted,
+        })
     }
 
     async fn verify(
         ctx: Ctx<'_>,
+        _p: &DeleteLoginProfileParams,
         pre: &DeleteLoginProfilePreState,
-        _outcome: &Value,
+        _outcome: &DeleteLoginProfileOutcome,
     ) -> Result<(), ActionError> {
         match login_profile(ctx, &pre.user_name).await? {
             None => Ok(()),
@@ -248,25 +288,25 @@ impl Handler for DeleteLoginProfile {
     /// to delete it) or there never was one; otherwise refused.
     async fn undo(
         ctx: Ctx<'_>,
+        _p: &DeleteLoginProfileParams,
         pre: &DeleteLoginProfilePreState,
-        outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        let deleted = outcome
-            .and_then(|o| o.get("deleted"))
-            .and_then(Value::as_bool);
-        if pre.login_profile.is_none() || deleted == Some(false) {
-            return Ok(serde_json::json!({"nothing-to-undo": "the user had no console password"}));
+        outcome: Option<&DeleteLoginProfileOutcome>,
+    ) -> Result<DeleteLoginProfileUndone, ActionError> {
+        let nothing = |why: &str| DeleteLoginProfileUndone {
+            nothing_to_undo: why.to_string(),
+        };
+        if pre.login_profile.is_none() || outcome.is_some_and(|o| !o.deleted) {
+            return Ok(nothing("the user had no console password"));
         }
         if login_profile(ctx, &pre.user_name).await?.is_some() {
-            return Ok(
-                serde_json::json!({"nothing-to-undo": "the console password was never deleted"}),
-            );
+            return Ok(nothing("the console password was never deleted"));
         }
         Err(cannot_restore(&pre.user_name))
     }
 
     async fn verify_undone(
         ctx: Ctx<'_>,
+        _p: &DeleteLoginProfileParams,
         pre: &DeleteLoginProfilePreState,
     ) -> Result<(), ActionError> {
         let live = login_profile(ctx, &pre.user_name).await?;
@@ -285,10 +325,15 @@ impl Handler for DeleteLoginProfile {
         }
     }
 
-    fn describe(_ctx: Ctx<'_>, pre: &DeleteLoginProfilePreState) -> Vec<String> {
+    fn describe(
+        _ctx: Ctx<'_>,
+        _p: &DeleteLoginProfileParams,
+        pre: &DeleteLoginProfilePreState,
+    ) -> Vec<String> {
         match &pre.login_profile {
             Some(_) => vec![format!(
-                "iam:DeleteLoginProfile user={} (irreversible: the password can only be reset, never restored)",
+                "{} user={} (irreversible: the password can only be reset, never restored)",
+                ops::IAM_DELETE_LOGIN_PROFILE.iam_action,
                 pre.user_name
             )],
             None => vec![format!(
