@@ -348,7 +348,19 @@ def provision(tools: Tools, emulator: Emulator, directory: Path) -> dict:
     return {
         "dir": directory,
         "finding": directory / "finding.json",
-        "fixture": json.loads((directory / "fixture.json").read_text()),
+        "fixture": instance_fixture(json.loads((directory / "fixture.json").read_text())),
+    }
+
+
+def instance_fixture(fixture: dict) -> dict:
+    """The ids the bench needs of the compromised instance (the fixture's
+    first instance, the one the finding names), from the builder's fixture."""
+    instance = next(iter(fixture["instances"].values()))
+    return {
+        "instance-id": instance["id"],
+        "vpc-id": instance["vpc-id"],
+        "enis": instance["enis"],
+        "volume-ids": [volume["id"] for volume in instance["volumes"]],
     }
 
 
