@@ -1255,7 +1255,10 @@ fn plan_of(fx: &Fixture, steps: Value) -> (Plan, String) {
 /// Fails `ModifyNetworkInterfaceAttribute` calls that move one ENI into any
 /// of some groups (before they reach the emulator), until cleared.
 #[derive(Debug, Clone, Default)]
-struct SwapFault(Arc<Mutex<Option<(String, Vec<String>)>>>);
+struct SwapFault(Arc<Mutex<Option<Refusal>>>);
+
+/// The ENI whose moves are refused, and the groups it may not enter.
+type Refusal = (String, Vec<String>);
 
 impl SwapFault {
     fn fail(&self, eni: &str, into: &[&String]) {

@@ -578,12 +578,9 @@ async fn an_operators_key_made_after_a_refused_rotation_survives_the_resume() {
     let aws = emulator().await;
     let clients = aws.clients();
     let env = users(&aws, &[("heidi", 2)]).await;
-    let keys: Vec<String> = env.users["heidi"]
-        .access_keys
-        .iter()
-        .map(|k| k.id.clone())
-        .collect();
-    let finding = key_finding(&env, "f-operator", &keys[0], Some("heidi"), "IAMUser");
+    let keys = &env.users["heidi"].access_keys;
+    let (named, other) = (keys[0].id.clone(), keys[1].id.clone());
+    let finding = key_finding(&env, "f-operator", &named, Some("heidi"), "IAMUser");
     let plan = make_plan(
         &finding,
         json!([{"id": "rotate", "action": "rotate-access-key", "on-failure": "stop", "retry": {"max-attempts": 1}}]),
@@ -602,7 +599,7 @@ async fn an_operators_key_made_after_a_refused_rotation_survives_the_resume() {
         .iam
         .delete_access_key()
         .user_name("heidi")
-        .access_key_id(&keys[1])
+        .access_key_id(&other)
         .send()
         .await
         .expect("DeleteAccessKey");
@@ -622,7 +619,7 @@ async fn an_operators_key_made_after_a_refused_rotation_survives_the_resume() {
     assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
     assert_eq!(
         key_list(clients, "heidi").await,
-        sorted(vec![pair(&keys[0], "Active"), pair(&operators, "Active")]),
+        sorted(vec![pair(&named, "Active"), pair(&operators, "Active")]),
         "the operator's key survives"
     );
     assert!(

@@ -290,22 +290,28 @@ async fn full_run_then_rollback_restores_pre_state() {
     let started = Instant::now();
     let case = setup("full").await;
     let out = case.run(&shipped_playbooks(), &["--output", "json"], &[]);
-    // No evidence bucket here: `store-evidence` (on-failure: continue) fails,
-    // and the case says so instead of claiming "completed".
+    // No evidence bucket here: `store-evidence` keeps the evidence in the
+    // case directory, pinned by a manifest there, and says so.
     assert_eq!(
         out.status.code(),
-        Some(6),
-        "full run without a bucket completes with failures"
+        Some(0),
+        "full run without a bucket stores its evidence locally"
     );
     let report = stdout_json(&out);
-    assert_eq!(report["status"], "completed-with-failures");
-    assert!(
-        report["message"]
-            .as_str()
-            .unwrap()
-            .contains("`store-evidence`"),
-        "{report:#}"
-    );
+    assert_eq!(report["status"], "completed", "{report:#}");
+    let stored = case
+        .journal()
+        .into_iter()
+        .find(|r| r["event"]["event"] == "step-applied" && r["event"]["step"] == "store-evidence")
+        .map(|r| r["event"]["outcome"].clone())
+        .expect("store-evidence applied");
+    assert_eq!(stored["stored"], "locally", "{stored:#}");
+    let manifest = case
+        .state_dir()
+        .join("cases")
+        .join(case.case_id())
+        .join("manifest.json");
+    assert!(manifest.is_file(), "{}", manifest.display());
     let calls = &report["api-calls"];
     let total: u64 = calls
         .as_object()

@@ -72,15 +72,17 @@ const PRINCIPAL: &str = "cordon-responder";
 enum Scenario {
     DefaultNotify,
     IamTemporaryCredentials,
+    IamUserTemporaryCredentials,
     IamUserKeyCompromised,
     Ec2Low,
     Ec2Medium,
     Ec2CompromisedHigh,
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 7] = [
     Scenario::DefaultNotify,
     Scenario::IamTemporaryCredentials,
+    Scenario::IamUserTemporaryCredentials,
     Scenario::IamUserKeyCompromised,
     Scenario::Ec2Low,
     Scenario::Ec2Medium,
@@ -92,6 +94,7 @@ impl Scenario {
         match self {
             Scenario::DefaultNotify => "default-notify",
             Scenario::IamTemporaryCredentials => "iam-temporary-credentials",
+            Scenario::IamUserTemporaryCredentials => "iam-user-temporary-credentials",
             Scenario::IamUserKeyCompromised => "iam-user-key-compromised",
             Scenario::Ec2Low => "ec2-low",
             Scenario::Ec2Medium => "ec2-medium",
@@ -127,6 +130,16 @@ impl Scenario {
                     .await
                     .unwrap();
                 (shipped_finding("assumed-role-key", None), Vec::new())
+            }
+            Scenario::IamUserTemporaryCredentials => {
+                // The user whose GetSessionToken credentials the fixture names.
+                root.iam
+                    .create_user()
+                    .user_name("deploy-bot")
+                    .send()
+                    .await
+                    .unwrap();
+                (shipped_finding("iam-user-temporary-key", None), Vec::new())
             }
             Scenario::IamUserKeyCompromised => {
                 let (key_id, _) = user_with_key(root, "deploy-bot").await;

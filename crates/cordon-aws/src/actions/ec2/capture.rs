@@ -329,8 +329,12 @@ fn security_group_json(g: &SecurityGroup) -> Value {
     })
 }
 
-/// Every EBS volume attached to the instance (filtered, paginated).
-async fn instance_volumes(ctx: Ctx<'_>, instance_id: &str) -> Result<Vec<Volume>, ActionError> {
+/// Every EBS volume attached to the instance (filtered, paginated; a
+/// terminated instance has none rather than failing the call).
+pub(super) async fn instance_volumes(
+    ctx: Ctx<'_>,
+    instance_id: &str,
+) -> Result<Vec<Volume>, ActionError> {
     let clients = ctx.clients();
     let request = clients
         .ec2

@@ -21,6 +21,7 @@ use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::capture::instance_volumes;
 use super::{describe_instance, filter, try_join_all};
 use crate::actions::{Amended, Ctx, Handler};
 use crate::call::items;
@@ -154,21 +155,13 @@ async fn snapshots_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<Snapshot>, 
     Ok(items(&pages, |page| page.snapshots()))
 }
 
-/// The EBS volumes attached to the instance now (a filtered DescribeVolumes,
-/// so a terminated instance has none rather than failing the call).
+/// The EBS volumes attached to the instance now, with their device names.
 async fn attached_volumes(
     ctx: Ctx<'_>,
     instance_id: &str,
 ) -> Result<Vec<AttachedVolume>, ActionError> {
-    let clients = ctx.clients();
-    let request = clients
-        .ec2
-        .describe_volumes()
-        .filters(filter("attachment.instance-id", [instance_id])?);
-    let pages = clients
-        .paginate(&ops::EC2_DESCRIBE_VOLUMES, instance_id, request)
-        .await?;
-    Ok(items(&pages, |page| page.volumes())
+    Ok(instance_volumes(ctx, instance_id)
+        .await?
         .iter()
         .filter_map(|v| {
             let attachment = v
