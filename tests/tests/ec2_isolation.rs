@@ -32,7 +32,8 @@ use cordon_core::plan::{CaseId, Plan};
 use cordon_gameday::spec::InstanceSpec;
 use cordon_gameday::{EnvironmentSpec, InstanceFinding, provision as build};
 use cordon_tests::{
-    ApproveAll, Lifecycle, REGION, emulator, local_actions, mutating, plan_steps, take_calls,
+    ApproveAll, ApproveUndo, Lifecycle, REGION, emulator, local_actions, mutating, plan_steps,
+    take_calls,
 };
 use serde_json::{Value, json};
 
@@ -1075,7 +1076,14 @@ async fn containment_plan_runs_and_rolls_back_through_the_executor() {
     for s in &dry {
         eprintln!("dry run {}: {:#?} {:?}", s.step, s.calls, s.note);
     }
-    assert!(dry.iter().all(|s| s.note.is_none()), "{dry:#?}");
+    // Only the snapshots deleted on rollback wait for approval: deleting them
+    // destroys evidence, so the step is irreversible.
+    let noted: Vec<&str> = dry
+        .iter()
+        .filter(|s| s.note.is_some())
+        .map(|s| s.step.as_str())
+        .collect();
+    assert_eq!(noted, vec!["scratch-snapshot"], "{dry:#?}");
     assert!(
         mutating_now(clients).is_empty(),
         "a dry run changes nothing"
@@ -1098,7 +1106,8 @@ async fn containment_plan_runs_and_rolls_back_through_the_executor() {
     assert!(protection(clients, &fx.instance).await.0);
     assert_eq!(snapshots_of_case(clients, &plan.case_id).await.len(), 4);
 
-    let report = executor
+    // The rollback's approver also approves deleting the scratch snapshots.
+    let report = Executor::new(&actions, &journal, &ApproveUndo)
         .rollback(&plan.case_id, "test")
         .await
         .expect("rollback");

@@ -10,12 +10,14 @@ use aws_credential_types::Credentials;
 use cordon_aws::actions::AwsActions;
 use cordon_aws::actions::iam::decode_policy_document;
 use cordon_aws::client::AwsClients;
-use cordon_core::executor::{Actions, Decision, ErrorKind, Executor, Progress};
+use cordon_core::executor::{Actions, ErrorKind, Executor, Progress};
 use cordon_core::journal::CaseStatus;
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{Plan, Target};
 use cordon_gameday::{EnvironmentSpec, Fixture};
-use cordon_tests::{ApproveAll, EmulatorGuard, Lifecycle, emulator, local_actions, plan_steps};
+use cordon_tests::{
+    ApproveAll, ApproveUndo, EmulatorGuard, Lifecycle, emulator, local_actions, plan_steps,
+};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
@@ -628,28 +630,6 @@ async fn an_operators_key_made_after_a_refused_rotation_survives_the_resume() {
         report.message
     );
     assert_eq!(secret_count(clients).await, 0);
-}
-
-/// Approves every step and, unlike [`ApproveAll`], every gated undo.
-struct ApproveUndo;
-
-impl cordon_core::executor::Approver for ApproveUndo {
-    async fn decide(&self, _plan: &Plan, _step: &cordon_core::plan::PlannedStep) -> Decision {
-        Decision::Approved {
-            approver: "test".to_string(),
-        }
-    }
-
-    async fn decide_undo(
-        &self,
-        _plan: &Plan,
-        _step: &cordon_core::plan::PlannedStep,
-        _gate: cordon_core::action::UndoGate,
-    ) -> Decision {
-        Decision::Approved {
-            approver: "test".to_string(),
-        }
-    }
 }
 
 #[tokio::test]
