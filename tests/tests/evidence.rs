@@ -664,18 +664,23 @@ async fn the_raw_finding_is_kept_byte_for_byte_from_the_caller_or_the_case_direc
     assert!(outcome.get("not-stored").is_none(), "{outcome}");
     verified_clean(clients, bucket, &case).await;
 
-    // The CLI: `<case-dir>/finding.json`, written at case open, is what is kept.
+    // The CLI: each delivery kept in the case directory is what is kept.
     let root = scratch_dir("finding-cli");
     let case_dir = root.join(case.as_str());
     std::fs::create_dir_all(&case_dir).expect("case dir");
     let opened = format!("{fixture}\n");
-    std::fs::write(case_dir.join("finding.json"), &opened).expect("finding.json");
-    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()));
+    let kept = "finding-0123456789abcdef.json";
+    std::fs::write(case_dir.join(kept), &opened).expect("finding file");
+    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()))
+        .with_finding_raw(case.clone(), "not what the case directory kept");
     Lifecycle::new(&actions, &plan, "store")
         .forward()
         .await
         .expect("store");
-    assert_eq!(get(clients, bucket, &key).await, opened.as_bytes());
+    assert_eq!(
+        get(clients, bucket, &case_key(PREFIX, &case, kept)).await,
+        opened.as_bytes()
+    );
 
     // Neither: the step says so rather than pretending.
     let other = CaseId::parse("case-00000000000000000000").expect("id");

@@ -1,9 +1,10 @@
 //! `store-evidence`: keeps everything the case has produced so far, pinned
 //! with a manifest.
 //!
-//! What is kept: the finding exactly as received (`finding.json`: the CLI's
-//! `<case-dir>/finding.json`, else the text given to
-//! [`AwsActions::with_finding_raw`] for this case), the plan (`plan.json`),
+//! What is kept: the finding exactly as received (the CLI keeps each distinct
+//! delivery as `<case-dir>/finding-<sha256 prefix>.json`, or `finding.json`;
+//! without such a file, the text given to [`AwsActions::with_finding_raw`]
+//! for this case is kept as `finding.json`), the plan (`plan.json`),
 //! the local journal file (`journal.jsonl`) and every local evidence file of
 //! the case (read from [`AwsActions::case_root`]), and every object already
 //! under the case prefix (captures written straight to S3, the S3 journal's
@@ -178,16 +179,40 @@ fn destination(ctx: Ctx<'_>, params: &Params) -> Result<Destination, ActionError
     })
 }
 
-/// The case's local files to keep: `(name, path)`, the finding and the
+/// Whether `name` is a kept finding: `finding.json` or `finding-<digest>.json`.
+fn is_finding_file(name: &str) -> bool {
+    name == FINDING_NAME
+        || name
+            .strip_prefix("finding-")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .is_some_and(|digest| {
+                !digest.is_empty() && digest.chars().all(|c| c.is_ascii_hexdigit())
+            })
+}
+
+/// The findings kept in the case directory, `(name, path)`, sorted by name.
+fn case_findings(case_dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(case_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p)))
+        .filter(|(name, _)| is_finding_file(name))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The case's local files to keep: `(name, path)`, the findings and the
 /// journal first, then the evidence files (`.partial` ones are writes a crash
 /// interrupted: never acknowledged, not evidence).
 fn local_files(case_dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut files = Vec::new();
-    for name in [FINDING_NAME, JOURNAL_NAME] {
-        let path = case_dir.join(name);
-        if path.is_file() {
-            files.push((name.to_string(), path));
-        }
+    let mut files = case_findings(case_dir);
+    let journal = case_dir.join(JOURNAL_NAME);
+    if journal.is_file() {
+        files.push((JOURNAL_NAME.to_string(), journal));
     }
     let mut evidence: Vec<(String, PathBuf)> = std::fs::read_dir(case_dir.join("evidence"))
         .into_iter()
@@ -197,7 +222,8 @@ fn local_files(case_dir: &Path) -> Vec<(String, PathBuf)> {
         .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "partial"))
         .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p)))
         .filter(|(name, _)| {
-            ![JOURNAL_NAME, MANIFEST_NAME, PLAN_NAME, FINDING_NAME].contains(&name.as_str())
+            ![JOURNAL_NAME, MANIFEST_NAME, PLAN_NAME].contains(&name.as_str())
+                && !is_finding_file(name)
         })
         .collect();
     evidence.sort();
@@ -245,10 +271,10 @@ fn encode_json<T: Serialize>(case: &CaseId, what: &str, value: &T) -> Result<Vec
     })
 }
 
-/// The raw finding when only the caller has it (no `finding.json` in the
-/// case directory), or why it cannot be kept.
+/// The raw finding when only the caller has it (no finding kept in the case
+/// directory), or why it cannot be kept.
 fn finding_from_caller(ctx: Ctx<'_>, case_dir: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
-    if case_dir.is_some_and(|dir| dir.join(FINDING_NAME).is_file()) {
+    if case_dir.is_some_and(|dir| !case_findings(dir).is_empty()) {
         return Ok(None);
     }
     match &ctx.aws.finding_raw {
@@ -401,9 +427,10 @@ impl StoreEvidence {
                 (journal, unreadable) = parse_local_journal(&bytes);
                 continue;
             }
-            let key = match name.as_str() {
-                PLAN_NAME | FINDING_NAME => name,
-                _ => format!("evidence/{name}"),
+            let key = if name == PLAN_NAME || is_finding_file(&name) {
+                name
+            } else {
+                format!("evidence/{name}")
             };
             objects.push(ManifestObject {
                 key,
@@ -684,6 +711,16 @@ mod tests {
         assert!(unreadable[0].starts_with("line 2: "), "{unreadable:?}");
         let (records, unreadable) = parse_local_journal(b"");
         assert!(records.is_empty() && unreadable.is_empty());
+    }
+
+    #[test]
+    fn kept_findings_are_recognised_by_name() {
+        assert!(is_finding_file("finding.json"));
+        assert!(is_finding_file("finding-0123456789abcdef.json"));
+        assert!(!is_finding_file("finding-.json"));
+        assert!(!is_finding_file("finding-notes.json"));
+        assert!(!is_finding_file(".finding.42.tmp"));
+        assert!(!is_finding_file("plan.json"));
     }
 
     #[test]
