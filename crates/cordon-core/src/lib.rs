@@ -5,10 +5,12 @@
 pub mod action;
 pub mod executor;
 pub mod finding;
+pub mod ids;
 pub mod journal;
 pub mod local_store;
 pub mod plan;
 pub mod playbook;
 pub mod route;
+pub mod text;
 pub mod validate;
 pub mod yaml;
