@@ -22,10 +22,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cordon-hostile-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -132,7 +128,10 @@ fn cordon(endpoint: &CountingEndpoint, state: &Path, args: &[&str]) -> Output {
         .env("AWS_SHARED_CREDENTIALS_FILE", home.join("no-credentials"))
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("CORDON_STATE_DIR", state.join("state"))
-        .env("CORDON_PLAYBOOKS", repo().join("playbooks"))
+        .env(
+            "CORDON_PLAYBOOKS",
+            cordon_tests::repo_root().join("playbooks"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -489,6 +489,7 @@ impl Checks<'_> {
     }
 
     fn instance(&self, i: &InstanceDetails) -> Result<InstanceTarget, PlanError> {
+        let instance_id = self.id(INSTANCE_ID, IdKind::Instance, &i.instance_id)?;
         let network_interfaces = i
             .network_interfaces
             .iter()
@@ -515,7 +516,7 @@ impl Checks<'_> {
             })
             .collect::<Result<_, PlanError>>()?;
         Ok(InstanceTarget {
-            instance_id: self.id(INSTANCE_ID, IdKind::Instance, &i.instance_id)?,
+            instance_id,
             network_interfaces,
             instance_profile_arn: profile_arn(i)
                 .filter(|arn| IdKind::InstanceProfileArn.matches(arn))

@@ -368,13 +368,17 @@ fn parse_route_and_plan(text: &str) -> Result<(), TestCaseError> {
 
 // ---------- findings ----------
 
+/// Up to 512 arbitrary bytes, read as text the way the CLI reads a file.
+fn arbitrary_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<u8>(), 0..512)
+        .prop_map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+}
+
 #[test]
 fn findings_from_arbitrary_bytes() {
-    check(
-        "findings-from-bytes",
-        prop::collection::vec(any::<u8>(), 0..512),
-        |bytes| parse_route_and_plan(&String::from_utf8_lossy(&bytes)),
-    );
+    check("findings-from-bytes", arbitrary_text(), |text| {
+        parse_route_and_plan(&text)
+    });
 }
 
 #[test]
@@ -477,11 +481,9 @@ fn validate(text: &str) -> Result<(), TestCaseError> {
 
 #[test]
 fn playbooks_from_arbitrary_bytes() {
-    check(
-        "playbooks-from-bytes",
-        prop::collection::vec(any::<u8>(), 0..512),
-        |bytes| validate(&String::from_utf8_lossy(&bytes)),
-    );
+    check("playbooks-from-bytes", arbitrary_text(), |text| {
+        validate(&text)
+    });
 }
 
 /// Fragments of YAML syntax, shuffled: anchors, aliases, flow and block
