@@ -52,12 +52,7 @@ fn state_dir(test: &str) -> PathBuf {
 }
 
 fn record(seq: u64, prev: &str, event: JournalEvent) -> JournalRecord {
-    JournalRecord {
-        seq,
-        at: format!("2026-01-01T00:00:0{seq}Z"),
-        prev_hash: prev.to_string(),
-        event,
-    }
+    JournalRecord::new(seq, format!("2026-01-01T00:00:0{seq}Z"), prev, event)
 }
 
 /// Three chained journal records of a case.
@@ -613,4 +608,81 @@ async fn lambda_style_case_with_s3_journal_and_s3_captures_verifies() {
     // The S3 journal itself now refuses to load past the broken link.
     let loaded = journal.load(&case).await.expect("load");
     assert!(cordon_core::journal::verify_chain(&loaded).is_err());
+}
+
+/// A case opened by journal format 1 and continued in format 2: the uploaded
+/// journal mixes both, the manifest pins each record by the hash of its stored
+/// text, `evidence verify` re-walks the chain across the boundary, and an edit
+/// to a format-1 line is still named.
+#[tokio::test]
+async fn a_journal_begun_in_format_1_verifies_in_the_bucket() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let bucket = "evidence-v1";
+    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
+        .await
+        .expect("init");
+    let plan = store_plan(bucket);
+    let case = plan.case_id.clone();
+    let root = state_dir("format-1");
+    let v1 = std::fs::read_to_string(
+        repo_root().join("tests/fixtures/journals-v1/iam-temporary-credentials.jsonl"),
+    )
+    .expect("fixture");
+    std::fs::create_dir_all(root.join(case.as_str())).expect("case dir");
+    std::fs::write(root.join(case.as_str()).join(JOURNAL_NAME), &v1).expect("journal");
+    let journal = LocalJournal::new(&root);
+    let old = journal.load(&case).await.expect("format-1 journal loads");
+    let last = old.last().expect("records");
+    journal
+        .append(
+            &case,
+            &record(
+                last.seq + 1,
+                &last.hash(),
+                JournalEvent::RollbackStarted {
+                    reason: "continued by format 2".into(),
+                },
+            ),
+        )
+        .await
+        .expect("append in format 2");
+
+    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()));
+    let step = plan.step("store").expect("step");
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
+    actions
+        .verify(&plan, step, &pre, &outcome)
+        .await
+        .expect("verify");
+    let report = verify_case(clients, bucket, PREFIX, &case)
+        .await
+        .expect("verify case");
+    assert!(report.ok(), "{:#?}", lines(&report));
+    assert_eq!(report.journal_records, old.len() + 1);
+
+    // Edit a format-1 record of the uploaded journal: it is named.
+    let key = case_key(PREFIX, &case, JOURNAL_NAME);
+    let text = String::from_utf8(get(clients, bucket, &key).await).expect("utf-8");
+    assert!(
+        text.starts_with(&v1),
+        "format-1 lines are uploaded as stored"
+    );
+    let edited = text.replacen("\"duration_ms\":4", "\"duration_ms\":40", 1);
+    assert_ne!(edited, text);
+    put(clients, bucket, &key, edited.into_bytes()).await;
+    let report = verify_case(clients, bucket, PREFIX, &case)
+        .await
+        .expect("verify case");
+    let found = lines(&report);
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with("journal record 3: was altered")),
+        "{found:#?}"
+    );
 }

@@ -12,6 +12,7 @@ use std::fmt;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use cordon_core::executor::{ActionError, ErrorKind};
+use cordon_core::format::{self, NewerFormat};
 use cordon_core::journal::{GENESIS_HASH, JournalRecord};
 use cordon_core::plan::CaseId;
 use serde::{Deserialize, Serialize};
@@ -25,10 +26,20 @@ pub const MANIFEST_NAME: &str = "manifest.json";
 /// The name the local journal is uploaded under.
 pub const JOURNAL_NAME: &str = "journal.jsonl";
 
+/// The manifest format this build writes.
+///
+/// 1: manifests before versioning (the same keys, no `format-version`).
+/// 2: `format-version` first. Every version up to this one is read; see
+/// `docs/formats.md`.
+pub const FORMAT_VERSION: u32 = 2;
+
 /// What a case's evidence is, pinned down so that any later change shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Manifest {
+    /// [`FORMAT_VERSION`] when written by this build; absent (1) in older manifests.
+    #[serde(default = "unversioned")]
+    pub format_version: u32,
     pub case_id: String,
     /// RFC 3339 UTC.
     pub created_at: String,
@@ -53,8 +64,22 @@ pub struct ManifestObject {
 #[serde(rename_all = "kebab-case")]
 pub struct ManifestJournalEntry {
     pub seq: u64,
+    /// SHA-256 (hex) of the record's stored text ([`JournalRecord::hash`]).
     pub hash: String,
     pub prev_hash: String,
+}
+
+fn unversioned() -> u32 {
+    format::UNVERSIONED
+}
+
+/// Why stored bytes are not a manifest this build can use.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestFormatError {
+    #[error(transparent)]
+    Newer(NewerFormat),
+    #[error("unreadable manifest: {0}")]
+    Unreadable(#[source] serde_json::Error),
 }
 
 impl Manifest {
@@ -64,6 +89,7 @@ impl Manifest {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         Self {
+            format_version: FORMAT_VERSION,
             case_id: case.as_str().to_owned(),
             created_at,
             objects,
@@ -76,6 +102,20 @@ impl Manifest {
                 })
                 .collect(),
         }
+    }
+}
+
+impl Manifest {
+    /// Reads a stored manifest of any version up to [`FORMAT_VERSION`]; `what`
+    /// names it in the error a newer one gets.
+    pub fn from_json(bytes: &[u8], what: &str) -> Result<Self, ManifestFormatError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            ManifestFormatError::Unreadable(serde::de::Error::custom(format!("not UTF-8: {e}")))
+        })?;
+        let version = format::stored_version(text).map_err(ManifestFormatError::Unreadable)?;
+        format::check_version(version, FORMAT_VERSION, || what.to_string())
+            .map_err(ManifestFormatError::Newer)?;
+        serde_json::from_str(text).map_err(ManifestFormatError::Unreadable)
     }
 }
 
@@ -345,15 +385,24 @@ pub async fn verify_case(
             });
             return Ok(report);
         }
-        Some(bytes) => match serde_json::from_slice(&bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                report.problems.push(Problem::Manifest {
-                    reason: format!("s3://{bucket}/{manifest_key} is unreadable: {e}"),
-                });
-                return Ok(report);
+        Some(bytes) => {
+            let location = format!("s3://{bucket}/{manifest_key}");
+            match Manifest::from_json(&bytes, &location) {
+                Ok(m) => m,
+                Err(ManifestFormatError::Newer(e)) => {
+                    report.problems.push(Problem::Manifest {
+                        reason: e.to_string(),
+                    });
+                    return Ok(report);
+                }
+                Err(ManifestFormatError::Unreadable(e)) => {
+                    report.problems.push(Problem::Manifest {
+                        reason: format!("{location} is unreadable: {e}"),
+                    });
+                    return Ok(report);
+                }
             }
-        },
+        }
     };
     if manifest.case_id != case.as_str() {
         report.problems.push(Problem::Manifest {
@@ -444,13 +493,19 @@ pub async fn verify_case(
     Ok(report)
 }
 
+/// The records of an uploaded local journal, each line (without its newline)
+/// kept as the record's stored text, as the local store reads it.
 fn parse_jsonl(bytes: &[u8]) -> Result<Vec<JournalRecord>, Problem> {
     let text = String::from_utf8_lossy(bytes);
     let mut records = Vec::new();
-    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let record = serde_json::from_str(line).map_err(|e| Problem::JournalRecord {
+    for (i, line) in text
+        .split('\n')
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+    {
+        let record = JournalRecord::from_stored(line).map_err(|e| Problem::JournalRecord {
             seq: i as u64,
-            reason: format!("unreadable: {e}"),
+            reason: e.to_string(),
         })?;
         records.push(record);
     }

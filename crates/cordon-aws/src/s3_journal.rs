@@ -98,8 +98,9 @@ impl S3Journal {
     }
 }
 
-/// Reads the records stored under a case's `journal/` folder, in order. Shared
-/// with evidence verification, which re-checks the chain of the stored journal.
+/// Reads the records stored under a case's `journal/` folder, in order, each
+/// keeping its object's bytes as its stored text (what the chain hashes).
+/// Shared with evidence verification, which re-checks the chain of the stored journal.
 pub(crate) async fn read_records(
     clients: &AwsClients,
     bucket: &str,
@@ -115,11 +116,20 @@ pub(crate) async fn read_records(
                 Some(Box::new(e)),
             )
         })?;
-        let record: JournalRecord =
-            serde_json::from_slice(&bytes).map_err(|e| JournalError::Corrupt {
-                case: case.clone(),
-                seq: records.len() as u64,
-                reason: format!("{key} is unreadable: {e}"),
+        let seq = records.len() as u64;
+        let text = std::str::from_utf8(&bytes).map_err(|e| JournalError::Corrupt {
+            case: case.clone(),
+            seq,
+            reason: format!("{key} is not UTF-8: {e}"),
+        })?;
+        let record =
+            JournalRecord::from_stored(text).map_err(|e| match e.in_journal(case, seq) {
+                JournalError::Corrupt { case, seq, reason } => JournalError::Corrupt {
+                    case,
+                    seq,
+                    reason: format!("{key}: {reason}"),
+                },
+                other => other,
             })?;
         records.push(record);
     }
@@ -147,9 +157,8 @@ impl JournalStore for S3Journal {
     async fn append(&self, case: &CaseId, record: &JournalRecord) -> Result<(), JournalError> {
         let key = record_key(&self.prefix, case, record.seq);
         let location = format!("s3://{}/{key}", self.bucket);
-        // The canonical serialisation: the chain hashes exactly these bytes.
-        let bytes = serde_json::to_vec(record)
-            .map_err(|e| io(location.clone(), format!("cannot encode record: {e}"), None))?;
+        // The record's stored text: the chain hashes exactly these bytes.
+        let bytes = record.stored_text().into_owned().into_bytes();
         self.clients.limit("S3.PutObject").await;
         let result = put_request(&self.clients, &self.bucket, &key, bytes, None)
             .if_none_match("*")

@@ -73,7 +73,7 @@ pub async fn triage(args: TriageArgs) -> Result<u8, Failure> {
             .map_err(intake_failure)?;
     let rows = guardduty::triage(&findings, &playbooks);
     match args.output {
-        Output::Json => print_json(&rows)?,
+        Output::Json => print_json(&crate::output::Triage { findings: &rows })?,
         Output::Text => print!("{}", render(&rows, args.min_severity)),
     }
     Ok(0)

@@ -7,6 +7,7 @@
 
 mod evidence_cmd;
 mod intake;
+mod output;
 mod render;
 
 use std::collections::BTreeSet;
@@ -302,9 +303,10 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 let executor = Executor::new(&aws, &journal, &approver);
                 let steps = executor.dry_run(&plan).await;
                 match args.output {
-                    Output::Json => {
-                        print_json(&serde_json::json!({ "plan": plan, "dry-run": steps }))?
-                    }
+                    Output::Json => print_json(&output::DryRun {
+                        plan: &plan,
+                        dry_run: &steps,
+                    })?,
                     Output::Text => {
                         print!("{}", render::plan(&plan));
                         print!("{}", render::dry_run(&steps));
@@ -427,12 +429,12 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             let case_state =
                 CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
             match output {
-                Output::Json => print_json(&serde_json::json!({
-                    "case-id": case,
-                    "status": case_state.status.map(|s| s.to_string()),
-                    "plan": case_state.plan,
-                    "journal": records,
-                }))?,
+                Output::Json => print_json(&output::CaseStatusReport {
+                    case_id: &case,
+                    status: case_state.status.map(|s| s.to_string()),
+                    plan: &case_state.plan,
+                    journal: &records,
+                })?,
                 Output::Text => print!("{}", render::status(&case_state, &records)),
             }
             Ok(0)
@@ -451,7 +453,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 }
             }
             match output {
-                Output::Json => print_json(&rows)?,
+                Output::Json => print_json(&output::Cases { cases: &rows })?,
                 Output::Text => print!("{}", render::cases(&rows)),
             }
             Ok(0)
@@ -566,9 +568,10 @@ fn no_match(finding: &Finding, loaded: &[LoadedPlaybook], output: Output) -> Res
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| failed(e.into()))?;
-    println!("{text}");
+/// Prints the command's one JSON document on stdout (see [`output`]).
+fn print_json<B: output::Body>(body: &B) -> Result<(), Failure> {
+    let text = output::to_text(body).map_err(|e| failed(e.into()))?;
+    print!("{text}");
     Ok(())
 }
 
@@ -627,14 +630,14 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
     };
     let calls = aws.clients.calls.operations();
     match output {
-        Output::Json => print_json(&serde_json::json!({
-            "case-id": report.case_id,
-            "status": report.status.to_string(),
-            "no-op": report.no_op,
-            "step-failed": report.step_failed,
-            "message": report.message,
-            "api-calls": calls,
-        }))?,
+        Output::Json => print_json(&output::RunReport {
+            case_id: &report.case_id,
+            status: report.status.to_string(),
+            no_op: report.no_op,
+            step_failed: report.step_failed,
+            message: &report.message,
+            api_calls: calls,
+        })?,
         Output::Text => {
             println!();
             println!("{}", report.message);

@@ -547,12 +547,7 @@ mod tests {
         events
             .into_iter()
             .enumerate()
-            .map(|(seq, event)| JournalRecord {
-                seq: seq as u64,
-                at: text.to_string(),
-                prev_hash: String::new(),
-                event,
-            })
+            .map(|(seq, event)| JournalRecord::new(seq as u64, text, "", event))
             .collect()
     }
 

@@ -251,12 +251,12 @@ struct Session<'j, J: JournalStore> {
 
 impl<J: JournalStore> Session<'_, J> {
     async fn write(&mut self, event: JournalEvent) -> Result<(), JournalError> {
-        let record = JournalRecord {
-            seq: self.state.next_seq,
-            at: now_rfc3339(),
-            prev_hash: self.state.last_hash.clone(),
+        let record = JournalRecord::new(
+            self.state.next_seq,
+            now_rfc3339(),
+            self.state.last_hash.clone(),
             event,
-        };
+        );
         self.journal.append(&self.case, &record).await?;
         self.state.apply(&record.event);
         self.state.next_seq += 1;

@@ -2,47 +2,246 @@
 //! case. A step's pre-state is journaled durably before anything is changed, so
 //! a crash at any point leaves enough to resume or roll back.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::format::{self, NewerFormat};
 use crate::plan::{CaseId, Plan};
 
 /// The hash that precedes the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The journal format this build writes.
+///
+/// 1: records before versioning (no `format-version` key; `pre_state`,
+/// `finding_sha256`, `cordon_version` and `duration_ms` in snake_case).
+/// 2: `format-version` on every record, every key kebab-case.
+/// Every version up to this one is read; see `docs/formats.md`.
+pub const FORMAT_VERSION: u32 = 2;
+
 /// One journal record. `prev_hash` chains it to the record before.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+///
+/// The chain hashes records *as stored*: a record read from a store keeps the
+/// exact text it was read from, so a journal written by an older cordon (whose
+/// records this build would serialize differently) still verifies, and a
+/// journal may hold older records followed by newer ones. A new record is
+/// stored as [`JournalRecord::stored_text`] gives it, which is what it hashes.
+/// Editing the fields of a record read from a store changes neither its stored
+/// text nor its hash: history is not rewritten in memory either.
+#[derive(Debug, Clone)]
 pub struct JournalRecord {
     /// 0-based position in the case's journal.
     pub seq: u64,
     /// RFC 3339 UTC time the record was written.
     pub at: String,
-    /// SHA-256 (hex) of the previous record's canonical JSON, or [`GENESIS_HASH`].
+    /// SHA-256 (hex) of the previous record's stored text, or [`GENESIS_HASH`].
     pub prev_hash: String,
     pub event: JournalEvent,
+    /// The text a store held, for a record read from one.
+    stored: Option<StoredText>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredText {
+    text: Arc<str>,
+    format_version: u32,
+}
+
+/// The record as written in the current format (`format-version` first).
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct RecordOut<'a> {
+    format_version: u32,
+    seq: u64,
+    at: &'a str,
+    prev_hash: &'a str,
+    event: &'a JournalEvent,
+}
+
+/// The record as read, in any version up to [`FORMAT_VERSION`] (the keys of
+/// the envelope never changed; `format-version` is read by [`format::stored_version`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RecordIn {
+    seq: u64,
+    at: String,
+    prev_hash: String,
+    event: JournalEvent,
+}
+
+/// Why stored text is not a record this build can use.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// A newer cordon wrote it: its version, or a kind or value, is unknown here.
+    #[error(transparent)]
+    Newer(NewerFormat),
+    /// Not a journal record (truncated, edited, or not JSON).
+    #[error("unreadable record: {0}")]
+    Unreadable(#[source] serde_json::Error),
+}
+
+impl RecordError {
+    /// The error as the store of `case` reports it for the record at `seq`.
+    pub fn in_journal(self, case: &CaseId, seq: u64) -> JournalError {
+        match self {
+            RecordError::Newer(newer) => JournalError::NewerFormat(NewerFormat {
+                what: format!("record {seq} of the journal of case {case}"),
+                ..newer
+            }),
+            RecordError::Unreadable(e) => JournalError::Corrupt {
+                case: case.clone(),
+                seq,
+                reason: format!("unreadable record: {e}"),
+            },
+        }
+    }
 }
 
 impl JournalRecord {
-    /// SHA-256 of this record's canonical JSON (its serialisation by this crate).
+    /// A new record, to be appended in the current format.
+    pub fn new(
+        seq: u64,
+        at: impl Into<String>,
+        prev_hash: impl Into<String>,
+        event: JournalEvent,
+    ) -> Self {
+        Self {
+            seq,
+            at: at.into(),
+            prev_hash: prev_hash.into(),
+            event,
+            stored: None,
+        }
+    }
+
+    /// Reads one record from the exact text a store holds (one JSON object), in
+    /// any journal format up to [`FORMAT_VERSION`]; the text is kept for [`Self::hash`].
+    pub fn from_stored(text: &str) -> Result<Self, RecordError> {
+        let newer = |detail: String| {
+            RecordError::Newer(NewerFormat {
+                what: "a journal record".to_string(),
+                detail,
+                newest: FORMAT_VERSION,
+            })
+        };
+        let version = format::stored_version(text).map_err(RecordError::Unreadable)?;
+        if version > FORMAT_VERSION {
+            return Err(newer(format!("format-version {version}")));
+        }
+        let record: RecordIn =
+            serde_json::from_str(text).map_err(|e| match format::unknown_variant(&e) {
+                Some(name) => newer(format!("`{name}`, unknown to this cordon")),
+                None => RecordError::Unreadable(e),
+            })?;
+        Ok(Self {
+            seq: record.seq,
+            at: record.at,
+            prev_hash: record.prev_hash,
+            event: record.event,
+            stored: Some(StoredText {
+                text: text.into(),
+                format_version: version,
+            }),
+        })
+    }
+
+    /// The record's text in the store: as read for a stored record, else its
+    /// serialization in the current format (what the stores write).
+    pub fn stored_text(&self) -> Cow<'_, str> {
+        match &self.stored {
+            Some(stored) => Cow::Borrowed(&stored.text),
+            // serde_json fails only on a map with non-string keys or a Serialize
+            // impl that errors; a record holds strings, numbers, derived types and
+            // `Value`s (whose keys are strings), so this cannot fail.
+            None => Cow::Owned(serde_json::to_string(self).expect("a journal record serializes")),
+        }
+    }
+
+    /// The format version of the stored text ([`FORMAT_VERSION`] for a new record).
+    pub fn format_version(&self) -> u32 {
+        self.stored
+            .as_ref()
+            .map_or(FORMAT_VERSION, |stored| stored.format_version)
+    }
+
+    /// SHA-256 (hex) of [`Self::stored_text`]: the link the next record's `prev-hash` holds.
     pub fn hash(&self) -> String {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(Sha256::digest(&bytes))
+        hex::encode(Sha256::digest(self.stored_text().as_bytes()))
+    }
+}
+
+/// Records are equal when they say the same thing, whatever format stored them.
+impl PartialEq for JournalRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+            && self.at == other.at
+            && self.prev_hash == other.prev_hash
+            && self.event == other.event
+    }
+}
+
+/// Always the current format, with `format-version` first.
+impl Serialize for JournalRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        RecordOut {
+            format_version: FORMAT_VERSION,
+            seq: self.seq,
+            at: &self.at,
+            prev_hash: &self.prev_hash,
+            event: &self.event,
+        }
+        .serialize(serializer)
+    }
+}
+
+/// Any format up to [`FORMAT_VERSION`], keeping the exact text for the hash
+/// chain. Only serde_json can hand over that text, so records deserialize
+/// from serde_json input only (`from_str`, `from_slice`, `from_reader`).
+impl<'de> Deserialize<'de> for JournalRecord {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <Box<RawValue>>::deserialize(deserializer)?;
+        JournalRecord::from_stored(raw.get()).map_err(serde::de::Error::custom)
     }
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
+///
+/// Adding a kind is an additive change (the format version stays): give it a
+/// golden file (`crates/cordon-core/tests/journal_format.rs`); an older cordon
+/// meeting it refuses the journal as written by a newer one. Renaming or
+/// removing a key bumps [`FORMAT_VERSION`], and the old name stays readable
+/// (`alias`), as the snake_case names of format 1 do below.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::EnumDiscriminants)]
+#[serde(
+    tag = "event",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
+#[strum_discriminants(
+    name(JournalEventKind),
+    derive(
+        strum::Display,
+        strum::EnumString,
+        strum::IntoStaticStr,
+        strum::VariantNames,
+        strum::EnumIter
+    ),
+    strum(serialize_all = "kebab-case")
+)]
 pub enum JournalEvent {
     /// The case began with this plan; `finding-sha256` pins the finding received.
     CaseOpened {
         plan: Box<Plan>,
+        #[serde(alias = "finding_sha256")]
         finding_sha256: String,
+        #[serde(alias = "cordon_version")]
         cordon_version: String,
     },
     /// A step waits for a human.
@@ -59,16 +258,22 @@ pub enum JournalEvent {
     StepPrepared {
         step: String,
         attempt: u32,
+        #[serde(alias = "pre_state")]
         pre_state: Value,
     },
     /// The step's mutations were applied.
     StepApplied {
         step: String,
         outcome: Value,
+        #[serde(alias = "duration_ms")]
         duration_ms: u64,
     },
     /// The post-condition was read back and holds.
-    StepVerified { step: String, duration_ms: u64 },
+    StepVerified {
+        step: String,
+        #[serde(alias = "duration_ms")]
+        duration_ms: u64,
+    },
     /// An attempt failed; `retrying` says whether another attempt follows.
     StepFailed {
         step: String,
@@ -114,25 +319,9 @@ impl JournalEvent {
         }
     }
 
-    /// Short kebab name, for timelines.
+    /// The record kind as journaled (`event` key), for timelines.
     pub fn name(&self) -> &'static str {
-        match self {
-            JournalEvent::CaseOpened { .. } => "case-opened",
-            JournalEvent::ApprovalRequested { .. } => "approval-requested",
-            JournalEvent::ApprovalGranted { .. } => "approval-granted",
-            JournalEvent::ApprovalRefused { .. } => "approval-refused",
-            JournalEvent::StepPrepared { .. } => "step-prepared",
-            JournalEvent::StepApplied { .. } => "step-applied",
-            JournalEvent::StepVerified { .. } => "step-verified",
-            JournalEvent::StepFailed { .. } => "step-failed",
-            JournalEvent::StepSkipped { .. } => "step-skipped",
-            JournalEvent::StepNotRun { .. } => "step-not-run",
-            JournalEvent::RollbackStarted { .. } => "rollback-started",
-            JournalEvent::StepRolledBack { .. } => "step-rolled-back",
-            JournalEvent::StepRollbackVerified { .. } => "step-rollback-verified",
-            JournalEvent::StepRollbackFailed { .. } => "step-rollback-failed",
-            JournalEvent::CaseFinished { .. } => "case-finished",
-        }
+        JournalEventKind::from(self).into()
     }
 }
 
@@ -180,6 +369,9 @@ pub enum JournalError {
         seq: u64,
         reason: String,
     },
+    /// A newer cordon wrote part of the journal; this build must not guess at it.
+    #[error(transparent)]
+    NewerFormat(NewerFormat),
     #[error("no journal for case {case}: `cordon cases` lists the known cases")]
     UnknownCase { case: CaseId },
     #[error("journal store {location}: {message}")]
@@ -199,13 +391,16 @@ pub trait JournalStore: Send + Sync {
     /// Claims the case for this process, failing fast if another holds it.
     fn lock(&self, case: &CaseId) -> impl Future<Output = Result<Self::Lock, JournalError>> + Send;
 
-    /// Every record of the case, in order (empty for a new case).
+    /// Every record of the case, in order (empty for a new case), each read
+    /// with [`JournalRecord::from_stored`] from the exact text stored, so the
+    /// hash chain is checked against what was written.
     fn load(
         &self,
         case: &CaseId,
     ) -> impl Future<Output = Result<Vec<JournalRecord>, JournalError>> + Send;
 
-    /// Durably appends `record`; fails with [`JournalError::Conflict`] if its `seq` exists.
+    /// Durably appends `record` as [`JournalRecord::stored_text`] gives it (the
+    /// text its hash covers); fails with [`JournalError::Conflict`] if its `seq` exists.
     fn append(
         &self,
         case: &CaseId,

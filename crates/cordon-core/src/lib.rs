@@ -5,6 +5,7 @@
 pub mod action;
 pub mod executor;
 pub mod finding;
+pub mod format;
 pub mod ids;
 pub mod journal;
 pub mod local_store;

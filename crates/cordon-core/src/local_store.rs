@@ -2,6 +2,7 @@
 //! each record fsync'd before the executor moves on, and a `lock` file held
 //! with an OS lock so two `cordon` processes never work one case at once
 //! (the OS drops the lock if the process dies, so a crash never wedges a case).
+//! Each line is one record's stored text, exactly what its hash covers.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -61,8 +62,10 @@ async fn blocking<T: Send + 'static>(
         })?
 }
 
-/// Reads complete records. A final line without its newline is a write torn by
-/// a crash before its fsync returned: it was never acknowledged, so it is dropped.
+/// Reads complete records, each keeping its line (without the newline) as its
+/// stored text, which is what the hash chain covers. A final line without its
+/// newline is a write torn by a crash before its fsync returned: it was never
+/// acknowledged, so it is dropped.
 fn read_records(case: &CaseId, path: &Path) -> Result<(Vec<JournalRecord>, u64), JournalError> {
     let file = match File::open(path) {
         Ok(f) => f,
@@ -84,12 +87,8 @@ fn read_records(case: &CaseId, path: &Path) -> Result<(Vec<JournalRecord>, u64),
         if !line.ends_with('\n') {
             break;
         }
-        let record: JournalRecord =
-            serde_json::from_str(line.trim_end()).map_err(|e| JournalError::Corrupt {
-                case: case.clone(),
-                seq: records.len() as u64,
-                reason: format!("unreadable record: {e}"),
-            })?;
+        let record = JournalRecord::from_stored(line.strip_suffix('\n').unwrap_or(&line))
+            .map_err(|e| e.in_journal(case, records.len() as u64))?;
         records.push(record);
         good_len += n as u64;
     }
@@ -134,11 +133,7 @@ impl JournalStore for LocalJournal {
         let path = self.journal_path(case);
         let dir = self.case_dir(case);
         let case = case.clone();
-        let mut line = serde_json::to_string(record).map_err(|e| JournalError::Io {
-            location: path.display().to_string(),
-            message: format!("cannot encode record: {e}"),
-            source: None,
-        })?;
+        let mut line = record.stored_text().into_owned();
         line.push('\n');
         let seq = record.seq;
         blocking(move || {

@@ -16,11 +16,16 @@ pub struct RouteReason {
 
 /// The answer to "which playbook?": a choice, or no match with each playbook's reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "kebab-case")]
+#[serde(
+    tag = "result",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case"
+)]
 pub enum Route {
     Matched {
         reason: RouteReason,
-        /// Other playbooks that matched with lower priority.
+        /// Other playbooks that matched with lower priority (`also_matched` before output format 2).
+        #[serde(alias = "also_matched")]
         also_matched: Vec<String>,
     },
     NoMatch {

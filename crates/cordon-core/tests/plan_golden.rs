@@ -15,6 +15,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "support/golden.rs"]
+mod golden;
+
 use cordon_core::finding::{Finding, Wrapping, parse_single_finding};
 use cordon_core::plan::{CaseId, Plan, Target, plan};
 use cordon_core::playbook::Playbook;
@@ -85,57 +88,18 @@ fn golden_path(fixture: &str, playbook: &str) -> PathBuf {
     Path::new(GOLDEN).join(format!("{playbook}.{fixture}"))
 }
 
-/// Compares with the stored file, or rewrites it under `UPDATE_GOLDEN=1`.
-fn check_golden(path: &Path, actual: &str) {
-    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
-        std::fs::write(path, actual)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
-        return;
-    }
-    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read golden file {}: {e}\n(run with UPDATE_GOLDEN=1 to create it, then review it)",
-            path.display()
-        )
-    });
-    if expected != actual {
-        let line = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{} differs from the plan, first at line {}:\n  golden: {:?}\n  actual: {:?}\n\
-             (if the change is intended: UPDATE_GOLDEN=1 cargo test -p cordon-core --test plan_golden, then review the diff)",
-            path.display(),
-            line + 1,
-            expected.lines().nth(line).unwrap_or("<end of file>"),
-            actual.lines().nth(line).unwrap_or("<end of file>"),
-        );
-    }
-}
-
 #[test]
 fn plans_match_their_golden_files() {
     for (fixture, playbook) in PAIRS {
         let plan = plan_for(fixture, playbook);
-        check_golden(&golden_path(fixture, playbook), &render(&plan));
+        golden::check(&golden_path(fixture, playbook), &render(&plan));
     }
 }
 
 #[test]
 fn every_golden_file_belongs_to_a_pair() {
-    if std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
-        return; // the files are being rewritten by the test above, concurrently
-    }
-    let mut stored: Vec<String> = std::fs::read_dir(GOLDEN)
-        .expect("tests/golden exists")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    stored.sort();
-    let mut expected: Vec<String> = PAIRS.iter().map(|(f, p)| format!("{p}.{f}")).collect();
-    expected.sort();
-    assert_eq!(stored, expected, "stale or missing golden files");
+    let expected: Vec<String> = PAIRS.iter().map(|(f, p)| format!("{p}.{f}")).collect();
+    golden::assert_exactly(Path::new(GOLDEN), &expected);
 }
 
 #[test]

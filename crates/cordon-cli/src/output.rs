@@ -1,0 +1,232 @@
+//! The `--output json` documents: what scripts read from cordon. Each command
+//! prints exactly one JSON object on stdout, `format-version` first, then the
+//! command's own kebab-case keys (journal records on the live timeline go to
+//! stderr, one per line, each carrying its own `format-version`).
+//!
+//! Output format 1 (before versioning) printed some documents as bare arrays
+//! (`cases`, `triage`) and `route`'s `also_matched` in snake_case. The version
+//! policy is the journal's: see `docs/formats.md`.
+
+use std::collections::BTreeMap;
+
+use cordon_aws::guardduty::TriageRow;
+use cordon_core::executor::DryRunStep;
+use cordon_core::journal::JournalRecord;
+use cordon_core::plan::{CaseId, Plan};
+use cordon_core::route::Route;
+use serde::Serialize;
+
+use crate::render::CaseRow;
+
+/// The output format this build prints.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The body of a command's document: a struct whose keys follow `format-version`.
+pub trait Body: Serialize {}
+
+/// A document as printed.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Document<'a, B: Body> {
+    pub format_version: u32,
+    #[serde(flatten)]
+    pub body: &'a B,
+}
+
+impl<'a, B: Body> Document<'a, B> {
+    pub fn new(body: &'a B) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            body,
+        }
+    }
+}
+
+/// `route`, and `plan`/`run` when no playbook answers: `result` is `matched` or `no-match`.
+impl Body for Route {}
+
+/// `plan`: the plan itself.
+impl Body for Plan {}
+
+/// `run --dry-run`: the plan and the calls each step would make.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DryRun<'a> {
+    pub plan: &'a Plan,
+    pub dry_run: &'a [DryRunStep],
+}
+impl Body for DryRun<'_> {}
+
+/// `run`, `resume`, `approve`, `rollback`: where the case ended and what it took.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RunReport<'a> {
+    pub case_id: &'a CaseId,
+    pub status: String,
+    /// The journal already had the case at rest; nothing was done.
+    pub no_op: bool,
+    pub step_failed: bool,
+    pub message: &'a str,
+    /// Operations started, by `Service.Operation`.
+    pub api_calls: BTreeMap<String, u64>,
+}
+impl Body for RunReport<'_> {}
+
+/// `status`: the case, its plan and every journal record (in the current
+/// journal format, whichever format stored it).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CaseStatusReport<'a> {
+    pub case_id: &'a CaseId,
+    /// `null` while the case has not reached a resting state.
+    pub status: Option<String>,
+    pub plan: &'a Plan,
+    pub journal: &'a [JournalRecord],
+}
+impl Body for CaseStatusReport<'_> {}
+
+/// `cases`: one row per case.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Cases<'a> {
+    pub cases: &'a [CaseRow],
+}
+impl Body for Cases<'_> {}
+
+/// `triage`: open findings, most severe first, each with its playbook.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Triage<'a> {
+    pub findings: &'a [TriageRow],
+}
+impl Body for Triage<'_> {}
+
+/// The document's text: pretty JSON and a final newline.
+pub fn to_text<B: Body>(body: &B) -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(&Document::new(body))?;
+    text.push('\n');
+    Ok(text)
+}
+
+#[cfg(test)]
+#[path = "../../cordon-core/tests/support/golden.rs"]
+mod golden;
+
+/// Goldens of the documents the CLI tests cannot produce without AWS; the
+/// others come from the binary in `tests/json_output.rs`.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::path::Path;
+
+    use cordon_core::finding::parse_single_finding;
+    use cordon_core::route::route;
+    use cordon_core::validate::load_playbooks;
+    use serde_json::Value;
+
+    use super::*;
+
+    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+    const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+    fn plan() -> Plan {
+        let text =
+            std::fs::read_to_string(format!("{ROOT}/tests/fixtures/findings/iam-user-key.json"))
+                .unwrap();
+        let finding = parse_single_finding(&text, "iam-user-key.json").unwrap();
+        let playbooks: Vec<_> = load_playbooks(Path::new(&format!("{ROOT}/playbooks")))
+            .unwrap()
+            .into_iter()
+            .map(|l| l.playbook)
+            .collect();
+        let (Route::Matched { reason, .. }, Some(playbook)) = route(&finding, &playbooks) else {
+            panic!("the fixture routes to a shipped playbook");
+        };
+        cordon_core::plan::plan(&finding, playbook, reason)
+    }
+
+    fn check<B: Body>(name: &str, body: &B) {
+        let text = to_text(body).unwrap();
+        golden::check(&Path::new(GOLDEN).join(name), &text);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            value.as_object().unwrap().keys().next().map(String::as_str),
+            Some("format-version"),
+            "{name}"
+        );
+        assert_eq!(value["format-version"], FORMAT_VERSION);
+    }
+
+    #[test]
+    fn dry_run_document_matches_its_golden_file() {
+        let plan = plan();
+        let steps = vec![
+            DryRunStep {
+                step: "deactivate-key".to_string(),
+                calls: vec![
+                    "iam:UpdateAccessKey AKIAEXAMPLEEXAMPLE01 of ci-runner -> Inactive".to_string(),
+                ],
+                note: None,
+            },
+            DryRunStep {
+                step: "quarantine".to_string(),
+                calls: Vec::new(),
+                note: Some("needs approval before it runs".to_string()),
+            },
+        ];
+        check(
+            "dry-run.json",
+            &DryRun {
+                plan: &plan,
+                dry_run: &steps,
+            },
+        );
+    }
+
+    #[test]
+    fn run_report_document_matches_its_golden_file() {
+        let case = plan().case_id;
+        let api_calls = BTreeMap::from([
+            ("IAM.ListAccessKeys".to_string(), 2),
+            ("IAM.UpdateAccessKey".to_string(), 1),
+            ("STS.GetCallerIdentity".to_string(), 1),
+        ]);
+        check(
+            "run.json",
+            &RunReport {
+                case_id: &case,
+                status: "awaiting-approval".to_string(),
+                no_op: false,
+                step_failed: false,
+                message: "step `quarantine` waits for approval: `cordon approve CASE quarantine`",
+                api_calls,
+            },
+        );
+    }
+
+    #[test]
+    fn triage_document_matches_its_golden_file() {
+        let rows = vec![
+            TriageRow {
+                finding_id: "7ab4f0c9d1e2aa01".to_string(),
+                finding_type:
+                    "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS"
+                        .to_string(),
+                resource: "AKIAEXAMPLEEXAMPLE01 (ci-runner)".to_string(),
+                severity: 8.0,
+                severity_band: "high".to_string(),
+                playbook: Some("iam-user-key-compromised".to_string()),
+            },
+            TriageRow {
+                finding_id: "3cb4f0c9d1e2aa07".to_string(),
+                finding_type: "Policy:S3/BucketBlockPublicAccessDisabled".to_string(),
+                resource: "example-bucket".to_string(),
+                severity: 2.0,
+                severity_band: "low".to_string(),
+                playbook: None,
+            },
+        ];
+        check("triage.json", &Triage { findings: &rows });
+    }
+}

@@ -1,0 +1,574 @@
+//! The journal is a public, long-lived format. These tests pin it:
+//!
+//! - one golden file per record kind, in the current format
+//!   (`tests/golden-journal/<kind>.json`), and the same record as format 1
+//!   wrote it (`tests/golden-journal/v1/<kind>.jsonl`, produced by the commit
+//!   before format 2), which must still read back to the same record;
+//! - the real format-1 journals in `tests/fixtures/journals-v1/` load through
+//!   the local store, fold, and verify their hash chains;
+//! - a case opened by format 1 and resumed by this build verifies across the
+//!   boundary, and folds to what the old code recorded;
+//! - a record from a newer cordon is refused with an error saying so.
+//!
+//! `UPDATE_GOLDEN=1 cargo test -p cordon-core --test journal_format` rewrites
+//! the current-format files (never the v1 ones: those are history).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/golden.rs"]
+mod golden;
+
+use std::path::{Path, PathBuf};
+
+use cordon_core::executor::{ActionError, Actions, Approver, Decision, Executor};
+use cordon_core::finding::parse_single_finding;
+use cordon_core::journal::{
+    CaseState, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH, JournalError, JournalEvent,
+    JournalEventKind, JournalRecord, JournalStore, verify_chain,
+};
+use cordon_core::local_store::LocalJournal;
+use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
+use cordon_core::route::RouteReason;
+use cordon_core::validate::validate_text;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use strum::IntoEnumIterator;
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden-journal");
+const V1_FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/journals-v1"
+);
+
+const FINDING: &str = r#"{"schemaVersion":"2.0","accountId":"111122223333","region":"us-east-1","partition":"aws",
+"id":"f00dfeedf00dfeedf00dfeedf00dfeed","type":"Backdoor:EC2/Spambot","severity":8,
+"resource":{"resourceType":"Instance","instanceDetails":{"instanceId":"i-0123456789abcdef0","networkInterfaces":[]}},
+"service":{"resourceRole":"ACTOR"}}"#;
+
+const PLAYBOOK: &str = "name: golden\npriority: 1\nmatch:\n  resource-types: [Instance]\non-failure: stop\nsteps:\n  - id: tag\n    action: tag-resource\n";
+
+fn small_plan() -> Plan {
+    let finding = parse_single_finding(FINDING, "finding").unwrap();
+    let playbook = validate_text(PLAYBOOK, "golden.yaml").unwrap().0;
+    let reason = RouteReason {
+        playbook: playbook.name.clone(),
+        priority: playbook.priority,
+        matched: vec!["resource type Instance".to_string()],
+    };
+    plan(&finding, &playbook, reason)
+}
+
+fn error() -> ErrorRecord {
+    ErrorRecord {
+        kind: "throttled".to_string(),
+        resource: "i-0123456789abcdef0".to_string(),
+        message: "Rate exceeded".to_string(),
+        hint: "wait and resume the case".to_string(),
+    }
+}
+
+/// One representative event of each kind, with every key present.
+fn representative(kind: JournalEventKind) -> JournalEvent {
+    let step = || "tag".to_string();
+    match kind {
+        JournalEventKind::CaseOpened => JournalEvent::CaseOpened {
+            plan: Box::new(small_plan()),
+            finding_sha256: "ab".repeat(32),
+            cordon_version: "0.1.0".to_string(),
+        },
+        JournalEventKind::ApprovalRequested => JournalEvent::ApprovalRequested {
+            step: step(),
+            reason: "touches every session of the role".to_string(),
+        },
+        JournalEventKind::ApprovalGranted => JournalEvent::ApprovalGranted {
+            step: step(),
+            approver: "arn:aws:sts::111122223333:assumed-role/responder/alice (--yes)".to_string(),
+        },
+        JournalEventKind::ApprovalRefused => JournalEvent::ApprovalRefused {
+            step: step(),
+            approver: "arn:aws:sts::111122223333:assumed-role/responder/bob".to_string(),
+            reason: "owner is on it".to_string(),
+        },
+        JournalEventKind::StepPrepared => JournalEvent::StepPrepared {
+            step: step(),
+            attempt: 1,
+            pre_state: json!({"instance-id": "i-0123456789abcdef0", "tags": {"Name": "web"}}),
+        },
+        JournalEventKind::StepApplied => JournalEvent::StepApplied {
+            step: step(),
+            outcome: json!({"tagged": ["i-0123456789abcdef0"]}),
+            duration_ms: 42,
+        },
+        JournalEventKind::StepVerified => JournalEvent::StepVerified {
+            step: step(),
+            duration_ms: 7,
+        },
+        JournalEventKind::StepFailed => JournalEvent::StepFailed {
+            step: step(),
+            attempt: 2,
+            error: error(),
+            retrying: true,
+        },
+        JournalEventKind::StepSkipped => JournalEvent::StepSkipped {
+            step: step(),
+            reason: "the finding names no instance".to_string(),
+        },
+        JournalEventKind::StepNotRun => JournalEvent::StepNotRun {
+            step: step(),
+            reason: "the case stopped before it".to_string(),
+        },
+        JournalEventKind::RollbackStarted => JournalEvent::RollbackStarted {
+            reason: "requested from the CLI".to_string(),
+        },
+        JournalEventKind::StepRolledBack => JournalEvent::StepRolledBack {
+            step: step(),
+            result: json!({"removed-tags": ["cordon:case-id"]}),
+        },
+        JournalEventKind::StepRollbackVerified => {
+            JournalEvent::StepRollbackVerified { step: step() }
+        }
+        JournalEventKind::StepRollbackFailed => JournalEvent::StepRollbackFailed {
+            step: step(),
+            error: error(),
+        },
+        JournalEventKind::CaseFinished => JournalEvent::CaseFinished {
+            status: CaseStatus::RollbackIncomplete,
+        },
+    }
+}
+
+fn representative_record(kind: JournalEventKind) -> JournalRecord {
+    JournalRecord::new(
+        3,
+        "2026-01-06T15:53:02.104Z",
+        "5d".repeat(32),
+        representative(kind),
+    )
+}
+
+fn sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[test]
+fn every_record_kind_matches_its_golden_file() {
+    for kind in JournalEventKind::iter() {
+        let record = representative_record(kind);
+        let mut pretty = serde_json::to_string_pretty(&record).unwrap();
+        pretty.push('\n');
+        golden::check(&Path::new(GOLDEN).join(format!("{kind}.json")), &pretty);
+
+        // What a store writes is the same document on one line, and the hash covers it.
+        let stored = record.stored_text();
+        let reparsed: Value = serde_json::from_str(&pretty).unwrap();
+        assert_eq!(stored, serde_json::to_string(&reparsed).unwrap(), "{kind}");
+        assert_eq!(record.hash(), sha256(&stored), "{kind}");
+        assert_eq!(record.event.name(), kind.to_string());
+        assert_eq!(reparsed["event"]["event"], kind.to_string());
+        assert_eq!(reparsed["format-version"], FORMAT_VERSION);
+    }
+    let expected: Vec<String> = JournalEventKind::iter()
+        .map(|k| format!("{k}.json"))
+        .collect();
+    golden::assert_exactly(Path::new(GOLDEN), &expected);
+}
+
+/// Every key of a current-format record, at any depth outside the
+/// action-defined `pre-state`/`outcome`/`result` values, is kebab-case.
+#[test]
+fn current_records_use_kebab_case_keys_only() {
+    for kind in JournalEventKind::iter() {
+        let value = serde_json::to_value(representative_record(kind)).unwrap();
+        let bad = golden::non_kebab_keys(&value, &["pre-state", "outcome", "result"]);
+        assert!(bad.is_empty(), "{kind}: keys not in kebab-case: {bad:?}");
+    }
+}
+
+/// The v1 lines were written by the commit before format 2 from these same
+/// representative records: each reads back to the same record, keeping its
+/// bytes (and so its hash), though this build would now write it differently.
+#[test]
+fn format_1_records_of_every_kind_still_read() {
+    let dir = Path::new(GOLDEN).join("v1");
+    for kind in JournalEventKind::iter() {
+        let path = dir.join(format!("{kind}.jsonl"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let line = text
+            .strip_suffix('\n')
+            .expect("one line, newline-terminated");
+        let record =
+            JournalRecord::from_stored(line).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(record, representative_record(kind), "{kind}");
+        assert_eq!(record.format_version(), 1, "{kind}");
+        assert_eq!(record.stored_text(), line, "{kind}");
+        assert_eq!(record.hash(), sha256(line), "{kind}");
+        // Through serde (as the evidence code reads journals) the bytes are kept too.
+        let via_serde: JournalRecord = serde_json::from_str(line).unwrap();
+        assert_eq!(via_serde.hash(), sha256(line), "{kind}");
+    }
+    let steps_with_snake_keys = [
+        "case-opened",
+        "step-prepared",
+        "step-applied",
+        "step-verified",
+    ];
+    for kind in steps_with_snake_keys {
+        let line = std::fs::read_to_string(dir.join(format!("{kind}.jsonl"))).unwrap();
+        let current = representative_record(kind.parse().unwrap())
+            .stored_text()
+            .into_owned();
+        assert_ne!(
+            line.trim_end(),
+            current,
+            "{kind}: format 2 renamed keys of this kind"
+        );
+    }
+}
+
+/// A temporary state directory holding copies of journal files.
+struct Scratch {
+    root: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let root = std::env::temp_dir().join(format!(
+            "cordon-journal-format-{}-{name}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        Self { root }
+    }
+
+    fn journal(&self) -> LocalJournal {
+        LocalJournal::new(&self.root)
+    }
+
+    /// Installs `lines` as the journal of the case the first line opens.
+    fn install(&self, lines: &[&str]) -> CaseId {
+        let first: Value = serde_json::from_str(lines[0]).unwrap();
+        let case = CaseId::parse(first["event"]["plan"]["case-id"].as_str().unwrap()).unwrap();
+        let dir = self.root.join(case.as_str());
+        std::fs::create_dir_all(&dir).unwrap();
+        let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(dir.join("journal.jsonl"), text).unwrap();
+        case
+    }
+
+    fn lines(&self, case: &CaseId) -> Vec<String> {
+        std::fs::read_to_string(self.root.join(case.as_str()).join("journal.jsonl"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn fixture(name: &str) -> String {
+    let path = format!("{V1_FIXTURES}/{name}.jsonl");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// What the fixture file itself says, read as plain JSON: the last status, and
+/// per step which of verified / rolled back / rollback verified it reached.
+fn said_by_file(lines: &[&str]) -> (String, Vec<(String, [bool; 3])>) {
+    let mut status = String::new();
+    let mut steps: Vec<(String, [bool; 3])> = Vec::new();
+    for line in lines {
+        let event = &serde_json::from_str::<Value>(line).unwrap()["event"];
+        let kind = event["event"].as_str().unwrap();
+        if kind == "case-finished" {
+            status = event["status"].as_str().unwrap().to_string();
+        }
+        let Some(step) = event["step"].as_str() else {
+            continue;
+        };
+        let index = match kind {
+            "step-verified" => 0,
+            "step-rolled-back" => 1,
+            "step-rollback-verified" => 2,
+            _ => continue,
+        };
+        match steps.iter_mut().find(|(s, _)| s == step) {
+            Some((_, flags)) => flags[index] = true,
+            None => {
+                let mut flags = [false; 3];
+                flags[index] = true;
+                steps.push((step.to_string(), flags));
+            }
+        }
+    }
+    (status, steps)
+}
+
+fn folded(state: &CaseState) -> (String, Vec<(String, [bool; 3])>) {
+    let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let steps = state
+        .plan
+        .steps
+        .iter()
+        .map(|planned| {
+            let s = state.step(&planned.id).unwrap();
+            (
+                planned.id.clone(),
+                [s.verified, s.rolled_back, s.rollback_verified],
+            )
+        })
+        .filter(|(_, flags)| flags.iter().any(|f| *f))
+        .collect();
+    (status, steps)
+}
+
+const FIXTURES: [(&str, usize, usize); 3] = [
+    // (file, records, steps)
+    ("ec2-compromised-high", 54, 10),
+    ("iam-user-key-compromised", 20, 3),
+    ("iam-temporary-credentials", 10, 1),
+];
+
+#[tokio::test]
+async fn format_1_journals_load_fold_and_verify() {
+    for (name, count, step_count) in FIXTURES {
+        let text = fixture(name);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), count, "{name}");
+        let scratch = Scratch::new(name);
+        let case = scratch.install(&lines);
+
+        let records = scratch.journal().load(&case).await.unwrap();
+        assert_eq!(records.len(), count, "{name}");
+        verify_chain(&records).unwrap_or_else(|e| panic!("{name}: chain breaks: {e:?}"));
+        for (record, line) in records.iter().zip(&lines) {
+            assert_eq!(record.format_version(), 1, "{name}");
+            assert_eq!(
+                record.stored_text(),
+                *line,
+                "{name}: stored text kept byte for byte"
+            );
+        }
+        // The chain is over the stored bytes: this build serializes these records
+        // differently, so re-serializing could never have verified them.
+        assert!(
+            records
+                .iter()
+                .zip(&lines)
+                .all(|(r, l)| serde_json::to_string(r).unwrap() != *l),
+            "{name}: format 2 writes every record differently"
+        );
+        for pair in records.windows(2) {
+            assert_eq!(pair[1].prev_hash, sha256(&pair[0].stored_text()), "{name}");
+        }
+
+        let state = CaseState::from_records(&case, &records).unwrap();
+        assert_eq!(state.plan.case_id, case);
+        assert_eq!(state.plan.steps.len(), step_count, "{name}");
+        assert_eq!(state.status, Some(CaseStatus::RolledBack), "{name}");
+        assert_eq!(folded(&state), said_by_file(&lines), "{name}");
+        for planned in &state.plan.steps {
+            let step = state.step(&planned.id).unwrap();
+            assert!(
+                step.verified && step.rollback_verified,
+                "{name}: {}",
+                planned.id
+            );
+            assert!(step.pre_state.is_some() && step.outcome.is_some(), "{name}");
+        }
+        assert_eq!(state.last_hash, sha256(lines[count - 1]));
+        assert_eq!(scratch.journal().cases().await.unwrap(), vec![case]);
+    }
+}
+
+/// Accepts every step: the new code's side of a resumed case.
+#[derive(Debug)]
+struct AcceptAll;
+
+impl Actions for AcceptAll {
+    async fn read_pre_state(&self, _: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
+        Ok(json!({ "step": step.id }))
+    }
+    async fn apply(&self, _: &Plan, _: &PlannedStep, _: &Value) -> Result<Value, ActionError> {
+        Ok(json!({ "applied": true }))
+    }
+    async fn verify(
+        &self,
+        _: &Plan,
+        _: &PlannedStep,
+        _: &Value,
+        _: &Value,
+    ) -> Result<(), ActionError> {
+        Ok(())
+    }
+    async fn undo(
+        &self,
+        _: &Plan,
+        _: &PlannedStep,
+        _: &Value,
+        _: Option<&Value>,
+    ) -> Result<Value, ActionError> {
+        Ok(json!({ "undone": true }))
+    }
+    async fn verify_undone(&self, _: &Plan, _: &PlannedStep, _: &Value) -> Result<(), ActionError> {
+        Ok(())
+    }
+    fn describe_apply(&self, _: &Plan, _: &PlannedStep, _: &Value) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+#[derive(Debug)]
+struct ApproveAll;
+
+impl Approver for ApproveAll {
+    async fn decide(&self, _: &Plan, _: &PlannedStep) -> Decision {
+        Decision::Approved {
+            approver: "arn:aws:sts::123456789012:user/responder (--yes)".to_string(),
+        }
+    }
+}
+
+/// A case opened by format 1 and interrupted before its last step is resumed
+/// and then rolled back by this build: the journal holds format-1 records
+/// followed by format-2 records, its chain verifies across the boundary, the
+/// old lines are untouched, and it folds to what the old code recorded when it
+/// ran the same case to the end.
+#[tokio::test]
+async fn format_1_case_resumed_and_rolled_back_by_this_build() {
+    for (name, _, _) in FIXTURES {
+        let text = fixture(name);
+        let lines: Vec<&str> = text.lines().collect();
+        let cut = lines
+            .iter()
+            .rposition(|l| l.contains(r#""event":"step-prepared""#))
+            .unwrap();
+        let old = &lines[..cut];
+        let scratch = Scratch::new(&format!("resume-{name}"));
+        let case = scratch.install(old);
+        let journal = scratch.journal();
+
+        let executor = Executor::new(&AcceptAll, &journal, &ApproveAll);
+        let report = executor.resume(&case).await.unwrap();
+        assert_eq!(
+            report.status,
+            CaseStatus::Completed,
+            "{name}: {}",
+            report.message
+        );
+        let report = executor.rollback(&case, "format test").await.unwrap();
+        assert_eq!(
+            report.status,
+            CaseStatus::RolledBack,
+            "{name}: {}",
+            report.message
+        );
+
+        let stored = scratch.lines(&case);
+        assert_eq!(
+            &stored[..cut],
+            old,
+            "{name}: old records are never rewritten"
+        );
+        let records = journal.load(&case).await.unwrap();
+        verify_chain(&records).unwrap_or_else(|e| panic!("{name}: chain breaks: {e:?}"));
+        assert!(records[..cut].iter().all(|r| r.format_version() == 1));
+        assert!(
+            records[cut..]
+                .iter()
+                .all(|r| r.format_version() == FORMAT_VERSION)
+        );
+        assert_eq!(
+            records[cut].prev_hash,
+            sha256(old[cut - 1]),
+            "{name}: the boundary"
+        );
+        let new_line: Value = serde_json::from_str(&stored[cut]).unwrap();
+        assert_eq!(new_line["format-version"], FORMAT_VERSION);
+        assert!(
+            new_line["event"].get("pre-state").is_some(),
+            "{name}: {new_line}"
+        );
+
+        let state = CaseState::from_records(&case, &records).unwrap();
+        let original: Vec<&str> = lines.clone();
+        assert_eq!(folded(&state), said_by_file(&original), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_record_from_a_newer_cordon_is_refused_naming_case_and_version() {
+    let plan = small_plan();
+    let opened = JournalRecord::new(
+        0,
+        "2026-01-06T15:53:02Z",
+        GENESIS_HASH,
+        JournalEvent::CaseOpened {
+            plan: Box::new(plan.clone()),
+            finding_sha256: "ab".repeat(32),
+            cordon_version: "0.1.0".to_string(),
+        },
+    );
+    let next = |event: Value| {
+        json!({
+            "format-version": FORMAT_VERSION,
+            "seq": 1,
+            "at": "2026-01-06T15:53:03Z",
+            "prev-hash": opened.hash(),
+            "event": event,
+        })
+    };
+    let cases = [
+        (
+            {
+                let mut v = next(json!({"event": "case-finished", "status": "completed"}));
+                v["format-version"] = json!(FORMAT_VERSION + 1);
+                v
+            },
+            format!("format-version {}", FORMAT_VERSION + 1),
+        ),
+        (
+            next(json!({"event": "epoch-opened", "epoch": 2})),
+            "`epoch-opened`, unknown to this cordon".to_string(),
+        ),
+        (
+            next(json!({"event": "case-finished", "status": "completed-with-failures"})),
+            "`completed-with-failures`, unknown to this cordon".to_string(),
+        ),
+    ];
+    for (i, (line, detail)) in cases.into_iter().enumerate() {
+        let scratch = Scratch::new(&format!("newer-{i}"));
+        let case = scratch.install(&[&opened.stored_text(), &line.to_string()]);
+        assert_eq!(case, plan.case_id);
+        let err = scratch
+            .journal()
+            .load(&case)
+            .await
+            .expect_err("newer record");
+        assert!(matches!(err, JournalError::NewerFormat(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "record 1 of the journal of case {case} was written by a newer cordon ({detail}; \
+                 this cordon reads format-version 1 to {FORMAT_VERSION}): upgrade cordon"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_damaged_record_is_corrupt_not_newer() {
+    let err = JournalRecord::from_stored(
+        r#"{"seq":0,"at":"x","prev-hash":"y","event":{"event":"step-verified","step":"a"}}"#,
+    )
+    .expect_err("duration-ms missing");
+    let err = err.in_journal(&small_plan().case_id, 0);
+    assert!(
+        matches!(err, JournalError::Corrupt { seq: 0, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("duration-ms"), "{err}");
+}
