@@ -20,7 +20,7 @@ pub const MAX_BYTES: usize = 1024 * 1024;
 /// Deepest nesting of sequences and mappings, aliases expanded; a playbook needs about 6.
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes a document may hold once every alias is expanded.
-pub const MAX_NODES: usize = 100_000;
+pub const MAX_NODES: usize = 10_000;
 /// Most scalar text (bytes) a document may hold once every alias is expanded.
 pub const MAX_TEXT_BYTES: usize = 4 * MAX_BYTES;
 /// Most bytes of located paths (`steps[2].with.tags`) a document may produce.

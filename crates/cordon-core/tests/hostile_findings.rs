@@ -302,3 +302,18 @@ fn a_journaled_plan_with_a_tampered_id_does_not_read_back() {
         assert!(error.to_string().contains("is not"), "{error}");
     }
 }
+
+#[test]
+fn a_journaled_plan_reads_back_exactly_even_its_severity() {
+    // Found by the severity property: without serde_json's exact float parsing
+    // this severity read back one unit in the last place off.
+    let finding = with(instance_finding(), "/severity", json!("1.0482729663502899"));
+    let (_, _, result) = attempt(&finding, NO_REVOKE);
+    let plan = result.unwrap();
+    let back: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+    assert_eq!(
+        back.finding.severity.to_bits(),
+        plan.finding.severity.to_bits()
+    );
+    assert_eq!(back, plan);
+}
