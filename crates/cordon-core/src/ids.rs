@@ -241,6 +241,7 @@ macro_rules! id_type {
                 Self::KIND.check(text).map(|()| Self(text.to_string()))
             }
 
+            /// The id as AWS spells it, for a call or a message.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
