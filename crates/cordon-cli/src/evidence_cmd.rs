@@ -8,6 +8,7 @@ use cordon_aws::client::AwsClients;
 use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS, LockMode, Severity};
 use cordon_aws::manifest::verify_case;
 use cordon_core::plan::CaseId;
+use cordon_core::text::escape;
 
 /// The evidence subcommands.
 #[derive(Debug, Subcommand)]
@@ -70,7 +71,7 @@ pub async fn run(command: EvidenceCommand) -> Result<u8> {
         EvidenceCommand::Check { bucket } => {
             let gaps = evidence_bucket::check(&clients, &bucket).await?;
             for gap in &gaps {
-                println!("{gap}");
+                println!("{}", escape(&gap.to_string()));
             }
             if gaps.iter().any(|g| g.severity == Severity::Gap) {
                 Ok(1)
@@ -87,7 +88,7 @@ pub async fn run(command: EvidenceCommand) -> Result<u8> {
             let case = CaseId::parse(&case).map_err(|e| anyhow!(e))?;
             let report = verify_case(&clients, &bucket, &prefix, &case).await?;
             for problem in &report.problems {
-                println!("{problem}");
+                println!("{}", escape(&problem.to_string()));
             }
             if report.ok() {
                 println!(

@@ -9,6 +9,7 @@ use clap::Args;
 use cordon_aws::client::AwsClients;
 use cordon_aws::guardduty::{self, IntakeError, TriageRow};
 use cordon_core::finding::Finding;
+use cordon_core::text::escape;
 use cordon_core::validate::load_playbooks;
 
 use crate::{Aws, Failure, Output, failed, invalid, print_json};
@@ -53,7 +54,7 @@ pub async fn triage(args: TriageArgs, aws: &Aws) -> Result<u8, Failure> {
     let playbooks: Vec<_> = load_playbooks(&args.playbooks)
         .map_err(|problems| {
             for problem in &problems {
-                eprintln!("{problem}");
+                eprintln!("{}", escape(&problem.to_string()));
             }
             invalid(anyhow!(
                 "{} problem(s) in the playbooks at {}: fix them (`cordon validate {}`)",
@@ -100,13 +101,13 @@ fn render(rows: &[TriageRow], min_severity: f64) -> String {
         .map(|row| {
             [
                 format!("{:.1}", row.severity),
-                row.severity_band.clone(),
-                row.finding_type.clone(),
-                row.resource.clone(),
+                escape(&row.severity_band).into_owned(),
+                escape(&row.finding_type).into_owned(),
+                escape(&row.resource).into_owned(),
                 row.playbook
-                    .clone()
-                    .unwrap_or_else(|| "no match".to_owned()),
-                row.finding_id.clone(),
+                    .as_deref()
+                    .map_or_else(|| "no match".to_owned(), |p| escape(p).into_owned()),
+                escape(&row.finding_id).into_owned(),
             ]
         })
         .collect();

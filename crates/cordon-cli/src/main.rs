@@ -28,8 +28,9 @@ use cordon_core::executor::{Approver, Decision, ExecError, Executor, Report};
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
 use cordon_core::journal::{CaseState, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
-use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
+use cordon_core::plan::{CaseId, Plan, PlannedStep, try_plan};
 use cordon_core::route::{Route, route};
+use cordon_core::text::escape;
 use cordon_core::validate::{LoadedPlaybook, load_playbooks};
 
 /// Incident-response forensics for AWS: contain what GuardDuty finds, keep the
@@ -233,7 +234,8 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            // One sentence per cause, outermost first: never a Debug dump.
+            // One sentence per cause, outermost first: never a Debug dump, and
+            // escaped, since causes quote findings and AWS answers.
             let mut message = failure.error.to_string();
             for cause in failure.error.chain().skip(1) {
                 let cause = cause.to_string();
@@ -242,7 +244,7 @@ fn main() -> ExitCode {
                     message.push_str(&cause);
                 }
             }
-            eprintln!("cordon: {message}");
+            eprintln!("cordon: {}", escape(&message));
             ExitCode::from(failure.code)
         }
     }
@@ -332,7 +334,7 @@ async fn route_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
 
 async fn plan_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
     let (finding, playbooks) = load_inputs(args, aws).await?;
-    match make_plan(&finding, &playbooks) {
+    match make_plan(&finding, &playbooks)? {
         Some(plan) => match args.output {
             Output::Json => print_json(&plan)?,
             Output::Text => print!("{}", render::plan(&plan)),
@@ -350,7 +352,7 @@ async fn run(
     aws: &Aws,
 ) -> Result<u8, Failure> {
     let (finding, playbooks) = load_inputs(args, aws).await?;
-    let Some(plan) = make_plan(&finding, &playbooks) else {
+    let Some(plan) = make_plan(&finding, &playbooks)? else {
         no_match(&finding, &playbooks, args.output)?;
         return Ok(0);
     };
@@ -520,7 +522,7 @@ fn validate(path: &Path) -> Result<u8, Failure> {
         }
         Err(problems) => {
             for problem in &problems {
-                println!("{problem}");
+                println!("{}", escape(&problem.to_string()));
             }
             Err(invalid(anyhow!(
                 "{} problem(s) found in the playbooks",
@@ -558,7 +560,7 @@ async fn load_inputs(
 fn load_valid_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Failure> {
     load_playbooks(path).map_err(|problems| {
         for problem in &problems {
-            eprintln!("{problem}");
+            eprintln!("{}", escape(&problem.to_string()));
         }
         invalid(anyhow!(
             "{} problem(s) in the playbooks at {}: fix them (`cordon validate {}`)",
@@ -596,11 +598,16 @@ fn playbooks_only(loaded: &[LoadedPlaybook]) -> Vec<cordon_core::playbook::Playb
     loaded.iter().map(|l| l.playbook.clone()).collect()
 }
 
-fn make_plan(finding: &Finding, loaded: &[LoadedPlaybook]) -> Option<Plan> {
+/// The plan for `finding`, `None` when no playbook answers it; a finding whose
+/// ids a step would use are malformed is invalid input (exit 2), refused
+/// before any client exists.
+fn make_plan(finding: &Finding, loaded: &[LoadedPlaybook]) -> Result<Option<Plan>, Failure> {
     let playbooks = playbooks_only(loaded);
     match route(finding, &playbooks) {
-        (Route::Matched { reason, .. }, Some(playbook)) => Some(plan(finding, playbook, reason)),
-        _ => None,
+        (Route::Matched { reason, .. }, Some(playbook)) => try_plan(finding, playbook, reason)
+            .map(Some)
+            .map_err(|e| invalid(e.into())),
+        _ => Ok(None),
     }
 }
 

@@ -1,4 +1,9 @@
 //! Text rendering for the terminal: plans, routes, timelines, status.
+//!
+//! Finding-, AWS- and journal-derived text goes through
+//! [`cordon_core::text::escape`] wherever it is interpolated, so a newline, an
+//! ANSI escape or a bidi override in a user name or finding type is shown
+//! escaped and can never forge a line or recolour the terminal.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -9,6 +14,7 @@ use cordon_core::finding::Finding;
 use cordon_core::journal::{CaseState, JournalEvent, JournalRecord};
 use cordon_core::plan::{CaseId, Plan, PlannedStep, Target};
 use cordon_core::route::Route;
+use cordon_core::text::escape;
 use serde::Serialize;
 
 pub fn route(finding: &Finding, route: &Route) -> String {
@@ -16,8 +22,8 @@ pub fn route(finding: &Finding, route: &Route) -> String {
     let _ = writeln!(
         out,
         "finding {}  {}  severity {} ({})",
-        finding.id,
-        finding.finding_type,
+        escape(&finding.id),
+        escape(&finding.finding_type.raw),
         finding.severity,
         finding.severity.band()
     );
@@ -29,13 +35,14 @@ pub fn route(finding: &Finding, route: &Route) -> String {
             let _ = writeln!(
                 out,
                 "playbook: {} (priority {})",
-                reason.playbook, reason.priority
+                escape(&reason.playbook),
+                reason.priority
             );
             for why in &reason.matched {
-                let _ = writeln!(out, "  because {why}");
+                let _ = writeln!(out, "  because {}", escape(why));
             }
             for other in also_matched {
-                let _ = writeln!(out, "  also matched, lower priority: {other}");
+                let _ = writeln!(out, "  also matched, lower priority: {}", escape(other));
             }
         }
         Route::NoMatch { rejections } => {
@@ -44,7 +51,7 @@ pub fn route(finding: &Finding, route: &Route) -> String {
                 "no playbook answers this finding; nothing would be done"
             );
             for (name, why) in rejections {
-                let _ = writeln!(out, "  {name}: {why}");
+                let _ = writeln!(out, "  {}: {}", escape(name), escape(why));
             }
         }
     }
@@ -63,19 +70,25 @@ fn reversibility(r: Reversibility) -> &'static str {
 pub fn plan(plan: &Plan) -> String {
     let mut out = String::new();
     let f = &plan.finding;
-    let _ = writeln!(out, "case {}", plan.case_id);
+    let _ = writeln!(out, "case {}", escape(plan.case_id.as_str()));
     let _ = writeln!(
         out,
         "finding {}  {}  severity {} ({})  account {}  region {}",
-        f.id, f.finding_type, f.severity, f.severity_band, f.account_id, f.region
+        escape(&f.id),
+        escape(&f.finding_type),
+        f.severity,
+        escape(&f.severity_band),
+        escape(&f.account_id),
+        escape(&f.region)
     );
     let _ = writeln!(
         out,
         "playbook {} (priority {})",
-        plan.playbook, plan.route.priority
+        escape(&plan.playbook),
+        plan.route.priority
     );
     for why in &plan.route.matched {
-        let _ = writeln!(out, "  because {why}");
+        let _ = writeln!(out, "  because {}", escape(why));
     }
     let _ = writeln!(out);
     let _ = writeln!(
@@ -88,9 +101,9 @@ pub fn plan(plan: &Plan) -> String {
             out,
             "{:>2}  {:<18} {:<32} {:<22} {:<10} {}",
             step.index,
-            step.id,
+            escape(&step.id),
             step.kind().to_string(),
-            truncate(&step.target.label(), 22),
+            truncate(&escape(&step.target.label()), 22),
             if step.approval.required {
                 "REQUIRED"
             } else {
@@ -111,14 +124,15 @@ pub fn plan(plan: &Plan) -> String {
     if !notes.is_empty() {
         let _ = writeln!(out);
         for step in notes {
+            let id = escape(&step.id);
             if let Some(reason) = &step.approval.reason {
-                let _ = writeln!(out, "  {}: needs approval: {reason}", step.id);
+                let _ = writeln!(out, "  {id}: needs approval: {}", escape(reason));
             }
             if let Some(blast) = &step.blast_radius {
-                let _ = writeln!(out, "  {}: blast radius: {blast}", step.id);
+                let _ = writeln!(out, "  {id}: blast radius: {}", escape(blast));
             }
             if let Target::Unresolved { reason } = &step.target {
-                let _ = writeln!(out, "  {}: will be skipped: {reason}", step.id);
+                let _ = writeln!(out, "  {id}: will be skipped: {}", escape(reason));
             }
         }
     }
@@ -133,18 +147,20 @@ pub fn plan(plan: &Plan) -> String {
         seen.push(label);
         match &step.target {
             Target::Instance(i) => {
-                let _ = writeln!(out, "  instance {}", i.instance_id);
+                let _ = writeln!(out, "  instance {}", escape(&i.instance_id));
                 if let Some(profile) = &i.instance_profile_arn {
-                    let _ = writeln!(out, "    instance profile {profile}");
+                    let _ = writeln!(out, "    instance profile {}", escape(profile));
                 }
                 for eni in &i.network_interfaces {
+                    let groups: Vec<&str> =
+                        eni.security_group_ids.iter().map(|g| g.as_str()).collect();
                     let _ = writeln!(
                         out,
                         "    {} vpc {} subnet {} groups [{}]",
                         eni.network_interface_id,
                         eni.vpc_id.as_deref().unwrap_or("?"),
                         eni.subnet_id.as_deref().unwrap_or("?"),
-                        eni.security_group_ids.join(", ")
+                        groups.join(", ")
                     );
                 }
             }
@@ -152,22 +168,22 @@ pub fn plan(plan: &Plan) -> String {
                 let _ = writeln!(
                     out,
                     "  access key {} ({:?}) of {} ({})",
-                    k.access_key_id,
+                    escape(&k.access_key_id),
                     k.key_kind,
-                    k.user_name.as_deref().unwrap_or("unknown user"),
-                    k.user_type.as_deref().unwrap_or("unknown type")
+                    escape(k.user_name.as_deref().unwrap_or("unknown user")),
+                    escape(k.user_type.as_deref().unwrap_or("unknown type"))
                 );
             }
             Target::Case => {}
             other => {
-                let _ = writeln!(out, "  {}", other.label());
+                let _ = writeln!(out, "  {}", escape(&other.label()));
             }
         }
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "IAM permissions needed ({}):", plan.permissions.len());
     for chunk in plan.permissions.chunks(4) {
-        let _ = writeln!(out, "  {}", chunk.join("  "));
+        let _ = writeln!(out, "  {}", escape(&chunk.join("  ")));
     }
     out
 }
@@ -175,15 +191,15 @@ pub fn plan(plan: &Plan) -> String {
 pub fn dry_run(steps: &[DryRunStep]) -> String {
     let mut out = String::from("\ndry run: nothing was changed; these calls would be made:\n");
     for step in steps {
-        let _ = writeln!(out, "  {}:", step.step);
+        let _ = writeln!(out, "  {}:", escape(&step.step));
         if let Some(note) = &step.note {
-            let _ = writeln!(out, "    ({note})");
+            let _ = writeln!(out, "    ({})", escape(note));
         }
         if step.calls.is_empty() && step.note.is_none() {
             let _ = writeln!(out, "    (no change needed)");
         }
         for call in &step.calls {
-            let _ = writeln!(out, "    {call}");
+            let _ = writeln!(out, "    {}", escape(call));
         }
     }
     out
@@ -202,14 +218,19 @@ fn truncate(text: &str, width: usize) -> String {
 pub fn approval_prompt(plan: &Plan, step: &PlannedStep) -> String {
     let mut out = String::new();
     let _ = writeln!(out);
-    let _ = writeln!(out, "step `{}` ({}) needs approval", step.id, step.kind());
-    let _ = writeln!(out, "  case:   {}", plan.case_id);
-    let _ = writeln!(out, "  target: {}", step.target.label());
+    let _ = writeln!(
+        out,
+        "step `{}` ({}) needs approval",
+        escape(&step.id),
+        step.kind()
+    );
+    let _ = writeln!(out, "  case:   {}", escape(plan.case_id.as_str()));
+    let _ = writeln!(out, "  target: {}", escape(&step.target.label()));
     if let Some(reason) = &step.approval.reason {
-        let _ = writeln!(out, "  why:    {reason}");
+        let _ = writeln!(out, "  why:    {}", escape(reason));
     }
     if let Some(blast) = &step.blast_radius {
-        let _ = writeln!(out, "  blast radius: {blast}");
+        let _ = writeln!(out, "  blast radius: {}", escape(blast));
     }
     let _ = writeln!(out, "  undo:   {}", reversibility(step.reversibility));
     let _ = write!(
@@ -227,13 +248,17 @@ pub fn timeline_line(
 ) -> String {
     let detail = match &record.event {
         JournalEvent::CaseOpened { plan, .. } => {
-            format!("{} steps, playbook {}", plan.steps.len(), plan.playbook)
+            format!(
+                "{} steps, playbook {}",
+                plan.steps.len(),
+                escape(&plan.playbook)
+            )
         }
-        JournalEvent::ApprovalRequested { reason, .. } => format!("waiting: {reason}"),
-        JournalEvent::ApprovalGranted { approver, .. } => format!("by {approver}"),
+        JournalEvent::ApprovalRequested { reason, .. } => format!("waiting: {}", escape(reason)),
+        JournalEvent::ApprovalGranted { approver, .. } => format!("by {}", escape(approver)),
         JournalEvent::ApprovalRefused {
             approver, reason, ..
-        } => format!("by {approver}: {reason}"),
+        } => format!("by {}: {}", escape(approver), escape(reason)),
         JournalEvent::StepPrepared { attempt, .. } => {
             format!("pre-state saved (attempt {attempt})")
         }
@@ -247,16 +272,20 @@ pub fn timeline_line(
         } => format!(
             "attempt {attempt} failed{}: {} ({})",
             if *retrying { ", retrying" } else { "" },
-            error.message,
-            error.resource
+            escape(&error.message),
+            escape(&error.resource)
         ),
-        JournalEvent::StepSkipped { reason, .. } => format!("skipped: {reason}"),
-        JournalEvent::StepNotRun { reason, .. } => format!("not run: {reason}"),
-        JournalEvent::RollbackStarted { reason } => format!("rollback: {reason}"),
+        JournalEvent::StepSkipped { reason, .. } => format!("skipped: {}", escape(reason)),
+        JournalEvent::StepNotRun { reason, .. } => format!("not run: {}", escape(reason)),
+        JournalEvent::RollbackStarted { reason } => format!("rollback: {}", escape(reason)),
         JournalEvent::StepRolledBack { .. } => "undone".to_string(),
         JournalEvent::StepRollbackVerified { .. } => "back at pre-state (verified)".to_string(),
         JournalEvent::StepRollbackFailed { error, .. } => {
-            format!("undo failed: {} ({})", error.message, error.resource)
+            format!(
+                "undo failed: {} ({})",
+                escape(&error.message),
+                escape(&error.resource)
+            )
         }
         JournalEvent::CaseFinished { status } => format!("case {status}"),
         JournalEvent::EpochOpened { epoch, reason, .. } => format!("epoch {epoch}: {reason}"),
@@ -274,7 +303,7 @@ pub fn timeline_line(
         JournalEvent::UndoKept { reason, .. } => reason.clone(),
         JournalEvent::LoopGuardTripped { reason, .. } => reason.clone(),
     };
-    let step = record.event.step().unwrap_or("-");
+    let step = escape(record.event.step().unwrap_or("-"));
     let step_time = step_elapsed
         .filter(|d| !d.is_zero())
         .map(|d| format!(" [{} ms]", d.as_millis()))
@@ -307,8 +336,8 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
     let _ = writeln!(
         out,
         "case {}  playbook {}  status {}",
-        state.plan.case_id,
-        state.plan.playbook,
+        escape(state.plan.case_id.as_str()),
+        escape(&state.plan.playbook),
         state
             .status
             .map(|s| s.to_string())
@@ -317,7 +346,8 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
     let _ = writeln!(
         out,
         "finding {} {}",
-        state.plan.finding.id, state.plan.finding.finding_type
+        escape(&state.plan.finding.id),
+        escape(&state.plan.finding.finding_type)
     );
     let _ = writeln!(out);
     for step in &state.plan.steps {
@@ -347,7 +377,7 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
             out,
             "  {:>2}  {:<18} {:<32} {word}",
             step.index,
-            step.id,
+            escape(&step.id),
             step.kind().to_string()
         );
     }
@@ -357,9 +387,9 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
         let _ = writeln!(
             out,
             "  {}  #{:<3} {:<18} {}",
-            record.at,
+            escape(&record.at),
             record.seq,
-            record.event.step().unwrap_or("-"),
+            escape(record.event.step().unwrap_or("-")),
             record.event.name()
         );
     }
@@ -411,8 +441,219 @@ pub fn cases(rows: &[CaseRow]) -> String {
         let _ = writeln!(
             out,
             "{}  {:<20} {:<26} {:<22} {}",
-            row.case_id, row.status, row.playbook, row.opened_at, row.finding_type
+            escape(&row.case_id),
+            escape(&row.status),
+            escape(&row.playbook),
+            escape(&row.opened_at),
+            escape(&row.finding_type)
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use cordon_core::executor::DryRunStep;
+    use cordon_core::finding::parse_single_finding;
+    use cordon_core::journal::{CaseState, ErrorRecord, JournalEvent, JournalRecord};
+    use cordon_core::plan::{AccessKeyTarget, Plan, Target, try_plan};
+    use cordon_core::route::{Route, route as route_finding};
+    use cordon_core::text::needs_escape;
+    use cordon_core::validate::validate_text;
+
+    use super::*;
+
+    /// Text that would forge a line, hide the rest, recolour the terminal
+    /// (7-bit and 8-bit CSI) and reverse what follows.
+    const EVIL: &str = "bob\n  forged-line REQUIRED\r\u{1b}[8m\u{9b}2J\u{202e}exe.txt\u{2069}";
+    /// The same structure, harmless.
+    const CLEAN: &str = "bob";
+
+    const FINDING: &str = r#"{"schemaVersion":"2.0","accountId":"111122223333","region":"us-east-1","partition":"aws",
+        "id":"1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f","type":"UnauthorizedAccess:IAMUser/MaliciousIPCaller","severity":8,
+        "resource":{"resourceType":"AccessKey","accessKeyDetails":{"accessKeyId":"AKIAEXAMPLEDEPLOY042",
+        "principalId":"AIDAEXAMPLEUSERID0042","userName":"deploy-bot","userType":"IAMUser"}},
+        "service":{"resourceRole":"TARGET"}}"#;
+
+    const PLAYBOOK: &str = "name: keys\nmatch: {finding-types: [\"*:IAMUser/*\"]}\nsteps:\n\
+        - {id: deactivate, action: deactivate-access-key}\n\
+        - {id: quarantine, action: quarantine-user, approval: required}\n\
+        - {id: tell, action: notify}\n";
+
+    fn finding_and_plan() -> (Finding, Plan) {
+        let finding = parse_single_finding(FINDING, "test").unwrap();
+        let (playbook, _) = validate_text(PLAYBOOK, "keys.yaml").unwrap();
+        let (Route::Matched { reason, .. }, Some(_)) =
+            route_finding(&finding, std::slice::from_ref(&playbook))
+        else {
+            panic!("the playbook must match");
+        };
+        let plan = try_plan(&finding, &playbook, reason).unwrap();
+        (finding, plan)
+    }
+
+    /// `plan` with every text field a finding, AWS or a journal could put in
+    /// front of a responder set to `text` (bypassing validation, so this tests
+    /// the renderer alone).
+    fn tainted(text: &str) -> (Finding, Plan) {
+        let (mut finding, mut plan) = finding_and_plan();
+        finding.id = text.to_string();
+        plan.finding.id = text.to_string();
+        plan.finding.finding_type = text.to_string();
+        plan.finding.account_id = text.to_string();
+        plan.finding.region = text.to_string();
+        plan.playbook = text.to_string();
+        plan.route.matched.push(text.to_string());
+        for step in &mut plan.steps {
+            step.id = format!("{}-{text}", step.id);
+            step.approval.reason = step.approval.reason.as_ref().map(|_| text.to_string());
+            step.blast_radius = Some(text.to_string());
+        }
+        plan.steps[0].target = Target::AccessKey(AccessKeyTarget {
+            access_key_id: text.to_string(),
+            user_name: Some(text.to_string()),
+            user_type: Some(text.to_string()),
+            key_kind: cordon_core::finding::KeyKind::LongTerm,
+            principal_id: Some(text.to_string()),
+        });
+        plan.steps[1].target = Target::User {
+            user_name: text.to_string(),
+        };
+        plan.steps[2].target = Target::Unresolved {
+            reason: text.to_string(),
+        };
+        plan.permissions.push(text.to_string());
+        (finding, plan)
+    }
+
+    fn records(plan: &Plan, text: &str) -> Vec<JournalRecord> {
+        let error = ErrorRecord {
+            kind: text.to_string(),
+            resource: text.to_string(),
+            message: text.to_string(),
+            hint: text.to_string(),
+        };
+        let step = plan.steps[0].id.clone();
+        let events = vec![
+            JournalEvent::CaseOpened {
+                plan: Box::new(plan.clone()),
+                finding_sha256: text.to_string(),
+                cordon_version: text.to_string(),
+            },
+            JournalEvent::ApprovalRequested {
+                step: step.clone(),
+                reason: text.to_string(),
+            },
+            JournalEvent::ApprovalGranted {
+                step: step.clone(),
+                approver: text.to_string(),
+            },
+            JournalEvent::ApprovalRefused {
+                step: step.clone(),
+                approver: text.to_string(),
+                reason: text.to_string(),
+            },
+            JournalEvent::StepFailed {
+                step: step.clone(),
+                attempt: 1,
+                error: error.clone(),
+                retrying: true,
+            },
+            JournalEvent::StepSkipped {
+                step: step.clone(),
+                reason: text.to_string(),
+            },
+            JournalEvent::StepNotRun {
+                step: step.clone(),
+                reason: text.to_string(),
+            },
+            JournalEvent::RollbackStarted {
+                reason: text.to_string(),
+            },
+            JournalEvent::StepRollbackFailed {
+                step,
+                epoch: None,
+                error,
+            },
+        ];
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(seq, event)| JournalRecord::new(seq as u64, text, "", event))
+            .collect()
+    }
+
+    /// Every rendering of the tainted plan, journal and rows, as one text per renderer.
+    fn rendered(text: &str) -> Vec<(&'static str, String)> {
+        let (finding, plan) = tainted(text);
+        let records = records(&plan, text);
+        let state = CaseState::new(plan.clone());
+        let row = CaseRow {
+            case_id: text.to_string(),
+            status: text.to_string(),
+            playbook: text.to_string(),
+            finding_type: text.to_string(),
+            opened_at: text.to_string(),
+        };
+        let matched = Route::Matched {
+            reason: plan.route.clone(),
+            also_matched: vec![text.to_string()],
+        };
+        let unmatched = Route::NoMatch {
+            rejections: vec![(text.to_string(), text.to_string())],
+        };
+        let dry = vec![DryRunStep {
+            step: text.to_string(),
+            calls: vec![text.to_string()],
+            note: Some(text.to_string()),
+        }];
+        let timeline: String = records
+            .iter()
+            .map(|r| timeline_line(Duration::from_millis(1500), None, r) + "\n")
+            .collect();
+        vec![
+            ("route", route(&finding, &matched)),
+            ("no match", route(&finding, &unmatched)),
+            ("plan", super::plan(&plan)),
+            ("approval prompt", approval_prompt(&plan, &plan.steps[1])),
+            ("timeline", timeline),
+            ("status", status(&state, &records)),
+            ("cases", cases(&[row])),
+            ("dry run", dry_run(&dry)),
+        ]
+    }
+
+    #[test]
+    fn hostile_text_is_escaped_in_every_rendering() {
+        let clean = rendered(CLEAN);
+        for ((what, evil), (_, clean)) in rendered(EVIL).into_iter().zip(clean) {
+            let raw: Vec<char> = evil
+                .chars()
+                .filter(|&c| c != '\n' && needs_escape(c))
+                .collect();
+            assert!(
+                raw.is_empty(),
+                "{what}: raw {raw:?} reached the terminal:\n{evil}"
+            );
+            assert_eq!(
+                evil.lines().count(),
+                clean.lines().count(),
+                "{what}: hostile text changed the number of lines:\n{evil}\n---\n{clean}"
+            );
+            assert!(
+                !evil
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("forged-line")),
+                "{what}: a forged line:\n{evil}"
+            );
+            assert!(
+                evil.contains(
+                    "bob\\n  forged-line REQUIRED\\r\\u{1b}[8m\\u{9b}2J\\u{202e}exe.txt\\u{2069}"
+                ),
+                "{what}: the text must be shown, escaped:\n{evil}"
+            );
+        }
+    }
 }

@@ -106,15 +106,26 @@ pub struct FindingType {
 }
 
 impl FindingType {
+    /// Longest type accepted: GuardDuty's are under 100 characters, and routing
+    /// matches every playbook pattern against it.
+    pub const MAX_CHARS: usize = 256;
+
     /// Parses a type string; rejects strings without the `Purpose:Resource/Family` shape.
     ///
     /// Every part must be non-empty and free of whitespace; the mechanism may itself hold
     /// dots (tolerated for types GuardDuty may add), the other parts may not hold separators.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!(
+                "type {} is longer than {} characters; GuardDuty types are far shorter",
+                crate::text::preview(raw),
+                Self::MAX_CHARS
+            ));
+        }
         let bad = || {
             format!(
-                "type {:?} is not of the form ThreatPurpose:ResourceType/ThreatFamily[.Mechanism][!Artifact]",
-                preview(raw)
+                "type {} is not of the form ThreatPurpose:ResourceType/ThreatFamily[.Mechanism][!Artifact]",
+                crate::text::preview(raw)
             )
         };
         let (purpose, rest) = raw.split_once(':').ok_or_else(bad)?;
@@ -535,9 +546,9 @@ fn parse_event(
     let not_guardduty = || FindingError::NotAFinding {
         location: location.to_string(),
         reason: format!(
-            "it is an EventBridge event from source {:?} with detail-type {:?}, not a GuardDuty finding",
-            preview(source),
-            preview(detail_type)
+            "it is an EventBridge event from source {} with detail-type {}, not a GuardDuty finding",
+            crate::text::preview(source),
+            crate::text::preview(detail_type)
         ),
     };
     let Some(detail) = object.get("detail") else {
@@ -575,12 +586,12 @@ struct GetFindingsShape<'a> {
     findings: Vec<&'a RawValue>,
 }
 
-/// At most 80 characters of `text`, so an error about a huge value stays one readable line.
+/// At most 80 characters of `text`, escaped, so an error about a huge or hostile value
+/// stays one readable line.
 fn preview(text: &str) -> String {
-    const LIMIT: usize = 80;
-    match text.char_indices().nth(LIMIT) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+    match text.char_indices().nth(crate::text::PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", crate::text::escape(&text[..cut])),
+        None => crate::text::escape(text).into_owned(),
     }
 }
 

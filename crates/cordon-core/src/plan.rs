@@ -2,15 +2,18 @@
 //! deterministic: the same inputs give a byte-identical plan; nothing calls AWS.
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::action::{Action, ActionKind, Reversibility, TargetKind};
-use crate::finding::{Finding, KeyKind, Resource};
+use crate::finding::{AccessKeyDetails, Finding, InstanceDetails, KeyKind, Resource};
+use crate::ids::{self, EniId, IdError, IdKind, SecurityGroupId, SubnetId, VpcId};
 use crate::playbook::{Approval, OnFailure, Playbook, RetryPolicy};
 use crate::route::RouteReason;
+use crate::text::preview;
 
 /// A case id, derived from the finding so a re-delivered finding maps to the same case.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -182,13 +185,21 @@ pub enum Target {
     Instance(InstanceTarget),
     AccessKey(AccessKeyTarget),
     User {
+        /// Checked against IAM's user name format when planned and when read back.
+        #[serde(deserialize_with = "ids::checked::user_name")]
         user_name: String,
     },
     /// A role; `role_name` is absent when it can only be resolved at run time
     /// (from the instance's profile).
     Role {
+        #[serde(default, deserialize_with = "ids::checked::optional_role_name")]
         role_name: Option<String>,
+        #[serde(default, deserialize_with = "ids::checked::optional_instance")]
         instance_id: Option<String>,
+        #[serde(
+            default,
+            deserialize_with = "ids::checked::optional_instance_profile_arn"
+        )]
         instance_profile_arn: Option<String>,
     },
     Case,
@@ -227,95 +238,163 @@ impl Target {
     }
 }
 
+/// An instance and what the finding says of it. Every id here has its AWS
+/// format (checked when planned and when a journaled plan is read back).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct InstanceTarget {
+    #[serde(deserialize_with = "ids::checked::instance")]
     pub instance_id: String,
     pub network_interfaces: Vec<EniTarget>,
+    /// Absent when the finding names none, or names a malformed one (then only
+    /// a step that needs it, `revoke-role-sessions`, refuses the finding).
+    #[serde(
+        default,
+        deserialize_with = "ids::checked::optional_instance_profile_arn"
+    )]
     pub instance_profile_arn: Option<String>,
 }
 
+/// One network interface as the finding saw it.
+///
+/// No step takes these from the finding (handlers read the live interfaces),
+/// so a malformed VPC, subnet or group id (GuardDuty's sample findings carry
+/// `GeneratedFindingVPCId` and the like) is left out rather than refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct EniTarget {
-    pub network_interface_id: String,
-    pub vpc_id: Option<String>,
-    pub subnet_id: Option<String>,
+    pub network_interface_id: EniId,
+    pub vpc_id: Option<VpcId>,
+    pub subnet_id: Option<SubnetId>,
     /// Groups as the finding saw them; the run re-reads the live ones as pre-state.
-    pub security_group_ids: Vec<String>,
+    pub security_group_ids: Vec<SecurityGroupId>,
 }
 
+/// The access key a finding names. The key id and user name have their AWS
+/// formats; the user type and principal id are GuardDuty's words, shown and
+/// compared but never sent to AWS.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct AccessKeyTarget {
+    #[serde(deserialize_with = "ids::checked::access_key")]
     pub access_key_id: String,
+    #[serde(default, deserialize_with = "ids::checked::optional_user_name")]
     pub user_name: Option<String>,
     pub user_type: Option<String>,
     pub key_kind: KeyKind,
     pub principal_id: Option<String>,
 }
 
-/// Builds the plan. Pure: no I/O, no clock, no randomness.
+/// Why a finding cannot be planned: an id a step would use is not in its AWS
+/// format. One line, naming the JSON field and the format expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "finding {finding}: `{field}`: {source}; nothing was planned and no AWS call was made: check the finding at its source (it may be corrupted or forged)"
+)]
+pub struct PlanError {
+    /// The finding's id, escaped and quoted.
+    pub finding: String,
+    /// Where the value sits in the finding, e.g. `resource.instanceDetails.instanceId`.
+    pub field: String,
+    pub source: IdError,
+}
+
+/// Builds the plan, refusing a finding in which an id a step would use (in a
+/// call, a filter, a path, an S3 key, a tag or a policy) is not in its AWS
+/// format. Pure: no I/O, no clock, no randomness.
+pub fn try_plan(
+    finding: &Finding,
+    playbook: &Playbook,
+    route: RouteReason,
+) -> Result<Plan, PlanError> {
+    let checks = Checks { finding };
+    checks.finding_ids()?;
+    build(finding, playbook, route, |kind| checks.target(kind))
+}
+
+/// [`try_plan`] that never fails: when the finding is refused, every step's
+/// target is unresolved with the reason, so the executor skips them all and
+/// nothing reaches AWS. Front doors use [`try_plan`] to refuse such a finding
+/// outright; this form serves callers that hold only well-formed findings.
 pub fn plan(finding: &Finding, playbook: &Playbook, route: RouteReason) -> Plan {
+    match try_plan(finding, playbook, route.clone()) {
+        Ok(plan) => plan,
+        Err(error) => {
+            let reason = error.to_string();
+            let unresolved = |_| {
+                Ok::<_, Infallible>(Target::Unresolved {
+                    reason: reason.clone(),
+                })
+            };
+            match build(finding, playbook, route, unresolved) {
+                Ok(plan) => plan,
+                Err(never) => match never {},
+            }
+        }
+    }
+}
+
+fn build<E>(
+    finding: &Finding,
+    playbook: &Playbook,
+    route: RouteReason,
+    resolve: impl Fn(TargetKind) -> Result<Target, E>,
+) -> Result<Plan, E> {
     let case_id = CaseId::for_finding(finding);
     let values = Placeholders::new(finding, &case_id, &playbook.name);
-    let steps: Vec<PlannedStep> = playbook
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, step)| {
-            let kind = step.action.kind();
-            let reversibility = step.action.reversibility();
-            let action = values.fill_action(&step.action);
-            let target = resolve_target(kind.target_kind(), finding);
-            let inherent = kind.inherent_approval();
-            let approval = if reversibility == Reversibility::Irreversible {
-                ApprovalNeed {
-                    required: true,
-                    reason: Some(
-                        inherent
-                            .unwrap_or("irreversible: it destroys state that cannot be restored")
-                            .to_string(),
-                    ),
-                }
-            } else if let Some(reason) = inherent {
-                ApprovalNeed {
-                    required: true,
-                    reason: Some(reason.to_string()),
-                }
-            } else if step.approval == Approval::Required {
-                ApprovalNeed {
-                    required: true,
-                    reason: Some("the playbook asks for approval".to_string()),
-                }
-            } else {
-                ApprovalNeed {
-                    required: false,
-                    reason: None,
-                }
-            };
-            let blast_radius = blast_radius(kind, &target);
-            PlannedStep {
-                index: i + 1,
-                id: step.id.clone(),
-                description: step.description.clone(),
-                action,
-                target,
-                approval,
-                reversibility,
-                blast_radius,
-                retry: step.retry,
-                on_failure: step.on_failure.unwrap_or(playbook.on_failure),
-                best_effort: kind.best_effort(),
-                permissions: kind.permissions().iter().map(|p| p.to_string()).collect(),
+    let mut steps: Vec<PlannedStep> = Vec::with_capacity(playbook.steps.len());
+    for (i, step) in playbook.steps.iter().enumerate() {
+        let kind = step.action.kind();
+        let reversibility = step.action.reversibility();
+        let action = values.fill_action(&step.action);
+        let target = resolve(kind.target_kind())?;
+        let inherent = kind.inherent_approval();
+        let approval = if reversibility == Reversibility::Irreversible {
+            ApprovalNeed {
+                required: true,
+                reason: Some(
+                    inherent
+                        .unwrap_or("irreversible: it destroys state that cannot be restored")
+                        .to_string(),
+                ),
             }
-        })
-        .collect();
+        } else if let Some(reason) = inherent {
+            ApprovalNeed {
+                required: true,
+                reason: Some(reason.to_string()),
+            }
+        } else if step.approval == Approval::Required {
+            ApprovalNeed {
+                required: true,
+                reason: Some("the playbook asks for approval".to_string()),
+            }
+        } else {
+            ApprovalNeed {
+                required: false,
+                reason: None,
+            }
+        };
+        let blast_radius = blast_radius(kind, &target);
+        steps.push(PlannedStep {
+            index: i + 1,
+            id: step.id.clone(),
+            description: step.description.clone(),
+            action,
+            target,
+            approval,
+            reversibility,
+            blast_radius,
+            retry: step.retry,
+            on_failure: step.on_failure.unwrap_or(playbook.on_failure),
+            best_effort: kind.best_effort(),
+            permissions: kind.permissions().iter().map(|p| p.to_string()).collect(),
+        });
+    }
     let permissions: BTreeSet<String> = steps
         .iter()
         .flat_map(|s| s.permissions.iter().cloned())
         .collect();
-    Plan {
+    Ok(Plan {
         case_id,
         finding: FindingSummary {
             id: finding.id.clone(),
@@ -334,7 +413,7 @@ pub fn plan(finding: &Finding, playbook: &Playbook, route: RouteReason) -> Plan 
         route,
         steps,
         permissions: permissions.into_iter().collect(),
-    }
+    })
 }
 
 fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
@@ -371,80 +450,164 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
     }
 }
 
-fn resolve_target(kind: TargetKind, finding: &Finding) -> Target {
-    match (kind, &finding.resource) {
-        (TargetKind::Case, _) => Target::Case,
-        (TargetKind::Instance, Resource::Instance(i)) => Target::Instance(InstanceTarget {
-            instance_id: i.instance_id.clone(),
-            network_interfaces: i
-                .network_interfaces
-                .iter()
-                .map(|n| EniTarget {
-                    network_interface_id: n.network_interface_id.clone(),
-                    vpc_id: n.vpc_id.clone(),
-                    subnet_id: n.subnet_id.clone(),
-                    security_group_ids: n
+/// The format checks planning makes, each naming the finding's field it read.
+struct Checks<'f> {
+    finding: &'f Finding,
+}
+
+impl Checks<'_> {
+    /// `text` from `field`, when it has `kind`'s format.
+    fn id(&self, field: &str, kind: IdKind, text: &str) -> Result<String, PlanError> {
+        kind.check(text)
+            .map(|()| text.to_string())
+            .map_err(|source| self.error(field, source))
+    }
+
+    fn error(&self, field: &str, source: IdError) -> PlanError {
+        PlanError {
+            finding: preview(&self.finding.id),
+            field: field.to_string(),
+            source,
+        }
+    }
+
+    /// The finding's own ids: they key the case id, ARNs, tags and evidence.
+    fn finding_ids(&self) -> Result<(), PlanError> {
+        let f = self.finding;
+        self.id("id", IdKind::FindingId, &f.id)?;
+        self.id("accountId", IdKind::Account, &f.account_id)?;
+        self.id("region", IdKind::Region, &f.region)?;
+        self.id("partition", IdKind::Partition, &f.partition)?;
+        Ok(())
+    }
+
+    fn target(&self, kind: TargetKind) -> Result<Target, PlanError> {
+        Ok(match (kind, &self.finding.resource) {
+            (TargetKind::Case, _) => Target::Case,
+            (TargetKind::Instance, Resource::Instance(i)) => Target::Instance(self.instance(i)?),
+            (TargetKind::AccessKey, Resource::AccessKey(k)) => {
+                Target::AccessKey(self.access_key(k)?)
+            }
+            (TargetKind::User, Resource::AccessKey(k)) => {
+                match (&k.user_name, k.user_type.as_deref()) {
+                    (Some(user), Some("IAMUser") | None) => Target::User {
+                        user_name: self.id(USER_NAME, IdKind::UserName, user)?,
+                    },
+                    (_, Some(other)) => Target::Unresolved {
+                        reason: format!("the key belongs to a {}, not an IAM user", preview(other)),
+                    },
+                    (None, _) => Target::Unresolved {
+                        reason: "the finding names no user".to_string(),
+                    },
+                }
+            }
+            (TargetKind::Role, Resource::AccessKey(k)) => match k.user_type.as_deref() {
+                Some("AssumedRole") => Target::Role {
+                    // For assumed-role keys GuardDuty's userName is the role name.
+                    role_name: k
+                        .user_name
+                        .as_deref()
+                        .map(|role| self.id(USER_NAME, IdKind::RoleName, role))
+                        .transpose()?,
+                    instance_id: None,
+                    instance_profile_arn: None,
+                },
+                other => Target::Unresolved {
+                    reason: format!(
+                        "the key's user type is {}, not an assumed role",
+                        other.map(preview).unwrap_or_else(|| "unknown".to_string())
+                    ),
+                },
+            },
+            (TargetKind::Role, Resource::Instance(i)) => Target::Role {
+                role_name: None,
+                instance_id: Some(self.id(INSTANCE_ID, IdKind::Instance, &i.instance_id)?),
+                // The fallback when the instance has no live association: it names
+                // the role whose sessions are revoked, so it must be well-formed.
+                instance_profile_arn: profile_arn(i)
+                    .map(|arn| self.id(PROFILE_ARN, IdKind::InstanceProfileArn, arn))
+                    .transpose()?,
+            },
+            (kind, resource) => Target::Unresolved {
+                reason: format!(
+                    "a {} finding has no {} to act on",
+                    preview(resource.resource_type()),
+                    match kind {
+                        TargetKind::Instance => "instance",
+                        TargetKind::AccessKey => "access key",
+                        TargetKind::User => "IAM user",
+                        TargetKind::Role => "role",
+                        TargetKind::Case => "case",
+                    }
+                ),
+            },
+        })
+    }
+
+    fn instance(&self, i: &InstanceDetails) -> Result<InstanceTarget, PlanError> {
+        let instance_id = self.id(INSTANCE_ID, IdKind::Instance, &i.instance_id)?;
+        let network_interfaces = i
+            .network_interfaces
+            .iter()
+            .enumerate()
+            .map(|(n, eni)| {
+                Ok(EniTarget {
+                    network_interface_id: EniId::parse(&eni.network_interface_id).map_err(|e| {
+                        self.error(
+                            &format!("{INSTANCE}.networkInterfaces[{n}].networkInterfaceId"),
+                            e,
+                        )
+                    })?,
+                    vpc_id: eni.vpc_id.as_deref().and_then(|v| VpcId::parse(v).ok()),
+                    subnet_id: eni
+                        .subnet_id
+                        .as_deref()
+                        .and_then(|s| SubnetId::parse(s).ok()),
+                    security_group_ids: eni
                         .security_groups
                         .iter()
-                        .map(|g| g.group_id.clone())
+                        .filter_map(|g| SecurityGroupId::parse(&g.group_id).ok())
                         .collect(),
                 })
-                .collect(),
-            instance_profile_arn: i.iam_instance_profile.as_ref().and_then(|p| p.arn.clone()),
-        }),
-        (TargetKind::AccessKey, Resource::AccessKey(k)) => Target::AccessKey(AccessKeyTarget {
-            access_key_id: k.access_key_id.clone(),
-            user_name: k.user_name.clone(),
+            })
+            .collect::<Result<_, PlanError>>()?;
+        Ok(InstanceTarget {
+            instance_id,
+            network_interfaces,
+            instance_profile_arn: profile_arn(i)
+                .filter(|arn| IdKind::InstanceProfileArn.matches(arn))
+                .map(str::to_string),
+        })
+    }
+
+    fn access_key(&self, k: &AccessKeyDetails) -> Result<AccessKeyTarget, PlanError> {
+        Ok(AccessKeyTarget {
+            access_key_id: self.id(
+                "resource.accessKeyDetails.accessKeyId",
+                IdKind::AccessKey,
+                &k.access_key_id,
+            )?,
+            user_name: k
+                .user_name
+                .as_deref()
+                .map(|user| self.id(USER_NAME, IdKind::UserName, user))
+                .transpose()?,
             user_type: k.user_type.clone(),
             key_kind: k.key_kind(),
             principal_id: k.principal_id.clone(),
-        }),
-        (TargetKind::User, Resource::AccessKey(k)) => {
-            match (&k.user_name, k.user_type.as_deref()) {
-                (Some(user), Some("IAMUser") | None) => Target::User {
-                    user_name: user.clone(),
-                },
-                (_, Some(other)) => Target::Unresolved {
-                    reason: format!("the key belongs to a {other}, not an IAM user"),
-                },
-                (None, _) => Target::Unresolved {
-                    reason: "the finding names no user".to_string(),
-                },
-            }
-        }
-        (TargetKind::Role, Resource::AccessKey(k)) => match k.user_type.as_deref() {
-            Some("AssumedRole") => Target::Role {
-                // For assumed-role keys GuardDuty's userName is the role name.
-                role_name: k.user_name.clone(),
-                instance_id: None,
-                instance_profile_arn: None,
-            },
-            other => Target::Unresolved {
-                reason: format!(
-                    "the key's user type is {}, not an assumed role",
-                    other.unwrap_or("unknown")
-                ),
-            },
-        },
-        (TargetKind::Role, Resource::Instance(i)) => Target::Role {
-            role_name: None,
-            instance_id: Some(i.instance_id.clone()),
-            instance_profile_arn: i.iam_instance_profile.as_ref().and_then(|p| p.arn.clone()),
-        },
-        (kind, resource) => Target::Unresolved {
-            reason: format!(
-                "a {} finding has no {} to act on",
-                resource.resource_type(),
-                match kind {
-                    TargetKind::Instance => "instance",
-                    TargetKind::AccessKey => "access key",
-                    TargetKind::User => "IAM user",
-                    TargetKind::Role => "role",
-                    TargetKind::Case => "case",
-                }
-            ),
-        },
+        })
     }
+}
+
+const INSTANCE: &str = "resource.instanceDetails";
+const INSTANCE_ID: &str = "resource.instanceDetails.instanceId";
+const PROFILE_ARN: &str = "resource.instanceDetails.iamInstanceProfile.arn";
+const USER_NAME: &str = "resource.accessKeyDetails.userName";
+
+fn profile_arn(i: &InstanceDetails) -> Option<&str> {
+    i.iam_instance_profile
+        .as_ref()
+        .and_then(|p| p.arn.as_deref())
 }
 
 /// The `{placeholders}` action parameters may use, filled in at plan time.

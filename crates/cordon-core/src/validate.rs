@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -13,6 +15,7 @@ use crate::action::{Action, ActionKind, TargetKind};
 use crate::finding::{Severity, SeverityBand};
 use crate::plan::PLACEHOLDERS;
 use crate::playbook::{MatchRule, Playbook, Step, StepDocument};
+use crate::text::{needs_escape, preview};
 use crate::yaml::{self, Document, Location};
 
 /// GuardDuty resource types a playbook may match on.
@@ -103,7 +106,7 @@ pub fn load_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> 
     let mut loaded = Vec::new();
     for file in files {
         let shown = file.display().to_string();
-        match std::fs::read_to_string(&file) {
+        match read_playbook(&file) {
             Ok(text) => match validate_document(&text, &shown) {
                 Ok((playbook, doc)) => loaded.push(LoadedPlaybook {
                     file,
@@ -113,11 +116,11 @@ pub fn load_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> 
                 }),
                 Err(mut found) => problems.append(&mut found),
             },
-            Err(e) => problems.push(Problem {
+            Err(message) => problems.push(Problem {
                 file: shown,
                 location: None,
                 path: String::new(),
-                message: format!("cannot read: {e}"),
+                message,
                 hint: None,
             }),
         }
@@ -130,6 +133,24 @@ pub fn load_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> 
         problems.dedup();
         Err(problems)
     }
+}
+
+/// Reads a playbook file, never more than one byte past [`yaml::MAX_BYTES`], so
+/// a huge file is refused without being read whole.
+fn read_playbook(file: &Path) -> Result<String, String> {
+    let handle = std::fs::File::open(file).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    handle
+        .take(yaml::MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() > yaml::MAX_BYTES {
+        return Err(format!(
+            "the file is more than the {}-byte limit for a playbook",
+            yaml::MAX_BYTES
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text: save the playbook as UTF-8".to_string())
 }
 
 fn playbook_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
@@ -380,7 +401,11 @@ fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec
                 file: file.to_string(),
                 location: Some((e.location.line, e.location.column)),
                 path: String::new(),
-                message: format!("not valid YAML: {}", e.message),
+                message: if e.over_limit {
+                    e.message
+                } else {
+                    format!("not valid YAML: {}", e.message)
+                },
                 hint: None,
             }]);
         }
@@ -488,7 +513,22 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
             Some("names appear in journals, evidence keys and tags".to_string()),
         );
     }
+    check_bound(cx, "priority", playbook.priority, &limits::PRIORITY);
     let rule = &playbook.matcher;
+    for (name, count) in [
+        ("finding-types", rule.finding_types.len()),
+        ("exclude-finding-types", rule.exclude_finding_types.len()),
+        ("resource-types", rule.resource_types.len()),
+        ("user-types", rule.user_types.len()),
+    ] {
+        if count > MAX_MATCH_ENTRIES {
+            cx.push(
+                &format!("match.{name}"),
+                format!("{count} entries, more than the {MAX_MATCH_ENTRIES} allowed"),
+                Some("use `*` patterns, or split the playbook".to_string()),
+            );
+        }
+    }
     for (i, pattern) in rule.finding_types.iter().enumerate() {
         check_pattern(cx, &format!("match.finding-types[{i}]"), pattern);
     }
@@ -591,8 +631,23 @@ fn closest(name: &str, known: &[&str], what: &str) -> String {
         .unwrap_or_else(|| format!("{what}: {}", known.join(", ")))
 }
 
+/// Longest finding-type pattern: checking two playbooks for overlap costs the
+/// product of their patterns' lengths.
+pub const MAX_PATTERN_CHARS: usize = 128;
+/// Most entries in one `match` list, for the same reason.
+pub const MAX_MATCH_ENTRIES: usize = 32;
+
 fn check_pattern(cx: &mut FileContext<'_>, path: &str, pattern: &str) {
-    if pattern.trim().is_empty() {
+    if pattern.chars().count() > MAX_PATTERN_CHARS {
+        cx.push(
+            path,
+            format!("the pattern is longer than {MAX_PATTERN_CHARS} characters"),
+            Some(
+                "GuardDuty types are under 100 characters; use `*` for the varying part"
+                    .to_string(),
+            ),
+        );
+    } else if pattern.trim().is_empty() {
         cx.push(path, "empty finding-type pattern", None);
     } else if pattern.chars().any(char::is_whitespace) {
         cx.push(
@@ -686,6 +741,15 @@ fn check_steps(
                 format!("step id {:?} contains whitespace", step.id),
                 Some("ids are typed in `--approve STEP`; use kebab-case".to_string()),
             );
+        } else if step.id.chars().any(needs_escape) {
+            cx.push(
+                &format!("{base}.id"),
+                format!(
+                    "step id {} holds control or invisible characters",
+                    preview(&step.id)
+                ),
+                Some("ids are typed in `--approve STEP`; use kebab-case".to_string()),
+            );
         }
         if let Some(first) = seen.insert(&step.id, *i) {
             cx.push(
@@ -703,7 +767,26 @@ fn check_steps(
                 "max-attempts must be at least 1 (1 = no retry)",
                 None,
             );
+        } else {
+            check_bound(
+                cx,
+                &format!("{base}.retry.max-attempts"),
+                step.retry.max_attempts,
+                &limits::MAX_ATTEMPTS,
+            );
         }
+        for (name, value) in [
+            ("initial-backoff-ms", step.retry.initial_backoff_ms),
+            ("max-backoff-ms", step.retry.max_backoff_ms),
+        ] {
+            check_bound(
+                cx,
+                &format!("{base}.retry.{name}"),
+                value,
+                &limits::BACKOFF_MS,
+            );
+        }
+        check_action_bounds(cx, &base, &step.action);
         if step.retry.initial_backoff_ms > step.retry.max_backoff_ms {
             cx.push(
                 &format!("{base}.retry"),
@@ -724,6 +807,122 @@ fn check_steps(
                 ),
             );
         }
+    }
+}
+
+/// Bounds on every number a playbook sets, so a typo or a hostile playbook
+/// cannot make a step wait for years, retry forever or outrank everything.
+pub mod limits {
+    use super::Bound;
+
+    pub const PRIORITY: Bound<i32> = Bound {
+        range: -10_000..=10_000,
+        unit: "",
+        why: "priorities only order playbooks; keep them small",
+    };
+    pub const MAX_ATTEMPTS: Bound<u32> = Bound {
+        range: 1..=10,
+        unit: "attempts",
+        why: "more attempts only delay containment; the SDK retries throttling underneath",
+    };
+    pub const BACKOFF_MS: Bound<u64> = Bound {
+        range: 0..=300_000,
+        unit: "ms",
+        why: "a single back-off longer than 5 minutes stalls containment",
+    };
+    pub const SNAPSHOT_WAIT_SECONDS: Bound<u64> = Bound {
+        range: 1..=21_600,
+        unit: "seconds",
+        why: "wait at most 6 hours for snapshots; large volumes complete later on their own",
+    };
+    pub const DETECTIVE_LOOKBACK_HOURS: Bound<u32> = Bound {
+        range: 1..=8_760,
+        unit: "hours",
+        why: "Detective keeps at most a year of data",
+    };
+    pub const DETECTIVE_TIMEOUT_SECONDS: Bound<u64> = Bound {
+        range: 1..=900,
+        unit: "seconds",
+        why: "enrichment is best effort: poll at most 15 minutes",
+    };
+}
+
+/// An inclusive range a numeric parameter must fall in, and why.
+#[derive(Debug)]
+pub struct Bound<T> {
+    pub range: RangeInclusive<T>,
+    pub unit: &'static str,
+    pub why: &'static str,
+}
+
+fn check_bound<T: PartialOrd + fmt::Display>(
+    cx: &mut FileContext<'_>,
+    path: &str,
+    value: T,
+    bound: &Bound<T>,
+) {
+    if !bound.range.contains(&value) {
+        let unit = if bound.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", bound.unit)
+        };
+        let name = path.rsplit('.').next().unwrap_or(path);
+        cx.push(
+            path,
+            format!(
+                "{name} {value} is out of range: allowed {} to {}{unit}",
+                bound.range.start(),
+                bound.range.end()
+            ),
+            Some(bound.why.to_string()),
+        );
+    }
+}
+
+/// The numeric parameters of actions that have them.
+fn check_action_bounds(cx: &mut FileContext<'_>, base: &str, action: &Action) {
+    match action {
+        Action::SnapshotVolumes(p) => {
+            if let Some(seconds) = p.wait_timeout_seconds {
+                check_bound(
+                    cx,
+                    &format!("{base}.with.wait-timeout-seconds"),
+                    seconds,
+                    &limits::SNAPSHOT_WAIT_SECONDS,
+                );
+            }
+        }
+        Action::EnrichWithDetective(p) => {
+            check_bound(
+                cx,
+                &format!("{base}.with.lookback-hours"),
+                p.lookback_hours,
+                &limits::DETECTIVE_LOOKBACK_HOURS,
+            );
+            check_bound(
+                cx,
+                &format!("{base}.with.timeout-seconds"),
+                p.timeout_seconds,
+                &limits::DETECTIVE_TIMEOUT_SECONDS,
+            );
+        }
+        Action::TagResource(_)
+        | Action::EnableTerminationProtection(_)
+        | Action::IsolateInstance(_)
+        | Action::DetachInstanceProfile(_)
+        | Action::RevokeRoleSessions(_)
+        | Action::RevokeUserSessions(_)
+        | Action::DetachFromAutoscaling(_)
+        | Action::DeregisterFromLoadBalancers(_)
+        | Action::DeactivateAccessKey(_)
+        | Action::RotateAccessKey(_)
+        | Action::QuarantineUser(_)
+        | Action::DeleteLoginProfile(_)
+        | Action::CaptureInstanceMetadata(_)
+        | Action::CaptureConsoleOutput(_)
+        | Action::StoreEvidence(_)
+        | Action::Notify(_) => {}
     }
 }
 

@@ -181,7 +181,7 @@ fn high_severity_instance_plan_isolates_both_enis_with_their_groups() {
         .map(|n| {
             (
                 n.network_interface_id.as_str(),
-                n.security_group_ids.iter().map(String::as_str).collect(),
+                n.security_group_ids.iter().map(|g| g.as_str()).collect(),
             )
         })
         .collect();
