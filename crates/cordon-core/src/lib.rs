@@ -11,5 +11,6 @@ pub mod local_store;
 pub mod plan;
 pub mod playbook;
 pub mod route;
+pub mod summary;
 pub mod validate;
 pub mod yaml;
