@@ -18,6 +18,16 @@
 //! aws.clients().s3.create_bucket().bucket("evidence").send().await.expect("CreateBucket");
 //! # }
 //! ```
+//!
+//! Environments are built with `cordon-gameday`'s fixture builder (one
+//! builder for tests, the demo and Game Days); [`lifecycle`] drives an
+//! action through pre-state, dry run, apply, verify, undo and
+//! verify-undone; [`plan_for`] plans a finding with a playbook written
+//! inline.
+
+pub mod lifecycle;
+
+pub use lifecycle::{Lifecycle, LifecycleReport, Phase, PhaseRecord, mutating, run_every_step};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -498,42 +508,77 @@ impl cordon_core::executor::Approver for ApproveAll {
     }
 }
 
-/// A high-severity GuardDuty instance finding for `instance_id` in the test
-/// account and region; `details` adds to (or overrides) its `instanceDetails`.
-pub fn instance_finding_json(instance_id: &str, details: serde_json::Value) -> String {
-    let mut instance = serde_json::json!({
-        "instanceId": instance_id,
-        "instanceType": "t3.micro",
-        "instanceState": "running",
-        "availabilityZone": format!("{REGION}a"),
-        "networkInterfaces": [],
-    });
-    if let (Some(base), serde_json::Value::Object(extra)) = (instance.as_object_mut(), details) {
-        base.extend(extra);
+/// The requests sent since `clients`' counter was last reset, per
+/// `Service.Operation`, printed under `label` for the test's log; resets
+/// the counter so the next part of the test counts from zero.
+pub fn take_calls(clients: &AwsClients, label: &str) -> std::collections::BTreeMap<String, u64> {
+    let calls = clients.calls.snapshot();
+    eprintln!(
+        "calls {label} ({} in all): {calls:?}",
+        calls.values().sum::<u64>()
+    );
+    clients.calls.reset();
+    calls
+}
+
+/// A playbook written inline as JSON (the same kebab-case keys as YAML).
+/// Panics with serde's message if it does not parse: the test is wrong.
+pub fn playbook(document: serde_json::Value) -> cordon_core::playbook::Playbook {
+    serde_json::from_value(document).unwrap_or_else(|err| panic!("test playbook: {err}"))
+}
+
+/// The plan of `finding` (GuardDuty JSON, as text) under an inline
+/// `playbook`, routed "because the test says so".
+pub fn plan_for(finding: &str, playbook: serde_json::Value) -> cordon_core::plan::Plan {
+    let finding = cordon_core::finding::parse_single_finding(finding, "test finding")
+        .unwrap_or_else(|err| panic!("test finding: {err}"));
+    let playbook = self::playbook(playbook);
+    let reason = cordon_core::route::RouteReason {
+        playbook: playbook.name.clone(),
+        priority: playbook.priority,
+        matched: vec!["test".to_string()],
+    };
+    cordon_core::plan::plan(&finding, &playbook, reason)
+}
+
+/// The plan of `finding` under a test playbook `name` made of `steps` (a
+/// JSON array of steps, as in YAML), rolling back on failure.
+pub fn plan_steps(finding: &str, name: &str, steps: serde_json::Value) -> cordon_core::plan::Plan {
+    plan_for(
+        finding,
+        serde_json::json!({"name": name, "match": {}, "on-failure": "rollback", "steps": steps}),
+    )
+}
+
+/// The playbooks cordon ships (`playbooks/`), validated.
+pub fn shipped_playbooks() -> Vec<cordon_core::playbook::Playbook> {
+    match cordon_core::validate::load_playbooks(&repo_root().join("playbooks")) {
+        Ok(loaded) => loaded.into_iter().map(|l| l.playbook).collect(),
+        Err(problems) => panic!("the shipped playbooks do not validate: {problems:#?}"),
     }
-    serde_json::json!({
-        "schemaVersion": "2.0",
-        "accountId": ACCOUNT_ID,
-        "region": REGION,
-        "partition": "aws",
-        "id": format!("finding-{instance_id}"),
-        "arn": format!("arn:aws:guardduty:{REGION}:{ACCOUNT_ID}:detector/d1/finding/finding-{instance_id}"),
-        "type": "Backdoor:EC2/C&CActivity.B",
-        "severity": 8,
-        "createdAt": "2024-05-01T10:00:00.000Z",
-        "updatedAt": "2024-05-01T10:00:00.000Z",
-        "title": "C&C activity",
-        "description": "test finding",
-        "resource": {"resourceType": "Instance", "instanceDetails": instance},
-        "service": {
-            "serviceName": "guardduty",
-            "detectorId": "d1",
-            "resourceRole": "TARGET",
-            "eventFirstSeen": "2024-05-01T09:58:00.000Z",
-            "eventLastSeen": "2024-05-01T09:59:00.000Z",
-            "archived": false,
-            "count": 1
-        }
-    })
-    .to_string()
+}
+
+/// A fresh, empty directory for one test's local state (journal, evidence),
+/// named after the test binary's process and `name`.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cordon-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(err) = std::fs::create_dir_all(&dir) {
+        panic!("cannot create {}: {err}", dir.display());
+    }
+    dir
+}
+
+/// Actions on `clients` keeping evidence in a fresh [`scratch_dir`], and
+/// that directory.
+pub fn local_actions(
+    clients: &AwsClients,
+    name: &str,
+) -> (cordon_aws::actions::AwsActions, PathBuf) {
+    let dir = scratch_dir(name);
+    let actions = cordon_aws::actions::AwsActions::new(
+        clients.clone(),
+        cordon_aws::evidence::EvidenceStore::LocalDir(dir.clone()),
+    );
+    (actions, dir)
 }

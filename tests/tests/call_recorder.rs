@@ -5,108 +5,53 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cordon_aws::actions::AwsActions;
-use cordon_aws::evidence::EvidenceStore;
 use cordon_aws::ops;
 use cordon_core::action::ActionKind;
-use cordon_core::executor::Actions;
-use cordon_core::finding::parse_single_finding;
-use cordon_core::plan::{Plan, plan};
-use cordon_core::playbook::Playbook;
-use cordon_core::route::RouteReason;
-use cordon_tests::{ACCOUNT_ID, emulator};
+use cordon_gameday::EnvironmentSpec;
+use cordon_tests::{Lifecycle, Phase, emulator, local_actions, plan_steps};
 use serde_json::json;
 
 const USER: &str = "recorded-user";
-
-fn key_plan(key_id: &str) -> Plan {
-    let finding = json!({
-        "schemaVersion": "2.0",
-        "accountId": ACCOUNT_ID,
-        "region": "us-east-1",
-        "partition": "aws",
-        "id": "recorder-finding",
-        "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
-        "severity": 8,
-        "resource": {
-            "resourceType": "AccessKey",
-            "accessKeyDetails": {
-                "accessKeyId": key_id,
-                "principalId": "AIDAEXAMPLEPRINCIPAL",
-                "userName": USER,
-                "userType": "IAMUser"
-            }
-        },
-        "service": {"serviceName": "guardduty", "archived": false}
-    });
-    let finding = parse_single_finding(&finding.to_string(), "test").expect("test finding parses");
-    let playbook: Playbook = serde_json::from_value(json!({
-        "name": "recorder-test",
-        "match": {},
-        "steps": [
-            {"id": "deactivate", "action": "deactivate-access-key"},
-            {"id": "quarantine", "action": "quarantine-user"}
-        ],
-    }))
-    .expect("test playbook parses");
-    let reason = RouteReason {
-        playbook: playbook.name.clone(),
-        priority: 0,
-        matched: vec!["test".to_string()],
-    };
-    plan(&finding, &playbook, reason)
-}
 
 #[tokio::test]
 async fn calls_are_recorded_under_the_action_that_made_them() {
     let aws = emulator().await;
     let clients = aws.clients().clone();
-    // Set-up straight through the SDK: not cordon's call path, not recorded.
-    clients
-        .iam
-        .create_user()
-        .user_name(USER)
-        .send()
+    // Set-up by the fixture builder, straight through the SDK: not cordon's
+    // call path, not recorded.
+    let spec: EnvironmentSpec =
+        serde_json::from_value(json!({"users": [{"name": USER, "access-keys": 1}]})).expect("spec");
+    let env = cordon_gameday::provision(&clients, &spec)
         .await
-        .expect("CreateUser");
-    let key = clients
-        .iam
-        .create_access_key()
-        .user_name(USER)
-        .send()
-        .await
-        .expect("CreateAccessKey");
-    let key_id = key
-        .access_key()
-        .map(|k| k.access_key_id().to_string())
-        .expect("key id");
+        .expect("provision");
+    let key_id = env.users[USER].access_keys[0].id.clone();
     let recorder = clients.recorder.clone();
     assert!(recorder.counts().is_empty(), "set-up was recorded");
     clients.calls.reset();
 
-    let dir = std::env::temp_dir().join(format!("cordon-recorder-{}", std::process::id()));
-    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(dir));
-    let plan = key_plan(&key_id);
+    let (actions, _) = local_actions(&clients, "recorder");
+    let mut finding = env.key_finding(&key_id, Some(USER), "IAMUser");
+    finding.id = Some("recorder-finding".to_string());
+    let plan = plan_steps(
+        &finding.detail().to_string(),
+        "recorder-test",
+        json!([
+            {"id": "deactivate", "action": "deactivate-access-key"},
+            {"id": "quarantine", "action": "quarantine-user"}
+        ]),
+    );
     for id in ["deactivate", "quarantine"] {
-        let step = plan.step(id).expect("step");
-        let pre = actions
-            .read_pre_state(&plan, step)
-            .await
-            .expect("pre-state");
-        assert!(!actions.describe_apply(&plan, step, &pre).is_empty());
-        let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-        actions
-            .verify(&plan, step, &pre, &outcome)
-            .await
-            .expect("verify");
-        actions
-            .undo(&plan, step, &pre, Some(&outcome))
-            .await
-            .expect("undo");
-        actions
-            .verify_undone(&plan, step, &pre)
-            .await
-            .expect("verify undone");
+        // Not counting: the driver would reset the counter compared below.
+        let report = Lifecycle::new(&actions, &plan, id).run().await;
+        report.assert_ok();
+        let dry_run = report.phase(Phase::DryRun).expect("dry run");
+        assert!(
+            dry_run
+                .result
+                .as_ref()
+                .is_ok_and(|lines| lines.as_array().is_some_and(|l| !l.is_empty())),
+            "{id}: the dry run lists calls"
+        );
     }
     // A call outside any action.
     let identity = clients.sts.get_caller_identity();

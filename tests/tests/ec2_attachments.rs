@@ -4,25 +4,20 @@
 //! and the resources are compared field by field before and after.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
-use aws_sdk_ec2::types::{
-    Filter, IamInstanceProfileSpecification, InstanceType, IpPermission, IpRange,
-    RequestLaunchTemplateData,
-};
-use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetDescription, TargetTypeEnum};
+use aws_sdk_ec2::types::Filter;
 use cordon_aws::actions::AwsActions;
-use cordon_aws::client::{AwsClients, is_read_only};
-use cordon_aws::evidence::{EvidenceStore, sha256_hex};
-use cordon_core::executor::{Actions, ErrorKind, Executor};
-use cordon_core::finding::parse_single_finding;
+use cordon_aws::client::AwsClients;
+use cordon_aws::evidence::sha256_hex;
+use cordon_core::executor::{ErrorKind, Executor};
 use cordon_core::journal::CaseStatus;
 use cordon_core::local_store::LocalJournal;
-use cordon_core::plan::{Plan, PlannedStep, plan};
-use cordon_core::playbook::Playbook;
-use cordon_core::route::RouteReason;
-use cordon_tests::{ApproveAll, REGION, emulator, instance_finding_json};
+use cordon_core::plan::Plan;
+use cordon_gameday::{EnvironmentSpec, provision as build};
+use cordon_tests::{
+    ApproveAll, Lifecycle, emulator, local_actions, mutating, plan_steps, take_calls,
+};
 use serde_json::{Value, json};
 
 const ASG: &str = "web-asg";
@@ -41,272 +36,91 @@ struct Fixture {
     web_tg: String,
     api_tg: String,
     other_tg: String,
+    env: cordon_gameday::Fixture,
+}
+
+/// One subnet and group; the suspect (with a profile) and a bystander; a
+/// group that launched one instance itself and then took in the suspect,
+/// reaching its maximum size (2 of 2); three target groups.
+fn environment() -> EnvironmentSpec {
+    serde_json::from_value(json!({
+        "vpcs": [{"name": "vpc", "cidr": "10.20.0.0/16",
+                  "subnets": [{"name": "subnet", "cidr": "10.20.1.0/24"}]}],
+        "security-groups": [{"name": "web", "vpc": "vpc", "description": "web servers",
+            "ingress": [{"protocol": "tcp", "port": 443, "cidr": "0.0.0.0/0", "description": "https"}]}],
+        "roles": [{"name": "web-role"}],
+        "instance-profiles": [{"name": "web-profile", "role": "web-role"}],
+        "instances": [
+            {"name": "suspect", "subnet": "subnet", "groups": ["web"], "image-id": "ami-12345678",
+             "instance-profile": "web-profile"},
+            {"name": "bystander", "subnet": "subnet", "groups": ["web"], "image-id": "ami-12345678"}
+        ],
+        "auto-scaling-groups": [{"name": ASG, "subnets": ["subnet"], "min-size": 1, "max-size": 2,
+            "desired-capacity": 1, "image-id": "ami-12345678", "attach": ["suspect"]}],
+        "target-groups": [
+            {"name": "web-tg", "vpc": "vpc", "port": 80, "targets": [
+                {"instance": "suspect", "port": 8080}, {"launched-by": ASG, "port": 8080}]},
+            {"name": "api-tg", "vpc": "vpc", "port": 443, "targets": [
+                {"instance": "suspect", "port": 9443}]},
+            {"name": "other-tg", "vpc": "vpc", "port": 80, "targets": [
+                {"launched-by": ASG, "port": 8081}]}
+        ]
+    }))
+    .expect("environment spec")
 }
 
 async fn provision(clients: &AwsClients) -> Fixture {
-    let ec2 = &clients.ec2;
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block("10.20.0.0/16")
-        .send()
-        .await
-        .expect("CreateVpc");
-    let vpc_id = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_string();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.20.1.0/24")
-        .availability_zone(format!("{REGION}a"))
-        .send()
-        .await
-        .expect("CreateSubnet");
-    let subnet_id = subnet
-        .subnet()
-        .and_then(|s| s.subnet_id())
-        .expect("subnet id")
-        .to_string();
-    let group = ec2
-        .create_security_group()
-        .group_name("web")
-        .description("web servers")
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .expect("CreateSecurityGroup");
-    let security_group = group.group_id().expect("group id").to_string();
-    ec2.authorize_security_group_ingress()
-        .group_id(&security_group)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(443)
-                .to_port(443)
-                .ip_ranges(
-                    IpRange::builder()
-                        .cidr_ip("0.0.0.0/0")
-                        .description("https")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("AuthorizeSecurityGroupIngress");
-
-    let iam = &clients.iam;
-    let trust = json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    });
-    iam.create_role()
-        .role_name("web-role")
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .expect("CreateRole");
-    let profile = iam
-        .create_instance_profile()
-        .instance_profile_name("web-profile")
-        .send()
-        .await
-        .expect("CreateInstanceProfile");
-    let profile_arn = profile
-        .instance_profile()
-        .map(|p| p.arn().to_string())
-        .expect("profile arn");
-    iam.add_role_to_instance_profile()
-        .instance_profile_name("web-profile")
-        .role_name("web-role")
-        .send()
-        .await
-        .expect("AddRoleToInstanceProfile");
-
-    let launch = |profile: Option<&str>| {
-        ec2.run_instances()
-            .image_id("ami-12345678")
-            .min_count(1)
-            .max_count(1)
-            .instance_type(InstanceType::T3Micro)
-            .subnet_id(&subnet_id)
-            .security_group_ids(&security_group)
-            .set_iam_instance_profile(
-                profile.map(|arn| IamInstanceProfileSpecification::builder().arn(arn).build()),
-            )
-            .send()
+    let env = build(clients, &environment()).await.expect("provision");
+    let launched = &env.auto_scaling_groups[ASG].launched;
+    assert_eq!(launched.len(), 1, "the group launched one instance itself");
+    let fx = Fixture {
+        suspect: env.instances["suspect"].id.clone(),
+        bystander: env.instances["bystander"].id.clone(),
+        member: launched[0].clone(),
+        profile_arn: env.instance_profiles["web-profile"].arn.clone(),
+        security_group: env.security_groups["web"].id.clone(),
+        web_tg: env.target_groups["web-tg"].arn.clone(),
+        api_tg: env.target_groups["api-tg"].arn.clone(),
+        other_tg: env.target_groups["other-tg"].arn.clone(),
+        env,
     };
-    let suspect = launch(Some(&profile_arn))
-        .await
-        .expect("RunInstances suspect");
-    let suspect = suspect.instances()[0]
-        .instance_id()
-        .expect("instance id")
-        .to_string();
-    let bystander = launch(None).await.expect("RunInstances bystander");
-    let bystander = bystander.instances()[0]
-        .instance_id()
-        .expect("instance id")
-        .to_string();
-
-    ec2.create_launch_template()
-        .launch_template_name("web")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id("ami-12345678")
-                .instance_type(InstanceType::T3Micro)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("CreateLaunchTemplate");
-    let asg = &clients.autoscaling;
-    asg.create_auto_scaling_group()
-        .auto_scaling_group_name(ASG)
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_name("web")
-                .build(),
-        )
-        .min_size(1)
-        .max_size(2)
-        .desired_capacity(1)
-        .vpc_zone_identifier(&subnet_id)
-        .send()
-        .await
-        .expect("CreateAutoScalingGroup");
-    // The suspect joins a group that is then at its maximum size (2 of 2).
-    asg.attach_instances()
-        .auto_scaling_group_name(ASG)
-        .instance_ids(&suspect)
-        .send()
-        .await
-        .expect("AttachInstances");
-    let (members, _) = asg_state(clients).await;
-    let member = members
-        .into_iter()
-        .find(|id| *id != suspect)
-        .expect("the group's own instance");
-
-    let elb = &clients.elbv2;
-    let target_group = |name: &'static str, port: i32| {
-        elb.create_target_group()
-            .name(name)
-            .protocol(ProtocolEnum::Http)
-            .port(port)
-            .vpc_id(&vpc_id)
-            .target_type(TargetTypeEnum::Instance)
-            .send()
-    };
-    let mut arns = Vec::new();
-    for (name, port) in [("web-tg", 80), ("api-tg", 443), ("other-tg", 80)] {
-        let out = target_group(name, port).await.expect("CreateTargetGroup");
-        arns.push(
-            out.target_groups()[0]
-                .target_group_arn()
-                .expect("arn")
-                .to_string(),
-        );
-    }
-    let register = |arn: &str, id: &str, port: i32| {
-        elb.register_targets()
-            .target_group_arn(arn)
-            .targets(TargetDescription::builder().id(id).port(port).build())
-            .send()
-    };
-    register(&arns[0], &suspect, 8080)
-        .await
-        .expect("RegisterTargets");
-    register(&arns[0], &member, 8080)
-        .await
-        .expect("RegisterTargets");
-    register(&arns[1], &suspect, 9443)
-        .await
-        .expect("RegisterTargets");
-    register(&arns[2], &member, 8081)
-        .await
-        .expect("RegisterTargets");
-
     clients.calls.reset();
-    Fixture {
-        suspect,
-        bystander,
-        member,
-        profile_arn,
-        security_group,
-        web_tg: arns[0].clone(),
-        api_tg: arns[1].clone(),
-        other_tg: arns[2].clone(),
-    }
+    fx
 }
 
-/// A GuardDuty finding naming `instance_id`, as EventBridge would deliver it.
-fn finding_json(instance_id: &str, profile_arn: Option<&str>) -> String {
-    let mut details = json!({"imageId": "ami-12345678"});
-    if let Some(arn) = profile_arn {
-        details["iamInstanceProfile"] = json!({"arn": arn, "id": "AIPAEXAMPLE"});
-    }
-    instance_finding_json(instance_id, details)
+/// A GuardDuty finding naming the instance `name`, with or without its
+/// instance profile (a finding may name one the instance no longer has).
+fn finding_json(fx: &Fixture, name: &str, profile_arn: Option<&str>) -> String {
+    let mut finding = fx
+        .env
+        .instance_finding(name)
+        .expect("an instance of the spec");
+    finding.id = Some(format!("finding-{}", finding.instance_id));
+    finding.instance_profile_arn = profile_arn.map(str::to_string);
+    finding.detail().to_string()
 }
 
-/// The plan of a playbook running this file's five actions on `instance_id`.
-fn plan_for(instance_id: &str, profile_arn: Option<&str>) -> (Plan, String) {
-    let raw = finding_json(instance_id, profile_arn);
-    let finding = parse_single_finding(&raw, "test finding").expect("finding parses");
-    let playbook: Playbook = serde_json::from_value(json!({
-        "name": "ec2-attachments",
-        "priority": 1,
-        "match": {"finding-types": ["*:EC2/*"]},
-        "on-failure": "rollback",
-        "steps": [
-            {"id": "detach-asg", "action": "detach-from-autoscaling", "retry": {"max-attempts": 2, "initial-backoff-ms": 10}},
-            {"id": "deregister-lb", "action": "deregister-from-load-balancers", "retry": {"max-attempts": 2, "initial-backoff-ms": 10}},
-            {"id": "detach-profile", "action": "detach-instance-profile", "retry": {"max-attempts": 2, "initial-backoff-ms": 10}},
+/// The plan of a playbook running this file's five actions on instance `name`.
+fn attachments_plan(fx: &Fixture, name: &str, profile_arn: Option<&str>) -> (Plan, String) {
+    let raw = finding_json(fx, name, profile_arn);
+    let retry = json!({"max-attempts": 2, "initial-backoff-ms": 10});
+    let plan = plan_steps(
+        &raw,
+        "ec2-attachments",
+        json!([
+            {"id": "detach-asg", "action": "detach-from-autoscaling", "retry": retry},
+            {"id": "deregister-lb", "action": "deregister-from-load-balancers", "retry": retry},
+            {"id": "detach-profile", "action": "detach-instance-profile", "retry": retry},
             {"id": "capture-metadata", "action": "capture-instance-metadata"},
             {"id": "console-output", "action": "capture-console-output", "with": {"latest": true}}
-        ]
-    }))
-    .expect("playbook parses");
-    let reason = RouteReason {
-        playbook: playbook.name.clone(),
-        priority: playbook.priority,
-        matched: vec!["test".to_string()],
-    };
-    (plan(&finding, &playbook, reason), raw)
+        ]),
+    );
+    (plan, raw)
 }
 
-fn step<'a>(plan: &'a Plan, id: &str) -> &'a PlannedStep {
-    plan.step(id).unwrap_or_else(|| panic!("no step {id}"))
-}
-
-/// A fresh, empty evidence directory for one test.
-fn evidence_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "cordon-ec2-attachments-{}-{test}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// The mutating calls sent since the last reset, per operation.
-fn mutating(clients: &AwsClients) -> BTreeMap<String, u64> {
-    clients
-        .calls
-        .snapshot()
-        .into_iter()
-        .filter(|(key, _)| !is_read_only(key.split_once('.').map_or(key.as_str(), |(_, op)| op)))
-        .collect()
-}
-
-/// Prints the calls of one phase (for the record) and resets the counter.
-fn phase(clients: &AwsClients, label: &str) -> BTreeMap<String, u64> {
-    let calls = clients.calls.snapshot();
-    eprintln!("calls {label}: {calls:?}");
-    clients.calls.reset();
-    calls
+/// The mutating calls sent since the counter was last reset, per operation.
+fn mutating_now(clients: &AwsClients) -> BTreeMap<String, u64> {
+    mutating(&clients.calls.snapshot())
 }
 
 fn map(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
@@ -436,8 +250,46 @@ async fn all_tg_state(clients: &AwsClients, fx: &Fixture) -> Vec<Vec<(String, i3
     ]
 }
 
-fn actions(clients: &AwsClients, dir: &Path) -> AwsActions {
-    AwsActions::new(clients.clone(), EvidenceStore::LocalDir(dir.to_path_buf()))
+/// Applies, expecting a change made by exactly `mutations`, and verifies it.
+async fn apply_changes(life: &mut Lifecycle<'_, AwsActions>, mutations: &[(&str, u64)]) -> Value {
+    let outcome = life.apply().await.expect("apply");
+    assert_eq!(outcome["changed"], json!(true), "{outcome}");
+    assert_eq!(life.last_mutating(), map(mutations));
+    life.verify().await.expect("verify");
+    outcome
+}
+
+/// A re-apply after a crash: nothing left to do, and no mutating call.
+async fn reapply_changes_nothing(life: &mut Lifecycle<'_, AwsActions>) -> Value {
+    let again = life.apply().await.expect("second apply");
+    assert_eq!(again["changed"], json!(false), "{again}");
+    assert!(
+        life.last_mutating().is_empty(),
+        "{:?}",
+        life.last_mutating()
+    );
+    again
+}
+
+/// Undoes from the first outcome (the one journaled), expecting exactly
+/// `mutations`, and verifies the resource is back.
+async fn undo_changes(
+    life: &mut Lifecycle<'_, AwsActions>,
+    outcome: &Value,
+    mutations: &[(&str, u64)],
+) -> Value {
+    let undone = life.undo_with(Some(outcome)).await.expect("undo");
+    assert_eq!(undone["changed"], json!(true), "{undone}");
+    assert_eq!(life.last_mutating(), map(mutations));
+    life.verify_undone().await.expect("verify undone");
+    undone
+}
+
+/// Rolling back twice is harmless: nothing changes, no mutating call.
+async fn undo_again_changes_nothing(life: &mut Lifecycle<'_, AwsActions>, outcome: &Value) {
+    let twice = life.undo_with(Some(outcome)).await.expect("second undo");
+    assert_eq!(twice["changed"], json!(false), "{twice}");
+    assert!(life.last_mutating().is_empty());
 }
 
 #[tokio::test]
@@ -445,93 +297,52 @@ async fn instance_profile_is_detached_and_restored() {
     let aws = emulator().await;
     let clients = aws.clients();
     let fx = provision(clients).await;
-    let dir = evidence_dir("profile");
-    let actions = actions(clients, &dir);
-    let (plan, _) = plan_for(&fx.suspect, Some(&fx.profile_arn));
-    let step = step(&plan, "detach-profile");
+    let (actions, dir) = local_actions(clients, "profile");
+    let (plan, _) = attachments_plan(&fx, "suspect", Some(&fx.profile_arn));
     let before = profile_state(clients, &fx.suspect).await;
     assert_eq!(
         before,
         vec![(fx.profile_arn.clone(), "associated".to_string())]
     );
-    clients.calls.reset();
+    let mut life = Lifecycle::new(&actions, &plan, "detach-profile").counting(&clients.calls);
 
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
+    let pre = life.pre_state().await.expect("pre-state");
     assert_eq!(pre["association"]["profile-arn"], json!(fx.profile_arn));
     assert_eq!(pre["association"]["profile-name"], json!("web-profile"));
     assert_eq!(
-        phase(clients, "profile pre-state"),
-        map(&[("EC2.DescribeIamInstanceProfileAssociations", 1)])
+        life.last_calls(),
+        &map(&[("EC2.DescribeIamInstanceProfileAssociations", 1)])
     );
-    let dry = actions.describe_apply(&plan, step, &pre);
+    let dry = life.dry_run();
     assert_eq!(dry.len(), 1, "{dry:?}");
     assert!(
         dry[0].starts_with("ec2:DisassociateIamInstanceProfile association-id=iip-assoc-"),
         "{dry:?}"
     );
 
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    assert_eq!(outcome["changed"], json!(true), "{outcome}");
-    assert_eq!(
-        mutating(clients),
-        map(&[("EC2.DisassociateIamInstanceProfile", 1)])
-    );
-    phase(clients, "profile apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
-    phase(clients, "profile verify");
+    let outcome = apply_changes(&mut life, &[("EC2.DisassociateIamInstanceProfile", 1)]).await;
     assert!(profile_state(clients, &fx.suspect).await.is_empty());
-    clients.calls.reset();
 
     // A re-run after a crash: nothing left to do, and no mutating call.
-    let again = actions
-        .apply(&plan, step, &pre)
-        .await
-        .expect("second apply");
-    assert_eq!(again["changed"], json!(false), "{again}");
+    let again = reapply_changes_nothing(&mut life).await;
     assert!(
         again["reason"]
             .as_str()
             .is_some_and(|r| r.contains("already disassociated")),
         "{again}"
     );
-    assert!(mutating(clients).is_empty(), "{:?}", mutating(clients));
-    phase(clients, "profile second apply");
 
-    let undone = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("undo");
-    assert_eq!(undone["changed"], json!(true), "{undone}");
-    assert_eq!(
-        mutating(clients),
-        map(&[("EC2.AssociateIamInstanceProfile", 1)])
-    );
-    phase(clients, "profile undo");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
-    phase(clients, "profile verify-undone");
+    undo_changes(
+        &mut life,
+        &outcome,
+        &[("EC2.AssociateIamInstanceProfile", 1)],
+    )
+    .await;
     assert_eq!(profile_state(clients, &fx.suspect).await, before);
-    clients.calls.reset();
 
     // Rolling back twice is harmless.
-    let twice = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("second undo");
-    assert_eq!(twice["changed"], json!(false), "{twice}");
-    assert!(mutating(clients).is_empty());
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone again");
+    undo_again_changes_nothing(&mut life, &outcome).await;
+    life.verify_undone().await.expect("verify undone again");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -540,10 +351,8 @@ async fn autoscaling_detach_keeps_capacity_and_rollback_restores_it_exactly() {
     let aws = emulator().await;
     let clients = aws.clients();
     let fx = provision(clients).await;
-    let dir = evidence_dir("asg");
-    let actions = actions(clients, &dir);
-    let (plan, _) = plan_for(&fx.suspect, None);
-    let step = step(&plan, "detach-asg");
+    let (actions, dir) = local_actions(clients, "asg");
+    let (plan, _) = attachments_plan(&fx, "suspect", None);
     let (members_before, capacity_before) = asg_state(clients).await;
     assert_eq!(
         capacity_before,
@@ -555,12 +364,9 @@ async fn autoscaling_detach_keeps_capacity_and_rollback_restores_it_exactly() {
         membership_before,
         Some((ASG.to_string(), "InService".to_string(), false))
     );
-    clients.calls.reset();
+    let mut life = Lifecycle::new(&actions, &plan, "detach-asg").counting(&clients.calls);
 
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
+    let pre = life.pre_state().await.expect("pre-state");
     assert_eq!(
         pre["membership"],
         json!({
@@ -570,26 +376,14 @@ async fn autoscaling_detach_keeps_capacity_and_rollback_restores_it_exactly() {
             "capacity": {"min-size": 1, "max-size": 2, "desired-capacity": 2}
         })
     );
-    phase(clients, "asg pre-state");
-    let dry = actions.describe_apply(&plan, step, &pre);
+    let dry = life.dry_run();
     assert_eq!(dry.len(), 1, "{dry:?}");
     assert!(
         dry[0].contains("should-decrement-desired-capacity=false"),
         "{dry:?}"
     );
 
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    assert_eq!(outcome["changed"], json!(true), "{outcome}");
-    assert_eq!(
-        mutating(clients),
-        map(&[("AutoScaling.DetachInstances", 1)])
-    );
-    phase(clients, "asg apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
-    phase(clients, "asg verify");
+    let outcome = apply_changes(&mut life, &[("AutoScaling.DetachInstances", 1)]).await;
     assert_eq!(asg_membership(clients, &fx.suspect).await, None);
     // Desired capacity kept: the group replaced the instance rather than shrinking.
     let (members_detached, capacity_detached) = asg_state(clients).await;
@@ -597,36 +391,20 @@ async fn autoscaling_detach_keeps_capacity_and_rollback_restores_it_exactly() {
     assert_eq!(members_detached.len(), 2);
     assert!(!members_detached.contains(&fx.suspect));
     assert!(members_detached.contains(&fx.member));
-    clients.calls.reset();
 
-    let again = actions
-        .apply(&plan, step, &pre)
-        .await
-        .expect("second apply");
-    assert_eq!(again["changed"], json!(false), "{again}");
-    assert!(mutating(clients).is_empty(), "{:?}", mutating(clients));
-    phase(clients, "asg second apply");
+    reapply_changes_nothing(&mut life).await;
 
-    let undone = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("undo");
-    assert_eq!(undone["changed"], json!(true), "{undone}");
     // Room is made first (desired 2 → 1), then the instance is attached (→ 2):
     // the group never has to scale in with the re-attached instance in it.
-    assert_eq!(
-        mutating(clients),
-        map(&[
+    undo_changes(
+        &mut life,
+        &outcome,
+        &[
             ("AutoScaling.AttachInstances", 1),
-            ("AutoScaling.UpdateAutoScalingGroup", 1)
-        ])
-    );
-    phase(clients, "asg undo");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
-    phase(clients, "asg verify-undone");
+            ("AutoScaling.UpdateAutoScalingGroup", 1),
+        ],
+    )
+    .await;
     let (members_after, capacity_after) = asg_state(clients).await;
     assert_eq!(capacity_after, capacity_before, "min/max/desired");
     assert_eq!(members_after.len(), members_before.len());
@@ -635,14 +413,8 @@ async fn autoscaling_detach_keeps_capacity_and_rollback_restores_it_exactly() {
         asg_membership(clients, &fx.suspect).await,
         membership_before
     );
-    clients.calls.reset();
 
-    let twice = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("second undo");
-    assert_eq!(twice["changed"], json!(false), "{twice}");
-    assert!(mutating(clients).is_empty());
+    undo_again_changes_nothing(&mut life, &outcome).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -651,17 +423,12 @@ async fn load_balancer_targets_are_deregistered_and_registered_back_on_their_por
     let aws = emulator().await;
     let clients = aws.clients();
     let fx = provision(clients).await;
-    let dir = evidence_dir("elb");
-    let actions = actions(clients, &dir);
-    let (plan, _) = plan_for(&fx.suspect, None);
-    let step = step(&plan, "deregister-lb");
+    let (actions, dir) = local_actions(clients, "elb");
+    let (plan, _) = attachments_plan(&fx, "suspect", None);
     let before = all_tg_state(clients, &fx).await;
-    clients.calls.reset();
+    let mut life = Lifecycle::new(&actions, &plan, "deregister-lb").counting(&clients.calls);
 
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
+    let pre = life.pre_state().await.expect("pre-state");
     let mut expected = vec![
         json!({"target-group-arn": fx.web_tg, "target-group-name": "web-tg",
                "targets": [{"id": fx.suspect, "port": 8080, "availability-zone": null}]}),
@@ -676,26 +443,19 @@ async fn load_balancer_targets_are_deregistered_and_registered_back_on_their_por
     });
     assert_eq!(pre["registrations"], Value::Array(expected));
     assert_eq!(
-        phase(clients, "elb pre-state"),
-        map(&[
+        life.last_calls(),
+        &map(&[
             ("ElasticLoadBalancingv2.DescribeTargetGroups", 1),
             ("ElasticLoadBalancingv2.DescribeTargetHealth", 3)
         ])
     );
-    assert_eq!(actions.describe_apply(&plan, step, &pre).len(), 2);
+    assert_eq!(life.dry_run().len(), 2);
 
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    assert_eq!(outcome["changed"], json!(true), "{outcome}");
-    assert_eq!(
-        mutating(clients),
-        map(&[("ElasticLoadBalancingv2.DeregisterTargets", 2)])
-    );
-    phase(clients, "elb apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
-    phase(clients, "elb verify");
+    let outcome = apply_changes(
+        &mut life,
+        &[("ElasticLoadBalancingv2.DeregisterTargets", 2)],
+    )
+    .await;
     let deregistered = all_tg_state(clients, &fx).await;
     assert_eq!(deregistered[0], vec![(fx.member.clone(), 8080)]);
     assert!(deregistered[1].is_empty());
@@ -703,44 +463,22 @@ async fn load_balancer_targets_are_deregistered_and_registered_back_on_their_por
         deregistered[2], before[2],
         "a group the instance is not in is untouched"
     );
-    clients.calls.reset();
 
-    let again = actions
-        .apply(&plan, step, &pre)
-        .await
-        .expect("second apply");
-    assert_eq!(again["changed"], json!(false), "{again}");
-    assert!(mutating(clients).is_empty(), "{:?}", mutating(clients));
-    phase(clients, "elb second apply");
+    reapply_changes_nothing(&mut life).await;
 
-    let undone = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("undo");
-    assert_eq!(undone["changed"], json!(true), "{undone}");
-    assert_eq!(
-        mutating(clients),
-        map(&[("ElasticLoadBalancingv2.RegisterTargets", 2)])
-    );
-    phase(clients, "elb undo");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
-    phase(clients, "elb verify-undone");
+    undo_changes(
+        &mut life,
+        &outcome,
+        &[("ElasticLoadBalancingv2.RegisterTargets", 2)],
+    )
+    .await;
     assert_eq!(
         all_tg_state(clients, &fx).await,
         before,
         "same targets on the same ports"
     );
-    clients.calls.reset();
 
-    let twice = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("second undo");
-    assert_eq!(twice["changed"], json!(false), "{twice}");
-    assert!(mutating(clients).is_empty());
+    undo_again_changes_nothing(&mut life, &outcome).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -758,26 +496,20 @@ async fn captures_write_evidence_whose_sha256_matches_the_outcome() {
     let aws = emulator().await;
     let clients = aws.clients();
     let fx = provision(clients).await;
-    let dir = evidence_dir("capture");
-    let actions = actions(clients, &dir);
-    let (plan, _) = plan_for(&fx.suspect, None);
+    let (actions, dir) = local_actions(clients, "capture");
+    let (plan, _) = attachments_plan(&fx, "suspect", None);
 
-    let metadata = step(&plan, "capture-metadata");
-    let pre = actions
-        .read_pre_state(&plan, metadata)
-        .await
-        .expect("pre-state");
+    let mut metadata = Lifecycle::new(&actions, &plan, "capture-metadata").counting(&clients.calls);
+    let pre = metadata.pre_state().await.expect("pre-state");
     assert_eq!(
         pre,
         json!({"instance-id": fx.suspect, "instance-state": "running"})
     );
-    phase(clients, "metadata pre-state");
-    let outcome = actions.apply(&plan, metadata, &pre).await.expect("apply");
+    let outcome = metadata.apply().await.expect("apply");
     assert!(
-        mutating(clients).is_empty(),
+        metadata.last_mutating().is_empty(),
         "a capture changes nothing in AWS"
     );
-    phase(clients, "metadata apply");
     let path = file_of(&outcome);
     assert!(
         path.ends_with(format!("instance-metadata-{}.json", fx.suspect)),
@@ -804,33 +536,21 @@ async fn captures_write_evidence_whose_sha256_matches_the_outcome() {
         json!("0.0.0.0/0")
     );
     assert!(document["volumes"].is_array());
-    actions
-        .verify(&plan, metadata, &pre, &outcome)
-        .await
-        .expect("verify");
-    let kept = actions
-        .undo(&plan, metadata, &pre, Some(&outcome))
-        .await
-        .expect("undo");
+    metadata.verify().await.expect("verify");
+    let kept = metadata.undo().await.expect("undo");
     assert_eq!(kept["kept"], outcome["location"]);
     assert!(path.exists(), "rollback keeps evidence");
-    actions
-        .verify_undone(&plan, metadata, &pre)
-        .await
-        .expect("verify undone");
-    phase(clients, "metadata verify+undo");
+    metadata.verify_undone().await.expect("verify undone");
 
-    let console = step(&plan, "console-output");
-    let pre = actions
-        .read_pre_state(&plan, console)
-        .await
-        .expect("pre-state");
-    assert_eq!(clients.calls.total(), 0, "console pre-state needs no call");
-    let outcome = actions.apply(&plan, console, &pre).await.expect("apply");
+    let mut console = Lifecycle::new(&actions, &plan, "console-output").counting(&clients.calls);
+    console.pre_state().await.expect("pre-state");
     assert_eq!(
-        phase(clients, "console apply"),
-        map(&[("EC2.GetConsoleOutput", 1)])
+        console.last_calls().values().sum::<u64>(),
+        0,
+        "console pre-state needs no call"
     );
+    let outcome = console.apply().await.expect("apply");
+    assert_eq!(console.last_calls(), &map(&[("EC2.GetConsoleOutput", 1)]));
     assert_eq!(outcome["empty"], json!(false), "{outcome}");
     assert_eq!(outcome["latest"], json!(true), "{outcome}");
     let path = file_of(&outcome);
@@ -844,29 +564,20 @@ async fn captures_write_evidence_whose_sha256_matches_the_outcome() {
         String::from_utf8_lossy(&bytes).starts_with("Linux version"),
         "decoded from base64"
     );
-    actions
-        .verify(&plan, console, &pre, &outcome)
-        .await
-        .expect("verify");
+    console.verify().await.expect("verify");
 
     // Evidence changed after the fact fails verification.
     std::fs::write(&path, b"tampered").expect("overwrite");
-    let err = actions
-        .verify(&plan, console, &pre, &outcome)
-        .await
-        .expect_err("tampered evidence");
+    let err = console.verify().await.expect_err("tampered evidence");
     assert_eq!(err.kind, ErrorKind::Verification);
     assert!(err.to_string().contains("does not match"), "{err}");
 
-    let kept = actions
-        .undo(&plan, console, &pre, None)
+    let kept = console
+        .undo_without_outcome()
         .await
         .expect("undo after a crash");
     assert_eq!(kept["kept"], Value::Null);
-    actions
-        .verify_undone(&plan, console, &pre)
-        .await
-        .expect("verify undone");
+    console.verify_undone().await.expect("verify undone");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -875,56 +586,42 @@ async fn an_instance_with_no_attachments_is_a_clear_no_op() {
     let aws = emulator().await;
     let clients = aws.clients();
     let fx = provision(clients).await;
-    let dir = evidence_dir("bare");
-    let actions = actions(clients, &dir);
+    let (actions, dir) = local_actions(clients, "bare");
     // The finding still names a profile: the outcome says it is gone.
-    let (plan, _) = plan_for(&fx.bystander, Some(&fx.profile_arn));
+    let (plan, _) = attachments_plan(&fx, "bystander", Some(&fx.profile_arn));
     for (id, expected) in [
         ("detach-profile", "no instance profile"),
         ("detach-asg", "no Auto Scaling group"),
         ("deregister-lb", "no target group"),
     ] {
-        let step = step(&plan, id);
-        let pre = actions
-            .read_pre_state(&plan, step)
-            .await
-            .expect("pre-state");
-        assert!(actions.describe_apply(&plan, step, &pre).is_empty(), "{id}");
-        let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
+        let mut life = Lifecycle::new(&actions, &plan, id);
+        life.pre_state().await.expect("pre-state");
+        assert!(life.dry_run().is_empty(), "{id}");
+        let outcome = life.apply().await.expect("apply");
         assert_eq!(outcome["changed"], json!(false), "{id}: {outcome}");
         let reason = outcome["reason"].as_str().unwrap_or_default();
         assert!(reason.contains(expected), "{id}: {reason}");
         assert!(reason.contains(&fx.bystander), "{id}: {reason}");
-        actions
-            .verify(&plan, step, &pre, &outcome)
-            .await
-            .expect("verify");
-        let undone = actions
-            .undo(&plan, step, &pre, Some(&outcome))
-            .await
-            .expect("undo");
+        life.verify().await.expect("verify");
+        let undone = life.undo().await.expect("undo");
         assert_eq!(undone["changed"], json!(false), "{id}: {undone}");
-        actions
-            .verify_undone(&plan, step, &pre)
-            .await
-            .expect("verify undone");
+        life.verify_undone().await.expect("verify undone");
     }
-    let outcome = actions
-        .apply(
-            &plan,
-            step(&plan, "detach-profile"),
-            &json!({"instance-id": fx.bystander, "association": null}),
-        )
-        .await
-        .expect("apply");
+    let mut life = Lifecycle::new(&actions, &plan, "detach-profile");
+    life.set_pre_state(json!({"instance-id": fx.bystander, "association": null}));
+    let outcome = life.apply().await.expect("apply");
     assert!(
         outcome["note"]
             .as_str()
             .is_some_and(|n| n.contains(&fx.profile_arn)),
         "{outcome}"
     );
-    assert!(mutating(clients).is_empty(), "{:?}", mutating(clients));
-    phase(clients, "no-op actions");
+    assert!(
+        mutating_now(clients).is_empty(),
+        "{:?}",
+        mutating_now(clients)
+    );
+    take_calls(clients, "no-op actions");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -933,9 +630,8 @@ async fn undo_right_after_prepare_changes_nothing() {
     let aws = emulator().await;
     let clients = aws.clients();
     let fx = provision(clients).await;
-    let dir = evidence_dir("prepared");
-    let actions = actions(clients, &dir);
-    let (plan, _) = plan_for(&fx.suspect, Some(&fx.profile_arn));
+    let (actions, dir) = local_actions(clients, "prepared");
+    let (plan, _) = attachments_plan(&fx, "suspect", Some(&fx.profile_arn));
     let profile = profile_state(clients, &fx.suspect).await;
     let asg = asg_state(clients).await;
     let tgs = all_tg_state(clients, &fx).await;
@@ -947,19 +643,17 @@ async fn undo_right_after_prepare_changes_nothing() {
         "capture-metadata",
         "console-output",
     ] {
-        let step = step(&plan, id);
-        let pre = actions
-            .read_pre_state(&plan, step)
-            .await
-            .expect("pre-state");
+        let mut life = Lifecycle::new(&actions, &plan, id);
+        life.pre_state().await.expect("pre-state");
         // Crash here: the journal has the pre-state and no outcome.
-        actions.undo(&plan, step, &pre, None).await.expect("undo");
-        actions
-            .verify_undone(&plan, step, &pre)
-            .await
-            .expect("verify undone");
+        life.undo_without_outcome().await.expect("undo");
+        life.verify_undone().await.expect("verify undone");
     }
-    assert!(mutating(clients).is_empty(), "{:?}", mutating(clients));
+    assert!(
+        mutating_now(clients).is_empty(),
+        "{:?}",
+        mutating_now(clients)
+    );
     assert_eq!(profile_state(clients, &fx.suspect).await, profile);
     assert_eq!(asg_state(clients).await, asg);
     assert_eq!(all_tg_state(clients, &fx).await, tgs);
@@ -971,26 +665,19 @@ async fn undo_after_a_crash_mid_apply_restores() {
     let aws = emulator().await;
     let clients = aws.clients();
     let fx = provision(clients).await;
-    let dir = evidence_dir("mid-apply");
-    let actions = actions(clients, &dir);
-    let (plan, _) = plan_for(&fx.suspect, Some(&fx.profile_arn));
+    let (actions, dir) = local_actions(clients, "mid-apply");
+    let (plan, _) = attachments_plan(&fx, "suspect", Some(&fx.profile_arn));
     let profile = profile_state(clients, &fx.suspect).await;
     let (_, capacity) = asg_state(clients).await;
     let tgs = suspect_tg_state(clients, &fx).await;
     for id in ["detach-asg", "deregister-lb", "detach-profile"] {
-        let step = step(&plan, id);
-        let pre = actions
-            .read_pre_state(&plan, step)
-            .await
-            .expect("pre-state");
-        actions.apply(&plan, step, &pre).await.expect("apply");
+        let mut life = Lifecycle::new(&actions, &plan, id);
+        life.pre_state().await.expect("pre-state");
+        life.apply().await.expect("apply");
         // Crash before the outcome is journaled: rollback has no outcome.
-        let undone = actions.undo(&plan, step, &pre, None).await.expect("undo");
+        let undone = life.undo_without_outcome().await.expect("undo");
         assert_eq!(undone["changed"], json!(true), "{id}: {undone}");
-        actions
-            .verify_undone(&plan, step, &pre)
-            .await
-            .expect("verify undone");
+        life.verify_undone().await.expect("verify undone");
     }
     assert_eq!(profile_state(clients, &fx.suspect).await, profile);
     let (members, capacity_after) = asg_state(clients).await;
@@ -1005,9 +692,8 @@ async fn plan_runs_and_rolls_back_through_the_executor() {
     let aws = emulator().await;
     let clients = aws.clients();
     let fx = provision(clients).await;
-    let dir = evidence_dir("executor");
-    let actions = actions(clients, &dir);
-    let (plan, raw) = plan_for(&fx.suspect, Some(&fx.profile_arn));
+    let (actions, dir) = local_actions(clients, "executor");
+    let (plan, raw) = attachments_plan(&fx, "suspect", Some(&fx.profile_arn));
     let profile = profile_state(clients, &fx.suspect).await;
     let (_, capacity) = asg_state(clients).await;
     let membership = asg_membership(clients, &fx.suspect).await;
@@ -1018,12 +704,15 @@ async fn plan_runs_and_rolls_back_through_the_executor() {
     let dry = executor.dry_run(&plan).await;
     let lines: Vec<&String> = dry.iter().flat_map(|s| &s.calls).collect();
     assert_eq!(lines.len(), 1 + 2 + 1 + 1 + 1, "{lines:#?}");
-    assert!(mutating(clients).is_empty(), "a dry run changes nothing");
-    phase(clients, "dry run");
+    assert!(
+        mutating_now(clients).is_empty(),
+        "a dry run changes nothing"
+    );
+    take_calls(clients, "dry run");
 
     let report = executor.run(&plan, &raw).await.expect("run");
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
-    phase(clients, "executor run");
+    take_calls(clients, "executor run");
     assert!(profile_state(clients, &fx.suspect).await.is_empty());
     assert_eq!(asg_membership(clients, &fx.suspect).await, None);
     assert!(
@@ -1053,7 +742,7 @@ async fn plan_runs_and_rolls_back_through_the_executor() {
         .await
         .expect("rollback");
     assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
-    phase(clients, "executor rollback");
+    take_calls(clients, "executor rollback");
     assert_eq!(profile_state(clients, &fx.suspect).await, profile);
     assert_eq!(asg_state(clients).await.1, capacity);
     assert_eq!(asg_membership(clients, &fx.suspect).await, membership);

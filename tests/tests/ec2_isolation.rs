@@ -3,14 +3,13 @@
 //! verified, undone (also from crash states) and verified undone, and the
 //! resources are compared field by field with describes taken before.
 //!
-//! Emulator workaround: instances are launched with an explicit primary
-//! `NetworkInterfaces` spec, not `SecurityGroupIds`. moto 5.2.5 reports every
-//! ENI of an instance launched with `SecurityGroupIds` as being in its own
-//! groups *plus* the instance's launch groups, so a per-ENI group swap would
-//! never read back as done. Both launch forms are valid on AWS.
+//! The environment comes from the Game Day fixture builder, which launches
+//! instances with an explicit primary `NetworkInterfaces` spec (moto 5.2.5
+//! reports every ENI of an instance launched with `SecurityGroupIds` as in
+//! the instance's launch groups too, so a per-ENI group swap would never read
+//! back as done; both launch forms are valid on AWS).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -20,20 +19,19 @@ use aws_sdk_ec2::config::interceptors::{
 use aws_sdk_ec2::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
 use aws_sdk_ec2::types::{
-    Filter, InstanceAttributeName, InstanceNetworkInterfaceSpecification, InstanceType,
-    IpPermission, IpRange, NetworkInterface, SecurityGroup, Tag,
+    Filter, InstanceAttributeName, IpPermission, IpRange, NetworkInterface, SecurityGroup, Tag,
 };
 use cordon_aws::actions::AwsActions;
-use cordon_aws::client::{AwsClients, is_read_only};
-use cordon_aws::evidence::EvidenceStore;
-use cordon_core::executor::{Actions, ErrorKind, Executor};
-use cordon_core::finding::parse_single_finding;
+use cordon_aws::client::AwsClients;
+use cordon_core::executor::{ErrorKind, Executor};
 use cordon_core::journal::CaseStatus;
 use cordon_core::local_store::LocalJournal;
-use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
-use cordon_core::playbook::Playbook;
-use cordon_core::route::RouteReason;
-use cordon_tests::{ApproveAll, REGION, emulator, instance_finding_json};
+use cordon_core::plan::{CaseId, Plan};
+use cordon_gameday::spec::InstanceSpec;
+use cordon_gameday::{EnvironmentSpec, InstanceFinding, provision as build};
+use cordon_tests::{
+    ApproveAll, Lifecycle, emulator, local_actions, mutating, plan_steps, take_calls,
+};
 use serde_json::{Value, json};
 
 const ISOLATION: &str = "cordon-isolation";
@@ -43,7 +41,6 @@ const UNTRACK: &str = "cordon-isolation-untrack";
 #[derive(Debug)]
 struct Fixture {
     vpc: String,
-    subnets: [String; 2],
     /// web, ssh, db.
     groups: [String; 3],
     instance: String,
@@ -51,160 +48,81 @@ struct Fixture {
     second_eni: String,
     root_volume: String,
     data_volume: String,
+    /// Everything the builder made, for the other instances of a test.
+    env: cordon_gameday::Fixture,
 }
 
-async fn provision(clients: &AwsClients, second_octet: u8) -> Fixture {
-    let ec2 = &clients.ec2;
-    let vpc = ec2
-        .create_vpc()
-        .cidr_block(format!("10.{second_octet}.0.0/16"))
-        .send()
-        .await
-        .expect("CreateVpc");
-    let vpc = vpc
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_string();
-    let mut subnets = Vec::new();
-    for i in 1..=2 {
-        let subnet = ec2
-            .create_subnet()
-            .vpc_id(&vpc)
-            .cidr_block(format!("10.{second_octet}.{i}.0/24"))
-            .availability_zone(format!("{REGION}a"))
-            .send()
-            .await
-            .expect("CreateSubnet");
-        subnets.push(
-            subnet
-                .subnet()
-                .and_then(|s| s.subnet_id())
-                .expect("subnet id")
-                .to_string(),
-        );
-    }
-    let mut groups = Vec::new();
-    for (name, port) in [("web", 443), ("ssh", 22), ("db", 5432)] {
-        let group = ec2
-            .create_security_group()
-            .group_name(name)
-            .description(format!("{name} servers"))
-            .vpc_id(&vpc)
-            .send()
-            .await
-            .expect("CreateSecurityGroup");
-        let id = group.group_id().expect("group id").to_string();
-        ec2.authorize_security_group_ingress()
-            .group_id(&id)
-            .ip_permissions(
-                IpPermission::builder()
-                    .ip_protocol("tcp")
-                    .from_port(port)
-                    .to_port(port)
-                    .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("AuthorizeSecurityGroupIngress");
-        groups.push(id);
-    }
-    let subnets: [String; 2] = subnets.try_into().expect("two subnets");
-    let groups: [String; 3] = groups.try_into().expect("three groups");
-    let instance = launch(clients, &subnets[0], &[&groups[0], &groups[1]]).await;
-    let eni = ec2
-        .create_network_interface()
-        .subnet_id(&subnets[1])
-        .groups(&groups[2])
-        .description("second interface")
-        .send()
-        .await
-        .expect("CreateNetworkInterface");
-    let second_eni = eni
-        .network_interface()
-        .and_then(|n| n.network_interface_id())
-        .expect("eni id")
-        .to_string();
-    ec2.attach_network_interface()
-        .network_interface_id(&second_eni)
-        .instance_id(&instance)
-        .device_index(1)
-        .send()
-        .await
-        .expect("AttachNetworkInterface");
-    let volume = ec2
-        .create_volume()
-        .availability_zone(format!("{REGION}a"))
-        .size(10)
-        .send()
-        .await
-        .expect("CreateVolume");
-    let data_volume = volume.volume_id().expect("volume id").to_string();
-    ec2.attach_volume()
-        .volume_id(&data_volume)
-        .instance_id(&instance)
-        .device("/dev/sdf")
-        .send()
-        .await
-        .expect("AttachVolume");
-    let described = describe(clients, &instance).await;
-    let root_volume = described
-        .block_device_mappings()
-        .iter()
-        .find(|m| m.device_name() != Some("/dev/sdf"))
-        .and_then(|m| m.ebs())
-        .and_then(|e| e.volume_id())
-        .expect("root volume")
-        .to_string();
-    let enis = enis_of(clients, &instance).await;
+/// Two subnets, three groups with one ingress rule each, and `suspect`: its
+/// primary ENI in web and ssh, a second ENI in db, a data volume.
+fn environment(second_octet: u8) -> EnvironmentSpec {
+    let group = |name: &str, port: i32| {
+        json!({"name": name, "vpc": "vpc", "description": format!("{name} servers"),
+               "ingress": [{"protocol": "tcp", "port": port, "cidr": "10.0.0.0/8"}]})
+    };
+    serde_json::from_value(json!({
+        "vpcs": [{"name": "vpc", "cidr": format!("10.{second_octet}.0.0/16"), "subnets": [
+            {"name": "a", "cidr": format!("10.{second_octet}.1.0/24")},
+            {"name": "b", "cidr": format!("10.{second_octet}.2.0/24")}]}],
+        "security-groups": [group("web", 443), group("ssh", 22), group("db", 5432)],
+        "instances": [{"name": "suspect", "subnet": "a", "groups": ["web", "ssh"], "image-id": "ami-12c6146b",
+            "interfaces": [{"subnet": "b", "groups": ["db"], "description": "second interface"}],
+            "volumes": [{"device": "/dev/sdf", "size-gib": 10}]}]
+    }))
+    .expect("environment spec")
+}
+
+/// Another instance in subnet `a` and the web group, optionally with a
+/// second ENI in subnet `b` and the db group.
+fn other_instance(name: &str, second_eni: bool) -> InstanceSpec {
+    let interfaces = if second_eni {
+        json!([{"subnet": "b", "groups": ["db"]}])
+    } else {
+        json!([])
+    };
+    serde_json::from_value(json!({"name": name, "subnet": "a", "groups": ["web"],
+        "image-id": "ami-12c6146b", "interfaces": interfaces}))
+    .expect("instance spec")
+}
+
+async fn provision(clients: &AwsClients, second_octet: u8, others: Vec<InstanceSpec>) -> Fixture {
+    let mut spec = environment(second_octet);
+    spec.instances.extend(others);
+    let env = build(clients, &spec).await.expect("provision");
+    let suspect = &env.instances["suspect"];
+    let group = |name: &str| env.security_groups[name].id.clone();
+    let fx = Fixture {
+        vpc: env.vpcs["vpc"].id.clone(),
+        groups: [group("web"), group("ssh"), group("db")],
+        instance: suspect.id.clone(),
+        primary_eni: suspect.enis[0].id.clone(),
+        second_eni: suspect.enis[1].id.clone(),
+        root_volume: suspect.volumes[0].id.clone(),
+        data_volume: suspect.volumes[1].id.clone(),
+        env: env.clone(),
+    };
+    let enis = enis_of(clients, &fx.instance).await;
     assert_eq!(enis.len(), 2, "two ENIs attached");
-    let primary_eni = enis[0]
-        .network_interface_id()
-        .expect("primary eni")
-        .to_string();
-    assert_eq!(ids_of(&enis[0]), vec![groups[0].clone(), groups[1].clone()]);
+    assert_eq!(
+        enis[0].network_interface_id(),
+        Some(fx.primary_eni.as_str())
+    );
+    assert_eq!(
+        ids_of(&enis[0]),
+        vec![fx.groups[0].clone(), fx.groups[1].clone()]
+    );
     assert_eq!(
         ids_of(&enis[1]),
-        vec![groups[2].clone()],
+        vec![fx.groups[2].clone()],
         "the second ENI has its own groups"
     );
-    Fixture {
-        vpc,
-        subnets,
-        groups,
-        instance,
-        primary_eni,
-        second_eni,
-        root_volume,
-        data_volume,
-    }
+    fx
 }
 
-/// An instance whose primary ENI is in `groups` (see the module doc for why
-/// the groups go on the interface spec).
-async fn launch(clients: &AwsClients, subnet: &str, groups: &[&String]) -> String {
-    let mut spec = InstanceNetworkInterfaceSpecification::builder()
-        .device_index(0)
-        .subnet_id(subnet);
-    for group in groups {
-        spec = spec.groups(group.as_str());
+impl Fixture {
+    /// The id of another instance of the spec.
+    fn other(&self, name: &str) -> String {
+        self.env.instances[name].id.clone()
     }
-    let run = clients
-        .ec2
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .instance_type(InstanceType::T3Micro)
-        .min_count(1)
-        .max_count(1)
-        .network_interfaces(spec.build())
-        .send()
-        .await
-        .expect("RunInstances");
-    run.instances()[0]
-        .instance_id()
-        .expect("instance id")
-        .to_string()
 }
 
 async fn describe(clients: &AwsClients, instance: &str) -> aws_sdk_ec2::types::Instance {
@@ -276,21 +194,34 @@ fn tag_of<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
         .and_then(|t| t.value())
 }
 
-/// A GuardDuty finding naming `instance_id` and, as GuardDuty often does,
-/// only its primary ENI.
-fn finding_json(instance_id: &str, primary_eni: &str) -> String {
-    instance_finding_json(
-        instance_id,
-        json!({"networkInterfaces": [{"networkInterfaceId": primary_eni, "securityGroups": []}]}),
-    )
+/// A GuardDuty finding naming the instance `name` of the spec and, as
+/// GuardDuty often does, only its primary ENI.
+fn finding_of(fx: &Fixture, name: &str) -> InstanceFinding {
+    let mut finding = fx
+        .env
+        .instance_finding(name)
+        .expect("an instance of the spec");
+    finding.id = Some(format!("finding-{}", finding.instance_id));
+    finding.interfaces.truncate(1);
+    finding
 }
 
-/// The containment playbook of this file, planned for `instance_id`.
-fn plan_for(instance_id: &str, primary_eni: &str) -> (Plan, String) {
+/// The same finding about an instance id that does not exist.
+fn missing_finding(fx: &Fixture, instance_id: &str, eni: &str) -> InstanceFinding {
+    let mut finding = finding_of(fx, "suspect");
+    finding.id = Some(format!("finding-{instance_id}"));
+    finding.instance_id = instance_id.to_string();
+    finding.interfaces[0].id = eni.to_string();
+    finding
+}
+
+/// The containment playbook of this file, planned for the finding.
+fn containment_plan(finding: &InstanceFinding) -> (Plan, String) {
     let retry = json!({"max-attempts": 2, "initial-backoff-ms": 10});
-    plan_with(
-        instance_id,
-        primary_eni,
+    let raw = finding.detail().to_string();
+    let plan = plan_steps(
+        &raw,
+        "ec2-isolation",
         json!([
             {"id": "tag", "action": "tag-resource", "retry": retry},
             {"id": "protect", "action": "enable-termination-protection", "retry": retry},
@@ -298,63 +229,13 @@ fn plan_for(instance_id: &str, primary_eni: &str) -> (Plan, String) {
             {"id": "snapshot", "action": "snapshot-volumes", "with": {"wait": true, "wait-timeout-seconds": 30}, "retry": retry},
             {"id": "scratch-snapshot", "action": "snapshot-volumes", "with": {"delete-on-rollback": true}, "retry": retry}
         ]),
-    )
-}
-
-fn plan_with(instance_id: &str, primary_eni: &str, steps: Value) -> (Plan, String) {
-    let raw = finding_json(instance_id, primary_eni);
-    let finding = parse_single_finding(&raw, "test finding").expect("finding parses");
-    let playbook: Playbook = serde_json::from_value(json!({
-        "name": "ec2-isolation",
-        "priority": 1,
-        "match": {"finding-types": ["*:EC2/*"]},
-        "on-failure": "rollback",
-        "steps": steps,
-    }))
-    .expect("playbook parses");
-    let reason = RouteReason {
-        playbook: playbook.name.clone(),
-        priority: playbook.priority,
-        matched: vec!["test".to_string()],
-    };
-    (plan(&finding, &playbook, reason), raw)
-}
-
-fn step<'a>(plan: &'a Plan, id: &str) -> &'a PlannedStep {
-    plan.step(id).unwrap_or_else(|| panic!("no step {id}"))
-}
-
-fn actions(clients: &AwsClients, test: &str) -> (AwsActions, PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "cordon-ec2-isolation-{}-{test}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    (
-        AwsActions::new(clients.clone(), EvidenceStore::LocalDir(dir.clone())),
-        dir,
-    )
-}
-
-/// Operations sent since the last reset that may change something.
-fn mutating(clients: &AwsClients) -> BTreeMap<String, u64> {
-    clients
-        .calls
-        .operations()
-        .into_iter()
-        .filter(|(key, _)| !is_read_only(key.split_once('.').map_or(key.as_str(), |(_, op)| op)))
-        .collect()
-}
-
-/// Prints the calls of one phase and resets the counter.
-fn phase(clients: &AwsClients, label: &str) -> BTreeMap<String, u64> {
-    let calls = clients.calls.operations();
-    eprintln!(
-        "calls {label} ({} in all): {calls:?}",
-        calls.values().sum::<u64>()
     );
-    clients.calls.reset();
-    calls
+    (plan, raw)
+}
+
+/// The mutating calls since the counter was last reset.
+fn mutating_now(clients: &AwsClients) -> BTreeMap<String, u64> {
+    mutating(&clients.calls.snapshot())
 }
 
 fn count(calls: &BTreeMap<String, u64>, operation: &str) -> u64 {
@@ -363,19 +244,10 @@ fn count(calls: &BTreeMap<String, u64>, operation: &str) -> u64 {
 
 /// Isolates through the handler: pre-state, apply, verify. Returns (pre, outcome).
 async fn isolate(actions: &AwsActions, plan: &Plan) -> (Value, Value) {
-    let step = step(plan, "isolate");
-    let pre = actions
-        .read_pre_state(plan, step)
-        .await
-        .expect("isolate pre-state");
-    let outcome = actions
-        .apply(plan, step, &pre)
-        .await
-        .expect("isolate apply");
-    actions
-        .verify(plan, step, &pre, &outcome)
-        .await
-        .expect("isolate verify");
+    let mut life = Lifecycle::new(actions, plan, "isolate");
+    let pre = life.pre_state().await.expect("isolate pre-state");
+    let outcome = life.apply().await.expect("isolate apply");
+    life.verify().await.expect("isolate verify");
     (pre, outcome)
 }
 
@@ -390,18 +262,14 @@ fn isolation_group_of(outcome: &Value) -> String {
 async fn isolation_moves_every_eni_and_undo_restores_each_its_own_groups() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let fx = provision(clients, 10).await;
-    let (actions, dir) = actions(clients, "isolate");
-    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
-    let step = step(&plan, "isolate");
+    let fx = provision(clients, 10, vec![]).await;
+    let (actions, dir) = local_actions(clients, "isolate");
+    let (plan, _) = containment_plan(&finding_of(&fx, "suspect"));
     let before = enis_of(clients, &fx.instance).await;
-    clients.calls.reset();
+    let mut life = Lifecycle::new(&actions, &plan, "isolate").counting(&clients.calls);
 
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
-    let pre_calls = phase(clients, "isolate pre-state");
+    let pre = life.pre_state().await.expect("pre-state");
+    let pre_calls = life.last_calls().clone();
     let interfaces = pre["interfaces"].as_array().expect("interfaces");
     assert_eq!(
         interfaces.len(),
@@ -423,7 +291,7 @@ async fn isolation_moves_every_eni_and_undo_restores_each_its_own_groups() {
     assert_eq!(interfaces[1]["security-group-ids"], json!([fx.groups[2]]));
     assert_eq!(interfaces[1]["vpc-id"], fx.vpc.as_str());
 
-    let dry = actions.describe_apply(&plan, step, &pre);
+    let dry = life.dry_run();
     eprintln!("isolate dry run:\n{}", dry.join("\n"));
     assert_eq!(
         dry.iter()
@@ -432,13 +300,10 @@ async fn isolation_moves_every_eni_and_undo_restores_each_its_own_groups() {
         4
     );
 
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    let apply_calls = phase(clients, "isolate apply (groups created)");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
-    let verify_calls = phase(clients, "isolate verify");
+    let outcome = life.apply().await.expect("apply");
+    let apply_calls = life.last_calls().clone();
+    life.verify().await.expect("verify");
+    let verify_calls = life.last_calls().clone();
     let total: u64 = [&pre_calls, &apply_calls, &verify_calls]
         .iter()
         .flat_map(|c| c.values())
@@ -513,15 +378,7 @@ async fn isolation_moves_every_eni_and_undo_restores_each_its_own_groups() {
         assert!(note.contains(path), "{note}");
     }
 
-    let undone = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("undo");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
-    phase(clients, "isolate undo + verify");
+    let undone = life.rollback().await.expect("undo, verify undone");
     assert_eq!(
         undone["restored"],
         json!([fx.primary_eni, fx.second_eni]),
@@ -550,21 +407,16 @@ async fn isolation_moves_every_eni_and_undo_restores_each_its_own_groups() {
 async fn isolation_groups_are_shared_within_a_vpc_and_distinct_across_vpcs() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let a = provision(clients, 10).await;
-    let b = provision(clients, 20).await;
-    let neighbour = launch(clients, &a.subnets[0], &[&a.groups[0]]).await;
-    let neighbour_eni = enis_of(clients, &neighbour).await[0]
-        .network_interface_id()
-        .expect("eni")
-        .to_string();
-    let (actions, dir) = actions(clients, "reuse");
+    let a = provision(clients, 10, vec![other_instance("neighbour", false)]).await;
+    let b = provision(clients, 20, vec![]).await;
+    let (actions, dir) = local_actions(clients, "reuse");
 
-    let (plan_a, _) = plan_for(&a.instance, &a.primary_eni);
+    let (plan_a, _) = containment_plan(&finding_of(&a, "suspect"));
     let (_, first) = isolate(&actions, &plan_a).await;
     clients.calls.reset();
-    let (plan_n, _) = plan_for(&neighbour, &neighbour_eni);
+    let (plan_n, _) = containment_plan(&finding_of(&a, "neighbour"));
     let (_, second) = isolate(&actions, &plan_n).await;
-    let reuse_calls = phase(clients, "isolate, groups reused");
+    let reuse_calls = take_calls(clients, "isolate, groups reused");
     assert_eq!(
         count(&reuse_calls, "CreateSecurityGroup"),
         0,
@@ -572,7 +424,7 @@ async fn isolation_groups_are_shared_within_a_vpc_and_distinct_across_vpcs() {
     );
     assert_eq!(count(&reuse_calls, "RevokeSecurityGroupEgress"), 0);
     assert_eq!(count(&reuse_calls, "AuthorizeSecurityGroupIngress"), 0);
-    let (plan_b, _) = plan_for(&b.instance, &b.primary_eni);
+    let (plan_b, _) = containment_plan(&finding_of(&b, "suspect"));
     let (_, third) = isolate(&actions, &plan_b).await;
 
     assert_eq!(
@@ -611,8 +463,8 @@ async fn isolation_groups_are_shared_within_a_vpc_and_distinct_across_vpcs() {
 async fn a_reused_isolation_group_with_rules_is_repaired_or_refused() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let fx = provision(clients, 10).await;
-    let (actions, dir) = actions(clients, "repair");
+    let fx = provision(clients, 10, vec![other_instance("other", false)]).await;
+    let (actions, dir) = local_actions(clients, "repair");
     // A group left half-made (created, default egress never revoked).
     let made = clients
         .ec2
@@ -624,7 +476,7 @@ async fn a_reused_isolation_group_with_rules_is_repaired_or_refused() {
         .await
         .expect("CreateSecurityGroup");
     let iso = made.group_id().expect("id").to_string();
-    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
+    let (plan, _) = containment_plan(&finding_of(&fx, "suspect"));
     let (_, outcome) = isolate(&actions, &plan).await;
     assert_eq!(isolation_group_of(&outcome), iso, "reused");
     assert!(
@@ -656,26 +508,18 @@ async fn a_reused_isolation_group_with_rules_is_repaired_or_refused() {
         .send()
         .await
         .expect("AuthorizeSecurityGroupIngress");
-    let other = launch(clients, &fx.subnets[0], &[&fx.groups[0]]).await;
-    let other_eni = enis_of(clients, &other).await[0]
-        .network_interface_id()
-        .expect("eni")
-        .to_string();
-    let (plan, _) = plan_for(&other, &other_eni);
-    let step = step(&plan, "isolate");
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
-    clients.calls.reset();
-    let err = actions.apply(&plan, step, &pre).await.expect_err("refused");
+    let other = fx.other("other");
+    let (plan, _) = containment_plan(&finding_of(&fx, "other"));
+    let mut life = Lifecycle::new(&actions, &plan, "isolate").counting(&clients.calls);
+    life.pre_state().await.expect("pre-state");
+    let err = life.apply().await.expect_err("refused");
     assert_eq!(err.kind, ErrorKind::Refused, "{err}");
     assert_eq!(err.resource, iso);
     assert!(err.to_string().contains("tcp:22 203.0.113.7/32"), "{err}");
     assert!(
-        mutating(clients).is_empty(),
+        life.last_mutating().is_empty(),
         "no ENI moved: {:?}",
-        mutating(clients)
+        life.last_mutating()
     );
     assert_eq!(
         ids_of(&enis_of(clients, &other).await[0]),
@@ -688,27 +532,20 @@ async fn a_reused_isolation_group_with_rules_is_repaired_or_refused() {
 async fn reapply_after_a_crash_is_idempotent_and_undo_works_from_half_applied_states() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let fx = provision(clients, 10).await;
-    let (actions, dir) = actions(clients, "crash");
-    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
-    let step = step(&plan, "isolate");
+    let fx = provision(clients, 10, vec![]).await;
+    let (actions, dir) = local_actions(clients, "crash");
+    let (plan, _) = containment_plan(&finding_of(&fx, "suspect"));
     let before = enis_of(clients, &fx.instance).await;
+    let mut life = Lifecycle::new(&actions, &plan, "isolate").counting(&clients.calls);
 
     // Crash after apply, before its outcome was journaled: apply runs again
     // from the same journaled pre-state.
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
-    let first = actions.apply(&plan, step, &pre).await.expect("apply");
-    clients.calls.reset();
-    let second = actions.apply(&plan, step, &pre).await.expect("re-apply");
-    let again = phase(clients, "isolate re-apply");
+    life.pre_state().await.expect("pre-state");
+    let first = life.apply().await.expect("apply");
+    let second = life.apply().await.expect("re-apply");
+    let again = life.last_calls().clone();
     assert_eq!(
-        again
-            .keys()
-            .filter(|k| !is_read_only(k.trim_start_matches("EC2.")))
-            .count(),
+        mutating(&again).len(),
         0,
         "an isolated ENI is not passed through the allow-all group again: {again:?}"
     );
@@ -731,10 +568,7 @@ async fn reapply_after_a_crash_is_idempotent_and_undo_works_from_half_applied_st
                 .as_str()
                 .is_some_and(|n| n.contains("already isolated")))
     );
-    actions
-        .verify(&plan, step, &pre, &second)
-        .await
-        .expect("verify");
+    life.verify_outcome(&second).await.expect("verify");
     let iso = isolation_group_of(&first);
     let untrack = first["groups"][0]["untrack-group-id"]
         .as_str()
@@ -742,20 +576,13 @@ async fn reapply_after_a_crash_is_idempotent_and_undo_works_from_half_applied_st
         .to_string();
 
     // Crash between prepare and applied: undo gets no outcome.
-    actions
-        .undo(&plan, step, &pre, None)
+    life.undo_without_outcome()
         .await
         .expect("undo without outcome");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
+    life.verify_undone().await.expect("verify undone");
     assert_eq!(enis_of(clients, &fx.instance).await, before);
     // Undoing twice is harmless.
-    let twice = actions
-        .undo(&plan, step, &pre, None)
-        .await
-        .expect("undo again");
+    let twice = life.undo_without_outcome().await.expect("undo again");
     assert_eq!(
         twice["already-restored"],
         json!([fx.primary_eni, fx.second_eni])
@@ -763,65 +590,38 @@ async fn reapply_after_a_crash_is_idempotent_and_undo_works_from_half_applied_st
 
     // Half-applied by a crash mid-apply: the primary ENI sits in the allow-all
     // group, the second one is untouched.
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
-    clients
-        .ec2
-        .modify_network_interface_attribute()
-        .network_interface_id(&fx.primary_eni)
-        .groups(&untrack)
-        .send()
-        .await
-        .expect("swap by hand");
-    let undone = actions
-        .undo(&plan, step, &pre, None)
+    life.pre_state().await.expect("pre-state");
+    let swap_by_hand = || {
+        clients
+            .ec2
+            .modify_network_interface_attribute()
+            .network_interface_id(&fx.primary_eni)
+            .groups(&untrack)
+            .send()
+    };
+    swap_by_hand().await.expect("swap by hand");
+    let undone = life
+        .undo_without_outcome()
         .await
         .expect("undo half-applied");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
+    life.verify_undone().await.expect("verify undone");
     assert_eq!(undone["restored"], json!([fx.primary_eni]));
     assert_eq!(undone["already-restored"], json!([fx.second_eni]));
     assert_eq!(enis_of(clients, &fx.instance).await, before);
 
     // Re-applying from that half-applied state finishes the job.
-    clients
-        .ec2
-        .modify_network_interface_attribute()
-        .network_interface_id(&fx.primary_eni)
-        .groups(&untrack)
-        .send()
-        .await
-        .expect("swap by hand");
-    clients.calls.reset();
-    let outcome = actions
-        .apply(&plan, step, &pre)
-        .await
-        .expect("apply from half-applied");
-    let calls = phase(clients, "isolate apply from half-applied");
+    swap_by_hand().await.expect("swap by hand");
+    life.apply().await.expect("apply from half-applied");
     assert_eq!(
-        count(&calls, "ModifyNetworkInterfaceAttribute"),
+        count(life.last_calls(), "ModifyNetworkInterfaceAttribute"),
         3,
         "primary: one swap; second: two"
     );
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
+    life.verify().await.expect("verify");
     for eni in enis_of(clients, &fx.instance).await {
         assert_eq!(ids_of(&eni), vec![iso.clone()]);
     }
-    actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("undo");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
+    life.rollback().await.expect("undo, verify undone");
     assert_eq!(enis_of(clients, &fx.instance).await, before);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -882,7 +682,7 @@ async fn protection(
 async fn termination_protection_is_set_then_restored_exactly() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let fx = provision(clients, 10).await;
+    let fx = provision(clients, 10, vec![]).await;
     clients
         .ec2
         .modify_instance_attribute()
@@ -911,23 +711,16 @@ async fn termination_protection_is_set_then_restored_exactly() {
         ],
         "setting the shutdown behaviour leaves the ENIs alone"
     );
-    let (actions, dir) = actions(clients, "protect");
-    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
-    let step = step(&plan, "protect");
-    clients.calls.reset();
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
-    let dry = actions.describe_apply(&plan, step, &pre);
+    let (actions, dir) = local_actions(clients, "protect");
+    let (plan, _) = containment_plan(&finding_of(&fx, "suspect"));
+    let mut life = Lifecycle::new(&actions, &plan, "protect").counting(&clients.calls);
+    life.pre_state().await.expect("pre-state");
+    let dry = life.dry_run();
     assert_eq!(dry.len(), 3, "{dry:#?}");
     assert!(dry.iter().all(|l| !l.contains("DisableApiStop")));
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
-    let calls = phase(clients, "protect");
+    life.apply().await.expect("apply");
+    life.verify().await.expect("verify");
+    let calls = life.calls();
     assert_eq!(
         count(&calls, "ModifyInstanceAttribute"),
         3,
@@ -944,12 +737,9 @@ async fn termination_protection_is_set_then_restored_exactly() {
     );
 
     // Re-apply (crash before the outcome was journaled) is harmless.
-    actions.apply(&plan, step, &pre).await.expect("re-apply");
-    actions.undo(&plan, step, &pre, None).await.expect("undo");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
+    life.apply().await.expect("re-apply");
+    life.undo_without_outcome().await.expect("undo");
+    life.verify_undone().await.expect("verify undone");
     assert_eq!(protection(clients, &fx.instance).await, before);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -993,7 +783,7 @@ async fn all_tags(clients: &AwsClients, fx: &Fixture) -> BTreeMap<(String, Strin
 async fn tags_are_applied_everywhere_and_undo_restores_old_values_and_removes_added_keys() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let fx = provision(clients, 10).await;
+    let fx = provision(clients, 10, vec![]).await;
     clients
         .ec2
         .create_tags()
@@ -1022,22 +812,12 @@ async fn tags_are_applied_everywhere_and_undo_restores_old_values_and_removes_ad
         .await
         .expect("CreateTags");
     let before = all_tags(clients, &fx).await;
-    let (actions, dir) = actions(clients, "tags");
-    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
-    let step = step(&plan, "tag");
-    clients.calls.reset();
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
-    let calls = phase(clients, "tag");
+    let (actions, dir) = local_actions(clients, "tags");
+    let (plan, _) = containment_plan(&finding_of(&fx, "suspect"));
+    let mut life = Lifecycle::new(&actions, &plan, "tag").counting(&clients.calls);
+    life.forward().await.expect("pre-state, apply, verify");
     assert_eq!(
-        count(&calls, "CreateTags"),
+        count(&life.calls(), "CreateTags"),
         1,
         "one call covers every resource"
     );
@@ -1066,14 +846,7 @@ async fn tags_are_applied_everywhere_and_undo_restores_old_values_and_removes_ad
         );
     }
 
-    let undone = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("undo");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
+    let undone = life.rollback().await.expect("undo, verify undone");
     eprintln!("tag undo: {undone}");
     let after = all_tags(clients, &fx).await;
     assert_eq!(
@@ -1087,14 +860,8 @@ async fn tags_are_applied_everywhere_and_undo_restores_old_values_and_removes_ad
         Some("case-from-last-year")
     );
     // Undo without an outcome (crash before apply) and twice: still exact.
-    actions
-        .undo(&plan, step, &pre, None)
-        .await
-        .expect("undo again");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
+    life.undo_without_outcome().await.expect("undo again");
+    life.verify_undone().await.expect("verify undone");
     assert_eq!(all_tags(clients, &fx).await, before);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -1124,22 +891,12 @@ async fn snapshots_of_case(
 async fn snapshots_one_per_volume_reused_on_reapply_and_kept_on_undo() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let fx = provision(clients, 10).await;
-    let (actions, dir) = actions(clients, "snapshots");
-    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
-    let step = step(&plan, "snapshot");
-    clients.calls.reset();
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
-    let calls = phase(clients, "snapshot");
-    assert_eq!(count(&calls, "CreateSnapshot"), 2);
+    let fx = provision(clients, 10, vec![]).await;
+    let (actions, dir) = local_actions(clients, "snapshots");
+    let (plan, _) = containment_plan(&finding_of(&fx, "suspect"));
+    let mut life = Lifecycle::new(&actions, &plan, "snapshot").counting(&clients.calls);
+    let (_, outcome) = life.forward().await.expect("pre-state, apply, verify");
+    assert_eq!(count(&life.calls(), "CreateSnapshot"), 2);
 
     let snapshots = snapshots_of_case(clients, &plan.case_id).await;
     assert_eq!(snapshots.len(), 2, "one per volume");
@@ -1175,9 +932,8 @@ async fn snapshots_one_per_volume_reused_on_reapply_and_kept_on_undo() {
     );
 
     // A re-apply after a crash takes no new snapshot.
-    let again = actions.apply(&plan, step, &pre).await.expect("re-apply");
-    let calls = phase(clients, "snapshot re-apply");
-    assert_eq!(count(&calls, "CreateSnapshot"), 0);
+    let again = life.apply().await.expect("re-apply");
+    assert_eq!(count(life.last_calls(), "CreateSnapshot"), 0);
     assert_eq!(
         snapshots_of_case(clients, &plan.case_id).await.len(),
         2,
@@ -1201,14 +957,9 @@ async fn snapshots_one_per_volume_reused_on_reapply_and_kept_on_undo() {
     );
 
     // Rolling back keeps the evidence.
-    let undone = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("undo");
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
+    let undone = life.undo().await.expect("undo");
+    let undo_mutating = life.last_mutating();
+    life.verify_undone().await.expect("verify undone");
     let kept: BTreeSet<String> = undone["kept"]
         .as_array()
         .expect("kept")
@@ -1222,31 +973,16 @@ async fn snapshots_one_per_volume_reused_on_reapply_and_kept_on_undo() {
         "kept"
     );
     assert!(
-        mutating(clients).is_empty(),
-        "undo deleted nothing: {:?}",
-        mutating(clients)
+        undo_mutating.is_empty(),
+        "undo deleted nothing: {undo_mutating:?}"
     );
 
     // With delete-on-rollback they go, and only they.
-    let scratch = self::step(&plan, "scratch-snapshot");
-    let pre = actions
-        .read_pre_state(&plan, scratch)
-        .await
-        .expect("pre-state");
-    let outcome = actions.apply(&plan, scratch, &pre).await.expect("apply");
-    actions
-        .verify(&plan, scratch, &pre, &outcome)
-        .await
-        .expect("verify");
+    let mut scratch = Lifecycle::new(&actions, &plan, "scratch-snapshot");
+    scratch.forward().await.expect("pre-state, apply, verify");
     assert_eq!(snapshots_of_case(clients, &plan.case_id).await.len(), 4);
-    let undone = actions
-        .undo(&plan, scratch, &pre, None)
-        .await
-        .expect("undo");
-    actions
-        .verify_undone(&plan, scratch, &pre)
-        .await
-        .expect("verify undone");
+    let undone = scratch.undo_without_outcome().await.expect("undo");
+    scratch.verify_undone().await.expect("verify undone");
     assert_eq!(
         undone["deleted"].as_array().map(Vec::len),
         Some(2),
@@ -1265,16 +1001,16 @@ async fn snapshots_one_per_volume_reused_on_reapply_and_kept_on_undo() {
 async fn missing_or_terminated_instance_is_a_clear_error_and_nothing_is_created() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let fx = provision(clients, 10).await;
-    let (actions, dir) = actions(clients, "missing");
+    let fx = provision(clients, 10, vec![]).await;
+    let (actions, dir) = local_actions(clients, "missing");
     let steps = ["tag", "protect", "isolate", "snapshot"];
     clients.calls.reset();
 
     let missing = "i-0123456789abcdef0";
-    let (plan, _) = plan_for(missing, "eni-0123456789abcdef0");
+    let (plan, _) = containment_plan(&missing_finding(&fx, missing, "eni-0123456789abcdef0"));
     for id in steps {
-        let err = actions
-            .read_pre_state(&plan, step(&plan, id))
+        let err = Lifecycle::new(&actions, &plan, id)
+            .pre_state()
             .await
             .expect_err("missing instance");
         eprintln!("{id}: {err}");
@@ -1291,10 +1027,10 @@ async fn missing_or_terminated_instance_is_a_clear_error_and_nothing_is_created(
         .await
         .expect("TerminateInstances");
     clients.calls.reset();
-    let (plan, _) = plan_for(&fx.instance, &fx.primary_eni);
+    let (plan, _) = containment_plan(&finding_of(&fx, "suspect"));
     for id in steps {
-        let err = actions
-            .read_pre_state(&plan, step(&plan, id))
+        let err = Lifecycle::new(&actions, &plan, id)
+            .pre_state()
             .await
             .expect_err("terminated instance");
         eprintln!("{id}: {err}");
@@ -1302,7 +1038,11 @@ async fn missing_or_terminated_instance_is_a_clear_error_and_nothing_is_created(
         assert_eq!(err.resource, fx.instance, "{id}");
         assert!(err.to_string().contains("terminated"), "{id}: {err}");
     }
-    assert!(mutating(clients).is_empty(), "{:?}", mutating(clients));
+    assert!(
+        mutating_now(clients).is_empty(),
+        "{:?}",
+        mutating_now(clients)
+    );
     assert!(
         groups_named(clients, ISOLATION).await.is_empty(),
         "no isolation group created"
@@ -1319,9 +1059,9 @@ async fn missing_or_terminated_instance_is_a_clear_error_and_nothing_is_created(
 async fn containment_plan_runs_and_rolls_back_through_the_executor() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let fx = provision(clients, 10).await;
-    let (actions, dir) = actions(clients, "executor");
-    let (plan, raw) = plan_for(&fx.instance, &fx.primary_eni);
+    let fx = provision(clients, 10, vec![]).await;
+    let (actions, dir) = local_actions(clients, "executor");
+    let (plan, raw) = containment_plan(&finding_of(&fx, "suspect"));
     let enis = enis_of(clients, &fx.instance).await;
     let protected = protection(clients, &fx.instance).await;
     let tags = all_tags(clients, &fx).await;
@@ -1334,12 +1074,15 @@ async fn containment_plan_runs_and_rolls_back_through_the_executor() {
         eprintln!("dry run {}: {:#?} {:?}", s.step, s.calls, s.note);
     }
     assert!(dry.iter().all(|s| s.note.is_none()), "{dry:#?}");
-    assert!(mutating(clients).is_empty(), "a dry run changes nothing");
-    phase(clients, "dry run");
+    assert!(
+        mutating_now(clients).is_empty(),
+        "a dry run changes nothing"
+    );
+    take_calls(clients, "dry run");
 
     let report = executor.run(&plan, &raw).await.expect("run");
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
-    phase(clients, "executor run");
+    take_calls(clients, "executor run");
     let iso = groups_named(clients, ISOLATION).await[0]
         .group_id()
         .expect("id")
@@ -1358,7 +1101,7 @@ async fn containment_plan_runs_and_rolls_back_through_the_executor() {
         .await
         .expect("rollback");
     assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
-    phase(clients, "executor rollback");
+    take_calls(clients, "executor rollback");
     assert_eq!(enis_of(clients, &fx.instance).await, enis);
     assert_eq!(protection(clients, &fx.instance).await, protected);
     assert_eq!(all_tags(clients, &fx).await, tags);
@@ -1472,45 +1215,18 @@ async fn isolating_a_two_eni_instance_takes_few_sequential_round_trips() {
         .interceptor(timeline.clone())
         .build()
         .expect("clients");
-    let fx = provision(&clients, 10).await;
-    let (actions, dir) = actions(&clients, "round-trips");
-    let other = launch(&clients, &fx.subnets[0], &[&fx.groups[0]]).await;
-    let other_eni = enis_of(&clients, &other).await[0]
-        .network_interface_id()
-        .expect("eni")
-        .to_string();
-    let extra = clients
-        .ec2
-        .create_network_interface()
-        .subnet_id(&fx.subnets[1])
-        .groups(&fx.groups[2])
-        .send()
-        .await
-        .expect("CreateNetworkInterface");
-    clients
-        .ec2
-        .attach_network_interface()
-        .network_interface_id(
-            extra
-                .network_interface()
-                .and_then(|n| n.network_interface_id())
-                .expect("id"),
-        )
-        .instance_id(&other)
-        .device_index(1)
-        .send()
-        .await
-        .expect("AttachNetworkInterface");
+    let fx = provision(&clients, 10, vec![other_instance("other", true)]).await;
+    let (actions, dir) = local_actions(&clients, "round-trips");
 
-    for (label, instance, eni) in [
-        ("fresh VPC (groups created)", &fx.instance, &fx.primary_eni),
-        ("groups reused", &other, &other_eni),
+    for (label, instance) in [
+        ("fresh VPC (groups created)", "suspect"),
+        ("groups reused", "other"),
     ] {
-        let (plan, _) = plan_for(instance, eni);
+        let (plan, _) = containment_plan(&finding_of(&fx, instance));
         timeline.take();
         clients.calls.reset();
         isolate(&actions, &plan).await;
-        let calls = phase(&clients, &format!("isolate, {label}"));
+        let calls = take_calls(&clients, &format!("isolate, {label}"));
         let (sent, sequential, chain) = timeline.take();
         eprintln!(
             "isolate of a 2-ENI instance, {label}: {sent} calls, {sequential} sequential round trips: {}",

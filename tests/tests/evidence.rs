@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::Path;
 
 use aws_sdk_s3::primitives::ByteStream;
 use cordon_aws::actions::AwsActions;
@@ -12,14 +12,10 @@ use cordon_aws::evidence::{EvidenceStore, case_key};
 use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS, LockMode, Severity};
 use cordon_aws::manifest::{JOURNAL_NAME, verify_case};
 use cordon_aws::s3_journal::S3Journal;
-use cordon_core::executor::Actions;
-use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{GENESIS_HASH, JournalError, JournalEvent, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
-use cordon_core::plan::{CaseId, Plan, plan};
-use cordon_core::playbook::Playbook;
-use cordon_core::route::RouteReason;
-use cordon_tests::{SECRET_ACCESS_KEY, emulator, repo_root};
+use cordon_core::plan::{CaseId, Plan};
+use cordon_tests::{Lifecycle, SECRET_ACCESS_KEY, emulator, plan_steps, repo_root, scratch_dir};
 use serde_json::json;
 
 const PREFIX: &str = "cases/";
@@ -27,28 +23,31 @@ const PREFIX: &str = "cases/";
 fn store_plan(bucket: &str) -> Plan {
     let raw = std::fs::read_to_string(repo_root().join("tests/fixtures/findings/ec2-medium.json"))
         .expect("fixture");
-    let finding = parse_single_finding(&raw, "fixture").expect("finding parses");
-    let playbook: Playbook = serde_json::from_value(json!({
-        "name": "keep-evidence",
-        "priority": 1,
-        "match": {"finding-types": ["*"]},
-        "steps": [
-            {"id": "store", "action": "store-evidence", "with": {"bucket": bucket}}
-        ]
-    }))
-    .expect("playbook parses");
-    let reason = RouteReason {
-        playbook: playbook.name.clone(),
-        priority: 1,
-        matched: vec!["test".to_string()],
-    };
-    plan(&finding, &playbook, reason)
+    plan_steps(
+        &raw,
+        "keep-evidence",
+        json!([{"id": "store", "action": "store-evidence", "with": {"bucket": bucket}}]),
+    )
 }
 
-fn state_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cordon-evidence-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+/// A bucket set up as `cordon evidence init` does, and the plan of a case
+/// storing its evidence there.
+async fn evidence_case(clients: &AwsClients, bucket: &str) -> Plan {
+    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
+        .await
+        .expect("init");
+    store_plan(bucket)
+}
+
+/// The evidence store of a run writing straight to `bucket`.
+fn s3_store(clients: &AwsClients, bucket: &str, retention: bool) -> EvidenceStore {
+    EvidenceStore::S3 {
+        clients: Box::new(clients.clone()),
+        bucket: bucket.to_string(),
+        prefix: PREFIX.to_string(),
+        kms_key: None,
+        retention,
+    }
 }
 
 fn record(seq: u64, prev: &str, event: JournalEvent) -> JournalRecord {
@@ -94,13 +93,13 @@ fn records(plan: &Plan) -> Vec<JournalRecord> {
 }
 
 /// A local case: three chained journal records and one evidence file.
-async fn local_case(root: &PathBuf, plan: &Plan) {
+async fn local_case(root: &Path, plan: &Plan) {
     let journal = LocalJournal::new(root);
     let case = &plan.case_id;
     for r in records(plan) {
         journal.append(case, &r).await.expect("append");
     }
-    EvidenceStore::LocalDir(root.clone())
+    EvidenceStore::LocalDir(root.to_path_buf())
         .put(
             case,
             "console-output-i-0123.txt",
@@ -141,6 +140,65 @@ async fn put(clients: &AwsClients, bucket: &str, key: &str, bytes: Vec<u8>) {
 
 fn lines(report: &cordon_aws::manifest::VerifyReport) -> Vec<String> {
     report.problems.iter().map(ToString::to_string).collect()
+}
+
+/// `cordon evidence verify` of the case, which must find nothing wrong.
+async fn verified_clean(
+    clients: &AwsClients,
+    bucket: &str,
+    case: &CaseId,
+) -> cordon_aws::manifest::VerifyReport {
+    let report = verify_case(clients, bucket, PREFIX, case)
+        .await
+        .expect("verify case");
+    assert!(report.ok(), "{:#?}", lines(&report));
+    report
+}
+
+/// Rewrites the object at `key` with `change` applied to its text.
+async fn tamper(clients: &AwsClients, bucket: &str, key: &str, change: impl Fn(&str) -> String) {
+    let text = String::from_utf8(get(clients, bucket, key).await).expect("utf-8");
+    let changed = change(&text);
+    assert_ne!(changed, text, "the tampering changed nothing");
+    put(clients, bucket, key, changed.into_bytes()).await;
+}
+
+/// Verifies the case and checks the report names journal record 1 as
+/// altered (and no other record when `only_record_1`) and the object at `key`.
+async fn assert_record_1_altered(
+    clients: &AwsClients,
+    bucket: &str,
+    case: &CaseId,
+    key: &str,
+    only_record_1: bool,
+) {
+    let report = verify_case(clients, bucket, PREFIX, case)
+        .await
+        .expect("verify case");
+    let found = lines(&report);
+    for line in &found {
+        println!("{line}");
+    }
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with("journal record 1: was altered")),
+        "{found:#?}"
+    );
+    if only_record_1 {
+        assert!(
+            !found
+                .iter()
+                .any(|l| l.starts_with("journal record 0") || l.starts_with("journal record 2")),
+            "{found:#?}"
+        );
+    }
+    assert!(
+        found
+            .iter()
+            .any(|l| l.starts_with(&format!("altered: {key}"))),
+        "{found:#?}"
+    );
 }
 
 #[tokio::test]
@@ -242,31 +300,22 @@ async fn stored_evidence_verifies_and_every_tampering_is_named() {
     let aws = emulator().await;
     let clients = aws.clients();
     let bucket = "evidence-case";
-    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
-        .await
-        .expect("init");
-    let plan = store_plan(bucket);
+    let plan = evidence_case(clients, bucket).await;
     let case = plan.case_id.clone();
-    let root = state_dir("verify");
+    let root = scratch_dir("verify");
     local_case(&root, &plan).await;
 
     let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()));
-    let step = plan.step("store").expect("step");
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
+    let mut life = Lifecycle::new(&actions, &plan, "store");
+    let pre = life.pre_state().await.expect("pre-state");
     assert_eq!(pre["versions"], json!([]));
-    let calls = actions.describe_apply(&plan, step, &pre);
+    let calls = life.dry_run();
     assert!(
         calls.iter().any(|c| c.ends_with("/journal.jsonl")),
         "{calls:?}"
     );
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
+    let outcome = life.apply().await.expect("apply");
+    life.verify().await.expect("verify");
     let keys: BTreeSet<String> = outcome["objects"]
         .as_array()
         .expect("objects")
@@ -283,20 +332,11 @@ async fn stored_evidence_verifies_and_every_tampering_is_named() {
         ])
     );
     // Undo keeps the evidence.
-    let undone = actions
-        .undo(&plan, step, &pre, Some(&outcome))
-        .await
-        .expect("undo");
+    let undone = life.undo().await.expect("undo");
     assert_eq!(undone["kept"], json!(true));
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
+    life.verify_undone().await.expect("verify undone");
 
-    let report = verify_case(clients, bucket, PREFIX, &case)
-        .await
-        .expect("verify case");
-    assert!(report.ok(), "{:#?}", lines(&report));
+    let report = verified_clean(clients, bucket, &case).await;
     assert_eq!(report.objects_checked, 3);
     assert_eq!(report.journal_records, 3);
 
@@ -360,51 +400,22 @@ async fn stored_evidence_verifies_and_every_tampering_is_named() {
 
     // A journal record rewritten with a changed field: the chain breaks at it.
     let journal_key = at(JOURNAL_NAME);
-    let text = String::from_utf8(get(clients, bucket, &journal_key).await).expect("utf-8");
-    let tampered: Vec<String> = text
-        .lines()
-        .enumerate()
-        .map(|(i, line)| {
-            if i == 1 {
-                line.replace("\"attempt\":1", "\"attempt\":7")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect();
-    assert_ne!(tampered.join("\n") + "\n", text);
-    put(
-        clients,
-        bucket,
-        &journal_key,
-        (tampered.join("\n") + "\n").into_bytes(),
-    )
+    tamper(clients, bucket, &journal_key, |text| {
+        let lines: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                if i == 1 {
+                    line.replace("\"attempt\":1", "\"attempt\":7")
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        lines.join("\n") + "\n"
+    })
     .await;
-    let report = verify_case(clients, bucket, PREFIX, &case)
-        .await
-        .expect("verify case");
-    let found = lines(&report);
-    for line in &found {
-        println!("{line}");
-    }
-    assert!(
-        found
-            .iter()
-            .any(|l| l.starts_with("journal record 1: was altered")),
-        "{found:#?}"
-    );
-    assert!(
-        !found
-            .iter()
-            .any(|l| l.starts_with("journal record 0") || l.starts_with("journal record 2")),
-        "{found:#?}"
-    );
-    assert!(
-        found
-            .iter()
-            .any(|l| l.starts_with(&format!("altered: {journal_key}"))),
-        "{found:#?}"
-    );
+    assert_record_1_altered(clients, bucket, &case, &journal_key, true).await;
 }
 
 #[tokio::test]
@@ -429,13 +440,7 @@ async fn a_retained_version_cannot_be_deleted() {
             "only the plain-HTTP note: {gaps:#?}"
         );
 
-        let store = EvidenceStore::S3 {
-            clients: Box::new(clients.clone()),
-            bucket: bucket.to_string(),
-            prefix: PREFIX.to_string(),
-            kms_key: None,
-            retention: true,
-        };
+        let store = s3_store(clients, bucket, true);
         let case =
             CaseId::parse("case-0123456789abcdef").unwrap_or_else(|_| store_plan(bucket).case_id);
         let stored = store
@@ -476,10 +481,7 @@ async fn s3_journal_lets_exactly_one_writer_claim_a_record() {
     let aws = emulator().await;
     let clients = aws.clients();
     let bucket = "evidence-journal";
-    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
-        .await
-        .expect("init");
-    let plan = store_plan(bucket);
+    let plan = evidence_case(clients, bucket).await;
     let case = plan.case_id.clone();
     let a = S3Journal::new(clients.clone(), bucket, PREFIX);
     let b = S3Journal::new(clients.clone(), bucket, PREFIX);
@@ -528,22 +530,13 @@ async fn lambda_style_case_with_s3_journal_and_s3_captures_verifies() {
     let aws = emulator().await;
     let clients = aws.clients();
     let bucket = "evidence-s3mode";
-    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
-        .await
-        .expect("init");
-    let plan = store_plan(bucket);
+    let plan = evidence_case(clients, bucket).await;
     let case = plan.case_id.clone();
     let journal = S3Journal::new(clients.clone(), bucket, PREFIX);
     for r in records(&plan) {
         journal.append(&case, &r).await.expect("append");
     }
-    let store = EvidenceStore::S3 {
-        clients: Box::new(clients.clone()),
-        bucket: bucket.to_string(),
-        prefix: PREFIX.to_string(),
-        kms_key: None,
-        retention: false,
-    };
+    let store = s3_store(clients, bucket, false);
     let capture = store
         .put(&case, "console-output-i-0123.txt", b"boot log".to_vec())
         .await
@@ -556,55 +549,26 @@ async fn lambda_style_case_with_s3_journal_and_s3_captures_verifies() {
     // No local state: everything comes from the bucket.
     let actions = AwsActions::new(clients.clone(), store);
     assert!(actions.case_root.is_none());
-    let step = plan.step("store").expect("step");
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
+    let mut life = Lifecycle::new(&actions, &plan, "store");
+    let pre = life.pre_state().await.expect("pre-state");
     assert_eq!(pre["versions"].as_array().map(Vec::len), Some(4));
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
+    let outcome = life.apply().await.expect("apply");
+    life.verify().await.expect("verify");
     assert_eq!(outcome["objects"].as_array().map(Vec::len), Some(5));
-    actions
-        .verify_undone(&plan, step, &pre)
+    life.verify_undone()
         .await
         .expect("nothing that existed was touched");
 
-    let report = verify_case(clients, bucket, PREFIX, &case)
-        .await
-        .expect("verify case");
-    assert!(report.ok(), "{:#?}", lines(&report));
+    let report = verified_clean(clients, bucket, &case).await;
     assert_eq!(report.journal_records, 3);
 
     // Rewrite record 1 of the S3 journal with a changed field.
     let key = cordon_aws::s3_journal::record_key(PREFIX, &case, 1);
-    let text = String::from_utf8(get(clients, bucket, &key).await).expect("utf-8");
-    put(
-        clients,
-        bucket,
-        &key,
-        text.replace("\"attempt\":1", "\"attempt\":2").into_bytes(),
-    )
+    tamper(clients, bucket, &key, |text| {
+        text.replace("\"attempt\":1", "\"attempt\":2")
+    })
     .await;
-    let report = verify_case(clients, bucket, PREFIX, &case)
-        .await
-        .expect("verify case");
-    let found = lines(&report);
-    assert!(
-        found
-            .iter()
-            .any(|l| l.starts_with("journal record 1: was altered")),
-        "{found:#?}"
-    );
-    assert!(
-        found
-            .iter()
-            .any(|l| l.starts_with(&format!("altered: {key}"))),
-        "{found:#?}"
-    );
+    assert_record_1_altered(clients, bucket, &case, &key, false).await;
     // The S3 journal itself now refuses to load past the broken link.
     let loaded = journal.load(&case).await.expect("load");
     assert!(cordon_core::journal::verify_chain(&loaded).is_err());
@@ -619,12 +583,9 @@ async fn a_journal_begun_in_format_1_verifies_in_the_bucket() {
     let aws = emulator().await;
     let clients = aws.clients();
     let bucket = "evidence-v1";
-    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
-        .await
-        .expect("init");
-    let plan = store_plan(bucket);
+    let plan = evidence_case(clients, bucket).await;
     let case = plan.case_id.clone();
-    let root = state_dir("format-1");
+    let root = scratch_dir("format-1");
     let v1 = std::fs::read_to_string(
         repo_root().join("tests/fixtures/journals-v1/iam-temporary-credentials.jsonl"),
     )
@@ -649,20 +610,11 @@ async fn a_journal_begun_in_format_1_verifies_in_the_bucket() {
         .expect("append in format 2");
 
     let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()));
-    let step = plan.step("store").expect("step");
-    let pre = actions
-        .read_pre_state(&plan, step)
+    Lifecycle::new(&actions, &plan, "store")
+        .forward()
         .await
-        .expect("pre-state");
-    let outcome = actions.apply(&plan, step, &pre).await.expect("apply");
-    actions
-        .verify(&plan, step, &pre, &outcome)
-        .await
-        .expect("verify");
-    let report = verify_case(clients, bucket, PREFIX, &case)
-        .await
-        .expect("verify case");
-    assert!(report.ok(), "{:#?}", lines(&report));
+        .expect("store evidence");
+    let report = verified_clean(clients, bucket, &case).await;
     assert_eq!(report.journal_records, old.len() + 1);
 
     // Edit a format-1 record of the uploaded journal: it is named.

@@ -10,95 +10,48 @@ use aws_credential_types::Credentials;
 use cordon_aws::actions::AwsActions;
 use cordon_aws::actions::iam::decode_policy_document;
 use cordon_aws::client::AwsClients;
-use cordon_aws::evidence::EvidenceStore;
-use cordon_core::executor::{ActionError, Actions, ErrorKind};
-use cordon_core::finding::{Finding, parse_single_finding};
-use cordon_core::plan::{Plan, Target, plan};
-use cordon_core::playbook::Playbook;
-use cordon_core::route::RouteReason;
-use cordon_tests::{ACCOUNT_ID, EmulatorGuard, emulator};
+use cordon_core::executor::ErrorKind;
+use cordon_core::plan::{Plan, Target};
+use cordon_gameday::{EnvironmentSpec, Fixture};
+use cordon_tests::{EmulatorGuard, Lifecycle, emulator, local_actions, plan_steps};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
-// Findings, playbooks, plans
+// Environments, findings, plans
 
-fn access_key_finding(id: &str, key_id: &str, user: Option<&str>, user_type: &str) -> Finding {
-    let mut details = json!({
-        "accessKeyId": key_id,
-        "principalId": "AIDAEXAMPLEPRINCIPAL",
-        "userType": user_type,
-    });
-    if let Some(user) = user {
-        details["userName"] = json!(user);
-    }
-    let finding = json!({
-        "schemaVersion": "2.0",
-        "accountId": ACCOUNT_ID,
-        "region": "us-east-1",
-        "partition": "aws",
-        "id": id,
-        "arn": format!("arn:aws:guardduty:us-east-1:{ACCOUNT_ID}:detector/d/finding/{id}"),
-        "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
-        "severity": 8,
-        "createdAt": "2024-05-01T10:00:00.000Z",
-        "updatedAt": "2024-05-01T10:00:00.000Z",
-        "title": "Credentials used from outside AWS",
-        "description": "test finding",
-        "resource": {"resourceType": "AccessKey", "accessKeyDetails": details},
-        "service": {
-            "serviceName": "guardduty",
-            "detectorId": "d",
-            "archived": false,
-            "count": 1,
-            "resourceRole": "TARGET",
-            "eventFirstSeen": "2024-05-01T09:00:00.000Z",
-            "eventLastSeen": "2024-05-01T09:30:00.000Z",
-            "action": {"actionType": "AWS_API_CALL"}
-        }
-    });
-    parse_single_finding(&finding.to_string(), "test").expect("test finding parses")
+/// Builds a test's users, roles and instances (an environment spec as JSON).
+async fn environment(aws: &EmulatorGuard, spec: Value) -> Fixture {
+    let spec: EnvironmentSpec = serde_json::from_value(spec).expect("environment spec");
+    cordon_gameday::provision(aws.clients(), &spec)
+        .await
+        .expect("provision")
 }
 
-fn instance_finding(id: &str, instance_id: &str, profile_arn: &str) -> Finding {
-    let finding = json!({
-        "schemaVersion": "2.0",
-        "accountId": ACCOUNT_ID,
-        "region": "us-east-1",
-        "partition": "aws",
-        "id": id,
-        "type": "Backdoor:EC2/C&CActivity.B",
-        "severity": 8,
-        "resource": {
-            "resourceType": "Instance",
-            "instanceDetails": {
-                "instanceId": instance_id,
-                "iamInstanceProfile": {"arn": profile_arn, "id": "AIPAEXAMPLE"},
-                "networkInterfaces": []
-            }
-        },
-        "service": {"serviceName": "guardduty", "resourceRole": "ACTOR", "archived": false}
-    });
-    parse_single_finding(&finding.to_string(), "test").expect("test finding parses")
+/// Users with that many access keys each.
+async fn users(aws: &EmulatorGuard, users: &[(&str, u8)]) -> Fixture {
+    let users: Vec<Value> = users
+        .iter()
+        .map(|(name, keys)| json!({"name": name, "access-keys": keys}))
+        .collect();
+    environment(aws, json!({ "users": users })).await
 }
 
-fn make_plan(finding: &Finding, steps: Value) -> Plan {
-    let playbook: Playbook = serde_json::from_value(json!({
-        "name": "iam-test",
-        "match": {},
-        "steps": steps,
-    }))
-    .expect("test playbook parses");
-    let reason = RouteReason {
-        playbook: playbook.name.clone(),
-        priority: 0,
-        matched: vec!["test".to_string()],
-    };
-    plan(finding, &playbook, reason)
+/// A finding `id` that `key_id` was used from outside AWS, naming the user
+/// (or role) as GuardDuty does.
+fn key_finding(
+    env: &Fixture,
+    id: &str,
+    key_id: &str,
+    user: Option<&str>,
+    user_type: &str,
+) -> String {
+    let mut finding = env.key_finding(key_id, user, user_type);
+    finding.id = Some(id.to_string());
+    finding.detail().to_string()
 }
 
-fn actions(aws: &EmulatorGuard, name: &str) -> AwsActions {
-    let dir = std::env::temp_dir().join(format!("cordon-iam-{}-{name}", std::process::id()));
-    AwsActions::new(aws.clients().clone(), EvidenceStore::LocalDir(dir))
+fn make_plan(finding: &str, steps: Value) -> Plan {
+    plan_steps(finding, "iam-test", steps)
 }
 
 // ---------------------------------------------------------------------------
@@ -108,110 +61,26 @@ fn actions(aws: &EmulatorGuard, name: &str) -> AwsActions {
 struct Transcript(Vec<String>);
 
 impl Transcript {
-    fn json(&mut self, value: &Value) {
-        self.0.push(value.to_string());
-        self.0.push(format!("{value:?}"));
-        self.0.push(format!("{value:#}"));
-    }
-
-    fn error(&mut self, error: &ActionError) {
-        self.0.push(error.to_string());
-        self.0.push(format!("{error:?}"));
-        let mut source = std::error::Error::source(error);
-        while let Some(e) = source {
-            self.0.push(format!("{e} {e:?}"));
-            source = e.source();
-        }
-    }
-
-    fn lines(&mut self, lines: &[String]) {
-        self.0.extend(lines.iter().cloned());
+    /// Every phase the lifecycle went through so far.
+    fn record(&mut self, life: &Lifecycle<'_, AwsActions>) {
+        self.0.push(life.produced());
     }
 
     fn text(&self) -> String {
         self.0.join("\n")
     }
-}
 
-/// Reads the pre-state, applies and verifies, recording everything.
-async fn run_step(
-    actions: &AwsActions,
-    plan: &Plan,
-    id: &str,
-    log: &mut Transcript,
-) -> Result<(Value, Value), ActionError> {
-    let step = plan.step(id).expect("step in plan");
-    let result = async {
-        let pre = actions.read_pre_state(plan, step).await?;
-        log.json(&pre);
-        log.lines(&actions.describe_apply(plan, step, &pre));
-        let outcome = actions.apply(plan, step, &pre).await?;
-        log.json(&outcome);
-        actions.verify(plan, step, &pre, &outcome).await?;
-        Ok((pre, outcome))
+    /// Panics if `secret` is anywhere in what was recorded.
+    fn assert_free_of(&self, secret: &str) {
+        assert!(
+            !self.text().contains(secret),
+            "the secret access key leaked"
+        );
     }
-    .await;
-    if let Err(error) = &result {
-        log.error(error);
-    }
-    result
-}
-
-/// Undoes and checks the resource is back at its pre-state.
-async fn undo_step(
-    actions: &AwsActions,
-    plan: &Plan,
-    id: &str,
-    pre: &Value,
-    outcome: Option<&Value>,
-    log: &mut Transcript,
-) -> Result<Value, ActionError> {
-    let step = plan.step(id).expect("step in plan");
-    let result = async {
-        let result = actions.undo(plan, step, pre, outcome).await?;
-        log.json(&result);
-        actions.verify_undone(plan, step, pre).await?;
-        Ok(result)
-    }
-    .await;
-    if let Err(error) = &result {
-        log.error(error);
-    }
-    result
 }
 
 // ---------------------------------------------------------------------------
-// Emulator fixtures and read-backs
-
-async fn create_user(clients: &AwsClients, user: &str, keys: usize) -> (String, Vec<String>) {
-    let created = clients
-        .iam
-        .create_user()
-        .user_name(user)
-        .send()
-        .await
-        .expect("CreateUser");
-    let arn = created
-        .user()
-        .map(|u| u.arn().to_string())
-        .expect("user arn");
-    let mut ids = Vec::new();
-    for _ in 0..keys {
-        let key = clients
-            .iam
-            .create_access_key()
-            .user_name(user)
-            .send()
-            .await
-            .expect("CreateAccessKey");
-        ids.push(
-            key.access_key()
-                .map(|k| k.access_key_id().to_string())
-                .expect("key id"),
-        );
-    }
-    (arn, ids)
-}
+// Emulator read-backs
 
 /// `(id, status)` of every key of the user, sorted.
 async fn key_list(clients: &AwsClients, user: &str) -> Vec<(String, String)> {
@@ -294,61 +163,44 @@ async fn stored_key(clients: &AwsClients, secret_arn: &str) -> (String, String) 
     )
 }
 
+/// The document of an inline policy (decoded: IAM, and the emulator,
+/// return documents URL-encoded), or `None` when there is no such policy.
+fn policy_document<E>(
+    operation: &str,
+    result: Result<String, aws_sdk_iam::error::SdkError<E>>,
+) -> Option<String>
+where
+    E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Debug,
+{
+    match result {
+        Ok(document) => Some(decode_policy_document(&document)),
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchEntity") => None,
+        Err(e) => panic!("{operation}: {e:?}"),
+    }
+}
+
 async fn role_policy(clients: &AwsClients, role: &str, policy: &str) -> Option<String> {
-    match clients
+    let result = clients
         .iam
         .get_role_policy()
         .role_name(role)
         .policy_name(policy)
         .send()
         .await
-    {
-        // IAM (and the emulator) return documents URL-encoded.
-        Ok(out) => Some(decode_policy_document(out.policy_document())),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
-            None
-        }
-        Err(e) => panic!("GetRolePolicy: {e:?}"),
-    }
+        .map(|out| out.policy_document().to_string());
+    policy_document("GetRolePolicy", result)
 }
 
 async fn user_policy(clients: &AwsClients, user: &str, policy: &str) -> Option<String> {
-    match clients
+    let result = clients
         .iam
         .get_user_policy()
         .user_name(user)
         .policy_name(policy)
         .send()
         .await
-    {
-        // IAM (and the emulator) return documents URL-encoded.
-        Ok(out) => Some(decode_policy_document(out.policy_document())),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_no_such_entity_exception()) =>
-        {
-            None
-        }
-        Err(e) => panic!("GetUserPolicy: {e:?}"),
-    }
-}
-
-async fn create_role(clients: &AwsClients, role: &str) {
-    let trust = json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
-    });
-    clients
-        .iam
-        .create_role()
-        .role_name(role)
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .expect("CreateRole");
+        .map(|out| out.policy_document().to_string());
+    policy_document("GetUserPolicy", result)
 }
 
 fn token_issue_time(document: &str) -> Option<String> {
@@ -365,14 +217,17 @@ fn token_issue_time(document: &str) -> Option<String> {
 async fn deactivate_and_rotate_then_roll_back() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let (user_arn, keys) = create_user(clients, "alice", 1).await;
-    let old = keys[0].clone();
+    let env = users(&aws, &[("alice", 1)]).await;
+    let (user_arn, old) = (
+        env.users["alice"].arn.clone(),
+        env.users["alice"].access_keys[0].id.clone(),
+    );
     let kms_key = clients.kms.create_key().send().await.expect("CreateKey");
     let kms_key_id = kms_key
         .key_metadata()
         .map(|m| m.key_id().to_string())
         .expect("key id");
-    let finding = access_key_finding("f-rotate", &old, Some("alice"), "IAMUser");
+    let finding = key_finding(&env, "f-rotate", &old, Some("alice"), "IAMUser");
     let plan = make_plan(
         &finding,
         json!([
@@ -381,20 +236,16 @@ async fn deactivate_and_rotate_then_roll_back() {
         ]),
     );
     assert!(!plan.step("rotate").expect("rotate").approval.required);
-    let actions = actions(&aws, "rotate");
+    let (actions, _) = local_actions(clients, "rotate");
     let before = key_list(clients, "alice").await;
     let mut log = Transcript::default();
 
-    clients.calls.reset();
-    let (deactivate_pre, deactivate_out) = run_step(&actions, &plan, "deactivate", &mut log)
-        .await
-        .expect("deactivate");
-    let deactivate_calls = clients.calls.operations();
-    clients.calls.reset();
-    let (rotate_pre, rotate_out) = run_step(&actions, &plan, "rotate", &mut log)
-        .await
-        .expect("rotate");
-    let rotate_calls = clients.calls.operations();
+    let mut deactivate = Lifecycle::new(&actions, &plan, "deactivate").counting(&clients.calls);
+    let (deactivate_pre, deactivate_out) = deactivate.forward().await.expect("deactivate");
+    let deactivate_calls = deactivate.calls();
+    let mut rotate = Lifecycle::new(&actions, &plan, "rotate").counting(&clients.calls);
+    let (_, rotate_out) = rotate.forward().await.expect("rotate");
+    let rotate_calls = rotate.calls();
     eprintln!("deactivate calls: {deactivate_calls:?}\nrotate calls: {rotate_calls:?}");
     assert_eq!(deactivate_calls.get("IAM.UpdateAccessKey"), Some(&1));
     assert_eq!(rotate_calls.get("IAM.CreateAccessKey"), Some(&1));
@@ -472,34 +323,15 @@ async fn deactivate_and_rotate_then_roll_back() {
         .await
         .expect("GetCallerIdentity with the new key");
     assert_eq!(identity.arn(), Some(user_arn.as_str()));
-    assert!(
-        !log.text().contains(&stored_secret),
-        "the secret access key leaked"
-    );
+    log.record(&deactivate);
+    log.record(&rotate);
+    log.assert_free_of(&stored_secret);
 
     // Roll back in reverse order, as the executor does.
-    let undone = undo_step(
-        &actions,
-        &plan,
-        "rotate",
-        &rotate_pre,
-        Some(&rotate_out),
-        &mut log,
-    )
-    .await
-    .expect("undo rotate");
+    let undone = rotate.rollback().await.expect("undo rotate");
     assert_eq!(undone["deleted-access-keys"], json!([new]));
     assert_eq!(undone["not-restored"], Value::Null);
-    undo_step(
-        &actions,
-        &plan,
-        "deactivate",
-        &deactivate_pre,
-        Some(&deactivate_out),
-        &mut log,
-    )
-    .await
-    .expect("undo deactivate");
+    deactivate.rollback().await.expect("undo deactivate");
     assert_eq!(key_list(clients, "alice").await, before);
     assert_eq!(before, vec![pair(&old, "Active")]);
     let described = clients
@@ -516,75 +348,62 @@ async fn deactivate_and_rotate_then_roll_back() {
 
     // Rolling back twice is harmless. (Only the first step's read-back can be
     // repeated now: the rotation's pre-state had the old key already inactive.)
-    let step = |id: &str| plan.step(id).expect("step");
-    let again = actions
-        .undo(&plan, step("rotate"), &rotate_pre, Some(&rotate_out))
-        .await
-        .expect("undo rotate again");
+    let again = rotate.undo().await.expect("undo rotate again");
     assert_eq!(again["deleted-access-keys"], json!([]));
-    log.json(&again);
-    undo_step(
-        &actions,
-        &plan,
-        "deactivate",
-        &deactivate_pre,
-        Some(&deactivate_out),
-        &mut log,
-    )
-    .await
-    .expect("undo deactivate again");
+    deactivate.rollback().await.expect("undo deactivate again");
     assert_eq!(key_list(clients, "alice").await, before);
-    assert!(
-        !log.text().contains(&stored_secret),
-        "the secret access key leaked"
-    );
+    log.record(&deactivate);
+    log.record(&rotate);
+    log.assert_free_of(&stored_secret);
 }
 
 #[tokio::test]
 async fn deactivate_touches_only_the_named_key() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let (_, keys) = create_user(clients, "frank", 2).await;
-    let finding = access_key_finding("f-only-named", &keys[1], Some("frank"), "IAMUser");
+    let env = users(&aws, &[("frank", 2)]).await;
+    let keys: Vec<String> = env.users["frank"]
+        .access_keys
+        .iter()
+        .map(|k| k.id.clone())
+        .collect();
+    let finding = key_finding(&env, "f-only-named", &keys[1], Some("frank"), "IAMUser");
     let plan = make_plan(
         &finding,
         json!([{"id": "deactivate", "action": "deactivate-access-key"}]),
     );
-    let actions = actions(&aws, "only-named");
-    let mut log = Transcript::default();
-    let (pre, out) = run_step(&actions, &plan, "deactivate", &mut log)
-        .await
-        .expect("deactivate");
+    let (actions, _) = local_actions(clients, "only-named");
+    let mut life = Lifecycle::new(&actions, &plan, "deactivate");
+    let (_, out) = life.forward().await.expect("deactivate");
     let expected = sorted(vec![pair(&keys[0], "Active"), pair(&keys[1], "Inactive")]);
     assert_eq!(key_list(clients, "frank").await, expected);
     assert_eq!(out["other-keys-untouched"], json!([keys[0]]));
     // Applying again (a resumed case) changes nothing more.
-    let step = plan.step("deactivate").expect("step");
-    actions.apply(&plan, step, &pre).await.expect("re-apply");
+    life.apply().await.expect("re-apply");
     assert_eq!(key_list(clients, "frank").await, expected);
     // Someone else deactivating the other key is caught by verification.
     set_status(clients, "frank", &keys[0], "Inactive").await;
-    let err = actions
-        .verify(&plan, step, &pre, &out)
+    let err = life
+        .verify_outcome(&out)
         .await
         .expect_err("other key changed");
     assert_eq!(err.kind, ErrorKind::InvalidState, "{err}");
     assert!(err.to_string().contains(&keys[0]), "{err}");
     set_status(clients, "frank", &keys[0], "Active").await;
-    undo_step(&actions, &plan, "deactivate", &pre, Some(&out), &mut log)
-        .await
-        .expect("undo");
+    life.undo_with(Some(&out)).await.expect("undo");
+    life.verify_undone().await.expect("verify undone");
     assert_eq!(
         key_list(clients, "frank").await,
         sorted(vec![pair(&keys[0], "Active"), pair(&keys[1], "Active")])
     );
     // The finding need not name the user: IAM says whose key it is.
-    let finding = access_key_finding("f-no-user", &keys[1], None, "IAMUser");
+    let finding = key_finding(&env, "f-no-user", &keys[1], None, "IAMUser");
     let plan = make_plan(
         &finding,
         json!([{"id": "deactivate", "action": "deactivate-access-key"}]),
     );
-    let (pre, _) = run_step(&actions, &plan, "deactivate", &mut log)
+    let (pre, _) = Lifecycle::new(&actions, &plan, "deactivate")
+        .forward()
         .await
         .expect("deactivate without user name");
     assert_eq!(pre["user-name"], "frank");
@@ -594,10 +413,11 @@ async fn deactivate_touches_only_the_named_key() {
 async fn two_keys_are_refused_unless_the_other_is_inactive_and_deletion_is_allowed() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let (_, keys) = create_user(clients, "bob", 2).await;
-    let (named, other) = (keys[0].clone(), keys[1].clone());
-    let finding = access_key_finding("f-two-keys", &named, Some("bob"), "IAMUser");
-    let actions = actions(&aws, "two-keys");
+    let env = users(&aws, &[("bob", 2)]).await;
+    let keys = &env.users["bob"].access_keys;
+    let (named, other) = (keys[0].id.clone(), keys[1].id.clone());
+    let finding = key_finding(&env, "f-two-keys", &named, Some("bob"), "IAMUser");
+    let (actions, _) = local_actions(clients, "two-keys");
     let mut log = Transcript::default();
     let before = key_list(clients, "bob").await;
 
@@ -607,9 +427,8 @@ async fn two_keys_are_refused_unless_the_other_is_inactive_and_deletion_is_allow
         json!([{"id": "rotate", "action": "rotate-access-key"}]),
     );
     clients.calls.reset();
-    let err = run_step(&actions, &plan, "rotate", &mut log)
-        .await
-        .expect_err("refused");
+    let mut refused = Lifecycle::new(&actions, &plan, "rotate");
+    let err = refused.forward().await.expect_err("refused");
     assert_eq!(err.kind, ErrorKind::Refused, "{err}");
     assert!(err.to_string().contains("delete-inactive-other"), "{err}");
     assert!(
@@ -625,15 +444,14 @@ async fn two_keys_are_refused_unless_the_other_is_inactive_and_deletion_is_allow
     assert_eq!(key_list(clients, "bob").await, before);
     assert_eq!(secret_count(clients).await, 0);
     // Rolling back the refused step (prepared, never applied) is a no-op.
-    let step = plan.step("rotate").expect("step");
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
-    undo_step(&actions, &plan, "rotate", &pre, None, &mut log)
+    refused.pre_state().await.expect("pre-state");
+    refused
+        .undo_without_outcome()
         .await
         .expect("undo refused step");
+    refused.verify_undone().await.expect("verify undone");
     assert_eq!(key_list(clients, "bob").await, before);
+    log.record(&refused);
 
     // Deletion allowed but the other key is active: still refused.
     let plan = make_plan(
@@ -644,9 +462,8 @@ async fn two_keys_are_refused_unless_the_other_is_inactive_and_deletion_is_allow
         plan.step("rotate").expect("rotate").approval.required,
         "irreversible rotation needs approval"
     );
-    let err = run_step(&actions, &plan, "rotate", &mut log)
-        .await
-        .expect_err("refused");
+    let mut rotate = Lifecycle::new(&actions, &plan, "rotate");
+    let err = rotate.forward().await.expect_err("refused");
     assert_eq!(err.kind, ErrorKind::Refused, "{err}");
     assert!(
         err.message.contains(&other) && err.message.contains("Active"),
@@ -657,9 +474,7 @@ async fn two_keys_are_refused_unless_the_other_is_inactive_and_deletion_is_allow
 
     // The other key inactive: it is deleted, and recorded (id and status only).
     set_status(clients, "bob", &other, "Inactive").await;
-    let (pre, out) = run_step(&actions, &plan, "rotate", &mut log)
-        .await
-        .expect("rotate");
+    let (_, out) = rotate.forward().await.expect("rotate");
     assert_eq!(out["deleted-other-key"]["access-key-id"], json!(other));
     assert_eq!(out["deleted-other-key"]["status"], "Inactive");
     let new = out["new-access-key-id"]
@@ -673,36 +488,30 @@ async fn two_keys_are_refused_unless_the_other_is_inactive_and_deletion_is_allow
     assert_eq!(stored_id, new);
 
     // Undo removes the new key; the deleted inactive key cannot come back, and says so.
-    let undone = undo_step(&actions, &plan, "rotate", &pre, Some(&out), &mut log)
-        .await
-        .expect("undo");
+    let undone = rotate.rollback().await.expect("undo");
     let note = undone["not-restored"]
         .as_str()
         .expect("irreversibility noted");
     assert!(note.contains(&other), "{note}");
     assert_eq!(key_list(clients, "bob").await, vec![pair(&named, "Active")]);
-    assert!(
-        !log.text().contains(&stored_secret),
-        "the secret access key leaked"
-    );
+    log.record(&rotate);
+    log.assert_free_of(&stored_secret);
 }
 
 #[tokio::test]
 async fn rotate_recovers_from_interrupted_attempts() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let (_, keys) = create_user(clients, "grace", 1).await;
-    let finding = access_key_finding("f-interrupted", &keys[0], Some("grace"), "IAMUser");
+    let env = users(&aws, &[("grace", 1)]).await;
+    let key = env.users["grace"].access_keys[0].id.clone();
+    let finding = key_finding(&env, "f-interrupted", &key, Some("grace"), "IAMUser");
     let plan = make_plan(
         &finding,
         json!([{"id": "rotate", "action": "rotate-access-key"}]),
     );
-    let step = plan.step("rotate").expect("step");
-    let actions = actions(&aws, "interrupted");
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state");
+    let (actions, _) = local_actions(clients, "interrupted");
+    let mut life = Lifecycle::new(&actions, &plan, "rotate");
+    life.pre_state().await.expect("pre-state");
 
     // A crash between CreateAccessKey and CreateSecret left a key nobody holds the secret of.
     let orphan = clients
@@ -715,39 +524,30 @@ async fn rotate_recovers_from_interrupted_attempts() {
         .access_key()
         .map(|k| k.access_key_id().to_string())
         .expect("id");
-    let out = actions.apply(&plan, step, &pre).await.expect("apply");
+    let out = life.apply().await.expect("apply");
     assert_eq!(out["discarded-unstored-keys"], json!([orphan]));
-    actions
-        .verify(&plan, step, &pre, &out)
-        .await
-        .expect("verify");
+    life.verify().await.expect("verify");
     let new = out["new-access-key-id"].as_str().expect("new").to_string();
 
     // A crash after CreateSecret, before the outcome was journaled: re-apply reuses it.
-    let again = actions.apply(&plan, step, &pre).await.expect("re-apply");
+    let again = life.apply().await.expect("re-apply");
     assert_eq!(again["reused-existing-secret"], true);
     assert_eq!(again["new-access-key-id"], json!(new));
     assert_eq!(again["secret-arn"], out["secret-arn"]);
     assert_eq!(key_list(clients, "grace").await.len(), 2);
 
     // Undo without an outcome finds the key (not in the pre-state) and the secret by name.
-    let undone = actions
-        .undo(&plan, step, &pre, None)
+    let undone = life
+        .undo_without_outcome()
         .await
         .expect("undo without outcome");
     assert_eq!(undone["deleted-access-keys"], json!([new]));
-    actions
-        .verify_undone(&plan, step, &pre)
-        .await
-        .expect("verify undone");
-    assert_eq!(
-        key_list(clients, "grace").await,
-        vec![pair(&keys[0], "Active")]
-    );
+    life.verify_undone().await.expect("verify undone");
+    assert_eq!(key_list(clients, "grace").await, vec![pair(&key, "Active")]);
 
     // After a rollback the secret is scheduled for deletion: a re-apply says so instead of guessing.
-    let err = actions
-        .apply(&plan, step, &pre)
+    let err = life
+        .apply()
         .await
         .expect_err("secret scheduled for deletion");
     assert_eq!(err.kind, ErrorKind::InvalidState, "{err}");
@@ -758,8 +558,9 @@ async fn rotate_recovers_from_interrupted_attempts() {
 async fn assumed_role_key_revokes_the_role_sessions() {
     let aws = emulator().await;
     let clients = aws.clients();
-    create_role(clients, "web-role").await;
-    let finding = access_key_finding(
+    let env = environment(&aws, json!({"roles": [{"name": "web-role"}]})).await;
+    let finding = key_finding(
+        &env,
         "f-asia",
         "ASIAEXAMPLETEMPORARY",
         Some("web-role"),
@@ -773,12 +574,12 @@ async fn assumed_role_key_revokes_the_role_sessions() {
             {"id": "revoke", "action": "revoke-role-sessions"}
         ]),
     );
-    let actions = actions(&aws, "asia");
-    let mut log = Transcript::default();
+    let (actions, _) = local_actions(clients, "asia");
 
     // IAM cannot deactivate or rotate an STS key: a clear refusal pointing the right way.
     for id in ["deactivate", "rotate"] {
-        let err = run_step(&actions, &plan, id, &mut log)
+        let err = Lifecycle::new(&actions, &plan, id)
+            .forward()
             .await
             .expect_err("ASIA refused");
         assert_eq!(err.kind, ErrorKind::Refused, "{err}");
@@ -788,9 +589,8 @@ async fn assumed_role_key_revokes_the_role_sessions() {
     let revoke = plan.step("revoke").expect("revoke");
     assert!(revoke.approval.required);
     assert!(matches!(&revoke.target, Target::Role { role_name: Some(r), .. } if r == "web-role"));
-    let (pre, out) = run_step(&actions, &plan, "revoke", &mut log)
-        .await
-        .expect("revoke");
+    let mut life = Lifecycle::new(&actions, &plan, "revoke");
+    let (pre, out) = life.forward().await.expect("revoke");
     assert_eq!(pre["previous-document"], Value::Null);
     assert_eq!(out["replaced-previous-policy"], false);
     let document = role_policy(clients, "web-role", "AWSRevokeOlderSessions")
@@ -801,21 +601,18 @@ async fn assumed_role_key_revokes_the_role_sessions() {
     let doc: Value = serde_json::from_str(&document).expect("JSON");
     assert_eq!(doc["Statement"][0]["Effect"], "Deny");
     assert_eq!(doc["Statement"][0]["Action"], "*");
-    undo_step(&actions, &plan, "revoke", &pre, Some(&out), &mut log)
-        .await
-        .expect("undo");
+    life.rollback().await.expect("undo");
     assert_eq!(
         role_policy(clients, "web-role", "AWSRevokeOlderSessions").await,
         None
     );
     // Twice is harmless.
-    undo_step(&actions, &plan, "revoke", &pre, Some(&out), &mut log)
-        .await
-        .expect("undo again");
+    life.rollback().await.expect("undo again");
 
     // A role that does not exist: NotFound naming it, at pre-state, before any change.
     let missing = make_plan(
-        &access_key_finding(
+        &key_finding(
+            &env,
             "f-no-role",
             "ASIAEXAMPLENOROLE000",
             Some("no-such-role"),
@@ -823,7 +620,8 @@ async fn assumed_role_key_revokes_the_role_sessions() {
         ),
         json!([{"id": "revoke", "action": "revoke-role-sessions"}]),
     );
-    let err = run_step(&actions, &missing, "revoke", &mut log)
+    let err = Lifecycle::new(&actions, &missing, "revoke")
+        .forward()
         .await
         .expect_err("missing role");
     assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
@@ -840,9 +638,8 @@ async fn assumed_role_key_revokes_the_role_sessions() {
         .send()
         .await
         .expect("PutRolePolicy");
-    let (pre, out) = run_step(&actions, &plan, "revoke", &mut log)
-        .await
-        .expect("revoke over existing policy");
+    let mut life = Lifecycle::new(&actions, &plan, "revoke");
+    let (pre, out) = life.forward().await.expect("revoke over existing policy");
     assert_eq!(pre["previous-document"], json!(original));
     assert_eq!(out["replaced-previous-policy"], true);
     assert!(
@@ -853,16 +650,8 @@ async fn assumed_role_key_revokes_the_role_sessions() {
         )
         .is_some()
     );
-    let step = plan.step("revoke").expect("step");
-    assert!(
-        actions
-            .describe_apply(&plan, step, &pre)
-            .join(" ")
-            .contains("replaces")
-    );
-    undo_step(&actions, &plan, "revoke", &pre, Some(&out), &mut log)
-        .await
-        .expect("undo");
+    assert!(life.dry_run().join(" ").contains("replaces"));
+    life.rollback().await.expect("undo");
     assert_eq!(
         role_policy(clients, "web-role", "AWSRevokeOlderSessions")
             .await
@@ -875,60 +664,40 @@ async fn assumed_role_key_revokes_the_role_sessions() {
 async fn instance_profile_role_is_resolved_at_run_time() {
     let aws = emulator().await;
     let clients = aws.clients();
-    create_role(clients, "app-role").await;
-    let profile = clients
-        .iam
-        .create_instance_profile()
-        .instance_profile_name("app-profile")
-        .send()
-        .await
-        .expect("CreateInstanceProfile");
-    let profile_arn = profile
-        .instance_profile()
-        .map(|p| p.arn().to_string())
-        .expect("profile arn");
-    clients
-        .iam
-        .add_role_to_instance_profile()
-        .instance_profile_name("app-profile")
-        .role_name("app-role")
-        .send()
-        .await
-        .expect("AddRoleToInstanceProfile");
-    let run = clients
+    let env = environment(
+        &aws,
+        json!({
+            "vpcs": [{"name": "vpc", "cidr": "10.30.0.0/16",
+                      "subnets": [{"name": "subnet", "cidr": "10.30.1.0/24"}]}],
+            "roles": [{"name": "app-role"}],
+            "instance-profiles": [{"name": "app-profile", "role": "app-role"}],
+            "instances": [{"name": "app", "subnet": "subnet", "image-id": "ami-12c6146b",
+                           "instance-profile": "app-profile"}]
+        }),
+    )
+    .await;
+    let instance_id = env.instances["app"].id.clone();
+    let associations = clients
         .ec2
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .min_count(1)
-        .max_count(1)
-        .send()
-        .await
-        .expect("RunInstances");
-    let instance_id = run.instances()[0]
-        .instance_id()
-        .expect("instance id")
-        .to_string();
-    let association = clients
-        .ec2
-        .associate_iam_instance_profile()
-        .instance_id(&instance_id)
-        .iam_instance_profile(
-            aws_sdk_ec2::types::IamInstanceProfileSpecification::builder()
-                .arn(&profile_arn)
+        .describe_iam_instance_profile_associations()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("instance-id")
+                .values(&instance_id)
                 .build(),
         )
         .send()
         .await
-        .expect("AssociateIamInstanceProfile");
-    let association_id = association
-        .iam_instance_profile_association()
-        .and_then(|a| a.association_id())
+        .expect("DescribeIamInstanceProfileAssociations");
+    let association_id = associations.iam_instance_profile_associations()[0]
+        .association_id()
         .expect("association id")
         .to_string();
 
-    let finding = instance_finding("f-instance", &instance_id, &profile_arn);
+    let mut finding = env.instance_finding("app").expect("instance finding");
+    finding.id = Some("f-instance".to_string());
     let plan = make_plan(
-        &finding,
+        &finding.detail().to_string(),
         json!([{"id": "revoke", "action": "revoke-role-sessions"}]),
     );
     assert!(matches!(
@@ -939,11 +708,9 @@ async fn instance_profile_role_is_resolved_at_run_time() {
             ..
         }
     ));
-    let actions = actions(&aws, "instance");
-    let mut log = Transcript::default();
-    let (pre, out) = run_step(&actions, &plan, "revoke", &mut log)
-        .await
-        .expect("revoke");
+    let (actions, _) = local_actions(clients, "instance");
+    let mut life = Lifecycle::new(&actions, &plan, "revoke");
+    let (pre, _) = life.forward().await.expect("revoke");
     assert_eq!(pre["role-name"], "app-role");
     assert_eq!(pre["role-source"]["from"], "instance-profile");
     assert_eq!(pre["role-source"]["association-id"], json!(association_id));
@@ -955,9 +722,7 @@ async fn instance_profile_role_is_resolved_at_run_time() {
         )
         .is_some()
     );
-    undo_step(&actions, &plan, "revoke", &pre, Some(&out), &mut log)
-        .await
-        .expect("undo");
+    life.rollback().await.expect("undo");
     assert_eq!(
         role_policy(clients, "app-role", "AWSRevokeOlderSessions").await,
         None
@@ -971,11 +736,7 @@ async fn instance_profile_role_is_resolved_at_run_time() {
         .send()
         .await
         .expect("DisassociateIamInstanceProfile");
-    let step = plan.step("revoke").expect("step");
-    let pre = actions
-        .read_pre_state(&plan, step)
-        .await
-        .expect("pre-state after detach");
+    let pre = life.pre_state().await.expect("pre-state after detach");
     assert_eq!(pre["role-name"], "app-role");
     assert_eq!(pre["role-source"]["association-id"], Value::Null);
 }
@@ -984,16 +745,13 @@ async fn instance_profile_role_is_resolved_at_run_time() {
 async fn quarantine_user_and_delete_login_profile() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let (_, keys) = create_user(clients, "dave", 1).await;
-    clients
-        .iam
-        .create_login_profile()
-        .user_name("dave")
-        .password("Correct-Horse-Battery-9")
-        .send()
-        .await
-        .expect("CreateLoginProfile");
-    let finding = access_key_finding("f-user", &keys[0], Some("dave"), "IAMUser");
+    let env = environment(
+        &aws,
+        json!({"users": [{"name": "dave", "access-keys": 1, "console-password": true}]}),
+    )
+    .await;
+    let key = env.users["dave"].access_keys[0].id.clone();
+    let finding = key_finding(&env, "f-user", &key, Some("dave"), "IAMUser");
     let plan = make_plan(
         &finding,
         json!([
@@ -1001,12 +759,10 @@ async fn quarantine_user_and_delete_login_profile() {
             {"id": "password", "action": "delete-login-profile"}
         ]),
     );
-    let actions = actions(&aws, "user");
-    let mut log = Transcript::default();
+    let (actions, _) = local_actions(clients, "user");
 
-    let (pre, out) = run_step(&actions, &plan, "quarantine", &mut log)
-        .await
-        .expect("quarantine");
+    let mut quarantine = Lifecycle::new(&actions, &plan, "quarantine");
+    quarantine.forward().await.expect("quarantine");
     let policy = user_policy(clients, "dave", "CordonQuarantineDenyAll")
         .await
         .expect("deny-all present");
@@ -1014,9 +770,7 @@ async fn quarantine_user_and_delete_login_profile() {
     assert_eq!(doc["Statement"][0]["Effect"], "Deny");
     assert_eq!(doc["Statement"][0]["Action"], "*");
     assert_eq!(doc["Statement"][0]["Resource"], "*");
-    undo_step(&actions, &plan, "quarantine", &pre, Some(&out), &mut log)
-        .await
-        .expect("undo quarantine");
+    quarantine.rollback().await.expect("undo quarantine");
     assert_eq!(
         user_policy(clients, "dave", "CordonQuarantineDenyAll").await,
         None
@@ -1033,13 +787,12 @@ async fn quarantine_user_and_delete_login_profile() {
         .send()
         .await
         .expect("PutUserPolicy");
-    let (pre, out) = run_step(&actions, &plan, "quarantine", &mut log)
+    let (_, out) = quarantine
+        .forward()
         .await
         .expect("quarantine over existing");
     assert_eq!(out["replaced-previous-policy"], true);
-    undo_step(&actions, &plan, "quarantine", &pre, Some(&out), &mut log)
-        .await
-        .expect("undo quarantine");
+    quarantine.rollback().await.expect("undo quarantine");
     assert_eq!(
         user_policy(clients, "dave", "CordonQuarantineDenyAll")
             .await
@@ -1048,11 +801,9 @@ async fn quarantine_user_and_delete_login_profile() {
     );
 
     // The console password: deleted, and its undo refused.
-    let step = plan.step("password").expect("step");
-    assert!(step.approval.required);
-    let (pre, out) = run_step(&actions, &plan, "password", &mut log)
-        .await
-        .expect("delete login profile");
+    let mut password = Lifecycle::new(&actions, &plan, "password");
+    assert!(password.step().approval.required);
+    let (pre, out) = password.forward().await.expect("delete login profile");
     assert!(pre["login-profile"].is_object(), "{pre}");
     assert_eq!(out["deleted"], true);
     let gone = clients
@@ -1062,45 +813,47 @@ async fn quarantine_user_and_delete_login_profile() {
         .send()
         .await;
     assert!(gone.is_err(), "login profile still there");
-    let err = actions
-        .undo(&plan, step, &pre, Some(&out))
-        .await
-        .expect_err("undo refused");
+    let err = password.undo().await.expect_err("undo refused");
     assert_eq!(err.kind, ErrorKind::Refused, "{err}");
     assert!(err.message.contains("cannot be restored"), "{err}");
     // A second run finds no password and changes nothing; its undo has nothing to do.
-    let (pre, out) = run_step(&actions, &plan, "password", &mut log)
+    let (pre, out) = password
+        .forward()
         .await
         .expect("delete login profile again");
     assert_eq!(pre["login-profile"], Value::Null);
     assert_eq!(out["deleted"], false);
-    undo_step(&actions, &plan, "password", &pre, Some(&out), &mut log)
-        .await
-        .expect("nothing to undo");
+    password.rollback().await.expect("nothing to undo");
 }
 
 #[tokio::test]
 async fn missing_user_or_key_is_not_found_and_changes_nothing() {
     let aws = emulator().await;
     let clients = aws.clients();
-    create_user(clients, "erin", 1).await;
+    let env = users(&aws, &[("erin", 1)]).await;
     let before = key_list(clients, "erin").await;
-    let actions = actions(&aws, "missing");
+    let (actions, _) = local_actions(clients, "missing");
     let steps = json!([
         {"id": "deactivate", "action": "deactivate-access-key"},
         {"id": "rotate", "action": "rotate-access-key"},
         {"id": "quarantine", "action": "quarantine-user"},
         {"id": "password", "action": "delete-login-profile"}
     ]);
-    let mut log = Transcript::default();
     clients.calls.reset();
 
     let ghost = make_plan(
-        &access_key_finding("f-ghost", "AKIAGHOSTGHOSTGHOST1", Some("ghost"), "IAMUser"),
+        &key_finding(
+            &env,
+            "f-ghost",
+            "AKIAGHOSTGHOSTGHOST1",
+            Some("ghost"),
+            "IAMUser",
+        ),
         steps.clone(),
     );
     for id in ["deactivate", "rotate", "quarantine", "password"] {
-        let err = run_step(&actions, &ghost, id, &mut log)
+        let err = Lifecycle::new(&actions, &ghost, id)
+            .forward()
             .await
             .expect_err("missing user");
         assert_eq!(err.kind, ErrorKind::NotFound, "{id}: {err}");
@@ -1108,7 +861,8 @@ async fn missing_user_or_key_is_not_found_and_changes_nothing() {
     }
 
     let missing_key = make_plan(
-        &access_key_finding(
+        &key_finding(
+            &env,
             "f-missing-key",
             "AKIAMISSINGMISSING12",
             Some("erin"),
@@ -1117,7 +871,8 @@ async fn missing_user_or_key_is_not_found_and_changes_nothing() {
         steps,
     );
     for id in ["deactivate", "rotate"] {
-        let err = run_step(&actions, &missing_key, id, &mut log)
+        let err = Lifecycle::new(&actions, &missing_key, id)
+            .forward()
             .await
             .expect_err("missing key");
         assert_eq!(err.kind, ErrorKind::NotFound, "{id}: {err}");
@@ -1180,8 +935,9 @@ fn capture(buffer: &Captured) -> tracing::subscriber::DefaultGuard {
 async fn the_secret_access_key_appears_nowhere() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let (_, keys) = create_user(clients, "heidi", 1).await;
-    let finding = access_key_finding("f-secret-scan", &keys[0], Some("heidi"), "IAMUser");
+    let env = users(&aws, &[("heidi", 1)]).await;
+    let key = env.users["heidi"].access_keys[0].id.clone();
+    let finding = key_finding(&env, "f-secret-scan", &key, Some("heidi"), "IAMUser");
     let plan = make_plan(
         &finding,
         json!([
@@ -1189,36 +945,29 @@ async fn the_secret_access_key_appears_nowhere() {
             {"id": "rotate", "action": "rotate-access-key"}
         ]),
     );
-    let actions = actions(&aws, "secret-scan");
-    let step = plan.step("rotate").expect("step");
+    let (actions, _) = local_actions(clients, "secret-scan");
     let mut log = Transcript::default();
     let traces = Captured::default();
 
     // Everything the handlers do runs under a TRACE subscriber (the SDK's own events included).
     let guard = capture(&traces);
     tracing::trace!("capture started");
-    let (deactivate_pre, deactivate_out) = run_step(&actions, &plan, "deactivate", &mut log)
-        .await
-        .expect("deactivate");
-    let (pre, out) = run_step(&actions, &plan, "rotate", &mut log)
-        .await
-        .expect("rotate");
+    let mut deactivate = Lifecycle::new(&actions, &plan, "deactivate");
+    deactivate.forward().await.expect("deactivate");
+    let mut rotate = Lifecycle::new(&actions, &plan, "rotate");
+    let (_, out) = rotate.forward().await.expect("rotate");
     log.0.push(format!("{out:?}"));
-    let again = actions.apply(&plan, step, &pre).await.expect("re-apply");
-    log.json(&again);
-    actions
-        .verify(&plan, step, &pre, &again)
-        .await
-        .expect("verify");
+    rotate.apply().await.expect("re-apply");
+    rotate.verify().await.expect("verify");
     // Another case cannot make a third key: its refusal must not carry the secret either.
     let other_case = make_plan(
-        &access_key_finding("f-secret-scan-2", &keys[0], Some("heidi"), "IAMUser"),
+        &key_finding(&env, "f-secret-scan-2", &key, Some("heidi"), "IAMUser"),
         json!([{"id": "rotate", "action": "rotate-access-key"}]),
     );
-    let err = run_step(&actions, &other_case, "rotate", &mut log)
-        .await
-        .expect_err("two keys");
+    let mut refused = Lifecycle::new(&actions, &other_case, "rotate");
+    let err = refused.forward().await.expect_err("two keys");
     assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+    log.record(&refused);
     drop(guard);
 
     // Read the secret outside the capture (the test's own read must not pollute it).
@@ -1227,20 +976,12 @@ async fn the_secret_access_key_appears_nowhere() {
     assert!(secret.len() >= 20, "implausible secret");
 
     let guard = capture(&traces);
-    undo_step(&actions, &plan, "rotate", &pre, Some(&out), &mut log)
-        .await
-        .expect("undo rotate");
-    undo_step(
-        &actions,
-        &plan,
-        "deactivate",
-        &deactivate_pre,
-        Some(&deactivate_out),
-        &mut log,
-    )
-    .await
-    .expect("undo deactivate");
+    rotate.undo_with(Some(&out)).await.expect("undo rotate");
+    rotate.verify_undone().await.expect("verify undone");
+    deactivate.rollback().await.expect("undo deactivate");
     drop(guard);
+    log.record(&deactivate);
+    log.record(&rotate);
 
     let traces = traces.text();
     // The SDK's own TRACE events for the two calls that carry the secret were captured.

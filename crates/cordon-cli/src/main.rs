@@ -8,6 +8,7 @@
 mod evidence_cmd;
 mod intake;
 mod output;
+mod policy_cmd;
 mod render;
 
 use std::collections::BTreeSet;
@@ -130,6 +131,9 @@ enum Command {
         #[command(subcommand)]
         command: evidence_cmd::EvidenceCommand,
     },
+    /// Print the IAM policy the playbooks need (JSON), scoped by ARN and condition keys;
+    /// or the role's permissions boundary, or the managed policy quarantine attaches.
+    Policy(policy_cmd::PolicyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +172,16 @@ struct StateArgs {
     /// Store evidence in this S3 bucket (see `cordon evidence init`) instead of the state directory.
     #[arg(long, env = "CORDON_EVIDENCE_BUCKET")]
     evidence_bucket: Option<String>,
+}
+
+impl ApprovalArgs {
+    /// No standing approvals: every gated step asks (or waits).
+    fn none() -> Self {
+        Self {
+            yes: false,
+            approve: Vec::new(),
+        }
+    }
 }
 
 impl StateArgs {
@@ -256,99 +270,22 @@ fn init_logging(verbose: u8, json: bool) {
 async fn dispatch(command: Command) -> Result<u8, Failure> {
     let aws = Aws::default();
     match command {
-        Command::Schema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&cordon_core::playbook::json_schema())
-                    .map_err(|e| failed(e.into()))?
-            );
-            Ok(0)
-        }
+        Command::Schema => schema(),
         Command::Validate { path } => validate(&path),
-        Command::Route(args) => {
-            let (finding, playbooks) = load_inputs(&args, &aws).await?;
-            let (route, _) = route(&finding, &playbooks_only(&playbooks));
-            match args.output {
-                Output::Json => print_json(&route)?,
-                Output::Text => print!("{}", render::route(&finding, &route)),
-            }
-            Ok(0)
-        }
-        Command::Plan(args) => {
-            let (finding, playbooks) = load_inputs(&args, &aws).await?;
-            match make_plan(&finding, &playbooks) {
-                Some(plan) => match args.output {
-                    Output::Json => print_json(&plan)?,
-                    Output::Text => print!("{}", render::plan(&plan)),
-                },
-                None => no_match(&finding, &playbooks, args.output)?,
-            }
-            Ok(0)
-        }
+        Command::Route(args) => route_finding(&args, &aws).await,
+        Command::Plan(args) => plan_finding(&args, &aws).await,
         Command::Run {
-            finding: args,
+            finding,
             dry_run,
             approval,
             state,
-        } => {
-            let (finding, playbooks) = load_inputs(&args, &aws).await?;
-            let Some(plan) = make_plan(&finding, &playbooks) else {
-                no_match(&finding, &playbooks, args.output)?;
-                return Ok(0);
-            };
-            let aws = aws_actions(&aws, &state).await?;
-            if dry_run {
-                let approver = CliApprover::new(&aws.clients, &approval, false);
-                let journal = state.journal();
-                let executor = Executor::new(&aws, &journal, &approver);
-                let steps = executor.dry_run(&plan).await;
-                match args.output {
-                    Output::Json => print_json(&output::DryRun {
-                        plan: &plan,
-                        dry_run: &steps,
-                    })?,
-                    Output::Text => {
-                        print!("{}", render::plan(&plan));
-                        print!("{}", render::dry_run(&steps));
-                    }
-                }
-                return Ok(0);
-            }
-            if args.output == Output::Text {
-                print!("{}", render::plan(&plan));
-                println!();
-            }
-            let journal = state.journal();
-            let approver = CliApprover::new(&aws.clients, &approval, args.output == Output::Text);
-            let timeline = Timeline::new(args.output);
-            let observer = |r: &JournalRecord| timeline.record(r);
-            let executor = Executor::new(&aws, &journal, &approver)
-                .observe(&observer)
-                .crash_after_record(crash_hook());
-            let report = executor
-                .run(&plan, &finding.raw)
-                .await
-                .map_err(exec_failure)?;
-            finish(report, &aws, args.output)
-        }
+        } => run(&finding, dry_run, &approval, &state, &aws).await,
         Command::Resume {
             case,
             approval,
             state,
             output,
-        } => {
-            let case = parse_case(&case)?;
-            let aws = aws_actions(&aws, &state).await?;
-            let journal = state.journal();
-            let approver = CliApprover::new(&aws.clients, &approval, output == Output::Text);
-            let timeline = Timeline::new(output);
-            let observer = |r: &JournalRecord| timeline.record(r);
-            let executor = Executor::new(&aws, &journal, &approver)
-                .observe(&observer)
-                .crash_after_record(crash_hook());
-            let report = executor.resume(&case).await.map_err(exec_failure)?;
-            finish(report, &aws, output)
-        }
+        } => resume(&case, &approval, &state, output, &aws).await,
         Command::Approve {
             case,
             step,
@@ -356,109 +293,214 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             reason,
             state,
             output,
-        } => {
-            let case = parse_case(&case)?;
-            let aws = aws_actions(&aws, &state).await?;
-            let journal = state.journal();
-            let identity = caller_identity(&aws.clients).await;
-            let decision = if refuse {
-                Decision::Refused {
-                    approver: identity,
-                    reason: if reason.is_empty() {
-                        "refused".to_string()
-                    } else {
-                        reason
-                    },
-                }
-            } else {
-                Decision::Approved { approver: identity }
-            };
-            // Later approval-gated steps still ask: the approval covers this step only.
-            let approver = CliApprover::new(
-                &aws.clients,
-                &ApprovalArgs {
-                    yes: false,
-                    approve: Vec::new(),
-                },
-                output == Output::Text,
-            );
-            let timeline = Timeline::new(output);
-            let observer = |r: &JournalRecord| timeline.record(r);
-            let executor = Executor::new(&aws, &journal, &approver).observe(&observer);
-            let report = executor
-                .decide(&case, &step, decision)
-                .await
-                .map_err(exec_failure)?;
-            finish(report, &aws, output)
-        }
+        } => approve(&case, &step, refuse, reason, &state, output, &aws).await,
         Command::Rollback {
             case,
             state,
             output,
-        } => {
-            let case = parse_case(&case)?;
-            let aws = aws_actions(&aws, &state).await?;
-            let journal = state.journal();
-            let approver = CliApprover::new(
-                &aws.clients,
-                &ApprovalArgs {
-                    yes: false,
-                    approve: Vec::new(),
-                },
-                false,
-            );
-            let timeline = Timeline::new(output);
-            let observer = |r: &JournalRecord| timeline.record(r);
-            let executor = Executor::new(&aws, &journal, &approver)
-                .observe(&observer)
-                .crash_after_record(crash_hook());
-            let report = executor
-                .rollback(&case, "requested from the CLI")
-                .await
-                .map_err(exec_failure)?;
-            finish(report, &aws, output)
-        }
+        } => rollback(&case, &state, output, &aws).await,
         Command::Status {
             case,
             state,
             output,
-        } => {
-            let case = parse_case(&case)?;
-            let journal = state.journal();
-            let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
-            let case_state =
-                CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
-            match output {
-                Output::Json => print_json(&output::CaseStatusReport {
-                    case_id: &case,
-                    status: case_state.status.map(|s| s.to_string()),
-                    plan: &case_state.plan,
-                    journal: &records,
-                })?,
-                Output::Text => print!("{}", render::status(&case_state, &records)),
-            }
-            Ok(0)
-        }
+        } => status(&case, &state, output).await,
+        Command::Cases { state, output } => cases(&state, output).await,
         Command::Triage(args) => intake::triage(args, &aws).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
-        Command::Cases { state, output } => {
-            let journal = state.journal();
-            let cases = journal.cases().await.map_err(|e| failed(e.into()))?;
-            let mut rows = Vec::new();
-            for case in cases {
-                let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
-                match CaseState::from_records(&case, &records) {
-                    Ok(s) => rows.push(render::CaseRow::from_state(&s, &records)),
-                    Err(e) => rows.push(render::CaseRow::broken(&case, &e.to_string())),
-                }
-            }
-            match output {
-                Output::Json => print_json(&output::Cases { cases: &rows })?,
-                Output::Text => print!("{}", render::cases(&rows)),
-            }
-            Ok(0)
+        Command::Policy(args) => policy_cmd::run(&args),
+    }
+}
+
+fn schema() -> Result<u8, Failure> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&cordon_core::playbook::json_schema())
+            .map_err(|e| failed(e.into()))?
+    );
+    Ok(0)
+}
+
+async fn route_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
+    let (finding, playbooks) = load_inputs(args, aws).await?;
+    let (route, _) = route(&finding, &playbooks_only(&playbooks));
+    match args.output {
+        Output::Json => print_json(&route)?,
+        Output::Text => print!("{}", render::route(&finding, &route)),
+    }
+    Ok(0)
+}
+
+async fn plan_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
+    let (finding, playbooks) = load_inputs(args, aws).await?;
+    match make_plan(&finding, &playbooks) {
+        Some(plan) => match args.output {
+            Output::Json => print_json(&plan)?,
+            Output::Text => print!("{}", render::plan(&plan)),
+        },
+        None => no_match(&finding, &playbooks, args.output)?,
+    }
+    Ok(0)
+}
+
+async fn run(
+    args: &FindingArgs,
+    dry_run: bool,
+    approval: &ApprovalArgs,
+    state: &StateArgs,
+    aws: &Aws,
+) -> Result<u8, Failure> {
+    let (finding, playbooks) = load_inputs(args, aws).await?;
+    let Some(plan) = make_plan(&finding, &playbooks) else {
+        no_match(&finding, &playbooks, args.output)?;
+        return Ok(0);
+    };
+    let aws = aws_actions(aws, state).await?;
+    if dry_run {
+        return print_dry_run(&plan, &aws, approval, state, args.output).await;
+    }
+    if args.output == Output::Text {
+        print!("{}", render::plan(&plan));
+        println!();
+    }
+    let journal = state.journal();
+    let approver = CliApprover::new(&aws.clients, approval, args.output == Output::Text);
+    let timeline = Timeline::new(args.output);
+    let observer = |r: &JournalRecord| timeline.record(r);
+    let executor = case_executor(&aws, &journal, &approver, &observer);
+    let report = executor
+        .run(&plan, &finding.raw)
+        .await
+        .map_err(exec_failure)?;
+    finish(report, &aws, args.output)
+}
+
+async fn print_dry_run(
+    plan: &Plan,
+    aws: &AwsActions,
+    approval: &ApprovalArgs,
+    state: &StateArgs,
+    output: Output,
+) -> Result<u8, Failure> {
+    let approver = CliApprover::new(&aws.clients, approval, false);
+    let journal = state.journal();
+    let executor = Executor::new(aws, &journal, &approver);
+    let steps = executor.dry_run(plan).await;
+    match output {
+        Output::Json => print_json(&output::DryRun {
+            plan,
+            dry_run: &steps,
+        })?,
+        Output::Text => {
+            print!("{}", render::plan(plan));
+            print!("{}", render::dry_run(&steps));
         }
     }
+    Ok(0)
+}
+
+async fn resume(
+    case: &str,
+    approval: &ApprovalArgs,
+    state: &StateArgs,
+    output: Output,
+    aws: &Aws,
+) -> Result<u8, Failure> {
+    let case = parse_case(case)?;
+    let aws = aws_actions(aws, state).await?;
+    let journal = state.journal();
+    let approver = CliApprover::new(&aws.clients, approval, output == Output::Text);
+    let timeline = Timeline::new(output);
+    let observer = |r: &JournalRecord| timeline.record(r);
+    let executor = case_executor(&aws, &journal, &approver, &observer);
+    let report = executor.resume(&case).await.map_err(exec_failure)?;
+    finish(report, &aws, output)
+}
+
+async fn approve(
+    case: &str,
+    step: &str,
+    refuse: bool,
+    reason: String,
+    state: &StateArgs,
+    output: Output,
+    aws: &Aws,
+) -> Result<u8, Failure> {
+    let case = parse_case(case)?;
+    let aws = aws_actions(aws, state).await?;
+    let journal = state.journal();
+    let identity = caller_identity(&aws.clients).await;
+    let decision = if refuse {
+        Decision::Refused {
+            approver: identity,
+            reason: if reason.is_empty() {
+                "refused".to_string()
+            } else {
+                reason
+            },
+        }
+    } else {
+        Decision::Approved { approver: identity }
+    };
+    // Later approval-gated steps still ask: the approval covers this step only.
+    let approver = CliApprover::new(&aws.clients, &ApprovalArgs::none(), output == Output::Text);
+    let timeline = Timeline::new(output);
+    let observer = |r: &JournalRecord| timeline.record(r);
+    let executor = Executor::new(&aws, &journal, &approver).observe(&observer);
+    let report = executor
+        .decide(&case, step, decision)
+        .await
+        .map_err(exec_failure)?;
+    finish(report, &aws, output)
+}
+
+async fn rollback(case: &str, state: &StateArgs, output: Output, aws: &Aws) -> Result<u8, Failure> {
+    let case = parse_case(case)?;
+    let aws = aws_actions(aws, state).await?;
+    let journal = state.journal();
+    let approver = CliApprover::new(&aws.clients, &ApprovalArgs::none(), false);
+    let timeline = Timeline::new(output);
+    let observer = |r: &JournalRecord| timeline.record(r);
+    let executor = case_executor(&aws, &journal, &approver, &observer);
+    let report = executor
+        .rollback(&case, "requested from the CLI")
+        .await
+        .map_err(exec_failure)?;
+    finish(report, &aws, output)
+}
+
+async fn status(case: &str, state: &StateArgs, output: Output) -> Result<u8, Failure> {
+    let case = parse_case(case)?;
+    let journal = state.journal();
+    let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
+    let case_state = CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
+    match output {
+        Output::Json => print_json(&output::CaseStatusReport {
+            case_id: &case,
+            status: case_state.status.map(|s| s.to_string()),
+            plan: &case_state.plan,
+            journal: &records,
+        })?,
+        Output::Text => print!("{}", render::status(&case_state, &records)),
+    }
+    Ok(0)
+}
+
+async fn cases(state: &StateArgs, output: Output) -> Result<u8, Failure> {
+    let journal = state.journal();
+    let cases = journal.cases().await.map_err(|e| failed(e.into()))?;
+    let mut rows = Vec::new();
+    for case in cases {
+        let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
+        match CaseState::from_records(&case, &records) {
+            Ok(s) => rows.push(render::CaseRow::from_state(&s, &records)),
+            Err(e) => rows.push(render::CaseRow::broken(&case, &e.to_string())),
+        }
+    }
+    match output {
+        Output::Json => print_json(&output::Cases { cases: &rows })?,
+        Output::Text => print!("{}", render::cases(&rows)),
+    }
+    Ok(0)
 }
 
 fn validate(path: &Path) -> Result<u8, Failure> {
@@ -508,18 +550,23 @@ async fn load_inputs(
             )));
         }
     };
-    let playbooks = load_playbooks(&args.playbooks).map_err(|problems| {
+    let playbooks = load_valid_playbooks(&args.playbooks)?;
+    Ok((finding, playbooks))
+}
+
+/// The playbooks at `path`, or every problem on stderr and one closing error.
+fn load_valid_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Failure> {
+    load_playbooks(path).map_err(|problems| {
         for problem in &problems {
             eprintln!("{problem}");
         }
         invalid(anyhow!(
             "{} problem(s) in the playbooks at {}: fix them (`cordon validate {}`)",
             problems.len(),
-            args.playbooks.display(),
-            args.playbooks.display()
+            path.display(),
+            path.display()
         ))
-    })?;
-    Ok((finding, playbooks))
+    })
 }
 
 fn read_finding(path: &Path) -> Result<Finding, Failure> {
@@ -615,6 +662,19 @@ async fn aws_actions(aws: &Aws, state: &StateArgs) -> Result<AwsActions, Failure
                 .ok()
                 .filter(|t| !t.is_empty()),
         ))
+}
+
+/// The executor `run`, `resume` and `rollback` drive: every journal record
+/// printed as it is written, and the crash-test hook armed.
+fn case_executor<'a>(
+    aws: &'a AwsActions,
+    journal: &'a LocalJournal,
+    approver: &'a CliApprover<'a>,
+    observer: &'a (dyn Fn(&JournalRecord) + Send + Sync),
+) -> Executor<'a, AwsActions, LocalJournal, CliApprover<'a>> {
+    Executor::new(aws, journal, approver)
+        .observe(observer)
+        .crash_after_record(crash_hook())
 }
 
 /// Test hook for crash-safety tests: abort right after journal record N is durable.

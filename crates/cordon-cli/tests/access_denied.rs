@@ -7,44 +7,36 @@
 use aws_config::BehaviorVersion;
 use aws_credential_types::Credentials;
 use cordon_aws::client::AwsClients;
-use cordon_gameday::{diff_states, provision_compromised_instance, side_effects, snapshot_state};
+use cordon_gameday::spec::UserSpec;
+use cordon_gameday::{
+    EnvironmentSpec, Fixture, diff_states, provision, side_effects, snapshot_state,
+};
 use cordon_tests::Emulator;
+use serde_json::json;
 
-const READ_ONLY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":[
-  "ec2:Describe*","autoscaling:Describe*","elasticloadbalancing:Describe*","iam:Get*","iam:List*",
-  "sts:GetCallerIdentity"],"Resource":"*"}]}"#;
-const ADMIN: &str =
-    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+/// The compromised web server, an administrator and a responder allowed
+/// only to read.
+fn environment() -> EnvironmentSpec {
+    let read_only = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": [
+        "ec2:Describe*", "autoscaling:Describe*", "elasticloadbalancing:Describe*", "iam:Get*",
+        "iam:List*", "sts:GetCallerIdentity"], "Resource": "*"}]});
+    let admin = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]});
+    let user = |name: &str, policy| -> UserSpec {
+        serde_json::from_value(
+            json!({"name": name, "access-keys": 1, "inline-policies": {"access": policy}}),
+        )
+        .unwrap()
+    };
+    let mut spec = EnvironmentSpec::compromised_instance();
+    spec.users.push(user("forensics-admin", admin));
+    spec.users.push(user("read-only-responder", read_only));
+    spec
+}
 
-async fn user(clients: &AwsClients, name: &str, policy: &str) -> (String, String) {
-    clients
-        .iam
-        .create_user()
-        .user_name(name)
-        .send()
-        .await
-        .unwrap();
-    clients
-        .iam
-        .put_user_policy()
-        .user_name(name)
-        .policy_name("access")
-        .policy_document(policy)
-        .send()
-        .await
-        .unwrap();
-    let key = clients
-        .iam
-        .create_access_key()
-        .user_name(name)
-        .send()
-        .await
-        .unwrap();
-    let key = key.access_key().unwrap();
-    (
-        key.access_key_id().to_string(),
-        key.secret_access_key().to_string(),
-    )
+/// (access key id, secret) of the user's key.
+fn key_of(fixture: &Fixture, user: &str) -> (String, String) {
+    let key = &fixture.users[user].access_keys[0];
+    (key.id.clone(), key.secret.expose().to_string())
 }
 
 async fn clients_as(endpoint: &str, key: &(String, String)) -> AwsClients {
@@ -62,9 +54,9 @@ async fn a_read_only_identity_gets_a_clear_error_and_nothing_changes() {
     let emulator = Emulator::start().await.expect("emulator starts");
     let endpoint = emulator.endpoint();
     let root = AwsClients::from_sdk_config(&emulator.sdk_config().await).unwrap();
-    let fixture = provision_compromised_instance(&root).await.unwrap();
-    let admin = user(&root, "forensics-admin", ADMIN).await;
-    let reader = user(&root, "read-only-responder", READ_ONLY).await;
+    let fixture = provision(&root, &environment()).await.unwrap();
+    let admin = key_of(&fixture, "forensics-admin");
+    let reader = key_of(&fixture, "read-only-responder");
     let admin_clients = clients_as(&endpoint, &admin).await;
     let before = snapshot_state(&root, &fixture).await.unwrap();
     let effects_before = side_effects(&root, &fixture).await.unwrap();
@@ -75,8 +67,12 @@ async fn a_read_only_identity_gets_a_clear_error_and_nothing_changes() {
     let finding = dir.join("finding.json");
     std::fs::write(
         &finding,
-        serde_json::to_vec(&fixture.finding_json(8.0, "Backdoor:EC2/C&CActivity.B", false))
-            .unwrap(),
+        serde_json::to_vec(&{
+            let mut finding = fixture.instance_finding("web-01").unwrap();
+            finding.finding_type = "Backdoor:EC2/C&CActivity.B".to_string();
+            finding.detail()
+        })
+        .unwrap(),
     )
     .unwrap();
 
@@ -106,7 +102,7 @@ async fn a_read_only_identity_gets_a_clear_error_and_nothing_changes() {
         .unwrap_or_default();
     // Isolation comes first, and its first mutation is the VPC's isolation group.
     assert!(last.contains("step `isolate` failed"), "{last}");
-    assert!(last.contains(&fixture.vpc_id), "{last}");
+    assert!(last.contains(&fixture.vpcs["gameday"].id), "{last}");
     assert!(last.contains("grant `ec2:CreateSecurityGroup`"), "{last}");
     assert!(!stdout.contains("panicked") && !stderr.contains("panicked"));
 

@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use cordon_gameday::{
-    DEFAULT_FINDING_TYPE, Fixture, diff_states, provision_compromised_instance, side_effects,
-    snapshot_state, volume_snapshots,
+    EnvironmentSpec, Fixture, diff_states, provision as build, side_effects, snapshot_state,
+    volume_snapshots,
 };
 use cordon_tests::EmulatorGuard;
 use serde_json::Value;
@@ -92,13 +92,19 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The compromised web server of the Game Day.
+const INSTANCE: &str = "web-01";
+
 async fn provision(aws: EmulatorGuard, name: &str) -> Case {
-    let fixture = provision_compromised_instance(aws.clients())
+    let fixture = build(aws.clients(), &EnvironmentSpec::compromised_instance())
         .await
         .expect("provision");
     let dir = temp_dir(name);
     let finding = dir.join("finding.json");
-    let json = fixture.finding_json(8.0, DEFAULT_FINDING_TYPE, false);
+    let json = fixture
+        .instance_finding(INSTANCE)
+        .expect("instance finding")
+        .detail();
     std::fs::write(&finding, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
     let before = snapshot_state(aws.clients(), &fixture)
         .await
@@ -212,11 +218,12 @@ impl Case {
         let original: Vec<&str> = self
             .fixture
             .security_groups
-            .iter()
+            .values()
             .map(|g| g.id.as_str())
             .collect();
+        let instance = &self.fixture.instances[INSTANCE];
         let mut isolation = None;
-        for eni in &self.fixture.enis {
+        for eni in &instance.enis {
             let groups = s["network-interfaces"][&eni.id]["groups"]
                 .as_array()
                 .unwrap();
@@ -232,14 +239,22 @@ impl Case {
             }
             isolation = Some(g);
         }
-        assert_eq!(s["instance"]["disable-api-termination"], true, "{s:#}");
+        let web = &s["instances"][INSTANCE];
+        assert_eq!(web["disable-api-termination"], true, "{s:#}");
         assert_eq!(
-            s["instance-profile-associations"],
+            web["instance-profile-associations"],
             serde_json::json!([]),
             "{s:#}"
         );
-        assert_eq!(s["auto-scaling-group"]["contains-instance"], false, "{s:#}");
-        assert_eq!(s["target-group"]["targets"], serde_json::json!([]), "{s:#}");
+        let members = s["auto-scaling-groups"]["gameday-web-asg"]["instances"]
+            .as_array()
+            .unwrap();
+        assert!(!members.contains(&serde_json::json!(instance.id)), "{s:#}");
+        assert_eq!(
+            s["target-groups"]["gameday-web"]["targets"],
+            serde_json::json!([]),
+            "{s:#}"
+        );
     }
 }
 
@@ -309,7 +324,7 @@ async fn full_run_then_rollback_restores_pre_state() {
         .unwrap();
     assert_eq!(
         snaps.len(),
-        case.fixture.volume_ids.len(),
+        case.fixture.instances[INSTANCE].volumes.len(),
         "one snapshot per volume: {snaps:#?}"
     );
     let case_id = case.case_id();
@@ -443,7 +458,7 @@ async fn failure_mid_run_rolls_back_everything() {
     let ec2 = &case.aws.clients().ec2;
     let group = ec2
         .create_security_group()
-        .vpc_id(&case.fixture.vpc_id)
+        .vpc_id(&case.fixture.vpcs["gameday"].id)
         .group_name("cordon-isolation")
         .description("not an isolation group")
         .send()
@@ -491,9 +506,9 @@ async fn missing_or_terminated_instance_is_a_clear_error() {
         .await
         .unwrap();
     let missing = "i-0000000000000000f";
-    let json = case
-        .fixture
-        .finding_for_instance(missing, 8.0, DEFAULT_FINDING_TYPE, false);
+    let mut about_missing = case.fixture.instance_finding(INSTANCE).unwrap();
+    about_missing.instance_id = missing.to_string();
+    let json = about_missing.detail();
     let finding = case.dir.join("missing.json");
     std::fs::write(&finding, serde_json::to_vec(&json).unwrap()).unwrap();
     let f = finding.to_string_lossy().into_owned();
@@ -517,7 +532,7 @@ async fn missing_or_terminated_instance_is_a_clear_error() {
         .clients()
         .ec2
         .terminate_instances()
-        .instance_ids(&case.fixture.instance_id)
+        .instance_ids(&case.fixture.instances[INSTANCE].id)
         .send()
         .await
         .unwrap();
@@ -541,7 +556,7 @@ async fn missing_or_terminated_instance_is_a_clear_error() {
     eprintln!("terminated: {:?}\n{stderr}", out.status.code());
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr.contains(&case.fixture.instance_id),
+        stderr.contains(&case.fixture.instances[INSTANCE].id),
         "stderr names the instance: {stderr}"
     );
     assert_eq!(

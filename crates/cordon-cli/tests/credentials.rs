@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use cordon_gameday::{EnvironmentSpec, Fixture};
 use cordon_tests::{EmulatorGuard, emulator};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -40,34 +41,36 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// A key finding for `user` and `key_id` (AKIA: IAMUser; ASIA: AssumedRole with `user` as the role).
-fn key_finding(dir: &Path, key_id: &str, user: &str, user_type: &str, finding_id: &str) -> PathBuf {
-    let finding = serde_json::json!({
-        "schemaVersion": "2.0", "accountId": "123456789012", "region": "us-east-1", "partition": "aws",
-        "id": finding_id, "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
-        "severity": 8, "createdAt": "2026-11-23T10:00:00.000Z", "updatedAt": "2026-11-23T10:00:00.000Z",
-        "title": "Credentials used from outside AWS",
-        "resource": {"resourceType": "AccessKey", "accessKeyDetails": {
-            "accessKeyId": key_id, "principalId": "AIDAEXAMPLE", "userName": user, "userType": user_type}},
-        "service": {"serviceName": "guardduty", "detectorId": "12abc34d567e8fa901bc2d34e56789f0",
-            "resourceRole": "TARGET", "eventFirstSeen": "2026-11-23T09:00:00.000Z",
-            "eventLastSeen": "2026-11-23T09:30:00.000Z", "archived": false, "count": 3}
-    });
+/// Builds the test's users and roles with the Game Day fixture builder.
+async fn environment(aws: &EmulatorGuard, spec: Value) -> Fixture {
+    let spec: EnvironmentSpec = serde_json::from_value(spec).unwrap();
+    cordon_gameday::provision(aws.clients(), &spec)
+        .await
+        .unwrap()
+}
+
+/// A key finding `finding_id` for `user` and `key_id` (AKIA: IAMUser; ASIA:
+/// AssumedRole with `user` as the role), written to a file.
+fn key_finding(
+    env: &Fixture,
+    dir: &Path,
+    key_id: &str,
+    user: &str,
+    user_type: &str,
+    finding_id: &str,
+) -> PathBuf {
+    let mut finding = env.key_finding(key_id, Some(user), user_type);
+    finding.id = Some(finding_id.to_string());
     let path = dir.join(format!("{finding_id}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&finding).unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_vec_pretty(&finding.detail()).unwrap()).unwrap();
     path
 }
 
-async fn user_with_key(aws: &EmulatorGuard, user: &str) -> String {
-    let iam = &aws.clients().iam;
-    iam.create_user().user_name(user).send().await.unwrap();
-    let key = iam
-        .create_access_key()
-        .user_name(user)
-        .send()
-        .await
-        .unwrap();
-    key.access_key().unwrap().access_key_id().to_string()
+/// A user with one access key; the fixture and the key's id.
+async fn user_with_key(aws: &EmulatorGuard, user: &str) -> (Fixture, String) {
+    let env = environment(aws, json!({"users": [{"name": user, "access-keys": 1}]})).await;
+    let key = env.users[user].access_keys[0].id.clone();
+    (env, key)
 }
 
 fn case_id(out: &Output) -> String {
@@ -112,8 +115,9 @@ async fn approval_from_a_second_process_completes_the_case_and_no_secret_leaks()
     let aws = emulator().await;
     let dir = temp_dir("approve");
     let state = dir.join("state");
-    let key_id = user_with_key(&aws, "deploy-bot").await;
+    let (env, key_id) = user_with_key(&aws, "deploy-bot").await;
     let finding = key_finding(
+        &env,
         &dir,
         &key_id,
         "deploy-bot",
@@ -248,8 +252,9 @@ async fn refused_approval_leaves_the_step_unrun_and_journaled() {
     let aws = emulator().await;
     let dir = temp_dir("refuse");
     let state = dir.join("state");
-    let key_id = user_with_key(&aws, "ci-runner").await;
+    let (env, key_id) = user_with_key(&aws, "ci-runner").await;
     let finding = key_finding(
+        &env,
         &dir,
         &key_id,
         "ci-runner",
@@ -303,14 +308,9 @@ async fn temporary_credentials_route_to_session_revocation_and_roll_back() {
     let dir = temp_dir("asia");
     let state = dir.join("state");
     let iam = &aws.clients().iam;
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    iam.create_role()
-        .role_name("web-app-role")
-        .assume_role_policy_document(trust)
-        .send()
-        .await
-        .unwrap();
+    let env = environment(&aws, json!({"roles": [{"name": "web-app-role"}]})).await;
     let finding = key_finding(
+        &env,
         &dir,
         "ASIAEXAMPLE1234567890",
         "web-app-role",

@@ -435,8 +435,15 @@ impl ActionKind {
         }
     }
 
-    /// The IAM permissions the action needs, least privilege. Infra's policy is
-    /// generated from these lists.
+    /// The IAM actions of the calls this action's handler makes (pre-state,
+    /// apply, verify, undo, verify-undone), for every parameter value: the
+    /// superset [`Action::permissions`] narrows by parameters. Permissions AWS
+    /// checks without a call of that name are in [`IMPLIED_PERMISSIONS`];
+    /// `cordon policy` (see [`crate::policy`]) grants both.
+    ///
+    /// Evidence writers list the S3 calls of the deployed evidence store
+    /// (`s3:PutObject`, and `s3:GetObject`/`s3:GetObjectVersion` where verify
+    /// re-reads a versioned object); a local evidence directory needs none.
     pub fn permissions(self) -> &'static [&'static str] {
         use ActionKind::*;
         match self {
@@ -456,7 +463,6 @@ impl ActionKind {
                 "ec2:DescribeNetworkInterfaces",
                 "ec2:DescribeSecurityGroups",
                 "ec2:CreateSecurityGroup",
-                "ec2:CreateTags",
                 "ec2:AuthorizeSecurityGroupIngress",
                 "ec2:AuthorizeSecurityGroupEgress",
                 "ec2:RevokeSecurityGroupEgress",
@@ -467,14 +473,13 @@ impl ActionKind {
                 "ec2:DescribeVolumes",
                 "ec2:DescribeSnapshots",
                 "ec2:CreateSnapshot",
-                "ec2:CreateTags",
+                // Only with `delete-on-rollback: true` (see `Action::permissions`).
                 "ec2:DeleteSnapshot",
             ],
             DetachInstanceProfile => &[
                 "ec2:DescribeIamInstanceProfileAssociations",
                 "ec2:DisassociateIamInstanceProfile",
                 "ec2:AssociateIamInstanceProfile",
-                "iam:PassRole",
             ],
             RevokeRoleSessions => &[
                 "ec2:DescribeIamInstanceProfileAssociations",
@@ -507,13 +512,11 @@ impl ActionKind {
             RotateAccessKey => &[
                 "iam:ListAccessKeys",
                 "iam:CreateAccessKey",
+                // Undo deletes the new key; `delete-inactive-other` deletes the old one.
                 "iam:DeleteAccessKey",
                 "secretsmanager:CreateSecret",
                 "secretsmanager:DescribeSecret",
                 "secretsmanager:DeleteSecret",
-                "secretsmanager:TagResource",
-                "kms:GenerateDataKey",
-                "kms:Encrypt",
             ],
             QuarantineUser => &[
                 "iam:GetUserPolicy",
@@ -526,8 +529,16 @@ impl ActionKind {
                 "ec2:DescribeVolumes",
                 "ec2:DescribeNetworkInterfaces",
                 "ec2:DescribeSecurityGroups",
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:GetObjectVersion",
             ],
-            CaptureConsoleOutput => &["ec2:GetConsoleOutput"],
+            CaptureConsoleOutput => &[
+                "ec2:GetConsoleOutput",
+                "s3:PutObject",
+                "s3:GetObject",
+                "s3:GetObjectVersion",
+            ],
             EnrichWithDetective => &[
                 "detective:ListGraphs",
                 "detective:ListInvestigations",
@@ -535,20 +546,25 @@ impl ActionKind {
                 "detective:GetInvestigation",
                 "detective:ListIndicators",
                 // The role behind an instance finding comes from its instance profile.
-                "ec2:DescribeIamInstanceProfileAssociations",
                 "iam:GetInstanceProfile",
+                "s3:PutObject",
             ],
             StoreEvidence => &[
+                "s3:ListBucketVersions",
                 "s3:PutObject",
                 "s3:GetObject",
                 "s3:GetObjectVersion",
-                "s3:ListBucket",
-                "s3:ListBucketVersions",
-                "kms:GenerateDataKey",
-                "kms:Decrypt",
             ],
-            Notify => &["sns:Publish"],
+            Notify => &["sns:GetTopicAttributes", "sns:Publish"],
         }
+    }
+
+    /// The rows of [`IMPLIED_PERMISSIONS`] that apply to this action, for any
+    /// parameter value ([`Action::implied_permissions`] narrows by parameters).
+    pub fn implied_permissions(self) -> impl Iterator<Item = &'static ImpliedPermission> {
+        IMPLIED_PERMISSIONS
+            .iter()
+            .filter(move |row| row.actions.contains(&self))
     }
 
     /// Whether the step needs approval even when the playbook does not ask for it.
@@ -673,6 +689,252 @@ impl UndoGate {
     }
 }
 
+/// When a row of [`IMPLIED_PERMISSIONS`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImpliedWhen {
+    /// Whenever the action runs.
+    Always,
+    /// Only when the step names a customer managed KMS key (`kms-key-id`):
+    /// the AWS managed key of a service needs no KMS permission of the caller.
+    CustomerKey,
+}
+
+/// A permission AWS checks on cordon's behalf although no call of that name is
+/// made: the call that carries it is one of the action's own
+/// ([`ActionKind::permissions`]), and a call recorder never sees this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImpliedPermission {
+    /// The IAM action AWS authorizes.
+    pub permission: &'static str,
+    /// The IAM action of the call that carries it.
+    pub carried_by: &'static str,
+    /// The cordon actions that make that call.
+    pub actions: &'static [ActionKind],
+    /// When it applies.
+    pub when: ImpliedWhen,
+    /// Why AWS asks for it, for `cordon policy --output text` and reviewers.
+    pub reason: &'static str,
+}
+
+/// Every action writing evidence to the S3 evidence store.
+const EVIDENCE_WRITERS: &[ActionKind] = &[
+    ActionKind::CaptureInstanceMetadata,
+    ActionKind::CaptureConsoleOutput,
+    ActionKind::EnrichWithDetective,
+    ActionKind::StoreEvidence,
+];
+
+/// Every action reading evidence back from the S3 evidence store (verification re-hashes it).
+const EVIDENCE_READERS: &[ActionKind] = &[
+    ActionKind::CaptureInstanceMetadata,
+    ActionKind::CaptureConsoleOutput,
+    ActionKind::StoreEvidence,
+];
+
+/// Permissions no API call shows, each with its reason. Sources: the EC2 user
+/// guide "Grant permission to tag resources during creation"
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/supported-iam-actions-tagging.html>),
+/// "Grant permissions to attach an IAM role to an instance"
+/// (<https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/permission-to-pass-iam-roles.html>),
+/// S3 "Using server-side encryption with AWS KMS keys"
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html>),
+/// Secrets Manager "Secret encryption and decryption"
+/// (<https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html>)
+/// and its CreateSecret reference (tags need `secretsmanager:TagResource`), and
+/// SNS "Key management"
+/// (<https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html>).
+pub const IMPLIED_PERMISSIONS: &[ImpliedPermission] = &[
+    ImpliedPermission {
+        permission: "ec2:CreateTags",
+        carried_by: "ec2:CreateSecurityGroup",
+        actions: &[ActionKind::IsolateInstance],
+        when: ImpliedWhen::Always,
+        reason: "the isolation and untrack groups are created with their `cordon:role` tag \
+                 (TagSpecifications); EC2 authorizes ec2:CreateTags for tags applied at creation",
+    },
+    ImpliedPermission {
+        permission: "ec2:CreateTags",
+        carried_by: "ec2:CreateSnapshot",
+        actions: &[ActionKind::SnapshotVolumes],
+        when: ImpliedWhen::Always,
+        reason: "snapshots are created tagged with the case (TagSpecifications); EC2 authorizes \
+                 ec2:CreateTags for tags applied at creation",
+    },
+    ImpliedPermission {
+        permission: "iam:PassRole",
+        carried_by: "ec2:AssociateIamInstanceProfile",
+        actions: &[ActionKind::DetachInstanceProfile],
+        when: ImpliedWhen::Always,
+        reason: "undo associates the instance profile again, which passes its role to EC2",
+    },
+    ImpliedPermission {
+        permission: "secretsmanager:TagResource",
+        carried_by: "secretsmanager:CreateSecret",
+        actions: &[ActionKind::RotateAccessKey],
+        when: ImpliedWhen::Always,
+        reason: "the secret is created with its case, user and key tags, which Secrets Manager \
+                 authorizes as secretsmanager:TagResource",
+    },
+    ImpliedPermission {
+        permission: "kms:GenerateDataKey",
+        carried_by: "secretsmanager:CreateSecret",
+        actions: &[ActionKind::RotateAccessKey],
+        when: ImpliedWhen::CustomerKey,
+        reason: "Secrets Manager asks KMS for a data key under the step's customer key, as the caller",
+    },
+    ImpliedPermission {
+        permission: "kms:Decrypt",
+        carried_by: "secretsmanager:CreateSecret",
+        actions: &[ActionKind::RotateAccessKey],
+        when: ImpliedWhen::CustomerKey,
+        reason: "Secrets Manager decrypts the secret's data key under the step's customer key, as the caller",
+    },
+    ImpliedPermission {
+        permission: "kms:GenerateDataKey",
+        carried_by: "s3:PutObject",
+        actions: EVIDENCE_WRITERS,
+        when: ImpliedWhen::Always,
+        reason: "the evidence bucket encrypts with SSE-KMS under a customer key: S3 asks KMS \
+                 for a data key on the writer's behalf",
+    },
+    ImpliedPermission {
+        permission: "kms:Decrypt",
+        carried_by: "s3:GetObject",
+        actions: EVIDENCE_READERS,
+        when: ImpliedWhen::Always,
+        reason: "reading SSE-KMS evidence back to re-hash it makes S3 decrypt its data key on \
+                 the reader's behalf",
+    },
+    ImpliedPermission {
+        permission: "kms:GenerateDataKey",
+        carried_by: "sns:Publish",
+        actions: &[ActionKind::Notify],
+        when: ImpliedWhen::Always,
+        reason: "an SSE-encrypted responder topic makes SNS ask KMS for a data key on the publisher's behalf",
+    },
+    ImpliedPermission {
+        permission: "kms:Decrypt",
+        carried_by: "sns:Publish",
+        actions: &[ActionKind::Notify],
+        when: ImpliedWhen::Always,
+        reason: "an SSE-encrypted responder topic makes SNS decrypt its cached data key on the \
+                 publisher's behalf",
+    },
+];
+
+/// What, outside the actions, a front door (CLI, Lambda) calls AWS for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FrontDoor {
+    /// Journaling who approved a step.
+    Approvals,
+    /// Fetching findings from GuardDuty (`run --finding-id`, `triage`).
+    Intake,
+    /// The S3 journal store (`<prefix><case-id>/journal/` in the evidence bucket).
+    S3Journal,
+}
+
+/// A permission a front door needs that no action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontDoorPermission {
+    /// The IAM action.
+    pub permission: &'static str,
+    /// Which part of the front door needs it.
+    pub door: FrontDoor,
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// The front doors' own permissions: documented here so `cordon policy`
+/// grants them next to the actions', and nothing else.
+pub const FRONT_DOOR_PERMISSIONS: &[FrontDoorPermission] = &[
+    FrontDoorPermission {
+        permission: "sts:GetCallerIdentity",
+        door: FrontDoor::Approvals,
+        reason: "the approver's identity is journaled with every approval",
+    },
+    FrontDoorPermission {
+        permission: "guardduty:ListDetectors",
+        door: FrontDoor::Intake,
+        reason: "finds the region's detector when none is given",
+    },
+    FrontDoorPermission {
+        permission: "guardduty:GetFindings",
+        door: FrontDoor::Intake,
+        reason: "fetches a finding by id, kept byte for byte as evidence",
+    },
+    FrontDoorPermission {
+        permission: "guardduty:ListFindings",
+        door: FrontDoor::Intake,
+        reason: "lists open findings for `cordon triage`",
+    },
+    FrontDoorPermission {
+        permission: "s3:ListBucket",
+        door: FrontDoor::S3Journal,
+        reason: "lists a case's journal records and the cases under the journal prefix",
+    },
+    FrontDoorPermission {
+        permission: "s3:GetObject",
+        door: FrontDoor::S3Journal,
+        reason: "reads journal records",
+    },
+    FrontDoorPermission {
+        permission: "s3:PutObject",
+        door: FrontDoor::S3Journal,
+        reason: "appends journal records (conditional create, If-None-Match)",
+    },
+    FrontDoorPermission {
+        permission: "kms:GenerateDataKey",
+        door: FrontDoor::S3Journal,
+        reason: "journal records are SSE-KMS encrypted like the evidence beside them",
+    },
+    FrontDoorPermission {
+        permission: "kms:Decrypt",
+        door: FrontDoor::S3Journal,
+        reason: "reading SSE-KMS journal records back",
+    },
+];
+
+impl Action {
+    /// The IAM actions of the calls this step can make with its parameters:
+    /// [`ActionKind::permissions`] without the calls its parameters rule out,
+    /// and without the instance-profile lookups when the step never meets an
+    /// instance finding (`instance_findings`: its playbook's `resource-types`
+    /// allow `Instance`): only an instance's role is found through its profile.
+    pub fn permissions(&self, instance_findings: bool) -> Vec<&'static str> {
+        let instance_only: &[&str] = match self.kind() {
+            ActionKind::RevokeRoleSessions => &[
+                "ec2:DescribeIamInstanceProfileAssociations",
+                "iam:GetInstanceProfile",
+            ],
+            ActionKind::EnrichWithDetective => &["iam:GetInstanceProfile"],
+            _ => &[],
+        };
+        let deletes_snapshots = match self {
+            Action::SnapshotVolumes(p) => p.delete_on_rollback,
+            _ => true,
+        };
+        self.kind()
+            .permissions()
+            .iter()
+            .copied()
+            .filter(|p| instance_findings || !instance_only.contains(p))
+            .filter(|p| deletes_snapshots || *p != "ec2:DeleteSnapshot")
+            .collect()
+    }
+
+    /// The implied permissions this step needs with its parameters.
+    pub fn implied_permissions(&self) -> Vec<&'static ImpliedPermission> {
+        let customer_key = match self {
+            Action::RotateAccessKey(p) => p.kms_key_id.is_some(),
+            _ => false,
+        };
+        self.kind()
+            .implied_permissions()
+            .filter(|row| row.when == ImpliedWhen::Always || customer_key)
+            .collect()
+    }
+}
+
 impl Action {
     /// Irreversible once parameters are considered (e.g. rotation allowed to
     /// delete a key, snapshots deleted again on rollback).
@@ -735,6 +997,77 @@ mod tests {
                 "{kind} lists no IAM permissions"
             );
         }
+    }
+
+    #[test]
+    fn permission_lists_hold_no_duplicates_or_wildcards() {
+        for kind in ActionKind::iter() {
+            let mut seen = std::collections::BTreeSet::new();
+            for permission in kind.permissions() {
+                assert!(seen.insert(permission), "{kind} lists {permission} twice");
+                assert!(!permission.contains('*'), "{kind}: {permission}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_implied_permission_rides_on_a_call_its_actions_make() {
+        for row in IMPLIED_PERMISSIONS {
+            assert!(!row.actions.is_empty(), "{row:?}");
+            for kind in row.actions {
+                assert!(
+                    kind.permissions().contains(&row.carried_by),
+                    "{kind} does not call {} (implied {})",
+                    row.carried_by,
+                    row.permission
+                );
+                assert!(
+                    !kind.permissions().contains(&row.permission),
+                    "{kind} lists {} as a call of its own and as implied",
+                    row.permission
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parameters_narrow_permissions() {
+        let keep = Action::from_parts(ActionKind::SnapshotVolumes, None).unwrap();
+        assert!(!keep.permissions(true).contains(&"ec2:DeleteSnapshot"));
+        let delete = Action::from_parts(
+            ActionKind::SnapshotVolumes,
+            Some(serde_json::json!({"delete-on-rollback": true})),
+        )
+        .unwrap();
+        assert!(delete.permissions(true).contains(&"ec2:DeleteSnapshot"));
+
+        let revoke = Action::from_parts(ActionKind::RevokeRoleSessions, None).unwrap();
+        assert!(revoke.permissions(true).contains(&"iam:GetInstanceProfile"));
+        assert_eq!(
+            revoke.permissions(false),
+            [
+                "iam:GetRolePolicy",
+                "iam:PutRolePolicy",
+                "iam:DeleteRolePolicy"
+            ]
+        );
+
+        let kms = |action: &Action| -> Vec<&str> {
+            action
+                .implied_permissions()
+                .iter()
+                .filter(|row| row.permission.starts_with("kms:"))
+                .map(|row| row.permission)
+                .collect()
+        };
+        let managed_key = Action::from_parts(ActionKind::RotateAccessKey, None).unwrap();
+        assert!(kms(&managed_key).is_empty());
+        let customer_key = Action::from_parts(
+            ActionKind::RotateAccessKey,
+            Some(serde_json::json!({"kms-key-id": "alias/responders"})),
+        )
+        .unwrap();
+        assert_eq!(kms(&customer_key), ["kms:GenerateDataKey", "kms:Decrypt"]);
     }
 
     #[test]

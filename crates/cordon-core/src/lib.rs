@@ -10,6 +10,7 @@ pub mod journal;
 pub mod local_store;
 pub mod plan;
 pub mod playbook;
+pub mod policy;
 pub mod route;
 pub mod summary;
 pub mod validate;

@@ -1,0 +1,145 @@
+//! The role policy for the shipped playbooks grants every permission their
+//! steps need (calls and implied), the front doors' own, and nothing as a
+//! wildcard action. The byte-for-byte output is pinned by the CLI's golden
+//! files (`crates/cordon-cli/tests/policy.rs`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use cordon_core::action::FRONT_DOOR_PERMISSIONS;
+use cordon_core::playbook::Playbook;
+use cordon_core::policy::{Effect, PolicyOptions, RolePolicy, role_policy, step_needs};
+use cordon_core::validate::load_playbooks;
+
+fn shipped() -> Vec<Playbook> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../playbooks");
+    load_playbooks(&dir)
+        .expect("the shipped playbooks are valid")
+        .into_iter()
+        .map(|l| l.playbook)
+        .collect()
+}
+
+fn shipped_policy(opts: &PolicyOptions) -> RolePolicy {
+    role_policy(&shipped(), opts).expect("the shipped playbooks give a policy")
+}
+
+#[test]
+fn no_statement_allows_a_wildcard_action() {
+    let policy = shipped_policy(&PolicyOptions::default());
+    for statement in &policy.document.statements {
+        assert_eq!(statement.effect, Effect::Allow, "{statement:?}");
+        assert!(!statement.action.is_empty(), "{statement:?}");
+        assert!(!statement.resource.is_empty(), "{statement:?}");
+        for action in &statement.action {
+            let (service, name) = action.split_once(':').expect("service:Action");
+            assert!(
+                !service.is_empty() && !name.is_empty() && !action.contains(['*', '?']),
+                "statement {} allows `{action}`",
+                statement.sid
+            );
+        }
+    }
+}
+
+#[test]
+fn every_permission_of_every_shipped_step_is_granted() {
+    let policy = shipped_policy(&PolicyOptions::default());
+    let granted = policy.document.allowed_actions();
+    for playbook in shipped() {
+        for step in &playbook.steps {
+            let (calls, implied) = step_needs(&playbook, step);
+            let needed = calls
+                .into_iter()
+                .chain(implied.iter().map(|r| r.permission));
+            for permission in needed {
+                assert!(
+                    granted.contains(permission),
+                    "{}/{} needs {permission}, which no statement grants",
+                    playbook.name,
+                    step.id
+                );
+            }
+        }
+    }
+    for row in FRONT_DOOR_PERMISSIONS {
+        assert!(granted.contains(row.permission), "{row:?}");
+    }
+}
+
+#[test]
+fn nothing_is_granted_that_no_step_or_front_door_needs() {
+    let policy = shipped_policy(&PolicyOptions::default());
+    let mut needed: BTreeSet<String> = FRONT_DOOR_PERMISSIONS
+        .iter()
+        .map(|r| r.permission.to_string())
+        .collect();
+    for playbook in shipped() {
+        for step in &playbook.steps {
+            let (calls, implied) = step_needs(&playbook, step);
+            needed.extend(calls.iter().map(|p| p.to_string()));
+            needed.extend(implied.iter().map(|r| r.permission.to_string()));
+        }
+    }
+    assert_eq!(policy.document.allowed_actions(), needed);
+    // No shipped snapshot step deletes snapshots on rollback, so no statement may;
+    // session revocation only meets access-key findings, so no instance-profile read.
+    assert!(!needed.contains("ec2:DeleteSnapshot"));
+    assert!(!needed.contains("iam:GetInstanceProfile"));
+    // Every permission says why it is there.
+    for statement in &policy.document.statements {
+        for action in &statement.action {
+            let why = &policy.needs[&(statement.sid.clone(), action.clone())];
+            assert!(!why.is_empty(), "{}: {action}", statement.sid);
+        }
+    }
+}
+
+#[test]
+fn statements_are_unique_sorted_and_stable() {
+    let opts = PolicyOptions::default();
+    let first = shipped_policy(&opts);
+    let sids: Vec<&str> = first
+        .document
+        .statements
+        .iter()
+        .map(|s| s.sid.as_str())
+        .collect();
+    let mut sorted = sids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sids, sorted);
+    for statement in &first.document.statements {
+        let mut actions = statement.action.clone();
+        actions.sort();
+        assert_eq!(actions, statement.action);
+    }
+    assert_eq!(first, shipped_policy(&opts));
+}
+
+#[test]
+fn account_region_and_bucket_narrow_every_arn() {
+    let opts = PolicyOptions::new("aws", "123456789012", "eu-west-1")
+        .unwrap()
+        .with_evidence_bucket(Some("acme-evidence"))
+        .unwrap();
+    let policy = shipped_policy(&opts);
+    for statement in &policy.document.statements {
+        for resource in statement.resource.iter().filter(|r| *r != "*") {
+            assert!(resource.starts_with("arn:aws:"), "{resource}");
+            let parts: Vec<&str> = resource.splitn(6, ':').collect();
+            match parts[2] {
+                "s3" => assert!(parts[5].starts_with("acme-evidence"), "{resource}"),
+                "iam" => assert_eq!(parts[4], "123456789012", "{resource}"),
+                _ => {
+                    assert_eq!(parts[3], "eu-west-1", "{resource}");
+                    let no_account = resource.contains(":snapshot/");
+                    assert!(no_account || parts[4] == "123456789012", "{resource}");
+                }
+            }
+        }
+    }
+    let text = serde_json::to_string(&policy.document).unwrap();
+    assert!(!text.contains("REPLACE-WITH-EVIDENCE-BUCKET"));
+}
