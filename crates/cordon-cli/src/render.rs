@@ -3,13 +3,18 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use cordon_core::action::Reversibility;
+use std::io::IsTerminal;
+
+use cordon_core::action::{Reversibility, UndoGate};
 use cordon_core::executor::DryRunStep;
 use cordon_core::finding::Finding;
 use cordon_core::journal::{CaseState, JournalEvent, JournalRecord};
-use cordon_core::plan::{CaseId, Plan, PlannedStep, Target};
+use cordon_core::plan::{Plan, PlannedStep, Target};
 use cordon_core::route::Route;
-use serde::Serialize;
+use cordon_core::summary::CaseSummary;
+
+use crate::live::LiveEni;
+use crate::output::UnreadableCase;
 
 pub fn route(finding: &Finding, route: &Route) -> String {
     let mut out = String::new();
@@ -366,53 +371,112 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
     out
 }
 
-/// A line of `cordon cases`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct CaseRow {
-    pub case_id: String,
-    pub status: String,
-    pub playbook: String,
-    pub finding_type: String,
-    pub opened_at: String,
-}
-
-impl CaseRow {
-    pub fn from_state(state: &CaseState, records: &[JournalRecord]) -> Self {
-        Self {
-            case_id: state.plan.case_id.to_string(),
-            status: state
-                .status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "in-progress".to_string()),
-            playbook: state.plan.playbook.clone(),
-            finding_type: state.plan.finding.finding_type.clone(),
-            opened_at: records.first().map(|r| r.at.clone()).unwrap_or_default(),
+/// The top of `cordon status`: where the case is in its lifecycle, and
+/// what must not be missed (ENIs open to the world between the isolation phases).
+pub fn summary_header(summary: &CaseSummary, live: Option<&[LiveEni]>) -> String {
+    let mut out = String::new();
+    let red = std::io::stdout().is_terminal();
+    let _ = writeln!(
+        out,
+        "lifecycle: {}  epoch {}  opened {}  time to contain {}  waited for approval {}",
+        summary.status,
+        summary.epoch,
+        summary.opened_at,
+        summary
+            .time_to_contain_ms
+            .map(millis)
+            .unwrap_or_else(|| "-".to_string()),
+        millis(summary.approval_wait_ms)
+    );
+    if !summary.open_network_interfaces.is_empty() {
+        let line = format!(
+            "OPEN: {} entered the allow-all untrack group and were not seen leaving it; `cordon resume` or `cordon rollback` closes them",
+            summary.open_network_interfaces.join(", ")
+        );
+        if red {
+            let _ = writeln!(out, "\x1b[1;31m{line}\x1b[0m");
+        } else {
+            let _ = writeln!(out, "{line}");
         }
     }
-
-    pub fn broken(case: &CaseId, why: &str) -> Self {
-        Self {
-            case_id: case.to_string(),
-            status: format!("unreadable: {why}"),
-            playbook: String::new(),
-            finding_type: String::new(),
-            opened_at: String::new(),
+    if let Some(live) = live {
+        for eni in live {
+            let _ = writeln!(
+                out,
+                "  live: {} is {} ({})",
+                eni.network_interface_id, eni.state, eni.detail
+            );
         }
+    }
+    let other_flags: Vec<&String> = summary
+        .flags
+        .iter()
+        .filter(|f| !f.starts_with("OPEN ENI"))
+        .collect();
+    if !other_flags.is_empty() {
+        let flags: Vec<&str> = other_flags.iter().map(|f| f.as_str()).collect();
+        let _ = writeln!(out, "flags: {}", flags.join("; "));
+    }
+    let _ = writeln!(out);
+    out
+}
+
+fn millis(ms: u64) -> String {
+    if ms >= 60_000 {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    } else {
+        format!("{:.3}s", ms as f64 / 1000.0)
     }
 }
 
-pub fn cases(rows: &[CaseRow]) -> String {
-    if rows.is_empty() {
+/// `cordon cases`: one line per case.
+pub fn cases(rows: &[CaseSummary], unreadable: &[UnreadableCase]) -> String {
+    if rows.is_empty() && unreadable.is_empty() {
         return "no cases\n".to_string();
     }
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<25}  {:<30} {:>5} {:>10} {:>10}  {:<26} flags",
+        "case", "status", "epoch", "contain", "approval", "playbook"
+    );
     for row in rows {
         let _ = writeln!(
             out,
-            "{}  {:<20} {:<26} {:<22} {}",
-            row.case_id, row.status, row.playbook, row.opened_at, row.finding_type
+            "{:<25}  {:<30} {:>5} {:>10} {:>10}  {:<26} {}",
+            row.case_id,
+            row.status,
+            row.epoch,
+            row.time_to_contain_ms
+                .map(millis)
+                .unwrap_or_else(|| "-".to_string()),
+            millis(row.approval_wait_ms),
+            row.playbook,
+            row.flags.join("; ")
         );
     }
+    for row in unreadable {
+        let _ = writeln!(out, "{:<25}  unreadable: {}", row.case_id, row.error);
+    }
+    out
+}
+
+/// The prompt for an undo that re-arms credentials or deletes evidence.
+pub fn undo_prompt(plan: &Plan, step: &PlannedStep, gate: UndoGate) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "undo of step `{}` ({}) needs approval",
+        step.id,
+        step.kind()
+    );
+    let _ = writeln!(out, "  case:   {}", plan.case_id);
+    let _ = writeln!(out, "  target: {}", step.target.label());
+    let _ = writeln!(out, "  undo:   {}", gate.reason());
+    let _ = write!(
+        out,
+        "undo it? [y]es / [n]o (keep it contained) / anything else to keep it for now: "
+    );
     out
 }
