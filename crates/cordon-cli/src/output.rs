@@ -16,7 +16,9 @@ use cordon_core::plan::{CaseId, Plan};
 use cordon_core::route::Route;
 use serde::Serialize;
 
-use crate::render::CaseRow;
+use cordon_core::summary::CaseSummary;
+
+use crate::live::LiveEni;
 
 /// The output format this build prints.
 pub const FORMAT_VERSION: u32 = 2;
@@ -84,6 +86,11 @@ pub struct CaseStatusReport<'a> {
     pub case_id: &'a CaseId,
     /// `null` while the case has not reached a resting state.
     pub status: Option<String>,
+    /// Epoch, time to contain, approval wait, open ENIs, flags.
+    pub summary: &'a CaseSummary,
+    /// With `--live`: what AWS says now about each ENI the journal flags as open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<&'a [LiveEni]>,
     pub plan: &'a Plan,
     pub journal: &'a [JournalRecord],
 }
@@ -93,7 +100,17 @@ impl Body for CaseStatusReport<'_> {}
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Cases<'a> {
-    pub cases: &'a [CaseRow],
+    pub cases: &'a [CaseSummary],
+    /// Cases whose journal could not be read, with why.
+    pub unreadable: &'a [UnreadableCase],
+}
+
+/// A case whose journal could not be read.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UnreadableCase {
+    pub case_id: String,
+    pub error: String,
 }
 impl Body for Cases<'_> {}
 

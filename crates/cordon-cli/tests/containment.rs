@@ -397,6 +397,11 @@ async fn crash_at_every_record_then_resume_or_rollback() {
             &[("CORDON_TEST_CRASH_AFTER_RECORD", n.to_string())],
         );
         if out.status.code() == Some(0) {
+            assert!(
+                n > 0,
+                "the binary ignored CORDON_TEST_CRASH_AFTER_RECORD: build the tests with \
+                 `--features cordon-cli/crash-hooks` (scripts/test does)"
+            );
             eprintln!("record {n}: the run completed without crashing: done");
             aws = Some(case.aws);
             break;

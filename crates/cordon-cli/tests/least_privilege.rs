@@ -279,7 +279,19 @@ impl Bench {
             "{scenario:?} was routed elsewhere:\n{output}"
         );
         let case = case_id(&output);
-        let (code, back) = cordon(&["rollback", &case]);
+        // Approve every undo: this test is about permissions, and undo that
+        // re-arms credentials is only done when approved.
+        let (_, status) = cordon(&["status", &case, "--output", "json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+        let mut args = vec!["rollback".to_string(), case.clone()];
+        for step in status["plan"]["steps"].as_array().into_iter().flatten() {
+            if let Some(id) = step["id"].as_str() {
+                args.push("--approve-undo".to_string());
+                args.push(id.to_string());
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, back) = cordon(&args);
         output.push_str(&back);
         Attempt {
             succeeded: code == Some(0) && !failed_somewhere(&back),

@@ -434,7 +434,9 @@ pub struct Executor<'a, A, J, P> {
     journal: &'a J,
     approver: &'a P,
     observer: Option<&'a (dyn Fn(&JournalRecord) + Send + Sync)>,
-    /// Test hook: abort the process right after writing this record (crash-safety tests).
+    /// Test hook: abort the process right after writing this record
+    /// (crash-safety tests). Absent from builds without `crash-hooks`.
+    #[cfg(feature = "crash-hooks")]
     crash_after_record: Option<u64>,
     /// Set by a signal handler: finish the step in flight, journal, then stop.
     interrupt: Option<&'a AtomicBool>,
@@ -491,6 +493,7 @@ struct Session<'j, J: JournalStore> {
     /// The case was opened by this call (no earlier records).
     fresh: bool,
     observer: Option<&'j (dyn Fn(&JournalRecord) + Send + Sync)>,
+    #[cfg(feature = "crash-hooks")]
     crash_after_record: Option<u64>,
     _lock: J::Lock,
 }
@@ -510,6 +513,7 @@ impl<J: JournalStore> Session<'_, J> {
         if let Some(observer) = self.observer {
             observer(&record);
         }
+        #[cfg(feature = "crash-hooks")]
         if self.crash_after_record == Some(record.seq) {
             // Simulates a kill -9 right after a durable write; no destructors, no flush.
             std::process::abort();
@@ -630,6 +634,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             journal,
             approver,
             observer: None,
+            #[cfg(feature = "crash-hooks")]
             crash_after_record: None,
             interrupt: None,
             accept_replan: false,
@@ -644,6 +649,8 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     }
 
     /// Test hook: abort the process right after record `seq` is durable.
+    /// Only in builds with the `crash-hooks` feature (the tests' builds).
+    #[cfg(feature = "crash-hooks")]
     pub fn crash_after_record(mut self, seq: Option<u64>) -> Self {
         self.crash_after_record = seq;
         self
@@ -691,6 +698,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 state: CaseState::from_records(case, &records)?,
                 fresh: false,
                 observer: self.observer,
+                #[cfg(feature = "crash-hooks")]
                 crash_after_record: self.crash_after_record,
                 _lock: lock,
             });
@@ -704,6 +712,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             state: CaseState::new(plan.clone()),
             fresh: true,
             observer: self.observer,
+            #[cfg(feature = "crash-hooks")]
             crash_after_record: self.crash_after_record,
             _lock: lock,
         };

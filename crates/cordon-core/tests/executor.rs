@@ -1286,3 +1286,48 @@ async fn every_crash_point_of_a_resume_after_a_stop_and_of_a_new_epoch_finishes(
         }
     }
 }
+
+#[tokio::test]
+async fn the_summary_tells_time_to_contain_and_time_waiting_for_approval() {
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "isolate-instance", "    approval: required\n"),
+            ("c", "enable-termination-protection", ""),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let pending = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &pending);
+    exec.run(&plan, &raw).await.unwrap();
+    let summary_of = |recs: &[JournalRecord]| {
+        let state = cordon_core::journal::CaseState::from_records(&plan.case_id, recs).unwrap();
+        cordon_core::summary::summarize(&state, recs)
+    };
+    let waiting = summary_of(&records(&journal, &plan.case_id).await);
+    assert_eq!(waiting.status, "awaiting-approval");
+    assert_eq!(
+        waiting.time_to_contain_ms, None,
+        "isolation is not done yet"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    exec.decide(
+        &plan.case_id,
+        "b",
+        Decision::Approved {
+            approver: "alice".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let done = summary_of(&records(&journal, &plan.case_id).await);
+    assert_eq!(done.status, "completed");
+    assert!(done.approval_wait_ms >= 30, "{done:?}");
+    let ttc = done.time_to_contain_ms.expect("contained");
+    assert!(ttc >= done.approval_wait_ms, "{done:?}");
+    assert!(done.flags.is_empty(), "{done:?}");
+}
