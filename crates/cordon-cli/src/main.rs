@@ -659,8 +659,9 @@ async fn rollback(
     aws: &Aws,
 ) -> Result<u8, Failure> {
     let case = parse_case(case)?;
-    let aws = aws_actions(aws, state).await?;
     let journal = state.journal();
+    check_undo_steps(&case, &approve_undo, &journal).await?;
+    let aws = aws_actions(aws, state).await?;
     let standing = approvals::Standing {
         undo_steps: approve_undo.into_iter().collect(),
         ..Default::default()
@@ -674,6 +675,42 @@ async fn rollback(
         .await
         .map_err(exec_failure)?;
     finish(report, &aws, output)
+}
+
+/// Refuses `--approve-undo` names that are not gated steps of the case (a typo
+/// would otherwise leave a key deactivated while the responder thinks it re-armed).
+async fn check_undo_steps(
+    case: &CaseId,
+    approve_undo: &[String],
+    journal: &LocalJournal,
+) -> Result<(), Failure> {
+    if approve_undo.is_empty() {
+        return Ok(());
+    }
+    let records = journal.load(case).await.map_err(|e| failed(e.into()))?;
+    let state = CaseState::from_records(case, &records).map_err(|e| invalid(e.into()))?;
+    let gated: std::collections::BTreeSet<&str> = state
+        .epochs()
+        .into_iter()
+        .flat_map(|(_, plan, _, _)| plan.steps.iter())
+        .filter(|step| step.action.undo_gate().is_some())
+        .map(|step| step.id.as_str())
+        .collect();
+    for name in approve_undo {
+        if !gated.contains(name.as_str()) {
+            let known: Vec<&str> = gated.iter().copied().collect();
+            return Err(invalid(anyhow!(
+                "--approve-undo {}: case {case} has no step of that name whose undo needs approval (those are: {}); nothing was undone",
+                escape(name),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn status(

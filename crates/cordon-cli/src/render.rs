@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 use cordon_core::action::{Reversibility, UndoGate};
 use cordon_core::executor::DryRunStep;
 use cordon_core::finding::Finding;
-use cordon_core::journal::{CaseState, JournalEvent, JournalRecord};
+use cordon_core::journal::{CaseState, CaseStatus, JournalEvent, JournalRecord};
 use cordon_core::plan::{Plan, PlannedStep, Target};
 use cordon_core::route::Route;
 use cordon_core::summary::CaseSummary;
@@ -425,6 +425,14 @@ pub fn summary_header(summary: &CaseSummary, live: Option<&[LiveEni]>) -> String
             .map(millis)
             .unwrap_or_else(|| "-".to_string()),
         millis(summary.approval_wait_ms)
+    );
+    let status =
+        serde_json::from_value::<CaseStatus>(serde_json::Value::String(summary.status.clone()))
+            .ok();
+    let _ = writeln!(
+        out,
+        "next: {}",
+        CaseStatus::next_steps(status).replace("CASE", &escape(&summary.case_id))
     );
     if !summary.open_network_interfaces.is_empty() {
         let line = format!(

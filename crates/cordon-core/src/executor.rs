@@ -568,6 +568,15 @@ fn compare_plans(state: &CaseState, plan: &Plan) -> PlanChange {
             plan.playbook, old.playbook, old.finding.severity_band, plan.finding.severity_band
         ));
     }
+    if old.finding.severity_band != plan.finding.severity_band {
+        return PlanChange::Matters(format!(
+            "its severity moved from {} to {} ({} → {})",
+            old.finding.severity_band,
+            plan.finding.severity_band,
+            old.finding.severity,
+            plan.finding.severity
+        ));
+    }
     let ids = |p: &Plan| p.steps.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
     if ids(old) != ids(plan) {
         return PlanChange::Matters(format!(

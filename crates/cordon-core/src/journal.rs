@@ -464,6 +464,40 @@ pub enum CaseStatus {
     RolledBackExceptCredentials,
 }
 
+impl CaseStatus {
+    /// The transitions out of a status, as the commands that take them (the
+    /// state machine above, for `cordon status`). `None` is a case with no
+    /// `case-finished` after its last activity: running, or killed.
+    pub fn next_steps(status: Option<CaseStatus>) -> &'static str {
+        match status {
+            None => {
+                "running, or its process was killed: `cordon resume CASE` continues it from the journal once no process holds it"
+            }
+            Some(CaseStatus::Completed) => {
+                "at rest; `cordon rollback CASE` undoes it; an updated finding is re-planned or asks"
+            }
+            Some(CaseStatus::CompletedWithFailures) => {
+                "`cordon resume CASE` retries the failed steps; `cordon rollback CASE` undoes everything"
+            }
+            Some(CaseStatus::AwaitingApproval) => {
+                "`cordon approve CASE STEP` (or `--refuse`), or `cordon resume CASE` to be asked again"
+            }
+            Some(CaseStatus::Stopped) => {
+                "`cordon resume CASE` runs every step not done; `cordon rollback CASE` undoes what was done"
+            }
+            Some(CaseStatus::RolledBack) => {
+                "at rest at the pre-state; `cordon run` with its finding contains it again in a new epoch"
+            }
+            Some(CaseStatus::RolledBackExceptCredentials) => {
+                "`cordon rollback CASE --approve-undo STEP` re-arms the kept credentials, if that is what you want"
+            }
+            Some(CaseStatus::RollbackIncomplete) => {
+                "`cordon rollback CASE` again continues the rollback where it stopped (fix the named resource first)"
+            }
+        }
+    }
+}
+
 /// An error as journaled: no source chain, nothing secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

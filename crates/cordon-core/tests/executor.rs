@@ -161,6 +161,21 @@ impl Actions for World {
         _outcome: Option<&Value>,
     ) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("undo {}", step.id));
+        if let Some((left, kind)) = self
+            .failures
+            .lock()
+            .unwrap()
+            .get_mut(&format!("undo:{}", step.id))
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(ActionError::new(
+                *kind,
+                step.id.clone(),
+                "injected undo failure",
+                "test",
+            ));
+        }
         let mut values = self.values.lock().unwrap();
         match pre["owned"].as_object() {
             Some(owned) => {
@@ -1074,6 +1089,29 @@ async fn an_updated_finding_is_journaled_replans_untouched_steps_and_asks_when_i
         plan.step("b").unwrap().target
     );
 
+    // The same playbook and steps, but the severity left its band (high → medium):
+    // that matters too, so it asks, and nothing is journaled as amended.
+    let raw_medium = raw3.replace("\"severity\":8.5", "\"severity\":5");
+    let medium = parse_single_finding(&raw_medium, "finding").unwrap();
+    let plan_medium = plan_for(&medium, &pb);
+    let before = records(&journal, &plan.case_id).await.len();
+    let report = exec.run(&plan_medium, &raw_medium).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        Outcome::AwaitingDecision,
+        "{}",
+        report.message
+    );
+    assert!(report.message.contains("severity"), "{}", report.message);
+    let recs = records(&journal, &plan.case_id).await;
+    assert_eq!(
+        recs[before..]
+            .iter()
+            .map(|r| r.event.name())
+            .collect::<Vec<_>>(),
+        ["finding-updated"]
+    );
+
     // Another playbook answers the updated finding: that matters, so it asks.
     let other = playbook("stop", &[("z", "tag-resource", "")]);
     let mut other = other;
@@ -1330,4 +1368,73 @@ async fn the_summary_tells_time_to_contain_and_time_waiting_for_approval() {
     let ttc = done.time_to_contain_ms.expect("contained");
     assert!(ttc >= done.approval_wait_ms, "{done:?}");
     assert!(done.flags.is_empty(), "{done:?}");
+}
+
+#[tokio::test]
+async fn an_undo_that_fails_leaves_the_rollback_incomplete_and_rollback_again_finishes_it() {
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "enable-termination-protection", ""),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Approved {
+        approver: "alice".into(),
+    });
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Done, "{}", report.message);
+
+    // Step `a`'s undo fails for good (its resource is gone): `b` is still undone.
+    world.fail("undo:a", 1, ErrorKind::NotFound);
+    let report = exec.rollback(&plan.case_id, "test").await.unwrap();
+    assert_eq!(
+        report.status,
+        CaseStatus::RollbackIncomplete,
+        "{}",
+        report.message
+    );
+    assert_eq!(report.outcome, Outcome::RollbackIncomplete);
+    assert_eq!(report.outcome.exit_code(), 5);
+    assert_eq!(world.get("b"), 0, "the other step is undone");
+    assert_eq!(world.get("a"), 1, "the failed undo left `a` applied");
+
+    // The same finding cannot run again until the rollback is finished.
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert!(report.no_op, "{}", report.message);
+    assert!(
+        report.message.contains("cordon rollback"),
+        "{}",
+        report.message
+    );
+
+    // Fixed: rollback again continues where it stopped.
+    let report = exec.rollback(&plan.case_id, "test").await.unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!(report.outcome.exit_code(), 0);
+    assert_eq!(world.snapshot().values().sum::<i64>(), 0);
+}
+
+#[test]
+fn every_outcome_has_its_own_exit_code_and_meaning() {
+    use strum::IntoEnumIterator;
+    let outcomes: Vec<Outcome> = Outcome::iter().collect();
+    let codes: std::collections::BTreeSet<u8> = outcomes.iter().map(|o| o.exit_code()).collect();
+    assert_eq!(
+        codes.len(),
+        outcomes.len(),
+        "two outcomes share an exit code"
+    );
+    assert_eq!(
+        codes.into_iter().collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5, 6, 124],
+        "the documented exit codes (README, docs/lifecycle.md) changed"
+    );
+    let meanings: std::collections::BTreeSet<&str> = outcomes.iter().map(|o| o.meaning()).collect();
+    assert_eq!(meanings.len(), outcomes.len());
 }
