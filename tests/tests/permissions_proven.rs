@@ -43,6 +43,7 @@ use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use cordon_aws::actions::AwsActions;
 use cordon_core::action::{ActionKind, IMPLIED_PERMISSIONS};
 use cordon_core::executor::ErrorKind;
+use cordon_core::plan::Plan;
 use cordon_tests::shipped::{LEAKED_USER, ShippedWorld, plan_shipped, shipped_world};
 use cordon_tests::{
     Lifecycle, Phase, emulator, plan_steps, repo_root, run_every_step, shipped_playbooks,
@@ -267,13 +268,27 @@ async fn every_recorded_call_is_a_declared_permission() {
     }
 }
 
+/// A test playbook of `steps` for the web server's instance finding.
+fn web_server_plan(world: &ShippedWorld, name: &str, steps: serde_json::Value) -> Plan {
+    let finding = world
+        .env
+        .instance_finding("web-01")
+        .expect("instance finding");
+    plan_steps(&finding.detail().to_string(), name, steps)
+}
+
+/// A test playbook of `steps` for the leaked user key's finding.
+fn leaked_key_plan(world: &ShippedWorld, name: &str, steps: serde_json::Value) -> Plan {
+    let key = &world.env.users[LEAKED_USER].access_keys[0].id;
+    let finding = world.env.key_finding(key, Some(LEAKED_USER), "IAMUser");
+    plan_steps(&finding.detail().to_string(), name, steps)
+}
+
 /// `delete-login-profile` (no shipped playbook has it): the password goes,
 /// and its undo is refused (a password cannot be put back).
 async fn drive_login_profile(world: &ShippedWorld) {
-    let key = &world.env.users[LEAKED_USER].access_keys[0].id;
-    let finding = world.env.key_finding(key, Some(LEAKED_USER), "IAMUser");
-    let plan = plan_steps(
-        &finding.detail().to_string(),
+    let plan = leaked_key_plan(
+        world,
         "permissions-login-profile",
         json!([{"id": "password", "action": "delete-login-profile"}]),
     );
@@ -291,12 +306,8 @@ async fn drive_login_profile(world: &ShippedWorld) {
 
 /// `snapshot-volumes` with `delete-on-rollback`: its undo deletes the snapshots.
 async fn drive_deleting_snapshots(world: &ShippedWorld) {
-    let finding = world
-        .env
-        .instance_finding("web-01")
-        .expect("instance finding");
-    let plan = plan_steps(
-        &finding.detail().to_string(),
+    let plan = web_server_plan(
+        world,
         "permissions-snapshots",
         json!([{"id": "snapshots", "action": "snapshot-volumes",
                 "with": {"delete-on-rollback": true}}]),
@@ -339,12 +350,8 @@ async fn seed(world: &ShippedWorld) {
 /// `revoke-role-sessions` for an instance finding: the role comes from the
 /// instance's profile (the shipped playbook revokes an assumed role's).
 async fn drive_instance_role_revocation(world: &ShippedWorld) {
-    let finding = world
-        .env
-        .instance_finding("web-01")
-        .expect("instance finding");
-    let plan = plan_steps(
-        &finding.detail().to_string(),
+    let plan = web_server_plan(
+        world,
         "permissions-instance-role",
         json!([{"id": "revoke", "action": "revoke-role-sessions"}]),
     );
@@ -358,10 +365,8 @@ async fn drive_instance_role_revocation(world: &ShippedWorld) {
 /// deny-all policy (before it attached the managed policy): the policy
 /// [`seed`] put goes.
 async fn drive_inline_quarantine_rollback(world: &ShippedWorld) {
-    let key = &world.env.users[LEAKED_USER].access_keys[0].id;
-    let finding = world.env.key_finding(key, Some(LEAKED_USER), "IAMUser");
-    let plan = plan_steps(
-        &finding.detail().to_string(),
+    let plan = leaked_key_plan(
+        world,
         "permissions-inline-quarantine",
         json!([{"id": "quarantine", "action": "quarantine-user"}]),
     );
@@ -425,12 +430,8 @@ async fn drive_detective(world: &ShippedWorld) {
         clients,
         ..world.actions.clone()
     };
-    let finding = world
-        .env
-        .instance_finding("web-01")
-        .expect("instance finding");
-    let plan = plan_steps(
-        &finding.detail().to_string(),
+    let plan = web_server_plan(
+        world,
         "permissions-detective",
         json!([
             {"id": "tag", "action": "tag-resource"},
