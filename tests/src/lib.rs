@@ -508,6 +508,30 @@ impl cordon_core::executor::Approver for ApproveAll {
     }
 }
 
+/// An approver that approves every step and, unlike [`ApproveAll`], every
+/// gated undo (one that re-arms credentials or deletes evidence).
+#[derive(Debug)]
+pub struct ApproveUndo;
+
+impl cordon_core::executor::Approver for ApproveUndo {
+    async fn decide(
+        &self,
+        plan: &cordon_core::plan::Plan,
+        step: &cordon_core::plan::PlannedStep,
+    ) -> cordon_core::executor::Decision {
+        ApproveAll.decide(plan, step).await
+    }
+
+    async fn decide_undo(
+        &self,
+        plan: &cordon_core::plan::Plan,
+        step: &cordon_core::plan::PlannedStep,
+        _gate: cordon_core::action::UndoGate,
+    ) -> cordon_core::executor::Decision {
+        ApproveAll.decide(plan, step).await
+    }
+}
+
 /// The requests sent since `clients`' counter was last reset, per
 /// `Service.Operation`, printed under `label` for the test's log; resets
 /// the counter so the next part of the test counts from zero.

@@ -419,6 +419,68 @@ async fn autoscaling_detach_keeps_capacity_and_rollback_restores_it_exactly() {
 }
 
 #[tokio::test]
+async fn autoscaling_rollback_restores_membership_and_leaves_capacity_scaled_during_the_incident() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients).await;
+    let (actions, _) = local_actions(clients, "asg-scaled");
+    let (plan, _) = attachments_plan(&fx, "suspect", None);
+    let mut life = Lifecycle::new(&actions, &plan, "detach-asg");
+    let (_, outcome) = life.forward().await.expect("detach");
+    assert_eq!(asg_state(clients).await.1, (1, 2, 2));
+
+    // The owners scale the group out while the incident runs.
+    clients
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(ASG)
+        .max_size(6)
+        .desired_capacity(5)
+        .send()
+        .await
+        .expect("UpdateAutoScalingGroup");
+    let undone = life.undo_with(Some(&outcome)).await.expect("undo");
+    life.verify_undone()
+        .await
+        .expect("verify undone: membership is back");
+    let (members, capacity) = asg_state(clients).await;
+    assert_eq!(capacity, (1, 6, 5), "the scaled capacity stays");
+    assert!(members.contains(&fx.suspect), "{members:?}");
+    assert_eq!(
+        asg_membership(clients, &fx.suspect).await,
+        Some((ASG.to_string(), "InService".to_string(), false))
+    );
+    let drift = undone["capacity-drift"].as_str().expect("drift reported");
+    assert!(
+        drift.contains("min 1, max 2, desired 2") && drift.contains("min 1, max 6, desired 5"),
+        "{drift}"
+    );
+
+    // A group scaled to zero with no room at all: the least room for one.
+    let outcome = life.apply().await.expect("apply");
+    clients
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(ASG)
+        .min_size(0)
+        .max_size(0)
+        .desired_capacity(0)
+        .send()
+        .await
+        .expect("UpdateAutoScalingGroup");
+    let undone = life.undo_with(Some(&outcome)).await.expect("undo");
+    let (members, capacity) = asg_state(clients).await;
+    assert!(members.contains(&fx.suspect), "{members:?}");
+    assert_eq!(capacity, (0, 1, 1), "{undone}");
+    assert!(
+        undone["done"][0]
+            .as_str()
+            .is_some_and(|d| d.contains("min 0, max 1, desired 0")),
+        "{undone}"
+    );
+}
+
+#[tokio::test]
 async fn load_balancer_targets_are_deregistered_and_registered_back_on_their_ports() {
     let aws = emulator().await;
     let clients = aws.clients();

@@ -638,3 +638,142 @@ async fn a_journal_begun_in_format_1_verifies_in_the_bucket() {
         "{found:#?}"
     );
 }
+
+#[tokio::test]
+async fn the_raw_finding_is_kept_byte_for_byte_from_the_caller_or_the_case_directory() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let bucket = "evidence-finding";
+    let plan = evidence_case(clients, bucket).await;
+    let case = plan.case_id.clone();
+    let key = case_key(PREFIX, &case, "finding.json");
+    // As received: CRLF line ends and a trailing newline, which any re-encoding would lose.
+    let fixture =
+        std::fs::read_to_string(repo_root().join("tests/fixtures/findings/ec2-medium.json"))
+            .expect("fixture");
+    let received = format!("{}\r\n", fixture.replace('\n', "\r\n"));
+
+    // The Lambda: no case directory, the raw text comes with the actions.
+    let root = scratch_dir("finding-lambda");
+    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()))
+        .with_case_root(None)
+        .with_finding_raw(case.clone(), received.clone());
+    let mut life = Lifecycle::new(&actions, &plan, "store");
+    let (_, outcome) = life.forward().await.expect("store");
+    assert_eq!(get(clients, bucket, &key).await, received.as_bytes());
+    assert!(outcome.get("not-stored").is_none(), "{outcome}");
+    verified_clean(clients, bucket, &case).await;
+
+    // The CLI: each delivery kept in the case directory is what is kept.
+    let root = scratch_dir("finding-cli");
+    let case_dir = root.join(case.as_str());
+    std::fs::create_dir_all(&case_dir).expect("case dir");
+    let opened = format!("{fixture}\n");
+    let kept = "finding-0123456789abcdef.json";
+    std::fs::write(case_dir.join(kept), &opened).expect("finding file");
+    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()))
+        .with_finding_raw(case.clone(), "not what the case directory kept");
+    Lifecycle::new(&actions, &plan, "store")
+        .forward()
+        .await
+        .expect("store");
+    assert_eq!(
+        get(clients, bucket, &case_key(PREFIX, &case, kept)).await,
+        opened.as_bytes()
+    );
+
+    // Neither: the step says so rather than pretending.
+    let other = CaseId::parse("case-00000000000000000000").expect("id");
+    let actions = AwsActions::new(
+        clients.clone(),
+        EvidenceStore::LocalDir(scratch_dir("finding-none")),
+    )
+    .with_finding_raw(other, "{}");
+    let (_, without) = Lifecycle::new(&actions, &plan, "store")
+        .forward()
+        .await
+        .expect("store");
+    assert!(
+        without["not-stored"][0].as_str().is_some_and(
+            |n| n.starts_with("finding.json: the finding as received is not available")
+        ),
+        "{without}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_bucket_the_evidence_is_kept_in_the_case_directory_and_the_case_completes() {
+    let aws = emulator().await;
+    let raw = std::fs::read_to_string(repo_root().join("tests/fixtures/findings/ec2-medium.json"))
+        .expect("fixture");
+    let plan = plan_steps(
+        &raw,
+        "keep-evidence",
+        json!([{"id": "store", "action": "store-evidence"}]),
+    );
+    let case = plan.case_id.clone();
+    let root = scratch_dir("local-store");
+    let store = EvidenceStore::LocalDir(root.clone());
+    store
+        .put(&case, "console-output-i-0123.txt", b"boot log".to_vec())
+        .await
+        .expect("local evidence");
+    let actions =
+        AwsActions::new(aws.clients().clone(), store).with_finding_raw(case.clone(), raw.clone());
+    let journal = LocalJournal::new(&root);
+    let executor =
+        cordon_core::executor::Executor::new(&actions, &journal, &cordon_tests::ApproveAll);
+
+    let report = executor.run(&plan, &raw).await.expect("run");
+    assert_eq!(
+        report.status,
+        cordon_core::journal::CaseStatus::Completed,
+        "{}",
+        report.message
+    );
+    let case_dir = root.join(case.as_str());
+    assert_eq!(
+        std::fs::read(case_dir.join("finding.json")).expect("finding kept"),
+        raw.as_bytes()
+    );
+    let records = journal.load(&case).await.expect("journal");
+    let outcome = records
+        .iter()
+        .find_map(|r| match &r.event {
+            JournalEvent::StepApplied { outcome, .. } => Some(outcome.clone()),
+            _ => None,
+        })
+        .expect("applied");
+    assert_eq!(outcome["stored"], "locally", "{outcome}");
+    let manifest: cordon_aws::manifest::Manifest =
+        serde_json::from_slice(&std::fs::read(case_dir.join("manifest.json")).expect("manifest"))
+            .expect("manifest parses");
+    let keys: Vec<&str> = manifest.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "evidence/console-output-i-0123.txt",
+            "finding.json",
+            "plan.json"
+        ]
+    );
+    for object in &manifest.objects {
+        let bytes = std::fs::read(case_dir.join(&object.key)).expect("file");
+        assert_eq!(
+            cordon_aws::evidence::sha256_hex(&bytes),
+            object.sha256,
+            "{}",
+            object.key
+        );
+    }
+    // The journal is pinned by its chain, up to the record before the outcome.
+    assert!(manifest.journal.len() >= 2);
+    for entry in &manifest.journal {
+        assert_eq!(
+            entry.hash,
+            records[entry.seq as usize].hash(),
+            "record {}",
+            entry.seq
+        );
+    }
+}

@@ -10,10 +10,14 @@ use aws_credential_types::Credentials;
 use cordon_aws::actions::AwsActions;
 use cordon_aws::actions::iam::decode_policy_document;
 use cordon_aws::client::AwsClients;
-use cordon_core::executor::ErrorKind;
+use cordon_core::executor::{Actions, ErrorKind, Executor, Progress};
+use cordon_core::journal::CaseStatus;
+use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{Plan, Target};
 use cordon_gameday::{EnvironmentSpec, Fixture};
-use cordon_tests::{EmulatorGuard, Lifecycle, emulator, local_actions, plan_steps};
+use cordon_tests::{
+    ApproveAll, ApproveUndo, EmulatorGuard, Lifecycle, emulator, local_actions, plan_steps,
+};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------
@@ -524,9 +528,26 @@ async fn rotate_recovers_from_interrupted_attempts() {
         .access_key()
         .map(|k| k.access_key_id().to_string())
         .expect("id");
-    let out = life.apply().await.expect("apply");
+    // Without a record of a key about to be created, that key is not the step's:
+    // with it, the user has two keys and rotation refuses, deleting nothing.
+    let refused = life
+        .apply()
+        .await
+        .expect_err("a key the step did not create counts against the limit");
+    assert_eq!(refused.kind, ErrorKind::Refused, "{refused}");
+    assert!(refused.message.contains(&orphan), "{refused}");
+    assert_eq!(key_list(clients, "grace").await.len(), 2);
+    // The interrupted attempt journaled `creating-key` before CreateAccessKey:
+    // the re-apply knows the orphan is its own, unstored, and deletes it.
+    let journaled = Progress::replay(vec![
+        json!({"phase": "creating-key", "existing-keys": [key]}),
+    ]);
+    let out = actions
+        .apply_with_progress(&plan, life.step(), life.pre(), &journaled)
+        .await
+        .expect("apply");
     assert_eq!(out["discarded-unstored-keys"], json!([orphan]));
-    life.verify().await.expect("verify");
+    life.verify_outcome(&out).await.expect("verify");
     let new = out["new-access-key-id"].as_str().expect("new").to_string();
 
     // A crash after CreateSecret, before the outcome was journaled: re-apply reuses it.
@@ -552,6 +573,162 @@ async fn rotate_recovers_from_interrupted_attempts() {
         .expect_err("secret scheduled for deletion");
     assert_eq!(err.kind, ErrorKind::InvalidState, "{err}");
     assert!(err.to_string().contains("restore-secret"), "{err}");
+}
+
+#[tokio::test]
+async fn an_operators_key_made_after_a_refused_rotation_survives_the_resume() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let env = users(&aws, &[("heidi", 2)]).await;
+    let keys = &env.users["heidi"].access_keys;
+    let (named, other) = (keys[0].id.clone(), keys[1].id.clone());
+    let finding = key_finding(&env, "f-operator", &named, Some("heidi"), "IAMUser");
+    let plan = make_plan(
+        &finding,
+        json!([{"id": "rotate", "action": "rotate-access-key", "on-failure": "stop", "retry": {"max-attempts": 1}}]),
+    );
+    let (actions, dir) = local_actions(clients, "operator");
+    let journal = LocalJournal::new(&dir);
+    let executor = Executor::new(&actions, &journal, &ApproveAll);
+
+    // Two keys: rotation refuses, changing nothing.
+    let report = executor.run(&plan, &finding).await.expect("run");
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!(key_list(clients, "heidi").await.len(), 2);
+
+    // An operator makes room by hand and creates a key of their own.
+    clients
+        .iam
+        .delete_access_key()
+        .user_name("heidi")
+        .access_key_id(&other)
+        .send()
+        .await
+        .expect("DeleteAccessKey");
+    let operators = clients
+        .iam
+        .create_access_key()
+        .user_name("heidi")
+        .send()
+        .await
+        .expect("CreateAccessKey")
+        .access_key()
+        .map(|k| k.access_key_id().to_string())
+        .expect("id");
+
+    // Resume: the operator's key is not the step's, so it is never deleted.
+    let report = executor.resume(&plan.case_id).await.expect("resume");
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!(
+        key_list(clients, "heidi").await,
+        sorted(vec![pair(&named, "Active"), pair(&operators, "Active")]),
+        "the operator's key survives"
+    );
+    assert!(
+        report.message.contains(&operators) && report.message.contains("not created by cordon"),
+        "{}",
+        report.message
+    );
+    assert_eq!(secret_count(clients).await, 0);
+}
+
+#[tokio::test]
+async fn an_iam_users_temporary_key_revokes_that_users_sessions_until_an_approved_rollback() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let env = users(&aws, &[("ivan", 1)]).await;
+    // GetSessionToken credentials: an ASIA key whose user type is IAMUser.
+    let finding = key_finding(
+        &env,
+        "f-user-session",
+        "ASIAEXAMPLETEMP00099",
+        Some("ivan"),
+        "IAMUser",
+    );
+    let plan = make_plan(
+        &finding,
+        json!([{"id": "revoke", "action": "revoke-user-sessions", "on-failure": "stop"}]),
+    );
+    assert_eq!(
+        plan.step("revoke").expect("step").target,
+        Target::User {
+            user_name: "ivan".to_string()
+        }
+    );
+    let (actions, dir) = local_actions(clients, "user-sessions");
+    let journal = LocalJournal::new(&dir);
+
+    let before = time::OffsetDateTime::now_utc();
+    let report = Executor::new(&actions, &journal, &ApproveAll)
+        .run(&plan, &finding)
+        .await
+        .expect("run");
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let document = user_policy(clients, "ivan", "AWSRevokeOlderSessions")
+        .await
+        .expect("the deny policy is on the user");
+    let doc: Value = serde_json::from_str(&document).expect("JSON");
+    assert_eq!(doc["Statement"][0]["Effect"], "Deny");
+    assert_eq!(doc["Statement"][0]["Action"], "*");
+    assert_eq!(doc["Statement"][0]["Resource"], "*");
+    let cutoff = token_issue_time(&document).expect("DateLessThan aws:TokenIssueTime");
+    let cutoff =
+        time::OffsetDateTime::parse(&cutoff, &time::format_description::well_known::Rfc3339)
+            .expect("RFC 3339");
+    assert!(
+        cutoff >= before.replace_nanosecond(0).expect("whole second")
+            && cutoff <= time::OffsetDateTime::now_utc() + time::Duration::SECOND,
+        "{cutoff} is the time of the step"
+    );
+
+    // A rollback without approval keeps the revocation: it re-arms credentials.
+    let kept = Executor::new(&actions, &journal, &ApproveAll)
+        .rollback(&plan.case_id, "test")
+        .await
+        .expect("rollback");
+    assert_eq!(
+        kept.status,
+        CaseStatus::RolledBackExceptCredentials,
+        "{}",
+        kept.message
+    );
+    assert!(
+        user_policy(clients, "ivan", "AWSRevokeOlderSessions")
+            .await
+            .is_some()
+    );
+
+    // Approved, the undo removes exactly what the step added.
+    let report = Executor::new(&actions, &journal, &ApproveUndo)
+        .rollback(&plan.case_id, "test")
+        .await
+        .expect("rollback");
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!(
+        user_policy(clients, "ivan", "AWSRevokeOlderSessions").await,
+        None
+    );
+
+    // A policy of that name that was there before comes back exactly.
+    let previous = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "s3:*", "Resource": "*"}]}).to_string();
+    clients
+        .iam
+        .put_user_policy()
+        .user_name("ivan")
+        .policy_name("AWSRevokeOlderSessions")
+        .policy_document(&previous)
+        .send()
+        .await
+        .expect("PutUserPolicy");
+    let mut life = Lifecycle::new(&actions, &plan, "revoke");
+    let (pre, outcome) = life.forward().await.expect("revoke");
+    assert_eq!(pre["previous-document"], json!(previous));
+    assert_eq!(outcome["replaced-previous-policy"], json!(true));
+    life.rollback().await.expect("undo");
+    assert_eq!(
+        user_policy(clients, "ivan", "AWSRevokeOlderSessions").await,
+        Some(previous)
+    );
 }
 
 #[tokio::test]

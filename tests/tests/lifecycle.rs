@@ -48,6 +48,11 @@ fn candidates(env: &Fixture) -> Vec<Finding> {
         env.key_finding(SESSION_KEY, Some(role), "AssumedRole")
             .detail(),
     );
+    // The same kind of key from the user's GetSessionToken.
+    raw.push(
+        env.key_finding(SESSION_KEY, Some("deploy-bot"), "IAMUser")
+            .detail(),
+    );
     raw.iter()
         .map(|f| parse_single_finding(&f.to_string(), "candidate").expect("finding parses"))
         .collect()

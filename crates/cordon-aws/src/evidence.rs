@@ -121,19 +121,7 @@ impl EvidenceStore {
                         "check the case directory is writable and the disk has space",
                     )
                 };
-                let (dir2, path2) = (dir.clone(), path.clone());
-                tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    std::fs::create_dir_all(&dir2)?;
-                    let tmp = path2.with_extension("partial");
-                    let mut file = std::fs::File::create(&tmp)?;
-                    file.write_all(&bytes)?;
-                    file.sync_all()?;
-                    std::fs::rename(&tmp, &path2)?;
-                    std::fs::File::open(&dir2)?.sync_all()
-                })
-                .await
-                .map_err(|e| io_error(std::io::Error::other(e)))?
-                .map_err(io_error)?;
+                write_durably(path.clone(), bytes).await.map_err(io_error)?;
                 Ok(EvidenceRef {
                     location,
                     size,
@@ -157,6 +145,26 @@ impl EvidenceStore {
             }
         }
     }
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the
+/// whole new one (never a torn one): a `.partial` file, fsync'd, renamed over
+/// `path`, and the directory fsync'd. Creates the directory.
+pub async fn write_durably(path: PathBuf, bytes: Vec<u8>) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let dir = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        std::fs::create_dir_all(&dir)?;
+        let tmp = path.with_extension("partial");
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// `<prefix><case-id>/<name>`: every object of a case shares one prefix, so a

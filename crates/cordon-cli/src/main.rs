@@ -1,42 +1,46 @@
 //! `cordon`: run incident-response playbooks against GuardDuty findings.
 //!
-//! Exit codes: 0 success (including "no playbook matches" and no-op re-runs);
-//! 1 the run failed or stopped (a step failed, rollback incomplete, AWS error);
-//! 2 invalid input (usage, malformed finding, invalid playbooks, unknown case);
-//! 3 the case waits for approval.
+//! Exit codes are the outcomes of [`cordon_core::executor::Outcome`], the same
+//! meanings for every front door: 0 done and verified; 1 failed or stopped, the
+//! containment state needs a human; 2 invalid input; 3 waiting for a decision;
+//! 4 failed and rolled back to the exact pre-state; 5 rollback incomplete;
+//! 6 completed with failures; 124 an approval timed out.
 
+mod approvals;
 mod evidence_cmd;
 mod intake;
+mod live;
 mod output;
 mod policy_cmd;
 mod render;
 
-use std::collections::BTreeSet;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
+use approvals::CliApprover;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cordon_aws::actions::AwsActions;
 use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
 use cordon_aws::ops;
-use cordon_core::executor::{Approver, Decision, ExecError, Executor, Report};
+use cordon_core::executor::{Decision, ExecError, Executor, LoopGuard, Outcome, Report};
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
-use cordon_core::journal::{CaseState, CaseStatus, JournalRecord, JournalStore};
+use cordon_core::journal::{CaseState, JournalEvent, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, try_plan};
 use cordon_core::route::{Route, route};
+use cordon_core::summary::summarize;
 use cordon_core::text::escape;
 use cordon_core::validate::{LoadedPlaybook, load_playbooks};
 
 /// Incident-response forensics for AWS: contain what GuardDuty finds, keep the
 /// evidence, and roll back exactly.
 #[derive(Debug, Parser)]
-#[command(name = "cordon", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(name = "cordon", version, about, long_about = None, after_help = exit_codes_help())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,8 +52,19 @@ struct Cli {
     log_json: bool,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 success (also: no playbook matches, nothing to do); 1 run failed or stopped; \
-2 invalid input (usage, finding, playbooks, unknown case); 3 waiting for approval.";
+/// The exit codes, one line each, from the outcomes every front door shares.
+fn exit_codes_help() -> String {
+    let mut text = String::from("Exit codes:\n");
+    for outcome in <Outcome as strum::IntoEnumIterator>::iter() {
+        text.push_str(&format!(
+            "  {:>3}  {:<24} {}\n",
+            outcome.exit_code(),
+            outcome.to_string(),
+            outcome.meaning()
+        ));
+    }
+    text
+}
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -65,15 +80,23 @@ enum Command {
     Route(FindingArgs),
     /// Print the plan for a finding: steps, targets, approvals, IAM permissions.
     Plan(FindingArgs),
-    /// Run the plan for a finding (journaled; re-running the same finding is a no-op).
+    /// Run the plan for a finding (journaled). The same finding again: a finished
+    /// case is a no-op, a rolled-back case is contained again in a new epoch, an
+    /// updated finding re-plans the steps not yet applied (or asks, exit 3).
     Run {
         #[command(flatten)]
         finding: FindingArgs,
         /// Read pre-states and print the calls that would be made; change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// When an updated finding changes the plan in a way that matters (another
+        /// playbook, an applied step's target), contain it in a new epoch on top.
+        #[arg(long)]
+        accept_replan: bool,
         #[command(flatten)]
         approval: ApprovalArgs,
+        #[command(flatten)]
+        guard: LoopGuardArgs,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -103,22 +126,34 @@ enum Command {
         output: Output,
     },
     /// Undo every step of a case from its journaled pre-state, newest first.
+    /// Undo that re-arms credentials (reactivating a key, lifting a session
+    /// revocation or quarantine) or deletes evidence needs `--approve-undo STEP`
+    /// (or a yes at the prompt); without it the step is kept and the case ends
+    /// rolled-back-except-credentials (exit 1).
     Rollback {
         case: String,
+        /// Approve the undo of this step (repeatable).
+        #[arg(long = "approve-undo", value_name = "STEP")]
+        approve_undo: Vec<String>,
         #[command(flatten)]
         state: StateArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Show a case: its plan, each step's state, and the timeline.
+    /// Show a case: where it is in its lifecycle, each step's state, flags
+    /// (an ENI left open between the isolation phases), and the timeline.
     Status {
         case: String,
+        /// Re-read AWS to confirm what the journal flags (ENIs still open).
+        #[arg(long)]
+        live: bool,
         #[command(flatten)]
         state: StateArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// List known cases.
+    /// List known cases: status, epoch, time to contain, time waiting for
+    /// approval, and flags.
     Cases {
         #[command(flatten)]
         state: StateArgs,
@@ -163,6 +198,33 @@ struct ApprovalArgs {
     /// Approve this step (repeatable).
     #[arg(long = "approve", value_name = "STEP")]
     approve: Vec<String>,
+    /// Wait this long (90s, 15m, 2h) for a decision on a step that needs
+    /// approval (at the prompt, or `cordon approve` from another terminal);
+    /// then the case stops, journaled, exit 124. Default: do not wait.
+    #[arg(long, value_name = "DURATION", value_parser = approvals::parse_duration)]
+    approval_timeout: Option<std::time::Duration>,
+}
+
+/// Flapping protection: automatic action stops on a resource contained or
+/// re-triggered too often, and a human decides.
+#[derive(Debug, Args)]
+struct LoopGuardArgs {
+    /// Cases or epochs allowed on one resource (instance, key, user, role) per
+    /// window before automatic action stops; 0 turns the guard off.
+    #[arg(long, env = "CORDON_LOOP_GUARD_MAX", default_value_t = 3)]
+    loop_guard_max: u32,
+    /// The loop guard's window.
+    #[arg(long, env = "CORDON_LOOP_GUARD_WINDOW", default_value = "24h", value_parser = approvals::parse_duration)]
+    loop_guard_window: std::time::Duration,
+}
+
+impl LoopGuardArgs {
+    fn guard(&self) -> Option<LoopGuard> {
+        (self.loop_guard_max > 0).then_some(LoopGuard {
+            max_triggers: self.loop_guard_max,
+            window: self.loop_guard_window,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -176,11 +238,13 @@ struct StateArgs {
 }
 
 impl ApprovalArgs {
-    /// No standing approvals: every gated step asks (or waits).
-    fn none() -> Self {
-        Self {
-            yes: false,
-            approve: Vec::new(),
+    /// The standing approvals these flags give.
+    fn standing(&self) -> approvals::Standing {
+        approvals::Standing {
+            all: self.yes,
+            steps: self.approve.iter().cloned().collect(),
+            undo_steps: Default::default(),
+            timeout: self.approval_timeout,
         }
     }
 }
@@ -279,9 +343,18 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Run {
             finding,
             dry_run,
+            accept_replan,
             approval,
+            guard,
             state,
-        } => run(&finding, dry_run, &approval, &state, &aws).await,
+        } => {
+            let options = RunOptions {
+                dry_run,
+                accept_replan,
+                loop_guard: guard.guard(),
+            };
+            run(&finding, &options, &approval, &state, &aws).await
+        }
         Command::Resume {
             case,
             approval,
@@ -298,14 +371,16 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         } => approve(&case, &step, refuse, reason, &state, output, &aws).await,
         Command::Rollback {
             case,
+            approve_undo,
             state,
             output,
-        } => rollback(&case, &state, output, &aws).await,
+        } => rollback(&case, approve_undo, &state, output, &aws).await,
         Command::Status {
             case,
+            live,
             state,
             output,
-        } => status(&case, &state, output).await,
+        } => status(&case, live, &state, output, &aws).await,
         Command::Cases { state, output } => cases(&state, output).await,
         Command::Triage(args) => intake::triage(args, &aws).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
@@ -344,9 +419,17 @@ async fn plan_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
     Ok(0)
 }
 
+/// How `cordon run` treats the case.
+#[derive(Debug, Clone, Copy)]
+struct RunOptions {
+    dry_run: bool,
+    accept_replan: bool,
+    loop_guard: Option<LoopGuard>,
+}
+
 async fn run(
     args: &FindingArgs,
-    dry_run: bool,
+    options: &RunOptions,
     approval: &ApprovalArgs,
     state: &StateArgs,
     aws: &Aws,
@@ -357,7 +440,7 @@ async fn run(
         return Ok(0);
     };
     let aws = aws_actions(aws, state).await?;
-    if dry_run {
+    if options.dry_run {
         return print_dry_run(&plan, &aws, approval, state, args.output).await;
     }
     if args.output == Output::Text {
@@ -365,15 +448,71 @@ async fn run(
         println!();
     }
     let journal = state.journal();
-    let approver = CliApprover::new(&aws.clients, approval, args.output == Output::Text);
+    keep_finding(&journal, &plan.case_id, &finding.raw)?;
+    let approver = CliApprover::new(
+        &aws.clients,
+        approval.standing(),
+        args.output == Output::Text,
+        Some(approvals::Inbox::new(&journal.case_dir(&plan.case_id))),
+    );
     let timeline = Timeline::new(args.output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let executor = case_executor(&aws, &journal, &approver, &observer);
+    let executor = case_executor(&aws, &journal, &approver, &observer)
+        .accept_replan(options.accept_replan)
+        .loop_guard(options.loop_guard);
     let report = executor
         .run(&plan, &finding.raw)
         .await
         .map_err(exec_failure)?;
+    if timeline.loop_guard_tripped() {
+        escalate(&aws, &report).await;
+    }
     finish(report, &aws, args.output)
+}
+
+/// Keeps the finding byte for byte as received, with the case (evidence):
+/// `<case-dir>/finding-<sha256 prefix>.json`, one file per distinct delivery.
+fn keep_finding(journal: &LocalJournal, case: &CaseId, raw: &str) -> Result<(), Failure> {
+    let dir = journal.case_dir(case);
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the case directory {}", dir.display()))?;
+    let digest = cordon_core::executor::finding_digest(raw);
+    let path = dir.join(format!("finding-{}.json", &digest[..16]));
+    if !path.exists() {
+        let tmp = dir.join(format!(".finding.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, raw.as_bytes())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("cannot keep the finding in {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The loop guard stopped automatic action: tell the responders.
+async fn escalate(aws: &AwsActions, report: &Report) {
+    let message = format!("cordon: {}", report.message);
+    match &aws.notify_topic {
+        Some(topic) => {
+            let request = aws
+                .clients
+                .sns
+                .publish()
+                .topic_arn(topic)
+                .subject("cordon: automatic action stopped (loop guard)")
+                .message(&message);
+            match aws.clients.call(&ops::SNS_PUBLISH, topic, request).await {
+                Ok(_) => eprintln!("cordon: loop guard tripped; responders notified on {topic}"),
+                Err(e) => {
+                    eprintln!(
+                        "cordon: loop guard tripped, and notifying {topic} failed: {}",
+                        escape(&e.to_string())
+                    )
+                }
+            }
+        }
+        None => eprintln!(
+            "cordon: loop guard tripped and no notify topic is configured (CORDON_NOTIFY_TOPIC_ARN): escalate by hand"
+        ),
+    }
 }
 
 async fn print_dry_run(
@@ -383,7 +522,7 @@ async fn print_dry_run(
     state: &StateArgs,
     output: Output,
 ) -> Result<u8, Failure> {
-    let approver = CliApprover::new(&aws.clients, approval, false);
+    let approver = CliApprover::new(&aws.clients, approval.standing(), false, None);
     let journal = state.journal();
     let executor = Executor::new(aws, &journal, &approver);
     let steps = executor.dry_run(plan).await;
@@ -410,7 +549,12 @@ async fn resume(
     let case = parse_case(case)?;
     let aws = aws_actions(aws, state).await?;
     let journal = state.journal();
-    let approver = CliApprover::new(&aws.clients, approval, output == Output::Text);
+    let approver = CliApprover::new(
+        &aws.clients,
+        approval.standing(),
+        output == Output::Text,
+        Some(approvals::Inbox::new(&journal.case_dir(&case))),
+    );
     let timeline = Timeline::new(output);
     let observer = |r: &JournalRecord| timeline.record(r);
     let executor = case_executor(&aws, &journal, &approver, &observer);
@@ -430,24 +574,40 @@ async fn approve(
     let case = parse_case(case)?;
     let aws = aws_actions(aws, state).await?;
     let journal = state.journal();
-    let identity = caller_identity(&aws.clients).await;
+    let identity = approvals::caller_identity(&aws.clients)
+        .await
+        .map_err(failed)?;
+    let reason = if reason.is_empty() && refuse {
+        "refused".to_string()
+    } else {
+        reason
+    };
+    // A run waiting for this decision holds the case: hand the decision to it.
+    match journal.lock(&case).await {
+        Err(cordon_core::journal::JournalError::Locked { .. }) => {
+            return deliver_to_waiting_run(&journal, &case, step, !refuse, identity, reason).await;
+        }
+        Err(e) => return Err(exec_failure(e.into())),
+        Ok(lock) => drop(lock),
+    }
     let decision = if refuse {
         Decision::Refused {
             approver: identity,
-            reason: if reason.is_empty() {
-                "refused".to_string()
-            } else {
-                reason
-            },
+            reason,
         }
     } else {
         Decision::Approved { approver: identity }
     };
     // Later approval-gated steps still ask: the approval covers this step only.
-    let approver = CliApprover::new(&aws.clients, &ApprovalArgs::none(), output == Output::Text);
+    let approver = CliApprover::new(
+        &aws.clients,
+        approvals::Standing::default(),
+        output == Output::Text,
+        None,
+    );
     let timeline = Timeline::new(output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let executor = Executor::new(&aws, &journal, &approver).observe(&observer);
+    let executor = case_executor(&aws, &journal, &approver, &observer);
     let report = executor
         .decide(&case, step, decision)
         .await
@@ -455,11 +615,58 @@ async fn approve(
     finish(report, &aws, output)
 }
 
-async fn rollback(case: &str, state: &StateArgs, output: Output, aws: &Aws) -> Result<u8, Failure> {
+/// How long `cordon approve` waits to see a waiting run take its decision.
+const HANDOVER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn deliver_to_waiting_run(
+    journal: &LocalJournal,
+    case: &CaseId,
+    step: &str,
+    approved: bool,
+    approver: String,
+    reason: String,
+) -> Result<u8, Failure> {
+    let inbox = approvals::Inbox::new(&journal.case_dir(case));
+    inbox
+        .deliver(&approvals::InboxDecision {
+            step: step.to_string(),
+            approved,
+            approver,
+            reason,
+        })
+        .map_err(failed)?;
+    let started = Instant::now();
+    while inbox.pending(step) && started.elapsed() < HANDOVER_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if inbox.pending(step) {
+        println!(
+            "case {case} is held by another cordon process; the decision on `{step}` is delivered and will be journaled when that process asks for it"
+        );
+    } else {
+        println!(
+            "the cordon process working on case {case} took the decision on `{step}` and journals it (`cordon status {case}`)"
+        );
+    }
+    Ok(0)
+}
+
+async fn rollback(
+    case: &str,
+    approve_undo: Vec<String>,
+    state: &StateArgs,
+    output: Output,
+    aws: &Aws,
+) -> Result<u8, Failure> {
     let case = parse_case(case)?;
-    let aws = aws_actions(aws, state).await?;
     let journal = state.journal();
-    let approver = CliApprover::new(&aws.clients, &ApprovalArgs::none(), false);
+    check_undo_steps(&case, &approve_undo, &journal).await?;
+    let aws = aws_actions(aws, state).await?;
+    let standing = approvals::Standing {
+        undo_steps: approve_undo.into_iter().collect(),
+        ..Default::default()
+    };
+    let approver = CliApprover::new(&aws.clients, standing, output == Output::Text, None);
     let timeline = Timeline::new(output);
     let observer = |r: &JournalRecord| timeline.record(r);
     let executor = case_executor(&aws, &journal, &approver, &observer);
@@ -470,19 +677,77 @@ async fn rollback(case: &str, state: &StateArgs, output: Output, aws: &Aws) -> R
     finish(report, &aws, output)
 }
 
-async fn status(case: &str, state: &StateArgs, output: Output) -> Result<u8, Failure> {
+/// Refuses `--approve-undo` names that are not steps of the case (a typo would
+/// otherwise leave a key deactivated while the responder thinks it re-armed).
+/// Naming a step whose undo needs no approval is harmless and accepted.
+async fn check_undo_steps(
+    case: &CaseId,
+    approve_undo: &[String],
+    journal: &LocalJournal,
+) -> Result<(), Failure> {
+    if approve_undo.is_empty() {
+        return Ok(());
+    }
+    let records = journal.load(case).await.map_err(|e| failed(e.into()))?;
+    let state = CaseState::from_records(case, &records).map_err(|e| invalid(e.into()))?;
+    let steps: Vec<&PlannedStep> = state
+        .epochs()
+        .into_iter()
+        .flat_map(|(_, plan, _, _)| plan.steps.iter())
+        .collect();
+    let gated: std::collections::BTreeSet<&str> = steps
+        .iter()
+        .filter(|step| step.action.undo_gate().is_some())
+        .map(|step| step.id.as_str())
+        .collect();
+    for name in approve_undo {
+        if !steps.iter().any(|step| &step.id == name) {
+            let known: Vec<&str> = gated.iter().copied().collect();
+            return Err(invalid(anyhow!(
+                "--approve-undo {}: case {case} has no step of that name (the steps whose undo needs approval: {}); nothing was undone",
+                escape(name),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn status(
+    case: &str,
+    live: bool,
+    state: &StateArgs,
+    output: Output,
+    aws: &Aws,
+) -> Result<u8, Failure> {
     let case = parse_case(case)?;
     let journal = state.journal();
     let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
     let case_state = CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
+    let summary = summarize(&case_state, &records);
+    let live_enis = if live && !summary.open_network_interfaces.is_empty() {
+        let clients = aws.clients().await?;
+        Some(live::open_enis(clients, &summary.open_network_interfaces).await)
+    } else {
+        None
+    };
     match output {
         Output::Json => print_json(&output::CaseStatusReport {
             case_id: &case,
             status: case_state.status.map(|s| s.to_string()),
+            summary: &summary,
+            live: live_enis.as_deref(),
             plan: &case_state.plan,
             journal: &records,
         })?,
-        Output::Text => print!("{}", render::status(&case_state, &records)),
+        Output::Text => {
+            print!("{}", render::summary_header(&summary, live_enis.as_deref()));
+            print!("{}", render::status(&case_state, &records));
+        }
     }
     Ok(0)
 }
@@ -491,16 +756,23 @@ async fn cases(state: &StateArgs, output: Output) -> Result<u8, Failure> {
     let journal = state.journal();
     let cases = journal.cases().await.map_err(|e| failed(e.into()))?;
     let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
     for case in cases {
         let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
         match CaseState::from_records(&case, &records) {
-            Ok(s) => rows.push(render::CaseRow::from_state(&s, &records)),
-            Err(e) => rows.push(render::CaseRow::broken(&case, &e.to_string())),
+            Ok(s) => rows.push(summarize(&s, &records)),
+            Err(e) => unreadable.push(output::UnreadableCase {
+                case_id: case.to_string(),
+                error: e.to_string(),
+            }),
         }
     }
     match output {
-        Output::Json => print_json(&output::Cases { cases: &rows })?,
-        Output::Text => print!("{}", render::cases(&rows)),
+        Output::Json => print_json(&output::Cases {
+            cases: &rows,
+            unreadable: &unreadable,
+        })?,
+        Output::Text => print!("{}", render::cases(&rows, &unreadable)),
     }
     Ok(0)
 }
@@ -671,20 +943,61 @@ async fn aws_actions(aws: &Aws, state: &StateArgs) -> Result<AwsActions, Failure
         ))
 }
 
-/// The executor `run`, `resume` and `rollback` drive: every journal record
-/// printed as it is written, and the crash-test hook armed.
+/// Set by the first SIGINT/SIGTERM: the step in flight finishes (an
+/// isolation never stops between its phases), the journal says so, the case
+/// stops. A second signal aborts at once.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Watches for SIGINT and SIGTERM for the rest of the process.
+fn watch_signals() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot watch for signals; an interrupt will kill cordon at once");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "cordon: second signal: aborting now (`cordon status` shows what is journaled)"
+                );
+                std::process::exit(130);
+            }
+            eprintln!(
+                "cordon: stopping after the step in flight, then journaling (a second signal aborts now)"
+            );
+        }
+    });
+}
+
+/// The executor `run`, `resume`, `approve` and `rollback` drive: every
+/// journal record printed as it is written, signals stop it cleanly, and
+/// (test builds only) the crash hook armed.
 fn case_executor<'a>(
     aws: &'a AwsActions,
     journal: &'a LocalJournal,
     approver: &'a CliApprover<'a>,
     observer: &'a (dyn Fn(&JournalRecord) + Send + Sync),
 ) -> Executor<'a, AwsActions, LocalJournal, CliApprover<'a>> {
-    Executor::new(aws, journal, approver)
+    watch_signals();
+    let executor = Executor::new(aws, journal, approver)
         .observe(observer)
-        .crash_after_record(crash_hook())
+        .interrupt_on(&INTERRUPTED);
+    #[cfg(feature = "crash-hooks")]
+    let executor = executor.crash_after_record(crash_hook());
+    executor
 }
 
-/// Test hook for crash-safety tests: abort right after journal record N is durable.
+/// Test hook for crash-safety tests: abort right after journal record N is
+/// durable. Only in builds with the `crash-hooks` feature (`scripts/test`).
+#[cfg(feature = "crash-hooks")]
 fn crash_hook() -> Option<u64> {
     std::env::var("CORDON_TEST_CRASH_AFTER_RECORD")
         .ok()
@@ -696,19 +1009,13 @@ fn exec_failure(error: ExecError) -> Failure {
         ExecError::Journal(cordon_core::journal::JournalError::UnknownCase { .. })
         | ExecError::UnknownStep { .. }
         | ExecError::NoApprovalNeeded { .. }
-        | ExecError::AlreadyDecided { .. }
-        | ExecError::PlanMismatch { .. } => invalid(error.into()),
+        | ExecError::AlreadyDecided { .. } => invalid(error.into()),
         other => failed(other.into()),
     }
 }
 
 fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failure> {
-    let code = match report.status {
-        _ if report.step_failed => 1,
-        CaseStatus::Completed | CaseStatus::RolledBack => 0,
-        CaseStatus::AwaitingApproval => 3,
-        CaseStatus::Stopped | CaseStatus::RollbackIncomplete => 1,
-    };
+    let code = report.outcome.exit_code();
     let calls = aws.clients.calls.operations();
     match output {
         Output::Json => print_json(&output::RunReport {
@@ -716,12 +1023,14 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
             status: report.status.to_string(),
             no_op: report.no_op,
             step_failed: report.step_failed,
+            outcome: report.outcome.to_string(),
+            exit_code: code,
             message: &report.message,
             api_calls: calls,
         })?,
         Output::Text => {
             println!();
-            println!("{}", report.message);
+            println!("{}", escape(&report.message));
             let total: u64 = calls.values().sum();
             println!(
                 "API calls: {total} ({} mutating)",
@@ -732,79 +1041,12 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
     Ok(code)
 }
 
-async fn caller_identity(clients: &AwsClients) -> String {
-    let request = clients.sts.get_caller_identity();
-    match clients
-        .call(&ops::STS_GET_CALLER_IDENTITY, "caller", request)
-        .await
-    {
-        Ok(out) => out.arn().unwrap_or("unknown caller").to_string(),
-        Err(_) => format!(
-            "unverified local user {}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".to_string())
-        ),
-    }
-}
-
-/// Approvals from the command line: `--yes`, `--approve STEP`, or a prompt on a terminal.
-struct CliApprover<'a> {
-    clients: &'a AwsClients,
-    all: bool,
-    steps: BTreeSet<String>,
-    interactive: bool,
-}
-
-impl<'a> CliApprover<'a> {
-    fn new(clients: &'a AwsClients, args: &ApprovalArgs, interactive: bool) -> Self {
-        Self {
-            clients,
-            all: args.yes,
-            steps: args.approve.iter().cloned().collect(),
-            interactive: interactive && std::io::stdin().is_terminal(),
-        }
-    }
-}
-
-impl Approver for CliApprover<'_> {
-    async fn decide(&self, plan: &Plan, step: &PlannedStep) -> Decision {
-        if self.all || self.steps.contains(&step.id) {
-            let how = if self.all { "--yes" } else { "--approve" };
-            return Decision::Approved {
-                approver: format!("{} ({how})", caller_identity(self.clients).await),
-            };
-        }
-        if !self.interactive {
-            return Decision::Pending;
-        }
-        eprint!("{}", render::approval_prompt(plan, step));
-        let answer = tokio::task::spawn_blocking(|| {
-            let mut line = String::new();
-            std::io::stdin().read_line(&mut line).map(|_| line)
-        })
-        .await;
-        let answer = match answer {
-            Ok(Ok(line)) => line.trim().to_ascii_lowercase(),
-            _ => String::new(),
-        };
-        let who = caller_identity(self.clients).await;
-        match answer.as_str() {
-            "y" | "yes" => Decision::Approved {
-                approver: format!("{who} (prompt)"),
-            },
-            "n" | "no" => Decision::Refused {
-                approver: format!("{who} (prompt)"),
-                reason: "refused at the prompt".to_string(),
-            },
-            _ => Decision::Pending,
-        }
-    }
-}
-
 /// Prints each journal record as it is written, with the time since the start.
 struct Timeline {
     output: Output,
     started: Instant,
     step_started: Mutex<std::collections::HashMap<String, Instant>>,
+    loop_guard: AtomicBool,
 }
 
 impl Timeline {
@@ -813,10 +1055,19 @@ impl Timeline {
             output,
             started: Instant::now(),
             step_started: Mutex::new(Default::default()),
+            loop_guard: AtomicBool::new(false),
         }
     }
 
+    /// Whether this process journaled a loop-guard trip.
+    fn loop_guard_tripped(&self) -> bool {
+        self.loop_guard.load(Ordering::SeqCst)
+    }
+
     fn record(&self, record: &JournalRecord) {
+        if matches!(record.event, JournalEvent::LoopGuardTripped { .. }) {
+            self.loop_guard.store(true, Ordering::SeqCst);
+        }
         match self.output {
             Output::Json => {
                 if let Ok(line) = serde_json::to_string(record) {

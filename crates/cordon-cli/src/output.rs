@@ -16,7 +16,9 @@ use cordon_core::plan::{CaseId, Plan};
 use cordon_core::route::Route;
 use serde::Serialize;
 
-use crate::render::CaseRow;
+use cordon_core::summary::CaseSummary;
+
+use crate::live::LiveEni;
 
 /// The output format this build prints.
 pub const FORMAT_VERSION: u32 = 2;
@@ -66,6 +68,10 @@ pub struct RunReport<'a> {
     /// The journal already had the case at rest; nothing was done.
     pub no_op: bool,
     pub step_failed: bool,
+    /// What the run means, the same name in every front door (see `cordon --help`).
+    pub outcome: String,
+    /// The exit code `cordon` returns for `outcome`.
+    pub exit_code: u8,
     pub message: &'a str,
     /// Operations started, by `Service.Operation`.
     pub api_calls: BTreeMap<String, u64>,
@@ -80,6 +86,11 @@ pub struct CaseStatusReport<'a> {
     pub case_id: &'a CaseId,
     /// `null` while the case has not reached a resting state.
     pub status: Option<String>,
+    /// Epoch, time to contain, approval wait, open ENIs, flags.
+    pub summary: &'a CaseSummary,
+    /// With `--live`: what AWS says now about each ENI the journal flags as open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<&'a [LiveEni]>,
     pub plan: &'a Plan,
     pub journal: &'a [JournalRecord],
 }
@@ -89,7 +100,17 @@ impl Body for CaseStatusReport<'_> {}
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Cases<'a> {
-    pub cases: &'a [CaseRow],
+    pub cases: &'a [CaseSummary],
+    /// Cases whose journal could not be read, with why.
+    pub unreadable: &'a [UnreadableCase],
+}
+
+/// A case whose journal could not be read.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct UnreadableCase {
+    pub case_id: String,
+    pub error: String,
 }
 impl Body for Cases<'_> {}
 
@@ -199,6 +220,8 @@ mod tests {
                 status: "awaiting-approval".to_string(),
                 no_op: false,
                 step_failed: false,
+                outcome: "awaiting-decision".to_string(),
+                exit_code: 3,
                 message: "step `quarantine` waits for approval: `cordon approve CASE quarantine`",
                 api_calls,
             },

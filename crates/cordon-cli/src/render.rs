@@ -8,14 +8,19 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use cordon_core::action::Reversibility;
+use std::io::IsTerminal;
+
+use cordon_core::action::{Reversibility, UndoGate};
 use cordon_core::executor::DryRunStep;
 use cordon_core::finding::Finding;
-use cordon_core::journal::{CaseState, JournalEvent, JournalRecord};
-use cordon_core::plan::{CaseId, Plan, PlannedStep, Target};
+use cordon_core::journal::{CaseState, CaseStatus, JournalEvent, JournalRecord};
+use cordon_core::plan::{Plan, PlannedStep, Target};
 use cordon_core::route::Route;
+use cordon_core::summary::CaseSummary;
 use cordon_core::text::escape;
-use serde::Serialize;
+
+use crate::live::LiveEni;
+use crate::output::UnreadableCase;
 
 pub fn route(finding: &Finding, route: &Route) -> String {
     let mut out = String::new();
@@ -288,6 +293,26 @@ pub fn timeline_line(
             )
         }
         JournalEvent::CaseFinished { status } => format!("case {status}"),
+        JournalEvent::EpochOpened { epoch, reason, .. } => {
+            format!("epoch {epoch}: {}", escape(reason))
+        }
+        JournalEvent::FindingUpdated { change, .. } => {
+            format!("finding updated: {}", escape(change))
+        }
+        JournalEvent::PlanAmended { reason, .. } => escape(reason).into_owned(),
+        JournalEvent::StepPreStateAmended { added, .. } => {
+            format!("pre-state amended: added {}", escape(&added.join(", ")))
+        }
+        JournalEvent::StepProgress { progress, .. } => progress_line(progress),
+        JournalEvent::ApprovalTimedOut { waited_ms, .. } => {
+            format!("nobody answered in {} s", waited_ms / 1000)
+        }
+        JournalEvent::CaseInterrupted { reason } => escape(reason).into_owned(),
+        JournalEvent::UndoApproved { approver, .. } => {
+            format!("undo approved by {}", escape(approver))
+        }
+        JournalEvent::UndoKept { reason, .. } => escape(reason).into_owned(),
+        JournalEvent::LoopGuardTripped { reason, .. } => escape(reason).into_owned(),
     };
     let step = escape(record.event.step().unwrap_or("-"));
     let step_time = step_elapsed
@@ -301,6 +326,22 @@ pub fn timeline_line(
         step,
         record.event.name()
     )
+}
+
+/// A step's progress record in a few words (`phase` and what it is about).
+fn progress_line(progress: &serde_json::Value) -> String {
+    match progress.get("phase").and_then(|p| p.as_str()) {
+        Some(phase) => {
+            let about = progress
+                .get("about")
+                .and_then(|a| a.as_str())
+                .unwrap_or_default();
+            format!("{} {}", escape(phase), escape(about))
+                .trim_end()
+                .to_string()
+        }
+        None => escape(&progress.to_string()).into_owned(),
+    }
 }
 
 pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
@@ -326,6 +367,8 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
         let s = state.step(&step.id).cloned().unwrap_or_default();
         let word = if s.rollback_verified {
             "rolled back"
+        } else if s.undo_kept.is_some() {
+            "KEPT (undo needs approval)"
         } else if s.rollback_failed.is_some() {
             "ROLLBACK FAILED"
         } else if s.verified {
@@ -366,58 +409,128 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
     out
 }
 
-/// A line of `cordon cases`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct CaseRow {
-    pub case_id: String,
-    pub status: String,
-    pub playbook: String,
-    pub finding_type: String,
-    pub opened_at: String,
-}
-
-impl CaseRow {
-    pub fn from_state(state: &CaseState, records: &[JournalRecord]) -> Self {
-        Self {
-            case_id: state.plan.case_id.to_string(),
-            status: state
-                .status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "in-progress".to_string()),
-            playbook: state.plan.playbook.clone(),
-            finding_type: state.plan.finding.finding_type.clone(),
-            opened_at: records.first().map(|r| r.at.clone()).unwrap_or_default(),
+/// The top of `cordon status`: where the case is in its lifecycle, and
+/// what must not be missed (ENIs open to the world between the isolation phases).
+pub fn summary_header(summary: &CaseSummary, live: Option<&[LiveEni]>) -> String {
+    let mut out = String::new();
+    let red = std::io::stdout().is_terminal();
+    let _ = writeln!(
+        out,
+        "lifecycle: {}  epoch {}  opened {}  time to contain {}  waited for approval {}",
+        escape(&summary.status),
+        summary.epoch,
+        escape(&summary.opened_at),
+        summary
+            .time_to_contain_ms
+            .map(millis)
+            .unwrap_or_else(|| "-".to_string()),
+        millis(summary.approval_wait_ms)
+    );
+    let status =
+        serde_json::from_value::<CaseStatus>(serde_json::Value::String(summary.status.clone()))
+            .ok();
+    let _ = writeln!(
+        out,
+        "next: {}",
+        CaseStatus::next_steps(status).replace("CASE", &escape(&summary.case_id))
+    );
+    if !summary.open_network_interfaces.is_empty() {
+        let line = format!(
+            "OPEN: {} entered the allow-all untrack group and were not seen leaving it; `cordon resume` or `cordon rollback` closes them",
+            escape(&summary.open_network_interfaces.join(", "))
+        );
+        if red {
+            let _ = writeln!(out, "\x1b[1;31m{line}\x1b[0m");
+        } else {
+            let _ = writeln!(out, "{line}");
         }
     }
-
-    pub fn broken(case: &CaseId, why: &str) -> Self {
-        Self {
-            case_id: case.to_string(),
-            status: format!("unreadable: {why}"),
-            playbook: String::new(),
-            finding_type: String::new(),
-            opened_at: String::new(),
+    if let Some(live) = live {
+        for eni in live {
+            let _ = writeln!(
+                out,
+                "  live: {} is {} ({})",
+                escape(&eni.network_interface_id),
+                escape(&eni.state),
+                escape(&eni.detail)
+            );
         }
+    }
+    let other_flags: Vec<&String> = summary
+        .flags
+        .iter()
+        .filter(|f| !f.starts_with("OPEN ENI"))
+        .collect();
+    if !other_flags.is_empty() {
+        let flags: Vec<&str> = other_flags.iter().map(|f| f.as_str()).collect();
+        let _ = writeln!(out, "flags: {}", escape(&flags.join("; ")));
+    }
+    let _ = writeln!(out);
+    out
+}
+
+fn millis(ms: u64) -> String {
+    if ms >= 60_000 {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    } else {
+        format!("{:.3}s", ms as f64 / 1000.0)
     }
 }
 
-pub fn cases(rows: &[CaseRow]) -> String {
-    if rows.is_empty() {
+/// `cordon cases`: one line per case.
+pub fn cases(rows: &[CaseSummary], unreadable: &[UnreadableCase]) -> String {
+    if rows.is_empty() && unreadable.is_empty() {
         return "no cases\n".to_string();
     }
     let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<25}  {:<30} {:>5} {:>10} {:>10}  {:<26} flags",
+        "case", "status", "epoch", "contain", "approval", "playbook"
+    );
     for row in rows {
         let _ = writeln!(
             out,
-            "{}  {:<20} {:<26} {:<22} {}",
+            "{:<25}  {:<30} {:>5} {:>10} {:>10}  {:<26} {}",
             escape(&row.case_id),
             escape(&row.status),
+            row.epoch,
+            row.time_to_contain_ms
+                .map(millis)
+                .unwrap_or_else(|| "-".to_string()),
+            millis(row.approval_wait_ms),
             escape(&row.playbook),
-            escape(&row.opened_at),
-            escape(&row.finding_type)
+            escape(&row.flags.join("; "))
         );
     }
+    for row in unreadable {
+        let _ = writeln!(
+            out,
+            "{:<25}  unreadable: {}",
+            escape(&row.case_id),
+            escape(&row.error)
+        );
+    }
+    out
+}
+
+/// The prompt for an undo that re-arms credentials or deletes evidence.
+pub fn undo_prompt(plan: &Plan, step: &PlannedStep, gate: UndoGate) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "undo of step `{}` ({}) needs approval",
+        escape(&step.id),
+        step.kind()
+    );
+    let _ = writeln!(out, "  case:   {}", escape(plan.case_id.as_str()));
+    let _ = writeln!(out, "  target: {}", escape(&step.target.label()));
+    let _ = writeln!(out, "  undo:   {}", gate.reason());
+    let _ = write!(
+        out,
+        "undo it? [y]es / [n]o (keep it contained) / anything else to keep it for now: "
+    );
     out
 }
 
@@ -542,7 +655,57 @@ mod tests {
             JournalEvent::RollbackStarted {
                 reason: text.to_string(),
             },
-            JournalEvent::StepRollbackFailed { step, error },
+            JournalEvent::StepRollbackFailed {
+                step: step.clone(),
+                epoch: None,
+                error,
+            },
+            JournalEvent::EpochOpened {
+                epoch: 2,
+                plan: Box::new(plan.clone()),
+                finding_sha256: text.to_string(),
+                reason: text.to_string(),
+            },
+            JournalEvent::FindingUpdated {
+                finding_sha256: text.to_string(),
+                updated_at: Some(text.to_string()),
+                severity: 8.0,
+                change: text.to_string(),
+            },
+            JournalEvent::PlanAmended {
+                steps: plan.steps.clone(),
+                reason: text.to_string(),
+            },
+            JournalEvent::StepPreStateAmended {
+                step: step.clone(),
+                pre_state: serde_json::json!({ "about": text }),
+                added: vec![text.to_string()],
+            },
+            JournalEvent::StepProgress {
+                step: step.clone(),
+                progress: serde_json::json!({ "phase": text, "about": text }),
+            },
+            JournalEvent::StepProgress {
+                step: step.clone(),
+                progress: serde_json::json!({ "other": text }),
+            },
+            JournalEvent::CaseInterrupted {
+                reason: text.to_string(),
+            },
+            JournalEvent::UndoApproved {
+                step: step.clone(),
+                epoch: None,
+                approver: text.to_string(),
+            },
+            JournalEvent::UndoKept {
+                step,
+                epoch: None,
+                reason: text.to_string(),
+            },
+            JournalEvent::LoopGuardTripped {
+                resources: vec![text.to_string()],
+                reason: text.to_string(),
+            },
         ];
         events
             .into_iter()
@@ -556,12 +719,28 @@ mod tests {
         let (finding, plan) = tainted(text);
         let records = records(&plan, text);
         let state = CaseState::new(plan.clone());
-        let row = CaseRow {
+        let row = CaseSummary {
             case_id: text.to_string(),
-            status: text.to_string(),
             playbook: text.to_string(),
+            finding_id: text.to_string(),
             finding_type: text.to_string(),
+            severity: 8.0,
+            status: text.to_string(),
+            epoch: 1,
             opened_at: text.to_string(),
+            time_to_contain_ms: Some(1500),
+            approval_wait_ms: 0,
+            open_network_interfaces: vec![text.to_string()],
+            flags: vec![text.to_string()],
+        };
+        let unreadable = UnreadableCase {
+            case_id: text.to_string(),
+            error: text.to_string(),
+        };
+        let live = LiveEni {
+            network_interface_id: text.to_string(),
+            state: text.to_string(),
+            detail: text.to_string(),
         };
         let matched = Route::Matched {
             reason: plan.route.clone(),
@@ -586,7 +765,19 @@ mod tests {
             ("approval prompt", approval_prompt(&plan, &plan.steps[1])),
             ("timeline", timeline),
             ("status", status(&state, &records)),
-            ("cases", cases(&[row])),
+            (
+                "summary",
+                summary_header(&row, Some(std::slice::from_ref(&live))),
+            ),
+            ("cases", cases(std::slice::from_ref(&row), &[unreadable])),
+            (
+                "undo prompt",
+                undo_prompt(
+                    &plan,
+                    &plan.steps[0],
+                    UndoGate::Credentials("re-arms the key"),
+                ),
+            ),
             ("dry run", dry_run(&dry)),
         ]
     }

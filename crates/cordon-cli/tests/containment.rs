@@ -290,8 +290,28 @@ async fn full_run_then_rollback_restores_pre_state() {
     let started = Instant::now();
     let case = setup("full").await;
     let out = case.run(&shipped_playbooks(), &["--output", "json"], &[]);
-    assert_eq!(out.status.code(), Some(0), "full run must complete");
+    // No evidence bucket here: `store-evidence` keeps the evidence in the
+    // case directory, pinned by a manifest there, and says so.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "full run without a bucket stores its evidence locally"
+    );
     let report = stdout_json(&out);
+    assert_eq!(report["status"], "completed", "{report:#}");
+    let stored = case
+        .journal()
+        .into_iter()
+        .find(|r| r["event"]["event"] == "step-applied" && r["event"]["step"] == "store-evidence")
+        .map(|r| r["event"]["outcome"].clone())
+        .expect("store-evidence applied");
+    assert_eq!(stored["stored"], "locally", "{stored:#}");
+    let manifest = case
+        .state_dir()
+        .join("cases")
+        .join(case.case_id())
+        .join("manifest.json");
+    assert!(manifest.is_file(), "{}", manifest.display());
     let calls = &report["api-calls"];
     let total: u64 = calls
         .as_object()
@@ -377,6 +397,11 @@ async fn crash_at_every_record_then_resume_or_rollback() {
             &[("CORDON_TEST_CRASH_AFTER_RECORD", n.to_string())],
         );
         if out.status.code() == Some(0) {
+            assert!(
+                n > 0,
+                "the binary ignored CORDON_TEST_CRASH_AFTER_RECORD: build the tests with \
+                 `--features cordon-cli/crash-hooks` (scripts/test does)"
+            );
             eprintln!("record {n}: the run completed without crashing: done");
             aws = Some(case.aws);
             break;
@@ -477,11 +502,11 @@ async fn failure_mid_run_rolls_back_everything() {
     );
     case.assert_back_at_pre_state("after on-failure rollback")
         .await;
-    // A run whose step failed exits 1 even when its on-failure rollback succeeded.
+    // A run whose step failed and was rolled back to the exact pre-state exits 4.
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "a failed run (rolled back) must exit 1"
+        Some(4),
+        "a failed run rolled back exactly must exit 4"
     );
 }
 
@@ -550,5 +575,165 @@ async fn missing_or_terminated_instance_is_a_clear_error() {
         side_effects(case.aws.clients(), &case.fixture)
             .await
             .unwrap()
+    );
+}
+
+/// One tag step; `{extra}` goes under the step (e.g. an approval).
+fn tag_playbook(on_failure: &str, tag_extra: &str, more_steps: &str) -> String {
+    format!(
+        r#"
+name: ec2-lifecycle
+description: Lifecycle exit codes (test).
+priority: 200
+match:
+  finding-types: ["*:EC2/*"]
+  resource-types: [Instance]
+on-failure: {on_failure}
+steps:
+  - id: tag
+    action: tag-resource
+    with:
+      tags:
+        cordon:case-id: "{{case_id}}"
+{tag_extra}{more_steps}"#
+    )
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Exit 124 when nobody answers an approval in time; the case stops,
+/// journaled, and the approval can still be given afterwards (exit 0).
+/// `status` says where the case is and what comes next.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_timeout_exits_124_and_the_step_can_still_be_approved() {
+    let case = setup("approval-timeout").await;
+    let pb = playbook_dir(&case, &tag_playbook("stop", "    approval: required\n", ""));
+    let finding = case.finding.to_string_lossy().into_owned();
+    let pb_arg = pb.to_string_lossy().into_owned();
+    let started = Instant::now();
+    let out = case.cordon(
+        &[
+            "run",
+            &finding,
+            "--playbooks",
+            &pb_arg,
+            "--approval-timeout",
+            "2s",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(124), "{:?}", text(&out));
+    assert!(
+        started.elapsed().as_secs() >= 2,
+        "it waited for the timeout"
+    );
+    let kinds: Vec<String> = case
+        .journal()
+        .iter()
+        .map(|r| r["event"]["event"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        kinds.contains(&"approval-timed-out".to_string()),
+        "{kinds:?}"
+    );
+    let id = case.case_id();
+    let out = case.cordon(&["status", &id], &[]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("lifecycle: stopped"), "{stdout}");
+    assert!(stdout.contains("next: `cordon resume"), "{stdout}");
+
+    let out = case.cordon(&["approve", &id, "tag"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let out = case.cordon(&["status", &id], &[]);
+    assert!(
+        text(&out).0.contains("lifecycle: completed"),
+        "{:?}",
+        text(&out)
+    );
+}
+
+/// Exit 6 when a step under `on-failure: continue` fails: never "completed".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_under_continue_exits_6_and_cases_flags_it() {
+    let case = setup("continue-failures").await;
+    let missing_topic = "arn:aws:sns:us-east-1:123456789012:cordon-no-such-topic";
+    let pb = playbook_dir(
+        &case,
+        &tag_playbook(
+            "continue",
+            "",
+            &format!(
+                "  - id: tell\n    action: notify\n    retry:\n      max-attempts: 1\n    with:\n      topic-arn: {missing_topic}\n"
+            ),
+        ),
+    );
+    let out = case.run(&pb, &[], &[]);
+    assert_eq!(out.status.code(), Some(6), "{:?}", text(&out));
+    assert!(
+        !text(&out).0.contains("every step done"),
+        "{:?}",
+        text(&out)
+    );
+    let out = case.cordon(&["cases", "--output", "json"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rendered = doc.to_string();
+    assert!(
+        rendered.contains("\"completed-with-failures\""),
+        "{rendered}"
+    );
+    let out = case.cordon(&["cases"], &[]);
+    assert!(
+        text(&out).0.contains("completed-with-failures"),
+        "{:?}",
+        text(&out)
+    );
+}
+
+/// The loop guard through the CLI: contained and rolled back once, then the
+/// finding again with a limit of one: automatic action stops, exit 1, and a
+/// typo in `--approve-undo` is refused before anything is undone (exit 2).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_loop_guard_stops_a_flapping_resource_with_exit_1() {
+    let case = setup("loop-guard").await;
+    let pb = playbook_dir(&case, &tag_playbook("stop", "", ""));
+    let guard = ["--loop-guard-max", "1"];
+    let out = case.run(&pb, &guard, &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let id = case.case_id();
+    let out = case.cordon(&["rollback", &id, "--approve-undo", "tagg"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("--approve-undo tagg"),
+        "{:?}",
+        text(&out)
+    );
+    let out = case.cordon(&["rollback", &id], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let before = case.journal().len();
+    let out = case.run(&pb, &guard, &[]);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let (stdout, stderr) = text(&out);
+    assert!(
+        format!("{stdout}{stderr}").contains("loop guard"),
+        "{stdout}\n{stderr}"
+    );
+    let journal = case.journal();
+    assert!(
+        journal[before..]
+            .iter()
+            .any(|r| r["event"]["event"] == "loop-guard-tripped"),
+        "{journal:?}"
+    );
+    assert!(
+        !journal[before..]
+            .iter()
+            .any(|r| r["event"] == "step-applied"),
+        "nothing was applied after the guard tripped"
     );
 }

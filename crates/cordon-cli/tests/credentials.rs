@@ -220,8 +220,42 @@ async fn approval_from_a_second_process_completes_the_case_and_no_secret_leaks()
         "the secret's ARN should be recorded"
     );
 
-    // Rollback puts the keys back and schedules the secret's deletion.
-    let back = cordon(&aws, &state, &["rollback", &case]);
+    // A rollback without approval undoes the rotation but keeps the
+    // compromised key deactivated and the user quarantined (exit 1).
+    let kept = cordon(&aws, &state, &["rollback", &case]);
+    assert_eq!(kept.status.code(), Some(1), "{}", text(&kept));
+    assert!(
+        text(&kept).contains("rolled back except credential containment"),
+        "{}",
+        text(&kept)
+    );
+    let keys = aws
+        .clients()
+        .iam
+        .list_access_keys()
+        .user_name("deploy-bot")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.access_key_metadata().len(), 1, "the new key is gone");
+    assert_eq!(
+        keys.access_key_metadata()[0].status().map(|s| s.as_str()),
+        Some("Inactive"),
+        "the compromised key stays deactivated"
+    );
+    // Approved, the rollback re-arms the key and lifts the quarantine.
+    let back = cordon(
+        &aws,
+        &state,
+        &[
+            "rollback",
+            &case,
+            "--approve-undo",
+            "deactivate-key",
+            "--approve-undo",
+            "quarantine",
+        ],
+    );
     assert_eq!(back.status.code(), Some(0), "{}", text(&back));
     let keys = aws
         .clients()
@@ -351,7 +385,24 @@ async fn temporary_credentials_route_to_session_revocation_and_roll_back() {
     );
 
     let case = case_id(&run);
-    let back = cordon(&aws, &state, &["rollback", &case]);
+    let kept = cordon(&aws, &state, &["rollback", &case]);
+    assert_eq!(kept.status.code(), Some(1), "{}", text(&kept));
+    let names = iam
+        .list_role_policies()
+        .role_name("web-app-role")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        names.policy_names().len(),
+        1,
+        "the session revocation stays without approval"
+    );
+    let back = cordon(
+        &aws,
+        &state,
+        &["rollback", &case, "--approve-undo", "revoke-sessions"],
+    );
     assert_eq!(back.status.code(), Some(0), "{}", text(&back));
     let names = iam
         .list_role_policies()

@@ -72,15 +72,17 @@ const PRINCIPAL: &str = "cordon-responder";
 enum Scenario {
     DefaultNotify,
     IamTemporaryCredentials,
+    IamUserTemporaryCredentials,
     IamUserKeyCompromised,
     Ec2Low,
     Ec2Medium,
     Ec2CompromisedHigh,
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 7] = [
     Scenario::DefaultNotify,
     Scenario::IamTemporaryCredentials,
+    Scenario::IamUserTemporaryCredentials,
     Scenario::IamUserKeyCompromised,
     Scenario::Ec2Low,
     Scenario::Ec2Medium,
@@ -92,6 +94,7 @@ impl Scenario {
         match self {
             Scenario::DefaultNotify => "default-notify",
             Scenario::IamTemporaryCredentials => "iam-temporary-credentials",
+            Scenario::IamUserTemporaryCredentials => "iam-user-temporary-credentials",
             Scenario::IamUserKeyCompromised => "iam-user-key-compromised",
             Scenario::Ec2Low => "ec2-low",
             Scenario::Ec2Medium => "ec2-medium",
@@ -127,6 +130,16 @@ impl Scenario {
                     .await
                     .unwrap();
                 (shipped_finding("assumed-role-key", None), Vec::new())
+            }
+            Scenario::IamUserTemporaryCredentials => {
+                // The user whose GetSessionToken credentials the fixture names.
+                root.iam
+                    .create_user()
+                    .user_name("deploy-bot")
+                    .send()
+                    .await
+                    .unwrap();
+                (shipped_finding("iam-user-temporary-key", None), Vec::new())
             }
             Scenario::IamUserKeyCompromised => {
                 let (key_id, _) = user_with_key(root, "deploy-bot").await;
@@ -266,7 +279,19 @@ impl Bench {
             "{scenario:?} was routed elsewhere:\n{output}"
         );
         let case = case_id(&output);
-        let (code, back) = cordon(&["rollback", &case]);
+        // Approve every undo: this test is about permissions, and undo that
+        // re-arms credentials is only done when approved.
+        let (_, status) = cordon(&["status", &case, "--output", "json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+        let mut args = vec!["rollback".to_string(), case.clone()];
+        for step in status["plan"]["steps"].as_array().into_iter().flatten() {
+            if let Some(id) = step["id"].as_str() {
+                args.push("--approve-undo".to_string());
+                args.push(id.to_string());
+            }
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, back) = cordon(&args);
         output.push_str(&back);
         Attempt {
             succeeded: code == Some(0) && !failed_somewhere(&back),

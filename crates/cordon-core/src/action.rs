@@ -75,6 +75,9 @@ pub enum Action {
     DetachInstanceProfile(DetachInstanceProfile),
     /// Invalidate every session of a role issued before now (inline deny on token issue time).
     RevokeRoleSessions(RevokeRoleSessions),
+    /// Invalidate every temporary-credential session of an IAM user issued before now
+    /// (`GetSessionToken` credentials, console sessions): inline deny on token issue time.
+    RevokeUserSessions(RevokeUserSessions),
     /// Detach the instance from its Auto Scaling group so it is not replaced or terminated.
     DetachFromAutoscaling(DetachFromAutoscaling),
     /// Deregister the instance from every load balancer target group.
@@ -218,6 +221,23 @@ fn default_revoke_policy() -> String {
 }
 
 impl Default for RevokeRoleSessions {
+    fn default() -> Self {
+        Self {
+            policy_name: default_revoke_policy(),
+        }
+    }
+}
+
+/// Session revocation for an IAM user's temporary credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RevokeUserSessions {
+    /// Name of the inline deny policy put on the user.
+    #[serde(default = "default_revoke_policy")]
+    pub policy_name: String,
+}
+
+impl Default for RevokeUserSessions {
     fn default() -> Self {
         Self {
             policy_name: default_revoke_policy(),
@@ -429,7 +449,7 @@ impl ActionKind {
             | CaptureInstanceMetadata
             | CaptureConsoleOutput => TargetKind::Instance,
             DeactivateAccessKey | RotateAccessKey => TargetKind::AccessKey,
-            QuarantineUser | DeleteLoginProfile => TargetKind::User,
+            QuarantineUser | DeleteLoginProfile | RevokeUserSessions => TargetKind::User,
             RevokeRoleSessions => TargetKind::Role,
             EnrichWithDetective | StoreEvidence | Notify => TargetKind::Case,
         }
@@ -518,7 +538,7 @@ impl ActionKind {
                 "secretsmanager:DescribeSecret",
                 "secretsmanager:DeleteSecret",
             ],
-            QuarantineUser => &[
+            QuarantineUser | RevokeUserSessions => &[
                 "iam:GetUserPolicy",
                 "iam:PutUserPolicy",
                 "iam:DeleteUserPolicy",
@@ -588,6 +608,7 @@ impl ActionKind {
             | DeactivateAccessKey
             | RotateAccessKey
             | QuarantineUser
+            | RevokeUserSessions
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
             | EnrichWithDetective
@@ -608,7 +629,8 @@ impl ActionKind {
             | DeregisterFromLoadBalancers
             | DeactivateAccessKey
             | RotateAccessKey
-            | QuarantineUser => Reversibility::Restores,
+            | QuarantineUser
+            | RevokeUserSessions => Reversibility::Restores,
             SnapshotVolumes
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
@@ -635,11 +657,58 @@ impl ActionKind {
             | DeactivateAccessKey
             | RotateAccessKey
             | QuarantineUser
+            | RevokeUserSessions
             | DeleteLoginProfile
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
             | StoreEvidence
             | Notify => false,
+        }
+    }
+
+    /// Whether the action contains the threat (cuts it off) rather than keeping
+    /// evidence or informing people. Time to contain runs from the case being
+    /// opened to the verification of its last containing step.
+    pub fn contains(self) -> bool {
+        use ActionKind::*;
+        match self {
+            IsolateInstance
+            | DetachFromAutoscaling
+            | DeregisterFromLoadBalancers
+            | DetachInstanceProfile
+            | RevokeRoleSessions
+            | RevokeUserSessions
+            | DeactivateAccessKey
+            | QuarantineUser
+            | DeleteLoginProfile => true,
+            TagResource
+            | EnableTerminationProtection
+            | SnapshotVolumes
+            | RotateAccessKey
+            | CaptureInstanceMetadata
+            | CaptureConsoleOutput
+            | EnrichWithDetective
+            | StoreEvidence
+            | Notify => false,
+        }
+    }
+}
+
+/// Why undoing a step needs a human's explicit approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UndoGate {
+    /// The undo re-arms compromised credentials (reactivates a key, lifts a
+    /// session revocation or a quarantine). An automatic rollback keeps it in place.
+    Credentials(&'static str),
+    /// The undo deletes evidence.
+    Evidence(&'static str),
+}
+
+impl UndoGate {
+    /// What the undo would do, for the approver.
+    pub fn reason(self) -> &'static str {
+        match self {
+            UndoGate::Credentials(reason) | UndoGate::Evidence(reason) => reason,
         }
     }
 }
@@ -891,13 +960,52 @@ impl Action {
 }
 
 impl Action {
-    /// Irreversible once parameters are considered (e.g. rotation allowed to delete a key).
+    /// Irreversible once parameters are considered (e.g. rotation allowed to
+    /// delete a key, snapshots deleted again on rollback).
     pub fn reversibility(&self) -> Reversibility {
         match self {
             Action::RotateAccessKey(p) if p.when_two_keys == WhenTwoKeys::DeleteInactiveOther => {
                 Reversibility::Irreversible
             }
+            Action::SnapshotVolumes(p) if p.delete_on_rollback => Reversibility::Irreversible,
             other => other.kind().reversibility(),
+        }
+    }
+
+    /// Whether undoing this step needs explicit approval, and why. Rollback asks
+    /// for it (`cordon rollback CASE --approve-undo STEP`); an automatic rollback
+    /// after a failure never undoes such a step.
+    pub fn undo_gate(&self) -> Option<UndoGate> {
+        match self {
+            Action::DeactivateAccessKey(_) => Some(UndoGate::Credentials(
+                "reactivates the compromised access key",
+            )),
+            Action::RevokeRoleSessions(_) => Some(UndoGate::Credentials(
+                "lifts the session revocation: credentials issued before it work again",
+            )),
+            Action::QuarantineUser(_) => Some(UndoGate::Credentials(
+                "lifts the quarantine: the user's credentials work again",
+            )),
+            Action::RevokeUserSessions(_) => Some(UndoGate::Credentials(
+                "lifts the session revocation: the user's temporary credentials issued before it work again",
+            )),
+            Action::SnapshotVolumes(p) if p.delete_on_rollback => Some(UndoGate::Evidence(
+                "deletes the snapshots taken as evidence",
+            )),
+            Action::SnapshotVolumes(_)
+            | Action::TagResource(_)
+            | Action::EnableTerminationProtection(_)
+            | Action::IsolateInstance(_)
+            | Action::DetachInstanceProfile(_)
+            | Action::DetachFromAutoscaling(_)
+            | Action::DeregisterFromLoadBalancers(_)
+            | Action::RotateAccessKey(_)
+            | Action::DeleteLoginProfile(_)
+            | Action::CaptureInstanceMetadata(_)
+            | Action::CaptureConsoleOutput(_)
+            | Action::EnrichWithDetective(_)
+            | Action::StoreEvidence(_)
+            | Action::Notify(_) => None,
         }
     }
 }

@@ -8,15 +8,17 @@
 //! and re-applies, so `apply` implementations must be idempotent.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::action::Reversibility;
+use crate::action::{Reversibility, UndoGate};
 use crate::journal::{
     CaseState, CaseStatus, ErrorRecord, JournalError, JournalEvent, JournalRecord, JournalStore,
+    StepState,
 };
 use crate::plan::{CaseId, Plan, PlannedStep, Target};
 use crate::playbook::OnFailure;
@@ -94,6 +96,16 @@ impl ActionError {
     }
 }
 
+/// A pre-state re-read after a failed verification: the journaled pre-state
+/// plus what it lacked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Amendment {
+    /// The step's whole pre-state from now on.
+    pub pre_state: Value,
+    /// The resources added to it, for the record.
+    pub added: Vec<String>,
+}
+
 /// The AWS side of each action, implemented in `cordon-aws` (and by test doubles).
 pub trait Actions: Send + Sync {
     /// Reads the pre-state of exactly what the step will change. Must not mutate.
@@ -111,6 +123,20 @@ pub trait Actions: Send + Sync {
         pre_state: &Value,
     ) -> impl Future<Output = Result<Value, ActionError>> + Send;
 
+    /// [`Actions::apply`], for steps that journal progress as they go (an
+    /// isolation phase begun, a key about to be created): each
+    /// [`Progress::record`] is durable before it returns.
+    fn apply_with_progress(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+        progress: &Progress<'_>,
+    ) -> impl Future<Output = Result<Value, ActionError>> + Send {
+        let _ = progress;
+        self.apply(plan, step, pre_state)
+    }
+
     /// Reads the resource back and checks the post-condition.
     fn verify(
         &self,
@@ -119,6 +145,36 @@ pub trait Actions: Send + Sync {
         pre_state: &Value,
         outcome: &Value,
     ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// After a failed verification: re-reads live state and returns the
+    /// pre-state amended with the resources the journaled one lacks (an ENI
+    /// attached since, say), or `None` when nothing is missing. Must never
+    /// record cordon's own containment (an isolation group) as a resource's
+    /// original state.
+    fn amend_pre_state(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+    ) -> impl Future<Output = Result<Option<Amendment>, ActionError>> + Send {
+        let _ = (plan, step, pre_state);
+        async { Ok(None) }
+    }
+
+    /// [`Actions::undo`], for steps whose undo depends on what they journaled
+    /// while applying: `progress` holds the step's progress records, oldest
+    /// first (a key about to be created, say, when no outcome says which key).
+    fn undo_with_progress(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+        outcome: Option<&Value>,
+        progress: &[Value],
+    ) -> impl Future<Output = Result<Value, ActionError>> + Send {
+        let _ = progress;
+        self.undo(plan, step, pre_state, outcome)
+    }
 
     /// Puts the resource back at `pre_state`; `outcome` is absent when the step
     /// crashed between preparing and applying. Must tolerate a half-applied or
@@ -143,6 +199,75 @@ pub trait Actions: Send + Sync {
     fn describe_apply(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value) -> Vec<String>;
 }
 
+/// Where a step's durable progress records go while it applies.
+pub struct Progress<'a> {
+    sink: Option<tokio::sync::Mutex<&'a mut (dyn ProgressSink + 'a)>>,
+    step: String,
+    earlier: Vec<Value>,
+}
+
+impl std::fmt::Debug for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("step", &self.step)
+            .field("journaled", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl Progress<'_> {
+    /// Progress that goes nowhere: dry runs and handler tests without a journal.
+    pub fn discard() -> Progress<'static> {
+        Progress::replay(Vec::new())
+    }
+
+    /// Progress that goes nowhere, after `earlier` records: handler tests
+    /// replaying what an interrupted attempt journaled.
+    pub fn replay(earlier: Vec<Value>) -> Progress<'static> {
+        Progress {
+            sink: None,
+            step: String::new(),
+            earlier,
+        }
+    }
+
+    /// The step's progress records journaled before this apply (by earlier,
+    /// interrupted or failed attempts in this epoch), oldest first: what a
+    /// re-apply must know to finish, not repeat, what they began.
+    pub fn earlier(&self) -> &[Value] {
+        &self.earlier
+    }
+
+    /// Journals `progress` for the step, durably, before returning. A step must
+    /// not go on with what the record announces if this fails.
+    pub async fn record(&self, progress: Value) -> Result<(), ActionError> {
+        let Some(sink) = &self.sink else {
+            return Ok(());
+        };
+        let mut sink = sink.lock().await;
+        sink.write_progress(&self.step, progress)
+            .await
+            .map_err(|e| {
+                ActionError::new(
+                    ErrorKind::Other,
+                    self.step.clone(),
+                    format!("could not journal the progress of step `{}`", self.step),
+                    "nothing more was changed; fix the journal store and resume the case",
+                )
+                .with_source(e)
+            })
+    }
+}
+
+/// Something that journals a step's progress records (the executor's session).
+trait ProgressSink: Send {
+    fn write_progress<'b>(
+        &'b mut self,
+        step: &'b str,
+        progress: Value,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'b>>;
+}
+
 /// A human's answer to an approval request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -155,11 +280,28 @@ pub enum Decision {
     },
     /// Nobody answered yet: the case pauses, awaiting approval.
     Pending,
+    /// Nobody answered within the approval timeout: the case stops.
+    TimedOut {
+        waited: Duration,
+    },
 }
 
 /// Decides approvals: the CLI prompts, `--yes`/`--approve` pre-approve, the Lambda waits for a task token.
 pub trait Approver: Send + Sync {
     fn decide(&self, plan: &Plan, step: &PlannedStep) -> impl Future<Output = Decision> + Send;
+
+    /// Decides whether a gated undo (one that re-arms credentials or deletes
+    /// evidence) may run during a requested rollback. Never asked during an
+    /// automatic rollback after a failure. Default: not approved.
+    fn decide_undo(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        gate: UndoGate,
+    ) -> impl Future<Output = Decision> + Send {
+        let _ = (plan, step, gate);
+        async { Decision::Pending }
+    }
 }
 
 /// Why a run or rollback stopped short of its goal (beyond the journaled step errors).
@@ -167,10 +309,6 @@ pub trait Approver: Send + Sync {
 pub enum ExecError {
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error(
-        "case {case} was opened by a different plan (playbook {journaled}); resume it, or roll it back first"
-    )]
-    PlanMismatch { case: CaseId, journaled: String },
     #[error("case {case} has no step `{step}`; `cordon status {case}` lists its steps")]
     UnknownStep { case: CaseId, step: String },
     #[error("step `{step}` of case {case} does not need approval")]
@@ -183,6 +321,81 @@ pub enum ExecError {
     },
 }
 
+/// What a run or rollback means for whoever started it. The same meanings, and
+/// names, for every front door: the CLI's exit codes and the Lambda's outcome names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumIter)]
+#[strum(serialize_all = "kebab-case")]
+pub enum Outcome {
+    /// Done and verified (also: a requested rollback finished, nothing to do).
+    Done,
+    /// Failed or stopped; the containment state needs a human. Also: rolled
+    /// back except credential containment, interrupted, loop guard tripped.
+    NeedsHuman,
+    /// The input was invalid (finding, playbooks, case, usage); nothing changed.
+    InvalidInput,
+    /// Waiting for a human: an approval, or an updated finding that changes the plan.
+    AwaitingDecision,
+    /// A step failed and the case was rolled back to the exact pre-state.
+    RolledBack,
+    /// Rollback could not undo every step.
+    RollbackIncomplete,
+    /// Every step ran; some failed under `on-failure: continue`.
+    CompletedWithFailures,
+    /// Nobody answered an approval within the timeout; the case stopped.
+    ApprovalTimedOut,
+}
+
+impl Outcome {
+    /// The CLI's exit code for this outcome (documented in `cordon --help`).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::NeedsHuman => 1,
+            Outcome::InvalidInput => 2,
+            Outcome::AwaitingDecision => 3,
+            Outcome::RolledBack => 4,
+            Outcome::RollbackIncomplete => 5,
+            Outcome::CompletedWithFailures => 6,
+            Outcome::ApprovalTimedOut => 124,
+        }
+    }
+
+    /// What the code means, one line, for `--help` and the README.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Outcome::Done => "done and verified (or nothing to do)",
+            Outcome::NeedsHuman => {
+                "failed or stopped: the containment state needs a human (also: rolled back except credentials, interrupted, loop guard)"
+            }
+            Outcome::InvalidInput => {
+                "invalid input (usage, finding, playbooks, unknown case): nothing changed"
+            }
+            Outcome::AwaitingDecision => {
+                "waiting for a human: an approval, or an updated finding that changes the plan"
+            }
+            Outcome::RolledBack => {
+                "a step failed and the case was rolled back to the exact pre-state"
+            }
+            Outcome::RollbackIncomplete => "rollback incomplete: some undo failed",
+            Outcome::CompletedWithFailures => {
+                "completed with failures (steps under on-failure: continue)"
+            }
+            Outcome::ApprovalTimedOut => "an approval timed out; the case stopped",
+        }
+    }
+
+    /// The outcome of a case resting in `status` after a forward run.
+    fn of_status(status: CaseStatus) -> Outcome {
+        match status {
+            CaseStatus::Completed | CaseStatus::RolledBack => Outcome::Done,
+            CaseStatus::CompletedWithFailures => Outcome::CompletedWithFailures,
+            CaseStatus::AwaitingApproval => Outcome::AwaitingDecision,
+            CaseStatus::Stopped | CaseStatus::RolledBackExceptCredentials => Outcome::NeedsHuman,
+            CaseStatus::RollbackIncomplete => Outcome::RollbackIncomplete,
+        }
+    }
+}
+
 /// What a run or rollback did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -192,7 +405,27 @@ pub struct Report {
     pub no_op: bool,
     /// A step failed for good during this call (even if its rollback then succeeded).
     pub step_failed: bool,
+    /// What the call means for whoever started it (exit code, Lambda outcome).
+    pub outcome: Outcome,
     pub message: String,
+}
+
+/// Limits on automatic action against one resource (see [`Executor::loop_guard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopGuard {
+    /// At most this many cases or epochs may act on one resource in `window`.
+    pub max_triggers: u32,
+    pub window: Duration,
+}
+
+impl Default for LoopGuard {
+    /// Three times in 24 hours, as mature remediation systems default to.
+    fn default() -> Self {
+        Self {
+            max_triggers: 3,
+            window: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Drives plans through an [`Actions`] implementation with a [`JournalStore`].
@@ -201,8 +434,15 @@ pub struct Executor<'a, A, J, P> {
     journal: &'a J,
     approver: &'a P,
     observer: Option<&'a (dyn Fn(&JournalRecord) + Send + Sync)>,
-    /// Test hook: abort the process right after writing this record (crash-safety tests).
+    /// Test hook: abort the process right after writing this record
+    /// (crash-safety tests). Absent from builds without `crash-hooks`.
+    #[cfg(feature = "crash-hooks")]
     crash_after_record: Option<u64>,
+    /// Set by a signal handler: finish the step in flight, journal, then stop.
+    interrupt: Option<&'a AtomicBool>,
+    /// Open a new epoch when an updated finding changes the plan, instead of asking.
+    accept_replan: bool,
+    loop_guard: Option<LoopGuard>,
 }
 
 impl Report {
@@ -212,6 +452,7 @@ impl Report {
             status,
             no_op: false,
             step_failed: false,
+            outcome: Outcome::of_status(status),
             message,
         }
     }
@@ -231,6 +472,11 @@ impl Report {
             ..Self::new(case, status, message)
         }
     }
+
+    fn with_outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
 }
 
 impl<A, J, P> std::fmt::Debug for Executor<'_, A, J, P> {
@@ -244,7 +490,10 @@ struct Session<'j, J: JournalStore> {
     journal: &'j J,
     case: CaseId,
     state: CaseState,
+    /// The case was opened by this call (no earlier records).
+    fresh: bool,
     observer: Option<&'j (dyn Fn(&JournalRecord) + Send + Sync)>,
+    #[cfg(feature = "crash-hooks")]
     crash_after_record: Option<u64>,
     _lock: J::Lock,
 }
@@ -258,17 +507,35 @@ impl<J: JournalStore> Session<'_, J> {
             event,
         );
         self.journal.append(&self.case, &record).await?;
-        self.state.apply(&record.event);
+        self.state.apply_record(&record);
         self.state.next_seq += 1;
         self.state.last_hash = record.hash();
         if let Some(observer) = self.observer {
             observer(&record);
         }
+        #[cfg(feature = "crash-hooks")]
         if self.crash_after_record == Some(record.seq) {
             // Simulates a kill -9 right after a durable write; no destructors, no flush.
             std::process::abort();
         }
         Ok(())
+    }
+
+    fn step_state(&self, id: &str) -> StepState {
+        self.state.step(id).cloned().unwrap_or_default()
+    }
+}
+
+impl<J: JournalStore> ProgressSink for Session<'_, J> {
+    fn write_progress<'b>(
+        &'b mut self,
+        step: &'b str,
+        progress: Value,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'b>> {
+        Box::pin(self.write(JournalEvent::StepProgress {
+            step: step.to_string(),
+            progress,
+        }))
     }
 }
 
@@ -283,6 +550,92 @@ pub fn finding_digest(raw: &str) -> String {
     hex::encode(Sha256::digest(raw.as_bytes()))
 }
 
+/// How an updated finding's plan differs from the journaled one.
+enum PlanChange {
+    /// Same playbook, same steps.
+    None,
+    /// Only steps not yet applied differ: re-plan those.
+    UntouchedSteps(Vec<PlannedStep>),
+    /// The change matters (another playbook, or an applied step's target changed).
+    Matters(String),
+}
+
+fn compare_plans(state: &CaseState, plan: &Plan) -> PlanChange {
+    let old = &state.plan;
+    if old.playbook != plan.playbook {
+        return PlanChange::Matters(format!(
+            "it now routes to playbook `{}` instead of `{}` (severity {} → {})",
+            plan.playbook, old.playbook, old.finding.severity_band, plan.finding.severity_band
+        ));
+    }
+    if old.finding.severity_band != plan.finding.severity_band {
+        return PlanChange::Matters(format!(
+            "its severity moved from {} to {} ({} → {})",
+            old.finding.severity_band,
+            plan.finding.severity_band,
+            old.finding.severity,
+            plan.finding.severity
+        ));
+    }
+    let ids = |p: &Plan| p.steps.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+    if ids(old) != ids(plan) {
+        return PlanChange::Matters(format!(
+            "playbook `{}` now has other steps than the case was opened with",
+            plan.playbook
+        ));
+    }
+    let mut untouched = Vec::new();
+    for (was, now) in old.steps.iter().zip(&plan.steps) {
+        if was == now {
+            continue;
+        }
+        let touched = state.step(&was.id).is_some_and(StepState::touched);
+        if touched {
+            return PlanChange::Matters(format!(
+                "step `{}` was already applied to {}, and the updated finding changes it",
+                was.id,
+                was.target.label()
+            ));
+        }
+        untouched.push(now.clone());
+    }
+    if untouched.is_empty() {
+        PlanChange::None
+    } else {
+        PlanChange::UntouchedSteps(untouched)
+    }
+}
+
+/// What changed between two deliveries of a finding, in a few words.
+fn describe_update(old: &Plan, new: &Plan) -> String {
+    let mut parts = Vec::new();
+    if old.finding.severity != new.finding.severity {
+        parts.push(format!(
+            "severity {} → {}",
+            old.finding.severity, new.finding.severity
+        ));
+    }
+    if old.finding.updated_at != new.finding.updated_at {
+        parts.push(format!(
+            "updated-at {} → {}",
+            old.finding.updated_at.as_deref().unwrap_or("-"),
+            new.finding.updated_at.as_deref().unwrap_or("-")
+        ));
+    }
+    if parts.is_empty() {
+        "content changed".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 time, if it parses.
+fn unix_seconds(at: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
 impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     pub fn new(actions: &'a A, journal: &'a J, approver: &'a P) -> Self {
         Self {
@@ -290,7 +643,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             journal,
             approver,
             observer: None,
+            #[cfg(feature = "crash-hooks")]
             crash_after_record: None,
+            interrupt: None,
+            accept_replan: false,
+            loop_guard: None,
         }
     }
 
@@ -301,9 +658,37 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     }
 
     /// Test hook: abort the process right after record `seq` is durable.
+    /// Only in builds with the `crash-hooks` feature (the tests' builds).
+    #[cfg(feature = "crash-hooks")]
     pub fn crash_after_record(mut self, seq: Option<u64>) -> Self {
         self.crash_after_record = seq;
         self
+    }
+
+    /// A flag a signal handler sets: the step in flight finishes (an isolation
+    /// never stops between its phases), the journal says so, the case stops.
+    pub fn interrupt_on(mut self, flag: &'a AtomicBool) -> Self {
+        self.interrupt = Some(flag);
+        self
+    }
+
+    /// When an updated finding changes the plan in a way that matters, open a
+    /// new epoch with the new plan instead of asking.
+    pub fn accept_replan(mut self, accept: bool) -> Self {
+        self.accept_replan = accept;
+        self
+    }
+
+    /// Refuse automatic action on a resource (instance, key, user, role) that
+    /// `guard.max_triggers` cases or epochs already acted on within `guard.window`.
+    pub fn loop_guard(mut self, guard: Option<LoopGuard>) -> Self {
+        self.loop_guard = guard;
+        self
+    }
+
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .is_some_and(|f| f.load(AtomicOrdering::SeqCst))
     }
 
     /// Claims the case and folds its journal. With `new_case`, an absent journal
@@ -320,7 +705,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 journal: self.journal,
                 case: case.clone(),
                 state: CaseState::from_records(case, &records)?,
+                fresh: false,
                 observer: self.observer,
+                #[cfg(feature = "crash-hooks")]
                 crash_after_record: self.crash_after_record,
                 _lock: lock,
             });
@@ -332,7 +719,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             journal: self.journal,
             case: case.clone(),
             state: CaseState::new(plan.clone()),
+            fresh: true,
             observer: self.observer,
+            #[cfg(feature = "crash-hooks")]
             crash_after_record: self.crash_after_record,
             _lock: lock,
         };
@@ -346,22 +735,208 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         Ok(session)
     }
 
-    /// Runs `plan` (new case) or continues it (existing case). Re-running a finished case is a no-op.
+    /// Runs `plan` (new case) or continues it (existing case).
+    ///
+    /// The same finding again: a finished case is a no-op; a rolled-back case
+    /// opens a new epoch; an updated finding re-plans the steps not yet applied,
+    /// or, when the change matters, waits for a decision (see [`Executor::accept_replan`]).
     pub async fn run(&self, plan: &Plan, finding_raw: &str) -> Result<Report, ExecError> {
-        let mut session = self.open(&plan.case_id, Some((plan, finding_raw))).await?;
-        if session.state.plan.playbook != plan.playbook || session.state.plan.steps != plan.steps {
-            return Err(ExecError::PlanMismatch {
-                case: plan.case_id.clone(),
-                journaled: session.state.plan.playbook.clone(),
-            });
+        if let Some(report) = self.guard_loops(plan, finding_raw).await? {
+            return Ok(report);
         }
-        self.drive(&mut session).await
+        let mut session = self.open(&plan.case_id, Some((plan, finding_raw))).await?;
+        if session.fresh {
+            return self.drive(&mut session, Mode::Run).await;
+        }
+        self.rerun(&mut session, plan, finding_raw).await
     }
 
-    /// Continues a case from its journal, with the plan it was opened with.
+    /// A finding for an existing case: decide what the delivery means.
+    async fn rerun(
+        &self,
+        session: &mut Session<'a, J>,
+        plan: &Plan,
+        finding_raw: &str,
+    ) -> Result<Report, ExecError> {
+        let case = session.case.clone();
+        let digest = finding_digest(finding_raw);
+        match session.state.status {
+            Some(CaseStatus::RolledBack) => {
+                let epoch = session.state.epoch + 1;
+                session
+                    .write(JournalEvent::EpochOpened {
+                        epoch,
+                        plan: Box::new(plan.clone()),
+                        finding_sha256: digest,
+                        reason: "the case was rolled back and its finding arrived again"
+                            .to_string(),
+                    })
+                    .await?;
+                info!(%case, epoch, "rolled-back case contained again in a new epoch");
+                return self.drive(session, Mode::Run).await;
+            }
+            Some(
+                status @ (CaseStatus::RollbackIncomplete | CaseStatus::RolledBackExceptCredentials),
+            ) => {
+                return Ok(Report::no_op(
+                    &case,
+                    status,
+                    format!(
+                        "case {case} is {status}; finish its rollback (`cordon rollback {case}`) before it can run again"
+                    ),
+                ));
+            }
+            _ => {}
+        }
+        if digest != session.state.finding_sha256 {
+            session
+                .write(JournalEvent::FindingUpdated {
+                    finding_sha256: digest,
+                    updated_at: plan.finding.updated_at.clone(),
+                    severity: plan.finding.severity,
+                    change: describe_update(&session.state.plan, plan),
+                })
+                .await?;
+        }
+        match compare_plans(&session.state, plan) {
+            PlanChange::None => {}
+            PlanChange::UntouchedSteps(steps) => {
+                let ids: Vec<String> = steps.iter().map(|s| format!("`{}`", s.id)).collect();
+                session
+                    .write(JournalEvent::PlanAmended {
+                        reason: format!(
+                            "the finding was updated; re-planned {} (not yet applied)",
+                            ids.join(", ")
+                        ),
+                        steps,
+                    })
+                    .await?;
+                if session.state.status.is_some_and(is_finished) {
+                    // Nothing left to run in a finished case; the amendment is on record.
+                    return self.drive(session, Mode::Run).await;
+                }
+            }
+            PlanChange::Matters(why) => {
+                if !self.accept_replan {
+                    let status = session.state.status.unwrap_or(CaseStatus::Stopped);
+                    return Ok(Report::no_op(
+                        &case,
+                        status,
+                        format!(
+                            "the finding of case {case} was updated and {why}; run again with `--accept-replan` to contain it in a new epoch on top of what is done, or leave the case as it is"
+                        ),
+                    )
+                    .with_outcome(Outcome::AwaitingDecision));
+                }
+                let epoch = session.state.epoch + 1;
+                session
+                    .write(JournalEvent::EpochOpened {
+                        epoch,
+                        plan: Box::new(plan.clone()),
+                        finding_sha256: finding_digest(finding_raw),
+                        reason: format!("the finding was updated and {why}; re-plan accepted"),
+                    })
+                    .await?;
+            }
+        }
+        self.drive(session, Mode::Run).await
+    }
+
+    /// Loop guard: a resource acted on too often stops automatic action.
+    async fn guard_loops(
+        &self,
+        plan: &Plan,
+        finding_raw: &str,
+    ) -> Result<Option<Report>, ExecError> {
+        let Some(guard) = self.loop_guard else {
+            return Ok(None);
+        };
+        let resources = plan.resources();
+        if resources.is_empty() {
+            return Ok(None);
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let since = now - guard.window.as_secs() as i64;
+        let mut triggers = 0u32;
+        let mut this_case_would_trigger = true;
+        for case in self.journal.cases().await? {
+            let records = match self.journal.load(&case).await {
+                Ok(records) => records,
+                Err(e) => {
+                    warn!(%case, error = %e, "loop guard: unreadable journal skipped");
+                    continue;
+                }
+            };
+            let mut last_status = None;
+            for record in &records {
+                let opened_plan = match &record.event {
+                    JournalEvent::CaseOpened { plan, .. }
+                    | JournalEvent::EpochOpened { plan, .. } => Some(plan),
+                    JournalEvent::CaseFinished { status } => {
+                        last_status = Some(*status);
+                        None
+                    }
+                    _ => None,
+                };
+                if let Some(opened) = opened_plan
+                    && unix_seconds(&record.at).is_some_and(|t| t >= since)
+                    && opened.resources().iter().any(|r| resources.contains(r))
+                {
+                    triggers += 1;
+                }
+            }
+            if case == plan.case_id {
+                // Re-delivery to a case that will not open a new epoch is no new trigger.
+                this_case_would_trigger = last_status == Some(CaseStatus::RolledBack);
+            }
+        }
+        if !this_case_would_trigger || triggers < guard.max_triggers {
+            return Ok(None);
+        }
+        let reason = format!(
+            "{} acted on {triggers} time(s) in the last {} h (limit {}): automatic action stopped to avoid flapping; a human decides",
+            resources.join(", "),
+            guard.window.as_secs() / 3600,
+            guard.max_triggers
+        );
+        let mut session = self.open(&plan.case_id, Some((plan, finding_raw))).await?;
+        if !session.fresh && session.state.status == Some(CaseStatus::RolledBack) {
+            // Record the trip in a new epoch so the case's history shows it.
+            session
+                .write(JournalEvent::EpochOpened {
+                    epoch: session.state.epoch + 1,
+                    plan: Box::new(plan.clone()),
+                    finding_sha256: finding_digest(finding_raw),
+                    reason: "the finding arrived again".to_string(),
+                })
+                .await?;
+        }
+        session
+            .write(JournalEvent::LoopGuardTripped {
+                resources,
+                reason: reason.clone(),
+            })
+            .await?;
+        self.mark_not_run(&mut session, 0, "the loop guard stopped automatic action")
+            .await?;
+        session
+            .write(JournalEvent::CaseFinished {
+                status: CaseStatus::Stopped,
+            })
+            .await?;
+        Ok(Some(Report::new(
+            &plan.case_id,
+            CaseStatus::Stopped,
+            format!("case {}: {reason}", plan.case_id),
+        )))
+    }
+
+    /// Continues a case from its journal, with the plan it was opened with:
+    /// every step not yet done runs (a stopped case resumes from its first
+    /// step not done; a completed-with-failures case retries its failed steps).
     pub async fn resume(&self, case: &CaseId) -> Result<Report, ExecError> {
         let mut session = self.open(case, None).await?;
-        self.drive(&mut session).await
+        self.drive(&mut session, Mode::Resume).await
     }
 
     /// Records a human's decision on a step that needs approval (e.g. `cordon approve`
@@ -385,7 +960,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 step: step.to_string(),
             });
         }
-        let current = session.state.step(step).cloned().unwrap_or_default();
+        let current = session.step_state(step);
         if let Some(by) = current.approved_by.as_ref().or(current.refused_by.as_ref()) {
             let verdict = if current.approved_by.is_some() {
                 "approved"
@@ -416,38 +991,76 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     })
                     .await?
             }
-            Decision::Pending => {}
+            Decision::Pending | Decision::TimedOut { .. } => {}
         }
-        self.drive(&mut session).await
+        self.drive(&mut session, Mode::Resume).await
     }
 
-    async fn drive(&self, session: &mut Session<'a, J>) -> Result<Report, ExecError> {
+    async fn drive(&self, session: &mut Session<'a, J>, mode: Mode) -> Result<Report, ExecError> {
         let case = session.case.clone();
+        if session.state.rollback_started && !session.state.status.is_some_and(is_finished) {
+            return Ok(Report::no_op(
+                &case,
+                CaseStatus::Stopped,
+                format!(
+                    "case {case} is being rolled back; run `cordon rollback {case}` to finish it"
+                ),
+            )
+            .with_outcome(Outcome::NeedsHuman));
+        }
         match session.state.status {
-            Some(
-                status @ (CaseStatus::Completed
-                | CaseStatus::RolledBack
-                | CaseStatus::RollbackIncomplete),
-            ) => {
+            Some(status @ CaseStatus::Completed) => {
                 return Ok(Report::no_op(
                     &case,
                     status,
                     format!("case {case} is already {status}; nothing to do"),
                 ));
             }
-            _ if session.state.rollback_started => {
+            Some(status @ CaseStatus::CompletedWithFailures) if mode == Mode::Run => {
                 return Ok(Report::no_op(
                     &case,
-                    CaseStatus::Stopped,
+                    status,
                     format!(
-                        "case {case} is being rolled back; run `cordon rollback {case}` to finish it"
+                        "case {case} is already {status}; `cordon resume {case}` retries the failed steps"
                     ),
+                ));
+            }
+            Some(
+                status @ (CaseStatus::RolledBack
+                | CaseStatus::RollbackIncomplete
+                | CaseStatus::RolledBackExceptCredentials),
+            ) => {
+                let next = match status {
+                    CaseStatus::RolledBack => {
+                        "deliver its finding again (`cordon run`) to contain it in a new epoch"
+                            .to_string()
+                    }
+                    _ => format!("`cordon rollback {case}` finishes the rollback"),
+                };
+                return Ok(Report::no_op(
+                    &case,
+                    status,
+                    format!("case {case} is {status}; {next}"),
                 ));
             }
             _ => {}
         }
+        if session.state.loop_guard.is_some() && mode == Mode::Run {
+            let status = session.state.status.unwrap_or(CaseStatus::Stopped);
+            return Ok(Report::no_op(
+                &case,
+                status,
+                format!(
+                    "case {case} was stopped by the loop guard; `cordon resume {case}` if a human decides to go on"
+                ),
+            )
+            .with_outcome(Outcome::NeedsHuman));
+        }
         let plan = session.state.plan.clone();
         for step in &plan.steps {
+            if self.interrupted() {
+                return self.stop_interrupted(session, step).await;
+            }
             let span =
                 info_span!("step", case_id = %case, playbook = %plan.playbook, step = %step.id);
             let outcome = self.run_step(session, &plan, step).instrument(span).await?;
@@ -471,10 +1084,31 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         ),
                     ));
                 }
+                StepOutcome::TimedOut => {
+                    self.mark_not_run(
+                        session,
+                        step.index - 1,
+                        &format!("the approval of `{}` timed out", step.id),
+                    )
+                    .await?;
+                    session
+                        .write(JournalEvent::CaseFinished {
+                            status: CaseStatus::Stopped,
+                        })
+                        .await?;
+                    return Ok(Report::new(
+                        &case,
+                        CaseStatus::Stopped,
+                        format!(
+                            "nobody approved `{}` in time; the case stopped (`cordon approve {case} {}` continues it)",
+                            step.id, step.id
+                        ),
+                    )
+                    .with_outcome(Outcome::ApprovalTimedOut));
+                }
                 StepOutcome::Refused => {
                     self.mark_not_run(
                         session,
-                        &plan,
                         step.index,
                         "an earlier step's approval was refused",
                     )
@@ -498,7 +1132,6 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     OnFailure::Stop => {
                         self.mark_not_run(
                             session,
-                            &plan,
                             step.index,
                             &format!("the case stopped after `{}` failed", step.id),
                         )
@@ -512,7 +1145,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                             &case,
                             CaseStatus::Stopped,
                             format!(
-                                "step `{}` failed: {}; the case stopped (`cordon resume {case}` retries, `cordon rollback {case}` undoes)",
+                                "step `{}` failed: {}; the case stopped (`cordon resume {case}` runs every step not done, `cordon rollback {case}` undoes)",
                                 step.id,
                                 last_error(session, &step.id)
                             ),
@@ -522,58 +1155,109 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         let failure = last_error(session, &step.id);
                         self.mark_not_run(
                             session,
-                            &plan,
                             step.index,
                             &format!("rolled back after `{}` failed", step.id),
                         )
                         .await?;
                         let report = self
-                            .rollback_session(session, &format!("step `{}` failed", step.id))
+                            .rollback_session(
+                                session,
+                                &format!("step `{}` failed", step.id),
+                                RollbackKind::Automatic,
+                            )
                             .await?;
+                        let outcome = match report.status {
+                            CaseStatus::RolledBack => Outcome::RolledBack,
+                            other => Outcome::of_status(other),
+                        };
                         return Ok(Report {
                             message: format!(
                                 "step `{}` failed: {}; {}",
                                 step.id, failure, report.message
                             ),
                             step_failed: true,
+                            outcome,
                             ..report
                         });
                     }
                 },
             }
         }
+        let failed: Vec<String> = plan
+            .steps
+            .iter()
+            .filter(|s| {
+                session
+                    .state
+                    .step(&s.id)
+                    .is_some_and(|st| st.failed_final.is_some())
+            })
+            .map(|s| format!("`{}`", s.id))
+            .collect();
+        let status = if failed.is_empty() {
+            CaseStatus::Completed
+        } else {
+            CaseStatus::CompletedWithFailures
+        };
+        session.write(JournalEvent::CaseFinished { status }).await?;
+        let message = if failed.is_empty() {
+            format!("case {case}: every step done and verified")
+        } else {
+            format!(
+                "case {case}: every step ran, but {} failed (`cordon status {case}` says why; `cordon resume {case}` retries them)",
+                failed.join(", ")
+            )
+        };
+        Ok(Report::new(&case, status, message))
+    }
+
+    /// A signal asked us to stop: the step in flight has finished; say so and stop.
+    async fn stop_interrupted(
+        &self,
+        session: &mut Session<'a, J>,
+        next: &PlannedStep,
+    ) -> Result<Report, ExecError> {
+        let case = session.case.clone();
+        session
+            .write(JournalEvent::CaseInterrupted {
+                reason: format!("interrupted by a signal before step `{}`", next.id),
+            })
+            .await?;
         session
             .write(JournalEvent::CaseFinished {
-                status: CaseStatus::Completed,
+                status: CaseStatus::Stopped,
             })
             .await?;
         Ok(Report::new(
             &case,
-            CaseStatus::Completed,
-            format!("case {case}: every step done"),
+            CaseStatus::Stopped,
+            format!(
+                "case {case} interrupted before step `{}`; every step so far finished and is journaled (`cordon resume {case}` continues)",
+                next.id
+            ),
         ))
     }
 
+    /// Journals "not run" for each step after position `after_index` that has
+    /// not run, so the record shows where the case stopped. Resume runs them.
     async fn mark_not_run(
         &self,
         session: &mut Session<'a, J>,
-        plan: &Plan,
         after_index: usize,
         reason: &str,
     ) -> Result<(), ExecError> {
+        let plan = session.state.plan.clone();
         for later in plan.steps.iter().filter(|s| s.index > after_index) {
-            let done = session
-                .state
-                .step(&later.id)
-                .is_some_and(|s| s.done() || s.touched());
-            if !done {
-                session
-                    .write(JournalEvent::StepNotRun {
-                        step: later.id.clone(),
-                        reason: reason.to_string(),
-                    })
-                    .await?;
+            let state = session.step_state(&later.id);
+            if state.done() || state.touched() || state.not_run.is_some() {
+                continue;
             }
+            session
+                .write(JournalEvent::StepNotRun {
+                    step: later.id.clone(),
+                    reason: reason.to_string(),
+                })
+                .await?;
         }
         Ok(())
     }
@@ -584,8 +1268,8 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         plan: &Plan,
         step: &PlannedStep,
     ) -> Result<StepOutcome, ExecError> {
-        let current = session.state.step(&step.id).cloned().unwrap_or_default();
-        if current.verified || current.skipped.is_some() || current.not_run.is_some() {
+        let current = session.step_state(&step.id);
+        if current.done() {
             return Ok(StepOutcome::Done);
         }
         if current.failed_final.is_some() {
@@ -593,13 +1277,22 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             info!("retrying step that failed before");
         }
         if let Target::Unresolved { reason } = &step.target {
+            // Never "done" with nothing done: the step fails and its policy applies.
+            let error = ActionError::new(
+                ErrorKind::Refused,
+                step.target.label(),
+                format!("step `{}` has nothing to act on: {reason}", step.id),
+                "use a playbook whose steps fit this finding (`cordon route` says which matched)",
+            );
             session
-                .write(JournalEvent::StepSkipped {
+                .write(JournalEvent::StepFailed {
                     step: step.id.clone(),
-                    reason: reason.clone(),
+                    attempt: current.attempts + 1,
+                    error: error.record(),
+                    retrying: false,
                 })
                 .await?;
-            return Ok(StepOutcome::Done);
+            return Ok(StepOutcome::Failed(step.on_failure));
         }
         if step.approval.required && current.approved_by.is_none() {
             if let Some(approver) = &current.refused_by {
@@ -635,6 +1328,23 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                             .await?;
                     }
                     return Ok(StepOutcome::AwaitingApproval);
+                }
+                Decision::TimedOut { waited } => {
+                    if !current.approval_requested {
+                        session
+                            .write(JournalEvent::ApprovalRequested {
+                                step: step.id.clone(),
+                                reason: step.approval.reason.clone().unwrap_or_default(),
+                            })
+                            .await?;
+                    }
+                    session
+                        .write(JournalEvent::ApprovalTimedOut {
+                            step: step.id.clone(),
+                            waited_ms: waited.as_millis() as u64,
+                        })
+                        .await?;
+                    return Ok(StepOutcome::TimedOut);
                 }
             }
         }
@@ -675,7 +1385,10 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         }
     }
 
-    /// One attempt: prepare (unless already journaled), apply (unless already journaled), verify.
+    /// One attempt: prepare (unless already journaled), apply (unless already
+    /// journaled), verify. After a failed verification the live state is re-read
+    /// first, and a pre-state that lacks a resource is amended (journaled) and
+    /// the step re-applied.
     async fn attempt(
         &self,
         session: &mut Session<'a, J>,
@@ -683,9 +1396,30 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         step: &PlannedStep,
         attempt: u32,
     ) -> Result<Result<(), ActionError>, ExecError> {
-        let known = session.state.step(&step.id).cloned().unwrap_or_default();
+        let known = session.step_state(&step.id);
+        let mut outcome = known.outcome.clone();
         let pre_state = match known.pre_state {
-            Some(pre) => pre,
+            Some(pre) => {
+                if known.last_failure_kind.as_deref() == Some("verification") {
+                    match self.actions.amend_pre_state(plan, step, &pre).await {
+                        Ok(Some(amendment)) => {
+                            session
+                                .write(JournalEvent::StepPreStateAmended {
+                                    step: step.id.clone(),
+                                    pre_state: amendment.pre_state.clone(),
+                                    added: amendment.added,
+                                })
+                                .await?;
+                            outcome = None;
+                            amendment.pre_state
+                        }
+                        Ok(None) => pre,
+                        Err(e) => return Ok(Err(e)),
+                    }
+                } else {
+                    pre
+                }
+            }
             None => match self.actions.read_pre_state(plan, step).await {
                 Ok(pre) => {
                     session
@@ -700,11 +1434,22 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 Err(e) => return Ok(Err(e)),
             },
         };
-        let outcome = match known.outcome {
+        let outcome = match outcome {
             Some(outcome) => outcome,
             None => {
                 let started = Instant::now();
-                match self.actions.apply(plan, step, &pre_state).await {
+                let applied = {
+                    let sink: &mut (dyn ProgressSink + '_) = &mut *session;
+                    let progress = Progress {
+                        sink: Some(tokio::sync::Mutex::new(sink)),
+                        step: step.id.clone(),
+                        earlier: known.progress.clone(),
+                    };
+                    self.actions
+                        .apply_with_progress(plan, step, &pre_state, &progress)
+                        .await
+                };
+                match applied {
                     Ok(outcome) => {
                         session
                             .write(JournalEvent::StepApplied {
@@ -734,7 +1479,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         }
     }
 
-    /// Undoes every step that was prepared, newest first, and verifies each. Idempotent.
+    /// Undoes every step that was prepared, newest epoch first and newest step
+    /// first, and verifies each. Idempotent. An undo that re-arms credentials or
+    /// deletes evidence runs only with the approver's explicit approval (asked
+    /// through [`Approver::decide_undo`]); otherwise it is kept, journaled, and
+    /// the case ends `rolled-back-except-credentials` when credentials stay contained.
     pub async fn rollback(&self, case: &CaseId, reason: &str) -> Result<Report, ExecError> {
         let mut session = self.open(case, None).await?;
         if session.state.status == Some(CaseStatus::RolledBack) {
@@ -744,101 +1493,198 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 format!("case {case} is already rolled back; nothing to do"),
             ));
         }
-        self.rollback_session(&mut session, reason).await
+        self.rollback_session(&mut session, reason, RollbackKind::Requested)
+            .await
     }
 
     async fn rollback_session(
         &self,
         session: &mut Session<'a, J>,
         reason: &str,
+        kind: RollbackKind,
     ) -> Result<Report, ExecError> {
         let case = session.case.clone();
-        let plan = session.state.plan.clone();
         session
             .write(JournalEvent::RollbackStarted {
                 reason: reason.to_string(),
             })
             .await?;
         let mut incomplete = Vec::new();
+        let mut kept_credentials = Vec::new();
+        let mut kept_evidence = Vec::new();
         let mut undone = 0usize;
-        for step in plan.steps.iter().rev() {
-            let state = session.state.step(&step.id).cloned().unwrap_or_default();
-            let Some(pre_state) = state.pre_state.clone() else {
-                continue;
-            };
-            if state.rollback_verified {
-                continue;
-            }
-            let span =
-                info_span!("rollback", case_id = %case, playbook = %plan.playbook, step = %step.id);
-            let result = async {
-                if step.reversibility == Reversibility::Irreversible && state.outcome.is_some() {
-                    return Err(ActionError::new(
-                        ErrorKind::Refused,
-                        step.target.label(),
-                        format!("step `{}` is irreversible and was applied", step.id),
-                        "restore by hand (see the step's pre-state in the journal)",
-                    ));
-                }
-                let result = if state.rolled_back {
-                    None
-                } else {
-                    Some(
-                        retry_action(step, || {
-                            self.actions
-                                .undo(&plan, step, &pre_state, state.outcome.as_ref())
-                        })
-                        .await?,
-                    )
+        let current_epoch = session.state.epoch;
+        let epochs: Vec<(u32, Plan)> = session
+            .state
+            .epochs()
+            .into_iter()
+            .rev()
+            .map(|(epoch, plan, _, _)| (epoch, plan.clone()))
+            .collect();
+        for (epoch, plan) in epochs {
+            let epoch_tag = (epoch != current_epoch).then_some(epoch);
+            for step in plan.steps.iter().rev() {
+                let state = step_state_in(&session.state, epoch, &step.id);
+                let Some(pre_state) = state.pre_state.clone() else {
+                    continue;
                 };
-                retry_action(step, || self.actions.verify_undone(&plan, step, &pre_state)).await?;
-                Ok(result)
-            }
-            .instrument(span)
-            .await;
-            match result {
-                Ok(result) => {
-                    if let Some(result) = result {
+                if state.rollback_verified {
+                    continue;
+                }
+                if let Some(gate) = step.action.undo_gate()
+                    && state.undo_approved_by.is_none()
+                {
+                    let decision = match kind {
+                        RollbackKind::Automatic => Decision::Pending,
+                        RollbackKind::Requested => {
+                            self.approver.decide_undo(&plan, step, gate).await
+                        }
+                    };
+                    match decision {
+                        Decision::Approved { approver } => {
+                            session
+                                .write(JournalEvent::UndoApproved {
+                                    step: step.id.clone(),
+                                    epoch: epoch_tag,
+                                    approver,
+                                })
+                                .await?;
+                        }
+                        other => {
+                            let why = match (kind, other) {
+                                (RollbackKind::Automatic, _) => format!(
+                                    "kept by the automatic rollback: undo {}",
+                                    gate.reason()
+                                ),
+                                (_, Decision::Refused { approver, reason }) => {
+                                    format!("undo refused by {approver}: {reason}")
+                                }
+                                _ => format!(
+                                    "kept: undo {} and needs approval (`cordon rollback {case} --approve-undo {}`)",
+                                    gate.reason(),
+                                    step.id
+                                ),
+                            };
+                            session
+                                .write(JournalEvent::UndoKept {
+                                    step: step.id.clone(),
+                                    epoch: epoch_tag,
+                                    reason: why,
+                                })
+                                .await?;
+                            match gate {
+                                UndoGate::Credentials(_) => kept_credentials.push(step.id.clone()),
+                                UndoGate::Evidence(_) => kept_evidence.push(step.id.clone()),
+                            }
+                            continue;
+                        }
+                    }
+                }
+                let span = info_span!("rollback", case_id = %case, playbook = %plan.playbook, step = %step.id, epoch);
+                let result = async {
+                    if step.reversibility == Reversibility::Irreversible
+                        && state.outcome.is_some()
+                        && step.action.undo_gate().is_none()
+                    {
+                        return Err(ActionError::new(
+                            ErrorKind::Refused,
+                            step.target.label(),
+                            format!("step `{}` is irreversible and was applied", step.id),
+                            "restore by hand (see the step's pre-state in the journal)",
+                        ));
+                    }
+                    let result = if state.rolled_back {
+                        None
+                    } else {
+                        Some(
+                            retry_action(step, || {
+                                self.actions.undo_with_progress(
+                                    &plan,
+                                    step,
+                                    &pre_state,
+                                    state.outcome.as_ref(),
+                                    &state.progress,
+                                )
+                            })
+                            .await?,
+                        )
+                    };
+                    retry_action(step, || self.actions.verify_undone(&plan, step, &pre_state))
+                        .await?;
+                    Ok(result)
+                }
+                .instrument(span)
+                .await;
+                match result {
+                    Ok(result) => {
+                        if let Some(result) = result {
+                            session
+                                .write(JournalEvent::StepRolledBack {
+                                    step: step.id.clone(),
+                                    epoch: epoch_tag,
+                                    result,
+                                })
+                                .await?;
+                        }
                         session
-                            .write(JournalEvent::StepRolledBack {
+                            .write(JournalEvent::StepRollbackVerified {
                                 step: step.id.clone(),
-                                result,
+                                epoch: epoch_tag,
                             })
                             .await?;
+                        undone += 1;
                     }
-                    session
-                        .write(JournalEvent::StepRollbackVerified {
-                            step: step.id.clone(),
-                        })
-                        .await?;
-                    undone += 1;
-                }
-                Err(error) => {
-                    session
-                        .write(JournalEvent::StepRollbackFailed {
-                            step: step.id.clone(),
-                            error: error.record(),
-                        })
-                        .await?;
-                    incomplete.push(format!("{}: {error}", step.id));
+                    Err(error) => {
+                        session
+                            .write(JournalEvent::StepRollbackFailed {
+                                step: step.id.clone(),
+                                epoch: epoch_tag,
+                                error: error.record(),
+                            })
+                            .await?;
+                        incomplete.push(format!("{}: {error}", step.id));
+                    }
                 }
             }
         }
-        let status = if incomplete.is_empty() {
-            CaseStatus::RolledBack
-        } else {
+        let status = if !incomplete.is_empty() {
             CaseStatus::RollbackIncomplete
+        } else if !kept_credentials.is_empty() {
+            CaseStatus::RolledBackExceptCredentials
+        } else {
+            CaseStatus::RolledBack
         };
         session.write(JournalEvent::CaseFinished { status }).await?;
-        let message = if incomplete.is_empty() {
-            format!("case {case} rolled back: {undone} step(s) undone and verified")
-        } else {
-            format!(
+        let mut message = match status {
+            CaseStatus::RollbackIncomplete => format!(
                 "case {case}: rollback incomplete ({}); fix the cause and run `cordon rollback {case}` again",
                 incomplete.join("; ")
-            )
+            ),
+            CaseStatus::RolledBackExceptCredentials => format!(
+                "case {case} rolled back except credential containment: {undone} step(s) undone and verified; kept {} (undo re-arms credentials: `cordon rollback {case} --approve-undo STEP` when a human decides)",
+                kept_credentials
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => format!("case {case} rolled back: {undone} step(s) undone and verified"),
         };
-        Ok(Report::new(&case, status, message))
+        if !kept_evidence.is_empty() {
+            message.push_str(&format!(
+                "; evidence kept from {} (deleting it needs `--approve-undo`)",
+                kept_evidence
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let report = Report::new(&case, status, message);
+        Ok(match status {
+            CaseStatus::RolledBack => report.with_outcome(Outcome::Done),
+            _ => report,
+        })
     }
 
     /// What a run would do, without doing it: reads pre-states (read-only calls) and
@@ -850,7 +1696,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 Target::Unresolved { reason } => DryRunStep {
                     step: step.id.clone(),
                     calls: Vec::new(),
-                    note: Some(format!("would be skipped: {reason}")),
+                    note: Some(format!("would fail: nothing to act on ({reason})")),
                 },
                 _ => match self.actions.read_pre_state(plan, step).await {
                     Ok(pre) => DryRunStep {
@@ -874,6 +1720,41 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         }
         out
     }
+}
+
+/// A step's state in a given epoch.
+fn step_state_in(state: &CaseState, epoch: u32, id: &str) -> StepState {
+    if epoch == state.epoch {
+        return state.step(id).cloned().unwrap_or_default();
+    }
+    state
+        .earlier
+        .iter()
+        .find(|e| e.epoch == epoch)
+        .and_then(|e| e.steps.get(id))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Finished statuses (the case rests).
+fn is_finished(status: CaseStatus) -> bool {
+    !matches!(status, CaseStatus::AwaitingApproval)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A finding was delivered (`cordon run`, Step Functions).
+    Run,
+    /// A human asked to continue (`resume`, `approve`).
+    Resume,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RollbackKind {
+    /// After a step failed under `on-failure: rollback`: never re-arms credentials.
+    Automatic,
+    /// A human asked for it: gated undos are asked for.
+    Requested,
 }
 
 /// One step of a dry run.
@@ -900,6 +1781,7 @@ fn last_error<J: JournalStore>(session: &Session<'_, J>, step: &str) -> String {
 enum StepOutcome {
     Done,
     AwaitingApproval,
+    TimedOut,
     Refused,
     Failed(OnFailure),
 }

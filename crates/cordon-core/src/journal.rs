@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::format::{self, NewerFormat};
-use crate::plan::{CaseId, Plan};
+use crate::plan::{CaseId, Plan, PlannedStep};
 
 /// The hash that precedes the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -287,14 +287,86 @@ pub enum JournalEvent {
     StepNotRun { step: String, reason: String },
     /// Rollback of the case began.
     RollbackStarted { reason: String },
-    /// A step was undone from its pre-state.
-    StepRolledBack { step: String, result: Value },
+    /// A step was undone from its pre-state. `epoch` names an earlier epoch
+    /// being unwound (absent: the current one).
+    StepRolledBack {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u32>,
+        result: Value,
+    },
     /// The resource was read back and equals its pre-state.
-    StepRollbackVerified { step: String },
+    StepRollbackVerified {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u32>,
+    },
     /// Undoing a step failed; rollback goes on with the other steps.
-    StepRollbackFailed { step: String, error: ErrorRecord },
+    StepRollbackFailed {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u32>,
+        error: ErrorRecord,
+    },
     /// The case reached a resting state.
     CaseFinished { status: CaseStatus },
+    /// A new epoch of the case began with a fresh plan and fresh pre-states: the
+    /// case was rolled back and its finding arrived again, or an updated finding
+    /// changed the plan and a human accepted it. Earlier epochs stay as they were
+    /// journaled; rollback unwinds the epochs newest first.
+    EpochOpened {
+        epoch: u32,
+        plan: Box<Plan>,
+        finding_sha256: String,
+        reason: String,
+    },
+    /// The same finding (same case) arrived again with different content.
+    FindingUpdated {
+        finding_sha256: String,
+        updated_at: Option<String>,
+        severity: f64,
+        change: String,
+    },
+    /// Steps not yet applied were re-planned from an updated finding; steps
+    /// already applied keep the plan they were applied with.
+    PlanAmended {
+        steps: Vec<PlannedStep>,
+        reason: String,
+    },
+    /// After a failed verification the live state was re-read: from now on the
+    /// step's pre-state is `pre_state` (the first one plus the resources it
+    /// lacked, listed in `added`). The first pre-state stays in the journal.
+    StepPreStateAmended {
+        step: String,
+        pre_state: Value,
+        added: Vec<String>,
+    },
+    /// Durable progress inside a step, written before the step goes on (an
+    /// isolation phase begun or finished, a key about to be created).
+    StepProgress { step: String, progress: Value },
+    /// Nobody answered an approval request in time; the case stopped.
+    ApprovalTimedOut { step: String, waited_ms: u64 },
+    /// The process was asked to stop (a signal); in-flight work finished first.
+    CaseInterrupted { reason: String },
+    /// A human approved an undo that re-arms credentials or deletes evidence.
+    UndoApproved {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u32>,
+        approver: String,
+    },
+    /// Rollback left the step in place: its undo needs an approval it did not get.
+    UndoKept {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u32>,
+        reason: String,
+    },
+    /// Automatic action stopped: a resource was contained or re-triggered too often.
+    LoopGuardTripped {
+        resources: Vec<String>,
+        reason: String,
+    },
 }
 
 impl JournalEvent {
@@ -311,11 +383,33 @@ impl JournalEvent {
             | JournalEvent::StepSkipped { step, .. }
             | JournalEvent::StepNotRun { step, .. }
             | JournalEvent::StepRolledBack { step, .. }
-            | JournalEvent::StepRollbackVerified { step }
-            | JournalEvent::StepRollbackFailed { step, .. } => Some(step),
+            | JournalEvent::StepRollbackVerified { step, .. }
+            | JournalEvent::StepRollbackFailed { step, .. }
+            | JournalEvent::StepPreStateAmended { step, .. }
+            | JournalEvent::StepProgress { step, .. }
+            | JournalEvent::ApprovalTimedOut { step, .. }
+            | JournalEvent::UndoApproved { step, .. }
+            | JournalEvent::UndoKept { step, .. } => Some(step),
             JournalEvent::CaseOpened { .. }
             | JournalEvent::RollbackStarted { .. }
-            | JournalEvent::CaseFinished { .. } => None,
+            | JournalEvent::CaseFinished { .. }
+            | JournalEvent::EpochOpened { .. }
+            | JournalEvent::FindingUpdated { .. }
+            | JournalEvent::PlanAmended { .. }
+            | JournalEvent::CaseInterrupted { .. }
+            | JournalEvent::LoopGuardTripped { .. } => None,
+        }
+    }
+
+    /// The earlier epoch a rollback record is about (`None`: the current epoch).
+    pub fn epoch(&self) -> Option<u32> {
+        match self {
+            JournalEvent::StepRolledBack { epoch, .. }
+            | JournalEvent::StepRollbackVerified { epoch, .. }
+            | JournalEvent::StepRollbackFailed { epoch, .. }
+            | JournalEvent::UndoApproved { epoch, .. }
+            | JournalEvent::UndoKept { epoch, .. } => *epoch,
+            _ => None,
         }
     }
 
@@ -326,12 +420,37 @@ impl JournalEvent {
 }
 
 /// Where a case rests.
+///
+/// The case lifecycle (one epoch; a rolled-back case, or an accepted re-plan,
+/// opens the next epoch and starts again at `open`):
+///
+/// ```text
+///   open ──▶ running ⇄ awaiting-approval
+///              │
+///              ├──▶ completed                  every step verified
+///              ├──▶ completed-with-failures    some step failed under `on-failure: continue`
+///              │                               (or a best-effort step failed); `resume` retries them
+///              ├──▶ stopped                    a step failed under `stop`, an approval was refused
+///              │                               or timed out, or the process was interrupted;
+///              │                               `resume` runs every step not yet done
+///              └──▶ rollback ──▶ rolled-back                     every applied step undone and verified
+///                            ├─▶ rolled-back-except-credentials  undo that would re-arm credentials
+///                            │                                   was kept (no approval); `rollback
+///                            │                                   --approve-undo STEP` finishes it
+///                            └─▶ rollback-incomplete             some undo failed; `rollback` again
+/// ```
+///
+/// `running` and `open` are not journaled as statuses: a case whose journal
+/// has no `case-finished` after its last epoch began is running (or was
+/// interrupted by a crash, and `resume` continues it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
 #[serde(rename_all = "kebab-case")]
 #[strum(serialize_all = "kebab-case")]
 pub enum CaseStatus {
-    /// Every step ran (or was skipped by policy) and verified.
+    /// Every step ran and verified.
     Completed,
+    /// Every step ran; some failed under `on-failure: continue` (or were best effort).
+    CompletedWithFailures,
     /// A step waits for approval; `cordon approve` or `cordon resume` continues.
     AwaitingApproval,
     /// Stopped by a failure or a refused approval; what was done stays done.
@@ -340,6 +459,43 @@ pub enum CaseStatus {
     RolledBack,
     /// Rollback could not undo every step; see the failed records.
     RollbackIncomplete,
+    /// Everything was undone except credential containment, whose undo needs an
+    /// explicit approval (it would re-arm compromised credentials).
+    RolledBackExceptCredentials,
+}
+
+impl CaseStatus {
+    /// The transitions out of a status, as the commands that take them (the
+    /// state machine above, for `cordon status`). `None` is a case with no
+    /// `case-finished` after its last activity: running, or killed.
+    pub fn next_steps(status: Option<CaseStatus>) -> &'static str {
+        match status {
+            None => {
+                "running, or its process was killed: `cordon resume CASE` continues it from the journal once no process holds it"
+            }
+            Some(CaseStatus::Completed) => {
+                "at rest; `cordon rollback CASE` undoes it; an updated finding is re-planned or asks"
+            }
+            Some(CaseStatus::CompletedWithFailures) => {
+                "`cordon resume CASE` retries the failed steps; `cordon rollback CASE` undoes everything"
+            }
+            Some(CaseStatus::AwaitingApproval) => {
+                "`cordon approve CASE STEP` (or `--refuse`), or `cordon resume CASE` to be asked again"
+            }
+            Some(CaseStatus::Stopped) => {
+                "`cordon resume CASE` runs every step not done; `cordon rollback CASE` undoes what was done"
+            }
+            Some(CaseStatus::RolledBack) => {
+                "at rest at the pre-state; `cordon run` with its finding contains it again in a new epoch"
+            }
+            Some(CaseStatus::RolledBackExceptCredentials) => {
+                "`cordon rollback CASE --approve-undo STEP` re-arms the kept credentials, if that is what you want"
+            }
+            Some(CaseStatus::RollbackIncomplete) => {
+                "`cordon rollback CASE` again continues the rollback where it stopped (fix the named resource first)"
+            }
+        }
+    }
 }
 
 /// An error as journaled: no source chain, nothing secret.
@@ -432,19 +588,31 @@ pub fn verify_chain(records: &[JournalRecord]) -> Result<(), (u64, String)> {
 /// Per-step state folded from the journal.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepState {
+    /// The pre-state rollback restores: the first one journaled, or its latest amendment.
     pub pre_state: Option<Value>,
     pub attempts: u32,
     pub outcome: Option<Value>,
     pub verified: bool,
+    /// The step's last attempt failed for good (cleared when it later verifies).
     pub failed_final: Option<ErrorRecord>,
+    /// The kind of the most recent failed attempt (`verification`, `throttled`, ...).
+    pub last_failure_kind: Option<String>,
     pub skipped: Option<String>,
+    /// Journaled "not run" (the case stopped before it). Not "done": resume runs it.
     pub not_run: Option<String>,
     pub approval_requested: bool,
     pub approved_by: Option<String>,
     pub refused_by: Option<String>,
+    pub approval_timed_out: bool,
+    /// The pre-state was amended after a failed verification.
+    pub amended: bool,
+    /// Durable progress records of the step, oldest first.
+    pub progress: Vec<Value>,
     pub rolled_back: bool,
     pub rollback_verified: bool,
     pub rollback_failed: Option<ErrorRecord>,
+    pub undo_approved_by: Option<String>,
+    pub undo_kept: Option<String>,
 }
 
 impl StepState {
@@ -453,22 +621,65 @@ impl StepState {
         self.pre_state.is_some()
     }
 
-    /// Nothing more to do for this step on a forward run.
+    /// Nothing more to do for this step on a forward run: verified, or skipped by
+    /// design. A step that failed, or was journaled "not run", still runs on resume.
     pub fn done(&self) -> bool {
-        self.verified
-            || self.skipped.is_some()
-            || self.not_run.is_some()
-            || self.failed_final.is_some()
+        self.verified || (self.skipped.is_some() && self.failed_final.is_none())
+    }
+
+    /// Undone and verified (or never touched): nothing left for rollback.
+    pub fn unwound(&self) -> bool {
+        !self.touched() || self.rollback_verified
+    }
+}
+
+/// One epoch of a case: the plan it ran and what happened to each step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochState {
+    /// 1-based.
+    pub epoch: u32,
+    pub plan: Plan,
+    pub steps: BTreeMap<String, StepState>,
+    /// When the epoch was opened (the finding reached cordon), RFC 3339.
+    pub opened_at: String,
+}
+
+impl EpochState {
+    fn new(epoch: u32, plan: Plan, opened_at: String) -> Self {
+        Self {
+            epoch,
+            steps: plan
+                .steps
+                .iter()
+                .map(|s| (s.id.clone(), StepState::default()))
+                .collect(),
+            plan,
+            opened_at,
+        }
     }
 }
 
 /// The case as the journal tells it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseState {
+    /// The current epoch's plan (with amendments).
     pub plan: Plan,
+    /// The current epoch, 1-based.
+    pub epoch: u32,
+    /// The current epoch's steps.
     pub steps: BTreeMap<String, StepState>,
+    /// When the current epoch was opened, RFC 3339 (empty before the first record).
+    pub opened_at: String,
+    /// Epochs before the current one, oldest first.
+    pub earlier: Vec<EpochState>,
     pub status: Option<CaseStatus>,
     pub rollback_started: bool,
+    /// SHA-256 of the finding as last received.
+    pub finding_sha256: String,
+    /// Why the last run was interrupted, if it was and nothing ran since.
+    pub interrupted: Option<String>,
+    /// The loop guard stopped automatic action on this case.
+    pub loop_guard: Option<String>,
     pub next_seq: u64,
     pub last_hash: String,
 }
@@ -476,15 +687,18 @@ pub struct CaseState {
 impl CaseState {
     /// A case about to be opened with `plan`.
     pub fn new(plan: Plan) -> Self {
+        let first = EpochState::new(1, plan, String::new());
         Self {
-            steps: plan
-                .steps
-                .iter()
-                .map(|s| (s.id.clone(), StepState::default()))
-                .collect(),
-            plan,
+            plan: first.plan,
+            epoch: 1,
+            steps: first.steps,
+            opened_at: String::new(),
+            earlier: Vec::new(),
             status: None,
             rollback_started: false,
+            finding_sha256: String::new(),
+            interrupted: None,
+            loop_guard: None,
             next_seq: 0,
             last_hash: GENESIS_HASH.to_string(),
         }
@@ -507,43 +721,89 @@ impl CaseState {
                 "the first record does not open the case".to_string(),
             ));
         };
-        let mut state = CaseState {
-            plan: (**plan).clone(),
-            steps: plan
-                .steps
-                .iter()
-                .map(|s| (s.id.clone(), StepState::default()))
-                .collect(),
-            status: None,
-            rollback_started: false,
-            next_seq: records.len() as u64,
-            last_hash: records
-                .last()
-                .map(JournalRecord::hash)
-                .unwrap_or_else(|| GENESIS_HASH.to_string()),
-        };
-        for record in &records[1..] {
-            if let Some(step) = record.event.step()
-                && !state.steps.contains_key(step)
-            {
-                return Err(corrupt(
-                    record.seq,
-                    format!("names step `{step}`, which is not in the plan"),
-                ));
+        let mut state = CaseState::new((**plan).clone());
+        for record in records {
+            if let Some(step) = record.event.step() {
+                let known = match record.event.epoch() {
+                    Some(epoch) if epoch != state.epoch => state
+                        .earlier
+                        .iter()
+                        .find(|e| e.epoch == epoch)
+                        .is_some_and(|e| e.steps.contains_key(step)),
+                    _ => state.steps.contains_key(step),
+                };
+                if !known {
+                    return Err(corrupt(
+                        record.seq,
+                        format!("names step `{step}`, which is not in the plan"),
+                    ));
+                }
             }
-            state.apply(&record.event);
+            state.apply_record(record);
         }
+        state.next_seq = records.len() as u64;
+        state.last_hash = records
+            .last()
+            .map(JournalRecord::hash)
+            .unwrap_or_else(|| GENESIS_HASH.to_string());
         Ok(state)
     }
 
-    fn step_mut(&mut self, id: &str) -> &mut StepState {
-        self.steps.entry(id.to_string()).or_default()
+    /// The state of step `id` in `epoch` (`None`: the current epoch).
+    fn step_in(&mut self, id: &str, epoch: Option<u32>) -> &mut StepState {
+        match epoch {
+            Some(e) if e != self.epoch => {
+                if let Some(earlier) = self.earlier.iter_mut().find(|x| x.epoch == e) {
+                    return earlier.steps.entry(id.to_string()).or_default();
+                }
+                self.steps.entry(id.to_string()).or_default()
+            }
+            _ => self.steps.entry(id.to_string()).or_default(),
+        }
     }
 
-    /// Folds one event into the state.
-    pub fn apply(&mut self, event: &JournalEvent) {
-        match event {
-            JournalEvent::CaseOpened { .. } => {}
+    fn step_mut(&mut self, id: &str) -> &mut StepState {
+        self.step_in(id, None)
+    }
+
+    /// Folds one record into the state.
+    pub fn apply_record(&mut self, record: &JournalRecord) {
+        match &record.event {
+            JournalEvent::CaseOpened { finding_sha256, .. } => {
+                self.opened_at = record.at.clone();
+                self.finding_sha256 = finding_sha256.clone();
+            }
+            JournalEvent::EpochOpened {
+                epoch,
+                plan,
+                finding_sha256,
+                ..
+            } => {
+                let next = EpochState::new(*epoch, (**plan).clone(), record.at.clone());
+                let done = EpochState {
+                    epoch: self.epoch,
+                    plan: std::mem::replace(&mut self.plan, next.plan),
+                    steps: std::mem::replace(&mut self.steps, next.steps),
+                    opened_at: std::mem::replace(&mut self.opened_at, next.opened_at),
+                };
+                self.earlier.push(done);
+                self.epoch = *epoch;
+                self.status = None;
+                self.rollback_started = false;
+                self.interrupted = None;
+                self.loop_guard = None;
+                self.finding_sha256 = finding_sha256.clone();
+            }
+            JournalEvent::FindingUpdated { finding_sha256, .. } => {
+                self.finding_sha256 = finding_sha256.clone();
+            }
+            JournalEvent::PlanAmended { steps, .. } => {
+                for step in steps {
+                    if let Some(slot) = self.plan.steps.iter_mut().find(|s| s.id == step.id) {
+                        *slot = step.clone();
+                    }
+                }
+            }
             JournalEvent::ApprovalRequested { step, .. } => {
                 self.step_mut(step).approval_requested = true
             }
@@ -553,11 +813,15 @@ impl CaseState {
             JournalEvent::ApprovalRefused { step, approver, .. } => {
                 self.step_mut(step).refused_by = Some(approver.clone())
             }
+            JournalEvent::ApprovalTimedOut { step, .. } => {
+                self.step_mut(step).approval_timed_out = true
+            }
             JournalEvent::StepPrepared {
                 step,
                 attempt,
                 pre_state,
             } => {
+                self.interrupted = None;
                 let s = self.step_mut(step);
                 // The first pre-state is the truth: later attempts reuse it.
                 if s.pre_state.is_none() {
@@ -565,10 +829,27 @@ impl CaseState {
                 }
                 s.attempts = s.attempts.max(*attempt);
             }
+            JournalEvent::StepPreStateAmended {
+                step, pre_state, ..
+            } => {
+                let s = self.step_mut(step);
+                s.pre_state = Some(pre_state.clone());
+                s.amended = true;
+                // The amended resources are applied anew.
+                s.outcome = None;
+            }
+            JournalEvent::StepProgress { step, progress } => {
+                self.step_mut(step).progress.push(progress.clone())
+            }
             JournalEvent::StepApplied { step, outcome, .. } => {
                 self.step_mut(step).outcome = Some(outcome.clone())
             }
-            JournalEvent::StepVerified { step, .. } => self.step_mut(step).verified = true,
+            JournalEvent::StepVerified { step, .. } => {
+                let s = self.step_mut(step);
+                s.verified = true;
+                s.failed_final = None;
+                s.last_failure_kind = None;
+            }
             JournalEvent::StepFailed {
                 step,
                 attempt,
@@ -577,6 +858,7 @@ impl CaseState {
             } => {
                 let s = self.step_mut(step);
                 s.attempts = s.attempts.max(*attempt);
+                s.last_failure_kind = Some(error.kind.clone());
                 if !retrying {
                     s.failed_final = Some(error.clone());
                 }
@@ -588,15 +870,42 @@ impl CaseState {
                 self.step_mut(step).not_run = Some(reason.clone())
             }
             JournalEvent::RollbackStarted { .. } => self.rollback_started = true,
-            JournalEvent::StepRolledBack { step, .. } => self.step_mut(step).rolled_back = true,
-            JournalEvent::StepRollbackVerified { step } => {
-                self.step_mut(step).rollback_verified = true
+            JournalEvent::StepRolledBack { step, epoch, .. } => {
+                self.step_in(step, *epoch).rolled_back = true
             }
-            JournalEvent::StepRollbackFailed { step, error } => {
-                self.step_mut(step).rollback_failed = Some(error.clone())
+            JournalEvent::StepRollbackVerified { step, epoch } => {
+                let s = self.step_in(step, *epoch);
+                s.rollback_verified = true;
+                s.undo_kept = None;
             }
+            JournalEvent::StepRollbackFailed { step, epoch, error } => {
+                self.step_in(step, *epoch).rollback_failed = Some(error.clone())
+            }
+            JournalEvent::UndoApproved {
+                step,
+                epoch,
+                approver,
+            } => self.step_in(step, *epoch).undo_approved_by = Some(approver.clone()),
+            JournalEvent::UndoKept {
+                step,
+                epoch,
+                reason,
+            } => self.step_in(step, *epoch).undo_kept = Some(reason.clone()),
+            JournalEvent::CaseInterrupted { reason } => self.interrupted = Some(reason.clone()),
+            JournalEvent::LoopGuardTripped { reason, .. } => self.loop_guard = Some(reason.clone()),
             JournalEvent::CaseFinished { status } => self.status = Some(*status),
         }
+    }
+
+    /// Every epoch, oldest first, the current one last (read-only views).
+    pub fn epochs(&self) -> Vec<(u32, &Plan, &BTreeMap<String, StepState>, &str)> {
+        let mut out: Vec<_> = self
+            .earlier
+            .iter()
+            .map(|e| (e.epoch, &e.plan, &e.steps, e.opened_at.as_str()))
+            .collect();
+        out.push((self.epoch, &self.plan, &self.steps, self.opened_at.as_str()));
+        out
     }
 
     pub fn step(&self, id: &str) -> Option<&StepState> {

@@ -13,6 +13,7 @@ pub mod plan;
 pub mod playbook;
 pub mod policy;
 pub mod route;
+pub mod summary;
 pub mod text;
 pub mod validate;
 pub mod yaml;

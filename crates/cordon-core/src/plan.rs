@@ -79,6 +79,45 @@ impl Plan {
     pub fn step(&self, id: &str) -> Option<&PlannedStep> {
         self.steps.iter().find(|s| s.id == id)
     }
+
+    /// The resources the plan acts on, as `kind:id` (`instance:i-…`,
+    /// `access-key:AKIA…`, `user:NAME`, `role:NAME`), sorted and distinct: the
+    /// keys of the loop guard (and of resource locks).
+    pub fn resources(&self) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for step in &self.steps {
+            match &step.target {
+                Target::Instance(i) => {
+                    out.insert(format!("instance:{}", i.instance_id));
+                }
+                Target::AccessKey(k) => {
+                    out.insert(format!("access-key:{}", k.access_key_id));
+                    if let Some(user) = &k.user_name
+                        && k.user_type.as_deref() == Some("IAMUser")
+                    {
+                        out.insert(format!("user:{user}"));
+                    }
+                }
+                Target::User { user_name } => {
+                    out.insert(format!("user:{user_name}"));
+                }
+                Target::Role {
+                    role_name: Some(role),
+                    ..
+                } => {
+                    out.insert(format!("role:{role}"));
+                }
+                Target::Role {
+                    instance_id: Some(instance),
+                    ..
+                } => {
+                    out.insert(format!("instance:{instance}"));
+                }
+                Target::Role { .. } | Target::Case | Target::Unresolved { .. } => {}
+            }
+        }
+        out.into_iter().collect()
+    }
 }
 
 /// What the plan needs to know of the finding.
@@ -384,6 +423,10 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
             target.label()
         )),
         ActionKind::QuarantineUser => Some(format!("every request by {} is denied until rollback", target.label())),
+        ActionKind::RevokeUserSessions => Some(format!(
+            "every temporary-credential session of {} issued before the step runs (GetSessionToken credentials, console sessions); its long-term access keys are not affected",
+            target.label()
+        )),
         ActionKind::IsolateInstance => Some(
             "all traffic to and from the instance stops; flows through NAT gateways, load balancers and transit gateways, and ICMP, stay tracked until they idle out".to_string(),
         ),

@@ -55,6 +55,13 @@ pub struct MatchRule {
     /// For access-key findings: `long-term` (AKIA) or `temporary` (ASIA) keys only.
     #[serde(default)]
     pub key_kind: Option<KeyKindRule>,
+    /// For access-key findings: the key's user type as GuardDuty reports it
+    /// (`IAMUser`, `AssumedRole`, `Root`, `FederatedUser`, ...). Temporary
+    /// credentials come from a role (`AssumedRole`) or from an IAM user's
+    /// `GetSessionToken` (`IAMUser`), and are revoked differently. Empty: any;
+    /// given, only access-key findings match.
+    #[serde(default)]
+    pub user_types: Vec<String>,
     /// Answer GuardDuty's generated sample findings too (off by default).
     #[serde(default)]
     pub include_sample: bool,

@@ -154,6 +154,9 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
             }
         }
     }
+    if !rule.user_types.is_empty() {
+        reasons.push(user_type_matches(&rule.user_types, &finding.resource)?);
+    }
     if finding.is_sample() && !rule.include_sample {
         return Err(
             "the finding is a GuardDuty sample and the rule does not include samples".to_string(),
@@ -165,6 +168,27 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
         );
     }
     Ok(reasons)
+}
+
+/// Whether the finding's access key has one of `wanted` user types.
+fn user_type_matches(wanted: &[String], resource: &Resource) -> Result<String, String> {
+    let Resource::AccessKey(key) = resource else {
+        return Err(format!(
+            "a {} finding names no access key (rule wants user type {wanted:?})",
+            resource.resource_type()
+        ));
+    };
+    match key.user_type.as_deref() {
+        Some(t) if wanted.iter().any(|w| w == t) => Ok(format!("user type {t}")),
+        Some(t) => Err(format!(
+            "access key {} has user type {t}, not one of {wanted:?}",
+            key.access_key_id
+        )),
+        None => Err(format!(
+            "the finding gives no user type for access key {} (rule wants one of {wanted:?})",
+            key.access_key_id
+        )),
+    }
 }
 
 fn role_name(role: crate::finding::ResourceRole) -> &'static str {

@@ -33,6 +33,21 @@ pub const KNOWN_RESOURCE_TYPES: &[&str] = &[
     "EBSVolume",
 ];
 
+/// Access-key user types a playbook may match on (`userType` in GuardDuty's
+/// `accessKeyDetails`; CloudTrail's identity types).
+pub const KNOWN_USER_TYPES: &[&str] = &[
+    "IAMUser",
+    "AssumedRole",
+    "Root",
+    "FederatedUser",
+    "AWSAccount",
+    "AWSService",
+    "IdentityCenterUser",
+    "Role",
+    "Directory",
+    "Unknown",
+];
+
 /// One problem in one playbook file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct Problem {
@@ -504,6 +519,7 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
         ("finding-types", rule.finding_types.len()),
         ("exclude-finding-types", rule.exclude_finding_types.len()),
         ("resource-types", rule.resource_types.len()),
+        ("user-types", rule.user_types.len()),
     ] {
         if count > MAX_MATCH_ENTRIES {
             cx.push(
@@ -521,22 +537,40 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
     }
     for (i, resource) in rule.resource_types.iter().enumerate() {
         if !KNOWN_RESOURCE_TYPES.contains(&resource.as_str()) {
-            let hint = KNOWN_RESOURCE_TYPES
-                .iter()
-                .map(|k| {
-                    (
-                        edit_distance(&resource.to_lowercase(), &k.to_lowercase()),
-                        *k,
-                    )
-                })
-                .min()
-                .filter(|(d, _)| *d <= 3)
-                .map(|(_, k)| format!("did you mean `{k}`?"))
-                .or_else(|| Some(format!("known types: {}", KNOWN_RESOURCE_TYPES.join(", "))));
             cx.push(
                 &format!("match.resource-types[{i}]"),
                 format!("unknown GuardDuty resource type {resource:?}"),
-                hint,
+                Some(closest(resource, KNOWN_RESOURCE_TYPES, "known types")),
+            );
+        }
+    }
+    for (i, user_type) in rule.user_types.iter().enumerate() {
+        if !KNOWN_USER_TYPES.contains(&user_type.as_str()) {
+            cx.push(
+                &format!("match.user-types[{i}]"),
+                format!("unknown access-key user type {user_type:?}"),
+                Some(closest(user_type, KNOWN_USER_TYPES, "known user types")),
+            );
+        }
+    }
+    if !rule.user_types.is_empty() {
+        let other: Vec<&String> = rule
+            .resource_types
+            .iter()
+            .filter(|r| r.as_str() != "AccessKey")
+            .collect();
+        if !other.is_empty() {
+            cx.push(
+                "match.user-types",
+                format!(
+                    "user types only exist on access-key findings, but the rule also matches {}",
+                    other
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Some("match `resource-types: [AccessKey]`, or drop `user-types`".to_string()),
             );
         }
     }
@@ -584,6 +618,17 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
             );
         }
     }
+}
+
+/// "did you mean" the known name nearest to `name` (ignoring case), or the list of them.
+fn closest(name: &str, known: &[&str], what: &str) -> String {
+    known
+        .iter()
+        .map(|k| (edit_distance(&name.to_lowercase(), &k.to_lowercase()), *k))
+        .min()
+        .filter(|(d, _)| *d <= 3)
+        .map(|(_, k)| format!("did you mean `{k}`?"))
+        .unwrap_or_else(|| format!("{what}: {}", known.join(", ")))
 }
 
 /// Longest finding-type pattern: checking two playbooks for overlap costs the
@@ -750,7 +795,9 @@ fn check_steps(
             );
         }
         let target = step.action.kind().target_kind();
-        if let Some(message) = target_mismatch(&playbook.matcher, target, step.action.kind()) {
+        let mismatch = target_mismatch(&playbook.matcher, target, step.action.kind())
+            .or_else(|| user_type_mismatch(&playbook.matcher, target, step.action.kind()));
+        if let Some(message) = mismatch {
             cx.push(
                 &format!("{base}.action"),
                 message,
@@ -865,6 +912,7 @@ fn check_action_bounds(cx: &mut FileContext<'_>, base: &str, action: &Action) {
         | Action::IsolateInstance(_)
         | Action::DetachInstanceProfile(_)
         | Action::RevokeRoleSessions(_)
+        | Action::RevokeUserSessions(_)
         | Action::DetachFromAutoscaling(_)
         | Action::DeregisterFromLoadBalancers(_)
         | Action::DeactivateAccessKey(_)
@@ -899,6 +947,25 @@ fn target_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) -> Op
                 TargetKind::Case => "the case",
             },
             rule.resource_types.join("/")
+        )
+    })
+}
+
+/// A step whose target the rule's user types can never resolve: a role comes
+/// from an assumed-role key, a user (or its long-term key) from an IAM user's.
+fn user_type_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) -> Option<String> {
+    if rule.user_types.is_empty() {
+        return None;
+    }
+    let needs = match target {
+        TargetKind::User | TargetKind::AccessKey => "IAMUser",
+        TargetKind::Role => "AssumedRole",
+        TargetKind::Instance | TargetKind::Case => return None,
+    };
+    (!rule.user_types.iter().any(|t| t == needs)).then(|| {
+        format!(
+            "`{kind}` needs a key of user type {needs}, but the playbook only matches user types {:?}",
+            rule.user_types
         )
     })
 }
@@ -961,7 +1028,10 @@ pub fn rules_overlap(a: &MatchRule, b: &MatchRule) -> bool {
         (Some(x), Some(y)) => x == y,
         _ => true,
     };
-    types && resources && severity && role && key
+    let users = a.user_types.is_empty()
+        || b.user_types.is_empty()
+        || a.user_types.iter().any(|t| b.user_types.contains(t));
+    types && resources && severity && role && key && users
 }
 
 /// Is there a well-formed GuardDuty type (exactly one `:`, then exactly one `/`)

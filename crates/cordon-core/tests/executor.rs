@@ -5,9 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use cordon_core::executor::{ActionError, Actions, Approver, Decision, ErrorKind, Executor};
+use cordon_core::action::UndoGate;
+use cordon_core::executor::{
+    ActionError, Actions, Amendment, Approver, Decision, ErrorKind, Executor, LoopGuard, Outcome,
+    Progress,
+};
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{CaseStatus, JournalError, JournalEvent, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
@@ -51,6 +55,8 @@ struct World {
     /// step id -> remaining failures of that kind before apply succeeds
     failures: Mutex<BTreeMap<String, (u32, ErrorKind)>>,
     log: Mutex<Vec<String>>,
+    /// step id -> resource that appears at the step's next apply
+    drift: Mutex<BTreeMap<String, String>>,
 }
 
 impl World {
@@ -59,6 +65,26 @@ impl World {
     }
     fn snapshot(&self) -> BTreeMap<String, i64> {
         self.values.lock().unwrap().clone()
+    }
+    /// The next apply of `step` also makes resource `late` (owned by `step`) appear,
+    /// unchanged: like an ENI attached after the pre-state was read.
+    fn drift_on_apply(&self, step: &str, late: &str) {
+        self.drift
+            .lock()
+            .unwrap()
+            .insert(step.to_string(), late.to_string());
+    }
+    /// The resources step `step` owns: its own name and `step.*`.
+    fn owned(&self, step: &str) -> BTreeMap<String, i64> {
+        let prefix = format!("{step}.");
+        let values = self.values.lock().unwrap();
+        let mut out: BTreeMap<String, i64> = values
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        out.insert(step.to_string(), *values.get(step).unwrap_or(&0));
+        out
     }
     fn fail(&self, step: &str, times: u32, kind: ErrorKind) {
         self.failures
@@ -71,14 +97,14 @@ impl World {
 impl Actions for World {
     async fn read_pre_state(&self, _plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("read {}", step.id));
-        Ok(json!({ "value": self.get(&step.id) }))
+        Ok(json!({ "value": self.get(&step.id), "owned": self.owned(&step.id) }))
     }
 
     async fn apply(
         &self,
         _plan: &Plan,
         step: &PlannedStep,
-        _pre: &Value,
+        pre: &Value,
     ) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("apply {}", step.id));
         if let Some((left, kind)) = self.failures.lock().unwrap().get_mut(&step.id)
@@ -92,7 +118,19 @@ impl Actions for World {
                 "test",
             ));
         }
-        self.values.lock().unwrap().insert(step.id.clone(), 1);
+        {
+            let mut values = self.values.lock().unwrap();
+            let owned: Vec<String> = pre["owned"]
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_else(|| vec![step.id.clone()]);
+            for key in owned {
+                values.insert(key, 1);
+            }
+        }
+        if let Some(late) = self.drift.lock().unwrap().remove(&step.id) {
+            self.values.lock().unwrap().insert(late, 0);
+        }
         Ok(json!({ "set": 1 }))
     }
 
@@ -103,7 +141,7 @@ impl Actions for World {
         _pre: &Value,
         _outcome: &Value,
     ) -> Result<(), ActionError> {
-        if self.get(&step.id) == 1 {
+        if self.owned(&step.id).values().all(|v| *v == 1) {
             Ok(())
         } else {
             Err(ActionError::new(
@@ -123,10 +161,32 @@ impl Actions for World {
         _outcome: Option<&Value>,
     ) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("undo {}", step.id));
-        self.values
+        if let Some((left, kind)) = self
+            .failures
             .lock()
             .unwrap()
-            .insert(step.id.clone(), pre["value"].as_i64().unwrap());
+            .get_mut(&format!("undo:{}", step.id))
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(ActionError::new(
+                *kind,
+                step.id.clone(),
+                "injected undo failure",
+                "test",
+            ));
+        }
+        let mut values = self.values.lock().unwrap();
+        match pre["owned"].as_object() {
+            Some(owned) => {
+                for (key, value) in owned {
+                    values.insert(key.clone(), value.as_i64().unwrap());
+                }
+            }
+            None => {
+                values.insert(step.id.clone(), pre["value"].as_i64().unwrap());
+            }
+        }
         Ok(json!({}))
     }
 
@@ -136,7 +196,13 @@ impl Actions for World {
         step: &PlannedStep,
         pre: &Value,
     ) -> Result<(), ActionError> {
-        if self.get(&step.id) == pre["value"].as_i64().unwrap() {
+        let back = match pre["owned"].as_object() {
+            Some(owned) => owned
+                .iter()
+                .all(|(k, v)| self.get(k) == v.as_i64().unwrap()),
+            None => self.get(&step.id) == pre["value"].as_i64().unwrap(),
+        };
+        if back {
             Ok(())
         } else {
             Err(ActionError::new(
@@ -146,6 +212,36 @@ impl Actions for World {
                 "test",
             ))
         }
+    }
+
+    async fn amend_pre_state(
+        &self,
+        _plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+    ) -> Result<Option<Amendment>, ActionError> {
+        let mut amended = pre.clone();
+        let mut added = Vec::new();
+        for (key, value) in self.owned(&step.id) {
+            if pre["owned"].get(&key).is_some() {
+                continue;
+            }
+            if value == 1 {
+                // Already contained by someone: its original state is unknown.
+                return Err(ActionError::new(
+                    ErrorKind::Refused,
+                    key,
+                    "already applied, original unknown",
+                    "test",
+                ));
+            }
+            amended["owned"][&key] = json!(value);
+            added.push(key);
+        }
+        Ok((!added.is_empty()).then_some(Amendment {
+            pre_state: amended,
+            added,
+        }))
     }
 
     fn describe_apply(&self, _plan: &Plan, step: &PlannedStep, _pre: &Value) -> Vec<String> {
@@ -357,7 +453,7 @@ async fn transient_failures_are_retried_and_journaled() {
 async fn failure_policies() {
     for (policy, expected_status, expected) in [
         ("stop", CaseStatus::Stopped, [1, 0, 0]),
-        ("continue", CaseStatus::Completed, [1, 0, 1]),
+        ("continue", CaseStatus::CompletedWithFailures, [1, 0, 1]),
         ("rollback", CaseStatus::RolledBack, [0, 0, 0]),
     ] {
         let dir = tempdir();
@@ -514,4 +610,831 @@ fn tempdir() -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+// ---------------------------------------------------------------------------
+// Case lifecycle (issue 9). Each of these failed on the code before the fix.
+
+#[tokio::test]
+async fn resume_after_a_stop_runs_every_step_not_run() {
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.fail("b", 1, ErrorKind::NotFound);
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&three_steps());
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!((world.get("a"), world.get("b"), world.get("c")), (1, 0, 0));
+    let report = exec.resume(&plan.case_id).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!(
+        (world.get("a"), world.get("b"), world.get("c")),
+        (1, 1, 1),
+        "resume skipped a step journaled as not run"
+    );
+}
+
+#[tokio::test]
+async fn approving_a_later_gated_step_of_a_stopped_case_runs_it() {
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "isolate-instance", ""),
+            (
+                "c",
+                "enable-termination-protection",
+                "    approval: required\n",
+            ),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.fail("b", 1, ErrorKind::NotFound);
+    let pending = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &pending);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    let report = exec
+        .decide(
+            &plan.case_id,
+            "c",
+            Decision::Approved {
+                approver: "arn:aws:iam::111122223333:user/alice".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!((world.get("b"), world.get("c")), (1, 1));
+}
+
+#[tokio::test]
+async fn a_rolled_back_case_runs_again_in_a_new_epoch() {
+    let pb = playbook(
+        "rollback",
+        &[("a", "tag-resource", ""), ("b", "isolate-instance", "")],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.fail("b", 1, ErrorKind::NotFound);
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!((world.get("a"), world.get("b")), (0, 0));
+    // The cause is fixed and the finding arrives again: it is contained this time.
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert!(!report.no_op);
+    assert_eq!((world.get("a"), world.get("b")), (1, 1));
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(recs.iter().any(|r| r.event.name() == "epoch-opened"));
+    // Rolling back the new epoch puts everything back again.
+    let report = exec.rollback(&plan.case_id, "test").await.unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!((world.get("a"), world.get("b")), (0, 0));
+}
+
+#[tokio::test]
+async fn drift_after_the_pre_state_is_amended_not_verified_forever() {
+    // Step `b` owns every resource named `b*`; one appears after its pre-state was read.
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.drift_on_apply("b", "b.late");
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&three_steps());
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    let report = if report.status == CaseStatus::Completed {
+        report
+    } else {
+        exec.resume(&plan.case_id).await.unwrap()
+    };
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!((world.get("b"), world.get("b.late")), (1, 1));
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(
+        recs.iter()
+            .any(|r| r.event.name() == "step-pre-state-amended"),
+        "the amendment is journaled"
+    );
+    exec.rollback(&plan.case_id, "test").await.unwrap();
+    assert_eq!((world.get("b"), world.get("b.late")), (0, 0));
+}
+
+#[tokio::test]
+async fn a_step_whose_target_cannot_be_resolved_never_ends_completed() {
+    // An ASIA key of an IAM user: no role to revoke sessions of.
+    let finding = r#"{"schemaVersion":"2.0","accountId":"111122223333","region":"us-east-1","partition":"aws",
+"id":"abcabcabcabcabcabcabcabcabcabc01","type":"UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS","severity":8,
+"resource":{"resourceType":"AccessKey","accessKeyDetails":{"accessKeyId":"ASIAY34FZKBOKMUTVV7A","userName":"alice","userType":"IAMUser"}},
+"service":{"resourceRole":"TARGET"}}"#;
+    let text = "name: t\npriority: 1\nmatch:\n  resource-types: [AccessKey]\non-failure: stop\nsteps:\n  - id: revoke\n    action: revoke-role-sessions\n";
+    let pb = validate_text(text, "t.yaml").unwrap().0;
+    let finding = parse_single_finding(finding, "finding").unwrap();
+    let reason = RouteReason {
+        playbook: pb.name.clone(),
+        priority: pb.priority,
+        matched: vec![],
+    };
+    let plan = plan(&finding, &pb, reason);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Approved {
+        approver: "alice".into(),
+    });
+    let report = Executor::new(&world, &journal, &approver)
+        .run(&plan, &finding.raw)
+        .await
+        .unwrap();
+    assert_ne!(
+        report.status,
+        CaseStatus::Completed,
+        "nothing was contained: {}",
+        report.message
+    );
+}
+
+#[tokio::test]
+async fn continue_failures_end_completed_with_failures_and_resume_retries_them() {
+    let pb = playbook(
+        "continue",
+        &[("a", "tag-resource", ""), ("b", "isolate-instance", "")],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.fail("b", 1, ErrorKind::NotFound);
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::CompletedWithFailures);
+    assert_eq!(report.outcome, Outcome::CompletedWithFailures);
+    assert_eq!(report.outcome.exit_code(), 6);
+    // The same finding again changes nothing and says the same.
+    let again = exec.run(&plan, &raw).await.unwrap();
+    assert!(again.no_op);
+    assert_eq!(again.outcome.exit_code(), 6);
+    let report = exec.resume(&plan.case_id).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!(world.get("b"), 1);
+}
+
+/// The AKIA finding and a playbook over it: deactivate (credential
+/// containment, undo gated), then a step that fails.
+fn key_case(on_failure: &str) -> (Plan, String) {
+    let finding = r#"{"schemaVersion":"2.0","accountId":"111122223333","region":"us-east-1","partition":"aws",
+"id":"abcabcabcabcabcabcabcabcabcabc02","type":"UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS","severity":8,
+"resource":{"resourceType":"AccessKey","accessKeyDetails":{"accessKeyId":"AKIAY34FZKBOKMUTVV7A","userName":"alice","userType":"IAMUser"}},
+"service":{"resourceRole":"TARGET"}}"#;
+    let text = format!(
+        "name: k\npriority: 1\nmatch:\n  resource-types: [AccessKey]\non-failure: {on_failure}\nsteps:\n  - id: deactivate\n    action: deactivate-access-key\n  - id: rotate\n    action: rotate-access-key\n    retry: {{max-attempts: 1}}\n"
+    );
+    let pb = validate_text(&text, "k.yaml").unwrap().0;
+    let finding = parse_single_finding(finding, "finding").unwrap();
+    let reason = RouteReason {
+        playbook: pb.name.clone(),
+        priority: pb.priority,
+        matched: vec![],
+    };
+    (plan(&finding, &pb, reason), finding.raw.clone())
+}
+
+/// Approves every undo it is asked about.
+struct ApproveUndo;
+
+impl Approver for ApproveUndo {
+    async fn decide(&self, _plan: &Plan, _step: &PlannedStep) -> Decision {
+        Decision::Pending
+    }
+    async fn decide_undo(&self, _plan: &Plan, _step: &PlannedStep, _gate: UndoGate) -> Decision {
+        Decision::Approved {
+            approver: "arn:aws:iam::111122223333:user/carol".into(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn automatic_rollback_keeps_credential_containment_and_a_requested_one_asks() {
+    let (plan, raw) = key_case("rollback");
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.fail("rotate", 1, ErrorKind::NotFound);
+    let pending = Approve(Decision::Pending);
+    let report = Executor::new(&world, &journal, &pending)
+        .run(&plan, &raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.status,
+        CaseStatus::RolledBackExceptCredentials,
+        "{}",
+        report.message
+    );
+    assert_eq!(report.outcome.exit_code(), 1);
+    assert_eq!(world.get("deactivate"), 1, "the key stays deactivated");
+    assert!(
+        report.message.contains("`deactivate`"),
+        "{}",
+        report.message
+    );
+    // A requested rollback without approval keeps it too.
+    let report = Executor::new(&world, &journal, &pending)
+        .rollback(&plan.case_id, "test")
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBackExceptCredentials);
+    assert_eq!(world.get("deactivate"), 1);
+    // With approval, the key is re-armed and the case fully rolled back.
+    let report = Executor::new(&world, &journal, &ApproveUndo)
+        .rollback(&plan.case_id, "test")
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!(report.outcome.exit_code(), 0);
+    assert_eq!(world.get("deactivate"), 0);
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(recs.iter().any(|r| matches!(&r.event,
+        JournalEvent::UndoApproved { step, approver, .. } if step == "deactivate" && approver.ends_with("carol"))));
+}
+
+#[tokio::test]
+async fn a_failed_step_rolled_back_exactly_exits_four() {
+    let pb = playbook(
+        "rollback",
+        &[("a", "tag-resource", ""), ("b", "isolate-instance", "")],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world.fail("b", 1, ErrorKind::NotFound);
+    let approver = Approve(Decision::Pending);
+    let report = Executor::new(&world, &journal, &approver)
+        .run(&plan, &raw)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, Outcome::RolledBack);
+    assert_eq!(report.outcome.exit_code(), 4);
+}
+
+#[tokio::test]
+async fn an_approval_that_times_out_stops_the_case_and_can_still_be_given() {
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "isolate-instance", "    approval: required\n"),
+            ("c", "enable-termination-protection", ""),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let timeout = Approve(Decision::TimedOut {
+        waited: std::time::Duration::from_millis(5),
+    });
+    let exec = Executor::new(&world, &journal, &timeout);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped);
+    assert_eq!(report.outcome, Outcome::ApprovalTimedOut);
+    assert_eq!(report.outcome.exit_code(), 124);
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(recs.iter().any(|r| r.event.name() == "approval-timed-out"));
+    assert!(
+        recs.iter()
+            .any(|r| matches!(&r.event, JournalEvent::StepNotRun { step, .. } if step == "b"))
+    );
+    let report = exec
+        .decide(
+            &plan.case_id,
+            "b",
+            Decision::Approved {
+                approver: "alice".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!((world.get("b"), world.get("c")), (1, 1));
+}
+
+/// Sets the interrupt flag while step `a` applies, as a signal would.
+struct Interrupting<'f> {
+    world: World,
+    flag: &'f AtomicBool,
+}
+
+impl Actions for Interrupting<'_> {
+    async fn read_pre_state(&self, plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
+        self.world.read_pre_state(plan, step).await
+    }
+    async fn apply(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+    ) -> Result<Value, ActionError> {
+        self.world.apply(plan, step, pre).await
+    }
+    async fn apply_with_progress(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+        progress: &Progress<'_>,
+    ) -> Result<Value, ActionError> {
+        progress.record(json!({"phase": "begin"})).await?;
+        self.flag.store(true, Ordering::SeqCst);
+        let out = self.world.apply(plan, step, pre).await;
+        progress.record(json!({"phase": "end"})).await?;
+        out
+    }
+    async fn verify(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+        outcome: &Value,
+    ) -> Result<(), ActionError> {
+        self.world.verify(plan, step, pre, outcome).await
+    }
+    async fn undo(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+        outcome: Option<&Value>,
+    ) -> Result<Value, ActionError> {
+        self.world.undo(plan, step, pre, outcome).await
+    }
+    async fn verify_undone(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+    ) -> Result<(), ActionError> {
+        self.world.verify_undone(plan, step, pre).await
+    }
+    fn describe_apply(&self, plan: &Plan, step: &PlannedStep, pre: &Value) -> Vec<String> {
+        self.world.describe_apply(plan, step, pre)
+    }
+}
+
+#[tokio::test]
+async fn an_interrupt_finishes_the_step_in_flight_journals_and_stops() {
+    let flag = AtomicBool::new(false);
+    let actions = Interrupting {
+        world: World::default(),
+        flag: &flag,
+    };
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&three_steps());
+    let report = Executor::new(&actions, &journal, &approver)
+        .interrupt_on(&flag)
+        .run(&plan, &raw)
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!(actions.world.get("a"), 1, "the step in flight finished");
+    assert_eq!(actions.world.get("b"), 0);
+    let recs = records(&journal, &plan.case_id).await;
+    let names: Vec<&str> = recs.iter().map(|r| r.event.name()).collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(pos("step-progress") < pos("step-applied"), "{names:?}");
+    assert!(names.contains(&"case-interrupted"), "{names:?}");
+    flag.store(false, Ordering::SeqCst);
+    let report = Executor::new(&actions, &journal, &approver)
+        .resume(&plan.case_id)
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+}
+
+#[tokio::test]
+async fn an_updated_finding_is_journaled_replans_untouched_steps_and_asks_when_it_matters() {
+    // Nothing is applied before `a` is approved, so every step is re-plannable.
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "tag-resource", "    approval: required\n"),
+            ("b", "isolate-instance", ""),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let pending = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &pending);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::AwaitingApproval);
+
+    // Same steps, new count and severity within the band: journaled, nothing else.
+    let raw2 = raw.replace("\"severity\":8", "\"severity\":8.5");
+    let finding2 = parse_single_finding(&raw2, "finding").unwrap();
+    let plan2 = plan_for(&finding2, &pb);
+    let before = records(&journal, &plan.case_id).await.len();
+    let report = exec.run(&plan2, &raw2).await.unwrap();
+    assert_eq!(
+        report.status,
+        CaseStatus::AwaitingApproval,
+        "{}",
+        report.message
+    );
+    let recs = records(&journal, &plan.case_id).await;
+    assert_eq!(recs[before].event.name(), "finding-updated");
+
+    // A new ENI on the instance: no step is applied yet, so both are re-planned.
+    let raw3 = raw2.replace(
+        "\"networkInterfaces\":[]",
+        "\"networkInterfaces\":[{\"networkInterfaceId\":\"eni-0123456789abcdef0\",\"vpcId\":\"vpc-0123456789abcdef0\",\"securityGroups\":[]}]",
+    );
+    let finding3 = parse_single_finding(&raw3, "finding").unwrap();
+    let plan3 = plan_for(&finding3, &pb);
+    let report = exec.run(&plan3, &raw3).await.unwrap();
+    assert_eq!(
+        report.status,
+        CaseStatus::AwaitingApproval,
+        "{}",
+        report.message
+    );
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(recs.iter().any(|r| r.event.name() == "plan-amended"));
+    let state = cordon_core::journal::CaseState::from_records(&plan.case_id, &recs).unwrap();
+    assert_eq!(
+        state.plan.step("a").unwrap().target,
+        plan3.step("a").unwrap().target
+    );
+    assert_eq!(
+        state.plan.step("b").unwrap().target,
+        plan3.step("b").unwrap().target
+    );
+    assert_ne!(
+        state.plan.step("b").unwrap().target,
+        plan.step("b").unwrap().target
+    );
+
+    // The same playbook and steps, but the severity left its band (high → medium):
+    // that matters too, so it asks, and nothing is journaled as amended.
+    let raw_medium = raw3.replace("\"severity\":8.5", "\"severity\":5");
+    let medium = parse_single_finding(&raw_medium, "finding").unwrap();
+    let plan_medium = plan_for(&medium, &pb);
+    let before = records(&journal, &plan.case_id).await.len();
+    let report = exec.run(&plan_medium, &raw_medium).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        Outcome::AwaitingDecision,
+        "{}",
+        report.message
+    );
+    assert!(report.message.contains("severity"), "{}", report.message);
+    let recs = records(&journal, &plan.case_id).await;
+    assert_eq!(
+        recs[before..]
+            .iter()
+            .map(|r| r.event.name())
+            .collect::<Vec<_>>(),
+        ["finding-updated"]
+    );
+
+    // Another playbook answers the updated finding: that matters, so it asks.
+    let other = playbook("stop", &[("z", "tag-resource", "")]);
+    let mut other = other;
+    other.name = "other".into();
+    let plan4 = plan_for(&finding3, &other);
+    let report = exec.run(&plan4, &raw3).await.unwrap();
+    assert_eq!(
+        report.outcome,
+        Outcome::AwaitingDecision,
+        "{}",
+        report.message
+    );
+    assert!(
+        report.message.contains("--accept-replan"),
+        "{}",
+        report.message
+    );
+
+    // Accepted: a new epoch on top; rollback unwinds both to the original state.
+    let report = exec
+        .decide(
+            &plan.case_id,
+            "a",
+            Decision::Approved {
+                approver: "alice".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let report = Executor::new(&world, &journal, &pending)
+        .accept_replan(true)
+        .run(&plan4, &raw3)
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!(world.get("z"), 1);
+    let report = exec.rollback(&plan.case_id, "test").await.unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert!(
+        world.snapshot().values().all(|v| *v == 0),
+        "{:?}",
+        world.snapshot()
+    );
+}
+
+fn plan_for(finding: &cordon_core::finding::Finding, pb: &Playbook) -> Plan {
+    let reason = RouteReason {
+        playbook: pb.name.clone(),
+        priority: pb.priority,
+        matched: vec![],
+    };
+    plan(finding, pb, reason)
+}
+
+#[tokio::test]
+async fn the_loop_guard_stops_a_resource_contained_and_rolled_back_too_often() {
+    let pb = playbook(
+        "rollback",
+        &[("a", "tag-resource", ""), ("b", "isolate-instance", "")],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Pending);
+    let guard = LoopGuard {
+        max_triggers: 3,
+        window: std::time::Duration::from_secs(3600),
+    };
+    let exec = Executor::new(&world, &journal, &approver).loop_guard(Some(guard));
+    for round in 0..3 {
+        world.fail("b", 1, ErrorKind::NotFound);
+        let report = exec.run(&plan, &raw).await.unwrap();
+        assert_eq!(
+            report.status,
+            CaseStatus::RolledBack,
+            "round {round}: {}",
+            report.message
+        );
+    }
+    // A different finding on the same instance counts too.
+    let raw2 = raw.replace(
+        "f00dfeedf00dfeedf00dfeedf00dfeed",
+        "f00dfeedf00dfeedf00dfeedf00dbeef",
+    );
+    let finding2 = parse_single_finding(&raw2, "finding").unwrap();
+    let plan2 = plan_for(&finding2, &pb);
+    let report = exec.run(&plan2, &raw2).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!(report.outcome.exit_code(), 1);
+    assert!(
+        report.message.contains("instance:i-0123456789abcdef0"),
+        "{}",
+        report.message
+    );
+    assert_eq!(world.get("a"), 0, "nothing was applied");
+    let recs = records(&journal, &plan2.case_id).await;
+    assert!(recs.iter().any(|r| r.event.name() == "loop-guard-tripped"));
+}
+
+#[tokio::test]
+async fn every_rollback_crash_point_rolls_back_exactly_on_the_next_rollback() {
+    let (plan, raw) = make_plan(&three_steps());
+    for crash_after_rollback_record in 0.. {
+        let dir = tempdir();
+        let world = World::default();
+        let approver = Approve(Decision::Pending);
+        let journal = LocalJournal::new(&dir);
+        Executor::new(&world, &journal, &approver)
+            .run(&plan, &raw)
+            .await
+            .unwrap();
+        let written = records(&journal, &plan.case_id).await.len() as u64;
+        let crashing = Crashing {
+            inner: LocalJournal::new(&dir),
+            budget: AtomicU64::new(crash_after_rollback_record + 1),
+        };
+        let crashed = Executor::new(&world, &crashing, &approver)
+            .rollback(&plan.case_id, "test")
+            .await;
+        let finished = crashed.is_ok();
+        let report = Executor::new(&world, &journal, &approver)
+            .rollback(&plan.case_id, "test")
+            .await
+            .unwrap();
+        assert_eq!(
+            report.status,
+            CaseStatus::RolledBack,
+            "crash after rollback record {crash_after_rollback_record}: {}",
+            report.message
+        );
+        assert!(
+            world.snapshot().values().all(|v| *v == 0),
+            "crash after rollback record {crash_after_rollback_record}: {:?}",
+            world.snapshot()
+        );
+        let recs = records(&journal, &plan.case_id).await;
+        assert!(cordon_core::journal::verify_chain(&recs).is_ok());
+        assert!(recs.len() as u64 > written);
+        if finished {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_crash_point_of_a_resume_after_a_stop_and_of_a_new_epoch_finishes() {
+    for scenario in ["resume-after-stop", "new-epoch"] {
+        let policy = if scenario == "new-epoch" {
+            "rollback"
+        } else {
+            "stop"
+        };
+        let pb = playbook(
+            policy,
+            &[
+                ("a", "tag-resource", ""),
+                ("b", "isolate-instance", ""),
+                ("c", "enable-termination-protection", ""),
+            ],
+        );
+        let (plan, raw) = make_plan(&pb);
+        for crash_after in 0.. {
+            let dir = tempdir();
+            let world = World::default();
+            world.fail("b", 1, ErrorKind::NotFound);
+            let approver = Approve(Decision::Pending);
+            let journal = LocalJournal::new(&dir);
+            Executor::new(&world, &journal, &approver)
+                .run(&plan, &raw)
+                .await
+                .unwrap();
+            let crashing = Crashing {
+                inner: LocalJournal::new(&dir),
+                budget: AtomicU64::new(crash_after + 1),
+            };
+            let exec = Executor::new(&world, &crashing, &approver);
+            let crashed = if scenario == "new-epoch" {
+                exec.run(&plan, &raw).await
+            } else {
+                exec.resume(&plan.case_id).await
+            };
+            let finished = crashed.is_ok();
+            let exec = Executor::new(&world, &journal, &approver);
+            let report = exec.resume(&plan.case_id).await;
+            let report = match report {
+                Ok(r) if r.status == CaseStatus::Completed => r,
+                // The crash came before the new epoch was journaled: deliver again.
+                _ => exec.run(&plan, &raw).await.unwrap(),
+            };
+            assert_eq!(
+                report.status,
+                CaseStatus::Completed,
+                "{scenario}, crash at {crash_after}: {}",
+                report.message
+            );
+            assert!(
+                world.snapshot().values().all(|v| *v == 1),
+                "{scenario} {crash_after}"
+            );
+            exec.rollback(&plan.case_id, "test").await.unwrap();
+            assert!(
+                world.snapshot().values().all(|v| *v == 0),
+                "{scenario} {crash_after}"
+            );
+            if finished {
+                break;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_summary_tells_time_to_contain_and_time_waiting_for_approval() {
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "isolate-instance", "    approval: required\n"),
+            ("c", "enable-termination-protection", ""),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let pending = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &pending);
+    exec.run(&plan, &raw).await.unwrap();
+    let summary_of = |recs: &[JournalRecord]| {
+        let state = cordon_core::journal::CaseState::from_records(&plan.case_id, recs).unwrap();
+        cordon_core::summary::summarize(&state, recs)
+    };
+    let waiting = summary_of(&records(&journal, &plan.case_id).await);
+    assert_eq!(waiting.status, "awaiting-approval");
+    assert_eq!(
+        waiting.time_to_contain_ms, None,
+        "isolation is not done yet"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    exec.decide(
+        &plan.case_id,
+        "b",
+        Decision::Approved {
+            approver: "alice".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let done = summary_of(&records(&journal, &plan.case_id).await);
+    assert_eq!(done.status, "completed");
+    assert!(done.approval_wait_ms >= 30, "{done:?}");
+    let ttc = done.time_to_contain_ms.expect("contained");
+    assert!(ttc >= done.approval_wait_ms, "{done:?}");
+    assert!(done.flags.is_empty(), "{done:?}");
+}
+
+#[tokio::test]
+async fn an_undo_that_fails_leaves_the_rollback_incomplete_and_rollback_again_finishes_it() {
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "enable-termination-protection", ""),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Approved {
+        approver: "alice".into(),
+    });
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Done, "{}", report.message);
+
+    // Step `a`'s undo fails for good (its resource is gone): `b` is still undone.
+    world.fail("undo:a", 1, ErrorKind::NotFound);
+    let report = exec.rollback(&plan.case_id, "test").await.unwrap();
+    assert_eq!(
+        report.status,
+        CaseStatus::RollbackIncomplete,
+        "{}",
+        report.message
+    );
+    assert_eq!(report.outcome, Outcome::RollbackIncomplete);
+    assert_eq!(report.outcome.exit_code(), 5);
+    assert_eq!(world.get("b"), 0, "the other step is undone");
+    assert_eq!(world.get("a"), 1, "the failed undo left `a` applied");
+
+    // The same finding cannot run again until the rollback is finished.
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert!(report.no_op, "{}", report.message);
+    assert!(
+        report.message.contains("cordon rollback"),
+        "{}",
+        report.message
+    );
+
+    // Fixed: rollback again continues where it stopped.
+    let report = exec.rollback(&plan.case_id, "test").await.unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!(report.outcome.exit_code(), 0);
+    assert_eq!(world.snapshot().values().sum::<i64>(), 0);
+}
+
+#[test]
+fn every_outcome_has_its_own_exit_code_and_meaning() {
+    use strum::IntoEnumIterator;
+    let outcomes: Vec<Outcome> = Outcome::iter().collect();
+    let codes: std::collections::BTreeSet<u8> = outcomes.iter().map(|o| o.exit_code()).collect();
+    assert_eq!(
+        codes.len(),
+        outcomes.len(),
+        "two outcomes share an exit code"
+    );
+    assert_eq!(
+        codes.into_iter().collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5, 6, 124],
+        "the documented exit codes (README, docs/lifecycle.md) changed"
+    );
+    let meanings: std::collections::BTreeSet<&str> = outcomes.iter().map(|o| o.meaning()).collect();
+    assert_eq!(meanings.len(), outcomes.len());
 }

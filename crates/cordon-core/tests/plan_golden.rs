@@ -37,6 +37,10 @@ const PAIRS: &[(&str, &str)] = &[
     ("ec2-ssh-bruteforce-low.json", "ec2-low"),
     ("iam-user-key.json", "iam-user-key-compromised"),
     ("assumed-role-key.json", "iam-temporary-credentials"),
+    (
+        "iam-user-temporary-key.json",
+        "iam-user-temporary-credentials",
+    ),
     ("s3-bucket.json", "default-notify"),
 ];
 
@@ -400,6 +404,48 @@ fn text_from_the_finding_is_never_substituted_again() {
     assert_eq!(
         tag["with"]["tags"]["cordon:case-id"],
         json!(plan.case_id.as_str())
+    );
+}
+
+#[test]
+fn an_iam_users_temporary_credentials_revoke_that_users_sessions() {
+    let plan = plan_for(
+        "iam-user-temporary-key.json",
+        "iam-user-temporary-credentials",
+    );
+    let revoke = plan.step("revoke-sessions").expect("revoke-sessions");
+    assert_eq!(revoke.kind().to_string(), "revoke-user-sessions");
+    assert_eq!(
+        revoke.target,
+        Target::User {
+            user_name: "deploy-bot".to_string()
+        }
+    );
+    assert!(revoke.kind().contains());
+    assert!(
+        !revoke.approval.required,
+        "only the compromised user's own sessions"
+    );
+    assert_eq!(
+        revoke
+            .action
+            .undo_gate()
+            .map(|g| matches!(g, cordon_core::action::UndoGate::Credentials(_))),
+        Some(true)
+    );
+    let blast = revoke.blast_radius.as_deref().unwrap_or_default();
+    assert!(
+        blast.contains("user deploy-bot")
+            && blast.contains("long-term access keys are not affected"),
+        "{blast}"
+    );
+    assert_eq!(
+        revoke.permissions,
+        vec![
+            "iam:GetUserPolicy",
+            "iam:PutUserPolicy",
+            "iam:DeleteUserPolicy"
+        ]
     );
 }
 

@@ -269,6 +269,42 @@ fn temporary_key_routes_to_iam_temporary_credentials() {
 }
 
 #[test]
+fn an_iam_users_temporary_key_routes_to_user_session_revocation() {
+    let playbooks = shipped();
+    let (reason, also) = matched(&key("ASIAEXAMPLETEMP00002", "IAMUser", 8.0), &playbooks);
+    assert_eq!(reason.playbook, "iam-user-temporary-credentials");
+    let text = reason_text(&reason);
+    assert!(text.contains("temporary (ASIA) access key"), "{text}");
+    assert!(text.contains("user type IAMUser"), "{text}");
+    assert_eq!(also, vec!["default-notify (priority -1000)".to_string()]);
+    assert_eq!(
+        chosen(&fixture("iam-user-temporary-key.json"), &playbooks),
+        "iam-user-temporary-credentials"
+    );
+
+    // The role playbook says why it does not answer: the key is no role's.
+    let role_playbook = playbooks
+        .iter()
+        .find(|p| p.name == "iam-temporary-credentials")
+        .expect("shipped");
+    assert_eq!(
+        cordon_core::route::evaluate(
+            &role_playbook.matcher,
+            &fixture("iam-user-temporary-key.json")
+        ),
+        Err(
+            r#"access key ASIAEXAMPLETEMP00923 has user type IAMUser, not one of ["AssumedRole"]"#
+                .to_string()
+        )
+    );
+    // A root or federated key's temporary credentials are neither's: only the catch-all.
+    for user_type in ["Root", "FederatedUser"] {
+        let (reason, _) = matched(&key("ASIAEXAMPLETEMP00003", user_type, 8.0), &playbooks);
+        assert_eq!(reason.playbook, "default-notify", "{user_type}");
+    }
+}
+
+#[test]
 fn low_severity_key_finding_only_notifies() {
     // The IAM playbooks start at 4.0 (inclusive); 3.9 falls through to the catch-all.
     let playbooks = shipped();
@@ -356,6 +392,7 @@ fn archived_finding_matches_nothing_with_a_reason_per_playbook() {
             "ec2-medium",
             "iam-temporary-credentials",
             "iam-user-key-compromised",
+            "iam-user-temporary-credentials",
         ]
     );
     let why = |name: &str| {
@@ -409,6 +446,10 @@ fn fixtures_route_as_their_names_say() {
         ("ec2-ssh-bruteforce-low.json", "ec2-low"),
         ("iam-user-key.json", "iam-user-key-compromised"),
         ("assumed-role-key.json", "iam-temporary-credentials"),
+        (
+            "iam-user-temporary-key.json",
+            "iam-user-temporary-credentials",
+        ),
         ("s3-bucket.json", "default-notify"),
         ("sample-finding.json", "default-notify"),
         ("unknown-kind.json", "default-notify"),

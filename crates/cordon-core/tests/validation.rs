@@ -132,11 +132,11 @@ fn every_shipped_playbook_validates_on_its_own() {
         assert!(!playbook.steps.is_empty(), "{shown}");
         count += 1;
     }
-    assert_eq!(count, 6);
+    assert_eq!(count, 7);
 }
 
 #[test]
-fn shipped_directory_loads_six_playbooks() {
+fn shipped_directory_loads_seven_playbooks() {
     let loaded = load_ok(Path::new(SHIPPED));
     let names: Vec<&str> = loaded.iter().map(|l| l.playbook.name.as_str()).collect();
     assert_eq!(
@@ -148,6 +148,7 @@ fn shipped_directory_loads_six_playbooks() {
             "ec2-medium",
             "iam-temporary-credentials",
             "iam-user-key-compromised",
+            "iam-user-temporary-credentials",
         ]
     );
     for l in &loaded {
@@ -677,9 +678,54 @@ fn overlap_rules_across_the_shipped_set() {
         &by_name("iam-user-key-compromised").matcher,
         &by_name("iam-temporary-credentials").matcher
     ));
+    // The two temporary-credential playbooks by the key's user type.
+    assert!(!rules_overlap(
+        &by_name("iam-temporary-credentials").matcher,
+        &by_name("iam-user-temporary-credentials").matcher
+    ));
     // The catch-all overlaps everything, which is why it has its own priority.
     assert!(rules_overlap(
         &by_name("default-notify").matcher,
         &by_name("ec2-low").matcher
     ));
+}
+
+#[test]
+fn user_types_are_checked_against_the_findings_and_the_steps() {
+    let text = "name: t\nmatch:\n  resource-types: [AccessKey, Instance]\n  user-types: [IamUser, AssumedRole]\nsteps:\n  - id: revoke\n    action: revoke-user-sessions\n";
+    let problems = validate_text(text, "users.yaml").expect_err("bad user types");
+    let got: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        got.iter().any(|p| p.contains("match.user-types[0]: unknown access-key user type \"IamUser\" (hint: did you mean `IAMUser`?)")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|p| p.contains("match.user-types: user types only exist on access-key findings, but the rule also matches Instance")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter().any(|p| p.contains("steps[0].action: `revoke-user-sessions` needs a key of user type IAMUser, but the playbook only matches user types [\"IamUser\", \"AssumedRole\"]")),
+        "{got:#?}"
+    );
+    let role = "name: t\nmatch:\n  resource-types: [AccessKey]\n  user-types: [IAMUser]\nsteps:\n  - id: revoke\n    action: revoke-role-sessions\n";
+    let problems = validate_text(role, "role.yaml").expect_err("a role from an IAM user's key");
+    assert!(
+        problems[0]
+            .to_string()
+            .contains("`revoke-role-sessions` needs a key of user type AssumedRole"),
+        "{}",
+        show(&problems)
+    );
+    let fine = "name: t\nmatch:\n  resource-types: [AccessKey]\n  user-types: [IAMUser]\nsteps:\n  - id: revoke\n    action: revoke-user-sessions\n  - id: tell\n    action: notify\n";
+    validate_text(fine, "fine.yaml").expect("valid");
+}
+
+#[test]
+fn the_json_schema_describes_user_types_and_the_user_session_action() {
+    let schema = cordon_core::playbook::json_schema().to_string();
+    assert!(schema.contains("\"user-types\""), "match.user-types");
+    assert!(
+        schema.contains("revoke-user-sessions"),
+        "the action's name and parameters"
+    );
 }

@@ -1,26 +1,42 @@
-//! `store-evidence`: copies everything the case has produced so far into the
-//! evidence bucket and pins it with a manifest.
+//! `store-evidence`: keeps everything the case has produced so far, pinned
+//! with a manifest.
 //!
-//! The raw finding is not part of the plan, so what is stored is: the plan
-//! (`plan.json`), the local journal file (`journal.jsonl`) and every local
-//! evidence file of the case (both read from [`AwsActions::case_root`]), every
-//! object already under the case prefix (captures written straight to S3, the
-//! S3 journal's records), and last `manifest.json` listing each object's key,
-//! version id, size and SHA-256 plus the journal's hash chain.
+//! What is kept: the finding exactly as received (the CLI keeps each distinct
+//! delivery as `<case-dir>/finding-<sha256 prefix>.json`, or `finding.json`;
+//! without such a file, the text given to [`AwsActions::with_finding_raw`]
+//! for this case is kept as `finding.json`), the plan (`plan.json`),
+//! the local journal file (`journal.jsonl`) and every local evidence file of
+//! the case (read from [`AwsActions::case_root`]), and every object already
+//! under the case prefix (captures written straight to S3, the S3 journal's
+//! records). Last comes `manifest.json`, listing each object's key, version
+//! id, size and SHA-256 plus the journal's hash chain.
+//!
+//! With an evidence bucket, all of it is uploaded. Without one, it stays in
+//! the case directory ("stored locally"): the finding and the plan are
+//! written there, and the manifest pins every evidence file of the case
+//! directory by its SHA-256 and the journal by its hash chain (the journal
+//! file itself keeps growing), so the case can be verified, or uploaded,
+//! later. A journal
+//! line this build cannot read is reported, never silently dropped: the
+//! manifest's chain stops short of it and the step fails saying which line.
 //!
 //! [`AwsActions::case_root`]: super::AwsActions::case_root
+//! [`AwsActions::with_finding_raw`]: super::AwsActions::with_finding_raw
 
 use std::path::{Path, PathBuf};
 
 use cordon_core::action::StoreEvidence as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::journal::JournalRecord;
+use cordon_core::plan::CaseId;
 use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 
 use super::{Ctx, Handler};
 pub use crate::evidence::ObjectVersion;
 use crate::evidence::{
     EvidenceRef, EvidenceStore, case_key, case_prefix, get_s3, list_versions, put_s3, sha256_hex,
+    write_durably,
 };
 use crate::manifest::{JOURNAL_NAME, MANIFEST_NAME, Manifest, ManifestObject, write_manifest};
 use crate::ops;
@@ -28,6 +44,23 @@ use crate::ops;
 /// The handler for `store-evidence`.
 #[derive(Debug)]
 pub struct StoreEvidence;
+
+/// The name the raw finding is kept under.
+pub const FINDING_NAME: &str = "finding.json";
+/// The name the plan is kept under.
+pub const PLAN_NAME: &str = "plan.json";
+/// What a local store-evidence outcome says in its `stored` field.
+pub const STORED_LOCALLY: &str = "locally";
+
+/// Where the step keeps the evidence, as read before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StorePreState {
+    /// In an evidence bucket.
+    Bucket(EvidencePreState),
+    /// In the case directory: no bucket is configured.
+    Local(LocalPreState),
+}
 
 /// The object versions under the case prefix before the step: the step only
 /// ever adds versions, so this is the proof nothing was overwritten or removed.
@@ -39,7 +72,24 @@ pub struct EvidencePreState {
     pub versions: Vec<ObjectVersion>,
 }
 
-/// What the step wrote: the manifest and the objects it pins.
+/// The case directory and the files in it before the step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LocalPreState {
+    pub case_dir: String,
+    /// Paths relative to the case directory, sorted.
+    pub files: Vec<String>,
+}
+
+/// What the step wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StoreOutcome {
+    Bucket(EvidenceOutcome),
+    Local(LocalOutcome),
+}
+
+/// What the step uploaded: the manifest and the objects it pins.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct EvidenceOutcome {
@@ -47,6 +97,28 @@ pub struct EvidenceOutcome {
     pub prefix: String,
     pub manifest: EvidenceRef,
     pub objects: Vec<ManifestObject>,
+    /// Evidence this process could not keep, and why (the raw finding when
+    /// neither the case directory nor the caller has it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_stored: Vec<String>,
+}
+
+/// What the step kept in the case directory, for want of a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LocalOutcome {
+    /// Always [`STORED_LOCALLY`].
+    pub stored: String,
+    pub case_dir: String,
+    /// `manifest.json` in the case directory.
+    pub manifest: EvidenceRef,
+    /// Every evidence file of the case directory (the journal is pinned by
+    /// the manifest's hash chain instead), keyed by its path relative to it.
+    pub objects: Vec<ManifestObject>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_stored: Vec<String>,
+    /// What to do with it.
+    pub note: String,
 }
 
 /// Rollback keeps the evidence.
@@ -55,43 +127,89 @@ pub struct EvidenceOutcome {
 pub struct EvidenceUndone {
     /// Always true: evidence is never deleted by rollback.
     pub kept: bool,
+    /// The bucket (absent when the evidence is in the case directory).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub bucket: String,
+    /// The case directory, when the evidence was kept there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_dir: Option<String>,
     /// The manifest the step wrote, when it got that far.
     pub manifest: Option<EvidenceRef>,
     pub reason: String,
 }
 
-/// Bucket, prefix and KMS key for this step: the step's own bucket, else the
-/// run's S3 evidence store.
-fn destination(
-    ctx: Ctx<'_>,
-    params: &Params,
-) -> Result<(String, String, Option<String>), ActionError> {
+/// Where this step keeps evidence.
+enum Destination {
+    /// Bucket, prefix and KMS key.
+    Bucket(String, String, Option<String>),
+    /// The case directory.
+    Local(PathBuf),
+}
+
+/// The step's own bucket, else the run's S3 evidence store, else the case
+/// directory; an error only when there is none of them (no state at all).
+fn destination(ctx: Ctx<'_>, params: &Params) -> Result<Destination, ActionError> {
     let run_store = match &ctx.aws.evidence {
         EvidenceStore::S3 {
             bucket, kms_key, ..
         } => Some((bucket.clone(), kms_key.clone())),
         EvidenceStore::LocalDir(_) => None,
     };
-    let (bucket, kms_key) = match (&params.bucket, run_store) {
-        (Some(bucket), Some((run_bucket, kms))) if *bucket == run_bucket => (bucket.clone(), kms),
-        (Some(bucket), _) => (bucket.clone(), None),
-        (None, Some((bucket, kms))) => (bucket, kms),
-        (None, None) => {
-            return Err(ActionError::new(
-                ErrorKind::Refused,
-                "evidence bucket",
-                format!("step `{}` has no evidence bucket to store to", ctx.step.id),
-                "name one in the step (`with: {bucket: ...}`) or run with --evidence-bucket / CORDON_EVIDENCE_BUCKET",
-            ));
+    let prefix = params.prefix.clone();
+    Ok(match (&params.bucket, run_store) {
+        (Some(bucket), Some((run_bucket, kms))) if *bucket == run_bucket => {
+            Destination::Bucket(bucket.clone(), prefix, kms)
         }
-    };
-    Ok((bucket, params.prefix.clone(), kms_key))
+        (Some(bucket), _) => Destination::Bucket(bucket.clone(), prefix, None),
+        (None, Some((bucket, kms))) => Destination::Bucket(bucket, prefix, kms),
+        (None, None) => match &ctx.aws.case_root {
+            Some(root) => Destination::Local(root.join(ctx.plan.case_id.as_str())),
+            None => {
+                return Err(ActionError::new(
+                    ErrorKind::Refused,
+                    "evidence bucket",
+                    format!(
+                        "step `{}` has neither an evidence bucket nor a case directory to keep evidence in",
+                        ctx.step.id
+                    ),
+                    "name a bucket in the step (`with: {bucket: ...}`) or run with --evidence-bucket / CORDON_EVIDENCE_BUCKET",
+                ));
+            }
+        },
+    })
 }
 
-/// The case's local files to upload: `(name, path)`, journal first.
+/// Whether `name` is a kept finding: `finding.json` or `finding-<digest>.json`.
+fn is_finding_file(name: &str) -> bool {
+    name == FINDING_NAME
+        || name
+            .strip_prefix("finding-")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .is_some_and(|digest| {
+                !digest.is_empty() && digest.chars().all(|c| c.is_ascii_hexdigit())
+            })
+}
+
+/// The findings kept in the case directory, `(name, path)`, sorted by name.
+fn case_findings(case_dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found: Vec<(String, PathBuf)> = std::fs::read_dir(case_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p)))
+        .filter(|(name, _)| is_finding_file(name))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The case's local files to keep: `(name, path)`, the findings and the
+/// journal first, then the evidence files (`.partial` ones are writes a crash
+/// interrupted: never acknowledged, not evidence).
 fn local_files(case_dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut files = Vec::new();
+    let mut files = case_findings(case_dir);
     let journal = case_dir.join(JOURNAL_NAME);
     if journal.is_file() {
         files.push((JOURNAL_NAME.to_string(), journal));
@@ -101,94 +219,121 @@ fn local_files(case_dir: &Path) -> Vec<(String, PathBuf)> {
         .flatten()
         .filter_map(Result::ok)
         .map(|e| e.path())
-        // `.partial` files are writes a crash interrupted: never acknowledged, not evidence.
         .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "partial"))
         .filter_map(|p| Some((p.file_name()?.to_string_lossy().into_owned(), p)))
-        .filter(|(name, _)| name != JOURNAL_NAME && name != MANIFEST_NAME && name != "plan.json")
+        .filter(|(name, _)| {
+            ![JOURNAL_NAME, MANIFEST_NAME, PLAN_NAME].contains(&name.as_str())
+                && !is_finding_file(name)
+        })
         .collect();
     evidence.sort();
     files.extend(evidence);
     files
 }
 
-/// Complete records of a local journal file (a torn last line was never acknowledged).
-fn parse_local_journal(bytes: &[u8]) -> Vec<JournalRecord> {
+/// The records of a local journal file. A torn last line (no newline) was
+/// never acknowledged and is left out; any other line that is not a record
+/// this build reads is reported as `line N: why`, not dropped silently.
+pub fn parse_local_journal(bytes: &[u8]) -> (Vec<JournalRecord>, Vec<String>) {
     let text = String::from_utf8_lossy(bytes);
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    complete
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    let mut records = Vec::new();
+    let mut unreadable = Vec::new();
+    let Some(end) = text.rfind('\n') else {
+        return (records, unreadable);
+    };
+    // Each line's text exactly as the local store keeps it (what its hash covers).
+    for (i, line) in text[..end].split('\n').enumerate() {
+        match JournalRecord::from_stored(line) {
+            Ok(record) => records.push(record),
+            Err(e) => unreadable.push(format!("line {}: {e}", i + 1)),
+        }
+    }
+    (records, unreadable)
 }
 
-impl Handler for StoreEvidence {
-    type Params = Params;
-    type PreState = EvidencePreState;
-    type Outcome = EvidenceOutcome;
-    type Undone = EvidenceUndone;
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> ActionError {
+    ActionError::new(
+        ErrorKind::Other,
+        path.display().to_string(),
+        format!("cannot {what}: {e}"),
+        "check the state directory is readable and writable, and the disk has space",
+    )
+}
 
-    async fn pre_state(ctx: Ctx<'_>, params: &Params) -> Result<EvidencePreState, ActionError> {
-        let (bucket, prefix, _) = destination(ctx, params)?;
-        let versions = list_versions(
-            ctx.clients(),
-            &bucket,
-            &case_prefix(&prefix, &ctx.plan.case_id),
+fn encode_json<T: Serialize>(case: &CaseId, what: &str, value: &T) -> Result<Vec<u8>, ActionError> {
+    serde_json::to_vec_pretty(value).map_err(|e| {
+        ActionError::new(
+            ErrorKind::Other,
+            case.as_str(),
+            format!("cannot encode the {what}: {e}"),
+            "report this as a cordon bug",
         )
-        .await?;
-        Ok(EvidencePreState {
-            bucket,
-            prefix,
-            versions,
-        })
-    }
+    })
+}
 
-    async fn apply(
+/// The raw finding when only the caller has it (no finding kept in the case
+/// directory), or why it cannot be kept.
+fn finding_from_caller(ctx: Ctx<'_>, case_dir: Option<&Path>) -> Result<Option<Vec<u8>>, String> {
+    if case_dir.is_some_and(|dir| !case_findings(dir).is_empty()) {
+        return Ok(None);
+    }
+    match &ctx.aws.finding_raw {
+        Some((case, raw)) if *case == ctx.plan.case_id => Ok(Some(raw.as_bytes().to_vec())),
+        _ => Err(format!(
+            "{FINDING_NAME}: the finding as received is not available to this process (only its SHA-256 is journaled)"
+        )),
+    }
+}
+
+/// The error that follows writing evidence whose journal has unreadable lines.
+fn unreadable_journal(case: &CaseId, unreadable: &[String]) -> ActionError {
+    ActionError::new(
+        ErrorKind::InvalidState,
+        format!("{case}/{JOURNAL_NAME}"),
+        format!(
+            "the journal has lines this cordon cannot read ({}): the evidence is kept and the journal file pinned by its SHA-256, but the manifest's hash chain stops short of them",
+            unreadable.join("; ")
+        ),
+        "the journal was edited or damaged, or written by a newer cordon: compare it with its hash chain and a newer cordon before trusting the case",
+    )
+}
+
+impl StoreEvidence {
+    async fn apply_bucket(
         ctx: Ctx<'_>,
-        params: &Params,
         pre: &EvidencePreState,
+        kms: Option<&str>,
     ) -> Result<EvidenceOutcome, ActionError> {
         let clients = ctx.clients();
         let case = &ctx.plan.case_id;
-        let (_, _, kms_key) = destination(ctx, params)?;
-        let (bucket, prefix, kms) = (pre.bucket.as_str(), pre.prefix.as_str(), kms_key.as_deref());
+        let (bucket, prefix) = (pre.bucket.as_str(), pre.prefix.as_str());
         let mut written: Vec<EvidenceRef> = Vec::new();
         let mut journal: Vec<JournalRecord> = Vec::new();
+        let mut unreadable = Vec::new();
+        let mut not_stored = Vec::new();
+        let case_dir = ctx.aws.case_root.as_ref().map(|r| r.join(case.as_str()));
 
-        let plan = serde_json::to_vec_pretty(ctx.plan).map_err(|e| {
-            ActionError::new(
-                ErrorKind::Other,
-                case.as_str(),
-                format!("cannot encode the plan: {e}"),
-                "report this as a cordon bug",
-            )
-        })?;
-        written.push(
-            put_s3(
-                clients,
-                bucket,
-                &case_key(prefix, case, "plan.json"),
-                plan,
-                kms,
-            )
-            .await?,
-        );
-
-        if let Some(root) = &ctx.aws.case_root {
-            for (name, path) in local_files(&root.join(case.as_str())) {
-                let bytes = tokio::fs::read(&path).await.map_err(|e| {
-                    ActionError::new(
-                        ErrorKind::Other,
-                        path.display().to_string(),
-                        format!("cannot read local evidence: {e}"),
-                        "check the state directory is readable",
-                    )
-                })?;
+        let plan = encode_json(case, "plan", ctx.plan)?;
+        let key = case_key(prefix, case, PLAN_NAME);
+        written.push(put_s3(clients, bucket, &key, plan, kms).await?);
+        match finding_from_caller(ctx, case_dir.as_deref()) {
+            Ok(Some(raw)) => {
+                let key = case_key(prefix, case, FINDING_NAME);
+                written.push(put_s3(clients, bucket, &key, raw, kms).await?);
+            }
+            Ok(None) => {}
+            Err(why) => not_stored.push(why),
+        }
+        if let Some(dir) = &case_dir {
+            for (name, path) in local_files(dir) {
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| io_error(&path, "read local evidence", e))?;
                 if name == JOURNAL_NAME {
-                    journal = parse_local_journal(&bytes);
+                    (journal, unreadable) = parse_local_journal(&bytes);
                 }
-                written.push(
-                    put_s3(clients, bucket, &case_key(prefix, case, &name), bytes, kms).await?,
-                );
+                let key = case_key(prefix, case, &name);
+                written.push(put_s3(clients, bucket, &key, bytes, kms).await?);
             }
         }
 
@@ -234,22 +379,201 @@ impl Handler for StoreEvidence {
 
         let manifest = Manifest::new(case, objects.clone(), &journal);
         let manifest_ref = write_manifest(clients, bucket, prefix, &manifest, kms).await?;
+        if !unreadable.is_empty() {
+            return Err(unreadable_journal(case, &unreadable));
+        }
         Ok(EvidenceOutcome {
             bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
             manifest: manifest_ref,
             objects,
+            not_stored,
         })
     }
 
-    /// Re-downloads every object version the step pinned (and the manifest)
-    /// and re-hashes it: the bucket's own checksum is not trusted.
+    /// No bucket: the finding and the plan join the case directory, and a
+    /// manifest there pins every file of it.
+    async fn apply_local(ctx: Ctx<'_>, case_dir: &Path) -> Result<LocalOutcome, ActionError> {
+        let case = &ctx.plan.case_id;
+        let mut not_stored = Vec::new();
+        match finding_from_caller(ctx, Some(case_dir)) {
+            Ok(Some(raw)) => {
+                let path = case_dir.join(FINDING_NAME);
+                write_durably(path.clone(), raw)
+                    .await
+                    .map_err(|e| io_error(&path, "keep the finding", e))?;
+            }
+            Ok(None) => {}
+            Err(why) => not_stored.push(why),
+        }
+        let plan_path = case_dir.join(PLAN_NAME);
+        write_durably(plan_path.clone(), encode_json(case, "plan", ctx.plan)?)
+            .await
+            .map_err(|e| io_error(&plan_path, "keep the plan", e))?;
+
+        let mut files = vec![(PLAN_NAME.to_string(), plan_path)];
+        files.extend(local_files(case_dir));
+        let mut objects = Vec::new();
+        let mut journal = Vec::new();
+        let mut unreadable = Vec::new();
+        for (name, path) in files {
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| io_error(&path, "read local evidence", e))?;
+            if name == JOURNAL_NAME {
+                // The journal grows after this step (its own outcome, at
+                // least): its records are pinned by the hash chain, not the
+                // file by its hash.
+                (journal, unreadable) = parse_local_journal(&bytes);
+                continue;
+            }
+            let key = if name == PLAN_NAME || is_finding_file(&name) {
+                name
+            } else {
+                format!("evidence/{name}")
+            };
+            objects.push(ManifestObject {
+                key,
+                version_id: None,
+                size: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+            });
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        let manifest = Manifest::new(case, objects.clone(), &journal);
+        let bytes = encode_json(case, "manifest", &manifest)?;
+        let manifest_path = case_dir.join(MANIFEST_NAME);
+        let manifest_ref = EvidenceRef {
+            location: format!("file://{}", manifest_path.display()),
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+            version_id: None,
+        };
+        write_durably(manifest_path.clone(), bytes)
+            .await
+            .map_err(|e| io_error(&manifest_path, "write the manifest", e))?;
+        if !unreadable.is_empty() {
+            return Err(unreadable_journal(case, &unreadable));
+        }
+        info!(case = %case, files = objects.len(), "no evidence bucket: evidence stored locally");
+        Ok(LocalOutcome {
+            stored: STORED_LOCALLY.to_string(),
+            case_dir: case_dir.display().to_string(),
+            manifest: manifest_ref,
+            objects,
+            not_stored,
+            note: format!(
+                "no evidence bucket is configured: the evidence stays in {} and {MANIFEST_NAME} pins each file by its SHA-256; copy the directory somewhere safe, or run store-evidence with a bucket",
+                case_dir.display()
+            ),
+        })
+    }
+}
+
+/// Re-reads each pinned file of a local outcome (and its manifest) and re-hashes it.
+async fn verify_local(outcome: &LocalOutcome) -> Result<(), ActionError> {
+    let dir = PathBuf::from(&outcome.case_dir);
+    let manifest = ManifestObject {
+        key: MANIFEST_NAME.to_string(),
+        version_id: None,
+        size: outcome.manifest.size,
+        sha256: outcome.manifest.sha256.clone(),
+    };
+    for object in outcome.objects.iter().chain(std::iter::once(&manifest)) {
+        let path = dir.join(&object.key);
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| io_error(&path, "read back local evidence", e))?;
+        check_hash(&path.display().to_string(), object, &bytes)?;
+    }
+    Ok(())
+}
+
+/// The bytes read back hash to what the manifest pinned.
+fn check_hash(location: &str, object: &ManifestObject, bytes: &[u8]) -> Result<(), ActionError> {
+    let found = sha256_hex(bytes);
+    if found == object.sha256 && bytes.len() as u64 == object.size {
+        return Ok(());
+    }
+    Err(ActionError::new(
+        ErrorKind::Verification,
+        location,
+        format!(
+            "stored evidence hashes to {found}, expected {}",
+            object.sha256
+        ),
+        "the write was corrupted or the evidence replaced; the step retries",
+    ))
+}
+
+impl Handler for StoreEvidence {
+    type Params = Params;
+    type PreState = StorePreState;
+    type Outcome = StoreOutcome;
+    type Undone = EvidenceUndone;
+
+    async fn pre_state(ctx: Ctx<'_>, params: &Params) -> Result<StorePreState, ActionError> {
+        match destination(ctx, params)? {
+            Destination::Bucket(bucket, prefix, _) => {
+                let versions = list_versions(
+                    ctx.clients(),
+                    &bucket,
+                    &case_prefix(&prefix, &ctx.plan.case_id),
+                )
+                .await?;
+                Ok(StorePreState::Bucket(EvidencePreState {
+                    bucket,
+                    prefix,
+                    versions,
+                }))
+            }
+            Destination::Local(dir) => {
+                let mut files: Vec<String> = local_files(&dir)
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect();
+                files.sort();
+                Ok(StorePreState::Local(LocalPreState {
+                    case_dir: dir.display().to_string(),
+                    files,
+                }))
+            }
+        }
+    }
+
+    async fn apply(
+        ctx: Ctx<'_>,
+        params: &Params,
+        pre: &StorePreState,
+    ) -> Result<StoreOutcome, ActionError> {
+        match pre {
+            StorePreState::Bucket(pre) => {
+                let kms = match destination(ctx, params)? {
+                    Destination::Bucket(_, _, kms) => kms,
+                    Destination::Local(_) => None,
+                };
+                Ok(StoreOutcome::Bucket(
+                    Self::apply_bucket(ctx, pre, kms.as_deref()).await?,
+                ))
+            }
+            StorePreState::Local(pre) => Ok(StoreOutcome::Local(
+                Self::apply_local(ctx, Path::new(&pre.case_dir)).await?,
+            )),
+        }
+    }
+
+    /// Re-reads every object version (or file) the step pinned, and the
+    /// manifest, and re-hashes it: the store's own checksum is not trusted.
     async fn verify(
         ctx: Ctx<'_>,
         _params: &Params,
-        _pre: &EvidencePreState,
-        outcome: &EvidenceOutcome,
+        _pre: &StorePreState,
+        outcome: &StoreOutcome,
     ) -> Result<(), ActionError> {
+        let outcome = match outcome {
+            StoreOutcome::Local(local) => return verify_local(local).await,
+            StoreOutcome::Bucket(outcome) => outcome,
+        };
         let manifest = ManifestObject::from_ref(&outcome.bucket, &outcome.manifest);
         for object in outcome.objects.iter().chain(std::iter::once(&manifest)) {
             let bytes = get_s3(
@@ -259,18 +583,11 @@ impl Handler for StoreEvidence {
                 object.version_id.as_deref(),
             )
             .await?;
-            let found = sha256_hex(&bytes);
-            if found != object.sha256 || bytes.len() as u64 != object.size {
-                return Err(ActionError::new(
-                    ErrorKind::Verification,
-                    format!("s3://{}/{}", outcome.bucket, object.key),
-                    format!(
-                        "stored object hashes to {found}, expected {}",
-                        object.sha256
-                    ),
-                    "the upload was corrupted or the object replaced; the step retries",
-                ));
-            }
+            check_hash(
+                &format!("s3://{}/{}", outcome.bucket, object.key),
+                object,
+                &bytes,
+            )?;
         }
         Ok(())
     }
@@ -283,24 +600,50 @@ impl Handler for StoreEvidence {
     async fn undo(
         _ctx: Ctx<'_>,
         _params: &Params,
-        pre: &EvidencePreState,
-        outcome: Option<&EvidenceOutcome>,
+        pre: &StorePreState,
+        outcome: Option<&StoreOutcome>,
     ) -> Result<EvidenceUndone, ActionError> {
+        let manifest = outcome.map(|o| match o {
+            StoreOutcome::Bucket(o) => o.manifest.clone(),
+            StoreOutcome::Local(o) => o.manifest.clone(),
+        });
+        let (bucket, case_dir) = match pre {
+            StorePreState::Bucket(pre) => (pre.bucket.clone(), None),
+            StorePreState::Local(pre) => (String::new(), Some(pre.case_dir.clone())),
+        };
         Ok(EvidenceUndone {
             kept: true,
-            bucket: pre.bucket.clone(),
-            manifest: outcome.map(|o| o.manifest.clone()),
+            bucket,
+            case_dir,
+            manifest,
             reason: "evidence is never deleted by rollback".to_string(),
         })
     }
 
     /// Nothing was undone; this checks the claim the undo rests on: every
-    /// version present before the step is still there (the step only adds).
+    /// version (or file) present before the step is still there.
     async fn verify_undone(
         ctx: Ctx<'_>,
         _params: &Params,
-        pre: &EvidencePreState,
+        pre: &StorePreState,
     ) -> Result<(), ActionError> {
+        let pre = match pre {
+            StorePreState::Bucket(pre) => pre,
+            StorePreState::Local(pre) => {
+                let dir = Path::new(&pre.case_dir);
+                let now: Vec<String> = local_files(dir).into_iter().map(|(n, _)| n).collect();
+                if let Some(gone) = pre.files.iter().find(|f| !now.contains(f)) {
+                    warn!(file = %gone, "a file of the case directory is gone");
+                    return Err(ActionError::new(
+                        ErrorKind::Verification,
+                        dir.join(gone).display().to_string(),
+                        "a file present before store-evidence is gone",
+                        "evidence was deleted outside cordon: restore it from a backup",
+                    ));
+                }
+                return Ok(());
+            }
+        };
         let prefix = case_prefix(&pre.prefix, &ctx.plan.case_id);
         let now = list_versions(ctx.clients(), &pre.bucket, &prefix).await?;
         for before in &pre.versions {
@@ -322,25 +665,77 @@ impl Handler for StoreEvidence {
         Ok(())
     }
 
-    fn describe(ctx: Ctx<'_>, _params: &Params, pre: &EvidencePreState) -> Vec<String> {
+    fn describe(ctx: Ctx<'_>, _params: &Params, pre: &StorePreState) -> Vec<String> {
         let case = &ctx.plan.case_id;
-        let put = |name: &str| {
-            format!(
-                "{} s3://{}/{}",
-                ops::S3_PUT_OBJECT.iam_action,
-                pre.bucket,
-                case_key(&pre.prefix, case, name)
-            )
-        };
-        let mut calls = vec![put("plan.json")];
-        if let Some(root) = &ctx.aws.case_root {
-            calls.extend(
-                local_files(&root.join(case.as_str()))
-                    .iter()
-                    .map(|(name, _)| put(name)),
-            );
+        let case_dir = ctx.aws.case_root.as_ref().map(|r| r.join(case.as_str()));
+        let mut names = vec![PLAN_NAME.to_string()];
+        if matches!(finding_from_caller(ctx, case_dir.as_deref()), Ok(Some(_))) {
+            names.push(FINDING_NAME.to_string());
         }
-        calls.push(put(MANIFEST_NAME));
-        calls
+        if let Some(dir) = &case_dir {
+            names.extend(local_files(dir).into_iter().map(|(name, _)| name));
+        }
+        names.push(MANIFEST_NAME.to_string());
+        match pre {
+            StorePreState::Bucket(pre) => names
+                .iter()
+                .map(|name| {
+                    format!(
+                        "{} s3://{}/{}",
+                        ops::S3_PUT_OBJECT.iam_action,
+                        pre.bucket,
+                        case_key(&pre.prefix, case, name)
+                    )
+                })
+                .collect(),
+            StorePreState::Local(pre) => vec![format!(
+                "(no call: no evidence bucket; stored locally: {} pinned by {MANIFEST_NAME} in {})",
+                names.join(", "),
+                pre.case_dir
+            )],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_journal_lines_are_reported_and_a_torn_tail_is_not() {
+        let good = r#"{"format-version":2,"seq":0,"at":"2026-01-01T00:00:00Z","prev-hash":"0000000000000000000000000000000000000000000000000000000000000000","event":{"event":"rollback-started","reason":"test"}}"#;
+        let text = format!("{good}\nnot a record\n{good}\n{{\"seq\":");
+        let (records, unreadable) = parse_local_journal(text.as_bytes());
+        assert_eq!(records.len(), 2);
+        assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+        assert!(unreadable[0].starts_with("line 2: "), "{unreadable:?}");
+        let (records, unreadable) = parse_local_journal(b"");
+        assert!(records.is_empty() && unreadable.is_empty());
+    }
+
+    #[test]
+    fn kept_findings_are_recognised_by_name() {
+        assert!(is_finding_file("finding.json"));
+        assert!(is_finding_file("finding-0123456789abcdef.json"));
+        assert!(!is_finding_file("finding-.json"));
+        assert!(!is_finding_file("finding-notes.json"));
+        assert!(!is_finding_file(".finding.42.tmp"));
+        assert!(!is_finding_file("plan.json"));
+    }
+
+    #[test]
+    fn bucket_pre_states_and_outcomes_read_as_before() {
+        let pre = serde_json::json!({"bucket": "b", "prefix": "cases/", "versions": []});
+        let read: StorePreState = serde_json::from_value(pre.clone()).expect("pre-state");
+        assert!(matches!(read, StorePreState::Bucket(_)));
+        assert_eq!(serde_json::to_value(&read).expect("encodes"), pre);
+        let local = serde_json::json!({"case-dir": "/state/case-1", "files": ["journal.jsonl"]});
+        let read: StorePreState = serde_json::from_value(local.clone()).expect("pre-state");
+        assert!(matches!(read, StorePreState::Local(_)));
+        assert_eq!(serde_json::to_value(&read).expect("encodes"), local);
+        let undone =
+            serde_json::json!({"kept": true, "bucket": "b", "manifest": null, "reason": "r"});
+        let read: EvidenceUndone = serde_json::from_value(undone.clone()).expect("undone");
+        assert_eq!(serde_json::to_value(&read).expect("encodes"), undone);
     }
 }

@@ -6,10 +6,11 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 
 use cordon_core::action::Action;
-use cordon_core::executor::{ActionError, Actions, ErrorKind};
-use cordon_core::plan::{InstanceTarget, Plan, PlannedStep, Target};
+use cordon_core::executor::{ActionError, Actions, Amendment, ErrorKind, Progress};
+use cordon_core::plan::{CaseId, InstanceTarget, Plan, PlannedStep, Target};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -35,6 +36,10 @@ pub struct AwsActions {
     /// so `store-evidence` can upload them; `None` when there is no local state
     /// (Lambda: the journal and captures are already in S3).
     pub case_root: Option<PathBuf>,
+    /// The finding exactly as received, for the case it opened, so
+    /// `store-evidence` can keep it byte for byte where there is no
+    /// `<case-dir>/finding.json` (the Lambda).
+    pub finding_raw: Option<(CaseId, String)>,
 }
 
 impl AwsActions {
@@ -49,7 +54,14 @@ impl AwsActions {
             evidence,
             notify_topic: None,
             case_root,
+            finding_raw: None,
         }
+    }
+
+    /// Gives `store-evidence` the finding of `case` exactly as received.
+    pub fn with_finding_raw(mut self, case: CaseId, raw: impl Into<String>) -> Self {
+        self.finding_raw = Some((case, raw.into()));
+        self
     }
 
     /// Sets where the local journal and evidence live, for `store-evidence`.
@@ -65,12 +77,42 @@ impl AwsActions {
     }
 }
 
+/// What a handler sees of its step's durable progress records: it journals
+/// a phase boundary before crossing it, and reads what earlier attempts
+/// journaled before repeating (or undoing) what they began.
+pub trait StepProgress: Send + Sync + std::fmt::Debug {
+    /// Journals `progress` durably before returning; a handler must not go on
+    /// with what the record announces when this fails.
+    fn record(
+        &self,
+        progress: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + '_>>;
+    /// The step's records journaled before this call, oldest first.
+    fn earlier(&self) -> &[Value];
+}
+
+impl StepProgress for Progress<'_> {
+    fn record(
+        &self,
+        progress: Value,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + '_>> {
+        Box::pin(Progress::record(self, progress))
+    }
+
+    fn earlier(&self) -> &[Value] {
+        Progress::earlier(self)
+    }
+}
+
 /// The context of one step's call.
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
     pub aws: &'a AwsActions,
     pub plan: &'a Plan,
     pub step: &'a PlannedStep,
+    /// The step's progress records: journaled during `apply`, replayed
+    /// (read-only) during `undo`, empty elsewhere.
+    pub progress: &'a dyn StepProgress,
 }
 
 impl<'a> Ctx<'a> {
@@ -78,10 +120,24 @@ impl<'a> Ctx<'a> {
         &self.aws.clients
     }
 
-    /// The instance this step targets, or a clear error.
+    /// Journals a progress record of this step (see [`StepProgress::record`]).
+    pub async fn record_progress(&self, progress: Value) -> Result<(), ActionError> {
+        self.progress.record(progress).await
+    }
+
+    /// The step's progress records from before this call, oldest first.
+    pub fn earlier_progress(&self) -> &'a [Value] {
+        self.progress.earlier()
+    }
+
+    /// The instance this step targets, or a clear error; an id holding a
+    /// wildcard is refused before it reaches any call.
     pub fn instance(&self) -> Result<&'a InstanceTarget, ActionError> {
         match &self.step.target {
-            Target::Instance(i) => Ok(i),
+            Target::Instance(i) => {
+                ec2::refuse_wildcard(&i.instance_id, "an instance id")?;
+                Ok(i)
+            }
             other => Err(wrong_target(self.step, other)),
         }
     }
@@ -159,6 +215,26 @@ pub trait Handler {
     ) -> impl Future<Output = Result<(), ActionError>> + Send;
     /// The mutating calls `apply` would make, for a dry run.
     fn describe(ctx: Ctx<'_>, params: &Self::Params, pre: &Self::PreState) -> Vec<String>;
+    /// After a failed verification: re-reads live state and returns `pre`
+    /// with what it lacks (a resource attached since it was read), or `None`
+    /// when nothing is missing. Never records cordon's own containment as a
+    /// resource's original state. Default: no amendment.
+    fn amend(
+        _ctx: Ctx<'_>,
+        _params: &Self::Params,
+        _pre: &Self::PreState,
+    ) -> impl Future<Output = Result<Option<Amended<Self::PreState>>, ActionError>> + Send {
+        async { Ok(None) }
+    }
+}
+
+/// A pre-state amended after a failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amended<P> {
+    /// The whole pre-state from now on.
+    pub pre: P,
+    /// The resources added to it, for the journal.
+    pub added: Vec<String>,
 }
 
 /// The three things a step journals about what it touched.
@@ -260,6 +336,21 @@ async fn verify_undone<H: Handler>(
     H::verify_undone(ctx, params, &pre).await
 }
 
+async fn amend<H: Handler>(
+    params: &H::Params,
+    ctx: Ctx<'_>,
+    pre: &Value,
+) -> Result<Option<Amendment>, ActionError> {
+    let pre: H::PreState = decode(&ctx.step.id, Journaled::PreState, pre)?;
+    let Some(amended) = H::amend(ctx, params, &pre).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Amendment {
+        pre_state: encode(&ctx.step.id, Journaled::PreState, &amended.pre)?,
+        added: amended.added,
+    }))
+}
+
 fn describe<H: Handler>(params: &H::Params, ctx: Ctx<'_>, pre: &Value) -> Vec<String> {
     match decode(&ctx.step.id, Journaled::PreState, pre) {
         Ok(pre) => H::describe(ctx, params, &pre),
@@ -284,6 +375,7 @@ macro_rules! dispatch {
             Action::CaptureInstanceMetadata(p) => $f::<ec2::capture::CaptureInstanceMetadata>(p, $($arg),*) $(.$await)?,
             Action::CaptureConsoleOutput(p) => $f::<ec2::capture::CaptureConsoleOutput>(p, $($arg),*) $(.$await)?,
             Action::RevokeRoleSessions(p) => $f::<iam::sessions::RevokeRoleSessions>(p, $($arg),*) $(.$await)?,
+            Action::RevokeUserSessions(p) => $f::<iam::sessions::RevokeUserSessions>(p, $($arg),*) $(.$await)?,
             Action::DeactivateAccessKey(p) => $f::<iam::keys::DeactivateAccessKey>(p, $($arg),*) $(.$await)?,
             Action::RotateAccessKey(p) => $f::<iam::keys::RotateAccessKey>(p, $($arg),*) $(.$await)?,
             Action::QuarantineUser(p) => $f::<iam::user::QuarantineUser>(p, $($arg),*) $(.$await)?,
@@ -320,15 +412,28 @@ pub fn decode_journaled(
     dispatch!(action, reencode(step, part, value))
 }
 
+impl AwsActions {
+    fn ctx<'a>(
+        &'a self,
+        plan: &'a Plan,
+        step: &'a PlannedStep,
+        progress: &'a dyn StepProgress,
+    ) -> Ctx<'a> {
+        Ctx {
+            aws: self,
+            plan,
+            step,
+            progress,
+        }
+    }
+}
+
 /// Every call a handler makes is recorded under the step's action (see
 /// [`crate::recorder`]), dry runs and rollbacks included.
 impl Actions for AwsActions {
     async fn read_pre_state(&self, plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
-        let ctx = Ctx {
-            aws: self,
-            plan,
-            step,
-        };
+        let none = Progress::discard();
+        let ctx = self.ctx(plan, step, &none);
         run_as(step.kind(), async {
             dispatch!(&step.action, pre_state(ctx).await)
         })
@@ -341,11 +446,18 @@ impl Actions for AwsActions {
         step: &PlannedStep,
         pre_state: &Value,
     ) -> Result<Value, ActionError> {
-        let ctx = Ctx {
-            aws: self,
-            plan,
-            step,
-        };
+        self.apply_with_progress(plan, step, pre_state, &Progress::discard())
+            .await
+    }
+
+    async fn apply_with_progress(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+        progress: &Progress<'_>,
+    ) -> Result<Value, ActionError> {
+        let ctx = self.ctx(plan, step, progress);
         run_as(step.kind(), async {
             dispatch!(&step.action, apply(ctx, pre_state).await)
         })
@@ -359,13 +471,24 @@ impl Actions for AwsActions {
         pre_state: &Value,
         outcome: &Value,
     ) -> Result<(), ActionError> {
-        let ctx = Ctx {
-            aws: self,
-            plan,
-            step,
-        };
+        let none = Progress::discard();
+        let ctx = self.ctx(plan, step, &none);
         run_as(step.kind(), async {
             dispatch!(&step.action, verify(ctx, pre_state, outcome).await)
+        })
+        .await
+    }
+
+    async fn amend_pre_state(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+    ) -> Result<Option<Amendment>, ActionError> {
+        let none = Progress::discard();
+        let ctx = self.ctx(plan, step, &none);
+        run_as(step.kind(), async {
+            dispatch!(&step.action, amend(ctx, pre_state).await)
         })
         .await
     }
@@ -377,11 +500,20 @@ impl Actions for AwsActions {
         pre_state: &Value,
         outcome: Option<&Value>,
     ) -> Result<Value, ActionError> {
-        let ctx = Ctx {
-            aws: self,
-            plan,
-            step,
-        };
+        self.undo_with_progress(plan, step, pre_state, outcome, &[])
+            .await
+    }
+
+    async fn undo_with_progress(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre_state: &Value,
+        outcome: Option<&Value>,
+        progress: &[Value],
+    ) -> Result<Value, ActionError> {
+        let replayed = Progress::replay(progress.to_vec());
+        let ctx = self.ctx(plan, step, &replayed);
         run_as(step.kind(), async {
             dispatch!(&step.action, undo(ctx, pre_state, outcome).await)
         })
@@ -394,11 +526,8 @@ impl Actions for AwsActions {
         step: &PlannedStep,
         pre_state: &Value,
     ) -> Result<(), ActionError> {
-        let ctx = Ctx {
-            aws: self,
-            plan,
-            step,
-        };
+        let none = Progress::discard();
+        let ctx = self.ctx(plan, step, &none);
         run_as(step.kind(), async {
             dispatch!(&step.action, verify_undone(ctx, pre_state).await)
         })
@@ -406,11 +535,8 @@ impl Actions for AwsActions {
     }
 
     fn describe_apply(&self, plan: &Plan, step: &PlannedStep, pre_state: &Value) -> Vec<String> {
-        let ctx = Ctx {
-            aws: self,
-            plan,
-            step,
-        };
+        let none = Progress::discard();
+        let ctx = self.ctx(plan, step, &none);
         dispatch!(&step.action, describe(ctx, pre_state))
     }
 }

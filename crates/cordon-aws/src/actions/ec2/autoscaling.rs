@@ -19,17 +19,29 @@
 //! Standby"). Instances the group is launching are retried (`Conflict`); ones
 //! it is already terminating fail clearly, since no API call saves them.
 //!
-//! # Why rollback makes room before re-attaching
+//! # Rollback restores membership, never capacity
+//!
+//! Capacity is the group's owners' (and their scaling policies') business: a
+//! group scaled from 4 to 12 during the incident stays at 12 after the
+//! rollback. Undo only puts the instance back in its group (and its scale-in
+//! protection back as it was); min/max/desired as they read at undo time are
+//! what the group keeps, and any difference from the pre-state is reported in
+//! the undo result as drift, never written over.
 //!
 //! `AttachInstances` raises the desired capacity by one and fails if that
-//! would exceed the maximum. Attaching first and then setting the desired
-//! capacity back would make the group scale in, and its termination policy
+//! would exceed the maximum. Attaching first and then lowering the desired
+//! capacity would make the group scale in, and its termination policy
 //! (oldest launch template first, by default) may pick the very instance just
-//! re-attached. So undo first lowers the desired capacity by one (lowering the
-//! minimum only for that moment, if it must), letting the group retire one of
-//! its current, interchangeable members — typically the replacement — then
-//! attaches the instance, then restores min/max/desired exactly. The price is
-//! one instance fewer for the few seconds between the two calls.
+//! re-attached. So undo first lowers the desired capacity by one (lowering
+//! the minimum with it for that moment only when they are equal), letting
+//! the group retire one of its current, interchangeable members — typically
+//! the replacement — then attaches the instance, which brings desired back to
+//! what it was, then puts the minimum back. A group scaled to zero has no
+//! member to retire: the instance joins on top (desired 0 → 1), and when the
+//! maximum is 0 it is raised to 1, the least that lets it join; the undo
+//! result says so. The price is one instance fewer for the moments between
+//! the calls; a crash in that moment can leave the minimum lowered by one,
+//! which a retried rollback cannot tell from an owner's change.
 //!
 //! Restoring needs `autoscaling:UpdateAutoScalingGroup` (and
 //! `autoscaling:SetInstanceProtection` when the instance's scale-in protection
@@ -40,7 +52,7 @@ use aws_sdk_autoscaling::types::AutoScalingInstanceDetails;
 use cordon_core::action::DetachFromAutoscaling as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::describe_instance;
 use crate::actions::{Ctx, Handler};
@@ -127,6 +139,10 @@ pub struct AutoscalingUndone {
     /// Each change made, in order.
     #[serde(default)]
     pub done: Vec<String>,
+    /// How the group's capacity differs from the pre-state (scaled during the
+    /// incident): reported, left as the group's owners set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_drift: Option<String>,
 }
 
 impl std::fmt::Display for Capacity {
@@ -136,6 +152,49 @@ impl std::fmt::Display for Capacity {
             "min {}, max {}, desired {}",
             self.min_size, self.max_size, self.desired_capacity
         )
+    }
+}
+
+/// How undo re-attaches the instance within the group's capacity as it reads
+/// now (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reattach {
+    /// Set before `AttachInstances`; `None` when the group has room as it is.
+    before: Option<Capacity>,
+    /// Set after it, putting back what `before` changed only for the moment.
+    after: Option<Capacity>,
+}
+
+/// The drift undo reports (and leaves) when the group's capacity changed since the pre-state.
+fn capacity_drift(before: Capacity, now: Capacity) -> Option<String> {
+    (now != before).then(|| {
+        format!(
+            "the group's capacity was {before} at the pre-state and is {now} now (changed during the incident): left as it is"
+        )
+    })
+}
+
+fn reattach(now: Capacity) -> Reattach {
+    if now.desired_capacity >= 1 {
+        let lowered = now.desired_capacity - 1;
+        let before = Capacity {
+            desired_capacity: lowered,
+            min_size: now.min_size.min(lowered),
+            max_size: now.max_size,
+        };
+        // Attaching brings desired back to now's; only a lowered minimum is left to restore.
+        let after = (before.min_size != now.min_size).then_some(now);
+        Reattach {
+            before: Some(before),
+            after,
+        }
+    } else {
+        // No member to retire: the instance joins on top and needs room for one.
+        let before = (now.max_size < 1).then_some(Capacity { max_size: 1, ..now });
+        Reattach {
+            before,
+            after: None,
+        }
     }
 }
 
@@ -411,10 +470,12 @@ impl Handler for DetachFromAutoscaling {
                 ),
                 group: None,
                 done: Vec::new(),
+                capacity_drift: None,
             });
         };
         let group = before.group_name.as_str();
         let mut done: Vec<String> = Vec::new();
+        let mut drift = None;
         let mut current = membership(ctx, &pre.instance_id).await?;
         match &current {
             Some(m) if m.auto_scaling_group_name() != Some(group) => {
@@ -456,22 +517,13 @@ impl Handler for DetachFromAutoscaling {
                     ));
                 }
                 let now = capacity(ctx, group).await?;
-                let target = before.capacity.desired_capacity.saturating_sub(1).max(0);
-                // Attaching adds one to desired and must stay within max.
-                if now.desired_capacity > target || now.desired_capacity + 1 > now.max_size {
-                    let room = Capacity {
-                        desired_capacity: now.desired_capacity.min(target),
-                        min_size: before
-                            .capacity
-                            .min_size
-                            .min(now.desired_capacity.min(target)),
-                        max_size: before
-                            .capacity
-                            .max_size
-                            .max(now.desired_capacity.min(target) + 1),
-                    };
+                drift = capacity_drift(before.capacity, now);
+                let plan = reattach(now);
+                if let Some(room) = plan.before {
                     set_capacity(ctx, group, room).await?;
-                    done.push(format!("made room in {group} ({room})"));
+                    done.push(format!(
+                        "made room in {group} for the instance ({room}; it was {now})"
+                    ));
                 }
                 let clients = ctx.clients();
                 let request = clients
@@ -493,19 +545,21 @@ impl Handler for DetachFromAutoscaling {
                 {
                     let mut err = ActionError::from(e);
                     err.hint = format!(
-                        "{}; the group's capacity may be one below its pre-state ({}) until rollback succeeds",
-                        err.hint, before.capacity
+                        "{}; the group's desired capacity may be one below what it was ({now}) until rollback succeeds",
+                        err.hint
                     );
                     return Err(err);
                 }
                 info!(instance = %pre.instance_id, group, "attached to Auto Scaling group again");
                 done.push(format!("attached {} to {group}", pre.instance_id));
+                if let Some(back) = plan.after {
+                    set_capacity(ctx, group, back).await?;
+                    done.push(format!("put {group} back to {back}"));
+                }
             }
         }
-        let now = capacity(ctx, group).await?;
-        if now != before.capacity {
-            set_capacity(ctx, group, before.capacity).await?;
-            done.push(format!("restored {group} to {}", before.capacity));
+        if drift.is_none() {
+            drift = capacity_drift(before.capacity, capacity(ctx, group).await?);
         }
         let protected = current
             .as_ref()
@@ -531,11 +585,15 @@ impl Handler for DetachFromAutoscaling {
                 before.protected_from_scale_in
             ));
         }
+        if let Some(drift) = &drift {
+            warn!(group, "{drift}");
+        }
         Ok(AutoscalingUndone {
             changed: !done.is_empty(),
             reason: None,
             group: Some(group.to_string()),
             done,
+            capacity_drift: drift,
         })
     }
 
@@ -585,18 +643,7 @@ impl Handler for DetachFromAutoscaling {
                 "set it back with SetInstanceProtection, then roll back again",
             ));
         }
-        let now = capacity(ctx, group).await?;
-        if now != before.capacity {
-            return Err(ActionError::new(
-                ErrorKind::Verification,
-                format!("Auto Scaling group {group}"),
-                format!(
-                    "the group's capacity is {now} but was {} before the case",
-                    before.capacity
-                ),
-                "a scaling policy or person may have changed it since; set it back by hand if it should match",
-            ));
-        }
+        // Capacity is the group's owners' to set; undo reports drift, never undoes it.
         Ok(())
     }
 
@@ -625,6 +672,46 @@ mod tests {
         assert!(is_detaching("Detaching") && is_detaching("Detached"));
         assert!(is_terminating("Terminating:Wait") && is_terminating("Terminated"));
         assert!(!is_terminating("InService"));
+    }
+
+    #[test]
+    fn reattaching_keeps_the_capacity_the_group_has_now() {
+        let cap = |min_size, max_size, desired_capacity| Capacity {
+            min_size,
+            max_size,
+            desired_capacity,
+        };
+        // Room is made by retiring one member; attaching brings desired back.
+        assert_eq!(
+            reattach(cap(1, 6, 5)),
+            Reattach {
+                before: Some(cap(1, 6, 4)),
+                after: None
+            }
+        );
+        // A minimum equal to desired is lowered for the moment only.
+        assert_eq!(
+            reattach(cap(3, 6, 3)),
+            Reattach {
+                before: Some(cap(2, 6, 2)),
+                after: Some(cap(3, 6, 3))
+            }
+        );
+        // Scaled to zero: nothing to retire; the least room for one.
+        assert_eq!(
+            reattach(cap(0, 4, 0)),
+            Reattach {
+                before: None,
+                after: None
+            }
+        );
+        assert_eq!(
+            reattach(cap(0, 0, 0)),
+            Reattach {
+                before: Some(cap(0, 1, 0)),
+                after: None
+            }
+        );
     }
 
     #[test]

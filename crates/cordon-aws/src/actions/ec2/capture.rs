@@ -329,13 +329,17 @@ fn security_group_json(g: &SecurityGroup) -> Value {
     })
 }
 
-/// Every EBS volume attached to the instance (filtered, paginated).
-async fn instance_volumes(ctx: Ctx<'_>, instance_id: &str) -> Result<Vec<Volume>, ActionError> {
+/// Every EBS volume attached to the instance (filtered, paginated; a
+/// terminated instance has none rather than failing the call).
+pub(super) async fn instance_volumes(
+    ctx: Ctx<'_>,
+    instance_id: &str,
+) -> Result<Vec<Volume>, ActionError> {
     let clients = ctx.clients();
     let request = clients
         .ec2
         .describe_volumes()
-        .filters(filter("attachment.instance-id", [instance_id]));
+        .filters(filter("attachment.instance-id", [instance_id])?);
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_VOLUMES, instance_id, request)
         .await?;

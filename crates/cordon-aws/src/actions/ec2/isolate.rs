@@ -14,6 +14,31 @@
 //! Some traffic stays tracked whatever the groups say (ICMP; flows through
 //! NAT gateways, NLB, GWLB, transit gateways): the outcome says so, so the
 //! evidence does not overstate what isolation achieved.
+//!
+//! # The window in the allow-all group
+//!
+//! Between the two swaps an ENI is open to the world. The phase boundaries
+//! are journaled as progress records, durably, before each is crossed:
+//! `{"phase": "untrack-begun", "network-interfaces": [...]}` before the
+//! first swap, `{"phase": "isolation-done", ...}` once ENIs are in the
+//! isolation group, `{"phase": "reverted", ...}` when the second swap failed
+//! and ENIs were put back in their own groups. An ENI with `untrack-begun`
+//! and neither of the others after it may be open ([`open_interfaces`]);
+//! `status` flags it. The executor only stops between steps, so an
+//! interrupted run always finishes the second phase. When the second swap
+//! and the way back both fail, the error names exactly the ENIs left open.
+//!
+//! # Cordon's own groups are never anyone's original state
+//!
+//! An ENI found already in an isolation or untrack group (another case's, or
+//! an earlier epoch's; recognised by name, the way cordon finds those groups
+//! in every VPC) is recorded with its original groups *unknown*: it goes
+//! straight to the isolation group (never through the allow-all one, since
+//! there is nothing to revert it to), and rollback leaves it isolated rather
+//! than "restoring" cordon's own containment, or worse, the allow-all group.
+//! That holds for the first pre-state and for an amendment after drift (an
+//! ENI attached since the pre-state was read: resume re-reads the instance,
+//! journals the newcomers with their live groups, and re-applies).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,13 +49,14 @@ use aws_sdk_ec2::types::{
 use cordon_core::action::IsolateInstance as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tracing::warn;
 
 use super::{
     BoxedCall, describe_instance, filter, instance_network_interfaces, interface_group_ids,
     join_all, network_interfaces_by_id, try_join_all,
 };
-use crate::actions::{Ctx, Handler};
+use crate::actions::{Amended, Ctx, Handler};
 use crate::call::items;
 use crate::ops;
 
@@ -65,6 +91,11 @@ pub struct InterfaceGroups {
     /// Security group ids in the order AWS returned them.
     #[serde(alias = "security_group_ids")]
     pub security_group_ids: Vec<String>,
+    /// Set when the ENI was found in one of cordon's own groups: its original
+    /// groups are unknown, so it is isolated directly and rollback leaves it
+    /// isolated. Says which group it was found in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_unknown: Option<String>,
 }
 
 /// What apply did; verify reads the group ids from here.
@@ -132,6 +163,10 @@ pub struct IsolationUndone {
     pub already_restored: Vec<String>,
     /// ENIs deleted since: nothing to put back.
     pub gone: Vec<String>,
+    /// ENIs whose original groups are unknown (found in cordon's own groups):
+    /// left in, or moved to, the isolation group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_isolated: Vec<String>,
     /// Why the isolation groups are not deleted.
     pub groups_kept: String,
 }
@@ -152,6 +187,42 @@ isolate those paths (NACLs, route tables, load balancer deregistration) if the t
 /// Name of the allow-all group that goes with isolation group `name`.
 pub fn untrack_group_name(name: &str) -> String {
     format!("{name}-untrack")
+}
+
+/// Progress record: ENIs about to enter the allow-all group.
+pub const PHASE_UNTRACK_BEGUN: &str = "untrack-begun";
+/// Progress record: ENIs in the isolation group.
+pub const PHASE_ISOLATION_DONE: &str = "isolation-done";
+/// Progress record: ENIs put back in their own groups after the second swap failed.
+pub const PHASE_REVERTED: &str = "reverted";
+
+/// `{"phase": phase, "network-interfaces": ids}`.
+fn phase_record(phase: &str, ids: &[String]) -> Value {
+    json!({"phase": phase, "network-interfaces": ids})
+}
+
+/// The ENIs an `isolate-instance` step's progress records leave possibly
+/// open: named by an `untrack-begun` record and by no `isolation-done` or
+/// `reverted` record after it. Sorted; empty when every phase closed.
+pub fn open_interfaces(progress: &[Value]) -> Vec<String> {
+    let mut open = BTreeSet::new();
+    for record in progress {
+        let ids = record["network-interfaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str);
+        match record["phase"].as_str() {
+            Some(PHASE_UNTRACK_BEGUN) => open.extend(ids.map(str::to_string)),
+            Some(PHASE_ISOLATION_DONE | PHASE_REVERTED) => {
+                for id in ids {
+                    open.remove(id);
+                }
+            }
+            _ => {}
+        }
+    }
+    open.into_iter().collect()
 }
 
 fn any_traffic_v4() -> IpPermission {
@@ -248,12 +319,12 @@ async fn find_groups(
     vpcs: &[String],
     names: &[String],
 ) -> Result<Vec<SecurityGroup>, ActionError> {
-    let filters = vec![filter("vpc-id", vpcs), filter("group-name", names)];
+    let filters = vec![filter("vpc-id", vpcs)?, filter("group-name", names)?];
     describe_groups(ctx, filters, &vpcs.join(",")).await
 }
 
 async fn groups_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<SecurityGroup>, ActionError> {
-    describe_groups(ctx, vec![filter("group-id", ids)], &ids.join(",")).await
+    describe_groups(ctx, vec![filter("group-id", ids)?], &ids.join(",")).await
 }
 
 /// Creates a tagged group; `None` when another worker created it first.
@@ -588,7 +659,22 @@ async fn ensure_groups(
 // ---------------------------------------------------------------------------
 // Reading the interfaces.
 
-fn interface_groups(eni: &NetworkInterface) -> Result<InterfaceGroups, ActionError> {
+/// The ENI's groups as its pre-state; when it sits in one of cordon's own
+/// groups for `p` (found by name, as cordon finds them), its original groups
+/// are recorded as unknown rather than as that group.
+fn interface_groups(eni: &NetworkInterface, p: &Params) -> Result<InterfaceGroups, ActionError> {
+    let untrack = untrack_group_name(&p.isolation_group_name);
+    let ours = eni.groups().iter().find(|g| {
+        g.group_name()
+            .is_some_and(|n| n == p.isolation_group_name || n == untrack)
+    });
+    let original_unknown = ours.map(|g| {
+        format!(
+            "found in cordon's group {} ({}): its own groups are unknown, so rollback leaves it isolated",
+            g.group_id().unwrap_or_default(),
+            g.group_name().unwrap_or_default()
+        )
+    });
     let id = eni.network_interface_id().unwrap_or_default().to_string();
     let vpc_id = eni.vpc_id().map(str::to_string).ok_or_else(|| {
         ActionError::new(
@@ -603,6 +689,7 @@ fn interface_groups(eni: &NetworkInterface) -> Result<InterfaceGroups, ActionErr
         vpc_id,
         device_index: eni.attachment().and_then(|a| a.device_index()),
         security_group_ids: interface_group_ids(eni),
+        original_unknown,
     })
 }
 
@@ -629,12 +716,14 @@ enum Swap {
     Gone,
 }
 
-fn plan_swap(live: Option<&[String]>, groups: &VpcGroups) -> Swap {
+/// An ENI whose original groups are unknown never passes through the
+/// allow-all group: there would be nothing to put it back to.
+fn plan_swap(live: Option<&[String]>, groups: &VpcGroups, original_known: bool) -> Swap {
     match live {
         None => Swap::Gone,
         Some(live) if live == [groups.isolation_group_id.clone()] => Swap::Done,
         Some(live) => match &groups.untrack_group_id {
-            Some(untrack) if live != [untrack.clone()] => Swap::Both,
+            Some(untrack) if original_known && live != [untrack.clone()] => Swap::Both,
             _ => Swap::Isolate,
         },
     }
@@ -660,7 +749,11 @@ fn describe_lines(p: &Params, pre: &IsolationPreState) -> Vec<String> {
         }
     }
     if p.cut_tracked_connections {
-        for eni in &pre.interfaces {
+        for eni in pre
+            .interfaces
+            .iter()
+            .filter(|e| e.original_unknown.is_none())
+        {
             lines.push(format!(
                 "{swap} {} groups=[{untrack} of {}]",
                 eni.network_interface_id, eni.vpc_id
@@ -713,7 +806,11 @@ fn plan_swaps<'a>(
         .iter()
         .filter_map(|eni| {
             let g = by_vpc.get(eni.vpc_id.as_str())?;
-            let swap = plan_swap(live.get(&eni.network_interface_id).map(Vec::as_slice), g);
+            let swap = plan_swap(
+                live.get(&eni.network_interface_id).map(Vec::as_slice),
+                g,
+                eni.original_unknown.is_none(),
+            );
             Some((eni, *g, swap))
         })
         .collect()
@@ -745,79 +842,199 @@ async fn pass_through_untrack(
     .await
 }
 
-/// Phase 2: every ENI whose phase 1 went through into the isolation group.
-/// An ENI that cannot be isolated is put back in its own groups rather than
-/// left in the allow-all group.
+/// Where one ENI ended up after apply.
+#[derive(Debug)]
+enum Landing {
+    /// In exactly the isolation group (now, or since an earlier attempt).
+    Isolated,
+    /// Deleted since the pre-state was read.
+    Gone,
+    /// Not isolated, and never left its own groups.
+    Failed(ActionError),
+    /// Not isolated; put back in its own groups.
+    Reverted(ActionError),
+    /// Not isolated and possibly still in the allow-all group: the way back
+    /// failed too (`revert`), or there is no known way back.
+    Open {
+        error: ActionError,
+        revert: Option<ActionError>,
+    },
+}
+
+/// Puts an ENI whose isolation failed back in its own groups, or says it is open.
+async fn revert(ctx: Ctx<'_>, eni: &InterfaceGroups, error: ActionError) -> Landing {
+    if eni.original_unknown.is_some() {
+        return Landing::Open {
+            error,
+            revert: None,
+        };
+    }
+    match set_groups(ctx, &eni.network_interface_id, &eni.security_group_ids).await {
+        Ok(()) => Landing::Reverted(error),
+        Err(back) => Landing::Open {
+            error,
+            revert: Some(back),
+        },
+    }
+}
+
+/// Phase 2: every ENI into the isolation group. An ENI that cannot be
+/// isolated after it entered (or may have entered) the allow-all group is
+/// put back in its own groups rather than left open.
 async fn move_to_isolation(
     ctx: Ctx<'_>,
     plans: &[SwapPlan<'_>],
-    phase1: &[Result<(), ActionError>],
-) -> Vec<Result<(), ActionError>> {
+    phase1: Vec<Result<(), ActionError>>,
+    live: &BTreeMap<String, Vec<String>>,
+) -> Vec<Landing> {
     join_all(
         plans
             .iter()
             .zip(phase1)
             .map(|((eni, g, swap), first)| async move {
-                if !matches!((swap, first), (Swap::Both | Swap::Isolate, Ok(()))) {
-                    return Ok(());
-                }
                 let id = &eni.network_interface_id;
-                let isolated =
-                    set_groups(ctx, id, std::slice::from_ref(&g.isolation_group_id)).await;
-                if isolated.is_err()
-                    && let Err(back) = set_groups(ctx, id, &eni.security_group_ids).await
-                {
-                    warn!(eni = %id, error = %back, "could not move the ENI out of the allow-all group");
+                match (swap, first) {
+                    (Swap::Done, _) => Landing::Isolated,
+                    (Swap::Gone, _) => Landing::Gone,
+                    // The first swap may have gone through before failing (a
+                    // timeout, say): put the ENI back to be sure.
+                    (Swap::Both, Err(e)) => revert(ctx, eni, e).await,
+                    (Swap::Both | Swap::Isolate, Ok(())) => {
+                        let isolated =
+                            set_groups(ctx, id, std::slice::from_ref(&g.isolation_group_id)).await;
+                        let Err(e) = isolated else {
+                            return Landing::Isolated;
+                        };
+                        let was_open = *swap == Swap::Both
+                            || g.untrack_group_id.as_ref().is_some_and(|untrack| {
+                                live.get(id).is_some_and(|now| now.contains(untrack))
+                            });
+                        if was_open {
+                            revert(ctx, eni, e).await
+                        } else {
+                            Landing::Failed(e)
+                        }
+                    }
+                    // Phase 1 makes no call for an ENI going straight to isolation.
+                    (Swap::Isolate, Err(e)) => Landing::Failed(e),
                 }
-                isolated
             })
             .collect(),
     )
     .await
 }
 
-/// Each ENI's result from its plan and its two phases, and the failures.
-fn interface_results(
-    plans: &[SwapPlan<'_>],
+/// Each ENI's result, from its plan and where it landed.
+fn interface_result(
+    (eni, g, swap): &SwapPlan<'_>,
+    landing: &Landing,
     live: &BTreeMap<String, Vec<String>>,
-    phase1: Vec<Result<(), ActionError>>,
-    phase2: Vec<Result<(), ActionError>>,
-) -> (Vec<InterfaceResult>, Vec<ActionError>) {
-    let mut interfaces = Vec::new();
-    let mut errors = Vec::new();
-    for (((eni, g, swap), first), second) in plans.iter().zip(phase1).zip(phase2) {
-        let failed = first.err().or(second.err());
-        let (groups_after, note) = match (swap, &failed) {
-            (_, Some(_)) => (
-                live.get(&eni.network_interface_id)
-                    .cloned()
-                    .unwrap_or_default(),
-                Some("failed".to_string()),
-            ),
-            (Swap::Gone, None) => (
-                Vec::new(),
-                Some("deleted since the pre-state was read".to_string()),
-            ),
-            (Swap::Done, None) => (
-                vec![g.isolation_group_id.clone()],
-                Some("already isolated by an earlier attempt".to_string()),
-            ),
-            _ => (vec![g.isolation_group_id.clone()], None),
-        };
-        interfaces.push(InterfaceResult {
-            network_interface_id: eni.network_interface_id.clone(),
-            vpc_id: eni.vpc_id.clone(),
-            groups_before: eni.security_group_ids.clone(),
-            passed_through: match swap {
-                Swap::Both if failed.is_none() => g.untrack_group_id.clone(),
+) -> InterfaceResult {
+    let before = || {
+        live.get(&eni.network_interface_id)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (groups_after, note) = match landing {
+        Landing::Isolated => (
+            vec![g.isolation_group_id.clone()],
+            match (swap, &eni.original_unknown) {
+                (Swap::Done, _) => Some("already isolated by an earlier attempt".to_string()),
+                (_, Some(why)) => Some(why.clone()),
                 _ => None,
             },
-            groups_after,
-            note,
-        });
-        errors.extend(failed);
+        ),
+        Landing::Gone => (
+            Vec::new(),
+            Some("deleted since the pre-state was read".to_string()),
+        ),
+        Landing::Failed(_) => (before(), Some("failed".to_string())),
+        Landing::Reverted(_) => (
+            eni.security_group_ids.clone(),
+            Some("failed; put back in its own groups".to_string()),
+        ),
+        Landing::Open { .. } => (
+            before(),
+            Some("failed; OPEN: may still be in the allow-all group".to_string()),
+        ),
+    };
+    InterfaceResult {
+        network_interface_id: eni.network_interface_id.clone(),
+        vpc_id: eni.vpc_id.clone(),
+        groups_before: eni.security_group_ids.clone(),
+        passed_through: match (swap, landing) {
+            (Swap::Both, Landing::Isolated) => g.untrack_group_id.clone(),
+            _ => None,
+        },
+        groups_after,
+        note,
     }
-    (interfaces, errors)
+}
+
+/// The ids of the ENIs whose landing `pick` selects.
+fn landed(plans: &[SwapPlan<'_>], landings: &[Landing], pick: fn(&Landing) -> bool) -> Vec<String> {
+    plans
+        .iter()
+        .zip(landings)
+        .filter(|(_, l)| pick(l))
+        .map(|((eni, _, _), _)| eni.network_interface_id.clone())
+        .collect()
+}
+
+/// The step's error when any ENI was not isolated: the ENIs left open first,
+/// by name, since every second they stay open counts.
+fn isolation_error(
+    plans: &[SwapPlan<'_>],
+    landings: Vec<Landing>,
+    isolated: usize,
+) -> Option<ActionError> {
+    let total = landings.len();
+    let open = landed(plans, &landings, |l| matches!(l, Landing::Open { .. }));
+    let untrack: BTreeSet<&str> = plans
+        .iter()
+        .filter_map(|(_, g, _)| g.untrack_group_id.as_deref())
+        .collect();
+    let mut first_revert = None;
+    let mut first = None;
+    for landing in landings {
+        match landing {
+            Landing::Open { error, revert } => {
+                first_revert = first_revert.or(revert);
+                first = first.or(Some(error));
+            }
+            Landing::Failed(error) | Landing::Reverted(error) => first = first.or(Some(error)),
+            Landing::Isolated | Landing::Gone => {}
+        }
+    }
+    let first = first?;
+    if open.is_empty() {
+        return Some(ActionError {
+            message: format!(
+                "{} ({isolated} of {total} network interfaces isolated; the rest keep their own groups)",
+                first.message
+            ),
+            ..first
+        });
+    }
+    let back = first_revert.map_or_else(
+        || "their own groups are unknown (they were found in cordon's groups)".to_string(),
+        |e| format!("putting them back in their own groups failed too: {e}"),
+    );
+    Some(ActionError {
+        resource: open.join(", "),
+        message: format!(
+            "network interfaces {} are OPEN, possibly still in the allow-all group {}: isolating them failed ({}), and {back} ({isolated} of {total} network interfaces isolated)",
+            open.join(", "),
+            untrack.into_iter().collect::<Vec<_>>().join(", "),
+            first.message
+        ),
+        hint: format!(
+            "move {} into the isolation group (or their own groups) by hand now, or resume the case at once; {}",
+            open.join(", "),
+            first.hint
+        ),
+        ..first
+    })
 }
 
 impl Handler for IsolateInstance {
@@ -829,7 +1046,7 @@ impl Handler for IsolateInstance {
     /// Reads every ENI attached to the instance now (DescribeNetworkInterfaces
     /// by attachment, not the finding's list), concurrently with the instance
     /// describe that turns a missing or terminated instance into a clear error.
-    async fn pre_state(ctx: Ctx<'_>, _p: &Params) -> Result<IsolationPreState, ActionError> {
+    async fn pre_state(ctx: Ctx<'_>, p: &Params) -> Result<IsolationPreState, ActionError> {
         let instance_id = &ctx.instance()?.instance_id;
         let (instance, enis) = tokio::join!(
             describe_instance(ctx, instance_id),
@@ -839,7 +1056,7 @@ impl Handler for IsolateInstance {
         let enis = enis?;
         let interfaces: Vec<InterfaceGroups> = enis
             .iter()
-            .map(interface_groups)
+            .map(|eni| interface_groups(eni, p))
             .collect::<Result<_, _>>()?;
         // Both reads must agree on the ENI set; a gap means one is stale.
         let listed: BTreeSet<&str> = interfaces
@@ -878,10 +1095,11 @@ impl Handler for IsolateInstance {
 
     /// Finds or creates the groups and, concurrently, re-reads each ENI's
     /// groups; then swaps all ENIs to the untrack group at once, then all to
-    /// the isolation group. The isolation group is ready before any ENI moves,
-    /// so no ENI is left in the allow-all group if group set-up fails; if the
+    /// the isolation group, journaling each phase boundary first (see the
+    /// module docs). The isolation group is ready before any ENI moves, so no
+    /// ENI is left in the allow-all group if group set-up fails; if the
     /// second swap fails for an ENI, it is put back to its own groups rather
-    /// than left open.
+    /// than left open, and the error names any ENI that could not be.
     async fn apply(
         ctx: Ctx<'_>,
         p: &Params,
@@ -894,22 +1112,34 @@ impl Handler for IsolateInstance {
         );
         let (groups, live) = (groups?, live?);
         let plans = plan_swaps(pre, &groups, &live);
+        let entering: Vec<String> = plans
+            .iter()
+            .filter(|(_, g, swap)| *swap == Swap::Both && g.untrack_group_id.is_some())
+            .map(|(eni, _, _)| eni.network_interface_id.clone())
+            .collect();
+        if !entering.is_empty() {
+            ctx.record_progress(phase_record(PHASE_UNTRACK_BEGUN, &entering))
+                .await?;
+        }
         let phase1 = pass_through_untrack(ctx, &plans).await;
-        let phase2 = move_to_isolation(ctx, &plans, &phase1).await;
-        let (interfaces, errors) = interface_results(&plans, &live, phase1, phase2);
-        if let Some(first) = errors.into_iter().next() {
-            let isolated = interfaces
-                .iter()
-                .filter(|i| i.note.as_deref() != Some("failed"))
-                .count();
-            return Err(ActionError {
-                message: format!(
-                    "{} ({isolated} of {} network interfaces isolated; the rest keep their own groups)",
-                    first.message,
-                    interfaces.len()
-                ),
-                ..first
-            });
+        let landings = move_to_isolation(ctx, &plans, phase1, &live).await;
+        let interfaces: Vec<InterfaceResult> = plans
+            .iter()
+            .zip(&landings)
+            .map(|(plan, landing)| interface_result(plan, landing, &live))
+            .collect();
+        let isolated = landed(&plans, &landings, |l| matches!(l, Landing::Isolated));
+        let reverted = landed(&plans, &landings, |l| matches!(l, Landing::Reverted(_)));
+        if !isolated.is_empty() {
+            ctx.record_progress(phase_record(PHASE_ISOLATION_DONE, &isolated))
+                .await?;
+        }
+        if !reverted.is_empty() {
+            ctx.record_progress(phase_record(PHASE_REVERTED, &reverted))
+                .await?;
+        }
+        if let Some(error) = isolation_error(&plans, landings, isolated.len()) {
+            return Err(error);
         }
         Ok(IsolationOutcome {
             groups,
@@ -919,7 +1149,8 @@ impl Handler for IsolateInstance {
     }
 
     /// Every ENI attached now (not only those in the pre-state) must be in
-    /// exactly its VPC's isolation group, and that group must have no rules.
+    /// exactly its VPC's isolation group, that group must have no rules, and
+    /// no ENI of the pre-state (attached or not) may be in an allow-all group.
     async fn verify(
         ctx: Ctx<'_>,
         _p: &Params,
@@ -935,33 +1166,78 @@ impl Handler for IsolateInstance {
             instance_network_interfaces(ctx, &pre.instance_id),
             groups_by_id(ctx, &group_ids)
         );
-        let hint = "EC2 is eventually consistent; the step is retried, and if it persists check who else changes the ENI's groups";
-        for eni in enis? {
-            let id = eni.network_interface_id().unwrap_or_default();
-            let vpc = eni.vpc_id().unwrap_or_default();
-            let Some(g) = outcome.groups.iter().find(|g| g.vpc_id == vpc) else {
+        let enis = enis?;
+        // The pre-state's ENIs still attached are in `enis`; only one detached
+        // since needs its own read (one more round trip, rarely).
+        let mut known: BTreeMap<String, Vec<String>> = enis
+            .iter()
+            .filter_map(|eni| {
+                let id = eni.network_interface_id()?;
+                Some((id.to_string(), interface_group_ids(eni)))
+            })
+            .collect();
+        let detached: Vec<InterfaceGroups> = pre
+            .interfaces
+            .iter()
+            .filter(|i| !known.contains_key(&i.network_interface_id))
+            .cloned()
+            .collect();
+        if !detached.is_empty() {
+            known.extend(live_groups(ctx, &detached).await?);
+        }
+        for (id, now) in known {
+            if let Some(untrack) = outcome
+                .groups
+                .iter()
+                .filter_map(|g| g.untrack_group_id.as_ref())
+                .find(|u| now.contains(u))
+            {
                 return Err(ActionError::new(
                     ErrorKind::Verification,
-                    id,
-                    format!(
-                        "network interface in {vpc} was attached after the pre-state was read, and is not isolated"
-                    ),
-                    "roll the case back and run it again so the new interface is recorded and isolated",
-                ));
-            };
-            let have = interface_group_ids(&eni);
-            if have != [g.isolation_group_id.clone()] {
-                return Err(ActionError::new(
-                    ErrorKind::Verification,
-                    id,
-                    format!(
-                        "network interface is in [{}], not only in isolation group {}",
-                        have.join(", "),
-                        g.isolation_group_id
-                    ),
-                    hint,
+                    &id,
+                    format!("network interface is OPEN: it is in the allow-all group {untrack}"),
+                    "the step re-applies and moves it to the isolation group; if it persists, move it by hand now",
                 ));
             }
+        }
+        let hint = "EC2 is eventually consistent; the step is retried, and if it persists check who else changes the ENI's groups";
+        let recorded: BTreeSet<&str> = pre
+            .interfaces
+            .iter()
+            .map(|i| i.network_interface_id.as_str())
+            .collect();
+        for eni in &enis {
+            let id = eni.network_interface_id().unwrap_or_default();
+            let vpc = eni.vpc_id().unwrap_or_default();
+            let have = interface_group_ids(eni);
+            let isolated = outcome
+                .groups
+                .iter()
+                .find(|g| g.vpc_id == vpc)
+                .filter(|g| have == [g.isolation_group_id.clone()]);
+            if isolated.is_some() {
+                continue;
+            }
+            if !recorded.contains(id) {
+                return Err(ActionError::new(
+                    ErrorKind::Verification,
+                    id,
+                    format!(
+                        "network interface in {vpc} (groups [{}]) was attached after the pre-state was read, and is not isolated",
+                        have.join(", ")
+                    ),
+                    "the step is retried: it re-reads the instance, records the new interface's groups and isolates it",
+                ));
+            }
+            return Err(ActionError::new(
+                ErrorKind::Verification,
+                id,
+                format!(
+                    "network interface is in [{}], not only in its VPC's isolation group",
+                    have.join(", ")
+                ),
+                hint,
+            ));
         }
         let groups = groups?;
         for id in &group_ids {
@@ -990,34 +1266,51 @@ impl Handler for IsolateInstance {
     }
 
     /// Puts each ENI back in its own original groups (ENIs already there are
-    /// left alone, so a half-applied or already-undone state is fine). The
-    /// isolation and untrack groups are kept: they are shared by every case
-    /// in the VPC and reused by the next one.
+    /// left alone, so a half-applied or already-undone state is fine). An ENI
+    /// whose original groups are unknown stays isolated (and is moved there
+    /// if an interrupted apply left it in the allow-all group). The isolation
+    /// and untrack groups are kept: they are shared by every case in the VPC
+    /// and reused by the next one.
     async fn undo(
         ctx: Ctx<'_>,
         _p: &Params,
         pre: &IsolationPreState,
-        _outcome: Option<&IsolationOutcome>,
+        outcome: Option<&IsolationOutcome>,
     ) -> Result<IsolationUndone, ActionError> {
         let live = live_groups(ctx, &pre.interfaces).await?;
         let mut restored = Vec::new();
         let mut already = Vec::new();
         let mut gone = Vec::new();
+        let mut left_isolated = Vec::new();
         let mut calls: Vec<BoxedCall<'_, ()>> = Vec::new();
         for eni in &pre.interfaces {
-            match live.get(&eni.network_interface_id) {
-                None => gone.push(eni.network_interface_id.clone()),
-                Some(now) if as_set(now) == as_set(&eni.security_group_ids) => {
-                    already.push(eni.network_interface_id.clone())
-                }
-                Some(_) => {
-                    restored.push(eni.network_interface_id.clone());
+            let id = &eni.network_interface_id;
+            let Some(now) = live.get(id) else {
+                gone.push(id.clone());
+                continue;
+            };
+            if eni.original_unknown.is_some() {
+                left_isolated.push(id.clone());
+                let groups = outcome
+                    .into_iter()
+                    .flat_map(|o| &o.groups)
+                    .find(|g| g.vpc_id == eni.vpc_id);
+                if let Some(g) = groups
+                    && g.untrack_group_id.as_ref().is_some_and(|u| now.contains(u))
+                {
                     calls.push(Box::pin(set_groups(
                         ctx,
-                        &eni.network_interface_id,
-                        &eni.security_group_ids,
+                        id,
+                        std::slice::from_ref(&g.isolation_group_id),
                     )));
                 }
+                continue;
+            }
+            if as_set(now) == as_set(&eni.security_group_ids) {
+                already.push(id.clone());
+            } else {
+                restored.push(id.clone());
+                calls.push(Box::pin(set_groups(ctx, id, &eni.security_group_ids)));
             }
         }
         try_join_all(calls).await?;
@@ -1028,6 +1321,7 @@ impl Handler for IsolateInstance {
             restored,
             already_restored: already,
             gone,
+            left_isolated,
             groups_kept:
                 "the isolation groups stay: they are shared per VPC and reused by later cases"
                     .to_string(),
@@ -1036,14 +1330,19 @@ impl Handler for IsolateInstance {
 
     /// Each ENI's groups equal its pre-state groups, as sets. ENIs deleted
     /// since (the instance terminated, say) have nothing to restore and are
-    /// not counted against the rollback.
+    /// not counted against the rollback; ENIs whose original groups are
+    /// unknown stay isolated by design.
     async fn verify_undone(
         ctx: Ctx<'_>,
         _p: &Params,
         pre: &IsolationPreState,
     ) -> Result<(), ActionError> {
         let live = live_groups(ctx, &pre.interfaces).await?;
-        for eni in &pre.interfaces {
+        for eni in pre
+            .interfaces
+            .iter()
+            .filter(|e| e.original_unknown.is_none())
+        {
             let Some(now) = live.get(&eni.network_interface_id) else {
                 continue;
             };
@@ -1061,6 +1360,37 @@ impl Handler for IsolateInstance {
             }
         }
         Ok(())
+    }
+
+    /// ENIs attached since the pre-state was read, with their live groups
+    /// (or "original unknown" when those are cordon's own); ENIs already in
+    /// the pre-state are never re-read into it.
+    async fn amend(
+        ctx: Ctx<'_>,
+        p: &Params,
+        pre: &IsolationPreState,
+    ) -> Result<Option<Amended<IsolationPreState>>, ActionError> {
+        let attached = instance_network_interfaces(ctx, &pre.instance_id).await?;
+        let recorded: BTreeSet<&str> = pre
+            .interfaces
+            .iter()
+            .map(|i| i.network_interface_id.as_str())
+            .collect();
+        let new: Vec<InterfaceGroups> = attached
+            .iter()
+            .filter(|eni| !recorded.contains(eni.network_interface_id().unwrap_or_default()))
+            .map(|eni| interface_groups(eni, p))
+            .collect::<Result<_, _>>()?;
+        if new.is_empty() {
+            return Ok(None);
+        }
+        let added = new.iter().map(|i| i.network_interface_id.clone()).collect();
+        let mut amended = pre.clone();
+        amended.interfaces.extend(new);
+        Ok(Some(Amended {
+            pre: amended,
+            added,
+        }))
     }
 
     fn describe(_ctx: Ctx<'_>, p: &Params, pre: &IsolationPreState) -> Vec<String> {
@@ -1125,12 +1455,54 @@ mod tests {
     fn swap_plan_never_reopens_an_isolated_interface() {
         let g = groups(Some("sg-open"));
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(plan_swap(Some(&s(&["sg-iso"])), &g), Swap::Done);
-        assert_eq!(plan_swap(Some(&s(&["sg-open"])), &g), Swap::Isolate);
-        assert_eq!(plan_swap(Some(&s(&["sg-a", "sg-b"])), &g), Swap::Both);
-        assert_eq!(plan_swap(Some(&s(&["sg-iso", "sg-a"])), &g), Swap::Both);
-        assert_eq!(plan_swap(None, &g), Swap::Gone);
-        assert_eq!(plan_swap(Some(&s(&["sg-a"])), &groups(None)), Swap::Isolate);
+        assert_eq!(plan_swap(Some(&s(&["sg-iso"])), &g, true), Swap::Done);
+        assert_eq!(plan_swap(Some(&s(&["sg-open"])), &g, true), Swap::Isolate);
+        assert_eq!(plan_swap(Some(&s(&["sg-a", "sg-b"])), &g, true), Swap::Both);
+        assert_eq!(
+            plan_swap(Some(&s(&["sg-iso", "sg-a"])), &g, true),
+            Swap::Both
+        );
+        assert_eq!(plan_swap(None, &g, true), Swap::Gone);
+        assert_eq!(
+            plan_swap(Some(&s(&["sg-a"])), &groups(None), true),
+            Swap::Isolate
+        );
+        // Nothing to put an ENI of unknown origin back to: never through allow-all.
+        assert_eq!(
+            plan_swap(Some(&s(&["sg-iso", "sg-a"])), &g, false),
+            Swap::Isolate
+        );
+        assert_eq!(plan_swap(Some(&s(&["sg-iso"])), &g, false), Swap::Done);
+    }
+
+    #[test]
+    fn open_interfaces_are_those_that_entered_allow_all_and_never_left() {
+        let begun = phase_record(PHASE_UNTRACK_BEGUN, &["eni-1".into(), "eni-2".into()]);
+        assert_eq!(
+            open_interfaces(std::slice::from_ref(&begun)),
+            vec!["eni-1", "eni-2"]
+        );
+        let done = phase_record(PHASE_ISOLATION_DONE, &["eni-1".into()]);
+        assert_eq!(
+            open_interfaces(&[begun.clone(), done.clone()]),
+            vec!["eni-2"]
+        );
+        let reverted = phase_record(PHASE_REVERTED, &["eni-2".into()]);
+        assert!(open_interfaces(&[begun.clone(), done.clone(), reverted.clone()]).is_empty());
+        // A later attempt opening eni-1 again counts from its own record on.
+        let again = phase_record(PHASE_UNTRACK_BEGUN, &["eni-1".into()]);
+        assert_eq!(
+            open_interfaces(&[begun, done, reverted, again]),
+            vec!["eni-1"]
+        );
+        // Other steps' records (a key about to be created) are not about ENIs.
+        assert!(
+            open_interfaces(&[json!({"phase": "creating-key", "existing-keys": []})]).is_empty()
+        );
+        assert_eq!(
+            serde_json::to_string(&phase_record(PHASE_UNTRACK_BEGUN, &["eni-9".into()])).unwrap(),
+            r#"{"phase":"untrack-begun","network-interfaces":["eni-9"]}"#
+        );
     }
 
     #[test]
@@ -1158,12 +1530,14 @@ mod tests {
                     vpc_id: "vpc-1".into(),
                     device_index: Some(0),
                     security_group_ids: vec!["sg-a".into()],
+                    original_unknown: None,
                 },
                 InterfaceGroups {
                     network_interface_id: "eni-2".into(),
                     vpc_id: "vpc-1".into(),
                     device_index: Some(1),
                     security_group_ids: vec!["sg-b".into()],
+                    original_unknown: None,
                 },
             ],
         };

@@ -24,11 +24,40 @@ pub mod snapshot;
 pub mod tag;
 
 /// A Describe filter: `name` matching any of `values`.
-pub fn filter<V: Into<String>>(name: &str, values: impl IntoIterator<Item = V>) -> Filter {
-    Filter::builder()
+///
+/// EC2 reads `*` and `?` in filter values as wildcards, and every value here
+/// comes from a finding (attacker-influenced) or a playbook: a value holding
+/// one would widen the match to resources the case is not about (an instance
+/// id of `*` matches every instance). Such a value is refused before any call.
+pub fn filter<V: Into<String>>(
+    name: &str,
+    values: impl IntoIterator<Item = V>,
+) -> Result<Filter, ActionError> {
+    let values: Vec<String> = values.into_iter().map(Into::into).collect();
+    for value in &values {
+        refuse_wildcard(value, &format!("the `{name}` filter"))?;
+    }
+    Ok(Filter::builder()
         .name(name)
-        .set_values(Some(values.into_iter().map(Into::into).collect()))
-        .build()
+        .set_values(Some(values))
+        .build())
+}
+
+/// Refuses a value holding `*` or `?`, which EC2 would expand as a wildcard
+/// in `place` (a Describe filter, say), matching resources the case is not
+/// about. Values come from findings (attacker-influenced) and playbooks.
+pub fn refuse_wildcard(value: &str, place: &str) -> Result<(), ActionError> {
+    if !value.contains(['*', '?']) {
+        return Ok(());
+    }
+    Err(ActionError::new(
+        ErrorKind::Refused,
+        value,
+        format!(
+            "{value:?} holds a wildcard (`*` or `?`) that EC2 would expand in {place}, matching resources this case is not about; nothing was called"
+        ),
+        "check the finding's ids (attacker-influenced) and the playbook's names: EC2 ids and cordon's names never hold `*` or `?`",
+    ))
 }
 
 /// The instance's profile associations that are not yet fully gone
@@ -42,11 +71,11 @@ pub async fn profile_associations(
     let request = clients
         .ec2
         .describe_iam_instance_profile_associations()
-        .filters(filter("instance-id", [instance_id]))
+        .filters(filter("instance-id", [instance_id])?)
         .filters(filter(
             "state",
             ["associating", "associated", "disassociating"],
-        ));
+        )?);
     let pages = clients
         .paginate(
             &ops::EC2_DESCRIBE_IAM_INSTANCE_PROFILE_ASSOCIATIONS,
@@ -103,7 +132,7 @@ pub async fn instance_network_interfaces(
     let request = clients
         .ec2
         .describe_network_interfaces()
-        .filters(filter("attachment.instance-id", [instance_id]));
+        .filters(filter("attachment.instance-id", [instance_id])?);
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_NETWORK_INTERFACES, instance_id, request)
         .await?;
@@ -169,7 +198,7 @@ pub async fn network_interfaces_by_id(
     let request = clients
         .ec2
         .describe_network_interfaces()
-        .filters(filter("network-interface-id", ids));
+        .filters(filter("network-interface-id", ids)?);
     let pages = clients
         .paginate(
             &ops::EC2_DESCRIBE_NETWORK_INTERFACES,

@@ -7,6 +7,10 @@
 //!
 //! Undo keeps the snapshots unless the step says `delete-on-rollback`: they
 //! are evidence, and rolling containment back must not destroy evidence.
+//!
+//! An instance with no EBS volume fails the step (never "done" with nothing
+//! kept). A volume attached after the pre-state was read fails verification;
+//! the retry amends the pre-state with it and snapshots it too.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,8 +21,9 @@ use cordon_core::executor::{ActionError, ErrorKind};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::capture::instance_volumes;
 use super::{describe_instance, filter, try_join_all};
-use crate::actions::{Ctx, Handler};
+use crate::actions::{Amended, Ctx, Handler};
 use crate::call::items;
 use crate::ops;
 
@@ -125,8 +130,8 @@ async fn case_snapshots(ctx: Ctx<'_>) -> Result<Vec<Snapshot>, ActionError> {
         .ec2
         .describe_snapshots()
         .owner_ids("self")
-        .filters(filter(&format!("tag:{CASE_TAG}"), [ctx.case_id()]))
-        .filters(filter(&format!("tag:{STEP_TAG}"), [&ctx.step.id]));
+        .filters(filter(&format!("tag:{CASE_TAG}"), [ctx.case_id()])?)
+        .filters(filter(&format!("tag:{STEP_TAG}"), [&ctx.step.id])?);
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_SNAPSHOTS, ctx.case_id(), request)
         .await?;
@@ -143,11 +148,32 @@ async fn snapshots_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<Snapshot>, 
         .ec2
         .describe_snapshots()
         .owner_ids("self")
-        .filters(filter("snapshot-id", ids));
+        .filters(filter("snapshot-id", ids)?);
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_SNAPSHOTS, &ids.join(","), request)
         .await?;
     Ok(items(&pages, |page| page.snapshots()))
+}
+
+/// The EBS volumes attached to the instance now, with their device names.
+async fn attached_volumes(
+    ctx: Ctx<'_>,
+    instance_id: &str,
+) -> Result<Vec<AttachedVolume>, ActionError> {
+    Ok(instance_volumes(ctx, instance_id)
+        .await?
+        .iter()
+        .filter_map(|v| {
+            let attachment = v
+                .attachments()
+                .iter()
+                .find(|a| a.instance_id() == Some(instance_id))?;
+            Some(AttachedVolume {
+                volume_id: v.volume_id()?.to_string(),
+                device_name: attachment.device().unwrap_or_default().to_string(),
+            })
+        })
+        .collect())
 }
 
 async fn create_snapshot(
@@ -268,7 +294,7 @@ impl Handler for SnapshotVolumes {
     async fn pre_state(ctx: Ctx<'_>, _p: &Params) -> Result<SnapshotPreState, ActionError> {
         let instance_id = &ctx.instance()?.instance_id;
         let instance = describe_instance(ctx, instance_id).await?;
-        let volumes = instance
+        let volumes: Vec<AttachedVolume> = instance
             .block_device_mappings()
             .iter()
             .filter_map(|m| {
@@ -278,6 +304,14 @@ impl Handler for SnapshotVolumes {
                 })
             })
             .collect();
+        if volumes.is_empty() {
+            return Err(ActionError::new(
+                ErrorKind::InvalidState,
+                instance_id,
+                "instance has no EBS volume attached: there is nothing to snapshot (instance-store volumes cannot be snapshotted)",
+                "preserve the instance's data by other means (disk and memory acquisition on the host); this step cannot",
+            ));
+        }
         Ok(SnapshotPreState {
             instance_id: instance_id.clone(),
             volumes,
@@ -365,7 +399,25 @@ impl Handler for SnapshotVolumes {
             .iter()
             .map(|s| s.snapshot_id.clone())
             .collect();
-        let live = snapshots_by_id(ctx, &ids).await?;
+        let (live, attached) = tokio::join!(
+            snapshots_by_id(ctx, &ids),
+            attached_volumes(ctx, &pre.instance_id)
+        );
+        let live = live?;
+        if let Some(new) = attached?
+            .into_iter()
+            .find(|a| !pre.volumes.iter().any(|v| v.volume_id == a.volume_id))
+        {
+            return Err(ActionError::new(
+                ErrorKind::Verification,
+                &new.volume_id,
+                format!(
+                    "volume attached at {} after the pre-state was read has no snapshot",
+                    new.device_name
+                ),
+                "the step is retried: it records the new volume and snapshots it too",
+            ));
+        }
         let hint = "EC2 is eventually consistent; the step is retried";
         for volume in &pre.volumes {
             let Some(taken) = outcome
@@ -474,7 +526,7 @@ impl Handler for SnapshotVolumes {
         let request = clients
             .ec2
             .describe_volumes()
-            .filters(filter("volume-id", &ids));
+            .filters(filter("volume-id", &ids)?);
         let pages = clients
             .paginate(&ops::EC2_DESCRIBE_VOLUMES, &ids.join(","), request)
             .await?;
@@ -491,6 +543,29 @@ impl Handler for SnapshotVolumes {
             ));
         }
         Ok(())
+    }
+
+    /// Volumes attached since the pre-state was read, added to it.
+    async fn amend(
+        ctx: Ctx<'_>,
+        _p: &Params,
+        pre: &SnapshotPreState,
+    ) -> Result<Option<Amended<SnapshotPreState>>, ActionError> {
+        let new: Vec<AttachedVolume> = attached_volumes(ctx, &pre.instance_id)
+            .await?
+            .into_iter()
+            .filter(|a| !pre.volumes.iter().any(|v| v.volume_id == a.volume_id))
+            .collect();
+        if new.is_empty() {
+            return Ok(None);
+        }
+        let added = new.iter().map(|v| v.volume_id.clone()).collect();
+        let mut amended = pre.clone();
+        amended.volumes.extend(new);
+        Ok(Some(Amended {
+            pre: amended,
+            added,
+        }))
     }
 
     fn describe(ctx: Ctx<'_>, _p: &Params, pre: &SnapshotPreState) -> Vec<String> {

@@ -84,8 +84,8 @@ async fn current_tags(
     let request = clients
         .ec2
         .describe_tags()
-        .filters(filter("resource-id", resource_ids))
-        .filters(filter("key", keys));
+        .filters(filter("resource-id", resource_ids)?)
+        .filters(filter("key", keys)?);
     let pages = clients
         .paginate(&ops::EC2_DESCRIBE_TAGS, &resource_ids[0], request)
         .await?;

@@ -9,11 +9,27 @@
 //! secret access key exists in this process only inside [`SecretText`], from
 //! the `CreateAccessKey` answer until `CreateSecret` has been sent; it never
 //! reaches the journal, the logs or an error message.
+//!
+//! # Which keys rotation may delete
+//!
+//! Only keys it created itself and never stored (their secret died with an
+//! interrupted attempt, so nobody can use them), and on undo the replacement
+//! it stored. It knows which keys those are from its progress records,
+//! journaled durably around `CreateAccessKey`:
+//! `{"phase": "creating-key", "existing-keys": [...]}` just before it,
+//! `{"phase": "key-created", "access-key-id": "..."}` as soon as it answers,
+//! `{"phase": "key-not-created", "reason": "..."}` when IAM refused. A key is
+//! the step's own when a `key-created` record names it, or when the last
+//! `creating-key` record has no answer recorded (a crash in between) and the
+//! key is not among its `existing-keys`. A key that appeared any other way
+//! (an operator's, between a refused attempt and a resume) is never deleted,
+//! and counts against IAM's two-key limit like any other.
 
 use std::fmt;
 
 use aws_sdk_iam::types::StatusType;
 use aws_sdk_secretsmanager::types::Tag;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use cordon_core::action::{
     DeactivateAccessKey as DeactivateParams, RotateAccessKey as RotateParams, WhenTwoKeys,
 };
@@ -21,7 +37,7 @@ use cordon_core::executor::{ActionError, ErrorKind};
 use cordon_core::finding::KeyKind;
 use cordon_core::plan::AccessKeyTarget;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::{KeyState, access_key_target, is_no_such_entity, key_statuses, list_keys, timestamp};
@@ -429,7 +445,12 @@ impl Handler for DeactivateAccessKey {
         _p: &DeactivateParams,
         pre: &DeactivatePreState,
     ) -> Result<(), ActionError> {
-        let live = list_keys(ctx, &pre.user_name).await?;
+        // Keys created since (an operator's replacement) are not this step's.
+        let live: Vec<KeyState> = list_keys(ctx, &pre.user_name)
+            .await?
+            .into_iter()
+            .filter(|l| pre.keys.iter().any(|k| k.access_key_id == l.access_key_id))
+            .collect();
         if key_statuses(&live) == key_statuses(&pre.keys) {
             return Ok(());
         }
@@ -476,6 +497,52 @@ impl Handler for DeactivateAccessKey {
 // ---------------------------------------------------------------------------
 // rotate-access-key
 
+/// Progress record: a key is about to be created; the user's keys before it.
+pub const PHASE_CREATING_KEY: &str = "creating-key";
+/// Progress record: `CreateAccessKey` answered with this key.
+pub const PHASE_KEY_CREATED: &str = "key-created";
+/// Progress record: `CreateAccessKey` was refused; no key was created.
+pub const PHASE_KEY_NOT_CREATED: &str = "key-not-created";
+
+/// The keys among `live` this step created, judged from its progress records
+/// (see the module docs): named by a `key-created` record, or absent from the
+/// `existing-keys` of a last `creating-key` record that got no answer. Empty
+/// when no key was ever about to be created. In `live` order.
+pub fn created_by_step(progress: &[Value], live: &[KeyState]) -> Vec<String> {
+    let mut created: Vec<&str> = Vec::new();
+    let mut unanswered: Option<Vec<&str>> = None;
+    for record in progress {
+        match record["phase"].as_str() {
+            Some(PHASE_CREATING_KEY) => {
+                unanswered = Some(
+                    record["existing-keys"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect(),
+                );
+            }
+            Some(PHASE_KEY_CREATED) => {
+                created.extend(record["access-key-id"].as_str());
+                unanswered = None;
+            }
+            Some(PHASE_KEY_NOT_CREATED) => unanswered = None,
+            _ => {}
+        }
+    }
+    live.iter()
+        .map(|k| k.access_key_id.as_str())
+        .filter(|id| {
+            created.contains(id)
+                || unanswered
+                    .as_ref()
+                    .is_some_and(|existing| !existing.contains(id))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
 /// Creates a replacement key for the named key's user and stores it in Secrets Manager.
 #[derive(Debug)]
 pub struct RotateAccessKey;
@@ -513,6 +580,10 @@ pub struct RotateOutcome {
     /// Keys an interrupted earlier attempt created whose secret was never stored
     /// (so nobody could use them); deleted before creating the replacement.
     pub discarded_unstored_keys: Vec<String>,
+    /// Keys of the user that appeared since the pre-state and that this step
+    /// did not create (an operator's): left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys_left_alone: Vec<String>,
 }
 
 /// What undoing the rotation did: the replacement key deleted, its secret
@@ -521,6 +592,10 @@ pub struct RotateOutcome {
 #[serde(rename_all = "kebab-case")]
 pub struct RotateUndone {
     pub deleted_access_keys: Vec<String>,
+    /// Keys of the user this step did not create (absent from the pre-state
+    /// all the same): never deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys_left_alone: Vec<String>,
     pub secret_arn: Option<String>,
     /// When Secrets Manager deletes the secret for good (RFC 3339).
     pub secret_deletion_date: Option<String>,
@@ -549,6 +624,23 @@ struct SecretInfo {
     case_id: Option<String>,
     new_access_key_id: Option<String>,
     current_version_id: Option<String>,
+}
+
+/// Schedules a secret's deletion with the recovery window; returns the date.
+async fn schedule_deletion(ctx: Ctx<'_>, arn: &str) -> Result<String, ActionError> {
+    let clients = ctx.clients();
+    let request = clients
+        .secretsmanager
+        .delete_secret()
+        .secret_id(arn)
+        .recovery_window_in_days(SECRET_RECOVERY_WINDOW_DAYS);
+    let out = clients
+        .call(&ops::SECRETSMANAGER_DELETE_SECRET, arn, request)
+        .await?;
+    Ok(out
+        .deletion_date()
+        .and_then(timestamp)
+        .unwrap_or_else(|| "scheduled".to_string()))
 }
 
 async fn describe_secret(ctx: Ctx<'_>, secret_id: &str) -> Result<Option<SecretInfo>, ActionError> {
@@ -600,16 +692,42 @@ fn tag(key: &str, value: &str) -> Tag {
 }
 
 /// Creates the new key; its secret goes straight into a [`SecretText`].
-async fn create_key(ctx: Ctx<'_>, user: &str) -> Result<(String, SecretText), ActionError> {
+/// Journals `creating-key` first and the answer as soon as it comes (see the
+/// module docs); an unjournaled new key is deleted again at once.
+async fn create_key(
+    ctx: Ctx<'_>,
+    user: &str,
+    existing: &[KeyState],
+) -> Result<(String, SecretText), ActionError> {
+    let existing: Vec<&str> = existing.iter().map(|k| k.access_key_id.as_str()).collect();
+    ctx.record_progress(json!({"phase": PHASE_CREATING_KEY, "existing-keys": existing}))
+        .await?;
     let clients = ctx.clients();
     let request = clients.iam.create_access_key().user_name(user);
-    let out = clients
-        .call(
+    let out = match clients
+        .try_call(
             &ops::IAM_CREATE_ACCESS_KEY,
             &format!("user {user}"),
             request,
         )
-        .await?;
+        .await
+    {
+        Ok(out) => out,
+        Err(e) => {
+            // IAM answered with an error: certainly no key. (A timeout is no
+            // answer: the key may exist, and the record stays unanswered.)
+            if let Some(refusal) = e.service_error() {
+                let reason = refusal.code().unwrap_or("refused").to_string();
+                if let Err(journal) = ctx
+                    .record_progress(json!({"phase": PHASE_KEY_NOT_CREATED, "reason": reason}))
+                    .await
+                {
+                    warn!(error = %journal, "could not journal that no key was created");
+                }
+            }
+            return Err(e.into());
+        }
+    };
     // Moved out, not copied: the SDK's output is consumed here.
     let Some(key) = out.access_key else {
         return Err(ActionError::new(
@@ -619,7 +737,31 @@ async fn create_key(ctx: Ctx<'_>, user: &str) -> Result<(String, SecretText), Ac
             "check in IAM whether a key was created for the user and delete it; then resume",
         ));
     };
-    Ok((key.access_key_id, SecretText(key.secret_access_key)))
+    let (id, secret) = (key.access_key_id, SecretText(key.secret_access_key));
+    if let Err(error) = ctx
+        .record_progress(json!({"phase": PHASE_KEY_CREATED, "access-key-id": id}))
+        .await
+    {
+        drop(secret);
+        return Err(discard_new_key(ctx, user, &id, error).await);
+    }
+    Ok((id, secret))
+}
+
+/// Deletes a new key the step cannot go on with (its secret is lost, or it
+/// could not be journaled) and says so in `error`.
+async fn discard_new_key(
+    ctx: Ctx<'_>,
+    user: &str,
+    key_id: &str,
+    mut error: ActionError,
+) -> ActionError {
+    let cleanup = match delete_key(ctx, user, key_id).await {
+        Ok(_) => format!("the new key {key_id} was deleted again"),
+        Err(e) => format!("deleting the new key {key_id} failed too ({e}); delete it by hand"),
+    };
+    error.message = format!("{}; {cleanup}", error.message);
+    error
 }
 
 /// Stores the new key in Secrets Manager; returns the secret's ARN and version id.
@@ -698,28 +840,35 @@ impl RotateAccessKey {
             .cloned()
     }
 
-    /// The user's live keys, with this step's own leftovers from an earlier,
-    /// interrupted attempt deleted, and the other key's fate decided.
+    /// Deletes this step's own unstored leftovers from earlier, interrupted
+    /// attempts, then decides the other key's fate under IAM's two-key limit.
+    /// Returns (the inactive other key deleted, the leftovers deleted, keys
+    /// left alone, the keys the new one is created beside).
     async fn make_room(
         ctx: Ctx<'_>,
         pre: &RotatePreState,
         params: &RotateParams,
         live: Vec<KeyState>,
-    ) -> Result<(Option<KeyState>, Vec<String>), ActionError> {
-        let known = |id: &str| pre.keys.iter().any(|k| k.access_key_id == id);
-        // Keys absent from the pre-state were created by this step, and with no
-        // secret stored their secret is lost: nobody can use them. Delete them.
-        let mut discarded = Vec::new();
-        for key in live.iter().filter(|k| !known(&k.access_key_id)) {
-            warn!(access_key_id = %key.access_key_id, "deleting a key an interrupted attempt created but never stored");
-            delete_key(ctx, &pre.user_name, &key.access_key_id).await?;
-            discarded.push(key.access_key_id.clone());
+    ) -> Result<Room, ActionError> {
+        // Keys this step created whose secret was never stored (no secret
+        // exists, or apply would have reused it): nobody can use them.
+        let leftovers = created_by_step(ctx.earlier_progress(), &live);
+        for id in &leftovers {
+            warn!(access_key_id = %id, "deleting a key an interrupted attempt created but never stored");
+            delete_key(ctx, &pre.user_name, id).await?;
         }
+        let known = |id: &str| pre.keys.iter().any(|k| k.access_key_id == id);
         let live: Vec<KeyState> = live
             .into_iter()
-            .filter(|k| known(&k.access_key_id))
+            .filter(|k| !leftovers.contains(&k.access_key_id))
+            .collect();
+        let left_alone: Vec<String> = live
+            .iter()
+            .filter(|k| !known(&k.access_key_id))
+            .map(|k| k.access_key_id.clone())
             .collect();
         let mut deleted_other = Self::deleted_earlier(pre, params, &live);
+        let mut beside = live.clone();
         if live.len() >= 2 {
             let ids: Vec<&str> = live.iter().map(|k| k.access_key_id.as_str()).collect();
             let others: Vec<&KeyState> = live
@@ -728,6 +877,19 @@ impl RotateAccessKey {
                 .collect();
             let resource = format!("user {}", pre.user_name);
             match (params.when_two_keys, others.as_slice()) {
+                (_, [other]) if !known(&other.access_key_id) => {
+                    return Err(ActionError::new(
+                        ErrorKind::Refused,
+                        resource,
+                        format!(
+                            "user {} already has two access keys ({}), IAM's limit, and {} appeared after the case began and was not created by cordon: cordon never deletes such a key; nothing was changed",
+                            pre.user_name,
+                            ids.join(", "),
+                            other.access_key_id
+                        ),
+                        "find out who created it (CloudTrail CreateAccessKey); delete one key by hand and resume, or leave the user's keys as they are",
+                    ));
+                }
                 (WhenTwoKeys::Refuse, _) => {
                     return Err(ActionError::new(
                         ErrorKind::Refused,
@@ -744,6 +906,7 @@ impl RotateAccessKey {
                     info!(access_key_id = %other.access_key_id, user = %pre.user_name, "deleting the user's inactive other key to make room");
                     delete_key(ctx, &pre.user_name, &other.access_key_id).await?;
                     deleted_other = Some((*other).clone());
+                    beside.retain(|k| k.access_key_id != other.access_key_id);
                 }
                 (WhenTwoKeys::DeleteInactiveOther, [other]) => {
                     return Err(ActionError::new(
@@ -771,8 +934,26 @@ impl RotateAccessKey {
                 }
             }
         }
-        Ok((deleted_other, discarded))
+        Ok(Room {
+            deleted_other,
+            discarded: leftovers,
+            left_alone,
+            beside,
+        })
     }
+}
+
+/// What making room for the new key did, and what it found.
+#[derive(Debug)]
+struct Room {
+    /// The inactive other key deleted (now or by an earlier attempt).
+    deleted_other: Option<KeyState>,
+    /// This step's own unstored keys from earlier attempts, deleted.
+    discarded: Vec<String>,
+    /// Keys that appeared since the pre-state and are not this step's.
+    left_alone: Vec<String>,
+    /// The keys the new one is created beside.
+    beside: Vec<KeyState>,
 }
 
 impl Handler for RotateAccessKey {
@@ -811,23 +992,22 @@ impl Handler for RotateAccessKey {
         pre: &RotatePreState,
     ) -> Result<RotateOutcome, ActionError> {
         let live = list_keys(ctx, &pre.user_name).await?;
-        let outcome = |new_key: String,
-                       arn: String,
-                       version: Option<String>,
-                       reused: bool,
-                       deleted: Option<KeyState>,
-                       discarded: Vec<String>| RotateOutcome {
-            user_name: pre.user_name.clone(),
-            old_access_key_id: pre.old_access_key_id.clone(),
-            new_access_key_id: new_key,
-            secret_name: pre.secret_name.clone(),
-            secret_arn: arn,
-            secret_version_id: version,
-            kms_key_id: params.kms_key_id.clone(),
-            reused_existing_secret: reused,
-            deleted_other_key: deleted,
-            discarded_unstored_keys: discarded,
-        };
+        let outcome =
+            |new_key: String, arn: String, version: Option<String>, reused: bool, room: Room| {
+                RotateOutcome {
+                    user_name: pre.user_name.clone(),
+                    old_access_key_id: pre.old_access_key_id.clone(),
+                    new_access_key_id: new_key,
+                    secret_name: pre.secret_name.clone(),
+                    secret_arn: arn,
+                    secret_version_id: version,
+                    kms_key_id: params.kms_key_id.clone(),
+                    reused_existing_secret: reused,
+                    deleted_other_key: room.deleted_other,
+                    discarded_unstored_keys: room.discarded,
+                    keys_left_alone: room.left_alone,
+                }
+            };
 
         // A re-run after a crash: the key and its secret may both exist already.
         if let Some(existing) = describe_secret(ctx, &pre.secret_name).await? {
@@ -844,15 +1024,19 @@ impl Handler for RotateAccessKey {
             }
             return match existing.new_access_key_id {
                 Some(id) if live.iter().any(|k| k.access_key_id == id) => {
-                    let deleted = Self::deleted_earlier(pre, params, &live);
+                    let room = Room {
+                        deleted_other: Self::deleted_earlier(pre, params, &live),
+                        discarded: Vec::new(),
+                        left_alone: Vec::new(),
+                        beside: Vec::new(),
+                    };
                     info!(new_access_key_id = %id, secret_arn = %existing.arn, "reusing the replacement key stored by an earlier attempt");
                     Ok(outcome(
                         id,
                         existing.arn,
                         existing.current_version_id,
                         true,
-                        deleted,
-                        Vec::new(),
+                        room,
                     ))
                 }
                 other => Err(ActionError::new(
@@ -869,23 +1053,16 @@ impl Handler for RotateAccessKey {
             };
         }
 
-        let (deleted_other, discarded) = Self::make_room(ctx, pre, params, live).await?;
-        let (new_key_id, secret) = create_key(ctx, &pre.user_name).await?;
+        let room = Self::make_room(ctx, pre, params, live).await?;
+        let (new_key_id, secret) = create_key(ctx, &pre.user_name, &room.beside).await?;
         let stored = store_key(ctx, pre, params, &new_key_id, &secret).await;
         drop(secret);
         let (arn, version) = match stored {
             Ok(stored) => stored,
-            Err(mut error) => {
-                // The secret is gone with this process: nobody could ever use
-                // the new key, so remove it rather than leave a live orphan.
-                let cleanup = match delete_key(ctx, &pre.user_name, &new_key_id).await {
-                    Ok(_) => format!("the new key {new_key_id} was deleted again"),
-                    Err(e) => format!(
-                        "deleting the new key {new_key_id} failed too ({e}); delete it by hand"
-                    ),
-                };
-                error.message = format!("{}; {cleanup}", error.message);
-                return Err(error);
+            // The secret is gone with this process: nobody could ever use
+            // the new key, so remove it rather than leave a live orphan.
+            Err(error) => {
+                return Err(discard_new_key(ctx, &pre.user_name, &new_key_id, error).await);
             }
         };
         info!(
@@ -895,14 +1072,7 @@ impl Handler for RotateAccessKey {
             secret_arn = %arn,
             "replacement key stored in Secrets Manager"
         );
-        Ok(outcome(
-            new_key_id,
-            arn,
-            version,
-            false,
-            deleted_other,
-            discarded,
-        ))
+        Ok(outcome(new_key_id, arn, version, false, room))
     }
 
     async fn verify(
@@ -948,6 +1118,10 @@ impl Handler for RotateAccessKey {
         }
     }
 
+    /// Deletes the replacement key (the outcome's; without an outcome, the one
+    /// this case's secret names) and the step's own unstored keys (from its
+    /// progress records), never any other key; schedules this case's secret
+    /// for deletion.
     async fn undo(
         ctx: Ctx<'_>,
         params: &RotateParams,
@@ -955,50 +1129,46 @@ impl Handler for RotateAccessKey {
         outcome: Option<&RotateOutcome>,
     ) -> Result<RotateUndone, ActionError> {
         let live = list_keys(ctx, &pre.user_name).await?;
-        // Ours: the recorded new key, or (no outcome journaled) any key not in the pre-state.
-        let ours: Vec<&KeyState> = match outcome {
-            Some(o) => live
-                .iter()
-                .filter(|k| k.access_key_id == o.new_access_key_id)
-                .collect(),
-            None => live
-                .iter()
-                .filter(|k| !pre.keys.iter().any(|p| p.access_key_id == k.access_key_id))
-                .collect(),
+        let secret_id = outcome.map_or(pre.secret_name.as_str(), |o| o.secret_arn.as_str());
+        let found = describe_secret(ctx, secret_id).await?;
+        let secret = found
+            .as_ref()
+            .filter(|s| s.case_id.as_deref() == Some(ctx.case_id()));
+        let mut ours: Vec<String> = match outcome {
+            Some(o) => vec![o.new_access_key_id.clone()],
+            None => created_by_step(ctx.earlier_progress(), &live),
         };
+        ours.extend(secret.as_ref().and_then(|s| s.new_access_key_id.clone()));
+        ours.sort();
+        ours.dedup();
         let mut deleted_keys = Vec::new();
-        for key in ours {
+        for key in live.iter().filter(|k| ours.contains(&k.access_key_id)) {
             if delete_key(ctx, &pre.user_name, &key.access_key_id).await? {
                 deleted_keys.push(key.access_key_id.clone());
             }
         }
-
-        let secret_id = outcome.map_or(pre.secret_name.as_str(), |o| o.secret_arn.as_str());
-        let mut secret_arn = None;
-        let mut deletion_date = None;
-        if let Some(secret) = describe_secret(ctx, secret_id).await? {
-            secret_arn = Some(secret.arn.clone());
-            if let Some(date) = secret.deleted_date {
-                deletion_date = Some(date);
-            } else if secret.case_id.as_deref() == Some(ctx.case_id()) {
-                let clients = ctx.clients();
-                let request = clients
-                    .secretsmanager
-                    .delete_secret()
-                    .secret_id(&secret.arn)
-                    .recovery_window_in_days(SECRET_RECOVERY_WINDOW_DAYS);
-                let out = clients
-                    .call(&ops::SECRETSMANAGER_DELETE_SECRET, &secret.arn, request)
-                    .await?;
-                deletion_date = Some(
-                    out.deletion_date()
-                        .and_then(timestamp)
-                        .unwrap_or_else(|| "scheduled".to_string()),
-                );
-            } else {
-                warn!(secret_arn = %secret.arn, "secret is not tagged with this case; left alone");
-            }
+        let keys_left_alone: Vec<String> = live
+            .iter()
+            .filter(|k| {
+                !ours.contains(&k.access_key_id)
+                    && !pre.keys.iter().any(|p| p.access_key_id == k.access_key_id)
+            })
+            .map(|k| k.access_key_id.clone())
+            .collect();
+        if !keys_left_alone.is_empty() {
+            warn!(keys = ?keys_left_alone, user = %pre.user_name, "keys this step did not create are left alone");
         }
+
+        let deletion_date = match (&found, secret) {
+            (Some(f), _) if f.deleted_date.is_some() => f.deleted_date.clone(),
+            (Some(f), Some(_)) => Some(schedule_deletion(ctx, &f.arn).await?),
+            (Some(f), None) => {
+                warn!(secret_arn = %f.arn, "secret is not tagged with this case; left alone");
+                None
+            }
+            (None, _) => None,
+        };
+        let secret_arn = found.map(|f| f.arn);
 
         // A deleted inactive other key cannot come back: say so.
         let gone_other = match outcome {
@@ -1014,6 +1184,7 @@ impl Handler for RotateAccessKey {
         info!(user = %pre.user_name, deleted = ?deleted_keys, secret_deletion = ?deletion_date, "rotation undone");
         Ok(RotateUndone {
             deleted_access_keys: deleted_keys,
+            keys_left_alone,
             secret_arn,
             secret_deletion_date: deletion_date,
             secret_recovery_window_days: SECRET_RECOVERY_WINDOW_DAYS,
@@ -1021,13 +1192,23 @@ impl Handler for RotateAccessKey {
         })
     }
 
+    /// Every key of the pre-state is there with its status (but for an
+    /// inactive other key the step was allowed to delete), the replacement
+    /// named by this case's secret is gone, and the secret is scheduled for
+    /// deletion. Keys that appeared since and are not the step's (an
+    /// operator's) are not the step's to judge.
     async fn verify_undone(
         ctx: Ctx<'_>,
         params: &RotateParams,
         pre: &RotatePreState,
     ) -> Result<(), ActionError> {
-        let live = list_keys(ctx, &pre.user_name).await?;
-        // The one allowed difference: an inactive other key this step was allowed to delete.
+        let (live, secret) = tokio::join!(
+            list_keys(ctx, &pre.user_name),
+            describe_secret(ctx, &pre.secret_name)
+        );
+        let (live, secret) = (live?, secret?);
+        let secret = secret.filter(|s| s.case_id.as_deref() == Some(ctx.case_id()));
+        let replacement = secret.as_ref().and_then(|s| s.new_access_key_id.as_deref());
         let expected: Vec<KeyState> = pre
             .keys
             .iter()
@@ -1039,30 +1220,33 @@ impl Handler for RotateAccessKey {
             })
             .cloned()
             .collect();
-        if key_statuses(&live) != key_statuses(&expected) {
+        let relevant: Vec<KeyState> = live
+            .iter()
+            .filter(|l| {
+                pre.keys.iter().any(|k| k.access_key_id == l.access_key_id)
+                    || replacement == Some(l.access_key_id.as_str())
+            })
+            .cloned()
+            .collect();
+        if key_statuses(&relevant) != key_statuses(&expected) {
             return Err(ActionError::new(
                 ErrorKind::Verification,
                 format!("user {}", pre.user_name),
                 format!(
                     "the user's access keys are not back at their pre-state: expected {:?}, found {:?}",
                     key_statuses(&expected),
-                    key_statuses(&live)
+                    key_statuses(&relevant)
                 ),
                 "delete the replacement key by hand if it is still there, then roll back again",
             ));
         }
-        match describe_secret(ctx, &pre.secret_name).await? {
-            Some(secret)
-                if secret.deleted_date.is_none()
-                    && secret.case_id.as_deref() == Some(ctx.case_id()) =>
-            {
-                Err(ActionError::new(
-                    ErrorKind::Verification,
-                    secret.arn,
-                    format!("secret {} is not scheduled for deletion", pre.secret_name),
-                    "schedule its deletion by hand (`aws secretsmanager delete-secret`) and roll back again",
-                ))
-            }
+        match secret {
+            Some(secret) if secret.deleted_date.is_none() => Err(ActionError::new(
+                ErrorKind::Verification,
+                secret.arn,
+                format!("secret {} is not scheduled for deletion", pre.secret_name),
+                "schedule its deletion by hand (`aws secretsmanager delete-secret`) and roll back again",
+            )),
             _ => Ok(()),
         }
     }
@@ -1126,6 +1310,38 @@ mod tests {
             parsed["SecretAccessKey"],
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
         );
+    }
+
+    #[test]
+    fn only_keys_the_step_created_are_its_own() {
+        let key = |id: &str| KeyState {
+            access_key_id: id.to_string(),
+            status: ACTIVE.to_string(),
+            created: None,
+        };
+        let live = vec![key("AKIAOLD"), key("AKIAMINE"), key("AKIAOPERATOR")];
+        // Never about to create a key: nothing is the step's.
+        assert!(created_by_step(&[], &live).is_empty());
+        // A crash after `creating-key`, before the answer was journaled: the
+        // keys absent from its list.
+        let creating =
+            json!({"phase": "creating-key", "existing-keys": ["AKIAOLD", "AKIAOPERATOR"]});
+        assert_eq!(
+            created_by_step(std::slice::from_ref(&creating), &live),
+            vec!["AKIAMINE"]
+        );
+        // The answer journaled: exactly that key, whatever appeared besides.
+        let before = json!({"phase": "creating-key", "existing-keys": ["AKIAOLD"]});
+        let created = json!({"phase": "key-created", "access-key-id": "AKIAMINE"});
+        assert_eq!(
+            created_by_step(&[before.clone(), created], &live),
+            vec!["AKIAMINE"]
+        );
+        // IAM refused: no key was created, so a key that appeared later is not the step's.
+        let refused = json!({"phase": "key-not-created", "reason": "LimitExceeded"});
+        assert!(created_by_step(&[before, refused], &live).is_empty());
+        // Other steps' records say nothing about keys.
+        assert!(created_by_step(&[json!({"phase": "untrack-begun"})], &live).is_empty());
     }
 
     #[test]

@@ -1,12 +1,16 @@
-//! `revoke-role-sessions`: an inline policy on the role denying everything to
-//! credentials issued before now (`aws:TokenIssueTime`), the same mechanism as
-//! the console's "Revoke active sessions" (policy `AWSRevokeOlderSessions`).
+//! `revoke-role-sessions` and `revoke-user-sessions`: an inline policy on the
+//! role (or IAM user) denying everything to credentials issued before now
+//! (`aws:TokenIssueTime`), the same mechanism as the console's "Revoke active
+//! sessions" (policy `AWSRevokeOlderSessions`).
 //!
 //! Credentials already handed out (an instance's role credentials, an
 //! attacker's `ASIA…` key) stay valid until they expire, whatever is done to
-//! the instance profile; this is what stops them. It hits every session of the
-//! role, on every instance and principal using it, hence the planner gates it
-//! behind approval.
+//! the instance profile; this is what stops them. For a role it hits every
+//! session of the role, on every instance and principal using it, hence the
+//! planner gates it behind approval. For an IAM user it hits the user's
+//! temporary credentials (`GetSessionToken`, console sessions): requests
+//! signed with its long-term keys carry no token issue time, so the policy
+//! leaves them alone (`deactivate-access-key` is for those).
 
 use aws_sdk_ec2::types::IamInstanceProfileAssociationState;
 use cordon_core::action::RevokeRoleSessions as Params;
@@ -17,7 +21,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::info;
 
-use super::{PolicyHolder, PolicyRestored, same_document};
+use cordon_core::action::RevokeUserSessions as UserParams;
+
+use super::{PolicyHolder, PolicyRestored, same_document, user_target};
 use crate::actions::ec2::profile_associations;
 use crate::actions::{Ctx, Handler, wrong_target};
 use crate::ops;
@@ -198,6 +204,61 @@ async fn resolve_role(ctx: Ctx<'_>) -> Result<(String, RoleSource), ActionError>
     ))
 }
 
+/// Puts the deny-before-now policy on `holder`; returns the cut-off written.
+async fn revoke(
+    ctx: Ctx<'_>,
+    holder: PolicyHolder<'_>,
+    policy: &str,
+    replaced: bool,
+) -> Result<String, ActionError> {
+    let cutoff = cutoff_now()?;
+    holder.put(ctx, policy, &revoke_document(&cutoff)).await?;
+    info!(
+        principal = %holder.label(),
+        policy,
+        token_issue_time = %cutoff,
+        replaced_previous_policy = replaced,
+        "sessions issued before the cut-off revoked"
+    );
+    Ok(cutoff)
+}
+
+/// Checks `holder`'s policy denies what was issued before `cutoff`.
+async fn verify_revoked(
+    ctx: Ctx<'_>,
+    holder: PolicyHolder<'_>,
+    policy: &str,
+    cutoff: &str,
+) -> Result<(), ActionError> {
+    let live = holder.get(ctx, policy).await?;
+    let expected = revoke_document(cutoff);
+    if live
+        .as_deref()
+        .is_some_and(|live| same_document(live, &expected))
+    {
+        return Ok(());
+    }
+    Err(ActionError::new(
+        ErrorKind::Verification,
+        holder.label(),
+        format!("inline policy `{policy}` does not deny sessions issued before {cutoff}"),
+        "IAM may not have caught up yet; the step is retried",
+    ))
+}
+
+/// The dry-run line of a revocation.
+fn describe_revoke(action: &str, holder: PolicyHolder<'_>, policy: &str, replaces: bool) -> String {
+    let replaces = if replaces {
+        " (replaces the existing policy of that name; undo restores it)"
+    } else {
+        ""
+    };
+    format!(
+        "{action} {} policy={policy} Deny * when aws:TokenIssueTime < <time of apply>{replaces}",
+        holder.label()
+    )
+}
+
 impl Handler for RevokeRoleSessions {
     type Params = Params;
     type PreState = RevokePreState;
@@ -221,18 +282,9 @@ impl Handler for RevokeRoleSessions {
         _p: &Params,
         pre: &RevokePreState,
     ) -> Result<RevokeOutcome, ActionError> {
-        let cutoff = cutoff_now()?;
-        PolicyHolder::Role(&pre.role_name)
-            .put(ctx, &pre.policy_name, &revoke_document(&cutoff))
-            .await?;
         let replaced = pre.previous_document.is_some();
-        info!(
-            role = %pre.role_name,
-            policy = %pre.policy_name,
-            token_issue_time = %cutoff,
-            replaced_previous_policy = replaced,
-            "role sessions issued before the cut-off revoked"
-        );
+        let holder = PolicyHolder::Role(&pre.role_name);
+        let cutoff = revoke(ctx, holder, &pre.policy_name, replaced).await?;
         Ok(RevokeOutcome {
             role_name: pre.role_name.clone(),
             policy_name: pre.policy_name.clone(),
@@ -247,25 +299,8 @@ impl Handler for RevokeRoleSessions {
         pre: &RevokePreState,
         outcome: &RevokeOutcome,
     ) -> Result<(), ActionError> {
-        let live = PolicyHolder::Role(&pre.role_name)
-            .get(ctx, &pre.policy_name)
-            .await?;
-        let expected = revoke_document(&outcome.token_issue_time);
-        if live
-            .as_deref()
-            .is_some_and(|live| same_document(live, &expected))
-        {
-            return Ok(());
-        }
-        Err(ActionError::new(
-            ErrorKind::Verification,
-            format!("role {}", pre.role_name),
-            format!(
-                "inline policy `{}` does not deny sessions issued before {}",
-                pre.policy_name, outcome.token_issue_time
-            ),
-            "IAM may not have caught up yet; the step is retried",
-        ))
+        let holder = PolicyHolder::Role(&pre.role_name);
+        verify_revoked(ctx, holder, &pre.policy_name, &outcome.token_issue_time).await
     }
 
     async fn undo(
@@ -292,16 +327,114 @@ impl Handler for RevokeRoleSessions {
     }
 
     fn describe(_ctx: Ctx<'_>, _p: &Params, pre: &RevokePreState) -> Vec<String> {
-        let replaces = if pre.previous_document.is_some() {
-            " (replaces the role's existing policy of that name; undo restores it)"
-        } else {
-            ""
-        };
-        vec![format!(
-            "{} role={} policy={} Deny * when aws:TokenIssueTime < <time of apply>{replaces}",
+        vec![describe_revoke(
             ops::IAM_PUT_ROLE_POLICY.iam_action,
-            pre.role_name,
-            pre.policy_name
+            PolicyHolder::Role(&pre.role_name),
+            &pre.policy_name,
+            pre.previous_document.is_some(),
+        )]
+    }
+}
+
+/// Revokes every temporary-credential session of the target IAM user issued
+/// before the step runs.
+#[derive(Debug)]
+pub struct RevokeUserSessions;
+
+/// The user, and the previous content of the policy the step will write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RevokeUserPreState {
+    pub user_name: String,
+    pub policy_name: String,
+    /// The user's inline policy of that name before the step (URL-decoded),
+    /// if it had one: apply replaces its content, undo puts it back exactly.
+    pub previous_document: Option<String>,
+}
+
+/// What the step wrote on the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RevokeUserOutcome {
+    pub user_name: String,
+    pub policy_name: String,
+    /// Temporary credentials issued before this instant are denied everything.
+    pub token_issue_time: String,
+    /// True when a policy of the same name existed and its content was replaced.
+    pub replaced_previous_policy: bool,
+}
+
+impl Handler for RevokeUserSessions {
+    type Params = UserParams;
+    type PreState = RevokeUserPreState;
+    type Outcome = RevokeUserOutcome;
+    type Undone = PolicyRestored;
+
+    async fn pre_state(ctx: Ctx<'_>, p: &UserParams) -> Result<RevokeUserPreState, ActionError> {
+        let user = user_target(ctx)?;
+        let previous = PolicyHolder::User(&user).get(ctx, &p.policy_name).await?;
+        Ok(RevokeUserPreState {
+            user_name: user,
+            policy_name: p.policy_name.clone(),
+            previous_document: previous,
+        })
+    }
+
+    async fn apply(
+        ctx: Ctx<'_>,
+        _p: &UserParams,
+        pre: &RevokeUserPreState,
+    ) -> Result<RevokeUserOutcome, ActionError> {
+        let replaced = pre.previous_document.is_some();
+        let holder = PolicyHolder::User(&pre.user_name);
+        let cutoff = revoke(ctx, holder, &pre.policy_name, replaced).await?;
+        Ok(RevokeUserOutcome {
+            user_name: pre.user_name.clone(),
+            policy_name: pre.policy_name.clone(),
+            token_issue_time: cutoff,
+            replaced_previous_policy: replaced,
+        })
+    }
+
+    async fn verify(
+        ctx: Ctx<'_>,
+        _p: &UserParams,
+        pre: &RevokeUserPreState,
+        outcome: &RevokeUserOutcome,
+    ) -> Result<(), ActionError> {
+        let holder = PolicyHolder::User(&pre.user_name);
+        verify_revoked(ctx, holder, &pre.policy_name, &outcome.token_issue_time).await
+    }
+
+    async fn undo(
+        ctx: Ctx<'_>,
+        _p: &UserParams,
+        pre: &RevokeUserPreState,
+        _outcome: Option<&RevokeUserOutcome>,
+    ) -> Result<PolicyRestored, ActionError> {
+        let result = PolicyHolder::User(&pre.user_name)
+            .restore(ctx, &pre.policy_name, pre.previous_document.as_deref())
+            .await?;
+        info!(user = %pre.user_name, policy = %pre.policy_name, "user session revocation undone");
+        Ok(result)
+    }
+
+    async fn verify_undone(
+        ctx: Ctx<'_>,
+        _p: &UserParams,
+        pre: &RevokeUserPreState,
+    ) -> Result<(), ActionError> {
+        PolicyHolder::User(&pre.user_name)
+            .verify_equals(ctx, &pre.policy_name, pre.previous_document.as_deref())
+            .await
+    }
+
+    fn describe(_ctx: Ctx<'_>, _p: &UserParams, pre: &RevokeUserPreState) -> Vec<String> {
+        vec![describe_revoke(
+            ops::IAM_PUT_USER_POLICY.iam_action,
+            PolicyHolder::User(&pre.user_name),
+            &pre.policy_name,
+            pre.previous_document.is_some(),
         )]
     }
 }
