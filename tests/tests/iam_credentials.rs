@@ -990,7 +990,10 @@ async fn quarantine_user_and_delete_login_profile() {
         json!({"user-name": "dave", "policy-arn": arn, "attached-before": false})
     );
     assert_eq!(out["newly-attached"], true);
-    assert_eq!(attached_user_policies(clients, "dave").await, [arn.as_str()]);
+    assert_eq!(
+        attached_user_policies(clients, "dave").await,
+        [arn.as_str()]
+    );
     assert_eq!(
         user_policy(clients, "dave", "CordonQuarantineDenyAll").await,
         None
@@ -1007,7 +1010,10 @@ async fn quarantine_user_and_delete_login_profile() {
     assert_eq!(out["newly-attached"], false);
     let undone = quarantine.rollback().await.expect("undo keeps it");
     assert_eq!(undone["detached"], false);
-    assert_eq!(attached_user_policies(clients, "dave").await, [arn.as_str()]);
+    assert_eq!(
+        attached_user_policies(clients, "dave").await,
+        [arn.as_str()]
+    );
     clients
         .iam
         .detach_user_policy()
