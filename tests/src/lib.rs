@@ -26,6 +26,7 @@
 //! inline.
 
 pub mod lifecycle;
+pub mod shipped;
 
 pub use lifecycle::{Lifecycle, LifecycleReport, Phase, PhaseRecord, mutating, run_every_step};
 
@@ -605,4 +606,41 @@ pub fn local_actions(
         cordon_aws::evidence::EvidenceStore::LocalDir(dir.clone()),
     );
     (actions, dir)
+}
+
+/// Creates cordon's managed quarantine policy (`/cordon/CordonQuarantineDenyAll`,
+/// the document `cordon policy --quarantine-policy` prints), as a responder
+/// does once per account before `quarantine-user` can run. Returns its ARN.
+pub async fn create_quarantine_policy(clients: &AwsClients) -> String {
+    let document = serde_json::to_string(&cordon_core::policy::quarantine_policy())
+        .unwrap_or_else(|err| panic!("quarantine policy: {err}"));
+    let created = clients
+        .iam
+        .create_policy()
+        .path(cordon_core::policy::CORDON_IAM_PATH)
+        .policy_name(cordon_core::policy::QUARANTINE_POLICY_NAME)
+        .policy_document(document)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreatePolicy (quarantine): {err:?}"));
+    created
+        .policy()
+        .and_then(|policy| policy.arn())
+        .unwrap_or_else(|| panic!("CreatePolicy returned no ARN"))
+        .to_string()
+}
+
+/// The ARNs of the managed policies attached to IAM user `user`.
+pub async fn attached_user_policies(clients: &AwsClients, user: &str) -> Vec<String> {
+    let out = clients
+        .iam
+        .list_attached_user_policies()
+        .user_name(user)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("ListAttachedUserPolicies {user}: {err:?}"));
+    out.attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn().map(str::to_owned))
+        .collect()
 }

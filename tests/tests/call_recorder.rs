@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use cordon_aws::ops;
 use cordon_core::action::ActionKind;
 use cordon_gameday::EnvironmentSpec;
-use cordon_tests::{Lifecycle, Phase, emulator, local_actions, plan_steps};
+use cordon_tests::{
+    Lifecycle, Phase, create_quarantine_policy, emulator, local_actions, plan_steps,
+};
 use serde_json::json;
 
 const USER: &str = "recorded-user";
@@ -25,6 +27,7 @@ async fn calls_are_recorded_under_the_action_that_made_them() {
         .await
         .expect("provision");
     let key_id = env.users[USER].access_keys[0].id.clone();
+    create_quarantine_policy(&clients).await;
     let recorder = clients.recorder.clone();
     assert!(recorder.counts().is_empty(), "set-up was recorded");
     clients.calls.reset();
@@ -75,9 +78,9 @@ async fn calls_are_recorded_under_the_action_that_made_them() {
             (
                 ActionKind::QuarantineUser,
                 BTreeSet::from([
-                    "iam:GetUserPolicy",
-                    "iam:PutUserPolicy",
-                    "iam:DeleteUserPolicy"
+                    "iam:ListAttachedUserPolicies",
+                    "iam:AttachUserPolicy",
+                    "iam:DetachUserPolicy"
                 ])
             ),
         ])

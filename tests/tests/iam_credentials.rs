@@ -16,7 +16,8 @@ use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{Plan, Target};
 use cordon_gameday::{EnvironmentSpec, Fixture};
 use cordon_tests::{
-    ApproveAll, ApproveUndo, EmulatorGuard, Lifecycle, emulator, local_actions, plan_steps,
+    ACCOUNT_ID, ApproveAll, ApproveUndo, EmulatorGuard, Lifecycle, attached_user_policies,
+    create_quarantine_policy, emulator, local_actions, plan_steps,
 };
 use serde_json::{Value, json};
 
@@ -193,6 +194,29 @@ async fn role_policy(clients: &AwsClients, role: &str, policy: &str) -> Option<S
         .await
         .map(|out| out.policy_document().to_string());
     policy_document("GetRolePolicy", result)
+}
+
+async fn attach_policy(clients: &AwsClients, user: &str, arn: &str) {
+    clients
+        .iam
+        .attach_user_policy()
+        .user_name(user)
+        .policy_arn(arn)
+        .send()
+        .await
+        .expect("AttachUserPolicy");
+}
+
+async fn put_user_policy(clients: &AwsClients, user: &str, policy: &str, document: &str) {
+    clients
+        .iam
+        .put_user_policy()
+        .user_name(user)
+        .policy_name(policy)
+        .policy_document(document)
+        .send()
+        .await
+        .expect("PutUserPolicy");
 }
 
 async fn user_policy(clients: &AwsClients, user: &str, policy: &str) -> Option<String> {
@@ -938,44 +962,117 @@ async fn quarantine_user_and_delete_login_profile() {
     );
     let (actions, _) = local_actions(clients, "user");
 
+    // Without the managed policy: one line naming it and how to create it,
+    // and nothing changed.
+    let arn = format!("arn:aws:iam::{ACCOUNT_ID}:policy/cordon/CordonQuarantineDenyAll");
     let mut quarantine = Lifecycle::new(&actions, &plan, "quarantine");
-    quarantine.forward().await.expect("quarantine");
-    let policy = user_policy(clients, "dave", "CordonQuarantineDenyAll")
+    let err = quarantine
+        .forward()
         .await
-        .expect("deny-all present");
-    let doc: Value = serde_json::from_str(&policy).expect("JSON");
-    assert_eq!(doc["Statement"][0]["Effect"], "Deny");
-    assert_eq!(doc["Statement"][0]["Action"], "*");
-    assert_eq!(doc["Statement"][0]["Resource"], "*");
-    quarantine.rollback().await.expect("undo quarantine");
+        .expect_err("no managed policy yet");
+    assert_eq!(err.kind, ErrorKind::NotFound, "{err}");
+    let line = err.to_string();
+    assert!(!line.contains('\n'), "{line}");
+    for part in [
+        arn.as_str(),
+        "does not exist",
+        "cordon policy --quarantine-policy",
+        "aws iam create-policy --path /cordon/ --policy-name CordonQuarantineDenyAll",
+    ] {
+        assert!(line.contains(part), "`{part}` missing from: {line}");
+    }
+    assert!(attached_user_policies(clients, "dave").await.is_empty());
+
+    assert_eq!(create_quarantine_policy(clients).await, arn);
+    let (pre, out) = quarantine.forward().await.expect("quarantine");
+    assert_eq!(
+        pre,
+        json!({"user-name": "dave", "policy-arn": arn, "attached-before": false})
+    );
+    assert_eq!(out["newly-attached"], true);
+    assert_eq!(
+        attached_user_policies(clients, "dave").await,
+        [arn.as_str()]
+    );
     assert_eq!(
         user_policy(clients, "dave", "CordonQuarantineDenyAll").await,
         None
     );
+    let undone = quarantine.rollback().await.expect("undo quarantine");
+    assert_eq!(undone["detached"], true);
+    assert!(attached_user_policies(clients, "dave").await.is_empty());
 
-    // With a previous policy of the same name, undo puts it back.
-    let previous = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}"#;
+    // Attached before the step (another case holds it, or a human put it
+    // there): undo leaves it attached.
+    attach_policy(clients, "dave", &arn).await;
+    let (pre, out) = quarantine.forward().await.expect("quarantine again");
+    assert_eq!(pre["attached-before"], true);
+    assert_eq!(out["newly-attached"], false);
+    let undone = quarantine.rollback().await.expect("undo keeps it");
+    assert_eq!(undone["detached"], false);
+    assert_eq!(
+        attached_user_policies(clients, "dave").await,
+        [arn.as_str()]
+    );
     clients
         .iam
-        .put_user_policy()
+        .detach_user_policy()
         .user_name("dave")
-        .policy_name("CordonQuarantineDenyAll")
-        .policy_document(previous)
+        .policy_arn(&arn)
         .send()
         .await
-        .expect("PutUserPolicy");
-    let (_, out) = quarantine
-        .forward()
-        .await
-        .expect("quarantine over existing");
-    assert_eq!(out["replaced-previous-policy"], true);
-    quarantine.rollback().await.expect("undo quarantine");
-    assert_eq!(
-        user_policy(clients, "dave", "CordonQuarantineDenyAll")
+        .expect("DetachUserPolicy");
+
+    // A journal of the inline-policy version rolls back as that version did:
+    // its deny-all inline policy goes, a policy it replaced comes back.
+    let deny_all = cordon_aws::actions::iam::user::deny_all_document();
+    let previous = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"}]}"#;
+    for before in [None, Some(previous)] {
+        put_user_policy(clients, "dave", "CordonQuarantineDenyAll", &deny_all).await;
+        let mut old = Lifecycle::new(&actions, &plan, "quarantine");
+        old.set_pre_state(json!({
+            "user-name": "dave",
+            "policy-name": "CordonQuarantineDenyAll",
+            "previous-document": before
+        }));
+        let old_outcome = json!({
+            "user-name": "dave",
+            "policy-name": "CordonQuarantineDenyAll",
+            "replaced-previous-policy": before.is_some()
+        });
+        old.verify_outcome(&old_outcome)
             .await
-            .as_deref(),
-        Some(previous)
-    );
+            .expect("the old quarantine verifies");
+        assert_eq!(
+            old.dry_run(),
+            ["(no call: user dave was prepared by the inline-policy version; roll the case back)"]
+        );
+        let err = old
+            .apply()
+            .await
+            .expect_err("an old prepared step is not applied");
+        assert_eq!(err.kind, ErrorKind::Refused, "{err}");
+        let undone = old
+            .undo_with(Some(&old_outcome))
+            .await
+            .expect("undo of the inline quarantine");
+        let restored = if before.is_some() {
+            "previous-document"
+        } else {
+            "no-policy"
+        };
+        assert_eq!(undone["restored"], restored, "{undone}");
+        old.verify_undone()
+            .await
+            .expect("back at the old pre-state");
+        assert_eq!(
+            user_policy(clients, "dave", "CordonQuarantineDenyAll")
+                .await
+                .as_deref(),
+            before
+        );
+    }
+    assert!(attached_user_policies(clients, "dave").await.is_empty());
 
     // The console password: deleted, and its undo refused.
     let mut password = Lifecycle::new(&actions, &plan, "password");

@@ -306,6 +306,9 @@ requests! {
     aws_sdk_iam::get_user_policy: GetUserPolicyFluentBuilder => GetUserPolicyOutput, GetUserPolicyError;
     aws_sdk_iam::put_user_policy: PutUserPolicyFluentBuilder => PutUserPolicyOutput, PutUserPolicyError;
     aws_sdk_iam::delete_user_policy: DeleteUserPolicyFluentBuilder => DeleteUserPolicyOutput, DeleteUserPolicyError;
+    aws_sdk_iam::list_attached_user_policies: ListAttachedUserPoliciesFluentBuilder => ListAttachedUserPoliciesOutput, ListAttachedUserPoliciesError;
+    aws_sdk_iam::attach_user_policy: AttachUserPolicyFluentBuilder => AttachUserPolicyOutput, AttachUserPolicyError;
+    aws_sdk_iam::detach_user_policy: DetachUserPolicyFluentBuilder => DetachUserPolicyOutput, DetachUserPolicyError;
     aws_sdk_iam::get_instance_profile: GetInstanceProfileFluentBuilder => GetInstanceProfileOutput, GetInstanceProfileError;
     aws_sdk_iam::get_login_profile: GetLoginProfileFluentBuilder => GetLoginProfileOutput, GetLoginProfileError;
     aws_sdk_iam::delete_login_profile: DeleteLoginProfileFluentBuilder => DeleteLoginProfileOutput, DeleteLoginProfileError;
@@ -386,5 +389,23 @@ impl Paged
             output.next_version_id_marker().map(str::to_owned),
         );
         (output.is_truncated() == Some(true) && token != (None, None)).then_some(token)
+    }
+}
+
+/// IAM lists page by a marker that only counts while `IsTruncated` says so.
+impl Paged
+    for aws_sdk_iam::operation::list_attached_user_policies::builders::ListAttachedUserPoliciesFluentBuilder
+{
+    type Token = String;
+
+    fn with_page(self, token: Option<String>) -> Self {
+        self.set_marker(token)
+    }
+
+    fn next_page(output: &Self::Output) -> Option<String> {
+        output
+            .marker()
+            .filter(|marker| output.is_truncated() && !marker.is_empty())
+            .map(str::to_owned)
     }
 }

@@ -192,9 +192,32 @@ pub async fn init(
     kms_alias: &str,
     object_lock: Option<(LockMode, i32)>,
 ) -> Result<Initialized, ActionError> {
+    let existed = ensure_bucket(clients, bucket, object_lock.is_some()).await?;
+    put_versioning(clients, bucket).await?;
+    let kms_key_arn = ensure_kms_key(clients, kms_alias).await?;
+    put_encryption(clients, bucket, &kms_key_arn).await?;
+    put_public_access_block(clients, bucket).await?;
+    put_policy(clients, bucket).await?;
+    if let Some((mode, days)) = object_lock {
+        put_object_lock(clients, bucket, mode, days, existed).await?;
+    }
+    Ok(Initialized {
+        created: !existed,
+        kms_key_arn,
+        object_lock,
+        tls_only: !plain_http(clients),
+    })
+}
+
+/// Creates the bucket unless it exists (with Object Lock enabled when asked:
+/// only possible at creation). Returns whether it existed.
+async fn ensure_bucket(
+    clients: &AwsClients,
+    bucket: &str,
+    object_lock: bool,
+) -> Result<bool, ActionError> {
     let s3 = &clients.s3;
     let resource = format!("s3://{bucket}");
-
     let exists = match clients
         .try_call(
             &ops::S3_HEAD_BUCKET,
@@ -216,15 +239,19 @@ pub async fn init(
                     .build(),
             );
         }
-        if object_lock.is_some() {
+        if object_lock {
             create = create.object_lock_enabled_for_bucket(true);
         }
         clients
             .call(&ops::S3_CREATE_BUCKET, &resource, create)
             .await?;
     }
+    Ok(exists)
+}
 
-    let versioning = s3
+async fn put_versioning(clients: &AwsClients, bucket: &str) -> Result<(), ActionError> {
+    let versioning = clients
+        .s3
         .put_bucket_versioning()
         .bucket(bucket)
         .versioning_configuration(
@@ -233,13 +260,25 @@ pub async fn init(
                 .build(),
         );
     clients
-        .call(&ops::S3_PUT_BUCKET_VERSIONING, &resource, versioning)
+        .call(
+            &ops::S3_PUT_BUCKET_VERSIONING,
+            &format!("s3://{bucket}"),
+            versioning,
+        )
         .await?;
+    Ok(())
+}
 
-    let kms_key_arn = ensure_kms_key(clients, kms_alias).await?;
+/// SSE-KMS under `kms_key_arn`, with an S3 Bucket Key.
+async fn put_encryption(
+    clients: &AwsClients,
+    bucket: &str,
+    kms_key_arn: &str,
+) -> Result<(), ActionError> {
+    let resource = format!("s3://{bucket}");
     let by_default = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::AwsKms)
-        .kms_master_key_id(&kms_key_arn)
+        .kms_master_key_id(kms_key_arn)
         .build()
         .map_err(|e| build_error(&resource, e))?;
     let encryption = ServerSideEncryptionConfiguration::builder()
@@ -251,15 +290,20 @@ pub async fn init(
         )
         .build()
         .map_err(|e| build_error(&resource, e))?;
-    let encryption = s3
+    let encryption = clients
+        .s3
         .put_bucket_encryption()
         .bucket(bucket)
         .server_side_encryption_configuration(encryption);
     clients
         .call(&ops::S3_PUT_BUCKET_ENCRYPTION, &resource, encryption)
         .await?;
+    Ok(())
+}
 
-    let block = s3
+async fn put_public_access_block(clients: &AwsClients, bucket: &str) -> Result<(), ActionError> {
+    let block = clients
+        .s3
         .put_public_access_block()
         .bucket(bucket)
         .public_access_block_configuration(
@@ -271,64 +315,88 @@ pub async fn init(
                 .build(),
         );
     clients
-        .call(&ops::S3_PUT_PUBLIC_ACCESS_BLOCK, &resource, block)
+        .call(
+            &ops::S3_PUT_PUBLIC_ACCESS_BLOCK,
+            &format!("s3://{bucket}"),
+            block,
+        )
         .await?;
+    Ok(())
+}
 
+/// The standard's bucket policy; without the TLS-only statement over plain
+/// HTTP (an emulator), which it would lock out.
+async fn put_policy(clients: &AwsClients, bucket: &str) -> Result<(), ActionError> {
     let mut policy = bucket_policy(bucket, &clients.region);
     if plain_http(clients)
         && let Some(statements) = policy["Statement"].as_array_mut()
     {
         statements.retain(|s| s["Sid"] != "CordonDenyInsecureTransport");
     }
-    let put_policy = s3
+    let put_policy = clients
+        .s3
         .put_bucket_policy()
         .bucket(bucket)
         .policy(policy.to_string());
     clients
-        .call(&ops::S3_PUT_BUCKET_POLICY, &resource, put_policy)
+        .call(
+            &ops::S3_PUT_BUCKET_POLICY,
+            &format!("s3://{bucket}"),
+            put_policy,
+        )
         .await?;
+    Ok(())
+}
 
-    if let Some((mode, days)) = object_lock {
-        let current = object_lock_state(clients, bucket).await?;
-        if current != Some(Some((mode, days))) {
-            let retention = DefaultRetention::builder()
-                .mode(mode.sdk())
-                .days(days)
-                .build();
-            let lock = s3
-                .put_object_lock_configuration()
-                .bucket(bucket)
-                .object_lock_configuration(
-                    ObjectLockConfiguration::builder()
-                        .object_lock_enabled(ObjectLockEnabled::Enabled)
-                        .rule(
-                            ObjectLockRule::builder()
-                                .default_retention(retention)
-                                .build(),
-                        )
-                        .build(),
-                );
-            clients
-                .call(&ops::S3_PUT_OBJECT_LOCK_CONFIGURATION, &resource, lock)
-                .await
-                .map_err(|e| {
-                    let mut err = ActionError::from(e);
-                    if exists {
-                        err.hint = "Object Lock must be enabled when the bucket is created (and, on some stores, \
-                                    configured while it is empty): init a new bucket with --object-lock"
-                            .to_string();
-                    }
-                    err
-                })?;
-        }
+/// Default retention, unless the bucket already has exactly it. On a bucket
+/// that `existed` before `init`, a refusal says Object Lock comes at creation.
+async fn put_object_lock(
+    clients: &AwsClients,
+    bucket: &str,
+    mode: LockMode,
+    days: i32,
+    existed: bool,
+) -> Result<(), ActionError> {
+    let current = object_lock_state(clients, bucket).await?;
+    if current == Some(Some((mode, days))) {
+        return Ok(());
     }
-
-    Ok(Initialized {
-        created: !exists,
-        kms_key_arn,
-        object_lock,
-        tls_only: !plain_http(clients),
-    })
+    let retention = DefaultRetention::builder()
+        .mode(mode.sdk())
+        .days(days)
+        .build();
+    let lock = clients
+        .s3
+        .put_object_lock_configuration()
+        .bucket(bucket)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(retention)
+                        .build(),
+                )
+                .build(),
+        );
+    clients
+        .call(
+            &ops::S3_PUT_OBJECT_LOCK_CONFIGURATION,
+            &format!("s3://{bucket}"),
+            lock,
+        )
+        .await
+        .map_err(|e| {
+            let mut err = ActionError::from(e);
+            if existed {
+                err.hint =
+                    "Object Lock must be enabled when the bucket is created (and, on some stores, \
+                            configured while it is empty): init a new bucket with --object-lock"
+                        .to_string();
+            }
+            err
+        })?;
+    Ok(())
 }
 
 /// The ARN of the key behind `alias`, creating key and alias when absent.

@@ -295,6 +295,10 @@ ops! {
     IAM_GET_USER_POLICY = Op::read(Iam, "GetUserPolicy", "iam:GetUserPolicy");
     IAM_PUT_USER_POLICY = Op::write(Iam, "PutUserPolicy", "iam:PutUserPolicy");
     IAM_DELETE_USER_POLICY = Op::write(Iam, "DeleteUserPolicy", "iam:DeleteUserPolicy");
+    IAM_LIST_ATTACHED_USER_POLICIES =
+        Op::read(Iam, "ListAttachedUserPolicies", "iam:ListAttachedUserPolicies");
+    IAM_ATTACH_USER_POLICY = Op::write(Iam, "AttachUserPolicy", "iam:AttachUserPolicy");
+    IAM_DETACH_USER_POLICY = Op::write(Iam, "DetachUserPolicy", "iam:DetachUserPolicy");
     IAM_GET_INSTANCE_PROFILE = Op::read(Iam, "GetInstanceProfile", "iam:GetInstanceProfile");
     IAM_GET_LOGIN_PROFILE = Op::read(Iam, "GetLoginProfile", "iam:GetLoginProfile");
     IAM_DELETE_LOGIN_PROFILE = Op::write(Iam, "DeleteLoginProfile", "iam:DeleteLoginProfile");

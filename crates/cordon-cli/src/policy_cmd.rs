@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use cordon_core::policy::{
-    self, CORDON_IAM_PATH, EVIDENCE_BUCKET_PLACEHOLDER, PolicyDocument, PolicyOptions,
-    QUARANTINE_POLICY_NAME, RolePolicy, Statement,
+    self, CORDON_IAM_PATH, EVIDENCE_BUCKET_PLACEHOLDER, PolicyDocument, PolicyOptions, RolePolicy,
+    Statement,
 };
 
 use crate::{Failure, Output, failed, invalid, load_valid_playbooks, playbooks_only};
@@ -72,7 +72,7 @@ pub fn run(args: &PolicyArgs) -> Result<u8, Failure> {
         policy::role_policy(&playbooks_only(&loaded), &opts).map_err(|e| invalid(e.into()))?;
     match args.output {
         Output::Json => print_policy(&role.document)?,
-        Output::Text => print!("{}", role_text(&role, &opts, args, loaded.len())),
+        Output::Text => print!("{}", role_text(&role, args, loaded.len())),
     }
     Ok(0)
 }
@@ -114,12 +114,7 @@ fn statement_text(text: &mut String, statement: &Statement) {
     }
 }
 
-fn role_text(
-    role: &RolePolicy,
-    opts: &PolicyOptions,
-    args: &PolicyArgs,
-    playbooks: usize,
-) -> String {
+fn role_text(role: &RolePolicy, args: &PolicyArgs, playbooks: usize) -> String {
     let mut text = format!(
         "IAM policy for {playbooks} playbook(s) at {}: {} statement(s), {} action(s); partition {}, account {}, region {}\n",
         args.playbooks.display(),
@@ -144,18 +139,6 @@ fn role_text(
                     let _ = writeln!(text, "      {need}");
                 }
             }
-        }
-    }
-    let _ = writeln!(
-        text,
-        "\nquarantine-user writes an inline deny policy today (iam:PutUserPolicy on any user). Once it \
-         attaches the managed policy {QUARANTINE_POLICY_NAME} instead (`cordon policy --quarantine-policy`), \
-         these statements replace that grant:"
-    );
-    for statement in policy::quarantine_attach_statements(opts) {
-        statement_text(&mut text, &statement);
-        for action in &statement.action {
-            let _ = writeln!(text, "  {action}");
         }
     }
     text

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use cordon_gameday::{EnvironmentSpec, Fixture};
-use cordon_tests::{EmulatorGuard, emulator};
+use cordon_tests::{
+    ACCOUNT_ID, EmulatorGuard, attached_user_policies, create_quarantine_policy, emulator,
+};
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
@@ -66,9 +68,11 @@ fn key_finding(
     path
 }
 
-/// A user with one access key; the fixture and the key's id.
+/// A user with one access key, in an account holding cordon's managed
+/// quarantine policy; the fixture and the key's id.
 async fn user_with_key(aws: &EmulatorGuard, user: &str) -> (Fixture, String) {
     let env = environment(aws, json!({"users": [{"name": user, "access-keys": 1}]})).await;
+    create_quarantine_policy(aws.clients()).await;
     let key = env.users[user].access_keys[0].id.clone();
     (env, key)
 }
@@ -143,31 +147,22 @@ async fn approval_from_a_second_process_completes_the_case_and_no_secret_leaks()
         .find(|k| k.access_key_id() == Some(key_id.as_str()))
         .unwrap();
     assert_eq!(old.status().map(|s| s.as_str()), Some("Inactive"));
-    let policy = aws
-        .clients()
-        .iam
-        .list_user_policies()
-        .user_name("deploy-bot")
-        .send()
-        .await
-        .unwrap();
     assert!(
-        policy.policy_names().is_empty(),
+        attached_user_policies(aws.clients(), "deploy-bot")
+            .await
+            .is_empty(),
         "quarantine ran before approval"
     );
 
     // A second process approves; the case completes.
     let second = cordon(&aws, &state, &["approve", &case, "quarantine"]);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
-    let policy = aws
-        .clients()
-        .iam
-        .list_user_policies()
-        .user_name("deploy-bot")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(policy.policy_names(), ["CordonQuarantineDenyAll"]);
+    assert_eq!(
+        attached_user_policies(aws.clients(), "deploy-bot").await,
+        [format!(
+            "arn:aws:iam::{ACCOUNT_ID}:policy/cordon/CordonQuarantineDenyAll"
+        )]
+    );
     let journal =
         std::fs::read_to_string(state.join("cases").join(&case).join("journal.jsonl")).unwrap();
     let granted: Vec<Value> = journal
@@ -311,15 +306,11 @@ async fn refused_approval_leaves_the_step_unrun_and_journaled() {
         ],
     );
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    let policy = aws
-        .clients()
-        .iam
-        .list_user_policies()
-        .user_name("ci-runner")
-        .send()
-        .await
-        .unwrap();
-    assert!(policy.policy_names().is_empty());
+    assert!(
+        attached_user_policies(aws.clients(), "ci-runner")
+            .await
+            .is_empty()
+    );
     let status = cordon(&aws, &state, &["status", &case, "--output", "json"]);
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["status"], "stopped");

@@ -46,7 +46,7 @@ use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS};
 use cordon_core::policy::{PolicyOptions, role_policy};
 use cordon_core::validate::load_playbooks;
 use cordon_gameday::{EnvironmentSpec, provision};
-use cordon_tests::{ACCOUNT_ID, Emulator, REGION};
+use cordon_tests::{ACCOUNT_ID, Emulator, REGION, create_quarantine_policy};
 use emulator_proxy::ResigningProxy;
 use serde_json::json;
 
@@ -143,6 +143,8 @@ impl Scenario {
             }
             Scenario::IamUserKeyCompromised => {
                 let (key_id, _) = user_with_key(root, "deploy-bot").await;
+                // Created once per account by a responder, as the README says.
+                create_quarantine_policy(root).await;
                 (shipped_finding("iam-user-key", Some(&key_id)), Vec::new())
             }
             Scenario::Ec2Low | Scenario::Ec2Medium | Scenario::Ec2CompromisedHigh => {

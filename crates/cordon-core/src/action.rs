@@ -86,7 +86,7 @@ pub enum Action {
     DeactivateAccessKey(DeactivateAccessKey),
     /// Create a replacement key and put it straight into Secrets Manager.
     RotateAccessKey(RotateAccessKey),
-    /// Attach an explicit deny-all inline policy to the user.
+    /// Attach cordon's managed deny-all policy (`/cordon/CordonQuarantineDenyAll`) to the user.
     QuarantineUser(QuarantineUser),
     /// Delete the user's console password (login profile). Irreversible.
     DeleteLoginProfile(DeleteLoginProfile),
@@ -304,7 +304,8 @@ impl Default for RotateAccessKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct QuarantineUser {
-    /// Name of the inline deny-all policy.
+    /// Name of the managed deny-all policy to attach, under the IAM path `/cordon/`
+    /// of the finding's account (create it once from `cordon policy --quarantine-policy`).
     #[serde(default = "default_quarantine_policy")]
     pub policy_name: String,
 }
@@ -538,7 +539,16 @@ impl ActionKind {
                 "secretsmanager:DescribeSecret",
                 "secretsmanager:DeleteSecret",
             ],
-            QuarantineUser | RevokeUserSessions => &[
+            QuarantineUser => &[
+                "iam:ListAttachedUserPolicies",
+                // Limited to cordon's managed deny policy by `iam:PolicyARN` (`cordon policy`).
+                "iam:AttachUserPolicy",
+                "iam:DetachUserPolicy",
+                // Rolling back a journal of the versions that wrote an inline policy.
+                "iam:GetUserPolicy",
+                "iam:DeleteUserPolicy",
+            ],
+            RevokeUserSessions => &[
                 "iam:GetUserPolicy",
                 "iam:PutUserPolicy",
                 "iam:DeleteUserPolicy",

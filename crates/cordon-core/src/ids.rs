@@ -28,6 +28,8 @@ pub enum IdKind {
     AccessKey,
     UserName,
     RoleName,
+    /// A managed policy's name (cordon's own, from a playbook).
+    PolicyName,
     Account,
     Region,
     Partition,
@@ -65,6 +67,7 @@ impl IdKind {
             AccessKey => "an access key id",
             UserName => "an IAM user name",
             RoleName => "an IAM role name",
+            PolicyName => "an IAM policy name",
             Account => "an AWS account id",
             Region => "an AWS region",
             Partition => "an AWS partition",
@@ -89,6 +92,7 @@ impl IdKind {
             IamInstanceProfileAssociation => "`iip-assoc-` and 8 or 17 lowercase hex digits",
             AccessKey => "`AKIA` or `ASIA` and 16 upper-case letters or digits",
             UserName | RoleName => "1 to 64 of A-Z a-z 0-9 + = , . @ _ -",
+            PolicyName => "1 to 128 of A-Z a-z 0-9 + = , . @ _ -",
             Account => "12 digits",
             Region => "a region name such as `us-east-1`",
             Partition => "aws, aws-cn, aws-us-gov or an ISO partition",
@@ -123,6 +127,7 @@ impl IdKind {
                         .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
             }
             UserName | RoleName => iam_name(text, 64),
+            PolicyName => iam_name(text, 128),
             Account => text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()),
             Region => region(text),
             Partition => PARTITIONS.contains(&text),

@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::action::{Action, ActionKind, FRONT_DOOR_PERMISSIONS, FrontDoor, ImpliedPermission};
+use crate::ids::IdKind;
 use crate::playbook::{Playbook, Step};
 
 /// IAM policy language version.
@@ -35,7 +36,7 @@ pub const RUN_EVIDENCE_PREFIX: &str = "cases/";
 /// IAM path of everything cordon owns: its role, its boundary, the quarantine
 /// policy. The boundary forbids cordon to act on anything under it.
 pub const CORDON_IAM_PATH: &str = "/cordon/";
-/// Name of the managed deny-all policy `quarantine-user` is to attach.
+/// Name of the managed deny-all policy `quarantine-user` attaches by default.
 pub const QUARANTINE_POLICY_NAME: &str = "CordonQuarantineDenyAll";
 /// Name suggested for the boundary policy (created under [`CORDON_IAM_PATH`]).
 pub const BOUNDARY_POLICY_NAME: &str = "CordonPermissionsBoundary";
@@ -199,9 +200,14 @@ impl PolicyOptions {
         }
     }
 
-    /// The managed deny-all policy `quarantine-user` is to attach.
+    /// The managed deny-all policy `quarantine-user` attaches by default.
     pub fn quarantine_policy_arn(&self) -> String {
-        self.iam_arn(&format!("policy{CORDON_IAM_PATH}{QUARANTINE_POLICY_NAME}"))
+        self.quarantine_policy_arn_named(QUARANTINE_POLICY_NAME)
+    }
+
+    /// The managed deny-all policy named `name` (a step's `policy-name`).
+    pub fn quarantine_policy_arn_named(&self, name: &str) -> String {
+        self.iam_arn(&format!("policy{CORDON_IAM_PATH}{name}"))
     }
 }
 
@@ -449,6 +455,8 @@ struct Needs {
     /// Topics named by notify steps, and whether one names none.
     topics: BTreeSet<String>,
     topic_unnamed: bool,
+    /// Names of the managed policies quarantine steps attach.
+    quarantine_policies: BTreeSet<String>,
 }
 
 impl Sid {
@@ -630,13 +638,24 @@ impl Sid {
             // AttachUserPolicy/DetachUserPolicy: user*, with iam:PolicyARN so only
             // cordon's managed deny policy can be attached or detached.
             Sid::IamQuarantinePolicy => {
-                let arn = opts.quarantine_policy_arn();
-                let operator = if arn.contains('*') {
+                let mut names: Vec<&str> = needs
+                    .quarantine_policies
+                    .iter()
+                    .map(String::as_str)
+                    .collect();
+                if names.is_empty() {
+                    names.push(QUARANTINE_POLICY_NAME);
+                }
+                let arns: Vec<String> = names
+                    .into_iter()
+                    .map(|name| opts.quarantine_policy_arn_named(name))
+                    .collect();
+                let operator = if arns.iter().any(|arn| arn.contains('*')) {
                     "ArnLike"
                 } else {
                     "ArnEquals"
                 };
-                condition(operator, "iam:PolicyARN", vec![arn]);
+                condition(operator, "iam:PolicyARN", arns);
                 vec![opts.iam_arn("user/*")]
             }
             // Get/Put/DeleteRolePolicy: role*.
@@ -786,6 +805,18 @@ fn note_step(
     let run_bucket = opts.evidence_bucket().to_string();
     match action {
         Action::TagResource(p) => needs.tag_keys.extend(p.tags.keys().cloned()),
+        Action::QuarantineUser(p) => {
+            if !IdKind::PolicyName.matches(&p.policy_name) {
+                return Err(PolicyError::StepValue {
+                    playbook: playbook.name.clone(),
+                    step: step.to_string(),
+                    what: "policy-name",
+                    value: p.policy_name.clone(),
+                    why: "not an IAM policy name (1 to 128 of A-Z a-z 0-9 + = , . @ _ -)",
+                });
+            }
+            needs.quarantine_policies.insert(p.policy_name.clone());
+        }
         Action::RotateAccessKey(p) => {
             no_wildcards(playbook, step, "secret-name-prefix", &p.secret_name_prefix)?;
             needs.secret_prefixes.insert(p.secret_name_prefix.clone());
@@ -1045,7 +1076,7 @@ fn service_title(service: &str) -> String {
     }
 }
 
-/// The managed policy `quarantine-user` is to attach (at
+/// The managed policy `quarantine-user` attaches (at
 /// [`PolicyOptions::quarantine_policy_arn`]): an explicit deny of everything,
 /// which beats any allow the user holds. A `Deny` of `*` is the one wildcard
 /// action cordon ships, and it is never in a policy cordon itself holds.
@@ -1057,29 +1088,6 @@ pub fn quarantine_policy() -> PolicyDocument {
         resource: vec!["*".to_string()],
         condition: Conditions::new(),
     }])
-}
-
-/// The statements that replace `PutUserPolicy` on any user once
-/// `quarantine-user` attaches the managed policy instead of writing an inline
-/// one: attach and detach exactly that policy, and read what is attached.
-pub fn quarantine_attach_statements(opts: &PolicyOptions) -> Vec<Statement> {
-    let statement = |sid: Sid, actions: &[&str]| {
-        let (resource, condition) = sid.body(opts, &Needs::default());
-        Statement {
-            sid: sid.name(),
-            effect: Effect::Allow,
-            action: actions.iter().map(|a| a.to_string()).collect(),
-            resource,
-            condition,
-        }
-    };
-    vec![
-        statement(
-            Sid::IamQuarantinePolicy,
-            &["iam:AttachUserPolicy", "iam:DetachUserPolicy"],
-        ),
-        statement(Sid::IamUsers, &["iam:ListAttachedUserPolicies"]),
-    ]
 }
 
 #[cfg(test)]
@@ -1162,37 +1170,44 @@ mod tests {
     }
 
     #[test]
-    fn quarantine_by_attachment_is_limited_to_cordons_policy() {
+    fn quarantine_attaches_only_cordons_managed_policy() {
         let opts = PolicyOptions::new("aws", "123456789012", "*").unwrap();
-        let statements = quarantine_attach_statements(&opts);
-        for statement in &statements {
-            for action in &statement.action {
-                let sid = Sid::of(action, Origin::Call).unwrap();
-                assert_eq!(sid.name(), statement.sid, "{action}");
-            }
-        }
-        let attach = statements
+        let playbook: Playbook = serde_json::from_value(serde_json::json!({
+            "name": "p", "match": {}, "steps": [
+                {"id": "quarantine", "action": "quarantine-user"},
+                {"id": "other", "action": "quarantine-user", "with": {"policy-name": "CordonDenyAllOther"}}
+            ]
+        }))
+        .unwrap();
+        let role = role_policy(std::slice::from_ref(&playbook), &opts).unwrap();
+        let attach = role
+            .document
+            .statements
             .iter()
-            .find(|s| s.action.contains(&"iam:AttachUserPolicy".to_string()))
+            .find(|s| s.sid == "IamQuarantinePolicy")
             .unwrap();
-        assert_eq!(attach.sid, "IamQuarantinePolicy");
-        assert_eq!(attach.resource, ["arn:aws:iam::123456789012:user/*"]);
-        assert_eq!(
-            attach.condition["ArnEquals"]["iam:PolicyARN"],
-            ["arn:aws:iam::123456789012:policy/cordon/CordonQuarantineDenyAll"]
-        );
         assert_eq!(
             attach.action,
             ["iam:AttachUserPolicy", "iam:DetachUserPolicy"]
         );
-        let read = statements
-            .iter()
-            .find(|s| {
-                s.action
-                    .contains(&"iam:ListAttachedUserPolicies".to_string())
-            })
-            .unwrap();
-        assert!(read.condition.is_empty());
+        assert_eq!(attach.resource, ["arn:aws:iam::123456789012:user/*"]);
+        assert_eq!(
+            attach.condition["ArnEquals"]["iam:PolicyARN"],
+            [
+                "arn:aws:iam::123456789012:policy/cordon/CordonDenyAllOther",
+                "arn:aws:iam::123456789012:policy/cordon/CordonQuarantineDenyAll"
+            ]
+        );
+        let actions = role.document.allowed_actions();
+        assert!(actions.contains("iam:ListAttachedUserPolicies"));
+        assert!(!actions.contains("iam:PutUserPolicy"), "{actions:?}");
+
+        let mut bad = playbook;
+        bad.steps[1].action = Action::QuarantineUser(crate::action::QuarantineUser {
+            policy_name: "Deny*".to_string(),
+        });
+        let err = role_policy(&[bad], &opts).unwrap_err();
+        assert!(err.to_string().contains("policy-name `Deny*`"), "{err}");
     }
 
     #[test]

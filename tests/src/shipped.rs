@@ -1,0 +1,141 @@
+//! One world every shipped playbook can run in: the compromised web server
+//! of the fixture builder plus a user whose key leaked, an SSE-KMS evidence
+//! bucket, a responders' topic, and one finding per playbook. Shared by the
+//! whole-lifecycle test and the permission proof, which both run every
+//! shipped step in it.
+
+use cordon_aws::actions::AwsActions;
+use cordon_aws::client::AwsClients;
+use cordon_aws::evidence::EvidenceStore;
+use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS};
+use cordon_core::finding::{Finding, parse_single_finding};
+use cordon_core::plan::{Plan, plan};
+use cordon_core::playbook::Playbook;
+use cordon_core::route::{RouteReason, evaluate};
+use cordon_gameday::{EnvironmentSpec, Fixture, provision};
+use serde_json::json;
+
+use crate::{create_quarantine_policy, scratch_dir};
+
+/// The temporary key of a session of the web server's role.
+pub const SESSION_KEY: &str = "ASIAEXAMPLETEMPORARY";
+/// The user whose long-term key leaked (with a console password).
+pub const LEAKED_USER: &str = "deploy-bot";
+
+/// The compromised web server and a user whose key leaked.
+pub fn environment() -> EnvironmentSpec {
+    let mut spec = EnvironmentSpec::compromised_instance();
+    spec.users.push(
+        serde_json::from_value(
+            json!({"name": LEAKED_USER, "access-keys": 1, "console-password": true}),
+        )
+        .unwrap_or_else(|err| panic!("user spec: {err}")),
+    );
+    spec
+}
+
+/// Findings about the environment, one of which each shipped playbook answers.
+pub fn candidates(env: &Fixture) -> Vec<Finding> {
+    let mut raw = Vec::new();
+    for severity in [8.0, 5.0, 2.0] {
+        let mut finding = env
+            .instance_finding("web-01")
+            .unwrap_or_else(|err| panic!("instance finding: {err}"));
+        finding.severity = severity;
+        raw.push(finding.detail());
+    }
+    raw.push(
+        env.access_key_finding(LEAKED_USER)
+            .unwrap_or_else(|err| panic!("key finding: {err}"))
+            .detail(),
+    );
+    let role = &env.roles["gameday-web-role"].name;
+    raw.push(
+        env.key_finding(SESSION_KEY, Some(role), "AssumedRole")
+            .detail(),
+    );
+    // The same kind of key from the user's GetSessionToken.
+    raw.push(
+        env.key_finding(SESSION_KEY, Some(LEAKED_USER), "IAMUser")
+            .detail(),
+    );
+    raw.iter()
+        .map(|f| {
+            parse_single_finding(&f.to_string(), "candidate")
+                .unwrap_or_else(|err| panic!("finding: {err}"))
+        })
+        .collect()
+}
+
+/// The first candidate the playbook matches, with why.
+pub fn finding_for<'a>(playbook: &Playbook, findings: &'a [Finding]) -> (&'a Finding, RouteReason) {
+    findings
+        .iter()
+        .find_map(|f| {
+            let matched = evaluate(&playbook.matcher, f).ok()?;
+            let reason = RouteReason {
+                playbook: playbook.name.clone(),
+                priority: playbook.priority,
+                matched,
+            };
+            Some((f, reason))
+        })
+        .unwrap_or_else(|| panic!("no candidate finding matches playbook {}", playbook.name))
+}
+
+/// The plan of `playbook` for the candidate it answers.
+pub fn plan_shipped(playbook: &Playbook, findings: &[Finding]) -> Plan {
+    let (finding, reason) = finding_for(playbook, findings);
+    plan(finding, playbook, reason)
+}
+
+/// The provisioned world: the fixture, actions writing evidence to the
+/// bucket, and the candidate findings.
+#[derive(Debug)]
+pub struct ShippedWorld {
+    /// What the fixture builder made.
+    pub env: Fixture,
+    /// Actions on the emulator, evidence in `bucket` under `cases/`.
+    pub actions: AwsActions,
+    /// One finding per shipped playbook (see [`candidates`]).
+    pub findings: Vec<Finding>,
+}
+
+/// Provisions [`environment`], the managed quarantine policy, an evidence bucket named `bucket` (SSE-KMS,
+/// versioned) and a topic, and actions using them, with local case state in
+/// a fresh scratch directory named `name`.
+pub async fn shipped_world(clients: &AwsClients, bucket: &str, name: &str) -> ShippedWorld {
+    let env = provision(clients, &environment())
+        .await
+        .unwrap_or_else(|err| panic!("provision: {err}"));
+    create_quarantine_policy(clients).await;
+    evidence_bucket::init(clients, bucket, DEFAULT_KMS_ALIAS, None)
+        .await
+        .unwrap_or_else(|err| panic!("evidence bucket: {err}"));
+    let topic = clients
+        .sns
+        .create_topic()
+        .name(format!("cordon-{name}"))
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateTopic: {err}"))
+        .topic_arn()
+        .unwrap_or_else(|| panic!("CreateTopic returned no ARN"))
+        .to_string();
+    let store = EvidenceStore::S3 {
+        clients: Box::new(clients.clone()),
+        bucket: bucket.to_string(),
+        prefix: "cases/".to_string(),
+        kms_key: None,
+        retention: false,
+    };
+    let actions = AwsActions::new(clients.clone(), store)
+        .with_case_root(Some(scratch_dir(name)))
+        .with_notify_topic(Some(topic));
+    let findings = candidates(&env);
+    ShippedWorld {
+        env,
+        actions,
+        findings,
+    }
+}
