@@ -14,9 +14,7 @@ use cordon_aws::evidence::EvidenceStore;
 use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS};
 use cordon_aws::s3_journal::S3Journal;
 use cordon_core::action::Reversibility;
-use cordon_core::executor::{
-    ActionError, Actions, Amendment, ExecError, Executor, Progress,
-};
+use cordon_core::executor::{ActionError, Actions, Amendment, ExecError, Executor, Progress};
 use cordon_core::journal::{CaseStatus, JournalError, JournalStore};
 use cordon_core::plan::{Plan, PlannedStep};
 use cordon_gameday::{EnvironmentSpec, provision};
@@ -33,6 +31,8 @@ const HELD_STEP: &str = "protect";
 /// worker slowed down mid-step (a long AWS call, a paused Lambda).
 struct HeldActions {
     inner: AwsActions,
+    /// Whether this worker is the slow one (the others run straight through).
+    hold: bool,
     entered: Arc<Notify>,
     release: Arc<Notify>,
 }
@@ -58,7 +58,7 @@ impl Actions for HeldActions {
         pre: &Value,
         progress: &Progress<'_>,
     ) -> Result<Value, ActionError> {
-        if step.id == HELD_STEP {
+        if self.hold && step.id == HELD_STEP {
             self.entered.notify_one();
             self.release.notified().await;
         }
@@ -119,7 +119,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(config: &aws_config::SdkConfig, name: &str, lease: Duration) -> Self {
+    fn new(config: &aws_config::SdkConfig, name: &str, lease: Duration, hold: bool) -> Self {
         let clients = AwsClients::from_sdk_config(config).unwrap();
         let journal = S3Journal::new(clients.clone(), BUCKET, PREFIX).with_lease(lease);
         let inner = AwsActions::new(
@@ -131,16 +131,20 @@ impl Worker {
             journal,
             actions: HeldActions {
                 inner,
+                hold,
                 entered: Arc::new(Notify::new()),
                 release: Arc::new(Notify::new()),
             },
         }
     }
 
-    async fn run(&self, plan: &Plan, raw: &str) -> Result<cordon_core::executor::Report, ExecError> {
-        Executor::new(&self.actions, &self.journal, &ApproveAll)
-            .run(plan, raw)
-            .await
+    async fn run(
+        &self,
+        plan: &Plan,
+        raw: &str,
+    ) -> Result<cordon_core::executor::Report, ExecError> {
+        // Boxed: the executor's future is large, and a test thread's stack is small.
+        Box::pin(Executor::new(&self.actions, &self.journal, &ApproveAll).run(plan, raw)).await
     }
 
     fn mutating(&self) -> u64 {
@@ -204,8 +208,8 @@ async fn a_second_worker_on_a_case_in_flight_changes_nothing() {
     let aws = emulator().await;
     let (plan, raw) = case(&aws).await;
     let config = aws.sdk_config().clone();
-    let first = Worker::new(&config, "first", Duration::from_secs(60));
-    let second = Worker::new(&config, "second", Duration::from_secs(60));
+    let first = Worker::new(&config, "first", Duration::from_secs(60), true);
+    let second = Worker::new(&config, "second", Duration::from_secs(60), false);
 
     let (first_report, second_report) = tokio::join!(first.run(&plan, &raw), async {
         // The first worker is inside `protect`, its pre-state journaled.
@@ -231,10 +235,14 @@ async fn a_second_worker_on_a_case_in_flight_changes_nothing() {
         .filter(|(name, _)| name == "step-applied")
         .filter_map(|(_, step)| step)
         .collect();
-    assert_eq!(applied, ["tag", HELD_STEP, "isolate"], "each step applied once");
+    assert_eq!(
+        applied,
+        ["tag", HELD_STEP, "isolate"],
+        "each step applied once"
+    );
 
     // Released at the end: the next worker (the next task) need not wait.
-    let next = Worker::new(&config, "next", Duration::from_secs(60));
+    let next = Worker::new(&config, "next", Duration::from_secs(60), false);
     let report = next.run(&plan, &raw).await.expect("next worker");
     assert!(report.no_op, "{}", report.message);
     assert_eq!(next.mutating(), 2, "only taking the lease and releasing it");
@@ -246,7 +254,7 @@ async fn a_killed_workers_case_is_taken_over_when_its_lease_expires() {
     let (plan, raw) = case(&aws).await;
     let config = aws.sdk_config().clone();
     let lease = Duration::from_secs(2);
-    let killed = Arc::new(Worker::new(&config, "killed", lease));
+    let killed = Arc::new(Worker::new(&config, "killed", lease, true));
 
     let task = {
         let killed = Arc::clone(&killed);
@@ -258,7 +266,7 @@ async fn a_killed_workers_case_is_taken_over_when_its_lease_expires() {
     task.abort();
     assert!(task.await.unwrap_err().is_cancelled());
 
-    let other = Worker::new(&config, "other", lease);
+    let other = Worker::new(&config, "other", lease, false);
     let err = other
         .run(&plan, &raw)
         .await
@@ -272,11 +280,10 @@ async fn a_killed_workers_case_is_taken_over_when_its_lease_expires() {
     tokio::time::sleep(lease + Duration::from_millis(300)).await;
     // A resume (the case exists): it takes the expired lease over, reuses the
     // journaled pre-state of the step in flight and finishes.
-    other.actions.release.notify_one();
-    let report = Executor::new(&other.actions, &other.journal, &ApproveAll)
-        .resume(&plan.case_id)
-        .await
-        .expect("takeover");
+    let report =
+        Box::pin(Executor::new(&other.actions, &other.journal, &ApproveAll).resume(&plan.case_id))
+            .await
+            .expect("takeover");
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
     let prepared: Vec<Option<String>> = events(&other.journal, &plan)
         .await
@@ -286,7 +293,11 @@ async fn a_killed_workers_case_is_taken_over_when_its_lease_expires() {
         .collect();
     assert_eq!(
         prepared,
-        [Some("tag".to_string()), Some(HELD_STEP.to_string()), Some("isolate".to_string())],
+        [
+            Some("tag".to_string()),
+            Some(HELD_STEP.to_string()),
+            Some("isolate".to_string())
+        ],
         "the step in flight kept its first pre-state"
     );
 }
@@ -300,8 +311,8 @@ async fn a_worker_whose_lease_was_taken_over_is_fenced() {
     let case = cordon_core::plan::CaseId::parse("case-0123456789abcdef0123").unwrap();
     let config = aws.sdk_config().clone();
     let lease = Duration::from_secs(1);
-    let slow = Worker::new(&config, "slow", lease);
-    let fast = Worker::new(&config, "fast", lease);
+    let slow = Worker::new(&config, "slow", lease, false);
+    let fast = Worker::new(&config, "fast", lease, false);
 
     let slow_lock = slow.journal.lock(&case).await.expect("first lease");
     assert_eq!(slow_lock.token(), 1);
@@ -323,6 +334,12 @@ async fn a_worker_whose_lease_was_taken_over_is_fenced() {
     assert!(matches!(err, JournalError::Fenced { .. }), "{err}");
     assert!(err.to_string().contains("fencing token 2"), "{err}");
     // The fenced worker's release leaves the new holder's lease alone.
-    slow.journal.release(&case, slow_lock).await.expect("release");
-    fast.journal.fence(&case, &fast_lock).await.expect("still the holder");
+    slow.journal
+        .release(&case, slow_lock)
+        .await
+        .expect("release");
+    fast.journal
+        .fence(&case, &fast_lock)
+        .await
+        .expect("still the holder");
 }

@@ -149,19 +149,33 @@ impl S3Journal {
         {
             Ok(out) => out,
             Err(e) if e.status() == Some(404) || e.code() == Some("NoSuchKey") => return Ok(None),
-            Err(e) => return Err(call_failed(location, "cannot read the lease", e.into_error())),
+            Err(e) => {
+                return Err(call_failed(
+                    location,
+                    "cannot read the lease",
+                    e.into_error(),
+                ));
+            }
         };
         let etag = out.e_tag().unwrap_or_default().to_string();
         let bytes = out
             .body
             .collect()
             .await
-            .map_err(|e| io(location.clone(), format!("reading the lease was cut short: {e}"), None))?
+            .map_err(|e| {
+                io(
+                    location.clone(),
+                    format!("reading the lease was cut short: {e}"),
+                    None,
+                )
+            })?
             .into_bytes();
         let lease: LeaseRecord = serde_json::from_slice(&bytes).map_err(|e| {
             io(
                 location.clone(),
-                format!("the lease is not a cordon lease ({e}); remove it only if no worker is running"),
+                format!(
+                    "the lease is not a cordon lease ({e}); remove it only if no worker is running"
+                ),
                 None,
             )
         })?;
@@ -178,7 +192,8 @@ impl S3Journal {
     ) -> Result<Option<String>, JournalError> {
         let key = lease_key(&self.prefix, case);
         let location = format!("s3://{}/{key}", self.bucket);
-        let bytes = serde_json::to_vec(lease).map_err(|e| io(location.clone(), e.to_string(), None))?;
+        let bytes =
+            serde_json::to_vec(lease).map_err(|e| io(location.clone(), e.to_string(), None))?;
         let request = put_request(&self.clients, &self.bucket, &key, bytes, None);
         let request = match replacing {
             None => request.if_none_match("*"),
@@ -191,7 +206,11 @@ impl S3Journal {
         {
             Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
             Err(e) if lost_race(e.status(), e.code()) => Ok(None),
-            Err(e) => Err(call_failed(location, "cannot write the lease", e.into_error())),
+            Err(e) => Err(call_failed(
+                location,
+                "cannot write the lease",
+                e.into_error(),
+            )),
         }
     }
 
@@ -298,8 +317,8 @@ impl JournalStore for S3Journal {
         let (token, replacing) = match &current {
             None => (1, None),
             Some((lease, etag)) => {
-                let live = parse_time(&lease.expires_at)
-                    .is_some_and(|t| t > OffsetDateTime::now_utc());
+                let live =
+                    parse_time(&lease.expires_at).is_some_and(|t| t > OffsetDateTime::now_utc());
                 if live {
                     return Err(JournalError::Locked {
                         case: case.clone(),
@@ -334,10 +353,7 @@ impl JournalStore for S3Journal {
             detail,
         };
         let Some((stored, etag)) = self.read_lease(case).await? else {
-            return Err(fenced(format!(
-                "its lease (token {}) is gone",
-                lock.token
-            )));
+            return Err(fenced(format!("its lease (token {}) is gone", lock.token)));
         };
         if stored.holder != lock.holder || stored.token != lock.token {
             return Err(fenced(format!(
@@ -405,12 +421,10 @@ impl JournalStore for S3Journal {
         match result {
             Ok(_) => Ok(()),
             // The record exists, or is being written: either way it is not ours.
-            Err(e) if lost_race(e.status(), e.code()) => {
-                Err(JournalError::Conflict {
-                    case: case.clone(),
-                    seq: record.seq,
-                })
-            }
+            Err(e) if lost_race(e.status(), e.code()) => Err(JournalError::Conflict {
+                case: case.clone(),
+                seq: record.seq,
+            }),
             Err(e) => {
                 let what = format!("cannot write record {}", record.seq);
                 Err(call_failed(location, &what, e.into_error()))
