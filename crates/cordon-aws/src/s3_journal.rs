@@ -2,15 +2,32 @@
 //! one S3 object per record at `<prefix><case-id>/journal/<seq, 10 digits>.json`.
 //!
 //! Each record is written with `If-None-Match: *`, a conditional create: of two
-//! workers racing for the same `seq` (a Step Functions retry overlapping a
-//! slow first attempt), S3 lets exactly one win and answers the other with
-//! `412 Precondition Failed`, which becomes [`JournalError::Conflict`]. That
-//! makes the store safe without any lock, so [`S3Journal::lock`] is a no-op
-//! guard. Records sit beside the case's evidence, so the bucket's versioning,
+//! workers racing for the same `seq`, S3 lets exactly one win and answers the
+//! other with `412 Precondition Failed`, which becomes [`JournalError::Conflict`].
+//! Records sit beside the case's evidence, so the bucket's versioning,
 //! encryption and Object Lock protect the journal too.
+//!
+//! Conditional records alone do not stop a second worker (a Step Functions
+//! retry overlapping a slow first attempt) from reading a step journaled as
+//! prepared and applying it again while the first is still applying it. So
+//! each case also has a **lease**, `<prefix><case-id>/lease.json`: created with
+//! `If-None-Match: *`, taken over only once expired and only with `If-Match`
+//! on the ETag read (so of two workers taking it over, one wins), carrying a
+//! **fencing token** that grows with every takeover. A worker checks its token
+//! before every change to AWS ([`JournalStore::fence`]) and extends the lease
+//! there; one whose lease was taken over stops with [`JournalError::Fenced`].
+//! A worker that finds a live lease gets [`JournalError::Locked`] at once
+//! (the Lambda's `Cordon.InProgress`: retry later). The lease is released by
+//! overwriting it as expired (no `s3:DeleteObject`: the evidence bucket denies
+//! deletes), so the next task of a state machine need not wait.
+
+use std::time::Duration;
 
 use cordon_core::journal::{JournalError, JournalRecord, JournalStore};
 use cordon_core::plan::CaseId;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use crate::client::AwsClients;
 use crate::errors::CallError;
@@ -29,14 +46,55 @@ pub struct S3Journal {
     pub bucket: String,
     /// Key prefix before the case id, e.g. `cases/` (same as the evidence's).
     pub prefix: String,
+    /// How long a lease lasts between fences ([`DEFAULT_LEASE`]).
+    pub lease: Duration,
+    /// This worker's identity in leases.
+    pub holder: String,
 }
 
-/// Nothing to hold: conditional puts, not a lock, keep two writers apart. A
-/// second worker on the same case fails its first append with a conflict and
-/// re-reads the journal instead of blocking on a lease that could outlive a
-/// crashed Lambda.
+/// How long a lease lasts unless extended: longer than the slowest step
+/// between two fences (a snapshot's wait is bounded by its own timeout), short
+/// enough that a crashed worker's case is taken over within minutes.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+
+/// The lease object, as stored (kebab-case, versioned like every cordon format).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LeaseRecord {
+    pub format_version: u32,
+    /// Who holds it: a random id per worker (per Lambda invocation, per process).
+    pub holder: String,
+    /// The fencing token: 1 for the first holder, one more for each takeover.
+    pub token: u64,
+    /// RFC 3339; after it, any worker may take the lease over.
+    pub expires_at: String,
+}
+
+/// A case held by this worker: the lease as last written, and its ETag.
 #[derive(Debug)]
-pub struct S3NoLock;
+pub struct S3Lease {
+    holder: String,
+    token: u64,
+    state: tokio::sync::Mutex<HeldLease>,
+}
+
+#[derive(Debug)]
+struct HeldLease {
+    etag: String,
+    expires_at: OffsetDateTime,
+}
+
+impl S3Lease {
+    /// The fencing token this worker holds.
+    pub fn token(&self) -> u64 {
+        self.token
+    }
+}
+
+/// The key of a case's lease.
+pub fn lease_key(prefix: &str, case: &CaseId) -> String {
+    format!("{}lease.json", case_prefix(prefix, case))
+}
 
 fn io(
     location: String,
@@ -65,7 +123,108 @@ impl S3Journal {
             clients,
             bucket: bucket.into(),
             prefix: prefix.into(),
+            lease: DEFAULT_LEASE,
+            holder: uuid::Uuid::new_v4().to_string(),
         }
+    }
+
+    /// The same store with leases of `lease` (tests use seconds).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The lease of `case` as stored, with its ETag; `None` when there is none.
+    async fn read_lease(
+        &self,
+        case: &CaseId,
+    ) -> Result<Option<(LeaseRecord, String)>, JournalError> {
+        let key = lease_key(&self.prefix, case);
+        let location = format!("s3://{}/{key}", self.bucket);
+        let request = self.clients.s3.get_object().bucket(&self.bucket).key(&key);
+        let out = match self
+            .clients
+            .try_call(&ops::S3_GET_OBJECT, &location, request)
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.status() == Some(404) || e.code() == Some("NoSuchKey") => return Ok(None),
+            Err(e) => {
+                return Err(call_failed(
+                    location,
+                    "cannot read the lease",
+                    e.into_error(),
+                ));
+            }
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| {
+                io(
+                    location.clone(),
+                    format!("reading the lease was cut short: {e}"),
+                    None,
+                )
+            })?
+            .into_bytes();
+        let lease: LeaseRecord = serde_json::from_slice(&bytes).map_err(|e| {
+            io(
+                location.clone(),
+                format!(
+                    "the lease is not a cordon lease ({e}); remove it only if no worker is running"
+                ),
+                None,
+            )
+        })?;
+        Ok(Some((lease, etag)))
+    }
+
+    /// Writes the lease: created (`If-None-Match: *`) when `replacing` is
+    /// `None`, else only over the ETag read. `Ok(None)`: another worker wrote first.
+    async fn write_lease(
+        &self,
+        case: &CaseId,
+        lease: &LeaseRecord,
+        replacing: Option<&str>,
+    ) -> Result<Option<String>, JournalError> {
+        let key = lease_key(&self.prefix, case);
+        let location = format!("s3://{}/{key}", self.bucket);
+        let bytes =
+            serde_json::to_vec(lease).map_err(|e| io(location.clone(), e.to_string(), None))?;
+        let request = put_request(&self.clients, &self.bucket, &key, bytes, None);
+        let request = match replacing {
+            None => request.if_none_match("*"),
+            Some(etag) => request.if_match(etag),
+        };
+        match self
+            .clients
+            .try_call(&ops::S3_PUT_OBJECT, &location, request)
+            .await
+        {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if lost_race(e.status(), e.code()) => Ok(None),
+            Err(e) => Err(call_failed(
+                location,
+                "cannot write the lease",
+                e.into_error(),
+            )),
+        }
+    }
+
+    fn new_lease(&self, token: u64) -> (LeaseRecord, OffsetDateTime) {
+        let expires_at = OffsetDateTime::now_utc() + self.lease;
+        (
+            LeaseRecord {
+                format_version: 1,
+                holder: self.holder.clone(),
+                token,
+                expires_at: rfc3339(expires_at),
+            },
+            expires_at,
+        )
     }
 
     /// Every key under `prefix`, sorted, paging through the listing.
@@ -130,11 +289,111 @@ pub(crate) async fn read_records(
     Ok(records)
 }
 
-impl JournalStore for S3Journal {
-    type Lock = S3NoLock;
+/// 412: the condition failed (the object exists, or changed since read); 409
+/// ConditionalRequestConflict: another conditional write to the key is in flight.
+fn lost_race(status: Option<u16>, code: Option<&str>) -> bool {
+    status == Some(412)
+        || matches!(
+            code,
+            Some("PreconditionFailed" | "ConditionalRequestConflict")
+        )
+}
 
-    async fn lock(&self, _case: &CaseId) -> Result<S3NoLock, JournalError> {
-        Ok(S3NoLock)
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+fn parse_time(at: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(at, &Rfc3339).ok()
+}
+
+impl JournalStore for S3Journal {
+    type Lock = S3Lease;
+
+    /// Takes the case's lease: creates it, or takes over an expired one
+    /// (fencing token + 1); a live lease of another worker is `Locked`.
+    async fn lock(&self, case: &CaseId) -> Result<S3Lease, JournalError> {
+        let current = self.read_lease(case).await?;
+        let (token, replacing) = match &current {
+            None => (1, None),
+            Some((lease, etag)) => {
+                let live =
+                    parse_time(&lease.expires_at).is_some_and(|t| t > OffsetDateTime::now_utc());
+                if live {
+                    return Err(JournalError::Locked {
+                        case: case.clone(),
+                        detail: format!(
+                            "its lease is held by worker {} (fencing token {}) until {}",
+                            lease.holder, lease.token, lease.expires_at
+                        ),
+                    });
+                }
+                (lease.token + 1, Some(etag.as_str()))
+            }
+        };
+        let (record, expires_at) = self.new_lease(token);
+        match self.write_lease(case, &record, replacing).await? {
+            Some(etag) => Ok(S3Lease {
+                holder: self.holder.clone(),
+                token,
+                state: tokio::sync::Mutex::new(HeldLease { etag, expires_at }),
+            }),
+            None => Err(JournalError::Locked {
+                case: case.clone(),
+                detail: "another worker took its lease at the same moment".to_string(),
+            }),
+        }
+    }
+
+    /// The lease still ours, with our token? Extends it when half is used.
+    async fn fence(&self, case: &CaseId, lock: &S3Lease) -> Result<(), JournalError> {
+        let mut held = lock.state.lock().await;
+        let fenced = |detail: String| JournalError::Fenced {
+            case: case.clone(),
+            detail,
+        };
+        let Some((stored, etag)) = self.read_lease(case).await? else {
+            return Err(fenced(format!("its lease (token {}) is gone", lock.token)));
+        };
+        if stored.holder != lock.holder || stored.token != lock.token {
+            return Err(fenced(format!(
+                "worker {} holds fencing token {}, this worker held {}",
+                stored.holder, stored.token, lock.token
+            )));
+        }
+        let now = OffsetDateTime::now_utc();
+        if held.expires_at <= now {
+            // Ours on paper, but expired: another worker may be taking it over
+            // right now. Only a conditional extension can tell.
+        } else if held.expires_at - now > self.lease / 2 {
+            return Ok(());
+        }
+        let (record, expires_at) = self.new_lease(lock.token);
+        match self.write_lease(case, &record, Some(&etag)).await? {
+            Some(etag) => {
+                *held = HeldLease { etag, expires_at };
+                Ok(())
+            }
+            None => Err(fenced(format!(
+                "another worker wrote its lease while this one (token {}) extended it",
+                lock.token
+            ))),
+        }
+    }
+
+    /// Marks the lease expired (if it is still ours), for the next worker.
+    async fn release(&self, case: &CaseId, lock: S3Lease) -> Result<(), JournalError> {
+        let held = lock.state.into_inner();
+        let record = LeaseRecord {
+            format_version: 1,
+            holder: lock.holder,
+            token: lock.token,
+            expires_at: rfc3339(OffsetDateTime::now_utc()),
+        };
+        // Over our own ETag only: a lease taken over meanwhile is not ours to touch.
+        self.write_lease(case, &record, Some(&held.etag))
+            .await
+            .map(|_| ())
     }
 
     async fn load(&self, case: &CaseId) -> Result<Vec<JournalRecord>, JournalError> {
@@ -161,20 +420,11 @@ impl JournalStore for S3Journal {
             .await;
         match result {
             Ok(_) => Ok(()),
-            // 412: the record exists. 409 ConditionalRequestConflict: another
-            // conditional write to the key is in flight; either way it is not ours.
-            Err(e)
-                if e.status() == Some(412)
-                    || matches!(
-                        e.code(),
-                        Some("PreconditionFailed" | "ConditionalRequestConflict")
-                    ) =>
-            {
-                Err(JournalError::Conflict {
-                    case: case.clone(),
-                    seq: record.seq,
-                })
-            }
+            // The record exists, or is being written: either way it is not ours.
+            Err(e) if lost_race(e.status(), e.code()) => Err(JournalError::Conflict {
+                case: case.clone(),
+                seq: record.seq,
+            }),
             Err(e) => {
                 let what = format!("cannot write record {}", record.seq);
                 Err(call_failed(location, &what, e.into_error()))

@@ -909,12 +909,12 @@ pub const FRONT_DOOR_PERMISSIONS: &[FrontDoorPermission] = &[
     FrontDoorPermission {
         permission: "s3:GetObject",
         door: FrontDoor::S3Journal,
-        reason: "reads journal records",
+        reason: "reads journal records and the case's lease",
     },
     FrontDoorPermission {
         permission: "s3:PutObject",
         door: FrontDoor::S3Journal,
-        reason: "appends journal records (conditional create, If-None-Match)",
+        reason: "appends journal records (conditional create, If-None-Match); takes, extends and releases the case's lease (If-None-Match, If-Match)",
     },
     FrontDoorPermission {
         permission: "kms:GenerateDataKey",

@@ -495,7 +495,7 @@ struct Session<'j, J: JournalStore> {
     observer: Option<&'j (dyn Fn(&JournalRecord) + Send + Sync)>,
     #[cfg(feature = "crash-hooks")]
     crash_after_record: Option<u64>,
-    _lock: J::Lock,
+    lock: J::Lock,
 }
 
 impl<J: JournalStore> Session<'_, J> {
@@ -519,6 +519,20 @@ impl<J: JournalStore> Session<'_, J> {
             std::process::abort();
         }
         Ok(())
+    }
+
+    /// Fails if this worker no longer holds the case (see [`JournalStore::fence`]).
+    async fn fence(&self) -> Result<(), JournalError> {
+        self.journal.fence(&self.case, &self.lock).await
+    }
+
+    /// Gives the case up (see [`JournalStore::release`]); a failure only makes
+    /// the next worker wait for the lease to expire, so it is logged, not returned.
+    async fn close(self) {
+        let case = self.case;
+        if let Err(e) = self.journal.release(&case, self.lock).await {
+            warn!(%case, error = %e, "the case's lease was not released; the next worker waits for it to expire");
+        }
     }
 
     fn step_state(&self, id: &str) -> StepState {
@@ -709,7 +723,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 observer: self.observer,
                 #[cfg(feature = "crash-hooks")]
                 crash_after_record: self.crash_after_record,
-                _lock: lock,
+                lock,
             });
         }
         let Some((plan, finding_raw)) = new_case else {
@@ -723,7 +737,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             observer: self.observer,
             #[cfg(feature = "crash-hooks")]
             crash_after_record: self.crash_after_record,
-            _lock: lock,
+            lock,
         };
         session
             .write(JournalEvent::CaseOpened {
@@ -745,10 +759,13 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             return Ok(report);
         }
         let mut session = self.open(&plan.case_id, Some((plan, finding_raw))).await?;
-        if session.fresh {
-            return self.drive(&mut session, Mode::Run).await;
-        }
-        self.rerun(&mut session, plan, finding_raw).await
+        let report = if session.fresh {
+            self.drive(&mut session, Mode::Run).await
+        } else {
+            self.rerun(&mut session, plan, finding_raw).await
+        };
+        session.close().await;
+        report
     }
 
     /// A finding for an existing case: decide what the delivery means.
@@ -924,6 +941,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 status: CaseStatus::Stopped,
             })
             .await?;
+        session.close().await;
         Ok(Some(Report::new(
             &plan.case_id,
             CaseStatus::Stopped,
@@ -936,7 +954,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     /// step not done; a completed-with-failures case retries its failed steps).
     pub async fn resume(&self, case: &CaseId) -> Result<Report, ExecError> {
         let mut session = self.open(case, None).await?;
-        self.drive(&mut session, Mode::Resume).await
+        let report = self.drive(&mut session, Mode::Resume).await;
+        session.close().await;
+        report
     }
 
     /// Records a human's decision on a step that needs approval (e.g. `cordon approve`
@@ -948,6 +968,18 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         decision: Decision,
     ) -> Result<Report, ExecError> {
         let mut session = self.open(case, None).await?;
+        let report = self.decide_in(&mut session, step, decision).await;
+        session.close().await;
+        report
+    }
+
+    async fn decide_in(
+        &self,
+        session: &mut Session<'a, J>,
+        step: &str,
+        decision: Decision,
+    ) -> Result<Report, ExecError> {
+        let case = &session.case.clone();
         let Some(planned) = session.state.plan.step(step).cloned() else {
             return Err(ExecError::UnknownStep {
                 case: case.clone(),
@@ -993,7 +1025,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             }
             Decision::Pending | Decision::TimedOut { .. } => {}
         }
-        self.drive(&mut session, Mode::Resume).await
+        self.drive(session, Mode::Resume).await
     }
 
     async fn drive(&self, session: &mut Session<'a, J>, mode: Mode) -> Result<Report, ExecError> {
@@ -1437,6 +1469,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         let outcome = match outcome {
             Some(outcome) => outcome,
             None => {
+                session.fence().await?;
                 let started = Instant::now();
                 let applied = {
                     let sink: &mut (dyn ProgressSink + '_) = &mut *session;
@@ -1486,15 +1519,18 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     /// the case ends `rolled-back-except-credentials` when credentials stay contained.
     pub async fn rollback(&self, case: &CaseId, reason: &str) -> Result<Report, ExecError> {
         let mut session = self.open(case, None).await?;
-        if session.state.status == Some(CaseStatus::RolledBack) {
-            return Ok(Report::no_op(
+        let report = if session.state.status == Some(CaseStatus::RolledBack) {
+            Ok(Report::no_op(
                 case,
                 CaseStatus::RolledBack,
                 format!("case {case} is already rolled back; nothing to do"),
-            ));
-        }
-        self.rollback_session(&mut session, reason, RollbackKind::Requested)
-            .await
+            ))
+        } else {
+            self.rollback_session(&mut session, reason, RollbackKind::Requested)
+                .await
+        };
+        session.close().await;
+        report
     }
 
     async fn rollback_session(
@@ -1580,6 +1616,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         }
                     }
                 }
+                session.fence().await?;
                 let span = info_span!("rollback", case_id = %case, playbook = %plan.playbook, step = %step.id, epoch);
                 let result = async {
                     if step.reversibility == Reversibility::Irreversible

@@ -530,6 +530,12 @@ pub enum JournalError {
     NewerFormat(NewerFormat),
     #[error("no journal for case {case}: `cordon cases` lists the known cases")]
     UnknownCase { case: CaseId },
+    /// Another worker took the case over (this worker's lease expired and a
+    /// newer fencing token was issued): this one must stop changing anything.
+    #[error(
+        "case {case} was taken over by another worker ({detail}); this worker stopped before changing anything more: `cordon status {case}` shows where the case is"
+    )]
+    Fenced { case: CaseId, detail: String },
     #[error("journal store {location}: {message}")]
     Io {
         location: String,
@@ -565,6 +571,29 @@ pub trait JournalStore: Send + Sync {
 
     /// Every case in the store.
     fn cases(&self) -> impl Future<Output = Result<Vec<CaseId>, JournalError>> + Send;
+
+    /// Checked before every change to AWS (apply and undo): fails with
+    /// [`JournalError::Fenced`] when `lock` no longer holds the case (a lease
+    /// that expired and was taken over), and may extend it. A store whose lock
+    /// cannot be lost (an OS file lock held by a live process) has nothing to check.
+    fn fence(
+        &self,
+        _case: &CaseId,
+        _lock: &Self::Lock,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send {
+        std::future::ready(Ok(()))
+    }
+
+    /// Gives the case up at the end of a call, so the next worker (the next
+    /// Step Functions task) need not wait for a lease to expire. Dropping the
+    /// lock without it is safe, only slower for the next worker.
+    fn release(
+        &self,
+        _case: &CaseId,
+        _lock: Self::Lock,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Checks the hash chain and numbering; returns the first bad record's seq and why.
