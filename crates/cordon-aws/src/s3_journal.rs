@@ -243,7 +243,11 @@ impl S3Journal {
     /// The key of `resource`'s claim: `<prefix>resources/<kind>-<id>.json`,
     /// beside the cases (not a case id, so never listed as one).
     fn claim_key(&self, resource: &str) -> Result<String, JournalError> {
-        Ok(format!("{}resources/{}", self.prefix, claim_file_name(resource)?))
+        Ok(format!(
+            "{}resources/{}",
+            self.prefix,
+            claim_file_name(resource)?
+        ))
     }
 
     /// The claim of `resource` as stored (`None` inside: released) with its ETag.
@@ -517,9 +521,7 @@ impl JournalStore for S3Journal {
             }
         }
         match self.read_claim(&claim.resource).await? {
-            Some((Some(held), _)) if held.case_id != claim.case_id => {
-                Ok(ClaimAnswer::HeldBy(held))
-            }
+            Some((Some(held), _)) if held.case_id != claim.case_id => Ok(ClaimAnswer::HeldBy(held)),
             Some((Some(_), _)) => Ok(ClaimAnswer::Claimed { new: false }),
             _ => Err(io(
                 format!("s3://{}/{}", self.bucket, self.claim_key(&claim.resource)?),
@@ -530,7 +532,10 @@ impl JournalStore for S3Journal {
     }
 
     async fn resource_claim(&self, resource: &str) -> Result<Option<ResourceClaim>, JournalError> {
-        Ok(self.read_claim(resource).await?.and_then(|(claim, _)| claim))
+        Ok(self
+            .read_claim(resource)
+            .await?
+            .and_then(|(claim, _)| claim))
     }
 
     /// Rewrites the claim as released over its ETag (the evidence bucket

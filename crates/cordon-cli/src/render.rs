@@ -434,9 +434,9 @@ pub fn holders(case: &CaseId, holders: &[ResourceHolder]) -> String {
         let who = match &holder.held_by {
             None => "not held by any case".to_string(),
             Some(by) if by == case => "held by this case".to_string(),
-            Some(by) => format!(
-                "held by case {by} (`cordon status {by}`; rolling it back lets go)"
-            ),
+            Some(by) => {
+                format!("held by case {by} (`cordon status {by}`; rolling it back lets go)")
+            }
         };
         let since = holder
             .since

@@ -800,12 +800,16 @@ async fn two_findings_on_one_instance_both_rolled_back_leave_it_as_it_was() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
     assert!(
-        journal.iter().all(|r| r["event"]["event"] != "step-prepared"),
+        journal
+            .iter()
+            .all(|r| r["event"]["event"] != "step-prepared"),
         "the second case read the first one's containment as a pre-state: {journal:#?}"
     );
     assert!(
-        journal.iter().any(|r| r["event"]["event"] == "resource-busy"
-            && r["event"]["holder"] == first_case.as_str()),
+        journal
+            .iter()
+            .any(|r| r["event"]["event"] == "resource-busy"
+                && r["event"]["holder"] == first_case.as_str()),
         "{journal:#?}"
     );
     assert!(
@@ -830,7 +834,8 @@ async fn two_findings_on_one_instance_both_rolled_back_leave_it_as_it_was() {
     // Then the holder: the instance is back as it was.
     let out = case.cordon(&["rollback", &first_case], &[]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    case.assert_back_at_pre_state("both cases rolled back").await;
+    case.assert_back_at_pre_state("both cases rolled back")
+        .await;
 
     // The second finding again: now it contains the instance itself, from
     // its true original state, and its rollback restores that state.
@@ -846,14 +851,18 @@ async fn two_findings_on_one_instance_both_rolled_back_leave_it_as_it_was() {
         text(&out)
     );
     assert!(
-        text(&out).0.contains(&format!("held by case {second_case}")),
+        text(&out)
+            .0
+            .contains(&format!("held by case {second_case}")),
         "{:?}",
         text(&out)
     );
     let out = case.cordon(&["rollback", &second_case], &[]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    case.assert_back_at_pre_state("the second case rolled back").await;
+    case.assert_back_at_pre_state("the second case rolled back")
+        .await;
     let out = case.cordon(&["rollback", &first_case], &[]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    case.assert_back_at_pre_state("both rolled back twice").await;
+    case.assert_back_at_pre_state("both rolled back twice")
+        .await;
 }
