@@ -66,7 +66,7 @@ async fn two_findings_on_one_instance_over_the_s3_journal() {
     let second: Plan = plan_for(&other_raw, playbook());
     assert_ne!(first.case_id, second.case_id);
     let instance = format!("instance:{}", fixture.instances["web-01"].id);
-    assert_eq!(first.resources(), [instance.clone()]);
+    assert_eq!(first.resources(), std::slice::from_ref(&instance));
 
     let clients = AwsClients::from_sdk_config(aws.sdk_config()).unwrap();
     let journal = S3Journal::new(clients.clone(), BUCKET, PREFIX);

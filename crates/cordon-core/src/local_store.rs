@@ -283,8 +283,7 @@ impl JournalStore for LocalJournal {
     }
 
     async fn resource_claim(&self, resource: &str) -> Result<Option<ResourceClaim>, JournalError> {
-        self.with_claims_lock(resource, |path| read_claim(path))
-            .await
+        self.with_claims_lock(resource, read_claim).await
     }
 
     async fn release_resource(&self, resource: &str, case: &CaseId) -> Result<bool, JournalError> {
