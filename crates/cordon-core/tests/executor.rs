@@ -1468,6 +1468,33 @@ fn second_finding_plan(playbook: &Playbook) -> (Plan, String) {
     (plan(&finding, playbook, reason), finding.raw.clone())
 }
 
+/// A journal store, a world whose resources both cases share (one instance),
+/// and the plans of two findings on it.
+struct TwoCases {
+    journal: LocalJournal,
+    world: World,
+    approver: Approve,
+    first: Plan,
+    first_raw: String,
+    second: Plan,
+    second_raw: String,
+}
+
+fn two_cases() -> TwoCases {
+    let (first, first_raw) = make_plan(&three_steps());
+    let (second, second_raw) = second_finding_plan(&three_steps());
+    assert_ne!(first.case_id, second.case_id);
+    TwoCases {
+        journal: LocalJournal::new(tempdir()),
+        world: World::default(),
+        approver: Approve(Decision::Pending),
+        first,
+        first_raw,
+        second,
+        second_raw,
+    }
+}
+
 fn kinds(records: &[JournalRecord]) -> Vec<&'static str> {
     records.iter().map(|r| r.event.name()).collect()
 }
@@ -1477,24 +1504,20 @@ async fn a_second_case_on_a_held_resource_stops_naming_the_holder_and_runs_once_
 {
     const INSTANCE: &str = "instance:i-0123456789abcdef0";
     for first_rollback in ["holder", "refused"] {
-        let dir = tempdir();
-        let journal = LocalJournal::new(&dir);
-        // The world's resources are shared by both cases: one instance.
-        let world = World::default();
-        let approver = Approve(Decision::Pending);
-        let exec = Executor::new(&world, &journal, &approver);
-        let (first, first_raw) = make_plan(&three_steps());
-        let (second, second_raw) = second_finding_plan(&three_steps());
-        assert_ne!(first.case_id, second.case_id);
+        let t = two_cases();
+        let (journal, world) = (&t.journal, &t.world);
+        let (first, first_raw, second, second_raw) =
+            (&t.first, &t.first_raw, &t.second, &t.second_raw);
+        let exec = Executor::new(world, journal, &t.approver);
 
-        let report = exec.run(&first, &first_raw).await.unwrap();
+        let report = exec.run(first, first_raw).await.unwrap();
         assert_eq!(report.status, CaseStatus::Completed);
         let held = journal.resource_claim(INSTANCE).await.unwrap().unwrap();
         assert_eq!(held.case_id, first.case_id, "kept while contained");
 
         // Before claims, this case journaled the first case's containment (1)
         // as the original state, and its rollback left the instance contained.
-        let report = exec.run(&second, &second_raw).await.unwrap();
+        let report = exec.run(second, second_raw).await.unwrap();
         assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
         assert_eq!(report.outcome, Outcome::NeedsHuman);
         assert!(
@@ -1504,7 +1527,7 @@ async fn a_second_case_on_a_held_resource_stops_naming_the_holder_and_runs_once_
             "{}",
             report.message
         );
-        let recs = records(&journal, &second.case_id).await;
+        let recs = records(journal, &second.case_id).await;
         assert!(
             !kinds(&recs).contains(&"step-prepared"),
             "the second case read a pre-state: {:?}",
@@ -1522,7 +1545,7 @@ async fn a_second_case_on_a_held_resource_stops_naming_the_holder_and_runs_once_
                 assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
                 assert_eq!(journal.resource_claim(INSTANCE).await.unwrap(), None);
                 assert!(world.snapshot().values().all(|v| *v == 0));
-                let report = exec.run(&second, &second_raw).await.unwrap();
+                let report = exec.run(second, second_raw).await.unwrap();
                 assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
                 assert!(world.snapshot().values().all(|v| *v == 1));
                 let report = exec.rollback(&second.case_id, "test").await.unwrap();
@@ -1547,27 +1570,24 @@ async fn a_second_case_on_a_held_resource_stops_naming_the_holder_and_runs_once_
         );
         assert_eq!(journal.resource_claim(INSTANCE).await.unwrap(), None);
         for case in [&first.case_id, &second.case_id] {
-            assert!(cordon_core::journal::verify_chain(&records(&journal, case).await).is_ok());
+            assert!(cordon_core::journal::verify_chain(&records(journal, case).await).is_ok());
         }
     }
 }
 
 #[tokio::test]
 async fn rolling_back_a_case_whose_resource_another_case_holds_is_refused() {
-    let dir = tempdir();
-    let journal = LocalJournal::new(&dir);
-    let world = World::default();
-    let approver = Approve(Decision::Pending);
-    let exec = Executor::new(&world, &journal, &approver);
-    let (first, first_raw) = make_plan(&three_steps());
-    let (second, second_raw) = second_finding_plan(&three_steps());
-    exec.run(&first, &first_raw).await.unwrap();
+    let t = two_cases();
+    let (journal, world) = (&t.journal, &t.world);
+    let (first, first_raw, second, second_raw) = (&t.first, &t.first_raw, &t.second, &t.second_raw);
+    let exec = Executor::new(world, journal, &t.approver);
+    exec.run(first, first_raw).await.unwrap();
     // The first case as an older cordon left it: contained, but no claim.
     std::fs::remove_dir_all(journal.claims_dir()).unwrap();
-    let report = exec.run(&second, &second_raw).await.unwrap();
+    let report = exec.run(second, second_raw).await.unwrap();
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
 
-    let before = records(&journal, &first.case_id).await.len();
+    let before = records(journal, &first.case_id).await.len();
     let report = exec.rollback(&first.case_id, "test").await.unwrap();
     assert_eq!(report.outcome, Outcome::NeedsHuman, "{}", report.message);
     assert!(
@@ -1582,7 +1602,7 @@ async fn rolling_back_a_case_whose_resource_another_case_holds_is_refused() {
         world.snapshot().values().all(|v| *v == 1),
         "the refused rollback opened what the other case holds"
     );
-    assert_eq!(records(&journal, &first.case_id).await.len(), before);
+    assert_eq!(records(journal, &first.case_id).await.len(), before);
 
     // In the order the claims allow, both roll back.
     let report = exec.rollback(&second.case_id, "test").await.unwrap();
@@ -1595,14 +1615,11 @@ async fn rolling_back_a_case_whose_resource_another_case_holds_is_refused() {
 #[tokio::test]
 async fn a_stale_claim_of_a_rolled_back_case_is_taken_over_and_journaled() {
     const INSTANCE: &str = "instance:i-0123456789abcdef0";
-    let dir = tempdir();
-    let journal = LocalJournal::new(&dir);
-    let world = World::default();
-    let approver = Approve(Decision::Pending);
-    let exec = Executor::new(&world, &journal, &approver);
-    let (first, first_raw) = make_plan(&three_steps());
-    let (second, second_raw) = second_finding_plan(&three_steps());
-    exec.run(&first, &first_raw).await.unwrap();
+    let t = two_cases();
+    let (journal, world) = (&t.journal, &t.world);
+    let (first, first_raw, second, second_raw) = (&t.first, &t.first_raw, &t.second, &t.second_raw);
+    let exec = Executor::new(world, journal, &t.approver);
+    exec.run(first, first_raw).await.unwrap();
     exec.rollback(&first.case_id, "test").await.unwrap();
     // A crash between the rollback and letting go leaves the claim behind.
     let stale = ResourceClaim::new(INSTANCE, &first.case_id, "2026-01-01T00:00:00Z".into());
@@ -1610,9 +1627,9 @@ async fn a_stale_claim_of_a_rolled_back_case_is_taken_over_and_journaled() {
         journal.claim_resource(&stale, None).await.unwrap(),
         ClaimAnswer::Claimed { new: true }
     );
-    let report = exec.run(&second, &second_raw).await.unwrap();
+    let report = exec.run(second, second_raw).await.unwrap();
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
-    let recs = records(&journal, &second.case_id).await;
+    let recs = records(journal, &second.case_id).await;
     assert!(recs.iter().any(|r| matches!(&r.event,
         JournalEvent::ResourceClaimed { resource, taken_over_from: Some(from) }
             if resource == INSTANCE && *from == first.case_id)));
