@@ -457,9 +457,24 @@ async fn run(
     );
     let timeline = Timeline::new(args.output);
     let observer = |r: &JournalRecord| timeline.record(r);
+    // Four eyes: a step that forbids self-approval needs to know who opens the case.
+    let operator = if plan.steps.iter().any(|s| s.approval.forbid_self_approval) {
+        Some(
+            approvals::caller_identity(&aws.clients)
+                .await
+                .map_err(|e| {
+                    failed(e.context(
+                        "a step forbids self-approval, so cordon must know who opens the case",
+                    ))
+                })?,
+        )
+    } else {
+        None
+    };
     let executor = case_executor(&aws, &journal, &approver, &observer)
         .accept_replan(options.accept_replan)
-        .loop_guard(options.loop_guard);
+        .loop_guard(options.loop_guard)
+        .operator(operator);
     let report = executor
         .run(&plan, &finding.raw)
         .await
@@ -1010,6 +1025,11 @@ fn exec_failure(error: ExecError) -> Failure {
         | ExecError::UnknownStep { .. }
         | ExecError::NoApprovalNeeded { .. }
         | ExecError::AlreadyDecided { .. } => invalid(error.into()),
+        // The case keeps waiting for an allowed approver.
+        ExecError::NotAnApprover { .. } => Failure {
+            code: Outcome::AwaitingDecision.exit_code(),
+            error: error.into(),
+        },
         other => failed(other.into()),
     }
 }

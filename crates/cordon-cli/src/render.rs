@@ -624,6 +624,7 @@ mod tests {
                 plan: Box::new(plan.clone()),
                 finding_sha256: text.to_string(),
                 cordon_version: text.to_string(),
+                opened_by: None,
             },
             JournalEvent::ApprovalRequested {
                 step: step.clone(),
@@ -665,6 +666,7 @@ mod tests {
                 plan: Box::new(plan.clone()),
                 finding_sha256: text.to_string(),
                 reason: text.to_string(),
+                opened_by: None,
             },
             JournalEvent::FindingUpdated {
                 finding_sha256: text.to_string(),

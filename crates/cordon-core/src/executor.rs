@@ -319,6 +319,16 @@ pub enum ExecError {
         step: String,
         detail: String,
     },
+    /// The playbook limits who may approve the step, and this identity may not.
+    #[error(
+        "{approver} may not approve step `{step}` of case {case}: {why}; the step stays unapproved (`cordon approve {case} {step}` by an allowed identity)"
+    )]
+    NotAnApprover {
+        case: CaseId,
+        step: String,
+        approver: String,
+        why: String,
+    },
 }
 
 /// What a run or rollback means for whoever started it. The same meanings, and
@@ -443,6 +453,9 @@ pub struct Executor<'a, A, J, P> {
     /// Open a new epoch when an updated finding changes the plan, instead of asking.
     accept_replan: bool,
     loop_guard: Option<LoopGuard>,
+    /// The verified identity running this call, journaled as who opened a case
+    /// or epoch whose plan forbids self-approval.
+    operator: Option<String>,
 }
 
 impl Report {
@@ -662,6 +675,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             interrupt: None,
             accept_replan: false,
             loop_guard: None,
+            operator: None,
         }
     }
 
@@ -695,6 +709,43 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
 
     /// Refuse automatic action on a resource (instance, key, user, role) that
     /// `guard.max_triggers` cases or epochs already acted on within `guard.window`.
+    /// The verified identity running this call (the CLI's STS identity): the
+    /// case's opener for steps that forbid self-approval.
+    pub fn operator(mut self, identity: Option<String>) -> Self {
+        self.operator = identity;
+        self
+    }
+
+    /// Who opened the case or epoch, journaled only when a step of `plan`
+    /// forbids self-approval (so other journals stay in the older format).
+    fn opener(&self, plan: &Plan) -> Option<String> {
+        plan.steps
+            .iter()
+            .any(|s| s.approval.forbid_self_approval)
+            .then(|| self.operator.clone())
+            .flatten()
+    }
+
+    /// A decision by `approver` on `step` the playbook does not allow.
+    fn check_approver(
+        session: &Session<'_, J>,
+        step: &PlannedStep,
+        approver: &str,
+    ) -> Result<(), ExecError> {
+        match step
+            .approval
+            .refuses(approver, session.state.opened_by.as_deref())
+        {
+            None => Ok(()),
+            Some(why) => Err(ExecError::NotAnApprover {
+                case: session.case.clone(),
+                step: step.id.clone(),
+                approver: approver.to_string(),
+                why,
+            }),
+        }
+    }
+
     pub fn loop_guard(mut self, guard: Option<LoopGuard>) -> Self {
         self.loop_guard = guard;
         self
@@ -744,6 +795,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 plan: Box::new(plan.clone()),
                 finding_sha256: finding_digest(finding_raw),
                 cordon_version: env!("CARGO_PKG_VERSION").to_string(),
+                opened_by: self.opener(plan),
             })
             .await?;
         Ok(session)
@@ -787,7 +839,8 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         finding_sha256: digest,
                         reason: "the case was rolled back and its finding arrived again"
                             .to_string(),
-                    })
+                    opened_by: self.opener(plan),
+                })
                     .await?;
                 info!(%case, epoch, "rolled-back case contained again in a new epoch");
                 return self.drive(session, Mode::Run).await;
@@ -852,6 +905,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         plan: Box::new(plan.clone()),
                         finding_sha256: finding_digest(finding_raw),
                         reason: format!("the finding was updated and {why}; re-plan accepted"),
+                        opened_by: self.opener(plan),
                     })
                     .await?;
             }
@@ -925,6 +979,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     plan: Box::new(plan.clone()),
                     finding_sha256: finding_digest(finding_raw),
                     reason: "the finding arrived again".to_string(),
+                    opened_by: self.opener(plan),
                 })
                 .await?;
         }
@@ -1007,6 +1062,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         }
         match decision {
             Decision::Approved { approver } => {
+                Self::check_approver(session, &planned, &approver)?;
                 session
                     .write(JournalEvent::ApprovalGranted {
                         step: step.to_string(),
@@ -1326,6 +1382,13 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 .await?;
             return Ok(StepOutcome::Failed(step.on_failure));
         }
+        // An approval journaled earlier is checked again before the step runs
+        // (the plan may have been amended since, or the journal edited).
+        if step.approval.required
+            && let Some(by) = &current.approved_by
+        {
+            Self::check_approver(session, step, by)?;
+        }
         if step.approval.required && current.approved_by.is_none() {
             if let Some(approver) = &current.refused_by {
                 warn!(%approver, "approval was refused");
@@ -1333,6 +1396,17 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             }
             match self.approver.decide(plan, step).await {
                 Decision::Approved { approver } => {
+                    if let Err(refused) = Self::check_approver(session, step, &approver) {
+                        if !current.approval_requested {
+                            session
+                                .write(JournalEvent::ApprovalRequested {
+                                    step: step.id.clone(),
+                                    reason: step.approval.reason.clone().unwrap_or_default(),
+                                })
+                                .await?;
+                        }
+                        return Err(refused);
+                    }
                     session
                         .write(JournalEvent::ApprovalGranted {
                             step: step.id.clone(),

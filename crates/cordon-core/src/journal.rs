@@ -23,8 +23,16 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// 1: records before versioning (no `format-version` key; `pre_state`,
 /// `finding_sha256`, `cordon_version` and `duration_ms` in snake_case).
 /// 2: `format-version` on every record, every key kebab-case.
+/// 3: a plan whose steps restrict who may approve them (`approvers`,
+/// `forbid-self-approval`), and who opened the case or epoch (`opened-by`).
+/// An older cordon ignoring those keys would let anyone approve, so only the
+/// records that carry them are written as 3 ([`JournalRecord::format_version`]);
+/// every other record stays [`BASE_FORMAT_VERSION`], readable by older builds.
 /// Every version up to this one is read; see `docs/formats.md`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The version of a record that carries nothing an older reader must not ignore.
+pub const BASE_FORMAT_VERSION: u32 = 2;
 
 /// One journal record. `prev_hash` chains it to the record before.
 ///
@@ -164,11 +172,32 @@ impl JournalRecord {
         }
     }
 
-    /// The format version of the stored text ([`FORMAT_VERSION`] for a new record).
+    /// The version a new record is written in: [`FORMAT_VERSION`] when it
+    /// carries approval restrictions, else [`BASE_FORMAT_VERSION`].
+    fn version_for(event: &JournalEvent) -> u32 {
+        let restricted = |steps: &[PlannedStep]| steps.iter().any(|s| s.approval.is_restricted());
+        let needs_newest = match event {
+            JournalEvent::CaseOpened {
+                plan, opened_by, ..
+            }
+            | JournalEvent::EpochOpened {
+                plan, opened_by, ..
+            } => restricted(&plan.steps) || opened_by.is_some(),
+            JournalEvent::PlanAmended { steps, .. } => restricted(steps),
+            _ => false,
+        };
+        if needs_newest {
+            FORMAT_VERSION
+        } else {
+            BASE_FORMAT_VERSION
+        }
+    }
+
+    /// The format version of the stored text (for a new record, the one it is written in).
     pub fn format_version(&self) -> u32 {
         self.stored
             .as_ref()
-            .map_or(FORMAT_VERSION, |stored| stored.format_version)
+            .map_or_else(|| Self::version_for(&self.event), |stored| stored.format_version)
     }
 
     /// SHA-256 (hex) of [`Self::stored_text`]: the link the next record's `prev-hash` holds.
@@ -191,7 +220,7 @@ impl PartialEq for JournalRecord {
 impl Serialize for JournalRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         RecordOut {
-            format_version: FORMAT_VERSION,
+            format_version: Self::version_for(&self.event),
             seq: self.seq,
             at: &self.at,
             prev_hash: &self.prev_hash,
@@ -243,6 +272,10 @@ pub enum JournalEvent {
         finding_sha256: String,
         #[serde(alias = "cordon_version")]
         cordon_version: String,
+        /// The verified identity that opened the case, when a step forbids
+        /// self-approval (format 3).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        opened_by: Option<String>,
     },
     /// A step waits for a human.
     ApprovalRequested { step: String, reason: String },
@@ -319,6 +352,9 @@ pub enum JournalEvent {
         plan: Box<Plan>,
         finding_sha256: String,
         reason: String,
+        /// As in `case-opened`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        opened_by: Option<String>,
     },
     /// The same finding (same case) arrived again with different content.
     FindingUpdated {
@@ -709,6 +745,9 @@ pub struct CaseState {
     pub interrupted: Option<String>,
     /// The loop guard stopped automatic action on this case.
     pub loop_guard: Option<String>,
+    /// The verified identity that opened the current epoch, when journaled
+    /// (a step forbids self-approval).
+    pub opened_by: Option<String>,
     pub next_seq: u64,
     pub last_hash: String,
 }
@@ -728,6 +767,7 @@ impl CaseState {
             finding_sha256: String::new(),
             interrupted: None,
             loop_guard: None,
+            opened_by: None,
             next_seq: 0,
             last_hash: GENESIS_HASH.to_string(),
         }
@@ -798,16 +838,23 @@ impl CaseState {
     /// Folds one record into the state.
     pub fn apply_record(&mut self, record: &JournalRecord) {
         match &record.event {
-            JournalEvent::CaseOpened { finding_sha256, .. } => {
+            JournalEvent::CaseOpened {
+                finding_sha256,
+                opened_by,
+                ..
+            } => {
                 self.opened_at = record.at.clone();
                 self.finding_sha256 = finding_sha256.clone();
+                self.opened_by = opened_by.clone();
             }
             JournalEvent::EpochOpened {
                 epoch,
                 plan,
                 finding_sha256,
+                opened_by,
                 ..
             } => {
+                self.opened_by = opened_by.clone();
                 let next = EpochState::new(*epoch, (**plan).clone(), record.at.clone());
                 let done = EpochState {
                     epoch: self.epoch,
