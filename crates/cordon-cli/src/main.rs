@@ -587,7 +587,15 @@ async fn resume(
 ) -> Result<u8, Failure> {
     let case = parse_case(case)?;
     let journal = context.state.journal();
-    let aws = open_case_aws(aws, context.state, context.account, &journal, &case).await?;
+    let aws = open_case_aws(
+        aws,
+        context.state,
+        context.account,
+        &journal,
+        &case,
+        CaseCommand::Resume,
+    )
+    .await?;
     let approver = CliApprover::new(
         &aws.caller,
         context.approval.standing(),
@@ -602,19 +610,39 @@ async fn resume(
     finish(report, &aws.actions, output)
 }
 
-/// The AWS side of a journaled case: its finding's account and region, from its plan.
+/// What a command on a journaled case will do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CaseCommand {
+    Resume,
+    Approve,
+    Rollback,
+}
+
+/// The AWS side of a journaled case: its finding's account and region, from
+/// its plan; no account check for a case the command leaves as it is.
 async fn open_case_aws(
     aws: &Aws,
     state: &StateArgs,
     account: &trust::AccountArgs,
     journal: &LocalJournal,
     case: &CaseId,
+    command: CaseCommand,
 ) -> Result<trust::CaseAws, Failure> {
-    let records = journal
-        .load(case)
-        .await
-        .map_err(|e| exec_failure(e.into()))?;
+    use cordon_core::journal::CaseStatus;
+    let records = journal.load(case).await.map_err(|e| exec_failure(e.into()))?;
     let case_state = CaseState::from_records(case, &records).map_err(|e| invalid(e.into()))?;
+    let at_rest = !case_state.rollback_started || case_state.status.is_some();
+    let idle = at_rest
+        && match (command, case_state.status) {
+            (CaseCommand::Rollback, Some(status)) => status == CaseStatus::RolledBack,
+            (CaseCommand::Resume, Some(status)) => {
+                matches!(status, CaseStatus::Completed | CaseStatus::RolledBack)
+            }
+            _ => false,
+        };
+    if idle {
+        return trust::idle_case_aws(aws, state).await;
+    }
     trust::case_aws(aws, state, account, &case_state.plan.finding, case).await
 }
 
@@ -630,7 +658,7 @@ async fn approve(
     let step = step.as_str();
     let case = parse_case(case)?;
     let journal = state.journal();
-    let aws = open_case_aws(aws, state, account, &journal, &case).await?;
+    let aws = open_case_aws(aws, state, account, &journal, &case, CaseCommand::Approve).await?;
     let identity = approvals::caller_identity(&aws.caller)
         .await
         .map_err(failed)?;
@@ -720,7 +748,7 @@ async fn rollback(
     let case = parse_case(case)?;
     let journal = state.journal();
     check_undo_steps(&case, &approve_undo, &journal).await?;
-    let aws = open_case_aws(aws, state, account, &journal, &case).await?;
+    let aws = open_case_aws(aws, state, account, &journal, &case, CaseCommand::Rollback).await?;
     let standing = approvals::Standing {
         undo_steps: approve_undo.into_iter().collect(),
         ..Default::default()

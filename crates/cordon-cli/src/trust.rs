@@ -156,7 +156,8 @@ impl GuardArgs {
 pub struct CaseAws {
     pub actions: AwsActions,
     pub caller: AwsClients,
-    pub scope: Scope,
+    /// `None` for a case the command leaves as it is (see [`idle_case_aws`]).
+    pub scope: Option<Scope>,
 }
 
 impl std::fmt::Debug for CaseAws {
@@ -170,13 +171,14 @@ impl std::fmt::Debug for CaseAws {
 impl CaseAws {
     /// What the journal records of the case's origin and identity.
     pub fn provenance(&self, check: &SourceCheck) -> Provenance {
+        let scope = self.scope.as_ref();
         Provenance {
             source_verified: check.verified,
             source: check.source.clone(),
-            caller: Some(self.scope.caller.clone()),
-            assumed_role: self.scope.assumed_role.clone(),
-            acting_as: Some(self.scope.acting_as.clone()),
-            region: Some(self.scope.region.clone()),
+            caller: scope.map(|s| s.caller.clone()),
+            assumed_role: scope.and_then(|s| s.assumed_role.clone()),
+            acting_as: scope.map(|s| s.acting_as.clone()),
+            region: scope.map(|s| s.region.clone()),
         }
     }
 }
@@ -216,6 +218,29 @@ pub async fn case_aws(
             escape(scope.assumed_role.as_deref().unwrap_or_default())
         );
     }
+    Ok(CaseAws {
+        actions: case_actions(acting, &caller, state),
+        caller,
+        scope: Some(scope),
+    })
+}
+
+/// For a case the command will leave as it is (a no-op rollback of a
+/// rolled-back case, a resume of a finished one): no account check, so a
+/// command that changes nothing needs no AWS; any call would go out as the
+/// caller in the caller's region, and none is made.
+pub async fn idle_case_aws(aws: &Aws, state: &StateArgs) -> Result<CaseAws, Failure> {
+    let caller = aws.clients().await?.clone();
+    Ok(CaseAws {
+        actions: case_actions(caller.clone(), &caller, state),
+        caller,
+        scope: None,
+    })
+}
+
+/// The actions acting through `acting`; evidence goes to the responders'
+/// bucket with the caller's credentials, or to the case directory.
+fn case_actions(acting: AwsClients, caller: &AwsClients, state: &StateArgs) -> AwsActions {
     let local = state.state_dir.join("cases");
     let evidence = match &state.evidence_bucket {
         Some(bucket) => EvidenceStore::S3 {
@@ -227,14 +252,9 @@ pub async fn case_aws(
         },
         None => EvidenceStore::LocalDir(local.clone()),
     };
-    let actions = AwsActions::new(acting, evidence)
+    AwsActions::new(acting, evidence)
         .with_case_root(Some(local))
-        .with_notify_topic(notify_topic());
-    Ok(CaseAws {
-        actions,
-        caller,
-        scope,
-    })
+        .with_notify_topic(notify_topic())
 }
 
 /// The responders' topic (`CORDON_NOTIFY_TOPIC_ARN`).
