@@ -629,7 +629,10 @@ async fn open_case_aws(
     command: CaseCommand,
 ) -> Result<trust::CaseAws, Failure> {
     use cordon_core::journal::CaseStatus;
-    let records = journal.load(case).await.map_err(|e| exec_failure(e.into()))?;
+    let records = journal
+        .load(case)
+        .await
+        .map_err(|e| exec_failure(e.into()))?;
     let case_state = CaseState::from_records(case, &records).map_err(|e| invalid(e.into()))?;
     let at_rest = !case_state.rollback_started || case_state.status.is_some();
     let idle = at_rest
