@@ -126,7 +126,7 @@ pub enum VerifyError {
     Intake {
         finding: String,
         #[source]
-        source: IntakeError,
+        source: Box<IntakeError>,
     },
 }
 
@@ -173,7 +173,7 @@ pub async fn verify_at_source(
         .await
         .map_err(|source| VerifyError::Intake {
             finding: shown.clone(),
-            source,
+            source: Box::new(source),
         })?;
     let source_finding = found
         .into_iter()
