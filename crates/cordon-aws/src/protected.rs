@@ -81,46 +81,39 @@ pub async fn protected_resources(
         }
     }
     for resource in &resources {
-        let (value, what) = if let Some(user) = resource.strip_prefix("user:") {
+        let answer = if let Some(user) = resource.strip_prefix("user:") {
             let request = clients.iam.list_user_tags().user_name(user);
-            let answer = clients
-                .call(&ops::IAM_LIST_USER_TAGS, &format!("user {user}"), request)
-                .await;
-            match answer {
-                Ok(output) => (
-                    output
-                        .tags()
-                        .iter()
-                        .find(|t| t.key() == tag_key)
-                        .map(|t| t.value().to_string()),
-                    format!("user {user}"),
-                ),
-                Err(e) if e.kind == ErrorKind::NotFound => continue,
-                Err(e) => return Err(fail(resource, e)),
-            }
+            clients
+                .call(&ops::IAM_LIST_USER_TAGS, resource, request)
+                .await
+                .map(|output| tag_value(output.tags(), tag_key))
         } else if let Some(role) = resource.strip_prefix("role:") {
             let request = clients.iam.list_role_tags().role_name(role);
-            let answer = clients
-                .call(&ops::IAM_LIST_ROLE_TAGS, &format!("role {role}"), request)
-                .await;
-            match answer {
-                Ok(output) => (
-                    output
-                        .tags()
-                        .iter()
-                        .find(|t| t.key() == tag_key)
-                        .map(|t| t.value().to_string()),
-                    format!("role {role}"),
-                ),
-                Err(e) if e.kind == ErrorKind::NotFound => continue,
-                Err(e) => return Err(fail(resource, e)),
-            }
+            clients
+                .call(&ops::IAM_LIST_ROLE_TAGS, resource, request)
+                .await
+                .map(|output| tag_value(output.tags(), tag_key))
         } else {
             continue;
         };
-        if let Some(value) = value {
-            out.insert(resource.clone(), why(&what, &value));
+        match answer {
+            Ok(Some(value)) => {
+                out.insert(
+                    resource.clone(),
+                    why(&resource.replacen(':', " ", 1), &value),
+                );
+            }
+            Ok(None) => {}
+            Err(e) if e.kind == ErrorKind::NotFound => {}
+            Err(e) => return Err(fail(resource, e)),
         }
     }
     Ok(out)
+}
+
+/// The value of the IAM tag `key`, if the resource carries it.
+fn tag_value(tags: &[aws_sdk_iam::types::Tag], key: &str) -> Option<String> {
+    tags.iter()
+        .find(|t| t.key() == key)
+        .map(|t| t.value().to_string())
 }

@@ -363,9 +363,10 @@ async fn finding_guardduty_does_not_have_is_refused_as_forged() {
     );
 }
 
-#[tokio::test]
-async fn tampered_type_is_refused() {
-    let received = delivered(|d| d["type"] = "Recon:EC2/Portscan".into());
+/// `edit` applied to the delivery makes GuardDuty's copy disagree: refused,
+/// in one line that contains `expected`.
+async fn refused_as_altered(edit: impl FnOnce(&mut serde_json::Value), expected: &str) {
+    let received = delivered(edit);
     let (clients, _) = clients(vec![source_has_the_finding()]);
     let err = cordon_aws::guardduty::verify_at_source(&clients, &received)
         .await
@@ -375,33 +376,28 @@ async fn tampered_type_is_refused() {
         matches!(err, cordon_aws::guardduty::VerifyError::Mismatch(_)),
         "{err:?}"
     );
-    assert!(
-        text.contains(
-            "type \"Recon:EC2/Portscan\" here, \"Backdoor:EC2/C&CActivity.B!DNS\" at the source"
-        ),
-        "{text}"
-    );
+    assert!(text.contains(expected), "{text}");
+    assert!(text.contains("refused as forged or altered"), "{text}");
     assert!(!text.contains('\n'), "one line: {text}");
+}
+
+#[tokio::test]
+async fn tampered_type_is_refused() {
+    refused_as_altered(
+        |d| d["type"] = "Recon:EC2/Portscan".into(),
+        "type \"Recon:EC2/Portscan\" here, \"Backdoor:EC2/C&CActivity.B!DNS\" at the source",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn tampered_instance_id_is_refused() {
     // Same finding id, another victim: the attacker's way to isolate anything.
-    let received = delivered(|d| {
-        d["resource"]["instanceDetails"]["instanceId"] = "i-0fffffffffffffff0".into()
-    });
-    let (clients, _) = clients(vec![source_has_the_finding()]);
-    let err = cordon_aws::guardduty::verify_at_source(&clients, &received)
-        .await
-        .unwrap_err();
-    let text = err.to_string();
-    assert!(
-        text.contains(
-            "instance id \"i-0fffffffffffffff0\" here, \"i-0a1b2c3d4e5f60718\" at the source"
-        ),
-        "{text}"
-    );
-    assert!(text.contains("refused as forged or altered"), "{text}");
+    refused_as_altered(
+        |d| d["resource"]["instanceDetails"]["instanceId"] = "i-0fffffffffffffff0".into(),
+        "instance id \"i-0fffffffffffffff0\" here, \"i-0a1b2c3d4e5f60718\" at the source",
+    )
+    .await;
 }
 
 #[tokio::test]

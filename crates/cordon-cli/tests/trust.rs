@@ -267,60 +267,81 @@ fn two_instances(tags: Value) -> Value {
     })
 }
 
-fn instance_finding(env: &Fixture, dir: &Path, name: &str) -> PathBuf {
-    let finding = env.instance_finding(name).unwrap().detail();
-    write_json(dir, &format!("{name}.json"), &finding)
+/// Two instances, the small containment playbook and a state directory.
+struct Scene {
+    aws: EmulatorGuard,
+    dir: PathBuf,
+    state: PathBuf,
+    env: Fixture,
+    playbooks: PathBuf,
 }
 
-async fn groups_of(clients: &AwsClients, instance: &str) -> Vec<String> {
-    let out = clients
-        .ec2
-        .describe_instances()
-        .instance_ids(instance)
-        .send()
-        .await
-        .unwrap();
-    out.reservations()[0].instances()[0]
-        .network_interfaces()
-        .iter()
-        .flat_map(|eni| eni.groups())
-        .map(|g| g.group_id().unwrap().to_string())
-        .collect()
+impl Scene {
+    /// `tags` go on the first instance, `web-01`.
+    async fn new(name: &str, tags: Value) -> Self {
+        let aws = emulator().await;
+        let dir = temp_dir(name);
+        let env = build(aws.clients(), two_instances(tags)).await;
+        let playbooks = playbooks(&dir, CONTAIN_PLAYBOOK);
+        Self {
+            state: dir.join("state"),
+            aws,
+            dir,
+            env,
+            playbooks,
+        }
+    }
+
+    fn cordon(&self, args: &[&str]) -> Output {
+        cordon(&self.aws, &self.state, &self.playbooks, args)
+    }
+
+    /// The finding file about instance `name`.
+    fn finding(&self, name: &str) -> String {
+        let finding = self.env.instance_finding(name).unwrap().detail();
+        write_json(&self.dir, &format!("{name}.json"), &finding)
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn instance(&self, name: &str) -> String {
+        self.env.instances[name].id.clone()
+    }
+
+    /// The security groups of every interface of instance `name`.
+    async fn groups(&self, name: &str) -> Vec<String> {
+        let out = self
+            .aws
+            .clients()
+            .ec2
+            .describe_instances()
+            .instance_ids(self.instance(name))
+            .send()
+            .await
+            .unwrap();
+        out.reservations()[0].instances()[0]
+            .network_interfaces()
+            .iter()
+            .flat_map(|eni| eni.groups())
+            .map(|g| g.group_id().unwrap().to_string())
+            .collect()
+    }
 }
 
 #[tokio::test]
 async fn a_protected_instance_waits_for_an_approval_naming_the_step() {
-    let aws = emulator().await;
-    let dir = temp_dir("protected");
-    let state = dir.join("state");
-    let env = build(
-        aws.clients(),
-        two_instances(json!({"cordon:protected": "payments"})),
-    )
-    .await;
-    let instance = env.instances["web-01"].id.clone();
-    let before = groups_of(aws.clients(), &instance).await;
-    let finding = instance_finding(&env, &dir, "web-01");
-    let pb = playbooks(&dir, CONTAIN_PLAYBOOK);
+    let scene = Scene::new("protected", json!({"cordon:protected": "payments"})).await;
+    let before = scene.groups("web-01").await;
+    let finding = scene.finding("web-01");
 
     // The playbook asks for no approval and --yes is given: still it waits.
-    let out = cordon(
-        &aws,
-        &state,
-        &pb,
-        &[
-            "run",
-            finding.to_str().unwrap(),
-            "--yes",
-            "--output",
-            "json",
-        ],
-    );
+    let out = scene.cordon(&["run", &finding, "--yes", "--output", "json"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert_eq!(mutating_calls(&out), 0, "{}", text(&out));
-    assert_eq!(groups_of(aws.clients(), &instance).await, before);
+    assert_eq!(scene.groups("web-01").await, before);
     let case = case_id(&out);
-    let opened = &events(&state, &case)[0];
+    let opened = &events(&scene.state, &case)[0];
     let tag_step = &opened["plan"]["steps"][0];
     assert_eq!(tag_step["approval"]["required"], true, "{opened:#}");
     assert_eq!(tag_step["approval"]["explicit"], true, "{opened:#}");
@@ -332,66 +353,41 @@ async fn a_protected_instance_waits_for_an_approval_naming_the_step() {
         "{opened:#}"
     );
     // The plan, as printed, says why (the same delivery again: still waiting).
-    let shown = cordon(
-        &aws,
-        &state,
-        &pb,
-        &["run", finding.to_str().unwrap(), "--yes"],
-    );
+    let shown = scene.cordon(&["run", &finding, "--yes"]);
     assert_eq!(shown.status.code(), Some(3), "{}", text(&shown));
     assert!(
-        text(&shown).contains("instance ") && text(&shown).contains("carries the protected tag"),
+        text(&shown).contains(&format!(
+            "instance {} carries the protected tag",
+            scene.instance("web-01")
+        )),
         "{}",
         text(&shown)
     );
 
     // An approval naming each step runs them.
-    let approved = cordon(
-        &aws,
-        &state,
-        &pb,
-        &[
-            "run",
-            finding.to_str().unwrap(),
-            "--approve",
-            "tag",
-            "--approve",
-            "isolate",
-        ],
-    );
+    let approved = scene.cordon(&["run", &finding, "--approve", "tag", "--approve", "isolate"]);
     assert_eq!(approved.status.code(), Some(0), "{}", text(&approved));
-    assert_ne!(groups_of(aws.clients(), &instance).await, before);
+    assert_ne!(scene.groups("web-01").await, before);
 
     // An unprotected instance runs with the playbook's own approvals.
-    let other = instance_finding(&env, &dir, "web-02");
-    let free = cordon(&aws, &state, &pb, &["run", other.to_str().unwrap()]);
+    let free = scene.cordon(&["run", &scene.finding("web-02")]);
     assert_eq!(free.status.code(), Some(0), "{}", text(&free));
 }
 
 #[tokio::test]
 async fn the_fleet_cap_stops_before_any_change_and_escalates() {
-    let aws = emulator().await;
-    let dir = temp_dir("fleet-cap");
-    let state = dir.join("state");
-    let env = build(aws.clients(), two_instances(json!({}))).await;
-    let pb = playbooks(&dir, CONTAIN_PLAYBOOK);
+    let scene = Scene::new("fleet-cap", json!({})).await;
     let cap = ["--fleet-cap-max", "1", "--fleet-cap-window", "10m"];
-
-    let first = instance_finding(&env, &dir, "web-01");
-    let mut args = vec!["run", first.to_str().unwrap()];
-    args.extend(cap);
-    let out = cordon(&aws, &state, &pb, &args);
+    let first = scene.finding("web-01");
+    let out = scene.cordon(&[&["run", first.as_str()][..], &cap].concat());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
-    let second = env.instances["web-02"].id.clone();
-    let before = groups_of(aws.clients(), &second).await;
-    let finding = instance_finding(&env, &dir, "web-02");
-    let mut args = vec!["run", finding.to_str().unwrap(), "--output", "json"];
-    args.extend(cap);
-    let out = cordon(&aws, &state, &pb, &args);
+    let before = scene.groups("web-02").await;
+    let second = scene.finding("web-02");
+    let out = scene.cordon(&[&["run", second.as_str(), "--output", "json"][..], &cap].concat());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(mutating_calls(&out), 0, "{}", text(&out));
-    assert_eq!(groups_of(aws.clients(), &second).await, before);
+    assert_eq!(scene.groups("web-02").await, before);
     let all = text(&out);
     assert!(all.contains("fleet cap"), "{all}");
     assert!(
@@ -399,91 +395,79 @@ async fn the_fleet_cap_stops_before_any_change_and_escalates() {
         "escalation: {all}"
     );
     let case = case_id(&out);
-    let journal = events(&state, &case);
+    let journal = events(&scene.state, &case);
     let tripped = journal
         .iter()
         .find(|e| e["event"] == "fleet-cap-tripped")
         .unwrap_or_else(|| panic!("{journal:#?}"));
     assert_eq!(tripped["limit"], 1);
     assert_eq!(tripped["window-seconds"], 600);
-    assert_eq!(tripped["isolated"], json!([env.instances["web-01"].id]));
+    assert_eq!(tripped["isolated"], json!([scene.instance("web-01")]));
     assert_eq!(
         kinds(&journal).last().map(String::as_str),
         Some("case-finished")
     );
 
     // The first case's re-delivery is no new containment: the cap lets it be.
-    let mut args = vec!["run", first.to_str().unwrap()];
-    args.extend(cap);
-    let again = cordon(&aws, &state, &pb, &args);
+    let again = scene.cordon(&[&["run", first.as_str()][..], &cap].concat());
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
 
     // A larger cap lets the second case go on.
-    let out = cordon(
-        &aws,
-        &state,
-        &pb,
-        &["run", finding.to_str().unwrap(), "--fleet-cap-max", "2"],
-    );
+    let out = scene.cordon(&["run", &second, "--fleet-cap-max", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_ne!(groups_of(aws.clients(), &second).await, before);
+    assert_ne!(scene.groups("web-02").await, before);
 }
 
-#[tokio::test]
-async fn the_pause_file_stops_the_case_before_its_next_step() {
-    let aws = emulator().await;
-    let dir = temp_dir("pause-file");
-    let state = dir.join("state");
-    let env = build(aws.clients(), two_instances(json!({}))).await;
-    let instance = env.instances["web-01"].id.clone();
-    let before = groups_of(aws.clients(), &instance).await;
-    let pb = playbooks(&dir, CONTAIN_PLAYBOOK);
-    let finding = instance_finding(&env, &dir, "web-01");
-    let pause = state.join("cases").join("PAUSE");
-    std::fs::create_dir_all(pause.parent().unwrap()).unwrap();
-    std::fs::write(&pause, "incident bridge: hold everything\n").unwrap();
-
-    let out = cordon(
-        &aws,
-        &state,
-        &pb,
-        &["run", finding.to_str().unwrap(), "--output", "json"],
-    );
+/// Runs `web-01`'s finding with `flags` while a pause switch is on: the case
+/// stops before its first step, changing nothing; returns the case and the output.
+async fn run_paused(scene: &Scene, flags: &[&str]) -> (String, String) {
+    let before = scene.groups("web-01").await;
+    let finding = scene.finding("web-01");
+    let out = scene.cordon(&[&["run", finding.as_str(), "--output", "json"][..], flags].concat());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(mutating_calls(&out), 0, "{}", text(&out));
-    assert_eq!(groups_of(aws.clients(), &instance).await, before);
-    let all = text(&out);
-    assert!(
-        all.contains(&format!("remove {} to unpause", pause.display())),
-        "{all}"
-    );
+    assert_eq!(scene.groups("web-01").await, before);
     let case = case_id(&out);
-    let journal = events(&state, &case);
+    let journal = events(&scene.state, &case);
     let paused = journal
         .iter()
         .find(|e| e["event"] == "case-paused")
         .unwrap_or_else(|| panic!("{journal:#?}"));
     assert_eq!(paused["before-step"], "tag");
+    (case, text(&out))
+}
 
-    std::fs::remove_file(&pause).unwrap();
-    let resumed = cordon(&aws, &state, &pb, &["resume", &case]);
+/// Once the switch is off, `resume` contains `web-01`.
+async fn resume_unpaused(scene: &Scene, case: &str, flags: &[&str]) {
+    let before = scene.groups("web-01").await;
+    let resumed = scene.cordon(&[&["resume", case][..], flags].concat());
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
-    assert_ne!(groups_of(aws.clients(), &instance).await, before);
+    assert_ne!(scene.groups("web-01").await, before);
+}
+
+#[tokio::test]
+async fn the_pause_file_stops_the_case_before_its_next_step() {
+    let scene = Scene::new("pause-file", json!({})).await;
+    let pause = scene.state.join("cases").join("PAUSE");
+    std::fs::create_dir_all(pause.parent().unwrap()).unwrap();
+    std::fs::write(&pause, "incident bridge: hold everything\n").unwrap();
+    let (case, output) = run_paused(&scene, &[]).await;
+    assert!(
+        output.contains(&format!("remove {} to unpause", pause.display())),
+        "{output}"
+    );
+    std::fs::remove_file(&pause).unwrap();
+    resume_unpaused(&scene, &case, &[]).await;
 }
 
 #[tokio::test]
 async fn the_pause_parameter_stops_every_case_until_it_changes() {
-    let aws = emulator().await;
-    let dir = temp_dir("pause-parameter");
-    let state = dir.join("state");
-    let env = build(aws.clients(), two_instances(json!({}))).await;
-    let instance = env.instances["web-01"].id.clone();
-    let before = groups_of(aws.clients(), &instance).await;
-    let pb = playbooks(&dir, CONTAIN_PLAYBOOK);
-    let finding = instance_finding(&env, &dir, "web-01");
+    let scene = Scene::new("pause-parameter", json!({})).await;
     let name = "/cordon/pause";
     let set = |value: &'static str| {
-        aws.clients()
+        scene
+            .aws
+            .clients()
             .ssm
             .put_parameter()
             .name(name)
@@ -495,28 +479,17 @@ async fn the_pause_parameter_stops_every_case_until_it_changes() {
     let flags = ["--pause-parameter", name];
 
     // No parameter yet: nobody pulled the switch.
-    let other = instance_finding(&env, &dir, "web-02");
-    let mut args = vec!["run", other.to_str().unwrap()];
-    args.extend(flags);
-    let out = cordon(&aws, &state, &pb, &args);
+    let out = scene.cordon(&[&["run", scene.finding("web-02").as_str()][..], &flags].concat());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
     set("paused").await.unwrap();
-    let mut args = vec!["run", finding.to_str().unwrap(), "--output", "json"];
-    args.extend(flags);
-    let out = cordon(&aws, &state, &pb, &args);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert_eq!(mutating_calls(&out), 0, "{}", text(&out));
-    assert!(text(&out).contains("set it to anything else to unpause"));
-    assert_eq!(groups_of(aws.clients(), &instance).await, before);
-
+    let (case, output) = run_paused(&scene, &flags).await;
+    assert!(
+        output.contains("set it to anything else to unpause"),
+        "{output}"
+    );
     set("running").await.unwrap();
-    let case = case_id(&out);
-    let mut args = vec!["resume", case.as_str()];
-    args.extend(flags);
-    let resumed = cordon(&aws, &state, &pb, &args);
-    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
-    assert_ne!(groups_of(aws.clients(), &instance).await, before);
+    resume_unpaused(&scene, &case, &flags).await;
 }
 
 #[tokio::test]

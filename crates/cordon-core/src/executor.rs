@@ -1002,17 +1002,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 .await?;
         }
         session.write(trip).await?;
-        self.mark_not_run(
+        self.stop_case(
             &mut session,
             0,
             &format!("{guard} stopped automatic action"),
         )
         .await?;
-        session
-            .write(JournalEvent::CaseFinished {
-                status: CaseStatus::Stopped,
-            })
-            .await?;
         Ok(Report::new(
             &plan.case_id,
             CaseStatus::Stopped,
@@ -1438,17 +1433,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 switch: paused.switch.clone(),
             })
             .await?;
-        self.mark_not_run(
+        self.stop_case(
             session,
             next.index - 1,
             &format!("paused by {}", paused.switch),
         )
         .await?;
-        session
-            .write(JournalEvent::CaseFinished {
-                status: CaseStatus::Stopped,
-            })
-            .await?;
         Ok(Report::new(
             &case,
             CaseStatus::Stopped,
@@ -1457,6 +1447,23 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 next.id, paused.switch, paused.unpause
             ),
         ))
+    }
+
+    /// Stops the case: every step after position `after_index` not run yet is
+    /// journaled "not run" (`reason`), then the case rests `stopped`.
+    async fn stop_case(
+        &self,
+        session: &mut Session<'a, J>,
+        after_index: usize,
+        reason: &str,
+    ) -> Result<(), ExecError> {
+        self.mark_not_run(session, after_index, reason).await?;
+        session
+            .write(JournalEvent::CaseFinished {
+                status: CaseStatus::Stopped,
+            })
+            .await?;
+        Ok(())
     }
 
     /// Journals "not run" for each step after position `after_index` that has
