@@ -28,7 +28,7 @@ use cordon_core::executor::{Actions, ErrorKind, Executor};
 use cordon_core::journal::{CaseStatus, JournalEvent, JournalStore};
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::PlannedStep;
-use cordon_core::plan::{CaseId, Plan};
+use cordon_core::plan::{CaseId, Plan, Target};
 use cordon_gameday::spec::InstanceSpec;
 use cordon_gameday::{EnvironmentSpec, InstanceFinding, provision as build};
 use cordon_tests::{
@@ -1765,10 +1765,10 @@ async fn a_wildcard_instance_id_is_refused_before_any_describe() {
     let clients = aws.clients();
     let fx = provision(clients, 10, vec![]).await;
     let (actions, dir) = local_actions(clients, "wildcard");
-    let mut finding = missing_finding(&fx, "*", &fx.primary_eni);
+    let mut finding = missing_finding(&fx, "i-0123456789abcdef0", &fx.primary_eni);
     finding.instance_profile_arn =
         Some("arn:aws:iam::123456789012:instance-profile/web".to_string());
-    let plan = plan_steps(
+    let mut plan = plan_steps(
         &finding.detail().to_string(),
         "wildcard",
         json!([
@@ -1777,6 +1777,18 @@ async fn a_wildcard_instance_id_is_refused_before_any_describe() {
             {"id": "capture", "action": "capture-instance-metadata"}
         ]),
     );
+    // The plan refuses a wildcard id (and deserializing one fails); this tests
+    // the AWS layer's own refusal, for a plan built in code around those checks.
+    for step in &mut plan.steps {
+        match &mut step.target {
+            Target::Instance(i) => i.instance_id = "*".to_string(),
+            Target::Role {
+                instance_id: Some(id),
+                ..
+            } => *id = "*".to_string(),
+            other => panic!("unexpected target {other:?}"),
+        }
+    }
     clients.calls.reset();
     for id in ["revoke", "isolate", "capture"] {
         let error = actions

@@ -31,7 +31,7 @@ use cordon_core::executor::{Decision, ExecError, Executor, LoopGuard, Outcome, R
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
 use cordon_core::journal::{CaseState, JournalEvent, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
-use cordon_core::plan::{CaseId, Plan, try_plan};
+use cordon_core::plan::{CaseId, Plan, PlannedStep, try_plan};
 use cordon_core::route::{Route, route};
 use cordon_core::summary::summarize;
 use cordon_core::text::escape;
@@ -767,8 +767,9 @@ async fn rollback(
     finish(report, &aws.actions, output)
 }
 
-/// Refuses `--approve-undo` names that are not gated steps of the case (a typo
-/// would otherwise leave a key deactivated while the responder thinks it re-armed).
+/// Refuses `--approve-undo` names that are not steps of the case (a typo would
+/// otherwise leave a key deactivated while the responder thinks it re-armed).
+/// Naming a step whose undo needs no approval is harmless and accepted.
 async fn check_undo_steps(
     case: &CaseId,
     approve_undo: &[String],
@@ -779,18 +780,21 @@ async fn check_undo_steps(
     }
     let records = journal.load(case).await.map_err(|e| failed(e.into()))?;
     let state = CaseState::from_records(case, &records).map_err(|e| invalid(e.into()))?;
-    let gated: std::collections::BTreeSet<&str> = state
+    let steps: Vec<&PlannedStep> = state
         .epochs()
         .into_iter()
         .flat_map(|(_, plan, _, _)| plan.steps.iter())
+        .collect();
+    let gated: std::collections::BTreeSet<&str> = steps
+        .iter()
         .filter(|step| step.action.undo_gate().is_some())
         .map(|step| step.id.as_str())
         .collect();
     for name in approve_undo {
-        if !gated.contains(name.as_str()) {
+        if !steps.iter().any(|step| &step.id == name) {
             let known: Vec<&str> = gated.iter().copied().collect();
             return Err(invalid(anyhow!(
-                "--approve-undo {}: case {case} has no step of that name whose undo needs approval (those are: {}); nothing was undone",
+                "--approve-undo {}: case {case} has no step of that name (the steps whose undo needs approval: {}); nothing was undone",
                 escape(name),
                 if known.is_empty() {
                     "none".to_string()

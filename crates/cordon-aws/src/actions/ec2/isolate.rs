@@ -1162,12 +1162,30 @@ impl Handler for IsolateInstance {
             .iter()
             .map(|g| g.isolation_group_id.clone())
             .collect();
-        let (enis, groups, known) = tokio::join!(
+        let (enis, groups) = tokio::join!(
             instance_network_interfaces(ctx, &pre.instance_id),
-            groups_by_id(ctx, &group_ids),
-            live_groups(ctx, &pre.interfaces)
+            groups_by_id(ctx, &group_ids)
         );
-        for (id, now) in known? {
+        let enis = enis?;
+        // The pre-state's ENIs still attached are in `enis`; only one detached
+        // since needs its own read (one more round trip, rarely).
+        let mut known: BTreeMap<String, Vec<String>> = enis
+            .iter()
+            .filter_map(|eni| {
+                let id = eni.network_interface_id()?;
+                Some((id.to_string(), interface_group_ids(eni)))
+            })
+            .collect();
+        let detached: Vec<InterfaceGroups> = pre
+            .interfaces
+            .iter()
+            .filter(|i| !known.contains_key(&i.network_interface_id))
+            .cloned()
+            .collect();
+        if !detached.is_empty() {
+            known.extend(live_groups(ctx, &detached).await?);
+        }
+        for (id, now) in known {
             if let Some(untrack) = outcome
                 .groups
                 .iter()
@@ -1188,10 +1206,10 @@ impl Handler for IsolateInstance {
             .iter()
             .map(|i| i.network_interface_id.as_str())
             .collect();
-        for eni in enis? {
+        for eni in &enis {
             let id = eni.network_interface_id().unwrap_or_default();
             let vpc = eni.vpc_id().unwrap_or_default();
-            let have = interface_group_ids(&eni);
+            let have = interface_group_ids(eni);
             let isolated = outcome
                 .groups
                 .iter()
