@@ -513,3 +513,42 @@ async fn verify_source_refuses_a_finding_without_a_detector_before_any_call() {
     assert!(stderr.contains("names no GuardDuty detector"), "{stderr}");
     assert!(!state.join("cases").exists(), "no case was opened");
 }
+
+#[tokio::test]
+async fn a_finding_from_another_region_is_acted_on_in_that_region() {
+    let aws = emulator().await;
+    let dir = temp_dir("region");
+    let state = dir.join("state");
+    // cordon runs with AWS_REGION=us-east-1; the instance and finding are in us-west-2.
+    let west = aws.clients().derive("us-west-2", None).unwrap();
+    let env = build(&west, two_instances(json!({}))).await;
+    assert_eq!(env.region, "us-west-2");
+    let finding = env.instance_finding("web-01").unwrap().detail();
+    let path = write_json(&dir, "finding.json", &finding);
+    let pb = playbooks(&dir, CONTAIN_PLAYBOOK);
+    let out = cordon(&aws, &state, &pb, &["run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let tags = west
+        .ec2
+        .describe_tags()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("resource-id")
+                .values(&env.instances["web-01"].id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags()
+            .iter()
+            .any(|t| t.key() == Some("cordon:case-id")),
+        "tagged in us-west-2: {tags:?}"
+    );
+    let case = case_id(&out);
+    assert_eq!(
+        events(&state, &case)[0]["provenance"]["region"],
+        "us-west-2"
+    );
+}
