@@ -330,7 +330,8 @@ pub enum Outcome {
     /// Done and verified (also: a requested rollback finished, nothing to do).
     Done,
     /// Failed or stopped; the containment state needs a human. Also: rolled
-    /// back except credential containment, interrupted, loop guard tripped.
+    /// back except credential containment, interrupted, loop guard or fleet
+    /// cap tripped, paused.
     NeedsHuman,
     /// The input was invalid (finding, playbooks, case, usage); nothing changed.
     InvalidInput,
@@ -366,7 +367,7 @@ impl Outcome {
         match self {
             Outcome::Done => "done and verified (or nothing to do)",
             Outcome::NeedsHuman => {
-                "failed or stopped: the containment state needs a human (also: rolled back except credentials, interrupted, loop guard)"
+                "failed or stopped: the containment state needs a human (also: rolled back except credentials, interrupted, loop guard, fleet cap, paused)"
             }
             Outcome::InvalidInput => {
                 "invalid input (usage, finding, playbooks, unknown case): nothing changed"
