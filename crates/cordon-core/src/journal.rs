@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::format::{self, NewerFormat};
 use crate::plan::{CaseId, Plan, PlannedStep};
+use crate::provenance::Provenance;
 
 /// The hash that precedes the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -243,6 +244,10 @@ pub enum JournalEvent {
         finding_sha256: String,
         #[serde(alias = "cordon_version")]
         cordon_version: String,
+        /// Whether the finding was verified at its source, and as whom the case
+        /// acts (absent from journals written before cordon recorded it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provenance: Option<Provenance>,
     },
     /// A step waits for a human.
     ApprovalRequested { step: String, reason: String },
@@ -319,6 +324,9 @@ pub enum JournalEvent {
         plan: Box<Plan>,
         finding_sha256: String,
         reason: String,
+        /// As in `case-opened`: source verification and acting identity of this epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provenance: Option<Provenance>,
     },
     /// The same finding (same case) arrived again with different content.
     FindingUpdated {
@@ -367,6 +375,17 @@ pub enum JournalEvent {
         resources: Vec<String>,
         reason: String,
     },
+    /// Automatic action stopped before any change: the fleet-wide cap on
+    /// instances isolated per window was reached (counted from the journals).
+    FleetCapTripped {
+        /// The instances isolated (pre-state written) in the window, by any case.
+        isolated: Vec<String>,
+        limit: u32,
+        window_seconds: u64,
+        reason: String,
+    },
+    /// The pause switch was on before `before-step`: the case stopped there.
+    CasePaused { before_step: String, switch: String },
 }
 
 impl JournalEvent {
@@ -397,7 +416,9 @@ impl JournalEvent {
             | JournalEvent::FindingUpdated { .. }
             | JournalEvent::PlanAmended { .. }
             | JournalEvent::CaseInterrupted { .. }
-            | JournalEvent::LoopGuardTripped { .. } => None,
+            | JournalEvent::LoopGuardTripped { .. }
+            | JournalEvent::FleetCapTripped { .. }
+            | JournalEvent::CasePaused { .. } => None,
         }
     }
 
@@ -922,6 +943,9 @@ impl CaseState {
             } => self.step_in(step, *epoch).undo_kept = Some(reason.clone()),
             JournalEvent::CaseInterrupted { reason } => self.interrupted = Some(reason.clone()),
             JournalEvent::LoopGuardTripped { reason, .. } => self.loop_guard = Some(reason.clone()),
+            // Both stop the case (a `case-finished` follows); neither is a
+            // standing refusal: the cap's window moves on, the switch is turned off.
+            JournalEvent::FleetCapTripped { .. } | JournalEvent::CasePaused { .. } => {}
             JournalEvent::CaseFinished { status } => self.status = Some(*status),
         }
     }

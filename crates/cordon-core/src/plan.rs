@@ -84,39 +84,38 @@ impl Plan {
     /// `access-key:AKIA…`, `user:NAME`, `role:NAME`), sorted and distinct: the
     /// keys of the loop guard (and of resource locks).
     pub fn resources(&self) -> Vec<String> {
-        let mut out = BTreeSet::new();
-        for step in &self.steps {
-            match &step.target {
-                Target::Instance(i) => {
-                    out.insert(format!("instance:{}", i.instance_id));
-                }
-                Target::AccessKey(k) => {
-                    out.insert(format!("access-key:{}", k.access_key_id));
-                    if let Some(user) = &k.user_name
-                        && k.user_type.as_deref() == Some("IAMUser")
-                    {
-                        out.insert(format!("user:{user}"));
-                    }
-                }
-                Target::User { user_name } => {
-                    out.insert(format!("user:{user_name}"));
-                }
-                Target::Role {
-                    role_name: Some(role),
-                    ..
-                } => {
-                    out.insert(format!("role:{role}"));
-                }
-                Target::Role {
-                    instance_id: Some(instance),
-                    ..
-                } => {
-                    out.insert(format!("instance:{instance}"));
-                }
-                Target::Role { .. } | Target::Case | Target::Unresolved { .. } => {}
-            }
-        }
+        let out: BTreeSet<String> = self.steps.iter().flat_map(PlannedStep::resources).collect();
         out.into_iter().collect()
+    }
+
+    /// Every step touching a resource in `protected` (keys as
+    /// [`Plan::resources`] gives them, each with why it is protected) waits
+    /// for an approval naming it, whatever the playbook says; the plan says why.
+    pub fn protect(&mut self, protected: &std::collections::BTreeMap<String, String>) {
+        for step in &mut self.steps {
+            let why: Vec<&str> = step
+                .resources()
+                .iter()
+                .filter_map(|r| protected.get(r).map(String::as_str))
+                .collect();
+            if why.is_empty() {
+                continue;
+            }
+            let mut reason = why.join("; ");
+            if let Some(earlier) = step
+                .approval
+                .reason
+                .as_deref()
+                .filter(|_| step.approval.required)
+            {
+                reason = format!("{reason}; {earlier}");
+            }
+            step.approval = ApprovalNeed {
+                required: true,
+                reason: Some(reason),
+                explicit: true,
+            };
+        }
     }
 }
 
@@ -161,6 +160,33 @@ impl PlannedStep {
     pub fn kind(&self) -> ActionKind {
         self.action.kind()
     }
+
+    /// The resources this step acts on, as [`Plan::resources`] names them.
+    pub fn resources(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.target {
+            Target::Instance(i) => out.push(format!("instance:{}", i.instance_id)),
+            Target::AccessKey(k) => {
+                out.push(format!("access-key:{}", k.access_key_id));
+                if let Some(user) = &k.user_name
+                    && k.user_type.as_deref() == Some("IAMUser")
+                {
+                    out.push(format!("user:{user}"));
+                }
+            }
+            Target::User { user_name } => out.push(format!("user:{user_name}")),
+            Target::Role {
+                role_name: Some(role),
+                ..
+            } => out.push(format!("role:{role}")),
+            Target::Role {
+                instance_id: Some(instance),
+                ..
+            } => out.push(format!("instance:{instance}")),
+            Target::Role { .. } | Target::Case | Target::Unresolved { .. } => {}
+        }
+        out
+    }
 }
 
 /// Whether a step waits for a human, and why.
@@ -169,6 +195,11 @@ impl PlannedStep {
 pub struct ApprovalNeed {
     pub required: bool,
     pub reason: Option<String>,
+    /// Only an approval naming this step counts (`--approve STEP`, the
+    /// prompt, `cordon approve`), never a blanket `--yes`: the step touches a
+    /// protected resource (see [`Plan::protect`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub explicit: bool,
 }
 
 /// The resolved target of a step.
@@ -357,21 +388,25 @@ fn build<E>(
                         .unwrap_or("irreversible: it destroys state that cannot be restored")
                         .to_string(),
                 ),
+                explicit: false,
             }
         } else if let Some(reason) = inherent {
             ApprovalNeed {
                 required: true,
                 reason: Some(reason.to_string()),
+                explicit: false,
             }
         } else if step.approval == Approval::Required {
             ApprovalNeed {
                 required: true,
                 reason: Some("the playbook asks for approval".to_string()),
+                explicit: false,
             }
         } else {
             ApprovalNeed {
                 required: false,
                 reason: None,
+                explicit: false,
             }
         };
         let blast_radius = blast_radius(kind, &target);
