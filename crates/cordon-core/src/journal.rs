@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::format::{self, NewerFormat};
 use crate::plan::{CaseId, Plan, PlannedStep};
+use crate::provenance::Provenance;
 
 /// The hash that precedes the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -24,7 +25,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// `finding_sha256`, `cordon_version` and `duration_ms` in snake_case).
 /// 2: `format-version` on every record, every key kebab-case.
 /// 3: a plan whose steps restrict who may approve them (`approvers`,
-/// `forbid-self-approval`), and who opened the case or epoch (`opened-by`).
+/// `forbid-self-approval`).
 /// An older cordon ignoring those keys would let anyone approve, so only the
 /// records that carry them are written as 3 ([`JournalRecord::format_version`]);
 /// every other record stays [`BASE_FORMAT_VERSION`], readable by older builds.
@@ -177,12 +178,9 @@ impl JournalRecord {
     fn version_for(event: &JournalEvent) -> u32 {
         let restricted = |steps: &[PlannedStep]| steps.iter().any(|s| s.approval.is_restricted());
         let needs_newest = match event {
-            JournalEvent::CaseOpened {
-                plan, opened_by, ..
+            JournalEvent::CaseOpened { plan, .. } | JournalEvent::EpochOpened { plan, .. } => {
+                restricted(&plan.steps)
             }
-            | JournalEvent::EpochOpened {
-                plan, opened_by, ..
-            } => restricted(&plan.steps) || opened_by.is_some(),
             JournalEvent::PlanAmended { steps, .. } => restricted(steps),
             _ => false,
         };
@@ -195,9 +193,10 @@ impl JournalRecord {
 
     /// The format version of the stored text (for a new record, the one it is written in).
     pub fn format_version(&self) -> u32 {
-        self.stored
-            .as_ref()
-            .map_or_else(|| Self::version_for(&self.event), |stored| stored.format_version)
+        self.stored.as_ref().map_or_else(
+            || Self::version_for(&self.event),
+            |stored| stored.format_version,
+        )
     }
 
     /// SHA-256 (hex) of [`Self::stored_text`]: the link the next record's `prev-hash` holds.
@@ -272,10 +271,10 @@ pub enum JournalEvent {
         finding_sha256: String,
         #[serde(alias = "cordon_version")]
         cordon_version: String,
-        /// The verified identity that opened the case, when a step forbids
-        /// self-approval (format 3).
+        /// Whether the finding was verified at its source, and as whom the case
+        /// acts (absent from journals written before cordon recorded it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        opened_by: Option<String>,
+        provenance: Option<Provenance>,
     },
     /// A step waits for a human.
     ApprovalRequested { step: String, reason: String },
@@ -352,9 +351,9 @@ pub enum JournalEvent {
         plan: Box<Plan>,
         finding_sha256: String,
         reason: String,
-        /// As in `case-opened`.
+        /// As in `case-opened`: source verification and acting identity of this epoch.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        opened_by: Option<String>,
+        provenance: Option<Provenance>,
     },
     /// The same finding (same case) arrived again with different content.
     FindingUpdated {
@@ -403,6 +402,17 @@ pub enum JournalEvent {
         resources: Vec<String>,
         reason: String,
     },
+    /// Automatic action stopped before any change: the fleet-wide cap on
+    /// instances isolated per window was reached (counted from the journals).
+    FleetCapTripped {
+        /// The instances isolated (pre-state written) in the window, by any case.
+        isolated: Vec<String>,
+        limit: u32,
+        window_seconds: u64,
+        reason: String,
+    },
+    /// The pause switch was on before `before-step`: the case stopped there.
+    CasePaused { before_step: String, switch: String },
 }
 
 impl JournalEvent {
@@ -433,7 +443,9 @@ impl JournalEvent {
             | JournalEvent::FindingUpdated { .. }
             | JournalEvent::PlanAmended { .. }
             | JournalEvent::CaseInterrupted { .. }
-            | JournalEvent::LoopGuardTripped { .. } => None,
+            | JournalEvent::LoopGuardTripped { .. }
+            | JournalEvent::FleetCapTripped { .. }
+            | JournalEvent::CasePaused { .. } => None,
         }
     }
 
@@ -532,6 +544,11 @@ impl CaseStatus {
             }
         }
     }
+}
+
+/// Who opened a case or epoch: the human caller, not a role assumed for it.
+fn opener(provenance: Option<&Provenance>) -> Option<String> {
+    provenance.and_then(|p| p.caller.clone())
 }
 
 /// An error as journaled: no source chain, nothing secret.
@@ -745,8 +762,8 @@ pub struct CaseState {
     pub interrupted: Option<String>,
     /// The loop guard stopped automatic action on this case.
     pub loop_guard: Option<String>,
-    /// The verified identity that opened the current epoch, when journaled
-    /// (a step forbids self-approval).
+    /// The verified identity that opened the current epoch (the caller in the
+    /// epoch's provenance), for steps that forbid self-approval.
     pub opened_by: Option<String>,
     pub next_seq: u64,
     pub last_hash: String,
@@ -840,21 +857,21 @@ impl CaseState {
         match &record.event {
             JournalEvent::CaseOpened {
                 finding_sha256,
-                opened_by,
+                provenance,
                 ..
             } => {
                 self.opened_at = record.at.clone();
                 self.finding_sha256 = finding_sha256.clone();
-                self.opened_by = opened_by.clone();
+                self.opened_by = opener(provenance.as_ref());
             }
             JournalEvent::EpochOpened {
                 epoch,
                 plan,
                 finding_sha256,
-                opened_by,
+                provenance,
                 ..
             } => {
-                self.opened_by = opened_by.clone();
+                self.opened_by = opener(provenance.as_ref());
                 let next = EpochState::new(*epoch, (**plan).clone(), record.at.clone());
                 let done = EpochState {
                     epoch: self.epoch,
@@ -969,6 +986,9 @@ impl CaseState {
             } => self.step_in(step, *epoch).undo_kept = Some(reason.clone()),
             JournalEvent::CaseInterrupted { reason } => self.interrupted = Some(reason.clone()),
             JournalEvent::LoopGuardTripped { reason, .. } => self.loop_guard = Some(reason.clone()),
+            // Both stop the case (a `case-finished` follows); neither is a
+            // standing refusal: the cap's window moves on, the switch is turned off.
+            JournalEvent::FleetCapTripped { .. } | JournalEvent::CasePaused { .. } => {}
             JournalEvent::CaseFinished { status } => self.status = Some(*status),
         }
     }

@@ -84,39 +84,39 @@ impl Plan {
     /// `access-key:AKIA…`, `user:NAME`, `role:NAME`), sorted and distinct: the
     /// keys of the loop guard (and of resource locks).
     pub fn resources(&self) -> Vec<String> {
-        let mut out = BTreeSet::new();
-        for step in &self.steps {
-            match &step.target {
-                Target::Instance(i) => {
-                    out.insert(format!("instance:{}", i.instance_id));
-                }
-                Target::AccessKey(k) => {
-                    out.insert(format!("access-key:{}", k.access_key_id));
-                    if let Some(user) = &k.user_name
-                        && k.user_type.as_deref() == Some("IAMUser")
-                    {
-                        out.insert(format!("user:{user}"));
-                    }
-                }
-                Target::User { user_name } => {
-                    out.insert(format!("user:{user_name}"));
-                }
-                Target::Role {
-                    role_name: Some(role),
-                    ..
-                } => {
-                    out.insert(format!("role:{role}"));
-                }
-                Target::Role {
-                    instance_id: Some(instance),
-                    ..
-                } => {
-                    out.insert(format!("instance:{instance}"));
-                }
-                Target::Role { .. } | Target::Case | Target::Unresolved { .. } => {}
-            }
-        }
+        let out: BTreeSet<String> = self.steps.iter().flat_map(PlannedStep::resources).collect();
         out.into_iter().collect()
+    }
+
+    /// Every step touching a resource in `protected` (keys as
+    /// [`Plan::resources`] gives them, each with why it is protected) waits
+    /// for an approval naming it, whatever the playbook says; the plan says why.
+    pub fn protect(&mut self, protected: &std::collections::BTreeMap<String, String>) {
+        for step in &mut self.steps {
+            let why: Vec<&str> = step
+                .resources()
+                .iter()
+                .filter_map(|r| protected.get(r).map(String::as_str))
+                .collect();
+            if why.is_empty() {
+                continue;
+            }
+            let mut reason = why.join("; ");
+            if let Some(earlier) = step
+                .approval
+                .reason
+                .as_deref()
+                .filter(|_| step.approval.required)
+            {
+                reason = format!("{reason}; {earlier}");
+            }
+            step.approval = ApprovalNeed {
+                required: true,
+                reason: Some(reason),
+                explicit: true,
+                ..step.approval.clone()
+            };
+        }
     }
 }
 
@@ -161,6 +161,33 @@ impl PlannedStep {
     pub fn kind(&self) -> ActionKind {
         self.action.kind()
     }
+
+    /// The resources this step acts on, as [`Plan::resources`] names them.
+    pub fn resources(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.target {
+            Target::Instance(i) => out.push(format!("instance:{}", i.instance_id)),
+            Target::AccessKey(k) => {
+                out.push(format!("access-key:{}", k.access_key_id));
+                if let Some(user) = &k.user_name
+                    && k.user_type.as_deref() == Some("IAMUser")
+                {
+                    out.push(format!("user:{user}"));
+                }
+            }
+            Target::User { user_name } => out.push(format!("user:{user_name}")),
+            Target::Role {
+                role_name: Some(role),
+                ..
+            } => out.push(format!("role:{role}")),
+            Target::Role {
+                instance_id: Some(instance),
+                ..
+            } => out.push(format!("instance:{instance}")),
+            Target::Role { .. } | Target::Case | Target::Unresolved { .. } => {}
+        }
+        out
+    }
 }
 
 /// Whether a step waits for a human, and why.
@@ -175,6 +202,11 @@ pub struct ApprovalNeed {
     /// The identity that opened the case may not approve.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forbid_self_approval: bool,
+    /// Only an approval naming this step counts (`--approve STEP`, the
+    /// prompt, `cordon approve`), never a blanket `--yes`: the step touches a
+    /// protected resource (see [`Plan::protect`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub explicit: bool,
 }
 
 impl ApprovalNeed {
@@ -424,6 +456,7 @@ fn build<E>(
             reason: reason.map(str::to_string),
             approvers: step.approvers.clone(),
             forbid_self_approval: step.self_approval == SelfApproval::Forbidden,
+            explicit: false,
         };
         let blast_radius = blast_radius(kind, &target);
         steps.push(PlannedStep {

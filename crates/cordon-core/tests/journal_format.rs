@@ -23,8 +23,8 @@ use cordon_core::action::UndoGate;
 use cordon_core::executor::{ActionError, Actions, Approver, Decision, Executor};
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{
-    BASE_FORMAT_VERSION, CaseState, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH, JournalError, JournalEvent,
-    JournalEventKind, JournalRecord, JournalStore, verify_chain,
+    BASE_FORMAT_VERSION, CaseState, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH,
+    JournalError, JournalEvent, JournalEventKind, JournalRecord, JournalStore, verify_chain,
 };
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
@@ -75,7 +75,7 @@ fn representative(kind: JournalEventKind) -> JournalEvent {
             plan: Box::new(small_plan()),
             finding_sha256: "ab".repeat(32),
             cordon_version: "0.1.0".to_string(),
-            opened_by: None,
+            provenance: Some(provenance()),
         },
         JournalEventKind::ApprovalRequested => JournalEvent::ApprovalRequested {
             step: step(),
@@ -143,7 +143,7 @@ fn representative(kind: JournalEventKind) -> JournalEvent {
             plan: Box::new(small_plan()),
             finding_sha256: "cd".repeat(32),
             reason: "the case was rolled back and its finding arrived again".to_string(),
-            opened_by: None,
+            provenance: Some(provenance()),
         },
         JournalEventKind::FindingUpdated => JournalEvent::FindingUpdated {
             finding_sha256: "ef".repeat(32),
@@ -187,6 +187,34 @@ fn representative(kind: JournalEventKind) -> JournalEvent {
             reason: "instance:i-0123456789abcdef0 acted on 3 time(s) in the last 24 h (limit 3)"
                 .to_string(),
         },
+        JournalEventKind::FleetCapTripped => JournalEvent::FleetCapTripped {
+            isolated: vec!["i-0123456789abcdef0".to_string()],
+            limit: 1,
+            window_seconds: 600,
+            reason: "1 instance(s) isolated in the last 10 min (limit 1)".to_string(),
+        },
+        JournalEventKind::CasePaused => JournalEvent::CasePaused {
+            before_step: step(),
+            switch: "file .cordon/cases/PAUSE".to_string(),
+        },
+    }
+}
+
+/// Every key of a case's provenance: verified at the source, acting through a
+/// role assumed in the finding's account.
+fn provenance() -> cordon_core::provenance::Provenance {
+    cordon_core::provenance::Provenance {
+        source_verified: true,
+        source: Some(
+            "GuardDuty GetFindings, detector 5ab6c7d8e9f00112233445566778899a in us-east-1"
+                .to_string(),
+        ),
+        caller: Some("arn:aws:sts::111122223333:assumed-role/responder/alice".to_string()),
+        assumed_role: Some("arn:aws:iam::222233334444:role/cordon-responder".to_string()),
+        acting_as: Some(
+            "arn:aws:sts::222233334444:assumed-role/cordon-responder/cordon-case".to_string(),
+        ),
+        region: Some("us-east-1".to_string()),
     }
 }
 
@@ -272,7 +300,12 @@ fn format_1_records_of_every_kind_still_read() {
             .expect("one line, newline-terminated");
         let record =
             JournalRecord::from_stored(line).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(record, representative_record(kind), "{kind}");
+        // Format 1 predates the case's provenance: it reads as absent.
+        let mut expected = representative_record(kind);
+        if let JournalEvent::CaseOpened { provenance, .. } = &mut expected.event {
+            *provenance = None;
+        }
+        assert_eq!(record, expected, "{kind}");
         assert_eq!(record.format_version(), 1, "{kind}");
         assert_eq!(record.stored_text(), line, "{kind}");
         assert_eq!(record.hash(), sha256(line), "{kind}");
@@ -589,7 +622,7 @@ async fn a_record_from_a_newer_cordon_is_refused_naming_case_and_version() {
             plan: Box::new(plan.clone()),
             finding_sha256: "ab".repeat(32),
             cordon_version: "0.1.0".to_string(),
-            opened_by: None,
+            provenance: None,
         },
     );
     let next = |event: Value| {
@@ -667,12 +700,13 @@ fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
             plan: Box::new(plan.clone()),
             finding_sha256: "ab".repeat(32),
             cordon_version: "0.1.0".to_string(),
-            opened_by: None,
+            provenance: None,
         },
     );
     assert_eq!(plain.format_version(), BASE_FORMAT_VERSION);
     plan.steps[0].approval.required = true;
-    plan.steps[0].approval.approvers = vec!["arn:aws:sts::111122223333:assumed-role/IncidentLead/*".to_string()];
+    plan.steps[0].approval.approvers =
+        vec!["arn:aws:sts::111122223333:assumed-role/IncidentLead/*".to_string()];
     plan.steps[0].approval.forbid_self_approval = true;
     let restricted = JournalRecord::new(
         0,
@@ -682,7 +716,7 @@ fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
             plan: Box::new(plan.clone()),
             finding_sha256: "ab".repeat(32),
             cordon_version: "0.1.0".to_string(),
-            opened_by: Some("arn:aws:sts::111122223333:assumed-role/Responder/alice".to_string()),
+            provenance: None,
         },
     );
     assert_eq!(restricted.format_version(), FORMAT_VERSION);
