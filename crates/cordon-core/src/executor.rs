@@ -1330,17 +1330,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     ));
                 }
                 StepOutcome::TimedOut => {
-                    self.mark_not_run(
+                    self.stop_case(
                         session,
                         step.index - 1,
                         &format!("the approval of `{}` timed out", step.id),
                     )
                     .await?;
-                    session
-                        .write(JournalEvent::CaseFinished {
-                            status: CaseStatus::Stopped,
-                        })
-                        .await?;
                     return Ok(Report::new(
                         &case,
                         CaseStatus::Stopped,
@@ -1352,17 +1347,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     .with_outcome(Outcome::ApprovalTimedOut));
                 }
                 StepOutcome::Refused => {
-                    self.mark_not_run(
+                    self.stop_case(
                         session,
                         step.index,
                         "an earlier step's approval was refused",
                     )
                     .await?;
-                    session
-                        .write(JournalEvent::CaseFinished {
-                            status: CaseStatus::Stopped,
-                        })
-                        .await?;
                     return Ok(Report::new(
                         &case,
                         CaseStatus::Stopped,
@@ -1375,17 +1365,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 StepOutcome::Failed(policy) => match policy {
                     OnFailure::Continue => {}
                     OnFailure::Stop => {
-                        self.mark_not_run(
+                        self.stop_case(
                             session,
                             step.index,
                             &format!("the case stopped after `{}` failed", step.id),
                         )
                         .await?;
-                        session
-                            .write(JournalEvent::CaseFinished {
-                                status: CaseStatus::Stopped,
-                            })
-                            .await?;
                         return Ok(Report::failed(
                             &case,
                             CaseStatus::Stopped,

@@ -691,34 +691,26 @@ fn a_damaged_record_is_corrupt_not_newer() {
 /// record stays in format 2; both read back, and the restriction survives.
 #[test]
 fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
+    let opened = |plan: &Plan| {
+        JournalRecord::new(
+            0,
+            "2026-11-27T00:00:00Z",
+            GENESIS_HASH,
+            JournalEvent::CaseOpened {
+                plan: Box::new(plan.clone()),
+                finding_sha256: "ab".repeat(32),
+                cordon_version: "0.1.0".to_string(),
+                provenance: None,
+            },
+        )
+    };
     let mut plan = small_plan();
-    let plain = JournalRecord::new(
-        0,
-        "2026-11-27T00:00:00Z",
-        GENESIS_HASH,
-        JournalEvent::CaseOpened {
-            plan: Box::new(plan.clone()),
-            finding_sha256: "ab".repeat(32),
-            cordon_version: "0.1.0".to_string(),
-            provenance: None,
-        },
-    );
-    assert_eq!(plain.format_version(), BASE_FORMAT_VERSION);
+    assert_eq!(opened(&plan).format_version(), BASE_FORMAT_VERSION);
     plan.steps[0].approval.required = true;
     plan.steps[0].approval.approvers =
         vec!["arn:aws:sts::111122223333:assumed-role/IncidentLead/*".to_string()];
     plan.steps[0].approval.forbid_self_approval = true;
-    let restricted = JournalRecord::new(
-        0,
-        "2026-11-27T00:00:00Z",
-        GENESIS_HASH,
-        JournalEvent::CaseOpened {
-            plan: Box::new(plan.clone()),
-            finding_sha256: "ab".repeat(32),
-            cordon_version: "0.1.0".to_string(),
-            provenance: None,
-        },
-    );
+    let restricted = opened(&plan);
     assert_eq!(restricted.format_version(), FORMAT_VERSION);
     assert_eq!(FORMAT_VERSION, 3);
     let text = restricted.stored_text();
