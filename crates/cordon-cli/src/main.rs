@@ -1095,6 +1095,11 @@ fn exec_failure(error: ExecError) -> Failure {
         | ExecError::UnknownStep { .. }
         | ExecError::NoApprovalNeeded { .. }
         | ExecError::AlreadyDecided { .. } => invalid(error.into()),
+        // The case keeps waiting for an allowed approver.
+        ExecError::NotAnApprover { .. } => Failure {
+            code: Outcome::AwaitingDecision.exit_code(),
+            error: error.into(),
+        },
         other => failed(other.into()),
     }
 }

@@ -320,6 +320,16 @@ pub enum ExecError {
         step: String,
         detail: String,
     },
+    /// The playbook limits who may approve the step, and this identity may not.
+    #[error(
+        "{approver} may not approve step `{step}` of case {case}: {why}; the step stays unapproved (`cordon approve {case} {step}` by an allowed identity)"
+    )]
+    NotAnApprover {
+        case: CaseId,
+        step: String,
+        approver: String,
+        why: String,
+    },
 }
 
 /// What a run or rollback means for whoever started it. The same meanings, and
@@ -740,6 +750,26 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
 
     /// Refuse automatic action on a resource (instance, key, user, role) that
     /// `guard.max_triggers` cases or epochs already acted on within `guard.window`.
+    /// A decision by `approver` on `step` the playbook does not allow.
+    fn check_approver(
+        session: &Session<'_, J>,
+        step: &PlannedStep,
+        approver: &str,
+    ) -> Result<(), ExecError> {
+        match step
+            .approval
+            .refuses(approver, session.state.opened_by.as_deref())
+        {
+            None => Ok(()),
+            Some(why) => Err(ExecError::NotAnApprover {
+                case: session.case.clone(),
+                step: step.id.clone(),
+                approver: approver.to_string(),
+                why,
+            }),
+        }
+    }
+
     pub fn loop_guard(mut self, guard: Option<LoopGuard>) -> Self {
         self.loop_guard = guard;
         self
@@ -1183,6 +1213,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         }
         match decision {
             Decision::Approved { approver } => {
+                Self::check_approver(session, &planned, &approver)?;
                 session
                     .write(JournalEvent::ApprovalGranted {
                         step: step.to_string(),
@@ -1299,17 +1330,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     ));
                 }
                 StepOutcome::TimedOut => {
-                    self.mark_not_run(
+                    self.stop_case(
                         session,
                         step.index - 1,
                         &format!("the approval of `{}` timed out", step.id),
                     )
                     .await?;
-                    session
-                        .write(JournalEvent::CaseFinished {
-                            status: CaseStatus::Stopped,
-                        })
-                        .await?;
                     return Ok(Report::new(
                         &case,
                         CaseStatus::Stopped,
@@ -1321,17 +1347,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     .with_outcome(Outcome::ApprovalTimedOut));
                 }
                 StepOutcome::Refused => {
-                    self.mark_not_run(
+                    self.stop_case(
                         session,
                         step.index,
                         "an earlier step's approval was refused",
                     )
                     .await?;
-                    session
-                        .write(JournalEvent::CaseFinished {
-                            status: CaseStatus::Stopped,
-                        })
-                        .await?;
                     return Ok(Report::new(
                         &case,
                         CaseStatus::Stopped,
@@ -1344,17 +1365,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 StepOutcome::Failed(policy) => match policy {
                     OnFailure::Continue => {}
                     OnFailure::Stop => {
-                        self.mark_not_run(
+                        self.stop_case(
                             session,
                             step.index,
                             &format!("the case stopped after `{}` failed", step.id),
                         )
                         .await?;
-                        session
-                            .write(JournalEvent::CaseFinished {
-                                status: CaseStatus::Stopped,
-                            })
-                            .await?;
                         return Ok(Report::failed(
                             &case,
                             CaseStatus::Stopped,
@@ -1555,6 +1571,13 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 .await?;
             return Ok(StepOutcome::Failed(step.on_failure));
         }
+        // An approval journaled earlier is checked again before the step runs
+        // (the plan may have been amended since, or the journal edited).
+        if step.approval.required
+            && let Some(by) = &current.approved_by
+        {
+            Self::check_approver(session, step, by)?;
+        }
         if step.approval.required && current.approved_by.is_none() {
             if let Some(approver) = &current.refused_by {
                 warn!(%approver, "approval was refused");
@@ -1562,6 +1585,17 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             }
             match self.approver.decide(plan, step).await {
                 Decision::Approved { approver } => {
+                    if let Err(refused) = Self::check_approver(session, step, &approver) {
+                        if !current.approval_requested {
+                            session
+                                .write(JournalEvent::ApprovalRequested {
+                                    step: step.id.clone(),
+                                    reason: step.approval.reason.clone().unwrap_or_default(),
+                                })
+                                .await?;
+                        }
+                        return Err(refused);
+                    }
                     session
                         .write(JournalEvent::ApprovalGranted {
                             step: step.id.clone(),

@@ -24,8 +24,16 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// 1: records before versioning (no `format-version` key; `pre_state`,
 /// `finding_sha256`, `cordon_version` and `duration_ms` in snake_case).
 /// 2: `format-version` on every record, every key kebab-case.
+/// 3: a plan whose steps restrict who may approve them (`approvers`,
+/// `forbid-self-approval`).
+/// An older cordon ignoring those keys would let anyone approve, so only the
+/// records that carry them are written as 3 ([`JournalRecord::format_version`]);
+/// every other record stays [`BASE_FORMAT_VERSION`], readable by older builds.
 /// Every version up to this one is read; see `docs/formats.md`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The version of a record that carries nothing an older reader must not ignore.
+pub const BASE_FORMAT_VERSION: u32 = 2;
 
 /// One journal record. `prev_hash` chains it to the record before.
 ///
@@ -165,11 +173,30 @@ impl JournalRecord {
         }
     }
 
-    /// The format version of the stored text ([`FORMAT_VERSION`] for a new record).
+    /// The version a new record is written in: [`FORMAT_VERSION`] when it
+    /// carries approval restrictions, else [`BASE_FORMAT_VERSION`].
+    fn version_for(event: &JournalEvent) -> u32 {
+        let restricted = |steps: &[PlannedStep]| steps.iter().any(|s| s.approval.is_restricted());
+        let needs_newest = match event {
+            JournalEvent::CaseOpened { plan, .. } | JournalEvent::EpochOpened { plan, .. } => {
+                restricted(&plan.steps)
+            }
+            JournalEvent::PlanAmended { steps, .. } => restricted(steps),
+            _ => false,
+        };
+        if needs_newest {
+            FORMAT_VERSION
+        } else {
+            BASE_FORMAT_VERSION
+        }
+    }
+
+    /// The format version of the stored text (for a new record, the one it is written in).
     pub fn format_version(&self) -> u32 {
-        self.stored
-            .as_ref()
-            .map_or(FORMAT_VERSION, |stored| stored.format_version)
+        self.stored.as_ref().map_or_else(
+            || Self::version_for(&self.event),
+            |stored| stored.format_version,
+        )
     }
 
     /// SHA-256 (hex) of [`Self::stored_text`]: the link the next record's `prev-hash` holds.
@@ -192,7 +219,7 @@ impl PartialEq for JournalRecord {
 impl Serialize for JournalRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         RecordOut {
-            format_version: FORMAT_VERSION,
+            format_version: Self::version_for(&self.event),
             seq: self.seq,
             at: &self.at,
             prev_hash: &self.prev_hash,
@@ -519,6 +546,11 @@ impl CaseStatus {
     }
 }
 
+/// Who opened a case or epoch: the human caller, not a role assumed for it.
+fn opener(provenance: Option<&Provenance>) -> Option<String> {
+    provenance.and_then(|p| p.caller.clone())
+}
+
 /// An error as journaled: no source chain, nothing secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -730,6 +762,9 @@ pub struct CaseState {
     pub interrupted: Option<String>,
     /// The loop guard stopped automatic action on this case.
     pub loop_guard: Option<String>,
+    /// The verified identity that opened the current epoch (the caller in the
+    /// epoch's provenance), for steps that forbid self-approval.
+    pub opened_by: Option<String>,
     pub next_seq: u64,
     pub last_hash: String,
 }
@@ -749,6 +784,7 @@ impl CaseState {
             finding_sha256: String::new(),
             interrupted: None,
             loop_guard: None,
+            opened_by: None,
             next_seq: 0,
             last_hash: GENESIS_HASH.to_string(),
         }
@@ -819,16 +855,23 @@ impl CaseState {
     /// Folds one record into the state.
     pub fn apply_record(&mut self, record: &JournalRecord) {
         match &record.event {
-            JournalEvent::CaseOpened { finding_sha256, .. } => {
+            JournalEvent::CaseOpened {
+                finding_sha256,
+                provenance,
+                ..
+            } => {
                 self.opened_at = record.at.clone();
                 self.finding_sha256 = finding_sha256.clone();
+                self.opened_by = opener(provenance.as_ref());
             }
             JournalEvent::EpochOpened {
                 epoch,
                 plan,
                 finding_sha256,
+                provenance,
                 ..
             } => {
+                self.opened_by = opener(provenance.as_ref());
                 let next = EpochState::new(*epoch, (**plan).clone(), record.at.clone());
                 let done = EpochState {
                     epoch: self.epoch,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::action::{Action, ActionKind, Reversibility, TargetKind};
 use crate::finding::{AccessKeyDetails, Finding, InstanceDetails, KeyKind, Resource};
 use crate::ids::{self, EniId, IdError, IdKind, SecurityGroupId, SubnetId, VpcId};
-use crate::playbook::{Approval, OnFailure, Playbook, RetryPolicy};
+use crate::playbook::{Approval, OnFailure, Playbook, RetryPolicy, SelfApproval};
 use crate::route::RouteReason;
 use crate::text::preview;
 
@@ -114,6 +114,7 @@ impl Plan {
                 required: true,
                 reason: Some(reason),
                 explicit: true,
+                ..step.approval.clone()
             };
         }
     }
@@ -195,11 +196,65 @@ impl PlannedStep {
 pub struct ApprovalNeed {
     pub required: bool,
     pub reason: Option<String>,
+    /// Who may approve (ARN patterns); empty: any verified identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// The identity that opened the case may not approve.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forbid_self_approval: bool,
     /// Only an approval naming this step counts (`--approve STEP`, the
     /// prompt, `cordon approve`), never a blanket `--yes`: the step touches a
     /// protected resource (see [`Plan::protect`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub explicit: bool,
+}
+
+impl ApprovalNeed {
+    /// Whether only some identities may approve (journal format 3).
+    pub fn is_restricted(&self) -> bool {
+        !self.approvers.is_empty() || self.forbid_self_approval
+    }
+
+    /// Why `approver` (an ARN, optionally followed by ` (how)`) may not
+    /// approve, or `None` when it may. `opened_by` is the identity that opened
+    /// the case or its current epoch.
+    pub fn refuses(&self, approver: &str, opened_by: Option<&str>) -> Option<String> {
+        let arn = approver_arn(approver);
+        if !self.approvers.is_empty()
+            && !self
+                .approvers
+                .iter()
+                .any(|pattern| glob_match::glob_match(pattern, arn))
+        {
+            return Some(format!(
+                "only {} may approve it",
+                self.approvers.join(" or ")
+            ));
+        }
+        if self.forbid_self_approval {
+            match opened_by.map(approver_arn) {
+                Some(opener) if opener == arn => {
+                    return Some(
+                        "the playbook forbids self-approval and this identity opened the case"
+                            .to_string(),
+                    );
+                }
+                None => {
+                    return Some(
+                        "the playbook forbids self-approval and the journal does not say who opened the case"
+                            .to_string(),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        None
+    }
+}
+
+/// The ARN part of an approver as journaled (`ARN (how)`).
+pub fn approver_arn(approver: &str) -> &str {
+    approver.split(" (").next().unwrap_or(approver).trim()
 }
 
 /// The resolved target of a step.
@@ -380,34 +435,28 @@ fn build<E>(
         let action = values.fill_action(&step.action);
         let target = resolve(kind.target_kind())?;
         let inherent = kind.inherent_approval();
-        let approval = if reversibility == Reversibility::Irreversible {
-            ApprovalNeed {
-                required: true,
-                reason: Some(
-                    inherent
-                        .unwrap_or("irreversible: it destroys state that cannot be restored")
-                        .to_string(),
-                ),
-                explicit: false,
-            }
+        let restricted =
+            !step.approvers.is_empty() || step.self_approval == SelfApproval::Forbidden;
+        let (required, reason) = if reversibility == Reversibility::Irreversible {
+            (
+                true,
+                Some(inherent.unwrap_or("irreversible: it destroys state that cannot be restored")),
+            )
         } else if let Some(reason) = inherent {
-            ApprovalNeed {
-                required: true,
-                reason: Some(reason.to_string()),
-                explicit: false,
-            }
+            (true, Some(reason))
         } else if step.approval == Approval::Required {
-            ApprovalNeed {
-                required: true,
-                reason: Some("the playbook asks for approval".to_string()),
-                explicit: false,
-            }
+            (true, Some("the playbook asks for approval"))
+        } else if restricted {
+            (true, Some("the playbook names who may approve it"))
         } else {
-            ApprovalNeed {
-                required: false,
-                reason: None,
-                explicit: false,
-            }
+            (false, None)
+        };
+        let approval = ApprovalNeed {
+            required,
+            reason: reason.map(str::to_string),
+            approvers: step.approvers.clone(),
+            forbid_self_approval: step.self_approval == SelfApproval::Forbidden,
+            explicit: false,
         };
         let blast_radius = blast_radius(kind, &target);
         steps.push(PlannedStep {

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cordon_core::action::UndoGate;
 use cordon_core::executor::{
-    ActionError, Actions, Amendment, Approver, Decision, ErrorKind, Executor, FleetCap, LoopGuard,
-    Outcome, PauseSwitch, Paused, Progress,
+    ActionError, Actions, Amendment, Approver, Decision, ErrorKind, ExecError, Executor, FleetCap,
+    LoopGuard, Outcome, PauseSwitch, Paused, Progress,
 };
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{CaseStatus, JournalError, JournalEvent, JournalRecord, JournalStore};
@@ -1593,4 +1593,103 @@ async fn the_pause_switch_stops_before_the_next_step_and_resume_goes_on() {
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
     let done: Vec<i64> = plan.steps.iter().map(|s| world.get(&s.id)).collect();
     assert_eq!(done, vec![1, 1, 1]);
+}
+
+/// Who may approve: an identity the playbook does not name is refused when
+/// the decision is made (nothing journaled as granted, the step does not
+/// run); a named one is accepted. With self-approval forbidden, the identity
+/// that opened the case (its provenance's caller) may not approve, another may.
+#[tokio::test]
+async fn only_the_named_approvers_and_never_the_opener_when_forbidden_may_approve() {
+    const LEAD: &str = "arn:aws:sts::111122223333:assumed-role/IncidentLead/*";
+    let pb = playbook(
+        "stop",
+        &[(
+            "a",
+            "tag-resource",
+            &format!("    approvers: [\"{LEAD}\"]\n    self-approval: forbidden\n"),
+        )],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let step = plan.step("a").unwrap();
+    assert!(step.approval.required, "approvers imply approval");
+    assert!(step.approval.is_restricted());
+    let opener = "arn:aws:sts::111122223333:assumed-role/IncidentLead/alice";
+    let provenance = cordon_core::provenance::Provenance {
+        caller: Some(opener.to_string()),
+        ..Default::default()
+    };
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+
+    // Someone else's role, at the prompt: refused, nothing granted, nothing run.
+    let mallory = Approve(Decision::Approved {
+        approver: "arn:aws:sts::111122223333:assumed-role/Developer/mallory (prompt)".into(),
+    });
+    let err = Executor::new(&world, &journal, &mallory)
+        .provenance(Some(provenance.clone()))
+        .run(&plan, &raw)
+        .await
+        .expect_err("not an approver");
+    assert!(matches!(err, ExecError::NotAnApprover { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("only arn:aws:sts::111122223333:assumed-role/IncidentLead/*"),
+        "{err}"
+    );
+    let names: Vec<&str> = records(&journal, &plan.case_id)
+        .await
+        .iter()
+        .map(|r| r.event.name())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    assert!(names.contains(&"approval-requested"), "{names:?}");
+    assert!(!names.contains(&"approval-granted"), "{names:?}");
+    assert_eq!(world.get("a"), 0);
+    // The restricted plan is journaled in format 3.
+    let first = &records(&journal, &plan.case_id).await[0];
+    assert_eq!(first.format_version(), 3);
+
+    // The opener, from another terminal: a lead, but self-approval is forbidden.
+    let pending = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &pending);
+    let err = exec
+        .decide(
+            &plan.case_id,
+            "a",
+            Decision::Approved {
+                approver: format!("{opener} (cordon approve)"),
+            },
+        )
+        .await
+        .expect_err("self-approval");
+    assert!(err.to_string().contains("self-approval"), "{err}");
+    assert_eq!(world.get("a"), 0);
+
+    // Another lead: granted, and the step runs.
+    let report = exec
+        .decide(
+            &plan.case_id,
+            "a",
+            Decision::Approved {
+                approver:
+                    "arn:aws:sts::111122223333:assumed-role/IncidentLead/bob (cordon approve)"
+                        .into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!(world.get("a"), 1);
+}
+
+#[test]
+fn approver_patterns_must_be_arns() {
+    let text = "name: t\nmatch: {resource-types: [Instance]}\nsteps:\n  - id: a\n    action: tag-resource\n    approvers: [\"alice\", \"arn:aws:iam::111122223333:user/bob\"]\n";
+    let problems = validate_text(text, "t.yaml").expect_err("alice is not an ARN");
+    let text = format!("{problems:?}");
+    assert!(text.contains("approvers[0]"), "{text}");
+    assert!(!text.contains("approvers[1]"), "{text}");
 }

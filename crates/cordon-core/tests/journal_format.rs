@@ -23,8 +23,8 @@ use cordon_core::action::UndoGate;
 use cordon_core::executor::{ActionError, Actions, Approver, Decision, Executor};
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{
-    CaseState, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH, JournalError, JournalEvent,
-    JournalEventKind, JournalRecord, JournalStore, verify_chain,
+    BASE_FORMAT_VERSION, CaseState, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH,
+    JournalError, JournalEvent, JournalEventKind, JournalRecord, JournalStore, verify_chain,
 };
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
@@ -246,7 +246,7 @@ fn every_record_kind_matches_its_golden_file() {
         assert_eq!(record.hash(), sha256(&stored), "{kind}");
         assert_eq!(record.event.name(), kind.to_string());
         assert_eq!(reparsed["event"]["event"], kind.to_string());
-        assert_eq!(reparsed["format-version"], FORMAT_VERSION);
+        assert_eq!(reparsed["format-version"], BASE_FORMAT_VERSION);
     }
     let expected: Vec<String> = JournalEventKind::iter()
         .map(|k| format!("{k}.json"))
@@ -591,7 +591,7 @@ async fn format_1_case_resumed_and_rolled_back_by_this_build() {
         assert!(
             records[cut..]
                 .iter()
-                .all(|r| r.format_version() == FORMAT_VERSION)
+                .all(|r| r.format_version() == BASE_FORMAT_VERSION)
         );
         assert_eq!(
             records[cut].prev_hash,
@@ -599,7 +599,7 @@ async fn format_1_case_resumed_and_rolled_back_by_this_build() {
             "{name}: the boundary"
         );
         let new_line: Value = serde_json::from_str(&stored[cut]).unwrap();
-        assert_eq!(new_line["format-version"], FORMAT_VERSION);
+        assert_eq!(new_line["format-version"], BASE_FORMAT_VERSION);
         assert!(
             new_line["event"].get("pre-state").is_some(),
             "{name}: {new_line}"
@@ -684,4 +684,44 @@ fn a_damaged_record_is_corrupt_not_newer() {
         "{err:?}"
     );
     assert!(err.to_string().contains("duration-ms"), "{err}");
+}
+
+/// A plan that restricts who may approve is written in format 3 (an older
+/// cordon, which would ignore the restriction, refuses it); every other
+/// record stays in format 2; both read back, and the restriction survives.
+#[test]
+fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
+    let opened = |plan: &Plan| {
+        JournalRecord::new(
+            0,
+            "2026-11-27T00:00:00Z",
+            GENESIS_HASH,
+            JournalEvent::CaseOpened {
+                plan: Box::new(plan.clone()),
+                finding_sha256: "ab".repeat(32),
+                cordon_version: "0.1.0".to_string(),
+                provenance: None,
+            },
+        )
+    };
+    let mut plan = small_plan();
+    assert_eq!(opened(&plan).format_version(), BASE_FORMAT_VERSION);
+    plan.steps[0].approval.required = true;
+    plan.steps[0].approval.approvers =
+        vec!["arn:aws:sts::111122223333:assumed-role/IncidentLead/*".to_string()];
+    plan.steps[0].approval.forbid_self_approval = true;
+    let restricted = opened(&plan);
+    assert_eq!(restricted.format_version(), FORMAT_VERSION);
+    assert_eq!(FORMAT_VERSION, 3);
+    let text = restricted.stored_text();
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(stored["format-version"], 3);
+    assert_eq!(
+        stored["event"]["plan"]["steps"][0]["approval"]["forbid-self-approval"],
+        true
+    );
+    let back = JournalRecord::from_stored(&text).unwrap();
+    assert_eq!(back, restricted);
+    assert_eq!(back.format_version(), 3);
+    assert_eq!(back.hash(), restricted.hash());
 }
