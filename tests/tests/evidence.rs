@@ -63,6 +63,7 @@ fn records(plan: &Plan) -> Vec<JournalRecord> {
             plan: Box::new(plan.clone()),
             finding_sha256: "f".repeat(64),
             cordon_version: "test".to_string(),
+            provenance: None,
         },
     );
     let r1 = record(

@@ -346,6 +346,10 @@ requests! {
     aws_sdk_kms::create_key: CreateKeyFluentBuilder => CreateKeyOutput, CreateKeyError;
     aws_sdk_kms::create_alias: CreateAliasFluentBuilder => CreateAliasOutput, CreateAliasError;
     aws_sdk_sts::get_caller_identity: GetCallerIdentityFluentBuilder => GetCallerIdentityOutput, GetCallerIdentityError;
+    aws_sdk_ssm::get_parameter: GetParameterFluentBuilder => GetParameterOutput, GetParameterError;
+    aws_sdk_sts::assume_role: AssumeRoleFluentBuilder => AssumeRoleOutput, AssumeRoleError;
+    aws_sdk_iam::list_user_tags: ListUserTagsFluentBuilder => ListUserTagsOutput, ListUserTagsError;
+    aws_sdk_iam::list_role_tags: ListRoleTagsFluentBuilder => ListRoleTagsOutput, ListRoleTagsError;
     aws_sdk_sns::get_topic_attributes: GetTopicAttributesFluentBuilder => GetTopicAttributesOutput, GetTopicAttributesError;
     aws_sdk_sns::publish: PublishFluentBuilder => PublishOutput, PublishError;
     aws_sdk_guardduty::list_detectors: ListDetectorsFluentBuilder => ListDetectorsOutput, ListDetectorsError;

@@ -78,6 +78,8 @@ pub struct AwsClients {
     pub guardduty: aws_sdk_guardduty::Client,
     /// Detective: enrichment.
     pub detective: aws_sdk_detective::Client,
+    /// SSM: the pause switch's parameter.
+    pub ssm: aws_sdk_ssm::Client,
     /// Every API call sent through any of the clients above (attempts on the wire).
     pub calls: CallCounter,
     /// Every call made through the call path, by the action that made it.
@@ -88,6 +90,11 @@ pub struct AwsClients {
     pub region: String,
     /// Endpoint override (`AWS_ENDPOINT_URL`), e.g. the local emulator.
     pub endpoint: Option<String>,
+    /// What the clients were built from, so [`AwsClients::derive`] can build
+    /// the same clients for a finding's region and account.
+    config: SdkConfig,
+    /// Interceptors added through the builder (fault injection), kept for [`AwsClients::derive`].
+    extra_interceptors: Vec<SharedInterceptor>,
 }
 
 impl AwsClients {
@@ -113,6 +120,38 @@ impl AwsClients {
     /// with [`AwsClients::loader`] to get cordon's policy.
     pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, ClientError> {
         Self::builder(config).build()
+    }
+
+    /// The same clients (endpoint, retries, timeouts, interceptors, call
+    /// counter and recorder) in `region`, and with `credentials` when given:
+    /// a finding is acted on in its own region, and one from another account
+    /// through a role assumed there. Rate limits are per account and region,
+    /// so the derived clients get their own unless region and account match.
+    pub fn derive(
+        &self,
+        region: &str,
+        credentials: Option<aws_credential_types::Credentials>,
+    ) -> Result<AwsClients, ClientError> {
+        let mut config = self
+            .config
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()));
+        let same_identity = credentials.is_none();
+        if let Some(credentials) = credentials {
+            config = config.credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            );
+        }
+        let mut builder = Self::builder(&config.build())
+            .call_counter(self.calls.clone())
+            .call_recorder(self.recorder.clone());
+        if same_identity && region == self.region {
+            builder = builder.rate_limits(self.limits.clone());
+        }
+        for interceptor in &self.extra_interceptors {
+            builder.interceptors.push(interceptor.clone());
+        }
+        builder.build()
     }
 
     /// Starts building clients that carry extra interceptors (fault
@@ -182,7 +221,7 @@ impl AwsClientsBuilder {
             .limits
             .unwrap_or_else(|| RateLimits::new(region.clone()));
         let mut interceptors = vec![SharedInterceptor::new(calls.clone())];
-        interceptors.extend(self.interceptors);
+        interceptors.extend(self.interceptors.iter().cloned());
 
         // Each SDK crate has its own config type with the same builder methods.
         macro_rules! client {
@@ -219,11 +258,14 @@ impl AwsClientsBuilder {
             sns: client!(aws_sdk_sns),
             guardduty: client!(aws_sdk_guardduty),
             detective: client!(aws_sdk_detective),
+            ssm: client!(aws_sdk_ssm),
             calls,
             recorder,
             limits,
             region,
             endpoint,
+            config: self.config,
+            extra_interceptors: self.interceptors,
         })
     }
 }

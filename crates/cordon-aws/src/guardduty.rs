@@ -92,6 +92,107 @@ pub enum IntakeError {
     },
 }
 
+/// Why a delivered finding was not confirmed by GuardDuty: each is refused
+/// before any change (the CLI's exit 2), in one sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Without a detector id there is nowhere to re-read the finding from.
+    #[error(
+        "finding {finding} names no GuardDuty detector (service.detectorId), so it cannot be verified at its source: fetch it with --finding-id ID --detector D instead"
+    )]
+    NoDetector { finding: String },
+    /// An id the re-read would send is malformed: refused before any call.
+    #[error("finding {finding}: {field} {source}; refused before any AWS call")]
+    Malformed {
+        finding: String,
+        field: &'static str,
+        #[source]
+        source: cordon_core::ids::IdError,
+    },
+    /// GuardDuty does not have the finding: forged, or from another detector.
+    #[error(
+        "finding {finding} is not known to GuardDuty (detector {detector} in {region}): refused as forged; nothing was changed"
+    )]
+    NotAtSource {
+        finding: String,
+        detector: String,
+        region: String,
+    },
+    /// GuardDuty has it, with other values in fields that drive the plan.
+    #[error(transparent)]
+    Mismatch(#[from] cordon_core::provenance::SourceMismatch),
+    /// The re-read itself failed (access, throttling, GuardDuty's answer).
+    #[error("cannot verify finding {finding} at its source: {source}")]
+    Intake {
+        finding: String,
+        #[source]
+        source: Box<IntakeError>,
+    },
+}
+
+/// A finding as GuardDuty returns it, and where it was read.
+#[derive(Debug, Clone)]
+pub struct VerifiedFinding {
+    /// GuardDuty's copy: the plan is made from this, and it is kept as evidence.
+    pub finding: Finding,
+    /// `GuardDuty GetFindings, detector D in REGION`, for the journal.
+    pub source: String,
+}
+
+/// Re-reads `received` from GuardDuty by id (detector from its
+/// `service.detectorId`, validated) and checks that GuardDuty's copy agrees
+/// in every field that drives a plan (type, resource ids, account, region).
+///
+/// `clients` must be built for the finding's region and an identity that can
+/// read its detector (the delegated administrator's for member findings).
+pub async fn verify_at_source(
+    clients: &AwsClients,
+    received: &Finding,
+) -> Result<VerifiedFinding, VerifyError> {
+    use cordon_core::ids::IdKind;
+    let shown = cordon_core::text::preview(&received.id);
+    let check = |field: &'static str, kind: IdKind, value: &str| {
+        kind.check(value).map_err(|source| VerifyError::Malformed {
+            finding: shown.clone(),
+            field,
+            source,
+        })
+    };
+    check("id", IdKind::FindingId, &received.id)?;
+    check("region", IdKind::Region, &received.region)?;
+    let detector =
+        received
+            .service
+            .detector_id
+            .as_deref()
+            .ok_or_else(|| VerifyError::NoDetector {
+                finding: shown.clone(),
+            })?;
+    check("service.detectorId", IdKind::Detector, detector)?;
+    let found = get_findings(clients, detector, std::slice::from_ref(&received.id))
+        .await
+        .map_err(|source| VerifyError::Intake {
+            finding: shown.clone(),
+            source: Box::new(source),
+        })?;
+    let source_finding = found
+        .into_iter()
+        .find(|f| f.id == received.id)
+        .ok_or_else(|| VerifyError::NotAtSource {
+            finding: shown.clone(),
+            detector: detector.to_owned(),
+            region: clients.region.clone(),
+        })?;
+    cordon_core::provenance::compare_with_source(received, &source_finding, "GuardDuty")?;
+    Ok(VerifiedFinding {
+        finding: source_finding,
+        source: format!(
+            "GuardDuty GetFindings, detector {detector} in {}",
+            clients.region
+        ),
+    })
+}
+
 /// Fetches one finding by id, parsed from GuardDuty's own JSON.
 ///
 /// `detector` defaults to the region's only detector (see [`resolve_detector`]).

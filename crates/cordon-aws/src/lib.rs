@@ -1,6 +1,7 @@
 //! cordon's AWS side: the actions, client set-up, the one call path to AWS
 //! (operations table, rate limits, call recorder) and the S3 journal store.
 
+pub mod accounts;
 pub mod actions;
 pub mod call;
 pub mod client;
@@ -10,6 +11,8 @@ pub mod evidence_bucket;
 pub mod guardduty;
 pub mod manifest;
 pub mod ops;
+pub mod pause;
+pub mod protected;
 pub mod ratelimit;
 pub mod recorder;
 pub mod s3_journal;

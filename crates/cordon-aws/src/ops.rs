@@ -29,11 +29,12 @@ pub enum Service {
     Sns,
     GuardDuty,
     Detective,
+    Ssm,
 }
 
 impl Service {
     /// Every service, for tests that walk them all.
-    pub const ALL: [Service; 11] = [
+    pub const ALL: [Service; 12] = [
         Service::Ec2,
         Service::Iam,
         Service::S3,
@@ -45,6 +46,7 @@ impl Service {
         Service::Sns,
         Service::GuardDuty,
         Service::Detective,
+        Service::Ssm,
     ];
 
     /// The prefix of the service's IAM actions (`ec2` in `ec2:CreateTags`).
@@ -61,6 +63,7 @@ impl Service {
             Service::Sns => "sns",
             Service::GuardDuty => "guardduty",
             Service::Detective => "detective",
+            Service::Ssm => "ssm",
         }
     }
 
@@ -80,6 +83,7 @@ impl Service {
             Service::Sns => "SNS",
             Service::GuardDuty => "GuardDuty",
             Service::Detective => "Detective",
+            Service::Ssm => "SSM",
         }
     }
 }
@@ -221,7 +225,9 @@ macro_rules! ops {
 }
 
 use Bucket::{Ec2CreateTags, Ec2Mutating, Ec2Operation, Ec2ResourceIntensive};
-use Service::{AutoScaling, Detective, Elbv2, GuardDuty, Iam, Kms, S3, SecretsManager, Sns, Sts};
+use Service::{
+    AutoScaling, Detective, Elbv2, GuardDuty, Iam, Kms, S3, SecretsManager, Sns, Ssm, Sts,
+};
 
 ops! {
     // ---- EC2 reads
@@ -391,6 +397,12 @@ ops! {
 
     // ---- STS: who cordon runs as (approvals are journaled with it)
     STS_GET_CALLER_IDENTITY = Op::read(Sts, "GetCallerIdentity", "sts:GetCallerIdentity");
+    /// Acting on a finding from another account, through a role there.
+    STS_ASSUME_ROLE = Op::write(Sts, "AssumeRole", "sts:AssumeRole");
+
+    // ---- IAM tags: the protected-resource guard reads them before planning changes
+    IAM_LIST_USER_TAGS = Op::read(Iam, "ListUserTags", "iam:ListUserTags");
+    IAM_LIST_ROLE_TAGS = Op::read(Iam, "ListRoleTags", "iam:ListRoleTags");
 
     // ---- SNS: `notify`, on its own bucket (never EC2's)
     SNS_GET_TOPIC_ATTRIBUTES = Op::read(Sns, "GetTopicAttributes", "sns:GetTopicAttributes");
@@ -400,6 +412,9 @@ ops! {
     GUARDDUTY_LIST_DETECTORS = Op::read(GuardDuty, "ListDetectors", "guardduty:ListDetectors");
     GUARDDUTY_LIST_FINDINGS = Op::read(GuardDuty, "ListFindings", "guardduty:ListFindings");
     GUARDDUTY_GET_FINDINGS = Op::read(GuardDuty, "GetFindings", "guardduty:GetFindings");
+
+    // ---- SSM: the pause switch (`--pause-parameter`)
+    SSM_GET_PARAMETER = Op::read(Ssm, "GetParameter", "ssm:GetParameter");
 
     // ---- Detective: enrichment
     DETECTIVE_LIST_GRAPHS = Op::read(Detective, "ListGraphs", "detective:ListGraphs");

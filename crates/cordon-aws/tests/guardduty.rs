@@ -296,3 +296,125 @@ async fn list_findings_sends_the_open_and_severity_criteria() {
     assert_eq!(criterion["service.archived"]["equals"][0], "false");
     assert_eq!(criterion["severity"]["greaterThanOrEqual"], 7);
 }
+
+// ---- --verify-source: a delivered finding re-read from GuardDuty by id.
+
+/// The fixture finding as delivered (an EventBridge event), with `edit`
+/// applied to its detail: what an attacker with `events:PutEvents` would send.
+fn delivered(edit: impl FnOnce(&mut serde_json::Value)) -> cordon_core::finding::Finding {
+    let mut detail: serde_json::Value =
+        serde_json::from_str(&fixture("instance-two-enis.json")).unwrap();
+    edit(&mut detail);
+    let event = serde_json::json!({
+        "version": "0", "id": "e1", "detail-type": "GuardDuty Finding",
+        "source": "aws.guardduty", "account": "111122223333", "region": "us-east-1",
+        "time": "2024-06-11T14:08:31Z", "detail": detail
+    });
+    cordon_core::finding::parse_single_finding(&event.to_string(), "event").unwrap()
+}
+
+/// GuardDuty's answer for the fixture finding (the one real copy).
+fn source_has_the_finding() -> ReplayEvent {
+    ok(
+        &get_findings_path(),
+        format!("{{\"findings\":[{}]}}", fixture("instance-two-enis.json")),
+    )
+}
+
+#[tokio::test]
+async fn verified_finding_is_planned_from_guardduty_s_copy() {
+    // Severity lowered in transit (to dodge a high-severity playbook): not a
+    // field that identifies the finding, but the plan is made from the source.
+    let received = delivered(|d| d["severity"] = serde_json::json!(2.0));
+    let (clients, replay) = clients(vec![source_has_the_finding()]);
+    let verified = cordon_aws::guardduty::verify_at_source(&clients, &received)
+        .await
+        .unwrap();
+    assert_eq!(verified.finding.severity.value(), 8.0);
+    assert_eq!(verified.finding.raw, fixture("instance-two-enis.json"));
+    assert_eq!(
+        verified.source,
+        format!("GuardDuty GetFindings, detector {DETECTOR} in us-east-1")
+    );
+    let requests: Vec<String> = replay
+        .actual_requests()
+        .map(|r| r.uri().to_owned())
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].ends_with(&get_findings_path()), "{requests:?}");
+}
+
+#[tokio::test]
+async fn finding_guardduty_does_not_have_is_refused_as_forged() {
+    let received = delivered(|_| {});
+    let (clients, _) = clients(vec![ok(&get_findings_path(), "{\"findings\":[]}".into())]);
+    let err = cordon_aws::guardduty::verify_at_source(&clients, &received)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, cordon_aws::guardduty::VerifyError::NotAtSource { .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "finding \"8ec6a1b2c3d4e5f60718293a4b5c6d7e\" is not known to GuardDuty (detector {DETECTOR} in us-east-1): refused as forged; nothing was changed"
+        )
+    );
+}
+
+/// `edit` applied to the delivery makes GuardDuty's copy disagree: refused,
+/// in one line that contains `expected`.
+async fn refused_as_altered(edit: impl FnOnce(&mut serde_json::Value), expected: &str) {
+    let received = delivered(edit);
+    let (clients, _) = clients(vec![source_has_the_finding()]);
+    let err = cordon_aws::guardduty::verify_at_source(&clients, &received)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, cordon_aws::guardduty::VerifyError::Mismatch(_)),
+        "{err:?}"
+    );
+    assert!(text.contains(expected), "{text}");
+    assert!(text.contains("refused as forged or altered"), "{text}");
+    assert!(!text.contains('\n'), "one line: {text}");
+}
+
+#[tokio::test]
+async fn tampered_type_is_refused() {
+    refused_as_altered(
+        |d| d["type"] = "Recon:EC2/Portscan".into(),
+        "type \"Recon:EC2/Portscan\" here, \"Backdoor:EC2/C&CActivity.B!DNS\" at the source",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn tampered_instance_id_is_refused() {
+    // Same finding id, another victim: the attacker's way to isolate anything.
+    refused_as_altered(
+        |d| d["resource"]["instanceDetails"]["instanceId"] = "i-0fffffffffffffff0".into(),
+        "instance id \"i-0fffffffffffffff0\" here, \"i-0a1b2c3d4e5f60718\" at the source",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_or_missing_detector_is_refused_before_any_call() {
+    for (edit, expected) in [
+        (
+            serde_json::json!("../../detector/x"),
+            "service.detectorId \"../../detector/x\" is not a GuardDuty detector id",
+        ),
+        (serde_json::Value::Null, "names no GuardDuty detector"),
+    ] {
+        let received = delivered(|d| d["service"]["detectorId"] = edit);
+        let (clients, replay) = clients(vec![]);
+        let err = cordon_aws::guardduty::verify_at_source(&clients, &received)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+        assert_eq!(replay.actual_requests().count(), 0, "no call was made");
+    }
+}

@@ -249,12 +249,10 @@ impl<'a> CliApprover<'a> {
 
 impl Approver for CliApprover<'_> {
     async fn decide(&self, plan: &Plan, step: &PlannedStep) -> Decision {
-        if self.standing.all || self.standing.steps.contains(&step.id) {
-            let how = if self.standing.all {
-                "--yes"
-            } else {
-                "--approve"
-            };
+        // A step on a protected resource takes only an approval naming it.
+        let blanket = self.standing.all && !step.approval.explicit;
+        if blanket || self.standing.steps.contains(&step.id) {
+            let how = if blanket { "--yes" } else { "--approve" };
             return match self.identity(how).await {
                 Some(approver) => Decision::Approved { approver },
                 None => Decision::Pending,

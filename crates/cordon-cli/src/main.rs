@@ -13,6 +13,7 @@ mod live;
 mod output;
 mod policy_cmd;
 mod render;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,8 +26,7 @@ use approvals::CliApprover;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cordon_aws::actions::AwsActions;
 use cordon_aws::client::AwsClients;
-use cordon_aws::evidence::EvidenceStore;
-use cordon_aws::ops;
+use cordon_aws::pause::PauseSwitches;
 use cordon_core::executor::{Decision, ExecError, Executor, LoopGuard, Outcome, Report};
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
 use cordon_core::journal::{CaseState, JournalEvent, JournalRecord, JournalStore};
@@ -98,6 +98,12 @@ enum Command {
         #[command(flatten)]
         guard: LoopGuardArgs,
         #[command(flatten)]
+        guards: trust::GuardArgs,
+        #[command(flatten)]
+        pause: trust::PauseArgs,
+        #[command(flatten)]
+        account: trust::AccountArgs,
+        #[command(flatten)]
         state: StateArgs,
     },
     /// Continue a stopped or interrupted case from its journal.
@@ -105,6 +111,10 @@ enum Command {
         case: String,
         #[command(flatten)]
         approval: ApprovalArgs,
+        #[command(flatten)]
+        pause: trust::PauseArgs,
+        #[command(flatten)]
+        account: trust::AccountArgs,
         #[command(flatten)]
         state: StateArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -121,6 +131,10 @@ enum Command {
         #[arg(long, default_value = "")]
         reason: String,
         #[command(flatten)]
+        pause: trust::PauseArgs,
+        #[command(flatten)]
+        account: trust::AccountArgs,
+        #[command(flatten)]
         state: StateArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -136,6 +150,8 @@ enum Command {
         #[arg(long = "approve-undo", value_name = "STEP")]
         approve_undo: Vec<String>,
         #[command(flatten)]
+        account: trust::AccountArgs,
+        #[command(flatten)]
         state: StateArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -147,6 +163,8 @@ enum Command {
         /// Re-read AWS to confirm what the journal flags (ENIs still open).
         #[arg(long)]
         live: bool,
+        #[command(flatten)]
+        account: trust::AccountArgs,
         #[command(flatten)]
         state: StateArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -183,6 +201,12 @@ struct FindingArgs {
     /// GuardDuty detector for --finding-id (default: the region's only detector).
     #[arg(long, requires = "finding_id")]
     detector: Option<String>,
+    /// Re-read a finding that came as a file or event from GuardDuty by id
+    /// (detector from its service.detectorId, in its region) and plan from
+    /// GuardDuty's copy: one GuardDuty does not have, or has with another type,
+    /// resource, account or region, is refused (exit 2) before any change.
+    #[arg(long)]
+    verify_source: bool,
     /// Directory (or file) of playbooks.
     #[arg(long, env = "CORDON_PLAYBOOKS", default_value = "playbooks")]
     playbooks: PathBuf,
@@ -346,6 +370,9 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             accept_replan,
             approval,
             guard,
+            guards,
+            pause,
+            account,
             state,
         } => {
             let options = RunOptions {
@@ -353,34 +380,57 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 accept_replan,
                 loop_guard: guard.guard(),
             };
-            run(&finding, &options, &approval, &state, &aws).await
+            let context = CaseContext {
+                approval: &approval,
+                pause: &pause,
+                account: &account,
+                state: &state,
+            };
+            run(&finding, &options, &guards, &context, &aws).await
         }
         Command::Resume {
             case,
             approval,
+            pause,
+            account,
             state,
             output,
-        } => resume(&case, &approval, &state, output, &aws).await,
+        } => {
+            let context = CaseContext {
+                approval: &approval,
+                pause: &pause,
+                account: &account,
+                state: &state,
+            };
+            resume(&case, &context, output, &aws).await
+        }
         Command::Approve {
             case,
             step,
             refuse,
             reason,
+            pause,
+            account,
             state,
             output,
-        } => approve(&case, &step, refuse, reason, &state, output, &aws).await,
+        } => {
+            let decision = (step, refuse, reason);
+            approve(&case, decision, &pause, &account, &state, output, &aws).await
+        }
         Command::Rollback {
             case,
             approve_undo,
+            account,
             state,
             output,
-        } => rollback(&case, approve_undo, &state, output, &aws).await,
+        } => rollback(&case, approve_undo, &account, &state, output, &aws).await,
         Command::Status {
             case,
             live,
+            account,
             state,
             output,
-        } => status(&case, live, &state, output, &aws).await,
+        } => status(&case, live, &account, &state, output, &aws).await,
         Command::Cases { state, output } => cases(&state, output).await,
         Command::Triage(args) => intake::triage(args, &aws).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
@@ -398,7 +448,7 @@ fn schema() -> Result<u8, Failure> {
 }
 
 async fn route_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
-    let (finding, playbooks) = load_inputs(args, aws).await?;
+    let (finding, playbooks, _) = load_inputs(args, aws).await?;
     let (route, _) = route(&finding, &playbooks_only(&playbooks));
     match args.output {
         Output::Json => print_json(&route)?,
@@ -408,7 +458,7 @@ async fn route_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
 }
 
 async fn plan_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
-    let (finding, playbooks) = load_inputs(args, aws).await?;
+    let (finding, playbooks, _) = load_inputs(args, aws).await?;
     match make_plan(&finding, &playbooks)? {
         Some(plan) => match args.output {
             Output::Json => print_json(&plan)?,
@@ -427,21 +477,33 @@ struct RunOptions {
     loop_guard: Option<LoopGuard>,
 }
 
+/// What a command working on a case was told about approvals, the pause
+/// switch, other accounts and where state lives.
+#[derive(Debug, Clone, Copy)]
+struct CaseContext<'c> {
+    approval: &'c ApprovalArgs,
+    pause: &'c trust::PauseArgs,
+    account: &'c trust::AccountArgs,
+    state: &'c StateArgs,
+}
+
 async fn run(
     args: &FindingArgs,
     options: &RunOptions,
-    approval: &ApprovalArgs,
-    state: &StateArgs,
+    guards: &trust::GuardArgs,
+    context: &CaseContext<'_>,
     aws: &Aws,
 ) -> Result<u8, Failure> {
-    let (finding, playbooks) = load_inputs(args, aws).await?;
-    let Some(plan) = make_plan(&finding, &playbooks)? else {
+    let (approval, state) = (context.approval, context.state);
+    let (finding, playbooks, check) = load_inputs(args, aws).await?;
+    let Some(mut plan) = make_plan(&finding, &playbooks)? else {
         no_match(&finding, &playbooks, args.output)?;
         return Ok(0);
     };
-    let aws = aws_actions(aws, state).await?;
+    let case = trust::case_aws(aws, state, context.account, &plan.finding, &plan.case_id).await?;
+    guards.protect(&case.actions.clients, &mut plan).await?;
     if options.dry_run {
-        return print_dry_run(&plan, &aws, approval, state, args.output).await;
+        return print_dry_run(&plan, &case, approval, state, args.output).await;
     }
     if args.output == Output::Text {
         print!("{}", render::plan(&plan));
@@ -449,25 +511,31 @@ async fn run(
     }
     let journal = state.journal();
     keep_finding(&journal, &plan.case_id, &finding.raw)?;
+    if let Some(received) = &check.received_raw {
+        keep_finding(&journal, &plan.case_id, received)?;
+    }
     let approver = CliApprover::new(
-        &aws.clients,
+        &case.caller,
         approval.standing(),
         args.output == Output::Text,
         Some(approvals::Inbox::new(&journal.case_dir(&plan.case_id))),
     );
     let timeline = Timeline::new(args.output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let executor = case_executor(&aws, &journal, &approver, &observer)
+    let pause = context.pause.switches(state, &case.caller);
+    let executor = case_executor(&case.actions, &journal, &approver, &observer, Some(&pause))
         .accept_replan(options.accept_replan)
-        .loop_guard(options.loop_guard);
+        .loop_guard(options.loop_guard)
+        .fleet_cap(guards.fleet_cap())
+        .provenance(Some(case.provenance(&check)));
     let report = executor
         .run(&plan, &finding.raw)
         .await
         .map_err(exec_failure)?;
-    if timeline.loop_guard_tripped() {
-        escalate(&aws, &report).await;
+    if let Some(guard) = timeline.guard_tripped() {
+        trust::escalate(&case.caller, guard, &report).await;
     }
-    finish(report, &aws, args.output)
+    finish(report, &case.actions, args.output)
 }
 
 /// Keeps the finding byte for byte as received, with the case (evidence):
@@ -487,44 +555,16 @@ fn keep_finding(journal: &LocalJournal, case: &CaseId, raw: &str) -> Result<(), 
     Ok(())
 }
 
-/// The loop guard stopped automatic action: tell the responders.
-async fn escalate(aws: &AwsActions, report: &Report) {
-    let message = format!("cordon: {}", report.message);
-    match &aws.notify_topic {
-        Some(topic) => {
-            let request = aws
-                .clients
-                .sns
-                .publish()
-                .topic_arn(topic)
-                .subject("cordon: automatic action stopped (loop guard)")
-                .message(&message);
-            match aws.clients.call(&ops::SNS_PUBLISH, topic, request).await {
-                Ok(_) => eprintln!("cordon: loop guard tripped; responders notified on {topic}"),
-                Err(e) => {
-                    eprintln!(
-                        "cordon: loop guard tripped, and notifying {topic} failed: {}",
-                        escape(&e.to_string())
-                    )
-                }
-            }
-        }
-        None => eprintln!(
-            "cordon: loop guard tripped and no notify topic is configured (CORDON_NOTIFY_TOPIC_ARN): escalate by hand"
-        ),
-    }
-}
-
 async fn print_dry_run(
     plan: &Plan,
-    aws: &AwsActions,
+    case: &trust::CaseAws,
     approval: &ApprovalArgs,
     state: &StateArgs,
     output: Output,
 ) -> Result<u8, Failure> {
-    let approver = CliApprover::new(&aws.clients, approval.standing(), false, None);
+    let approver = CliApprover::new(&case.caller, approval.standing(), false, None);
     let journal = state.journal();
-    let executor = Executor::new(aws, &journal, &approver);
+    let executor = Executor::new(&case.actions, &journal, &approver);
     let steps = executor.dry_run(plan).await;
     match output {
         Output::Json => print_json(&output::DryRun {
@@ -541,40 +581,88 @@ async fn print_dry_run(
 
 async fn resume(
     case: &str,
-    approval: &ApprovalArgs,
-    state: &StateArgs,
+    context: &CaseContext<'_>,
     output: Output,
     aws: &Aws,
 ) -> Result<u8, Failure> {
     let case = parse_case(case)?;
-    let aws = aws_actions(aws, state).await?;
-    let journal = state.journal();
+    let journal = context.state.journal();
+    let aws = open_case_aws(
+        aws,
+        context.state,
+        context.account,
+        &journal,
+        &case,
+        CaseCommand::Resume,
+    )
+    .await?;
     let approver = CliApprover::new(
-        &aws.clients,
-        approval.standing(),
+        &aws.caller,
+        context.approval.standing(),
         output == Output::Text,
         Some(approvals::Inbox::new(&journal.case_dir(&case))),
     );
     let timeline = Timeline::new(output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let executor = case_executor(&aws, &journal, &approver, &observer);
+    let pause = context.pause.switches(context.state, &aws.caller);
+    let executor = case_executor(&aws.actions, &journal, &approver, &observer, Some(&pause));
     let report = executor.resume(&case).await.map_err(exec_failure)?;
-    finish(report, &aws, output)
+    finish(report, &aws.actions, output)
+}
+
+/// What a command on a journaled case will do with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CaseCommand {
+    Resume,
+    Approve,
+    Rollback,
+}
+
+/// The AWS side of a journaled case: its finding's account and region, from
+/// its plan; no account check for a case the command leaves as it is.
+async fn open_case_aws(
+    aws: &Aws,
+    state: &StateArgs,
+    account: &trust::AccountArgs,
+    journal: &LocalJournal,
+    case: &CaseId,
+    command: CaseCommand,
+) -> Result<trust::CaseAws, Failure> {
+    use cordon_core::journal::CaseStatus;
+    let records = journal
+        .load(case)
+        .await
+        .map_err(|e| exec_failure(e.into()))?;
+    let case_state = CaseState::from_records(case, &records).map_err(|e| invalid(e.into()))?;
+    let at_rest = !case_state.rollback_started || case_state.status.is_some();
+    let idle = at_rest
+        && match (command, case_state.status) {
+            (CaseCommand::Rollback, Some(status)) => status == CaseStatus::RolledBack,
+            (CaseCommand::Resume, Some(status)) => {
+                matches!(status, CaseStatus::Completed | CaseStatus::RolledBack)
+            }
+            _ => false,
+        };
+    if idle {
+        return trust::idle_case_aws(aws, state).await;
+    }
+    trust::case_aws(aws, state, account, &case_state.plan.finding, case).await
 }
 
 async fn approve(
     case: &str,
-    step: &str,
-    refuse: bool,
-    reason: String,
+    (step, refuse, reason): (String, bool, String),
+    pause: &trust::PauseArgs,
+    account: &trust::AccountArgs,
     state: &StateArgs,
     output: Output,
     aws: &Aws,
 ) -> Result<u8, Failure> {
+    let step = step.as_str();
     let case = parse_case(case)?;
-    let aws = aws_actions(aws, state).await?;
     let journal = state.journal();
-    let identity = approvals::caller_identity(&aws.clients)
+    let aws = open_case_aws(aws, state, account, &journal, &case, CaseCommand::Approve).await?;
+    let identity = approvals::caller_identity(&aws.caller)
         .await
         .map_err(failed)?;
     let reason = if reason.is_empty() && refuse {
@@ -600,19 +688,20 @@ async fn approve(
     };
     // Later approval-gated steps still ask: the approval covers this step only.
     let approver = CliApprover::new(
-        &aws.clients,
+        &aws.caller,
         approvals::Standing::default(),
         output == Output::Text,
         None,
     );
     let timeline = Timeline::new(output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let executor = case_executor(&aws, &journal, &approver, &observer);
+    let pause = pause.switches(state, &aws.caller);
+    let executor = case_executor(&aws.actions, &journal, &approver, &observer, Some(&pause));
     let report = executor
         .decide(&case, step, decision)
         .await
         .map_err(exec_failure)?;
-    finish(report, &aws, output)
+    finish(report, &aws.actions, output)
 }
 
 /// How long `cordon approve` waits to see a waiting run take its decision.
@@ -654,6 +743,7 @@ async fn deliver_to_waiting_run(
 async fn rollback(
     case: &str,
     approve_undo: Vec<String>,
+    account: &trust::AccountArgs,
     state: &StateArgs,
     output: Output,
     aws: &Aws,
@@ -661,20 +751,20 @@ async fn rollback(
     let case = parse_case(case)?;
     let journal = state.journal();
     check_undo_steps(&case, &approve_undo, &journal).await?;
-    let aws = aws_actions(aws, state).await?;
+    let aws = open_case_aws(aws, state, account, &journal, &case, CaseCommand::Rollback).await?;
     let standing = approvals::Standing {
         undo_steps: approve_undo.into_iter().collect(),
         ..Default::default()
     };
-    let approver = CliApprover::new(&aws.clients, standing, output == Output::Text, None);
+    let approver = CliApprover::new(&aws.caller, standing, output == Output::Text, None);
     let timeline = Timeline::new(output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let executor = case_executor(&aws, &journal, &approver, &observer);
+    let executor = case_executor(&aws.actions, &journal, &approver, &observer, None);
     let report = executor
         .rollback(&case, "requested from the CLI")
         .await
         .map_err(exec_failure)?;
-    finish(report, &aws, output)
+    finish(report, &aws.actions, output)
 }
 
 /// Refuses `--approve-undo` names that are not steps of the case (a typo would
@@ -720,6 +810,7 @@ async fn check_undo_steps(
 async fn status(
     case: &str,
     live: bool,
+    account: &trust::AccountArgs,
     state: &StateArgs,
     output: Output,
     aws: &Aws,
@@ -733,8 +824,8 @@ async fn status(
         .await
         .map_err(|e| failed(e.into()))?;
     let live_enis = if live && !summary.open_network_interfaces.is_empty() {
-        let clients = aws.clients().await?;
-        Some(live::open_enis(clients, &summary.open_network_interfaces).await)
+        let aws = trust::case_aws(aws, state, account, &case_state.plan.finding, &case).await?;
+        Some(live::open_enis(&aws.actions.clients, &summary.open_network_interfaces).await)
     } else {
         None
     };
@@ -809,18 +900,30 @@ fn validate(path: &Path) -> Result<u8, Failure> {
     }
 }
 
+/// The finding (GuardDuty's copy with `--verify-source` or `--finding-id`),
+/// the playbooks, and how the finding was checked.
 async fn load_inputs(
     args: &FindingArgs,
     aws: &Aws,
-) -> Result<(Finding, Vec<LoadedPlaybook>), Failure> {
+) -> Result<(Finding, Vec<LoadedPlaybook>, trust::SourceCheck), Failure> {
+    let mut check = trust::SourceCheck::default();
     let finding = match (&args.finding_id, &args.finding) {
         (Some(id), _) => {
-            intake::fetch_finding(aws.clients().await?, id, args.detector.as_deref()).await?
+            let finding =
+                intake::fetch_finding(aws.clients().await?, id, args.detector.as_deref()).await?;
+            check.verified = true;
+            check.source = Some("GuardDuty GetFindings (--finding-id)".to_string());
+            finding
         }
         (None, Some(_)) if args.detector.is_some() => {
             return Err(invalid(anyhow!(
                 "--detector only applies with --finding-id"
             )));
+        }
+        (None, Some(path)) if args.verify_source => {
+            let (finding, verified) = trust::verify_source(aws, read_finding(path)?).await?;
+            check = verified;
+            finding
         }
         (None, Some(path)) => read_finding(path)?,
         (None, None) => {
@@ -830,7 +933,7 @@ async fn load_inputs(
         }
     };
     let playbooks = load_valid_playbooks(&args.playbooks)?;
-    Ok((finding, playbooks))
+    Ok((finding, playbooks, check))
 }
 
 /// The playbooks at `path`, or every problem on stderr and one closing error.
@@ -926,28 +1029,6 @@ impl Aws {
     }
 }
 
-async fn aws_actions(aws: &Aws, state: &StateArgs) -> Result<AwsActions, Failure> {
-    let clients = aws.clients().await?.clone();
-    let local = state.state_dir.join("cases");
-    let evidence = match &state.evidence_bucket {
-        Some(bucket) => EvidenceStore::S3 {
-            clients: Box::new(clients.clone()),
-            bucket: bucket.clone(),
-            prefix: "cases/".to_string(),
-            kms_key: None,
-            retention: false,
-        },
-        None => EvidenceStore::LocalDir(local.clone()),
-    };
-    Ok(AwsActions::new(clients, evidence)
-        .with_case_root(Some(local))
-        .with_notify_topic(
-            std::env::var("CORDON_NOTIFY_TOPIC_ARN")
-                .ok()
-                .filter(|t| !t.is_empty()),
-        ))
-}
-
 /// Set by the first SIGINT/SIGTERM: the step in flight finishes (an
 /// isolation never stops between its phases), the journal says so, the case
 /// stops. A second signal aborts at once.
@@ -990,11 +1071,15 @@ fn case_executor<'a>(
     journal: &'a LocalJournal,
     approver: &'a CliApprover<'a>,
     observer: &'a (dyn Fn(&JournalRecord) + Send + Sync),
+    pause: Option<&'a PauseSwitches>,
 ) -> Executor<'a, AwsActions, LocalJournal, CliApprover<'a>> {
     watch_signals();
-    let executor = Executor::new(aws, journal, approver)
+    let mut executor = Executor::new(aws, journal, approver)
         .observe(observer)
         .interrupt_on(&INTERRUPTED);
+    if let Some(pause) = pause {
+        executor = executor.pause_switch(pause);
+    }
     #[cfg(feature = "crash-hooks")]
     let executor = executor.crash_after_record(crash_hook());
     executor
@@ -1015,6 +1100,11 @@ fn exec_failure(error: ExecError) -> Failure {
         | ExecError::UnknownStep { .. }
         | ExecError::NoApprovalNeeded { .. }
         | ExecError::AlreadyDecided { .. } => invalid(error.into()),
+        // The case keeps waiting for an allowed approver.
+        ExecError::NotAnApprover { .. } => Failure {
+            code: Outcome::AwaitingDecision.exit_code(),
+            error: error.into(),
+        },
         other => failed(other.into()),
     }
 }
@@ -1051,7 +1141,8 @@ struct Timeline {
     output: Output,
     started: Instant,
     step_started: Mutex<std::collections::HashMap<String, Instant>>,
-    loop_guard: AtomicBool,
+    /// The guard whose trip this process journaled, if any.
+    guard_tripped: Mutex<Option<&'static str>>,
 }
 
 impl Timeline {
@@ -1060,18 +1151,23 @@ impl Timeline {
             output,
             started: Instant::now(),
             step_started: Mutex::new(Default::default()),
-            loop_guard: AtomicBool::new(false),
+            guard_tripped: Mutex::new(None),
         }
     }
 
-    /// Whether this process journaled a loop-guard trip.
-    fn loop_guard_tripped(&self) -> bool {
-        self.loop_guard.load(Ordering::SeqCst)
+    /// The guard (loop guard, fleet cap) whose trip this process journaled.
+    fn guard_tripped(&self) -> Option<&'static str> {
+        self.guard_tripped.lock().ok().and_then(|g| *g)
     }
 
     fn record(&self, record: &JournalRecord) {
-        if matches!(record.event, JournalEvent::LoopGuardTripped { .. }) {
-            self.loop_guard.store(true, Ordering::SeqCst);
+        let guard = match record.event {
+            JournalEvent::LoopGuardTripped { .. } => Some("loop guard"),
+            JournalEvent::FleetCapTripped { .. } => Some("fleet cap"),
+            _ => None,
+        };
+        if let (Some(guard), Ok(mut tripped)) = (guard, self.guard_tripped.lock()) {
+            *tripped = Some(guard);
         }
         match self.output {
             Output::Json => {

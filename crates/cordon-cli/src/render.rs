@@ -246,6 +246,23 @@ pub fn approval_prompt(plan: &Plan, step: &PlannedStep) -> String {
     out
 }
 
+/// `; source-verified; acting as ARN`: what the journal says of where the
+/// finding came from and whose credentials act on it.
+fn provenance_note(provenance: Option<&cordon_core::provenance::Provenance>) -> String {
+    let Some(p) = provenance else {
+        return String::new();
+    };
+    let mut note = String::from(if p.source_verified {
+        "; source-verified"
+    } else {
+        "; source not verified"
+    });
+    if let Some(acting) = &p.acting_as {
+        note.push_str(&format!("; acting as {}", escape(acting)));
+    }
+    note
+}
+
 /// One line of the live timeline.
 pub fn timeline_line(
     elapsed: Duration,
@@ -253,11 +270,14 @@ pub fn timeline_line(
     record: &JournalRecord,
 ) -> String {
     let detail = match &record.event {
-        JournalEvent::CaseOpened { plan, .. } => {
+        JournalEvent::CaseOpened {
+            plan, provenance, ..
+        } => {
             format!(
-                "{} steps, playbook {}",
+                "{} steps, playbook {}{}",
                 plan.steps.len(),
-                escape(&plan.playbook)
+                escape(&plan.playbook),
+                provenance_note(provenance.as_ref())
             )
         }
         JournalEvent::ApprovalRequested { reason, .. } => format!("waiting: {}", escape(reason)),
@@ -294,8 +314,17 @@ pub fn timeline_line(
             )
         }
         JournalEvent::CaseFinished { status } => format!("case {status}"),
-        JournalEvent::EpochOpened { epoch, reason, .. } => {
-            format!("epoch {epoch}: {}", escape(reason))
+        JournalEvent::EpochOpened {
+            epoch,
+            reason,
+            provenance,
+            ..
+        } => {
+            format!(
+                "epoch {epoch}: {}{}",
+                escape(reason),
+                provenance_note(provenance.as_ref())
+            )
         }
         JournalEvent::FindingUpdated { change, .. } => {
             format!("finding updated: {}", escape(change))
@@ -313,7 +342,16 @@ pub fn timeline_line(
             format!("undo approved by {}", escape(approver))
         }
         JournalEvent::UndoKept { reason, .. } => escape(reason).into_owned(),
-        JournalEvent::LoopGuardTripped { reason, .. } => escape(reason).into_owned(),
+        JournalEvent::LoopGuardTripped { reason, .. }
+        | JournalEvent::FleetCapTripped { reason, .. } => escape(reason).into_owned(),
+        JournalEvent::CasePaused {
+            before_step,
+            switch,
+        } => format!(
+            "paused before `{}` ({})",
+            escape(before_step),
+            escape(switch)
+        ),
         JournalEvent::ResourceClaimed {
             resource,
             taken_over_from,
@@ -648,6 +686,17 @@ mod tests {
         (finding, plan)
     }
 
+    fn tainted_provenance(text: &str) -> cordon_core::provenance::Provenance {
+        cordon_core::provenance::Provenance {
+            source_verified: true,
+            source: Some(text.to_string()),
+            caller: Some(text.to_string()),
+            assumed_role: Some(text.to_string()),
+            acting_as: Some(text.to_string()),
+            region: Some(text.to_string()),
+        }
+    }
+
     fn records(plan: &Plan, text: &str) -> Vec<JournalRecord> {
         let error = ErrorRecord {
             kind: text.to_string(),
@@ -661,6 +710,7 @@ mod tests {
                 plan: Box::new(plan.clone()),
                 finding_sha256: text.to_string(),
                 cordon_version: text.to_string(),
+                provenance: Some(tainted_provenance(text)),
             },
             JournalEvent::ApprovalRequested {
                 step: step.clone(),
@@ -702,6 +752,7 @@ mod tests {
                 plan: Box::new(plan.clone()),
                 finding_sha256: text.to_string(),
                 reason: text.to_string(),
+                provenance: Some(tainted_provenance(text)),
             },
             JournalEvent::FindingUpdated {
                 finding_sha256: text.to_string(),
@@ -754,6 +805,16 @@ mod tests {
                 resource: text.to_string(),
                 holder: plan.case_id.clone(),
                 reason: text.to_string(),
+            },
+            JournalEvent::FleetCapTripped {
+                isolated: vec![text.to_string()],
+                limit: 1,
+                window_seconds: 600,
+                reason: text.to_string(),
+            },
+            JournalEvent::CasePaused {
+                before_step: text.to_string(),
+                switch: text.to_string(),
             },
         ];
         events

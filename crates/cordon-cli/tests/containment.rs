@@ -866,3 +866,58 @@ async fn two_findings_on_one_instance_both_rolled_back_leave_it_as_it_was() {
     case.assert_back_at_pre_state("both rolled back twice")
         .await;
 }
+
+/// Who may approve, through the binary: an identity outside the step's
+/// `approvers` is refused (exit 3, the case keeps waiting, nothing changed);
+/// with self-approval forbidden, the identity that opened the case is refused
+/// even from another terminal (the emulator answers every caller with one ARN).
+#[tokio::test(flavor = "multi_thread")]
+async fn approvals_by_identities_the_playbook_does_not_allow_are_refused() {
+    for (name, extra, refusal) in [
+        (
+            "approvers",
+            "    approvers: [\"arn:aws:sts::*:assumed-role/IncidentLead/*\"]\n",
+            "only arn:aws:sts::*:assumed-role/IncidentLead/* may approve it",
+        ),
+        (
+            "self",
+            "    self-approval: forbidden\n",
+            "forbids self-approval",
+        ),
+    ] {
+        let case = setup(&format!("approvers-{name}")).await;
+        let pb = playbook_dir(&case, &tag_playbook("stop", extra, ""));
+        let finding = case.finding.to_string_lossy().into_owned();
+        let pb_arg = pb.to_string_lossy().into_owned();
+        let out = case.cordon(&["run", &finding, "--playbooks", &pb_arg], &[]);
+        assert_eq!(out.status.code(), Some(3), "{name}: {:?}", text(&out));
+        let id = case.case_id();
+        let before = case.state().await;
+        let out = case.cordon(&["approve", &id, "tag"], &[]);
+        assert_eq!(out.status.code(), Some(3), "{name}: {:?}", text(&out));
+        let (_, stderr) = text(&out);
+        assert!(stderr.contains(refusal), "{name}: {stderr}");
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{name}: one line: {stderr}"
+        );
+        assert!(
+            !case
+                .journal()
+                .iter()
+                .any(|r| r["event"]["event"] == "approval-granted"),
+            "{name}: nothing granted"
+        );
+        assert_eq!(
+            diff_states(&before, &case.state().await),
+            Vec::<String>::new()
+        );
+        let out = case.cordon(&["status", &id], &[]);
+        assert!(
+            text(&out).0.contains("lifecycle: awaiting-approval"),
+            "{name}: {:?}",
+            text(&out)
+        );
+    }
+}

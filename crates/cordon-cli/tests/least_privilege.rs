@@ -29,6 +29,9 @@
 //!   with a local journal does not use (intake is tested with the SDK's replay
 //!   client); evidence in a versioned bucket is read back by version, which is
 //!   `s3:GetObjectVersion`.
+//! - `sts:AssumeRole`, `ssm:GetParameter`: the cross-account role and the
+//!   pause parameter, which a single-account run without `--pause-parameter`
+//!   does not use (both are tested in `tests/trust.rs`).
 //!
 //! The emulator's signature check and error shapes need a re-signing proxy in
 //! between (see `emulator_proxy`); it changes encodings, never actions.
@@ -61,6 +64,8 @@ const NOT_ENFORCED_BY_THE_EMULATOR: &[&str] = &[
     "s3:GetObject",
     "s3:ListBucket",
     "secretsmanager:TagResource",
+    "ssm:GetParameter",
+    "sts:AssumeRole",
     "sts:GetCallerIdentity",
 ];
 

@@ -865,6 +865,10 @@ pub enum FrontDoor {
     Intake,
     /// The S3 journal store (`<prefix><case-id>/journal/` in the evidence bucket).
     S3Journal,
+    /// Acting on a finding from another account through a role there.
+    CrossAccount,
+    /// The blast-radius guards: the protected tag and the pause switch.
+    Guards,
 }
 
 /// A permission a front door needs that no action does.
@@ -885,6 +889,26 @@ pub const FRONT_DOOR_PERMISSIONS: &[FrontDoorPermission] = &[
         permission: "sts:GetCallerIdentity",
         door: FrontDoor::Approvals,
         reason: "the approver's identity is journaled with every approval",
+    },
+    FrontDoorPermission {
+        permission: "sts:AssumeRole",
+        door: FrontDoor::CrossAccount,
+        reason: "acts on a finding from another account through the responder role there",
+    },
+    FrontDoorPermission {
+        permission: "iam:ListUserTags",
+        door: FrontDoor::Guards,
+        reason: "reads the protected tag of a user a step would touch",
+    },
+    FrontDoorPermission {
+        permission: "iam:ListRoleTags",
+        door: FrontDoor::Guards,
+        reason: "reads the protected tag of a role a step would touch",
+    },
+    FrontDoorPermission {
+        permission: "ssm:GetParameter",
+        door: FrontDoor::Guards,
+        reason: "reads the pause switch (--pause-parameter) before every step",
     },
     FrontDoorPermission {
         permission: "guardduty:ListDetectors",

@@ -15,13 +15,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::action::{Reversibility, UndoGate};
+use crate::action::{ActionKind, Reversibility, UndoGate};
 use crate::journal::{
     CaseState, CaseStatus, ErrorRecord, JournalError, JournalEvent, JournalRecord, JournalStore,
     StepState,
 };
 use crate::plan::{CaseId, Plan, PlannedStep, Target};
 use crate::playbook::OnFailure;
+use crate::provenance::Provenance;
 
 mod resource_claims;
 
@@ -321,6 +322,16 @@ pub enum ExecError {
         step: String,
         detail: String,
     },
+    /// The playbook limits who may approve the step, and this identity may not.
+    #[error(
+        "{approver} may not approve step `{step}` of case {case}: {why}; the step stays unapproved (`cordon approve {case} {step}` by an allowed identity)"
+    )]
+    NotAnApprover {
+        case: CaseId,
+        step: String,
+        approver: String,
+        why: String,
+    },
 }
 
 /// What a run or rollback means for whoever started it. The same meanings, and
@@ -331,7 +342,8 @@ pub enum Outcome {
     /// Done and verified (also: a requested rollback finished, nothing to do).
     Done,
     /// Failed or stopped; the containment state needs a human. Also: rolled
-    /// back except credential containment, interrupted, loop guard tripped.
+    /// back except credential containment, interrupted, loop guard or fleet
+    /// cap tripped, paused.
     NeedsHuman,
     /// The input was invalid (finding, playbooks, case, usage); nothing changed.
     InvalidInput,
@@ -367,7 +379,7 @@ impl Outcome {
         match self {
             Outcome::Done => "done and verified (or nothing to do)",
             Outcome::NeedsHuman => {
-                "failed or stopped: the containment state needs a human (also: rolled back except credentials, interrupted, loop guard)"
+                "failed or stopped: the containment state needs a human (also: rolled back except credentials, interrupted, loop guard, fleet cap, paused)"
             }
             Outcome::InvalidInput => {
                 "invalid input (usage, finding, playbooks, unknown case): nothing changed"
@@ -430,6 +442,42 @@ impl Default for LoopGuard {
     }
 }
 
+/// A fleet-wide cap on containment (see [`Executor::fleet_cap`]): a flood of
+/// findings, forged or real, must not isolate half the fleet before a human looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetCap {
+    /// At most this many distinct instances isolated, by every case together, in `window`.
+    pub max_instances: u32,
+    pub window: Duration,
+}
+
+impl Default for FleetCap {
+    /// 20 instances in 10 minutes.
+    fn default() -> Self {
+        Self {
+            max_instances: 20,
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The switch is on: what it is and how to turn it off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paused {
+    /// The switch, e.g. `file .cordon/cases/PAUSE`.
+    pub switch: String,
+    /// One sentence saying how to unpause.
+    pub unpause: String,
+}
+
+/// A switch that halts all automatic action at once (a file, an SSM
+/// parameter), checked before every step that has not run yet.
+pub trait PauseSwitch: Send + Sync {
+    /// `Some` when automatic action must stop. A switch that cannot be read
+    /// answers paused: a broken brake must not read as "go".
+    fn paused(&self) -> std::pin::Pin<Box<dyn Future<Output = Option<Paused>> + Send + '_>>;
+}
+
 /// Drives plans through an [`Actions`] implementation with a [`JournalStore`].
 pub struct Executor<'a, A, J, P> {
     actions: &'a A,
@@ -445,6 +493,10 @@ pub struct Executor<'a, A, J, P> {
     /// Open a new epoch when an updated finding changes the plan, instead of asking.
     accept_replan: bool,
     loop_guard: Option<LoopGuard>,
+    fleet_cap: Option<FleetCap>,
+    pause: Option<&'a dyn PauseSwitch>,
+    /// Journaled with `case-opened` and `epoch-opened`.
+    provenance: Option<Provenance>,
 }
 
 impl Report {
@@ -664,6 +716,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             interrupt: None,
             accept_replan: false,
             loop_guard: None,
+            fleet_cap: None,
+            pause: None,
+            provenance: None,
         }
     }
 
@@ -697,8 +752,48 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
 
     /// Refuse automatic action on a resource (instance, key, user, role) that
     /// `guard.max_triggers` cases or epochs already acted on within `guard.window`.
+    /// A decision by `approver` on `step` the playbook does not allow.
+    fn check_approver(
+        session: &Session<'_, J>,
+        step: &PlannedStep,
+        approver: &str,
+    ) -> Result<(), ExecError> {
+        match step
+            .approval
+            .refuses(approver, session.state.opened_by.as_deref())
+        {
+            None => Ok(()),
+            Some(why) => Err(ExecError::NotAnApprover {
+                case: session.case.clone(),
+                step: step.id.clone(),
+                approver: approver.to_string(),
+                why,
+            }),
+        }
+    }
+
     pub fn loop_guard(mut self, guard: Option<LoopGuard>) -> Self {
         self.loop_guard = guard;
+        self
+    }
+
+    /// Refuse to open containment that would take the instances isolated by
+    /// every case in the journal store within `cap.window` past `cap.max_instances`.
+    pub fn fleet_cap(mut self, cap: Option<FleetCap>) -> Self {
+        self.fleet_cap = cap;
+        self
+    }
+
+    /// Checked before every step not yet run: when on, the case stops there.
+    pub fn pause_switch(mut self, switch: &'a dyn PauseSwitch) -> Self {
+        self.pause = Some(switch);
+        self
+    }
+
+    /// How the finding was checked and as whom the case acts: journaled in
+    /// the `case-opened` or `epoch-opened` record this executor writes.
+    pub fn provenance(mut self, provenance: Option<Provenance>) -> Self {
+        self.provenance = provenance;
         self
     }
 
@@ -746,6 +841,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 plan: Box::new(plan.clone()),
                 finding_sha256: finding_digest(finding_raw),
                 cordon_version: env!("CARGO_PKG_VERSION").to_string(),
+                provenance: self.provenance.clone(),
             })
             .await?;
         Ok(session)
@@ -758,6 +854,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     /// or, when the change matters, waits for a decision (see [`Executor::accept_replan`]).
     pub async fn run(&self, plan: &Plan, finding_raw: &str) -> Result<Report, ExecError> {
         if let Some(report) = self.guard_loops(plan, finding_raw).await? {
+            return Ok(report);
+        }
+        if let Some(report) = self.guard_fleet(plan, finding_raw).await? {
             return Ok(report);
         }
         let mut session = self.open(&plan.case_id, Some((plan, finding_raw))).await?;
@@ -789,6 +888,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         finding_sha256: digest,
                         reason: "the case was rolled back and its finding arrived again"
                             .to_string(),
+                        provenance: self.provenance.clone(),
                     })
                     .await?;
                 info!(%case, epoch, "rolled-back case contained again in a new epoch");
@@ -854,6 +954,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         plan: Box::new(plan.clone()),
                         finding_sha256: finding_digest(finding_raw),
                         reason: format!("the finding was updated and {why}; re-plan accepted"),
+                        provenance: self.provenance.clone(),
                     })
                     .await?;
             }
@@ -918,37 +1019,142 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             guard.window.as_secs() / 3600,
             guard.max_triggers
         );
+        let event = JournalEvent::LoopGuardTripped {
+            resources,
+            reason: reason.clone(),
+        };
+        self.stop_before_acting(plan, finding_raw, event, "the loop guard", &reason)
+            .await
+            .map(Some)
+    }
+
+    /// A guard stopped automatic action before any change: journal the trip
+    /// (in a new epoch for a rolled-back case, so its history shows it), mark
+    /// every step not run, and stop the case.
+    async fn stop_before_acting(
+        &self,
+        plan: &Plan,
+        finding_raw: &str,
+        trip: JournalEvent,
+        guard: &str,
+        reason: &str,
+    ) -> Result<Report, ExecError> {
         let mut session = self.open(&plan.case_id, Some((plan, finding_raw))).await?;
         if !session.fresh && session.state.status == Some(CaseStatus::RolledBack) {
-            // Record the trip in a new epoch so the case's history shows it.
             session
                 .write(JournalEvent::EpochOpened {
                     epoch: session.state.epoch + 1,
                     plan: Box::new(plan.clone()),
                     finding_sha256: finding_digest(finding_raw),
                     reason: "the finding arrived again".to_string(),
+                    provenance: self.provenance.clone(),
                 })
                 .await?;
         }
-        session
-            .write(JournalEvent::LoopGuardTripped {
-                resources,
-                reason: reason.clone(),
-            })
-            .await?;
-        self.mark_not_run(&mut session, 0, "the loop guard stopped automatic action")
-            .await?;
-        session
-            .write(JournalEvent::CaseFinished {
-                status: CaseStatus::Stopped,
-            })
-            .await?;
+        session.write(trip).await?;
+        self.stop_case(
+            &mut session,
+            0,
+            &format!("{guard} stopped automatic action"),
+        )
+        .await?;
         session.close().await;
-        Ok(Some(Report::new(
+        Ok(Report::new(
             &plan.case_id,
             CaseStatus::Stopped,
             format!("case {}: {reason}", plan.case_id),
-        )))
+        ))
+    }
+
+    /// Fleet cap: the instances `plan` would isolate, on top of those every
+    /// case isolated within the window (pre-state written, counted from the
+    /// journals), must stay within the cap; else the case stops before any change.
+    async fn guard_fleet(
+        &self,
+        plan: &Plan,
+        finding_raw: &str,
+    ) -> Result<Option<Report>, ExecError> {
+        let Some(cap) = self.fleet_cap else {
+            return Ok(None);
+        };
+        let isolate_steps: Vec<&PlannedStep> = plan
+            .steps
+            .iter()
+            .filter(|s| s.kind() == ActionKind::IsolateInstance)
+            .collect();
+        let targets: std::collections::BTreeSet<&str> = isolate_steps
+            .iter()
+            .filter_map(|s| match &s.target {
+                Target::Instance(i) => Some(i.instance_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let since = now - cap.window.as_secs() as i64;
+        let mut isolated = std::collections::BTreeSet::new();
+        for case in self.journal.cases().await? {
+            let records = match self.journal.load(&case).await {
+                Ok(records) => records,
+                Err(e) => {
+                    warn!(%case, error = %e, "fleet cap: unreadable journal skipped");
+                    continue;
+                }
+            };
+            if case == plan.case_id
+                && let Ok(state) = CaseState::from_records(&case, &records)
+                && state.status != Some(CaseStatus::RolledBack)
+                && isolate_steps
+                    .iter()
+                    .all(|s| state.step(&s.id).is_some_and(StepState::touched))
+            {
+                // This case isolated its instances already: no new containment.
+                return Ok(None);
+            }
+            let mut current: Option<&Plan> = None;
+            for record in &records {
+                match &record.event {
+                    JournalEvent::CaseOpened { plan, .. }
+                    | JournalEvent::EpochOpened { plan, .. } => current = Some(plan),
+                    JournalEvent::StepPrepared { step, .. }
+                        if unix_seconds(&record.at).is_some_and(|t| t >= since) =>
+                    {
+                        if let Some(Target::Instance(instance)) = current
+                            .and_then(|p| p.step(step))
+                            .filter(|s| s.kind() == ActionKind::IsolateInstance)
+                            .map(|s| &s.target)
+                        {
+                            isolated.insert(instance.instance_id.clone());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        isolated.retain(|instance| !targets.contains(instance.as_str()));
+        let would_be = isolated.len() + targets.len();
+        if would_be <= cap.max_instances as usize {
+            return Ok(None);
+        }
+        let minutes = cap.window.as_secs().div_ceil(60);
+        let reason = format!(
+            "the fleet cap stopped automatic action: {} instance(s) isolated in the last {minutes} min, and isolating {} more would pass the limit of {} (--fleet-cap-max, --fleet-cap-window); a human decides (`cordon resume {}` goes on)",
+            isolated.len(),
+            targets.iter().copied().collect::<Vec<_>>().join(", "),
+            cap.max_instances,
+            plan.case_id
+        );
+        let event = JournalEvent::FleetCapTripped {
+            isolated: isolated.into_iter().collect(),
+            limit: cap.max_instances,
+            window_seconds: cap.window.as_secs(),
+            reason: reason.clone(),
+        };
+        self.stop_before_acting(plan, finding_raw, event, "the fleet cap", &reason)
+            .await
+            .map(Some)
     }
 
     /// Continues a case from its journal, with the plan it was opened with:
@@ -1009,6 +1215,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         }
         match decision {
             Decision::Approved { approver } => {
+                Self::check_approver(session, &planned, &approver)?;
                 session
                     .write(JournalEvent::ApprovalGranted {
                         step: step.to_string(),
@@ -1098,6 +1305,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             if self.interrupted() {
                 return self.stop_interrupted(session, step).await;
             }
+            if let Some(switch) = self.pause
+                && !session.step_state(&step.id).done()
+                && let Some(paused) = switch.paused().await
+            {
+                return self.stop_paused(session, step, paused).await;
+            }
             let span =
                 info_span!("step", case_id = %case, playbook = %plan.playbook, step = %step.id);
             let outcome = self.run_step(session, &plan, step).instrument(span).await?;
@@ -1122,17 +1335,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     ));
                 }
                 StepOutcome::TimedOut => {
-                    self.mark_not_run(
+                    self.stop_case(
                         session,
                         step.index - 1,
                         &format!("the approval of `{}` timed out", step.id),
                     )
                     .await?;
-                    session
-                        .write(JournalEvent::CaseFinished {
-                            status: CaseStatus::Stopped,
-                        })
-                        .await?;
                     return Ok(Report::new(
                         &case,
                         CaseStatus::Stopped,
@@ -1144,17 +1352,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     .with_outcome(Outcome::ApprovalTimedOut));
                 }
                 StepOutcome::Refused => {
-                    self.mark_not_run(
+                    self.stop_case(
                         session,
                         step.index,
                         "an earlier step's approval was refused",
                     )
                     .await?;
-                    session
-                        .write(JournalEvent::CaseFinished {
-                            status: CaseStatus::Stopped,
-                        })
-                        .await?;
                     return Ok(Report::new(
                         &case,
                         CaseStatus::Stopped,
@@ -1167,17 +1370,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 StepOutcome::Failed(policy) => match policy {
                     OnFailure::Continue => {}
                     OnFailure::Stop => {
-                        self.mark_not_run(
+                        self.stop_case(
                             session,
                             step.index,
                             &format!("the case stopped after `{}` failed", step.id),
                         )
                         .await?;
-                        session
-                            .write(JournalEvent::CaseFinished {
-                                status: CaseStatus::Stopped,
-                            })
-                            .await?;
                         return Ok(Report::failed(
                             &case,
                             CaseStatus::Stopped,
@@ -1275,6 +1473,53 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         ))
     }
 
+    /// The pause switch is on: stop before `next`, journaled; resume goes on.
+    async fn stop_paused(
+        &self,
+        session: &mut Session<'a, J>,
+        next: &PlannedStep,
+        paused: Paused,
+    ) -> Result<Report, ExecError> {
+        let case = session.case.clone();
+        session
+            .write(JournalEvent::CasePaused {
+                before_step: next.id.clone(),
+                switch: paused.switch.clone(),
+            })
+            .await?;
+        self.stop_case(
+            session,
+            next.index - 1,
+            &format!("paused by {}", paused.switch),
+        )
+        .await?;
+        Ok(Report::new(
+            &case,
+            CaseStatus::Stopped,
+            format!(
+                "case {case} paused before step `{}` by {}: {}, then `cordon resume {case}`",
+                next.id, paused.switch, paused.unpause
+            ),
+        ))
+    }
+
+    /// Stops the case: every step after position `after_index` not run yet is
+    /// journaled "not run" (`reason`), then the case rests `stopped`.
+    async fn stop_case(
+        &self,
+        session: &mut Session<'a, J>,
+        after_index: usize,
+        reason: &str,
+    ) -> Result<(), ExecError> {
+        self.mark_not_run(session, after_index, reason).await?;
+        session
+            .write(JournalEvent::CaseFinished {
+                status: CaseStatus::Stopped,
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Journals "not run" for each step after position `after_index` that has
     /// not run, so the record shows where the case stopped. Resume runs them.
     async fn mark_not_run(
@@ -1331,6 +1576,13 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 .await?;
             return Ok(StepOutcome::Failed(step.on_failure));
         }
+        // An approval journaled earlier is checked again before the step runs
+        // (the plan may have been amended since, or the journal edited).
+        if step.approval.required
+            && let Some(by) = &current.approved_by
+        {
+            Self::check_approver(session, step, by)?;
+        }
         if step.approval.required && current.approved_by.is_none() {
             if let Some(approver) = &current.refused_by {
                 warn!(%approver, "approval was refused");
@@ -1338,6 +1590,17 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             }
             match self.approver.decide(plan, step).await {
                 Decision::Approved { approver } => {
+                    if let Err(refused) = Self::check_approver(session, step, &approver) {
+                        if !current.approval_requested {
+                            session
+                                .write(JournalEvent::ApprovalRequested {
+                                    step: step.id.clone(),
+                                    reason: step.approval.reason.clone().unwrap_or_default(),
+                                })
+                                .await?;
+                        }
+                        return Err(refused);
+                    }
                     session
                         .write(JournalEvent::ApprovalGranted {
                             step: step.id.clone(),

@@ -36,6 +36,8 @@ pub enum IdKind {
     InstanceProfileArn,
     RoleArn,
     FindingId,
+    /// A GuardDuty detector id (a finding's `service.detectorId`).
+    Detector,
 }
 
 /// Partitions an ARN or a finding may name.
@@ -74,6 +76,7 @@ impl IdKind {
             InstanceProfileArn => "an instance profile ARN",
             RoleArn => "an IAM role ARN",
             FindingId => "a finding id",
+            Detector => "a GuardDuty detector id",
         }
     }
 
@@ -103,6 +106,7 @@ impl IdKind {
                 "arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME, names and path segments of A-Z a-z 0-9 + = , . @ _ -"
             }
             FindingId => "1 to 128 of A-Z a-z 0-9 . _ : -",
+            Detector => "32 lowercase letters or digits",
         }
     }
 
@@ -110,6 +114,12 @@ impl IdKind {
     pub fn matches(self, text: &str) -> bool {
         use IdKind::*;
         match self {
+            Detector => {
+                text.len() == 32
+                    && text
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            }
             Instance => ec2_id(text, "i"),
             NetworkInterface => ec2_id(text, "eni"),
             Volume => ec2_id(text, "vol"),

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::claims::{ClaimAnswer, ResourceClaim};
 use crate::format::{self, NewerFormat};
 use crate::plan::{CaseId, Plan, PlannedStep};
+use crate::provenance::Provenance;
 
 /// The hash that precedes the first record.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -24,8 +25,16 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// 1: records before versioning (no `format-version` key; `pre_state`,
 /// `finding_sha256`, `cordon_version` and `duration_ms` in snake_case).
 /// 2: `format-version` on every record, every key kebab-case.
+/// 3: a plan whose steps restrict who may approve them (`approvers`,
+/// `forbid-self-approval`).
+/// An older cordon ignoring those keys would let anyone approve, so only the
+/// records that carry them are written as 3 ([`JournalRecord::format_version`]);
+/// every other record stays [`BASE_FORMAT_VERSION`], readable by older builds.
 /// Every version up to this one is read; see `docs/formats.md`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The version of a record that carries nothing an older reader must not ignore.
+pub const BASE_FORMAT_VERSION: u32 = 2;
 
 /// One journal record. `prev_hash` chains it to the record before.
 ///
@@ -165,11 +174,30 @@ impl JournalRecord {
         }
     }
 
-    /// The format version of the stored text ([`FORMAT_VERSION`] for a new record).
+    /// The version a new record is written in: [`FORMAT_VERSION`] when it
+    /// carries approval restrictions, else [`BASE_FORMAT_VERSION`].
+    fn version_for(event: &JournalEvent) -> u32 {
+        let restricted = |steps: &[PlannedStep]| steps.iter().any(|s| s.approval.is_restricted());
+        let needs_newest = match event {
+            JournalEvent::CaseOpened { plan, .. } | JournalEvent::EpochOpened { plan, .. } => {
+                restricted(&plan.steps)
+            }
+            JournalEvent::PlanAmended { steps, .. } => restricted(steps),
+            _ => false,
+        };
+        if needs_newest {
+            FORMAT_VERSION
+        } else {
+            BASE_FORMAT_VERSION
+        }
+    }
+
+    /// The format version of the stored text (for a new record, the one it is written in).
     pub fn format_version(&self) -> u32 {
-        self.stored
-            .as_ref()
-            .map_or(FORMAT_VERSION, |stored| stored.format_version)
+        self.stored.as_ref().map_or_else(
+            || Self::version_for(&self.event),
+            |stored| stored.format_version,
+        )
     }
 
     /// SHA-256 (hex) of [`Self::stored_text`]: the link the next record's `prev-hash` holds.
@@ -192,7 +220,7 @@ impl PartialEq for JournalRecord {
 impl Serialize for JournalRecord {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         RecordOut {
-            format_version: FORMAT_VERSION,
+            format_version: Self::version_for(&self.event),
             seq: self.seq,
             at: &self.at,
             prev_hash: &self.prev_hash,
@@ -244,6 +272,10 @@ pub enum JournalEvent {
         finding_sha256: String,
         #[serde(alias = "cordon_version")]
         cordon_version: String,
+        /// Whether the finding was verified at its source, and as whom the case
+        /// acts (absent from journals written before cordon recorded it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provenance: Option<Provenance>,
     },
     /// A step waits for a human.
     ApprovalRequested { step: String, reason: String },
@@ -320,6 +352,9 @@ pub enum JournalEvent {
         plan: Box<Plan>,
         finding_sha256: String,
         reason: String,
+        /// As in `case-opened`: source verification and acting identity of this epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provenance: Option<Provenance>,
     },
     /// The same finding (same case) arrived again with different content.
     FindingUpdated {
@@ -385,6 +420,17 @@ pub enum JournalEvent {
         holder: CaseId,
         reason: String,
     },
+    /// Automatic action stopped before any change: the fleet-wide cap on
+    /// instances isolated per window was reached (counted from the journals).
+    FleetCapTripped {
+        /// The instances isolated (pre-state written) in the window, by any case.
+        isolated: Vec<String>,
+        limit: u32,
+        window_seconds: u64,
+        reason: String,
+    },
+    /// The pause switch was on before `before-step`: the case stopped there.
+    CasePaused { before_step: String, switch: String },
 }
 
 impl JournalEvent {
@@ -418,7 +464,9 @@ impl JournalEvent {
             | JournalEvent::LoopGuardTripped { .. }
             | JournalEvent::ResourceClaimed { .. }
             | JournalEvent::ResourceReleased { .. }
-            | JournalEvent::ResourceBusy { .. } => None,
+            | JournalEvent::ResourceBusy { .. }
+            | JournalEvent::FleetCapTripped { .. }
+            | JournalEvent::CasePaused { .. } => None,
         }
     }
 
@@ -517,6 +565,11 @@ impl CaseStatus {
             }
         }
     }
+}
+
+/// Who opened a case or epoch: the human caller, not a role assumed for it.
+fn opener(provenance: Option<&Provenance>) -> Option<String> {
+    provenance.and_then(|p| p.caller.clone())
 }
 
 /// An error as journaled: no source chain, nothing secret.
@@ -756,6 +809,9 @@ pub struct CaseState {
     pub loop_guard: Option<String>,
     /// Resources the journal says the case claimed and has not released.
     pub claimed: std::collections::BTreeSet<String>,
+    /// The verified identity that opened the current epoch (the caller in the
+    /// epoch's provenance), for steps that forbid self-approval.
+    pub opened_by: Option<String>,
     pub next_seq: u64,
     pub last_hash: String,
 }
@@ -776,6 +832,7 @@ impl CaseState {
             interrupted: None,
             loop_guard: None,
             claimed: Default::default(),
+            opened_by: None,
             next_seq: 0,
             last_hash: GENESIS_HASH.to_string(),
         }
@@ -846,16 +903,23 @@ impl CaseState {
     /// Folds one record into the state.
     pub fn apply_record(&mut self, record: &JournalRecord) {
         match &record.event {
-            JournalEvent::CaseOpened { finding_sha256, .. } => {
+            JournalEvent::CaseOpened {
+                finding_sha256,
+                provenance,
+                ..
+            } => {
                 self.opened_at = record.at.clone();
                 self.finding_sha256 = finding_sha256.clone();
+                self.opened_by = opener(provenance.as_ref());
             }
             JournalEvent::EpochOpened {
                 epoch,
                 plan,
                 finding_sha256,
+                provenance,
                 ..
             } => {
+                self.opened_by = opener(provenance.as_ref());
                 let next = EpochState::new(*epoch, (**plan).clone(), record.at.clone());
                 let done = EpochState {
                     epoch: self.epoch,
@@ -977,6 +1041,9 @@ impl CaseState {
                 self.claimed.remove(resource);
             }
             JournalEvent::ResourceBusy { .. } => {}
+            // Both stop the case (a `case-finished` follows); neither is a
+            // standing refusal: the cap's window moves on, the switch is turned off.
+            JournalEvent::FleetCapTripped { .. } | JournalEvent::CasePaused { .. } => {}
             JournalEvent::CaseFinished { status } => self.status = Some(*status),
         }
     }

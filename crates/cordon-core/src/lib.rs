@@ -13,6 +13,7 @@ pub mod local_store;
 pub mod plan;
 pub mod playbook;
 pub mod policy;
+pub mod provenance;
 pub mod route;
 pub mod summary;
 pub mod text;

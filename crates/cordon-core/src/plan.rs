@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::action::{Action, ActionKind, Reversibility, TargetKind};
 use crate::finding::{AccessKeyDetails, Finding, InstanceDetails, KeyKind, Resource};
 use crate::ids::{self, EniId, IdError, IdKind, SecurityGroupId, SubnetId, VpcId};
-use crate::playbook::{Approval, OnFailure, Playbook, RetryPolicy};
+use crate::playbook::{Approval, OnFailure, Playbook, RetryPolicy, SelfApproval};
 use crate::route::RouteReason;
 use crate::text::preview;
 
@@ -84,39 +84,39 @@ impl Plan {
     /// `access-key:AKIA…`, `user:NAME`, `role:NAME`), sorted and distinct: the
     /// keys of the loop guard (and of resource locks).
     pub fn resources(&self) -> Vec<String> {
-        let mut out = BTreeSet::new();
-        for step in &self.steps {
-            match &step.target {
-                Target::Instance(i) => {
-                    out.insert(format!("instance:{}", i.instance_id));
-                }
-                Target::AccessKey(k) => {
-                    out.insert(format!("access-key:{}", k.access_key_id));
-                    if let Some(user) = &k.user_name
-                        && k.user_type.as_deref() == Some("IAMUser")
-                    {
-                        out.insert(format!("user:{user}"));
-                    }
-                }
-                Target::User { user_name } => {
-                    out.insert(format!("user:{user_name}"));
-                }
-                Target::Role {
-                    role_name: Some(role),
-                    ..
-                } => {
-                    out.insert(format!("role:{role}"));
-                }
-                Target::Role {
-                    instance_id: Some(instance),
-                    ..
-                } => {
-                    out.insert(format!("instance:{instance}"));
-                }
-                Target::Role { .. } | Target::Case | Target::Unresolved { .. } => {}
-            }
-        }
+        let out: BTreeSet<String> = self.steps.iter().flat_map(PlannedStep::resources).collect();
         out.into_iter().collect()
+    }
+
+    /// Every step touching a resource in `protected` (keys as
+    /// [`Plan::resources`] gives them, each with why it is protected) waits
+    /// for an approval naming it, whatever the playbook says; the plan says why.
+    pub fn protect(&mut self, protected: &std::collections::BTreeMap<String, String>) {
+        for step in &mut self.steps {
+            let why: Vec<&str> = step
+                .resources()
+                .iter()
+                .filter_map(|r| protected.get(r).map(String::as_str))
+                .collect();
+            if why.is_empty() {
+                continue;
+            }
+            let mut reason = why.join("; ");
+            if let Some(earlier) = step
+                .approval
+                .reason
+                .as_deref()
+                .filter(|_| step.approval.required)
+            {
+                reason = format!("{reason}; {earlier}");
+            }
+            step.approval = ApprovalNeed {
+                required: true,
+                reason: Some(reason),
+                explicit: true,
+                ..step.approval.clone()
+            };
+        }
     }
 }
 
@@ -161,6 +161,33 @@ impl PlannedStep {
     pub fn kind(&self) -> ActionKind {
         self.action.kind()
     }
+
+    /// The resources this step acts on, as [`Plan::resources`] names them.
+    pub fn resources(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match &self.target {
+            Target::Instance(i) => out.push(format!("instance:{}", i.instance_id)),
+            Target::AccessKey(k) => {
+                out.push(format!("access-key:{}", k.access_key_id));
+                if let Some(user) = &k.user_name
+                    && k.user_type.as_deref() == Some("IAMUser")
+                {
+                    out.push(format!("user:{user}"));
+                }
+            }
+            Target::User { user_name } => out.push(format!("user:{user_name}")),
+            Target::Role {
+                role_name: Some(role),
+                ..
+            } => out.push(format!("role:{role}")),
+            Target::Role {
+                instance_id: Some(instance),
+                ..
+            } => out.push(format!("instance:{instance}")),
+            Target::Role { .. } | Target::Case | Target::Unresolved { .. } => {}
+        }
+        out
+    }
 }
 
 /// Whether a step waits for a human, and why.
@@ -169,6 +196,65 @@ impl PlannedStep {
 pub struct ApprovalNeed {
     pub required: bool,
     pub reason: Option<String>,
+    /// Who may approve (ARN patterns); empty: any verified identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// The identity that opened the case may not approve.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forbid_self_approval: bool,
+    /// Only an approval naming this step counts (`--approve STEP`, the
+    /// prompt, `cordon approve`), never a blanket `--yes`: the step touches a
+    /// protected resource (see [`Plan::protect`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub explicit: bool,
+}
+
+impl ApprovalNeed {
+    /// Whether only some identities may approve (journal format 3).
+    pub fn is_restricted(&self) -> bool {
+        !self.approvers.is_empty() || self.forbid_self_approval
+    }
+
+    /// Why `approver` (an ARN, optionally followed by ` (how)`) may not
+    /// approve, or `None` when it may. `opened_by` is the identity that opened
+    /// the case or its current epoch.
+    pub fn refuses(&self, approver: &str, opened_by: Option<&str>) -> Option<String> {
+        let arn = approver_arn(approver);
+        if !self.approvers.is_empty()
+            && !self
+                .approvers
+                .iter()
+                .any(|pattern| glob_match::glob_match(pattern, arn))
+        {
+            return Some(format!(
+                "only {} may approve it",
+                self.approvers.join(" or ")
+            ));
+        }
+        if self.forbid_self_approval {
+            match opened_by.map(approver_arn) {
+                Some(opener) if opener == arn => {
+                    return Some(
+                        "the playbook forbids self-approval and this identity opened the case"
+                            .to_string(),
+                    );
+                }
+                None => {
+                    return Some(
+                        "the playbook forbids self-approval and the journal does not say who opened the case"
+                            .to_string(),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        None
+    }
+}
+
+/// The ARN part of an approver as journaled (`ARN (how)`).
+pub fn approver_arn(approver: &str) -> &str {
+    approver.split(" (").next().unwrap_or(approver).trim()
 }
 
 /// The resolved target of a step.
@@ -349,30 +435,28 @@ fn build<E>(
         let action = values.fill_action(&step.action);
         let target = resolve(kind.target_kind())?;
         let inherent = kind.inherent_approval();
-        let approval = if reversibility == Reversibility::Irreversible {
-            ApprovalNeed {
-                required: true,
-                reason: Some(
-                    inherent
-                        .unwrap_or("irreversible: it destroys state that cannot be restored")
-                        .to_string(),
-                ),
-            }
+        let restricted =
+            !step.approvers.is_empty() || step.self_approval == SelfApproval::Forbidden;
+        let (required, reason) = if reversibility == Reversibility::Irreversible {
+            (
+                true,
+                Some(inherent.unwrap_or("irreversible: it destroys state that cannot be restored")),
+            )
         } else if let Some(reason) = inherent {
-            ApprovalNeed {
-                required: true,
-                reason: Some(reason.to_string()),
-            }
+            (true, Some(reason))
         } else if step.approval == Approval::Required {
-            ApprovalNeed {
-                required: true,
-                reason: Some("the playbook asks for approval".to_string()),
-            }
+            (true, Some("the playbook asks for approval"))
+        } else if restricted {
+            (true, Some("the playbook names who may approve it"))
         } else {
-            ApprovalNeed {
-                required: false,
-                reason: None,
-            }
+            (false, None)
+        };
+        let approval = ApprovalNeed {
+            required,
+            reason: reason.map(str::to_string),
+            approvers: step.approvers.clone(),
+            forbid_self_approval: step.self_approval == SelfApproval::Forbidden,
+            explicit: false,
         };
         let blast_radius = blast_radius(kind, &target);
         steps.push(PlannedStep {

@@ -122,6 +122,23 @@ pub enum Approval {
     Required,
 }
 
+/// Whether the identity that opened a case may approve its own step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelfApproval {
+    #[default]
+    Allowed,
+    /// A second person must approve (four eyes), e.g. for an account-wide
+    /// credential change.
+    Forbidden,
+}
+
+impl SelfApproval {
+    fn is_allowed(&self) -> bool {
+        *self == SelfApproval::Allowed
+    }
+}
+
 /// Retries for transient failures (throttling, timeouts, eventual consistency).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -166,6 +183,12 @@ pub struct Step {
     pub description: String,
     pub action: Action,
     pub approval: Approval,
+    /// Who may approve (IAM/STS ARN patterns, `*` matches any run of
+    /// characters); empty: any verified identity. Implies approval.
+    pub approvers: Vec<String>,
+    /// Whether the identity that opened the case may approve. `forbidden`
+    /// implies approval.
+    pub self_approval: SelfApproval,
     pub retry: RetryPolicy,
     pub on_failure: Option<OnFailure>,
 }
@@ -187,6 +210,16 @@ pub struct StepDocument {
     /// `required` to wait for a human before this step.
     #[serde(default)]
     pub approval: Approval,
+    /// Who may approve this step: IAM or STS ARN patterns, `*` matching any
+    /// run of characters (e.g. `arn:aws:sts::111122223333:assumed-role/IncidentLead/*`).
+    /// Checked when the decision is journaled and again before the step runs.
+    /// Implies `approval: required`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// `forbidden`: the identity that opened the case may not approve this
+    /// step (four eyes). Implies `approval: required`.
+    #[serde(default, skip_serializing_if = "SelfApproval::is_allowed")]
+    pub self_approval: SelfApproval,
     /// Retries for transient failures.
     #[serde(default)]
     pub retry: RetryPolicy,
@@ -206,6 +239,8 @@ impl TryFrom<StepDocument> for Step {
             description: doc.description,
             action,
             approval: doc.approval,
+            approvers: doc.approvers,
+            self_approval: doc.self_approval,
             retry: doc.retry,
             on_failure: doc.on_failure,
         })
@@ -223,6 +258,8 @@ impl From<Step> for StepDocument {
             action: step.action.kind(),
             with,
             approval: step.approval,
+            approvers: step.approvers,
+            self_approval: step.self_approval,
             retry: step.retry,
             on_failure: step.on_failure,
         }

@@ -38,6 +38,9 @@ pub const RUN_EVIDENCE_PREFIX: &str = "cases/";
 pub const CORDON_IAM_PATH: &str = "/cordon/";
 /// Name of the managed deny-all policy `quarantine-user` attaches by default.
 pub const QUARANTINE_POLICY_NAME: &str = "CordonQuarantineDenyAll";
+/// The role cordon assumes in a finding's account when that is not its own
+/// (the CLI's `--assume-role-name` default).
+pub const RESPONDER_ROLE_NAME: &str = "cordon-responder";
 /// Name suggested for the boundary policy (created under [`CORDON_IAM_PATH`]).
 pub const BOUNDARY_POLICY_NAME: &str = "CordonPermissionsBoundary";
 
@@ -431,6 +434,10 @@ pub enum Sid {
     SnsNotify,
     /// `sts:GetCallerIdentity`.
     StsCallerIdentity,
+    /// `sts:AssumeRole` of the responder role in a finding's other account.
+    StsAssumeResponderRole,
+    /// `ssm:GetParameter` of the pause switch.
+    SsmPauseParameter,
 }
 
 /// Where a permission comes from, which decides its statement.
@@ -517,7 +524,10 @@ impl Sid {
                 _,
             ) => Sid::IamUsers,
             ("iam", "AttachUserPolicy" | "DetachUserPolicy", _) => Sid::IamQuarantinePolicy,
-            ("iam", "GetRolePolicy" | "PutRolePolicy" | "DeleteRolePolicy", _) => Sid::IamRoles,
+            ("iam", "GetRolePolicy" | "PutRolePolicy" | "DeleteRolePolicy" | "ListRoleTags", _) => {
+                Sid::IamRoles
+            }
+            ("iam", "ListUserTags", _) => Sid::IamUsers,
             ("iam", "GetInstanceProfile", _) => Sid::IamInstanceProfiles,
             ("iam", "PassRole", _) => Sid::IamPassRoleToEc2,
             (
@@ -554,6 +564,8 @@ impl Sid {
             ("guardduty", "ListDetectors", _) => Sid::GuardDutyDetectors,
             ("guardduty", "GetFindings" | "ListFindings", _) => Sid::GuardDutyFindings,
             ("sts", "GetCallerIdentity", _) => Sid::StsCallerIdentity,
+            ("sts", "AssumeRole", _) => Sid::StsAssumeResponderRole,
+            ("ssm", "GetParameter", _) => Sid::SsmPauseParameter,
             _ => return None,
         };
         Some(sid)
@@ -768,6 +780,15 @@ impl Sid {
             Sid::DetectiveInvestigations => vec![opts.arn("detective", "graph:*")],
             // list_amazonguardduty: GetFindings/ListFindings on detector*.
             Sid::GuardDutyFindings => vec![opts.arn("guardduty", "detector/*")],
+            // list_awssecuritytokenservice: AssumeRole (role*); only the
+            // responder role, in any account (the member accounts' trust
+            // policies decide who may assume it).
+            Sid::StsAssumeResponderRole => vec![format!(
+                "arn:{}:iam::*:role/{RESPONDER_ROLE_NAME}",
+                opts.partition
+            )],
+            // list_awssystemsmanager: GetParameter (parameter*).
+            Sid::SsmPauseParameter => vec![opts.arn("ssm", "parameter/*")],
         };
         let mut resources = resources;
         resources.sort();

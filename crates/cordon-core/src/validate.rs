@@ -465,6 +465,8 @@ fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec
                             description: document.description,
                             action,
                             approval: document.approval,
+                            approvers: document.approvers,
+                            self_approval: document.self_approval,
                             retry: document.retry,
                             on_failure: document.on_failure,
                         },
@@ -751,6 +753,7 @@ fn check_steps(
                 Some("ids are typed in `--approve STEP`; use kebab-case".to_string()),
             );
         }
+        check_approvers(cx, &base, &step.approvers);
         if let Some(first) = seen.insert(&step.id, *i) {
             cx.push(
                 &format!("{base}.id"),
@@ -809,6 +812,45 @@ fn check_steps(
         }
     }
 }
+
+/// `approvers`: IAM/STS ARN patterns, few and short, printable.
+fn check_approvers(cx: &mut FileContext<'_>, base: &str, approvers: &[String]) {
+    if approvers.len() > MAX_MATCH_ENTRIES {
+        cx.push(
+            &format!("{base}.approvers"),
+            format!(
+                "{} entries, more than the {MAX_MATCH_ENTRIES} allowed",
+                approvers.len()
+            ),
+            Some("use `*` in a pattern, e.g. one role's every session".to_string()),
+        );
+    }
+    for (j, pattern) in approvers.iter().enumerate() {
+        let path = format!("{base}.approvers[{j}]");
+        if !pattern.starts_with("arn:") || pattern.chars().count() > MAX_APPROVER_CHARS {
+            cx.push(
+                &path,
+                format!("{} is not an ARN pattern", preview(pattern)),
+                Some(
+                    "e.g. `arn:aws:sts::111122223333:assumed-role/IncidentLead/*` or `arn:aws:iam::111122223333:user/alice`"
+                        .to_string(),
+                ),
+            );
+        } else if pattern
+            .chars()
+            .any(|c| c.is_whitespace() || needs_escape(c))
+        {
+            cx.push(
+                &path,
+                format!("{} holds spaces or control characters", preview(pattern)),
+                None,
+            );
+        }
+    }
+}
+
+/// The longest approver pattern (IAM ARNs are at most 2,048 characters).
+pub const MAX_APPROVER_CHARS: usize = 2048;
 
 /// Bounds on every number a playbook sets, so a typo or a hostile playbook
 /// cannot make a step wait for years, retry forever or outrank everything.

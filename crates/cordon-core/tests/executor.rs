@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use cordon_core::action::UndoGate;
 use cordon_core::claims::{ClaimAnswer, ResourceClaim};
 use cordon_core::executor::{
-    ActionError, Actions, Amendment, Approver, Decision, ErrorKind, Executor, LoopGuard, Outcome,
-    Progress,
+    ActionError, Actions, Amendment, Approver, Decision, ErrorKind, ExecError, Executor, FleetCap,
+    LoopGuard, Outcome, PauseSwitch, Paused, Progress,
 };
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{CaseStatus, JournalError, JournalEvent, JournalRecord, JournalStore};
@@ -1635,4 +1635,259 @@ async fn a_stale_claim_of_a_rolled_back_case_is_taken_over_and_journaled() {
             if resource == INSTANCE && *from == first.case_id)));
     let held = journal.resource_claim(INSTANCE).await.unwrap().unwrap();
     assert_eq!(held.case_id, second.case_id);
+}
+
+/// The fixture finding about another instance (and so another case).
+fn finding_on(instance: &str) -> (Plan, String) {
+    let raw = FINDING
+        .replace("i-0123456789abcdef0", instance)
+        .replace("f00dfeedf00dfeedf00dfeedf00dfeed", &format!("f-{instance}"));
+    let finding = parse_single_finding(&raw, "finding").unwrap();
+    let pb = playbook(
+        "stop",
+        &[("a", "tag-resource", ""), ("b", "isolate-instance", "")],
+    );
+    (plan_for(&finding, &pb), raw)
+}
+
+#[tokio::test]
+async fn the_fleet_cap_counts_isolations_in_its_window_across_cases() {
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Pending);
+
+    // An isolation journaled an hour ago: outside a 10-minute window.
+    let (old, old_raw) = finding_on("i-0000000000000000a");
+    let an_hour_ago = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let opened = JournalRecord::new(
+        0,
+        an_hour_ago.clone(),
+        cordon_core::journal::GENESIS_HASH,
+        JournalEvent::CaseOpened {
+            plan: Box::new(old.clone()),
+            finding_sha256: cordon_core::executor::finding_digest(&old_raw),
+            cordon_version: "test".to_string(),
+            provenance: None,
+        },
+    );
+    let prepared = JournalRecord::new(
+        1,
+        an_hour_ago,
+        opened.hash(),
+        JournalEvent::StepPrepared {
+            step: "b".to_string(),
+            attempt: 1,
+            pre_state: json!({}),
+        },
+    );
+    journal.append(&old.case_id, &opened).await.unwrap();
+    journal.append(&old.case_id, &prepared).await.unwrap();
+
+    let cap = |max| {
+        Some(FleetCap {
+            max_instances: max,
+            window: std::time::Duration::from_secs(600),
+        })
+    };
+    let (first, first_raw) = finding_on("i-0000000000000000b");
+    let exec = Executor::new(&world, &journal, &approver).fleet_cap(cap(1));
+    let report = exec.run(&first, &first_raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+
+    let (second, second_raw) = finding_on("i-0000000000000000c");
+    let before = world.snapshot();
+    let report = exec.run(&second, &second_raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!(report.outcome.exit_code(), 1);
+    assert!(report.message.contains("fleet cap"), "{}", report.message);
+    assert_eq!(world.snapshot(), before, "nothing was applied");
+    let recs = records(&journal, &second.case_id).await;
+    let tripped = recs
+        .iter()
+        .find_map(|r| match &r.event {
+            JournalEvent::FleetCapTripped {
+                isolated, limit, ..
+            } => Some((isolated, *limit)),
+            _ => None,
+        })
+        .expect("the trip is journaled");
+    assert_eq!(tripped, (&vec!["i-0000000000000000b".to_string()], 1));
+    assert!(
+        recs.iter().any(|r| r.event.name() == "step-not-run"),
+        "the steps are marked not run"
+    );
+
+    // The first case again: no new containment, no trip.
+    let report = exec.run(&first, &first_raw).await.unwrap();
+    assert!(report.no_op, "{}", report.message);
+
+    // With room for two, the stopped case goes on when delivered again.
+    let exec = Executor::new(&world, &journal, &approver).fleet_cap(cap(2));
+    let report = exec.run(&second, &second_raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+}
+
+/// A switch turned on after `after` checks.
+struct SwitchAfter {
+    checks: AtomicU64,
+    after: u64,
+}
+
+impl PauseSwitch for SwitchAfter {
+    fn paused(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Paused>> + Send + '_>> {
+        let n = self.checks.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            (n >= self.after).then(|| Paused {
+                switch: "the test switch".to_string(),
+                unpause: "turn it off".to_string(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn the_pause_switch_stops_before_the_next_step_and_resume_goes_on() {
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&three_steps());
+    // Off for the first step, on from the second.
+    let switch = SwitchAfter {
+        checks: AtomicU64::new(0),
+        after: 1,
+    };
+    let exec = Executor::new(&world, &journal, &approver).pause_switch(&switch);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!(report.outcome.exit_code(), 1);
+    let second = &plan.steps[1].id;
+    assert!(
+        report.message.contains(&format!(
+            "paused before step `{second}` by the test switch: turn it off"
+        )),
+        "{}",
+        report.message
+    );
+    let done: Vec<i64> = plan.steps.iter().map(|s| world.get(&s.id)).collect();
+    assert_eq!(done, vec![1, 0, 0], "only the first step ran");
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(recs.iter().any(|r| matches!(
+        &r.event,
+        JournalEvent::CasePaused { before_step, .. } if before_step == second
+    )));
+
+    let off = SwitchAfter {
+        checks: AtomicU64::new(0),
+        after: u64::MAX,
+    };
+    let exec = Executor::new(&world, &journal, &approver).pause_switch(&off);
+    let report = exec.resume(&plan.case_id).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let done: Vec<i64> = plan.steps.iter().map(|s| world.get(&s.id)).collect();
+    assert_eq!(done, vec![1, 1, 1]);
+}
+
+/// Who may approve: an identity the playbook does not name is refused when
+/// the decision is made (nothing journaled as granted, the step does not
+/// run); a named one is accepted. With self-approval forbidden, the identity
+/// that opened the case (its provenance's caller) may not approve, another may.
+#[tokio::test]
+async fn only_the_named_approvers_and_never_the_opener_when_forbidden_may_approve() {
+    const LEAD: &str = "arn:aws:sts::111122223333:assumed-role/IncidentLead/*";
+    let pb = playbook(
+        "stop",
+        &[(
+            "a",
+            "tag-resource",
+            &format!("    approvers: [\"{LEAD}\"]\n    self-approval: forbidden\n"),
+        )],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let step = plan.step("a").unwrap();
+    assert!(step.approval.required, "approvers imply approval");
+    assert!(step.approval.is_restricted());
+    let opener = "arn:aws:sts::111122223333:assumed-role/IncidentLead/alice";
+    let provenance = cordon_core::provenance::Provenance {
+        caller: Some(opener.to_string()),
+        ..Default::default()
+    };
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+
+    // Someone else's role, at the prompt: refused, nothing granted, nothing run.
+    let mallory = Approve(Decision::Approved {
+        approver: "arn:aws:sts::111122223333:assumed-role/Developer/mallory (prompt)".into(),
+    });
+    let err = Executor::new(&world, &journal, &mallory)
+        .provenance(Some(provenance.clone()))
+        .run(&plan, &raw)
+        .await
+        .expect_err("not an approver");
+    assert!(matches!(err, ExecError::NotAnApprover { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("only arn:aws:sts::111122223333:assumed-role/IncidentLead/*"),
+        "{err}"
+    );
+    let names: Vec<&str> = records(&journal, &plan.case_id)
+        .await
+        .iter()
+        .map(|r| r.event.name())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    assert!(names.contains(&"approval-requested"), "{names:?}");
+    assert!(!names.contains(&"approval-granted"), "{names:?}");
+    assert_eq!(world.get("a"), 0);
+    // The restricted plan is journaled in format 3.
+    let first = &records(&journal, &plan.case_id).await[0];
+    assert_eq!(first.format_version(), 3);
+
+    // The opener, from another terminal: a lead, but self-approval is forbidden.
+    let pending = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &pending);
+    let err = exec
+        .decide(
+            &plan.case_id,
+            "a",
+            Decision::Approved {
+                approver: format!("{opener} (cordon approve)"),
+            },
+        )
+        .await
+        .expect_err("self-approval");
+    assert!(err.to_string().contains("self-approval"), "{err}");
+    assert_eq!(world.get("a"), 0);
+
+    // Another lead: granted, and the step runs.
+    let report = exec
+        .decide(
+            &plan.case_id,
+            "a",
+            Decision::Approved {
+                approver:
+                    "arn:aws:sts::111122223333:assumed-role/IncidentLead/bob (cordon approve)"
+                        .into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!(world.get("a"), 1);
+}
+
+#[test]
+fn approver_patterns_must_be_arns() {
+    let text = "name: t\nmatch: {resource-types: [Instance]}\nsteps:\n  - id: a\n    action: tag-resource\n    approvers: [\"alice\", \"arn:aws:iam::111122223333:user/bob\"]\n";
+    let problems = validate_text(text, "t.yaml").expect_err("alice is not an ARN");
+    let text = format!("{problems:?}");
+    assert!(text.contains("approvers[0]"), "{text}");
+    assert!(!text.contains("approvers[1]"), "{text}");
 }

@@ -23,8 +23,8 @@ use cordon_core::action::UndoGate;
 use cordon_core::executor::{ActionError, Actions, Approver, Decision, Executor};
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{
-    CaseState, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH, JournalError, JournalEvent,
-    JournalEventKind, JournalRecord, JournalStore, verify_chain,
+    BASE_FORMAT_VERSION, CaseState, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH,
+    JournalError, JournalEvent, JournalEventKind, JournalRecord, JournalStore, verify_chain,
 };
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
@@ -75,6 +75,7 @@ fn representative(kind: JournalEventKind) -> JournalEvent {
             plan: Box::new(small_plan()),
             finding_sha256: "ab".repeat(32),
             cordon_version: "0.1.0".to_string(),
+            provenance: Some(provenance()),
         },
         JournalEventKind::ApprovalRequested => JournalEvent::ApprovalRequested {
             step: step(),
@@ -142,6 +143,7 @@ fn representative(kind: JournalEventKind) -> JournalEvent {
             plan: Box::new(small_plan()),
             finding_sha256: "cd".repeat(32),
             reason: "the case was rolled back and its finding arrived again".to_string(),
+            provenance: Some(provenance()),
         },
         JournalEventKind::FindingUpdated => JournalEvent::FindingUpdated {
             finding_sha256: "ef".repeat(32),
@@ -185,6 +187,16 @@ fn representative(kind: JournalEventKind) -> JournalEvent {
             reason: "instance:i-0123456789abcdef0 acted on 3 time(s) in the last 24 h (limit 3)"
                 .to_string(),
         },
+        JournalEventKind::FleetCapTripped => JournalEvent::FleetCapTripped {
+            isolated: vec!["i-0123456789abcdef0".to_string()],
+            limit: 1,
+            window_seconds: 600,
+            reason: "1 instance(s) isolated in the last 10 min (limit 1)".to_string(),
+        },
+        JournalEventKind::CasePaused => JournalEvent::CasePaused {
+            before_step: step(),
+            switch: "file .cordon/cases/PAUSE".to_string(),
+        },
         JournalEventKind::ResourceClaimed => JournalEvent::ResourceClaimed {
             resource: "instance:i-0123456789abcdef0".to_string(),
             taken_over_from: Some(CaseId::parse("case-00112233445566778899").unwrap()),
@@ -197,6 +209,24 @@ fn representative(kind: JournalEventKind) -> JournalEvent {
             holder: CaseId::parse("case-00112233445566778899").unwrap(),
             reason: "instance:i-0123456789abcdef0 is held by case case-00112233445566778899 (completed) since 2026-01-06T15:50:00Z; acting on it now would record that case's containment as its original state".to_string(),
         },
+    }
+}
+
+/// Every key of a case's provenance: verified at the source, acting through a
+/// role assumed in the finding's account.
+fn provenance() -> cordon_core::provenance::Provenance {
+    cordon_core::provenance::Provenance {
+        source_verified: true,
+        source: Some(
+            "GuardDuty GetFindings, detector 5ab6c7d8e9f00112233445566778899a in us-east-1"
+                .to_string(),
+        ),
+        caller: Some("arn:aws:sts::111122223333:assumed-role/responder/alice".to_string()),
+        assumed_role: Some("arn:aws:iam::222233334444:role/cordon-responder".to_string()),
+        acting_as: Some(
+            "arn:aws:sts::222233334444:assumed-role/cordon-responder/cordon-case".to_string(),
+        ),
+        region: Some("us-east-1".to_string()),
     }
 }
 
@@ -228,7 +258,7 @@ fn every_record_kind_matches_its_golden_file() {
         assert_eq!(record.hash(), sha256(&stored), "{kind}");
         assert_eq!(record.event.name(), kind.to_string());
         assert_eq!(reparsed["event"]["event"], kind.to_string());
-        assert_eq!(reparsed["format-version"], FORMAT_VERSION);
+        assert_eq!(reparsed["format-version"], BASE_FORMAT_VERSION);
     }
     let expected: Vec<String> = JournalEventKind::iter()
         .map(|k| format!("{k}.json"))
@@ -282,7 +312,12 @@ fn format_1_records_of_every_kind_still_read() {
             .expect("one line, newline-terminated");
         let record =
             JournalRecord::from_stored(line).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(record, representative_record(kind), "{kind}");
+        // Format 1 predates the case's provenance: it reads as absent.
+        let mut expected = representative_record(kind);
+        if let JournalEvent::CaseOpened { provenance, .. } = &mut expected.event {
+            *provenance = None;
+        }
+        assert_eq!(record, expected, "{kind}");
         assert_eq!(record.format_version(), 1, "{kind}");
         assert_eq!(record.stored_text(), line, "{kind}");
         assert_eq!(record.hash(), sha256(line), "{kind}");
@@ -568,7 +603,7 @@ async fn format_1_case_resumed_and_rolled_back_by_this_build() {
         assert!(
             records[cut..]
                 .iter()
-                .all(|r| r.format_version() == FORMAT_VERSION)
+                .all(|r| r.format_version() == BASE_FORMAT_VERSION)
         );
         assert_eq!(
             records[cut].prev_hash,
@@ -581,7 +616,7 @@ async fn format_1_case_resumed_and_rolled_back_by_this_build() {
             .map(|line| serde_json::from_str::<Value>(line).unwrap())
             .find(|line| line["event"]["event"] == "step-prepared")
             .unwrap_or_else(|| panic!("{name}: no step prepared after the resume"));
-        assert_eq!(new_line["format-version"], FORMAT_VERSION);
+        assert_eq!(new_line["format-version"], BASE_FORMAT_VERSION);
         assert!(
             new_line["event"].get("pre-state").is_some(),
             "{name}: {new_line}"
@@ -604,6 +639,7 @@ async fn a_record_from_a_newer_cordon_is_refused_naming_case_and_version() {
             plan: Box::new(plan.clone()),
             finding_sha256: "ab".repeat(32),
             cordon_version: "0.1.0".to_string(),
+            provenance: None,
         },
     );
     let next = |event: Value| {
@@ -665,4 +701,44 @@ fn a_damaged_record_is_corrupt_not_newer() {
         "{err:?}"
     );
     assert!(err.to_string().contains("duration-ms"), "{err}");
+}
+
+/// A plan that restricts who may approve is written in format 3 (an older
+/// cordon, which would ignore the restriction, refuses it); every other
+/// record stays in format 2; both read back, and the restriction survives.
+#[test]
+fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
+    let opened = |plan: &Plan| {
+        JournalRecord::new(
+            0,
+            "2026-11-27T00:00:00Z",
+            GENESIS_HASH,
+            JournalEvent::CaseOpened {
+                plan: Box::new(plan.clone()),
+                finding_sha256: "ab".repeat(32),
+                cordon_version: "0.1.0".to_string(),
+                provenance: None,
+            },
+        )
+    };
+    let mut plan = small_plan();
+    assert_eq!(opened(&plan).format_version(), BASE_FORMAT_VERSION);
+    plan.steps[0].approval.required = true;
+    plan.steps[0].approval.approvers =
+        vec!["arn:aws:sts::111122223333:assumed-role/IncidentLead/*".to_string()];
+    plan.steps[0].approval.forbid_self_approval = true;
+    let restricted = opened(&plan);
+    assert_eq!(restricted.format_version(), FORMAT_VERSION);
+    assert_eq!(FORMAT_VERSION, 3);
+    let text = restricted.stored_text();
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(stored["format-version"], 3);
+    assert_eq!(
+        stored["event"]["plan"]["steps"][0]["approval"]["forbid-self-approval"],
+        true
+    );
+    let back = JournalRecord::from_stored(&text).unwrap();
+    assert_eq!(back, restricted);
+    assert_eq!(back.format_version(), 3);
+    assert_eq!(back.hash(), restricted.hash());
 }

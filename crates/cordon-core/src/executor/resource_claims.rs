@@ -105,12 +105,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 reason: reason.clone(),
             })
             .await?;
-        self.mark_not_run(session, 0, &format!("{resource} is held by case {holder}"))
-            .await?;
-        session
-            .write(JournalEvent::CaseFinished {
-                status: CaseStatus::Stopped,
-            })
+        self.stop_case(session, 0, &format!("{resource} is held by case {holder}"))
             .await?;
         info!(%case, %holder, resource, "resource held by another case; case stopped");
         Ok(Report::new(
