@@ -23,6 +23,7 @@
 
 use std::time::Duration;
 
+use cordon_core::claims::{ClaimAnswer, ResourceClaim, claim_file_name};
 use cordon_core::journal::{JournalError, JournalRecord, JournalStore};
 use cordon_core::plan::CaseId;
 use serde::{Deserialize, Serialize};
@@ -134,14 +135,15 @@ impl S3Journal {
         self
     }
 
-    /// The lease of `case` as stored, with its ETag; `None` when there is none.
-    async fn read_lease(
+    /// The object at `key` with its ETag; `None` when there is none.
+    /// `what` names it in errors ("the lease", "the claim").
+    async fn read_object(
         &self,
-        case: &CaseId,
-    ) -> Result<Option<(LeaseRecord, String)>, JournalError> {
-        let key = lease_key(&self.prefix, case);
+        key: &str,
+        what: &str,
+    ) -> Result<Option<(Vec<u8>, String)>, JournalError> {
         let location = format!("s3://{}/{key}", self.bucket);
-        let request = self.clients.s3.get_object().bucket(&self.bucket).key(&key);
+        let request = self.clients.s3.get_object().bucket(&self.bucket).key(key);
         let out = match self
             .clients
             .try_call(&ops::S3_GET_OBJECT, &location, request)
@@ -152,7 +154,7 @@ impl S3Journal {
             Err(e) => {
                 return Err(call_failed(
                     location,
-                    "cannot read the lease",
+                    &format!("cannot read {what}"),
                     e.into_error(),
                 ));
             }
@@ -165,14 +167,56 @@ impl S3Journal {
             .map_err(|e| {
                 io(
                     location.clone(),
-                    format!("reading the lease was cut short: {e}"),
+                    format!("reading {what} was cut short: {e}"),
                     None,
                 )
             })?
             .into_bytes();
+        Ok(Some((bytes.to_vec(), etag)))
+    }
+
+    /// Writes `bytes` at `key`: created (`If-None-Match: *`) when `replacing`
+    /// is `None`, else only over the ETag read. `Ok(None)`: another writer was first.
+    async fn write_object(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        replacing: Option<&str>,
+        what: &str,
+    ) -> Result<Option<String>, JournalError> {
+        let location = format!("s3://{}/{key}", self.bucket);
+        let request = put_request(&self.clients, &self.bucket, key, bytes, None);
+        let request = match replacing {
+            None => request.if_none_match("*"),
+            Some(etag) => request.if_match(etag),
+        };
+        match self
+            .clients
+            .try_call(&ops::S3_PUT_OBJECT, &location, request)
+            .await
+        {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if lost_race(e.status(), e.code()) => Ok(None),
+            Err(e) => Err(call_failed(
+                location,
+                &format!("cannot write {what}"),
+                e.into_error(),
+            )),
+        }
+    }
+
+    /// The lease of `case` as stored, with its ETag; `None` when there is none.
+    async fn read_lease(
+        &self,
+        case: &CaseId,
+    ) -> Result<Option<(LeaseRecord, String)>, JournalError> {
+        let key = lease_key(&self.prefix, case);
+        let Some((bytes, etag)) = self.read_object(&key, "the lease").await? else {
+            return Ok(None);
+        };
         let lease: LeaseRecord = serde_json::from_slice(&bytes).map_err(|e| {
             io(
-                location.clone(),
+                format!("s3://{}/{key}", self.bucket),
                 format!(
                     "the lease is not a cordon lease ({e}); remove it only if no worker is running"
                 ),
@@ -191,27 +235,44 @@ impl S3Journal {
         replacing: Option<&str>,
     ) -> Result<Option<String>, JournalError> {
         let key = lease_key(&self.prefix, case);
-        let location = format!("s3://{}/{key}", self.bucket);
-        let bytes =
-            serde_json::to_vec(lease).map_err(|e| io(location.clone(), e.to_string(), None))?;
-        let request = put_request(&self.clients, &self.bucket, &key, bytes, None);
-        let request = match replacing {
-            None => request.if_none_match("*"),
-            Some(etag) => request.if_match(etag),
+        let bytes = serde_json::to_vec(lease)
+            .map_err(|e| io(format!("s3://{}/{key}", self.bucket), e.to_string(), None))?;
+        self.write_object(&key, bytes, replacing, "the lease").await
+    }
+
+    /// The key of `resource`'s claim: `<prefix>resources/<kind>-<id>.json`,
+    /// beside the cases (not a case id, so never listed as one).
+    fn claim_key(&self, resource: &str) -> Result<String, JournalError> {
+        Ok(format!(
+            "{}resources/{}",
+            self.prefix,
+            claim_file_name(resource)?
+        ))
+    }
+
+    /// The claim of `resource` as stored (`None` inside: released) with its ETag.
+    async fn read_claim(
+        &self,
+        resource: &str,
+    ) -> Result<Option<(Option<ResourceClaim>, String)>, JournalError> {
+        let key = self.claim_key(resource)?;
+        let Some((bytes, etag)) = self.read_object(&key, "the resource claim").await? else {
+            return Ok(None);
         };
-        match self
-            .clients
-            .try_call(&ops::S3_PUT_OBJECT, &location, request)
+        let location = format!("s3://{}/{key}", self.bucket);
+        Ok(Some((ResourceClaim::from_stored(&bytes, &location)?, etag)))
+    }
+
+    async fn write_claim(
+        &self,
+        claim: &ResourceClaim,
+        replacing: Option<&str>,
+    ) -> Result<Option<String>, JournalError> {
+        let key = self.claim_key(&claim.resource)?;
+        let bytes = serde_json::to_vec(claim)
+            .map_err(|e| io(format!("s3://{}/{key}", self.bucket), e.to_string(), None))?;
+        self.write_object(&key, bytes, replacing, "the resource claim")
             .await
-        {
-            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
-            Err(e) if lost_race(e.status(), e.code()) => Ok(None),
-            Err(e) => Err(call_failed(
-                location,
-                "cannot write the lease",
-                e.into_error(),
-            )),
-        }
     }
 
     fn new_lease(&self, token: u64) -> (LeaseRecord, OffsetDateTime) {
@@ -430,6 +491,67 @@ impl JournalStore for S3Journal {
                 Err(call_failed(location, &what, e.into_error()))
             }
         }
+    }
+
+    /// Conditional create (`If-None-Match: *`); over a released or stale
+    /// claim only with `If-Match` on the ETag read, so of two cases taking a
+    /// resource at once exactly one wins and the other sees its claim.
+    async fn claim_resource(
+        &self,
+        claim: &ResourceClaim,
+        take_over: Option<&ResourceClaim>,
+    ) -> Result<ClaimAnswer, JournalError> {
+        // Two rounds: a lost race re-reads the claim that won it.
+        for _ in 0..2 {
+            let replacing = match self.read_claim(&claim.resource).await? {
+                None => None,
+                Some((None, etag)) => Some(etag),
+                Some((Some(held), _)) if held.case_id == claim.case_id => {
+                    return Ok(ClaimAnswer::Claimed { new: false });
+                }
+                Some((Some(held), etag)) if take_over == Some(&held) => Some(etag),
+                Some((Some(held), _)) => return Ok(ClaimAnswer::HeldBy(held)),
+            };
+            if self
+                .write_claim(claim, replacing.as_deref())
+                .await?
+                .is_some()
+            {
+                return Ok(ClaimAnswer::Claimed { new: true });
+            }
+        }
+        match self.read_claim(&claim.resource).await? {
+            Some((Some(held), _)) if held.case_id != claim.case_id => Ok(ClaimAnswer::HeldBy(held)),
+            Some((Some(_), _)) => Ok(ClaimAnswer::Claimed { new: false }),
+            _ => Err(io(
+                format!("s3://{}/{}", self.bucket, self.claim_key(&claim.resource)?),
+                "the claim kept changing while it was being taken; run again".to_string(),
+                None,
+            )),
+        }
+    }
+
+    async fn resource_claim(&self, resource: &str) -> Result<Option<ResourceClaim>, JournalError> {
+        Ok(self
+            .read_claim(resource)
+            .await?
+            .and_then(|(claim, _)| claim))
+    }
+
+    /// Rewrites the claim as released over its ETag (the evidence bucket
+    /// denies deletes, so it is never deleted).
+    async fn release_resource(&self, resource: &str, case: &CaseId) -> Result<bool, JournalError> {
+        let Some((Some(held), etag)) = self.read_claim(resource).await? else {
+            return Ok(false);
+        };
+        if held.case_id != *case {
+            return Ok(false);
+        }
+        let released = ResourceClaim {
+            released_at: Some(rfc3339(OffsetDateTime::now_utc())),
+            ..held
+        };
+        Ok(self.write_claim(&released, Some(&etag)).await?.is_some())
     }
 
     async fn cases(&self) -> Result<Vec<CaseId>, JournalError> {

@@ -820,6 +820,9 @@ async fn status(
     let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
     let case_state = CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
     let summary = summarize(&case_state, &records);
+    let holders = cordon_core::claims::holders(&journal, &case_state)
+        .await
+        .map_err(|e| failed(e.into()))?;
     let live_enis = if live && !summary.open_network_interfaces.is_empty() {
         let aws = trust::case_aws(aws, state, account, &case_state.plan.finding, &case).await?;
         Some(live::open_enis(&aws.actions.clients, &summary.open_network_interfaces).await)
@@ -832,11 +835,13 @@ async fn status(
             status: case_state.status.map(|s| s.to_string()),
             summary: &summary,
             live: live_enis.as_deref(),
+            resources: &holders,
             plan: &case_state.plan,
             journal: &records,
         })?,
         Output::Text => {
             print!("{}", render::summary_header(&summary, live_enis.as_deref()));
+            print!("{}", render::holders(&case, &holders));
             print!("{}", render::status(&case_state, &records));
         }
     }

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use cordon_aws::guardduty::TriageRow;
+use cordon_core::claims::ResourceHolder;
 use cordon_core::executor::DryRunStep;
 use cordon_core::journal::JournalRecord;
 use cordon_core::plan::{CaseId, Plan};
@@ -91,6 +92,8 @@ pub struct CaseStatusReport<'a> {
     /// With `--live`: what AWS says now about each ENI the journal flags as open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub live: Option<&'a [LiveEni]>,
+    /// Who holds each of the case's resources (`held-by`: a case id or `null`).
+    pub resources: &'a [ResourceHolder],
     pub plan: &'a Plan,
     pub journal: &'a [JournalRecord],
 }

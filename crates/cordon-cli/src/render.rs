@@ -11,10 +11,11 @@ use std::time::Duration;
 use std::io::IsTerminal;
 
 use cordon_core::action::{Reversibility, UndoGate};
+use cordon_core::claims::ResourceHolder;
 use cordon_core::executor::DryRunStep;
 use cordon_core::finding::Finding;
 use cordon_core::journal::{CaseState, CaseStatus, JournalEvent, JournalRecord};
-use cordon_core::plan::{Plan, PlannedStep, Target};
+use cordon_core::plan::{CaseId, Plan, PlannedStep, Target};
 use cordon_core::route::Route;
 use cordon_core::summary::CaseSummary;
 use cordon_core::text::escape;
@@ -351,6 +352,20 @@ pub fn timeline_line(
             escape(before_step),
             escape(switch)
         ),
+        JournalEvent::ResourceClaimed {
+            resource,
+            taken_over_from,
+        } => match taken_over_from {
+            Some(from) => format!(
+                "claimed {} (taken over from rolled-back case {from})",
+                escape(resource)
+            ),
+            None => format!("claimed {}", escape(resource)),
+        },
+        JournalEvent::ResourceReleased { resource } => format!("released {}", escape(resource)),
+        JournalEvent::ResourceBusy { reason, .. } => {
+            format!("not acted on: {}", escape(reason))
+        }
     };
     let step = escape(record.event.step().unwrap_or("-"));
     let step_time = step_elapsed
@@ -449,6 +464,28 @@ pub fn status(state: &CaseState, records: &[JournalRecord]) -> String {
 
 /// The top of `cordon status`: where the case is in its lifecycle, and
 /// what must not be missed (ENIs open to the world between the isolation phases).
+/// One line per resource of the case: who holds it (the holder is the case
+/// to roll back to free it).
+pub fn holders(case: &CaseId, holders: &[ResourceHolder]) -> String {
+    let mut out = String::new();
+    for holder in holders {
+        let who = match &holder.held_by {
+            None => "not held by any case".to_string(),
+            Some(by) if by == case => "held by this case".to_string(),
+            Some(by) => {
+                format!("held by case {by} (`cordon status {by}`; rolling it back lets go)")
+            }
+        };
+        let since = holder
+            .since
+            .as_deref()
+            .map(|at| format!(" since {}", escape(at)))
+            .unwrap_or_default();
+        let _ = writeln!(out, "resource {}: {who}{since}", escape(&holder.resource));
+    }
+    out
+}
+
 pub fn summary_header(summary: &CaseSummary, live: Option<&[LiveEni]>) -> String {
     let mut out = String::new();
     let red = std::io::stdout().is_terminal();
@@ -755,6 +792,18 @@ mod tests {
             },
             JournalEvent::LoopGuardTripped {
                 resources: vec![text.to_string()],
+                reason: text.to_string(),
+            },
+            JournalEvent::ResourceClaimed {
+                resource: text.to_string(),
+                taken_over_from: None,
+            },
+            JournalEvent::ResourceReleased {
+                resource: text.to_string(),
+            },
+            JournalEvent::ResourceBusy {
+                resource: text.to_string(),
+                holder: plan.case_id.clone(),
                 reason: text.to_string(),
             },
             JournalEvent::FleetCapTripped {

@@ -175,6 +175,7 @@ impl Case {
         let mut ids: Vec<String> = std::fs::read_dir(self.state_dir().join("cases"))
             .expect("cases dir")
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("case-"))
             .collect();
         ids.sort();
         assert_eq!(ids.len(), 1, "exactly one case expected: {ids:?}");
@@ -736,6 +737,134 @@ async fn the_loop_guard_stops_a_flapping_resource_with_exit_1() {
             .any(|r| r["event"] == "step-applied"),
         "nothing was applied after the guard tripped"
     );
+}
+
+/// Issue 10 item 6: two findings (two ids, so two cases) on one instance. The
+/// second case used to journal the first one's isolation group as the
+/// instance's original groups, and after both were rolled back the instance
+/// stayed isolated. Now the second case stops (exit 1) naming the holder and
+/// changes nothing; rolled back in either order, the instance is back at its
+/// original state.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_findings_on_one_instance_both_rolled_back_leave_it_as_it_was() {
+    let case = setup("overlap").await;
+    let pb = playbook_dir(&case, SMALL_PLAYBOOK);
+    let pb_arg = pb.to_string_lossy().into_owned();
+    let mut second = case
+        .fixture
+        .instance_finding(INSTANCE)
+        .expect("instance finding")
+        .detail();
+    let first_id = second["id"].as_str().unwrap().to_string();
+    let second_id: String = first_id
+        .chars()
+        .rev()
+        .map(|c| if c == '0' { '1' } else { '0' })
+        .collect();
+    second["id"] = Value::String(second_id.clone());
+    assert_ne!(first_id, second_id);
+    let second_finding = case.dir.join("second-finding.json");
+    std::fs::write(&second_finding, serde_json::to_vec_pretty(&second).unwrap()).unwrap();
+    let second_finding = second_finding.to_string_lossy().into_owned();
+    let run_second = || {
+        case.cordon(
+            &["run", &second_finding, "--yes", "--playbooks", &pb_arg],
+            &[],
+        )
+    };
+
+    let out = case.run(&pb, &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let first_case = case.case_id();
+    case.assert_contained().await;
+    let contained = case.state().await;
+
+    let cases_dir = case.state_dir().join("cases");
+    let out = run_second();
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let second_case = std::fs::read_dir(&cases_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|name| name.starts_with("case-") && *name != first_case)
+        .expect("the second case");
+    let (stdout, stderr) = text(&out);
+    let said = format!("{stdout}{stderr}");
+    assert!(
+        said.contains(&format!("held by case {first_case}")),
+        "{said}"
+    );
+    let journal: Vec<Value> =
+        std::fs::read_to_string(cases_dir.join(&second_case).join("journal.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert!(
+        journal
+            .iter()
+            .all(|r| r["event"]["event"] != "step-prepared"),
+        "the second case read the first one's containment as a pre-state: {journal:#?}"
+    );
+    assert!(
+        journal
+            .iter()
+            .any(|r| r["event"]["event"] == "resource-busy"
+                && r["event"]["holder"] == first_case.as_str()),
+        "{journal:#?}"
+    );
+    assert!(
+        diff_states(&contained, &case.state().await).is_empty(),
+        "the refused case changed AWS"
+    );
+    let out = case.cordon(&["status", &second_case], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(
+        text(&out).0.contains(&format!(
+            "resource instance:{}: held by case {first_case}",
+            case.fixture.instances[INSTANCE].id
+        )),
+        "{:?}",
+        text(&out)
+    );
+
+    // The refused case first: it holds nothing and opens nothing.
+    let out = case.cordon(&["rollback", &second_case], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(diff_states(&contained, &case.state().await).is_empty());
+    // Then the holder: the instance is back as it was.
+    let out = case.cordon(&["rollback", &first_case], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    case.assert_back_at_pre_state("both cases rolled back")
+        .await;
+
+    // The second finding again: now it contains the instance itself, from
+    // its true original state, and its rollback restores that state.
+    let out = run_second();
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    case.assert_contained().await;
+    // (Four openings on one instance: the loop guard's default of three would trip first.)
+    let out = case.run(&pb, &["--loop-guard-max", "10"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the first finding again while the second case holds it: {:?}",
+        text(&out)
+    );
+    assert!(
+        text(&out)
+            .0
+            .contains(&format!("held by case {second_case}")),
+        "{:?}",
+        text(&out)
+    );
+    let out = case.cordon(&["rollback", &second_case], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    case.assert_back_at_pre_state("the second case rolled back")
+        .await;
+    let out = case.cordon(&["rollback", &first_case], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    case.assert_back_at_pre_state("both rolled back twice")
+        .await;
 }
 
 /// Who may approve, through the binary: an identity outside the step's

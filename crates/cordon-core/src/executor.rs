@@ -24,6 +24,8 @@ use crate::plan::{CaseId, Plan, PlannedStep, Target};
 use crate::playbook::OnFailure;
 use crate::provenance::Provenance;
 
+mod resource_claims;
+
 /// Classes of failure, for retry decisions and for stable error names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString)]
 #[strum(serialize_all = "kebab-case")]
@@ -1295,6 +1297,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             )
             .with_outcome(Outcome::NeedsHuman));
         }
+        if let Some(report) = self.claim_resources(session).await? {
+            return Ok(report);
+        }
         let plan = session.state.plan.clone();
         for step in &plan.steps {
             if self.interrupted() {
@@ -1789,8 +1794,14 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 format!("case {case} is already rolled back; nothing to do"),
             ))
         } else {
-            self.rollback_session(&mut session, reason, RollbackKind::Requested)
-                .await
+            match self.refuse_rollback_if_held(&session).await {
+                Ok(Some(refused)) => Ok(refused),
+                Ok(None) => {
+                    self.rollback_session(&mut session, reason, RollbackKind::Requested)
+                        .await
+                }
+                Err(e) => Err(e),
+            }
         };
         session.close().await;
         report
@@ -1954,6 +1965,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         } else {
             CaseStatus::RolledBack
         };
+        if status == CaseStatus::RolledBack {
+            self.release_resources(session).await?;
+        }
         session.write(JournalEvent::CaseFinished { status }).await?;
         let mut message = match status {
             CaseStatus::RollbackIncomplete => format!(

@@ -12,6 +12,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
+use crate::claims::{ClaimAnswer, ResourceClaim};
 use crate::format::{self, NewerFormat};
 use crate::plan::{CaseId, Plan, PlannedStep};
 use crate::provenance::Provenance;
@@ -402,6 +403,23 @@ pub enum JournalEvent {
         resources: Vec<String>,
         reason: String,
     },
+    /// The case claimed `resource` before changing it (see [`crate::claims`]);
+    /// `taken-over-from` names a rolled-back case whose stale claim it replaced.
+    ResourceClaimed {
+        resource: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        taken_over_from: Option<CaseId>,
+    },
+    /// The case let `resource` go: it ended rolled back.
+    ResourceReleased { resource: String },
+    /// Another case (`holder`) holds `resource`: this case did not act on it
+    /// and stopped, so it never records the holder's containment as the
+    /// resource's original state. It runs once the holder is rolled back.
+    ResourceBusy {
+        resource: String,
+        holder: CaseId,
+        reason: String,
+    },
     /// Automatic action stopped before any change: the fleet-wide cap on
     /// instances isolated per window was reached (counted from the journals).
     FleetCapTripped {
@@ -444,6 +462,9 @@ impl JournalEvent {
             | JournalEvent::PlanAmended { .. }
             | JournalEvent::CaseInterrupted { .. }
             | JournalEvent::LoopGuardTripped { .. }
+            | JournalEvent::ResourceClaimed { .. }
+            | JournalEvent::ResourceReleased { .. }
+            | JournalEvent::ResourceBusy { .. }
             | JournalEvent::FleetCapTripped { .. }
             | JournalEvent::CasePaused { .. } => None,
         }
@@ -647,6 +668,30 @@ pub trait JournalStore: Send + Sync {
     ) -> impl Future<Output = Result<(), JournalError>> + Send {
         std::future::ready(Ok(()))
     }
+
+    /// Claims `claim.resource` for `claim.case_id` atomically, visible to every
+    /// case in this store (see [`crate::claims`]): created when nobody holds
+    /// it; `Claimed { new: false }` when the case already does; written over
+    /// the stored claim only when that claim equals `take_over` (a stale claim
+    /// the caller checked); otherwise `HeldBy` the stored claim.
+    fn claim_resource(
+        &self,
+        claim: &ResourceClaim,
+        take_over: Option<&ResourceClaim>,
+    ) -> impl Future<Output = Result<ClaimAnswer, JournalError>> + Send;
+
+    /// The claim holding `resource`, if any (a released claim holds nothing).
+    fn resource_claim(
+        &self,
+        resource: &str,
+    ) -> impl Future<Output = Result<Option<ResourceClaim>, JournalError>> + Send;
+
+    /// Lets `resource` go if `case` holds it; `true` when it did (and no longer does).
+    fn release_resource(
+        &self,
+        resource: &str,
+        case: &CaseId,
+    ) -> impl Future<Output = Result<bool, JournalError>> + Send;
 }
 
 /// Checks the hash chain and numbering; returns the first bad record's seq and why.
@@ -762,6 +807,8 @@ pub struct CaseState {
     pub interrupted: Option<String>,
     /// The loop guard stopped automatic action on this case.
     pub loop_guard: Option<String>,
+    /// Resources the journal says the case claimed and has not released.
+    pub claimed: std::collections::BTreeSet<String>,
     /// The verified identity that opened the current epoch (the caller in the
     /// epoch's provenance), for steps that forbid self-approval.
     pub opened_by: Option<String>,
@@ -784,6 +831,7 @@ impl CaseState {
             finding_sha256: String::new(),
             interrupted: None,
             loop_guard: None,
+            claimed: Default::default(),
             opened_by: None,
             next_seq: 0,
             last_hash: GENESIS_HASH.to_string(),
@@ -986,6 +1034,13 @@ impl CaseState {
             } => self.step_in(step, *epoch).undo_kept = Some(reason.clone()),
             JournalEvent::CaseInterrupted { reason } => self.interrupted = Some(reason.clone()),
             JournalEvent::LoopGuardTripped { reason, .. } => self.loop_guard = Some(reason.clone()),
+            JournalEvent::ResourceClaimed { resource, .. } => {
+                self.claimed.insert(resource.clone());
+            }
+            JournalEvent::ResourceReleased { resource } => {
+                self.claimed.remove(resource);
+            }
+            JournalEvent::ResourceBusy { .. } => {}
             // Both stop the case (a `case-finished` follows); neither is a
             // standing refusal: the cap's window moves on, the switch is turned off.
             JournalEvent::FleetCapTripped { .. } | JournalEvent::CasePaused { .. } => {}
@@ -1006,5 +1061,17 @@ impl CaseState {
 
     pub fn step(&self, id: &str) -> Option<&StepState> {
         self.steps.get(id)
+    }
+
+    /// The resources of every epoch's plan ([`Plan::resources`]), sorted and distinct.
+    pub fn resources(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .epochs()
+            .iter()
+            .flat_map(|(_, plan, _, _)| plan.resources())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }

@@ -3,11 +3,18 @@
 //! with an OS lock so two `cordon` processes never work one case at once
 //! (the OS drops the lock if the process dies, so a crash never wedges a case).
 //! Each line is one record's stored text, exactly what its hash covers.
+//!
+//! Resource claims (see [`crate::claims`]) live beside the cases in
+//! `root/resources/<kind>-<id>.json`; every claim operation holds an OS lock
+//! on `root/resources/lock` for its few file operations, so a check and the
+//! write after it are one step for every cordon process on the machine, and
+//! each claim is written whole (a temporary file renamed over it).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use crate::claims::{ClaimAnswer, ResourceClaim, claim_file_name};
 use crate::journal::{JournalError, JournalRecord, JournalStore};
 use crate::plan::CaseId;
 
@@ -40,6 +47,72 @@ impl LocalJournal {
     fn journal_path(&self, case: &CaseId) -> PathBuf {
         self.case_dir(case).join("journal.jsonl")
     }
+
+    /// Where resource claims live: `root/resources/` (not a case id, so never
+    /// listed as a case).
+    pub fn claims_dir(&self) -> PathBuf {
+        self.root.join("resources")
+    }
+
+    /// Runs `f` on the path of `resource`'s claim while holding the claims
+    /// lock (held until `f` returns; the OS drops it if the process dies).
+    async fn with_claims_lock<T: Send + 'static>(
+        &self,
+        resource: &str,
+        f: impl FnOnce(&Path) -> Result<T, JournalError> + Send + 'static,
+    ) -> Result<T, JournalError> {
+        let dir = self.claims_dir();
+        let path = dir.join(claim_file_name(resource)?);
+        blocking(move || {
+            fs::create_dir_all(&dir)
+                .map_err(|e| io_error(&dir, "cannot create the claims directory", e))?;
+            let lock_path = dir.join("lock");
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(|e| io_error(&lock_path, "cannot open the claims lock", e))?;
+            lock.lock()
+                .map_err(|e| io_error(&lock_path, "cannot lock the claims", e))?;
+            f(&path)
+        })
+        .await
+    }
+}
+
+/// The claim stored at `path`, if any.
+fn read_claim(path: &Path) -> Result<Option<ResourceClaim>, JournalError> {
+    match fs::read(path) {
+        Ok(bytes) => ResourceClaim::from_stored(&bytes, &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error(path, "cannot read the resource claim", e)),
+    }
+}
+
+/// Writes `claim` whole at `path`: a temporary file, fsync'd, renamed over it.
+fn write_claim(path: &Path, claim: &ResourceClaim) -> Result<(), JournalError> {
+    let text = serde_json::to_vec(claim).map_err(|e| JournalError::Io {
+        location: path.display().to_string(),
+        message: format!("cannot encode the resource claim: {e}"),
+        source: None,
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = File::create(&tmp).map_err(|e| io_error(&tmp, "cannot write claim", e))?;
+    file.write_all(&text)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(&tmp, "cannot write claim", e))?;
+    fs::rename(&tmp, path).map_err(|e| io_error(path, "cannot store claim", e))?;
+    sync_parent(path)
+}
+
+fn sync_parent(path: &Path) -> Result<(), JournalError> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, "cannot fsync the claims directory", e))
 }
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> JournalError {
@@ -183,6 +256,45 @@ impl JournalStore for LocalJournal {
                 .collect();
             cases.sort();
             Ok(cases)
+        })
+        .await
+    }
+
+    async fn claim_resource(
+        &self,
+        claim: &ResourceClaim,
+        take_over: Option<&ResourceClaim>,
+    ) -> Result<ClaimAnswer, JournalError> {
+        let claim = claim.clone();
+        let take_over = take_over.cloned();
+        self.with_claims_lock(&claim.resource.clone(), move |path| {
+            match read_claim(path)? {
+                None => {}
+                Some(held) if held.case_id == claim.case_id => {
+                    return Ok(ClaimAnswer::Claimed { new: false });
+                }
+                Some(held) if take_over.as_ref() == Some(&held) => {}
+                Some(held) => return Ok(ClaimAnswer::HeldBy(held)),
+            }
+            write_claim(path, &claim)?;
+            Ok(ClaimAnswer::Claimed { new: true })
+        })
+        .await
+    }
+
+    async fn resource_claim(&self, resource: &str) -> Result<Option<ResourceClaim>, JournalError> {
+        self.with_claims_lock(resource, read_claim).await
+    }
+
+    async fn release_resource(&self, resource: &str, case: &CaseId) -> Result<bool, JournalError> {
+        let case = case.clone();
+        self.with_claims_lock(resource, move |path| match read_claim(path)? {
+            Some(held) if held.case_id == case => {
+                fs::remove_file(path).map_err(|e| io_error(path, "cannot release claim", e))?;
+                sync_parent(path)?;
+                Ok(true)
+            }
+            _ => Ok(false),
         })
         .await
     }

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use cordon_core::action::UndoGate;
+use cordon_core::claims::{ClaimAnswer, ResourceClaim};
 use cordon_core::executor::{
     ActionError, Actions, Amendment, Approver, Decision, ErrorKind, ExecError, Executor, FleetCap,
     LoopGuard, Outcome, PauseSwitch, Paused, Progress,
@@ -287,6 +288,19 @@ impl JournalStore for Crashing {
     }
     async fn cases(&self) -> Result<Vec<CaseId>, JournalError> {
         self.inner.cases().await
+    }
+    async fn claim_resource(
+        &self,
+        claim: &ResourceClaim,
+        take_over: Option<&ResourceClaim>,
+    ) -> Result<ClaimAnswer, JournalError> {
+        self.inner.claim_resource(claim, take_over).await
+    }
+    async fn resource_claim(&self, resource: &str) -> Result<Option<ResourceClaim>, JournalError> {
+        self.inner.resource_claim(resource).await
+    }
+    async fn release_resource(&self, resource: &str, case: &CaseId) -> Result<bool, JournalError> {
+        self.inner.release_resource(resource, case).await
     }
 }
 
@@ -1437,6 +1451,190 @@ fn every_outcome_has_its_own_exit_code_and_meaning() {
     );
     let meanings: std::collections::BTreeSet<&str> = outcomes.iter().map(|o| o.meaning()).collect();
     assert_eq!(meanings.len(), outcomes.len());
+}
+
+/// A second finding (another id, so another case) on the same instance.
+fn second_finding_plan(playbook: &Playbook) -> (Plan, String) {
+    let text = FINDING.replace(
+        "f00dfeedf00dfeedf00dfeedf00dfeed",
+        "0badc0de0badc0de0badc0de0badc0de",
+    );
+    let finding = parse_single_finding(&text, "finding").unwrap();
+    let reason = RouteReason {
+        playbook: playbook.name.clone(),
+        priority: playbook.priority,
+        matched: vec![],
+    };
+    (plan(&finding, playbook, reason), finding.raw.clone())
+}
+
+/// A journal store, a world whose resources both cases share (one instance),
+/// and the plans of two findings on it.
+struct TwoCases {
+    journal: LocalJournal,
+    world: World,
+    approver: Approve,
+    first: Plan,
+    first_raw: String,
+    second: Plan,
+    second_raw: String,
+}
+
+fn two_cases() -> TwoCases {
+    let (first, first_raw) = make_plan(&three_steps());
+    let (second, second_raw) = second_finding_plan(&three_steps());
+    assert_ne!(first.case_id, second.case_id);
+    TwoCases {
+        journal: LocalJournal::new(tempdir()),
+        world: World::default(),
+        approver: Approve(Decision::Pending),
+        first,
+        first_raw,
+        second,
+        second_raw,
+    }
+}
+
+fn kinds(records: &[JournalRecord]) -> Vec<&'static str> {
+    records.iter().map(|r| r.event.name()).collect()
+}
+
+#[tokio::test]
+async fn a_second_case_on_a_held_resource_stops_naming_the_holder_and_runs_once_it_is_rolled_back()
+{
+    const INSTANCE: &str = "instance:i-0123456789abcdef0";
+    for first_rollback in ["holder", "refused"] {
+        let t = two_cases();
+        let (journal, world) = (&t.journal, &t.world);
+        let (first, first_raw, second, second_raw) =
+            (&t.first, &t.first_raw, &t.second, &t.second_raw);
+        let exec = Executor::new(world, journal, &t.approver);
+
+        let report = exec.run(first, first_raw).await.unwrap();
+        assert_eq!(report.status, CaseStatus::Completed);
+        let held = journal.resource_claim(INSTANCE).await.unwrap().unwrap();
+        assert_eq!(held.case_id, first.case_id, "kept while contained");
+
+        // Before claims, this case journaled the first case's containment (1)
+        // as the original state, and its rollback left the instance contained.
+        let report = exec.run(second, second_raw).await.unwrap();
+        assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+        assert_eq!(report.outcome, Outcome::NeedsHuman);
+        assert!(
+            report
+                .message
+                .contains(&format!("held by case {}", first.case_id)),
+            "{}",
+            report.message
+        );
+        let recs = records(journal, &second.case_id).await;
+        assert!(
+            !kinds(&recs).contains(&"step-prepared"),
+            "the second case read a pre-state: {:?}",
+            kinds(&recs)
+        );
+        assert!(recs.iter().any(|r| matches!(&r.event,
+            JournalEvent::ResourceBusy { resource, holder, .. }
+                if resource == INSTANCE && *holder == first.case_id)));
+
+        match first_rollback {
+            "holder" => {
+                // Roll back the holder, then deliver the second finding again:
+                // it contains the instance from the true original state.
+                let report = exec.rollback(&first.case_id, "test").await.unwrap();
+                assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+                assert_eq!(journal.resource_claim(INSTANCE).await.unwrap(), None);
+                assert!(world.snapshot().values().all(|v| *v == 0));
+                let report = exec.run(second, second_raw).await.unwrap();
+                assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+                assert!(world.snapshot().values().all(|v| *v == 1));
+                let report = exec.rollback(&second.case_id, "test").await.unwrap();
+                assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+            }
+            _ => {
+                // Roll back the refused case first: it changed nothing, holds
+                // nothing, and leaves the holder's containment alone.
+                let report = exec.rollback(&second.case_id, "test").await.unwrap();
+                assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+                assert!(world.snapshot().values().all(|v| *v == 1));
+                let held = journal.resource_claim(INSTANCE).await.unwrap().unwrap();
+                assert_eq!(held.case_id, first.case_id);
+                let report = exec.rollback(&first.case_id, "test").await.unwrap();
+                assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+            }
+        }
+        assert!(
+            world.snapshot().values().all(|v| *v == 0),
+            "{first_rollback} first: not back at the original state: {:?}",
+            world.snapshot()
+        );
+        assert_eq!(journal.resource_claim(INSTANCE).await.unwrap(), None);
+        for case in [&first.case_id, &second.case_id] {
+            assert!(cordon_core::journal::verify_chain(&records(journal, case).await).is_ok());
+        }
+    }
+}
+
+#[tokio::test]
+async fn rolling_back_a_case_whose_resource_another_case_holds_is_refused() {
+    let t = two_cases();
+    let (journal, world) = (&t.journal, &t.world);
+    let (first, first_raw, second, second_raw) = (&t.first, &t.first_raw, &t.second, &t.second_raw);
+    let exec = Executor::new(world, journal, &t.approver);
+    exec.run(first, first_raw).await.unwrap();
+    // The first case as an older cordon left it: contained, but no claim.
+    std::fs::remove_dir_all(journal.claims_dir()).unwrap();
+    let report = exec.run(second, second_raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+
+    let before = records(journal, &first.case_id).await.len();
+    let report = exec.rollback(&first.case_id, "test").await.unwrap();
+    assert_eq!(report.outcome, Outcome::NeedsHuman, "{}", report.message);
+    assert!(
+        report
+            .message
+            .contains(&format!("held contained by case {}", second.case_id)),
+        "{}",
+        report.message
+    );
+    assert!(!report.message.contains('\n'));
+    assert!(
+        world.snapshot().values().all(|v| *v == 1),
+        "the refused rollback opened what the other case holds"
+    );
+    assert_eq!(records(journal, &first.case_id).await.len(), before);
+
+    // In the order the claims allow, both roll back.
+    let report = exec.rollback(&second.case_id, "test").await.unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    let report = exec.rollback(&first.case_id, "test").await.unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert!(world.snapshot().values().all(|v| *v == 0));
+}
+
+#[tokio::test]
+async fn a_stale_claim_of_a_rolled_back_case_is_taken_over_and_journaled() {
+    const INSTANCE: &str = "instance:i-0123456789abcdef0";
+    let t = two_cases();
+    let (journal, world) = (&t.journal, &t.world);
+    let (first, first_raw, second, second_raw) = (&t.first, &t.first_raw, &t.second, &t.second_raw);
+    let exec = Executor::new(world, journal, &t.approver);
+    exec.run(first, first_raw).await.unwrap();
+    exec.rollback(&first.case_id, "test").await.unwrap();
+    // A crash between the rollback and letting go leaves the claim behind.
+    let stale = ResourceClaim::new(INSTANCE, &first.case_id, "2026-01-01T00:00:00Z".into());
+    assert_eq!(
+        journal.claim_resource(&stale, None).await.unwrap(),
+        ClaimAnswer::Claimed { new: true }
+    );
+    let report = exec.run(second, second_raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let recs = records(journal, &second.case_id).await;
+    assert!(recs.iter().any(|r| matches!(&r.event,
+        JournalEvent::ResourceClaimed { resource, taken_over_from: Some(from) }
+            if resource == INSTANCE && *from == first.case_id)));
+    let held = journal.resource_claim(INSTANCE).await.unwrap().unwrap();
+    assert_eq!(held.case_id, second.case_id);
 }
 
 /// The fixture finding about another instance (and so another case).

@@ -197,6 +197,18 @@ fn representative(kind: JournalEventKind) -> JournalEvent {
             before_step: step(),
             switch: "file .cordon/cases/PAUSE".to_string(),
         },
+        JournalEventKind::ResourceClaimed => JournalEvent::ResourceClaimed {
+            resource: "instance:i-0123456789abcdef0".to_string(),
+            taken_over_from: Some(CaseId::parse("case-00112233445566778899").unwrap()),
+        },
+        JournalEventKind::ResourceReleased => JournalEvent::ResourceReleased {
+            resource: "instance:i-0123456789abcdef0".to_string(),
+        },
+        JournalEventKind::ResourceBusy => JournalEvent::ResourceBusy {
+            resource: "instance:i-0123456789abcdef0".to_string(),
+            holder: CaseId::parse("case-00112233445566778899").unwrap(),
+            reason: "instance:i-0123456789abcdef0 is held by case case-00112233445566778899 (completed) since 2026-01-06T15:50:00Z; acting on it now would record that case's containment as its original state".to_string(),
+        },
     }
 }
 
@@ -598,7 +610,12 @@ async fn format_1_case_resumed_and_rolled_back_by_this_build() {
             sha256(old[cut - 1]),
             "{name}: the boundary"
         );
-        let new_line: Value = serde_json::from_str(&stored[cut]).unwrap();
+        // The resumed case claims its resources first, then prepares the next step.
+        let new_line: Value = stored[cut..]
+            .iter()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .find(|line| line["event"]["event"] == "step-prepared")
+            .unwrap_or_else(|| panic!("{name}: no step prepared after the resume"));
         assert_eq!(new_line["format-version"], BASE_FORMAT_VERSION);
         assert!(
             new_line["event"].get("pre-state").is_some(),
