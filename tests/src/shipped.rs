@@ -128,6 +128,7 @@ pub async fn shipped_world(clients: &AwsClients, bucket: &str, name: &str) -> Sh
         prefix: "cases/".to_string(),
         kms_key: None,
         retention: false,
+        signing_key: None,
     };
     let actions = AwsActions::new(clients.clone(), store)
         .with_case_root(Some(scratch_dir(name)))
