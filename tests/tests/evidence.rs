@@ -534,6 +534,8 @@ async fn lambda_style_case_with_s3_journal_and_s3_captures_verifies() {
     let plan = evidence_case(clients, bucket).await;
     let case = plan.case_id.clone();
     let journal = S3Journal::new(clients.clone(), bucket, PREFIX);
+    // The worker holds the case's lease (beside the journal) while it runs.
+    let lease = journal.lock(&case).await.expect("lease");
     for r in records(&plan) {
         journal.append(&case, &r).await.expect("append");
     }
@@ -552,13 +554,23 @@ async fn lambda_style_case_with_s3_journal_and_s3_captures_verifies() {
     assert!(actions.case_root.is_none());
     let mut life = Lifecycle::new(&actions, &plan, "store");
     let pre = life.pre_state().await.expect("pre-state");
-    assert_eq!(pre["versions"].as_array().map(Vec::len), Some(4));
+    assert_eq!(pre["versions"].as_array().map(Vec::len), Some(5));
     let outcome = life.apply().await.expect("apply");
     life.verify().await.expect("verify");
+    // The lease is not evidence: it is rewritten when the worker lets go.
     assert_eq!(outcome["objects"].as_array().map(Vec::len), Some(5));
+    assert!(
+        !outcome["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["key"].as_str().unwrap().ends_with("lease.json")),
+        "{outcome}"
+    );
     life.verify_undone()
         .await
         .expect("nothing that existed was touched");
+    journal.release(&case, lease).await.expect("release");
 
     let report = verified_clean(clients, bucket, &case).await;
     assert_eq!(report.journal_records, 3);

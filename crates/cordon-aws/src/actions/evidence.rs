@@ -344,10 +344,14 @@ impl StoreEvidence {
             .map(|r| ManifestObject::from_ref(bucket, r))
             .collect();
         let manifest_key = case_key(prefix, case, MANIFEST_NAME);
+        // The case's lease is the S3 journal's lock, rewritten at the end of
+        // every call: not evidence, and pinning it would flag it altered later.
+        let lease_key = crate::s3_journal::lease_key(prefix, case);
         let current = list_versions(clients, bucket, &case_prefix(prefix, case)).await?;
         let mut s3_journal_keys = Vec::new();
         for v in current.iter().filter(|v| v.is_latest && !v.delete_marker) {
-            if v.key == manifest_key || objects.iter().any(|o| o.key == v.key) {
+            if v.key == manifest_key || v.key == lease_key || objects.iter().any(|o| o.key == v.key)
+            {
                 continue;
             }
             let bytes = get_s3(clients, bucket, &v.key, v.version_id.as_deref()).await?;
