@@ -644,3 +644,33 @@ pub async fn attached_user_policies(clients: &AwsClients, user: &str) -> Vec<Str
         .filter_map(|p| p.policy_arn().map(str::to_owned))
         .collect()
 }
+
+/// An S3-journal world: `bucket` set up as the evidence bucket (which holds
+/// the S3 journal), and the compromised web server of
+/// [`cordon_gameday::EnvironmentSpec::compromised_instance`] with a
+/// GuardDuty finding about `web-01` (bare, not an EventBridge event).
+pub async fn s3_journal_world(
+    aws: &EmulatorGuard,
+    bucket: &str,
+) -> (cordon_gameday::Fixture, String) {
+    cordon_aws::evidence_bucket::init(
+        aws.clients(),
+        bucket,
+        cordon_aws::evidence_bucket::DEFAULT_KMS_ALIAS,
+        None,
+    )
+    .await
+    .unwrap_or_else(|err| panic!("evidence bucket {bucket}: {err}"));
+    let fixture = cordon_gameday::provision(
+        aws.clients(),
+        &cordon_gameday::EnvironmentSpec::compromised_instance(),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("provision: {err}"));
+    let raw = fixture
+        .instance_finding("web-01")
+        .unwrap_or_else(|err| panic!("finding: {err}"))
+        .to_json(false)
+        .to_string();
+    (fixture, raw)
+}

@@ -15,8 +15,8 @@ use cordon_core::claims::{ClaimAnswer, ResourceClaim};
 use cordon_core::executor::{Executor, Outcome, Report};
 use cordon_core::journal::{CaseStatus, JournalEvent, JournalStore};
 use cordon_core::plan::Plan;
-use cordon_gameday::{EnvironmentSpec, diff_states, provision, snapshot_state};
-use cordon_tests::{ApproveAll, emulator, plan_for, scratch_dir};
+use cordon_gameday::{diff_states, snapshot_state};
+use cordon_tests::{ApproveAll, emulator, plan_for, s3_journal_world, scratch_dir};
 use serde_json::{Value, json};
 
 const BUCKET: &str = "cordon-claims";
@@ -50,17 +50,7 @@ fn with_id(raw: &str, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_findings_on_one_instance_over_the_s3_journal() {
     let aws = emulator().await;
-    evidence_bucket::init(aws.clients(), BUCKET, DEFAULT_KMS_ALIAS, None)
-        .await
-        .expect("evidence bucket");
-    let fixture = provision(aws.clients(), &EnvironmentSpec::compromised_instance())
-        .await
-        .expect("provision");
-    let raw = fixture
-        .instance_finding("web-01")
-        .expect("finding")
-        .to_json(false)
-        .to_string();
+    let (fixture, raw) = s3_journal_world(&aws, BUCKET).await;
     let other_raw = with_id(&raw, "0123456789abcdef0123456789abcdef");
     let first: Plan = plan_for(&raw, playbook());
     let second: Plan = plan_for(&other_raw, playbook());

@@ -17,8 +17,7 @@ use cordon_core::action::Reversibility;
 use cordon_core::executor::{ActionError, Actions, Amendment, ExecError, Executor, Progress};
 use cordon_core::journal::{CaseStatus, JournalError, JournalStore};
 use cordon_core::plan::{Plan, PlannedStep};
-use cordon_gameday::{EnvironmentSpec, provision};
-use cordon_tests::{ApproveAll, emulator, plan_for, scratch_dir};
+use cordon_tests::{ApproveAll, emulator, plan_for, s3_journal_world, scratch_dir};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -155,17 +154,7 @@ impl Worker {
 /// A compromised instance, the evidence bucket holding the journal, and the
 /// plan of a three-step containment that holds on [`HELD_STEP`].
 async fn case(aws: &cordon_tests::EmulatorGuard) -> (Plan, String) {
-    evidence_bucket::init(aws.clients(), BUCKET, DEFAULT_KMS_ALIAS, None)
-        .await
-        .expect("evidence bucket");
-    let fixture = provision(aws.clients(), &EnvironmentSpec::compromised_instance())
-        .await
-        .expect("provision");
-    let raw = fixture
-        .instance_finding("web-01")
-        .expect("finding")
-        .to_json(false)
-        .to_string();
+    let (_, raw) = s3_journal_world(aws, BUCKET).await;
     let plan = plan_for(
         &raw,
         json!({

@@ -589,6 +589,22 @@ impl<J: JournalStore> Session<'_, J> {
         }
     }
 
+    /// Journals that `step` waits for approval, once per wait.
+    async fn request_approval(
+        &mut self,
+        step: &PlannedStep,
+        current: &StepState,
+    ) -> Result<(), JournalError> {
+        if current.approval_requested {
+            return Ok(());
+        }
+        self.write(JournalEvent::ApprovalRequested {
+            step: step.id.clone(),
+            reason: step.approval.reason.clone().unwrap_or_default(),
+        })
+        .await
+    }
+
     fn step_state(&self, id: &str) -> StepState {
         self.state.step(id).cloned().unwrap_or_default()
     }
@@ -1591,14 +1607,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             match self.approver.decide(plan, step).await {
                 Decision::Approved { approver } => {
                     if let Err(refused) = Self::check_approver(session, step, &approver) {
-                        if !current.approval_requested {
-                            session
-                                .write(JournalEvent::ApprovalRequested {
-                                    step: step.id.clone(),
-                                    reason: step.approval.reason.clone().unwrap_or_default(),
-                                })
-                                .await?;
-                        }
+                        session.request_approval(step, &current).await?;
                         return Err(refused);
                     }
                     session
@@ -1619,25 +1628,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     return Ok(StepOutcome::Refused);
                 }
                 Decision::Pending => {
-                    if !current.approval_requested {
-                        session
-                            .write(JournalEvent::ApprovalRequested {
-                                step: step.id.clone(),
-                                reason: step.approval.reason.clone().unwrap_or_default(),
-                            })
-                            .await?;
-                    }
+                    session.request_approval(step, &current).await?;
                     return Ok(StepOutcome::AwaitingApproval);
                 }
                 Decision::TimedOut { waited } => {
-                    if !current.approval_requested {
-                        session
-                            .write(JournalEvent::ApprovalRequested {
-                                step: step.id.clone(),
-                                reason: step.approval.reason.clone().unwrap_or_default(),
-                            })
-                            .await?;
-                    }
+                    session.request_approval(step, &current).await?;
                     session
                         .write(JournalEvent::ApprovalTimedOut {
                             step: step.id.clone(),
