@@ -284,12 +284,13 @@ fn timeout_config(operation: Duration) -> TimeoutConfig {
         .build()
 }
 
-/// Whether an operation only reads: `Describe*`, `Get*`, `List*`, `Head*`.
+/// Whether an operation only reads: `Describe*`, `Get*`, `List*`, `Head*`
+/// (and IAM's `Simulate*`, which evaluates policies without changing them).
 ///
 /// Tests assert on mutating calls (a dry run or a no-op re-run must make none),
 /// and EC2's non-mutating throttling bucket covers the same operations.
 pub fn is_read_only(operation: &str) -> bool {
-    ["Describe", "Get", "List", "Head"]
+    ["Describe", "Get", "List", "Head", "Simulate"]
         .iter()
         .any(|prefix| operation.starts_with(prefix))
 }
