@@ -625,30 +625,48 @@ async fn permission_checks(
             false => rest.push(permission),
         }
     }
-    let simulated = match probe::simulation_principal(clients, &identity.arn).await {
-        Ok(principal) => probe::simulate(clients, &principal, &rest).await,
-        Err(e) => Err(e),
-    };
     let mut checks: Vec<Check> = probes
         .iter()
         .map(|p| probe_check(p, &policy, &identity.arn))
         .collect();
+    if rest.is_empty() {
+        return checks;
+    }
+    let simulated = match probe::simulation_principal(clients, &identity.arn).await {
+        Ok(principal) => probe::simulate(clients, &principal, &rest).await,
+        Err(e) => Err(e),
+    };
     match simulated {
         Ok(simulated) => {
-            checks.extend(simulated.iter().map(|p| probe_check(p, &policy, &identity.arn)));
+            checks.extend(
+                simulated
+                    .iter()
+                    .map(|p| probe_check(p, &policy, &identity.arn)),
+            );
         }
-        Err(e) => checks.extend(rest.iter().map(|permission| {
-            Check::new(
+        Err(e) => {
+            checks.push(Check::new(
                 Status::Skip,
-                format!("permission {permission}"),
+                "policy simulator",
                 format!(
-                    "not probed: no DryRun for it, and IAM's policy simulator gave no answer ({}); only a real account can show, with SimulatePrincipalPolicy allowed to this identity; needed by {}",
-                    first_sentence(&e.to_string()),
-                    needed_by(&policy, permission)
+                    "not available: {}; the {} permission(s) below have no DryRun and are not probed: only a real account can show, where this identity may call iam:SimulatePrincipalPolicy (and iam:GetRole for a role)",
+                    simulator_failure(&e),
+                    rest.len()
                 ),
-                "none",
-            )
-        })),
+                "IAM SimulatePrincipalPolicy",
+            ));
+            checks.extend(rest.iter().map(|permission| {
+                Check::new(
+                    Status::Skip,
+                    format!("permission {permission}"),
+                    format!(
+                        "not probed: no DryRun and no policy simulator (see above); only a real account can show; needed by {}",
+                        needed_by(&policy, permission)
+                    ),
+                    "none",
+                )
+            }));
+        }
     }
     checks
 }
@@ -709,8 +727,19 @@ fn needed_by(policy: &RolePolicy, permission: &str) -> String {
     }
 }
 
-fn first_sentence(text: &str) -> &str {
-    text.split(['\n', '(']).next().unwrap_or(text).trim()
+/// Why the simulator gave no answer, in a few words.
+fn simulator_failure(error: &probe::SimulatorError) -> String {
+    match error {
+        probe::SimulatorError::Call(e) if probe::is_denied(e) => format!(
+            "this identity may not call {} ({})",
+            e.op.iam_action, e.code
+        ),
+        probe::SimulatorError::Call(e) => match e.status {
+            Some(status) => format!("{} (HTTP {status})", e.message()),
+            None => e.message(),
+        },
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
