@@ -224,7 +224,17 @@ async fn checklist(args: &DoctorArgs) -> Vec<Check> {
     };
     let identity = match &clients {
         Some(clients) => identity_checks(clients, &server_date, &mut checks).await,
-        None => None,
+        None => {
+            for check in ["identity", "clock"] {
+                checks.push(Check::new(
+                    Status::Skip,
+                    check,
+                    "not probed: no AWS region configured",
+                    "none",
+                ));
+            }
+            None
+        }
     };
     let playbooks = playbook_check(&args.playbooks, &mut checks);
     checks.push(journal_check(&args.state.state_dir));

@@ -248,3 +248,45 @@ async fn doctor_passes_a_full_identity_and_names_each_missing_ec2_permission() {
         "{out}"
     );
 }
+
+#[test]
+fn without_a_region_doctor_fails_that_line_and_probes_nothing_in_aws() {
+    let state = std::env::temp_dir().join(format!("cordon-doctor-noregion-{}", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["doctor", "--state-dir"])
+        .arg(&state)
+        .env("CORDON_PLAYBOOKS", repo().join("playbooks"))
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_CONFIG_FILE", state.join("no-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", state.join("no-credentials"))
+        // Nothing may look for a region on the instance metadata service.
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(lines(&text, "FAIL", "region").len(), 1, "{text}");
+    assert!(text.contains("set AWS_REGION"), "{text}");
+    assert_eq!(lines(&text, "PASS", "playbooks").len(), 1, "{text}");
+    assert_eq!(lines(&text, "PASS", "journal directory").len(), 1, "{text}");
+    for check in [
+        "identity",
+        "clock",
+        "evidence bucket",
+        "notify topic",
+        "isolation groups",
+        "permissions",
+    ] {
+        let skipped = lines(&text, "SKIP", check);
+        assert_eq!(skipped.len(), 1, "{check}:\n{text}");
+        assert!(
+            skipped[0].contains("not probed: no AWS region configured"),
+            "{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&state);
+}
