@@ -11,6 +11,7 @@ mod evidence_cmd;
 mod intake;
 mod live;
 mod output;
+mod playbook_set;
 mod policy_cmd;
 mod render;
 mod trust;
@@ -31,11 +32,11 @@ use cordon_core::executor::{Decision, ExecError, Executor, LoopGuard, Outcome, R
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
 use cordon_core::journal::{CaseState, JournalEvent, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
-use cordon_core::plan::{CaseId, Plan, PlannedStep, try_plan};
+use cordon_core::plan::{CaseId, Plan, PlannedStep, PlaybookSet, try_plan};
 use cordon_core::route::{Route, route};
 use cordon_core::summary::summarize;
 use cordon_core::text::escape;
-use cordon_core::validate::{LoadedPlaybook, load_playbooks};
+use cordon_core::validate::LoadedPlaybook;
 
 /// Incident-response forensics for AWS: contain what GuardDuty finds, keep the
 /// evidence, and roll back exactly.
@@ -72,10 +73,14 @@ enum Command {
     Schema,
     /// Validate playbooks; reports every problem at once with file:line:column.
     Validate {
-        /// A playbook file or a directory of them.
-        #[arg(default_value = "playbooks")]
-        path: PathBuf,
+        /// A playbook file or a directory of them (default: ./playbooks if it
+        /// exists, else the playbooks embedded in this binary).
+        #[arg(env = "CORDON_PLAYBOOKS")]
+        path: Option<PathBuf>,
     },
+    /// The playbooks embedded in this binary.
+    #[command(subcommand)]
+    Playbooks(PlaybooksCommand),
     /// Say which playbook answers a finding, and why.
     Route(FindingArgs),
     /// Print the plan for a finding: steps, targets, approvals, IAM permissions.
@@ -207,11 +212,24 @@ struct FindingArgs {
     /// resource, account or region, is refused (exit 2) before any change.
     #[arg(long)]
     verify_source: bool,
-    /// Directory (or file) of playbooks.
-    #[arg(long, env = "CORDON_PLAYBOOKS", default_value = "playbooks")]
-    playbooks: PathBuf,
+    /// Directory (or file) of playbooks (default: ./playbooks if it exists,
+    /// else the playbooks embedded in this binary).
+    #[arg(long, env = "CORDON_PLAYBOOKS")]
+    playbooks: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+enum PlaybooksCommand {
+    /// Write the embedded playbooks into DIR to customise them (then pass
+    /// `--playbooks DIR`, or run from DIR's parent as `./playbooks`).
+    Export {
+        dir: PathBuf,
+        /// Overwrite files of the same name.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -369,7 +387,19 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     let aws = Aws::default();
     match command {
         Command::Schema => schema(),
-        Command::Validate { path } => validate(&path),
+        Command::Validate { path } => validate(path.as_deref()),
+        Command::Playbooks(PlaybooksCommand::Export { dir, force }) => {
+            let written = playbook_set::export(&dir, force)?;
+            for path in &written {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "{} playbook(s) exported; use them with --playbooks {}",
+                written.len(),
+                dir.display()
+            );
+            Ok(0)
+        }
         Command::Route(args) => route_finding(&args, &aws).await,
         Command::Plan(args) => plan_finding(&args, &aws).await,
         Command::Run {
@@ -456,7 +486,7 @@ fn schema() -> Result<u8, Failure> {
 }
 
 async fn route_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
-    let (finding, playbooks, _) = load_inputs(args, aws).await?;
+    let (finding, playbooks, _, _) = load_inputs(args, aws).await?;
     let (route, _) = route(&finding, &playbooks_only(&playbooks));
     match args.output {
         Output::Json => print_json(&route)?,
@@ -466,12 +496,15 @@ async fn route_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
 }
 
 async fn plan_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
-    let (finding, playbooks, _) = load_inputs(args, aws).await?;
+    let (finding, playbooks, _, set) = load_inputs(args, aws).await?;
     match make_plan(&finding, &playbooks)? {
-        Some(plan) => match args.output {
-            Output::Json => print_json(&plan)?,
-            Output::Text => print!("{}", render::plan(&plan)),
-        },
+        Some(mut plan) => {
+            plan.playbook_set = Some(set);
+            match args.output {
+                Output::Json => print_json(&plan)?,
+                Output::Text => print!("{}", render::plan(&plan)),
+            }
+        }
         None => no_match(&finding, &playbooks, args.output)?,
     }
     Ok(0)
@@ -503,11 +536,12 @@ async fn run(
     aws: &Aws,
 ) -> Result<u8, Failure> {
     let (approval, state) = (context.approval, context.state);
-    let (finding, playbooks, check) = load_inputs(args, aws).await?;
+    let (finding, playbooks, check, set) = load_inputs(args, aws).await?;
     let Some(mut plan) = make_plan(&finding, &playbooks)? else {
         no_match(&finding, &playbooks, args.output)?;
         return Ok(0);
     };
+    plan.playbook_set = Some(set);
     let case = trust::case_aws(aws, state, context.account, &plan.finding, &plan.case_id).await?;
     guards.protect(&case.actions.clients, &mut plan).await?;
     if options.dry_run {
@@ -881,8 +915,9 @@ async fn cases(state: &StateArgs, output: Output) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn validate(path: &Path) -> Result<u8, Failure> {
-    match load_playbooks(path) {
+fn validate(path: Option<&Path>) -> Result<u8, Failure> {
+    let source = playbook_set::Source::resolve(path);
+    match source.load() {
         Ok(loaded) => {
             for p in &loaded {
                 println!(
@@ -893,7 +928,12 @@ fn validate(path: &Path) -> Result<u8, Failure> {
                     p.playbook.priority
                 );
             }
-            println!("{} playbook(s) valid", loaded.len());
+            println!(
+                "{} playbook(s) valid ({}, set sha256 {})",
+                loaded.len(),
+                source.origin(),
+                cordon_core::validate::set_digest(&loaded)
+            );
             Ok(0)
         }
         Err(problems) => {
@@ -913,7 +953,15 @@ fn validate(path: &Path) -> Result<u8, Failure> {
 async fn load_inputs(
     args: &FindingArgs,
     aws: &Aws,
-) -> Result<(Finding, Vec<LoadedPlaybook>, trust::SourceCheck), Failure> {
+) -> Result<
+    (
+        Finding,
+        Vec<LoadedPlaybook>,
+        trust::SourceCheck,
+        PlaybookSet,
+    ),
+    Failure,
+> {
     let mut check = trust::SourceCheck::default();
     let finding = match (&args.finding_id, &args.finding) {
         (Some(id), _) => {
@@ -940,23 +988,8 @@ async fn load_inputs(
             )));
         }
     };
-    let playbooks = load_valid_playbooks(&args.playbooks)?;
-    Ok((finding, playbooks, check))
-}
-
-/// The playbooks at `path`, or every problem on stderr and one closing error.
-fn load_valid_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Failure> {
-    load_playbooks(path).map_err(|problems| {
-        for problem in &problems {
-            eprintln!("{}", escape(&problem.to_string()));
-        }
-        invalid(anyhow!(
-            "{} problem(s) in the playbooks at {}: fix them (`cordon validate {}`)",
-            problems.len(),
-            path.display(),
-            path.display()
-        ))
-    })
+    let (playbooks, set) = playbook_set::load_valid(args.playbooks.as_deref())?;
+    Ok((finding, playbooks, check, set))
 }
 
 fn read_finding(path: &Path) -> Result<Finding, Failure> {

@@ -405,6 +405,11 @@ pub struct Notify {
     /// Subject line; may use the same placeholders as tags.
     #[serde(default = "default_notify_subject")]
     pub subject: String,
+    /// Fail the step (and apply `on-failure`) when no topic is configured.
+    /// By default such a step is journaled as skipped, with a warning: a
+    /// missing pager must not undo containment.
+    #[serde(default)]
+    pub required: bool,
 }
 
 fn default_notify_subject() -> String {
@@ -416,6 +421,7 @@ impl Default for Notify {
         Self {
             topic_arn: None,
             subject: default_notify_subject(),
+            required: false,
         }
     }
 }
