@@ -30,7 +30,7 @@ use cordon_aws::client::AwsClients;
 use cordon_aws::pause::PauseSwitches;
 use cordon_core::executor::{Decision, ExecError, Executor, LoopGuard, Outcome, Report};
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
-use cordon_core::journal::{CaseState, JournalEvent, JournalRecord, JournalStore};
+use cordon_core::journal::{CaseState, CaseStatus, JournalEvent, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, PlaybookSet, try_plan};
 use cordon_core::route::{Route, route};
@@ -180,8 +180,22 @@ enum Command {
     Cases {
         #[command(flatten)]
         state: StateArgs,
+        /// Only cases in this state (repeatable): completed, completed-with-failures,
+        /// awaiting-approval, stopped, rolled-back, rollback-incomplete, …
+        #[arg(long = "status", value_name = "STATE")]
+        statuses: Vec<String>,
+        /// Only cases opened within this long (90s, 15m, 2h, 7d).
+        #[arg(long, value_name = "DURATION", value_parser = approvals::parse_duration)]
+        since: Option<std::time::Duration>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions { shell: clap_complete::Shell },
+    /// Print cordon's man page (roff); with --dir, write one page per command there.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// List open GuardDuty findings, most severe first, with the playbook each would get.
     Triage(intake::TriageArgs),
@@ -469,7 +483,18 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             state,
             output,
         } => status(&case, live, &account, &state, output, &aws).await,
-        Command::Cases { state, output } => cases(&state, output).await,
+        Command::Cases {
+            state,
+            statuses,
+            since,
+            output,
+        } => cases(&state, &statuses, since, output).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "cordon", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Triage(args) => intake::triage(args, &aws).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
@@ -890,7 +915,64 @@ async fn status(
     Ok(0)
 }
 
-async fn cases(state: &StateArgs, output: Output) -> Result<u8, Failure> {
+/// Writes the man page of `cordon` (stdout), or one page per command into `dir`.
+fn man(dir: Option<&Path>) -> Result<u8, Failure> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .map_err(|e| failed(e.into()))?;
+        return Ok(0);
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+        .map_err(failed)?;
+    let mut pages = vec![("cordon".to_string(), command.clone())];
+    for sub in command.get_subcommands() {
+        let name = format!("cordon-{}", sub.get_name());
+        pages.push((
+            name.clone(),
+            sub.clone().display_name(name.clone()).bin_name(name),
+        ));
+    }
+    for (name, page) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut bytes = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut bytes)
+            .map_err(|e| failed(e.into()))?;
+        std::fs::write(&path, bytes)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .map_err(failed)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(0)
+}
+
+async fn cases(
+    state: &StateArgs,
+    statuses: &[String],
+    since: Option<std::time::Duration>,
+    output: Output,
+) -> Result<u8, Failure> {
+    let known: Vec<String> = <CaseStatus as strum::IntoEnumIterator>::iter()
+        .map(|s| s.to_string())
+        .chain(["running".to_string()])
+        .collect();
+    if let Some(bad) = statuses.iter().find(|s| !known.contains(s)) {
+        return Err(invalid(anyhow!(
+            "--status {}: not a case state; one of {}",
+            escape(bad),
+            known.join(", ")
+        )));
+    }
+    // A window reaching before the calendar's start filters nothing out.
+    let cutoff = since.and_then(|d| {
+        time::Duration::try_from(d)
+            .ok()
+            .and_then(|d| time::OffsetDateTime::now_utc().checked_sub(d))
+    });
     let journal = state.journal();
     let cases = journal.cases().await.map_err(|e| failed(e.into()))?;
     let mut rows = Vec::new();
@@ -898,7 +980,22 @@ async fn cases(state: &StateArgs, output: Output) -> Result<u8, Failure> {
     for case in cases {
         let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
         match CaseState::from_records(&case, &records) {
-            Ok(s) => rows.push(summarize(&s, &records)),
+            Ok(s) => {
+                let row = summarize(&s, &records);
+                let opened = time::OffsetDateTime::parse(
+                    &row.opened_at,
+                    &time::format_description::well_known::Rfc3339,
+                );
+                let recent = match (cutoff, opened) {
+                    (None, _) => true,
+                    (Some(cutoff), Ok(opened)) => opened >= cutoff,
+                    // An unreadable time is shown rather than hidden.
+                    (Some(_), Err(_)) => true,
+                };
+                if recent && (statuses.is_empty() || statuses.contains(&row.status)) {
+                    rows.push(row);
+                }
+            }
             Err(e) => unreadable.push(output::UnreadableCase {
                 case_id: case.to_string(),
                 error: e.to_string(),
