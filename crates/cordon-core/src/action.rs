@@ -407,8 +407,9 @@ pub struct Notify {
     pub subject: String,
     /// Fail the step (and apply `on-failure`) when no topic is configured.
     /// By default such a step is journaled as skipped, with a warning: a
-    /// missing pager must not undo containment.
-    #[serde(default)]
+    /// missing pager must not undo containment. Written only when set, so
+    /// plans and journals without it read and hash as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub required: bool,
 }
 
