@@ -96,6 +96,14 @@ pub fn plan(plan: &Plan) -> String {
     for why in &plan.route.matched {
         let _ = writeln!(out, "  because {}", escape(why));
     }
+    if let Some(set) = &plan.playbook_set {
+        let _ = writeln!(
+            out,
+            "  from the playbooks at {} (set sha256 {})",
+            escape(&set.origin),
+            escape(&set.sha256)
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,

@@ -41,6 +41,9 @@ pub enum ErrorKind {
     Verification,
     /// The step was refused by its own safety policy (e.g. two keys already).
     Refused,
+    /// Something the step relies on is not configured (e.g. no SNS topic for
+    /// an optional `notify`): the step is journaled as skipped, not failed.
+    NotConfigured,
     Other,
 }
 
@@ -1451,8 +1454,24 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             CaseStatus::CompletedWithFailures
         };
         session.write(JournalEvent::CaseFinished { status }).await?;
-        let message = if failed.is_empty() {
+        let skipped: Vec<String> = plan
+            .steps
+            .iter()
+            .filter(|s| {
+                session
+                    .state
+                    .step(&s.id)
+                    .is_some_and(|st| st.skipped.is_some() && st.failed_final.is_none())
+            })
+            .map(|s| format!("`{}`", s.id))
+            .collect();
+        let message = if failed.is_empty() && skipped.is_empty() {
             format!("case {case}: every step done and verified")
+        } else if failed.is_empty() {
+            format!(
+                "case {case}: every step done and verified, except {} skipped (`cordon status {case}` says why)",
+                skipped.join(", ")
+            )
         } else {
             format!(
                 "case {case}: every step ran, but {} failed (`cordon status {case}` says why; `cordon resume {case}` retries them)",
@@ -1649,6 +1668,19 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             attempt += 1;
             match self.attempt(session, plan, step, attempt).await? {
                 Ok(()) => return Ok(StepOutcome::Done),
+                Err(error) if error.kind == ErrorKind::NotConfigured => {
+                    // Nothing was tried: not a failure of the step, and not
+                    // silently "done" either.
+                    let reason = format!("not configured: {error}");
+                    warn!(step = %step.id, %reason, "step skipped");
+                    session
+                        .write(JournalEvent::StepSkipped {
+                            step: step.id.clone(),
+                            reason,
+                        })
+                        .await?;
+                    return Ok(StepOutcome::Done);
+                }
                 Err(error) => {
                     let retrying =
                         error.kind.retryable() && attempt - current.attempts < max_attempts;

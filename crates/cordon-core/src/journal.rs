@@ -512,7 +512,9 @@ impl JournalEvent {
 /// `running` and `open` are not journaled as statuses: a case whose journal
 /// has no `case-finished` after its last epoch began is running (or was
 /// interrupted by a crash, and `resume` continues it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display, strum::EnumIter,
+)]
 #[serde(rename_all = "kebab-case")]
 #[strum(serialize_all = "kebab-case")]
 pub enum CaseStatus {

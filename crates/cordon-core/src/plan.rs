@@ -73,6 +73,21 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// Union of every step's IAM permissions, sorted.
     pub permissions: Vec<String>,
+    /// Which set of playbooks the plan was made from (a directory or the set
+    /// embedded in the binary) and the set's hash, when the front door says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook_set: Option<PlaybookSet>,
+}
+
+/// A set of playbooks as loaded: where from, and a hash of exactly what was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PlaybookSet {
+    /// `embedded` (shipped in the binary) or the directory or file read.
+    pub origin: String,
+    /// SHA-256 (hex) over every file's name and bytes, in name order
+    /// ([`crate::validate::set_digest`]).
+    pub sha256: String,
 }
 
 impl Plan {
@@ -497,6 +512,7 @@ fn build<E>(
         route,
         steps,
         permissions: permissions.into_iter().collect(),
+        playbook_set: None,
     })
 }
 

@@ -82,8 +82,62 @@ impl fmt::Display for Problem {
 pub struct LoadedPlaybook {
     pub file: PathBuf,
     pub playbook: Playbook,
+    /// SHA-256 (hex) of the file's bytes as read.
+    pub sha256: String,
     match_location: Option<Location>,
     name_location: Option<Location>,
+}
+
+/// One hash for a set of playbooks: SHA-256 over each file's name (not its
+/// directory) and its SHA-256, in name order. The same files give the same
+/// hash wherever they are read from, so an exported copy of the embedded set
+/// shows it is unchanged.
+pub fn set_digest(loaded: &[LoadedPlaybook]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<(String, &str)> = loaded
+        .iter()
+        .map(|p| {
+            let name = p
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, p.sha256.as_str())
+        })
+        .collect();
+    files.sort();
+    let mut hasher = Sha256::new();
+    for (name, sha) in files {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(sha.as_bytes());
+        hasher.update([b'\n']);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// Validates playbooks given as `(file name, text)`, e.g. the set embedded in
+/// a binary, shown as `<origin>/<name>` in problems. Same checks as
+/// [`load_playbooks`].
+pub fn load_playbook_texts(
+    origin: &str,
+    texts: &[(&str, &str)],
+) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> {
+    let sources = texts
+        .iter()
+        .map(|(name, text)| {
+            let text = if text.len() > yaml::MAX_BYTES {
+                Err(format!(
+                    "the file is more than the {}-byte limit for a playbook",
+                    yaml::MAX_BYTES
+                ))
+            } else {
+                Ok((*text).to_string())
+            };
+            (Path::new(origin).join(name), text)
+        })
+        .collect();
+    validate_sources(sources)
 }
 
 /// Loads every `*.yaml`/`*.yml` in `dir` (or the one file `dir` names) and
@@ -102,15 +156,31 @@ pub fn load_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> 
             hint: Some("point --playbooks at the directory holding your playbooks".to_string()),
         }]);
     }
+    let sources = files
+        .into_iter()
+        .map(|file| {
+            let text = read_playbook(&file);
+            (file, text)
+        })
+        .collect();
+    validate_sources(sources)
+}
+
+/// Validates each source and all together. Any problem ⇒ every problem, sorted.
+fn validate_sources(
+    sources: Vec<(PathBuf, Result<String, String>)>,
+) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> {
+    use sha2::{Digest, Sha256};
     let mut problems = Vec::new();
     let mut loaded = Vec::new();
-    for file in files {
+    for (file, text) in sources {
         let shown = file.display().to_string();
-        match read_playbook(&file) {
+        match text {
             Ok(text) => match validate_document(&text, &shown) {
                 Ok((playbook, doc)) => loaded.push(LoadedPlaybook {
                     file,
                     playbook,
+                    sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
                     match_location: doc.locate("match"),
                     name_location: doc.locate("name"),
                 }),
