@@ -839,7 +839,7 @@ fn check_needs(cx: &mut FileContext<'_>, steps: &[&(usize, Step)]) {
                 cx.push(
                     &path,
                     format!(
-                        "step `{}` needs `{}`, which is not a step of this playbook",
+                        "step `{}` needs {}, which is not a step of this playbook",
                         step.id,
                         preview(need)
                     ),

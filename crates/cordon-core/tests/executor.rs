@@ -3,7 +3,7 @@
 //! ahead of every mutation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -1890,4 +1890,367 @@ fn approver_patterns_must_be_arns() {
     let text = format!("{problems:?}");
     assert!(text.contains("approvers[0]"), "{text}");
     assert!(!text.contains("approvers[1]"), "{text}");
+}
+
+// ---------------------------------------------------------------------------
+// Step graphs (issue 11, item 3). Concurrency is proven structurally, never by
+// timing: the steps that must run together each wait on a barrier that only
+// opens once all of them have started, so an executor running them one after
+// another never gets past the first (the timeout turns that into a failure).
+
+/// [`World`], except that the first applies of the steps in `apply_together`,
+/// and the first undos of those in `undo_together`, each wait until all of
+/// them have started.
+struct Together {
+    world: World,
+    apply_together: Vec<&'static str>,
+    apply_barrier: tokio::sync::Barrier,
+    applies_met: AtomicBool,
+    undo_together: Vec<&'static str>,
+    undo_barrier: tokio::sync::Barrier,
+}
+
+impl Together {
+    fn new(apply_together: Vec<&'static str>, undo_together: Vec<&'static str>) -> Self {
+        Self {
+            world: World::default(),
+            apply_barrier: tokio::sync::Barrier::new(apply_together.len().max(1)),
+            apply_together,
+            applies_met: AtomicBool::new(false),
+            undo_barrier: tokio::sync::Barrier::new(undo_together.len().max(1)),
+            undo_together,
+        }
+    }
+}
+
+impl Actions for Together {
+    async fn read_pre_state(&self, plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
+        self.world.read_pre_state(plan, step).await
+    }
+    async fn apply(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+    ) -> Result<Value, ActionError> {
+        if self.apply_together.contains(&step.id.as_str())
+            && !self.applies_met.load(Ordering::SeqCst)
+        {
+            self.apply_barrier.wait().await;
+            self.applies_met.store(true, Ordering::SeqCst);
+        }
+        self.world.apply(plan, step, pre).await
+    }
+    async fn verify(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+        outcome: &Value,
+    ) -> Result<(), ActionError> {
+        self.world.verify(plan, step, pre, outcome).await
+    }
+    async fn undo(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+        outcome: Option<&Value>,
+    ) -> Result<Value, ActionError> {
+        if self.undo_together.contains(&step.id.as_str()) {
+            self.undo_barrier.wait().await;
+        }
+        self.world.undo(plan, step, pre, outcome).await
+    }
+    async fn verify_undone(
+        &self,
+        plan: &Plan,
+        step: &PlannedStep,
+        pre: &Value,
+    ) -> Result<(), ActionError> {
+        self.world.verify_undone(plan, step, pre).await
+    }
+    fn describe_apply(&self, plan: &Plan, step: &PlannedStep, pre: &Value) -> Vec<String> {
+        self.world.describe_apply(plan, step, pre)
+    }
+}
+
+/// Fails the test instead of hanging when steps that must overlap do not.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(20), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the steps that must run together never did"))
+}
+
+/// The position of the first record of `kind` for `step`.
+fn at_record(recs: &[JournalRecord], step: &str, kind: &str) -> usize {
+    recs.iter()
+        .position(|r| r.event.step() == Some(step) && r.event.name() == kind)
+        .unwrap_or_else(|| panic!("no {kind} of {step}: {:?}", kinds(recs)))
+}
+
+/// a and b need nothing; c needs both.
+fn two_independent_then_one() -> Playbook {
+    playbook(
+        "stop",
+        &[
+            ("a", "isolate-instance", "    needs: []\n"),
+            ("b", "tag-resource", "    needs: []\n"),
+            ("c", "enable-termination-protection", "    needs: [a, b]\n"),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn independent_steps_run_together_each_journaled_ahead_by_one_writer() {
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let actions = Together::new(vec!["a", "b"], vec![]);
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&two_independent_then_one());
+    let report = within(
+        "run",
+        Executor::new(&actions, &journal, &approver).run(&plan, &raw),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let recs = records(&journal, &plan.case_id).await;
+    // One writer: sequence numbers 0, 1, 2, ... and an unbroken hash chain.
+    assert!(recs.iter().enumerate().all(|(i, r)| r.seq == i as u64));
+    assert!(cordon_core::journal::verify_chain(&recs).is_ok());
+    // Write-ahead per step: pre-state, then apply, then verification.
+    for step in ["a", "b", "c"] {
+        assert!(at_record(&recs, step, "step-prepared") < at_record(&recs, step, "step-applied"));
+        assert!(at_record(&recs, step, "step-applied") < at_record(&recs, step, "step-verified"));
+    }
+    // Interleaved: each of a and b was prepared before the other applied.
+    assert!(at_record(&recs, "a", "step-prepared") < at_record(&recs, "b", "step-applied"));
+    assert!(at_record(&recs, "b", "step-prepared") < at_record(&recs, "a", "step-applied"));
+    // c waited for both.
+    for need in ["a", "b"] {
+        assert!(at_record(&recs, need, "step-verified") < at_record(&recs, "c", "step-prepared"));
+    }
+}
+
+#[tokio::test]
+async fn a_step_waiting_for_approval_does_not_hold_up_independent_steps() {
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "isolate-instance", "    approval: required\n    needs: []\n"),
+            ("b", "tag-resource", "    needs: []\n"),
+            ("c", "enable-termination-protection", "    needs: [a]\n"),
+            ("d", "snapshot-volumes", "    needs: [b]\n"),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let pending = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &pending);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::AwaitingApproval, "{}", report.message);
+    assert_eq!(
+        [world.get("a"), world.get("b"), world.get("c"), world.get("d")],
+        [0, 1, 0, 1],
+        "b and d do not need a: they ran while a waits; c needs a: it waits too"
+    );
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(recs.iter().all(|r| r.event.step() != Some("c")), "{:?}", kinds(&recs));
+    let report = exec
+        .decide(
+            &plan.case_id,
+            "a",
+            Decision::Approved {
+                approver: "arn:aws:iam::111122223333:user/alice".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert!(world.snapshot().values().all(|v| *v == 1));
+}
+
+#[tokio::test]
+async fn a_failure_under_stop_lets_running_steps_finish_starts_nothing_new_and_resume_follows_the_graph()
+ {
+    // a and b run together (barrier); a fails for good; b, already running,
+    // finishes; c (needs a) and d (needs b) never start.
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "isolate-instance", "    needs: []\n"),
+            ("b", "tag-resource", "    needs: []\n"),
+            ("c", "enable-termination-protection", "    needs: [a]\n"),
+            ("d", "snapshot-volumes", "    needs: [b]\n"),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let actions = Together::new(vec!["a", "b"], vec![]);
+    actions.world.fail("a", 1, ErrorKind::NotFound);
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&actions, &journal, &approver);
+    let report = within("run", exec.run(&plan, &raw)).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert!(report.step_failed);
+    let world = &actions.world;
+    assert_eq!(
+        [world.get("a"), world.get("b"), world.get("c"), world.get("d")],
+        [0, 1, 0, 0]
+    );
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(recs.iter().any(|r| r.event.step() == Some("b") && r.event.name() == "step-verified"));
+    for never in ["c", "d"] {
+        let names: Vec<&str> = recs
+            .iter()
+            .filter(|r| r.event.step() == Some(never))
+            .map(|r| r.event.name())
+            .collect();
+        assert_eq!(names, ["step-not-run"], "{never}");
+    }
+    // Resume runs exactly the steps not done: a, c and d, never b again.
+    world.log.lock().unwrap().clear();
+    let report = within("resume", exec.resume(&plan.case_id)).await;
+    let report = report.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let applied: BTreeSet<String> = world
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.strip_prefix("apply ").map(str::to_string))
+        .collect();
+    assert_eq!(applied, BTreeSet::from(["a".into(), "c".into(), "d".into()]));
+}
+
+#[tokio::test]
+async fn rollback_undoes_a_step_only_after_every_step_needing_it_concurrently_where_independent() {
+    // a first; b and c need a; d needs b and c. Undo: d, then b and c
+    // together (barrier), then a.
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "isolate-instance", "    needs: []\n"),
+            ("b", "tag-resource", "    needs: [a]\n"),
+            ("c", "enable-termination-protection", "    needs: [a]\n"),
+            ("d", "snapshot-volumes", "    needs: [b, c]\n"),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let actions = Together::new(vec!["b", "c"], vec!["b", "c"]);
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&actions, &journal, &approver);
+    let report = within("run", exec.run(&plan, &raw)).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    actions.world.log.lock().unwrap().clear();
+    let report = within("rollback", exec.rollback(&plan.case_id, "test"))
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert!(actions.world.snapshot().values().all(|v| *v == 0));
+    let log = actions.world.log.lock().unwrap().clone();
+    let pos = |s: &str| log.iter().position(|l| l == &format!("undo {s}")).unwrap();
+    assert!(pos("d") < pos("b") && pos("d") < pos("c"), "{log:?}");
+    assert!(pos("b") < pos("a") && pos("c") < pos("a"), "{log:?}");
+    let recs = records(&journal, &plan.case_id).await;
+    for (dependent, need) in [("d", "b"), ("d", "c"), ("b", "a"), ("c", "a")] {
+        assert!(
+            at_record(&recs, dependent, "step-rollback-verified")
+                < at_record(&recs, need, "step-rolled-back"),
+            "{dependent} is verified undone before {need} is undone: {:?}",
+            kinds(&recs)
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_crash_point_among_concurrent_steps_resumes_exactly_the_steps_not_done_and_rolls_back_exactly()
+ {
+    let (plan, raw) = make_plan(&two_independent_then_one());
+    let full = {
+        let dir = tempdir();
+        let journal = LocalJournal::new(&dir);
+        let world = World::default();
+        let approver = Approve(Decision::Pending);
+        Executor::new(&world, &journal, &approver)
+            .run(&plan, &raw)
+            .await
+            .unwrap();
+        records(&journal, &plan.case_id).await.len() as u64
+    };
+    for crash_after in 0..full {
+        for then_rollback in [false, true] {
+            let dir = tempdir();
+            let world = World::default();
+            let approver = Approve(Decision::Pending);
+            let crashing = Crashing {
+                inner: LocalJournal::new(&dir),
+                budget: AtomicU64::new(crash_after + 1),
+            };
+            let crashed = Executor::new(&world, &crashing, &approver)
+                .run(&plan, &raw)
+                .await;
+            assert!(
+                crashed.is_err() || crash_after + 1 >= full,
+                "crash at {crash_after} did not stop the run"
+            );
+            let journal = LocalJournal::new(&dir);
+            let before = records(&journal, &plan.case_id).await;
+            // Nothing was changed without its pre-state journaled first.
+            for (step, value) in world.snapshot() {
+                if value == 1 {
+                    at_record(&before, &step, "step-prepared");
+                }
+            }
+            world.log.lock().unwrap().clear();
+            let exec = Executor::new(&world, &journal, &approver);
+            if then_rollback {
+                let report = exec.rollback(&plan.case_id, "test").await.unwrap();
+                assert_eq!(report.status, CaseStatus::RolledBack, "crash at {crash_after}");
+                assert!(
+                    world.snapshot().values().all(|v| *v == 0),
+                    "crash at {crash_after}: {:?}",
+                    world.snapshot()
+                );
+            } else {
+                let report = exec.resume(&plan.case_id).await.unwrap();
+                assert_eq!(
+                    report.status,
+                    CaseStatus::Completed,
+                    "crash at {crash_after}: {}",
+                    report.message
+                );
+                assert_eq!(world.snapshot().len(), 3);
+                assert!(world.snapshot().values().all(|v| *v == 1));
+                // Exactly the steps with no journaled apply are applied again.
+                let not_applied: BTreeSet<String> = ["a", "b", "c"]
+                    .into_iter()
+                    .filter(|s| {
+                        !before
+                            .iter()
+                            .any(|r| r.event.step() == Some(*s) && r.event.name() == "step-applied")
+                    })
+                    .map(str::to_string)
+                    .collect();
+                let applied: BTreeSet<String> = world
+                    .log
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|l| l.strip_prefix("apply ").map(str::to_string))
+                    .collect();
+                assert_eq!(applied, not_applied, "crash at {crash_after}");
+                exec.rollback(&plan.case_id, "test").await.unwrap();
+                assert!(world.snapshot().values().all(|v| *v == 0));
+            }
+            let recs = records(&journal, &plan.case_id).await;
+            assert!(cordon_core::journal::verify_chain(&recs).is_ok());
+        }
+    }
 }
