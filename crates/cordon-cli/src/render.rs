@@ -118,6 +118,7 @@ pub fn plan(plan: &Plan) -> String {
             reversibility(step.reversibility)
         );
     }
+    graph(&mut out, plan);
     let notes: Vec<&PlannedStep> = plan
         .steps
         .iter()
@@ -192,6 +193,40 @@ pub fn plan(plan: &Plan) -> String {
         let _ = writeln!(out, "  {}", escape(&chunk.join("  ")));
     }
     out
+}
+
+/// For a plan whose steps declare `needs`: what each step needs, and the
+/// levels of steps that run together. A sequential plan (no `needs`) runs in
+/// the order of the table and shows nothing more.
+fn graph(out: &mut String, plan: &Plan) {
+    if !plan.is_graph() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "needs (a step starts once every step it needs is done):");
+    for step in &plan.steps {
+        let needs: Vec<String> = plan.needs(step).iter().map(|n| escape(n).into_owned()).collect();
+        let needs = if needs.is_empty() {
+            "nothing".to_string()
+        } else {
+            needs.join(", ")
+        };
+        let _ = writeln!(out, "  {:<18} {needs}", escape(&step.id));
+    }
+    let _ = writeln!(out, "runs together:");
+    let levels = plan.levels();
+    for (level, steps) in levels.iter().enumerate() {
+        let ids: Vec<String> = steps.iter().map(|s| escape(&s.id).into_owned()).collect();
+        let _ = writeln!(out, "  {:>2}  {}", level + 1, ids.join("  "));
+    }
+    let placed: usize = levels.iter().map(Vec::len).sum();
+    if placed < plan.steps.len() {
+        let _ = writeln!(
+            out,
+            "  {} step(s) can never start: their needs form a cycle or name a step the plan does not have",
+            plan.steps.len() - placed
+        );
+    }
 }
 
 pub fn dry_run(steps: &[DryRunStep]) -> String {
