@@ -1,11 +1,19 @@
-//! The executor: runs a plan step by step with a write-ahead journal, resumes
-//! from it after a crash, and rolls back from the pre-states it saved.
+//! The executor: runs a plan with a write-ahead journal, resumes from it
+//! after a crash, and rolls back from the pre-states it saved.
 //!
 //! For each step: skip if the journal says it is done; read the pre-state;
 //! journal it durably *before* any mutation; apply; verify by reading back;
 //! journal the outcome. A step found prepared but not verified after a crash
 //! reuses its journaled pre-state (the live resource may already be changed)
 //! and re-applies, so `apply` implementations must be idempotent.
+//!
+//! Steps start once the steps they need are finished ([`Plan::needs`]: the
+//! step before, unless the playbook declares `needs`), so the steps of a
+//! graph that are ready run together, up to [`Executor::concurrent_steps`].
+//! They share the case's session behind one lock: records are appended one
+//! at a time, each step's own records in write-ahead order. Rollback walks
+//! the graph in reverse. A sequential plan runs exactly as before: one step
+//! at a time, in order.
 
 use std::collections::BTreeSet;
 use std::future::Future;
