@@ -203,9 +203,16 @@ fn graph(out: &mut String, plan: &Plan) {
         return;
     }
     let _ = writeln!(out);
-    let _ = writeln!(out, "needs (a step starts once every step it needs is done):");
+    let _ = writeln!(
+        out,
+        "needs (a step starts once every step it needs is done):"
+    );
     for step in &plan.steps {
-        let needs: Vec<String> = plan.needs(step).iter().map(|n| escape(n).into_owned()).collect();
+        let needs: Vec<String> = plan
+            .needs(step)
+            .iter()
+            .map(|n| escape(n).into_owned())
+            .collect();
         let needs = if needs.is_empty() {
             "nothing".to_string()
         } else {
@@ -957,5 +964,36 @@ mod tests {
                 "{what}: the text must be shown, escaped:\n{evil}"
             );
         }
+    }
+
+    #[test]
+    fn a_plan_shows_what_each_step_needs_and_what_runs_together_only_for_a_graph() {
+        let (_, sequential) = finding_and_plan();
+        let text = plan(&sequential);
+        assert!(!text.contains("runs together"), "{text}");
+        let graph = PLAYBOOK.replace(
+            "deactivate-access-key}",
+            "deactivate-access-key, needs: []}",
+        );
+        let graph = graph
+            .replace(
+                "approval: required}",
+                "approval: required, needs: [deactivate]}",
+            )
+            .replace("action: notify}", "action: notify, needs: [deactivate]}");
+        let finding = parse_single_finding(FINDING, "test").unwrap();
+        let (playbook, _) = validate_text(&graph, "keys.yaml").unwrap();
+        let (Route::Matched { reason, .. }, Some(_)) =
+            route_finding(&finding, std::slice::from_ref(&playbook))
+        else {
+            panic!("the playbook must match");
+        };
+        let text = plan(&try_plan(&finding, &playbook, reason).unwrap());
+        assert!(text.contains("  quarantine         deactivate\n"), "{text}");
+        assert!(text.contains("  deactivate         nothing\n"), "{text}");
+        assert!(
+            text.contains("runs together:\n   1  deactivate\n   2  quarantine  tell\n"),
+            "{text}"
+        );
     }
 }

@@ -1478,12 +1478,8 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             }
             Some(Halt::Failed(step, _)) => {
                 let failure = last_error(session, &step);
-                self.mark_not_run(
-                    session,
-                    None,
-                    &format!("rolled back after `{step}` failed"),
-                )
-                .await?;
+                self.mark_not_run(session, None, &format!("rolled back after `{step}` failed"))
+                    .await?;
                 let report = self
                     .rollback_session(
                         session,
@@ -2094,10 +2090,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 }
                 other => {
                     let why = match (kind, other) {
-                        (RollbackKind::Automatic, _) => format!(
-                            "kept by the automatic rollback: undo {}",
-                            gate.reason()
-                        ),
+                        (RollbackKind::Automatic, _) => {
+                            format!("kept by the automatic rollback: undo {}", gate.reason())
+                        }
                         (_, Decision::Refused { approver, reason }) => {
                             format!("undo refused by {approver}: {reason}")
                         }
@@ -2148,8 +2143,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     .await?,
                 )
             };
-            retry_action(step, || self.actions.verify_undone(plan, step, &pre_state))
-                .await?;
+            retry_action(step, || self.actions.verify_undone(plan, step, &pre_state)).await?;
             Ok(result)
         }
         .instrument(span)
@@ -2184,7 +2178,6 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 Ok(Undo::Failed(error.to_string()))
             }
         }
-
     }
 
     /// What a run would do, without doing it: reads pre-states (read-only calls) and

@@ -869,7 +869,10 @@ fn check_needs(cx: &mut FileContext<'_>, steps: &[&(usize, Step)]) {
                 first.id,
                 names.join(" → ")
             ),
-            Some("a step cannot wait for a step that waits for it; remove one of these needs".to_string()),
+            Some(
+                "a step cannot wait for a step that waits for it; remove one of these needs"
+                    .to_string(),
+            ),
         );
     }
 }
@@ -912,7 +915,11 @@ fn needs_cycles(steps: &[&(usize, Step)]) -> Vec<Vec<usize>> {
                     1 => {
                         let from = path.iter().position(|n| *n == to).unwrap_or(0);
                         let mut cycle = path[from..].to_vec();
-                        let min = cycle.iter().enumerate().min_by_key(|(_, n)| **n).map(|(k, _)| k);
+                        let min = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, n)| **n)
+                            .map(|(k, _)| k);
                         cycle.rotate_left(min.unwrap_or(0));
                         if !cycles.contains(&cycle) {
                             cycles.push(cycle);

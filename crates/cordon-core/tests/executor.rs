@@ -358,7 +358,19 @@ async fn run_journals_pre_state_before_each_mutation_and_rerun_is_a_no_op() {
 
 #[tokio::test]
 async fn every_crash_point_resumes_to_completion_and_rolls_back_exactly() {
-    let (plan, raw) = make_plan(&three_steps());
+    crash_at_every_record(&three_steps(), |_, _, _| {}).await;
+}
+
+/// Crashes a run of `playbook` after each record in turn (a journal that
+/// fails from then on), then rolls back, or resumes to completion and rolls
+/// back; `after_resume(crash point, journal as the crash left it, world log
+/// of the resume)` adds checks of the resume.
+async fn crash_at_every_record(
+    playbook: &Playbook,
+    after_resume: impl Fn(u64, &[JournalRecord], &[String]),
+) {
+    let (plan, raw) = make_plan(playbook);
+    let steps = plan.steps.len();
     // Learn the record count of an uncrashed run.
     let full = {
         let dir = tempdir();
@@ -388,6 +400,14 @@ async fn every_crash_point_resumes_to_completion_and_rolls_back_exactly() {
                 "crash at {crash_after} did not stop the run"
             );
             let journal = LocalJournal::new(&dir);
+            let before = records(&journal, &plan.case_id).await;
+            // Nothing was changed without its pre-state journaled first.
+            for (step, value) in world.snapshot() {
+                if value == 1 {
+                    at_record(&before, &step, "step-prepared");
+                }
+            }
+            world.log.lock().unwrap().clear();
             let exec = Executor::new(&world, &journal, &approver);
             if then_rollback {
                 let report = exec.rollback(&plan.case_id, "test").await.unwrap();
@@ -412,8 +432,9 @@ async fn every_crash_point_resumes_to_completion_and_rolls_back_exactly() {
                     "crash at {crash_after}: {}",
                     report.message
                 );
-                assert_eq!(world.snapshot().len(), 3);
+                assert_eq!(world.snapshot().len(), steps);
                 assert!(world.snapshot().values().all(|v| *v == 1));
+                after_resume(crash_after, &before, &world.log.lock().unwrap());
                 exec.rollback(&plan.case_id, "test").await.unwrap();
                 assert!(world.snapshot().values().all(|v| *v == 0));
             }
@@ -2038,7 +2059,11 @@ async fn a_step_waiting_for_approval_does_not_hold_up_independent_steps() {
     let pb = playbook(
         "stop",
         &[
-            ("a", "isolate-instance", "    approval: required\n    needs: []\n"),
+            (
+                "a",
+                "isolate-instance",
+                "    approval: required\n    needs: []\n",
+            ),
             ("b", "tag-resource", "    needs: []\n"),
             ("c", "enable-termination-protection", "    needs: [a]\n"),
             ("d", "snapshot-volumes", "    needs: [b]\n"),
@@ -2051,14 +2076,28 @@ async fn a_step_waiting_for_approval_does_not_hold_up_independent_steps() {
     let pending = Approve(Decision::Pending);
     let exec = Executor::new(&world, &journal, &pending);
     let report = exec.run(&plan, &raw).await.unwrap();
-    assert_eq!(report.status, CaseStatus::AwaitingApproval, "{}", report.message);
     assert_eq!(
-        [world.get("a"), world.get("b"), world.get("c"), world.get("d")],
+        report.status,
+        CaseStatus::AwaitingApproval,
+        "{}",
+        report.message
+    );
+    assert_eq!(
+        [
+            world.get("a"),
+            world.get("b"),
+            world.get("c"),
+            world.get("d")
+        ],
         [0, 1, 0, 1],
         "b and d do not need a: they ran while a waits; c needs a: it waits too"
     );
     let recs = records(&journal, &plan.case_id).await;
-    assert!(recs.iter().all(|r| r.event.step() != Some("c")), "{:?}", kinds(&recs));
+    assert!(
+        recs.iter().all(|r| r.event.step() != Some("c")),
+        "{:?}",
+        kinds(&recs)
+    );
     let report = exec
         .decide(
             &plan.case_id,
@@ -2099,11 +2138,19 @@ async fn a_failure_under_stop_lets_running_steps_finish_starts_nothing_new_and_r
     assert!(report.step_failed);
     let world = &actions.world;
     assert_eq!(
-        [world.get("a"), world.get("b"), world.get("c"), world.get("d")],
+        [
+            world.get("a"),
+            world.get("b"),
+            world.get("c"),
+            world.get("d")
+        ],
         [0, 1, 0, 0]
     );
     let recs = records(&journal, &plan.case_id).await;
-    assert!(recs.iter().any(|r| r.event.step() == Some("b") && r.event.name() == "step-verified"));
+    assert!(
+        recs.iter()
+            .any(|r| r.event.step() == Some("b") && r.event.name() == "step-verified")
+    );
     for never in ["c", "d"] {
         let names: Vec<&str> = recs
             .iter()
@@ -2124,7 +2171,10 @@ async fn a_failure_under_stop_lets_running_steps_finish_starts_nothing_new_and_r
         .iter()
         .filter_map(|l| l.strip_prefix("apply ").map(str::to_string))
         .collect();
-    assert_eq!(applied, BTreeSet::from(["a".into(), "c".into(), "d".into()]));
+    assert_eq!(
+        applied,
+        BTreeSet::from(["a".into(), "c".into(), "d".into()])
+    );
 }
 
 #[tokio::test]
@@ -2172,85 +2222,23 @@ async fn rollback_undoes_a_step_only_after_every_step_needing_it_concurrently_wh
 #[tokio::test]
 async fn every_crash_point_among_concurrent_steps_resumes_exactly_the_steps_not_done_and_rolls_back_exactly()
  {
-    let (plan, raw) = make_plan(&two_independent_then_one());
-    let full = {
-        let dir = tempdir();
-        let journal = LocalJournal::new(&dir);
-        let world = World::default();
-        let approver = Approve(Decision::Pending);
-        Executor::new(&world, &journal, &approver)
-            .run(&plan, &raw)
-            .await
-            .unwrap();
-        records(&journal, &plan.case_id).await.len() as u64
-    };
-    for crash_after in 0..full {
-        for then_rollback in [false, true] {
-            let dir = tempdir();
-            let world = World::default();
-            let approver = Approve(Decision::Pending);
-            let crashing = Crashing {
-                inner: LocalJournal::new(&dir),
-                budget: AtomicU64::new(crash_after + 1),
-            };
-            let crashed = Executor::new(&world, &crashing, &approver)
-                .run(&plan, &raw)
-                .await;
-            assert!(
-                crashed.is_err() || crash_after + 1 >= full,
-                "crash at {crash_after} did not stop the run"
-            );
-            let journal = LocalJournal::new(&dir);
-            let before = records(&journal, &plan.case_id).await;
-            // Nothing was changed without its pre-state journaled first.
-            for (step, value) in world.snapshot() {
-                if value == 1 {
-                    at_record(&before, &step, "step-prepared");
-                }
-            }
-            world.log.lock().unwrap().clear();
-            let exec = Executor::new(&world, &journal, &approver);
-            if then_rollback {
-                let report = exec.rollback(&plan.case_id, "test").await.unwrap();
-                assert_eq!(report.status, CaseStatus::RolledBack, "crash at {crash_after}");
-                assert!(
-                    world.snapshot().values().all(|v| *v == 0),
-                    "crash at {crash_after}: {:?}",
-                    world.snapshot()
-                );
-            } else {
-                let report = exec.resume(&plan.case_id).await.unwrap();
-                assert_eq!(
-                    report.status,
-                    CaseStatus::Completed,
-                    "crash at {crash_after}: {}",
-                    report.message
-                );
-                assert_eq!(world.snapshot().len(), 3);
-                assert!(world.snapshot().values().all(|v| *v == 1));
-                // Exactly the steps with no journaled apply are applied again.
-                let not_applied: BTreeSet<String> = ["a", "b", "c"]
-                    .into_iter()
-                    .filter(|s| {
-                        !before
-                            .iter()
-                            .any(|r| r.event.step() == Some(*s) && r.event.name() == "step-applied")
-                    })
-                    .map(str::to_string)
-                    .collect();
-                let applied: BTreeSet<String> = world
-                    .log
-                    .lock()
-                    .unwrap()
+    crash_at_every_record(&two_independent_then_one(), |crash_after, before, log| {
+        // Exactly the steps with no journaled apply are applied again; a step
+        // applied before the crash is only verified.
+        let not_applied: BTreeSet<String> = ["a", "b", "c"]
+            .into_iter()
+            .filter(|s| {
+                !before
                     .iter()
-                    .filter_map(|l| l.strip_prefix("apply ").map(str::to_string))
-                    .collect();
-                assert_eq!(applied, not_applied, "crash at {crash_after}");
-                exec.rollback(&plan.case_id, "test").await.unwrap();
-                assert!(world.snapshot().values().all(|v| *v == 0));
-            }
-            let recs = records(&journal, &plan.case_id).await;
-            assert!(cordon_core::journal::verify_chain(&recs).is_ok());
-        }
-    }
+                    .any(|r| r.event.step() == Some(*s) && r.event.name() == "step-applied")
+            })
+            .map(str::to_string)
+            .collect();
+        let applied: BTreeSet<String> = log
+            .iter()
+            .filter_map(|l| l.strip_prefix("apply ").map(str::to_string))
+            .collect();
+        assert_eq!(applied, not_applied, "crash at {crash_after}");
+    })
+    .await;
 }

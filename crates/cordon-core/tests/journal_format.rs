@@ -23,8 +23,9 @@ use cordon_core::action::UndoGate;
 use cordon_core::executor::{ActionError, Actions, Approver, Decision, Executor};
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{
-    BASE_FORMAT_VERSION, CaseState, RESTRICTED_FORMAT_VERSION, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH,
-    JournalError, JournalEvent, JournalEventKind, JournalRecord, JournalStore, verify_chain,
+    BASE_FORMAT_VERSION, CaseState, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH,
+    JournalError, JournalEvent, JournalEventKind, JournalRecord, JournalStore,
+    RESTRICTED_FORMAT_VERSION, verify_chain,
 };
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
@@ -703,24 +704,26 @@ fn a_damaged_record_is_corrupt_not_newer() {
     assert!(err.to_string().contains("duration-ms"), "{err}");
 }
 
+/// The `case-opened` record of `plan`.
+fn opened(plan: &Plan) -> JournalRecord {
+    JournalRecord::new(
+        0,
+        "2026-11-27T00:00:00Z",
+        GENESIS_HASH,
+        JournalEvent::CaseOpened {
+            plan: Box::new(plan.clone()),
+            finding_sha256: "ab".repeat(32),
+            cordon_version: "0.1.0".to_string(),
+            provenance: None,
+        },
+    )
+}
+
 /// A plan that restricts who may approve is written in format 3 (an older
 /// cordon, which would ignore the restriction, refuses it); every other
 /// record stays in format 2; both read back, and the restriction survives.
 #[test]
 fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
-    let opened = |plan: &Plan| {
-        JournalRecord::new(
-            0,
-            "2026-11-27T00:00:00Z",
-            GENESIS_HASH,
-            JournalEvent::CaseOpened {
-                plan: Box::new(plan.clone()),
-                finding_sha256: "ab".repeat(32),
-                cordon_version: "0.1.0".to_string(),
-                provenance: None,
-            },
-        )
-    };
     let mut plan = small_plan();
     assert_eq!(opened(&plan).format_version(), BASE_FORMAT_VERSION);
     plan.steps[0].approval.required = true;
@@ -750,19 +753,6 @@ fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
 /// journaled plan without `needs` reads as sequential.
 #[test]
 fn a_step_graph_is_written_in_format_4_and_a_sequential_plan_is_not() {
-    let opened = |plan: &Plan| {
-        JournalRecord::new(
-            0,
-            "2026-11-27T00:00:00Z",
-            GENESIS_HASH,
-            JournalEvent::CaseOpened {
-                plan: Box::new(plan.clone()),
-                finding_sha256: "ab".repeat(32),
-                cordon_version: "0.1.0".to_string(),
-                provenance: None,
-            },
-        )
-    };
     let mut plan = small_plan();
     let mut second = plan.steps[0].clone();
     second.id = "second".to_string();
@@ -773,7 +763,11 @@ fn a_step_graph_is_written_in_format_4_and_a_sequential_plan_is_not() {
     assert!(!sequential.stored_text().contains("\"needs\""));
     let ids: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
     for (i, step) in plan.steps.iter().enumerate() {
-        let wanted: Vec<&str> = if i == 0 { vec![] } else { vec![ids[i - 1].as_str()] };
+        let wanted: Vec<&str> = if i == 0 {
+            vec![]
+        } else {
+            vec![ids[i - 1].as_str()]
+        };
         assert_eq!(plan.needs(step), wanted, "sequential needs of {}", step.id);
     }
     for step in &mut plan.steps {
@@ -786,7 +780,10 @@ fn a_step_graph_is_written_in_format_4_and_a_sequential_plan_is_not() {
     let text = graph.stored_text();
     let stored: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(stored["format-version"], 4);
-    assert_eq!(stored["event"]["plan"]["steps"][1]["needs"], json!([ids[0]]));
+    assert_eq!(
+        stored["event"]["plan"]["steps"][1]["needs"],
+        json!([ids[0]])
+    );
     let back = JournalRecord::from_stored(&text).unwrap();
     assert_eq!(back, graph);
     assert_eq!(back.hash(), graph.hash());

@@ -747,7 +747,12 @@ fn needs_naming_an_unknown_step_itself_or_a_step_twice_are_located() {
                 "step `tag` needs \"isolat\", which is not a step of this playbook",
             )
             .hint("did you mean `isolate`?"),
-            at(11, 30, "steps[1].needs[2]", "step `tag` needs `isolate` twice"),
+            at(
+                11,
+                30,
+                "steps[1].needs[2]",
+                "step `tag` needs `isolate` twice",
+            ),
         ],
     );
 }
@@ -784,4 +789,12 @@ fn needs_make_a_graph_and_no_needs_keep_the_written_order() {
     assert!(graph.declares_needs());
     assert_eq!(graph.steps[1].needs, Some(vec!["a".to_string()]));
     assert_eq!(graph.steps[2].needs, None);
+    let schema = cordon_core::playbook::json_schema();
+    let step = &schema["$defs"]["Step"]["properties"]["needs"];
+    assert!(
+        step["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("must be done before this one starts")),
+        "the schema documents `needs`: {step}"
+    );
 }
