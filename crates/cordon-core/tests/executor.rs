@@ -58,9 +58,51 @@ struct World {
     log: Mutex<Vec<String>>,
     /// step id -> resource that appears at the step's next apply
     drift: Mutex<BTreeMap<String, String>>,
+    /// Steps whose first apply waits until all of them have started.
+    apply_together: Option<Meeting>,
+    /// Steps whose first undo waits until all of them have started.
+    undo_together: Option<Meeting>,
+}
+
+/// Steps that wait for each other once: only steps running concurrently get
+/// past it, so an executor running them one after another hangs there.
+struct Meeting {
+    steps: Vec<&'static str>,
+    barrier: tokio::sync::Barrier,
+    met: AtomicBool,
+}
+
+impl Meeting {
+    fn of(steps: Vec<&'static str>) -> Option<Self> {
+        Some(Self {
+            barrier: tokio::sync::Barrier::new(steps.len()),
+            steps,
+            met: AtomicBool::new(false),
+        })
+    }
+
+    async fn attend(meeting: &Option<Self>, step: &str) {
+        if let Some(m) = meeting
+            && m.steps.contains(&step)
+            && !m.met.load(Ordering::SeqCst)
+        {
+            m.barrier.wait().await;
+            m.met.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl World {
+    /// The first applies of `apply` and the first undos of `undo` each wait
+    /// until all of them have started.
+    fn together(apply: Vec<&'static str>, undo: Vec<&'static str>) -> Self {
+        Self {
+            apply_together: Meeting::of(apply),
+            undo_together: Meeting::of(undo),
+            ..Self::default()
+        }
+    }
+
     fn get(&self, key: &str) -> i64 {
         *self.values.lock().unwrap().get(key).unwrap_or(&0)
     }
@@ -107,6 +149,7 @@ impl Actions for World {
         step: &PlannedStep,
         pre: &Value,
     ) -> Result<Value, ActionError> {
+        Meeting::attend(&self.apply_together, &step.id).await;
         self.log.lock().unwrap().push(format!("apply {}", step.id));
         if let Some((left, kind)) = self.failures.lock().unwrap().get_mut(&step.id)
             && *left > 0
@@ -161,6 +204,7 @@ impl Actions for World {
         pre: &Value,
         _outcome: Option<&Value>,
     ) -> Result<Value, ActionError> {
+        Meeting::attend(&self.undo_together, &step.id).await;
         self.log.lock().unwrap().push(format!("undo {}", step.id));
         if let Some((left, kind)) = self
             .failures
@@ -1919,83 +1963,6 @@ fn approver_patterns_must_be_arns() {
 // opens once all of them have started, so an executor running them one after
 // another never gets past the first (the timeout turns that into a failure).
 
-/// [`World`], except that the first applies of the steps in `apply_together`,
-/// and the first undos of those in `undo_together`, each wait until all of
-/// them have started.
-struct Together {
-    world: World,
-    apply_together: Vec<&'static str>,
-    apply_barrier: tokio::sync::Barrier,
-    applies_met: AtomicBool,
-    undo_together: Vec<&'static str>,
-    undo_barrier: tokio::sync::Barrier,
-}
-
-impl Together {
-    fn new(apply_together: Vec<&'static str>, undo_together: Vec<&'static str>) -> Self {
-        Self {
-            world: World::default(),
-            apply_barrier: tokio::sync::Barrier::new(apply_together.len().max(1)),
-            apply_together,
-            applies_met: AtomicBool::new(false),
-            undo_barrier: tokio::sync::Barrier::new(undo_together.len().max(1)),
-            undo_together,
-        }
-    }
-}
-
-impl Actions for Together {
-    async fn read_pre_state(&self, plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
-        self.world.read_pre_state(plan, step).await
-    }
-    async fn apply(
-        &self,
-        plan: &Plan,
-        step: &PlannedStep,
-        pre: &Value,
-    ) -> Result<Value, ActionError> {
-        if self.apply_together.contains(&step.id.as_str())
-            && !self.applies_met.load(Ordering::SeqCst)
-        {
-            self.apply_barrier.wait().await;
-            self.applies_met.store(true, Ordering::SeqCst);
-        }
-        self.world.apply(plan, step, pre).await
-    }
-    async fn verify(
-        &self,
-        plan: &Plan,
-        step: &PlannedStep,
-        pre: &Value,
-        outcome: &Value,
-    ) -> Result<(), ActionError> {
-        self.world.verify(plan, step, pre, outcome).await
-    }
-    async fn undo(
-        &self,
-        plan: &Plan,
-        step: &PlannedStep,
-        pre: &Value,
-        outcome: Option<&Value>,
-    ) -> Result<Value, ActionError> {
-        if self.undo_together.contains(&step.id.as_str()) {
-            self.undo_barrier.wait().await;
-        }
-        self.world.undo(plan, step, pre, outcome).await
-    }
-    async fn verify_undone(
-        &self,
-        plan: &Plan,
-        step: &PlannedStep,
-        pre: &Value,
-    ) -> Result<(), ActionError> {
-        self.world.verify_undone(plan, step, pre).await
-    }
-    fn describe_apply(&self, plan: &Plan, step: &PlannedStep, pre: &Value) -> Vec<String> {
-        self.world.describe_apply(plan, step, pre)
-    }
-}
-
 /// Fails the test instead of hanging when steps that must overlap do not.
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(std::time::Duration::from_secs(20), f)
@@ -2026,12 +1993,12 @@ fn two_independent_then_one() -> Playbook {
 async fn independent_steps_run_together_each_journaled_ahead_by_one_writer() {
     let dir = tempdir();
     let journal = LocalJournal::new(&dir);
-    let actions = Together::new(vec!["a", "b"], vec![]);
+    let world = World::together(vec!["a", "b"], vec![]);
     let approver = Approve(Decision::Pending);
     let (plan, raw) = make_plan(&two_independent_then_one());
     let report = within(
         "run",
-        Executor::new(&actions, &journal, &approver).run(&plan, &raw),
+        Executor::new(&world, &journal, &approver).run(&plan, &raw),
     )
     .await
     .unwrap();
@@ -2129,14 +2096,13 @@ async fn a_failure_under_stop_lets_running_steps_finish_starts_nothing_new_and_r
     let (plan, raw) = make_plan(&pb);
     let dir = tempdir();
     let journal = LocalJournal::new(&dir);
-    let actions = Together::new(vec!["a", "b"], vec![]);
-    actions.world.fail("a", 1, ErrorKind::NotFound);
+    let world = World::together(vec!["a", "b"], vec![]);
+    world.fail("a", 1, ErrorKind::NotFound);
     let approver = Approve(Decision::Pending);
-    let exec = Executor::new(&actions, &journal, &approver);
+    let exec = Executor::new(&world, &journal, &approver);
     let report = within("run", exec.run(&plan, &raw)).await.unwrap();
     assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
     assert!(report.step_failed);
-    let world = &actions.world;
     assert_eq!(
         [
             world.get("a"),
@@ -2193,18 +2159,18 @@ async fn rollback_undoes_a_step_only_after_every_step_needing_it_concurrently_wh
     let (plan, raw) = make_plan(&pb);
     let dir = tempdir();
     let journal = LocalJournal::new(&dir);
-    let actions = Together::new(vec!["b", "c"], vec!["b", "c"]);
+    let world = World::together(vec!["b", "c"], vec!["b", "c"]);
     let approver = Approve(Decision::Pending);
-    let exec = Executor::new(&actions, &journal, &approver);
+    let exec = Executor::new(&world, &journal, &approver);
     let report = within("run", exec.run(&plan, &raw)).await.unwrap();
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
-    actions.world.log.lock().unwrap().clear();
+    world.log.lock().unwrap().clear();
     let report = within("rollback", exec.rollback(&plan.case_id, "test"))
         .await
         .unwrap();
     assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
-    assert!(actions.world.snapshot().values().all(|v| *v == 0));
-    let log = actions.world.log.lock().unwrap().clone();
+    assert!(world.snapshot().values().all(|v| *v == 0));
+    let log = world.log.lock().unwrap().clone();
     let pos = |s: &str| log.iter().position(|l| l == &format!("undo {s}")).unwrap();
     assert!(pos("d") < pos("b") && pos("d") < pos("c"), "{log:?}");
     assert!(pos("b") < pos("a") && pos("c") < pos("a"), "{log:?}");
