@@ -539,6 +539,7 @@ fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec
                             self_approval: document.self_approval,
                             retry: document.retry,
                             on_failure: document.on_failure,
+                            needs: document.needs,
                         },
                     ));
                 }
@@ -802,6 +803,7 @@ fn check_steps(
             Some("a notify-only playbook has one `notify` step".to_string()),
         );
     }
+    check_needs(cx, steps);
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, step) in steps {
         let base = format!("steps[{i}]");
@@ -881,6 +883,128 @@ fn check_steps(
             );
         }
     }
+}
+
+/// `needs`: every entry names another step of the playbook, once, and the
+/// steps form no cycle (a cycle would leave its steps waiting for each other
+/// forever). Approval gates cannot deadlock the graph: a gated step is asked
+/// for when its own needs are done, whatever its place in the file, and the
+/// steps that do not need it run meanwhile.
+fn check_needs(cx: &mut FileContext<'_>, steps: &[&(usize, Step)]) {
+    let ids: Vec<&str> = steps.iter().map(|(_, s)| s.id.as_str()).collect();
+    for (i, step) in steps {
+        let Some(needs) = &step.needs else {
+            continue;
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for (j, need) in needs.iter().enumerate() {
+            let path = format!("steps[{i}].needs[{j}]");
+            if *need == step.id {
+                cx.push(
+                    &path,
+                    format!("step `{}` needs itself", step.id),
+                    Some("list only the other steps that must be done first".to_string()),
+                );
+            } else if !ids.contains(&need.as_str()) {
+                cx.push(
+                    &path,
+                    format!(
+                        "step `{}` needs {}, which is not a step of this playbook",
+                        step.id,
+                        preview(need)
+                    ),
+                    Some(closest(need, &ids, "step ids")),
+                );
+            } else if seen.contains(&need.as_str()) {
+                cx.push(
+                    &path,
+                    format!("step `{}` needs `{need}` twice", step.id),
+                    None,
+                );
+            }
+            seen.push(need);
+        }
+    }
+    for cycle in needs_cycles(steps) {
+        let (i, first) = steps[cycle[0]];
+        let names: Vec<&str> = cycle
+            .iter()
+            .chain(std::iter::once(&cycle[0]))
+            .map(|k| steps[*k].1.id.as_str())
+            .collect();
+        cx.push(
+            &format!("steps[{i}].needs"),
+            format!(
+                "the needs of step `{}` form a cycle: {}",
+                first.id,
+                names.join(" → ")
+            ),
+            Some(
+                "a step cannot wait for a step that waits for it; remove one of these needs"
+                    .to_string(),
+            ),
+        );
+    }
+}
+
+/// Every cycle of `needs` (unknown ids ignored), each once, as positions in
+/// `steps`, starting at its step earliest in the file.
+fn needs_cycles(steps: &[&(usize, Step)]) -> Vec<Vec<usize>> {
+    let position = |id: &str| steps.iter().position(|(_, s)| s.id == id);
+    let edges: Vec<Vec<usize>> = steps
+        .iter()
+        .map(|(_, s)| {
+            s.needs
+                .iter()
+                .flatten()
+                .filter_map(|n| position(n))
+                .filter(|k| steps[*k].1.id != s.id)
+                .collect()
+        })
+        .collect();
+    // Colours: 0 unvisited, 1 on the current path, 2 finished.
+    let mut colour = vec![0u8; steps.len()];
+    let mut cycles: Vec<Vec<usize>> = Vec::new();
+    for start in 0..steps.len() {
+        if colour[start] != 0 {
+            continue;
+        }
+        let mut path = vec![start];
+        let mut next_edge = vec![0usize];
+        colour[start] = 1;
+        while let Some(&node) = path.last() {
+            let depth = path.len() - 1;
+            if let Some(&to) = edges[node].get(next_edge[depth]) {
+                next_edge[depth] += 1;
+                match colour[to] {
+                    0 => {
+                        colour[to] = 1;
+                        path.push(to);
+                        next_edge.push(0);
+                    }
+                    1 => {
+                        let from = path.iter().position(|n| *n == to).unwrap_or(0);
+                        let mut cycle = path[from..].to_vec();
+                        let min = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, n)| **n)
+                            .map(|(k, _)| k);
+                        cycle.rotate_left(min.unwrap_or(0));
+                        if !cycles.contains(&cycle) {
+                            cycles.push(cycle);
+                        }
+                    }
+                    _ => {}
+                }
+            } else {
+                colour[node] = 2;
+                path.pop();
+                next_edge.pop();
+            }
+        }
+    }
+    cycles
 }
 
 /// `approvers`: IAM/STS ARN patterns, few and short, printable.
