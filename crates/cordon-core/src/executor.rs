@@ -1789,7 +1789,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     // silently "done" either.
                     let reason = format!("not configured: {error}");
                     warn!(step = %step.id, %reason, "step skipped");
-                    session
+                    shared
                         .write(JournalEvent::StepSkipped {
                             step: step.id.clone(),
                             reason,
