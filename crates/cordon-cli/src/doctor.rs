@@ -32,9 +32,10 @@ use cordon_core::ids::IdKind;
 use cordon_core::playbook::Playbook;
 use cordon_core::policy::{PolicyOptions, RolePolicy, role_policy};
 use cordon_core::text::escape;
-use cordon_core::validate::load_playbooks;
+use cordon_core::validate::set_digest;
 use serde::Serialize;
 
+use crate::playbook_set::Source;
 use crate::{Failure, Output, StateArgs, invalid, output, print_json};
 
 /// Beyond this, `doctor` fails the clock: SigV4 refuses requests more than
@@ -47,10 +48,11 @@ const DEFAULT_PROBE_TAG_KEY: &str = "cordon:case";
 /// Options of `cordon doctor`.
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
-    /// A playbook file or a directory of them: the permissions and isolation
-    /// groups they need are checked.
-    #[arg(long, env = "CORDON_PLAYBOOKS", default_value = "playbooks")]
-    playbooks: PathBuf,
+    /// A playbook file or a directory of them (default: ./playbooks if it
+    /// exists, else the playbooks embedded in this binary): the permissions
+    /// and isolation groups they need are checked.
+    #[arg(long, env = "CORDON_PLAYBOOKS")]
+    playbooks: Option<PathBuf>,
     /// The SNS topic `notify` steps without a `topic-arn` publish to.
     #[arg(long, env = "CORDON_NOTIFY_TOPIC_ARN")]
     notify_topic: Option<String>,
@@ -236,7 +238,7 @@ async fn checklist(args: &DoctorArgs) -> Vec<Check> {
             None
         }
     };
-    let playbooks = playbook_check(&args.playbooks, &mut checks);
+    let playbooks = playbook_check(&Source::resolve(args.playbooks.as_deref()), &mut checks);
     checks.push(journal_check(&args.state.state_dir));
     let aws = clients.as_ref().zip(identity.as_ref());
     let Some((clients, identity)) = aws else {
@@ -338,13 +340,18 @@ pub fn clock_check(skew: Option<i64>) -> Check {
     }
 }
 
-fn playbook_check(path: &Path, checks: &mut Vec<Check>) -> Option<Vec<Playbook>> {
-    match load_playbooks(path) {
+fn playbook_check(source: &Source, checks: &mut Vec<Check>) -> Option<Vec<Playbook>> {
+    let origin = source.origin();
+    match source.load() {
         Ok(loaded) => {
             checks.push(Check::new(
                 Status::Pass,
                 "playbooks",
-                format!("{} playbook(s) valid at {}", loaded.len(), path.display()),
+                format!(
+                    "{} playbook(s) valid ({origin}, sha256 {})",
+                    loaded.len(),
+                    set_digest(&loaded)
+                ),
                 "cordon validate",
             ));
             Some(loaded.into_iter().map(|l| l.playbook).collect())
@@ -358,10 +365,8 @@ fn playbook_check(path: &Path, checks: &mut Vec<Check>) -> Option<Vec<Playbook>>
                 Status::Fail,
                 "playbooks",
                 format!(
-                    "{} problem(s) at {} (first: {first}): `cordon validate {}`",
+                    "{} problem(s) at {origin} (first: {first}): `cordon validate {origin}`",
                     problems.len(),
-                    path.display(),
-                    path.display()
                 ),
                 "cordon validate",
             ));
@@ -896,7 +901,7 @@ mod tests {
 
     #[test]
     fn denied_probe_names_the_permission_and_what_needs_it() {
-        let playbooks: Vec<Playbook> = load_playbooks(Path::new(concat!(
+        let playbooks: Vec<Playbook> = cordon_core::validate::load_playbooks(Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../playbooks"
         )))
