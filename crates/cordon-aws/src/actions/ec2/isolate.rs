@@ -53,8 +53,8 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 use super::{
-    BoxedCall, describe_instance, filter, instance_network_interfaces, interface_group_ids,
-    join_all, network_interfaces_by_id, try_join_all,
+    BoxedCall, Sent, describe_instance, filter, instance_network_interfaces, interface_group_ids,
+    join_all, network_interfaces_by_id, read_scope, send_reconciled, try_join_all,
 };
 use crate::actions::{Amended, Ctx, Handler};
 use crate::call::items;
@@ -327,13 +327,26 @@ async fn groups_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<SecurityGroup>
     describe_groups(ctx, vec![filter("group-id", ids)?], &ids.join(",")).await
 }
 
-/// Creates a tagged group; `None` when another worker created it first.
+/// What creating a group came to.
+#[derive(Debug)]
+enum Made {
+    /// This call created it: a new group with EC2's default rules.
+    Created(String),
+    /// It exists already: found by the read that reconciled a timed-out
+    /// attempt (`Some`), or answered `InvalidGroup.Duplicate` (`None`: look it up).
+    Exists(Option<SecurityGroup>),
+}
+
+/// Creates a tagged group. `CreateSecurityGroup` is sent once per attempt
+/// ([`ops::Op::send_once`]): after an attempt that may have created the group
+/// without answering (a timeout), the group is looked up by name and VPC
+/// first, and only sent again if it is not there ([`send_reconciled`]).
 async fn create_group(
     ctx: Ctx<'_>,
     vpc_id: &str,
     name: &str,
     role: &str,
-) -> Result<Option<String>, ActionError> {
+) -> Result<Made, ActionError> {
     let clients = ctx.clients();
     let description = match role {
         ISOLATION_ROLE => {
@@ -343,23 +356,29 @@ async fn create_group(
             "cordon untrack: allow-all group an ENI passes through for a moment so its tracked connections are cut. Do not use."
         }
     };
-    let request = clients
-        .ec2
-        .create_security_group()
-        .vpc_id(vpc_id)
-        .group_name(name)
-        .description(description)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::SecurityGroup)
-                .tags(Tag::builder().key(ROLE_TAG).value(role).build())
-                .build(),
-        );
     let op = &ops::EC2_CREATE_SECURITY_GROUP;
-    match clients.try_call(op, vpc_id, request).await {
-        Ok(out) => out
+    let request = || {
+        clients
+            .ec2
+            .create_security_group()
+            .vpc_id(vpc_id)
+            .group_name(name)
+            .description(description)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .tags(Tag::builder().key(ROLE_TAG).value(role).build())
+                    .build(),
+            )
+    };
+    let find = || async {
+        let found = find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()]).await?;
+        Ok(found.into_iter().next())
+    };
+    match send_reconciled(ctx, op, vpc_id, request, find).await? {
+        Ok(Sent::Answered(out)) => out
             .group_id()
-            .map(|id| Some(id.to_string()))
+            .map(|id| Made::Created(id.to_string()))
             .ok_or_else(|| {
                 ActionError::new(
                     ErrorKind::Other,
@@ -368,7 +387,8 @@ async fn create_group(
                     "retry; if it persists, create the group by hand",
                 )
             }),
-        Err(e) if e.code() == Some("InvalidGroup.Duplicate") => Ok(None),
+        Ok(Sent::Found(group)) => Ok(Made::Exists(Some(group))),
+        Err(e) if e.code() == Some("InvalidGroup.Duplicate") => Ok(Made::Exists(None)),
         Err(e) => Err(e.into()),
     }
 }
@@ -475,13 +495,14 @@ async fn ensure_isolation_group(
     let existing = match found {
         Some(group) => Some(group),
         None => match create_group(ctx, vpc_id, name, ISOLATION_ROLE).await? {
-            Some(id) => {
+            Made::Created(id) => {
                 // A new group allows all egress; isolation allows none.
                 revoke_egress(ctx, &id, vec![any_traffic_v4(), any_traffic_v6()]).await?;
                 return Ok((id, true, Vec::new()));
             }
+            Made::Exists(Some(group)) => Some(group),
             // Lost a creation race to another worker: use its group.
-            None => find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()])
+            Made::Exists(None) => find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()])
                 .await?
                 .into_iter()
                 .next(),
@@ -541,8 +562,14 @@ async fn ensure_untrack_group(
         None => match create_group(ctx, vpc_id, name, UNTRACK_ROLE).await? {
             // A new group has the IPv4 allow-all egress rule (and, in an IPv6
             // VPC, the IPv6 one: adding it again is answered Duplicate, which is fine).
-            Some(id) => (id, true, Vec::new(), vec![any_traffic_v4()]),
-            None => {
+            Made::Created(id) => (id, true, Vec::new(), vec![any_traffic_v4()]),
+            Made::Exists(Some(group)) => (
+                group.group_id().unwrap_or_default().to_string(),
+                false,
+                group.ip_permissions().to_vec(),
+                group.ip_permissions_egress().to_vec(),
+            ),
+            Made::Exists(None) => {
                 let group = find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()])
                     .await?
                     .into_iter()
