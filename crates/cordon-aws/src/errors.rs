@@ -215,7 +215,9 @@ where
     /// and may be sent again after a pause.
     pub fn is_throttling(&self) -> bool {
         self.service_error().is_some()
-            && (self.code().is_some_and(|code| classify_code(code) == ErrorKind::Throttled)
+            && (self
+                .code()
+                .is_some_and(|code| classify_code(code) == ErrorKind::Throttled)
                 || self.status() == Some(429))
     }
 

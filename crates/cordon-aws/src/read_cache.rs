@@ -19,8 +19,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{NetworkInterface, SecurityGroup};
+
+/// How long an instance's ENIs read for a pre-state stand in for apply's
+/// own read. Pre-state, journal write and apply follow each other within
+/// milliseconds; a step that waited for approval in between reads again.
+pub const INTERFACES_REUSE_WINDOW: Duration = Duration::from_secs(5);
 
 /// Where an entry lives: account, region, then what it is about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +56,15 @@ struct Entry {
     /// Resource ids a mutating call may name that make the entry stale.
     ids: Vec<String>,
     value: Value,
+    /// When the read that filled it was sent.
+    sent: Instant,
+}
+
+#[derive(Debug)]
+struct Pending {
+    ids: Vec<String>,
+    stale: bool,
+    sent: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -57,7 +72,7 @@ struct Reads {
     entries: BTreeMap<Key, Entry>,
     /// Reads in flight, by ticket: the ids they are about, and whether a
     /// mutating call named one of them since they were sent.
-    pending: BTreeMap<u64, (Vec<String>, bool)>,
+    pending: BTreeMap<u64, Pending>,
     next_ticket: u64,
 }
 
@@ -86,9 +101,14 @@ impl ReadCache {
         let mut reads = self.lock();
         reads.next_ticket += 1;
         let id = reads.next_ticket;
-        reads
-            .pending
-            .insert(id, (ids.iter().map(|s| s.to_string()).collect(), false));
+        reads.pending.insert(
+            id,
+            Pending {
+                ids: ids.iter().map(|s| s.to_string()).collect(),
+                stale: false,
+                sent: Instant::now(),
+            },
+        );
         ReadTicket { id }
     }
 
@@ -109,15 +129,20 @@ impl ReadCache {
         self.store(ticket, key, ids, Value::Interfaces(enis.to_vec()));
     }
 
-    /// The ENIs attached to `instance_id` as last read, if nothing changed
-    /// them since; taken, so a later attempt reads afresh.
+    /// The ENIs attached to `instance_id` as read within the last
+    /// [`INTERFACES_REUSE_WINDOW`], if nothing changed them since; taken, so
+    /// a later attempt reads afresh.
     pub fn take_interfaces(
         &self,
         scope: &Scope,
         instance_id: &str,
     ) -> Option<Vec<NetworkInterface>> {
         let key = Key::Interfaces(scope.clone(), instance_id.to_string());
-        match self.lock().entries.remove(&key)?.value {
+        let entry = self.lock().entries.remove(&key)?;
+        if entry.sent.elapsed() > INTERFACES_REUSE_WINDOW {
+            return None;
+        }
+        match entry.value {
             Value::Interfaces(enis) => Some(enis),
             Value::Group(_) => None,
         }
@@ -136,18 +161,16 @@ impl ReadCache {
         ids.extend(group.and_then(|g| g.group_id()).map(str::to_string));
         let key = Key::Group(scope.clone(), vpc_id.to_string(), name.to_string());
         let mut reads = self.lock();
-        if reads
-            .pending
-            .get(&ticket.id)
-            .is_some_and(|(_, stale)| *stale)
-        {
+        let Some(pending) = reads.pending.get(&ticket.id).filter(|p| !p.stale) else {
             return;
-        }
+        };
+        let sent = pending.sent;
         reads.entries.insert(
             key,
             Entry {
                 ids,
                 value: Value::Group(group.cloned()),
+                sent,
             },
         );
     }
@@ -175,9 +198,9 @@ impl ReadCache {
         let names = |ids: &[String]| ids.iter().any(|id| named.contains(&id.as_str()));
         let mut reads = self.lock();
         reads.entries.retain(|_, entry| !names(&entry.ids));
-        for (ids, stale) in reads.pending.values_mut() {
-            if names(ids) {
-                *stale = true;
+        for pending in reads.pending.values_mut() {
+            if names(&pending.ids) {
+                pending.stale = true;
             }
         }
     }
@@ -191,12 +214,15 @@ impl ReadCache {
 
     fn store(&self, ticket: ReadTicket, key: Key, ids: Vec<String>, value: Value) {
         let mut reads = self.lock();
-        let stale = reads
-            .pending
-            .remove(&ticket.id)
-            .is_none_or(|(_, stale)| stale);
-        if !stale {
-            reads.entries.insert(key, Entry { ids, value });
+        if let Some(pending) = reads.pending.remove(&ticket.id).filter(|p| !p.stale) {
+            reads.entries.insert(
+                key,
+                Entry {
+                    ids,
+                    value,
+                    sent: pending.sent,
+                },
+            );
         }
     }
 
