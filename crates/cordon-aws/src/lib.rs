@@ -17,3 +17,4 @@ pub mod ratelimit;
 pub mod read_cache;
 pub mod recorder;
 pub mod s3_journal;
+pub mod signing;
