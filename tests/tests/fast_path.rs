@@ -101,60 +101,60 @@ async fn groups_named(clients: &AwsClients, vpc: &str, name: &str) -> Vec<String
         .collect()
 }
 
-#[tokio::test]
-async fn isolating_with_the_groups_present_takes_four_rounds() {
+/// Isolates `suspect` (after `earlier`, when `groups_present`, so that an
+/// earlier case left the groups behind) and checks the isolate step's calls
+/// per operation and its sequential rounds.
+async fn assert_isolation_cost(
+    groups_present: bool,
+    calls: &[(&'static str, usize)],
+    rounds: usize,
+) {
     let aws = emulator().await;
     let clients = aws.clients();
     let env = provision(clients, &environment()).await.expect("provision");
-    let (actions, _) = local_actions(clients, "fast-path-present");
-    // An earlier case left the groups behind.
-    contain(&actions, &plan_for(&env, "earlier", "isolate-instance")).await;
+    let (actions, _) = local_actions(clients, "fast-path-rounds");
+    if groups_present {
+        contain(&actions, &plan_for(&env, "earlier", "isolate-instance")).await;
+    }
     clients.recorder.reset();
-
     contain(&actions, &plan_for(&env, "suspect", "isolate-instance")).await;
-    let calls = isolate_calls(clients);
+    let recorded = isolate_calls(clients);
+    assert_eq!(
+        per_operation(&recorded),
+        calls.iter().copied().collect(),
+        "{recorded:#?}"
+    );
+    assert_eq!(sequential_rounds(&recorded), rounds, "{recorded:#?}");
+}
+
+#[tokio::test]
+async fn isolating_with_the_groups_present_takes_four_rounds() {
     // Read (instance, its ENIs, the VPC's groups) | untrack swap of each ENI
     // | isolation swap of each ENI | read back (ENIs, the isolation group).
-    assert_eq!(
-        per_operation(&calls),
-        BTreeMap::from([
-            ("DescribeInstances", 1),
-            ("DescribeNetworkInterfaces", 2),
-            ("DescribeSecurityGroups", 2),
-            ("ModifyNetworkInterfaceAttribute", 4),
-        ]),
-        "{calls:#?}"
-    );
-    assert_eq!(sequential_rounds(&calls), 4, "{calls:#?}");
+    let calls = [
+        ("DescribeInstances", 1),
+        ("DescribeNetworkInterfaces", 2),
+        ("DescribeSecurityGroups", 2),
+        ("ModifyNetworkInterfaceAttribute", 4),
+    ];
+    assert_isolation_cost(true, &calls, 4).await;
 }
 
 #[tokio::test]
 async fn isolating_in_a_fresh_vpc_takes_six_rounds() {
-    let aws = emulator().await;
-    let clients = aws.clients();
-    let env = provision(clients, &environment()).await.expect("provision");
-    let (actions, _) = local_actions(clients, "fast-path-fresh");
-    clients.recorder.reset();
-
-    contain(&actions, &plan_for(&env, "suspect", "isolate-instance")).await;
-    let calls = isolate_calls(clients);
     // Read | create both groups | the isolation group's egress revoked and
     // the untrack group's rules added | untrack swaps | isolation swaps | read back.
-    assert_eq!(
-        per_operation(&calls),
-        BTreeMap::from([
-            ("AuthorizeSecurityGroupEgress", 1),
-            ("AuthorizeSecurityGroupIngress", 1),
-            ("CreateSecurityGroup", 2),
-            ("DescribeInstances", 1),
-            ("DescribeNetworkInterfaces", 2),
-            ("DescribeSecurityGroups", 2),
-            ("ModifyNetworkInterfaceAttribute", 4),
-            ("RevokeSecurityGroupEgress", 1),
-        ]),
-        "{calls:#?}"
-    );
-    assert_eq!(sequential_rounds(&calls), 6, "{calls:#?}");
+    let calls = [
+        ("AuthorizeSecurityGroupEgress", 1),
+        ("AuthorizeSecurityGroupIngress", 1),
+        ("CreateSecurityGroup", 2),
+        ("DescribeInstances", 1),
+        ("DescribeNetworkInterfaces", 2),
+        ("DescribeSecurityGroups", 2),
+        ("ModifyNetworkInterfaceAttribute", 4),
+        ("RevokeSecurityGroupEgress", 1),
+    ];
+    assert_isolation_cost(false, &calls, 6).await;
 }
 
 /// A proxy with no delay in front of the emulator that never answers the
