@@ -117,7 +117,7 @@ impl AwsClients {
     pub fn loader() -> ConfigLoader {
         aws_config::defaults(BehaviorVersion::latest())
             .retry_config(retry_config())
-            .timeout_config(timeout_config(OpClass::ControlPlane))
+            .timeout_config(client_timeouts(OPERATION_TIMEOUT))
     }
 
     /// Builds the clients from the standard AWS environment (env vars, profile,
@@ -261,7 +261,7 @@ impl AwsClientsBuilder {
                 // Emulators (and most S3-compatible endpoints) serve buckets
                 // under the path, not as virtual-host subdomains.
                 .force_path_style(endpoint.is_some())
-                .timeout_config(timeout_config(OpClass::Transfer));
+                .timeout_config(client_timeouts(S3_OPERATION_TIMEOUT));
             for interceptor in &interceptors {
                 builder.push_interceptor(interceptor.clone());
             }
@@ -298,6 +298,18 @@ fn retry_config() -> RetryConfig {
         .with_max_attempts(MAX_ATTEMPTS)
         .with_initial_backoff(INITIAL_BACKOFF)
         .with_max_backoff(MAX_BACKOFF)
+}
+
+/// The clients' own budgets, for requests sent outside the call path (the
+/// fixture builder's, a test's): the whole operation only. The per-attempt
+/// budget is the call path's ([`call_overrides`]), set per operation class
+/// where the operation is known; a creation sent straight through the SDK
+/// (`CreateVpc` on a cold emulator) must not be abandoned and re-sent.
+fn client_timeouts(operation: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_timeout(operation)
+        .build()
 }
 
 /// The budgets of one class of call: the whole operation, and each attempt in it.
