@@ -14,6 +14,7 @@ pub mod ops;
 pub mod pause;
 pub mod protected;
 pub mod ratelimit;
+pub mod read_cache;
 pub mod recorder;
 pub mod s3_journal;
 pub mod signing;
