@@ -640,4 +640,199 @@ mod tests {
             .await;
         assert_near(start.elapsed(), Duration::from_millis(200));
     }
+
+    /// A burst: many cases at once, each with its own handle on the
+    /// process's limits (a clone, a region handle, as each case's clients
+    /// get), all drawing on one bucket. The bucket, not the number of cases,
+    /// sets the pace: capacity at once, then exactly the refill rate.
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_cases_sharing_the_limits_is_held_to_one_bucket_s_rate() {
+        let process = RateLimits::new("us-east-1");
+        let mnia = EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket;
+        process.resize(
+            mnia,
+            BucketSize {
+                capacity: 10,
+                refill_per_second: 5.0,
+            },
+        );
+        let start = Instant::now();
+        let cases: Vec<_> = (0..20)
+            .map(|case| {
+                let limits = if case % 2 == 0 {
+                    process.clone()
+                } else {
+                    process.in_region("us-east-1")
+                };
+                tokio::spawn(async move {
+                    let mut done = Vec::new();
+                    for _ in 0..10 {
+                        limits.acquire(mnia).await;
+                        done.push(start.elapsed());
+                    }
+                    done
+                })
+            })
+            .collect();
+        let mut times = Vec::new();
+        for case in cases {
+            times.extend(case.await.expect("case task"));
+        }
+        times.sort();
+        // 200 calls: 10 at once, then one every 200 ms: the last at 38 s.
+        assert_near(*times.last().expect("calls"), Duration::from_secs(38));
+        for (n, at) in times.iter().enumerate() {
+            let earned_by_then = 10.0 + at.as_secs_f64() * 5.0;
+            assert!(
+                (n as f64) < earned_by_then + 1e-6,
+                "call {n} at {at:?} beat the bucket"
+            );
+        }
+        let stats = process.stats()["ec2:ModifyNetworkInterfaceAttribute"];
+        assert_eq!(stats.tokens, 200);
+        assert_eq!(stats.waits, 190);
+        assert_eq!(stats.throttled, 0);
+        // From 2 s (the capacity spent) to 38 s someone is always waiting.
+        assert!(stats.waited_ms >= 36_000, "waited {} ms", stats.waited_ms);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_region_handle_keeps_its_own_budget_and_a_resize_reaches_buckets_in_use() {
+        let limits = RateLimits::new("us-east-1");
+        let bucket = EC2_CREATE_SECURITY_GROUP.bucket;
+        let west = limits.in_region("eu-west-1");
+        for _ in 0..50 {
+            limits.acquire(bucket).await;
+            west.acquire(bucket).await;
+        }
+        let start = Instant::now();
+        // Both empty now; a resize to 1/s slows the next call to a second.
+        limits.resize(
+            bucket,
+            BucketSize {
+                capacity: 5,
+                refill_per_second: 1.0,
+            },
+        );
+        limits.acquire(bucket).await;
+        assert_near(start.elapsed(), Duration::from_secs(1));
+        west.acquire(bucket).await;
+        assert_near(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(limits.size(bucket).capacity, 5);
+        assert_eq!(limits.stats()["ec2-mutating"].tokens, 102);
+    }
+
+    #[test]
+    fn bucket_names_round_trip_and_sizes_parse() {
+        for op in crate::ops::ALL {
+            assert_eq!(
+                Bucket::from_name(&op.bucket.name()),
+                Some(op.bucket),
+                "{op}"
+            );
+        }
+        assert_eq!(
+            parse_bucket_size("ec2:ModifyNetworkInterfaceAttribute=200/7.5"),
+            Ok((
+                EC2_MODIFY_NETWORK_INTERFACE_ATTRIBUTE.bucket,
+                BucketSize {
+                    capacity: 200,
+                    refill_per_second: 7.5
+                }
+            ))
+        );
+        assert_eq!(
+            parse_bucket_size(" sns = 10/1 ").map(|(b, _)| b),
+            Ok(SNS_PUBLISH.bucket)
+        );
+        for bad in [
+            "ec2-mutating",
+            "ec2-mutating=5",
+            "ec2-mutating=0/1",
+            "ec2-mutating=5/0",
+            "ec2-mutating=5/NaN",
+            "ec2-mutating=5/inf",
+        ] {
+            assert!(parse_bucket_size(bad).is_err(), "{bad}");
+        }
+        let unknown = parse_bucket_size("ec2:DeleteEverything=1/1").unwrap_err();
+        assert!(
+            unknown.to_string().contains("ec2-non-mutating"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
+    fn throttling_answers_are_told_from_other_errors() {
+        let ec2 = b"<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors></Response>";
+        assert!(is_throttling_answer(503, ec2));
+        let json = br#"{"__type":"com.amazonaws.guardduty#TooManyRequestsException","message":"slow down"}"#;
+        assert!(is_throttling_answer(429, json));
+        let s3 = b"<Error><Code>SlowDown</Code></Error>";
+        assert!(is_throttling_answer(503, s3));
+        let denied = b"<Response><Errors><Error><Code>UnauthorizedOperation</Code></Error></Errors></Response>";
+        assert!(!is_throttling_answer(403, denied));
+        // A success that mentions the word is no throttling.
+        assert!(!is_throttling_answer(200, ec2));
+    }
+
+    /// The counter on a real client: EC2 answers RequestLimitExceeded twice,
+    /// the SDK retries, the call succeeds, and both answers are counted
+    /// under the operation's bucket.
+    #[tokio::test]
+    async fn throttled_attempts_are_counted_per_bucket_and_retried() {
+        use aws_smithy_http_client::test_util::{ReplayEvent, StaticReplayClient};
+        use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        let event = |status: u16, body: &str| {
+            let mut request = HttpRequest::new(SdkBody::empty());
+            request
+                .set_uri("https://ec2.us-east-1.amazonaws.com/")
+                .expect("uri");
+            let mut response = HttpResponse::new(
+                StatusCode::try_from(status).expect("status"),
+                SdkBody::from(body.to_owned()),
+            );
+            response.headers_mut().insert("content-type", "text/xml");
+            ReplayEvent::new(request, response)
+        };
+        let throttled = || {
+            event(
+                503,
+                "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>r</RequestID></Response>",
+            )
+        };
+        let ok = event(
+            200,
+            "<ModifyNetworkInterfaceAttributeResponse><requestId>r</requestId><return>true</return></ModifyNetworkInterfaceAttributeResponse>",
+        );
+        let http = StaticReplayClient::new(vec![throttled(), throttled(), ok]);
+        let limits = RateLimits::new("us-east-1");
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+            .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::for_tests())
+            .http_client(http.clone())
+            .retry_config(
+                aws_smithy_types::retry::RetryConfig::standard()
+                    .with_max_attempts(3)
+                    .with_initial_backoff(Duration::from_millis(1)),
+            )
+            .interceptor(ThrottleCounter::new(limits.clone()))
+            .build();
+        let ec2 = aws_sdk_ec2::Client::from_conf(config);
+        ec2.modify_network_interface_attribute()
+            .network_interface_id("eni-0123456789abcdef0")
+            .groups("sg-0123456789abcdef0")
+            .send()
+            .await
+            .expect("succeeds on the third attempt");
+        assert_eq!(http.actual_requests().count(), 3);
+        let stats = limits.stats();
+        assert_eq!(
+            stats["ec2:ModifyNetworkInterfaceAttribute"].throttled, 2,
+            "{stats:?}"
+        );
+    }
 }

@@ -429,8 +429,12 @@ fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Item>, Failure> {
 
 /// The finding files of a directory, in name order (hidden files skipped).
 fn finding_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| invalid(anyhow!("cannot list finding directory {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        invalid(anyhow!(
+            "cannot list finding directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|entry| entry.path())
@@ -489,7 +493,15 @@ async fn work(
         )));
     }
     escalate(&shared).await;
-    let summary = summarize(&rows, cases, concurrency, started, &shared, calls_before, attempts_before);
+    let summary = summarize(
+        &rows,
+        cases,
+        concurrency,
+        started,
+        &shared,
+        calls_before,
+        attempts_before,
+    );
     match output {
         Output::Json => crate::print_json(&BurstReport {
             findings: &rows,

@@ -616,10 +616,7 @@ pub(crate) async fn execute_case(
         .fleet_cap(guards.fleet_cap())
         .fleet_ledger(fleet_ledger)
         .provenance(Some(case.provenance(check)));
-    executor
-        .run(plan, &finding.raw)
-        .await
-        .map_err(exec_failure)
+    executor.run(plan, &finding.raw).await.map_err(exec_failure)
 }
 
 /// Keeps the finding byte for byte as received, with the case (evidence):
@@ -1065,7 +1062,10 @@ fn playbooks_only(loaded: &[LoadedPlaybook]) -> Vec<cordon_core::playbook::Playb
 /// The plan for `finding`, `None` when no playbook answers it; a finding whose
 /// ids a step would use are malformed is invalid input (exit 2), refused
 /// before any client exists.
-pub(crate) fn make_plan(finding: &Finding, loaded: &[LoadedPlaybook]) -> Result<Option<Plan>, Failure> {
+pub(crate) fn make_plan(
+    finding: &Finding,
+    loaded: &[LoadedPlaybook],
+) -> Result<Option<Plan>, Failure> {
     let playbooks = playbooks_only(loaded);
     match route(finding, &playbooks) {
         (Route::Matched { reason, .. }, Some(playbook)) => try_plan(finding, playbook, reason)

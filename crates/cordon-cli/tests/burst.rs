@@ -60,7 +60,9 @@ impl Scene {
             "instances": names.iter().map(|n| json!({"name": n, "subnet": "s", "groups": ["web"]})).collect::<Vec<_>>()
         });
         let spec: EnvironmentSpec = serde_json::from_value(spec).unwrap();
-        let env = cordon_gameday::provision(aws.clients(), &spec).await.unwrap();
+        let env = cordon_gameday::provision(aws.clients(), &spec)
+            .await
+            .unwrap();
         let playbooks = dir.join("playbooks");
         std::fs::create_dir_all(&playbooks).unwrap();
         std::fs::write(playbooks.join("test.yaml"), CONTAIN_PLAYBOOK).unwrap();
@@ -183,7 +185,12 @@ async fn a_burst_of_five_findings_contains_every_instance_each_in_its_own_case()
         assert_eq!(row["outcome"], "done", "{row:#}");
         assert_eq!(row["status"], "completed", "{row:#}");
         assert_eq!(row["playbook"], "contain-small", "{row:#}");
-        assert!(row["input"].as_str().unwrap().ends_with(&format!("{i:03}.json")));
+        assert!(
+            row["input"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("{i:03}.json"))
+        );
         let case = row["case-id"].as_str().unwrap().to_string();
         let kinds = event_kinds(&scene.state, &case);
         assert_eq!(kinds.first().map(String::as_str), Some("case-opened"));
@@ -205,8 +212,7 @@ async fn a_burst_of_five_findings_contains_every_instance_each_in_its_own_case()
     let mnia = &summary["buckets"]["ec2:ModifyNetworkInterfaceAttribute"];
     assert_eq!(mnia["capacity"], 100, "{summary:#}");
     assert_eq!(
-        mnia["tokens"],
-        summary["api-calls-by-operation"]["EC2.ModifyNetworkInterfaceAttribute"],
+        mnia["tokens"], summary["api-calls-by-operation"]["EC2.ModifyNetworkInterfaceAttribute"],
         "{summary:#}"
     );
     assert!(mnia["tokens"].as_u64().unwrap() >= 5, "{summary:#}");
@@ -250,7 +256,12 @@ async fn two_findings_on_one_instance_in_one_burst_contain_it_once_and_refuse_th
             .any(|k| k == "resource-busy")
     );
     assert_eq!(rows[2]["outcome"], "done", "{report:#}");
-    assert!(rows[0]["input"].as_str().unwrap().ends_with("burst.jsonl[0]"));
+    assert!(
+        rows[0]["input"]
+            .as_str()
+            .unwrap()
+            .ends_with("burst.jsonl[0]")
+    );
     assert!(scene.isolated("web-01").await);
     assert!(scene.isolated("web-02").await);
     let summary = &report["summary"];
