@@ -41,12 +41,23 @@ async fn evidence_case(clients: &AwsClients, bucket: &str) -> Plan {
 
 /// The evidence store of a run writing straight to `bucket`.
 fn s3_store(clients: &AwsClients, bucket: &str, retention: bool) -> EvidenceStore {
+    signed_store(clients, bucket, retention, None)
+}
+
+/// The same, signing each manifest with `signing_key`.
+fn signed_store(
+    clients: &AwsClients,
+    bucket: &str,
+    retention: bool,
+    signing_key: Option<String>,
+) -> EvidenceStore {
     EvidenceStore::S3 {
         clients: Box::new(clients.clone()),
         bucket: bucket.to_string(),
         prefix: PREFIX.to_string(),
         kms_key: None,
         retention,
+        signing_key,
     }
 }
 
@@ -149,7 +160,7 @@ async fn verified_clean(
     bucket: &str,
     case: &CaseId,
 ) -> cordon_aws::manifest::VerifyReport {
-    let report = verify_case(clients, bucket, PREFIX, case)
+    let report = verify_case(clients, bucket, PREFIX, case, None)
         .await
         .expect("verify case");
     assert!(report.ok(), "{:#?}", lines(&report));
@@ -173,7 +184,7 @@ async fn assert_record_1_altered(
     key: &str,
     only_record_1: bool,
 ) {
-    let report = verify_case(clients, bucket, PREFIX, case)
+    let report = verify_case(clients, bucket, PREFIX, case, None)
         .await
         .expect("verify case");
     let found = lines(&report);
@@ -359,7 +370,7 @@ async fn stored_evidence_verifies_and_every_tampering_is_named() {
         b"boot log: nothing to see".to_vec(),
     )
     .await;
-    let report = verify_case(clients, bucket, PREFIX, &case)
+    let report = verify_case(clients, bucket, PREFIX, &case, None)
         .await
         .expect("verify case");
     assert_eq!(lines(&report).len(), 1, "{:#?}", lines(&report));
@@ -388,7 +399,7 @@ async fn stored_evidence_verifies_and_every_tampering_is_named() {
         .send()
         .await
         .expect("DeleteObject version");
-    let report = verify_case(clients, bucket, PREFIX, &case)
+    let report = verify_case(clients, bucket, PREFIX, &case, None)
         .await
         .expect("verify case");
     let found = lines(&report);
@@ -640,7 +651,7 @@ async fn a_journal_begun_in_format_1_verifies_in_the_bucket() {
     let edited = text.replacen("\"duration_ms\":4", "\"duration_ms\":40", 1);
     assert_ne!(edited, text);
     put(clients, bucket, &key, edited.into_bytes()).await;
-    let report = verify_case(clients, bucket, PREFIX, &case)
+    let report = verify_case(clients, bucket, PREFIX, &case, None)
         .await
         .expect("verify case");
     let found = lines(&report);
@@ -789,4 +800,87 @@ async fn without_a_bucket_the_evidence_is_kept_in_the_case_directory_and_the_cas
             entry.seq
         );
     }
+}
+
+/// Signed manifests (issue 10 item 5): `store-evidence` with a signing key
+/// writes `manifest.sig.json`; `verify_case` with that key passes; a forged
+/// newer manifest, a signature by another key, and an unsigned case fail.
+#[tokio::test]
+async fn a_signed_manifest_verifies_and_a_forged_newer_one_does_not() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let bucket = "evidence-signed";
+    let plan = evidence_case(clients, bucket).await;
+    let case = plan.case_id.clone();
+    let key = cordon_tests::create_signing_key(clients).await;
+    let other = cordon_tests::create_signing_key(clients).await;
+    let journal = S3Journal::new(clients.clone(), bucket, PREFIX);
+    for r in records(&plan) {
+        journal.append(&case, &r).await.expect("append");
+    }
+    let actions = AwsActions::new(
+        clients.clone(),
+        signed_store(clients, bucket, false, Some(key.clone())),
+    );
+    let mut life = Lifecycle::new(&actions, &plan, "store");
+    life.pre_state().await.expect("pre-state");
+    let outcome = life.apply().await.expect("apply");
+    assert!(
+        outcome["signature"]["location"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("manifest.sig.json")),
+        "{outcome}"
+    );
+    let verify = |key: Option<String>| {
+        let case = case.clone();
+        async move {
+            verify_case(clients, bucket, PREFIX, &case, key.as_deref())
+                .await
+                .expect("verify")
+        }
+    };
+    let report = verify(Some(key.clone())).await;
+    assert!(report.ok(), "{:?}", lines(&report));
+
+    // Another key did not sign it.
+    let report = verify(Some(other)).await;
+    assert!(
+        lines(&report)
+            .iter()
+            .any(|l| l.contains("was not signed by")),
+        "{:?}",
+        lines(&report)
+    );
+
+    // A forged newer manifest (same objects, a changed byte): readers get it,
+    // and it is not the signed version.
+    let manifest_key = cordon_aws::evidence::case_key(PREFIX, &case, "manifest.json");
+    tamper(clients, bucket, &manifest_key, |text| format!("{text}\n")).await;
+    let report = verify(Some(key.clone())).await;
+    assert!(
+        lines(&report)
+            .iter()
+            .any(|l| l.contains("is not the signed one")),
+        "{:?}",
+        lines(&report)
+    );
+    // Without a key to check, the forged manifest passes: the signature is the anchor.
+    assert!(verify(None).await.ok());
+
+    // An unsigned case fails when a signature is required.
+    let signature_key = cordon_aws::evidence::case_key(PREFIX, &case, "manifest.sig.json");
+    clients
+        .s3
+        .delete_object()
+        .bucket(bucket)
+        .key(&signature_key)
+        .send()
+        .await
+        .ok();
+    let report = verify(Some(key)).await;
+    assert!(
+        lines(&report).iter().any(|l| l.contains("is missing")),
+        "{:?}",
+        lines(&report)
+    );
 }

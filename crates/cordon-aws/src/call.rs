@@ -345,6 +345,8 @@ requests! {
     aws_sdk_kms::describe_key: DescribeKeyFluentBuilder => DescribeKeyOutput, DescribeKeyError;
     aws_sdk_kms::create_key: CreateKeyFluentBuilder => CreateKeyOutput, CreateKeyError;
     aws_sdk_kms::create_alias: CreateAliasFluentBuilder => CreateAliasOutput, CreateAliasError;
+    aws_sdk_kms::sign: SignFluentBuilder => SignOutput, SignError;
+    aws_sdk_kms::verify: VerifyFluentBuilder => VerifyOutput, VerifyError;
     aws_sdk_sts::get_caller_identity: GetCallerIdentityFluentBuilder => GetCallerIdentityOutput, GetCallerIdentityError;
     aws_sdk_ssm::get_parameter: GetParameterFluentBuilder => GetParameterOutput, GetParameterError;
     aws_sdk_sts::assume_role: AssumeRoleFluentBuilder => AssumeRoleOutput, AssumeRoleError;

@@ -95,6 +95,9 @@ pub enum EvidenceStore {
         /// to make sure the object really is retained, because evidence that
         /// silently lost its immutability is worse than a failed capture.
         retention: bool,
+        /// An asymmetric KMS key (`SIGN_VERIFY`, ECC_NIST_P256) that signs each
+        /// manifest `store-evidence` writes (see [`crate::signing`]).
+        signing_key: Option<String>,
     },
 }
 
@@ -135,6 +138,7 @@ impl EvidenceStore {
                 prefix,
                 kms_key,
                 retention,
+                ..
             } => {
                 let key = case_key(prefix, case, &sanitize(name));
                 let evidence = put_s3(clients, bucket, &key, bytes, kms_key.as_deref()).await?;

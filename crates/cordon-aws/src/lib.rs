@@ -16,3 +16,4 @@ pub mod protected;
 pub mod ratelimit;
 pub mod recorder;
 pub mod s3_journal;
+pub mod signing;

@@ -192,6 +192,8 @@ pub enum Problem {
     Journal { reason: String },
     /// A journal record differs from the manifest or breaks the chain.
     JournalRecord { seq: u64, reason: String },
+    /// The manifest is not the one the signing key signed.
+    Signature { reason: String },
 }
 
 impl fmt::Display for Problem {
@@ -223,6 +225,7 @@ impl fmt::Display for Problem {
             Problem::Deleted { key } => write!(f, "deleted: {key}: a delete marker hides it"),
             Problem::Journal { reason } => write!(f, "journal: {reason}"),
             Problem::JournalRecord { seq, reason } => write!(f, "journal record {seq}: {reason}"),
+            Problem::Signature { reason } => write!(f, "signature: {reason}"),
         }
     }
 }
@@ -308,6 +311,7 @@ pub async fn verify_case(
     bucket: &str,
     prefix: &str,
     case: &CaseId,
+    signing_key: Option<&str>,
 ) -> Result<VerifyReport, ActionError> {
     let mut report = VerifyReport {
         case: case.clone(),
@@ -316,32 +320,28 @@ pub async fn verify_case(
         problems: Vec::new(),
     };
     let manifest_key = case_key(prefix, case, MANIFEST_NAME);
-    let manifest: Manifest = match get_opt(clients, bucket, &manifest_key, None).await? {
-        None => {
+    let Some(manifest_bytes) = get_opt(clients, bucket, &manifest_key, None).await? else {
+        report.problems.push(Problem::Manifest {
+            reason: format!(
+                "s3://{bucket}/{manifest_key} not found: run the case's store-evidence step"
+            ),
+        });
+        return Ok(report);
+    };
+    let location = format!("s3://{bucket}/{manifest_key}");
+    let manifest: Manifest = match Manifest::from_json(&manifest_bytes, &location) {
+        Ok(m) => m,
+        Err(ManifestFormatError::Newer(e)) => {
             report.problems.push(Problem::Manifest {
-                reason: format!(
-                    "s3://{bucket}/{manifest_key} not found: run the case's store-evidence step"
-                ),
+                reason: e.to_string(),
             });
             return Ok(report);
         }
-        Some(bytes) => {
-            let location = format!("s3://{bucket}/{manifest_key}");
-            match Manifest::from_json(&bytes, &location) {
-                Ok(m) => m,
-                Err(ManifestFormatError::Newer(e)) => {
-                    report.problems.push(Problem::Manifest {
-                        reason: e.to_string(),
-                    });
-                    return Ok(report);
-                }
-                Err(ManifestFormatError::Unreadable(e)) => {
-                    report.problems.push(Problem::Manifest {
-                        reason: format!("{location} is unreadable: {e}"),
-                    });
-                    return Ok(report);
-                }
-            }
+        Err(ManifestFormatError::Unreadable(e)) => {
+            report.problems.push(Problem::Manifest {
+                reason: format!("{location} is unreadable: {e}"),
+            });
+            return Ok(report);
         }
     };
     if manifest.case_id != case.as_str() {
@@ -350,6 +350,25 @@ pub async fn verify_case(
         });
     }
     let latest = latest_versions(clients, bucket, &case_prefix(prefix, case)).await?;
+    if let Some(key) = signing_key {
+        let signature_key = case_key(prefix, case, crate::signing::SIGNATURE_NAME);
+        let signature = get_opt(clients, bucket, &signature_key, None).await?;
+        let manifest_version = latest
+            .get(&manifest_key)
+            .and_then(|v| v.version_id.as_deref());
+        if let Some(reason) = crate::signing::check_signature(
+            clients,
+            key,
+            case,
+            signature.as_deref(),
+            &manifest_bytes,
+            manifest_version,
+        )
+        .await?
+        {
+            report.problems.push(Problem::Signature { reason });
+        }
+    }
 
     for object in &manifest.objects {
         report.objects_checked += 1;

@@ -394,6 +394,9 @@ ops! {
     KMS_DESCRIBE_KEY = Op::read(Kms, "DescribeKey", "kms:DescribeKey");
     KMS_CREATE_KEY = Op::write(Kms, "CreateKey", "kms:CreateKey");
     KMS_CREATE_ALIAS = Op::write(Kms, "CreateAlias", "kms:CreateAlias");
+    // ---- KMS: the asymmetric key that signs evidence manifests
+    KMS_SIGN = Op::read(Kms, "Sign", "kms:Sign");
+    KMS_VERIFY = Op::read(Kms, "Verify", "kms:Verify");
 
     // ---- STS: who cordon runs as (approvals are journaled with it)
     STS_GET_CALLER_IDENTITY = Op::read(Sts, "GetCallerIdentity", "sts:GetCallerIdentity");

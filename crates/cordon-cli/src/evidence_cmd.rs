@@ -38,6 +38,11 @@ pub enum EvidenceCommand {
         /// Key prefix before the case id.
         #[arg(long, default_value = "cases/")]
         prefix: String,
+        /// Require the manifest to be signed by this KMS key (the one
+        /// `--evidence-signing-key` named): an unsigned, mis-signed or newer
+        /// manifest fails.
+        #[arg(long, env = "CORDON_EVIDENCE_SIGNING_KEY")]
+        signing_key: Option<String>,
     },
 }
 
@@ -84,9 +89,11 @@ pub async fn run(command: EvidenceCommand) -> Result<u8> {
             case,
             bucket,
             prefix,
+            signing_key,
         } => {
             let case = CaseId::parse(&case).map_err(|e| anyhow!(e))?;
-            let report = verify_case(&clients, &bucket, &prefix, &case).await?;
+            let report =
+                verify_case(&clients, &bucket, &prefix, &case, signing_key.as_deref()).await?;
             for problem in &report.problems {
                 println!("{}", escape(&problem.to_string()));
             }

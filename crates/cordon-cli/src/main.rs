@@ -273,6 +273,14 @@ struct StateArgs {
     /// Store evidence in this S3 bucket (see `cordon evidence init`) instead of the state directory.
     #[arg(long, env = "CORDON_EVIDENCE_BUCKET")]
     evidence_bucket: Option<String>,
+    /// Sign each evidence manifest with this asymmetric KMS key (SIGN_VERIFY,
+    /// ECC_NIST_P256); `cordon evidence verify --signing-key` checks it.
+    #[arg(
+        long,
+        env = "CORDON_EVIDENCE_SIGNING_KEY",
+        requires = "evidence_bucket"
+    )]
+    evidence_signing_key: Option<String>,
 }
 
 impl ApprovalArgs {

@@ -35,6 +35,10 @@ pub struct PolicyArgs {
     /// The topic `notify` steps without a `topic-arn` publish to; any topic of the account otherwise.
     #[arg(long, env = "CORDON_NOTIFY_TOPIC_ARN")]
     notify_topic: Option<String>,
+    /// The asymmetric KMS key that signs evidence manifests (key id, key ARN,
+    /// alias/NAME or alias ARN): grants kms:Sign on that key only; no kms:Sign otherwise.
+    #[arg(long, env = "CORDON_EVIDENCE_SIGNING_KEY")]
+    evidence_signing_key: Option<String>,
     /// Print the permissions boundary for cordon's role instead (playbooks are not read).
     #[arg(long, conflicts_with = "quarantine_policy")]
     boundary: bool,
@@ -50,6 +54,7 @@ pub fn run(args: &PolicyArgs) -> Result<u8, Failure> {
     let opts = PolicyOptions::new(&args.partition, &args.account, &args.region)
         .and_then(|o| o.with_evidence_bucket(args.evidence_bucket.as_deref()))
         .and_then(|o| o.with_notify_topic(args.notify_topic.as_deref()))
+        .and_then(|o| o.with_evidence_signing_key(args.evidence_signing_key.as_deref()))
         .map_err(|e| invalid(e.into()))?;
     if args.quarantine_policy {
         let document = policy::quarantine_policy();

@@ -249,6 +249,7 @@ fn case_actions(acting: AwsClients, caller: &AwsClients, state: &StateArgs) -> A
             prefix: "cases/".to_string(),
             kms_key: None,
             retention: false,
+            signing_key: state.evidence_signing_key.clone(),
         },
         None => EvidenceStore::LocalDir(local.clone()),
     };

@@ -921,3 +921,108 @@ async fn approvals_by_identities_the_playbook_does_not_allow_are_refused() {
         );
     }
 }
+
+/// Issue 9 item 6 end to end: a run killed inside the isolate step, between
+/// journaling `untrack-begun` and the swaps, leaves the case's ENIs flagged
+/// OPEN by `status` and `cases`; `status --live` asks AWS and tells an ENI
+/// still in its own groups (closed) from one left in the allow-all group
+/// (open, what a kill between the two swaps leaves); `resume` closes both.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_killed_inside_isolation_flags_its_enis_open_until_resumed() {
+    // A probe run finds the seq of the `untrack-begun` record.
+    let probe = setup("open-probe").await;
+    let pb = playbook_dir(&probe, SMALL_PLAYBOOK);
+    let out = probe.run(&pb, &[], &[]);
+    assert_eq!(out.status.code(), Some(0), "probe run");
+    let untrack_begun = probe
+        .journal()
+        .iter()
+        .find(|r| {
+            r["event"]["event"] == "step-progress"
+                && r["event"]["progress"]["phase"] == "untrack-begun"
+        })
+        .and_then(|r| r["seq"].as_u64())
+        .expect("an untrack-begun record in the probe's journal");
+    let aws = probe.aws;
+    aws.reset().await;
+
+    let case = provision(aws, "open-killed").await;
+    let pb = playbook_dir(&case, SMALL_PLAYBOOK);
+    let out = case.run(
+        &pb,
+        &[],
+        &[("CORDON_TEST_CRASH_AFTER_RECORD", untrack_begun.to_string())],
+    );
+    assert_eq!(
+        out.status.code(),
+        None,
+        "the run must abort after record {untrack_begun} (crash-hooks feature)"
+    );
+    let case_id = case.case_id();
+    let enis: Vec<String> = case.fixture.instances[INSTANCE]
+        .enis
+        .iter()
+        .map(|e| e.id.clone())
+        .collect();
+    assert_eq!(enis.len(), 2, "the fixture's instance has two ENIs");
+
+    let (status, _) = text(&case.cordon(&["status", &case_id], &[]));
+    let open_line = status
+        .lines()
+        .find(|l| l.starts_with("OPEN: "))
+        .unwrap_or_else(|| panic!("status must flag the open ENIs:\n{status}"));
+    for eni in &enis {
+        assert!(open_line.contains(eni.as_str()), "{eni} in {open_line}");
+    }
+    let (cases, _) = text(&case.cordon(&["cases"], &[]));
+    assert!(cases.contains("OPEN ENI"), "cases must flag it:\n{cases}");
+
+    // Nothing was swapped yet: AWS says both are closed.
+    let (live, _) = text(&case.cordon(&["status", &case_id, "--live"], &[]));
+    for eni in &enis {
+        assert!(
+            live.contains(&format!("live: {eni} is closed")),
+            "{eni} closed in:\n{live}"
+        );
+    }
+
+    // As if the process had died between the two swaps: one ENI in the
+    // allow-all group.
+    let ec2 = &case.aws.clients().ec2;
+    let groups = ec2.describe_security_groups().send().await.unwrap();
+    let untrack = groups
+        .security_groups()
+        .iter()
+        .find(|g| g.group_name().is_some_and(|n| n.ends_with("-untrack")))
+        .and_then(|g| g.group_id())
+        .expect("the isolate step created its untrack group before untrack-begun")
+        .to_string();
+    ec2.modify_network_interface_attribute()
+        .network_interface_id(&enis[0])
+        .groups(&untrack)
+        .send()
+        .await
+        .unwrap();
+    let (live, _) = text(&case.cordon(&["status", &case_id, "--live"], &[]));
+    assert!(
+        live.contains(&format!("live: {} is open", enis[0])),
+        "{} open in:\n{live}",
+        enis[0]
+    );
+    assert!(
+        live.contains(&format!("live: {} is closed", enis[1])),
+        "{} closed in:\n{live}",
+        enis[1]
+    );
+
+    let out = case.cordon(&["resume", &case_id], &[]);
+    assert_eq!(out.status.code(), Some(0), "resume must complete");
+    case.assert_contained().await;
+    let (status, _) = text(&case.cordon(&["status", &case_id], &[]));
+    assert!(
+        !status.lines().any(|l| l.starts_with("OPEN: ")),
+        "resume closed them:\n{status}"
+    );
+    let (cases, _) = text(&case.cordon(&["cases"], &[]));
+    assert!(!cases.contains("OPEN ENI"), "{cases}");
+}

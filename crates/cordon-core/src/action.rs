@@ -869,6 +869,9 @@ pub enum FrontDoor {
     CrossAccount,
     /// The blast-radius guards: the protected tag and the pause switch.
     Guards,
+    /// Signing each case's evidence manifest (`--evidence-signing-key`);
+    /// granted only when `cordon policy` is given that key.
+    EvidenceSigning,
 }
 
 /// A permission a front door needs that no action does.
@@ -949,6 +952,11 @@ pub const FRONT_DOOR_PERMISSIONS: &[FrontDoorPermission] = &[
         permission: "kms:Decrypt",
         door: FrontDoor::S3Journal,
         reason: "reading SSE-KMS journal records back",
+    },
+    FrontDoorPermission {
+        permission: "kms:Sign",
+        door: FrontDoor::EvidenceSigning,
+        reason: "signs each case's evidence manifest (ECDSA_SHA_256 over its digest) with --evidence-signing-key",
     },
 ];
 

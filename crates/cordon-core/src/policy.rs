@@ -61,6 +61,9 @@ pub enum PolicyError {
         "evidence bucket `{0}` is not a valid S3 bucket name (3-63 lower-case letters, digits, dots and hyphens)"
     )]
     Bucket(String),
+    /// Not a KMS key id, key ARN, alias name or alias ARN.
+    #[error("evidence signing key `{0}` is not a KMS key id, key ARN, alias/NAME or alias ARN")]
+    SigningKey(String),
     /// Not an SNS topic ARN.
     #[error("notify topic `{0}` is not an SNS topic ARN (arn:PARTITION:sns:REGION:ACCOUNT:NAME)")]
     Topic(String),
@@ -95,6 +98,7 @@ pub struct PolicyOptions {
     region: String,
     evidence_bucket: Option<String>,
     notify_topic: Option<String>,
+    evidence_signing_key: Option<String>,
 }
 
 impl Default for PolicyOptions {
@@ -105,6 +109,7 @@ impl Default for PolicyOptions {
             region: "*".to_string(),
             evidence_bucket: None,
             notify_topic: None,
+            evidence_signing_key: None,
         }
     }
 }
@@ -127,6 +132,7 @@ impl PolicyOptions {
             region: region.to_string(),
             evidence_bucket: None,
             notify_topic: None,
+            evidence_signing_key: None,
         })
     }
 
@@ -148,6 +154,19 @@ impl PolicyOptions {
                 return Err(PolicyError::Topic(topic.to_string()));
             }
             self.notify_topic = Some(topic.to_string());
+        }
+        Ok(self)
+    }
+
+    /// The asymmetric KMS key that signs evidence manifests
+    /// (`--evidence-signing-key`): only then does the role get `kms:Sign`, and
+    /// only on that key.
+    pub fn with_evidence_signing_key(mut self, key: Option<&str>) -> Result<Self, PolicyError> {
+        if let Some(key) = key {
+            if !is_kms_key_ref(key) {
+                return Err(PolicyError::SigningKey(key.to_string()));
+            }
+            self.evidence_signing_key = Some(key.to_string());
         }
         Ok(self)
     }
@@ -237,6 +256,44 @@ fn is_bucket_name(name: &str) -> bool {
             .bytes()
             .last()
             .is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+/// A KMS key id (UUID or `mrk-` multi-Region id), key ARN, `alias/NAME` or
+/// alias ARN: characters that cannot widen a policy ARN or condition.
+fn is_kms_key_ref(key: &str) -> bool {
+    let id_ok = |id: &str| {
+        !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let alias_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 250
+            && !name.starts_with("aws/")
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+    };
+    if let Some(name) = key.strip_prefix("alias/") {
+        return alias_ok(name);
+    }
+    if let Some(rest) = key.strip_prefix("arn:") {
+        let parts: Vec<&str> = rest.splitn(5, ':').collect();
+        let [partition, service, region, account, resource] = parts[..] else {
+            return false;
+        };
+        return matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
+            && service == "kms"
+            && is_region(region)
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && match resource.split_once('/') {
+                Some(("key", id)) => id_ok(id),
+                Some(("alias", name)) => alias_ok(name),
+                _ => false,
+            };
+    }
+    id_ok(key)
 }
 
 fn is_topic_arn(arn: &str) -> bool {
@@ -410,6 +467,8 @@ pub enum Sid {
     IamRoles,
     /// Access keys, inline policies and login profiles of users.
     IamUsers,
+    /// `kms:Sign` with the evidence signing key only.
+    KmsSignEvidence,
     /// KMS on the caller's behalf, through S3 (evidence and journal).
     KmsViaS3,
     /// KMS on the caller's behalf, through Secrets Manager (customer key).
@@ -563,6 +622,7 @@ impl Sid {
             ) => Sid::DetectiveInvestigations,
             ("guardduty", "ListDetectors", _) => Sid::GuardDutyDetectors,
             ("guardduty", "GetFindings" | "ListFindings", _) => Sid::GuardDutyFindings,
+            ("kms", "Sign", Origin::FrontDoor(FrontDoor::EvidenceSigning)) => Sid::KmsSignEvidence,
             ("sts", "GetCallerIdentity", _) => Sid::StsCallerIdentity,
             ("sts", "AssumeRole", _) => Sid::StsAssumeResponderRole,
             ("ssm", "GetParameter", _) => Sid::SsmPauseParameter,
@@ -703,6 +763,37 @@ impl Sid {
                     arns.into_iter().collect(),
                 );
                 vec![opts.arn("kms", "key/*")]
+            }
+            // list_awskeymanagementservice: Sign on key*, with kms:SigningAlgorithm and
+            // kms:MessageType. An alias is not a resource IAM matches: it is
+            // checked with kms:RequestAlias on the account's keys instead.
+            Sid::KmsSignEvidence => {
+                condition(
+                    "StringEquals",
+                    "kms:SigningAlgorithm",
+                    vec!["ECDSA_SHA_256".to_string()],
+                );
+                condition(
+                    "StringEquals",
+                    "kms:MessageType",
+                    vec!["DIGEST".to_string()],
+                );
+                let key = opts.evidence_signing_key.as_deref().unwrap_or_default();
+                if key.starts_with("arn:") && key.contains(":key/") {
+                    vec![key.to_string()]
+                } else if let Some(alias) = key
+                    .strip_prefix("alias/")
+                    .or_else(|| key.split_once(":alias/").map(|(_, name)| name))
+                {
+                    condition(
+                        "StringEquals",
+                        "kms:RequestAlias",
+                        vec![format!("alias/{alias}")],
+                    );
+                    vec![opts.arn("kms", "key/*")]
+                } else {
+                    vec![opts.arn("kms", &format!("key/{key}"))]
+                }
             }
             Sid::KmsViaSecretsManager => {
                 condition(
@@ -1005,6 +1096,9 @@ pub fn role_policy(
         RUN_EVIDENCE_PREFIX.to_string(),
     ));
     for row in FRONT_DOOR_PERMISSIONS {
+        if row.door == FrontDoor::EvidenceSigning && opts.evidence_signing_key.is_none() {
+            continue;
+        }
         builder.add(
             row.permission,
             Origin::FrontDoor(row.door),

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use cordon_core::action::FRONT_DOOR_PERMISSIONS;
+use cordon_core::action::{FRONT_DOOR_PERMISSIONS, FrontDoor};
 use cordon_core::playbook::Playbook;
 use cordon_core::policy::{Effect, PolicyOptions, RolePolicy, role_policy, step_needs};
 use cordon_core::validate::load_playbooks;
@@ -64,6 +64,13 @@ fn every_permission_of_every_shipped_step_is_granted() {
         }
     }
     for row in FRONT_DOOR_PERMISSIONS {
+        if row.door == FrontDoor::EvidenceSigning {
+            assert!(
+                !granted.contains(row.permission),
+                "{row:?} without a signing key"
+            );
+            continue;
+        }
         assert!(granted.contains(row.permission), "{row:?}");
     }
 }
@@ -73,6 +80,7 @@ fn nothing_is_granted_that_no_step_or_front_door_needs() {
     let policy = shipped_policy(&PolicyOptions::default());
     let mut needed: BTreeSet<String> = FRONT_DOOR_PERMISSIONS
         .iter()
+        .filter(|r| r.door != FrontDoor::EvidenceSigning)
         .map(|r| r.permission.to_string())
         .collect();
     for playbook in shipped() {
@@ -147,4 +155,82 @@ fn account_region_and_bucket_narrow_every_arn() {
     }
     let text = serde_json::to_string(&policy.document).unwrap();
     assert!(!text.contains("REPLACE-WITH-EVIDENCE-BUCKET"));
+}
+
+#[test]
+fn a_signing_key_grants_kms_sign_on_that_key_only() {
+    let key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let opts = PolicyOptions::new("aws", "123456789012", "eu-west-1")
+        .unwrap()
+        .with_evidence_signing_key(Some(key))
+        .unwrap();
+    let policy = shipped_policy(&opts);
+    let sign: Vec<_> = policy
+        .document
+        .statements
+        .iter()
+        .filter(|s| s.action.iter().any(|a| a == "kms:Sign"))
+        .collect();
+    assert_eq!(sign.len(), 1, "one statement grants kms:Sign");
+    assert_eq!(sign[0].action, vec!["kms:Sign".to_string()]);
+    assert_eq!(sign[0].resource, vec![key.to_string()]);
+    let text = serde_json::to_string(&sign[0]).unwrap();
+    assert!(
+        text.contains("ECDSA_SHA_256") && text.contains("DIGEST"),
+        "{text}"
+    );
+
+    // An alias is matched by kms:RequestAlias, never by a wider resource alone.
+    let opts = PolicyOptions::new("aws", "123456789012", "eu-west-1")
+        .unwrap()
+        .with_evidence_signing_key(Some("alias/cordon-evidence"))
+        .unwrap();
+    let policy = shipped_policy(&opts);
+    let sign = policy
+        .document
+        .statements
+        .iter()
+        .find(|s| s.action.iter().any(|a| a == "kms:Sign"))
+        .unwrap();
+    let text = serde_json::to_string(sign).unwrap();
+    assert!(
+        text.contains("kms:RequestAlias") && text.contains("alias/cordon-evidence"),
+        "{text}"
+    );
+
+    for bad in [
+        "*",
+        "alias/*",
+        "key/../x",
+        "arn:aws:kms:eu-west-1:123456789012:key/*",
+        "alias/aws/s3",
+    ] {
+        assert!(
+            PolicyOptions::default()
+                .with_evidence_signing_key(Some(bad))
+                .is_err(),
+            "{bad} must be refused"
+        );
+    }
+}
+
+/// A customer-managed policy holds at most 6,144 characters (whitespace not
+/// counted): the shipped playbooks' narrowed policy, signing key included,
+/// must fit one.
+#[test]
+fn the_narrowed_shipped_policy_fits_one_managed_policy() {
+    let opts = PolicyOptions::new("aws", "123456789012", "eu-west-1")
+        .unwrap()
+        .with_evidence_bucket(Some("acme-evidence"))
+        .unwrap()
+        .with_notify_topic(Some("arn:aws:sns:eu-west-1:123456789012:cordon"))
+        .unwrap()
+        .with_evidence_signing_key(Some(
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        ))
+        .unwrap();
+    let policy = shipped_policy(&opts);
+    let text = serde_json::to_string(&policy.document).unwrap();
+    let counted = text.chars().filter(|c| !c.is_whitespace()).count();
+    assert!(counted <= 6_144, "{counted} characters: split the policy");
 }

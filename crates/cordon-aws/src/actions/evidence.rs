@@ -101,6 +101,9 @@ pub struct EvidenceOutcome {
     /// neither the case directory nor the caller has it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_stored: Vec<String>,
+    /// `manifest.sig.json`, when the run has a signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<EvidenceRef>,
 }
 
 /// What the step kept in the case directory, for want of a bucket.
@@ -147,6 +150,14 @@ enum Destination {
 }
 
 /// The step's own bucket, else the run's S3 evidence store, else the case
+/// The run's manifest signing key, if its evidence store has one.
+fn signing_key<'c>(ctx: Ctx<'c>) -> Option<&'c str> {
+    match &ctx.aws.evidence {
+        EvidenceStore::S3 { signing_key, .. } => signing_key.as_deref(),
+        EvidenceStore::LocalDir(_) => None,
+    }
+}
+
 /// directory; an error only when there is none of them (no state at all).
 fn destination(ctx: Ctx<'_>, params: &Params) -> Result<Destination, ActionError> {
     let run_store = match &ctx.aws.evidence {
@@ -350,7 +361,11 @@ impl StoreEvidence {
         let current = list_versions(clients, bucket, &case_prefix(prefix, case)).await?;
         let mut s3_journal_keys = Vec::new();
         for v in current.iter().filter(|v| v.is_latest && !v.delete_marker) {
-            if v.key == manifest_key || v.key == lease_key || objects.iter().any(|o| o.key == v.key)
+            let signature_key = case_key(prefix, case, crate::signing::SIGNATURE_NAME);
+            if v.key == manifest_key
+                || v.key == lease_key
+                || v.key == signature_key
+                || objects.iter().any(|o| o.key == v.key)
             {
                 continue;
             }
@@ -383,6 +398,22 @@ impl StoreEvidence {
 
         let manifest = Manifest::new(case, objects.clone(), &journal);
         let manifest_ref = write_manifest(clients, bucket, prefix, &manifest, kms).await?;
+        let signature = match signing_key(ctx) {
+            Some(key) => Some(
+                crate::signing::sign_manifest(
+                    clients,
+                    bucket,
+                    prefix,
+                    case,
+                    &manifest_ref,
+                    journal.last().map(JournalRecord::hash),
+                    key,
+                    kms,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         if !unreadable.is_empty() {
             return Err(unreadable_journal(case, &unreadable));
         }
@@ -392,6 +423,7 @@ impl StoreEvidence {
             manifest: manifest_ref,
             objects,
             not_stored,
+            signature,
         })
     }
 
