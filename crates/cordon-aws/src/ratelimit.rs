@@ -186,7 +186,9 @@ pub fn parse_bucket_size(spec: &str) -> Result<(Bucket, BucketSize), RateLimitSp
     };
     let capacity: u32 = capacity.trim().parse().map_err(|_| bad_size())?;
     let refill: f64 = refill.trim().parse().map_err(|_| bad_size())?;
-    if !(1..=100_000).contains(&capacity) || !(refill > 0.0 && refill <= 100_000.0) {
+    let capacity_ok = (1..=100_000).contains(&capacity);
+    let refill_ok = refill > 0.0 && refill <= 100_000.0;
+    if !(capacity_ok && refill_ok) {
         return Err(bad_size());
     }
     Ok((
