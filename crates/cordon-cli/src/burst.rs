@@ -37,7 +37,7 @@ use serde::Serialize;
 use crate::output::Body;
 use crate::{
     ApprovalArgs, Aws, CaseContext, CaseRun, Failure, FindingArgs, LoopGuardArgs, Output,
-    RunOptions, StateArgs, Timeline, failed, invalid, trust,
+    RunOptions, StateArgs, Timeline, failed, invalid, one_sentence, trust,
 };
 
 /// Findings worked at once when `--concurrency` is not given.
@@ -700,19 +700,6 @@ fn case_run<'r>(
         interactive: false,
         fleet_ledger: Some(ledger),
     }
-}
-
-/// A failure as one escaped sentence, causes appended (as `main` prints errors).
-fn one_sentence(error: &anyhow::Error) -> String {
-    let mut message = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !message.contains(&cause) {
-            message.push_str(": ");
-            message.push_str(&cause);
-        }
-    }
-    escape(&message).into_owned()
 }
 
 /// One escalation for the whole burst when a guard stopped cases (not one

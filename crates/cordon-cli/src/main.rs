@@ -344,20 +344,24 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            // One sentence per cause, outermost first: never a Debug dump, and
-            // escaped, since causes quote findings and AWS answers.
-            let mut message = failure.error.to_string();
-            for cause in failure.error.chain().skip(1) {
-                let cause = cause.to_string();
-                if !message.contains(&cause) {
-                    message.push_str(": ");
-                    message.push_str(&cause);
-                }
-            }
-            eprintln!("cordon: {}", escape(&message));
+            eprintln!("cordon: {}", one_sentence(&failure.error));
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// An error as one line, causes appended outermost first: never a Debug
+/// dump, and escaped, since causes quote findings and AWS answers.
+pub(crate) fn one_sentence(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    escape(&message).into_owned()
 }
 
 fn init_logging(verbose: u8, json: bool) {
