@@ -406,10 +406,17 @@ async fn revoke_egress(
         .revoke_security_group_egress()
         .group_id(group_id)
         .set_ip_permissions(Some(rules));
-    clients
-        .call(&ops::EC2_REVOKE_SECURITY_GROUP_EGRESS, group_id, request)
-        .await?;
-    Ok(())
+    // Another case of the same process (a burst) may have revoked the same
+    // default rule a moment earlier: a rule already gone is what this wants
+    // (some endpoints answer InvalidPermission.NotFound instead of success).
+    match clients
+        .try_call(&ops::EC2_REVOKE_SECURITY_GROUP_EGRESS, group_id, request)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("InvalidPermission.NotFound") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn authorize(
