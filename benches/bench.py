@@ -61,6 +61,9 @@ EVIDENCE_BUCKET = "cordon-evidence-bench"
 # The bottleneck bucket of isolation in a burst (AWS-NOTES, "Throttling").
 MNIA = "ModifyNetworkInterfaceAttribute"
 MNIA_CAPACITY, MNIA_REFILL = 100.0, 5.0
+# Findings a burst works at once: enough to keep the bottleneck bucket busy
+# (each finding waits on it for most of its time), few enough for 2 cores.
+BURST_CONCURRENCY = 32
 # The figures issue 11 reports, for the side-by-side table.
 ISSUE_FIGURES = {
     "cordon-full": "1.6 s, 41 calls",
@@ -724,12 +727,14 @@ def run_burst(ctx: Context, size: int, run_id: str, concurrent: bool) -> dict:
     state = directory / "state"
     proxy = Proxy(ctx.tools.proxy, ctx.emulator, ctx.delay_ms, directory / "proxy.jsonl")
     env = base_env(proxy.url)
-    common = ["--yes", "--output", "json", "--state-dir", str(state), "--evidence-bucket", EVIDENCE_BUCKET]
+    # The fleet cap (20 instances per 10 min by default) would stop a burst
+    # of more: size it to the burst, as a responder running one on purpose does.
+    common = ["--yes", "--output", "json", "--state-dir", str(state), "--evidence-bucket", EVIDENCE_BUCKET, "--fleet-cap-max", str(size)]
     log(f"burst of {size}: {'one process, --concurrency' if concurrent else 'one cordon run per finding, one after another'}")
     try:
         start = time.time()
         if concurrent:
-            procs = [run_process([str(ctx.tools.cordon), "run", "--concurrency", str(size), str(findings)] + common, env, timeout=3600)]
+            procs = [run_process([str(ctx.tools.cordon), "run", "--concurrency", str(min(size, BURST_CONCURRENCY)), str(findings)] + common, env, timeout=3600)]
         else:
             procs = [run_process([str(ctx.tools.cordon), "run", str(f)] + common, env, timeout=600) for f in sorted(findings.glob("*.json"))]
         wall = time.time() - start
@@ -743,6 +748,8 @@ def run_burst(ctx: Context, size: int, run_id: str, concurrent: bool) -> dict:
     mnia = sorted((l["start-unix"], l["end-unix"]) for l in lines if l["operation"] == MNIA and l["outcome"] == "forwarded")
     span = (mnia[-1][1] - mnia[0][0]) if len(mnia) > 1 else None
     budget = (MNIA_CAPACITY + MNIA_REFILL * span) if span else None
+    reported = burst_report(procs[0]) if concurrent else {}
+    mnia_bucket = reported.get("buckets", {}).get(f"ec2:{MNIA}", {})
     return {
         "size": size,
         "run": run_id,
@@ -765,7 +772,20 @@ def run_burst(ctx: Context, size: int, run_id: str, concurrent: bool) -> dict:
         "mnia-budget-calls": budget,
         "mnia-budget-used": (len(mnia) / budget) if budget else None,
         "peak-rss-mb": max(p.max_rss_kb for p in procs) / 1024,
+        "exit-codes": sorted({p.rc for p in procs}),
+        "cordon-outcomes": reported.get("outcomes"),
+        "cordon-throttled": reported.get("throttled"),
+        "limiter-waits": mnia_bucket.get("waits"),
+        "limiter-waited-s": (mnia_bucket["waited-ms"] / 1000) if "waited-ms" in mnia_bucket else None,
     }
+
+
+def burst_report(proc: Proc) -> dict:
+    """cordon's own summary of a burst (`--output json`), empty if unreadable."""
+    try:
+        return json.loads(proc.stdout).get("summary", {})
+    except (json.JSONDecodeError, AttributeError):
+        return {}
 
 
 def run_bursts(ctx: Context, sizes: list[int], runs: int) -> list[dict]:

@@ -150,7 +150,11 @@ pub async fn acting_clients(
         let clients = if caller_clients.region == region {
             caller_clients.clone()
         } else {
-            caller_clients.derive(region, None)?
+            // One budget per account and region for the whole process: every
+            // case of a burst in this region draws on the same buckets.
+            let mut clients = caller_clients.derive(region, None)?;
+            clients.limits = caller_clients.limits.in_region(region);
+            clients
         };
         let scope = Scope {
             account: account.to_string(),
@@ -204,7 +208,8 @@ pub async fn acting_clients(
         .assumed_role_user()
         .map(|u| u.arn().to_string())
         .unwrap_or_else(|| format!("{role} (session {session})"));
-    let clients = caller_clients.derive(region, Some(credentials))?;
+    let mut clients = caller_clients.derive(region, Some(credentials))?;
+    clients.limits = caller_clients.limits.scoped(account, region);
     let scope = Scope {
         account: account.to_string(),
         region: region.to_string(),

@@ -25,7 +25,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::client::AwsClients;
+use crate::client::{AwsClients, call_overrides};
 use crate::errors::{CallError, Failed};
 use crate::ops::Op;
 
@@ -36,9 +36,11 @@ pub trait Request: Send + Sized {
     /// The operation's modelled error.
     type Error: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static;
 
-    /// Sends the request, with `capture` keeping the raw response body when given.
+    /// Sends the request as `op` (its time budgets, and no SDK retry when it
+    /// is sent once), with `capture` keeping the raw response body when given.
     fn send_request(
         self,
+        op: &'static Op,
         capture: Option<RawBodyCapture>,
     ) -> impl Future<Output = Result<Self::Output, SdkError<Self::Error, HttpResponse>>> + Send;
 }
@@ -176,13 +178,17 @@ impl AwsClients {
         capture: Option<RawBodyCapture>,
     ) -> Result<R::Output, Failed<R::Error>> {
         self.limits.acquire(op.bucket).await;
-        self.recorder.record(op, resource);
+        if op.mutating {
+            // Before sending: a read in flight now may see either state.
+            self.reads.invalidate(resource);
+        }
+        let ticket = self.recorder.record(op, resource);
         tracing::trace!(operation = op.name, resource, "AWS call");
         // Boxed: an SDK operation's future is large, and every caller's
         // future would otherwise carry it (a handler's future, many of them).
-        Box::pin(request.send_request(capture))
-            .await
-            .map_err(|error| Failed::new(op, resource, error))
+        let result = Box::pin(request.send_request(op, capture)).await;
+        self.recorder.finish(ticket);
+        result.map_err(|error| Failed::new(op, resource, error))
     }
 }
 
@@ -242,11 +248,18 @@ macro_rules! requests {
 
                 async fn send_request(
                     self,
+                    op: &'static Op,
                     capture: Option<RawBodyCapture>,
                 ) -> Result<Self::Output, SdkError<Self::Error, HttpResponse>> {
+                    let (timeouts, retry) = call_overrides(op);
+                    let mut config = $sdk::config::Builder::default().timeout_config(timeouts);
+                    if let Some(retry) = retry {
+                        config = config.retry_config(retry);
+                    }
+                    let request = self.customize().config_override(config);
                     match capture {
-                        None => self.send().await,
-                        Some(capture) => self.customize().interceptor(capture).send().await,
+                        None => request.send().await,
+                        Some(capture) => request.interceptor(capture).send().await,
                     }
                 }
             }

@@ -24,7 +24,9 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
+use crate::ops::{Op, OpClass};
 use crate::ratelimit::RateLimits;
+use crate::read_cache::ReadCache;
 use crate::recorder::CallRecorder;
 
 /// Attempts per operation, first try included: enough to ride out a burst of
@@ -38,8 +40,16 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Whole-operation budget (all attempts and back-offs) for API calls.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// One attempt of a control-plane call ([`OpClass::ControlPlane`]): AWS
+/// answers those in tens to hundreds of milliseconds, so an attempt still
+/// unanswered after this is stuck; it is abandoned and retried (or, for a
+/// call sent once, reconciled by its caller) well inside [`OPERATION_TIMEOUT`],
+/// instead of holding containment for the whole budget.
+pub const CONTROL_PLANE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// S3 carries evidence objects that can be large, so it gets a longer budget.
 pub const S3_OPERATION_TIMEOUT: Duration = Duration::from_secs(300);
+/// One attempt of an object upload or download ([`OpClass::Transfer`]).
+pub const TRANSFER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Why the clients could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +96,9 @@ pub struct AwsClients {
     pub recorder: CallRecorder,
     /// Token buckets shared by everything in this process.
     pub limits: RateLimits,
+    /// Reads a later phase may reuse; every mutating call drops what it
+    /// touches (see [`crate::read_cache`]).
+    pub reads: ReadCache,
     /// Region the clients were built for.
     pub region: String,
     /// Endpoint override (`AWS_ENDPOINT_URL`), e.g. the local emulator.
@@ -104,7 +117,7 @@ impl AwsClients {
     pub fn loader() -> ConfigLoader {
         aws_config::defaults(BehaviorVersion::latest())
             .retry_config(retry_config())
-            .timeout_config(timeout_config(OPERATION_TIMEOUT))
+            .timeout_config(client_timeouts(OPERATION_TIMEOUT))
     }
 
     /// Builds the clients from the standard AWS environment (env vars, profile,
@@ -144,7 +157,8 @@ impl AwsClients {
         }
         let mut builder = Self::builder(&config.build())
             .call_counter(self.calls.clone())
-            .call_recorder(self.recorder.clone());
+            .call_recorder(self.recorder.clone())
+            .read_cache(self.reads.clone());
         if same_identity && region == self.region {
             builder = builder.rate_limits(self.limits.clone());
         }
@@ -163,6 +177,7 @@ impl AwsClients {
             calls: None,
             recorder: None,
             limits: None,
+            reads: None,
         }
     }
 }
@@ -175,6 +190,7 @@ pub struct AwsClientsBuilder {
     calls: Option<CallCounter>,
     recorder: Option<CallRecorder>,
     limits: Option<RateLimits>,
+    reads: Option<ReadCache>,
 }
 
 impl AwsClientsBuilder {
@@ -203,6 +219,12 @@ impl AwsClientsBuilder {
     /// account and region.
     pub fn rate_limits(mut self, limits: RateLimits) -> Self {
         self.limits = Some(limits);
+        self
+    }
+
+    /// Shares an existing read cache (its keys carry account and region).
+    pub fn read_cache(mut self, reads: ReadCache) -> Self {
+        self.reads = Some(reads);
         self
     }
 
@@ -239,7 +261,7 @@ impl AwsClientsBuilder {
                 // Emulators (and most S3-compatible endpoints) serve buckets
                 // under the path, not as virtual-host subdomains.
                 .force_path_style(endpoint.is_some())
-                .timeout_config(timeout_config(S3_OPERATION_TIMEOUT));
+                .timeout_config(client_timeouts(S3_OPERATION_TIMEOUT));
             for interceptor in &interceptors {
                 builder.push_interceptor(interceptor.clone());
             }
@@ -262,6 +284,7 @@ impl AwsClientsBuilder {
             calls,
             recorder,
             limits,
+            reads: self.reads.unwrap_or_default(),
             region,
             endpoint,
             config: self.config,
@@ -277,11 +300,38 @@ fn retry_config() -> RetryConfig {
         .with_max_backoff(MAX_BACKOFF)
 }
 
-fn timeout_config(operation: Duration) -> TimeoutConfig {
+/// The clients' own budgets, for requests sent outside the call path (the
+/// fixture builder's, a test's): the whole operation only. The per-attempt
+/// budget is the call path's ([`call_overrides`]), set per operation class
+/// where the operation is known; a creation sent straight through the SDK
+/// (`CreateVpc` on a cold emulator) must not be abandoned and re-sent.
+fn client_timeouts(operation: Duration) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .operation_timeout(operation)
         .build()
+}
+
+/// The budgets of one class of call: the whole operation, and each attempt in it.
+pub fn timeout_config(class: OpClass) -> TimeoutConfig {
+    let (operation, attempt) = match class {
+        OpClass::ControlPlane => (OPERATION_TIMEOUT, CONTROL_PLANE_ATTEMPT_TIMEOUT),
+        OpClass::Transfer => (S3_OPERATION_TIMEOUT, TRANSFER_ATTEMPT_TIMEOUT),
+    };
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_timeout(operation)
+        .operation_attempt_timeout(attempt)
+        .build()
+}
+
+/// What one call overrides in its client's config: its class's time budgets,
+/// and no SDK retry for an operation sent once ([`Op::send_once`]).
+pub fn call_overrides(op: &Op) -> (TimeoutConfig, Option<RetryConfig>) {
+    (
+        timeout_config(op.class),
+        op.send_once.then(RetryConfig::disabled),
+    )
 }
 
 /// Whether an operation only reads: `Describe*`, `Get*`, `List*`, `Head*`,

@@ -196,6 +196,31 @@ where
         self.error.as_service_error()
     }
 
+    /// Whether the call may have taken effect although it failed: no answer
+    /// came (a timed-out attempt, a dropped connection, an unreadable reply)
+    /// or AWS answered with a server error. A call sent once
+    /// ([`Op::send_once`]) that failed this way is reconciled by a read
+    /// before it is sent again; a refusal (any 4xx answer) changed nothing.
+    pub fn may_have_taken_effect(&self) -> bool {
+        match &self.error {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(_) => self.status().is_some_and(|status| status >= 500),
+            _ => false,
+        }
+    }
+
+    /// Whether AWS refused the call for the request rate: it changed nothing
+    /// and may be sent again after a pause.
+    pub fn is_throttling(&self) -> bool {
+        self.service_error().is_some()
+            && (self
+                .code()
+                .is_some_and(|code| classify_code(code) == ErrorKind::Throttled)
+                || self.status() == Some(429))
+    }
+
     /// Classified, for everything the caller does not handle itself.
     pub fn into_error(self) -> CallError {
         CallError::from_sdk(self.op, &self.resource, self.error)

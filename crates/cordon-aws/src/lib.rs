@@ -15,6 +15,7 @@ pub mod pause;
 pub mod probe;
 pub mod protected;
 pub mod ratelimit;
+pub mod read_cache;
 pub mod recorder;
 pub mod s3_journal;
 pub mod signing;

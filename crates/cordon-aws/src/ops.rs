@@ -104,6 +104,26 @@ pub struct Op {
     /// Permissions AWS checks on the caller's behalf while serving the call,
     /// which no call of cordon's shows (SSE-KMS, `iam:PassRole`).
     pub implied: &'static [Implied],
+    /// How long one attempt may take before it is abandoned.
+    pub class: OpClass,
+    /// Sent at most once per call: the operation creates something new each
+    /// time it takes effect and has no idempotency token, so an attempt that
+    /// timed out may have taken effect and must not be re-sent blindly. The
+    /// SDK does not retry it; the caller reads first (finds what the attempt
+    /// may have created) and only then sends it again.
+    pub send_once: bool,
+}
+
+/// The time budgets of a call, by what it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpClass {
+    /// A control-plane call answered in well under a second: an attempt
+    /// that takes seconds is stuck, so it is abandoned and retried within
+    /// the operation's budget ([`crate::client::CONTROL_PLANE_ATTEMPT_TIMEOUT`]).
+    ControlPlane,
+    /// An S3 object body (evidence upload or download), which can be large
+    /// ([`crate::client::TRANSFER_ATTEMPT_TIMEOUT`]).
+    Transfer,
 }
 
 /// A permission a call needs besides its own IAM action.
@@ -161,6 +181,8 @@ impl Op {
             bucket,
             mutating,
             implied: &[],
+            class: OpClass::ControlPlane,
+            send_once: false,
         }
     }
 
@@ -193,6 +215,18 @@ impl Op {
     /// The same operation, needing `implied` permissions besides its own.
     pub const fn implies(mut self, implied: &'static [Implied]) -> Op {
         self.implied = implied;
+        self
+    }
+
+    /// The same operation, carrying an S3 object body (see [`OpClass::Transfer`]).
+    pub const fn transfer(mut self) -> Op {
+        self.class = OpClass::Transfer;
+        self
+    }
+
+    /// The same operation, never re-sent by the SDK (see [`Op::send_once`]).
+    pub const fn send_once(mut self) -> Op {
+        self.send_once = true;
         self
     }
 
@@ -252,9 +286,13 @@ ops! {
     EC2_DELETE_TAGS = Op::ec2_write("DeleteTags", "ec2:DeleteTags", Ec2Mutating);
     EC2_MODIFY_INSTANCE_ATTRIBUTE =
         Op::ec2_write("ModifyInstanceAttribute", "ec2:ModifyInstanceAttribute", Ec2Mutating);
+    /// A second group of the same name is refused (`InvalidGroup.Duplicate`),
+    /// but a timed-out attempt is still not re-sent blindly: the caller looks
+    /// the group up by name and VPC first.
     EC2_CREATE_SECURITY_GROUP =
         Op::ec2_write("CreateSecurityGroup", "ec2:CreateSecurityGroup", Ec2Mutating)
-            .implies(&[EC2_TAG_ON_CREATE]);
+            .implies(&[EC2_TAG_ON_CREATE])
+            .send_once();
     EC2_REVOKE_SECURITY_GROUP_EGRESS =
         Op::ec2_write("RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress", Ec2Mutating);
     EC2_AUTHORIZE_SECURITY_GROUP_EGRESS = Op::ec2_write(
@@ -272,9 +310,12 @@ ops! {
         "ec2:ModifyNetworkInterfaceAttribute",
         Ec2Operation("ModifyNetworkInterfaceAttribute"),
     );
+    /// Each call takes one more snapshot: the caller finds an attempt's
+    /// snapshot by its case and step tags before sending again.
     EC2_CREATE_SNAPSHOT =
         Op::ec2_write("CreateSnapshot", "ec2:CreateSnapshot", Ec2Operation("CreateSnapshot"))
-            .implies(&[EC2_TAG_ON_CREATE]);
+            .implies(&[EC2_TAG_ON_CREATE])
+            .send_once();
     EC2_DELETE_SNAPSHOT = Op::ec2_write("DeleteSnapshot", "ec2:DeleteSnapshot", Ec2Mutating);
     EC2_ASSOCIATE_IAM_INSTANCE_PROFILE = Op::ec2_write(
         "AssociateIamInstanceProfile",
@@ -293,7 +334,9 @@ ops! {
     IAM_GET_ACCESS_KEY_LAST_USED =
         Op::read(Iam, "GetAccessKeyLastUsed", "iam:GetAccessKeyLastUsed");
     IAM_UPDATE_ACCESS_KEY = Op::write(Iam, "UpdateAccessKey", "iam:UpdateAccessKey");
-    IAM_CREATE_ACCESS_KEY = Op::write(Iam, "CreateAccessKey", "iam:CreateAccessKey");
+    /// Each call makes one more key (at most two per user): the caller lists
+    /// the user's keys and finds the one not in the pre-state before sending again.
+    IAM_CREATE_ACCESS_KEY = Op::write(Iam, "CreateAccessKey", "iam:CreateAccessKey").send_once();
     IAM_DELETE_ACCESS_KEY = Op::write(Iam, "DeleteAccessKey", "iam:DeleteAccessKey");
     IAM_GET_ROLE_POLICY = Op::read(Iam, "GetRolePolicy", "iam:GetRolePolicy");
     IAM_PUT_ROLE_POLICY = Op::write(Iam, "PutRolePolicy", "iam:PutRolePolicy");
@@ -353,12 +396,17 @@ ops! {
         Op::write(Elbv2, "RegisterTargets", "elasticloadbalancing:RegisterTargets");
 
     // ---- S3: evidence, the S3 journal, the evidence bucket standard
-    S3_PUT_OBJECT = Op::write(S3, "PutObject", "s3:PutObject").implies(&[SSE_KMS_WRITE]);
+    S3_PUT_OBJECT = Op::write(S3, "PutObject", "s3:PutObject")
+        .implies(&[SSE_KMS_WRITE])
+        .transfer();
     /// The current version of an object.
-    S3_GET_OBJECT = Op::read(S3, "GetObject", "s3:GetObject").implies(&[SSE_KMS_READ]);
+    S3_GET_OBJECT = Op::read(S3, "GetObject", "s3:GetObject")
+        .implies(&[SSE_KMS_READ])
+        .transfer();
     /// A named version of an object: a different IAM action than the current one.
-    S3_GET_OBJECT_VERSION =
-        Op::read(S3, "GetObject", "s3:GetObjectVersion").implies(&[SSE_KMS_READ]);
+    S3_GET_OBJECT_VERSION = Op::read(S3, "GetObject", "s3:GetObjectVersion")
+        .implies(&[SSE_KMS_READ])
+        .transfer();
     /// `HeadObject` of the current version (an evidence object's retention).
     S3_HEAD_OBJECT = Op::read(S3, "HeadObject", "s3:GetObject");
     /// `HeadObject` of a named version.
@@ -464,6 +512,26 @@ mod tests {
             "GetBucketObjectLockConfiguration",
         ),
     ];
+
+    #[test]
+    fn only_creations_without_an_idempotency_token_are_sent_once() {
+        let once: BTreeSet<&str> = ALL
+            .iter()
+            .filter(|op| op.send_once)
+            .map(|op| op.name)
+            .collect();
+        assert_eq!(
+            once,
+            BTreeSet::from(["CreateAccessKey", "CreateSecurityGroup", "CreateSnapshot"])
+        );
+        assert!(ALL.iter().all(|op| !op.send_once || op.mutating));
+        let transfers: BTreeSet<&str> = ALL
+            .iter()
+            .filter(|op| op.class == OpClass::Transfer)
+            .map(|op| op.name)
+            .collect();
+        assert_eq!(transfers, BTreeSet::from(["GetObject", "PutObject"]));
+    }
 
     #[test]
     fn every_iam_action_is_service_colon_operation() {

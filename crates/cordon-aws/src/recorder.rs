@@ -60,12 +60,50 @@ pub struct RecordedCall {
     pub op: &'static Op,
     /// What the call was about.
     pub resource: String,
+    /// The recorder's logical clock when the call was sent: every start and
+    /// every answer ticks it once, so two calls' ticks give their causal order.
+    pub started: u64,
+    /// The clock when the answer (or the failure) came back; `None` while in flight.
+    pub finished: Option<u64>,
 }
+
+/// Hands [`CallRecorder::finish`] the call that was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a call's answer is recorded by passing its ticket to `finish`"]
+pub struct CallTicket(u64);
 
 #[derive(Debug, Default)]
 struct Calls {
     counts: BTreeMap<(Option<ActionKind>, &'static Op), u64>,
     recent: VecDeque<RecordedCall>,
+    clock: u64,
+}
+
+impl Calls {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+}
+
+/// The number of sequential rounds in `calls`: the longest chain of calls
+/// each sent only after the one before it was answered. Calls in flight
+/// together share a round, so this is the number of round trips the calls
+/// cost on a network, whatever its latency: the figure the isolate step's
+/// "fewest round trips" is held to (see `docs/round-trips.md`).
+pub fn sequential_rounds(calls: &[RecordedCall]) -> usize {
+    let mut depth: Vec<usize> = Vec::with_capacity(calls.len());
+    for (i, call) in calls.iter().enumerate() {
+        let before = calls[..i]
+            .iter()
+            .zip(&depth)
+            .filter(|(earlier, _)| earlier.finished.is_some_and(|f| f < call.started))
+            .map(|(_, d)| *d)
+            .max()
+            .unwrap_or(0);
+        depth.push(before + 1);
+    }
+    depth.into_iter().max().unwrap_or(0)
 }
 
 /// Records every call made through [`crate::client::AwsClients`]. Clones
@@ -81,19 +119,39 @@ impl CallRecorder {
         Self::default()
     }
 
-    /// Records a call of `op` on `resource` by the current task's action.
-    pub fn record(&self, op: &'static Op, resource: &str) {
+    /// Records a call of `op` on `resource` by the current task's action,
+    /// as sent now.
+    pub fn record(&self, op: &'static Op, resource: &str) -> CallTicket {
         let action = current_action();
         let mut calls = self.lock();
         *calls.counts.entry((action, op)).or_default() += 1;
         if calls.recent.len() == RECENT_CALLS {
             calls.recent.pop_front();
         }
+        let started = calls.tick();
         calls.recent.push_back(RecordedCall {
             action,
             op,
             resource: resource.to_string(),
+            started,
+            finished: None,
         });
+        CallTicket(started)
+    }
+
+    /// Records that the call `ticket` was answered (or failed) now.
+    pub fn finish(&self, ticket: CallTicket) {
+        let mut calls = self.lock();
+        let finished = calls.tick();
+        // Calls in flight are among the latest, so the search is short.
+        if let Some(call) = calls
+            .recent
+            .iter_mut()
+            .rev()
+            .find(|call| call.started == ticket.0)
+        {
+            call.finished = Some(finished);
+        }
     }
 
     /// The IAM actions each action's calls needed (their own; see
@@ -127,7 +185,9 @@ impl CallRecorder {
         self.lock().recent.iter().cloned().collect()
     }
 
-    /// Forgets everything recorded, e.g. after a test's set-up.
+    /// Forgets everything recorded, e.g. after a test's set-up. The clock
+    /// keeps running, so a call in flight across the reset cannot be confused
+    /// with a later one.
     pub fn reset(&self) {
         let mut calls = self.lock();
         calls.counts.clear();
@@ -149,13 +209,13 @@ mod tests {
     #[tokio::test]
     async fn attributes_calls_to_the_running_action() {
         let recorder = CallRecorder::new();
-        recorder.record(&STS_GET_CALLER_IDENTITY, "caller");
+        let _ = recorder.record(&STS_GET_CALLER_IDENTITY, "caller");
         run_as(ActionKind::TagResource, async {
-            recorder.record(&EC2_DESCRIBE_INSTANCES, "i-1");
+            let _ = recorder.record(&EC2_DESCRIBE_INSTANCES, "i-1");
             // Work handed to another task keeps its action when carried.
             let carried = recorder.clone();
             tokio::spawn(carry_action(async move {
-                carried.record(&EC2_CREATE_TAGS, "i-1");
+                let _ = carried.record(&EC2_CREATE_TAGS, "i-1");
             }))
             .await
             .expect("task");
@@ -180,10 +240,31 @@ mod tests {
     }
 
     #[test]
+    fn rounds_are_the_longest_chain_of_calls_sent_after_an_answer() {
+        let recorder = CallRecorder::new();
+        // Round 1: two reads in flight together.
+        let a = recorder.record(&EC2_DESCRIBE_INSTANCES, "i-1");
+        let b = recorder.record(&EC2_DESCRIBE_INSTANCES, "i-2");
+        recorder.finish(a);
+        // Round 2: sent after `a` answered, while `b` is still in flight.
+        let c = recorder.record(&EC2_CREATE_TAGS, "i-1");
+        recorder.finish(b);
+        recorder.finish(c);
+        assert_eq!(sequential_rounds(&recorder.recent()), 2);
+        // Round 3: after `c`.
+        let d = recorder.record(&EC2_CREATE_TAGS, "i-2");
+        recorder.finish(d);
+        let recent = recorder.recent();
+        assert_eq!(sequential_rounds(&recent), 3);
+        assert!(recent.iter().all(|call| call.finished.is_some()));
+        assert_eq!(sequential_rounds(&[]), 0);
+    }
+
+    #[test]
     fn keeps_counts_of_all_calls_but_only_the_latest_resources() {
         let recorder = CallRecorder::new();
         for i in 0..RECENT_CALLS + 10 {
-            recorder.record(&EC2_DESCRIBE_INSTANCES, &format!("i-{i}"));
+            let _ = recorder.record(&EC2_DESCRIBE_INSTANCES, &format!("i-{i}"));
         }
         assert_eq!(
             recorder.counts()[&(None, &EC2_DESCRIBE_INSTANCES)],

@@ -131,3 +131,82 @@ async fn a_malformed_account_or_role_name_is_refused_before_any_call() {
         assert!(replay.actual_requests().count() <= 1);
     }
 }
+
+fn assumed_role() -> ReplayEvent {
+    sts(
+        200,
+        r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <Credentials><AccessKeyId>ASIAEXAMPLE000000001</AccessKeyId><SecretAccessKey>s</SecretAccessKey><SessionToken>t</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>
+    <AssumedRoleUser><AssumedRoleId>AROAEXAMPLE:cordon</AssumedRoleId><Arn>arn:aws:sts::222233334444:assumed-role/cordon-responder/cordon</Arn></AssumedRoleUser>
+  </AssumeRoleResult>
+  <ResponseMetadata><RequestId>r2</RequestId></ResponseMetadata>
+</AssumeRoleResponse>"#,
+    )
+}
+
+/// How long `second` waits for an `ec2-mutating` token right after `first`
+/// took one (the test sizes the bucket to one token, four a second).
+async fn second_token_wait(first: &AwsClients, second: &AwsClients) -> std::time::Duration {
+    let bucket = cordon_aws::ratelimit::Bucket::Ec2Mutating;
+    first.limits.acquire(bucket).await;
+    let start = std::time::Instant::now();
+    second.limits.acquire(bucket).await;
+    start.elapsed()
+}
+
+/// Every case of a burst builds its own clients for its finding's account
+/// and region; they must draw on one budget per (account, region), not one
+/// each, or a burst of N findings would get N times EC2's budget.
+#[tokio::test]
+async fn cases_in_one_account_and_region_share_one_budget() {
+    use cordon_aws::ratelimit::{Bucket, BucketSize};
+    let (caller, _replay) = clients(vec![
+        caller_identity(),
+        caller_identity(),
+        caller_identity(),
+        assumed_role(),
+        caller_identity(),
+        assumed_role(),
+    ]);
+    caller.limits.resize(
+        Bucket::Ec2Mutating,
+        BucketSize {
+            capacity: 1,
+            refill_per_second: 4.0,
+        },
+    );
+    let acting = |account: &'static str| {
+        let caller = caller.clone();
+        async move {
+            acting_clients(
+                &caller,
+                "aws",
+                account,
+                "eu-west-1",
+                &CrossAccount::default(),
+                "cordon-case-0",
+            )
+            .await
+            .unwrap()
+            .0
+        }
+    };
+    let (one, two) = (acting("111122223333").await, acting("111122223333").await);
+    let waited = second_token_wait(&one, &two).await;
+    assert!(
+        waited >= std::time::Duration::from_millis(200),
+        "two cases in eu-west-1 drew on separate buckets (waited {waited:?})"
+    );
+    // The caller's own region has its own budget.
+    let start = std::time::Instant::now();
+    caller.limits.acquire(Bucket::Ec2Mutating).await;
+    assert!(start.elapsed() < std::time::Duration::from_millis(100));
+
+    let (member_one, member_two) = (acting("222233334444").await, acting("222233334444").await);
+    let waited = second_token_wait(&member_one, &member_two).await;
+    assert!(
+        waited >= std::time::Duration::from_millis(200),
+        "two cases in the member account drew on separate buckets (waited {waited:?})"
+    );
+}

@@ -9,7 +9,9 @@ use clap::Args;
 use cordon_aws::client::AwsClients;
 use cordon_aws::guardduty::{self, IntakeError, TriageRow};
 use cordon_core::finding::Finding;
+use cordon_core::plan::PlaybookSet;
 use cordon_core::text::escape;
+use cordon_core::validate::LoadedPlaybook;
 
 use crate::{Aws, Failure, Output, failed, invalid, print_json};
 
@@ -43,27 +45,44 @@ pub async fn fetch_finding(
         .map_err(intake_failure)
 }
 
+impl TriageArgs {
+    /// The output format asked for.
+    pub fn output(&self) -> Output {
+        self.output
+    }
+}
+
 /// `cordon triage`: open findings, most severe first, with their playbooks.
 pub async fn triage(args: TriageArgs, aws: &Aws) -> Result<u8, Failure> {
-    if !(1.0..=10.0).contains(&args.min_severity) {
-        return Err(invalid(anyhow!(
-            "--min-severity {} is outside GuardDuty's range 1.0-10.0",
-            args.min_severity
-        )));
-    }
-    let (loaded, _) = crate::playbook_set::load_valid(args.playbooks.as_deref())?;
+    let (findings, (loaded, _)) = open_findings(&args, aws).await?;
     let playbooks: Vec<_> = loaded.into_iter().map(|loaded| loaded.playbook).collect();
-    let clients = aws.clients().await?;
-    let findings =
-        guardduty::list_open_findings(clients, args.detector.as_deref(), args.min_severity)
-            .await
-            .map_err(intake_failure)?;
     let rows = guardduty::triage(&findings, &playbooks);
     match args.output {
         Output::Json => print_json(&crate::output::Triage { findings: &rows })?,
         Output::Text => print!("{}", render(&rows, args.min_severity)),
     }
     Ok(0)
+}
+
+/// The open findings at or above `--min-severity`, most severe first, and
+/// the playbooks to route them against.
+pub async fn open_findings(
+    args: &TriageArgs,
+    aws: &Aws,
+) -> Result<(Vec<Finding>, (Vec<LoadedPlaybook>, PlaybookSet)), Failure> {
+    if !(1.0..=10.0).contains(&args.min_severity) {
+        return Err(invalid(anyhow!(
+            "--min-severity {} is outside GuardDuty's range 1.0-10.0",
+            args.min_severity
+        )));
+    }
+    let playbooks = crate::playbook_set::load_valid(args.playbooks.as_deref())?;
+    let clients = aws.clients().await?;
+    let findings =
+        guardduty::list_open_findings(clients, args.detector.as_deref(), args.min_severity)
+            .await
+            .map_err(intake_failure)?;
+    Ok((findings, playbooks))
 }
 
 fn intake_failure(error: IntakeError) -> Failure {

@@ -7,6 +7,7 @@
 //! 6 completed with failures; 124 an approval timed out.
 
 mod approvals;
+mod burst;
 mod doctor;
 mod evidence_cmd;
 mod intake;
@@ -19,8 +20,8 @@ mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, Once};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
@@ -29,6 +30,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use cordon_aws::actions::AwsActions;
 use cordon_aws::client::AwsClients;
 use cordon_aws::pause::PauseSwitches;
+use cordon_aws::ratelimit::{RateLimits, ThrottleCounter};
 use cordon_core::executor::{Decision, ExecError, Executor, LoopGuard, Outcome, Report};
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
 use cordon_core::journal::{CaseState, CaseStatus, JournalEvent, JournalRecord, JournalStore};
@@ -89,9 +91,15 @@ enum Command {
     /// Run the plan for a finding (journaled). The same finding again: a finished
     /// case is a no-op, a rolled-back case is contained again in a new epoch, an
     /// updated finding re-plans the steps not yet applied (or asks, exit 3).
+    /// Several findings (files, a directory, a file holding several, JSON
+    /// lines, `--finding-id` repeated) are a burst: worked concurrently, each
+    /// its own case and journal, one line each, then a summary; the exit code
+    /// is the most urgent outcome (docs/lifecycle.md, "Bursts").
     Run {
         #[command(flatten)]
-        finding: FindingArgs,
+        finding: burst::RunInputs,
+        #[command(flatten)]
+        burst: burst::BurstArgs,
         /// Read pre-states and print the calls that would be made; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -198,8 +206,14 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// List open GuardDuty findings, most severe first, with the playbook each would get.
-    Triage(intake::TriageArgs),
+    /// List open GuardDuty findings, most severe first, with the playbook each
+    /// would get; with `--run`, contain them all as one burst.
+    Triage {
+        #[command(flatten)]
+        triage: intake::TriageArgs,
+        #[command(flatten)]
+        run: burst::TriageRun,
+    },
     /// Evidence bucket set-up and checks, and verification of a case's evidence.
     Evidence {
         #[command(subcommand)]
@@ -252,7 +266,7 @@ enum PlaybooksCommand {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct ApprovalArgs {
     /// Approve every step that needs approval (scripted runs).
     #[arg(long)]
@@ -269,7 +283,7 @@ struct ApprovalArgs {
 
 /// Flapping protection: automatic action stops on a resource contained or
 /// re-triggered too often, and a human decides.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct LoopGuardArgs {
     /// Cases or epochs allowed on one resource (instance, key, user, role) per
     /// window before automatic action stops; 0 turns the guard off.
@@ -289,7 +303,7 @@ impl LoopGuardArgs {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 struct StateArgs {
     /// Where journals and local evidence live.
     #[arg(long, env = "CORDON_STATE_DIR", default_value = ".cordon")]
@@ -333,16 +347,16 @@ enum Output {
 
 /// An error with the exit code it maps to.
 #[derive(Debug)]
-struct Failure {
+pub(crate) struct Failure {
     code: u8,
     error: anyhow::Error,
 }
 
-fn invalid(error: anyhow::Error) -> Failure {
+pub(crate) fn invalid(error: anyhow::Error) -> Failure {
     Failure { code: 2, error }
 }
 
-fn failed(error: anyhow::Error) -> Failure {
+pub(crate) fn failed(error: anyhow::Error) -> Failure {
     Failure { code: 1, error }
 }
 
@@ -368,20 +382,24 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            // One sentence per cause, outermost first: never a Debug dump, and
-            // escaped, since causes quote findings and AWS answers.
-            let mut message = failure.error.to_string();
-            for cause in failure.error.chain().skip(1) {
-                let cause = cause.to_string();
-                if !message.contains(&cause) {
-                    message.push_str(": ");
-                    message.push_str(&cause);
-                }
-            }
-            eprintln!("cordon: {}", escape(&message));
+            eprintln!("cordon: {}", one_sentence(&failure.error));
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// An error as one line, causes appended outermost first: never a Debug
+/// dump, and escaped, since causes quote findings and AWS answers.
+pub(crate) fn one_sentence(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !message.contains(&cause) {
+            message.push_str(": ");
+            message.push_str(&cause);
+        }
+    }
+    escape(&message).into_owned()
 }
 
 fn init_logging(verbose: u8, json: bool) {
@@ -424,6 +442,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Plan(args) => plan_finding(&args, &aws).await,
         Command::Run {
             finding,
+            burst,
             dry_run,
             accept_replan,
             approval,
@@ -438,13 +457,32 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 accept_replan,
                 loop_guard: guard.guard(),
             };
-            let context = CaseContext {
-                approval: &approval,
-                pause: &pause,
-                account: &account,
-                state: &state,
+            burst.apply_rate_limits(&aws).await?;
+            if let Some(single) = finding.single(&burst)? {
+                let context = CaseContext {
+                    approval: &approval,
+                    pause: &pause,
+                    account: &account,
+                    state: &state,
+                };
+                return run(&single, &options, &guards, &context, &aws).await;
+            }
+            if dry_run {
+                return Err(invalid(anyhow!(
+                    "--dry-run takes one finding: run it on each finding of the burst separately"
+                )));
+            }
+            let settings = burst::Settings {
+                options,
+                approval,
+                guards,
+                pause,
+                account,
+                state,
+                output: finding.output,
+                concurrency: burst.concurrency(),
             };
-            run(&finding, &options, &guards, &context, &aws).await
+            burst::run(finding, settings, aws).await
         }
         Command::Resume {
             case,
@@ -501,7 +539,13 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Man { dir } => man(dir.as_deref()),
-        Command::Triage(args) => intake::triage(args, &aws).await,
+        Command::Triage { triage, run } => match run.settings()? {
+            None => intake::triage(triage, &aws).await,
+            Some(settings) => {
+                run.apply_rate_limits(&aws).await?;
+                burst::triage_run(triage, settings, aws).await
+            }
+        },
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
         Command::Doctor(args) => doctor::run(&args).await,
@@ -544,7 +588,7 @@ async fn plan_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
 
 /// How `cordon run` treats the case.
 #[derive(Debug, Clone, Copy)]
-struct RunOptions {
+pub(crate) struct RunOptions {
     dry_run: bool,
     accept_replan: bool,
     loop_guard: Option<LoopGuard>,
@@ -553,7 +597,7 @@ struct RunOptions {
 /// What a command working on a case was told about approvals, the pause
 /// switch, other accounts and where state lives.
 #[derive(Debug, Clone, Copy)]
-struct CaseContext<'c> {
+pub(crate) struct CaseContext<'c> {
     approval: &'c ApprovalArgs,
     pause: &'c trust::PauseArgs,
     account: &'c trust::AccountArgs,
@@ -583,33 +627,74 @@ async fn run(
         print!("{}", render::plan(&plan));
         println!();
     }
-    let journal = state.journal();
+    let timeline = Timeline::new(Some(args.output));
+    let run = CaseRun {
+        finding: &finding,
+        check: &check,
+        plan: &plan,
+        case: &case,
+        timeline: &timeline,
+        interactive: args.output == Output::Text,
+        fleet_ledger: None,
+    };
+    let report = execute_case(run, options, guards, context).await?;
+    if let Some(guard) = timeline.guard_tripped() {
+        trust::escalate(&case.caller, guard, &report).await;
+    }
+    finish(report, &case.actions, args.output)
+}
+
+/// One planned case ready to run: `cordon run` on one finding, or one
+/// finding of a burst.
+pub(crate) struct CaseRun<'r> {
+    pub finding: &'r Finding,
+    pub check: &'r trust::SourceCheck,
+    pub plan: &'r Plan,
+    pub case: &'r trust::CaseAws,
+    pub timeline: &'r Timeline,
+    /// Approvals may be asked at the terminal (one case at a time only).
+    pub interactive: bool,
+    /// The burst's fleet ledger, so the fleet cap counts its cases together.
+    pub fleet_ledger: Option<&'r cordon_core::fleet::FleetLedger>,
+}
+
+/// Keeps the finding with the case and runs its plan, journaled, with the
+/// guards (loop guard, fleet cap, pause switch) and approvals.
+pub(crate) async fn execute_case(
+    run: CaseRun<'_>,
+    options: &RunOptions,
+    guards: &trust::GuardArgs,
+    context: &CaseContext<'_>,
+) -> Result<Report, Failure> {
+    let CaseRun {
+        finding,
+        check,
+        plan,
+        case,
+        timeline,
+        interactive,
+        fleet_ledger,
+    } = run;
+    let journal = context.state.journal();
     keep_finding(&journal, &plan.case_id, &finding.raw)?;
     if let Some(received) = &check.received_raw {
         keep_finding(&journal, &plan.case_id, received)?;
     }
     let approver = CliApprover::new(
         &case.caller,
-        approval.standing(),
-        args.output == Output::Text,
+        context.approval.standing(),
+        interactive,
         Some(approvals::Inbox::new(&journal.case_dir(&plan.case_id))),
     );
-    let timeline = Timeline::new(args.output);
     let observer = |r: &JournalRecord| timeline.record(r);
-    let pause = context.pause.switches(state, &case.caller);
+    let pause = context.pause.switches(context.state, &case.caller);
     let executor = case_executor(&case.actions, &journal, &approver, &observer, Some(&pause))
         .accept_replan(options.accept_replan)
         .loop_guard(options.loop_guard)
         .fleet_cap(guards.fleet_cap())
-        .provenance(Some(case.provenance(&check)));
-    let report = executor
-        .run(&plan, &finding.raw)
-        .await
-        .map_err(exec_failure)?;
-    if let Some(guard) = timeline.guard_tripped() {
-        trust::escalate(&case.caller, guard, &report).await;
-    }
-    finish(report, &case.actions, args.output)
+        .fleet_ledger(fleet_ledger)
+        .provenance(Some(case.provenance(check)));
+    executor.run(plan, &finding.raw).await.map_err(exec_failure)
 }
 
 /// Keeps the finding byte for byte as received, with the case (evidence):
@@ -676,7 +761,7 @@ async fn resume(
         output == Output::Text,
         Some(approvals::Inbox::new(&journal.case_dir(&case))),
     );
-    let timeline = Timeline::new(output);
+    let timeline = Timeline::new(Some(output));
     let observer = |r: &JournalRecord| timeline.record(r);
     let pause = context.pause.switches(context.state, &aws.caller);
     let executor = case_executor(&aws.actions, &journal, &approver, &observer, Some(&pause));
@@ -767,7 +852,7 @@ async fn approve(
         output == Output::Text,
         None,
     );
-    let timeline = Timeline::new(output);
+    let timeline = Timeline::new(Some(output));
     let observer = |r: &JournalRecord| timeline.record(r);
     let pause = pause.switches(state, &aws.caller);
     let executor = case_executor(&aws.actions, &journal, &approver, &observer, Some(&pause));
@@ -831,7 +916,7 @@ async fn rollback(
         ..Default::default()
     };
     let approver = CliApprover::new(&aws.caller, standing, output == Output::Text, None);
-    let timeline = Timeline::new(output);
+    let timeline = Timeline::new(Some(output));
     let observer = |r: &JournalRecord| timeline.record(r);
     let executor = case_executor(&aws.actions, &journal, &approver, &observer, None);
     let report = executor
@@ -1096,7 +1181,7 @@ async fn load_inputs(
     Ok((finding, playbooks, check, set))
 }
 
-fn read_finding(path: &Path) -> Result<Finding, Failure> {
+pub(crate) fn read_finding(path: &Path) -> Result<Finding, Failure> {
     let (text, origin) = if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
@@ -1126,7 +1211,10 @@ fn playbooks_only(loaded: &[LoadedPlaybook]) -> Vec<cordon_core::playbook::Playb
 /// The plan for `finding`, `None` when no playbook answers it; a finding whose
 /// ids a step would use are malformed is invalid input (exit 2), refused
 /// before any client exists.
-fn make_plan(finding: &Finding, loaded: &[LoadedPlaybook]) -> Result<Option<Plan>, Failure> {
+pub(crate) fn make_plan(
+    finding: &Finding,
+    loaded: &[LoadedPlaybook],
+) -> Result<Option<Plan>, Failure> {
     let playbooks = playbooks_only(loaded);
     match route(finding, &playbooks) {
         (Route::Matched { reason, .. }, Some(playbook)) => try_plan(finding, playbook, reason)
@@ -1148,7 +1236,7 @@ fn no_match(finding: &Finding, loaded: &[LoadedPlaybook], output: Output) -> Res
 }
 
 /// Prints the command's one JSON document on stdout (see [`output`]).
-fn print_json<B: output::Body>(body: &B) -> Result<(), Failure> {
+pub(crate) fn print_json<B: output::Body>(body: &B) -> Result<(), Failure> {
     let text = output::to_text(body).map_err(|e| failed(e.into()))?;
     print!("{text}");
     Ok(())
@@ -1162,15 +1250,31 @@ fn parse_case(text: &str) -> Result<CaseId, Failure> {
 /// a run that fetched its finding from GuardDuty acts (and counts its calls)
 /// through the same clients, and commands that call AWS for nothing need no
 /// AWS configuration.
+///
+/// Every client counts throttling answers per bucket ([`ThrottleCounter`])
+/// into the process's shared rate limits, for a burst's summary.
 #[derive(Debug, Default)]
-struct Aws(tokio::sync::OnceCell<AwsClients>);
+pub(crate) struct Aws(tokio::sync::OnceCell<AwsClients>);
 
 impl Aws {
-    async fn clients(&self) -> Result<&AwsClients, Failure> {
+    pub(crate) async fn clients(&self) -> Result<&AwsClients, Failure> {
         self.0
-            .get_or_try_init(|| async { AwsClients::from_env().await })
+            .get_or_try_init(|| async {
+                let config = AwsClients::loader().load().await;
+                let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+                let limits = RateLimits::new(region);
+                AwsClients::builder(&config)
+                    .rate_limits(limits.clone())
+                    .interceptor(ThrottleCounter::new(limits))
+                    .build()
+            })
             .await
             .map_err(|e| invalid(e.into()))
+    }
+
+    /// A handle on clients already built, for a task of a burst.
+    pub(crate) fn with(clients: AwsClients) -> Self {
+        Self(tokio::sync::OnceCell::new_with(Some(clients)))
     }
 }
 
@@ -1179,8 +1283,14 @@ impl Aws {
 /// stops. A second signal aborts at once.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Watches for SIGINT and SIGTERM for the rest of the process.
+/// Watches for SIGINT and SIGTERM for the rest of the process (once, however
+/// many cases the process runs).
 fn watch_signals() {
+    static WATCHING: Once = Once::new();
+    WATCHING.call_once(watch_signals_now);
+}
+
+fn watch_signals_now() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -1239,7 +1349,7 @@ fn crash_hook() -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-fn exec_failure(error: ExecError) -> Failure {
+pub(crate) fn exec_failure(error: ExecError) -> Failure {
     match error {
         ExecError::Journal(cordon_core::journal::JournalError::UnknownCase { .. })
         | ExecError::UnknownStep { .. }
@@ -1281,9 +1391,10 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
     Ok(code)
 }
 
-/// Prints each journal record as it is written, with the time since the start.
-struct Timeline {
-    output: Output,
+/// Prints each journal record as it is written, with the time since the start
+/// (or nothing, for the cases of a burst), and notes a guard's trip.
+pub(crate) struct Timeline {
+    output: Option<Output>,
     started: Instant,
     step_started: Mutex<std::collections::HashMap<String, Instant>>,
     /// The guard whose trip this process journaled, if any.
@@ -1291,7 +1402,7 @@ struct Timeline {
 }
 
 impl Timeline {
-    fn new(output: Output) -> Self {
+    pub(crate) fn new(output: Option<Output>) -> Self {
         Self {
             output,
             started: Instant::now(),
@@ -1301,7 +1412,7 @@ impl Timeline {
     }
 
     /// The guard (loop guard, fleet cap) whose trip this process journaled.
-    fn guard_tripped(&self) -> Option<&'static str> {
+    pub(crate) fn guard_tripped(&self) -> Option<&'static str> {
         self.guard_tripped.lock().ok().and_then(|g| *g)
     }
 
@@ -1315,12 +1426,13 @@ impl Timeline {
             *tripped = Some(guard);
         }
         match self.output {
-            Output::Json => {
+            None => {}
+            Some(Output::Json) => {
                 if let Ok(line) = serde_json::to_string(record) {
                     eprintln!("{line}");
                 }
             }
-            Output::Text => {
+            Some(Output::Text) => {
                 let elapsed = self.started.elapsed();
                 let step_elapsed = record.event.step().and_then(|step| {
                     let mut map = self.step_started.lock().ok()?;

@@ -67,7 +67,7 @@ pub async fn verify_source(
 }
 
 /// The role used for findings from other accounts.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct AccountArgs {
     /// Role assumed in a finding's account when it is not the caller's
     /// (arn:PARTITION:iam::FINDING-ACCOUNT:role/NAME); cordon never acts on
@@ -80,7 +80,7 @@ pub struct AccountArgs {
 }
 
 /// The pause switch (checked before every step not yet run).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PauseArgs {
     /// A file whose presence pauses all automatic action (default: PAUSE in
     /// the journal directory, `<state-dir>/cases/PAUSE`).
@@ -109,7 +109,7 @@ impl PauseArgs {
 }
 
 /// Guards read before a run opens its case.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GuardArgs {
     /// Tag key marking resources no step touches without an approval naming
     /// the step (`--approve STEP`, the prompt, `cordon approve`; `--yes` is not enough).
@@ -268,7 +268,13 @@ pub fn notify_topic() -> Option<String> {
 /// A guard stopped automatic action: tell the responders on the notify
 /// topic, with the caller's own credentials (the topic is theirs).
 pub async fn escalate(caller: &AwsClients, guard: &str, report: &Report) {
-    let message = format!("cordon: {}", report.message);
+    escalate_message(caller, guard, &report.message).await;
+}
+
+/// Tells the responders on the notify topic that `guard` stopped automatic
+/// action, saying `what` (one message for a whole burst).
+pub async fn escalate_message(caller: &AwsClients, guard: &str, what: &str) {
+    let message = format!("cordon: {what}");
     match notify_topic() {
         Some(topic) => {
             let request = caller

@@ -508,6 +508,8 @@ pub struct Executor<'a, A, J, P> {
     accept_replan: bool,
     loop_guard: Option<LoopGuard>,
     fleet_cap: Option<FleetCap>,
+    /// Instances the other cases of this process were admitted to isolate.
+    fleet_ledger: Option<&'a crate::fleet::FleetLedger>,
     pause: Option<&'a dyn PauseSwitch>,
     /// Journaled with `case-opened` and `epoch-opened`.
     provenance: Option<Provenance>,
@@ -743,6 +745,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             accept_replan: false,
             loop_guard: None,
             fleet_cap: None,
+            fleet_ledger: None,
             pause: None,
             provenance: None,
             concurrent_steps: DEFAULT_CONCURRENT_STEPS,
@@ -815,6 +818,13 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     /// every case in the journal store within `cap.window` past `cap.max_instances`.
     pub fn fleet_cap(mut self, cap: Option<FleetCap>) -> Self {
         self.fleet_cap = cap;
+        self
+    }
+
+    /// Counts the instances the other cases of this process (a burst) were
+    /// admitted to isolate against the fleet cap too, not only the journaled ones.
+    pub fn fleet_ledger(mut self, ledger: Option<&'a crate::fleet::FleetLedger>) -> Self {
+        self.fleet_ledger = ledger;
         self
     }
 
@@ -1168,8 +1178,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             }
         }
         isolated.retain(|instance| !targets.contains(instance.as_str()));
-        let would_be = isolated.len() + targets.len();
-        if would_be <= cap.max_instances as usize {
+        let max = cap.max_instances as usize;
+        let admitted = match self.fleet_ledger {
+            Some(ledger) => ledger.admit(&mut isolated, &targets, max),
+            None => isolated.len() + targets.len() <= max,
+        };
+        if admitted {
             return Ok(None);
         }
         let minutes = cap.window.as_secs().div_ceil(60);

@@ -6,6 +6,7 @@ pub mod action;
 pub mod claims;
 pub mod executor;
 pub mod finding;
+pub mod fleet;
 pub mod format;
 pub mod ids;
 pub mod journal;

@@ -39,6 +39,17 @@ pub enum HangRule {
     Operation(String),
 }
 
+/// What happens to the request a [`HangRule`] picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HangMode {
+    /// Held before it reaches the emulator: it never takes effect.
+    #[default]
+    Unsent,
+    /// Forwarded, so it takes effect, and its answer is never relayed: the
+    /// case that makes re-sending a creation dangerous (a lost answer).
+    Unanswered,
+}
+
 /// What the proxy does.
 #[derive(Debug)]
 pub struct ProxyConfig {
@@ -50,6 +61,8 @@ pub struct ProxyConfig {
     pub delay: Duration,
     /// The request to hold forever, if any.
     pub hang: Option<HangRule>,
+    /// Whether the held request reaches the emulator first.
+    pub hang_mode: HangMode,
     /// EC2 throttling, if wanted.
     pub throttle: Option<Ec2Throttle>,
     /// Where to append one JSON line per request.
@@ -64,6 +77,7 @@ impl ProxyConfig {
             upstream,
             delay: DEFAULT_DELAY,
             hang: None,
+            hang_mode: HangMode::Unsent,
             throttle: None,
             log: None,
         }
@@ -113,6 +127,7 @@ struct Shared {
     upstream: SocketAddr,
     delay: Duration,
     hang: Option<HangRule>,
+    hang_mode: HangMode,
     hang_taken: AtomicBool,
     throttle: Option<Ec2Throttle>,
     log: Option<tokio::sync::Mutex<tokio::fs::File>>,
@@ -145,6 +160,7 @@ impl LatencyProxy {
                 upstream: config.upstream,
                 delay: config.delay,
                 hang: config.hang,
+                hang_mode: config.hang_mode,
                 hang_taken: AtomicBool::new(false),
                 throttle: config.throttle,
                 log,
@@ -351,7 +367,8 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
             bucket: None,
         };
 
-        if shared.should_hang(seq, &call) {
+        let hang = shared.should_hang(seq, &call);
+        if hang && shared.hang_mode == HangMode::Unsent {
             line.outcome = "hung";
             shared.log(line).await;
             client.drain_until_closed().await;
@@ -385,6 +402,14 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
         }
 
         let relayed = forward(&mut upstream, shared.upstream, &request, &body).await;
+        if hang {
+            // Taken effect upstream; the answer is dropped.
+            line.outcome = "hung";
+            line.status = relayed.as_ref().ok().map(|r| r.status);
+            shared.log(line).await;
+            client.drain_until_closed().await;
+            return;
+        }
         line.end_unix = Some(unix_now());
         match relayed {
             Ok(relayed) => {

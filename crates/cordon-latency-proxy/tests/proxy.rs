@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cordon_latency_proxy::http::{RequestHead, ResponseHead, Wire};
 use cordon_latency_proxy::throttle::{Ec2Throttle, Limits};
-use cordon_latency_proxy::{HangRule, LatencyProxy, ProxyConfig};
+use cordon_latency_proxy::{HangMode, HangRule, LatencyProxy, ProxyConfig};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Answers every request with `METHOD TARGET expect=<yes|no> BODY`, as
@@ -299,6 +299,27 @@ async fn only_the_first_call_of_the_named_operation_hangs() {
     let (head, body) = retry.call(&ec2_request("CreateSecurityGroup")).await;
     assert_eq!(head.status, 200);
     assert!(body.contains("Action=CreateSecurityGroup"));
+}
+
+#[tokio::test]
+async fn an_unanswered_request_reaches_the_upstream_and_its_answer_is_dropped() {
+    let log = temp_log("hang-unanswered");
+    let proxy = start(|c| {
+        c.hang = Some(HangRule::Operation("CreateSecurityGroup".into()));
+        c.hang_mode = HangMode::Unanswered;
+        c.log = Some(log.clone());
+    })
+    .await;
+    let mut client = Client::connect(proxy).await;
+    client.send(&ec2_request("CreateSecurityGroup")).await;
+    let held = tokio::time::timeout(Duration::from_millis(400), client.wire.read_head()).await;
+    assert!(held.is_err(), "the held request got an answer");
+    let lines = log_lines(&log);
+    let hung: Vec<&serde_json::Value> = lines.iter().filter(|l| l["outcome"] == "hung").collect();
+    assert_eq!(hung.len(), 1, "{lines:?}");
+    // The upstream answered it: it took effect there.
+    assert_eq!(hung[0]["status"], 200, "{lines:?}");
+    let _ = std::fs::remove_file(log);
 }
 
 fn two_per_bucket(_: &cordon_latency_proxy::throttle::Ec2Bucket) -> Limits {

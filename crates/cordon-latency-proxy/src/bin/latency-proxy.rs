@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Parser;
 use cordon_latency_proxy::throttle::Ec2Throttle;
-use cordon_latency_proxy::{HangRule, LatencyProxy, ProxyConfig};
+use cordon_latency_proxy::{HangMode, HangRule, LatencyProxy, ProxyConfig};
 use tokio::io::AsyncWriteExt;
 
 /// Forward HTTP/1.1 requests to a loopback upstream with a delay per request.
@@ -32,6 +32,10 @@ struct Args {
     /// Never answer the first request for this operation (e.g. CreateSecurityGroup).
     #[arg(long)]
     hang_operation: Option<String>,
+    /// Forward the held request to the emulator (it takes effect) and drop
+    /// its answer, instead of holding it unsent.
+    #[arg(long)]
+    hang_after_forwarding: bool,
     /// Answer EC2 requests `RequestLimitExceeded` when EC2's published token buckets would.
     #[arg(long)]
     ec2_throttle: bool,
@@ -68,6 +72,11 @@ async fn main() -> Result<()> {
         upstream: args.upstream,
         delay: Duration::from_millis(args.delay_ms),
         hang,
+        hang_mode: if args.hang_after_forwarding {
+            HangMode::Unanswered
+        } else {
+            HangMode::Unsent
+        },
         throttle: args.ec2_throttle.then(Ec2Throttle::published),
         log: args.log,
     };

@@ -53,8 +53,8 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 use super::{
-    BoxedCall, describe_instance, filter, instance_network_interfaces, interface_group_ids,
-    join_all, network_interfaces_by_id, try_join_all,
+    BoxedCall, Sent, describe_instance, filter, instance_network_interfaces, interface_group_ids,
+    join_all, network_interfaces_by_id, read_scope, send_reconciled, try_join_all,
 };
 use crate::actions::{Amended, Ctx, Handler};
 use crate::call::items;
@@ -327,13 +327,26 @@ async fn groups_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<SecurityGroup>
     describe_groups(ctx, vec![filter("group-id", ids)?], &ids.join(",")).await
 }
 
-/// Creates a tagged group; `None` when another worker created it first.
+/// What creating a group came to.
+#[derive(Debug)]
+enum Made {
+    /// This call created it: a new group with EC2's default rules.
+    Created(String),
+    /// It exists already: found by the read that reconciled a timed-out
+    /// attempt (`Some`), or answered `InvalidGroup.Duplicate` (`None`: look it up).
+    Exists(Option<SecurityGroup>),
+}
+
+/// Creates a tagged group. `CreateSecurityGroup` is sent once per attempt
+/// ([`ops::Op::send_once`]): after an attempt that may have created the group
+/// without answering (a timeout), the group is looked up by name and VPC
+/// first, and only sent again if it is not there ([`send_reconciled`]).
 async fn create_group(
     ctx: Ctx<'_>,
     vpc_id: &str,
     name: &str,
     role: &str,
-) -> Result<Option<String>, ActionError> {
+) -> Result<Made, ActionError> {
     let clients = ctx.clients();
     let description = match role {
         ISOLATION_ROLE => {
@@ -343,23 +356,29 @@ async fn create_group(
             "cordon untrack: allow-all group an ENI passes through for a moment so its tracked connections are cut. Do not use."
         }
     };
-    let request = clients
-        .ec2
-        .create_security_group()
-        .vpc_id(vpc_id)
-        .group_name(name)
-        .description(description)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::SecurityGroup)
-                .tags(Tag::builder().key(ROLE_TAG).value(role).build())
-                .build(),
-        );
     let op = &ops::EC2_CREATE_SECURITY_GROUP;
-    match clients.try_call(op, vpc_id, request).await {
-        Ok(out) => out
+    let request = || {
+        clients
+            .ec2
+            .create_security_group()
+            .vpc_id(vpc_id)
+            .group_name(name)
+            .description(description)
+            .tag_specifications(
+                TagSpecification::builder()
+                    .resource_type(ResourceType::SecurityGroup)
+                    .tags(Tag::builder().key(ROLE_TAG).value(role).build())
+                    .build(),
+            )
+    };
+    let find = || async {
+        let found = find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()]).await?;
+        Ok(found.into_iter().next())
+    };
+    match send_reconciled(ctx, op, vpc_id, request, find).await? {
+        Ok(Sent::Answered(out)) => out
             .group_id()
-            .map(|id| Some(id.to_string()))
+            .map(|id| Made::Created(id.to_string()))
             .ok_or_else(|| {
                 ActionError::new(
                     ErrorKind::Other,
@@ -368,7 +387,8 @@ async fn create_group(
                     "retry; if it persists, create the group by hand",
                 )
             }),
-        Err(e) if e.code() == Some("InvalidGroup.Duplicate") => Ok(None),
+        Ok(Sent::Found(group)) => Ok(Made::Exists(Some(group))),
+        Err(e) if e.code() == Some("InvalidGroup.Duplicate") => Ok(Made::Exists(None)),
         Err(e) => Err(e.into()),
     }
 }
@@ -386,10 +406,17 @@ async fn revoke_egress(
         .revoke_security_group_egress()
         .group_id(group_id)
         .set_ip_permissions(Some(rules));
-    clients
-        .call(&ops::EC2_REVOKE_SECURITY_GROUP_EGRESS, group_id, request)
-        .await?;
-    Ok(())
+    // Another case of the same process (a burst) may have revoked the same
+    // default rule a moment earlier: a rule already gone is what this wants
+    // (some endpoints answer InvalidPermission.NotFound instead of success).
+    match clients
+        .try_call(&ops::EC2_REVOKE_SECURITY_GROUP_EGRESS, group_id, request)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("InvalidPermission.NotFound") => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn authorize(
@@ -475,13 +502,14 @@ async fn ensure_isolation_group(
     let existing = match found {
         Some(group) => Some(group),
         None => match create_group(ctx, vpc_id, name, ISOLATION_ROLE).await? {
-            Some(id) => {
+            Made::Created(id) => {
                 // A new group allows all egress; isolation allows none.
                 revoke_egress(ctx, &id, vec![any_traffic_v4(), any_traffic_v6()]).await?;
                 return Ok((id, true, Vec::new()));
             }
+            Made::Exists(Some(group)) => Some(group),
             // Lost a creation race to another worker: use its group.
-            None => find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()])
+            Made::Exists(None) => find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()])
                 .await?
                 .into_iter()
                 .next(),
@@ -541,8 +569,14 @@ async fn ensure_untrack_group(
         None => match create_group(ctx, vpc_id, name, UNTRACK_ROLE).await? {
             // A new group has the IPv4 allow-all egress rule (and, in an IPv6
             // VPC, the IPv6 one: adding it again is answered Duplicate, which is fine).
-            Some(id) => (id, true, Vec::new(), vec![any_traffic_v4()]),
-            None => {
+            Made::Created(id) => (id, true, Vec::new(), vec![any_traffic_v4()]),
+            Made::Exists(Some(group)) => (
+                group.group_id().unwrap_or_default().to_string(),
+                false,
+                group.ip_permissions().to_vec(),
+                group.ip_permissions_egress().to_vec(),
+            ),
+            Made::Exists(None) => {
                 let group = find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()])
                     .await?
                     .into_iter()
@@ -597,19 +631,135 @@ async fn ensure_untrack_group(
     Ok((id, created, repaired))
 }
 
+/// The names of cordon's groups a step with `p` uses in each VPC.
+fn group_names(p: &Params) -> Vec<String> {
+    let mut names = vec![p.isolation_group_name.clone()];
+    if p.cut_tracked_connections {
+        names.push(untrack_group_name(&p.isolation_group_name));
+    }
+    names
+}
+
+/// Looks up `names` in `vpcs` (one filtered DescribeSecurityGroups) and
+/// keeps what it found, present or absent, in the read cache.
+async fn look_up_groups(
+    ctx: Ctx<'_>,
+    vpcs: &[String],
+    names: &[String],
+) -> Result<Vec<SecurityGroup>, ActionError> {
+    let reads = &ctx.clients().reads;
+    let scope = read_scope(ctx);
+    let ids: Vec<&str> = vpcs.iter().map(String::as_str).collect();
+    let ticket = reads.begin(&ids);
+    let found = find_groups(ctx, vpcs, names).await;
+    if let Ok(found) = &found {
+        for vpc in vpcs {
+            for name in names {
+                let group = found
+                    .iter()
+                    .find(|g| g.vpc_id() == Some(vpc) && g.group_name() == Some(name));
+                reads.store_group(&ticket, &scope, vpc, name, group);
+            }
+        }
+    }
+    reads.end(ticket);
+    found
+}
+
+/// The groups `names` in `vpcs` that exist: from the read cache where a
+/// lookup (the pre-state's, usually) left every one of a VPC's groups,
+/// present or absent; one DescribeSecurityGroups for the other VPCs.
+async fn known_groups(
+    ctx: Ctx<'_>,
+    vpcs: &[String],
+    names: &[String],
+) -> Result<Vec<SecurityGroup>, ActionError> {
+    let reads = &ctx.clients().reads;
+    let scope = read_scope(ctx);
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for vpc in vpcs {
+        let cached: Option<Vec<Option<SecurityGroup>>> = names
+            .iter()
+            .map(|name| reads.group(&scope, vpc, name))
+            .collect();
+        match cached {
+            Some(groups) => known.extend(groups.into_iter().flatten()),
+            None => unknown.push(vpc.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        known.extend(look_up_groups(ctx, &unknown, names).await?);
+    }
+    Ok(known)
+}
+
+/// Drops the cached groups of `vpcs`, so the next attempt looks them up:
+/// after a failure, a cached group may be what went wrong (deleted since).
+fn forget_groups(ctx: Ctx<'_>, p: &Params, vpcs: &[String]) {
+    let scope = read_scope(ctx);
+    for vpc in vpcs {
+        for name in group_names(p) {
+            ctx.clients().reads.forget_group(&scope, vpc, &name);
+        }
+    }
+}
+
+/// The instance's attached ENIs, kept in the read cache for apply.
+async fn read_interfaces_for_reuse(
+    ctx: Ctx<'_>,
+    instance_id: &str,
+) -> Result<Vec<NetworkInterface>, ActionError> {
+    let reads = &ctx.clients().reads;
+    let ticket = reads.begin(&[instance_id]);
+    match instance_network_interfaces(ctx, instance_id).await {
+        Ok(enis) => {
+            reads.store_interfaces(ticket, &read_scope(ctx), instance_id, &enis);
+            Ok(enis)
+        }
+        Err(e) => {
+            reads.end(ticket);
+            Err(e)
+        }
+    }
+}
+
+/// Each pre-state ENI's groups from the pre-state's own read, when it is
+/// still in the cache (nothing changed those ENIs since) and covers them all.
+fn reused_live_groups(
+    ctx: Ctx<'_>,
+    pre: &IsolationPreState,
+) -> Option<BTreeMap<String, Vec<String>>> {
+    let enis = ctx
+        .clients()
+        .reads
+        .take_interfaces(&read_scope(ctx), &pre.instance_id)?;
+    let live: BTreeMap<String, Vec<String>> = enis
+        .iter()
+        .filter_map(|eni| {
+            Some((
+                eni.network_interface_id()?.to_string(),
+                interface_group_ids(eni),
+            ))
+        })
+        .collect();
+    pre.interfaces
+        .iter()
+        .all(|i| live.contains_key(&i.network_interface_id))
+        .then_some(live)
+}
+
 /// Finds or creates the groups of every VPC: one DescribeSecurityGroups for
-/// all of them, then each VPC's (and each group's) set-up concurrently.
+/// all of them (none when the pre-state's lookup is cached), then each
+/// VPC's (and each group's) set-up concurrently.
 async fn ensure_groups(
     ctx: Ctx<'_>,
     p: &Params,
     vpcs: &[String],
 ) -> Result<Vec<VpcGroups>, ActionError> {
     let untrack_name = untrack_group_name(&p.isolation_group_name);
-    let mut names = vec![p.isolation_group_name.clone()];
-    if p.cut_tracked_connections {
-        names.push(untrack_name.clone());
-    }
-    let found = find_groups(ctx, vpcs, &names).await?;
+    let names = group_names(p);
+    let found = known_groups(ctx, vpcs, &names).await?;
     let pick = |vpc: &str, name: &str| {
         found
             .iter()
@@ -816,32 +966,6 @@ fn plan_swaps<'a>(
         .collect()
 }
 
-/// Phase 1: every ENI that needs it into the allow-all group, at once.
-async fn pass_through_untrack(
-    ctx: Ctx<'_>,
-    plans: &[SwapPlan<'_>],
-) -> Vec<Result<(), ActionError>> {
-    join_all(
-        plans
-            .iter()
-            .map(|(eni, g, swap)| async move {
-                match (swap, &g.untrack_group_id) {
-                    (Swap::Both, Some(untrack)) => {
-                        set_groups(
-                            ctx,
-                            &eni.network_interface_id,
-                            std::slice::from_ref(untrack),
-                        )
-                        .await
-                    }
-                    _ => Ok(()),
-                }
-            })
-            .collect(),
-    )
-    .await
-}
-
 /// Where one ENI ended up after apply.
 #[derive(Debug)]
 enum Landing {
@@ -878,21 +1002,27 @@ async fn revert(ctx: Ctx<'_>, eni: &InterfaceGroups, error: ActionError) -> Land
     }
 }
 
-/// Phase 2: every ENI into the isolation group. An ENI that cannot be
-/// isolated after it entered (or may have entered) the allow-all group is
-/// put back in its own groups rather than left open.
-async fn move_to_isolation(
+/// Both phases, every ENI at once, each ENI on its own: into the allow-all
+/// group when it needs to pass through it, then into the isolation group as
+/// soon as that answered (not after every other ENI's first swap). An ENI
+/// that cannot be isolated after it entered (or may have entered) the
+/// allow-all group is put back in its own groups rather than left open.
+async fn swap_interfaces(
     ctx: Ctx<'_>,
     plans: &[SwapPlan<'_>],
-    phase1: Vec<Result<(), ActionError>>,
     live: &BTreeMap<String, Vec<String>>,
 ) -> Vec<Landing> {
     join_all(
         plans
             .iter()
-            .zip(phase1)
-            .map(|((eni, g, swap), first)| async move {
+            .map(|(eni, g, swap)| async move {
                 let id = &eni.network_interface_id;
+                let first = match (swap, &g.untrack_group_id) {
+                    (Swap::Both, Some(untrack)) => {
+                        set_groups(ctx, id, std::slice::from_ref(untrack)).await
+                    }
+                    _ => Ok(()),
+                };
                 match (swap, first) {
                     (Swap::Done, _) => Landing::Isolated,
                     (Swap::Gone, _) => Landing::Gone,
@@ -1037,6 +1167,60 @@ fn isolation_error(
     })
 }
 
+/// Apply's work: the groups ready and each ENI's live groups known (both
+/// from the pre-state's reads when cached, else read now, concurrently),
+/// then every ENI swapped, each phase boundary journaled first.
+async fn isolate(
+    ctx: Ctx<'_>,
+    p: &Params,
+    pre: &IsolationPreState,
+    vpcs: &[String],
+) -> Result<IsolationOutcome, ActionError> {
+    let reused = reused_live_groups(ctx, pre);
+    let (groups, live) = tokio::join!(ensure_groups(ctx, p, vpcs), async {
+        match reused {
+            Some(live) => Ok(live),
+            None => live_groups(ctx, &pre.interfaces).await,
+        }
+    });
+    let (groups, live) = (groups?, live?);
+
+    let plans = plan_swaps(pre, &groups, &live);
+    let entering: Vec<String> = plans
+        .iter()
+        .filter(|(_, g, swap)| *swap == Swap::Both && g.untrack_group_id.is_some())
+        .map(|(eni, _, _)| eni.network_interface_id.clone())
+        .collect();
+    if !entering.is_empty() {
+        ctx.record_progress(phase_record(PHASE_UNTRACK_BEGUN, &entering))
+            .await?;
+    }
+    let landings = swap_interfaces(ctx, &plans, &live).await;
+    let interfaces: Vec<InterfaceResult> = plans
+        .iter()
+        .zip(&landings)
+        .map(|(plan, landing)| interface_result(plan, landing, &live))
+        .collect();
+    let isolated = landed(&plans, &landings, |l| matches!(l, Landing::Isolated));
+    let reverted = landed(&plans, &landings, |l| matches!(l, Landing::Reverted(_)));
+    if !isolated.is_empty() {
+        ctx.record_progress(phase_record(PHASE_ISOLATION_DONE, &isolated))
+            .await?;
+    }
+    if !reverted.is_empty() {
+        ctx.record_progress(phase_record(PHASE_REVERTED, &reverted))
+            .await?;
+    }
+    if let Some(error) = isolation_error(&plans, landings, isolated.len()) {
+        return Err(error);
+    }
+    Ok(IsolationOutcome {
+        groups,
+        interfaces,
+        still_tracked: STILL_TRACKED.to_string(),
+    })
+}
+
 impl Handler for IsolateInstance {
     type Params = Params;
     type PreState = IsolationPreState;
@@ -1047,10 +1231,26 @@ impl Handler for IsolateInstance {
     /// by attachment, not the finding's list), concurrently with the instance
     /// describe that turns a missing or terminated instance into a clear error.
     async fn pre_state(ctx: Ctx<'_>, p: &Params) -> Result<IsolationPreState, ActionError> {
-        let instance_id = &ctx.instance()?.instance_id;
-        let (instance, enis) = tokio::join!(
+        let target = ctx.instance()?;
+        let instance_id = &target.instance_id;
+        let named_vpcs: BTreeSet<String> = target
+            .network_interfaces
+            .iter()
+            .filter_map(|eni| eni.vpc_id.as_ref().map(|v| v.as_str().to_string()))
+            .collect();
+        let named_vpcs: Vec<String> = named_vpcs.into_iter().collect();
+        let (instance, enis, _) = tokio::join!(
             describe_instance(ctx, instance_id),
-            instance_network_interfaces(ctx, instance_id)
+            read_interfaces_for_reuse(ctx, instance_id),
+            async {
+                if named_vpcs.is_empty() {
+                    return;
+                }
+                // Only a head start for apply: if it fails, apply looks again.
+                if let Err(e) = look_up_groups(ctx, &named_vpcs, &group_names(p)).await {
+                    tracing::debug!(error = %e, "looking up the isolation groups early failed");
+                }
+            }
         );
         let instance = instance?;
         let enis = enis?;
@@ -1106,46 +1306,11 @@ impl Handler for IsolateInstance {
         pre: &IsolationPreState,
     ) -> Result<IsolationOutcome, ActionError> {
         let vpcs = distinct_vpcs(&pre.interfaces);
-        let (groups, live) = tokio::join!(
-            ensure_groups(ctx, p, &vpcs),
-            live_groups(ctx, &pre.interfaces)
-        );
-        let (groups, live) = (groups?, live?);
-        let plans = plan_swaps(pre, &groups, &live);
-        let entering: Vec<String> = plans
-            .iter()
-            .filter(|(_, g, swap)| *swap == Swap::Both && g.untrack_group_id.is_some())
-            .map(|(eni, _, _)| eni.network_interface_id.clone())
-            .collect();
-        if !entering.is_empty() {
-            ctx.record_progress(phase_record(PHASE_UNTRACK_BEGUN, &entering))
-                .await?;
+        let applied = isolate(ctx, p, pre, &vpcs).await;
+        if applied.is_err() {
+            forget_groups(ctx, p, &vpcs);
         }
-        let phase1 = pass_through_untrack(ctx, &plans).await;
-        let landings = move_to_isolation(ctx, &plans, phase1, &live).await;
-        let interfaces: Vec<InterfaceResult> = plans
-            .iter()
-            .zip(&landings)
-            .map(|(plan, landing)| interface_result(plan, landing, &live))
-            .collect();
-        let isolated = landed(&plans, &landings, |l| matches!(l, Landing::Isolated));
-        let reverted = landed(&plans, &landings, |l| matches!(l, Landing::Reverted(_)));
-        if !isolated.is_empty() {
-            ctx.record_progress(phase_record(PHASE_ISOLATION_DONE, &isolated))
-                .await?;
-        }
-        if !reverted.is_empty() {
-            ctx.record_progress(phase_record(PHASE_REVERTED, &reverted))
-                .await?;
-        }
-        if let Some(error) = isolation_error(&plans, landings, isolated.len()) {
-            return Err(error);
-        }
-        Ok(IsolationOutcome {
-            groups,
-            interfaces,
-            still_tracked: STILL_TRACKED.to_string(),
-        })
+        applied
     }
 
     /// Every ENI attached now (not only those in the pre-state) must be in

@@ -11,8 +11,11 @@ use aws_sdk_ec2::types::{
 use cordon_core::executor::{ActionError, ErrorKind};
 
 use super::Ctx;
-use crate::call::items;
-use crate::ops;
+use crate::call::{Request, items};
+use crate::client::{INITIAL_BACKOFF, MAX_ATTEMPTS, MAX_BACKOFF};
+use crate::errors::Failed;
+use crate::ops::{self, Op};
+use crate::read_cache::Scope;
 
 pub mod autoscaling;
 pub mod capture;
@@ -219,3 +222,72 @@ pub fn interface_group_ids(eni: &NetworkInterface) -> Vec<String> {
 
 /// A boxed AWS call, so calls of different shapes can share one [`try_join_all`].
 pub type BoxedCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, ActionError>> + Send + 'a>>;
+
+/// Where this step's cached reads live: the finding's account, the clients' region.
+pub fn read_scope(ctx: Ctx<'_>) -> Scope {
+    Scope {
+        account: ctx.plan.finding.account_id.clone(),
+        region: ctx.clients().region.clone(),
+    }
+}
+
+/// What a call sent once ([`Op::send_once`]) came to.
+#[derive(Debug)]
+pub enum Sent<O, T> {
+    /// AWS answered it.
+    Answered(O),
+    /// An attempt got no answer, and the read that followed found what it
+    /// (or another worker) made: nothing was sent again.
+    Found(T),
+}
+
+/// Sends a creation that must not be re-sent blindly ([`Op::send_once`]):
+/// after an attempt that may have taken effect ([`Failed::may_have_taken_effect`])
+/// `find` reads first, and the request (`request()` builds it afresh) is sent
+/// again only when `find` comes back empty; a throttled attempt changed
+/// nothing and is sent again after a back-off. At most [`MAX_ATTEMPTS`]
+/// sends, like the SDK's own retries. The outer error is `find`'s; the inner
+/// one the call's own last failure, for the caller to accept an expected
+/// answer (`InvalidGroup.Duplicate`).
+pub async fn send_reconciled<R, T, Fut>(
+    ctx: Ctx<'_>,
+    op: &'static Op,
+    resource: &str,
+    request: impl Fn() -> R,
+    find: impl Fn() -> Fut,
+) -> Result<Result<Sent<R::Output, T>, Failed<R::Error>>, ActionError>
+where
+    R: Request,
+    Fut: Future<Output = Result<Option<T>, ActionError>>,
+{
+    let clients = ctx.clients();
+    let mut backoff = INITIAL_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        let failed = match clients.try_call(op, resource, request()).await {
+            Ok(output) => return Ok(Ok(Sent::Answered(output))),
+            Err(failed) => failed,
+        };
+        let again = attempt < MAX_ATTEMPTS;
+        attempt += 1;
+        if failed.is_throttling() && again {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        }
+        if failed.may_have_taken_effect() {
+            tracing::warn!(
+                operation = op.name,
+                resource,
+                "no answer: reading what it may have made before sending it again"
+            );
+            if let Some(found) = find().await? {
+                return Ok(Ok(Sent::Found(found)));
+            }
+            if again {
+                continue;
+            }
+        }
+        return Ok(Err(failed));
+    }
+}

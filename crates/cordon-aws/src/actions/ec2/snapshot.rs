@@ -3,7 +3,9 @@
 //!
 //! Snapshots are found again by their case and step tags, so a re-run after a
 //! crash reuses what an earlier attempt created instead of taking duplicates
-//! (a volume also accepts a new snapshot only every ~15 seconds).
+//! (a volume also accepts a new snapshot only every ~15 seconds). The same
+//! lookup reconciles a `CreateSnapshot` attempt that got no answer: it is
+//! never re-sent before the tags show it took no snapshot.
 //!
 //! Undo keeps the snapshots unless the step says `delete-on-rollback`: they
 //! are evidence, and rolling containment back must not destroy evidence.
@@ -22,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::capture::instance_volumes;
-use super::{describe_instance, filter, try_join_all};
+use super::{Sent, describe_instance, filter, send_reconciled, try_join_all};
 use crate::actions::{Amended, Ctx, Handler};
 use crate::call::items;
 use crate::ops;
@@ -193,20 +195,34 @@ async fn create_snapshot(
     for (key, value) in tags {
         spec = spec.tags(Tag::builder().key(key).value(value).build());
     }
-    let request = clients
-        .ec2
-        .create_snapshot()
-        .volume_id(&volume.volume_id)
-        .description(format!(
-            "cordon {}: {} of {instance_id} (finding {})",
-            ctx.case_id(),
-            volume.device_name,
-            ctx.plan.finding.id
-        ))
-        .tag_specifications(spec.build());
-    let out = clients
-        .call(&ops::EC2_CREATE_SNAPSHOT, &volume.volume_id, request)
-        .await?;
+    let request = || {
+        clients
+            .ec2
+            .create_snapshot()
+            .volume_id(&volume.volume_id)
+            .description(format!(
+                "cordon {}: {} of {instance_id} (finding {})",
+                ctx.case_id(),
+                volume.device_name,
+                ctx.plan.finding.id
+            ))
+            .tag_specifications(spec.clone().build())
+    };
+    // A snapshot an unanswered attempt took is found by the case and step
+    // tags it was created with, like an earlier attempt's.
+    let find = || async {
+        let earlier = case_snapshots(ctx).await?;
+        Ok(earlier.into_iter().find(|s| {
+            s.volume_id() == Some(volume.volume_id.as_str())
+                && s.state() != Some(&SnapshotState::Error)
+        }))
+    };
+    let op = &ops::EC2_CREATE_SNAPSHOT;
+    let out = match send_reconciled(ctx, op, &volume.volume_id, request, find).await? {
+        Ok(Sent::Answered(out)) => out,
+        Ok(Sent::Found(snapshot)) => return Ok(snapshot),
+        Err(e) => return Err(e.into()),
+    };
     Ok(Snapshot::builder()
         .set_snapshot_id(out.snapshot_id().map(str::to_string))
         .set_volume_id(out.volume_id().map(str::to_string))

@@ -1,0 +1,321 @@
+//! Reads one phase of a step made that a later phase may reuse instead of
+//! asking AWS again: "read once, reuse" on the critical path to containment.
+//!
+//! Two kinds of entry, both keyed by account and region:
+//! - an instance's attached network interfaces, read for `isolate-instance`'s
+//!   pre-state and taken (once) by its apply, which otherwise re-reads them
+//!   one round trip later to plan each ENI's swap;
+//! - cordon's isolation and untrack groups per VPC and name, looked up
+//!   alongside the pre-state read (the finding names the VPCs) and kept for
+//!   the process, present or known absent, so apply goes straight to the
+//!   swaps (or to creating the groups).
+//!
+//! An entry is only as good as the absence of changes since it was read: the
+//! call path ([`crate::client::AwsClients`]) drops every entry that names the
+//! resource of any mutating call it sends, and a read still in flight when
+//! such a call goes out is not stored at all ([`ReadCache::begin`]). Changes
+//! made outside this process are what any read-then-act races with; the
+//! step's verification reads the result back in any case.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ec2::types::{NetworkInterface, SecurityGroup};
+
+/// How long an instance's ENIs read for a pre-state stand in for apply's
+/// own read. Pre-state, journal write and apply follow each other within
+/// milliseconds; a step that waited for approval in between reads again.
+pub const INTERFACES_REUSE_WINDOW: Duration = Duration::from_secs(5);
+
+/// Where an entry lives: account, region, then what it is about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Scope {
+    /// The account the resources are in (the finding's).
+    pub account: String,
+    /// Their region.
+    pub region: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    /// An instance's attached ENIs.
+    Interfaces(Scope, String),
+    /// A group by VPC and name.
+    Group(Scope, String, String),
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Interfaces(Vec<NetworkInterface>),
+    Group(Option<SecurityGroup>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Resource ids a mutating call may name that make the entry stale.
+    ids: Vec<String>,
+    value: Value,
+    /// When the read that filled it was sent.
+    sent: Instant,
+}
+
+#[derive(Debug)]
+struct Pending {
+    ids: Vec<String>,
+    stale: bool,
+    sent: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Reads {
+    entries: BTreeMap<Key, Entry>,
+    /// Reads in flight, by ticket: the ids they are about, and whether a
+    /// mutating call named one of them since they were sent.
+    pending: BTreeMap<u64, Pending>,
+    next_ticket: u64,
+}
+
+/// The cache; clones share it. Built with the clients, one per process.
+#[derive(Debug, Clone, Default)]
+pub struct ReadCache {
+    reads: Arc<Mutex<Reads>>,
+}
+
+/// A read in flight, from [`ReadCache::begin`]; its result is stored only if
+/// nothing it is about changed while it was in flight.
+#[derive(Debug)]
+#[must_use = "a read's result is stored by passing its ticket to a `store_*` method"]
+pub struct ReadTicket {
+    id: u64,
+}
+
+impl ReadCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Announces a read about `ids` (an instance id, a VPC id), before it is sent.
+    pub fn begin(&self, ids: &[&str]) -> ReadTicket {
+        let mut reads = self.lock();
+        reads.next_ticket += 1;
+        let id = reads.next_ticket;
+        reads.pending.insert(
+            id,
+            Pending {
+                ids: ids.iter().map(|s| s.to_string()).collect(),
+                stale: false,
+                sent: Instant::now(),
+            },
+        );
+        ReadTicket { id }
+    }
+
+    /// Stores the ENIs attached to `instance_id`, read under `ticket`.
+    pub fn store_interfaces(
+        &self,
+        ticket: ReadTicket,
+        scope: &Scope,
+        instance_id: &str,
+        enis: &[NetworkInterface],
+    ) {
+        let mut ids = vec![instance_id.to_string()];
+        ids.extend(
+            enis.iter()
+                .filter_map(|eni| eni.network_interface_id().map(str::to_string)),
+        );
+        let key = Key::Interfaces(scope.clone(), instance_id.to_string());
+        self.store(ticket, key, ids, Value::Interfaces(enis.to_vec()));
+    }
+
+    /// The ENIs attached to `instance_id` as read within the last
+    /// [`INTERFACES_REUSE_WINDOW`], if nothing changed them since; taken, so
+    /// a later attempt reads afresh.
+    pub fn take_interfaces(
+        &self,
+        scope: &Scope,
+        instance_id: &str,
+    ) -> Option<Vec<NetworkInterface>> {
+        let key = Key::Interfaces(scope.clone(), instance_id.to_string());
+        let entry = self.lock().entries.remove(&key)?;
+        if entry.sent.elapsed() > INTERFACES_REUSE_WINDOW {
+            return None;
+        }
+        match entry.value {
+            Value::Interfaces(enis) => Some(enis),
+            Value::Group(_) => None,
+        }
+    }
+
+    /// Stores what a lookup of group `name` in `vpc_id` found (`None`: no such group).
+    pub fn store_group(
+        &self,
+        ticket: &ReadTicket,
+        scope: &Scope,
+        vpc_id: &str,
+        name: &str,
+        group: Option<&SecurityGroup>,
+    ) {
+        let mut ids = vec![vpc_id.to_string()];
+        ids.extend(group.and_then(|g| g.group_id()).map(str::to_string));
+        let key = Key::Group(scope.clone(), vpc_id.to_string(), name.to_string());
+        let mut reads = self.lock();
+        let Some(pending) = reads.pending.get(&ticket.id).filter(|p| !p.stale) else {
+            return;
+        };
+        let sent = pending.sent;
+        reads.entries.insert(
+            key,
+            Entry {
+                ids,
+                value: Value::Group(group.cloned()),
+                sent,
+            },
+        );
+    }
+
+    /// Ends a read whose results were stored with [`ReadCache::store_group`]
+    /// (or that failed).
+    pub fn end(&self, ticket: ReadTicket) {
+        self.lock().pending.remove(&ticket.id);
+    }
+
+    /// Group `name` of `vpc_id` as last looked up: `Some(None)` when it was
+    /// known absent, `None` when it was never looked up or changed since.
+    pub fn group(&self, scope: &Scope, vpc_id: &str, name: &str) -> Option<Option<SecurityGroup>> {
+        let key = Key::Group(scope.clone(), vpc_id.to_string(), name.to_string());
+        match &self.lock().entries.get(&key)?.value {
+            Value::Group(group) => Some(group.clone()),
+            Value::Interfaces(_) => None,
+        }
+    }
+
+    /// Forgets every entry and poisons every read in flight about `resource`
+    /// (the resource a mutating call names: one id, or several joined by commas).
+    pub fn invalidate(&self, resource: &str) {
+        let named: Vec<&str> = resource.split(',').map(str::trim).collect();
+        let names = |ids: &[String]| ids.iter().any(|id| named.contains(&id.as_str()));
+        let mut reads = self.lock();
+        reads.entries.retain(|_, entry| !names(&entry.ids));
+        for pending in reads.pending.values_mut() {
+            if names(&pending.ids) {
+                pending.stale = true;
+            }
+        }
+    }
+
+    /// Forgets everything about `scope`'s group `name` in `vpc_id`, e.g. after
+    /// a call with it failed in a way that suggests it is gone.
+    pub fn forget_group(&self, scope: &Scope, vpc_id: &str, name: &str) {
+        let key = Key::Group(scope.clone(), vpc_id.to_string(), name.to_string());
+        self.lock().entries.remove(&key);
+    }
+
+    fn store(&self, ticket: ReadTicket, key: Key, ids: Vec<String>, value: Value) {
+        let mut reads = self.lock();
+        if let Some(pending) = reads.pending.remove(&ticket.id).filter(|p| !p.stale) {
+            reads.entries.insert(
+                key,
+                Entry {
+                    ids,
+                    value,
+                    sent: pending.sent,
+                },
+            );
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Reads> {
+        // Every update replaces or removes whole entries: a panic elsewhere
+        // cannot leave one half-written.
+        self.reads.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope {
+            account: "111122223333".into(),
+            region: "eu-west-1".into(),
+        }
+    }
+
+    fn eni(id: &str) -> NetworkInterface {
+        NetworkInterface::builder().network_interface_id(id).build()
+    }
+
+    #[test]
+    fn interfaces_are_taken_once_and_dropped_by_a_change_to_any_of_them() {
+        let cache = ReadCache::new();
+        let ticket = cache.begin(&["i-1"]);
+        cache.store_interfaces(ticket, &scope(), "i-1", &[eni("eni-1"), eni("eni-2")]);
+        assert_eq!(
+            cache.take_interfaces(&scope(), "i-1").map(|e| e.len()),
+            Some(2)
+        );
+        assert!(
+            cache.take_interfaces(&scope(), "i-1").is_none(),
+            "taken once"
+        );
+
+        let ticket = cache.begin(&["i-1"]);
+        cache.store_interfaces(ticket, &scope(), "i-1", &[eni("eni-1"), eni("eni-2")]);
+        cache.invalidate("eni-2");
+        assert!(
+            cache.take_interfaces(&scope(), "i-1").is_none(),
+            "eni-2 changed"
+        );
+
+        let ticket = cache.begin(&["i-1"]);
+        cache.store_interfaces(ticket, &scope(), "i-1", &[eni("eni-1")]);
+        cache.invalidate("eni-9,vol-1");
+        assert!(
+            cache.take_interfaces(&scope(), "i-1").is_some(),
+            "other resources"
+        );
+    }
+
+    #[test]
+    fn a_read_in_flight_during_a_change_is_not_kept() {
+        let cache = ReadCache::new();
+        let ticket = cache.begin(&["i-1"]);
+        cache.invalidate("i-1");
+        cache.store_interfaces(ticket, &scope(), "i-1", &[eni("eni-1")]);
+        assert!(cache.take_interfaces(&scope(), "i-1").is_none());
+
+        let ticket = cache.begin(&["vpc-1"]);
+        cache.invalidate("vpc-1");
+        cache.store_group(&ticket, &scope(), "vpc-1", "cordon-isolation", None);
+        cache.end(ticket);
+        assert_eq!(cache.group(&scope(), "vpc-1", "cordon-isolation"), None);
+    }
+
+    #[test]
+    fn groups_are_kept_present_or_absent_per_account_region_and_vpc() {
+        let cache = ReadCache::new();
+        let group = SecurityGroup::builder()
+            .group_id("sg-iso")
+            .vpc_id("vpc-1")
+            .build();
+        let ticket = cache.begin(&["vpc-1", "vpc-2"]);
+        cache.store_group(&ticket, &scope(), "vpc-1", "iso", Some(&group));
+        cache.store_group(&ticket, &scope(), "vpc-2", "iso", None);
+        cache.end(ticket);
+        assert_eq!(cache.group(&scope(), "vpc-1", "iso"), Some(Some(group)));
+        assert_eq!(cache.group(&scope(), "vpc-2", "iso"), Some(None));
+        let other = Scope {
+            account: "444455556666".into(),
+            ..scope()
+        };
+        assert_eq!(cache.group(&other, "vpc-1", "iso"), None);
+        // A rule changed on the group, or a group created in the VPC: looked up again.
+        cache.invalidate("sg-iso");
+        cache.invalidate("vpc-2");
+        assert_eq!(cache.group(&scope(), "vpc-1", "iso"), None);
+        assert_eq!(cache.group(&scope(), "vpc-2", "iso"), None);
+    }
+}

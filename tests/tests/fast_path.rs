@@ -1,0 +1,270 @@
+//! The isolate step's critical path, counted from the call recorder rather
+//! than timed: how many calls it makes and in how many sequential rounds
+//! (calls sent only after another answered), with the isolation groups
+//! present and in a fresh VPC (the figures `docs/round-trips.md` publishes);
+//! and a request that never answers, put on the call path by the latency
+//! proxy, costs one attempt timeout, not the operation budget, and never
+//! makes a second group or snapshot.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use cordon_aws::actions::AwsActions;
+use cordon_aws::client::{AwsClients, CONTROL_PLANE_ATTEMPT_TIMEOUT};
+use cordon_aws::recorder::{RecordedCall, sequential_rounds};
+use cordon_core::action::ActionKind;
+use cordon_core::plan::Plan;
+use cordon_gameday::{EnvironmentSpec, Fixture, provision};
+use cordon_latency_proxy::{HangMode, HangRule, LatencyProxy, ProxyConfig};
+use cordon_tests::{Lifecycle, emulator, local_actions, plan_steps, sdk_config_for};
+use serde_json::json;
+
+const ISOLATION: &str = "cordon-isolation";
+const UNTRACK: &str = "cordon-isolation-untrack";
+
+/// One VPC; `suspect` with two ENIs in different groups and a data volume,
+/// `earlier` with one ENI (isolated first, to leave the groups behind).
+fn environment() -> EnvironmentSpec {
+    let group = |name: &str, port: i32| {
+        json!({"name": name, "vpc": "vpc", "description": format!("{name} servers"),
+               "ingress": [{"protocol": "tcp", "port": port, "cidr": "10.0.0.0/8"}]})
+    };
+    serde_json::from_value(json!({
+        "vpcs": [{"name": "vpc", "cidr": "10.70.0.0/16", "subnets": [
+            {"name": "a", "cidr": "10.70.1.0/24"},
+            {"name": "b", "cidr": "10.70.2.0/24"}]}],
+        "security-groups": [group("web", 443), group("db", 5432)],
+        "instances": [
+            {"name": "suspect", "subnet": "a", "groups": ["web"], "image-id": "ami-12c6146b",
+             "interfaces": [{"subnet": "b", "groups": ["db"]}],
+             "volumes": [{"device": "/dev/sdf", "size-gib": 10}]},
+            {"name": "earlier", "subnet": "a", "groups": ["web"], "image-id": "ami-12c6146b"}
+        ]
+    }))
+    .expect("environment spec")
+}
+
+/// A plan with one step, `action`, for instance `name`, from a finding that
+/// names only its primary ENI (as GuardDuty often does).
+fn plan_for(env: &Fixture, name: &str, action: &str) -> Plan {
+    let mut finding = env.instance_finding(name).expect("instance of the spec");
+    finding.id = Some(format!("fast-path-{name}-{action}"));
+    finding.interfaces.truncate(1);
+    plan_steps(
+        &finding.detail().to_string(),
+        "fast-path",
+        json!([{"id": "step", "action": action}]),
+    )
+}
+
+/// Pre-state, apply and verify of the plan's step, each of which must succeed.
+async fn contain(actions: &AwsActions, plan: &Plan) {
+    let mut step = Lifecycle::new(actions, plan, "step");
+    step.pre_state().await.expect("pre-state");
+    step.apply().await.expect("apply");
+    step.verify().await.expect("verify");
+}
+
+/// The isolate step's recorded calls since the recorder was last reset.
+fn isolate_calls(clients: &AwsClients) -> Vec<RecordedCall> {
+    clients
+        .recorder
+        .recent()
+        .into_iter()
+        .filter(|c| c.action == Some(ActionKind::IsolateInstance))
+        .collect()
+}
+
+fn per_operation(calls: &[RecordedCall]) -> BTreeMap<&'static str, usize> {
+    let mut out = BTreeMap::new();
+    for call in calls {
+        *out.entry(call.op.name).or_default() += 1;
+    }
+    out
+}
+
+/// The groups named `name` in `vpc`, read straight from the emulator.
+async fn groups_named(clients: &AwsClients, vpc: &str, name: &str) -> Vec<String> {
+    let out = clients
+        .ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(vpc).build())
+        .filters(Filter::builder().name("group-name").values(name).build())
+        .send()
+        .await
+        .expect("DescribeSecurityGroups");
+    out.security_groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect()
+}
+
+/// Isolates `suspect` (after `earlier`, when `groups_present`, so that an
+/// earlier case left the groups behind) and checks the isolate step's calls
+/// per operation and its sequential rounds.
+async fn assert_isolation_cost(
+    groups_present: bool,
+    calls: &[(&'static str, usize)],
+    rounds: usize,
+) {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let env = provision(clients, &environment()).await.expect("provision");
+    let (actions, _) = local_actions(clients, "fast-path-rounds");
+    if groups_present {
+        contain(&actions, &plan_for(&env, "earlier", "isolate-instance")).await;
+    }
+    clients.recorder.reset();
+    contain(&actions, &plan_for(&env, "suspect", "isolate-instance")).await;
+    let recorded = isolate_calls(clients);
+    assert_eq!(
+        per_operation(&recorded),
+        calls.iter().copied().collect(),
+        "{recorded:#?}"
+    );
+    assert_eq!(sequential_rounds(&recorded), rounds, "{recorded:#?}");
+}
+
+#[tokio::test]
+async fn isolating_with_the_groups_present_takes_four_rounds() {
+    // Read (instance, its ENIs, the VPC's groups) | untrack swap of each ENI
+    // | isolation swap of each ENI | read back (ENIs, the isolation group).
+    let calls = [
+        ("DescribeInstances", 1),
+        ("DescribeNetworkInterfaces", 2),
+        ("DescribeSecurityGroups", 2),
+        ("ModifyNetworkInterfaceAttribute", 4),
+    ];
+    assert_isolation_cost(true, &calls, 4).await;
+}
+
+#[tokio::test]
+async fn isolating_in_a_fresh_vpc_takes_six_rounds() {
+    // Read | create both groups | the isolation group's egress revoked and
+    // the untrack group's rules added | untrack swaps | isolation swaps | read back.
+    let calls = [
+        ("AuthorizeSecurityGroupEgress", 1),
+        ("AuthorizeSecurityGroupIngress", 1),
+        ("CreateSecurityGroup", 2),
+        ("DescribeInstances", 1),
+        ("DescribeNetworkInterfaces", 2),
+        ("DescribeSecurityGroups", 2),
+        ("ModifyNetworkInterfaceAttribute", 4),
+        ("RevokeSecurityGroupEgress", 1),
+    ];
+    assert_isolation_cost(false, &calls, 6).await;
+}
+
+/// A proxy with no delay in front of the emulator that never answers the
+/// first `operation` request, and clients that go through it.
+async fn hanging_path(
+    emulator_endpoint: &str,
+    operation: &str,
+    mode: HangMode,
+) -> (AwsClients, tokio::task::JoinHandle<()>) {
+    let upstream: SocketAddr = emulator_endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("emulator address");
+    let mut config = ProxyConfig::new(upstream);
+    config.delay = Duration::ZERO;
+    config.hang = Some(HangRule::Operation(operation.to_string()));
+    config.hang_mode = mode;
+    let proxy = LatencyProxy::bind(config).await.expect("proxy");
+    let endpoint = format!("http://{}", proxy.local_addr());
+    let served = tokio::spawn(proxy.serve());
+    let clients =
+        AwsClients::from_sdk_config(&sdk_config_for(&endpoint).await).expect("proxied clients");
+    (clients, served)
+}
+
+/// Far less than the 30 s operation budget a hung attempt used to hold
+/// containment for, and far more than one attempt timeout and a retry take.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// Isolation in a fresh VPC while the first CreateSecurityGroup hangs
+/// (`mode`); returns the attempts sent per operation.
+async fn isolate_with_a_hung_group_creation(mode: HangMode) -> BTreeMap<String, u64> {
+    let aws = emulator().await;
+    let env = provision(aws.clients(), &environment())
+        .await
+        .expect("provision");
+    let (clients, proxy) = hanging_path(aws.endpoint(), "CreateSecurityGroup", mode).await;
+    let (actions, _) = local_actions(&clients, "fast-path-hang");
+    let plan = plan_for(&env, "suspect", "isolate-instance");
+    tokio::time::timeout(BOUND, contain(&actions, &plan))
+        .await
+        .expect("isolation finished well inside the operation budget");
+    let vpc = &env.vpcs["vpc"].id;
+    for name in [ISOLATION, UNTRACK] {
+        let found = groups_named(aws.clients(), vpc, name).await;
+        assert_eq!(found.len(), 1, "{name}: {found:?}");
+    }
+    proxy.abort();
+    clients.calls.snapshot()
+}
+
+#[tokio::test]
+async fn a_group_creation_whose_answer_is_lost_is_found_not_sent_again() {
+    assert!(CONTROL_PLANE_ATTEMPT_TIMEOUT < BOUND / 4);
+    let attempts = isolate_with_a_hung_group_creation(HangMode::Unanswered).await;
+    // One per group: the one that took effect unanswered was found by the
+    // lookup that followed its timeout, never re-sent.
+    assert_eq!(
+        attempts.get("EC2.CreateSecurityGroup"),
+        Some(&2),
+        "{attempts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_group_creation_that_never_arrived_is_sent_again_after_the_lookup() {
+    let attempts = isolate_with_a_hung_group_creation(HangMode::Unsent).await;
+    // The lookup after the timeout found nothing, so it was sent once more.
+    assert_eq!(
+        attempts.get("EC2.CreateSecurityGroup"),
+        Some(&3),
+        "{attempts:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_whose_answer_is_lost_is_found_not_taken_twice() {
+    let aws = emulator().await;
+    let env = provision(aws.clients(), &environment())
+        .await
+        .expect("provision");
+    let (clients, proxy) =
+        hanging_path(aws.endpoint(), "CreateSnapshot", HangMode::Unanswered).await;
+    let (actions, _) = local_actions(&clients, "fast-path-snapshot");
+    let plan = plan_for(&env, "suspect", "snapshot-volumes");
+    tokio::time::timeout(BOUND, contain(&actions, &plan))
+        .await
+        .expect("snapshots finished well inside the operation budget");
+    proxy.abort();
+    let volumes = &env.instances["suspect"].volumes;
+    let out = aws
+        .clients()
+        .ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .expect("DescribeSnapshots");
+    for volume in volumes {
+        let taken = out
+            .snapshots()
+            .iter()
+            .filter(|s| s.volume_id() == Some(volume.id.as_str()))
+            .count();
+        assert_eq!(taken, 1, "{}: {taken} snapshots", volume.id);
+    }
+    let attempts = clients.calls.snapshot();
+    assert_eq!(
+        attempts.get("EC2.CreateSnapshot"),
+        Some(&(volumes.len() as u64)),
+        "{attempts:?}"
+    );
+}
