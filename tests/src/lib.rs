@@ -305,6 +305,111 @@ impl Drop for Emulator {
     }
 }
 
+/// A private emulator whose IAM authorization is switched on once the test
+/// has set it up: requests are then judged against the policies of the IAM
+/// user whose key signed them, as AWS does (the emulator checks actions and
+/// mostly ignores resources and conditions). The shared [`emulator`] never
+/// enforces: authorization is process-wide in moto and survives a reset.
+///
+/// Set up with [`AuthEnforcedEmulator::root`] (the test credentials, which
+/// stop working once enforcing) and [`AuthEnforcedEmulator::principal`], then
+/// call [`AuthEnforcedEmulator::enforce`].
+#[derive(Debug)]
+pub struct AuthEnforcedEmulator {
+    emulator: Emulator,
+    root: AwsClients,
+}
+
+/// An IAM user of the emulator with an access key, to run as.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user's name.
+    pub user_name: String,
+    /// The user's ARN.
+    pub arn: String,
+    /// Its access key id.
+    pub access_key_id: String,
+    /// Its secret access key.
+    pub secret_access_key: String,
+}
+
+impl Principal {
+    /// Environment for a child process (the `cordon` binary) to call
+    /// `endpoint` as this user, and nothing from the developer's own set-up.
+    pub fn env(&self, endpoint: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.clone()),
+        ]
+    }
+}
+
+impl AuthEnforcedEmulator {
+    /// Starts a private emulator, authorization still off.
+    pub async fn start() -> Result<Self, EmulatorError> {
+        let emulator = Emulator::start().await?;
+        let root = AwsClients::from_sdk_config(&emulator.sdk_config().await)?;
+        Ok(Self { emulator, root })
+    }
+
+    /// Clients with the test credentials, for setting up before [`Self::enforce`].
+    pub fn root(&self) -> &AwsClients {
+        &self.root
+    }
+
+    /// The emulator itself (endpoint, port).
+    pub fn emulator(&self) -> &Emulator {
+        &self.emulator
+    }
+
+    /// Creates IAM user `name` holding the inline policy `statements` (a
+    /// JSON array of IAM policy statements) and an access key for it.
+    /// Panics with the emulator's answer if any step fails: the test is wrong.
+    pub async fn principal(&self, name: &str, statements: serde_json::Value) -> Principal {
+        let iam = &self.root.iam;
+        let user = iam
+            .create_user()
+            .user_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("CreateUser {name}: {err:?}"));
+        let arn = user
+            .user()
+            .map(|u| u.arn().to_owned())
+            .unwrap_or_else(|| panic!("CreateUser {name} returned no user"));
+        let document = serde_json::json!({"Version": "2012-10-17", "Statement": statements});
+        iam.put_user_policy()
+            .user_name(name)
+            .policy_name(format!("{name}-policy"))
+            .policy_document(document.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("PutUserPolicy {name}: {err:?}"));
+        let key = iam
+            .create_access_key()
+            .user_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("CreateAccessKey {name}: {err:?}"));
+        let key = key
+            .access_key()
+            .unwrap_or_else(|| panic!("CreateAccessKey {name} returned no key"));
+        Principal {
+            user_name: name.to_owned(),
+            arn,
+            access_key_id: key.access_key_id().to_owned(),
+            secret_access_key: key.secret_access_key().to_owned(),
+        }
+    }
+
+    /// Switches authorization on for every request from now on.
+    pub fn enforce(&self) -> std::io::Result<()> {
+        self.emulator.enforce_auth_after(0)
+    }
+}
+
 /// Exclusive use of the shared, freshly reset emulator for one test.
 ///
 /// Holding it keeps the other tests of this binary away from the emulator;

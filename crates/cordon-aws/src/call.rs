@@ -365,6 +365,8 @@ requests! {
     aws_sdk_sts::assume_role: AssumeRoleFluentBuilder => AssumeRoleOutput, AssumeRoleError;
     aws_sdk_iam::list_user_tags: ListUserTagsFluentBuilder => ListUserTagsOutput, ListUserTagsError;
     aws_sdk_iam::list_role_tags: ListRoleTagsFluentBuilder => ListRoleTagsOutput, ListRoleTagsError;
+    aws_sdk_iam::get_role: GetRoleFluentBuilder => GetRoleOutput, GetRoleError;
+    aws_sdk_iam::simulate_principal_policy: SimulatePrincipalPolicyFluentBuilder => SimulatePrincipalPolicyOutput, SimulatePrincipalPolicyError;
     aws_sdk_sns::get_topic_attributes: GetTopicAttributesFluentBuilder => GetTopicAttributesOutput, GetTopicAttributesError;
     aws_sdk_sns::publish: PublishFluentBuilder => PublishOutput, PublishError;
     aws_sdk_guardduty::list_detectors: ListDetectorsFluentBuilder => ListDetectorsOutput, ListDetectorsError;

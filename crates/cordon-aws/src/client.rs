@@ -334,14 +334,15 @@ pub fn call_overrides(op: &Op) -> (TimeoutConfig, Option<RetryConfig>) {
     )
 }
 
-/// Whether an operation only reads: `Describe*`, `Get*`, `List*`, `Head*`, and
-/// KMS `Sign`/`Verify`.
+/// Whether an operation only reads: `Describe*`, `Get*`, `List*`, `Head*`,
+/// IAM's `Simulate*` (it evaluates policies without changing them), and KMS
+/// `Sign`/`Verify`.
 ///
 /// Tests assert on mutating calls (a dry run or a no-op re-run must make none),
 /// and EC2's non-mutating throttling bucket covers the same operations.
 pub fn is_read_only(operation: &str) -> bool {
     // KMS Sign and Verify compute a signature and change no state.
-    ["Describe", "Get", "List", "Head"]
+    ["Describe", "Get", "List", "Head", "Simulate"]
         .iter()
         .any(|prefix| operation.starts_with(prefix))
         || matches!(operation, "Sign" | "Verify")

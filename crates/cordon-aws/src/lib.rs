@@ -12,6 +12,7 @@ pub mod guardduty;
 pub mod manifest;
 pub mod ops;
 pub mod pause;
+pub mod probe;
 pub mod protected;
 pub mod ratelimit;
 pub mod read_cache;

@@ -455,6 +455,12 @@ ops! {
     IAM_LIST_USER_TAGS = Op::read(Iam, "ListUserTags", "iam:ListUserTags");
     IAM_LIST_ROLE_TAGS = Op::read(Iam, "ListRoleTags", "iam:ListRoleTags");
 
+    // ---- IAM: `cordon doctor` asks the policy simulator about the caller
+    /// The path of the role behind an assumed-role caller.
+    IAM_GET_ROLE = Op::read(Iam, "GetRole", "iam:GetRole");
+    IAM_SIMULATE_PRINCIPAL_POLICY =
+        Op::read(Iam, "SimulatePrincipalPolicy", "iam:SimulatePrincipalPolicy");
+
     // ---- SNS: `notify`, on its own bucket (never EC2's)
     SNS_GET_TOPIC_ATTRIBUTES = Op::read(Sns, "GetTopicAttributes", "sns:GetTopicAttributes");
     SNS_PUBLISH = Op::write(Sns, "Publish", "sns:Publish");

@@ -8,6 +8,7 @@
 
 mod approvals;
 mod burst;
+mod doctor;
 mod evidence_cmd;
 mod intake;
 mod live;
@@ -221,6 +222,11 @@ enum Command {
     /// Print the IAM policy the playbooks need (JSON), scoped by ARN and condition keys;
     /// or the role's permissions boundary, or the managed policy quarantine attaches.
     Policy(policy_cmd::PolicyArgs),
+    /// Check readiness before an incident: identity, region, clock, every
+    /// permission the playbooks need (probed without changing anything), the
+    /// evidence bucket, the notify topic, the isolation groups and the journal
+    /// directory. One PASS/FAIL/SKIP line each; exit 1 on any FAIL.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -542,6 +548,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         },
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
+        Command::Doctor(args) => doctor::run(&args).await,
     }
 }
 

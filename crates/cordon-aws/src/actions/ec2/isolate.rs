@@ -240,7 +240,7 @@ fn any_traffic_v6() -> IpPermission {
 }
 
 /// Whether `rules` hold an all-protocols rule for the whole IPv4 (or IPv6) space.
-fn allows_all(rules: &[IpPermission], v6: bool) -> bool {
+pub(crate) fn allows_all(rules: &[IpPermission], v6: bool) -> bool {
     rules.iter().any(|r| {
         r.ip_protocol() == Some(ALL_PROTOCOLS)
             && if v6 {
@@ -254,7 +254,7 @@ fn allows_all(rules: &[IpPermission], v6: bool) -> bool {
 }
 
 /// One line per rule, for outcomes and errors.
-fn rule_summary(rules: &[IpPermission]) -> Vec<String> {
+pub(crate) fn rule_summary(rules: &[IpPermission]) -> Vec<String> {
     rules
         .iter()
         .map(|r| {
