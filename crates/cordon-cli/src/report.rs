@@ -70,7 +70,7 @@ pub enum ReportFormat {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct CaseReport {
-    /// [`FORMAT_VERSION`].
+    /// The report format (1); versioned as the other outputs (`docs/formats.md`).
     pub format_version: u32,
     pub case_id: String,
     /// Where the case rests (`running` while no `case-finished` followed its
@@ -82,7 +82,7 @@ pub struct CaseReport {
     /// Which playbook answered the finding in the current epoch, and why.
     pub route: RouteReport,
     /// From the finding reaching cordon to the verification of the last
-    /// containing step of the current epoch; absent while one is not verified.
+    /// containing step of the current epoch; `null` while one is not verified.
     pub time_to_contain_ms: Option<u64>,
     /// Time the current epoch spent waiting for approvals.
     pub approval_wait_ms: u64,
@@ -1669,11 +1669,36 @@ fn svg_timeline(r: &CaseReport) -> String {
 }
 
 #[cfg(test)]
+#[path = "../../cordon-core/tests/support/golden.rs"]
+mod golden;
+
+#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
     use serde_json::json;
+
+    /// The published schema is the one this build prints (`cordon report
+    /// --schema`); a change to it is a format change (`docs/formats.md`).
+    #[test]
+    fn the_published_json_schema_is_current() {
+        let mut text = serde_json::to_string_pretty(&json_schema()).unwrap();
+        text.push('\n');
+        golden::check(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/schemas/report.schema.json"),
+            &text,
+        );
+        let schema: Value = serde_json::from_str(&text).unwrap();
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(required.first(), Some(&"format-version"), "{required:?}");
+        assert!(required.contains(&"epochs") && required.contains(&"timeline"));
+    }
 
     #[test]
     fn a_code_span_keeps_backticks_pipes_and_newlines_inside() {

@@ -125,7 +125,9 @@ impl World {
     }
 
     fn cordon(&self, args: &[&str]) -> Output {
-        let out = cordon(args, &self.state_dir(), &self.aws.env());
+        let with_state = !matches!(args.first(), Some(&"evidence"));
+        let state_dir = self.state_dir();
+        let out = cordon(args, with_state.then_some(state_dir.as_path()), &self.aws.env());
         eprintln!(
             "$ cordon {} => {:?}\n{}",
             args.join(" "),
@@ -135,16 +137,18 @@ impl World {
         out
     }
 
-    fn run(&self) -> Output {
+    fn run(&self, extra: &[&str]) -> Output {
         let finding = self.dir.join("finding.json");
         let playbooks = self.dir.join("playbooks");
-        self.cordon(&[
+        let mut args = vec![
             "run",
             finding.to_str().unwrap(),
             "--yes",
             "--playbooks",
             playbooks.to_str().unwrap(),
-        ])
+        ];
+        args.extend_from_slice(extra);
+        self.cordon(&args)
     }
 
     fn case_id(&self) -> String {
@@ -157,12 +161,14 @@ impl World {
     }
 }
 
-fn cordon(args: &[&str], state_dir: &Path, env: &[(&'static str, String)]) -> Output {
+/// `cordon ARGS` (with `--state-dir` when given).
+fn cordon(args: &[&str], state_dir: Option<&Path>, env: &[(&'static str, String)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cordon"));
-    cmd.args(args)
-        .arg("--state-dir")
-        .arg(state_dir)
-        .env_remove("CORDON_PLAYBOOKS")
+    cmd.args(args);
+    if let Some(dir) = state_dir {
+        cmd.arg("--state-dir").arg(dir);
+    }
+    cmd.env_remove("CORDON_PLAYBOOKS")
         .env_remove("CORDON_EVIDENCE_BUCKET")
         .env_remove("CORDON_TEST_CRASH_AFTER_RECORD")
         .env_remove("AWS_PROFILE");
@@ -173,7 +179,7 @@ fn cordon(args: &[&str], state_dir: &Path, env: &[(&'static str, String)]) -> Ou
 }
 
 fn report(state_dir: &Path, case: &str, format: &str, env: &[(&'static str, String)]) -> String {
-    let out = cordon(&["report", case, "--format", format], state_dir, env);
+    let out = cordon(&["report", case, "--format", format], Some(state_dir), env);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -249,13 +255,23 @@ fn json_document(text: &str) -> Value {
     );
     let bad = golden::non_kebab_keys(&doc, &["pre-state", "post-state", "value", "result"]);
     assert!(bad.is_empty(), "keys not kebab-case: {bad:?}");
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(cordon_tests::repo_root().join("docs/schemas/report.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+    let mut published: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+    keys.sort();
+    published.sort();
+    assert_eq!(keys, published, "the document has the published schema's keys");
     doc
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_report_of_a_completed_case_shows_approvals_diffs_and_evidence() {
     let world = World::new("completed", COMPLETED_PLAYBOOK).await;
-    let out = world.run();
+    let out = world.run(&[]);
     assert_eq!(out.status.code(), Some(0), "the case completes");
 
     let md = world.report("md");
@@ -306,6 +322,43 @@ async fn the_report_of_a_completed_case_shows_approvals_diffs_and_evidence() {
     assert!(dom.contains("<svg"), "the timeline chart is drawn");
 }
 
+/// With an evidence bucket, the report reads the manifest version the
+/// journal pins from S3, shows each object's version id, and its verify
+/// command is one that works.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_report_reads_the_pinned_manifest_version_from_s3() {
+    const BUCKET: &str = "cordon-report-evidence";
+    let world = World::new("s3", COMPLETED_PLAYBOOK).await;
+    let out = world.cordon(&["evidence", "init", BUCKET]);
+    assert_eq!(out.status.code(), Some(0), "evidence init");
+    let out = world.run(&["--evidence-bucket", BUCKET]);
+    assert_eq!(out.status.code(), Some(0), "the case completes");
+
+    let doc = json_document(&world.report("json"));
+    let evidence = &doc["evidence"];
+    assert_eq!(evidence["store"], "s3", "{evidence:#}");
+    assert_eq!(evidence["manifest-matches-journal"], true, "{evidence:#}");
+    assert!(evidence["manifest"]["version-id"].is_string(), "{evidence:#}");
+    let objects = evidence["objects"].as_array().unwrap();
+    assert!(!objects.is_empty(), "{evidence:#}");
+    for object in objects {
+        assert!(object["version-id"].is_string(), "{object:#}");
+        assert_eq!(object["sha256"].as_str().unwrap().len(), 64, "{object:#}");
+    }
+    let verify = doc["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["command"].as_str())
+        .find(|c| c.starts_with("cordon evidence verify "))
+        .expect("a verify command");
+    let args: Vec<&str> = verify.split(' ').skip(1).collect();
+    let out = world.cordon(&args);
+    assert_eq!(out.status.code(), Some(0), "`{verify}` verifies the evidence");
+    let md = world.report("md");
+    assert!(md.contains(&format!("s3://{BUCKET}/cases/")), "{md}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_report_of_a_rolled_back_case_shows_the_failure_and_each_undo() {
     let world = World::new("rolled-back", ROLLBACK_PLAYBOOK).await;
@@ -330,7 +383,7 @@ async fn the_report_of_a_rolled_back_case_shows_the_failure_and_each_undo() {
         .send()
         .await
         .unwrap();
-    let out = world.run();
+    let out = world.run(&[]);
     assert_eq!(out.status.code(), Some(4), "failed and rolled back");
 
     let md = world.report("md");
@@ -348,7 +401,7 @@ async fn the_report_of_a_rolled_back_case_shows_the_failure_and_each_undo() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_report_of_a_stopped_case_says_what_was_done_and_how_to_go_on() {
     let world = World::new("stopped", STOPPED_PLAYBOOK).await;
-    let out = world.run();
+    let out = world.run(&[]);
     assert_eq!(out.status.code(), Some(1), "stopped");
 
     let md = world.report("md");
