@@ -350,7 +350,9 @@ fn evidence_outcome(state: &CaseState, records: &[JournalRecord]) -> Option<Stor
         .map(|s| s.id.as_str())
         .collect();
     records.iter().rev().find_map(|r| match &r.event {
-        JournalEvent::StepApplied { step, outcome, .. } if evidence_steps.contains(&step.as_str()) => {
+        JournalEvent::StepApplied { step, outcome, .. }
+            if evidence_steps.contains(&step.as_str()) =>
+        {
             serde_json::from_value(outcome.clone()).ok()
         }
         _ => None,
@@ -792,7 +794,11 @@ fn commands(
     }
     match evidence {
         Some(e) if e.store == "s3" => {
-            let bucket_key = e.manifest.location.strip_prefix("s3://").unwrap_or_default();
+            let bucket_key = e
+                .manifest
+                .location
+                .strip_prefix("s3://")
+                .unwrap_or_default();
             let (bucket, key) = bucket_key.split_once('/').unwrap_or((bucket_key, ""));
             let prefix = key
                 .strip_suffix(&format!("{case}/{MANIFEST_NAME}"))
@@ -815,7 +821,12 @@ fn commands(
             "hash the evidence files in the case directory; compare with the SHA-256 column",
             format!(
                 "(cd {} && sha256sum {MANIFEST_NAME} {})",
-                shell_quote(&state_dir.join("cases").join(case.as_str()).to_string_lossy()),
+                shell_quote(
+                    &state_dir
+                        .join("cases")
+                        .join(case.as_str())
+                        .to_string_lossy()
+                ),
                 evidence
                     .map(|e| {
                         e.objects
@@ -939,11 +950,7 @@ fn md_code(text: &str) -> String {
     if visible.is_empty() {
         return "` `".to_string();
     }
-    let longest = visible
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = visible.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
     format!("{fence} {visible} {fence}")
 }
@@ -1030,7 +1037,11 @@ pub fn markdown(r: &CaseReport) -> String {
     let _ = writeln!(out, "| Account | {} |", e.text(&f.account_id));
     let _ = writeln!(out, "| Region | {} |", e.text(&f.region));
     let _ = writeln!(out, "| Finding id | {} |", e.text(&f.id));
-    let _ = writeln!(out, "| Updated | {} |", or_dash(f.updated_at.as_deref(), &e));
+    let _ = writeln!(
+        out,
+        "| Updated | {} |",
+        or_dash(f.updated_at.as_deref(), &e)
+    );
     let _ = writeln!(out, "| Finding SHA-256 | {} |", e.text(&f.sha256));
     let _ = writeln!(out, "\n## Route\n");
     let _ = writeln!(
@@ -1353,7 +1364,9 @@ pub fn html(r: &CaseReport) -> String {
     row(
         &mut out,
         "Updated",
-        f.updated_at.as_deref().map_or_else(|| "-".to_string(), code),
+        f.updated_at
+            .as_deref()
+            .map_or_else(|| "-".to_string(), code),
     );
     row(&mut out, "Finding SHA-256", code(&f.sha256));
     let _ = writeln!(
@@ -1669,14 +1682,11 @@ fn svg_timeline(r: &CaseReport) -> String {
 }
 
 #[cfg(test)]
-#[path = "../../cordon-core/tests/support/golden.rs"]
-mod golden;
-
-#[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::output::golden;
     use serde_json::json;
 
     /// The published schema is the one this build prints (`cordon report
@@ -1720,7 +1730,10 @@ mod tests {
     fn diff_marks_what_both_hold_and_what_each_alone_holds() {
         let pre = json!({"instance-id": "i-1", "groups": ["sg-a", "sg-b"]});
         let post = json!({"instance-id": "i-1", "groups": ["sg-iso"]});
-        let lines: Vec<String> = diff(Some(&pre), Some(&post)).iter().map(diff_text).collect();
+        let lines: Vec<String> = diff(Some(&pre), Some(&post))
+            .iter()
+            .map(diff_text)
+            .collect();
         assert_eq!(
             lines,
             vec![

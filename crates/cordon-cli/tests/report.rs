@@ -127,7 +127,11 @@ impl World {
     fn cordon(&self, args: &[&str]) -> Output {
         let with_state = !matches!(args.first(), Some(&"evidence"));
         let state_dir = self.state_dir();
-        let out = cordon(args, with_state.then_some(state_dir.as_path()), &self.aws.env());
+        let out = cordon(
+            args,
+            with_state.then_some(state_dir.as_path()),
+            &self.aws.env(),
+        );
         eprintln!(
             "$ cordon {} => {:?}\n{}",
             args.join(" "),
@@ -237,10 +241,7 @@ fn normalise(text: &str, state_dir: &Path) -> String {
 
 /// Checks the Markdown report against its golden file, normalised.
 fn check_golden(name: &str, text: &str, state_dir: &Path) {
-    golden::check(
-        &Path::new(GOLDEN).join(name),
-        &normalise(text, state_dir),
-    );
+    golden::check(&Path::new(GOLDEN).join(name), &normalise(text, state_dir));
 }
 
 /// The JSON report: one document, `format-version` first, kebab-case keys
@@ -264,7 +265,10 @@ fn json_document(text: &str) -> Value {
     let mut published: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
     keys.sort();
     published.sort();
-    assert_eq!(keys, published, "the document has the published schema's keys");
+    assert_eq!(
+        keys, published,
+        "the document has the published schema's keys"
+    );
     doc
 }
 
@@ -338,7 +342,10 @@ async fn the_report_reads_the_pinned_manifest_version_from_s3() {
     let evidence = &doc["evidence"];
     assert_eq!(evidence["store"], "s3", "{evidence:#}");
     assert_eq!(evidence["manifest-matches-journal"], true, "{evidence:#}");
-    assert!(evidence["manifest"]["version-id"].is_string(), "{evidence:#}");
+    assert!(
+        evidence["manifest"]["version-id"].is_string(),
+        "{evidence:#}"
+    );
     let objects = evidence["objects"].as_array().unwrap();
     assert!(!objects.is_empty(), "{evidence:#}");
     for object in objects {
@@ -354,7 +361,11 @@ async fn the_report_reads_the_pinned_manifest_version_from_s3() {
         .expect("a verify command");
     let args: Vec<&str> = verify.split(' ').skip(1).collect();
     let out = world.cordon(&args);
-    assert_eq!(out.status.code(), Some(0), "`{verify}` verifies the evidence");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "`{verify}` verifies the evidence"
+    );
     let md = world.report("md");
     assert!(md.contains(&format!("s3://{BUCKET}/cases/")), "{md}");
 }
@@ -415,11 +426,15 @@ async fn the_report_of_a_stopped_case_says_what_was_done_and_how_to_go_on() {
         .map(|c| c["command"].as_str().unwrap())
         .collect();
     assert!(
-        commands.iter().any(|c| c.starts_with("cordon resume case-")),
+        commands
+            .iter()
+            .any(|c| c.starts_with("cordon resume case-")),
         "{commands:?}"
     );
     assert!(
-        commands.iter().any(|c| c.starts_with("cordon rollback case-")),
+        commands
+            .iter()
+            .any(|c| c.starts_with("cordon rollback case-")),
         "{commands:?}"
     );
 }
@@ -521,7 +536,11 @@ async fn hostile_values_cannot_inject_markdown_or_html() {
             Event::Start(Tag::TableCell) => cells_in_row += 1,
             Event::End(TagEnd::TableHead) => header_cells = Some(cells_in_row),
             Event::End(TagEnd::TableRow) => {
-                assert_eq!(Some(cells_in_row), header_cells, "a row of {cells_in_row} cells")
+                assert_eq!(
+                    Some(cells_in_row),
+                    header_cells,
+                    "a row of {cells_in_row} cells"
+                )
             }
             _ => {}
         }
@@ -548,11 +567,17 @@ async fn hostile_values_cannot_inject_markdown_or_html() {
         Some(format!("cordon case report {case}")),
         "no script ran (it would have retitled the page)"
     );
-    assert!(dom.contains("&lt;img src=x"), "the payload is shown as text");
+    assert!(
+        dom.contains("&lt;img src=x"),
+        "the payload is shown as text"
+    );
 
     let doc = json_document(&report(&state_dir, &case, "json", &[]));
     let rendered = doc.to_string();
-    assert!(rendered.contains("<img src=x onerror=alert(1)>"), "JSON keeps the value as data");
+    assert!(
+        rendered.contains("<img src=x onerror=alert(1)>"),
+        "JSON keeps the value as data"
+    );
 }
 
 /// A self-contained page: no element that fetches or scripts, no attribute
@@ -566,7 +591,11 @@ fn assert_self_contained(html: &str) {
     assert!(found.is_empty(), "the page may fetch: {found:?}");
     let style = Regex::new(r"(?s)<style>(.*?)</style>").unwrap();
     for css in style.captures_iter(html) {
-        assert!(!css[1].contains("url(") && !css[1].contains("@import"), "{}", &css[1]);
+        assert!(
+            !css[1].contains("url(") && !css[1].contains("@import"),
+            "{}",
+            &css[1]
+        );
     }
     assert!(html.contains("Content-Security-Policy\" content=\"default-src 'none'"));
 }
@@ -580,11 +609,12 @@ async fn render_in_browser(page: &Path, dir: &Path) -> String {
     let browser = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| {
-            std::env::var_os("PATH").is_some_and(|path| {
-                std::env::split_paths(&path).any(|d| d.join(b).is_file())
-            })
+            std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(b).is_file()))
         })
-        .expect("no headless browser: install Chromium (scripts/setup does, from Debian's packages)");
+        .expect(
+            "no headless browser: install Chromium (scripts/setup does, from Debian's packages)",
+        );
     let url = format!("file://{}", page.display());
     let profile = format!("--user-data-dir={}", dir.join("browser-profile").display());
     let common = [
