@@ -608,6 +608,24 @@ pub fn local_actions(
     (actions, dir)
 }
 
+/// Creates an asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY) as a responder
+/// does for `--evidence-signing-key`. Returns its ARN.
+pub async fn create_signing_key(clients: &AwsClients) -> String {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    clients
+        .kms
+        .create_key()
+        .key_usage(KeyUsageType::SignVerify)
+        .key_spec(KeySpec::EccNistP256)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateKey (signing): {err}"))
+        .key_metadata()
+        .and_then(|m| m.arn())
+        .unwrap_or_else(|| panic!("CreateKey returned no key ARN"))
+        .to_string()
+}
+
 /// Creates cordon's managed quarantine policy (`/cordon/CordonQuarantineDenyAll`,
 /// the document `cordon policy --quarantine-policy` prints), as a responder
 /// does once per account before `quarantine-user` can run. Returns its ARN.

@@ -105,6 +105,17 @@ pub struct ShippedWorld {
 /// versioned) and a topic, and actions using them, with local case state in
 /// a fresh scratch directory named `name`.
 pub async fn shipped_world(clients: &AwsClients, bucket: &str, name: &str) -> ShippedWorld {
+    shipped_world_signing(clients, bucket, name, None).await
+}
+
+/// [`shipped_world`] whose `store-evidence` signs each manifest with
+/// `signing_key` (an asymmetric KMS key, [`crate::create_signing_key`]).
+pub async fn shipped_world_signing(
+    clients: &AwsClients,
+    bucket: &str,
+    name: &str,
+    signing_key: Option<String>,
+) -> ShippedWorld {
     let env = provision(clients, &environment())
         .await
         .unwrap_or_else(|err| panic!("provision: {err}"));
@@ -128,7 +139,7 @@ pub async fn shipped_world(clients: &AwsClients, bucket: &str, name: &str) -> Sh
         prefix: "cases/".to_string(),
         kms_key: None,
         retention: false,
-        signing_key: None,
+        signing_key,
     };
     let actions = AwsActions::new(clients.clone(), store)
         .with_case_root(Some(scratch_dir(name)))

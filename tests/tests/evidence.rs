@@ -807,29 +807,13 @@ async fn without_a_bucket_the_evidence_is_kept_in_the_case_directory_and_the_cas
 /// newer manifest, a signature by another key, and an unsigned case fail.
 #[tokio::test]
 async fn a_signed_manifest_verifies_and_a_forged_newer_one_does_not() {
-    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
     let aws = emulator().await;
     let clients = aws.clients();
     let bucket = "evidence-signed";
     let plan = evidence_case(clients, bucket).await;
     let case = plan.case_id.clone();
-    let new_key = || async {
-        clients
-            .kms
-            .create_key()
-            .key_usage(KeyUsageType::SignVerify)
-            .key_spec(KeySpec::EccNistP256)
-            .send()
-            .await
-            .expect("signing key")
-            .key_metadata()
-            .expect("metadata")
-            .arn()
-            .expect("arn")
-            .to_string()
-    };
-    let key = new_key().await;
-    let other = new_key().await;
+    let key = cordon_tests::create_signing_key(clients).await;
+    let other = cordon_tests::create_signing_key(clients).await;
     let journal = S3Journal::new(clients.clone(), bucket, PREFIX);
     for r in records(&plan) {
         journal.append(&case, &r).await.expect("append");

@@ -13,7 +13,10 @@
 //!   `delete-on-rollback`, and `quarantine-user` rolling back a journal of
 //!   the inline-policy version;
 //! - `enrich-with-detective`, with Detective answered by the SDK's mocks (the
-//!   emulator has no Detective) and everything else by the emulator.
+//!   emulator has no Detective) and everything else by the emulator;
+//! - `store-evidence` signing its manifests (`--evidence-signing-key`): the
+//!   evidence-signing front door's `kms:Sign` is declared for it, since the
+//!   key is a run-time option rather than a step parameter.
 //!
 //! So every [`ActionKind`] is driven; none is left out.
 //!
@@ -41,10 +44,10 @@ use aws_sdk_detective::operation::start_investigation::StartInvestigationOutput;
 use aws_sdk_detective::types::{Graph, Indicator, IndicatorType, Status};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use cordon_aws::actions::AwsActions;
-use cordon_core::action::{ActionKind, IMPLIED_PERMISSIONS};
+use cordon_core::action::{ActionKind, FRONT_DOOR_PERMISSIONS, FrontDoor, IMPLIED_PERMISSIONS};
 use cordon_core::executor::ErrorKind;
 use cordon_core::plan::Plan;
-use cordon_tests::shipped::{LEAKED_USER, ShippedWorld, plan_shipped, shipped_world};
+use cordon_tests::shipped::{LEAKED_USER, ShippedWorld, plan_shipped, shipped_world_signing};
 use cordon_tests::{
     Lifecycle, Phase, emulator, plan_steps, repo_root, run_every_step, shipped_playbooks,
 };
@@ -65,9 +68,20 @@ fn declared() -> Permissions {
         .map(|kind| {
             let own = kind.permissions().iter().copied();
             let implied = kind.implied_permissions().map(|row| row.permission);
-            (kind, own.chain(implied).collect())
+            (kind, own.chain(implied).chain(signing(kind)).collect())
         })
         .collect()
+}
+
+/// The evidence-signing front door's permissions, which `store-evidence`
+/// uses when the run has a signing key.
+fn signing(kind: ActionKind) -> impl Iterator<Item = &'static str> {
+    FRONT_DOOR_PERMISSIONS
+        .iter()
+        .filter(move |row| {
+            kind == ActionKind::StoreEvidence && row.door == FrontDoor::EvidenceSigning
+        })
+        .map(|row| row.permission)
 }
 
 /// The result of comparing declarations with recorded calls.
@@ -161,7 +175,8 @@ fn implied_reason(kind: ActionKind, permission: &str) -> Option<&'static str> {
 async fn every_recorded_call_is_a_declared_permission() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let world = shipped_world(clients, BUCKET, "permissions").await;
+    let signing_key = cordon_tests::create_signing_key(clients).await;
+    let world = shipped_world_signing(clients, BUCKET, "permissions", Some(signing_key)).await;
     seed(&world).await;
     // Set-up is not an action's work.
     clients.recorder.reset();
@@ -469,10 +484,10 @@ fn removing_one_declared_permission_reports_exactly_that_action_and_permission()
             .starts_with("UNDECLARED quarantine-user: a recorded call needs iam:AttachUserPolicy"),
         "{proof}"
     );
-    // Unused is the implied rows only (recorded here holds every own call).
+    // Unused is the implied and signing rows only (recorded here holds every own call).
     for (kind, permission) in &proof.unused {
         assert!(
-            implied_reason(*kind, permission).is_some(),
+            implied_reason(*kind, permission).is_some() || signing(*kind).any(|p| p == *permission),
             "{kind} {permission}"
         );
     }

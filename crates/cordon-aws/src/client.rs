@@ -284,14 +284,17 @@ fn timeout_config(operation: Duration) -> TimeoutConfig {
         .build()
 }
 
-/// Whether an operation only reads: `Describe*`, `Get*`, `List*`, `Head*`.
+/// Whether an operation only reads: `Describe*`, `Get*`, `List*`, `Head*`, and
+/// KMS `Sign`/`Verify`.
 ///
 /// Tests assert on mutating calls (a dry run or a no-op re-run must make none),
 /// and EC2's non-mutating throttling bucket covers the same operations.
 pub fn is_read_only(operation: &str) -> bool {
+    // KMS Sign and Verify compute a signature and change no state.
     ["Describe", "Get", "List", "Head"]
         .iter()
         .any(|prefix| operation.starts_with(prefix))
+        || matches!(operation, "Sign" | "Verify")
 }
 
 /// Counts the API calls the clients make, per `Service.Operation`

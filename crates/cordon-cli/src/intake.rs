@@ -10,7 +10,6 @@ use cordon_aws::client::AwsClients;
 use cordon_aws::guardduty::{self, IntakeError, TriageRow};
 use cordon_core::finding::Finding;
 use cordon_core::text::escape;
-use cordon_core::validate::load_playbooks;
 
 use crate::{Aws, Failure, Output, failed, invalid, print_json};
 
@@ -23,9 +22,10 @@ pub struct TriageArgs {
     /// Only findings at or above this severity (1.0-10.0; 4 = medium and up).
     #[arg(long, default_value_t = 1.0)]
     min_severity: f64,
-    /// Directory (or file) of playbooks to route the findings against.
-    #[arg(long, env = "CORDON_PLAYBOOKS", default_value = "playbooks")]
-    playbooks: PathBuf,
+    /// Directory (or file) of playbooks to route the findings against
+    /// (default: ./playbooks if it exists, else the embedded playbooks).
+    #[arg(long, env = "CORDON_PLAYBOOKS")]
+    playbooks: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -51,21 +51,8 @@ pub async fn triage(args: TriageArgs, aws: &Aws) -> Result<u8, Failure> {
             args.min_severity
         )));
     }
-    let playbooks: Vec<_> = load_playbooks(&args.playbooks)
-        .map_err(|problems| {
-            for problem in &problems {
-                eprintln!("{}", escape(&problem.to_string()));
-            }
-            invalid(anyhow!(
-                "{} problem(s) in the playbooks at {}: fix them (`cordon validate {}`)",
-                problems.len(),
-                args.playbooks.display(),
-                args.playbooks.display()
-            ))
-        })?
-        .into_iter()
-        .map(|loaded| loaded.playbook)
-        .collect();
+    let (loaded, _) = crate::playbook_set::load_valid(args.playbooks.as_deref())?;
+    let playbooks: Vec<_> = loaded.into_iter().map(|loaded| loaded.playbook).collect();
     let clients = aws.clients().await?;
     let findings =
         guardduty::list_open_findings(clients, args.detector.as_deref(), args.min_severity)

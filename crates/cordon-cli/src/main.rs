@@ -11,6 +11,7 @@ mod evidence_cmd;
 mod intake;
 mod live;
 mod output;
+mod playbook_set;
 mod policy_cmd;
 mod render;
 mod report;
@@ -30,13 +31,13 @@ use cordon_aws::client::AwsClients;
 use cordon_aws::pause::PauseSwitches;
 use cordon_core::executor::{Decision, ExecError, Executor, LoopGuard, Outcome, Report};
 use cordon_core::finding::{Finding, FindingError, parse_single_finding};
-use cordon_core::journal::{CaseState, JournalEvent, JournalRecord, JournalStore};
+use cordon_core::journal::{CaseState, CaseStatus, JournalEvent, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
-use cordon_core::plan::{CaseId, Plan, PlannedStep, try_plan};
+use cordon_core::plan::{CaseId, Plan, PlannedStep, PlaybookSet, try_plan};
 use cordon_core::route::{Route, route};
 use cordon_core::summary::summarize;
 use cordon_core::text::escape;
-use cordon_core::validate::{LoadedPlaybook, load_playbooks};
+use cordon_core::validate::LoadedPlaybook;
 
 /// Incident-response forensics for AWS: contain what GuardDuty finds, keep the
 /// evidence, and roll back exactly.
@@ -73,10 +74,14 @@ enum Command {
     Schema,
     /// Validate playbooks; reports every problem at once with file:line:column.
     Validate {
-        /// A playbook file or a directory of them.
-        #[arg(default_value = "playbooks")]
-        path: PathBuf,
+        /// A playbook file or a directory of them (default: ./playbooks if it
+        /// exists, else the playbooks embedded in this binary).
+        #[arg(env = "CORDON_PLAYBOOKS")]
+        path: Option<PathBuf>,
     },
+    /// The playbooks embedded in this binary.
+    #[command(subcommand)]
+    Playbooks(PlaybooksCommand),
     /// Say which playbook answers a finding, and why.
     Route(FindingArgs),
     /// Print the plan for a finding: steps, targets, approvals, IAM permissions.
@@ -176,8 +181,22 @@ enum Command {
     Cases {
         #[command(flatten)]
         state: StateArgs,
+        /// Only cases in this state (repeatable): completed, completed-with-failures,
+        /// awaiting-approval, stopped, rolled-back, rollback-incomplete, …
+        #[arg(long = "status", value_name = "STATE")]
+        statuses: Vec<String>,
+        /// Only cases opened within this long (90s, 15m, 2h, 7d).
+        #[arg(long, value_name = "DURATION", value_parser = approvals::parse_duration)]
+        since: Option<std::time::Duration>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions { shell: clap_complete::Shell },
+    /// Print cordon's man page (roff); with --dir, write one page per command there.
+    Man {
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// List open GuardDuty findings, most severe first, with the playbook each would get.
     Triage(intake::TriageArgs),
@@ -217,11 +236,24 @@ struct FindingArgs {
     /// resource, account or region, is refused (exit 2) before any change.
     #[arg(long)]
     verify_source: bool,
-    /// Directory (or file) of playbooks.
-    #[arg(long, env = "CORDON_PLAYBOOKS", default_value = "playbooks")]
-    playbooks: PathBuf,
+    /// Directory (or file) of playbooks (default: ./playbooks if it exists,
+    /// else the playbooks embedded in this binary).
+    #[arg(long, env = "CORDON_PLAYBOOKS")]
+    playbooks: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+enum PlaybooksCommand {
+    /// Write the embedded playbooks into DIR to customise them (then pass
+    /// `--playbooks DIR`, or run from DIR's parent as `./playbooks`).
+    Export {
+        dir: PathBuf,
+        /// Overwrite files of the same name.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -379,7 +411,19 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
     let aws = Aws::default();
     match command {
         Command::Schema => schema(),
-        Command::Validate { path } => validate(&path),
+        Command::Validate { path } => validate(path.as_deref()),
+        Command::Playbooks(PlaybooksCommand::Export { dir, force }) => {
+            let written = playbook_set::export(&dir, force)?;
+            for path in &written {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "{} playbook(s) exported; use them with --playbooks {}",
+                written.len(),
+                dir.display()
+            );
+            Ok(0)
+        }
         Command::Route(args) => route_finding(&args, &aws).await,
         Command::Plan(args) => plan_finding(&args, &aws).await,
         Command::Run {
@@ -449,7 +493,18 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             state,
             output,
         } => status(&case, live, &account, &state, output, &aws).await,
-        Command::Cases { state, output } => cases(&state, output).await,
+        Command::Cases {
+            state,
+            statuses,
+            since,
+            output,
+        } => cases(&state, &statuses, since, output).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "cordon", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man { dir } => man(dir.as_deref()),
         Command::Triage(args) => intake::triage(args, &aws).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
@@ -478,7 +533,7 @@ fn schema() -> Result<u8, Failure> {
 }
 
 async fn route_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
-    let (finding, playbooks, _) = load_inputs(args, aws).await?;
+    let (finding, playbooks, _, _) = load_inputs(args, aws).await?;
     let (route, _) = route(&finding, &playbooks_only(&playbooks));
     match args.output {
         Output::Json => print_json(&route)?,
@@ -488,12 +543,15 @@ async fn route_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
 }
 
 async fn plan_finding(args: &FindingArgs, aws: &Aws) -> Result<u8, Failure> {
-    let (finding, playbooks, _) = load_inputs(args, aws).await?;
+    let (finding, playbooks, _, set) = load_inputs(args, aws).await?;
     match make_plan(&finding, &playbooks)? {
-        Some(plan) => match args.output {
-            Output::Json => print_json(&plan)?,
-            Output::Text => print!("{}", render::plan(&plan)),
-        },
+        Some(mut plan) => {
+            plan.playbook_set = Some(set);
+            match args.output {
+                Output::Json => print_json(&plan)?,
+                Output::Text => print!("{}", render::plan(&plan)),
+            }
+        }
         None => no_match(&finding, &playbooks, args.output)?,
     }
     Ok(0)
@@ -525,11 +583,12 @@ async fn run(
     aws: &Aws,
 ) -> Result<u8, Failure> {
     let (approval, state) = (context.approval, context.state);
-    let (finding, playbooks, check) = load_inputs(args, aws).await?;
+    let (finding, playbooks, check, set) = load_inputs(args, aws).await?;
     let Some(mut plan) = make_plan(&finding, &playbooks)? else {
         no_match(&finding, &playbooks, args.output)?;
         return Ok(0);
     };
+    plan.playbook_set = Some(set);
     let case = trust::case_aws(aws, state, context.account, &plan.finding, &plan.case_id).await?;
     guards.protect(&case.actions.clients, &mut plan).await?;
     if options.dry_run {
@@ -878,7 +937,64 @@ async fn status(
     Ok(0)
 }
 
-async fn cases(state: &StateArgs, output: Output) -> Result<u8, Failure> {
+/// Writes the man page of `cordon` (stdout), or one page per command into `dir`.
+fn man(dir: Option<&Path>) -> Result<u8, Failure> {
+    use clap::CommandFactory;
+    let command = Cli::command();
+    let Some(dir) = dir else {
+        clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .map_err(|e| failed(e.into()))?;
+        return Ok(0);
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+        .map_err(failed)?;
+    let mut pages = vec![("cordon".to_string(), command.clone())];
+    for sub in command.get_subcommands() {
+        let name = format!("cordon-{}", sub.get_name());
+        pages.push((
+            name.clone(),
+            sub.clone().display_name(name.clone()).bin_name(name),
+        ));
+    }
+    for (name, page) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut bytes = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut bytes)
+            .map_err(|e| failed(e.into()))?;
+        std::fs::write(&path, bytes)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .map_err(failed)?;
+        println!("wrote {}", path.display());
+    }
+    Ok(0)
+}
+
+async fn cases(
+    state: &StateArgs,
+    statuses: &[String],
+    since: Option<std::time::Duration>,
+    output: Output,
+) -> Result<u8, Failure> {
+    let known: Vec<String> = <CaseStatus as strum::IntoEnumIterator>::iter()
+        .map(|s| s.to_string())
+        .chain(["running".to_string()])
+        .collect();
+    if let Some(bad) = statuses.iter().find(|s| !known.contains(s)) {
+        return Err(invalid(anyhow!(
+            "--status {}: not a case state; one of {}",
+            escape(bad),
+            known.join(", ")
+        )));
+    }
+    // A window reaching before the calendar's start filters nothing out.
+    let cutoff = since.and_then(|d| {
+        time::Duration::try_from(d)
+            .ok()
+            .and_then(|d| time::OffsetDateTime::now_utc().checked_sub(d))
+    });
     let journal = state.journal();
     let cases = journal.cases().await.map_err(|e| failed(e.into()))?;
     let mut rows = Vec::new();
@@ -886,7 +1002,22 @@ async fn cases(state: &StateArgs, output: Output) -> Result<u8, Failure> {
     for case in cases {
         let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
         match CaseState::from_records(&case, &records) {
-            Ok(s) => rows.push(summarize(&s, &records)),
+            Ok(s) => {
+                let row = summarize(&s, &records);
+                let opened = time::OffsetDateTime::parse(
+                    &row.opened_at,
+                    &time::format_description::well_known::Rfc3339,
+                );
+                let recent = match (cutoff, opened) {
+                    (None, _) => true,
+                    (Some(cutoff), Ok(opened)) => opened >= cutoff,
+                    // An unreadable time is shown rather than hidden.
+                    (Some(_), Err(_)) => true,
+                };
+                if recent && (statuses.is_empty() || statuses.contains(&row.status)) {
+                    rows.push(row);
+                }
+            }
             Err(e) => unreadable.push(output::UnreadableCase {
                 case_id: case.to_string(),
                 error: e.to_string(),
@@ -903,8 +1034,9 @@ async fn cases(state: &StateArgs, output: Output) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn validate(path: &Path) -> Result<u8, Failure> {
-    match load_playbooks(path) {
+fn validate(path: Option<&Path>) -> Result<u8, Failure> {
+    let source = playbook_set::Source::resolve(path);
+    match source.load() {
         Ok(loaded) => {
             for p in &loaded {
                 println!(
@@ -915,7 +1047,12 @@ fn validate(path: &Path) -> Result<u8, Failure> {
                     p.playbook.priority
                 );
             }
-            println!("{} playbook(s) valid", loaded.len());
+            println!(
+                "{} playbook(s) valid ({}, set sha256 {})",
+                loaded.len(),
+                source.origin(),
+                cordon_core::validate::set_digest(&loaded)
+            );
             Ok(0)
         }
         Err(problems) => {
@@ -935,7 +1072,15 @@ fn validate(path: &Path) -> Result<u8, Failure> {
 async fn load_inputs(
     args: &FindingArgs,
     aws: &Aws,
-) -> Result<(Finding, Vec<LoadedPlaybook>, trust::SourceCheck), Failure> {
+) -> Result<
+    (
+        Finding,
+        Vec<LoadedPlaybook>,
+        trust::SourceCheck,
+        PlaybookSet,
+    ),
+    Failure,
+> {
     let mut check = trust::SourceCheck::default();
     let finding = match (&args.finding_id, &args.finding) {
         (Some(id), _) => {
@@ -962,23 +1107,8 @@ async fn load_inputs(
             )));
         }
     };
-    let playbooks = load_valid_playbooks(&args.playbooks)?;
-    Ok((finding, playbooks, check))
-}
-
-/// The playbooks at `path`, or every problem on stderr and one closing error.
-fn load_valid_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Failure> {
-    load_playbooks(path).map_err(|problems| {
-        for problem in &problems {
-            eprintln!("{}", escape(&problem.to_string()));
-        }
-        invalid(anyhow!(
-            "{} problem(s) in the playbooks at {}: fix them (`cordon validate {}`)",
-            problems.len(),
-            path.display(),
-            path.display()
-        ))
-    })
+    let (playbooks, set) = playbook_set::load_valid(args.playbooks.as_deref())?;
+    Ok((finding, playbooks, check, set))
 }
 
 fn read_finding(path: &Path) -> Result<Finding, Failure> {

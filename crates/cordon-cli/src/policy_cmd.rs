@@ -7,19 +7,21 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
+use cordon_core::plan::PlaybookSet;
 use cordon_core::policy::{
     self, CORDON_IAM_PATH, EVIDENCE_BUCKET_PLACEHOLDER, PolicyDocument, PolicyOptions, RolePolicy,
     Statement,
 };
 
-use crate::{Failure, Output, failed, invalid, load_valid_playbooks, playbooks_only};
+use crate::{Failure, Output, failed, invalid, playbook_set, playbooks_only};
 
 /// Options of `cordon policy`.
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
-    /// A playbook file or a directory of them (default: the shipped playbooks).
-    #[arg(env = "CORDON_PLAYBOOKS", default_value = "playbooks")]
-    playbooks: PathBuf,
+    /// A playbook file or a directory of them (default: ./playbooks if it
+    /// exists, else the playbooks embedded in this binary).
+    #[arg(env = "CORDON_PLAYBOOKS")]
+    playbooks: Option<PathBuf>,
     /// Partition of every ARN: aws, aws-cn, aws-us-gov, or * for any.
     #[arg(long, default_value = "*")]
     partition: String,
@@ -72,12 +74,12 @@ pub fn run(args: &PolicyArgs) -> Result<u8, Failure> {
         );
         return print_document(&document, args.output, &title);
     }
-    let loaded = load_valid_playbooks(&args.playbooks)?;
+    let (loaded, set) = playbook_set::load_valid(args.playbooks.as_deref())?;
     let role =
         policy::role_policy(&playbooks_only(&loaded), &opts).map_err(|e| invalid(e.into()))?;
     match args.output {
         Output::Json => print_policy(&role.document)?,
-        Output::Text => print!("{}", role_text(&role, args, loaded.len())),
+        Output::Text => print!("{}", role_text(&role, args, &set, loaded.len())),
     }
     Ok(0)
 }
@@ -119,10 +121,11 @@ fn statement_text(text: &mut String, statement: &Statement) {
     }
 }
 
-fn role_text(role: &RolePolicy, args: &PolicyArgs, playbooks: usize) -> String {
+fn role_text(role: &RolePolicy, args: &PolicyArgs, set: &PlaybookSet, playbooks: usize) -> String {
     let mut text = format!(
-        "IAM policy for {playbooks} playbook(s) at {}: {} statement(s), {} action(s); partition {}, account {}, region {}\n",
-        args.playbooks.display(),
+        "IAM policy for {playbooks} playbook(s) at {} (set sha256 {}): {} statement(s), {} action(s); partition {}, account {}, region {}\n",
+        set.origin,
+        set.sha256,
         role.document.statements.len(),
         role.document.allowed_actions().len(),
         args.partition,

@@ -96,6 +96,14 @@ pub fn plan(plan: &Plan) -> String {
     for why in &plan.route.matched {
         let _ = writeln!(out, "  because {}", escape(why));
     }
+    if let Some(set) = &plan.playbook_set {
+        let _ = writeln!(
+            out,
+            "  from the playbooks at {} (set sha256 {})",
+            escape(&set.origin),
+            escape(&set.sha256)
+        );
+    }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -118,6 +126,7 @@ pub fn plan(plan: &Plan) -> String {
             reversibility(step.reversibility)
         );
     }
+    graph(&mut out, plan);
     let notes: Vec<&PlannedStep> = plan
         .steps
         .iter()
@@ -192,6 +201,47 @@ pub fn plan(plan: &Plan) -> String {
         let _ = writeln!(out, "  {}", escape(&chunk.join("  ")));
     }
     out
+}
+
+/// For a plan whose steps declare `needs`: what each step needs, and the
+/// levels of steps that run together. A sequential plan (no `needs`) runs in
+/// the order of the table and shows nothing more.
+fn graph(out: &mut String, plan: &Plan) {
+    if !plan.is_graph() {
+        return;
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "needs (a step starts once every step it needs is done):"
+    );
+    for step in &plan.steps {
+        let needs: Vec<String> = plan
+            .needs(step)
+            .iter()
+            .map(|n| escape(n).into_owned())
+            .collect();
+        let needs = if needs.is_empty() {
+            "nothing".to_string()
+        } else {
+            needs.join(", ")
+        };
+        let _ = writeln!(out, "  {:<18} {needs}", escape(&step.id));
+    }
+    let _ = writeln!(out, "runs together:");
+    let levels = plan.levels();
+    for (level, steps) in levels.iter().enumerate() {
+        let ids: Vec<String> = steps.iter().map(|s| escape(&s.id).into_owned()).collect();
+        let _ = writeln!(out, "  {:>2}  {}", level + 1, ids.join("  "));
+    }
+    let placed: usize = levels.iter().map(Vec::len).sum();
+    if placed < plan.steps.len() {
+        let _ = writeln!(
+            out,
+            "  {} step(s) can never start: their needs form a cycle or name a step the plan does not have",
+            plan.steps.len() - placed
+        );
+    }
 }
 
 pub fn dry_run(steps: &[DryRunStep]) -> String {
@@ -928,5 +978,36 @@ mod tests {
                 "{what}: the text must be shown, escaped:\n{evil}"
             );
         }
+    }
+
+    #[test]
+    fn a_plan_shows_what_each_step_needs_and_what_runs_together_only_for_a_graph() {
+        let (_, sequential) = finding_and_plan();
+        let text = plan(&sequential);
+        assert!(!text.contains("runs together"), "{text}");
+        let graph = PLAYBOOK.replace(
+            "deactivate-access-key}",
+            "deactivate-access-key, needs: []}",
+        );
+        let graph = graph
+            .replace(
+                "approval: required}",
+                "approval: required, needs: [deactivate]}",
+            )
+            .replace("action: notify}", "action: notify, needs: [deactivate]}");
+        let finding = parse_single_finding(FINDING, "test").unwrap();
+        let (playbook, _) = validate_text(&graph, "keys.yaml").unwrap();
+        let (Route::Matched { reason, .. }, Some(_)) =
+            route_finding(&finding, std::slice::from_ref(&playbook))
+        else {
+            panic!("the playbook must match");
+        };
+        let text = plan(&try_plan(&finding, &playbook, reason).unwrap());
+        assert!(text.contains("  quarantine         deactivate\n"), "{text}");
+        assert!(text.contains("  deactivate         nothing\n"), "{text}");
+        assert!(
+            text.contains("runs together:\n   1  deactivate\n   2  quarantine  tell\n"),
+            "{text}"
+        );
     }
 }

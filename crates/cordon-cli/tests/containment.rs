@@ -384,14 +384,64 @@ async fn second_run_and_second_rollback_are_no_ops() {
 
 #[tokio::test]
 async fn crash_at_every_record_then_resume_or_rollback() {
+    crash_at_every_record(SMALL_PLAYBOOK, "crash", false).await;
+}
+
+/// [`SMALL_PLAYBOOK`] as a graph: isolation first, then the other five
+/// containment steps together. A crash lands among concurrent steps.
+const SMALL_GRAPH_PLAYBOOK: &str = r#"
+name: ec2-contain-small-graph
+description: Containment steps only, concurrent after isolation (crash-safety test).
+priority: 200
+match:
+  finding-types: ["*:EC2/*"]
+  resource-types: [Instance]
+  severity:
+    bands: [high, critical]
+on-failure: stop
+steps:
+  - id: isolate
+    action: isolate-instance
+    needs: []
+  - id: tag
+    action: tag-resource
+    needs: [isolate]
+    with:
+      tags:
+        cordon:case-id: "{case_id}"
+  - id: protect
+    action: enable-termination-protection
+    needs: [isolate]
+  - id: detach-asg
+    action: detach-from-autoscaling
+    needs: [isolate]
+  - id: deregister-lb
+    action: deregister-from-load-balancers
+    needs: [isolate]
+  - id: detach-profile
+    action: detach-instance-profile
+    needs: [isolate]
+"#;
+
+#[tokio::test]
+async fn crash_at_every_record_among_concurrent_steps_then_resume_or_rollback() {
+    crash_at_every_record(SMALL_GRAPH_PLAYBOOK, "gcrash", true).await;
+}
+
+/// Kills the run right after each journal record in turn (the crash-hooks
+/// feature), then resumes (every other crash point) and rolls back: both must
+/// finish, contained and then back at the pre-state. With `exactly_once`,
+/// a resumed case must also show one `step-applied` per step: a step applied
+/// before the crash is verified, never applied again.
+async fn crash_at_every_record(playbook: &str, name: &str, exactly_once: bool) {
     let started = Instant::now();
     let mut aws = Some(cordon_tests::emulator().await);
     let mut n = 0u64;
     loop {
         let guard = aws.take().unwrap();
         guard.reset().await;
-        let case = provision(guard, &format!("crash{n}")).await;
-        let pb = playbook_dir(&case, SMALL_PLAYBOOK);
+        let case = provision(guard, &format!("{name}{n}")).await;
+        let pb = playbook_dir(&case, playbook);
         let out = case.run(
             &pb,
             &[],
@@ -422,6 +472,27 @@ async fn crash_at_every_record_then_resume_or_rollback() {
                 "record {n}: resume must complete"
             );
             case.assert_contained().await;
+            if exactly_once {
+                let journal = case.journal();
+                let applied = |step: &str| {
+                    journal
+                        .iter()
+                        .filter(|r| {
+                            r["event"]["event"] == "step-applied" && r["event"]["step"] == step
+                        })
+                        .count()
+                };
+                for step in [
+                    "isolate",
+                    "tag",
+                    "protect",
+                    "detach-asg",
+                    "deregister-lb",
+                    "detach-profile",
+                ] {
+                    assert_eq!(applied(step), 1, "record {n}: {step} applied once");
+                }
+            }
         }
         let out = case.cordon(&["rollback", &case_id], &[]);
         assert_eq!(

@@ -63,7 +63,9 @@ impl State {
             .args(["--output", "json"])
             .current_dir(&self.0)
             .env("CORDON_STATE_DIR", &self.0)
-            .env("CORDON_PLAYBOOKS", format!("{ROOT}/playbooks"))
+            // The embedded set (the shipped playbooks), so the plan's
+            // `playbook-set` origin is the same on every machine.
+            .env_remove("CORDON_PLAYBOOKS")
             .env_remove("CORDON_EVIDENCE_BUCKET")
             .env_remove("CORDON_NOTIFY_TOPIC_ARN")
             .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")

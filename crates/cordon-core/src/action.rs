@@ -405,6 +405,12 @@ pub struct Notify {
     /// Subject line; may use the same placeholders as tags.
     #[serde(default = "default_notify_subject")]
     pub subject: String,
+    /// Fail the step (and apply `on-failure`) when no topic is configured.
+    /// By default such a step is journaled as skipped, with a warning: a
+    /// missing pager must not undo containment. Written only when set, so
+    /// plans and journals without it read and hash as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
 }
 
 fn default_notify_subject() -> String {
@@ -416,6 +422,7 @@ impl Default for Notify {
         Self {
             topic_arn: None,
             subject: default_notify_subject(),
+            required: false,
         }
     }
 }

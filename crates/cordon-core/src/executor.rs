@@ -1,12 +1,21 @@
-//! The executor: runs a plan step by step with a write-ahead journal, resumes
-//! from it after a crash, and rolls back from the pre-states it saved.
+//! The executor: runs a plan with a write-ahead journal, resumes from it
+//! after a crash, and rolls back from the pre-states it saved.
 //!
 //! For each step: skip if the journal says it is done; read the pre-state;
 //! journal it durably *before* any mutation; apply; verify by reading back;
 //! journal the outcome. A step found prepared but not verified after a crash
 //! reuses its journaled pre-state (the live resource may already be changed)
 //! and re-applies, so `apply` implementations must be idempotent.
+//!
+//! Steps start once the steps they need are finished ([`Plan::needs`]: the
+//! step before, unless the playbook declares `needs`), so the steps of a
+//! graph that are ready run together, up to [`Executor::concurrent_steps`].
+//! They share the case's session behind one lock: records are appended one
+//! at a time, each step's own records in write-ahead order. Rollback walks
+//! the graph in reverse. A sequential plan runs exactly as before: one step
+//! at a time, in order.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
@@ -24,7 +33,10 @@ use crate::plan::{CaseId, Plan, PlannedStep, Target};
 use crate::playbook::OnFailure;
 use crate::provenance::Provenance;
 
+mod concurrent;
 mod resource_claims;
+
+use concurrent::{Running, Shared};
 
 /// Classes of failure, for retry decisions and for stable error names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString)]
@@ -41,6 +53,9 @@ pub enum ErrorKind {
     Verification,
     /// The step was refused by its own safety policy (e.g. two keys already).
     Refused,
+    /// Something the step relies on is not configured (e.g. no SNS topic for
+    /// an optional `notify`): the step is journaled as skipped, not failed.
+    NotConfigured,
     Other,
 }
 
@@ -204,7 +219,7 @@ pub trait Actions: Send + Sync {
 
 /// Where a step's durable progress records go while it applies.
 pub struct Progress<'a> {
-    sink: Option<tokio::sync::Mutex<&'a mut (dyn ProgressSink + 'a)>>,
+    sink: Option<&'a (dyn ProgressSink + 'a)>,
     step: String,
     earlier: Vec<Value>,
 }
@@ -244,10 +259,9 @@ impl Progress<'_> {
     /// Journals `progress` for the step, durably, before returning. A step must
     /// not go on with what the record announces if this fails.
     pub async fn record(&self, progress: Value) -> Result<(), ActionError> {
-        let Some(sink) = &self.sink else {
+        let Some(sink) = self.sink else {
             return Ok(());
         };
-        let mut sink = sink.lock().await;
         sink.write_progress(&self.step, progress)
             .await
             .map_err(|e| {
@@ -263,9 +277,9 @@ impl Progress<'_> {
 }
 
 /// Something that journals a step's progress records (the executor's session).
-trait ProgressSink: Send {
+trait ProgressSink: Send + Sync {
     fn write_progress<'b>(
-        &'b mut self,
+        &'b self,
         step: &'b str,
         progress: Value,
     ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'b>>;
@@ -497,7 +511,14 @@ pub struct Executor<'a, A, J, P> {
     pause: Option<&'a dyn PauseSwitch>,
     /// Journaled with `case-opened` and `epoch-opened`.
     provenance: Option<Provenance>,
+    /// At most this many steps of one case run at once.
+    concurrent_steps: usize,
 }
+
+/// How many steps of one case run at once unless told otherwise: more than
+/// the shipped playbooks ever have ready together, few enough to stay far
+/// below AWS's throttling buckets.
+pub const DEFAULT_CONCURRENT_STEPS: usize = 8;
 
 impl Report {
     fn new(case: &CaseId, status: CaseStatus, message: String) -> Self {
@@ -576,7 +597,9 @@ impl<J: JournalStore> Session<'_, J> {
     }
 
     /// Fails if this worker no longer holds the case (see [`JournalStore::fence`]).
-    async fn fence(&self) -> Result<(), JournalError> {
+    /// Takes `&mut self` so that a step holding the shared session across
+    /// this call needs the session to be `Send`, not `Sync`.
+    async fn fence(&mut self) -> Result<(), JournalError> {
         self.journal.fence(&self.case, &self.lock).await
     }
 
@@ -607,19 +630,6 @@ impl<J: JournalStore> Session<'_, J> {
 
     fn step_state(&self, id: &str) -> StepState {
         self.state.step(id).cloned().unwrap_or_default()
-    }
-}
-
-impl<J: JournalStore> ProgressSink for Session<'_, J> {
-    fn write_progress<'b>(
-        &'b mut self,
-        step: &'b str,
-        progress: Value,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'b>> {
-        Box::pin(self.write(JournalEvent::StepProgress {
-            step: step.to_string(),
-            progress,
-        }))
     }
 }
 
@@ -735,7 +745,15 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             fleet_cap: None,
             pause: None,
             provenance: None,
+            concurrent_steps: DEFAULT_CONCURRENT_STEPS,
         }
+    }
+
+    /// At most `n` steps of the case run at once (at least one); the steps a
+    /// playbook declares independent (`needs`) run together up to this bound.
+    pub fn concurrent_steps(mut self, n: usize) -> Self {
+        self.concurrent_steps = n.max(1);
+        self
     }
 
     /// Called with every record as it is written (timelines, logs).
@@ -1070,7 +1088,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         session.write(trip).await?;
         self.stop_case(
             &mut session,
-            0,
+            None,
             &format!("{guard} stopped automatic action"),
         )
         .await?;
@@ -1317,122 +1335,220 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             return Ok(report);
         }
         let plan = session.state.plan.clone();
+        let halt = self.run_graph(session, &plan).await;
+        self.finish_run(session, &plan, halt).await
+    }
+
+    /// Runs every step of `plan` not done yet, each once the steps it needs
+    /// are finished, up to [`Executor::concurrent_steps`] at once. Stops
+    /// starting steps at the first failure under `stop` or `rollback`, a
+    /// refused or timed-out approval, a signal, the pause switch or an error;
+    /// the steps already running finish (and are journaled) either way.
+    async fn run_graph(&self, session: &mut Session<'a, J>, plan: &Plan) -> Run {
+        let case = session.case.clone();
+        let mut run = Run::default();
         for step in &plan.steps {
-            if self.interrupted() {
-                return self.stop_interrupted(session, step).await;
+            let state = session.step_state(&step.id);
+            if state.done() {
+                run.finished.insert(step.id.clone());
             }
-            if let Some(switch) = self.pause
-                && !session.step_state(&step.id).done()
-                && let Some(paused) = switch.paused().await
-            {
-                return self.stop_paused(session, step, paused).await;
-            }
-            let span =
-                info_span!("step", case_id = %case, playbook = %plan.playbook, step = %step.id);
-            let outcome = self.run_step(session, &plan, step).instrument(span).await?;
-            match outcome {
-                StepOutcome::Done => {}
-                StepOutcome::AwaitingApproval => {
-                    // A re-run of a case already waiting adds nothing to the audit trail.
-                    if session.state.status != Some(CaseStatus::AwaitingApproval) {
-                        session
-                            .write(JournalEvent::CaseFinished {
-                                status: CaseStatus::AwaitingApproval,
-                            })
-                            .await?;
-                    }
-                    return Ok(Report::new(
-                        &case,
-                        CaseStatus::AwaitingApproval,
-                        format!(
-                            "step `{}` waits for approval: `cordon approve {case} {}` continues the case",
-                            step.id, step.id
-                        ),
-                    ));
+        }
+        let shared = Shared::new(session);
+        let mut running: Running<'_, (usize, Result<StepOutcome, ExecError>)> = Running::new();
+        let mut started: BTreeSet<usize> = BTreeSet::new();
+        loop {
+            while run.halt.is_none() && running.len() < self.concurrent_steps {
+                let ready = plan.steps.iter().enumerate().find(|(pos, step)| {
+                    !started.contains(pos)
+                        && !run.finished.contains(&step.id)
+                        && plan
+                            .needs(step)
+                            .iter()
+                            .all(|need| run.finished.contains(*need))
+                });
+                let Some((pos, step)) = ready else {
+                    break;
+                };
+                if self.interrupted() {
+                    run.halt = Some(Halt::Interrupted(step.id.clone()));
+                    break;
                 }
-                StepOutcome::TimedOut => {
-                    self.stop_case(
+                if let Some(switch) = self.pause
+                    && let Some(paused) = switch.paused().await
+                {
+                    run.halt = Some(Halt::Paused(step.id.clone(), paused));
+                    break;
+                }
+                started.insert(pos);
+                let span =
+                    info_span!("step", case_id = %case, playbook = %plan.playbook, step = %step.id);
+                let shared = &shared;
+                running.push(async move {
+                    let outcome = self.run_step(shared, plan, step).instrument(span).await;
+                    (pos, outcome)
+                });
+            }
+            let Some((pos, outcome)) = running.next().await else {
+                break;
+            };
+            let id = plan.steps[pos].id.clone();
+            let halt = match outcome {
+                Err(e) => Some(Halt::Error(e)),
+                Ok(StepOutcome::Done | StepOutcome::Failed(OnFailure::Continue)) => {
+                    run.finished.insert(id);
+                    None
+                }
+                Ok(StepOutcome::AwaitingApproval) => {
+                    run.awaiting.push(id);
+                    None
+                }
+                Ok(StepOutcome::Failed(policy)) => Some(Halt::Failed(id, policy)),
+                Ok(StepOutcome::Refused) => Some(Halt::Refused(id)),
+                Ok(StepOutcome::TimedOut) => Some(Halt::TimedOut(id)),
+            };
+            // The first reason to stop decides; an error (the journal failing) beats any.
+            match (&run.halt, halt) {
+                (_, None) => {}
+                (None, Some(halt)) => run.halt = Some(halt),
+                (Some(Halt::Error(_)), Some(_)) => {}
+                (Some(_), Some(error @ Halt::Error(_))) => run.halt = Some(error),
+                (Some(_), Some(_)) => {}
+            }
+        }
+        drop(running);
+        shared.into_inner();
+        run
+    }
+
+    /// Journals how the run ended and says what it means.
+    async fn finish_run(
+        &self,
+        session: &mut Session<'a, J>,
+        plan: &Plan,
+        run: Run,
+    ) -> Result<Report, ExecError> {
+        let case = session.case.clone();
+        match run.halt {
+            Some(Halt::Error(e)) => return Err(e),
+            Some(Halt::Interrupted(next)) => return self.stop_interrupted(session, &next).await,
+            Some(Halt::Paused(next, paused)) => {
+                return self.stop_paused(session, &next, paused).await;
+            }
+            Some(Halt::TimedOut(step)) => {
+                self.stop_case(
+                    session,
+                    None,
+                    &format!("the approval of `{step}` timed out"),
+                )
+                .await?;
+                return Ok(Report::new(
+                    &case,
+                    CaseStatus::Stopped,
+                    format!(
+                        "nobody approved `{step}` in time; the case stopped (`cordon approve {case} {step}` continues it)"
+                    ),
+                )
+                .with_outcome(Outcome::ApprovalTimedOut));
+            }
+            Some(Halt::Refused(step)) => {
+                self.stop_case(
+                    session,
+                    Some(&step),
+                    "an earlier step's approval was refused",
+                )
+                .await?;
+                return Ok(Report::new(
+                    &case,
+                    CaseStatus::Stopped,
+                    format!("approval of `{step}` was refused; the remaining steps were not run"),
+                ));
+            }
+            Some(Halt::Failed(step, OnFailure::Stop)) => {
+                self.stop_case(
+                    session,
+                    None,
+                    &format!("the case stopped after `{step}` failed"),
+                )
+                .await?;
+                return Ok(Report::failed(
+                    &case,
+                    CaseStatus::Stopped,
+                    format!(
+                        "step `{step}` failed: {}; the case stopped (`cordon resume {case}` runs every step not done, `cordon rollback {case}` undoes)",
+                        last_error(session, &step)
+                    ),
+                ));
+            }
+            Some(Halt::Failed(step, _)) => {
+                let failure = last_error(session, &step);
+                self.mark_not_run(session, None, &format!("rolled back after `{step}` failed"))
+                    .await?;
+                let report = self
+                    .rollback_session(
                         session,
-                        step.index - 1,
-                        &format!("the approval of `{}` timed out", step.id),
+                        &format!("step `{step}` failed"),
+                        RollbackKind::Automatic,
                     )
                     .await?;
-                    return Ok(Report::new(
-                        &case,
-                        CaseStatus::Stopped,
-                        format!(
-                            "nobody approved `{}` in time; the case stopped (`cordon approve {case} {}` continues it)",
-                            step.id, step.id
-                        ),
-                    )
-                    .with_outcome(Outcome::ApprovalTimedOut));
-                }
-                StepOutcome::Refused => {
-                    self.stop_case(
-                        session,
-                        step.index,
-                        "an earlier step's approval was refused",
-                    )
-                    .await?;
-                    return Ok(Report::new(
-                        &case,
-                        CaseStatus::Stopped,
-                        format!(
-                            "approval of `{}` was refused; the remaining steps were not run",
-                            step.id
-                        ),
-                    ));
-                }
-                StepOutcome::Failed(policy) => match policy {
-                    OnFailure::Continue => {}
-                    OnFailure::Stop => {
-                        self.stop_case(
-                            session,
-                            step.index,
-                            &format!("the case stopped after `{}` failed", step.id),
-                        )
-                        .await?;
-                        return Ok(Report::failed(
-                            &case,
-                            CaseStatus::Stopped,
-                            format!(
-                                "step `{}` failed: {}; the case stopped (`cordon resume {case}` runs every step not done, `cordon rollback {case}` undoes)",
-                                step.id,
-                                last_error(session, &step.id)
-                            ),
-                        ));
-                    }
-                    OnFailure::Rollback => {
-                        let failure = last_error(session, &step.id);
-                        self.mark_not_run(
-                            session,
-                            step.index,
-                            &format!("rolled back after `{}` failed", step.id),
-                        )
-                        .await?;
-                        let report = self
-                            .rollback_session(
-                                session,
-                                &format!("step `{}` failed", step.id),
-                                RollbackKind::Automatic,
-                            )
-                            .await?;
-                        let outcome = match report.status {
-                            CaseStatus::RolledBack => Outcome::RolledBack,
-                            other => Outcome::of_status(other),
-                        };
-                        return Ok(Report {
-                            message: format!(
-                                "step `{}` failed: {}; {}",
-                                step.id, failure, report.message
-                            ),
-                            step_failed: true,
-                            outcome,
-                            ..report
-                        });
-                    }
-                },
+                let outcome = match report.status {
+                    CaseStatus::RolledBack => Outcome::RolledBack,
+                    other => Outcome::of_status(other),
+                };
+                return Ok(Report {
+                    message: format!("step `{step}` failed: {failure}; {}", report.message),
+                    step_failed: true,
+                    outcome,
+                    ..report
+                });
             }
+            None => {}
+        }
+        if !run.awaiting.is_empty() {
+            // A re-run of a case already waiting adds nothing to the audit trail.
+            if session.state.status != Some(CaseStatus::AwaitingApproval) {
+                session
+                    .write(JournalEvent::CaseFinished {
+                        status: CaseStatus::AwaitingApproval,
+                    })
+                    .await?;
+            }
+            let waiting: Vec<String> = run.awaiting.iter().map(|s| format!("`{s}`")).collect();
+            let first = &run.awaiting[0];
+            let message = if waiting.len() == 1 {
+                format!(
+                    "step `{first}` waits for approval: `cordon approve {case} {first}` continues the case"
+                )
+            } else {
+                format!(
+                    "steps {} wait for approval: `cordon approve {case} STEP` continues the case",
+                    waiting.join(", ")
+                )
+            };
+            return Ok(Report::new(&case, CaseStatus::AwaitingApproval, message));
+        }
+        let blocked: Vec<&PlannedStep> = plan
+            .steps
+            .iter()
+            .filter(|s| !run.finished.contains(&s.id))
+            .collect();
+        if let Some(first) = blocked.first() {
+            // Only a journaled plan whose needs form a cycle or name an unknown
+            // step gets here (validation refuses both): never "completed".
+            self.stop_case(
+                session,
+                None,
+                "its needs can never be met (a cycle, or a step the plan does not have)",
+            )
+            .await?;
+            return Ok(Report::failed(
+                &case,
+                CaseStatus::Stopped,
+                format!(
+                    "case {case}: step `{}` needs steps that can never be done ({}); the case stopped",
+                    first.id,
+                    plan.needs(first).join(", ")
+                ),
+            ));
         }
         let failed: Vec<String> = plan
             .steps
@@ -1451,8 +1567,24 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             CaseStatus::CompletedWithFailures
         };
         session.write(JournalEvent::CaseFinished { status }).await?;
-        let message = if failed.is_empty() {
+        let skipped: Vec<String> = plan
+            .steps
+            .iter()
+            .filter(|s| {
+                session
+                    .state
+                    .step(&s.id)
+                    .is_some_and(|st| st.skipped.is_some() && st.failed_final.is_none())
+            })
+            .map(|s| format!("`{}`", s.id))
+            .collect();
+        let message = if failed.is_empty() && skipped.is_empty() {
             format!("case {case}: every step done and verified")
+        } else if failed.is_empty() {
+            format!(
+                "case {case}: every step done and verified, except {} skipped (`cordon status {case}` says why)",
+                skipped.join(", ")
+            )
         } else {
             format!(
                 "case {case}: every step ran, but {} failed (`cordon status {case}` says why; `cordon resume {case}` retries them)",
@@ -1466,12 +1598,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     async fn stop_interrupted(
         &self,
         session: &mut Session<'a, J>,
-        next: &PlannedStep,
+        next: &str,
     ) -> Result<Report, ExecError> {
         let case = session.case.clone();
         session
             .write(JournalEvent::CaseInterrupted {
-                reason: format!("interrupted by a signal before step `{}`", next.id),
+                reason: format!("interrupted by a signal before step `{next}`"),
             })
             .await?;
         session
@@ -1483,8 +1615,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             &case,
             CaseStatus::Stopped,
             format!(
-                "case {case} interrupted before step `{}`; every step so far finished and is journaled (`cordon resume {case}` continues)",
-                next.id
+                "case {case} interrupted before step `{next}`; every step so far finished and is journaled (`cordon resume {case}` continues)"
             ),
         ))
     }
@@ -1493,41 +1624,37 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     async fn stop_paused(
         &self,
         session: &mut Session<'a, J>,
-        next: &PlannedStep,
+        next: &str,
         paused: Paused,
     ) -> Result<Report, ExecError> {
         let case = session.case.clone();
         session
             .write(JournalEvent::CasePaused {
-                before_step: next.id.clone(),
+                before_step: next.to_string(),
                 switch: paused.switch.clone(),
             })
             .await?;
-        self.stop_case(
-            session,
-            next.index - 1,
-            &format!("paused by {}", paused.switch),
-        )
-        .await?;
+        self.stop_case(session, None, &format!("paused by {}", paused.switch))
+            .await?;
         Ok(Report::new(
             &case,
             CaseStatus::Stopped,
             format!(
-                "case {case} paused before step `{}` by {}: {}, then `cordon resume {case}`",
-                next.id, paused.switch, paused.unpause
+                "case {case} paused before step `{next}` by {}: {}, then `cordon resume {case}`",
+                paused.switch, paused.unpause
             ),
         ))
     }
 
-    /// Stops the case: every step after position `after_index` not run yet is
-    /// journaled "not run" (`reason`), then the case rests `stopped`.
+    /// Stops the case: every step not run yet (but `except`) is journaled
+    /// "not run" (`reason`), then the case rests `stopped`.
     async fn stop_case(
         &self,
         session: &mut Session<'a, J>,
-        after_index: usize,
+        except: Option<&str>,
         reason: &str,
     ) -> Result<(), ExecError> {
-        self.mark_not_run(session, after_index, reason).await?;
+        self.mark_not_run(session, except, reason).await?;
         session
             .write(JournalEvent::CaseFinished {
                 status: CaseStatus::Stopped,
@@ -1536,16 +1663,16 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         Ok(())
     }
 
-    /// Journals "not run" for each step after position `after_index` that has
-    /// not run, so the record shows where the case stopped. Resume runs them.
+    /// Journals "not run" for each step (but `except`) that has not run, in
+    /// plan order, so the record shows where the case stopped. Resume runs them.
     async fn mark_not_run(
         &self,
         session: &mut Session<'a, J>,
-        after_index: usize,
+        except: Option<&str>,
         reason: &str,
     ) -> Result<(), ExecError> {
         let plan = session.state.plan.clone();
-        for later in plan.steps.iter().filter(|s| s.index > after_index) {
+        for later in plan.steps.iter().filter(|s| Some(s.id.as_str()) != except) {
             let state = session.step_state(&later.id);
             if state.done() || state.touched() || state.not_run.is_some() {
                 continue;
@@ -1562,11 +1689,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
 
     async fn run_step(
         &self,
-        session: &mut Session<'a, J>,
+        shared: &Shared<'_, 'a, J>,
         plan: &Plan,
         step: &PlannedStep,
     ) -> Result<StepOutcome, ExecError> {
-        let current = session.step_state(&step.id);
+        let current = shared.step_state(&step.id).await;
         if current.done() {
             return Ok(StepOutcome::Done);
         }
@@ -1582,7 +1709,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 format!("step `{}` has nothing to act on: {reason}", step.id),
                 "use a playbook whose steps fit this finding (`cordon route` says which matched)",
             );
-            session
+            shared
                 .write(JournalEvent::StepFailed {
                     step: step.id.clone(),
                     attempt: current.attempts + 1,
@@ -1597,20 +1724,28 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         if step.approval.required
             && let Some(by) = &current.approved_by
         {
-            Self::check_approver(session, step, by)?;
+            shared
+                .with(|session| Self::check_approver(session, step, by))
+                .await?;
         }
         if step.approval.required && current.approved_by.is_none() {
             if let Some(approver) = &current.refused_by {
                 warn!(%approver, "approval was refused");
                 return Ok(StepOutcome::Refused);
             }
-            match self.approver.decide(plan, step).await {
+            let asking = shared.asking().await;
+            let decision = self.approver.decide(plan, step).await;
+            drop(asking);
+            match decision {
                 Decision::Approved { approver } => {
-                    if let Err(refused) = Self::check_approver(session, step, &approver) {
-                        session.request_approval(step, &current).await?;
+                    if let Err(refused) = shared
+                        .with(|session| Self::check_approver(session, step, &approver))
+                        .await
+                    {
+                        shared.request_approval(step, &current).await?;
                         return Err(refused);
                     }
-                    session
+                    shared
                         .write(JournalEvent::ApprovalGranted {
                             step: step.id.clone(),
                             approver,
@@ -1618,7 +1753,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         .await?;
                 }
                 Decision::Refused { approver, reason } => {
-                    session
+                    shared
                         .write(JournalEvent::ApprovalRefused {
                             step: step.id.clone(),
                             approver,
@@ -1628,12 +1763,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     return Ok(StepOutcome::Refused);
                 }
                 Decision::Pending => {
-                    session.request_approval(step, &current).await?;
+                    shared.request_approval(step, &current).await?;
                     return Ok(StepOutcome::AwaitingApproval);
                 }
                 Decision::TimedOut { waited } => {
-                    session.request_approval(step, &current).await?;
-                    session
+                    shared.request_approval(step, &current).await?;
+                    shared
                         .write(JournalEvent::ApprovalTimedOut {
                             step: step.id.clone(),
                             waited_ms: waited.as_millis() as u64,
@@ -1647,13 +1782,26 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         let mut attempt = current.attempts;
         loop {
             attempt += 1;
-            match self.attempt(session, plan, step, attempt).await? {
+            match self.attempt(shared, plan, step, attempt).await? {
                 Ok(()) => return Ok(StepOutcome::Done),
+                Err(error) if error.kind == ErrorKind::NotConfigured => {
+                    // Nothing was tried: not a failure of the step, and not
+                    // silently "done" either.
+                    let reason = format!("not configured: {error}");
+                    warn!(step = %step.id, %reason, "step skipped");
+                    shared
+                        .write(JournalEvent::StepSkipped {
+                            step: step.id.clone(),
+                            reason,
+                        })
+                        .await?;
+                    return Ok(StepOutcome::Done);
+                }
                 Err(error) => {
                     let retrying =
                         error.kind.retryable() && attempt - current.attempts < max_attempts;
                     warn!(attempt, retrying, error = %error, "step attempt failed");
-                    session
+                    shared
                         .write(JournalEvent::StepFailed {
                             step: step.id.clone(),
                             attempt,
@@ -1666,7 +1814,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         continue;
                     }
                     if step.best_effort {
-                        session
+                        shared
                             .write(JournalEvent::StepSkipped {
                                 step: step.id.clone(),
                                 reason: format!("best-effort step failed: {error}"),
@@ -1686,19 +1834,19 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     /// the step re-applied.
     async fn attempt(
         &self,
-        session: &mut Session<'a, J>,
+        shared: &Shared<'_, 'a, J>,
         plan: &Plan,
         step: &PlannedStep,
         attempt: u32,
     ) -> Result<Result<(), ActionError>, ExecError> {
-        let known = session.step_state(&step.id);
+        let known = shared.step_state(&step.id).await;
         let mut outcome = known.outcome.clone();
         let pre_state = match known.pre_state {
             Some(pre) => {
                 if known.last_failure_kind.as_deref() == Some("verification") {
                     match self.actions.amend_pre_state(plan, step, &pre).await {
                         Ok(Some(amendment)) => {
-                            session
+                            shared
                                 .write(JournalEvent::StepPreStateAmended {
                                     step: step.id.clone(),
                                     pre_state: amendment.pre_state.clone(),
@@ -1717,7 +1865,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             }
             None => match self.actions.read_pre_state(plan, step).await {
                 Ok(pre) => {
-                    session
+                    shared
                         .write(JournalEvent::StepPrepared {
                             step: step.id.clone(),
                             attempt,
@@ -1732,12 +1880,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         let outcome = match outcome {
             Some(outcome) => outcome,
             None => {
-                session.fence().await?;
+                shared.fence().await?;
                 let started = Instant::now();
                 let applied = {
-                    let sink: &mut (dyn ProgressSink + '_) = &mut *session;
                     let progress = Progress {
-                        sink: Some(tokio::sync::Mutex::new(sink)),
+                        sink: Some(shared),
                         step: step.id.clone(),
                         earlier: known.progress.clone(),
                     };
@@ -1747,7 +1894,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 };
                 match applied {
                     Ok(outcome) => {
-                        session
+                        shared
                             .write(JournalEvent::StepApplied {
                                 step: step.id.clone(),
                                 outcome: outcome.clone(),
@@ -1763,7 +1910,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         let started = Instant::now();
         match self.actions.verify(plan, step, &pre_state, &outcome).await {
             Ok(()) => {
-                session
+                shared
                     .write(JournalEvent::StepVerified {
                         step: step.id.clone(),
                         duration_ms: started.elapsed().as_millis() as u64,
@@ -1828,129 +1975,63 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             .collect();
         for (epoch, plan) in epochs {
             let epoch_tag = (epoch != current_epoch).then_some(epoch);
-            for step in plan.steps.iter().rev() {
-                let state = step_state_in(&session.state, epoch, &step.id);
-                let Some(pre_state) = state.pre_state.clone() else {
-                    continue;
+            let shared = Shared::new(session);
+            let mut running: Running<'_, (usize, Result<Undo, ExecError>)> = Running::new();
+            let mut started: BTreeSet<usize> = BTreeSet::new();
+            let mut finished: BTreeSet<&str> = BTreeSet::new();
+            let mut error = None;
+            loop {
+                while error.is_none() && running.len() < self.concurrent_steps {
+                    // A step is undone once every step that needs it is; newest first.
+                    let unstarted = || {
+                        plan.steps
+                            .iter()
+                            .enumerate()
+                            .rev()
+                            .filter(|(pos, _)| !started.contains(pos))
+                    };
+                    let ready = unstarted()
+                        .find(|(_, step)| {
+                            plan.dependents(&step.id)
+                                .iter()
+                                .all(|d| finished.contains(d.id.as_str()))
+                        })
+                        // Needs that form a cycle (a hand-made journal) must not
+                        // leave steps undone: the rest go newest first.
+                        .or_else(|| unstarted().next().filter(|_| running.len() == 0));
+                    let Some((pos, step)) = ready else {
+                        break;
+                    };
+                    started.insert(pos);
+                    let shared = &shared;
+                    let plan = &plan;
+                    running.push(async move {
+                        let undo = self
+                            .undo_step(shared, plan, epoch, epoch_tag, step, kind)
+                            .await;
+                        (pos, undo)
+                    });
+                }
+                let Some((pos, undo)) = running.next().await else {
+                    break;
                 };
-                if state.rollback_verified {
-                    continue;
-                }
-                if let Some(gate) = step.action.undo_gate()
-                    && state.undo_approved_by.is_none()
-                {
-                    let decision = match kind {
-                        RollbackKind::Automatic => Decision::Pending,
-                        RollbackKind::Requested => {
-                            self.approver.decide_undo(&plan, step, gate).await
-                        }
-                    };
-                    match decision {
-                        Decision::Approved { approver } => {
-                            session
-                                .write(JournalEvent::UndoApproved {
-                                    step: step.id.clone(),
-                                    epoch: epoch_tag,
-                                    approver,
-                                })
-                                .await?;
-                        }
-                        other => {
-                            let why = match (kind, other) {
-                                (RollbackKind::Automatic, _) => format!(
-                                    "kept by the automatic rollback: undo {}",
-                                    gate.reason()
-                                ),
-                                (_, Decision::Refused { approver, reason }) => {
-                                    format!("undo refused by {approver}: {reason}")
-                                }
-                                _ => format!(
-                                    "kept: undo {} and needs approval (`cordon rollback {case} --approve-undo {}`)",
-                                    gate.reason(),
-                                    step.id
-                                ),
-                            };
-                            session
-                                .write(JournalEvent::UndoKept {
-                                    step: step.id.clone(),
-                                    epoch: epoch_tag,
-                                    reason: why,
-                                })
-                                .await?;
-                            match gate {
-                                UndoGate::Credentials(_) => kept_credentials.push(step.id.clone()),
-                                UndoGate::Evidence(_) => kept_evidence.push(step.id.clone()),
-                            }
-                            continue;
-                        }
+                finished.insert(plan.steps[pos].id.as_str());
+                let step = plan.steps[pos].id.clone();
+                match undo {
+                    Err(e) => {
+                        error.get_or_insert(e);
                     }
+                    Ok(Undo::Nothing) => {}
+                    Ok(Undo::Done) => undone += 1,
+                    Ok(Undo::Kept(UndoGate::Credentials(_))) => kept_credentials.push(step),
+                    Ok(Undo::Kept(UndoGate::Evidence(_))) => kept_evidence.push(step),
+                    Ok(Undo::Failed(why)) => incomplete.push(format!("{step}: {why}")),
                 }
-                session.fence().await?;
-                let span = info_span!("rollback", case_id = %case, playbook = %plan.playbook, step = %step.id, epoch);
-                let result = async {
-                    if step.reversibility == Reversibility::Irreversible
-                        && state.outcome.is_some()
-                        && step.action.undo_gate().is_none()
-                    {
-                        return Err(ActionError::new(
-                            ErrorKind::Refused,
-                            step.target.label(),
-                            format!("step `{}` is irreversible and was applied", step.id),
-                            "restore by hand (see the step's pre-state in the journal)",
-                        ));
-                    }
-                    let result = if state.rolled_back {
-                        None
-                    } else {
-                        Some(
-                            retry_action(step, || {
-                                self.actions.undo_with_progress(
-                                    &plan,
-                                    step,
-                                    &pre_state,
-                                    state.outcome.as_ref(),
-                                    &state.progress,
-                                )
-                            })
-                            .await?,
-                        )
-                    };
-                    retry_action(step, || self.actions.verify_undone(&plan, step, &pre_state))
-                        .await?;
-                    Ok(result)
-                }
-                .instrument(span)
-                .await;
-                match result {
-                    Ok(result) => {
-                        if let Some(result) = result {
-                            session
-                                .write(JournalEvent::StepRolledBack {
-                                    step: step.id.clone(),
-                                    epoch: epoch_tag,
-                                    result,
-                                })
-                                .await?;
-                        }
-                        session
-                            .write(JournalEvent::StepRollbackVerified {
-                                step: step.id.clone(),
-                                epoch: epoch_tag,
-                            })
-                            .await?;
-                        undone += 1;
-                    }
-                    Err(error) => {
-                        session
-                            .write(JournalEvent::StepRollbackFailed {
-                                step: step.id.clone(),
-                                epoch: epoch_tag,
-                                error: error.record(),
-                            })
-                            .await?;
-                        incomplete.push(format!("{}: {error}", step.id));
-                    }
-                }
+            }
+            drop(running);
+            shared.into_inner();
+            if let Some(error) = error {
+                return Err(error);
             }
         }
         let status = if !incomplete.is_empty() {
@@ -1994,6 +2075,141 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             CaseStatus::RolledBack => report.with_outcome(Outcome::Done),
             _ => report,
         })
+    }
+
+    /// Undoes one step of `epoch` from its journaled pre-state and verifies
+    /// it (nothing when it was never prepared or is undone already).
+    async fn undo_step(
+        &self,
+        shared: &Shared<'_, 'a, J>,
+        plan: &Plan,
+        epoch: u32,
+        epoch_tag: Option<u32>,
+        step: &PlannedStep,
+        kind: RollbackKind,
+    ) -> Result<Undo, ExecError> {
+        let case = shared.with(|session| session.case.clone()).await;
+        let state = shared
+            .with(|session| step_state_in(&session.state, epoch, &step.id))
+            .await;
+        let Some(pre_state) = state.pre_state.clone() else {
+            return Ok(Undo::Nothing);
+        };
+        if state.rollback_verified {
+            return Ok(Undo::Nothing);
+        }
+        if let Some(gate) = step.action.undo_gate()
+            && state.undo_approved_by.is_none()
+        {
+            let decision = match kind {
+                RollbackKind::Automatic => Decision::Pending,
+                RollbackKind::Requested => {
+                    let asking = shared.asking().await;
+                    let decision = self.approver.decide_undo(plan, step, gate).await;
+                    drop(asking);
+                    decision
+                }
+            };
+            match decision {
+                Decision::Approved { approver } => {
+                    shared
+                        .write(JournalEvent::UndoApproved {
+                            step: step.id.clone(),
+                            epoch: epoch_tag,
+                            approver,
+                        })
+                        .await?;
+                }
+                other => {
+                    let why = match (kind, other) {
+                        (RollbackKind::Automatic, _) => {
+                            format!("kept by the automatic rollback: undo {}", gate.reason())
+                        }
+                        (_, Decision::Refused { approver, reason }) => {
+                            format!("undo refused by {approver}: {reason}")
+                        }
+                        _ => format!(
+                            "kept: undo {} and needs approval (`cordon rollback {case} --approve-undo {}`)",
+                            gate.reason(),
+                            step.id
+                        ),
+                    };
+                    shared
+                        .write(JournalEvent::UndoKept {
+                            step: step.id.clone(),
+                            epoch: epoch_tag,
+                            reason: why,
+                        })
+                        .await?;
+                    return Ok(Undo::Kept(gate));
+                }
+            }
+        }
+        shared.fence().await?;
+        let span = info_span!("rollback", case_id = %case, playbook = %plan.playbook, step = %step.id, epoch);
+        let result = async {
+            if step.reversibility == Reversibility::Irreversible
+                && state.outcome.is_some()
+                && step.action.undo_gate().is_none()
+            {
+                return Err(ActionError::new(
+                    ErrorKind::Refused,
+                    step.target.label(),
+                    format!("step `{}` is irreversible and was applied", step.id),
+                    "restore by hand (see the step's pre-state in the journal)",
+                ));
+            }
+            let result = if state.rolled_back {
+                None
+            } else {
+                Some(
+                    retry_action(step, || {
+                        self.actions.undo_with_progress(
+                            plan,
+                            step,
+                            &pre_state,
+                            state.outcome.as_ref(),
+                            &state.progress,
+                        )
+                    })
+                    .await?,
+                )
+            };
+            retry_action(step, || self.actions.verify_undone(plan, step, &pre_state)).await?;
+            Ok(result)
+        }
+        .instrument(span)
+        .await;
+        match result {
+            Ok(result) => {
+                if let Some(result) = result {
+                    shared
+                        .write(JournalEvent::StepRolledBack {
+                            step: step.id.clone(),
+                            epoch: epoch_tag,
+                            result,
+                        })
+                        .await?;
+                }
+                shared
+                    .write(JournalEvent::StepRollbackVerified {
+                        step: step.id.clone(),
+                        epoch: epoch_tag,
+                    })
+                    .await?;
+                Ok(Undo::Done)
+            }
+            Err(error) => {
+                shared
+                    .write(JournalEvent::StepRollbackFailed {
+                        step: step.id.clone(),
+                        epoch: epoch_tag,
+                        error: error.record(),
+                    })
+                    .await?;
+                Ok(Undo::Failed(error.to_string()))
+            }
+        }
     }
 
     /// What a run would do, without doing it: reads pre-states (read-only calls) and
@@ -2085,6 +2301,40 @@ fn last_error<J: JournalStore>(session: &Session<'_, J>, step: &str) -> String {
         Some(e) => format!("{} ({}): {}", e.message, e.resource, e.hint),
         None => "see `cordon status` for the journaled error".to_string(),
     }
+}
+
+/// What rolling back one step did.
+enum Undo {
+    /// Nothing to undo: never prepared, or undone and verified already.
+    Nothing,
+    Done,
+    /// A gated undo (credentials, evidence) kept in place.
+    Kept(UndoGate),
+    /// The undo or its verification failed (journaled).
+    Failed(String),
+}
+
+/// Why a run stopped starting steps.
+enum Halt {
+    /// A step failed for good under `stop` or `rollback`.
+    Failed(String, OnFailure),
+    Refused(String),
+    TimedOut(String),
+    /// A signal arrived before this step started.
+    Interrupted(String),
+    /// The pause switch was on before this step started.
+    Paused(String, Paused),
+    Error(ExecError),
+}
+
+/// What [`Executor::run_graph`] got done.
+#[derive(Default)]
+struct Run {
+    /// Steps done, or failed under `continue` (their needs are met either way).
+    finished: BTreeSet<String>,
+    /// Steps waiting for a human, in the order they asked.
+    awaiting: Vec<String>,
+    halt: Option<Halt>,
 }
 
 enum StepOutcome {

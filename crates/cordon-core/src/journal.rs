@@ -30,8 +30,14 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// An older cordon ignoring those keys would let anyone approve, so only the
 /// records that carry them are written as 3 ([`JournalRecord::format_version`]);
 /// every other record stays [`BASE_FORMAT_VERSION`], readable by older builds.
+/// 4: a plan whose steps declare `needs` (a step graph). An older cordon
+/// would run it in written order, which need not respect the needs, so only
+/// the records carrying such a plan are written as 4.
 /// Every version up to this one is read; see `docs/formats.md`.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
+
+/// The version of a record carrying approval restrictions and no step graph.
+pub const RESTRICTED_FORMAT_VERSION: u32 = 3;
 
 /// The version of a record that carries nothing an older reader must not ignore.
 pub const BASE_FORMAT_VERSION: u32 = 2;
@@ -175,18 +181,20 @@ impl JournalRecord {
     }
 
     /// The version a new record is written in: [`FORMAT_VERSION`] when it
-    /// carries approval restrictions, else [`BASE_FORMAT_VERSION`].
+    /// carries a step graph, [`RESTRICTED_FORMAT_VERSION`] when it carries
+    /// approval restrictions, else [`BASE_FORMAT_VERSION`].
     fn version_for(event: &JournalEvent) -> u32 {
-        let restricted = |steps: &[PlannedStep]| steps.iter().any(|s| s.approval.is_restricted());
-        let needs_newest = match event {
+        let steps: &[PlannedStep] = match event {
             JournalEvent::CaseOpened { plan, .. } | JournalEvent::EpochOpened { plan, .. } => {
-                restricted(&plan.steps)
+                &plan.steps
             }
-            JournalEvent::PlanAmended { steps, .. } => restricted(steps),
-            _ => false,
+            JournalEvent::PlanAmended { steps, .. } => steps,
+            _ => &[],
         };
-        if needs_newest {
+        if steps.iter().any(|s| s.needs.is_some()) {
             FORMAT_VERSION
+        } else if steps.iter().any(|s| s.approval.is_restricted()) {
+            RESTRICTED_FORMAT_VERSION
         } else {
             BASE_FORMAT_VERSION
         }
@@ -512,7 +520,9 @@ impl JournalEvent {
 /// `running` and `open` are not journaled as statuses: a case whose journal
 /// has no `case-finished` after its last epoch began is running (or was
 /// interrupted by a crash, and `resume` continues it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display, strum::EnumIter,
+)]
 #[serde(rename_all = "kebab-case")]
 #[strum(serialize_all = "kebab-case")]
 pub enum CaseStatus {

@@ -73,11 +73,92 @@ pub struct Plan {
     pub steps: Vec<PlannedStep>,
     /// Union of every step's IAM permissions, sorted.
     pub permissions: Vec<String>,
+    /// Which set of playbooks the plan was made from (a directory or the set
+    /// embedded in the binary) and the set's hash, when the front door says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook_set: Option<PlaybookSet>,
+}
+
+/// A set of playbooks as loaded: where from, and a hash of exactly what was read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PlaybookSet {
+    /// `embedded` (shipped in the binary) or the directory or file read.
+    pub origin: String,
+    /// SHA-256 (hex) over every file's name and bytes, in name order
+    /// ([`crate::validate::set_digest`]).
+    pub sha256: String,
 }
 
 impl Plan {
     pub fn step(&self, id: &str) -> Option<&PlannedStep> {
         self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// Whether the steps declare their needs (a graph) rather than keeping
+    /// their written order. Journaled in format 4 (an older cordon would run
+    /// such a plan in written order, which may not respect its needs).
+    pub fn is_graph(&self) -> bool {
+        self.steps.iter().any(|s| s.needs.is_some())
+    }
+
+    /// The ids of the steps `step` needs done before it starts: its declared
+    /// `needs`, or, when it declares none (a sequential plan), the step before it.
+    pub fn needs<'p>(&'p self, step: &'p PlannedStep) -> Vec<&'p str> {
+        match &step.needs {
+            Some(needs) => needs.iter().map(String::as_str).collect(),
+            None => self
+                .steps
+                .iter()
+                .position(|s| s.id == step.id)
+                .and_then(|i| i.checked_sub(1))
+                .map(|before| vec![self.steps[before].id.as_str()])
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The steps that need `id` directly.
+    pub fn dependents(&self, id: &str) -> Vec<&PlannedStep> {
+        self.steps
+            .iter()
+            .filter(|s| self.needs(s).contains(&id))
+            .collect()
+    }
+
+    /// The steps by level: level 0 needs nothing, level n needs steps of
+    /// levels below n, at least one of level n - 1. The steps of one level
+    /// run together (as far as approvals and the concurrency bound allow).
+    /// Steps whose needs can never be met (a cycle or an unknown id, which
+    /// validation refuses) are left out.
+    pub fn levels(&self) -> Vec<Vec<&PlannedStep>> {
+        let mut level: std::collections::BTreeMap<&str, usize> = Default::default();
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for step in &self.steps {
+                if level.contains_key(step.id.as_str()) {
+                    continue;
+                }
+                let needs = self.needs(step);
+                let known: Option<Vec<usize>> =
+                    needs.iter().map(|n| level.get(n).copied()).collect();
+                if let Some(known) = known {
+                    let at = known.iter().map(|l| l + 1).max().unwrap_or(0);
+                    level.insert(step.id.as_str(), at);
+                    changed = true;
+                }
+            }
+        }
+        let mut out: Vec<Vec<&PlannedStep>> = Vec::new();
+        for step in &self.steps {
+            if let Some(at) = level.get(step.id.as_str()) {
+                if out.len() <= *at {
+                    out.resize_with(at + 1, Vec::new);
+                }
+                out[*at].push(step);
+            }
+        }
+        out
     }
 
     /// The resources the plan acts on, as `kind:id` (`instance:i-…`,
@@ -155,6 +236,11 @@ pub struct PlannedStep {
     pub on_failure: OnFailure,
     pub best_effort: bool,
     pub permissions: Vec<String>,
+    /// The steps that must be done first, when the playbook declares `needs`.
+    /// Absent (plans of sequential playbooks, and every plan journaled before
+    /// steps had needs): the step needs the one before it. See [`Plan::needs`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<Vec<String>>,
 }
 
 impl PlannedStep {
@@ -472,6 +558,9 @@ fn build<E>(
             on_failure: step.on_failure.unwrap_or(playbook.on_failure),
             best_effort: kind.best_effort(),
             permissions: kind.permissions().iter().map(|p| p.to_string()).collect(),
+            needs: playbook
+                .declares_needs()
+                .then(|| step.needs.clone().unwrap_or_default()),
         });
     }
     let permissions: BTreeSet<String> = steps
@@ -497,6 +586,7 @@ fn build<E>(
         route,
         steps,
         permissions: permissions.into_iter().collect(),
+        playbook_set: None,
     })
 }
 

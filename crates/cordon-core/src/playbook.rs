@@ -28,8 +28,17 @@ pub struct Playbook {
     /// What to do when a step fails, unless the step says otherwise.
     #[serde(default)]
     pub on_failure: OnFailure,
-    /// The ordered steps.
+    /// The steps. When none declares `needs`, they run one after another in
+    /// this order; otherwise each runs once the steps it needs are done.
     pub steps: Vec<Step>,
+}
+
+impl Playbook {
+    /// Whether any step declares `needs` (the steps form a graph); else the
+    /// steps keep their written order.
+    pub fn declares_needs(&self) -> bool {
+        self.steps.iter().any(|s| s.needs.is_some())
+    }
 }
 
 /// Conditions a finding must meet; all given conditions must hold.
@@ -96,6 +105,13 @@ pub struct SeverityRule {
 }
 
 /// What happens when a step fails after its retries.
+///
+/// In a playbook whose steps declare `needs` (docs/formats.md): `stop` and
+/// `rollback` start no new step once a step failed; the steps already running
+/// finish and are journaled, then the case stops (every step not run is
+/// journaled "not run") or rolls back. `continue` records the failure and
+/// counts the step as finished: the steps that need it still run, as the
+/// next step does in a sequential playbook.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default, strum::Display,
 )]
@@ -191,6 +207,8 @@ pub struct Step {
     pub self_approval: SelfApproval,
     pub retry: RetryPolicy,
     pub on_failure: Option<OnFailure>,
+    /// The steps that must be done before this one; `None` when undeclared.
+    pub needs: Option<Vec<String>>,
 }
 
 /// A step as written in YAML: the action's name, then its parameters under `with`.
@@ -226,6 +244,13 @@ pub struct StepDocument {
     /// Overrides the playbook's `on-failure` for this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<OnFailure>,
+    /// Ids of the steps that must be done before this one starts, e.g.
+    /// `[isolate]`. When no step of the playbook declares `needs`, each step
+    /// needs the one before it (the written order); once any step declares
+    /// it, a step without `needs` needs nothing and the steps run
+    /// concurrently as far as their needs allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<Vec<String>>,
 }
 
 impl TryFrom<StepDocument> for Step {
@@ -243,6 +268,7 @@ impl TryFrom<StepDocument> for Step {
             self_approval: doc.self_approval,
             retry: doc.retry,
             on_failure: doc.on_failure,
+            needs: doc.needs,
         })
     }
 }
@@ -262,6 +288,7 @@ impl From<Step> for StepDocument {
             self_approval: step.self_approval,
             retry: step.retry,
             on_failure: step.on_failure,
+            needs: step.needs,
         }
     }
 }

@@ -82,8 +82,62 @@ impl fmt::Display for Problem {
 pub struct LoadedPlaybook {
     pub file: PathBuf,
     pub playbook: Playbook,
+    /// SHA-256 (hex) of the file's bytes as read.
+    pub sha256: String,
     match_location: Option<Location>,
     name_location: Option<Location>,
+}
+
+/// One hash for a set of playbooks: SHA-256 over each file's name (not its
+/// directory) and its SHA-256, in name order. The same files give the same
+/// hash wherever they are read from, so an exported copy of the embedded set
+/// shows it is unchanged.
+pub fn set_digest(loaded: &[LoadedPlaybook]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<(String, &str)> = loaded
+        .iter()
+        .map(|p| {
+            let name = p
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, p.sha256.as_str())
+        })
+        .collect();
+    files.sort();
+    let mut hasher = Sha256::new();
+    for (name, sha) in files {
+        hasher.update(name.as_bytes());
+        hasher.update([0]);
+        hasher.update(sha.as_bytes());
+        hasher.update([b'\n']);
+    }
+    format!("{:x}", hasher.finalize())
+}
+
+/// Validates playbooks given as `(file name, text)`, e.g. the set embedded in
+/// a binary, shown as `<origin>/<name>` in problems. Same checks as
+/// [`load_playbooks`].
+pub fn load_playbook_texts(
+    origin: &str,
+    texts: &[(&str, &str)],
+) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> {
+    let sources = texts
+        .iter()
+        .map(|(name, text)| {
+            let text = if text.len() > yaml::MAX_BYTES {
+                Err(format!(
+                    "the file is more than the {}-byte limit for a playbook",
+                    yaml::MAX_BYTES
+                ))
+            } else {
+                Ok((*text).to_string())
+            };
+            (Path::new(origin).join(name), text)
+        })
+        .collect();
+    validate_sources(sources)
 }
 
 /// Loads every `*.yaml`/`*.yml` in `dir` (or the one file `dir` names) and
@@ -102,15 +156,31 @@ pub fn load_playbooks(path: &Path) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> 
             hint: Some("point --playbooks at the directory holding your playbooks".to_string()),
         }]);
     }
+    let sources = files
+        .into_iter()
+        .map(|file| {
+            let text = read_playbook(&file);
+            (file, text)
+        })
+        .collect();
+    validate_sources(sources)
+}
+
+/// Validates each source and all together. Any problem ⇒ every problem, sorted.
+fn validate_sources(
+    sources: Vec<(PathBuf, Result<String, String>)>,
+) -> Result<Vec<LoadedPlaybook>, Vec<Problem>> {
+    use sha2::{Digest, Sha256};
     let mut problems = Vec::new();
     let mut loaded = Vec::new();
-    for file in files {
+    for (file, text) in sources {
         let shown = file.display().to_string();
-        match read_playbook(&file) {
+        match text {
             Ok(text) => match validate_document(&text, &shown) {
                 Ok((playbook, doc)) => loaded.push(LoadedPlaybook {
                     file,
                     playbook,
+                    sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
                     match_location: doc.locate("match"),
                     name_location: doc.locate("name"),
                 }),
@@ -469,6 +539,7 @@ fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec
                             self_approval: document.self_approval,
                             retry: document.retry,
                             on_failure: document.on_failure,
+                            needs: document.needs,
                         },
                     ));
                 }
@@ -732,6 +803,7 @@ fn check_steps(
             Some("a notify-only playbook has one `notify` step".to_string()),
         );
     }
+    check_needs(cx, steps);
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, step) in steps {
         let base = format!("steps[{i}]");
@@ -811,6 +883,128 @@ fn check_steps(
             );
         }
     }
+}
+
+/// `needs`: every entry names another step of the playbook, once, and the
+/// steps form no cycle (a cycle would leave its steps waiting for each other
+/// forever). Approval gates cannot deadlock the graph: a gated step is asked
+/// for when its own needs are done, whatever its place in the file, and the
+/// steps that do not need it run meanwhile.
+fn check_needs(cx: &mut FileContext<'_>, steps: &[&(usize, Step)]) {
+    let ids: Vec<&str> = steps.iter().map(|(_, s)| s.id.as_str()).collect();
+    for (i, step) in steps {
+        let Some(needs) = &step.needs else {
+            continue;
+        };
+        let mut seen: Vec<&str> = Vec::new();
+        for (j, need) in needs.iter().enumerate() {
+            let path = format!("steps[{i}].needs[{j}]");
+            if *need == step.id {
+                cx.push(
+                    &path,
+                    format!("step `{}` needs itself", step.id),
+                    Some("list only the other steps that must be done first".to_string()),
+                );
+            } else if !ids.contains(&need.as_str()) {
+                cx.push(
+                    &path,
+                    format!(
+                        "step `{}` needs {}, which is not a step of this playbook",
+                        step.id,
+                        preview(need)
+                    ),
+                    Some(closest(need, &ids, "step ids")),
+                );
+            } else if seen.contains(&need.as_str()) {
+                cx.push(
+                    &path,
+                    format!("step `{}` needs `{need}` twice", step.id),
+                    None,
+                );
+            }
+            seen.push(need);
+        }
+    }
+    for cycle in needs_cycles(steps) {
+        let (i, first) = steps[cycle[0]];
+        let names: Vec<&str> = cycle
+            .iter()
+            .chain(std::iter::once(&cycle[0]))
+            .map(|k| steps[*k].1.id.as_str())
+            .collect();
+        cx.push(
+            &format!("steps[{i}].needs"),
+            format!(
+                "the needs of step `{}` form a cycle: {}",
+                first.id,
+                names.join(" → ")
+            ),
+            Some(
+                "a step cannot wait for a step that waits for it; remove one of these needs"
+                    .to_string(),
+            ),
+        );
+    }
+}
+
+/// Every cycle of `needs` (unknown ids ignored), each once, as positions in
+/// `steps`, starting at its step earliest in the file.
+fn needs_cycles(steps: &[&(usize, Step)]) -> Vec<Vec<usize>> {
+    let position = |id: &str| steps.iter().position(|(_, s)| s.id == id);
+    let edges: Vec<Vec<usize>> = steps
+        .iter()
+        .map(|(_, s)| {
+            s.needs
+                .iter()
+                .flatten()
+                .filter_map(|n| position(n))
+                .filter(|k| steps[*k].1.id != s.id)
+                .collect()
+        })
+        .collect();
+    // Colours: 0 unvisited, 1 on the current path, 2 finished.
+    let mut colour = vec![0u8; steps.len()];
+    let mut cycles: Vec<Vec<usize>> = Vec::new();
+    for start in 0..steps.len() {
+        if colour[start] != 0 {
+            continue;
+        }
+        let mut path = vec![start];
+        let mut next_edge = vec![0usize];
+        colour[start] = 1;
+        while let Some(&node) = path.last() {
+            let depth = path.len() - 1;
+            if let Some(&to) = edges[node].get(next_edge[depth]) {
+                next_edge[depth] += 1;
+                match colour[to] {
+                    0 => {
+                        colour[to] = 1;
+                        path.push(to);
+                        next_edge.push(0);
+                    }
+                    1 => {
+                        let from = path.iter().position(|n| *n == to).unwrap_or(0);
+                        let mut cycle = path[from..].to_vec();
+                        let min = cycle
+                            .iter()
+                            .enumerate()
+                            .min_by_key(|(_, n)| **n)
+                            .map(|(k, _)| k);
+                        cycle.rotate_left(min.unwrap_or(0));
+                        if !cycles.contains(&cycle) {
+                            cycles.push(cycle);
+                        }
+                    }
+                    _ => {}
+                }
+            } else {
+                colour[node] = 2;
+                path.pop();
+                next_edge.pop();
+            }
+        }
+    }
+    cycles
 }
 
 /// `approvers`: IAM/STS ARN patterns, few and short, printable.

@@ -3,7 +3,7 @@
 //! ahead of every mutation.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -58,9 +58,51 @@ struct World {
     log: Mutex<Vec<String>>,
     /// step id -> resource that appears at the step's next apply
     drift: Mutex<BTreeMap<String, String>>,
+    /// Steps whose first apply waits until all of them have started.
+    apply_together: Option<Meeting>,
+    /// Steps whose first undo waits until all of them have started.
+    undo_together: Option<Meeting>,
+}
+
+/// Steps that wait for each other once: only steps running concurrently get
+/// past it, so an executor running them one after another hangs there.
+struct Meeting {
+    steps: Vec<&'static str>,
+    barrier: tokio::sync::Barrier,
+    met: AtomicBool,
+}
+
+impl Meeting {
+    fn of(steps: Vec<&'static str>) -> Option<Self> {
+        Some(Self {
+            barrier: tokio::sync::Barrier::new(steps.len()),
+            steps,
+            met: AtomicBool::new(false),
+        })
+    }
+
+    async fn attend(meeting: &Option<Self>, step: &str) {
+        if let Some(m) = meeting
+            && m.steps.contains(&step)
+            && !m.met.load(Ordering::SeqCst)
+        {
+            m.barrier.wait().await;
+            m.met.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl World {
+    /// The first applies of `apply` and the first undos of `undo` each wait
+    /// until all of them have started.
+    fn together(apply: Vec<&'static str>, undo: Vec<&'static str>) -> Self {
+        Self {
+            apply_together: Meeting::of(apply),
+            undo_together: Meeting::of(undo),
+            ..Self::default()
+        }
+    }
+
     fn get(&self, key: &str) -> i64 {
         *self.values.lock().unwrap().get(key).unwrap_or(&0)
     }
@@ -107,6 +149,7 @@ impl Actions for World {
         step: &PlannedStep,
         pre: &Value,
     ) -> Result<Value, ActionError> {
+        Meeting::attend(&self.apply_together, &step.id).await;
         self.log.lock().unwrap().push(format!("apply {}", step.id));
         if let Some((left, kind)) = self.failures.lock().unwrap().get_mut(&step.id)
             && *left > 0
@@ -161,6 +204,7 @@ impl Actions for World {
         pre: &Value,
         _outcome: Option<&Value>,
     ) -> Result<Value, ActionError> {
+        Meeting::attend(&self.undo_together, &step.id).await;
         self.log.lock().unwrap().push(format!("undo {}", step.id));
         if let Some((left, kind)) = self
             .failures
@@ -358,7 +402,19 @@ async fn run_journals_pre_state_before_each_mutation_and_rerun_is_a_no_op() {
 
 #[tokio::test]
 async fn every_crash_point_resumes_to_completion_and_rolls_back_exactly() {
-    let (plan, raw) = make_plan(&three_steps());
+    crash_at_every_record(&three_steps(), |_, _, _| {}).await;
+}
+
+/// Crashes a run of `playbook` after each record in turn (a journal that
+/// fails from then on), then rolls back, or resumes to completion and rolls
+/// back; `after_resume(crash point, journal as the crash left it, world log
+/// of the resume)` adds checks of the resume.
+async fn crash_at_every_record(
+    playbook: &Playbook,
+    after_resume: impl Fn(u64, &[JournalRecord], &[String]),
+) {
+    let (plan, raw) = make_plan(playbook);
+    let steps = plan.steps.len();
     // Learn the record count of an uncrashed run.
     let full = {
         let dir = tempdir();
@@ -388,6 +444,14 @@ async fn every_crash_point_resumes_to_completion_and_rolls_back_exactly() {
                 "crash at {crash_after} did not stop the run"
             );
             let journal = LocalJournal::new(&dir);
+            let before = records(&journal, &plan.case_id).await;
+            // Nothing was changed without its pre-state journaled first.
+            for (step, value) in world.snapshot() {
+                if value == 1 {
+                    at_record(&before, &step, "step-prepared");
+                }
+            }
+            world.log.lock().unwrap().clear();
             let exec = Executor::new(&world, &journal, &approver);
             if then_rollback {
                 let report = exec.rollback(&plan.case_id, "test").await.unwrap();
@@ -412,8 +476,9 @@ async fn every_crash_point_resumes_to_completion_and_rolls_back_exactly() {
                     "crash at {crash_after}: {}",
                     report.message
                 );
-                assert_eq!(world.snapshot().len(), 3);
+                assert_eq!(world.snapshot().len(), steps);
                 assert!(world.snapshot().values().all(|v| *v == 1));
+                after_resume(crash_after, &before, &world.log.lock().unwrap());
                 exec.rollback(&plan.case_id, "test").await.unwrap();
                 assert!(world.snapshot().values().all(|v| *v == 0));
             }
@@ -1890,4 +1955,256 @@ fn approver_patterns_must_be_arns() {
     let text = format!("{problems:?}");
     assert!(text.contains("approvers[0]"), "{text}");
     assert!(!text.contains("approvers[1]"), "{text}");
+}
+
+// ---------------------------------------------------------------------------
+// Step graphs (issue 11, item 3). Concurrency is proven structurally, never by
+// timing: the steps that must run together each wait on a barrier that only
+// opens once all of them have started, so an executor running them one after
+// another never gets past the first (the timeout turns that into a failure).
+
+/// Fails the test instead of hanging when steps that must overlap do not.
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(20), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the steps that must run together never did"))
+}
+
+/// The position of the first record of `kind` for `step`.
+fn at_record(recs: &[JournalRecord], step: &str, kind: &str) -> usize {
+    recs.iter()
+        .position(|r| r.event.step() == Some(step) && r.event.name() == kind)
+        .unwrap_or_else(|| panic!("no {kind} of {step}: {:?}", kinds(recs)))
+}
+
+/// a and b need nothing; c needs both.
+fn two_independent_then_one() -> Playbook {
+    playbook(
+        "stop",
+        &[
+            ("a", "isolate-instance", "    needs: []\n"),
+            ("b", "tag-resource", "    needs: []\n"),
+            ("c", "enable-termination-protection", "    needs: [a, b]\n"),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn independent_steps_run_together_each_journaled_ahead_by_one_writer() {
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::together(vec!["a", "b"], vec![]);
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&two_independent_then_one());
+    let report = within(
+        "run",
+        Executor::new(&world, &journal, &approver).run(&plan, &raw),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let recs = records(&journal, &plan.case_id).await;
+    // One writer: sequence numbers 0, 1, 2, ... and an unbroken hash chain.
+    assert!(recs.iter().enumerate().all(|(i, r)| r.seq == i as u64));
+    assert!(cordon_core::journal::verify_chain(&recs).is_ok());
+    // Write-ahead per step: pre-state, then apply, then verification.
+    for step in ["a", "b", "c"] {
+        assert!(at_record(&recs, step, "step-prepared") < at_record(&recs, step, "step-applied"));
+        assert!(at_record(&recs, step, "step-applied") < at_record(&recs, step, "step-verified"));
+    }
+    // Interleaved: each of a and b was prepared before the other applied.
+    assert!(at_record(&recs, "a", "step-prepared") < at_record(&recs, "b", "step-applied"));
+    assert!(at_record(&recs, "b", "step-prepared") < at_record(&recs, "a", "step-applied"));
+    // c waited for both.
+    for need in ["a", "b"] {
+        assert!(at_record(&recs, need, "step-verified") < at_record(&recs, "c", "step-prepared"));
+    }
+}
+
+#[tokio::test]
+async fn a_step_waiting_for_approval_does_not_hold_up_independent_steps() {
+    let pb = playbook(
+        "stop",
+        &[
+            (
+                "a",
+                "isolate-instance",
+                "    approval: required\n    needs: []\n",
+            ),
+            ("b", "tag-resource", "    needs: []\n"),
+            ("c", "enable-termination-protection", "    needs: [a]\n"),
+            ("d", "snapshot-volumes", "    needs: [b]\n"),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let pending = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &pending);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(
+        report.status,
+        CaseStatus::AwaitingApproval,
+        "{}",
+        report.message
+    );
+    assert_eq!(
+        [
+            world.get("a"),
+            world.get("b"),
+            world.get("c"),
+            world.get("d")
+        ],
+        [0, 1, 0, 1],
+        "b and d do not need a: they ran while a waits; c needs a: it waits too"
+    );
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(
+        recs.iter().all(|r| r.event.step() != Some("c")),
+        "{:?}",
+        kinds(&recs)
+    );
+    let report = exec
+        .decide(
+            &plan.case_id,
+            "a",
+            Decision::Approved {
+                approver: "arn:aws:iam::111122223333:user/alice".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert!(world.snapshot().values().all(|v| *v == 1));
+}
+
+#[tokio::test]
+async fn a_failure_under_stop_lets_running_steps_finish_starts_nothing_new_and_resume_follows_the_graph()
+ {
+    // a and b run together (barrier); a fails for good; b, already running,
+    // finishes; c (needs a) and d (needs b) never start.
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "isolate-instance", "    needs: []\n"),
+            ("b", "tag-resource", "    needs: []\n"),
+            ("c", "enable-termination-protection", "    needs: [a]\n"),
+            ("d", "snapshot-volumes", "    needs: [b]\n"),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::together(vec!["a", "b"], vec![]);
+    world.fail("a", 1, ErrorKind::NotFound);
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = within("run", exec.run(&plan, &raw)).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert!(report.step_failed);
+    assert_eq!(
+        [
+            world.get("a"),
+            world.get("b"),
+            world.get("c"),
+            world.get("d")
+        ],
+        [0, 1, 0, 0]
+    );
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(
+        recs.iter()
+            .any(|r| r.event.step() == Some("b") && r.event.name() == "step-verified")
+    );
+    for never in ["c", "d"] {
+        let names: Vec<&str> = recs
+            .iter()
+            .filter(|r| r.event.step() == Some(never))
+            .map(|r| r.event.name())
+            .collect();
+        assert_eq!(names, ["step-not-run"], "{never}");
+    }
+    // Resume runs exactly the steps not done: a, c and d, never b again.
+    world.log.lock().unwrap().clear();
+    let report = within("resume", exec.resume(&plan.case_id)).await;
+    let report = report.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let applied: BTreeSet<String> = world
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.strip_prefix("apply ").map(str::to_string))
+        .collect();
+    assert_eq!(
+        applied,
+        BTreeSet::from(["a".into(), "c".into(), "d".into()])
+    );
+}
+
+#[tokio::test]
+async fn rollback_undoes_a_step_only_after_every_step_needing_it_concurrently_where_independent() {
+    // a first; b and c need a; d needs b and c. Undo: d, then b and c
+    // together (barrier), then a.
+    let pb = playbook(
+        "stop",
+        &[
+            ("a", "isolate-instance", "    needs: []\n"),
+            ("b", "tag-resource", "    needs: [a]\n"),
+            ("c", "enable-termination-protection", "    needs: [a]\n"),
+            ("d", "snapshot-volumes", "    needs: [b, c]\n"),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::together(vec!["b", "c"], vec!["b", "c"]);
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = within("run", exec.run(&plan, &raw)).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    world.log.lock().unwrap().clear();
+    let report = within("rollback", exec.rollback(&plan.case_id, "test"))
+        .await
+        .unwrap();
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert!(world.snapshot().values().all(|v| *v == 0));
+    let log = world.log.lock().unwrap().clone();
+    let pos = |s: &str| log.iter().position(|l| l == &format!("undo {s}")).unwrap();
+    assert!(pos("d") < pos("b") && pos("d") < pos("c"), "{log:?}");
+    assert!(pos("b") < pos("a") && pos("c") < pos("a"), "{log:?}");
+    let recs = records(&journal, &plan.case_id).await;
+    for (dependent, need) in [("d", "b"), ("d", "c"), ("b", "a"), ("c", "a")] {
+        assert!(
+            at_record(&recs, dependent, "step-rollback-verified")
+                < at_record(&recs, need, "step-rolled-back"),
+            "{dependent} is verified undone before {need} is undone: {:?}",
+            kinds(&recs)
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_crash_point_among_concurrent_steps_resumes_exactly_the_steps_not_done_and_rolls_back_exactly()
+ {
+    crash_at_every_record(&two_independent_then_one(), |crash_after, before, log| {
+        // Exactly the steps with no journaled apply are applied again; a step
+        // applied before the crash is only verified.
+        let not_applied: BTreeSet<String> = ["a", "b", "c"]
+            .into_iter()
+            .filter(|s| {
+                !before
+                    .iter()
+                    .any(|r| r.event.step() == Some(*s) && r.event.name() == "step-applied")
+            })
+            .map(str::to_string)
+            .collect();
+        let applied: BTreeSet<String> = log
+            .iter()
+            .filter_map(|l| l.strip_prefix("apply ").map(str::to_string))
+            .collect();
+        assert_eq!(applied, not_applied, "crash at {crash_after}");
+    })
+    .await;
 }

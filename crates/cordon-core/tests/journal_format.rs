@@ -24,7 +24,8 @@ use cordon_core::executor::{ActionError, Actions, Approver, Decision, Executor};
 use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{
     BASE_FORMAT_VERSION, CaseState, CaseStatus, ErrorRecord, FORMAT_VERSION, GENESIS_HASH,
-    JournalError, JournalEvent, JournalEventKind, JournalRecord, JournalStore, verify_chain,
+    JournalError, JournalEvent, JournalEventKind, JournalRecord, JournalStore,
+    RESTRICTED_FORMAT_VERSION, verify_chain,
 };
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::{CaseId, Plan, PlannedStep, plan};
@@ -703,24 +704,26 @@ fn a_damaged_record_is_corrupt_not_newer() {
     assert!(err.to_string().contains("duration-ms"), "{err}");
 }
 
+/// The `case-opened` record of `plan`.
+fn opened(plan: &Plan) -> JournalRecord {
+    JournalRecord::new(
+        0,
+        "2026-11-27T00:00:00Z",
+        GENESIS_HASH,
+        JournalEvent::CaseOpened {
+            plan: Box::new(plan.clone()),
+            finding_sha256: "ab".repeat(32),
+            cordon_version: "0.1.0".to_string(),
+            provenance: None,
+        },
+    )
+}
+
 /// A plan that restricts who may approve is written in format 3 (an older
 /// cordon, which would ignore the restriction, refuses it); every other
 /// record stays in format 2; both read back, and the restriction survives.
 #[test]
 fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
-    let opened = |plan: &Plan| {
-        JournalRecord::new(
-            0,
-            "2026-11-27T00:00:00Z",
-            GENESIS_HASH,
-            JournalEvent::CaseOpened {
-                plan: Box::new(plan.clone()),
-                finding_sha256: "ab".repeat(32),
-                cordon_version: "0.1.0".to_string(),
-                provenance: None,
-            },
-        )
-    };
     let mut plan = small_plan();
     assert_eq!(opened(&plan).format_version(), BASE_FORMAT_VERSION);
     plan.steps[0].approval.required = true;
@@ -728,8 +731,8 @@ fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
         vec!["arn:aws:sts::111122223333:assumed-role/IncidentLead/*".to_string()];
     plan.steps[0].approval.forbid_self_approval = true;
     let restricted = opened(&plan);
-    assert_eq!(restricted.format_version(), FORMAT_VERSION);
-    assert_eq!(FORMAT_VERSION, 3);
+    assert_eq!(restricted.format_version(), RESTRICTED_FORMAT_VERSION);
+    assert_eq!(RESTRICTED_FORMAT_VERSION, 3);
     let text = restricted.stored_text();
     let stored: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(stored["format-version"], 3);
@@ -741,4 +744,47 @@ fn approval_restrictions_are_written_in_format_3_and_nothing_else_is() {
     assert_eq!(back, restricted);
     assert_eq!(back.format_version(), 3);
     assert_eq!(back.hash(), restricted.hash());
+}
+
+/// A plan whose steps declare `needs` is written in format 4 (an older
+/// cordon would run it in written order, which need not respect the needs,
+/// so it refuses it instead); the needs survive the round trip, a plan of a
+/// sequential playbook stays in format 2 without a `needs` key, and a
+/// journaled plan without `needs` reads as sequential.
+#[test]
+fn a_step_graph_is_written_in_format_4_and_a_sequential_plan_is_not() {
+    let mut plan = small_plan();
+    let mut second = plan.steps[0].clone();
+    second.id = "second".to_string();
+    second.index = 2;
+    plan.steps.push(second);
+    let sequential = opened(&plan);
+    assert_eq!(sequential.format_version(), BASE_FORMAT_VERSION);
+    assert!(!sequential.stored_text().contains("\"needs\""));
+    let ids: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let wanted: Vec<&str> = if i == 0 {
+            vec![]
+        } else {
+            vec![ids[i - 1].as_str()]
+        };
+        assert_eq!(plan.needs(step), wanted, "sequential needs of {}", step.id);
+    }
+    for step in &mut plan.steps {
+        step.needs = Some(Vec::new());
+    }
+    plan.steps[1].needs = Some(vec![ids[0].clone()]);
+    let graph = opened(&plan);
+    assert_eq!(graph.format_version(), FORMAT_VERSION);
+    assert_eq!(FORMAT_VERSION, 4);
+    let text = graph.stored_text();
+    let stored: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(stored["format-version"], 4);
+    assert_eq!(
+        stored["event"]["plan"]["steps"][1]["needs"],
+        json!([ids[0]])
+    );
+    let back = JournalRecord::from_stored(&text).unwrap();
+    assert_eq!(back, graph);
+    assert_eq!(back.hash(), graph.hash());
 }

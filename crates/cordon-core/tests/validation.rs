@@ -456,7 +456,7 @@ fn every_broken_file_has_a_test_and_the_directory_reports_them_all_at_once() {
     }
     assert_eq!(
         files.len(),
-        21,
+        23,
         "a new broken file needs its own test above"
     );
     let problems = load_playbooks(Path::new(BROKEN)).expect_err("all broken");
@@ -468,10 +468,11 @@ fn every_broken_file_has_a_test_and_the_directory_reports_them_all_at_once() {
         show(&problems)
     );
     // The per-file counts above, summed (1 per file except: out-of-range 2,
-    // cannot-match 2, placeholders 2, several 4, several-header 4).
+    // cannot-match 2, placeholders 2, several 4, several-header 4,
+    // needs-unknown-self-twice 3).
     assert_eq!(
         problems.len(),
-        16 + 2 + 2 + 2 + 4 + 4,
+        17 + 2 + 2 + 2 + 4 + 4 + 3,
         "{}",
         show(&problems)
     );
@@ -727,5 +728,73 @@ fn the_json_schema_describes_user_types_and_the_user_session_action() {
     assert!(
         schema.contains("revoke-user-sessions"),
         "the action's name and parameters"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Step graphs (`needs`)
+
+#[test]
+fn needs_naming_an_unknown_step_itself_or_a_step_twice_are_located() {
+    assert_problems(
+        "needs-unknown-self-twice.yaml",
+        &[
+            at(8, 13, "steps[0].needs[0]", "step `isolate` needs itself"),
+            at(
+                11,
+                13,
+                "steps[1].needs[0]",
+                "step `tag` needs \"isolat\", which is not a step of this playbook",
+            )
+            .hint("did you mean `isolate`?"),
+            at(
+                11,
+                30,
+                "steps[1].needs[2]",
+                "step `tag` needs `isolate` twice",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_cycle_of_needs_is_refused_naming_every_step_on_it() {
+    assert_problems(
+        "needs-cycle.yaml",
+        &[at(
+            10,
+            5,
+            "steps[1].needs",
+            "the needs of step `tag` form a cycle: tag → snapshot → protect → tag",
+        )
+        .hint("remove one of these needs")],
+    );
+}
+
+#[test]
+fn needs_make_a_graph_and_no_needs_keep_the_written_order() {
+    let sequential = validate_text(
+        "name: s\nmatch: {resource-types: [Instance]}\nsteps:\n  - {id: a, action: tag-resource}\n  - {id: b, action: enable-termination-protection}\n",
+        "s.yaml",
+    )
+    .unwrap()
+    .0;
+    assert!(!sequential.declares_needs());
+    let graph = validate_text(
+        "name: g\nmatch: {resource-types: [Instance]}\nsteps:\n  - {id: a, action: isolate-instance}\n  - {id: b, action: enable-termination-protection, needs: [a]}\n  - {id: c, action: tag-resource}\n",
+        "g.yaml",
+    )
+    .unwrap()
+    .0;
+    assert!(graph.declares_needs());
+    assert_eq!(graph.steps[1].needs, Some(vec!["a".to_string()]));
+    assert_eq!(graph.steps[2].needs, None);
+    let schema = cordon_core::playbook::json_schema();
+    let step = &schema["$defs"]["Step"]["properties"]["needs"];
+    assert!(
+        step["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("must be done before this one starts")),
+        "the schema documents `needs`: {step}"
     );
 }

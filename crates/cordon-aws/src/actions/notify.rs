@@ -73,8 +73,14 @@ impl Handler for Notify {
             .clone()
             .or_else(|| ctx.aws.notify_topic.clone())
             .ok_or_else(|| {
+                // Optional unless the playbook says `required: true`: skipped, not failed.
+                let kind = if params.required {
+                    ErrorKind::Refused
+                } else {
+                    ErrorKind::NotConfigured
+                };
                 ActionError::new(
-                    ErrorKind::Refused,
+                    kind,
                     format!("step {}", ctx.step.id),
                     "no SNS topic to notify",
                     "set `topic-arn` in the step's `with:` or CORDON_NOTIFY_TOPIC_ARN",

@@ -105,8 +105,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 reason: reason.clone(),
             })
             .await?;
-        self.stop_case(session, 0, &format!("{resource} is held by case {holder}"))
-            .await?;
+        self.stop_case(
+            session,
+            None,
+            &format!("{resource} is held by case {holder}"),
+        )
+        .await?;
         info!(%case, %holder, resource, "resource held by another case; case stopped");
         Ok(Report::new(
             &case,
