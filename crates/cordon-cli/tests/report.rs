@@ -373,27 +373,7 @@ async fn the_report_reads_the_pinned_manifest_version_from_s3() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_report_of_a_rolled_back_case_shows_the_failure_and_each_undo() {
     let world = World::new("rolled-back", ROLLBACK_PLAYBOOK).await;
-    let ec2 = &world.aws.clients().ec2;
-    let group = ec2
-        .create_security_group()
-        .vpc_id(&world.vpc)
-        .group_name("cordon-isolation")
-        .description("not an isolation group")
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_string();
-    ec2.authorize_security_group_ingress()
-        .group_id(&group)
-        .ip_protocol("tcp")
-        .from_port(22)
-        .to_port(22)
-        .cidr_ip("0.0.0.0/0")
-        .send()
-        .await
-        .unwrap();
+    cordon_tests::plant_open_isolation_group(world.aws.clients(), &world.vpc).await;
     let out = world.run(&[]);
     assert_eq!(out.status.code(), Some(4), "failed and rolled back");
 
