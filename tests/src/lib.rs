@@ -797,3 +797,34 @@ pub async fn s3_journal_world(
         .to_string();
     (fixture, raw)
 }
+
+/// Plants a group named `cordon-isolation` in `vpc_id` that is no isolation
+/// group (SSH open to the world): isolation refuses to use it, so a run fails
+/// at its isolation step after the steps before it changed things. Its id.
+pub async fn plant_open_isolation_group(clients: &AwsClients, vpc_id: &str) -> String {
+    let ec2 = &clients.ec2;
+    let group = match ec2
+        .create_security_group()
+        .vpc_id(vpc_id)
+        .group_name("cordon-isolation")
+        .description("not an isolation group")
+        .send()
+        .await
+    {
+        Ok(out) => out.group_id().unwrap_or_default().to_string(),
+        Err(err) => panic!("create the fake isolation group: {err:?}"),
+    };
+    if let Err(err) = ec2
+        .authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_protocol("tcp")
+        .from_port(22)
+        .to_port(22)
+        .cidr_ip("0.0.0.0/0")
+        .send()
+        .await
+    {
+        panic!("open the fake isolation group: {err:?}");
+    }
+    group
+}

@@ -16,6 +16,7 @@ mod output;
 mod playbook_set;
 mod policy_cmd;
 mod render;
+mod report;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -218,6 +219,15 @@ enum Command {
     Evidence {
         #[command(subcommand)]
         command: evidence_cmd::EvidenceCommand,
+    },
+    /// The case report for a ticket, from the journal and evidence manifest
+    /// alone: finding, route, each step's pre-state → post-state, approvals,
+    /// failures, rollbacks, evidence with SHA-256 and versions, time to contain.
+    Report {
+        #[command(flatten)]
+        args: report::ReportArgs,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// Print the IAM policy the playbooks need (JSON), scoped by ARN and condition keys;
     /// or the role's permissions boundary, or the managed policy quarantine attaches.
@@ -549,6 +559,18 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
         Command::Doctor(args) => doctor::run(&args).await,
+        Command::Report { args, state } => report::run(&args, &state.journal(), &state.state_dir)
+            .await
+            .map_err(report_failure),
+    }
+}
+
+/// An unknown case or a journal that cannot be trusted is invalid input (2).
+fn report_failure(error: anyhow::Error) -> Failure {
+    use cordon_core::journal::JournalError;
+    match error.downcast_ref::<JournalError>() {
+        Some(JournalError::UnknownCase { .. } | JournalError::Corrupt { .. }) => invalid(error),
+        _ => failed(error),
     }
 }
 

@@ -134,7 +134,7 @@ pub fn to_text<B: Body>(body: &B) -> Result<String, serde_json::Error> {
 
 #[cfg(test)]
 #[path = "../../cordon-core/tests/support/golden.rs"]
-mod golden;
+pub(crate) mod golden;
 
 /// Goldens of the documents the CLI tests cannot produce without AWS; the
 /// others come from the binary in `tests/json_output.rs`.

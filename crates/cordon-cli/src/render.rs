@@ -319,7 +319,25 @@ pub fn timeline_line(
     step_elapsed: Option<Duration>,
     record: &JournalRecord,
 ) -> String {
-    let detail = match &record.event {
+    let detail = event_detail(&record.event);
+    let step = escape(record.event.step().unwrap_or("-"));
+    let step_time = step_elapsed
+        .filter(|d| !d.is_zero())
+        .map(|d| format!(" [{} ms]", d.as_millis()))
+        .unwrap_or_default();
+    format!(
+        "{:>8.3}s  #{:<3} {:<18} {:<24} {detail}{step_time}",
+        elapsed.as_secs_f64(),
+        record.seq,
+        step,
+        record.event.name()
+    )
+}
+
+/// What a journal record says, in a few words, with its untrusted text
+/// terminal-escaped (the live timeline, `cordon status` and the case report).
+pub fn event_detail(event: &JournalEvent) -> String {
+    match event {
         JournalEvent::CaseOpened {
             plan, provenance, ..
         } => {
@@ -416,19 +434,7 @@ pub fn timeline_line(
         JournalEvent::ResourceBusy { reason, .. } => {
             format!("not acted on: {}", escape(reason))
         }
-    };
-    let step = escape(record.event.step().unwrap_or("-"));
-    let step_time = step_elapsed
-        .filter(|d| !d.is_zero())
-        .map(|d| format!(" [{} ms]", d.as_millis()))
-        .unwrap_or_default();
-    format!(
-        "{:>8.3}s  #{:<3} {:<18} {:<24} {detail}{step_time}",
-        elapsed.as_secs_f64(),
-        record.seq,
-        step,
-        record.event.name()
-    )
+    }
 }
 
 /// A step's progress record in a few words (`phase` and what it is about).

@@ -538,27 +538,8 @@ async fn failure_mid_run_rolls_back_everything() {
     // refuses to use it, after tag, protect, detach-asg, deregister-lb and
     // detach-profile have changed the instance.
     let mut case = provision(aws, "fail").await;
-    let ec2 = &case.aws.clients().ec2;
-    let group = ec2
-        .create_security_group()
-        .vpc_id(&case.fixture.vpcs["gameday"].id)
-        .group_name("cordon-isolation")
-        .description("not an isolation group")
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_string();
-    ec2.authorize_security_group_ingress()
-        .group_id(&group)
-        .ip_protocol("tcp")
-        .from_port(22)
-        .to_port(22)
-        .cidr_ip("0.0.0.0/0")
-        .send()
-        .await
-        .unwrap();
+    cordon_tests::plant_open_isolation_group(case.aws.clients(), &case.fixture.vpcs["gameday"].id)
+        .await;
     case.before = case.state().await;
     let pb = playbook_dir(&case, ROLLBACK_PLAYBOOK);
     let out = case.run(&pb, &[], &[]);
