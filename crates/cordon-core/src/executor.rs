@@ -1688,7 +1688,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         let plan = session.state.plan.clone();
         for later in plan.steps.iter().filter(|s| Some(s.id.as_str()) != except) {
             let state = session.step_state(&later.id);
-            if state.done() || state.touched() || state.not_run.is_some() {
+            // A step that was tried (even one that failed before its
+            // pre-state) is journaled failed, not "not run".
+            if state.done() || state.touched() || state.not_run.is_some() || state.attempts > 0 {
                 continue;
             }
             session

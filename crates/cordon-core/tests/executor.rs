@@ -55,6 +55,8 @@ struct World {
     values: Mutex<BTreeMap<String, i64>>,
     /// step id -> remaining failures of that kind before apply succeeds
     failures: Mutex<BTreeMap<String, (u32, ErrorKind)>>,
+    /// step id -> remaining failures of its pre-state read
+    read_failures: Mutex<BTreeMap<String, u32>>,
     log: Mutex<Vec<String>>,
     /// step id -> resource that appears at the step's next apply
     drift: Mutex<BTreeMap<String, String>>,
@@ -140,6 +142,17 @@ impl World {
 impl Actions for World {
     async fn read_pre_state(&self, _plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("read {}", step.id));
+        if let Some(left) = self.read_failures.lock().unwrap().get_mut(&step.id)
+            && *left > 0
+        {
+            *left -= 1;
+            return Err(ActionError::new(
+                ErrorKind::NotFound,
+                step.id.clone(),
+                "injected read failure",
+                "test",
+            ));
+        }
         Ok(json!({ "value": self.get(&step.id), "owned": self.owned(&step.id) }))
     }
 
@@ -713,6 +726,38 @@ async fn resume_after_a_stop_runs_every_step_not_run() {
         (1, 1, 1),
         "resume skipped a step journaled as not run"
     );
+}
+
+/// A step whose pre-state read failed was tried: the journal says it failed,
+/// and must not also call it "not run" (found by the case report; the graph
+/// executor stopped marking the failed step as the exception).
+#[tokio::test]
+async fn a_step_failed_before_its_pre_state_is_failed_not_also_not_run() {
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    world
+        .read_failures
+        .lock()
+        .unwrap()
+        .insert("b".to_string(), 1);
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&three_steps());
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = exec.run(&plan, &raw).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    let not_run: Vec<String> = records(&journal, &plan.case_id)
+        .await
+        .iter()
+        .filter_map(|r| match &r.event {
+            JournalEvent::StepNotRun { step, .. } => Some(step.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(not_run, ["c"], "only the step never tried is not run");
+    let report = exec.resume(&plan.case_id).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!((world.get("a"), world.get("b"), world.get("c")), (1, 1, 1));
 }
 
 #[tokio::test]
