@@ -688,6 +688,26 @@ pub fn shipped_playbooks() -> Vec<cordon_core::playbook::Playbook> {
     }
 }
 
+/// Tag, then isolate: the smallest playbook whose containment mutates, for
+/// tests of what happens around a case (bursts, trust boundaries).
+pub const CONTAIN_SMALL_PLAYBOOK: &str = r#"
+name: contain-small
+description: Tag and isolate (tests).
+priority: 200
+match:
+  finding-types: ["*:EC2/*"]
+  resource-types: [Instance]
+on-failure: stop
+steps:
+  - id: tag
+    action: tag-resource
+    with:
+      tags:
+        cordon:case-id: "{case_id}"
+  - id: isolate
+    action: isolate-instance
+"#;
+
 /// A fresh, empty directory for one test's local state (journal, evidence),
 /// named after the test binary's process and `name`.
 pub fn scratch_dir(name: &str) -> PathBuf {

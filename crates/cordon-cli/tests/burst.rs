@@ -11,24 +11,7 @@ use cordon_gameday::{EnvironmentSpec, Fixture};
 use cordon_tests::{EmulatorGuard, emulator};
 use serde_json::{Value, json};
 
-/// Tag, then isolate: the smallest containment that mutates.
-const CONTAIN_PLAYBOOK: &str = r#"
-name: contain-small
-description: Tag and isolate (burst tests).
-priority: 200
-match:
-  finding-types: ["*:EC2/*"]
-  resource-types: [Instance]
-on-failure: stop
-steps:
-  - id: tag
-    action: tag-resource
-    with:
-      tags:
-        cordon:case-id: "{case_id}"
-  - id: isolate
-    action: isolate-instance
-"#;
+use cordon_tests::CONTAIN_SMALL_PLAYBOOK as CONTAIN_PLAYBOOK;
 
 struct Scene {
     aws: EmulatorGuard,

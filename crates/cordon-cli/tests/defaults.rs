@@ -4,19 +4,12 @@
 //! an unmatched finding with no topic ended "rolled back".
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cordon-defaults-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn run(aws: &cordon_tests::EmulatorGuard, state: &Path, playbooks: &Path) -> Output {
     let finding = format!("{ROOT}/tests/fixtures/findings/s3-bucket.json");
@@ -72,7 +65,7 @@ async fn a_notify_step_without_a_topic_is_skipped_unless_required() {
     let aws = cordon_tests::emulator().await;
 
     // The shipped default playbook: skipped with a warning, completed, exit 0.
-    let state = temp_dir("optional");
+    let state = cordon_tests::scratch_dir("optional");
     let out = run(&aws, &state, &Path::new(ROOT).join("playbooks"));
     assert_eq!(
         out.status.code(),
@@ -106,8 +99,8 @@ async fn a_notify_step_without_a_topic_is_skipped_unless_required() {
     assert!(stderr.contains("skipped"), "a warning says so: {stderr}");
 
     // Marked required: the step fails and the case does not end completed.
-    let state = temp_dir("required");
-    let playbooks = temp_dir("required-playbooks");
+    let state = cordon_tests::scratch_dir("required");
+    let playbooks = cordon_tests::scratch_dir("required-playbooks");
     let text = std::fs::read_to_string(Path::new(ROOT).join("playbooks/default-notify.yaml"))
         .unwrap()
         .replace(

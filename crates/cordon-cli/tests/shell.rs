@@ -2,19 +2,12 @@
 //! filters (`--status`, `--since`), through the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cordon-shell-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn cordon(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cordon"))
@@ -30,7 +23,7 @@ fn cordon(state: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn completions_for_every_shell_name_the_commands() {
-    let state = temp_dir("completions");
+    let state = cordon_tests::scratch_dir("completions");
     for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
         let out = cordon(&state, &["completions", shell]);
         assert_eq!(out.status.code(), Some(0), "{shell}");
@@ -49,7 +42,7 @@ fn completions_for_every_shell_name_the_commands() {
 
 #[test]
 fn man_pages_for_cordon_and_each_command() {
-    let state = temp_dir("man");
+    let state = cordon_tests::scratch_dir("man");
     let out = cordon(&state, &["man"]);
     assert_eq!(out.status.code(), Some(0));
     let page = String::from_utf8(out.stdout).unwrap();
@@ -114,7 +107,7 @@ fn statuses(state: &Path, filters: &[&str]) -> Vec<String> {
 
 #[test]
 fn cases_filter_by_status_and_age() {
-    let state = temp_dir("cases");
+    let state = cordon_tests::scratch_dir("cases");
     install(&state, "ec2-compromised-high", true);
     install(&state, "iam-temporary-credentials", false);
     install(&state, "iam-user-key-compromised", false);

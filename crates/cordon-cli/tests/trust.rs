@@ -16,24 +16,7 @@ use serde_json::{Value, json};
 /// The member account the findings of the cross-account test come from.
 const MEMBER: &str = "222233334444";
 
-/// Tag, then isolate: the smallest containment that mutates.
-const CONTAIN_PLAYBOOK: &str = r#"
-name: contain-small
-description: Tag and isolate (trust tests).
-priority: 200
-match:
-  finding-types: ["*:EC2/*"]
-  resource-types: [Instance]
-on-failure: stop
-steps:
-  - id: tag
-    action: tag-resource
-    with:
-      tags:
-        cordon:case-id: "{case_id}"
-  - id: isolate
-    action: isolate-instance
-"#;
+use cordon_tests::CONTAIN_SMALL_PLAYBOOK as CONTAIN_PLAYBOOK;
 
 fn temp_dir(name: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now()
