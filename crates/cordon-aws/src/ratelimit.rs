@@ -406,7 +406,27 @@ impl RateLimits {
                 wait_ms = wait.as_millis() as u64,
                 "waiting for an API rate-limit token"
             );
+            // Only a wait a human would notice is worth a progress line.
+            let shown = wait >= Duration::from_secs(1);
+            if shown {
+                tracing::info!(
+                    target: cordon_core::progress::TARGET,
+                    key = %format!("rate limit {}", bucket.name()),
+                    "waiting {:.1}s for a {} token (the account's API budget)",
+                    wait.as_secs_f64(),
+                    bucket.name()
+                );
+            }
             tokio::time::sleep(wait).await;
+            if shown {
+                tracing::info!(
+                    target: cordon_core::progress::TARGET,
+                    key = %format!("rate limit {}", bucket.name()),
+                    done = true,
+                    "{} token taken",
+                    bucket.name()
+                );
+            }
         }
     }
 }
@@ -506,6 +526,12 @@ impl Intercept for ThrottleCounter {
         if throttled {
             let metadata = cfg.load::<Metadata>();
             let operation = metadata.map_or("unknown", |m| m.name());
+            tracing::info!(
+                target: cordon_core::progress::TARGET,
+                key = %format!("throttling {operation}"),
+                done = true,
+                "AWS throttled {operation}: backing off and retrying (jittered)"
+            );
             match bucket_of(metadata) {
                 Some(bucket) => {
                     self.limits.record_throttled(bucket);

@@ -21,6 +21,7 @@ use cordon_aws::ops;
 use cordon_core::action::UndoGate;
 use cordon_core::executor::{Approver, Decision};
 use cordon_core::plan::{Plan, PlannedStep};
+use cordon_core::progress::TARGET as PROGRESS;
 use serde::{Deserialize, Serialize};
 
 use crate::render;
@@ -235,13 +236,24 @@ impl<'a> CliApprover<'a> {
             "waiting up to {}s for a decision on `{step}` (`cordon approve CASE {step}` from another terminal)",
             timeout.as_secs()
         );
+        let key = format!("approval of {step}");
         loop {
             if let Some(decision) = inbox.take(step) {
+                tracing::info!(target: PROGRESS, key = %key, done = true, "decision on `{step}` received");
                 return Some(decision);
             }
-            if started.elapsed() >= timeout {
+            let waited = started.elapsed();
+            if waited >= timeout {
+                tracing::info!(target: PROGRESS, key = %key, done = true, "no decision on `{step}` after {}s", timeout.as_secs());
                 return None;
             }
+            tracing::info!(
+                target: PROGRESS,
+                key = %key,
+                "waiting for a decision on `{step}`: {}s of {}s",
+                waited.as_secs(),
+                timeout.as_secs()
+            );
             tokio::time::sleep(INBOX_POLL).await;
         }
     }

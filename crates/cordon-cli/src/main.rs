@@ -15,6 +15,7 @@ mod live;
 mod output;
 mod playbook_set;
 mod policy_cmd;
+mod progress;
 mod render;
 mod report;
 mod trust;
@@ -413,22 +414,38 @@ pub(crate) fn one_sentence(error: &anyhow::Error) -> String {
 }
 
 fn init_logging(verbose: u8, json: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, filter};
     let default = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let env = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
+    // Progress events are for the progress layer only, never log lines.
+    let not_progress = filter::filter_fn(|meta| meta.target() != cordon_core::progress::TARGET);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if json {
+        fmt.json()
+            .with_filter(env)
+            .with_filter(not_progress)
+            .boxed()
     } else {
-        builder.init();
-    }
+        fmt.with_filter(env).with_filter(not_progress).boxed()
+    };
+    let args: Vec<String> = std::env::args().collect();
+    let progress = (!json && !progress::json_requested(&args)).then(|| {
+        progress::ProgressLayer::for_stderr().with_filter(
+            filter::Targets::new().with_target(cordon_core::progress::TARGET, tracing::Level::INFO),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(progress)
+        .init();
 }
 
 async fn dispatch(command: Command) -> Result<u8, Failure> {

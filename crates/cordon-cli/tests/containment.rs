@@ -685,6 +685,16 @@ async fn an_approval_timeout_exits_124_and_the_step_can_still_be_approved() {
         started.elapsed().as_secs() >= 2,
         "it waited for the timeout"
     );
+    // Issue 12 item 5: the wait shows progress (plain lines: stderr is no terminal here).
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("progress: waiting for a decision on `tag`: 0s of 2s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("progress: no decision on `tag` after 2s"),
+        "{stderr}"
+    );
     let kinds: Vec<String> = case
         .journal()
         .iter()
@@ -708,6 +718,34 @@ async fn an_approval_timeout_exits_124_and_the_step_can_still_be_approved() {
         "{:?}",
         text(&out)
     );
+}
+
+/// In JSON mode the wait prints no progress: stderr stays free of it and
+/// stdout holds the one document.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wait_in_json_mode_prints_no_progress() {
+    let case = setup("approval-json").await;
+    let pb = playbook_dir(&case, &tag_playbook("stop", "    approval: required\n", ""));
+    let finding = case.finding.to_string_lossy().into_owned();
+    let pb_arg = pb.to_string_lossy().into_owned();
+    let out = case.cordon(
+        &[
+            "run",
+            &finding,
+            "--playbooks",
+            &pb_arg,
+            "--approval-timeout",
+            "1s",
+            "--output",
+            "json",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(124), "{:?}", text(&out));
+    let (stdout, stderr) = text(&out);
+    assert!(!stderr.contains("progress:"), "{stderr}");
+    assert!(!stdout.contains("progress:"), "{stdout}");
+    stdout_json(&out);
 }
 
 /// Exit 6 when a step under `on-failure: continue` fails: never "completed".

@@ -14,6 +14,7 @@ pub mod local_store;
 pub mod plan;
 pub mod playbook;
 pub mod policy;
+pub mod progress;
 pub mod provenance;
 pub mod route;
 pub mod summary;

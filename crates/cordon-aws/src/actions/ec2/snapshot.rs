@@ -28,6 +28,7 @@ use super::{Sent, describe_instance, filter, send_reconciled, try_join_all};
 use crate::actions::{Amended, Ctx, Handler};
 use crate::call::items;
 use crate::ops;
+use cordon_core::progress::TARGET as PROGRESS;
 
 /// The `snapshot-volumes` handler.
 #[derive(Debug)]
@@ -266,7 +267,9 @@ async fn wait_completed(
     ids: &[String],
     timeout: Duration,
 ) -> Result<(), ActionError> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let key = format!("snapshots of step {}", ctx.step.id);
     loop {
         let snapshots = snapshots_by_id(ctx, ids).await?;
         if let Some(bad) = snapshots
@@ -286,9 +289,20 @@ async fn wait_completed(
             .map(String::as_str)
             .collect();
         if pending.is_empty() {
+            tracing::info!(target: PROGRESS, key = %key, done = true, "{} snapshot(s) completed", ids.len());
             return Ok(());
         }
         let now = Instant::now();
+        tracing::info!(
+            target: PROGRESS,
+            key = %key,
+            done = now >= deadline,
+            "snapshots: {} of {} completed ({}s of at most {}s)",
+            ids.len() - pending.len(),
+            ids.len(),
+            (now - started).as_secs(),
+            timeout.as_secs()
+        );
         if now >= deadline {
             return Err(ActionError::new(
                 ErrorKind::Timeout,
