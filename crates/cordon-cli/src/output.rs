@@ -203,6 +203,9 @@ pub fn to_text<B: Body>(body: &B) -> Result<String, serde_json::Error> {
 #[cfg(test)]
 #[path = "../../cordon-core/tests/support/golden.rs"]
 pub(crate) mod golden;
+#[cfg(test)]
+#[path = "../tests/support/schema_check.rs"]
+pub(crate) mod schema_check;
 
 /// Goldens of the documents the CLI tests cannot produce without AWS; the
 /// others come from the binary in `tests/json_output.rs`.
@@ -238,7 +241,8 @@ mod tests {
         cordon_core::plan::plan(&finding, playbook, reason)
     }
 
-    fn check<B: Body>(name: &str, body: &B) {
+    /// The golden `name` of `body`, checked against the published `schema`.
+    fn check<B: Body>(name: &str, schema: &str, body: &B) {
         let text = to_text(body).unwrap();
         golden::check(&Path::new(GOLDEN).join(name), &text);
         let value: Value = serde_json::from_str(&text).unwrap();
@@ -248,6 +252,7 @@ mod tests {
             "{name}"
         );
         assert_eq!(value["format-version"], FORMAT_VERSION);
+        schema_check::assert_valid(schema, &value);
     }
 
     /// Each published schema is the one this build prints (`cordon schema
@@ -296,6 +301,7 @@ mod tests {
         ];
         check(
             "dry-run.json",
+            "dry-run",
             &DryRun {
                 plan: &plan,
                 dry_run: &steps,
@@ -313,6 +319,7 @@ mod tests {
         ]);
         check(
             "run.json",
+            "run",
             &RunReport {
                 case_id: &case,
                 status: "awaiting-approval".to_string(),
@@ -348,6 +355,6 @@ mod tests {
                 playbook: None,
             },
         ];
-        check("triage.json", &Triage { findings: &rows });
+        check("triage.json", "triage", &Triage { findings: &rows });
     }
 }
