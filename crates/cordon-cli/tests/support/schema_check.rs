@@ -147,15 +147,15 @@ fn check(
             return;
         }
     }
-    if let Some(constant) = schema.get("const") {
-        if constant != value {
-            errors.push(format!("{path}: {value} is not {constant}"));
-        }
+    if let Some(constant) = schema.get("const")
+        && constant != value
+    {
+        errors.push(format!("{path}: {value} is not {constant}"));
     }
-    if let Some(Value::Array(allowed)) = schema.get("enum") {
-        if !allowed.contains(value) {
-            errors.push(format!("{path}: {value} is not one of {allowed:?}"));
-        }
+    if let Some(Value::Array(allowed)) = schema.get("enum")
+        && !allowed.contains(value)
+    {
+        errors.push(format!("{path}: {value} is not one of {allowed:?}"));
     }
     let mut visible = inherited.clone();
     visible.extend(declared_here(root, schema));
