@@ -327,7 +327,7 @@ async fn get_findings(
 
 /// One line of `cordon triage`: a finding and the playbook `cordon run` would
 /// give it, so a responder can see what is open and what cordon would do.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct TriageRow {
     pub finding_id: String,

@@ -139,7 +139,7 @@ impl Bucket {
 
 /// A token bucket's size: a burst of `capacity` calls, then
 /// `refill_per_second` calls a second sustained.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct BucketSize {
     pub capacity: u32,
@@ -201,7 +201,7 @@ pub fn parse_bucket_size(spec: &str) -> Result<(Bucket, BucketSize), RateLimitSp
 }
 
 /// What one bucket saw, summed over every account and region.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct BucketStats {
     /// Tokens taken: calls let through, at once or after a wait.

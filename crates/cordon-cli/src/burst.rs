@@ -215,7 +215,7 @@ struct Item {
 }
 
 /// One line of a burst's report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct BurstRow {
     /// Where the finding came from (file, `file[i]`, `finding-id ID`).
@@ -235,7 +235,7 @@ pub struct BurstRow {
 }
 
 /// A throttle bucket's size and what it saw during the burst.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct BucketReport {
     #[serde(flatten)]
@@ -245,7 +245,7 @@ pub struct BucketReport {
 }
 
 /// The summary after a burst's lines.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct BurstSummary {
     pub findings: usize,
@@ -272,7 +272,7 @@ pub struct BurstSummary {
 }
 
 /// `run` of a burst, `--output json`: one object per finding and the summary.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct BurstReport<'a> {
     pub findings: &'a [BurstRow],

@@ -66,7 +66,7 @@ pub struct DoctorArgs {
 }
 
 /// A check's result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Checked, and fine.
@@ -88,7 +88,7 @@ impl Status {
 }
 
 /// One line of the checklist.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct Check {
     pub status: Status,
@@ -117,7 +117,7 @@ impl Check {
 }
 
 /// `doctor --output json`: every check, and whether nothing failed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct DoctorReport<'a> {
     /// No check failed.

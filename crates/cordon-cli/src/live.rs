@@ -10,7 +10,7 @@ use cordon_aws::ops;
 use serde::Serialize;
 
 /// What AWS says about one ENI the journal flags as open.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct LiveEni {
     pub network_interface_id: String,

@@ -74,8 +74,13 @@ fn exit_codes_help() -> String {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the playbook format's JSON Schema.
-    Schema,
+    /// Print the playbook format's JSON Schema, or with `--output-of` the
+    /// schema of a command's `--output json` document (also in `docs/schemas/`).
+    Schema {
+        /// The command whose JSON document's schema to print.
+        #[arg(long, value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(output::DOCUMENTS))]
+        output_of: Option<String>,
+    },
     /// Validate playbooks; reports every problem at once with file:line:column.
     Validate {
         /// A playbook file or a directory of them (default: ./playbooks if it
@@ -451,7 +456,7 @@ fn init_logging(verbose: u8, json: bool) {
 async fn dispatch(command: Command) -> Result<u8, Failure> {
     let aws = Aws::default();
     match command {
-        Command::Schema => schema(),
+        Command::Schema { output_of } => schema(output_of.as_deref()),
         Command::Validate { path } => validate(path.as_deref()),
         Command::Playbooks(PlaybooksCommand::Export { dir, force }) => {
             let written = playbook_set::export(&dir, force)?;
@@ -591,11 +596,19 @@ fn report_failure(error: anyhow::Error) -> Failure {
     }
 }
 
-fn schema() -> Result<u8, Failure> {
+fn schema(output_of: Option<&str>) -> Result<u8, Failure> {
+    let schema = match output_of {
+        None => cordon_core::playbook::json_schema(),
+        Some(name) => output::json_schema(name).ok_or_else(|| {
+            invalid(anyhow!(
+                "no JSON document is named `{name}`: use one of {}",
+                output::DOCUMENTS.join(", ")
+            ))
+        })?,
+    };
     println!(
         "{}",
-        serde_json::to_string_pretty(&cordon_core::playbook::json_schema())
-            .map_err(|e| failed(e.into()))?
+        serde_json::to_string_pretty(&schema).map_err(|e| failed(e.into()))?
     );
     Ok(0)
 }

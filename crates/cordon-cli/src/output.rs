@@ -15,7 +15,9 @@ use cordon_core::executor::DryRunStep;
 use cordon_core::journal::JournalRecord;
 use cordon_core::plan::{CaseId, Plan};
 use cordon_core::route::Route;
+use schemars::JsonSchema;
 use serde::Serialize;
+use serde_json::Value;
 
 use cordon_core::summary::CaseSummary;
 
@@ -28,9 +30,11 @@ pub const FORMAT_VERSION: u32 = 2;
 pub trait Body: Serialize {}
 
 /// A document as printed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[schemars(rename = "{B}Document")]
 pub struct Document<'a, B: Body> {
+    /// The output format (see `docs/formats.md`); a script checks it first.
     pub format_version: u32,
     #[serde(flatten)]
     pub body: &'a B,
@@ -52,7 +56,7 @@ impl Body for Route {}
 impl Body for Plan {}
 
 /// `run --dry-run`: the plan and the calls each step would make.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct DryRun<'a> {
     pub plan: &'a Plan,
@@ -61,7 +65,7 @@ pub struct DryRun<'a> {
 impl Body for DryRun<'_> {}
 
 /// `run`, `resume`, `approve`, `rollback`: where the case ended and what it took.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct RunReport<'a> {
     pub case_id: &'a CaseId,
@@ -81,7 +85,7 @@ impl Body for RunReport<'_> {}
 
 /// `status`: the case, its plan and every journal record (in the current
 /// journal format, whichever format stored it).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct CaseStatusReport<'a> {
     pub case_id: &'a CaseId,
@@ -95,12 +99,15 @@ pub struct CaseStatusReport<'a> {
     /// Who holds each of the case's resources (`held-by`: a case id or `null`).
     pub resources: &'a [ResourceHolder],
     pub plan: &'a Plan,
+    /// The journal's records, each as `cordon status` of the journal format
+    /// prints it (the journal format is documented in `docs/formats.md`).
+    #[schemars(with = "Vec<Value>")]
     pub journal: &'a [JournalRecord],
 }
 impl Body for CaseStatusReport<'_> {}
 
 /// `cases`: one row per case.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct Cases<'a> {
     pub cases: &'a [CaseSummary],
@@ -109,7 +116,7 @@ pub struct Cases<'a> {
 }
 
 /// A case whose journal could not be read.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct UnreadableCase {
     pub case_id: String,
@@ -118,12 +125,73 @@ pub struct UnreadableCase {
 impl Body for Cases<'_> {}
 
 /// `triage`: open findings, most severe first, each with its playbook.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct Triage<'a> {
     pub findings: &'a [TriageRow],
 }
 impl Body for Triage<'_> {}
+
+/// The commands whose `--output json` document has a published schema, by the
+/// name `cordon schema --output-of NAME` takes and `docs/schemas/NAME.schema.json`
+/// carries. `run` covers `resume`, `approve` and `rollback`, which print the
+/// same report.
+pub const DOCUMENTS: &[&str] = &[
+    "route", "plan", "dry-run", "run", "status", "cases", "triage", "doctor", "report",
+];
+
+/// The JSON Schema of the document `name` prints (`None`: no such document;
+/// see [`DOCUMENTS`]). A command that can print one of several documents
+/// (`plan` prints the route when no playbook answers) has a `oneOf` of them.
+pub fn json_schema(name: &str) -> Option<Value> {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let mut branches = Vec::new();
+    let mut add = |schema: schemars::Schema| branches.push(schema.to_value());
+    match name {
+        "route" => add(generator.subschema_for::<Document<Route>>()),
+        "plan" => {
+            add(generator.subschema_for::<Document<Plan>>());
+            add(generator.subschema_for::<Document<Route>>());
+        }
+        "dry-run" => {
+            add(generator.subschema_for::<Document<DryRun>>());
+            add(generator.subschema_for::<Document<Route>>());
+        }
+        "run" => {
+            add(generator.subschema_for::<Document<RunReport>>());
+            add(generator.subschema_for::<Document<Route>>());
+            add(generator.subschema_for::<Document<crate::burst::BurstReport>>());
+        }
+        "status" => add(generator.subschema_for::<Document<CaseStatusReport>>()),
+        "cases" => add(generator.subschema_for::<Document<Cases>>()),
+        "triage" => {
+            add(generator.subschema_for::<Document<Triage>>());
+            add(generator.subschema_for::<Document<crate::burst::BurstReport>>());
+        }
+        "doctor" => add(generator.subschema_for::<Document<crate::doctor::DoctorReport>>()),
+        "report" => return Some(crate::report::json_schema()),
+        _ => return None,
+    }
+    let mut root = serde_json::Map::new();
+    root.insert(
+        "$schema".to_string(),
+        Value::from("https://json-schema.org/draft/2020-12/schema"),
+    );
+    root.insert(
+        "title".to_string(),
+        Value::from(format!("cordon {name} --output json")),
+    );
+    if let [Value::Object(only)] = branches.as_slice() {
+        root.extend(only.clone());
+    } else {
+        root.insert("oneOf".to_string(), Value::Array(branches));
+    }
+    root.insert(
+        "$defs".to_string(),
+        Value::Object(generator.take_definitions(true)),
+    );
+    Some(Value::Object(root))
+}
 
 /// The document's text: pretty JSON and a final newline.
 pub fn to_text<B: Body>(body: &B) -> Result<String, serde_json::Error> {
@@ -135,6 +203,9 @@ pub fn to_text<B: Body>(body: &B) -> Result<String, serde_json::Error> {
 #[cfg(test)]
 #[path = "../../cordon-core/tests/support/golden.rs"]
 pub(crate) mod golden;
+#[cfg(test)]
+#[path = "../tests/support/schema_check.rs"]
+pub(crate) mod schema_check;
 
 /// Goldens of the documents the CLI tests cannot produce without AWS; the
 /// others come from the binary in `tests/json_output.rs`.
@@ -170,7 +241,8 @@ mod tests {
         cordon_core::plan::plan(&finding, playbook, reason)
     }
 
-    fn check<B: Body>(name: &str, body: &B) {
+    /// The golden `name` of `body`, checked against the published `schema`.
+    fn check<B: Body>(name: &str, schema: &str, body: &B) {
         let text = to_text(body).unwrap();
         golden::check(&Path::new(GOLDEN).join(name), &text);
         let value: Value = serde_json::from_str(&text).unwrap();
@@ -180,6 +252,34 @@ mod tests {
             "{name}"
         );
         assert_eq!(value["format-version"], FORMAT_VERSION);
+        schema_check::assert_valid(schema, &value);
+    }
+
+    /// Each published schema is the one this build prints (`cordon schema
+    /// --output-of NAME`); a change to one is a format change (`docs/formats.md`).
+    /// `UPDATE_GOLDEN=1` rewrites them.
+    #[test]
+    fn the_published_json_schemas_are_current() {
+        let published: Vec<String> = std::fs::read_dir(format!("{ROOT}/docs/schemas"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        for name in DOCUMENTS {
+            let mut text = serde_json::to_string_pretty(&json_schema(name).unwrap()).unwrap();
+            text.push('\n');
+            golden::check(
+                &Path::new(ROOT).join(format!("docs/schemas/{name}.schema.json")),
+                &text,
+            );
+        }
+        for file in published {
+            let name = file.strip_suffix(".schema.json").unwrap_or(&file);
+            assert!(
+                DOCUMENTS.contains(&name) || name == "playbook",
+                "docs/schemas/{file} is no document's schema"
+            );
+        }
+        assert_eq!(json_schema("policy"), None);
     }
 
     #[test]
@@ -201,6 +301,7 @@ mod tests {
         ];
         check(
             "dry-run.json",
+            "dry-run",
             &DryRun {
                 plan: &plan,
                 dry_run: &steps,
@@ -218,6 +319,7 @@ mod tests {
         ]);
         check(
             "run.json",
+            "run",
             &RunReport {
                 case_id: &case,
                 status: "awaiting-approval".to_string(),
@@ -253,6 +355,6 @@ mod tests {
                 playbook: None,
             },
         ];
-        check("triage.json", &Triage { findings: &rows });
+        check("triage.json", "triage", &Triage { findings: &rows });
     }
 }

@@ -4,6 +4,9 @@
 //! inputs, and the fleet cap counting the burst's instances together.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/schema_check.rs"]
+mod schema_check;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -117,8 +120,12 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// The burst's one document, checked against its published schema.
 fn report(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)))
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(out)));
+    schema_check::assert_valid("run", &doc);
+    doc
 }
 
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {

@@ -12,6 +12,8 @@
 
 #[path = "../../cordon-core/tests/support/golden.rs"]
 mod golden;
+#[path = "support/schema_check.rs"]
+mod schema_check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -89,10 +91,17 @@ fn finding(name: &str) -> String {
     format!("{ROOT}/tests/fixtures/findings/{name}")
 }
 
-/// The one document on stdout, checked for shape; exit code 0 required.
-fn one_document(out: &Output, what: &str) -> String {
+/// The one document on stdout, checked for shape and against the published
+/// schema `schema`; exit code 0 required.
+fn one_document(out: &Output, what: &str, schema: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{what}: {stderr}");
+    only_document(out, what, schema)
+}
+
+/// The one document on stdout, whatever the exit code, checked for shape and
+/// against the published schema `schema`.
+fn only_document(out: &Output, what: &str, schema: &str) -> String {
     let text = String::from_utf8(out.stdout.clone()).unwrap();
     let documents: Vec<Value> = serde_json::Deserializer::from_str(&text)
         .into_iter::<Value>()
@@ -109,6 +118,7 @@ fn one_document(out: &Output, what: &str) -> String {
     assert_eq!(document["format-version"], OUTPUT_FORMAT, "{what}");
     let bad = golden::non_kebab_keys(document, OPAQUE);
     assert!(bad.is_empty(), "{what}: keys not in kebab-case: {bad:?}");
+    schema_check::assert_valid(schema, document);
     text
 }
 
@@ -122,23 +132,31 @@ fn route_and_plan_documents() {
     let key = finding("iam-user-key.json");
     let archived = finding("ec2-medium.json");
 
-    let route = one_document(&state.cordon(&["route", &key]), "route");
+    let route = one_document(&state.cordon(&["route", &key]), "route", "route");
     check("route.json", &route);
     assert!(route.contains("\"result\": \"matched\""), "{route}");
 
-    let no_match = one_document(&state.cordon(&["route", &archived]), "route, no match");
+    let no_match = one_document(
+        &state.cordon(&["route", &archived]),
+        "route, no match",
+        "route",
+    );
     check("route-no-match.json", &no_match);
     assert!(no_match.contains("\"result\": \"no-match\""), "{no_match}");
 
     check(
         "plan.json",
-        &one_document(&state.cordon(&["plan", &key]), "plan"),
+        &one_document(&state.cordon(&["plan", &key]), "plan", "plan"),
     );
 
     // No playbook: `plan` and `run` answer with the route document, and nothing runs.
-    let plan_none = one_document(&state.cordon(&["plan", &archived]), "plan, no match");
+    let plan_none = one_document(
+        &state.cordon(&["plan", &archived]),
+        "plan, no match",
+        "plan",
+    );
     assert_eq!(plan_none, no_match);
-    let run_none = one_document(&state.cordon(&["run", &archived]), "run, no match");
+    let run_none = one_document(&state.cordon(&["run", &archived]), "run, no match", "run");
     assert_eq!(run_none, no_match);
 }
 
@@ -163,7 +181,7 @@ fn status_cases_rollback_and_resume_of_format_1_journals() {
     let case = &cases[2];
     let before = state.journal(case);
 
-    let status = one_document(&state.cordon(&["status", case]), "status");
+    let status = one_document(&state.cordon(&["status", case]), "status", "status");
     check("status.json", &status);
     let value: Value = serde_json::from_str(&status).unwrap();
     assert_eq!(value["status"], "rolled-back");
@@ -178,17 +196,17 @@ fn status_cases_rollback_and_resume_of_format_1_journals() {
 
     check(
         "cases.json",
-        &one_document(&state.cordon(&["cases"]), "cases"),
+        &one_document(&state.cordon(&["cases"]), "cases", "cases"),
     );
 
     // Finished cases: nothing to do, and nothing written.
     check(
         "rollback.json",
-        &one_document(&state.cordon(&["rollback", case]), "rollback"),
+        &one_document(&state.cordon(&["rollback", case]), "rollback", "run"),
     );
     check(
         "resume.json",
-        &one_document(&state.cordon(&["resume", case]), "resume"),
+        &one_document(&state.cordon(&["resume", case]), "resume", "run"),
     );
     assert_eq!(
         state.journal(case),
@@ -214,4 +232,75 @@ fn every_golden_file_is_checked() {
         "triage.json",
     ];
     golden::assert_exactly(Path::new(GOLDEN), &names.map(String::from));
+}
+/// The schema check is strict: a key the schema does not declare (at the top
+/// or inside a `oneOf` branch), a missing required key, a wrong type and a
+/// second document on stdout all fail.
+#[test]
+fn the_schema_check_rejects_what_a_script_would_trip_on() {
+    let state = State::new("strict");
+    let out = state.cordon(&["plan", &finding("iam-user-key.json")]);
+    let text = one_document(&out, "plan", "plan");
+    let plan: Value = serde_json::from_str(&text).unwrap();
+    let schema = schema_check::published("plan");
+    assert!(schema_check::violations(&schema, &plan).is_empty());
+
+    let mut extra = plan.clone();
+    extra["surprise"] = Value::from(1);
+    let mut nested = plan.clone();
+    nested["steps"][0]["target"]["surprise"] = Value::from(1);
+    let mut missing = plan.clone();
+    missing.as_object_mut().unwrap().remove("steps");
+    let mut wrong = plan.clone();
+    wrong["steps"][0]["index"] = Value::from("one");
+    for (what, document) in [
+        ("undeclared key", extra),
+        ("undeclared key in a branch", nested),
+        ("missing key", missing),
+        ("wrong type", wrong),
+    ] {
+        assert!(
+            !schema_check::violations(&schema, &document).is_empty(),
+            "{what} passed the schema check"
+        );
+    }
+
+    let mut twice = out.clone();
+    twice.stdout.extend_from_slice(&out.stdout);
+    let second = std::panic::catch_unwind(|| one_document(&twice, "plan twice", "plan"));
+    assert!(second.is_err(), "two documents on stdout passed");
+}
+
+/// `doctor` with no AWS reachable: checks fail, the document is still one
+/// document of its schema.
+#[test]
+fn doctor_document_without_aws() {
+    let state = State::new("doctor");
+    let out = state.cordon(&["doctor"]);
+    let text = only_document(&out, "doctor", "doctor");
+    let value: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["ready"], false, "{text}");
+}
+
+/// Every published schema names a document this file or `src/output.rs`
+/// checks a real document against.
+#[test]
+fn every_published_schema_is_exercised() {
+    let mut names: Vec<String> = std::fs::read_dir(format!("{ROOT}/docs/schemas"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let exercised = [
+        // here
+        "cases", "doctor", "plan", "route", "run", "status", // src/output.rs
+        "dry-run", "triage", // src/report.rs
+        "report",
+    ];
+    let mut expected: Vec<String> = exercised
+        .iter()
+        .map(|n| format!("{n}.schema.json"))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
 }

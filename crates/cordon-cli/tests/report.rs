@@ -6,6 +6,8 @@
 
 #[path = "../../cordon-core/tests/support/golden.rs"]
 mod golden;
+#[path = "support/schema_check.rs"]
+mod schema_check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -269,6 +271,7 @@ fn json_document(text: &str) -> Value {
         keys, published,
         "the document has the published schema's keys"
     );
+    schema_check::assert_valid("report", &doc);
     doc
 }
 

@@ -27,7 +27,7 @@ pub enum TargetKind {
 }
 
 /// What rolling the action back does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reversibility {
     /// Undo restores the recorded pre-state exactly.

@@ -95,7 +95,7 @@ pub enum ClaimAnswer {
 }
 
 /// Who holds one of a case's resources, for `cordon status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct ResourceHolder {
     pub resource: String,

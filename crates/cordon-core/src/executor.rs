@@ -2299,7 +2299,7 @@ enum RollbackKind {
 }
 
 /// One step of a dry run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct DryRunStep {
     pub step: String,

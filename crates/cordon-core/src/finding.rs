@@ -344,7 +344,7 @@ pub struct AccessKeyDetails {
 }
 
 /// Long-term IAM user keys can be deactivated; temporary STS keys cannot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyKind {
     /// `AKIA…`: an IAM user's access key.

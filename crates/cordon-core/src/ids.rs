@@ -243,7 +243,7 @@ fn iam_arn(text: &str, resource: &str, max_name: usize) -> bool {
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident => $kind:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 

@@ -16,7 +16,9 @@ use crate::route::RouteReason;
 use crate::text::preview;
 
 /// A case id, derived from the finding so a re-delivered finding maps to the same case.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct CaseId(String);
 
@@ -63,7 +65,7 @@ impl fmt::Display for CaseId {
 }
 
 /// The whole plan for one case.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct Plan {
     pub case_id: CaseId,
@@ -80,7 +82,7 @@ pub struct Plan {
 }
 
 /// A set of playbooks as loaded: where from, and a hash of exactly what was read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct PlaybookSet {
     /// `embedded` (shipped in the binary) or the directory or file read.
@@ -202,7 +204,7 @@ impl Plan {
 }
 
 /// What the plan needs to know of the finding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct FindingSummary {
     pub id: String,
@@ -219,7 +221,7 @@ pub struct FindingSummary {
 }
 
 /// One step, with everything resolved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct PlannedStep {
     /// 1-based position in the plan.
@@ -277,7 +279,7 @@ impl PlannedStep {
 }
 
 /// Whether a step waits for a human, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct ApprovalNeed {
     pub required: bool,
@@ -347,7 +349,7 @@ pub fn approver_arn(approver: &str) -> &str {
 ///
 /// Fields of the struct variants are kebab-case like the rest of the plan
 /// (`rename_all` alone renames only the variants).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     tag = "kind",
     rename_all = "kebab-case",
@@ -412,7 +414,7 @@ impl Target {
 
 /// An instance and what the finding says of it. Every id here has its AWS
 /// format (checked when planned and when a journaled plan is read back).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct InstanceTarget {
     #[serde(deserialize_with = "ids::checked::instance")]
@@ -432,7 +434,7 @@ pub struct InstanceTarget {
 /// No step takes these from the finding (handlers read the live interfaces),
 /// so a malformed VPC, subnet or group id (GuardDuty's sample findings carry
 /// `GeneratedFindingVPCId` and the like) is left out rather than refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct EniTarget {
     pub network_interface_id: EniId,
@@ -445,7 +447,7 @@ pub struct EniTarget {
 /// The access key a finding names. The key id and user name have their AWS
 /// formats; the user type and principal id are GuardDuty's words, shown and
 /// compared but never sent to AWS.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct AccessKeyTarget {
     #[serde(deserialize_with = "ids::checked::access_key")]

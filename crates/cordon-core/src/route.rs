@@ -6,7 +6,7 @@ use crate::finding::{Finding, KeyKind, Resource};
 use crate::playbook::{KeyKindRule, MatchRule, Playbook, SeverityRule};
 
 /// Why a playbook was chosen: each condition that held, in words.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct RouteReason {
     pub playbook: String,
@@ -15,7 +15,7 @@ pub struct RouteReason {
 }
 
 /// The answer to "which playbook?": a choice, or no match with each playbook's reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     tag = "result",
     rename_all = "kebab-case",

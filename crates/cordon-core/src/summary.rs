@@ -26,7 +26,7 @@ pub const PHASE_ISOLATION_DONE: &str = "isolation-done";
 pub const PHASE_REVERTED: &str = "reverted";
 
 /// One case, summarised.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub struct CaseSummary {
     pub case_id: String,
