@@ -101,6 +101,12 @@ async fn groups_named(clients: &AwsClients, vpc: &str, name: &str) -> Vec<String
         .collect()
 }
 
+/// The tests of this file one at a time: sequential rounds are counted from
+/// when calls were sent and answered, so another test's traffic slowing the
+/// emulator could order two concurrent answers differently and count a round
+/// that is not a dependency.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Isolates `suspect` (after `earlier`, when `groups_present`, so that an
 /// earlier case left the groups behind) and checks the isolate step's calls
 /// per operation and its sequential rounds.
@@ -109,6 +115,7 @@ async fn assert_isolation_cost(
     calls: &[(&'static str, usize)],
     rounds: usize,
 ) {
+    let _one = ONE_AT_A_TIME.lock().await;
     let aws = emulator().await;
     let clients = aws.clients();
     let env = provision(clients, &environment()).await.expect("provision");
@@ -208,6 +215,7 @@ async fn isolate_with_a_hung_group_creation(mode: HangMode) -> BTreeMap<String, 
 
 #[tokio::test]
 async fn a_group_creation_whose_answer_is_lost_is_found_not_sent_again() {
+    let _one = ONE_AT_A_TIME.lock().await;
     assert!(CONTROL_PLANE_ATTEMPT_TIMEOUT < BOUND / 4);
     let attempts = isolate_with_a_hung_group_creation(HangMode::Unanswered).await;
     // One per group: the one that took effect unanswered was found by the
@@ -221,6 +229,7 @@ async fn a_group_creation_whose_answer_is_lost_is_found_not_sent_again() {
 
 #[tokio::test]
 async fn a_group_creation_that_never_arrived_is_sent_again_after_the_lookup() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let attempts = isolate_with_a_hung_group_creation(HangMode::Unsent).await;
     // The lookup after the timeout found nothing, so it was sent once more.
     assert_eq!(
@@ -232,6 +241,7 @@ async fn a_group_creation_that_never_arrived_is_sent_again_after_the_lookup() {
 
 #[tokio::test]
 async fn a_snapshot_whose_answer_is_lost_is_found_not_taken_twice() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let aws = emulator().await;
     let env = provision(aws.clients(), &environment())
         .await
