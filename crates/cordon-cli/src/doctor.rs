@@ -164,10 +164,12 @@ pub fn render(checks: &[Check]) -> String {
         report.passed,
         report.failed,
         report.skipped,
-        if report.ready {
-            "ready"
-        } else {
+        if !report.ready {
             "NOT ready: fix each FAIL above"
+        } else if report.skipped > 0 {
+            "no failure, but ready only as far as probed: each SKIP above says why it was not"
+        } else {
+            "ready"
         }
     );
     text
