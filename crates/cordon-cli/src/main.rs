@@ -382,7 +382,27 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// A reader that went away (`cordon … | head`) ends the process quietly
+/// with 141, as a shell tool killed by SIGPIPE does, instead of a panic: Rust
+/// ignores SIGPIPE, so the write fails and `println!` panics.
+fn quiet_on_broken_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

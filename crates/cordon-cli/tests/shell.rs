@@ -136,3 +136,23 @@ fn cases_filter_by_status_and_age() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a case state"));
 }
+
+/// `cordon … | head`: the reader goes away; cordon stops quietly with 141
+/// (as SIGPIPE would), not with a panic and a backtrace.
+#[test]
+fn a_reader_that_goes_away_ends_cordon_quietly() {
+    let state = cordon_tests::scratch_dir("pipe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cordon"))
+        .args(["completions", "bash"])
+        .env("CORDON_STATE_DIR", &state)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before cordon writes its (large) script.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
