@@ -407,21 +407,22 @@ impl RateLimits {
                 "waiting for an API rate-limit token"
             );
             // Only a wait a human would notice is worth a progress line.
-            let shown = wait >= Duration::from_secs(1);
-            if shown {
+            let key =
+                (wait >= Duration::from_secs(1)).then(|| format!("rate limit {}", bucket.name()));
+            if let Some(key) = &key {
                 tracing::info!(
                     target: cordon_core::progress::TARGET,
-                    key = %format!("rate limit {}", bucket.name()),
+                    key = %key,
                     "waiting {:.1}s for a {} token (the account's API budget)",
                     wait.as_secs_f64(),
                     bucket.name()
                 );
             }
             tokio::time::sleep(wait).await;
-            if shown {
+            if let Some(key) = &key {
                 tracing::info!(
                     target: cordon_core::progress::TARGET,
-                    key = %format!("rate limit {}", bucket.name()),
+                    key = %key,
                     done = true,
                     "{} token taken",
                     bucket.name()

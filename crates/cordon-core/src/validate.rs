@@ -127,10 +127,7 @@ pub fn load_playbook_texts(
         .iter()
         .map(|(name, text)| {
             let text = if text.len() > yaml::MAX_BYTES {
-                Err(format!(
-                    "the file is more than the {}-byte limit for a playbook",
-                    yaml::MAX_BYTES
-                ))
+                Err(too_big())
             } else {
                 Ok((*text).to_string())
             };
@@ -205,6 +202,14 @@ fn validate_sources(
     }
 }
 
+/// The problem of a playbook longer than [`yaml::MAX_BYTES`].
+fn too_big() -> String {
+    format!(
+        "the file is more than the {}-byte limit for a playbook",
+        yaml::MAX_BYTES
+    )
+}
+
 /// Reads a playbook file, never more than one byte past [`yaml::MAX_BYTES`], so
 /// a huge file is refused without being read whole.
 fn read_playbook(file: &Path) -> Result<String, String> {
@@ -215,10 +220,7 @@ fn read_playbook(file: &Path) -> Result<String, String> {
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read: {e}"))?;
     if bytes.len() > yaml::MAX_BYTES {
-        return Err(format!(
-            "the file is more than the {}-byte limit for a playbook",
-            yaml::MAX_BYTES
-        ));
+        return Err(too_big());
     }
     String::from_utf8(bytes).map_err(|_| "not UTF-8 text: save the playbook as UTF-8".to_string())
 }
