@@ -1564,34 +1564,24 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 ),
             ));
         }
-        let failed: Vec<String> = plan
-            .steps
-            .iter()
-            .filter(|s| {
-                session
-                    .state
-                    .step(&s.id)
-                    .is_some_and(|st| st.failed_final.is_some())
-            })
-            .map(|s| format!("`{}`", s.id))
-            .collect();
+        // One pass: the steps that failed for good, and those skipped without failing.
+        let (mut failed, mut skipped) = (Vec::new(), Vec::new());
+        for step in &plan.steps {
+            let Some(state) = session.state.step(&step.id) else {
+                continue;
+            };
+            if state.failed_final.is_some() {
+                failed.push(format!("`{}`", step.id));
+            } else if state.skipped.is_some() {
+                skipped.push(format!("`{}`", step.id));
+            }
+        }
         let status = if failed.is_empty() {
             CaseStatus::Completed
         } else {
             CaseStatus::CompletedWithFailures
         };
         session.write(JournalEvent::CaseFinished { status }).await?;
-        let skipped: Vec<String> = plan
-            .steps
-            .iter()
-            .filter(|s| {
-                session
-                    .state
-                    .step(&s.id)
-                    .is_some_and(|st| st.skipped.is_some() && st.failed_final.is_none())
-            })
-            .map(|s| format!("`{}`", s.id))
-            .collect();
         let message = if failed.is_empty() && skipped.is_empty() {
             format!("case {case}: every step done and verified")
         } else if failed.is_empty() {
