@@ -14,9 +14,7 @@ use cordon_core::validate::{
 
 use crate::{Failure, failed, invalid};
 
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/embedded_playbooks.rs"));
-}
+use cordon_playbooks as embedded;
 
 /// What `origin` says for the embedded set.
 pub const EMBEDDED_ORIGIN: &str = "embedded";

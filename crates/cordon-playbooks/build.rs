@@ -1,6 +1,6 @@
 //! Embeds the shipped playbooks (`playbooks/*.yaml` at the repository root)
-//! in the binary, so `cordon` works from any directory after
-//! `cargo install --path crates/cordon-cli`.
+//! as `EMBEDDED`, so every binary built on this crate works from any
+//! directory after `cargo install`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
