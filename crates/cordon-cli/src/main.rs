@@ -7,6 +7,7 @@
 //! 6 completed with failures; 124 an approval timed out.
 
 mod approvals;
+mod asl_cmd;
 mod burst;
 mod doctor;
 mod evidence_cmd;
@@ -238,6 +239,11 @@ enum Command {
     /// Print the IAM policy the playbooks need (JSON), scoped by ARN and condition keys;
     /// or the role's permissions boundary, or the managed policy quarantine attaches.
     Policy(policy_cmd::PolicyArgs),
+    /// Print the Step Functions state machine (Amazon States Language) of a
+    /// playbook, calling the cordon Lambda: plan, the step graph with
+    /// Parallel branches, retries, approval waits for `cordon approve
+    /// --task-token`, rollback and stop; `--all --out DIR` writes one per playbook.
+    ExportAsl(asl_cmd::ExportAslArgs),
     /// Check readiness before an incident: identity, region, clock, every
     /// permission the playbooks need (probed without changing anything), the
     /// evidence bucket, the notify topic, the isolation groups and the journal
@@ -600,6 +606,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         },
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
+        Command::ExportAsl(args) => asl_cmd::run(&args),
         Command::Doctor(args) => doctor::run(&args).await,
         Command::Report { args, state } => report::run(&args, &state.journal(), &state.state_dir)
             .await

@@ -3,6 +3,7 @@
 //! traits in `cordon-aws`.
 
 pub mod action;
+pub mod asl;
 pub mod claims;
 pub mod executor;
 pub mod finding;

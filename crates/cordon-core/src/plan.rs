@@ -133,34 +133,7 @@ impl Plan {
     /// Steps whose needs can never be met (a cycle or an unknown id, which
     /// validation refuses) are left out.
     pub fn levels(&self) -> Vec<Vec<&PlannedStep>> {
-        let mut level: std::collections::BTreeMap<&str, usize> = Default::default();
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for step in &self.steps {
-                if level.contains_key(step.id.as_str()) {
-                    continue;
-                }
-                let needs = self.needs(step);
-                let known: Option<Vec<usize>> =
-                    needs.iter().map(|n| level.get(n).copied()).collect();
-                if let Some(known) = known {
-                    let at = known.iter().map(|l| l + 1).max().unwrap_or(0);
-                    level.insert(step.id.as_str(), at);
-                    changed = true;
-                }
-            }
-        }
-        let mut out: Vec<Vec<&PlannedStep>> = Vec::new();
-        for step in &self.steps {
-            if let Some(at) = level.get(step.id.as_str()) {
-                if out.len() <= *at {
-                    out.resize_with(at + 1, Vec::new);
-                }
-                out[*at].push(step);
-            }
-        }
-        out
+        graph_levels(&self.steps, |s| s.id.as_str(), |s| self.needs(s))
     }
 
     /// The resources the plan acts on, as `kind:id` (`instance:i-…`,
@@ -200,6 +173,76 @@ impl Plan {
                 ..step.approval.clone()
             };
         }
+    }
+}
+
+/// The items of a step graph by level (see [`Plan::levels`]): level 0 needs
+/// nothing, level n needs items of levels below n, at least one of level
+/// n - 1; within a level, the items keep their written order. Shared by the
+/// plan and by the state machines generated from a playbook
+/// ([`crate::asl`]), so both front doors run the same steps together.
+pub fn graph_levels<'a, T>(
+    items: &'a [T],
+    id: impl Fn(&'a T) -> &'a str,
+    needs: impl Fn(&'a T) -> Vec<&'a str>,
+) -> Vec<Vec<&'a T>> {
+    let mut level: std::collections::BTreeMap<&str, usize> = Default::default();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for item in items {
+            if level.contains_key(id(item)) {
+                continue;
+            }
+            let known: Option<Vec<usize>> =
+                needs(item).iter().map(|n| level.get(n).copied()).collect();
+            if let Some(known) = known {
+                let at = known.iter().map(|l| l + 1).max().unwrap_or(0);
+                level.insert(id(item), at);
+                changed = true;
+            }
+        }
+    }
+    let mut out: Vec<Vec<&T>> = Vec::new();
+    for item in items {
+        if let Some(at) = level.get(id(item)) {
+            if out.len() <= *at {
+                out.resize_with(at + 1, Vec::new);
+            }
+            out[*at].push(item);
+        }
+    }
+    out
+}
+
+/// Whether a playbook step waits for a human, and why, as far as the
+/// playbook alone says (a plan may add [`ApprovalNeed::explicit`] for a
+/// protected resource). Irreversible and inherently gated actions always
+/// ask; `approvers:` and `self-approval: forbidden` imply approval.
+pub fn approval_need(step: &crate::playbook::Step) -> ApprovalNeed {
+    let kind = step.action.kind();
+    let inherent = kind.inherent_approval();
+    let restricted = !step.approvers.is_empty() || step.self_approval == SelfApproval::Forbidden;
+    let (required, reason) = if step.action.reversibility() == Reversibility::Irreversible {
+        (
+            true,
+            Some(inherent.unwrap_or("irreversible: it destroys state that cannot be restored")),
+        )
+    } else if let Some(reason) = inherent {
+        (true, Some(reason))
+    } else if step.approval == Approval::Required {
+        (true, Some("the playbook asks for approval"))
+    } else if restricted {
+        (true, Some("the playbook names who may approve it"))
+    } else {
+        (false, None)
+    };
+    ApprovalNeed {
+        required,
+        reason: reason.map(str::to_string),
+        approvers: step.approvers.clone(),
+        forbid_self_approval: step.self_approval == SelfApproval::Forbidden,
+        explicit: false,
     }
 }
 
@@ -522,30 +565,7 @@ fn build<E>(
         let reversibility = step.action.reversibility();
         let action = values.fill_action(&step.action);
         let target = resolve(kind.target_kind())?;
-        let inherent = kind.inherent_approval();
-        let restricted =
-            !step.approvers.is_empty() || step.self_approval == SelfApproval::Forbidden;
-        let (required, reason) = if reversibility == Reversibility::Irreversible {
-            (
-                true,
-                Some(inherent.unwrap_or("irreversible: it destroys state that cannot be restored")),
-            )
-        } else if let Some(reason) = inherent {
-            (true, Some(reason))
-        } else if step.approval == Approval::Required {
-            (true, Some("the playbook asks for approval"))
-        } else if restricted {
-            (true, Some("the playbook names who may approve it"))
-        } else {
-            (false, None)
-        };
-        let approval = ApprovalNeed {
-            required,
-            reason: reason.map(str::to_string),
-            approvers: step.approvers.clone(),
-            forbid_self_approval: step.self_approval == SelfApproval::Forbidden,
-            explicit: false,
-        };
+        let approval = approval_need(step);
         let blast_radius = blast_radius(kind, &target);
         steps.push(PlannedStep {
             index: i + 1,

@@ -39,6 +39,21 @@ impl Playbook {
     pub fn declares_needs(&self) -> bool {
         self.steps.iter().any(|s| s.needs.is_some())
     }
+
+    /// The ids of the steps `step` needs done before it starts, as a plan of
+    /// this playbook has them ([`crate::plan::Plan::needs`]): its declared
+    /// `needs` in a graph, else the step written before it.
+    pub fn needs<'p>(&'p self, step: &'p Step) -> Vec<&'p str> {
+        if self.declares_needs() {
+            return step.needs.iter().flatten().map(String::as_str).collect();
+        }
+        self.steps
+            .iter()
+            .position(|s| s.id == step.id)
+            .and_then(|i| i.checked_sub(1))
+            .map(|before| vec![self.steps[before].id.as_str()])
+            .unwrap_or_default()
+    }
 }
 
 /// Conditions a finding must meet; all given conditions must hold.
