@@ -32,8 +32,11 @@
 //!   `ApprovalTimedOut`.
 //! - Inside a `Parallel` branch no state may jump out, so a branch ends with
 //!   a small verdict (`next`: continue, rollback, stop or
-//!   approval-timed-out); a Choice after the join routes on the verdicts of
-//!   all branches: rollback first (a failure whose policy is rollback undoes
+//!   approval-timed-out); after the join, a Pass state reduces the verdicts
+//!   of all branches (`$[*].next`) to booleans with `States.ArrayContains`
+//!   (array elements are never addressed one by one: the emulator's JSONPath
+//!   reads `$[0].x` as a one-element array), and a Choice routes on them:
+//!   rollback first (a failure whose policy is rollback undoes
 //!   the case whatever the others did), then approval timed out, then stop.
 //!   The other branches' steps run to their end first, as the executor lets
 //!   running steps finish.
@@ -269,6 +272,9 @@ fn verdict_name(step: &Step, verdict: &str) -> String {
 }
 fn level_name(index: usize) -> String {
     format!("Level {}", index + 1)
+}
+fn verdicts_name(index: usize) -> String {
+    format!("Verdicts of level {}", index + 1)
 }
 fn after_level_name(index: usize) -> String {
     format!("After level {}", index + 1)
@@ -516,29 +522,42 @@ impl Generator<'_> {
                     steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
                 ),
                 "Branches": branches,
-                "ResultSelector": { "case-id.$": "$[0]['case-id']", "branches.$": "$" },
-                "ResultPath": "$",
+                "ResultSelector": { "verdicts.$": "$[*].next" },
+                "ResultPath": "$.level",
                 "Catch": [{ "ErrorEquals": [errors::STATES_ALL], "ResultPath": "$.error", "Next": states::STOPPED }],
+                "Next": verdicts_name(index),
+            }),
+        );
+        let gated = steps.iter().any(|s| Self::gated(s));
+        let contains =
+            |verdict: &str| format!("States.ArrayContains($.level.verdicts, '{verdict}')");
+        let mut found = Map::new();
+        found.insert("case-id.$".into(), json!(path("case-id")));
+        found.insert("rollback.$".into(), json!(contains(next::ROLLBACK)));
+        if gated {
+            found.insert(
+                "approval-timed-out.$".into(),
+                json!(contains(next::APPROVAL_TIMED_OUT)),
+            );
+        }
+        found.insert("stop.$".into(), json!(contains(next::STOP)));
+        states.insert(
+            verdicts_name(index),
+            json!({
+                "Type": "Pass",
+                "Parameters": found,
                 "Next": after_level_name(index),
             }),
         );
-        let any = |verdict: &str| -> Value {
-            let rules: Vec<Value> = (0..steps.len())
-                .map(|i| json!({ "Variable": format!("$.branches[{i}]['next']"), "StringEquals": verdict }))
-                .collect();
-            json!({ "Or": rules })
-        };
-        let mut rollback = any(next::ROLLBACK);
-        rollback["Next"] = json!(states::ROLLBACK);
-        let mut choices = vec![rollback];
-        if steps.iter().any(|s| Self::gated(s)) {
-            let mut timed_out = any(next::APPROVAL_TIMED_OUT);
-            timed_out["Next"] = json!(states::APPROVAL_TIMED_OUT);
-            choices.push(timed_out);
+        let mut choices = vec![
+            json!({ "Variable": path("rollback"), "BooleanEquals": true, "Next": states::ROLLBACK }),
+        ];
+        if gated {
+            choices.push(json!({ "Variable": path("approval-timed-out"), "BooleanEquals": true, "Next": states::APPROVAL_TIMED_OUT }));
         }
-        let mut stop = any(next::STOP);
-        stop["Next"] = json!(states::STOPPED);
-        choices.push(stop);
+        choices.push(
+            json!({ "Variable": path("stop"), "BooleanEquals": true, "Next": states::STOPPED }),
+        );
         states.insert(
             after_level_name(index),
             json!({
@@ -933,6 +952,7 @@ steps:
                 "Run isolate",
                 "After isolate",
                 "Level 2",
+                "Verdicts of level 2",
                 "After level 2",
                 "Run store",
                 "After store",
@@ -961,16 +981,19 @@ steps:
             branches[1]["States"]["snapshot failed"]["Parameters"]["next"],
             "rollback"
         );
-        let after = &states["After level 2"];
-        assert_eq!(after["Choices"][0]["Next"], "Rollback");
+        let verdicts = &states["Verdicts of level 2"]["Parameters"];
         assert_eq!(
-            after["Choices"][0]["Or"][1]["Variable"],
-            "$.branches[1]['next']"
+            verdicts["rollback.$"],
+            "States.ArrayContains($.level.verdicts, 'rollback')"
         );
-        assert_eq!(
-            after["Choices"][1]["Next"], "Stopped",
+        assert!(
+            verdicts.get("approval-timed-out.$").is_none(),
             "no step of the level waits"
         );
+        let after = &states["After level 2"];
+        assert_eq!(after["Choices"][0]["Variable"], "$['rollback']");
+        assert_eq!(after["Choices"][0]["Next"], "Rollback");
+        assert_eq!(after["Choices"][1]["Next"], "Stopped");
         assert_eq!(after["Default"], "Run store");
         assert_eq!(states["After store"]["Choices"][0]["Next"], "Contained");
     }
