@@ -180,6 +180,9 @@ impl Emulator {
             .arg(port.to_string())
             .arg(&log)
             .arg(keep)
+            // The emulator's Step Functions calls its own Lambda (and other
+            // services) at localhost:$MOTO_PORT; without it, port 5000.
+            .env("MOTO_PORT", port.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -448,6 +451,26 @@ impl EmulatorGuard {
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY.to_owned()),
         ]
+    }
+
+    /// POSTs a JSON `body` to one of the emulator's control endpoints
+    /// (`/moto-api/config`, `/moto-api/static/lambda-simple/response`, …);
+    /// panics with the path unless it answers 2xx.
+    pub async fn moto_api(&self, path: &'static str, body: serde_json::Value) {
+        let port = port_of(&self.endpoint);
+        let body = body.to_string();
+        let status = run_blocking(move || {
+            http_with_body(port, "POST", path, &body).map_err(|err| EmulatorError::Control {
+                path,
+                reason: err.to_string(),
+            })
+        })
+        .await;
+        match status {
+            Ok(status) if (200..300).contains(&status) => {}
+            Ok(status) => panic!("{path}: HTTP status {status}"),
+            Err(err) => panic!("{err}"),
+        }
     }
 
     /// Resets the emulator again, mid-test.
