@@ -11,6 +11,7 @@ mod asl_cmd;
 mod burst;
 mod doctor;
 mod evidence_cmd;
+mod infra;
 mod intake;
 mod live;
 mod output;
@@ -244,6 +245,9 @@ enum Command {
     /// Parallel branches, retries, approval waits for `cordon approve
     /// --task-token`, rollback and stop; `--all --out DIR` writes one per playbook.
     ExportAsl(asl_cmd::ExportAslArgs),
+    /// Write the CloudFormation templates of infra/ (cordon.yaml, member-account.yaml)
+    /// for the embedded playbooks; `--check` fails when the files differ.
+    ExportInfra(infra::ExportInfraArgs),
     /// Check readiness before an incident: identity, region, clock, every
     /// permission the playbooks need (probed without changing anything), the
     /// evidence bucket, the notify topic, the isolation groups and the journal
@@ -607,6 +611,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
         Command::ExportAsl(args) => asl_cmd::run(&args),
+        Command::ExportInfra(args) => infra::run(&args),
         Command::Doctor(args) => doctor::run(&args).await,
         Command::Report { args, state } => report::run(&args, &state.journal(), &state.state_dir)
             .await
