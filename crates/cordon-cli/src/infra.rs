@@ -440,19 +440,22 @@ fn security_template(loaded: &[LoadedPlaybook]) -> Result<Value, Failure> {
     );
     parameters.insert("FleetCapMax".into(), json!({
         "Type": "Number", "Default": 20, "MinValue": 0,
-        "Description": "Instances all cases together may isolate per FleetCapWindow; 0 turns the cap off."
+        "Description": "Instances all cases together may isolate per FleetCapWindowSeconds; 0 turns the cap off."
     }));
-    parameters.insert(
-        "FleetCapWindow".into(),
-        parameter("String", json!("10m"), "The fleet cap's window."),
-    );
+    parameters.insert("FleetCapWindowSeconds".into(), json!({
+        "Type": "Number", "Default": 600, "MinValue": 1,
+        "Description": "The fleet cap's window, in seconds (a bare number of seconds means the same to the CLI and the Lambda)."
+    }));
     parameters.insert("LoopGuardMax".into(), json!({
         "Type": "Number", "Default": 3, "MinValue": 0,
-        "Description": "Cases or epochs allowed on one resource per LoopGuardWindow; 0 turns the guard off."
+        "Description": "Cases or epochs allowed on one resource per LoopGuardWindowSeconds; 0 turns the guard off."
     }));
     parameters.insert(
-        "LoopGuardWindow".into(),
-        parameter("String", json!("24h"), "The loop guard's window."),
+        "LoopGuardWindowSeconds".into(),
+        json!({
+            "Type": "Number", "Default": 86_400, "MinValue": 1,
+            "Description": "The loop guard's window, in seconds."
+        }),
     );
 
     let mut conditions = Map::new();
@@ -666,9 +669,9 @@ fn security_template(loaded: &[LoadedPlaybook]) -> Result<Value, Failure> {
                 "CORDON_EXTERNAL_ID": { "Fn::If": ["HasExternalId", r("ExternalId"), r("AWS::NoValue")] },
                 "CORDON_PROTECTED_TAG": r("ProtectedTag"),
                 "CORDON_FLEET_CAP_MAX": r("FleetCapMax"),
-                "CORDON_FLEET_CAP_WINDOW": r("FleetCapWindow"),
+                "CORDON_FLEET_CAP_WINDOW": r("FleetCapWindowSeconds"),
                 "CORDON_LOOP_GUARD_MAX": r("LoopGuardMax"),
-                "CORDON_LOOP_GUARD_WINDOW": r("LoopGuardWindow")
+                "CORDON_LOOP_GUARD_WINDOW": r("LoopGuardWindowSeconds")
             } }
         }
     }));
