@@ -871,3 +871,21 @@ pub async fn plant_open_isolation_group(clients: &AwsClients, vpc_id: &str) -> S
     }
     group
 }
+
+/// A URL-encoded (form) text decoded: IAM returns policy documents that way.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("a %XX escape");
+            out.push(u8::from_str_radix(hex, 16).expect("a %XX escape"));
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("UTF-8")
+}

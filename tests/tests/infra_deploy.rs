@@ -31,7 +31,7 @@ use cordon_aws::evidence_bucket::{self, Severity};
 use cordon_core::asl::{self, AslOptions};
 use cordon_core::policy::{PolicyOptions, role_policy};
 use cordon_core::validate::{LoadedPlaybook, load_playbook_texts, set_digest};
-use cordon_tests::{ACCOUNT_ID, REGION, emulator, repo_root};
+use cordon_tests::{ACCOUNT_ID, REGION, emulator, percent_decode, repo_root};
 use serde_json::{Value, json};
 
 /// Resources of `cordon.yaml` whose types the emulator's CloudFormation does
@@ -197,24 +197,6 @@ fn policy_document(text: &str) -> Value {
         )
         .unwrap_or_else(|e| panic!("{e}: {decoded}"))
     })
-}
-
-/// IAM returns policy documents URL-encoded (the emulator as AWS does).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ascii");
-            out.push(u8::from_str_radix(hex, 16).expect("a %XX escape"));
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).expect("utf-8")
 }
 
 fn policy_json(opts: &PolicyOptions) -> Value {

@@ -227,6 +227,19 @@ fn service_role(service: &str) -> Value {
     )
 }
 
+/// A key policy statement letting `service` encrypt for this account only
+/// (EventBridge into the encrypted queue, CloudWatch alarms into the topic).
+fn service_may_use_the_key(sid: &str, service: &str) -> Value {
+    json!({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Principal": { "Service": service },
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+        "Resource": "*",
+        "Condition": { "StringEquals": { "aws:SourceAccount": r("AWS::AccountId") } }
+    })
+}
+
 fn statement(sid: &str, actions: &[&str], resource: Value) -> Value {
     json!({ "Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource })
 }
@@ -501,22 +514,8 @@ fn security_template(loaded: &[LoadedPlaybook]) -> Result<Value, Failure> {
                         "Resource": "*",
                         "Condition": { "ArnLike": { "kms:EncryptionContext:aws:logs:arn": sub("arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*") } }
                     },
-                    {
-                        "Sid": "EventBridgeSendsDeadLetters",
-                        "Effect": "Allow",
-                        "Principal": { "Service": "events.amazonaws.com" },
-                        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                        "Resource": "*",
-                        "Condition": { "StringEquals": { "aws:SourceAccount": r("AWS::AccountId") } }
-                    },
-                    {
-                        "Sid": "CloudWatchAlarmsPublishToTheTopic",
-                        "Effect": "Allow",
-                        "Principal": { "Service": "cloudwatch.amazonaws.com" },
-                        "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                        "Resource": "*",
-                        "Condition": { "StringEquals": { "aws:SourceAccount": r("AWS::AccountId") } }
-                    }
+                    service_may_use_the_key("EventBridgeSendsDeadLetters", "events.amazonaws.com"),
+                    service_may_use_the_key("CloudWatchAlarmsPublishToTheTopic", "cloudwatch.amazonaws.com"),
                 ]
             }
         }

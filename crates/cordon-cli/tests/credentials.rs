@@ -83,22 +83,6 @@ fn case_id(out: &Output) -> String {
     all[start..start + 25].to_string()
 }
 
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
-            i += 3;
-        } else {
-            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
-
 fn every_byte_under(dir: &Path) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -366,7 +350,8 @@ async fn temporary_credentials_route_to_session_revocation_and_roll_back() {
         .await
         .unwrap();
     // IAM returns policy documents URL-encoded.
-    let document: Value = serde_json::from_str(&percent_decode(policy.policy_document())).unwrap();
+    let document: Value =
+        serde_json::from_str(&cordon_tests::percent_decode(policy.policy_document())).unwrap();
     let statement = &document["Statement"][0];
     assert_eq!(statement["Effect"], "Deny");
     assert_eq!(statement["Action"], "*");
