@@ -72,7 +72,7 @@ pub enum TaskTokenError {
         case: CaseId,
         step: String,
         #[source]
-        source: ExecError,
+        source: Box<ExecError>,
     },
     #[error(
         "step `{step}` of case {case}: the decision is journaled, but Step Functions refused the answer ({code}): the execution no longer waits on this token (it timed out, was answered or stopped), or the token is from another account or region; `cordon status` and the execution's history say which"
@@ -104,7 +104,7 @@ pub async fn answer<A: Actions, J: JournalStore, P: Approver>(
         .map_err(|source| TaskTokenError::Journal {
             case: case.clone(),
             step: step.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     // What the call is about, in errors and the call record: never the token.
     let about = format!("{case}/{step}");

@@ -103,7 +103,7 @@ pub async fn run(request: TaskApproval<'_>, aws: &Aws) -> Result<u8, Failure> {
             );
             Ok(0)
         }
-        Err(TaskTokenError::Journal { source, .. }) => Err(exec_failure(source)),
+        Err(TaskTokenError::Journal { source, .. }) => Err(exec_failure(*source)),
         Err(e @ TaskTokenError::Malformed) => Err(invalid(e.into())),
         Err(e @ TaskTokenError::Rejected { .. }) => Err(failed(e.into())),
     }
