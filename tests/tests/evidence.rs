@@ -552,12 +552,24 @@ async fn s3_journal_lets_exactly_one_writer_claim_a_record() {
 /// Lets the first put of a journal record reach S3, then answers it with a
 /// 503, as a connection lost after the write would: the SDK retries, and the
 /// retry meets the record its own first attempt wrote.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct LostAnswer {
-    /// Operations (by their config bag's address) that put a journal record.
+    /// What the object key contains: `/journal/` for records, `lease.json`.
+    needle: &'static str,
+    /// Operations (by their config bag's address) that put such an object.
     journal_puts: std::sync::Arc<std::sync::Mutex<BTreeSet<usize>>>,
     /// Answers to journal puts seen.
     answers: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl LostAnswer {
+    fn on(needle: &'static str) -> Self {
+        Self {
+            needle,
+            journal_puts: Default::default(),
+            answers: Default::default(),
+        }
+    }
 }
 
 fn bag_key(cfg: &aws_sdk_s3::config::ConfigBag) -> usize {
@@ -576,10 +588,7 @@ impl aws_sdk_s3::config::Intercept for LostAnswer {
         cfg: &mut aws_sdk_s3::config::ConfigBag,
     ) -> Result<(), aws_sdk_s3::error::BoxError> {
         let request = context.request();
-        if request.method() == "PUT"
-            && request.uri().contains("/journal/")
-            && request.uri().contains(".json")
-        {
+        if request.method() == "PUT" && request.uri().contains(self.needle) {
             self.journal_puts.lock().unwrap().insert(bag_key(cfg));
         }
         Ok(())
@@ -607,30 +616,45 @@ impl aws_sdk_s3::config::Intercept for LostAnswer {
 }
 
 /// Fails on the old code: the retried put's 412 on its own record read as
-/// another worker's (`Conflict`), stopping a case that had lost nothing.
+/// another worker's (`Conflict`), and on its own lease as a lease held by
+/// another (`Locked`: the Lambda's `Cordon.InProgress` until it expired),
+/// stopping a case that had lost nothing.
 #[tokio::test]
-async fn s3_journal_append_whose_answer_was_lost_is_not_a_conflict() {
+async fn s3_journal_writes_whose_answer_was_lost_are_not_conflicts() {
     let aws = emulator().await;
-    let lost = LostAnswer::default();
-    let clients = AwsClients::builder(aws.sdk_config())
-        .interceptor(lost.clone())
-        .build()
-        .expect("clients");
-    let bucket = "evidence-lost-answer";
-    let plan = evidence_case(&clients, bucket).await;
-    let case = plan.case_id.clone();
-    let journal = S3Journal::new(clients.clone(), bucket, PREFIX);
-    let first = records(&plan).remove(0);
-    journal
-        .append(&case, &first)
-        .await
-        .expect("the retry found its own record");
-    assert!(
-        lost.answers.load(std::sync::atomic::Ordering::SeqCst) >= 2,
-        "the put was answered 503 once and retried"
-    );
-    let loaded = journal.load(&case).await.expect("load");
-    assert_eq!(loaded, vec![first]);
+    for needle in ["/journal/", "lease.json"] {
+        let lost = LostAnswer::on(needle);
+        let clients = AwsClients::builder(aws.sdk_config())
+            .interceptor(lost.clone())
+            .build()
+            .expect("clients");
+        let bucket = format!(
+            "evidence-lost-{}",
+            if needle == "lease.json" {
+                "lease"
+            } else {
+                "record"
+            }
+        );
+        let plan = evidence_case(&clients, &bucket).await;
+        let case = plan.case_id.clone();
+        let journal = S3Journal::new(clients.clone(), &bucket, PREFIX);
+        let _lease = journal
+            .lock(&case)
+            .await
+            .expect("the retry found its own lease");
+        let first = records(&plan).remove(0);
+        journal
+            .append(&case, &first)
+            .await
+            .expect("the retry found its own record");
+        assert!(
+            lost.answers.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "{needle}: the put was answered 503 once and retried"
+        );
+        let loaded = journal.load(&case).await.expect("load");
+        assert_eq!(loaded, vec![first]);
+    }
 }
 
 #[tokio::test]

@@ -185,7 +185,7 @@ impl S3Journal {
         what: &str,
     ) -> Result<Option<String>, JournalError> {
         let location = format!("s3://{}/{key}", self.bucket);
-        let request = put_request(&self.clients, &self.bucket, key, bytes, None);
+        let request = put_request(&self.clients, &self.bucket, key, bytes.clone(), None);
         let request = match replacing {
             None => request.if_none_match("*"),
             Some(etag) => request.if_match(etag),
@@ -196,7 +196,12 @@ impl S3Journal {
             .await
         {
             Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
-            Err(e) if lost_race(e.status(), e.code()) => Ok(None),
+            // Our own earlier attempt, whose answer was lost, when the object
+            // holds our bytes (leases and claims carry a unique holder).
+            Err(e) if lost_race(e.status(), e.code()) => match self.read_object(key, what).await? {
+                Some((stored, etag)) if stored == bytes => Ok(Some(etag)),
+                _ => Ok(None),
+            },
             Err(e) => Err(call_failed(
                 location,
                 &format!("cannot write {what}"),
