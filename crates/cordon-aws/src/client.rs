@@ -90,6 +90,8 @@ pub struct AwsClients {
     pub detective: aws_sdk_detective::Client,
     /// SSM: the pause switch's parameter.
     pub ssm: aws_sdk_ssm::Client,
+    /// Step Functions: the approver's SendTaskSuccess/SendTaskFailure.
+    pub sfn: aws_sdk_sfn::Client,
     /// Every API call sent through any of the clients above (attempts on the wire).
     pub calls: CallCounter,
     /// Every call made through the call path, by the action that made it.
@@ -281,6 +283,7 @@ impl AwsClientsBuilder {
             guardduty: client!(aws_sdk_guardduty),
             detective: client!(aws_sdk_detective),
             ssm: client!(aws_sdk_ssm),
+            sfn: client!(aws_sdk_sfn),
             calls,
             recorder,
             limits,

@@ -19,3 +19,4 @@ pub mod read_cache;
 pub mod recorder;
 pub mod s3_journal;
 pub mod signing;
+pub mod task_token;

@@ -30,11 +30,13 @@ pub enum Service {
     GuardDuty,
     Detective,
     Ssm,
+    /// Step Functions: answering an approval wait (`cordon approve --task-token`).
+    StepFunctions,
 }
 
 impl Service {
     /// Every service, for tests that walk them all.
-    pub const ALL: [Service; 12] = [
+    pub const ALL: [Service; 13] = [
         Service::Ec2,
         Service::Iam,
         Service::S3,
@@ -47,6 +49,7 @@ impl Service {
         Service::GuardDuty,
         Service::Detective,
         Service::Ssm,
+        Service::StepFunctions,
     ];
 
     /// The prefix of the service's IAM actions (`ec2` in `ec2:CreateTags`).
@@ -64,6 +67,7 @@ impl Service {
             Service::GuardDuty => "guardduty",
             Service::Detective => "detective",
             Service::Ssm => "ssm",
+            Service::StepFunctions => "states",
         }
     }
 
@@ -84,6 +88,7 @@ impl Service {
             Service::GuardDuty => "GuardDuty",
             Service::Detective => "Detective",
             Service::Ssm => "SSM",
+            Service::StepFunctions => "SFN",
         }
     }
 }
@@ -260,7 +265,8 @@ macro_rules! ops {
 
 use Bucket::{Ec2CreateTags, Ec2Mutating, Ec2Operation, Ec2ResourceIntensive};
 use Service::{
-    AutoScaling, Detective, Elbv2, GuardDuty, Iam, Kms, S3, SecretsManager, Sns, Ssm, Sts,
+    AutoScaling, Detective, Elbv2, GuardDuty, Iam, Kms, S3, SecretsManager, Sns, Ssm,
+    StepFunctions, Sts,
 };
 
 ops! {
@@ -472,6 +478,11 @@ ops! {
 
     // ---- SSM: the pause switch (`--pause-parameter`)
     SSM_GET_PARAMETER = Op::read(Ssm, "GetParameter", "ssm:GetParameter");
+
+    // ---- Step Functions: the approver's answer to an approval wait
+    //      (`cordon approve --task-token`; never the Lambda's role)
+    STATES_SEND_TASK_SUCCESS = Op::write(StepFunctions, "SendTaskSuccess", "states:SendTaskSuccess");
+    STATES_SEND_TASK_FAILURE = Op::write(StepFunctions, "SendTaskFailure", "states:SendTaskFailure");
 
     // ---- Detective: enrichment
     DETECTIVE_LIST_GRAPHS = Op::read(Detective, "ListGraphs", "detective:ListGraphs");

@@ -20,6 +20,7 @@ mod policy_cmd;
 mod progress;
 mod render;
 mod report;
+mod task_approval;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -153,6 +154,22 @@ enum Command {
         /// Why (recorded in the journal).
         #[arg(long, default_value = "")]
         reason: String,
+        /// Answer a Step Functions approval wait with the token from the
+        /// approval message (or $CORDON_TASK_TOKEN): the decision is
+        /// journaled in the case's S3 journal (--journal), then the execution
+        /// resumes, or ends with Cordon.ApprovalRefused under --refuse.
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "CORDON_TASK_TOKEN",
+            hide_env_values = true,
+            requires = "journal"
+        )]
+        task_token: Option<String>,
+        /// The case's S3 journal, s3://BUCKET[/PREFIX] (the Lambda's
+        /// CORDON_JOURNAL); with --task-token. Default: the local journal.
+        #[arg(long, value_name = "s3://BUCKET[/PREFIX]", requires = "task_token")]
+        journal: Option<String>,
         #[command(flatten)]
         pause: trust::PauseArgs,
         #[command(flatten)]
@@ -567,11 +584,24 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
             step,
             refuse,
             reason,
+            task_token,
+            journal,
             pause,
             account,
             state,
             output,
         } => {
+            if let (Some(token), Some(journal)) = (&task_token, &journal) {
+                let request = task_approval::TaskApproval {
+                    case: &case,
+                    step: &step,
+                    refuse,
+                    reason,
+                    token,
+                    journal,
+                };
+                return task_approval::run(request, &aws).await;
+            }
             let decision = (step, refuse, reason);
             approve(&case, decision, &pause, &account, &state, output, &aws).await
         }
@@ -1326,7 +1356,7 @@ pub(crate) fn print_json<B: output::Body>(body: &B) -> Result<(), Failure> {
     Ok(())
 }
 
-fn parse_case(text: &str) -> Result<CaseId, Failure> {
+pub(crate) fn parse_case(text: &str) -> Result<CaseId, Failure> {
     CaseId::parse(text).map_err(|e| invalid(anyhow!(e)))
 }
 

@@ -879,6 +879,9 @@ pub enum FrontDoor {
     /// Signing each case's evidence manifest (`--evidence-signing-key`);
     /// granted only when `cordon policy` is given that key.
     EvidenceSigning,
+    /// Answering a Step Functions approval wait (`cordon approve
+    /// --task-token`): the approver's identity only, see [`APPROVER_PERMISSIONS`].
+    TaskTokenApprovals,
 }
 
 /// A permission a front door needs that no action does.
@@ -891,6 +894,55 @@ pub struct FrontDoorPermission {
     /// Why.
     pub reason: &'static str,
 }
+
+/// What the approver's own identity needs for `cordon approve CASE STEP
+/// --task-token TOKEN --journal s3://…`: who it is, the case's S3 journal,
+/// and answering the waiting execution. Deliberately apart from
+/// [`FRONT_DOOR_PERMISSIONS`] (the role policy of cordon's role, the
+/// Lambda's included): a role that could SendTaskSuccess could approve its
+/// own approval waits.
+pub const APPROVER_PERMISSIONS: &[FrontDoorPermission] = &[
+    FrontDoorPermission {
+        permission: "sts:GetCallerIdentity",
+        door: FrontDoor::Approvals,
+        reason: "the approver's identity is journaled with the decision",
+    },
+    FrontDoorPermission {
+        permission: "s3:ListBucket",
+        door: FrontDoor::S3Journal,
+        reason: "lists the case's journal records",
+    },
+    FrontDoorPermission {
+        permission: "s3:GetObject",
+        door: FrontDoor::S3Journal,
+        reason: "reads the case's journal records and lease",
+    },
+    FrontDoorPermission {
+        permission: "s3:PutObject",
+        door: FrontDoor::S3Journal,
+        reason: "journals the decision (conditional create) under the case's lease",
+    },
+    FrontDoorPermission {
+        permission: "kms:GenerateDataKey",
+        door: FrontDoor::S3Journal,
+        reason: "journal records are SSE-KMS encrypted",
+    },
+    FrontDoorPermission {
+        permission: "kms:Decrypt",
+        door: FrontDoor::S3Journal,
+        reason: "reading SSE-KMS journal records back",
+    },
+    FrontDoorPermission {
+        permission: "states:SendTaskSuccess",
+        door: FrontDoor::TaskTokenApprovals,
+        reason: "resumes the execution waiting in `Approve STEP` once the approval is journaled",
+    },
+    FrontDoorPermission {
+        permission: "states:SendTaskFailure",
+        door: FrontDoor::TaskTokenApprovals,
+        reason: "ends the wait with Cordon.ApprovalRefused once the refusal is journaled",
+    },
+];
 
 /// The front doors' own permissions: documented here so `cordon policy`
 /// grants them next to the actions', and nothing else.

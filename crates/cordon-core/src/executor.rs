@@ -1229,12 +1229,38 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         report
     }
 
+    /// Records a human's decision on a step that needs approval, with the
+    /// same checks as [`Executor::decide`], and runs nothing: the Step
+    /// Functions front door (`cordon approve --task-token`), where the state
+    /// machine's next task runs the step under its own lease and re-checks
+    /// the journaled approver.
+    pub async fn record_decision(
+        &self,
+        case: &CaseId,
+        step: &str,
+        decision: Decision,
+    ) -> Result<(), ExecError> {
+        let mut session = self.open(case, None).await?;
+        let recorded = Self::record_decision_in(&mut session, step, decision).await;
+        session.close().await;
+        recorded
+    }
+
     async fn decide_in(
         &self,
         session: &mut Session<'a, J>,
         step: &str,
         decision: Decision,
     ) -> Result<Report, ExecError> {
+        Self::record_decision_in(session, step, decision).await?;
+        self.drive(session, Mode::Resume).await
+    }
+
+    async fn record_decision_in(
+        session: &mut Session<'a, J>,
+        step: &str,
+        decision: Decision,
+    ) -> Result<(), ExecError> {
         let case = &session.case.clone();
         let Some(planned) = session.state.plan.step(step).cloned() else {
             return Err(ExecError::UnknownStep {
@@ -1282,7 +1308,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             }
             Decision::Pending | Decision::TimedOut { .. } => {}
         }
-        self.drive(session, Mode::Resume).await
+        Ok(())
     }
 
     async fn drive(&self, session: &mut Session<'a, J>, mode: Mode) -> Result<Report, ExecError> {

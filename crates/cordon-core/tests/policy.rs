@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use cordon_core::action::{FRONT_DOOR_PERMISSIONS, FrontDoor};
+use cordon_core::action::{APPROVER_PERMISSIONS, FRONT_DOOR_PERMISSIONS, FrontDoor};
 use cordon_core::playbook::Playbook;
 use cordon_core::policy::{Effect, PolicyOptions, RolePolicy, role_policy, step_needs};
 use cordon_core::validate::load_playbooks;
@@ -233,4 +233,30 @@ fn the_narrowed_shipped_policy_fits_one_managed_policy() {
     let text = serde_json::to_string(&policy.document).unwrap();
     let counted = text.chars().filter(|c| !c.is_whitespace()).count();
     assert!(counted <= 6_144, "{counted} characters: split the policy");
+}
+
+#[test]
+fn only_the_approver_may_answer_an_approval_wait() {
+    let answers = ["states:SendTaskSuccess", "states:SendTaskFailure"];
+    let role = shipped_policy(&PolicyOptions::default());
+    let granted = role.document.allowed_actions();
+    for action in answers {
+        assert!(
+            !granted.iter().any(|a| a.as_str() == action),
+            "cordon's role (the Lambda's) must not answer its own approval waits: {action}"
+        );
+        assert!(
+            !FRONT_DOOR_PERMISSIONS
+                .iter()
+                .any(|p| p.permission == action),
+            "{action}"
+        );
+        assert!(
+            APPROVER_PERMISSIONS
+                .iter()
+                .any(|p| p.permission == action && p.door == FrontDoor::TaskTokenApprovals),
+            "{action}"
+        );
+    }
+    assert!(APPROVER_PERMISSIONS.iter().all(|p| !p.reason.is_empty()));
 }
