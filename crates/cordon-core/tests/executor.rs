@@ -541,27 +541,36 @@ async fn transient_failures_are_retried_and_journaled() {
     );
 }
 
+/// How [`b_fails_for_good`] ends under each policy: the case status and a, b, c.
+const POLICY_ENDS: [(&str, CaseStatus, [i64; 3]); 3] = [
+    ("stop", CaseStatus::Stopped, [1, 0, 0]),
+    ("continue", CaseStatus::CompletedWithFailures, [1, 0, 1]),
+    ("rollback", CaseStatus::RolledBack, [0, 0, 0]),
+];
+
+/// Three steps under `policy`, the second failing for good (not retried).
+fn b_fails_for_good(policy: &str) -> (World, Plan, String) {
+    let world = World::default();
+    world.fail("b", 10, ErrorKind::NotFound);
+    let pb = playbook(
+        policy,
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "isolate-instance", ""),
+            ("c", "enable-termination-protection", ""),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    (world, plan, raw)
+}
+
 #[tokio::test]
 async fn failure_policies() {
-    for (policy, expected_status, expected) in [
-        ("stop", CaseStatus::Stopped, [1, 0, 0]),
-        ("continue", CaseStatus::CompletedWithFailures, [1, 0, 1]),
-        ("rollback", CaseStatus::RolledBack, [0, 0, 0]),
-    ] {
+    for (policy, expected_status, expected) in POLICY_ENDS {
         let dir = tempdir();
         let journal = LocalJournal::new(&dir);
-        let world = World::default();
-        world.fail("b", 10, ErrorKind::NotFound);
+        let (world, plan, raw) = b_fails_for_good(policy);
         let approver = Approve(Decision::Pending);
-        let pb = playbook(
-            policy,
-            &[
-                ("a", "tag-resource", ""),
-                ("b", "isolate-instance", ""),
-                ("c", "enable-termination-protection", ""),
-            ],
-        );
-        let (plan, raw) = make_plan(&pb);
         let report = Executor::new(&world, &journal, &approver)
             .run(&plan, &raw)
             .await
@@ -2317,25 +2326,11 @@ async fn steps_run_one_at_a_time_end_where_run_ends() {
 /// whole run does: stopped, completed with failures, rolled back.
 #[tokio::test]
 async fn a_failed_step_run_alone_follows_its_policy_as_run_does() {
-    for (policy, expected_status, expected) in [
-        ("stop", CaseStatus::Stopped, [1, 0, 0]),
-        ("continue", CaseStatus::CompletedWithFailures, [1, 0, 1]),
-        ("rollback", CaseStatus::RolledBack, [0, 0, 0]),
-    ] {
+    for (policy, expected_status, expected) in POLICY_ENDS {
         let dir = tempdir();
         let journal = LocalJournal::new(&dir);
-        let world = World::default();
-        world.fail("b", 10, ErrorKind::NotFound);
+        let (world, plan, raw) = b_fails_for_good(policy);
         let approver = Approve(Decision::Pending);
-        let pb = playbook(
-            policy,
-            &[
-                ("a", "tag-resource", ""),
-                ("b", "isolate-instance", ""),
-                ("c", "enable-termination-protection", ""),
-            ],
-        );
-        let (plan, raw) = make_plan(&pb);
         let exec = Executor::new(&world, &journal, &approver);
         exec.open_case(&plan, &raw).await.unwrap();
         let mut last = None;

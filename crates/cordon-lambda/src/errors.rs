@@ -130,3 +130,140 @@ pub(crate) fn of_error(error: &(dyn std::error::Error + 'static)) -> TaskError {
     }
     TaskError::new(ErrorName::Internal, error.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cordon_core::plan::CaseId;
+    use strum::IntoEnumIterator;
+
+    fn case() -> CaseId {
+        CaseId::parse("case-0123456789abcdef0123").expect("a case id")
+    }
+
+    fn call(kind: ErrorKind, code: &str) -> CallError {
+        CallError {
+            op: &cordon_aws::ops::S3_PUT_OBJECT,
+            resource: "s3://bucket/cases/x".to_string(),
+            kind,
+            code: code.to_string(),
+            detail: String::new(),
+            status: Some(503),
+            source: Box::new(std::io::Error::other(code.to_string())),
+        }
+    }
+
+    fn journal_io(kind: ErrorKind, code: &str) -> ExecError {
+        ExecError::Journal(JournalError::Io {
+            location: "s3://bucket/cases/x".to_string(),
+            message: "cannot write".to_string(),
+            source: Some(Box::new(call(kind, code))),
+        })
+    }
+
+    /// One cause of each name, through the functions the handler uses.
+    fn causes() -> Vec<(ErrorName, TaskError)> {
+        vec![
+            (
+                ErrorName::Throttled,
+                exec_error(journal_io(ErrorKind::Throttled, "SlowDown")),
+            ),
+            (
+                ErrorName::Timeout,
+                call_error(&call(ErrorKind::Timeout, "TimeoutError")),
+            ),
+            (
+                ErrorName::InProgress,
+                exec_error(ExecError::Journal(JournalError::Locked {
+                    case: case(),
+                    detail: "held".to_string(),
+                })),
+            ),
+            (
+                ErrorName::AccessDenied,
+                exec_error(journal_io(ErrorKind::AccessDenied, "AccessDenied")),
+            ),
+            (
+                ErrorName::InvalidFinding,
+                exec_error(ExecError::NoApprovalNeeded {
+                    case: case(),
+                    step: "tag".to_string(),
+                }),
+            ),
+            (
+                ErrorName::NotFound,
+                exec_error(ExecError::Journal(JournalError::UnknownCase {
+                    case: case(),
+                })),
+            ),
+            (
+                ErrorName::PlaybookSetMismatch,
+                TaskError::new(ErrorName::PlaybookSetMismatch, "pinned another set"),
+            ),
+            (
+                ErrorName::NotReady,
+                exec_error(ExecError::NotReady {
+                    case: case(),
+                    step: "c".to_string(),
+                    waiting: vec!["a".to_string()],
+                }),
+            ),
+            (
+                ErrorName::Internal,
+                exec_error(ExecError::Journal(JournalError::Corrupt {
+                    case: case(),
+                    seq: 3,
+                    reason: "hash chain broken".to_string(),
+                })),
+            ),
+        ]
+    }
+
+    #[test]
+    fn every_name_has_a_cause_and_reaches_the_diagnostic() {
+        let causes = causes();
+        for name in ErrorName::iter() {
+            let (_, error) = causes
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no cause for {name}"));
+            assert_eq!(error.name, name, "{error}");
+            assert!(name.to_string().starts_with("Cordon."));
+            let diagnostic: Diagnostic = error.clone().into();
+            assert_eq!(diagnostic.error_type, name.to_string());
+            assert!(!diagnostic.error_message.is_empty());
+        }
+    }
+
+    #[test]
+    fn lease_and_record_races_are_in_progress_not_failures() {
+        for error in [
+            ExecError::Journal(JournalError::Conflict {
+                case: case(),
+                seq: 4,
+            }),
+            ExecError::Journal(JournalError::Fenced {
+                case: case(),
+                detail: "token 2 > 1".to_string(),
+            }),
+        ] {
+            assert_eq!(exec_name(&error), ErrorName::InProgress, "{error}");
+        }
+    }
+
+    #[test]
+    fn an_error_chain_is_named_by_the_call_inside() {
+        let wrapped = cordon_aws::protected::ProtectedTagError {
+            resource: "i-0123456789abcdef0".to_string(),
+            tag: "cordon:protected".to_string(),
+            source: Box::new(call(ErrorKind::AccessDenied, "UnauthorizedOperation")),
+        };
+        let error = of_error(&wrapped);
+        assert_eq!(error.name, ErrorName::AccessDenied);
+        assert!(
+            error.message.contains("i-0123456789abcdef0"),
+            "{}",
+            error.message
+        );
+    }
+}

@@ -262,17 +262,26 @@ impl Handler {
     /// Loads the embedded playbooks (refusing an invalid set) and wires the
     /// journal, evidence store and actions on `clients`.
     pub fn new(clients: AwsClients, config: Config) -> Result<Handler, TaskError> {
-        let playbooks =
-            load_playbook_texts("embedded", cordon_playbooks::EMBEDDED).map_err(|problems| {
-                TaskError::new(
-                    ErrorName::PlaybookSetMismatch,
-                    format!(
-                        "the embedded playbooks have {} problem(s), the first: {}",
-                        problems.len(),
-                        problems.first().map(|p| p.to_string()).unwrap_or_default()
-                    ),
-                )
-            })?;
+        Self::with_playbooks(clients, config, cordon_playbooks::EMBEDDED)
+    }
+
+    /// [`Handler::new`] with another playbook set (`(file name, YAML)` pairs):
+    /// tests of playbook features the shipped set does not use (`approvers:`).
+    pub fn with_playbooks(
+        clients: AwsClients,
+        config: Config,
+        texts: &[(&str, &str)],
+    ) -> Result<Handler, TaskError> {
+        let playbooks = load_playbook_texts("embedded", texts).map_err(|problems| {
+            TaskError::new(
+                ErrorName::PlaybookSetMismatch,
+                format!(
+                    "the embedded playbooks have {} problem(s), the first: {}",
+                    problems.len(),
+                    problems.first().map(|p| p.to_string()).unwrap_or_default()
+                ),
+            )
+        })?;
         let set = set_digest(&playbooks);
         let evidence = EvidenceStore::S3 {
             clients: Box::new(clients.clone()),
@@ -675,17 +684,9 @@ fn step_output(report: &PartReport, step: &str) -> TaskOutput {
                 | CaseStatus::RolledBackExceptCredentials,
             ),
         ) if state.failed_final.is_some() => "rollback",
+        // A step failed with the case still going or completed: under `continue`.
         (
-            "verified" | "skipped",
-            None
-            | Some(
-                CaseStatus::Completed
-                | CaseStatus::CompletedWithFailures
-                | CaseStatus::AwaitingApproval,
-            ),
-        ) => "continue",
-        (
-            "failed",
+            "verified" | "skipped" | "failed",
             None
             | Some(
                 CaseStatus::Completed
