@@ -544,6 +544,72 @@ async fn load_balancer_targets_are_deregistered_and_registered_back_on_their_por
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A burst: cases on several instances in one process share one scan of the
+/// region's target groups instead of each asking every group (N² calls for
+/// N instances behind their own groups). A case reusing the scan re-reads
+/// only the groups it names the instance in; a registration (rollback)
+/// drops the scan. Fails on the old code, where the bystander's pre-state
+/// asked all three groups again.
+#[tokio::test]
+async fn cases_in_one_process_share_one_scan_of_the_target_groups() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let fx = provision(clients).await;
+    let (actions, dir) = local_actions(clients, "elb-scan");
+    let scan = map(&[
+        ("ElasticLoadBalancingv2.DescribeTargetGroups", 1),
+        ("ElasticLoadBalancingv2.DescribeTargetHealth", 3),
+    ]);
+
+    let (suspect_plan, _) = attachments_plan(&fx, "suspect", None);
+    let mut first =
+        Lifecycle::new(&actions, &suspect_plan, "deregister-lb").counting(&clients.calls);
+    let pre = first.pre_state().await.expect("pre-state");
+    assert_eq!(first.last_calls(), &scan, "the first case scans");
+
+    let (bystander_plan, _) = attachments_plan(&fx, "bystander", None);
+    let mut bystander =
+        Lifecycle::new(&actions, &bystander_plan, "deregister-lb").counting(&clients.calls);
+    let nothing = bystander.pre_state().await.expect("pre-state");
+    assert_eq!(nothing["registrations"], json!([]));
+    assert_eq!(
+        bystander.last_calls(),
+        &map(&[]),
+        "the scan says the bystander is in no group: no call"
+    );
+
+    let mut again =
+        Lifecycle::new(&actions, &suspect_plan, "deregister-lb").counting(&clients.calls);
+    let reread = again.pre_state().await.expect("pre-state");
+    assert_eq!(reread, pre, "same pre-state from the shared scan");
+    assert_eq!(
+        again.last_calls(),
+        &map(&[("ElasticLoadBalancingv2.DescribeTargetHealth", 2)]),
+        "only the suspect's two groups are read again"
+    );
+
+    let outcome = apply_changes(
+        &mut first,
+        &[("ElasticLoadBalancingv2.DeregisterTargets", 2)],
+    )
+    .await;
+    undo_changes(
+        &mut first,
+        &outcome,
+        &[("ElasticLoadBalancingv2.RegisterTargets", 2)],
+    )
+    .await;
+    let mut after_rollback =
+        Lifecycle::new(&actions, &bystander_plan, "deregister-lb").counting(&clients.calls);
+    after_rollback.pre_state().await.expect("pre-state");
+    assert_eq!(
+        after_rollback.last_calls(),
+        &scan,
+        "a registration drops the scan: the next case scans again"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn file_of(outcome: &Value) -> PathBuf {
     let location = outcome["location"].as_str().expect("location");
     PathBuf::from(

@@ -529,12 +529,132 @@ async fn s3_journal_lets_exactly_one_writer_claim_a_record() {
     assert_eq!(loaded.len(), 5);
     assert!(cordon_core::journal::verify_chain(&loaded).is_ok());
     assert_eq!(a.cases().await.expect("cases"), vec![case.clone()]);
-    // A stale writer re-appending an existing record is refused too.
-    let err = a.append(&case, &loaded[2]).await.expect_err("conflict");
+    // A stale writer appending another record at an existing seq is refused too.
+    let stale = record(
+        2,
+        &loaded[1].hash(),
+        JournalEvent::StepNotRun {
+            step: "store".into(),
+            reason: "a stale writer".into(),
+        },
+    );
+    let err = a.append(&case, &stale).await.expect_err("conflict");
     assert!(
         matches!(err, JournalError::Conflict { seq: 2, .. }),
         "{err:?}"
     );
+    // The very record already stored is this writer's own earlier attempt.
+    a.append(&case, &loaded[2])
+        .await
+        .expect("the same bytes again");
+}
+
+/// Lets the first put of a journal record reach S3, then answers it with a
+/// 503, as a connection lost after the write would: the SDK retries, and the
+/// retry meets the record its own first attempt wrote.
+#[derive(Debug, Clone)]
+struct LostAnswer {
+    /// What the object key contains: `/journal/` for records, `lease.json`.
+    needle: &'static str,
+    /// Operations (by their config bag's address) that put such an object.
+    journal_puts: std::sync::Arc<std::sync::Mutex<BTreeSet<usize>>>,
+    /// Answers to journal puts seen.
+    answers: std::sync::Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl LostAnswer {
+    fn on(needle: &'static str) -> Self {
+        Self {
+            needle,
+            journal_puts: Default::default(),
+            answers: Default::default(),
+        }
+    }
+}
+
+fn bag_key(cfg: &aws_sdk_s3::config::ConfigBag) -> usize {
+    std::ptr::from_ref(cfg) as usize
+}
+
+impl aws_sdk_s3::config::Intercept for LostAnswer {
+    fn name(&self) -> &'static str {
+        "test.LostAnswer"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let request = context.request();
+        if request.method() == "PUT" && request.uri().contains(self.needle) {
+            self.journal_puts.lock().unwrap().insert(bag_key(cfg));
+        }
+        Ok(())
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextMut<
+            '_,
+        >,
+        _runtime_components: &aws_sdk_s3::config::RuntimeComponents,
+        cfg: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), aws_sdk_s3::error::BoxError> {
+        let journal_put = self.journal_puts.lock().unwrap().contains(&bag_key(cfg));
+        if journal_put
+            && self
+                .answers
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                == 0
+        {
+            *context.response_mut().status_mut() = 503u16.try_into()?;
+        }
+        Ok(())
+    }
+}
+
+/// Fails on the old code: the retried put's 412 on its own record read as
+/// another worker's (`Conflict`), and on its own lease as a lease held by
+/// another (`Locked`: the Lambda's `Cordon.InProgress` until it expired),
+/// stopping a case that had lost nothing.
+#[tokio::test]
+async fn s3_journal_writes_whose_answer_was_lost_are_not_conflicts() {
+    let aws = emulator().await;
+    for needle in ["/journal/", "lease.json"] {
+        let lost = LostAnswer::on(needle);
+        let clients = AwsClients::builder(aws.sdk_config())
+            .interceptor(lost.clone())
+            .build()
+            .expect("clients");
+        let bucket = format!(
+            "evidence-lost-{}",
+            if needle == "lease.json" {
+                "lease"
+            } else {
+                "record"
+            }
+        );
+        let plan = evidence_case(&clients, &bucket).await;
+        let case = plan.case_id.clone();
+        let journal = S3Journal::new(clients.clone(), &bucket, PREFIX);
+        let _lease = journal
+            .lock(&case)
+            .await
+            .expect("the retry found its own lease");
+        let first = records(&plan).remove(0);
+        journal
+            .append(&case, &first)
+            .await
+            .expect("the retry found its own record");
+        assert!(
+            lost.answers.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "{needle}: the put was answered 503 once and retried"
+        );
+        let loaded = journal.load(&case).await.expect("load");
+        assert_eq!(loaded, vec![first]);
+    }
 }
 
 #[tokio::test]

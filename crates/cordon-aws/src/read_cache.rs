@@ -10,6 +10,13 @@
 //!   the process, present or known absent, so apply goes straight to the
 //!   swaps (or to creating the groups).
 //!
+//! - one scan of a region's load-balancer target groups (which instance is a
+//!   target of which group), shared by every case of a burst for
+//!   [`TARGET_SCAN_REUSE_WINDOW`] ([`ReadCache::target_scan`]): ELBv2 cannot
+//!   look a target up by instance, so without it each of N cases would ask
+//!   every one of the region's groups for its targets — N² calls in a burst
+//!   of N findings on N instances behind their own groups.
+//!
 //! An entry is only as good as the absence of changes since it was read: the
 //! call path ([`crate::client::AwsClients`]) drops every entry that names the
 //! resource of any mutating call it sends, and a read still in flight when
@@ -22,11 +29,40 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::{NetworkInterface, SecurityGroup};
+use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 
 /// How long an instance's ENIs read for a pre-state stand in for apply's
 /// own read. Pre-state, journal write and apply follow each other within
 /// milliseconds; a step that waited for approval in between reads again.
 pub const INTERFACES_REUSE_WINDOW: Duration = Duration::from_secs(5);
+
+/// How long one scan of a region's target groups stands in for another
+/// case's own. It only names the groups to look at: the case that reuses it
+/// reads those groups' targets afresh, so what a reuse can miss is an
+/// instance registered in a *new* group during the window, by someone else
+/// (cordon's own registrations, on rollback, drop the scan). A read-then-act
+/// tool races with such changes at any window; this bounds the race at 10 s.
+pub const TARGET_SCAN_REUSE_WINDOW: Duration = Duration::from_secs(10);
+
+/// One scan of a region's target groups that can hold instance targets.
+#[derive(Debug, Clone)]
+pub struct TargetScan {
+    /// When the scan began.
+    pub taken: Instant,
+    /// Every group (ARN, name) with its targets as `DescribeTargetHealth` listed them.
+    pub groups: Vec<ScannedGroup>,
+}
+
+/// One target group as scanned.
+#[derive(Debug, Clone)]
+pub struct ScannedGroup {
+    pub arn: String,
+    pub name: Option<String>,
+    pub targets: Vec<TargetHealthDescription>,
+}
+
+/// Where a scan is kept, and awaited while one is under way.
+type ScanSlot = Arc<tokio::sync::Mutex<Option<Arc<TargetScan>>>>;
 
 /// Where an entry lives: account, region, then what it is about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -80,6 +116,8 @@ struct Reads {
 #[derive(Debug, Clone, Default)]
 pub struct ReadCache {
     reads: Arc<Mutex<Reads>>,
+    /// One target-group scan per scope (see [`ReadCache::target_scan`]).
+    target_scans: Arc<Mutex<BTreeMap<Scope, ScanSlot>>>,
 }
 
 /// A read in flight, from [`ReadCache::begin`]; its result is stored only if
@@ -210,6 +248,48 @@ impl ReadCache {
     pub fn forget_group(&self, scope: &Scope, vpc_id: &str, name: &str) {
         let key = Key::Group(scope.clone(), vpc_id.to_string(), name.to_string());
         self.lock().entries.remove(&key);
+    }
+
+    /// The scope's target-group scan: the last one if younger than
+    /// [`TARGET_SCAN_REUSE_WINDOW`], else a new one made by `scan`. One scan
+    /// at a time per scope: the cases of a burst that need it together wait
+    /// for the first one's instead of each scanning. The flag is true when
+    /// this call made the scan (its data is as fresh as a read of one's own).
+    /// A failed scan is not kept.
+    pub async fn target_scan<E, F, Fut>(
+        &self,
+        scope: &Scope,
+        scan: F,
+    ) -> Result<(Arc<TargetScan>, bool), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<TargetScan, E>>,
+    {
+        let slot = {
+            let mut scans = self
+                .target_scans
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(scans.entry(scope.clone()).or_default())
+        };
+        let mut kept = slot.lock().await;
+        if let Some(last) = kept.as_ref()
+            && last.taken.elapsed() < TARGET_SCAN_REUSE_WINDOW
+        {
+            return Ok((Arc::clone(last), false));
+        }
+        let fresh = Arc::new(scan().await?);
+        *kept = Some(Arc::clone(&fresh));
+        Ok((fresh, true))
+    }
+
+    /// Drops the scope's target-group scan, e.g. after registering a target
+    /// (a rollback), so the next case scans again.
+    pub fn forget_target_scan(&self, scope: &Scope) {
+        self.target_scans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(scope);
     }
 
     fn store(&self, ticket: ReadTicket, key: Key, ids: Vec<String>, value: Value) {

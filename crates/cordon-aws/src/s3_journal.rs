@@ -185,7 +185,7 @@ impl S3Journal {
         what: &str,
     ) -> Result<Option<String>, JournalError> {
         let location = format!("s3://{}/{key}", self.bucket);
-        let request = put_request(&self.clients, &self.bucket, key, bytes, None);
+        let request = put_request(&self.clients, &self.bucket, key, bytes.clone(), None);
         let request = match replacing {
             None => request.if_none_match("*"),
             Some(etag) => request.if_match(etag),
@@ -196,7 +196,12 @@ impl S3Journal {
             .await
         {
             Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
-            Err(e) if lost_race(e.status(), e.code()) => Ok(None),
+            // Our own earlier attempt, whose answer was lost, when the object
+            // holds our bytes (leases and claims carry a unique holder).
+            Err(e) if lost_race(e.status(), e.code()) => match self.read_object(key, what).await? {
+                Some((stored, etag)) if stored == bytes => Ok(Some(etag)),
+                _ => Ok(None),
+            },
             Err(e) => Err(call_failed(
                 location,
                 &format!("cannot write {what}"),
@@ -474,18 +479,26 @@ impl JournalStore for S3Journal {
         // The record's stored text: the chain hashes exactly these bytes.
         let bytes = record.stored_text().into_owned().into_bytes();
         let request =
-            put_request(&self.clients, &self.bucket, &key, bytes, None).if_none_match("*");
+            put_request(&self.clients, &self.bucket, &key, bytes.clone(), None).if_none_match("*");
         let result = self
             .clients
             .try_call(&ops::S3_PUT_OBJECT, &location, request)
             .await;
         match result {
             Ok(_) => Ok(()),
-            // The record exists, or is being written: either way it is not ours.
-            Err(e) if lost_race(e.status(), e.code()) => Err(JournalError::Conflict {
-                case: case.clone(),
-                seq: record.seq,
-            }),
+            // The record exists. It is ours when an earlier attempt of this
+            // very put landed and only its answer was lost (the SDK retried a
+            // timeout or a 5xx and met our own object): the same bytes.
+            // Anything else was written by another worker.
+            Err(e) if lost_race(e.status(), e.code()) => {
+                match self.read_object(&key, "the record").await? {
+                    Some((stored, _)) if stored == bytes => Ok(()),
+                    _ => Err(JournalError::Conflict {
+                        case: case.clone(),
+                        seq: record.seq,
+                    }),
+                }
+            }
             Err(e) => {
                 let what = format!("cannot write record {}", record.seq);
                 Err(call_failed(location, &what, e.into_error()))

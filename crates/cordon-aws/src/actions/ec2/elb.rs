@@ -4,7 +4,10 @@
 //!
 //! ELBv2 cannot look a target up by instance, so the pre-state lists every
 //! target group of type `instance` in the region (paginated) and asks each for
-//! its targets, a few groups at a time. Target groups of type `ip` are not
+//! its targets, a few groups at a time. That scan is shared by the cases of a
+//! burst for a few seconds (`read_cache::TARGET_SCAN_REUSE_WINDOW`); a case
+//! reusing another's scan asks only the groups it names the instance in.
+//! Target groups of type `ip` are not
 //! searched: matching them needs the instance's private addresses, which this
 //! step's permissions do not cover; `isolate-instance` cuts that traffic at
 //! the network interface anyway.
@@ -16,6 +19,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use aws_sdk_elasticloadbalancingv2::types::{
     TargetDescription, TargetHealthDescription, TargetHealthReasonEnum, TargetHealthStateEnum,
@@ -28,9 +32,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, Span, info};
 
+use crate::actions::ec2::read_scope;
 use crate::actions::{Ctx, Handler};
 use crate::client::AwsClients;
 use crate::ops;
+use crate::read_cache::{ScannedGroup, TargetScan};
 use crate::recorder::carry_action;
 
 /// Target groups queried at once: fast for accounts with many groups, gentle
@@ -227,6 +233,38 @@ async fn instance_target_groups(
         .collect())
 }
 
+/// Every instance target group of the region with its targets: one
+/// `DescribeTargetGroups` (paginated) and one `DescribeTargetHealth` per
+/// group, a few at a time. Kept in the read cache and shared by the cases of
+/// a burst ([`crate::read_cache::ReadCache::target_scan`]).
+async fn scan_target_groups(ctx: Ctx<'_>, instance_id: &str) -> Result<TargetScan, ActionError> {
+    let taken = Instant::now();
+    let groups = instance_target_groups(ctx, instance_id).await?;
+    let clients = ctx.clients();
+    let lookups = groups
+        .iter()
+        .map(|(arn, _)| target_health(clients.clone(), arn.clone(), None))
+        .collect();
+    let mut scanned = Vec::new();
+    for ((arn, name), health) in groups.into_iter().zip(concurrently(lookups).await?) {
+        // A group deleted since it was listed holds nothing.
+        if let Some(targets) = health? {
+            scanned.push(ScannedGroup { arn, name, targets });
+        }
+    }
+    Ok(TargetScan {
+        taken,
+        groups: scanned,
+    })
+}
+
+/// Whether `instance_id` is among the targets (in any state).
+fn has_target(targets: &[TargetHealthDescription], instance_id: &str) -> bool {
+    targets
+        .iter()
+        .any(|h| h.target().and_then(|t| t.id()) == Some(instance_id))
+}
+
 /// `DescribeTargetHealth` for a group (all its targets, or just `targets`);
 /// `None` when the group no longer exists.
 async fn target_health(
@@ -388,16 +426,34 @@ impl Handler for DeregisterFromLoadBalancers {
 
     async fn pre_state(ctx: Ctx<'_>, _p: &Params) -> Result<ElbPreState, ActionError> {
         let instance_id = ctx.instance()?.instance_id.clone();
-        let groups = instance_target_groups(ctx, &instance_id).await?;
         let clients = ctx.clients();
-        let lookups = groups
+        let (scan, scanned_now) = clients
+            .reads
+            .target_scan(&read_scope(ctx), || scan_target_groups(ctx, &instance_id))
+            .await?;
+        // Only the groups the scan saw the instance in; asked again unless
+        // this case made the scan itself, so a reused scan only names groups.
+        let candidates: Vec<&ScannedGroup> = scan
+            .groups
             .iter()
-            .map(|(arn, _)| target_health(clients.clone(), arn.clone(), None))
+            .filter(|group| has_target(&group.targets, &instance_id))
             .collect();
+        let healths = if scanned_now {
+            candidates.iter().map(|g| Some(g.targets.clone())).collect()
+        } else {
+            let lookups = candidates
+                .iter()
+                .map(|g| target_health(clients.clone(), g.arn.clone(), None))
+                .collect();
+            concurrently(lookups)
+                .await?
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?
+        };
         let mut registrations = Vec::new();
-        for ((arn, name), health) in groups.into_iter().zip(concurrently(lookups).await?) {
+        for (group, health) in candidates.into_iter().zip(healths) {
             // A group deleted since it was listed holds nothing to restore.
-            let Some(health) = health? else { continue };
+            let Some(health) = health else { continue };
             let targets: Vec<RegisteredTarget> = health
                 .iter()
                 .filter(|h| is_registered(h))
@@ -411,8 +467,8 @@ impl Handler for DeregisterFromLoadBalancers {
                 .collect();
             if !targets.is_empty() {
                 registrations.push(GroupRegistration {
-                    target_group_arn: arn,
-                    target_group_name: name,
+                    target_group_arn: group.arn.clone(),
+                    target_group_name: group.name.clone(),
                     targets,
                 });
             }
@@ -525,8 +581,11 @@ impl Handler for DeregisterFromLoadBalancers {
             .iter()
             .map(|group| register_missing(clients.clone(), group.clone()))
             .collect();
+        let results = concurrently(calls).await?;
+        // The instance is a target again: a scan kept from before would not say so.
+        clients.reads.forget_target_scan(&read_scope(ctx));
         let mut registered = Vec::new();
-        for (group, result) in pre.registrations.iter().zip(concurrently(calls).await?) {
+        for (group, result) in pre.registrations.iter().zip(results) {
             let done = result?;
             if !done.is_empty() {
                 info!(instance = %pre.instance_id, target_group = %group.target_group_arn, "registered in target group again");
