@@ -320,10 +320,8 @@ steps:
         cordon:case-id: "{case_id}"
   - id: protect
     action: enable-termination-protection
-    approval:
-      required: true
-      reason: protection needs a human
-      approvers: ["arn:aws:iam::123456789012:user/alice"]
+    approval: required
+    approvers: ["arn:aws:iam::123456789012:user/alice"]
 "#;
 
 const TOKEN: &str = "AAAAtask-token-that-is-a-bearer-secret";

@@ -123,7 +123,11 @@ pub(crate) fn action_error(error: &ActionError) -> TaskError {
 pub(crate) fn of_error(error: &(dyn std::error::Error + 'static)) -> TaskError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = cause {
-        if let Some(call) = current.downcast_ref::<CallError>() {
+        // A boxed source (`Box<CallError>`) is its own type to `downcast_ref`.
+        let call = current
+            .downcast_ref::<CallError>()
+            .or_else(|| current.downcast_ref::<Box<CallError>>().map(|b| &**b));
+        if let Some(call) = call {
             return TaskError::new(kind_name(call.kind), error.to_string());
         }
         cause = current.source();
