@@ -11,13 +11,19 @@ use tokio::net::{TcpListener, TcpStream};
 
 const BUCKET: &str = "cordon-runtime";
 
-/// One HTTP request: method, path, body.
-async fn read_request(stream: &mut TcpStream) -> (String, String, Vec<u8>) {
+/// One HTTP request: method, path, body; `None` when the client closed the connection.
+async fn read_request(stream: &mut TcpStream) -> Option<(String, String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "the runtime closed the connection mid-request");
+        if n == 0 {
+            assert!(
+                buf.is_empty(),
+                "the runtime closed the connection mid-request"
+            );
+            return None;
+        }
         buf.extend_from_slice(&chunk[..n]);
         if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break pos + 4;
@@ -41,7 +47,7 @@ async fn read_request(stream: &mut TcpStream) -> (String, String, Vec<u8>) {
         assert!(n > 0);
         body.extend_from_slice(&chunk[..n]);
     }
-    (method, path, body)
+    Some((method, path, body))
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) {
@@ -61,8 +67,7 @@ async fn serve_one(listener: TcpListener, payload: Value) -> (String, Value) {
     let mut served = false;
     loop {
         let (mut stream, _) = listener.accept().await.unwrap();
-        loop {
-            let (method, path, body) = read_request(&mut stream).await;
+        while let Some((method, path, body)) = read_request(&mut stream).await {
             match (method.as_str(), path.as_str()) {
                 ("GET", "/2018-06-01/runtime/invocation/next") if !served => {
                     served = true;
