@@ -328,6 +328,16 @@ pub enum ExecError {
     Journal(#[from] JournalError),
     #[error("case {case} has no step `{step}`; `cordon status {case}` lists its steps")]
     UnknownStep { case: CaseId, step: String },
+    /// A step was asked to run before the steps it needs were done.
+    #[error(
+        "step `{step}` of case {case} cannot run yet: it needs {} done first; run the steps in graph order (`cordon status {case}` shows them)",
+        waiting.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+    )]
+    NotReady {
+        case: CaseId,
+        step: String,
+        waiting: Vec<String>,
+    },
     #[error("step `{step}` of case {case} does not need approval")]
     NoApprovalNeeded { case: CaseId, step: String },
     #[error("step `{step}` of case {case} was already decided ({detail})")]
@@ -897,17 +907,89 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     /// opens a new epoch; an updated finding re-plans the steps not yet applied,
     /// or, when the change matters, waits for a decision (see [`Executor::accept_replan`]).
     pub async fn run(&self, plan: &Plan, finding_raw: &str) -> Result<Report, ExecError> {
+        self.run_scoped(plan, finding_raw, Scope::Every)
+            .await
+            .map(|driven| driven.report(&plan.case_id))
+    }
+
+    /// Opens the case for `plan` exactly as [`Executor::run`] does (guards,
+    /// epochs, an updated finding) but runs no step: a Step Functions `plan`
+    /// task, whose state machine then runs each step with [`Executor::run_step`].
+    pub async fn open_case(&self, plan: &Plan, finding_raw: &str) -> Result<PartReport, ExecError> {
+        let driven = self.run_scoped(plan, finding_raw, Scope::Nothing).await?;
+        Ok(driven.part(&plan.case_id, None))
+    }
+
+    /// Runs exactly one step of a journaled case, as [`Executor::run`] runs
+    /// each (write-ahead, fenced, approval re-checked), under the case's lock.
+    /// A step already done is a no-op; a step whose needs (with no graph: the
+    /// step before) are not done is refused with [`ExecError::NotReady`].
+    /// After the last step the case rests as `run` would have left it.
+    pub async fn run_step(&self, case: &CaseId, step: &str) -> Result<PartReport, ExecError> {
+        let mut session = self.open(case, None).await?;
+        let driven = self.drive_step(&mut session, step).await;
+        let state = session.state.step(step).cloned();
+        session.close().await;
+        Ok(driven?.part(case, state))
+    }
+
+    async fn drive_step(
+        &self,
+        session: &mut Session<'a, J>,
+        step: &str,
+    ) -> Result<Driven, ExecError> {
+        let case = session.case.clone();
+        let plan = session.state.plan.clone();
+        let Some(planned) = plan.step(step) else {
+            return Err(ExecError::UnknownStep {
+                case,
+                step: step.to_string(),
+            });
+        };
+        let current = session.step_state(step);
+        if current.done() {
+            let message = format!("step `{step}` of case {case} is already done; nothing to do");
+            return Ok(Driven::Running {
+                status: session.state.status,
+                no_op: true,
+                message,
+            });
+        }
+        let waiting: Vec<String> = plan
+            .needs(planned)
+            .into_iter()
+            .filter(|need| !finished_for_dependents(&plan, &session.step_state(need), need))
+            .map(str::to_string)
+            .collect();
+        // In a case at rest (stopped, rolled back) a step whose needs are not
+        // done is no caller's mistake, only too late: it reports "not run".
+        if !waiting.is_empty() && !session.state.status.is_some_and(is_finished) {
+            return Err(ExecError::NotReady {
+                case,
+                step: step.to_string(),
+                waiting,
+            });
+        }
+        self.drive(session, Mode::Resume, Scope::Step(step)).await
+    }
+
+    async fn run_scoped(
+        &self,
+        plan: &Plan,
+        finding_raw: &str,
+        scope: Scope<'_>,
+    ) -> Result<Driven, ExecError> {
         if let Some(report) = self.guard_loops(plan, finding_raw).await? {
-            return Ok(report);
+            return Ok(Driven::Rested(report));
         }
         if let Some(report) = self.guard_fleet(plan, finding_raw).await? {
-            return Ok(report);
+            return Ok(Driven::Rested(report));
         }
         let mut session = self.open(&plan.case_id, Some((plan, finding_raw))).await?;
         let report = if session.fresh {
-            self.drive(&mut session, Mode::Run).await
+            self.drive(&mut session, Mode::Run, scope).await
         } else {
-            self.rerun(&mut session, plan, finding_raw).await
+            self.rerun(&mut session, plan, finding_raw, scope).await
         };
         session.close().await;
         report
@@ -919,7 +1001,8 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         session: &mut Session<'a, J>,
         plan: &Plan,
         finding_raw: &str,
-    ) -> Result<Report, ExecError> {
+        scope: Scope<'_>,
+    ) -> Result<Driven, ExecError> {
         let case = session.case.clone();
         let digest = finding_digest(finding_raw);
         match session.state.status {
@@ -936,18 +1019,18 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     })
                     .await?;
                 info!(%case, epoch, "rolled-back case contained again in a new epoch");
-                return self.drive(session, Mode::Run).await;
+                return self.drive(session, Mode::Run, scope).await;
             }
             Some(
                 status @ (CaseStatus::RollbackIncomplete | CaseStatus::RolledBackExceptCredentials),
             ) => {
-                return Ok(Report::no_op(
+                return Ok(Driven::Rested(Report::no_op(
                     &case,
                     status,
                     format!(
                         "case {case} is {status}; finish its rollback (`cordon rollback {case}`) before it can run again"
                     ),
-                ));
+                )));
             }
             _ => {}
         }
@@ -976,20 +1059,22 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     .await?;
                 if session.state.status.is_some_and(is_finished) {
                     // Nothing left to run in a finished case; the amendment is on record.
-                    return self.drive(session, Mode::Run).await;
+                    return self.drive(session, Mode::Run, scope).await;
                 }
             }
             PlanChange::Matters(why) => {
                 if !self.accept_replan {
                     let status = session.state.status.unwrap_or(CaseStatus::Stopped);
-                    return Ok(Report::no_op(
-                        &case,
-                        status,
-                        format!(
-                            "the finding of case {case} was updated and {why}; run again with `--accept-replan` to contain it in a new epoch on top of what is done, or leave the case as it is"
-                        ),
-                    )
-                    .with_outcome(Outcome::AwaitingDecision));
+                    return Ok(Driven::Rested(
+                        Report::no_op(
+                            &case,
+                            status,
+                            format!(
+                                "the finding of case {case} was updated and {why}; run again with `--accept-replan` to contain it in a new epoch on top of what is done, or leave the case as it is"
+                            ),
+                        )
+                        .with_outcome(Outcome::AwaitingDecision),
+                    ));
                 }
                 let epoch = session.state.epoch + 1;
                 session
@@ -1003,7 +1088,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     .await?;
             }
         }
-        self.drive(session, Mode::Run).await
+        self.drive(session, Mode::Run, scope).await
     }
 
     /// Loop guard: a resource acted on too often stops automatic action.
@@ -1210,9 +1295,9 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     /// step not done; a completed-with-failures case retries its failed steps).
     pub async fn resume(&self, case: &CaseId) -> Result<Report, ExecError> {
         let mut session = self.open(case, None).await?;
-        let report = self.drive(&mut session, Mode::Resume).await;
+        let report = self.drive(&mut session, Mode::Resume, Scope::Every).await;
         session.close().await;
-        report
+        report.map(|driven| driven.report(case))
     }
 
     /// Records a human's decision on a step that needs approval (e.g. `cordon approve`
@@ -1253,7 +1338,10 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         decision: Decision,
     ) -> Result<Report, ExecError> {
         Self::record_decision_in(session, step, decision).await?;
-        self.drive(session, Mode::Resume).await
+        let case = session.case.clone();
+        self.drive(session, Mode::Resume, Scope::Every)
+            .await
+            .map(|driven| driven.report(&case))
     }
 
     async fn record_decision_in(
@@ -1311,34 +1399,85 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         Ok(())
     }
 
-    async fn drive(&self, session: &mut Session<'a, J>, mode: Mode) -> Result<Report, ExecError> {
+    /// Runs the steps of `scope` not done yet, unless the case rests where
+    /// running them makes no sense; then says how the case stands.
+    async fn drive(
+        &self,
+        session: &mut Session<'a, J>,
+        mode: Mode,
+        scope: Scope<'_>,
+    ) -> Result<Driven, ExecError> {
+        if let Some(report) = self.at_rest(session, mode).await? {
+            return Ok(Driven::Rested(report));
+        }
+        let plan = session.state.plan.clone();
+        let run = self.run_graph(session, &plan, scope).await;
+        let partial = !matches!(scope, Scope::Every);
+        if partial
+            && run.halt.is_none()
+            && run.awaiting.is_empty()
+            && plan.steps.iter().any(|s| !run.finished.contains(&s.id))
+        {
+            let left = plan
+                .steps
+                .iter()
+                .filter(|s| !run.finished.contains(&s.id))
+                .count();
+            let case = &session.case;
+            let message = match scope {
+                Scope::Step(step) if run.finished.contains(step) => {
+                    format!("case {case}: step `{step}` done; {left} step(s) to go")
+                }
+                Scope::Step(step) => format!(
+                    "case {case}: step `{step}` did not run (its needs are not done); {left} step(s) to go"
+                ),
+                _ => format!("case {case} is open; {left} step(s) to go"),
+            };
+            return Ok(Driven::Running {
+                status: session.state.status,
+                no_op: false,
+                message,
+            });
+        }
+        self.finish_run(session, &plan, run)
+            .await
+            .map(Driven::Rested)
+    }
+
+    /// The report of a case that must not run on (finished, being rolled
+    /// back, stopped by the loop guard, a resource held by another case).
+    async fn at_rest(
+        &self,
+        session: &mut Session<'a, J>,
+        mode: Mode,
+    ) -> Result<Option<Report>, ExecError> {
         let case = session.case.clone();
         if session.state.rollback_started && !session.state.status.is_some_and(is_finished) {
-            return Ok(Report::no_op(
+            return Ok(Some(Report::no_op(
                 &case,
                 CaseStatus::Stopped,
                 format!(
                     "case {case} is being rolled back; run `cordon rollback {case}` to finish it"
                 ),
             )
-            .with_outcome(Outcome::NeedsHuman));
+            .with_outcome(Outcome::NeedsHuman)));
         }
         match session.state.status {
             Some(status @ CaseStatus::Completed) => {
-                return Ok(Report::no_op(
+                return Ok(Some(Report::no_op(
                     &case,
                     status,
                     format!("case {case} is already {status}; nothing to do"),
-                ));
+                )));
             }
             Some(status @ CaseStatus::CompletedWithFailures) if mode == Mode::Run => {
-                return Ok(Report::no_op(
+                return Ok(Some(Report::no_op(
                     &case,
                     status,
                     format!(
                         "case {case} is already {status}; `cordon resume {case}` retries the failed steps"
                     ),
-                ));
+                )));
             }
             Some(
                 status @ (CaseStatus::RolledBack
@@ -1352,31 +1491,26 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     }
                     _ => format!("`cordon rollback {case}` finishes the rollback"),
                 };
-                return Ok(Report::no_op(
+                return Ok(Some(Report::no_op(
                     &case,
                     status,
                     format!("case {case} is {status}; {next}"),
-                ));
+                )));
             }
             _ => {}
         }
         if session.state.loop_guard.is_some() && mode == Mode::Run {
             let status = session.state.status.unwrap_or(CaseStatus::Stopped);
-            return Ok(Report::no_op(
+            return Ok(Some(Report::no_op(
                 &case,
                 status,
                 format!(
                     "case {case} was stopped by the loop guard; `cordon resume {case}` if a human decides to go on"
                 ),
             )
-            .with_outcome(Outcome::NeedsHuman));
+            .with_outcome(Outcome::NeedsHuman)));
         }
-        if let Some(report) = self.claim_resources(session).await? {
-            return Ok(report);
-        }
-        let plan = session.state.plan.clone();
-        let halt = self.run_graph(session, &plan).await;
-        self.finish_run(session, &plan, halt).await
+        self.claim_resources(session).await
     }
 
     /// Runs every step of `plan` not done yet, each once the steps it needs
@@ -1384,12 +1518,18 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     /// starting steps at the first failure under `stop` or `rollback`, a
     /// refused or timed-out approval, a signal, the pause switch or an error;
     /// the steps already running finish (and are journaled) either way.
-    async fn run_graph(&self, session: &mut Session<'a, J>, plan: &Plan) -> Run {
+    async fn run_graph(&self, session: &mut Session<'a, J>, plan: &Plan, scope: Scope<'_>) -> Run {
         let case = session.case.clone();
         let mut run = Run::default();
         for step in &plan.steps {
             let state = session.step_state(&step.id);
-            if state.done() {
+            // A whole run retries the steps that failed under `continue`; a
+            // partial one leaves them to their own task and goes on past them.
+            let finished = match scope {
+                Scope::Every => state.done(),
+                Scope::Nothing | Scope::Step(_) => finished_for_dependents(plan, &state, &step.id),
+            };
+            if finished {
                 run.finished.insert(step.id.clone());
             }
         }
@@ -1400,6 +1540,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             while run.halt.is_none() && running.len() < self.concurrent_steps {
                 let ready = plan.steps.iter().enumerate().find(|(pos, step)| {
                     !started.contains(pos)
+                        && scope.admits(&step.id)
                         && !run.finished.contains(&step.id)
                         && plan
                             .needs(step)
@@ -1424,7 +1565,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     info_span!("step", case_id = %case, playbook = %plan.playbook, step = %step.id);
                 let shared = &shared;
                 running.push(async move {
-                    let outcome = self.run_step(shared, plan, step).instrument(span).await;
+                    let outcome = self.execute_step(shared, plan, step).instrument(span).await;
                     (pos, outcome)
                 });
             }
@@ -1719,7 +1860,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         Ok(())
     }
 
-    async fn run_step(
+    async fn execute_step(
         &self,
         shared: &Shared<'_, 'a, J>,
         plan: &Plan,
@@ -2296,6 +2437,101 @@ fn step_state_in(state: &CaseState, epoch: u32, id: &str) -> StepState {
 /// Finished statuses (the case rests).
 fn is_finished(status: CaseStatus) -> bool {
     !matches!(status, CaseStatus::AwaitingApproval)
+}
+
+/// Which steps a call runs: all of them (`run`, `resume`, `approve`), none
+/// (the Step Functions `plan` task opens the case), or one (a `step` task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope<'s> {
+    Every,
+    Nothing,
+    Step(&'s str),
+}
+
+impl Scope<'_> {
+    fn admits(self, id: &str) -> bool {
+        match self {
+            Scope::Every => true,
+            Scope::Nothing => false,
+            Scope::Step(step) => step == id,
+        }
+    }
+}
+
+/// How a call left the case: at rest (a [`Report`]), or with steps to go
+/// (a partial call), and why.
+enum Driven {
+    Rested(Report),
+    Running {
+        /// The status last journaled (`None`: running), which a partial call
+        /// leaves as it is (a stopped case whose later step was asked for).
+        status: Option<CaseStatus>,
+        no_op: bool,
+        message: String,
+    },
+}
+
+impl Driven {
+    /// A whole run never leaves steps to go; should it, the case is said to be
+    /// stopped, which `resume` continues.
+    fn report(self, case: &CaseId) -> Report {
+        match self {
+            Driven::Rested(report) => report,
+            Driven::Running { message, .. } => {
+                Report::new(case, CaseStatus::Stopped, message).with_outcome(Outcome::NeedsHuman)
+            }
+        }
+    }
+
+    fn part(self, case: &CaseId, step: Option<StepState>) -> PartReport {
+        match self {
+            Driven::Rested(report) => PartReport {
+                case_id: report.case_id,
+                status: Some(report.status),
+                outcome: report.outcome,
+                no_op: report.no_op,
+                message: report.message,
+                step,
+            },
+            Driven::Running {
+                status,
+                no_op,
+                message,
+            } => PartReport {
+                case_id: case.clone(),
+                status,
+                outcome: status.map_or(Outcome::Done, Outcome::of_status),
+                no_op,
+                message,
+                step,
+            },
+        }
+    }
+}
+
+/// What a partial call ([`Executor::open_case`], [`Executor::run_step`]) did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartReport {
+    pub case_id: CaseId,
+    /// Where the case rests; `None` while steps are still to run.
+    pub status: Option<CaseStatus>,
+    /// What the call means: [`Outcome::Done`] while steps are still to run.
+    pub outcome: Outcome,
+    /// Nothing was done: the step was done already, or the case at rest.
+    pub no_op: bool,
+    pub message: String,
+    /// The step's journaled state after the call ([`Executor::run_step`] only).
+    pub step: Option<StepState>,
+}
+
+/// Whether the steps that need `id` may run: it is done, or it failed for
+/// good under `on-failure: continue`.
+fn finished_for_dependents(plan: &Plan, state: &StepState, id: &str) -> bool {
+    state.done()
+        || (state.failed_final.is_some()
+            && plan
+                .step(id)
+                .is_some_and(|s| s.on_failure == OnFailure::Continue))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -541,27 +541,36 @@ async fn transient_failures_are_retried_and_journaled() {
     );
 }
 
+/// How [`b_fails_for_good`] ends under each policy: the case status and a, b, c.
+const POLICY_ENDS: [(&str, CaseStatus, [i64; 3]); 3] = [
+    ("stop", CaseStatus::Stopped, [1, 0, 0]),
+    ("continue", CaseStatus::CompletedWithFailures, [1, 0, 1]),
+    ("rollback", CaseStatus::RolledBack, [0, 0, 0]),
+];
+
+/// Three steps under `policy`, the second failing for good (not retried).
+fn b_fails_for_good(policy: &str) -> (World, Plan, String) {
+    let world = World::default();
+    world.fail("b", 10, ErrorKind::NotFound);
+    let pb = playbook(
+        policy,
+        &[
+            ("a", "tag-resource", ""),
+            ("b", "isolate-instance", ""),
+            ("c", "enable-termination-protection", ""),
+        ],
+    );
+    let (plan, raw) = make_plan(&pb);
+    (world, plan, raw)
+}
+
 #[tokio::test]
 async fn failure_policies() {
-    for (policy, expected_status, expected) in [
-        ("stop", CaseStatus::Stopped, [1, 0, 0]),
-        ("continue", CaseStatus::CompletedWithFailures, [1, 0, 1]),
-        ("rollback", CaseStatus::RolledBack, [0, 0, 0]),
-    ] {
+    for (policy, expected_status, expected) in POLICY_ENDS {
         let dir = tempdir();
         let journal = LocalJournal::new(&dir);
-        let world = World::default();
-        world.fail("b", 10, ErrorKind::NotFound);
+        let (world, plan, raw) = b_fails_for_good(policy);
         let approver = Approve(Decision::Pending);
-        let pb = playbook(
-            policy,
-            &[
-                ("a", "tag-resource", ""),
-                ("b", "isolate-instance", ""),
-                ("c", "enable-termination-protection", ""),
-            ],
-        );
-        let (plan, raw) = make_plan(&pb);
         let report = Executor::new(&world, &journal, &approver)
             .run(&plan, &raw)
             .await
@@ -2252,4 +2261,90 @@ async fn every_crash_point_among_concurrent_steps_resumes_exactly_the_steps_not_
         assert_eq!(applied, not_applied, "crash at {crash_after}");
     })
     .await;
+}
+
+/// One step at a time (a Step Functions `step` task per step): each call runs
+/// exactly its step, write-ahead; a done step is a no-op; a step before its
+/// needs is refused; the case rests as `run` would leave it.
+#[tokio::test]
+async fn steps_run_one_at_a_time_end_where_run_ends() {
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&two_independent_then_one());
+    let exec = Executor::new(&world, &journal, &approver);
+    let opened = exec.open_case(&plan, &raw).await.unwrap();
+    assert_eq!(opened.status, None, "{}", opened.message);
+    assert!(world.log.lock().unwrap().is_empty(), "open ran a step");
+    let case = &plan.case_id;
+
+    let early = exec.run_step(case, "c").await.unwrap_err();
+    match &early {
+        ExecError::NotReady { waiting, .. } => assert_eq!(waiting, &["a", "b"]),
+        other => panic!("expected NotReady, got {other}"),
+    }
+    assert_eq!(world.get("c"), 0);
+
+    let a = exec.run_step(case, "a").await.unwrap();
+    assert_eq!(a.status, None, "{}", a.message);
+    assert!(a.step.as_ref().is_some_and(|s| s.verified));
+    assert_eq!(world.snapshot(), BTreeMap::from([("a".into(), 1)]));
+    let again = exec.run_step(case, "a").await.unwrap();
+    assert!(again.no_op, "{}", again.message);
+    assert_eq!(
+        world
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == "apply a")
+            .count(),
+        1,
+        "a done step ran again"
+    );
+    assert!(matches!(
+        exec.run_step(case, "c").await,
+        Err(ExecError::NotReady { .. })
+    ));
+    exec.run_step(case, "b").await.unwrap();
+    let last = exec.run_step(case, "c").await.unwrap();
+    assert_eq!(last.status, Some(CaseStatus::Completed), "{}", last.message);
+    assert_eq!(last.outcome, Outcome::Done);
+    let recs = records(&journal, case).await;
+    assert!(cordon_core::journal::verify_chain(&recs).is_ok());
+    for step in ["a", "b", "c"] {
+        assert!(at_record(&recs, step, "step-prepared") < at_record(&recs, step, "step-applied"));
+    }
+    assert!(matches!(
+        exec.run_step(case, "nope").await,
+        Err(ExecError::UnknownStep { .. })
+    ));
+}
+
+/// A step failing under each policy, run step by step, leaves the case as a
+/// whole run does: stopped, completed with failures, rolled back.
+#[tokio::test]
+async fn a_failed_step_run_alone_follows_its_policy_as_run_does() {
+    for (policy, expected_status, expected) in POLICY_ENDS {
+        let dir = tempdir();
+        let journal = LocalJournal::new(&dir);
+        let (world, plan, raw) = b_fails_for_good(policy);
+        let approver = Approve(Decision::Pending);
+        let exec = Executor::new(&world, &journal, &approver);
+        exec.open_case(&plan, &raw).await.unwrap();
+        let mut last = None;
+        for step in ["a", "b", "c"] {
+            last = Some(exec.run_step(&plan.case_id, step).await.unwrap());
+        }
+        let last = last.unwrap();
+        assert_eq!(
+            last.status,
+            Some(expected_status),
+            "{policy}: {}",
+            last.message
+        );
+        let got = [world.get("a"), world.get("b"), world.get("c")];
+        assert_eq!(got, expected, "{policy}");
+    }
 }
