@@ -258,6 +258,24 @@ async fn each_error_name_has_a_real_cause() {
         ),
         ErrorName::InvalidFinding
     );
+    // A finding from another account, or another region: refused before any
+    // call about its resources (the Lambda does not assume member roles yet).
+    // Fails on the old code, which acted on it in the Lambda's own account.
+    for (key, value) in [("accountId", "210987654321"), ("region", "eu-west-3")] {
+        let mut foreign = event(&raw);
+        foreign[key] = json!(value);
+        let refused = handler
+            .handle(json!({"mode": "plan", "finding": foreign}))
+            .await
+            .expect_err("a finding from elsewhere is refused");
+        assert_eq!(
+            refused.name,
+            ErrorName::InvalidFinding,
+            "{}",
+            refused.message
+        );
+        assert!(refused.message.contains(value), "{}", refused.message);
+    }
     // Another playbook pinned than the finding routes to.
     assert_eq!(
         name(

@@ -18,7 +18,7 @@ use cordon_aws::s3_journal::S3Journal;
 use cordon_core::executor::{
     Approver, Decision, ExecError, Executor, FleetCap, LoopGuard, Outcome, PartReport, Report,
 };
-use cordon_core::finding::parse_single_finding;
+use cordon_core::finding::{Finding, parse_single_finding};
 use cordon_core::journal::{CaseState, CaseStatus, JournalStore, StepState};
 use cordon_core::plan::{CaseId, Plan, PlannedStep, try_plan};
 use cordon_core::playbook::OnFailure;
@@ -251,6 +251,8 @@ impl Approver for JournalApprovals {
 #[derive(Debug)]
 pub struct Handler {
     clients: AwsClients,
+    /// The account the Lambda runs in (STS, once per container).
+    own_account: tokio::sync::OnceCell<String>,
     journal: S3Journal,
     actions: AwsActions,
     playbooks: Vec<LoadedPlaybook>,
@@ -303,6 +305,7 @@ impl Handler {
         );
         Ok(Handler {
             clients,
+            own_account: tokio::sync::OnceCell::new(),
             journal,
             actions,
             playbooks,
@@ -410,10 +413,38 @@ impl Handler {
             })
     }
 
+    /// The Lambda acts in its own account and region only: assuming the
+    /// member accounts' responder role is not built yet, so a finding from
+    /// another account or region is refused before any call about its
+    /// resources (names such as an IAM role's are not unique across
+    /// accounts: acting here would touch the wrong one).
+    async fn check_own_account(&self, finding: &Finding) -> Result<(), TaskError> {
+        let own = self
+            .own_account
+            .get_or_try_init(|| async {
+                cordon_aws::accounts::caller_identity(&self.clients)
+                    .await
+                    .map(|(account, _)| account)
+            })
+            .await
+            .map_err(|e| errors::of_error(&e))?;
+        if finding.account_id != *own || finding.region != self.clients.region {
+            return Err(TaskError::new(
+                ErrorName::InvalidFinding,
+                format!(
+                    "finding {} is from account {} in {}; this Lambda acts only in its own account {own} in {}: deploy cordon in that account and region, or run `cordon run` there (the Lambda does not assume member-account roles yet); nothing was changed",
+                    finding.id, finding.account_id, finding.region, self.clients.region
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn plan(&self, event: &Value, pinned: Option<&str>) -> Result<TaskOutput, TaskError> {
         let text = event.to_string();
         let finding = parse_single_finding(&text, "the task's finding")
             .map_err(|e| TaskError::new(ErrorName::InvalidFinding, e.to_string()))?;
+        self.check_own_account(&finding).await?;
         let playbooks: Vec<_> = self.playbooks.iter().map(|l| l.playbook.clone()).collect();
         let (routed, playbook) = route(&finding, &playbooks);
         let (Route::Matched { reason, .. }, Some(playbook)) = (routed, playbook) else {
