@@ -178,6 +178,8 @@ impl AwsClients {
         capture: Option<RawBodyCapture>,
     ) -> Result<R::Output, Failed<R::Error>> {
         self.limits.acquire(op.bucket).await;
+        // Held through the SDK's attempts: waiting here is not an attempt.
+        let _slot = self.in_flight.enter().await;
         if op.mutating {
             // Before sending: a read in flight now may see either state.
             self.reads.invalidate(resource);

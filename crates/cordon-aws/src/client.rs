@@ -101,6 +101,8 @@ pub struct AwsClients {
     /// Reads a later phase may reuse; every mutating call drops what it
     /// touches (see [`crate::read_cache`]).
     pub reads: ReadCache,
+    /// The process's bound on requests in flight, shared by derived clients.
+    pub in_flight: InFlight,
     /// Region the clients were built for.
     pub region: String,
     /// Endpoint override (`AWS_ENDPOINT_URL`), e.g. the local emulator.
@@ -160,7 +162,8 @@ impl AwsClients {
         let mut builder = Self::builder(&config.build())
             .call_counter(self.calls.clone())
             .call_recorder(self.recorder.clone())
-            .read_cache(self.reads.clone());
+            .read_cache(self.reads.clone())
+            .in_flight(self.in_flight.clone());
         if same_identity && region == self.region {
             builder = builder.rate_limits(self.limits.clone());
         }
@@ -180,6 +183,7 @@ impl AwsClients {
             recorder: None,
             limits: None,
             reads: None,
+            in_flight: None,
         }
     }
 }
@@ -193,6 +197,7 @@ pub struct AwsClientsBuilder {
     recorder: Option<CallRecorder>,
     limits: Option<RateLimits>,
     reads: Option<ReadCache>,
+    in_flight: Option<InFlight>,
 }
 
 impl AwsClientsBuilder {
@@ -227,6 +232,12 @@ impl AwsClientsBuilder {
     /// Shares an existing read cache (its keys carry account and region).
     pub fn read_cache(mut self, reads: ReadCache) -> Self {
         self.reads = Some(reads);
+        self
+    }
+
+    /// Shares (or sets) the bound on requests in flight.
+    pub fn in_flight(mut self, in_flight: InFlight) -> Self {
+        self.in_flight = Some(in_flight);
         self
     }
 
@@ -288,11 +299,46 @@ impl AwsClientsBuilder {
             recorder,
             limits,
             reads: self.reads.unwrap_or_default(),
+            in_flight: self.in_flight.unwrap_or_default(),
             region,
             endpoint,
             config: self.config,
             extra_interceptors: self.interceptors,
         })
+    }
+}
+
+/// Requests one process keeps in flight at most, over every client set.
+/// Past it a call waits *before* its attempt's clock starts, so the
+/// per-attempt timeouts ([`CONTROL_PLANE_ATTEMPT_TIMEOUT`]) measure the
+/// service and never cordon's own queue: a burst of many cases, each running
+/// several steps at once, would otherwise put hundreds of requests on the
+/// wire together, and the last of them would time out waiting behind the
+/// first. AWS answers a control-plane call in tens of milliseconds, so 48 in
+/// flight already carries far more calls per second than the throttling
+/// buckets allow.
+pub const MAX_IN_FLIGHT: usize = 48;
+
+/// The bound on requests in flight ([`MAX_IN_FLIGHT`] by default); clones share it.
+#[derive(Debug, Clone)]
+pub struct InFlight(Arc<tokio::sync::Semaphore>);
+
+impl Default for InFlight {
+    fn default() -> Self {
+        Self::new(MAX_IN_FLIGHT)
+    }
+}
+
+impl InFlight {
+    /// A bound of `slots` requests (at least one).
+    pub fn new(slots: usize) -> Self {
+        Self(Arc::new(tokio::sync::Semaphore::new(slots.max(1))))
+    }
+
+    /// Waits for a slot, held until the returned permit is dropped.
+    pub async fn enter(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        // The semaphore is never closed, so this only fails if it were.
+        Arc::clone(&self.0).acquire_owned().await.ok()
     }
 }
 
