@@ -475,34 +475,18 @@ impl JournalStore for S3Journal {
 
     async fn append(&self, case: &CaseId, record: &JournalRecord) -> Result<(), JournalError> {
         let key = record_key(&self.prefix, case, record.seq);
-        let location = format!("s3://{}/{key}", self.bucket);
         // The record's stored text: the chain hashes exactly these bytes.
         let bytes = record.stored_text().into_owned().into_bytes();
-        let request =
-            put_request(&self.clients, &self.bucket, &key, bytes.clone(), None).if_none_match("*");
-        let result = self
-            .clients
-            .try_call(&ops::S3_PUT_OBJECT, &location, request)
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // The record exists. It is ours when an earlier attempt of this
-            // very put landed and only its answer was lost (the SDK retried a
-            // timeout or a 5xx and met our own object): the same bytes.
-            // Anything else was written by another worker.
-            Err(e) if lost_race(e.status(), e.code()) => {
-                match self.read_object(&key, "the record").await? {
-                    Some((stored, _)) if stored == bytes => Ok(()),
-                    _ => Err(JournalError::Conflict {
-                        case: case.clone(),
-                        seq: record.seq,
-                    }),
-                }
-            }
-            Err(e) => {
-                let what = format!("cannot write record {}", record.seq);
-                Err(call_failed(location, &what, e.into_error()))
-            }
+        let what = format!("record {}", record.seq);
+        // A conditional create: an earlier attempt of this very put whose
+        // answer was lost counts as ours (same bytes); anything else at this
+        // seq was written by another worker.
+        match self.write_object(&key, bytes, None, &what).await? {
+            Some(_) => Ok(()),
+            None => Err(JournalError::Conflict {
+                case: case.clone(),
+                seq: record.seq,
+            }),
         }
     }
 
