@@ -322,3 +322,69 @@ async fn a_slow_answer_arrives_on_a_retry_with_a_longer_attempt_budget() {
         "one abandoned attempt, one answered"
     );
 }
+
+/// The steps after isolation start together, and several describe the
+/// instance for their pre-state: one DescribeInstances answers them all
+/// (each step's read still goes out when no read of the instance is under
+/// way: nothing is kept once the answer is in).
+#[tokio::test]
+async fn steps_that_describe_one_instance_together_share_one_read() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let aws = emulator().await;
+    let env = provision(aws.clients(), &environment())
+        .await
+        .expect("provision");
+    // 100 ms per request, so the three reads certainly overlap.
+    let upstream: SocketAddr = aws
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("emulator address");
+    let mut config = ProxyConfig::new(upstream);
+    config.delay = Duration::from_millis(100);
+    let proxy = LatencyProxy::bind(config).await.expect("proxy");
+    let endpoint = format!("http://{}", proxy.local_addr());
+    let served = tokio::spawn(proxy.serve());
+    let clients =
+        AwsClients::from_sdk_config(&sdk_config_for(&endpoint).await).expect("proxied clients");
+    let (actions, _) = local_actions(&clients, "fast-path-shared-read");
+    let mut finding = env
+        .instance_finding("suspect")
+        .expect("instance of the spec");
+    finding.id = Some("fast-path-shared-read".to_string());
+    let plan = plan_steps(
+        &finding.detail().to_string(),
+        "fast-path",
+        json!([
+            {"id": "tag", "action": "tag-resource", "needs": [],
+             "with": {"tags": {"cordon:case": "shared-read"}}},
+            {"id": "snapshot", "action": "snapshot-volumes", "needs": []},
+            {"id": "capture", "action": "capture-instance-metadata", "needs": []}
+        ]),
+    );
+    let mut tag = Lifecycle::new(&actions, &plan, "tag");
+    let mut snapshot = Lifecycle::new(&actions, &plan, "snapshot");
+    let mut capture = Lifecycle::new(&actions, &plan, "capture");
+    let (a, b, c) = tokio::join!(tag.pre_state(), snapshot.pre_state(), capture.pre_state());
+    a.expect("tag pre-state");
+    b.expect("snapshot pre-state");
+    c.expect("capture pre-state");
+    let shared = clients
+        .calls
+        .snapshot()
+        .get("EC2.DescribeInstances")
+        .copied();
+    // Asked alone, afterwards: a read of its own.
+    Lifecycle::new(&actions, &plan, "tag")
+        .pre_state()
+        .await
+        .expect("tag pre-state, alone");
+    let alone = clients
+        .calls
+        .snapshot()
+        .get("EC2.DescribeInstances")
+        .copied();
+    served.abort();
+    assert_eq!(shared, Some(1), "three pre-states, one read");
+    assert_eq!(alone, Some(2), "a later ask reads afresh");
+}

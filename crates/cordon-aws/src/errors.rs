@@ -99,18 +99,18 @@ impl CallError {
                 "Timeout".to_string(),
                 "the request timed out".to_string(),
             ),
-            SdkError::DispatchFailure(failure) => {
-                let kind = if failure.is_timeout() {
-                    ErrorKind::Timeout
-                } else {
-                    ErrorKind::Other
-                };
-                (
-                    kind,
-                    "DispatchFailure".to_string(),
-                    "could not reach the AWS endpoint".to_string(),
-                )
-            }
+            // A timeout is the endpoint not answering in time (every
+            // attempt's budget spent), not the endpoint being out of reach.
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => (
+                ErrorKind::Timeout,
+                "Timeout".to_string(),
+                "no answer within any attempt's time budget".to_string(),
+            ),
+            SdkError::DispatchFailure(_) => (
+                ErrorKind::Other,
+                "DispatchFailure".to_string(),
+                "could not reach the AWS endpoint".to_string(),
+            ),
             SdkError::ResponseError(_) => (
                 ErrorKind::Other,
                 "ResponseError".to_string(),

@@ -17,6 +17,12 @@
 //!   every one of the region's groups for its targets — N² calls in a burst
 //!   of N findings on N instances behind their own groups.
 //!
+//! - one read of an instance in flight, joined by the steps that ask for the
+//!   same instance while it is under way ([`ReadCache::instance_read`]): the
+//!   steps after isolation start together and each describes the instance
+//!   for its pre-state; one request answers them all. Nothing is kept once
+//!   the answer is in, so a later ask always reads afresh.
+//!
 //! An entry is only as good as the absence of changes since it was read: the
 //! call path ([`crate::client::AwsClients`]) drops every entry that names the
 //! resource of any mutating call it sends, and a read still in flight when
@@ -28,7 +34,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::{NetworkInterface, SecurityGroup};
+use aws_sdk_ec2::types::{Instance, NetworkInterface, SecurityGroup};
 use aws_sdk_elasticloadbalancingv2::types::TargetHealthDescription;
 
 /// How long an instance's ENIs read for a pre-state stand in for apply's
@@ -103,9 +109,20 @@ struct Pending {
     sent: Instant,
 }
 
+/// An instance read in flight: its ticket (a mutating call about the
+/// instance since it was sent makes it stale, and it is joined no more), and
+/// where its answer will appear.
+#[derive(Debug)]
+struct InstanceFlight {
+    ticket: u64,
+    answer: tokio::sync::watch::Receiver<Option<Instance>>,
+}
+
 #[derive(Debug, Default)]
 struct Reads {
     entries: BTreeMap<Key, Entry>,
+    /// Instance reads in flight, by scope and instance id.
+    instances: BTreeMap<(Scope, String), InstanceFlight>,
     /// Reads in flight, by ticket: the ids they are about, and whether a
     /// mutating call named one of them since they were sent.
     pending: BTreeMap<u64, Pending>,
@@ -306,10 +323,102 @@ impl ReadCache {
         }
     }
 
+    /// Joins the read of `instance_id` under way, if one is and nothing
+    /// changed the instance (or the `related` ids: its ENIs, its volumes)
+    /// since it was sent; else makes the caller the one that reads.
+    pub fn instance_read(
+        &self,
+        scope: &Scope,
+        instance_id: &str,
+        related: &[&str],
+    ) -> InstanceRead {
+        let key = (scope.clone(), instance_id.to_string());
+        {
+            let reads = self.lock();
+            if let Some(flight) = reads.instances.get(&key)
+                && reads.pending.get(&flight.ticket).is_some_and(|p| !p.stale)
+            {
+                return InstanceRead::Join(flight.answer.clone());
+            }
+        }
+        let mut ids = vec![instance_id];
+        ids.extend_from_slice(related);
+        let ticket = self.begin(&ids);
+        let (send, answer) = tokio::sync::watch::channel(None);
+        self.lock().instances.insert(
+            key.clone(),
+            InstanceFlight {
+                ticket: ticket.id,
+                answer,
+            },
+        );
+        InstanceRead::Lead(InstanceLead {
+            cache: self.clone(),
+            key,
+            ticket: Some(ticket),
+            send,
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Reads> {
         // Every update replaces or removes whole entries: a panic elsewhere
         // cannot leave one half-written.
         self.reads.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What [`ReadCache::instance_read`] made of the caller.
+#[derive(Debug)]
+pub enum InstanceRead {
+    /// Another caller's read is under way: wait for its answer
+    /// ([`joined_answer`]); `None` means it failed or was abandoned, and the
+    /// caller reads for itself.
+    Join(tokio::sync::watch::Receiver<Option<Instance>>),
+    /// The caller reads, and hands the answer to whoever joined.
+    Lead(InstanceLead),
+}
+
+/// The answer of a joined instance read, or `None` if there will be none.
+pub async fn joined_answer(
+    mut answer: tokio::sync::watch::Receiver<Option<Instance>>,
+) -> Option<Instance> {
+    match answer.wait_for(Option::is_some).await {
+        Ok(instance) => instance.clone(),
+        Err(_) => None,
+    }
+}
+
+/// The caller that reads an instance for everyone who joins; dropping it
+/// without [`InstanceLead::answer`] (a failed or abandoned read) lets the
+/// joiners read for themselves.
+#[derive(Debug)]
+pub struct InstanceLead {
+    cache: ReadCache,
+    key: (Scope, String),
+    ticket: Option<ReadTicket>,
+    send: tokio::sync::watch::Sender<Option<Instance>>,
+}
+
+impl InstanceLead {
+    /// Hands `instance` to the callers that joined.
+    pub fn answer(self, instance: &Instance) {
+        self.send.send_replace(Some(instance.clone()));
+    }
+}
+
+impl Drop for InstanceLead {
+    fn drop(&mut self) {
+        let mut reads = self.cache.lock();
+        if let Some(ticket) = self.ticket.take() {
+            if reads
+                .instances
+                .get(&self.key)
+                .is_some_and(|flight| flight.ticket == ticket.id)
+            {
+                reads.instances.remove(&self.key);
+            }
+            reads.pending.remove(&ticket.id);
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use crate::call::{Request, items};
 use crate::client::{INITIAL_BACKOFF, MAX_ATTEMPTS, MAX_BACKOFF};
 use crate::errors::Failed;
 use crate::ops::{self, Op};
-use crate::read_cache::Scope;
+use crate::read_cache::{InstanceRead, Scope, joined_answer};
 
 pub mod autoscaling;
 pub mod capture;
@@ -92,8 +92,32 @@ pub async fn profile_associations(
 }
 
 /// Describes one instance; a missing or terminated instance is a clear error.
+///
+/// Steps that describe the same instance while one read of it is under way
+/// (the steps after isolation start together) share that read
+/// ([`crate::read_cache::ReadCache::instance_read`]).
 pub async fn describe_instance(ctx: Ctx<'_>, instance_id: &str) -> Result<Instance, ActionError> {
     let clients = ctx.clients();
+    let related: Vec<&str> = ctx.instance().map_or_else(
+        |_| Vec::new(),
+        |target| {
+            target
+                .network_interfaces
+                .iter()
+                .map(|eni| eni.network_interface_id.as_str())
+                .collect()
+        },
+    );
+    let lead = match clients
+        .reads
+        .instance_read(&read_scope(ctx), instance_id, &related)
+    {
+        InstanceRead::Join(answer) => match joined_answer(answer).await {
+            Some(instance) => return usable_instance(Some(instance), instance_id),
+            None => None,
+        },
+        InstanceRead::Lead(lead) => Some(lead),
+    };
     let request = clients.ec2.describe_instances().instance_ids(instance_id);
     let out = clients
         .call(&ops::EC2_DESCRIBE_INSTANCES, instance_id, request)
@@ -103,15 +127,23 @@ pub async fn describe_instance(ctx: Ctx<'_>, instance_id: &str) -> Result<Instan
         .iter()
         .flat_map(|r| r.instances())
         .find(|i| i.instance_id() == Some(instance_id))
-        .cloned()
-        .ok_or_else(|| {
-            ActionError::new(
-                ErrorKind::NotFound,
-                instance_id,
-                "instance not found",
-                "check the finding's account and region match the credentials cordon runs with",
-            )
-        })?;
+        .cloned();
+    if let (Some(lead), Some(instance)) = (lead, &instance) {
+        lead.answer(instance);
+    }
+    usable_instance(instance, instance_id)
+}
+
+/// The instance a read found; a missing or terminated one is a clear error.
+fn usable_instance(instance: Option<Instance>, instance_id: &str) -> Result<Instance, ActionError> {
+    let instance = instance.ok_or_else(|| {
+        ActionError::new(
+            ErrorKind::NotFound,
+            instance_id,
+            "instance not found",
+            "check the finding's account and region match the credentials cordon runs with",
+        )
+    })?;
     if matches!(
         instance.state().and_then(|s| s.name()),
         Some(InstanceStateName::Terminated | InstanceStateName::ShuttingDown)
