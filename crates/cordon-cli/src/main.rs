@@ -11,6 +11,7 @@ mod asl_cmd;
 mod burst;
 mod doctor;
 mod evidence_cmd;
+mod gameday_cmd;
 mod infra;
 mod intake;
 mod live;
@@ -83,6 +84,9 @@ enum Command {
         /// The command whose JSON document's schema to print.
         #[arg(long, value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(output::DOCUMENTS))]
         output_of: Option<String>,
+        /// The schema of Game Day scenario files instead.
+        #[arg(long, conflicts_with = "output_of")]
+        scenario: bool,
     },
     /// Validate playbooks; reports every problem at once with file:line:column.
     Validate {
@@ -239,6 +243,12 @@ enum Command {
         triage: intake::TriageArgs,
         #[command(flatten)]
         run: burst::TriageRun,
+    },
+    /// Game Days: rehearse incidents end to end on the local emulator, with
+    /// faults and approvals as a scenario says, and score them.
+    Gameday {
+        #[command(subcommand)]
+        command: gameday_cmd::GamedayCommand,
     },
     /// Evidence bucket set-up and checks, and verification of a case's evidence.
     Evidence {
@@ -503,7 +513,8 @@ fn init_logging(verbose: u8, json: bool) {
 async fn dispatch(command: Command) -> Result<u8, Failure> {
     let aws = Aws::default();
     match command {
-        Command::Schema { output_of } => schema(output_of.as_deref()),
+        Command::Schema { scenario: true, .. } => gameday_cmd::schema(),
+        Command::Schema { output_of, .. } => schema(output_of.as_deref()),
         Command::Validate { path } => validate(path.as_deref()),
         Command::Playbooks(PlaybooksCommand::Export { dir, force }) => {
             let written = playbook_set::export(&dir, force)?;
@@ -638,6 +649,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 burst::triage_run(triage, settings, aws).await
             }
         },
+        Command::Gameday { command } => gameday_cmd::run(command).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
         Command::ExportAsl(args) => asl_cmd::run(&args),
