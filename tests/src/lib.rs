@@ -25,6 +25,7 @@
 //! verify-undone; [`plan_for`] plans a finding with a playbook written
 //! inline.
 
+pub mod fault_matrix;
 pub mod lifecycle;
 pub mod shipped;
 

@@ -24,6 +24,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
+use crate::faults::FaultInjector;
 use crate::ops::{Op, OpClass};
 use crate::ratelimit::RateLimits;
 use crate::read_cache::ReadCache;
@@ -107,6 +108,9 @@ pub struct AwsClients {
     pub region: String,
     /// Endpoint override (`AWS_ENDPOINT_URL`), e.g. the local emulator.
     pub endpoint: Option<String>,
+    /// The faults injected into every call, when a test or Game Day asked
+    /// for them ([`AwsClientsBuilder::faults`]); derived clients share it.
+    pub faults: Option<FaultInjector>,
     /// What the clients were built from, so [`AwsClients::derive`] can build
     /// the same clients for a finding's region and account.
     config: SdkConfig,
@@ -164,6 +168,9 @@ impl AwsClients {
             .call_recorder(self.recorder.clone())
             .read_cache(self.reads.clone())
             .in_flight(self.in_flight.clone());
+        if let Some(faults) = &self.faults {
+            builder = builder.faults(faults.clone());
+        }
         if same_identity && region == self.region {
             builder = builder.rate_limits(self.limits.clone());
         }
@@ -184,6 +191,7 @@ impl AwsClients {
             limits: None,
             reads: None,
             in_flight: None,
+            faults: None,
         }
     }
 }
@@ -198,6 +206,7 @@ pub struct AwsClientsBuilder {
     limits: Option<RateLimits>,
     reads: Option<ReadCache>,
     in_flight: Option<InFlight>,
+    faults: Option<FaultInjector>,
 }
 
 impl AwsClientsBuilder {
@@ -241,6 +250,16 @@ impl AwsClientsBuilder {
         self
     }
 
+    /// Injects `injector`'s faults into every call of every client (see
+    /// [`crate::faults`]): its interceptor counts each attempt per operation,
+    /// and the HTTP client under the SDK answers the faulted ones the way AWS
+    /// or the network would, so cordon's own retries, timeouts and
+    /// reconciliation are what the faults exercise.
+    pub fn faults(mut self, injector: FaultInjector) -> Self {
+        self.faults = Some(injector);
+        self
+    }
+
     /// Builds every client with the same config and interceptors.
     pub fn build(self) -> Result<AwsClients, ClientError> {
         let config = &self.config;
@@ -257,6 +276,12 @@ impl AwsClientsBuilder {
             .unwrap_or_else(|| RateLimits::new(region.clone()));
         let mut interceptors = vec![SharedInterceptor::new(calls.clone())];
         interceptors.extend(self.interceptors.iter().cloned());
+        // The faults' HTTP client wraps the one the config names, or the
+        // SDK's default (the one each client would build for itself).
+        let http_client = self.faults.as_ref().map(|faults| {
+            interceptors.push(SharedInterceptor::new(faults.clone()));
+            faults.http_client(config.http_client().unwrap_or_else(default_http_client))
+        });
 
         // Each SDK crate has its own config type with the same builder methods.
         macro_rules! client {
@@ -264,6 +289,9 @@ impl AwsClientsBuilder {
                 let mut builder = $sdk::config::Builder::from(config);
                 for interceptor in &interceptors {
                     builder.push_interceptor(interceptor.clone());
+                }
+                if let Some(http_client) = &http_client {
+                    builder.set_http_client(Some(http_client.clone()));
                 }
                 $sdk::Client::from_conf(builder.build())
             }};
@@ -277,6 +305,9 @@ impl AwsClientsBuilder {
                 .timeout_config(client_timeouts(S3_OPERATION_TIMEOUT));
             for interceptor in &interceptors {
                 builder.push_interceptor(interceptor.clone());
+            }
+            if let Some(http_client) = &http_client {
+                builder.set_http_client(Some(http_client.clone()));
             }
             aws_sdk_s3::Client::from_conf(builder.build())
         };
@@ -302,6 +333,7 @@ impl AwsClientsBuilder {
             in_flight: self.in_flight.unwrap_or_default(),
             region,
             endpoint,
+            faults: self.faults,
             config: self.config,
             extra_interceptors: self.interceptors,
         })
@@ -340,6 +372,17 @@ impl InFlight {
         // The semaphore is never closed, so this only fails if it were.
         Arc::clone(&self.0).acquire_owned().await.ok()
     }
+}
+
+/// The HTTP client the SDK builds by default (`default-https-client`:
+/// hyper 1 with rustls on aws-lc), for fault injection to wrap.
+fn default_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_https()
 }
 
 fn retry_config() -> RetryConfig {

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use cordon_aws::faults::InjectedFault;
 use cordon_aws::guardduty::TriageRow;
 use cordon_core::claims::ResourceHolder;
 use cordon_core::executor::DryRunStep;
@@ -80,6 +81,9 @@ pub struct RunReport<'a> {
     pub message: &'a str,
     /// Operations started, by `Service.Operation`.
     pub api_calls: BTreeMap<String, u64>,
+    /// The faults `--inject-faults` injected, in order (absent without it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub injected_faults: Vec<InjectedFault>,
 }
 impl Body for RunReport<'_> {}
 
@@ -329,6 +333,7 @@ mod tests {
                 exit_code: 3,
                 message: "step `quarantine` waits for approval: `cordon approve CASE quarantine`",
                 api_calls,
+                injected_faults: Vec::new(),
             },
         );
     }
