@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
 use cordon_aws::client::AwsClients;
+use cordon_aws::faults::InjectedFault;
 use cordon_core::journal::{CaseState, JournalEvent, JournalRecord, JournalStore};
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::CaseId;
+use cordon_core::policy::{CORDON_IAM_PATH, QUARANTINE_POLICY_NAME, quarantine_policy};
 use cordon_core::summary::{PHASE_UNTRACK_BEGUN, summarize};
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
@@ -39,7 +41,7 @@ const REGION: &str = "us-east-1";
 const EMULATOR_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 const EMULATOR_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 /// How often a running child's journals are read.
-const POLL: Duration = Duration::from_millis(20);
+const POLL: Duration = Duration::from_millis(5);
 /// Approval wait when an answer is given by `cordon approve` (not timed out).
 const ANSWER_WAIT_SECONDS: u32 = 120;
 /// Approval wait of a scenario whose answers include a time-out.
@@ -242,6 +244,34 @@ impl<'a> GameDay<'a> {
         Ok(command)
     }
 
+    /// `--inject-faults FILE --fault-log FILE` when the scenario has AWS faults.
+    fn fault_args(&self) -> Vec<String> {
+        if self.scenario.faults.is_none() {
+            return Vec::new();
+        }
+        let out = &self.options.out;
+        vec![
+            "--inject-faults".to_string(),
+            out.join("faults.json").display().to_string(),
+            "--fault-log".to_string(),
+            out.join("faults.jsonl").display().to_string(),
+        ]
+    }
+
+    /// The AWS faults the containment processes logged.
+    fn injected_faults(&self) -> Vec<FaultScore> {
+        let log = self.options.out.join("faults.jsonl");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str::<InjectedFault>(line).ok())
+            .map(|f| FaultScore {
+                layer: "aws".to_string(),
+                fault: format!("{} on call {} of {}", f.kind, f.ordinal, f.operation),
+                at_ms: None,
+            })
+            .collect()
+    }
+
     fn spawn(&self, args: &[String]) -> Result<Child, GamedayError> {
         self.cordon(args)?
             .spawn()
@@ -361,7 +391,8 @@ impl<'a> GameDay<'a> {
                 if self.answered.contains(&key) {
                     continue;
                 }
-                let mut args = vec!["approve".to_string(), case.to_string(), step.to_string()];
+                let mut args = self.fault_args();
+                args.extend(["approve".to_string(), case.to_string(), step.to_string()]);
                 match self.scenario.approvals.decision(step) {
                     Decision::TimeOut => continue,
                     Decision::Grant => {}
@@ -400,7 +431,7 @@ impl<'a> GameDay<'a> {
         fixture: &Fixture,
     ) -> Result<Scorecard, GamedayError> {
         let out = self.options.out.clone();
-        self.phase("evidence bucket");
+        self.phase("cordon prerequisites");
         self.bucket = format!("cordon-gameday-{}", fixture.owner.to_ascii_lowercase());
         let bucket = self.bucket.clone();
         let init = self
@@ -415,6 +446,7 @@ impl<'a> GameDay<'a> {
                 ),
             });
         }
+        create_quarantine_policy(clients).await?;
         self.phase("pre-state");
         let before = snapshot_state(clients, fixture).await?;
         write_json(&out.join("before.json"), &before)?;
@@ -448,6 +480,8 @@ impl<'a> GameDay<'a> {
         let contain_started = self.now_ms();
         self.contain(&files, &ids).await?;
         self.finish_answers().await?;
+        let injected = self.injected_faults();
+        self.faults.extend(injected);
         let contain_ended = self.now_ms();
         let cases = load_cases(&self.journal()).await?;
 
@@ -597,7 +631,12 @@ impl<'a> GameDay<'a> {
         ids: &BTreeMap<String, String>,
     ) -> Result<(), GamedayError> {
         let approvals = &self.scenario.approvals;
-        let mut run = vec!["run".to_string()];
+        if let Some(plan) = &self.scenario.faults {
+            let path = self.options.out.join("faults.json");
+            write_json(&path, &serde_json::to_value(plan).unwrap_or_default())?;
+        }
+        let mut run = self.fault_args();
+        run.push("run".to_string());
         run.extend(files.iter().cloned());
         let concurrency = self.options.concurrency.unwrap_or(DEFAULT_CONCURRENCY);
         run.extend([
@@ -646,12 +685,13 @@ impl<'a> GameDay<'a> {
                 if state.status.is_some() && state.interrupted.is_none() {
                     continue;
                 }
-                let args = vec![
+                let mut args = self.fault_args();
+                args.extend([
                     "resume".to_string(),
                     case.to_string(),
                     "--output".to_string(),
                     "json".to_string(),
-                ];
+                ]);
                 let resumed_fault = fault
                     .filter(|f| watched(f).as_deref() == Some(state.plan.finding.id.as_str()))
                     .map(|f| (f, watched(f)));
@@ -683,27 +723,40 @@ impl<'a> GameDay<'a> {
         cases: &[Case],
         expectations: &mut Vec<ExpectationResult>,
     ) {
+        let expect = &self.scenario.expect;
+        let mut counted: BTreeMap<String, usize> = BTreeMap::new();
         for finding in findings {
             let base = finding.name.split('@').next().unwrap_or(&finding.name);
-            let want = self
-                .scenario
-                .expect
-                .cases
-                .get(base)
-                .map_or("completed", String::as_str);
             let state = case_of(ids.get(&finding.name), cases);
             let actual = state.map_or_else(
                 || "no case".to_string(),
-                |c| {
-                    c.state
-                        .status
-                        .map_or_else(|| "running".to_string(), |s| s.to_string())
-                },
+                |c| c.state.status.map_or_else(|| "running".to_string(), |s| s.to_string()),
             );
+            let want = match expect.cases.get(base) {
+                Some(want) => want.as_str(),
+                None if !expect.statuses.is_empty() => {
+                    *counted.entry(actual).or_default() += 1;
+                    continue;
+                }
+                None => "completed",
+            };
             expectations.push(ExpectationResult {
                 expectation: format!("cases.{} = {want}", finding.name),
                 passed: Some(actual == want),
                 actual,
+            });
+        }
+        if !expect.statuses.is_empty() {
+            let show = |m: &BTreeMap<String, usize>| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            expectations.push(ExpectationResult {
+                expectation: format!("statuses = {{{}}}", show(&expect.statuses)),
+                passed: Some(counted == expect.statuses),
+                actual: format!("{{{}}}", show(&counted)),
             });
         }
     }
@@ -1031,6 +1084,30 @@ impl Case {
     }
 }
 
+/// The managed deny-all policy `quarantine-user` attaches, created as a
+/// deployment of cordon creates it (`cordon policy --quarantine-policy`).
+async fn create_quarantine_policy(clients: &AwsClients) -> Result<(), FixtureError> {
+    let document = serde_json::to_string(&quarantine_policy()).unwrap_or_default();
+    match clients
+        .iam
+        .create_policy()
+        .path(CORDON_IAM_PATH)
+        .policy_name(QUARANTINE_POLICY_NAME)
+        .policy_document(document)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_entity_already_exists_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(aws("iam:CreatePolicy", QUARANTINE_POLICY_NAME)(e)),
+    }
+}
+
 /// Every case in `journal` with its state, oldest first.
 async fn load_cases(journal: &LocalJournal) -> Result<Vec<Case>, GamedayError> {
     let ids = journal
@@ -1094,10 +1171,12 @@ fn fault_due(
         })
     })?;
     match fault {
-        ProcessFault::KillAtRecord { record, .. } => records
-            .iter()
-            .any(|r| r.seq >= *record)
-            .then(|| format!("SIGKILL at journal record {record} of case {case}")),
+        ProcessFault::KillAtRecord { record, .. } => {
+            let last = records.last().map_or(0, |r| r.seq);
+            (last >= *record).then(|| {
+                format!("SIGKILL at journal record {record} of case {case} (journal at record {last})")
+            })
+        }
         ProcessFault::SigtermInIsolationPhase1 { .. } => {
             let last = records.last().map_or(0, |r| r.seq);
             records

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use cordon_aws::faults::{FaultPlan, FaultPlanError};
 use cordon_core::validate::{Problem, typed_yaml};
 use cordon_core::yaml::Document;
 use schemars::JsonSchema;
@@ -40,6 +41,11 @@ pub struct Scenario {
     /// The findings to raise against the built resources, all delivered to one
     /// `cordon run` (several findings are worked at once, as a burst).
     pub findings: Vec<FindingSpec>,
+    /// Faults injected in cordon's AWS layer (`cordon --inject-faults`) during
+    /// containment: `cordon run`, `resume` and `approve` (each process counts
+    /// calls from 1); rollback and the checks run without them.
+    #[serde(default)]
+    pub faults: Option<FaultPlan>,
     /// Faults done to the cordon process from outside: the first applies to
     /// `cordon run`, each next one to the `cordon resume` that follows it.
     #[serde(default)]
@@ -200,6 +206,12 @@ pub struct Expectations {
     /// must end `completed`.
     #[serde(default)]
     pub cases: BTreeMap<String, String>,
+    /// How many cases rest in each status, e.g. `{completed: 1, stopped: 1}`
+    /// when two findings race for one instance and either may win. When
+    /// given, findings not listed in `cases` are counted here instead of
+    /// each having to end `completed`.
+    #[serde(default)]
+    pub statuses: BTreeMap<String, usize>,
     /// Containment state per instance (for a copied instance: every copy).
     #[serde(default)]
     pub instances: BTreeMap<String, InstanceExpectation>,
@@ -568,6 +580,18 @@ impl Scenario {
                 );
             }
         }
+        if let Some(Err(e)) = self.faults.as_ref().map(FaultPlan::validate) {
+            let at = match &e {
+                FaultPlanError::UnknownOperation { rule, .. } => {
+                    format!("faults.rules[{}].operation", rule.saturating_sub(1))
+                }
+                FaultPlanError::Probability { rule, .. } | FaultPlanError::Ordinal { rule } => {
+                    format!("faults.rules[{}].when", rule.saturating_sub(1))
+                }
+                _ => "faults".to_string(),
+            };
+            push(&at, e.to_string(), None);
+        }
         for (i, fault) in self.process_faults.iter().enumerate() {
             if let Some(finding) = fault.finding()
                 && !names.contains(finding)
@@ -655,6 +679,10 @@ copies: {instance: web, count: 3}
 findings:
   - {name: miner, instance: web, every-copy: true}
   - {user: alice}
+faults:
+  seed: 7
+  rules:
+    - {kind: throttling, operation: "ec2:ModifyNetworkInterfaceAttribute", when: {nth: [1, 2]}}
 process-faults:
   - kill-at-record: {record: 4, finding: miner}
 approvals: {steps: {quarantine: refuse}}
@@ -683,6 +711,7 @@ expect:
         assert_eq!(scenario.approvals.decision("isolate"), Decision::Grant);
         assert!(!scenario.approvals.all_granted());
         assert!(scenario.expect.evidence_verified && scenario.expect.rollback_exact);
+        assert_eq!(scenario.faults.expect("faults").rules.len(), 1);
     }
 
     #[test]
@@ -695,6 +724,8 @@ findings:
   - {role: r, severity: 11}
 process-faults:
   - kill-at-record: {record: 1, finding: nope}
+faults:
+  rules: [{kind: timeout, operation: "ec2:Nope", when: every}]
 expect:
   instances: {db: {isolated: true, isolatd: false}}
 "#;
@@ -706,7 +737,7 @@ expect:
         // serde's problems come first (unknown key), the rest once the shape is right.
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert!(
-            problems[0].starts_with("bad.yaml:10:") && problems[0].contains("isolatd"),
+            problems[0].starts_with("bad.yaml:12:") && problems[0].contains("isolatd"),
             "{problems:#?}"
         );
         let fixed = text.replace(", isolatd: false", "");
@@ -724,7 +755,8 @@ expect:
             "bad.yaml:6:6: findings[1].role: no role named `r`",
             "bad.yaml:6:15: findings[1].severity: severity 11 is outside",
             "bad.yaml:8:5: process-faults[0]: no finding named `nope`",
-            "bad.yaml:10:15: expect.instances.db: no instance named `db`",
+            "bad.yaml:10:12: faults.rules[0].operation: fault rule 1: cordon has no operation `ec2:Nope`",
+            "bad.yaml:12:15: expect.instances.db: no instance named `db`",
         ];
         for want in expected {
             assert!(
