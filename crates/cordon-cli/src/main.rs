@@ -538,8 +538,7 @@ fn load_faults(
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the fault plan {}", path.display()))?;
-    let plan = FaultPlan::parse(&text)
-        .with_context(|| format!("fault plan {}", path.display()))?;
+    let plan = FaultPlan::parse(&text).with_context(|| format!("fault plan {}", path.display()))?;
     let rules = plan.rules.len();
     let seed = plan.seed;
     let injector = FaultInjector::new(plan)?;

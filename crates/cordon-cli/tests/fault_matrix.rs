@@ -8,14 +8,18 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use cordon_aws::faults::FaultKind;
-use cordon_tests::fault_matrix::{Cell, Tally, Target, clean_run, fault_cells, kill_cells, run_cell};
+use cordon_tests::fault_matrix::{
+    Cell, Tally, Target, clean_run, fault_cells, kill_cells, run_cell,
+};
 use serde_json::Value;
 
 /// The binary kill cells run: this build's, or the copy `scripts/fault-matrix`
 /// names in `FAULT_MATRIX_CORDON` (so a rebuild meanwhile cannot replace it).
 fn cordon() -> PathBuf {
-    std::env::var_os("FAULT_MATRIX_CORDON")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cordon")), PathBuf::from)
+    std::env::var_os("FAULT_MATRIX_CORDON").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_cordon")),
+        PathBuf::from,
+    )
 }
 
 /// Every cell of both targets: each fault kind at each (operation, ordinal)

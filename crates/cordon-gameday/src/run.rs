@@ -730,7 +730,11 @@ impl<'a> GameDay<'a> {
             let state = case_of(ids.get(&finding.name), cases);
             let actual = state.map_or_else(
                 || "no case".to_string(),
-                |c| c.state.status.map_or_else(|| "running".to_string(), |s| s.to_string()),
+                |c| {
+                    c.state
+                        .status
+                        .map_or_else(|| "running".to_string(), |s| s.to_string())
+                },
             );
             let want = match expect.cases.get(base) {
                 Some(want) => want.as_str(),
@@ -775,14 +779,11 @@ impl<'a> GameDay<'a> {
             expectations.push(ExpectationResult {
                 expectation,
                 passed: Some(want == actual),
-                actual: format!(
-                    "{actual}{}",
-                    if detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({detail})")
-                    }
-                ),
+                actual: if detail.is_empty() {
+                    actual.to_string()
+                } else {
+                    format!("{actual} ({detail})")
+                },
             });
         };
         let snapshots = volume_snapshots(clients, fixture).await?;
@@ -895,10 +896,13 @@ impl<'a> GameDay<'a> {
                     .collect();
                 let all = statuses.iter().all(|s| s == status.as_iam());
                 check(
-                    format!("{at}.keys = {}", status.as_iam().to_ascii_lowercase()),
+                    format!(
+                        "{at}.keys = {} (every key the environment gave)",
+                        status.as_iam().to_ascii_lowercase()
+                    ),
                     true,
                     all,
-                    statuses.join(", "),
+                    format!("statuses: {}", statuses.join(", ")),
                 );
             }
             if let Some(want) = want.key_rotated {
@@ -1174,7 +1178,9 @@ fn fault_due(
         ProcessFault::KillAtRecord { record, .. } => {
             let last = records.last().map_or(0, |r| r.seq);
             (last >= *record).then(|| {
-                format!("SIGKILL at journal record {record} of case {case} (journal at record {last})")
+                format!(
+                    "SIGKILL at journal record {record} of case {case} (journal at record {last})"
+                )
             })
         }
         ProcessFault::SigtermInIsolationPhase1 { .. } => {
