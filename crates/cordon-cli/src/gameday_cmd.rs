@@ -38,6 +38,9 @@ pub enum GamedayCommand {
         /// Findings cordon works at once (default 8).
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
         concurrency: Option<u16>,
+        /// Print the plan of each finding before containing it (text output only).
+        #[arg(long)]
+        show_plans: bool,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -98,6 +101,7 @@ pub async fn run(command: GamedayCommand) -> Result<u8, Failure> {
             emulator,
             scale,
             concurrency,
+            show_plans,
             output,
         } => {
             let parsed = Scenario::load(&scenario).map_err(scenario_failure)?;
@@ -122,6 +126,7 @@ pub async fn run(command: GamedayCommand) -> Result<u8, Failure> {
                 scale,
                 concurrency,
                 progress: output == Output::Text,
+                show_plans: show_plans && output == Output::Text,
             };
             let card = run_scenario(&parsed, &scenario.display().to_string(), &options)
                 .await

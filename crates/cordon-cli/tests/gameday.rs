@@ -13,6 +13,7 @@ const SHIPPED: &[&str] = &[
     "burst-50",
     "crypto-miner",
     "crypto-miner-killed-mid-isolation",
+    "demo-instance-and-key",
     "instance-credentials-outside-aws",
     "instance-credentials-throttling-storm",
     "leaked-key",
@@ -184,6 +185,13 @@ fn crypto_miner_killed_mid_isolation() {
     contained_every_case(&card);
     let fault = card["faults"][0]["fault"].as_str().expect("a fault");
     assert!(fault.starts_with("SIGKILL at journal record 3"), "{fault}");
+}
+
+#[test]
+fn demo_instance_and_key() {
+    let card = shipped("demo-instance-and-key", &[]);
+    contained_every_case(&card);
+    assert_eq!(card["cases"].as_array().map(Vec::len), Some(2));
 }
 
 #[test]

@@ -64,6 +64,8 @@ pub struct RunOptions {
     pub concurrency: Option<u16>,
     /// Print each phase on stderr as it starts.
     pub progress: bool,
+    /// Print `cordon plan` of each finding (on this process's stdout) before containing it.
+    pub show_plans: bool,
 }
 
 /// Runs `scenario` (read from `file`) end to end and scores it.
@@ -476,6 +478,20 @@ impl<'a> GameDay<'a> {
             ids.insert(finding.name.clone(), id);
         }
 
+        if self.options.show_plans {
+            self.phase("plans");
+            for file in &files {
+                let mut command = self.cordon(&["plan".to_string(), file.clone()])?;
+                command.stdout(Stdio::inherit());
+                let status = command.status().await.map_err(|source| GamedayError::Spawn {
+                    program: self.options.cordon.display().to_string(),
+                    source,
+                })?;
+                if !status.success() {
+                    eprintln!("gameday: `cordon plan {file}` failed ({status})");
+                }
+            }
+        }
         self.phase("contain");
         let contain_started = self.now_ms();
         self.contain(&files, &ids).await?;
