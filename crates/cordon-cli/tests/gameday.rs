@@ -293,3 +293,69 @@ fn a_scenario_whose_expectation_fails_exits_1_and_the_report_counts_it() {
     assert_eq!(kpis["success-rate"], 0.0);
     assert_eq!(kpis["time-to-contain-ms"]["count"], 1);
 }
+
+/// A shipped scenario with `edit` applied to its text, run from a scratch file.
+fn edited(name: &str, as_name: &str, edit: impl Fn(String) -> String) -> (Option<i32>, Value) {
+    let dir = cordon_tests::scratch_dir(&format!("gameday-{as_name}"));
+    let text =
+        std::fs::read_to_string(repo().join(format!("gameday/{name}.yaml"))).expect("scenario");
+    let text = edit(text.replacen(&format!("name: {name}\n"), &format!("name: {as_name}\n"), 1));
+    let file = dir.join(format!("{as_name}.yaml"));
+    std::fs::write(&file, text).expect("write");
+    let file_arg = file.display().to_string();
+    gameday(&["run", &file_arg], &dir.join("out"))
+}
+
+#[test]
+fn sigterm_during_isolation_phase_1_finishes_the_step_then_resume_contains() {
+    let (code, card) = edited("crypto-miner", "crypto-miner-sigterm", |text| {
+        text.replace(
+            "findings:\n",
+            "process-faults:\n  - sigterm-in-isolation-phase1: {}\nfindings:\n",
+        )
+    });
+    assert_eq!(code, Some(0), "{:#?}", failures(&card));
+    let fault = card["faults"][0]["fault"].as_str().expect("a fault");
+    assert!(
+        fault.starts_with("SIGTERM during isolation phase 1"),
+        "{fault}"
+    );
+    contained_every_case(&card);
+}
+
+#[test]
+fn a_refused_approval_is_answered_from_another_process_and_the_case_stops() {
+    let (code, card) = edited("leaked-key", "leaked-key-refused", |text| {
+        text.replace("    quarantine: grant", "    quarantine: refuse")
+            .replace("expect:\n", "expect:\n  cases: {leaked-key: stopped}\n")
+            .replace("      policies-added: true", "      policies-added: false")
+    });
+    assert_eq!(code, Some(0), "{:#?}", failures(&card));
+    let approval = &card["approvals"][0];
+    assert_eq!(approval["step"], "quarantine");
+    assert_eq!(approval["answer"], "refused");
+    assert!(
+        approval["waited-ms"].as_u64() < Some(60_000),
+        "answered, not timed out: {approval}"
+    );
+}
+
+#[test]
+fn an_unanswered_approval_times_out_and_the_case_stops() {
+    let (code, card) = edited("leaked-key", "leaked-key-timed-out", |text| {
+        text.replace(
+            "    quarantine: grant",
+            "    quarantine: time-out\n  timeout-seconds: 1",
+        )
+        .replace("expect:\n", "expect:\n  cases: {leaked-key: stopped}\n")
+        .replace("      policies-added: true", "      policies-added: false")
+    });
+    assert_eq!(code, Some(0), "{:#?}", failures(&card));
+    assert_eq!(
+        card["approvals"][0]["answer"], "timed-out",
+        "{}",
+        card["approvals"]
+    );
+    assert!(card["approvals"][0]["waited-ms"].as_u64() >= Some(1000));
+    assert!(card["approval-wait-ms"].as_u64() >= Some(1000));
+}

@@ -367,35 +367,43 @@ impl<'a> GameDay<'a> {
         }
     }
 
-    /// Starts `cordon approve` (or `--refuse`) for every request the
-    /// scenario answers that nobody answered yet.
+    /// Hands the scenario's answer for every approval-gated step of each
+    /// case (as its plan says) to cordon, from another process, as soon as
+    /// the case is opened: `cordon approve CASE STEP [--refuse]` drops the
+    /// decision in the case's inbox, where the run takes it when the step
+    /// asks (the run journals the request only once it is answered).
+    /// `time-out` steps get no answer.
     fn answer_approvals(
         &mut self,
         journals: &[(CaseId, Vec<JournalRecord>)],
     ) -> Result<(), GamedayError> {
         for (case, records) in journals {
-            let mut pending: BTreeMap<&str, u64> = BTreeMap::new();
+            let mut plan = None;
+            let mut decided: BTreeSet<&str> = BTreeSet::new();
             for record in records {
                 match &record.event {
-                    JournalEvent::ApprovalRequested { step, .. } => {
-                        pending.insert(step, record.seq);
+                    JournalEvent::CaseOpened { plan: p, .. }
+                    | JournalEvent::EpochOpened { plan: p, .. } => {
+                        plan = Some((record.seq, p));
+                        decided.clear();
                     }
                     JournalEvent::ApprovalGranted { step, .. }
                     | JournalEvent::ApprovalRefused { step, .. }
                     | JournalEvent::ApprovalTimedOut { step, .. } => {
-                        pending.remove(step.as_str());
+                        decided.insert(step);
                     }
                     _ => {}
                 }
             }
-            for (step, seq) in pending {
-                let key = (case.to_string(), step.to_string(), seq);
-                if self.answered.contains(&key) {
+            let Some((opened, plan)) = plan else { continue };
+            for step in plan.steps.iter().filter(|s| s.approval.required) {
+                let key = (case.to_string(), step.id.clone(), opened);
+                if decided.contains(step.id.as_str()) || self.answered.contains(&key) {
                     continue;
                 }
                 let mut args = self.fault_args();
-                args.extend(["approve".to_string(), case.to_string(), step.to_string()]);
-                match self.scenario.approvals.decision(step) {
+                args.extend(["approve".to_string(), case.to_string(), step.id.clone()]);
+                match self.scenario.approvals.decision(&step.id) {
                     Decision::TimeOut => continue,
                     Decision::Grant => {}
                     Decision::Refuse => args.extend([
@@ -483,10 +491,13 @@ impl<'a> GameDay<'a> {
             for file in &files {
                 let mut command = self.cordon(&["plan".to_string(), file.clone()])?;
                 command.stdout(Stdio::inherit());
-                let status = command.status().await.map_err(|source| GamedayError::Spawn {
-                    program: self.options.cordon.display().to_string(),
-                    source,
-                })?;
+                let status = command
+                    .status()
+                    .await
+                    .map_err(|source| GamedayError::Spawn {
+                        program: self.options.cordon.display().to_string(),
+                        source,
+                    })?;
                 if !status.success() {
                     eprintln!("gameday: `cordon plan {file}` failed ({status})");
                 }
@@ -606,9 +617,9 @@ impl<'a> GameDay<'a> {
         }
 
         self.budgets(&cases, &mut expectations);
-        let scores = self.case_scores(&findings, &ids, &cases, &rollback_status);
-        self.case_timeline(&findings, &ids, &cases, contain_started, contain_ended);
         let approvals = approval_scores(&cases);
+        let scores = self.case_scores(&findings, &ids, &cases, &rollback_status, &approvals);
+        self.case_timeline(&findings, &ids, &cases, contain_started, contain_ended);
         Ok(Scorecard {
             format_version: SCORECARD_FORMAT_VERSION,
             scenario: self.scenario.name.clone(),
@@ -622,7 +633,7 @@ impl<'a> GameDay<'a> {
             wall_seconds: 0.0,
             time_to_contain_ms: scores.iter().filter_map(|c| c.time_to_contain_ms).max(),
             time_to_evidence_ms: scores.iter().filter_map(|c| c.time_to_evidence_ms).max(),
-            approval_wait_ms: scores.iter().map(|c| c.approval_wait_ms).sum(),
+            approval_wait_ms: approvals.iter().filter_map(|a| a.waited_ms).sum(),
             step_retries: scores.iter().map(|c| c.step_retries).sum(),
             cases: scores,
             api_calls: self.api_calls,
@@ -997,6 +1008,7 @@ impl<'a> GameDay<'a> {
         ids: &BTreeMap<String, String>,
         cases: &[Case],
         rollback_status: &BTreeMap<String, String>,
+        approvals: &[ApprovalScore],
     ) -> Vec<CaseScore> {
         findings
             .iter()
@@ -1010,7 +1022,14 @@ impl<'a> GameDay<'a> {
                     status: found.and_then(|c| c.state.status.map(|s| s.to_string())),
                     time_to_contain_ms: summary.as_ref().and_then(|s| s.time_to_contain_ms),
                     time_to_evidence_ms: found.and_then(time_to_evidence),
-                    approval_wait_ms: summary.as_ref().map_or(0, |s| s.approval_wait_ms),
+                    approval_wait_ms: found.map_or(0, |c| {
+                        let id = c.id.to_string();
+                        approvals
+                            .iter()
+                            .filter(|a| a.case_id == id)
+                            .filter_map(|a| a.waited_ms)
+                            .sum()
+                    }),
                     step_retries: found.map_or(0, step_retries),
                     rollback_status: found
                         .and_then(|c| rollback_status.get(&c.id.to_string()).cloned()),
@@ -1443,7 +1462,16 @@ fn approval_scores(cases: &[Case]) -> Vec<ApprovalScore> {
                 }
                 JournalEvent::ApprovalGranted { step, .. } => (step, "granted"),
                 JournalEvent::ApprovalRefused { step, .. } => (step, "refused"),
-                JournalEvent::ApprovalTimedOut { step, .. } => (step, "timed-out"),
+                JournalEvent::ApprovalTimedOut { step, waited_ms } => {
+                    asked.remove(step.as_str());
+                    out.push(ApprovalScore {
+                        case_id: case.to_string(),
+                        step: step.clone(),
+                        answer: "timed-out".to_string(),
+                        waited_ms: Some(*waited_ms),
+                    });
+                    continue;
+                }
                 _ => continue,
             };
             let waited_ms = asked.remove(step.as_str()).and_then(|from| {
