@@ -207,10 +207,10 @@ pub enum GamedayError {
     },
     /// Building, reading or cleaning up the environment failed.
     #[error(transparent)]
-    Fixture(#[from] FixtureError),
+    Fixture(Box<FixtureError>),
     /// Provisioning failed (what it created was cleaned up).
     #[error(transparent)]
-    Provision(#[from] ProvisionError),
+    Provision(Box<ProvisionError>),
     /// The AWS clients could not be built.
     #[error(transparent)]
     Clients(#[from] cordon_aws::client::ClientError),
@@ -221,7 +221,7 @@ pub enum GamedayError {
         case: String,
         /// Why.
         #[source]
-        source: cordon_core::journal::JournalError,
+        source: Box<cordon_core::journal::JournalError>,
     },
     /// A scorecard directory holds no readable scorecard.
     #[error("{path}: {reason}")]
@@ -231,6 +231,18 @@ pub enum GamedayError {
         /// What is wrong.
         reason: String,
     },
+}
+
+impl From<FixtureError> for GamedayError {
+    fn from(e: FixtureError) -> Self {
+        GamedayError::Fixture(Box::new(e))
+    }
+}
+
+impl From<ProvisionError> for GamedayError {
+    fn from(e: ProvisionError) -> Self {
+        GamedayError::Provision(Box::new(e))
+    }
 }
 
 impl GamedayError {

@@ -1154,7 +1154,7 @@ async fn load_cases(journal: &LocalJournal) -> Result<Vec<Case>, GamedayError> {
         .await
         .map_err(|source| GamedayError::Journal {
             case: "(all)".to_string(),
-            source,
+            source: Box::new(source),
         })?;
     let mut cases = Vec::new();
     for case in ids {
@@ -1163,12 +1163,12 @@ async fn load_cases(journal: &LocalJournal) -> Result<Vec<Case>, GamedayError> {
             .await
             .map_err(|source| GamedayError::Journal {
                 case: case.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         let state =
             CaseState::from_records(&case, &records).map_err(|source| GamedayError::Journal {
                 case: case.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         cases.push(Case {
             id: case,
