@@ -119,11 +119,7 @@ impl fmt::Display for Cell {
                 kind,
                 operation,
                 ordinal,
-            } => write!(
-                f,
-                "{}: {kind} on {operation} #{ordinal}",
-                target.playbook()
-            ),
+            } => write!(f, "{}: {kind} on {operation} #{ordinal}", target.playbook()),
             Cell::Kill {
                 target,
                 after_record,
@@ -629,7 +625,12 @@ async fn untrack_groups(aws: &EmulatorGuard, world: &World) -> BTreeSet<String> 
         .clients()
         .ec2
         .describe_security_groups()
-        .filters(Filter::builder().name("vpc-id").set_values(Some(vpcs)).build())
+        .filters(
+            Filter::builder()
+                .name("vpc-id")
+                .set_values(Some(vpcs))
+                .build(),
+        )
         .send()
         .await
         .unwrap_or_else(|err| panic!("DescribeSecurityGroups: {err}"));
@@ -704,7 +705,10 @@ async fn containment_problems(aws: &EmulatorGuard, world: &World, state: &Value)
                 .as_array()
                 .is_some_and(|m| m.contains(&json!(instance.id)))
             {
-                problems.push(format!("{} still in Auto Scaling group {name}", instance.id));
+                problems.push(format!(
+                    "{} still in Auto Scaling group {name}",
+                    instance.id
+                ));
             }
         }
         for (name, group) in state["target-groups"].as_object().into_iter().flatten() {
@@ -761,7 +765,10 @@ async fn evidence_problems(world: &World) -> Vec<String> {
             .find(|r| r.seq == entry.seq)
             .is_some_and(|r| r.hash() == entry.hash);
         if !pinned {
-            problems.push(format!("manifest pins journal record {} that is not in the journal", entry.seq));
+            problems.push(format!(
+                "manifest pins journal record {} that is not in the journal",
+                entry.seq
+            ));
         }
     }
     problems
@@ -810,7 +817,11 @@ async fn kill_run(
             .open_network_interfaces
             .into_iter()
             .collect();
-        for (eni, interface) in after["network-interfaces"].as_object().into_iter().flatten() {
+        for (eni, interface) in after["network-interfaces"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
             let in_untrack = interface["groups"]
                 .as_array()
                 .into_iter()
@@ -831,7 +842,11 @@ async fn kill_run(
             .output()
             .unwrap_or_else(|err| panic!("spawn cordon: {err}"));
         if out.status.code() != Some(0) {
-            problems.push(format!("resume exited {:?}: {}", out.status.code(), tail(&out)));
+            problems.push(format!(
+                "resume exited {:?}: {}",
+                out.status.code(),
+                tail(&out)
+            ));
         } else {
             let after = world.state(aws).await;
             problems.extend(containment_problems(aws, &world, &after).await);
@@ -845,11 +860,17 @@ async fn kill_run(
         .output()
         .unwrap_or_else(|err| panic!("spawn cordon: {err}"));
     if out.status.code() != Some(0) {
-        problems.push(format!("rollback exited {:?}: {}", out.status.code(), tail(&out)));
+        problems.push(format!(
+            "rollback exited {:?}: {}",
+            out.status.code(),
+            tail(&out)
+        ));
     }
     let diffs = diff_states(&world.before, &world.state(aws).await);
     if !diffs.is_empty() {
-        problems.push(format!("after the clean end, not at the pre-state: {diffs:?}"));
+        problems.push(format!(
+            "after the clean end, not at the pre-state: {diffs:?}"
+        ));
     }
     problems.extend(evidence_problems(&world).await);
     let _ = std::fs::remove_dir_all(&world.dir);

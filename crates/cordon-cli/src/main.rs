@@ -88,11 +88,15 @@ fn exit_codes_help() -> String {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the playbook format's JSON Schema, or with `--output-of` the
-    /// schema of a command's `--output json` document (also in `docs/schemas/`).
+    /// schema of a command's `--output json` document, or with `--fault-plan`
+    /// that of `--inject-faults` files (also in `docs/schemas/`).
     Schema {
         /// The command whose JSON document's schema to print.
         #[arg(long, value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(output::DOCUMENTS))]
         output_of: Option<String>,
+        /// The fault plan's schema (`--inject-faults FILE`, Game Day `faults:`).
+        #[arg(long, conflicts_with = "output_of")]
+        fault_plan: bool,
     },
     /// Validate playbooks; reports every problem at once with file:line:column.
     Validate {
@@ -528,8 +532,7 @@ fn load_faults(
     };
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the fault plan {}", path.display()))?;
-    let plan = FaultPlan::parse(&text)
-        .with_context(|| format!("fault plan {}", path.display()))?;
+    let plan = FaultPlan::parse(&text).with_context(|| format!("fault plan {}", path.display()))?;
     let rules = plan.rules.len();
     let seed = plan.seed;
     let injector = FaultInjector::new(plan)?;
@@ -546,7 +549,10 @@ fn load_faults(
 async fn dispatch(command: Command, faults: Option<FaultInjector>) -> Result<u8, Failure> {
     let aws = Aws::new(faults);
     match command {
-        Command::Schema { output_of } => schema(output_of.as_deref()),
+        Command::Schema {
+            output_of,
+            fault_plan,
+        } => schema(output_of.as_deref(), fault_plan),
         Command::Validate { path } => validate(path.as_deref()),
         Command::Playbooks(PlaybooksCommand::Export { dir, force }) => {
             let written = playbook_set::export(&dir, force)?;
@@ -701,8 +707,9 @@ fn report_failure(error: anyhow::Error) -> Failure {
     }
 }
 
-fn schema(output_of: Option<&str>) -> Result<u8, Failure> {
+fn schema(output_of: Option<&str>, fault_plan: bool) -> Result<u8, Failure> {
     let schema = match output_of {
+        None if fault_plan => output::fault_plan_schema(),
         None => cordon_core::playbook::json_schema(),
         Some(name) => output::json_schema(name).ok_or_else(|| {
             invalid(anyhow!(
