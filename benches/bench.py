@@ -1034,6 +1034,7 @@ def main() -> int:
     parser.add_argument("--burst-runs", type=int, default=1, help="runs per burst size (default 1: a burst of 200 takes minutes)")
     parser.add_argument("--profile", choices=["release", "dev"], default=None, help="cargo profile (default release; dev with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="one run of part a (without the hang) and a tiny part e, in seconds; fails on any failed run")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work dir (proxy log, journals) for profiling")
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench", help="where results.json and results.md go")
     args = parser.parse_args()
 
@@ -1114,7 +1115,10 @@ def main() -> int:
     if failed:
         log(f"{len(failed)} run(s) failed; see results.json")
         return 1
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep_work:
+        log(f"work dir kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

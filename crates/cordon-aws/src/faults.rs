@@ -87,7 +87,7 @@ pub struct FaultRule {
     pub kind: FaultKind,
     /// Operation as the call recorder names it, e.g.
     /// "ec2:ModifyNetworkInterfaceAttribute" (service prefix lower-case, as in
-    /// IAM actions; see [`operation_name`]); absent = any operation.
+    /// IAM actions); absent = any operation.
     #[serde(default)]
     pub operation: Option<String>,
     /// Which of the operation's calls.

@@ -89,13 +89,17 @@ fn exit_codes_help() -> String {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the playbook format's JSON Schema, or with `--output-of` the
-    /// schema of a command's `--output json` document (also in `docs/schemas/`).
+    /// schema of a command's `--output json` document, or with `--fault-plan`
+    /// that of `--inject-faults` files (also in `docs/schemas/`).
     Schema {
         /// The command whose JSON document's schema to print.
         #[arg(long, value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(output::DOCUMENTS))]
         output_of: Option<String>,
-        /// The schema of Game Day scenario files instead.
+        /// The fault plan's schema (`--inject-faults FILE`, Game Day `faults:`).
         #[arg(long, conflicts_with = "output_of")]
+        fault_plan: bool,
+        /// The schema of Game Day scenario files.
+        #[arg(long, conflicts_with_all = ["output_of", "fault_plan"])]
         scenario: bool,
     },
     /// Validate playbooks; reports every problem at once with file:line:column.
@@ -556,7 +560,11 @@ async fn dispatch(command: Command, faults: Option<FaultInjector>) -> Result<u8,
     let aws = Aws::new(faults);
     match command {
         Command::Schema { scenario: true, .. } => gameday_cmd::schema(),
-        Command::Schema { output_of, .. } => schema(output_of.as_deref()),
+        Command::Schema {
+            output_of,
+            fault_plan,
+            ..
+        } => schema(output_of.as_deref(), fault_plan),
         Command::Validate { path } => validate(path.as_deref()),
         Command::Playbooks(PlaybooksCommand::Export { dir, force }) => {
             let written = playbook_set::export(&dir, force)?;
@@ -712,8 +720,9 @@ fn report_failure(error: anyhow::Error) -> Failure {
     }
 }
 
-fn schema(output_of: Option<&str>) -> Result<u8, Failure> {
+fn schema(output_of: Option<&str>, fault_plan: bool) -> Result<u8, Failure> {
     let schema = match output_of {
+        None if fault_plan => output::fault_plan_schema(),
         None => cordon_core::playbook::json_schema(),
         Some(name) => output::json_schema(name).ok_or_else(|| {
             invalid(anyhow!(
@@ -786,8 +795,14 @@ async fn run(
         return Ok(0);
     };
     plan.playbook_set = Some(set);
-    let case = trust::case_aws(aws, state, context.account, &plan.finding, &plan.case_id).await?;
-    guards.protect(&case.actions.clients, &mut plan).await?;
+    // Which account the case acts in (the caller's identity) and the
+    // protected tags are asked together, not one after the other.
+    let (case, early) = tokio::join!(
+        trust::case_aws(aws, state, context.account, &plan.finding, &plan.case_id),
+        guards.protected_early(aws, &plan),
+    );
+    let case = case?;
+    guards.protect_case(&case, early, &mut plan).await?;
     if options.dry_run {
         return print_dry_run(&plan, &case, approval, state, args.output).await;
     }

@@ -132,3 +132,103 @@ async fn full_fault_matrix() {
     println!("fault matrix took {:.0}s", started.elapsed().as_secs_f64());
     assert!(tally.failures.is_empty(), "{}", tally.summary());
 }
+
+/// `--inject-faults` and `--fault-log` on the binary: one warning line, the
+/// fault in the run's JSON document and in the log, and the run still
+/// contains (a throttled first attempt is retried).
+#[tokio::test]
+async fn inject_faults_warns_logs_and_reports_what_it_injected() {
+    let aws = cordon_tests::emulator().await;
+    let spec = serde_json::from_value(serde_json::json!({
+        "users": [{"name": "deploy-bot", "access-keys": 1}]
+    }))
+    .unwrap();
+    let fixture = cordon_gameday::provision(aws.clients(), &spec)
+        .await
+        .unwrap();
+    cordon_tests::create_quarantine_policy(aws.clients()).await;
+    let dir = cordon_tests::scratch_dir("inject-faults-cli");
+    let finding = dir.join("finding.json");
+    std::fs::write(
+        &finding,
+        fixture
+            .access_key_finding("deploy-bot")
+            .unwrap()
+            .detail()
+            .to_string(),
+    )
+    .unwrap();
+    let plan = dir.join("faults.yaml");
+    std::fs::write(
+        &plan,
+        "rules:\n  - kind: throttling\n    operation: iam:UpdateAccessKey\n    when: { nth: [1] }\n",
+    )
+    .unwrap();
+    let log = dir.join("faults.jsonl");
+    let cordon = |args: &[&std::ffi::OsStr]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cordon"));
+        cmd.args(args)
+            .env_remove("CORDON_TEST_CRASH_AFTER_RECORD")
+            .env_remove("CORDON_PLAYBOOKS");
+        for (k, v) in aws.env() {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = cordon(&[
+        "--inject-faults".as_ref(),
+        plan.as_os_str(),
+        "--fault-log".as_ref(),
+        log.as_os_str(),
+        "run".as_ref(),
+        finding.as_os_str(),
+        "--yes".as_ref(),
+        "--output".as_ref(),
+        "json".as_ref(),
+        "--state-dir".as_ref(),
+        dir.join("state").as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("WARNING: injecting AWS faults"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let start = stdout.rfind("\n{").map_or(0, |i| i + 1);
+    let document: Value = serde_json::from_str(&stdout[start..]).unwrap();
+    let injected = document["injected-faults"].as_array().unwrap().clone();
+    assert_eq!(injected.len(), 1, "{document}");
+    assert_eq!(injected[0]["operation"], "iam:UpdateAccessKey");
+    assert_eq!(injected[0]["ordinal"], 1);
+    assert_eq!(injected[0]["kind"], "throttling");
+    let logged: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(logged, injected);
+    assert_eq!(document["status"], "completed", "{document}");
+
+    // A plan naming an operation cordon never calls: exit 2, one line, no AWS call.
+    std::fs::write(
+        &plan,
+        r#"{"rules": [{"kind": "timeout", "operation": "ec2:TerminateInstances", "when": "every"}]}"#,
+    )
+    .unwrap();
+    let out = cordon(&[
+        "--inject-faults".as_ref(),
+        plan.as_os_str(),
+        "run".as_ref(),
+        finding.as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("fault rule 1: cordon has no operation `ec2:TerminateInstances`"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
