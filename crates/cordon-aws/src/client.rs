@@ -8,6 +8,9 @@
 //! Clients are cheap to clone (they share connection pools), so build one
 //! [`AwsClients`] at start-up and pass clones down.
 
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use crate::attempts::{GrowingAttempts, GrowingAttemptsClient};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -276,12 +279,21 @@ impl AwsClientsBuilder {
             .unwrap_or_else(|| RateLimits::new(region.clone()));
         let mut interceptors = vec![SharedInterceptor::new(calls.clone())];
         interceptors.extend(self.interceptors.iter().cloned());
-        // The faults' HTTP client wraps the one the config names, or the
-        // SDK's default (the one each client would build for itself).
-        let http_client = self.faults.as_ref().map(|faults| {
-            interceptors.push(SharedInterceptor::new(faults.clone()));
-            faults.http_client(config.http_client().unwrap_or_else(default_http_client))
-        });
+        // Each retry of a call gets a longer attempt budget than the last
+        // (crate::attempts): the HTTP client the config names, or the SDK's
+        // default (the one each client would build for itself), wrapped.
+        // Injected faults sit under it, so a faulted attempt that hangs is
+        // cut by the same attempt budget as a real one.
+        interceptors.push(SharedInterceptor::new(GrowingAttempts));
+        let base = config.http_client().unwrap_or_else(default_http_client);
+        let base = match &self.faults {
+            Some(faults) => {
+                interceptors.push(SharedInterceptor::new(faults.clone()));
+                faults.http_client(base)
+            }
+            None => base,
+        };
+        let http_client = SharedHttpClient::new(GrowingAttemptsClient::new(base));
 
         // Each SDK crate has its own config type with the same builder methods.
         macro_rules! client {
@@ -290,9 +302,7 @@ impl AwsClientsBuilder {
                 for interceptor in &interceptors {
                     builder.push_interceptor(interceptor.clone());
                 }
-                if let Some(http_client) = &http_client {
-                    builder.set_http_client(Some(http_client.clone()));
-                }
+                builder.set_http_client(Some(http_client.clone()));
                 $sdk::Client::from_conf(builder.build())
             }};
         }
@@ -306,9 +316,7 @@ impl AwsClientsBuilder {
             for interceptor in &interceptors {
                 builder.push_interceptor(interceptor.clone());
             }
-            if let Some(http_client) = &http_client {
-                builder.set_http_client(Some(http_client.clone()));
-            }
+            builder.set_http_client(Some(http_client.clone()));
             aws_sdk_s3::Client::from_conf(builder.build())
         };
 
@@ -374,9 +382,9 @@ impl InFlight {
     }
 }
 
-/// The HTTP client the SDK builds by default (`default-https-client`:
-/// hyper 1 with rustls on aws-lc), for fault injection to wrap.
-fn default_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+/// The HTTP client the SDK builds by default (rustls with aws-lc), built
+/// here so that cordon's wrappers (attempt budgets, injected faults) can hold it.
+fn default_http_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls;
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
