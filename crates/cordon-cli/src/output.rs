@@ -291,10 +291,35 @@ mod tests {
             &Path::new(ROOT).join("docs/schemas/fault-plan.schema.json"),
             &text,
         );
+        let gameday = [
+            (
+                "gameday-scenario",
+                cordon_gameday::scenario::Scenario::json_schema(),
+            ),
+            (
+                "gameday-scorecard",
+                cordon_gameday::scorecard::Scorecard::json_schema(),
+            ),
+        ];
+        for (name, schema) in &gameday {
+            let mut text = serde_json::to_string_pretty(schema).unwrap();
+            text.push('\n');
+            golden::check(
+                &Path::new(ROOT).join(format!("docs/schemas/{name}.schema.json")),
+                &text,
+            );
+        }
         for file in published {
             let name = file.strip_suffix(".schema.json").unwrap_or(&file);
             assert!(
-                DOCUMENTS.contains(&name) || name == "playbook" || name == "fault-plan",
+                DOCUMENTS.contains(&name)
+                    || [
+                        "playbook",
+                        "fault-plan",
+                        "gameday-scenario",
+                        "gameday-scorecard"
+                    ]
+                    .contains(&name),
                 "docs/schemas/{file} is no document's schema"
             );
         }

@@ -8,6 +8,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+#[path = "support/schema_check.rs"]
+mod schema_check;
+
 /// Every scenario in `gameday/`, each with a test below.
 const SHIPPED: &[&str] = &[
     "burst-50",
@@ -88,6 +91,7 @@ fn shipped(name: &str, extra: &[&str]) -> Value {
     )
     .expect("JSON");
     assert_eq!(json, card, "the file is what was printed");
+    schema_check::assert_valid("gameday-scorecard", &card);
     card
 }
 
@@ -112,6 +116,15 @@ fn every_scenario_file_is_valid_and_tested() {
         .collect();
     found.sort();
     assert_eq!(found, SHIPPED, "each shipped scenario has a test here");
+    for name in SHIPPED {
+        let text =
+            std::fs::read_to_string(repo().join(format!("gameday/{name}.yaml"))).expect("scenario");
+        let doc = cordon_core::yaml::parse(&text).expect("YAML");
+        schema_check::assert_valid("gameday-scenario", &doc.value);
+        if let Some(plan) = doc.value.get("faults") {
+            schema_check::assert_valid("fault-plan", plan);
+        }
+    }
     let files: Vec<String> = SHIPPED
         .iter()
         .map(|n| format!("gameday/{n}.yaml"))

@@ -326,9 +326,13 @@ pub struct NamedFinding<'a> {
 }
 
 impl Scenario {
-    /// The JSON Schema of scenario files (`cordon schema --scenario`).
+    /// The JSON Schema (draft 2020-12) of scenario files (`cordon schema
+    /// --scenario`, `docs/schemas/gameday-scenario.schema.json`).
     pub fn json_schema() -> serde_json::Value {
-        serde_json::to_value(schemars::schema_for!(Scenario)).unwrap_or_default()
+        schemars::generate::SchemaSettings::draft2020_12()
+            .into_generator()
+            .into_root_schema_for::<Scenario>()
+            .to_value()
     }
 
     /// Reads and validates a scenario file: every problem at once.

@@ -188,6 +188,15 @@ fn mark(passed: Option<bool>) -> &'static str {
 }
 
 impl Scorecard {
+    /// The JSON Schema (draft 2020-12) of `scorecard.json` and of `cordon
+    /// gameday run --output json` (`docs/schemas/gameday-scorecard.schema.json`).
+    pub fn json_schema() -> serde_json::Value {
+        schemars::generate::SchemaSettings::draft2020_12()
+            .into_generator()
+            .into_root_schema_for::<Scorecard>()
+            .to_value()
+    }
+
     /// Failed expectations.
     pub fn failures(&self) -> Vec<&ExpectationResult> {
         self.expectations
