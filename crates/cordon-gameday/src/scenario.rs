@@ -759,7 +759,7 @@ expect:
             "bad.yaml:6:6: findings[1].role: no role named `r`",
             "bad.yaml:6:15: findings[1].severity: severity 11 is outside",
             "bad.yaml:8:5: process-faults[0]: no finding named `nope`",
-            "bad.yaml:10:12: faults.rules[0].operation: fault rule 1: cordon has no operation `ec2:Nope`",
+            "bad.yaml:10:27: faults.rules[0].operation: fault rule 1: cordon has no operation `ec2:Nope`",
             "bad.yaml:12:15: expect.instances.db: no instance named `db`",
         ];
         for want in expected {
