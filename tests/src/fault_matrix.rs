@@ -460,7 +460,9 @@ async fn check_end(
                     ending = ending.max(Ending::StoppedUnverified);
                     continue;
                 }
-                problems.push(format!("stopped with a change no step accounts for: {diff}"));
+                problems.push(format!(
+                    "stopped with a change no step accounts for: {diff}"
+                ));
             }
             // A containment step applied and neither verified nor failed: lost.
             let lost: Vec<&String> = steps
@@ -469,7 +471,9 @@ async fn check_end(
                 .filter(|step| !steps.verified.contains(*step) && !steps.failed.contains(*step))
                 .collect();
             if !lost.is_empty() {
-                problems.push(format!("stopped with steps applied, neither verified nor failed: {lost:?}"));
+                problems.push(format!(
+                    "stopped with steps applied, neither verified nor failed: {lost:?}"
+                ));
             }
             problems.is_empty().then_some(ending)
         }
@@ -517,9 +521,7 @@ async fn clean_end(
     let case = &world.plan.case_id;
     if matches!(
         ending,
-        Some(
-            Ending::Stopped | Ending::StoppedPartway | Ending::StoppedUnverified | Ending::Killed
-        )
+        Some(Ending::Stopped | Ending::StoppedPartway | Ending::StoppedUnverified | Ending::Killed)
     ) {
         match Executor::new(&actions, &journal, &ApproveAll)
             .resume(case)

@@ -130,7 +130,10 @@ async fn full_fault_matrix() {
     // `FAULT_MATRIX_CELLS="access-denied on ec2:ModifyNetworkInterfaceAttribute"`
     // re-runs the cells whose description contains one of the `;`-separated texts.
     if let Ok(only) = std::env::var("FAULT_MATRIX_CELLS") {
-        cells.retain(|cell| only.split(';').any(|text| cell.to_string().contains(text.trim())));
+        cells.retain(|cell| {
+            only.split(';')
+                .any(|text| cell.to_string().contains(text.trim()))
+        });
     }
     // `FAULT_MATRIX_DONE=LOG` skips the cells an interrupted run's output
     // (LOG) shows finished, to complete it.
