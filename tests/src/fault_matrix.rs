@@ -135,6 +135,13 @@ pub enum Ending {
     Contained,
     /// Stopped: every step done so far verified, the rest not run.
     Stopped,
+    /// Stopped inside the isolation step: the ENIs it isolated before the
+    /// failure stay isolated, journaled as `isolation-done`; the others are
+    /// back in their own groups (none open); resume isolates them.
+    StoppedPartway,
+    /// Stopped after a step applied and its read-back was refused or failed:
+    /// the change and the failure are journaled; resume verifies it.
+    StoppedUnverified,
     /// Rolled back to exactly the pre-state.
     RolledBack,
     /// Rolled back except credential containment (journaled as kept).
@@ -148,6 +155,8 @@ impl fmt::Display for Ending {
         f.write_str(match self {
             Ending::Contained => "contained and verified",
             Ending::Stopped => "stopped, done steps verified",
+            Ending::StoppedPartway => "stopped partway through isolation, journaled",
+            Ending::StoppedUnverified => "stopped with a step applied, its verification failed",
             Ending::RolledBack => "rolled back to the exact pre-state",
             Ending::RolledBackExceptCredentials => "rolled back except credentials",
             Ending::Killed => "killed, every change journaled",
@@ -193,7 +202,14 @@ struct World {
 
 impl World {
     async fn build(aws: &EmulatorGuard, target: Target, name: &str) -> World {
-        aws.reset().await;
+        // A reset can outlast its 10-second budget on a loaded machine.
+        let mut tries = 0;
+        while let Err(err) = aws.try_reset().await {
+            tries += 1;
+            assert!(tries < 5, "emulator reset failed {tries} times: {err}");
+            eprintln!("emulator reset failed ({err}); retrying");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
         let plain = aws.clients();
         let fixture = provision(plain, &target.spec())
             .await
@@ -420,32 +436,46 @@ async fn check_end(
             }
         }
         CaseStatus::Stopped => {
-            // Every containment step applied is verified (a step that only
-            // preserves evidence may stop unverified: its change is
-            // journaled, and resume verifies it).
-            let containing = containment_steps(&world.plan);
-            let unverified: Vec<&String> = steps
+            // Each change was made by a verified step, by the isolation step
+            // for the ENIs it journaled as isolated before it failed, or by
+            // a step applied whose verification failed (journaled).
+            let isolated = isolation_done(&records);
+            let mut ending = Ending::Stopped;
+            for diff in &diffs {
+                let makers = changed_by(diff);
+                if makers.iter().any(|step| steps.verified.contains(*step)) {
+                    continue;
+                }
+                if makers.contains(&"isolate")
+                    && !steps.applied.contains("isolate")
+                    && isolated.iter().any(|eni| diff.contains(eni.as_str()))
+                {
+                    ending = ending.max(Ending::StoppedPartway);
+                    continue;
+                }
+                if makers
+                    .iter()
+                    .any(|step| steps.applied.contains(*step) && steps.failed.contains(*step))
+                {
+                    ending = ending.max(Ending::StoppedUnverified);
+                    continue;
+                }
+                problems.push(format!(
+                    "stopped with a change no step accounts for: {diff}"
+                ));
+            }
+            // A containment step applied and neither verified nor failed: lost.
+            let lost: Vec<&String> = steps
                 .applied
                 .iter()
-                .filter(|step| containing.contains(&step.as_str()))
-                .filter(|step| !steps.verified.contains(*step))
+                .filter(|step| !steps.verified.contains(*step) && !steps.failed.contains(*step))
                 .collect();
-            let half_done: Vec<&String> = diffs
-                .iter()
-                .filter(|diff| {
-                    !changed_by(diff)
-                        .iter()
-                        .any(|step| steps.verified.contains(*step))
-                })
-                .collect();
-            if unverified.is_empty() && half_done.is_empty() {
-                Some(Ending::Stopped)
-            } else {
+            if !lost.is_empty() {
                 problems.push(format!(
-                    "stopped with containment steps applied but not verified {unverified:?}, or changes no verified step made: {half_done:?}"
+                    "stopped with steps applied, neither verified nor failed: {lost:?}"
                 ));
-                None
             }
+            problems.is_empty().then_some(ending)
         }
         CaseStatus::RolledBack => {
             if diffs.is_empty() {
@@ -489,7 +519,10 @@ async fn clean_end(
     let actions = world.actions(plain);
     let journal = world.journal();
     let case = &world.plan.case_id;
-    if matches!(ending, Some(Ending::Stopped | Ending::Killed)) {
+    if matches!(
+        ending,
+        Some(Ending::Stopped | Ending::StoppedPartway | Ending::StoppedUnverified | Ending::Killed)
+    ) {
         match Executor::new(&actions, &journal, &ApproveAll)
             .resume(case)
             .await
@@ -546,6 +579,8 @@ struct StepEvents {
     prepared: BTreeSet<String>,
     applied: BTreeSet<String>,
     verified: BTreeSet<String>,
+    /// Steps whose last attempt failed for good.
+    failed: BTreeSet<String>,
 }
 
 /// Which steps were prepared, applied and verified, in the journal's last epoch.
@@ -562,6 +597,14 @@ fn step_events(records: &[JournalRecord]) -> StepEvents {
             }
             JournalEvent::StepVerified { step, .. } => {
                 events.verified.insert(step.clone());
+                events.failed.remove(step);
+            }
+            JournalEvent::StepFailed {
+                step,
+                retrying: false,
+                ..
+            } => {
+                events.failed.insert(step.clone());
             }
             _ => {}
         }
@@ -569,11 +612,36 @@ fn step_events(records: &[JournalRecord]) -> StepEvents {
     events
 }
 
+/// The ENIs the isolation step's last `isolation-done` progress record names.
+fn isolation_done(records: &[JournalRecord]) -> Vec<String> {
+    records
+        .iter()
+        .rev()
+        .find_map(|record| match &record.event {
+            JournalEvent::StepProgress { step, progress }
+                if step == "isolate" && progress["phase"] == "isolation-done" =>
+            {
+                Some(
+                    progress["network-interfaces"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|eni| eni.as_str().map(str::to_owned))
+                        .collect(),
+                )
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// The steps of the two playbooks that may make a change seen at `diff`
 /// (a `diff_states` line: `$.network-interfaces.eni-….groups: … -> …`).
 fn changed_by(diff: &str) -> &'static [&'static str] {
     let path = diff.split(": ").next().unwrap_or(diff);
-    let rules: [(&str, &[&str]); 11] = [
+    let rules: [(&str, &[&str]); 12] = [
+        // Auto Scaling tags its members; leaving the group drops the tag.
+        ("aws:autoscaling:groupName", &["detach-asg"]),
         (".groups", &["isolate"]),
         (".tags", &["tag"]),
         (".disable-api-termination", &["protect"]),

@@ -22,6 +22,20 @@ fn every(kind: FaultKind, operation: &str) -> FaultInjector {
     .expect("plan")
 }
 
+async fn new_vpc(clients: &AwsClients, cidr: &str) -> String {
+    clients
+        .ec2
+        .create_vpc()
+        .cidr_block(cidr)
+        .send()
+        .await
+        .expect("CreateVpc")
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .expect("vpc id")
+        .to_owned()
+}
+
 async fn groups_named(clients: &AwsClients, vpc: &str, name: &str) -> usize {
     clients
         .ec2
@@ -39,17 +53,7 @@ async fn groups_named(clients: &AwsClients, vpc: &str, name: &str) -> usize {
 async fn only_lost_answers_reach_aws_and_each_fault_is_classified_as_the_real_one() {
     let aws = emulator().await;
     let plain = aws.clients();
-    let vpc = plain
-        .ec2
-        .create_vpc()
-        .cidr_block("10.9.0.0/16")
-        .send()
-        .await
-        .expect("CreateVpc")
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_owned();
+    let vpc = new_vpc(plain, "10.9.0.0/16").await;
     for kind in FaultKind::ALL {
         let injector = every(kind, "ec2:CreateSecurityGroup");
         let clients = AwsClients::builder(aws.sdk_config())
@@ -104,17 +108,7 @@ async fn only_lost_answers_reach_aws_and_each_fault_is_classified_as_the_real_on
 async fn a_throttled_first_attempt_is_retried_and_the_retry_lands() {
     let aws = emulator().await;
     let plain = aws.clients();
-    let vpc = plain
-        .ec2
-        .create_vpc()
-        .cidr_block("10.8.0.0/16")
-        .send()
-        .await
-        .expect("CreateVpc")
-        .vpc()
-        .and_then(|v| v.vpc_id())
-        .expect("vpc id")
-        .to_owned();
+    let vpc = new_vpc(plain, "10.8.0.0/16").await;
     let injector = FaultInjector::new(FaultPlan {
         seed: 0,
         rules: vec![FaultRule {

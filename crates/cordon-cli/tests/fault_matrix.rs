@@ -126,7 +126,29 @@ async fn full_fault_matrix() {
             .collect(),
         _ => FaultKind::ALL.to_vec(),
     };
-    let cells = all_cells(&aws, &kinds).await;
+    let mut cells = all_cells(&aws, &kinds).await;
+    // `FAULT_MATRIX_CELLS="access-denied on ec2:ModifyNetworkInterfaceAttribute"`
+    // re-runs the cells whose description contains one of the `;`-separated texts.
+    if let Ok(only) = std::env::var("FAULT_MATRIX_CELLS") {
+        cells.retain(|cell| {
+            only.split(';')
+                .any(|text| cell.to_string().contains(text.trim()))
+        });
+    }
+    // `FAULT_MATRIX_DONE=LOG` skips the cells an interrupted run's output
+    // (LOG) shows finished, to complete it.
+    if let Ok(log) = std::env::var("FAULT_MATRIX_DONE") {
+        let log = std::fs::read_to_string(&log).expect("FAULT_MATRIX_DONE names a readable log");
+        let done: Vec<&str> = log
+            .lines()
+            .filter(|line| line.starts_with('['))
+            .filter_map(|line| line.split_once("] ").map(|(_, rest)| rest))
+            .collect();
+        cells.retain(|cell| {
+            let prefix = format!("{cell}: ");
+            !done.iter().any(|line| line.starts_with(&prefix))
+        });
+    }
     let tally = run(&aws, &cells).await;
     println!("{}", tally.summary());
     println!("fault matrix took {:.0}s", started.elapsed().as_secs_f64());
