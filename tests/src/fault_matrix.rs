@@ -905,7 +905,7 @@ async fn kill_run(
     let ending = problems.is_empty().then_some(Ending::Killed);
     // The CLI's clean end: resume every other kill point, then roll back.
     let case = world.plan.case_id.to_string();
-    if after_record % 2 == 0 {
+    if after_record.is_multiple_of(2) {
         let out = cordon_command(aws, &world, cordon, &["resume", &case, "--yes"])
             .output()
             .unwrap_or_else(|err| panic!("spawn cordon: {err}"));
