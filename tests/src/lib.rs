@@ -25,6 +25,7 @@
 //! verify-undone; [`plan_for`] plans a finding with a playbook written
 //! inline.
 
+pub mod fault_matrix;
 pub mod lifecycle;
 pub mod shipped;
 
@@ -475,10 +476,16 @@ impl EmulatorGuard {
 
     /// Resets the emulator again, mid-test.
     pub async fn reset(&self) {
-        let port = port_of(&self.endpoint);
-        if let Err(err) = run_blocking(move || reset_blocking(port)).await {
+        if let Err(err) = self.try_reset().await {
             panic!("{err}");
         }
+    }
+
+    /// Resets the emulator again, mid-test, saying why it could not: a
+    /// long-running test may retry a reset a loaded machine answered late.
+    pub async fn try_reset(&self) -> Result<(), EmulatorError> {
+        let port = port_of(&self.endpoint);
+        run_blocking(move || reset_blocking(port)).await
     }
 }
 

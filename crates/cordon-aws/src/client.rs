@@ -27,6 +27,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 
+use crate::faults::FaultInjector;
 use crate::ops::{Op, OpClass};
 use crate::ratelimit::RateLimits;
 use crate::read_cache::ReadCache;
@@ -110,6 +111,9 @@ pub struct AwsClients {
     pub region: String,
     /// Endpoint override (`AWS_ENDPOINT_URL`), e.g. the local emulator.
     pub endpoint: Option<String>,
+    /// The faults injected into every call, when a test or Game Day asked
+    /// for them ([`AwsClientsBuilder::faults`]); derived clients share it.
+    pub faults: Option<FaultInjector>,
     /// What the clients were built from, so [`AwsClients::derive`] can build
     /// the same clients for a finding's region and account.
     config: SdkConfig,
@@ -167,6 +171,9 @@ impl AwsClients {
             .call_recorder(self.recorder.clone())
             .read_cache(self.reads.clone())
             .in_flight(self.in_flight.clone());
+        if let Some(faults) = &self.faults {
+            builder = builder.faults(faults.clone());
+        }
         if same_identity && region == self.region {
             builder = builder.rate_limits(self.limits.clone());
         }
@@ -187,6 +194,7 @@ impl AwsClients {
             limits: None,
             reads: None,
             in_flight: None,
+            faults: None,
         }
     }
 }
@@ -201,6 +209,7 @@ pub struct AwsClientsBuilder {
     limits: Option<RateLimits>,
     reads: Option<ReadCache>,
     in_flight: Option<InFlight>,
+    faults: Option<FaultInjector>,
 }
 
 impl AwsClientsBuilder {
@@ -244,6 +253,16 @@ impl AwsClientsBuilder {
         self
     }
 
+    /// Injects `injector`'s faults into every call of every client (see
+    /// [`crate::faults`]): its interceptor counts each attempt per operation,
+    /// and the HTTP client under the SDK answers the faulted ones the way AWS
+    /// or the network would, so cordon's own retries, timeouts and
+    /// reconciliation are what the faults exercise.
+    pub fn faults(mut self, injector: FaultInjector) -> Self {
+        self.faults = Some(injector);
+        self
+    }
+
     /// Builds every client with the same config and interceptors.
     pub fn build(self) -> Result<AwsClients, ClientError> {
         let config = &self.config;
@@ -263,10 +282,18 @@ impl AwsClientsBuilder {
         // Each retry of a call gets a longer attempt budget than the last
         // (crate::attempts): the HTTP client the config names, or the SDK's
         // default (the one each client would build for itself), wrapped.
+        // Injected faults sit under it, so a faulted attempt that hangs is
+        // cut by the same attempt budget as a real one.
         interceptors.push(SharedInterceptor::new(GrowingAttempts));
-        let http_client = SharedHttpClient::new(GrowingAttemptsClient::new(
-            config.http_client().unwrap_or_else(default_http_client),
-        ));
+        let base = config.http_client().unwrap_or_else(default_http_client);
+        let base = match &self.faults {
+            Some(faults) => {
+                interceptors.push(SharedInterceptor::new(faults.clone()));
+                faults.http_client(base)
+            }
+            None => base,
+        };
+        let http_client = SharedHttpClient::new(GrowingAttemptsClient::new(base));
 
         // Each SDK crate has its own config type with the same builder methods.
         macro_rules! client {
@@ -314,6 +341,7 @@ impl AwsClientsBuilder {
             in_flight: self.in_flight.unwrap_or_default(),
             region,
             endpoint,
+            faults: self.faults,
             config: self.config,
             extra_interceptors: self.interceptors,
         })
@@ -355,7 +383,7 @@ impl InFlight {
 }
 
 /// The HTTP client the SDK builds by default (rustls with aws-lc), built
-/// here so that cordon's wrappers can hold it.
+/// here so that cordon's wrappers (attempt budgets, injected faults) can hold it.
 fn default_http_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls;
     aws_smithy_http_client::Builder::new()

@@ -200,13 +200,16 @@ where
     /// came (a timed-out attempt, a dropped connection, an unreadable reply)
     /// or AWS answered with a server error. A call sent once
     /// ([`Op::send_once`]) that failed this way is reconciled by a read
-    /// before it is sent again; a refusal (any 4xx answer) changed nothing.
+    /// before it is sent again; a refusal (any 4xx answer, and throttling,
+    /// which EC2 and S3 answer with 503) changed nothing.
     pub fn may_have_taken_effect(&self) -> bool {
         match &self.error {
             SdkError::TimeoutError(_)
             | SdkError::DispatchFailure(_)
             | SdkError::ResponseError(_) => true,
-            SdkError::ServiceError(_) => self.status().is_some_and(|status| status >= 500),
+            SdkError::ServiceError(_) => {
+                self.status().is_some_and(|status| status >= 500) && !self.is_throttling()
+            }
             _ => false,
         }
     }

@@ -9,6 +9,7 @@ pub mod client;
 pub mod errors;
 pub mod evidence;
 pub mod evidence_bucket;
+pub mod faults;
 pub mod guardduty;
 pub mod manifest;
 pub mod ops;

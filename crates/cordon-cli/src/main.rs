@@ -11,6 +11,7 @@ mod asl_cmd;
 mod burst;
 mod doctor;
 mod evidence_cmd;
+mod gameday_cmd;
 mod infra;
 mod intake;
 mod live;
@@ -34,6 +35,7 @@ use approvals::CliApprover;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cordon_aws::actions::AwsActions;
 use cordon_aws::client::AwsClients;
+use cordon_aws::faults::{FaultInjector, FaultPlan};
 use cordon_aws::pause::PauseSwitches;
 use cordon_aws::ratelimit::{RateLimits, ThrottleCounter};
 use cordon_core::executor::{Decision, ExecError, Executor, LoopGuard, Outcome, Report};
@@ -59,6 +61,15 @@ struct Cli {
     /// Write logs as JSON lines (an audit trail) instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    /// Tests and Game Days only: inject the AWS faults this plan describes
+    /// (throttling, 5xx, timeouts, connection resets, AccessDenied; JSON or
+    /// YAML, see docs/formats.md "Fault plans") into every AWS call.
+    #[arg(long, global = true, value_name = "FILE")]
+    inject_faults: Option<PathBuf>,
+    /// With --inject-faults: append every injected fault to FILE, one JSON
+    /// line each, synced as it is injected.
+    #[arg(long, global = true, value_name = "FILE", requires = "inject_faults")]
+    fault_log: Option<PathBuf>,
 }
 
 /// The exit codes, one line each, from the outcomes every front door shares.
@@ -78,11 +89,18 @@ fn exit_codes_help() -> String {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the playbook format's JSON Schema, or with `--output-of` the
-    /// schema of a command's `--output json` document (also in `docs/schemas/`).
+    /// schema of a command's `--output json` document, or with `--fault-plan`
+    /// that of `--inject-faults` files (also in `docs/schemas/`).
     Schema {
         /// The command whose JSON document's schema to print.
         #[arg(long, value_name = "COMMAND", value_parser = clap::builder::PossibleValuesParser::new(output::DOCUMENTS))]
         output_of: Option<String>,
+        /// The fault plan's schema (`--inject-faults FILE`, Game Day `faults:`).
+        #[arg(long, conflicts_with = "output_of")]
+        fault_plan: bool,
+        /// The schema of Game Day scenario files.
+        #[arg(long, conflicts_with_all = ["output_of", "fault_plan"])]
+        scenario: bool,
     },
     /// Validate playbooks; reports every problem at once with file:line:column.
     Validate {
@@ -239,6 +257,12 @@ enum Command {
         triage: intake::TriageArgs,
         #[command(flatten)]
         run: burst::TriageRun,
+    },
+    /// Game Days: rehearse incidents end to end on the local emulator, with
+    /// faults and approvals as a scenario says, and score them.
+    Gameday {
+        #[command(subcommand)]
+        command: gameday_cmd::GamedayCommand,
     },
     /// Evidence bucket set-up and checks, and verification of a case's evidence.
     Evidence {
@@ -442,7 +466,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let faults = match load_faults(cli.inject_faults.as_deref(), cli.fault_log.as_deref()) {
+        Ok(faults) => faults,
+        Err(error) => {
+            eprintln!("cordon: {}", one_sentence(&error));
+            return ExitCode::from(Outcome::InvalidInput.exit_code());
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, faults)) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
             eprintln!("cordon: {}", one_sentence(&failure.error));
@@ -500,10 +531,40 @@ fn init_logging(verbose: u8, json: bool) {
         .init();
 }
 
-async fn dispatch(command: Command) -> Result<u8, Failure> {
-    let aws = Aws::default();
+/// The fault injector `--inject-faults` asks for (with its `--fault-log`),
+/// announced on stderr: a run with faults must never pass for a real one.
+fn load_faults(
+    plan: Option<&Path>,
+    log: Option<&Path>,
+) -> Result<Option<FaultInjector>, anyhow::Error> {
+    let Some(path) = plan else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the fault plan {}", path.display()))?;
+    let plan = FaultPlan::parse(&text).with_context(|| format!("fault plan {}", path.display()))?;
+    let rules = plan.rules.len();
+    let seed = plan.seed;
+    let injector = FaultInjector::new(plan)?;
+    if let Some(log) = log {
+        injector.log_to(log)?;
+    }
+    eprintln!(
+        "cordon: WARNING: injecting AWS faults from {} ({rules} rule(s), seed {seed}): for tests and Game Days only",
+        escape(&path.display().to_string())
+    );
+    Ok(Some(injector))
+}
+
+async fn dispatch(command: Command, faults: Option<FaultInjector>) -> Result<u8, Failure> {
+    let aws = Aws::new(faults);
     match command {
-        Command::Schema { output_of } => schema(output_of.as_deref()),
+        Command::Schema { scenario: true, .. } => gameday_cmd::schema(),
+        Command::Schema {
+            output_of,
+            fault_plan,
+            ..
+        } => schema(output_of.as_deref(), fault_plan),
         Command::Validate { path } => validate(path.as_deref()),
         Command::Playbooks(PlaybooksCommand::Export { dir, force }) => {
             let written = playbook_set::export(&dir, force)?;
@@ -638,6 +699,7 @@ async fn dispatch(command: Command) -> Result<u8, Failure> {
                 burst::triage_run(triage, settings, aws).await
             }
         },
+        Command::Gameday { command } => gameday_cmd::run(command).await,
         Command::Evidence { command } => evidence_cmd::run(command).await.map_err(failed),
         Command::Policy(args) => policy_cmd::run(&args),
         Command::ExportAsl(args) => asl_cmd::run(&args),
@@ -658,8 +720,9 @@ fn report_failure(error: anyhow::Error) -> Failure {
     }
 }
 
-fn schema(output_of: Option<&str>) -> Result<u8, Failure> {
+fn schema(output_of: Option<&str>, fault_plan: bool) -> Result<u8, Failure> {
     let schema = match output_of {
+        None if fault_plan => output::fault_plan_schema(),
         None => cordon_core::playbook::json_schema(),
         Some(name) => output::json_schema(name).ok_or_else(|| {
             invalid(anyhow!(
@@ -1373,20 +1436,36 @@ pub(crate) fn parse_case(text: &str) -> Result<CaseId, Failure> {
 ///
 /// Every client counts throttling answers per bucket ([`ThrottleCounter`])
 /// into the process's shared rate limits, for a burst's summary.
+///
+/// With `--inject-faults`, every client carries the fault injector.
 #[derive(Debug, Default)]
-pub(crate) struct Aws(tokio::sync::OnceCell<AwsClients>);
+pub(crate) struct Aws {
+    clients: tokio::sync::OnceCell<AwsClients>,
+    faults: Option<FaultInjector>,
+}
 
 impl Aws {
+    /// Clients to build on first use, injecting `faults` when given.
+    pub(crate) fn new(faults: Option<FaultInjector>) -> Self {
+        Self {
+            clients: tokio::sync::OnceCell::new(),
+            faults,
+        }
+    }
+
     pub(crate) async fn clients(&self) -> Result<&AwsClients, Failure> {
-        self.0
+        self.clients
             .get_or_try_init(|| async {
                 let config = AwsClients::loader().load().await;
                 let region = config.region().map(|r| r.to_string()).unwrap_or_default();
                 let limits = RateLimits::new(region);
-                AwsClients::builder(&config)
+                let mut builder = AwsClients::builder(&config)
                     .rate_limits(limits.clone())
-                    .interceptor(ThrottleCounter::new(limits))
-                    .build()
+                    .interceptor(ThrottleCounter::new(limits));
+                if let Some(faults) = &self.faults {
+                    builder = builder.faults(faults.clone());
+                }
+                builder.build()
             })
             .await
             .map_err(|e| invalid(e.into()))
@@ -1394,7 +1473,10 @@ impl Aws {
 
     /// A handle on clients already built, for a task of a burst.
     pub(crate) fn with(clients: AwsClients) -> Self {
-        Self(tokio::sync::OnceCell::new_with(Some(clients)))
+        Self {
+            faults: clients.faults.clone(),
+            clients: tokio::sync::OnceCell::new_with(Some(clients)),
+        }
     }
 }
 
@@ -1497,6 +1579,12 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
             exit_code: code,
             message: &report.message,
             api_calls: calls,
+            injected_faults: aws
+                .clients
+                .faults
+                .as_ref()
+                .map(FaultInjector::injected)
+                .unwrap_or_default(),
         })?,
         Output::Text => {
             println!();

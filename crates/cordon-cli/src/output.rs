@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use cordon_aws::faults::InjectedFault;
 use cordon_aws::guardduty::TriageRow;
 use cordon_core::claims::ResourceHolder;
 use cordon_core::executor::DryRunStep;
@@ -80,6 +81,9 @@ pub struct RunReport<'a> {
     pub message: &'a str,
     /// Operations started, by `Service.Operation`.
     pub api_calls: BTreeMap<String, u64>,
+    /// The faults `--inject-faults` injected, in order (absent when none were).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub injected_faults: Vec<InjectedFault>,
 }
 impl Body for RunReport<'_> {}
 
@@ -143,6 +147,15 @@ pub const DOCUMENTS: &[&str] = &[
 /// The JSON Schema of the document `name` prints (`None`: no such document;
 /// see [`DOCUMENTS`]). A command that can print one of several documents
 /// (`plan` prints the route when no playbook answers) has a `oneOf` of them.
+/// The schema of fault plans (`cordon --inject-faults FILE`, a Game Day
+/// scenario's `faults:`), published as `docs/schemas/fault-plan.schema.json`.
+pub fn fault_plan_schema() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    generator
+        .into_root_schema_for::<cordon_aws::faults::FaultPlan>()
+        .to_value()
+}
+
 pub fn json_schema(name: &str) -> Option<Value> {
     let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let mut branches = Vec::new();
@@ -272,10 +285,41 @@ mod tests {
                 &text,
             );
         }
+        let mut text = serde_json::to_string_pretty(&fault_plan_schema()).unwrap();
+        text.push('\n');
+        golden::check(
+            &Path::new(ROOT).join("docs/schemas/fault-plan.schema.json"),
+            &text,
+        );
+        let gameday = [
+            (
+                "gameday-scenario",
+                cordon_gameday::scenario::Scenario::json_schema(),
+            ),
+            (
+                "gameday-scorecard",
+                cordon_gameday::scorecard::Scorecard::json_schema(),
+            ),
+        ];
+        for (name, schema) in &gameday {
+            let mut text = serde_json::to_string_pretty(schema).unwrap();
+            text.push('\n');
+            golden::check(
+                &Path::new(ROOT).join(format!("docs/schemas/{name}.schema.json")),
+                &text,
+            );
+        }
         for file in published {
             let name = file.strip_suffix(".schema.json").unwrap_or(&file);
             assert!(
-                DOCUMENTS.contains(&name) || name == "playbook",
+                DOCUMENTS.contains(&name)
+                    || [
+                        "playbook",
+                        "fault-plan",
+                        "gameday-scenario",
+                        "gameday-scorecard"
+                    ]
+                    .contains(&name),
                 "docs/schemas/{file} is no document's schema"
             );
         }
@@ -329,6 +373,7 @@ mod tests {
                 exit_code: 3,
                 message: "step `quarantine` waits for approval: `cordon approve CASE quarantine`",
                 api_calls,
+                injected_faults: Vec::new(),
             },
         );
     }

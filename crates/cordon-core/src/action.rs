@@ -709,6 +709,34 @@ impl ActionKind {
             | Notify => false,
         }
     }
+
+    /// Whether the action preserves evidence (snapshots, captures, the
+    /// evidence store). Time to evidence complete, in Game Day scorecards,
+    /// runs from the case being opened to the verification of its last
+    /// evidence step.
+    pub fn preserves_evidence(self) -> bool {
+        use ActionKind::*;
+        match self {
+            SnapshotVolumes
+            | CaptureInstanceMetadata
+            | CaptureConsoleOutput
+            | EnrichWithDetective
+            | StoreEvidence => true,
+            IsolateInstance
+            | DetachFromAutoscaling
+            | DeregisterFromLoadBalancers
+            | DetachInstanceProfile
+            | RevokeRoleSessions
+            | RevokeUserSessions
+            | DeactivateAccessKey
+            | QuarantineUser
+            | DeleteLoginProfile
+            | TagResource
+            | EnableTerminationProtection
+            | RotateAccessKey
+            | Notify => false,
+        }
+    }
 }
 
 /// Why undoing a step needs a human's explicit approval.

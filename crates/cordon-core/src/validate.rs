@@ -77,6 +77,70 @@ impl fmt::Display for Problem {
     }
 }
 
+impl Problem {
+    /// A problem at `path` of a parsed document, located by its line and
+    /// column: for the checks other YAML formats (Game Day scenarios) make
+    /// after [`typed_yaml`] built their value.
+    pub fn at(
+        file: &str,
+        doc: &Document,
+        path: &str,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Self {
+        Problem {
+            file: file.to_string(),
+            location: doc.locate(path).map(|l| (l.line, l.column)),
+            path: path.to_string(),
+            message: message.into(),
+            hint,
+        }
+    }
+}
+
+/// Parses YAML, a syntax error (or a file over a limit) as one located problem.
+fn parse_located(text: &str, file: &str) -> Result<Document, Vec<Problem>> {
+    yaml::parse(text).map_err(|e| {
+        vec![Problem {
+            file: file.to_string(),
+            location: Some((e.location.line, e.location.column)),
+            path: String::new(),
+            message: if e.over_limit {
+                e.message
+            } else {
+                format!("not valid YAML: {}", e.message)
+            },
+            hint: None,
+        }]
+    })
+}
+
+/// Parses `text` (YAML) and deserializes it into `T`, reporting every problem
+/// at once, each with `file:line:column`, a path and a hint, exactly as
+/// playbooks are: the one validator for every YAML format cordon reads. The
+/// document is returned so the caller can locate the problems of its own checks.
+pub fn typed_yaml<T: DeserializeOwned>(
+    text: &str,
+    file: &str,
+) -> Result<(T, Document), Vec<Problem>> {
+    let doc = parse_located(text, file)?;
+    let mut cx = FileContext {
+        file,
+        doc: &doc,
+        problems: Vec::new(),
+    };
+    let (value, _) = cx.typed::<T>(&doc.value, "", &[]);
+    match value {
+        Some(value) if cx.problems.is_empty() => Ok((value, doc)),
+        _ => {
+            let mut problems = cx.problems;
+            problems.sort();
+            problems.dedup();
+            Err(problems)
+        }
+    }
+}
+
 /// A playbook and the file it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedPlaybook {
@@ -256,13 +320,8 @@ struct FileContext<'a> {
 
 impl FileContext<'_> {
     fn push(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
-        self.problems.push(Problem {
-            file: self.file.to_string(),
-            location: self.doc.locate(path).map(|l| (l.line, l.column)),
-            path: path.to_string(),
-            message: message.into(),
-            hint,
-        });
+        self.problems
+            .push(Problem::at(self.file, self.doc, path, message, hint));
     }
 
     /// Deserializes `value` (found at `base`), recording a located problem for every
@@ -466,22 +525,7 @@ pub fn validate_text(text: &str, file: &str) -> Result<(Playbook, Option<Locatio
 
 /// [`validate_text`], keeping the parsed document so callers can locate more paths.
 fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec<Problem>> {
-    let doc = match yaml::parse(text) {
-        Ok(doc) => doc,
-        Err(e) => {
-            return Err(vec![Problem {
-                file: file.to_string(),
-                location: Some((e.location.line, e.location.column)),
-                path: String::new(),
-                message: if e.over_limit {
-                    e.message
-                } else {
-                    format!("not valid YAML: {}", e.message)
-                },
-                hint: None,
-            }]);
-        }
-    };
+    let doc = parse_located(text, file)?;
     let mut cx = FileContext {
         file,
         doc: &doc,

@@ -152,3 +152,105 @@ pub(crate) fn incomplete(
         what,
     }
 }
+
+/// A scenario file that cannot be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read the scenario {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The scenario has problems; each names its file, line and column.
+    #[error("the scenario has {} problem(s):\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<cordon_core::validate::Problem>),
+}
+
+/// Why a Game Day could not be run to its end (a scenario that runs and
+/// fails its expectations is not an error: its scorecard says so).
+#[derive(Debug, thiserror::Error)]
+pub enum GamedayError {
+    /// The scenario is invalid.
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// The emulator could not be started.
+    #[error(
+        "could not start the emulator {program}: {reason}; run scripts/setup, or pass --emulator PATH"
+    )]
+    Emulator {
+        /// The moto_server binary.
+        program: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A file of the run could not be written or read.
+    #[error("{path}: {source}; check the --out directory")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cordon child process could not be started.
+    #[error("could not start {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Building, reading or cleaning up the environment failed.
+    #[error(transparent)]
+    Fixture(Box<FixtureError>),
+    /// Provisioning failed (what it created was cleaned up).
+    #[error(transparent)]
+    Provision(Box<ProvisionError>),
+    /// The AWS clients could not be built.
+    #[error(transparent)]
+    Clients(#[from] cordon_aws::client::ClientError),
+    /// A journal of the run could not be read.
+    #[error("the journal of case {case} cannot be read: {source}")]
+    Journal {
+        /// The case.
+        case: String,
+        /// Why.
+        #[source]
+        source: Box<cordon_core::journal::JournalError>,
+    },
+    /// A scorecard directory holds no readable scorecard.
+    #[error("{path}: {reason}")]
+    Scorecards {
+        /// The directory or file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl From<FixtureError> for GamedayError {
+    fn from(e: FixtureError) -> Self {
+        GamedayError::Fixture(Box::new(e))
+    }
+}
+
+impl From<ProvisionError> for GamedayError {
+    fn from(e: ProvisionError) -> Self {
+        GamedayError::Provision(Box::new(e))
+    }
+}
+
+impl GamedayError {
+    /// An I/O error on `path`.
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> GamedayError + '_ {
+        move |source| GamedayError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

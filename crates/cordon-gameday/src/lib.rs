@@ -16,6 +16,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! On top of the fixtures, Game Days: [`scenario`] files (environment,
+//! findings, faults, approvals, expectations), [`run::run_scenario`] (which
+//! `cordon gameday run` calls: it runs cordon as a child process against the
+//! emulator it starts) and the [`scorecard`] with its KPIs.
+//!
 //! Tests and the `cordon-gameday` binary (which `scripts/demo` runs) build
 //! their environments here, so there is one builder to trust. Every
 //! resource it creates carries the [`OWNER_TAG`], so a run's resources can
@@ -23,16 +28,20 @@
 //! crash lost the [`Fixture`].
 
 mod cleanup;
+pub mod emulator;
 mod error;
 mod finding;
 mod fixture;
 mod principal;
 mod provision;
+pub mod run;
+pub mod scenario;
+pub mod scorecard;
 pub mod spec;
 mod state;
 
 pub use cleanup::{CleanupReport, cleanup, discover};
-pub use error::{FixtureError, ProvisionError};
+pub use error::{FixtureError, GamedayError, ProvisionError, ScenarioError};
 pub use finding::{
     AccessKeyFinding, DEFAULT_FINDING_TYPE, DEFAULT_KEY_FINDING_TYPE, FindingInterface,
     InstanceFinding,
