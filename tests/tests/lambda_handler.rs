@@ -258,24 +258,6 @@ async fn each_error_name_has_a_real_cause() {
         ),
         ErrorName::InvalidFinding
     );
-    // A finding from another account, or another region: refused before any
-    // call about its resources (the Lambda does not assume member roles yet).
-    // Fails on the old code, which acted on it in the Lambda's own account.
-    for (key, value) in [("accountId", "210987654321"), ("region", "eu-west-3")] {
-        let mut foreign = event(&raw);
-        foreign[key] = json!(value);
-        let refused = handler
-            .handle(json!({"mode": "plan", "finding": foreign}))
-            .await
-            .expect_err("a finding from elsewhere is refused");
-        assert_eq!(
-            refused.name,
-            ErrorName::InvalidFinding,
-            "{}",
-            refused.message
-        );
-        assert!(refused.message.contains(value), "{}", refused.message);
-    }
     // Another playbook pinned than the finding routes to.
     assert_eq!(
         name(
@@ -625,4 +607,219 @@ async fn a_role_without_s3_writes_is_cordon_access_denied() {
         .unwrap_err();
     assert_eq!(error.name, ErrorName::AccessDenied, "{error}");
     assert!(error.message.contains("s3:PutObject"), "{error}");
+}
+
+/// The member account the cross-account findings come from (the emulator's
+/// STS assumes a role in any account; its resources live apart per account).
+const MEMBER: &str = "111111111111";
+
+fn responder_role() -> String {
+    format!("arn:aws:iam::{MEMBER}:role/cordon-responder")
+}
+
+fn assumed(clients: &AwsClients) -> u64 {
+    mutations(clients, "STS.AssumeRole")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_account_finding_acts_there_through_the_responder_role_in_every_container() {
+    let aws = emulator().await;
+    let (own, _) = s3_journal_world(&aws, BUCKET).await;
+    let (member, _) = cordon_aws::accounts::acting_clients(
+        aws.clients(),
+        "aws",
+        MEMBER,
+        cordon_tests::REGION,
+        &cordon_aws::accounts::CrossAccount::default(),
+        "test-setup",
+    )
+    .await
+    .unwrap();
+    let fixture = cordon_gameday::provision(
+        &member,
+        &cordon_gameday::EnvironmentSpec::compromised_instance(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fixture.account_id, MEMBER);
+    let raw = fixture
+        .instance_finding("web-01")
+        .unwrap()
+        .to_json(false)
+        .to_string();
+    assert_eq!(event(&raw)["accountId"], MEMBER);
+    let instance = fixture.instance("web-01").unwrap().id.clone();
+    let own_instance = own.instance("web-01").unwrap().id.clone();
+    // The member's instance is only in the member account: the Lambda's own
+    // credentials cannot even see it, so a step that verifies it acted there.
+    assert!(
+        aws.clients()
+            .ec2
+            .describe_instances()
+            .instance_ids(&instance)
+            .send()
+            .await
+            .is_err(),
+        "the member's instance is not visible in the Lambda's own account"
+    );
+    let own_before = instance_state(aws.clients(), &own_instance).await;
+    let before = instance_state(&member, &instance).await;
+    aws.clients().calls.reset();
+
+    // Fails on the old code, which refused the finding (Cordon.InvalidFinding).
+    let first = handler(&aws);
+    let opened = plan(&first, &raw).await;
+    assert_eq!(opened.status, "running", "{}", opened.message);
+    assert_eq!(assumed(aws.clients()), 1, "plan assumes the responder role");
+    let case_id = opened.case_id.clone();
+    let case = CaseId::parse(&case_id).unwrap();
+    let journal = S3Journal::new(aws.clients().clone(), BUCKET, PREFIX);
+    let records = journal.load(&case).await.unwrap();
+    let opened_record: Value = serde_json::from_str(&records[0].stored_text()).unwrap();
+    let provenance = &opened_record["event"]["provenance"];
+    assert_eq!(
+        provenance["assumed-role"],
+        responder_role().as_str(),
+        "{opened_record:#}"
+    );
+    assert!(
+        provenance["acting-as"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("::{MEMBER}:")),
+        "{opened_record:#}"
+    );
+
+    let isolated = step(&first, &case_id, "isolate").await.unwrap();
+    assert_eq!(
+        isolated.step_status.as_deref(),
+        Some("verified"),
+        "{}",
+        isolated.message
+    );
+    assert_eq!(
+        assumed(aws.clients()),
+        1,
+        "a warm container reuses the role's clients"
+    );
+    let contained = instance_state(&member, &instance).await;
+    assert_ne!(contained.0, before.0, "the member's instance is isolated");
+
+    // A new container (a fresh handler) retries the step and goes on: the
+    // account comes from the journaled plan, not from the task input.
+    let second = handler(&aws);
+    let retried = step(&second, &case_id, "isolate").await.unwrap();
+    assert_eq!(
+        retried.step_status.as_deref(),
+        Some("verified"),
+        "{}",
+        retried.message
+    );
+    assert_eq!(
+        assumed(aws.clients()),
+        2,
+        "the new container assumes the role again"
+    );
+    assert_eq!(instance_state(&member, &instance).await, contained);
+    let protected = step(&second, &case_id, "protect").await.unwrap();
+    assert_eq!(
+        protected.step_status.as_deref(),
+        Some("verified"),
+        "{}",
+        protected.message
+    );
+    assert!(
+        instance_state(&member, &instance).await.1,
+        "termination protection on the member's instance"
+    );
+    assert_eq!(assumed(aws.clients()), 2);
+
+    let rolled = second
+        .handle(json!({"mode": "rollback", "case-id": case_id, "reason": "test"}))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            rolled.status.as_str(),
+            "rolled-back" | "rolled-back-except-credentials"
+        ),
+        "{}",
+        rolled.message
+    );
+    assert_eq!(instance_state(&member, &instance).await, before);
+    // The Lambda's own account was never touched.
+    assert_eq!(
+        instance_state(aws.clients(), &own_instance).await,
+        own_before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responder_role_that_cannot_be_assumed_is_cordon_access_denied_naming_it() {
+    let emulator = cordon_tests::AuthEnforcedEmulator::start().await.unwrap();
+    let root = emulator.root();
+    root.s3.create_bucket().bucket(BUCKET).send().await.unwrap();
+    let fixture = cordon_gameday::provision(
+        root,
+        &cordon_gameday::EnvironmentSpec::compromised_instance(),
+    )
+    .await
+    .unwrap();
+    let mut foreign = fixture.instance_finding("web-01").unwrap().to_json(false);
+    foreign["accountId"] = json!(MEMBER);
+    // Everything the plan needs in its own account, but not sts:AssumeRole.
+    let lambda = emulator
+        .principal(
+            "lambda",
+            json!([{"Effect": "Allow", "Action": ["ec2:Describe*", "s3:*", "sts:GetCallerIdentity"], "Resource": "*"}]),
+        )
+        .await;
+    emulator.enforce().unwrap();
+    let endpoint = emulator.emulator().endpoint();
+    let config = cordon_tests::sdk_config_for(&endpoint)
+        .await
+        .into_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    &lambda.access_key_id,
+                    &lambda.secret_access_key,
+                    None,
+                    None,
+                    "test",
+                ),
+            ),
+        )
+        .build();
+    let clients = AwsClients::from_sdk_config(&config).unwrap();
+    let lambda_config = Config::from_lookup(|name| match name {
+        "CORDON_JOURNAL" => Some(format!("s3://{BUCKET}/{PREFIX}")),
+        "CORDON_EXTERNAL_ID" => Some("incident-shared-secret".to_string()),
+        _ => None,
+    })
+    .unwrap();
+    let handler = Handler::new(clients.clone(), lambda_config).unwrap();
+    let error = handler
+        .handle(json!({"mode": "plan", "finding": foreign}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.name, ErrorName::AccessDenied, "{error}");
+    for part in [
+        MEMBER,
+        responder_role().as_str(),
+        "infra/member-account.yaml",
+    ] {
+        assert!(error.message.contains(part), "{part} not in: {error}");
+    }
+    assert!(!error.message.contains("incident-shared-secret"), "{error}");
+    assert!(
+        !error.message.contains(&lambda.secret_access_key),
+        "{error}"
+    );
+    assert_eq!(
+        clients.calls.mutating_total(),
+        1,
+        "only the AssumeRole attempt: {:?}",
+        clients.calls.operations()
+    );
 }
