@@ -293,8 +293,15 @@ fn every_published_schema_is_exercised() {
     names.sort();
     let exercised = [
         // here
-        "cases", "doctor", "plan", "route", "run", "status", // src/output.rs
-        "dry-run", "triage", // src/report.rs
+        "cases",
+        "doctor",
+        "plan",
+        "route",
+        "run",
+        "status",        // tests/task_token.rs
+        "task-approval", // src/output.rs
+        "dry-run",
+        "triage", // src/report.rs
         "report",
     ];
     let mut expected: Vec<String> = exercised
