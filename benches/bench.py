@@ -750,6 +750,7 @@ def run_burst(ctx: Context, size: int, run_id: str, concurrent: bool) -> dict:
     budget = (MNIA_CAPACITY + MNIA_REFILL * span) if span else None
     reported = burst_report(procs[0]) if concurrent else {}
     mnia_bucket = reported.get("buckets", {}).get(f"ec2:{MNIA}", {})
+    bottleneck_name, bottleneck_used = bottleneck(reported)
     return {
         "size": size,
         "run": run_id,
@@ -771,6 +772,8 @@ def run_burst(ctx: Context, size: int, run_id: str, concurrent: bool) -> dict:
         "mnia-rate-per-s": (len(mnia) / span) if span else None,
         "mnia-budget-calls": budget,
         "mnia-budget-used": (len(mnia) / budget) if budget else None,
+        "bottleneck-bucket": bottleneck_name,
+        "bottleneck-budget-used": bottleneck_used,
         "peak-rss-mb": max(p.max_rss_kb for p in procs) / 1024,
         "exit-codes": sorted({p.rc for p in procs}),
         "cordon-outcomes": reported.get("outcomes"),
@@ -778,6 +781,23 @@ def run_burst(ctx: Context, size: int, run_id: str, concurrent: bool) -> dict:
         "limiter-waits": mnia_bucket.get("waits"),
         "limiter-waited-s": (mnia_bucket["waited-ms"] / 1000) if "waited-ms" in mnia_bucket else None,
     }
+
+
+def bottleneck(reported: dict) -> tuple[str | None, float | None]:
+    """The throttle bucket cordon drew on hardest, as a share of its budget
+    over the burst: tokens taken / (capacity + refill/s x wall). A share near
+    1 means that bucket (the limiter), not the engine or the emulator, set
+    the pace."""
+    wall = reported.get("wall-seconds")
+    best: tuple[str | None, float | None] = (None, None)
+    for name, bucket in (reported.get("buckets") or {}).items():
+        budget = bucket.get("capacity", 0) + bucket.get("refill-per-second", 0) * (wall or 0)
+        if not budget:
+            continue
+        used = bucket.get("tokens", 0) / budget
+        if best[1] is None or used > best[1]:
+            best = (name, used)
+    return best
 
 
 def burst_report(proc: Proc) -> dict:
@@ -819,9 +839,11 @@ def burst_summary(results: list[dict]) -> list[dict]:
             "failed-processes",
             "mnia-rate-per-s",
             "mnia-budget-used",
+            "bottleneck-budget-used",
             "peak-rss-mb",
         ):
-            row[key] = median([r[key] for r in runs])
+            row[key] = median([r.get(key) for r in runs])
+        row["bottleneck-bucket"] = runs[0].get("bottleneck-bucket")
         rows.append(row)
     smallest = rows[0] if rows else None
     for row in rows:
@@ -949,15 +971,17 @@ def ratio_table(rows: list[dict]) -> list[str]:
 
 def burst_table(rows: list[dict]) -> list[str]:
     lines = [
-        "| findings | mode | wall s | x wall vs smallest | calls | calls/finding | throttled (retried) | contained | completed | throttling failures | MNIA calls/s | MNIA budget used | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| findings | mode | wall s | x wall vs smallest | calls | calls/finding | throttled (retried) | contained | completed | throttling failures | MNIA calls/s | MNIA budget used | bottleneck bucket: budget used | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['size']} | {r['mode']} | {fmt(r['wall-s'], digits=1)} | {fmt(r.get('wall-growth'), digits=2)} (size x{fmt(r.get('size-growth'), digits=0)}) "
             f"| {fmt(r['calls'], digits=0)} | {fmt(r['calls-per-finding'], digits=1)} | {fmt(r['throttled'], digits=0)} | {fmt(r['contained'], digits=0)}/{r['size']} "
             f"| {fmt(r['cases-completed'], digits=0)} | {fmt(r['throttling-failures'], digits=0)} | {fmt(r['mnia-rate-per-s'], digits=2)} (budget {MNIA_REFILL:.0f}/s) "
-            f"| {fmt(r['mnia-budget-used'] * 100 if r['mnia-budget-used'] is not None else None, '%', 1)} | {fmt(r['peak-rss-mb'], digits=0)} |"
+            f"| {fmt(r['mnia-budget-used'] * 100 if r['mnia-budget-used'] is not None else None, '%', 1)} "
+            f"| {r.get('bottleneck-bucket') or '-'}: {fmt(r['bottleneck-budget-used'] * 100 if r.get('bottleneck-budget-used') is not None else None, '%', 1)} "
+            f"| {fmt(r['peak-rss-mb'], digits=0)} |"
         )
     return lines
 
@@ -1014,6 +1038,7 @@ def report(out: Path, meta: dict, summaries: list[dict], ratios: list[dict], bur
         md += mermaid_chart(bursts, "peak-rss-mb", "Burst: peak RSS by number of findings", "MB") + [""]
         md += [
             f"*MNIA budget used*: ModifyNetworkInterfaceAttribute calls / ({MNIA_CAPACITY:.0f} + {MNIA_REFILL:.0f}/s x the span from the first to the last such call). "
+            "*bottleneck bucket*: the throttle bucket cordon drew on hardest, tokens taken / (capacity + refill/s x the burst's wall time), from cordon's own summary; near 100% the limiter set the pace. "
             "*throttled*: requests the proxy answered RequestLimitExceeded (each is retried by the client).",
             "",
         ]
@@ -1034,6 +1059,7 @@ def main() -> int:
     parser.add_argument("--burst-runs", type=int, default=1, help="runs per burst size (default 1: a burst of 200 takes minutes)")
     parser.add_argument("--profile", choices=["release", "dev"], default=None, help="cargo profile (default release; dev with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="one run of part a (without the hang) and a tiny part e, in seconds; fails on any failed run")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work dir (proxy log, journals) for profiling")
     parser.add_argument("--out", type=Path, default=ROOT / "target" / "bench", help="where results.json and results.md go")
     args = parser.parse_args()
 
@@ -1114,7 +1140,10 @@ def main() -> int:
     if failed:
         log(f"{len(failed)} run(s) failed; see results.json")
         return 1
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep_work:
+        log(f"work dir kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -129,6 +129,25 @@ fn external_id_ok(id: &str) -> bool {
         })
 }
 
+/// The caller's own clients for `region` (the same clients when it is the
+/// caller's region): what a case in the caller's own account acts with, and
+/// what reads made before the account is known (the protected-tag guard's,
+/// alongside the caller-identity check) use.
+pub fn own_account_clients(
+    caller_clients: &AwsClients,
+    region: &str,
+) -> Result<AwsClients, AccountError> {
+    checked("the finding's region", IdKind::Region, region)?;
+    if caller_clients.region == region {
+        return Ok(caller_clients.clone());
+    }
+    // One budget per account and region for the whole process: every case
+    // of a burst in this region draws on the same buckets.
+    let mut clients = caller_clients.derive(region, None)?;
+    clients.limits = caller_clients.limits.in_region(region);
+    Ok(clients)
+}
+
 /// The clients a case on a finding from (`partition`, `account`, `region`)
 /// acts through, and as whom: the caller's own in the finding's region when
 /// the accounts match, else a role assumed in the finding's account
@@ -147,15 +166,7 @@ pub async fn acting_clients(
     checked("the finding's region", IdKind::Region, region)?;
     let (caller_account, caller) = caller_identity(caller_clients).await?;
     if caller_account == account {
-        let clients = if caller_clients.region == region {
-            caller_clients.clone()
-        } else {
-            // One budget per account and region for the whole process: every
-            // case of a burst in this region draws on the same buckets.
-            let mut clients = caller_clients.derive(region, None)?;
-            clients.limits = caller_clients.limits.in_region(region);
-            clients
-        };
+        let clients = own_account_clients(caller_clients, region)?;
         let scope = Scope {
             account: account.to_string(),
             region: region.to_string(),

@@ -762,8 +762,14 @@ async fn run(
         return Ok(0);
     };
     plan.playbook_set = Some(set);
-    let case = trust::case_aws(aws, state, context.account, &plan.finding, &plan.case_id).await?;
-    guards.protect(&case.actions.clients, &mut plan).await?;
+    // Which account the case acts in (the caller's identity) and the
+    // protected tags are asked together, not one after the other.
+    let (case, early) = tokio::join!(
+        trust::case_aws(aws, state, context.account, &plan.finding, &plan.case_id),
+        guards.protected_early(aws, &plan),
+    );
+    let case = case?;
+    guards.protect_case(&case, early, &mut plan).await?;
     if options.dry_run {
         return print_dry_run(&plan, &case, approval, state, args.output).await;
     }

@@ -135,19 +135,70 @@ impl GuardArgs {
     /// Marks the plan's steps on resources carrying the protected tag (read
     /// live, in the case's account and region) as needing a named approval.
     pub async fn protect(&self, clients: &AwsClients, plan: &mut Plan) -> Result<(), Failure> {
+        self.protect_with(clients, None, plan).await
+    }
+
+    /// The protected-tag read made with the caller's own clients in the
+    /// finding's region, to run alongside [`case_aws`]'s caller-identity
+    /// check: for a finding in the caller's own account (the common case)
+    /// its answer is ready when that check is, one round trip sooner than
+    /// reading after it. `None` when it cannot be made (the check reports why).
+    pub async fn protected_early(&self, aws: &Aws, plan: &Plan) -> Option<EarlyProtected> {
+        if self.protected_tag.is_empty() {
+            return None;
+        }
+        let caller = aws.clients().await.ok()?;
+        let clients = accounts::own_account_clients(caller, &plan.finding.region).ok()?;
+        let read =
+            cordon_aws::protected::protected_resources(&clients, plan, &self.protected_tag).await;
+        Some(EarlyProtected(read))
+    }
+
+    /// [`GuardArgs::protect`] for a case whose AWS side is known: the early
+    /// read is used when the case acts in the caller's own account (the
+    /// account and region it was made in), and thrown away otherwise.
+    pub async fn protect_case(
+        &self,
+        case: &CaseAws,
+        early: Option<EarlyProtected>,
+        plan: &mut Plan,
+    ) -> Result<(), Failure> {
+        let own = case
+            .scope
+            .as_ref()
+            .is_some_and(|s| s.assumed_role.is_none() && s.region == plan.finding.region);
+        let early = early.filter(|_| own);
+        self.protect_with(&case.actions.clients, early, plan).await
+    }
+
+    async fn protect_with(
+        &self,
+        clients: &AwsClients,
+        early: Option<EarlyProtected>,
+        plan: &mut Plan,
+    ) -> Result<(), Failure> {
         if self.protected_tag.is_empty() {
             return Err(invalid(anyhow!(
                 "--protected-tag cannot be empty: name the tag key that marks protected resources"
             )));
         }
-        let protected =
-            cordon_aws::protected::protected_resources(clients, plan, &self.protected_tag)
-                .await
-                .map_err(|e| failed(e.into()))?;
+        let read = match early {
+            Some(EarlyProtected(read)) => read,
+            None => {
+                cordon_aws::protected::protected_resources(clients, plan, &self.protected_tag).await
+            }
+        };
+        let protected = read.map_err(|e| failed(e.into()))?;
         plan.protect(&protected);
         Ok(())
     }
 }
+
+/// The answer of [`GuardArgs::protected_early`].
+#[derive(Debug)]
+pub struct EarlyProtected(
+    Result<std::collections::BTreeMap<String, String>, cordon_aws::protected::ProtectedTagError>,
+);
 
 /// A case's AWS side: the actions, acting in the finding's account and
 /// region, and the caller's own clients for what is cordon's, not the

@@ -357,6 +357,54 @@ async fn a_protected_instance_waits_for_an_approval_naming_the_step() {
     assert_eq!(free.status.code(), Some(0), "{}", text(&free));
 }
 
+/// The protected tags are read alongside the caller-identity check, with the
+/// caller's own clients; for a finding from another account that early read
+/// (which cannot see the member's instance) must be thrown away and the tags
+/// read through the responder role, or the guard would miss them.
+#[tokio::test]
+async fn a_protected_instance_in_another_account_is_read_there() {
+    let aws = emulator().await;
+    let dir = temp_dir("protected-member");
+    let state = dir.join("state");
+    let (member, _) = acting_clients(
+        aws.clients(),
+        "aws",
+        MEMBER,
+        cordon_tests::REGION,
+        &CrossAccount::default(),
+        "trust-test",
+    )
+    .await
+    .unwrap();
+    let member_env = build(
+        &member,
+        two_instances(json!({"cordon:protected": "ledger"})),
+    )
+    .await;
+    assert_eq!(member_env.account_id, MEMBER);
+    let finding = member_env.instance_finding("web-01").unwrap().detail();
+    let path = write_json(&dir, "finding.json", &finding);
+    let out = cordon(
+        &aws,
+        &state,
+        &playbooks(&dir, CONTAIN_PLAYBOOK),
+        &["run", path.to_str().unwrap(), "--yes", "--output", "json"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    // Assuming the responder role is the one call that is not a read.
+    assert_eq!(mutating_calls(&out), 1, "{}", text(&out));
+    assert!(
+        text(&out).contains("\"STS.AssumeRole\": 1"),
+        "{}",
+        text(&out)
+    );
+    let opened = &events(&state, &case_id(&out))[0];
+    assert_eq!(
+        opened["plan"]["steps"][0]["approval"]["explicit"], true,
+        "{opened:#}"
+    );
+}
+
 #[tokio::test]
 async fn the_fleet_cap_stops_before_any_change_and_escalates() {
     let scene = Scene::new("fleet-cap", json!({})).await;

@@ -10,9 +10,12 @@
 //! write after it are one step for every cordon process on the machine, and
 //! each claim is written whole (a temporary file renamed over it).
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use crate::claims::{ClaimAnswer, ResourceClaim, claim_file_name};
 use crate::journal::{JournalError, JournalRecord, JournalStore};
@@ -22,6 +25,21 @@ use crate::plan::CaseId;
 #[derive(Debug, Clone)]
 pub struct LocalJournal {
     root: PathBuf,
+    /// Where each case's journal ended after this process's last append to
+    /// it, so the next append need not re-read every record to find its
+    /// place; shared by clones.
+    tails: Arc<Mutex<HashMap<CaseId, Tail>>>,
+}
+
+/// The end of a journal file as this process last left it: the next record's
+/// sequence number, and the file's length and modification time then. A file
+/// whose length or time differs was written by someone else since, and is
+/// read again in full.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tail {
+    next_seq: u64,
+    len: u64,
+    modified: Option<SystemTime>,
 }
 
 /// Holds the case's lock file; dropping it releases the case.
@@ -32,7 +50,10 @@ pub struct LocalLock {
 
 impl LocalJournal {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            tails: Arc::default(),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -82,6 +103,13 @@ impl LocalJournal {
 }
 
 /// The claim stored at `path`, if any.
+/// The tails map; a panic while it was held leaves whole entries only.
+fn lock_tails(
+    tails: &Mutex<HashMap<CaseId, Tail>>,
+) -> std::sync::MutexGuard<'_, HashMap<CaseId, Tail>> {
+    tails.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn read_claim(path: &Path) -> Result<Option<ResourceClaim>, JournalError> {
     match fs::read(path) {
         Ok(bytes) => ResourceClaim::from_stored(&bytes, &path.display().to_string()),
@@ -209,24 +237,46 @@ impl JournalStore for LocalJournal {
         let mut line = record.stored_text().into_owned();
         line.push('\n');
         let seq = record.seq;
+        let tails = Arc::clone(&self.tails);
         blocking(move || {
             fs::create_dir_all(&dir)
                 .map_err(|e| io_error(&dir, "cannot create case directory", e))?;
             let is_new = !path.exists();
-            let (existing, good_len) = read_records(&case, &path)?;
-            if existing.len() as u64 != seq {
-                return Err(JournalError::Conflict { case, seq });
-            }
             let mut file = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
                 .map_err(|e| io_error(&path, "cannot open journal", e))?;
+            let metadata = file
+                .metadata()
+                .map_err(|e| io_error(&path, "cannot read journal", e))?;
+            let known = lock_tails(&tails).get(&case).copied();
+            // The file as this process left it: its place is known. Anything
+            // else (first append, another writer, a torn tail): read it all.
+            let good_len = match known {
+                Some(tail)
+                    if tail.len == metadata.len() && tail.modified == metadata.modified().ok() =>
+                {
+                    if tail.next_seq != seq {
+                        return Err(JournalError::Conflict { case, seq });
+                    }
+                    tail.len
+                }
+                _ => {
+                    let (existing, good_len) = read_records(&case, &path)?;
+                    if existing.len() as u64 != seq {
+                        return Err(JournalError::Conflict { case, seq });
+                    }
+                    good_len
+                }
+            };
             // Drop a torn tail left by a crash before appending after it.
-            if file.metadata().map(|m| m.len()).unwrap_or(0) != good_len {
+            if metadata.len() != good_len {
                 file.set_len(good_len)
                     .map_err(|e| io_error(&path, "cannot trim torn record", e))?;
             }
+            // Until the write is durable, the tail is unknown.
+            lock_tails(&tails).remove(&case);
             file.write_all(line.as_bytes())
                 .map_err(|e| io_error(&path, "cannot write journal", e))?;
             file.sync_data()
@@ -235,6 +285,15 @@ impl JournalStore for LocalJournal {
                 File::open(&dir)
                     .and_then(|d| d.sync_all())
                     .map_err(|e| io_error(&dir, "cannot fsync case directory", e))?;
+            }
+            let written = file.metadata().ok();
+            if let Some(written) = written.filter(|m| m.len() == good_len + line.len() as u64) {
+                let tail = Tail {
+                    next_seq: seq + 1,
+                    len: written.len(),
+                    modified: written.modified().ok(),
+                };
+                lock_tails(&tails).insert(case, tail);
             }
             Ok(())
         })

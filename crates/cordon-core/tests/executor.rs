@@ -701,6 +701,58 @@ async fn local_store_rejects_a_second_claim_of_a_record_and_drops_a_torn_tail() 
     assert!(matches!(locked, JournalError::Locked { .. }), "{locked}");
 }
 
+/// An append finds its place from where this process left the journal, not
+/// by re-reading every record; a journal another process (another store)
+/// wrote to since, or left with a torn tail, is read again in full, so a
+/// stale sequence number is still a conflict and the torn bytes still go.
+#[tokio::test]
+async fn local_store_reads_again_a_journal_written_elsewhere_since_its_last_append() {
+    let dir = tempdir();
+    let ours = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Pending);
+    let (plan, raw) = make_plan(&three_steps());
+    Executor::new(&world, &ours, &approver)
+        .run(&plan, &raw)
+        .await
+        .unwrap();
+    let case = &plan.case_id;
+    let recs = records(&ours, case).await;
+    let next = |seq: u64, prev: &JournalRecord| {
+        JournalRecord::new(
+            seq,
+            "2026-11-27T00:00:00Z",
+            prev.hash(),
+            JournalEvent::CaseFinished {
+                status: CaseStatus::Completed,
+            },
+        )
+    };
+    let theirs = LocalJournal::new(&dir);
+    let n = recs.len() as u64;
+    let their_record = next(n, recs.last().unwrap());
+    theirs.append(case, &their_record).await.unwrap();
+    let stale = ours.append(case, &next(n, recs.last().unwrap())).await;
+    assert!(
+        matches!(stale, Err(JournalError::Conflict { seq, .. }) if seq == n),
+        "{stale:?}"
+    );
+    let path = ours.case_dir(case).join("journal.jsonl");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"seq\": 99, \"torn");
+    std::fs::write(&path, text).unwrap();
+    ours.append(case, &next(n + 1, &their_record))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("torn"), "{text}");
+    assert_eq!(records(&ours, case).await.len() as u64, n + 2);
+    // And its own appends follow one another without a re-read.
+    let last = records(&ours, case).await.pop().unwrap();
+    ours.append(case, &next(n + 2, &last)).await.unwrap();
+    assert_eq!(records(&theirs, case).await.len() as u64, n + 3);
+}
+
 fn tempdir() -> std::path::PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(

@@ -32,6 +32,7 @@ use cordon_core::plan::CaseId;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use super::ec2::try_join_all;
 use super::{Ctx, Handler};
 pub use crate::evidence::ObjectVersion;
 use crate::evidence::{
@@ -318,20 +319,18 @@ impl StoreEvidence {
         let clients = ctx.clients();
         let case = &ctx.plan.case_id;
         let (bucket, prefix) = (pre.bucket.as_str(), pre.prefix.as_str());
-        let mut written: Vec<EvidenceRef> = Vec::new();
         let mut journal: Vec<JournalRecord> = Vec::new();
         let mut unreadable = Vec::new();
         let mut not_stored = Vec::new();
         let case_dir = ctx.aws.case_root.as_ref().map(|r| r.join(case.as_str()));
 
-        let plan = encode_json(case, "plan", ctx.plan)?;
-        let key = case_key(prefix, case, PLAN_NAME);
-        written.push(put_s3(clients, bucket, &key, plan, kms).await?);
+        // What this step writes: the plan, the finding, the local files.
+        let mut uploads = vec![(
+            case_key(prefix, case, PLAN_NAME),
+            encode_json(case, "plan", ctx.plan)?,
+        )];
         match finding_from_caller(ctx, case_dir.as_deref()) {
-            Ok(Some(raw)) => {
-                let key = case_key(prefix, case, FINDING_NAME);
-                written.push(put_s3(clients, bucket, &key, raw, kms).await?);
-            }
+            Ok(Some(raw)) => uploads.push((case_key(prefix, case, FINDING_NAME), raw)),
             Ok(None) => {}
             Err(why) => not_stored.push(why),
         }
@@ -343,42 +342,59 @@ impl StoreEvidence {
                 if name == JOURNAL_NAME {
                     (journal, unreadable) = parse_local_journal(&bytes);
                 }
-                let key = case_key(prefix, case, &name);
-                written.push(put_s3(clients, bucket, &key, bytes, kms).await?);
+                uploads.push((case_key(prefix, case, &name), bytes));
             }
         }
-
-        // Objects already in the bucket for this case (S3 captures, S3 journal
-        // records): pinned at their current version, hashed from their bytes.
-        let mut objects: Vec<ManifestObject> = written
-            .iter()
-            .map(|r| ManifestObject::from_ref(bucket, r))
-            .collect();
         let manifest_key = case_key(prefix, case, MANIFEST_NAME);
         // The case's lease is the S3 journal's lock, rewritten at the end of
         // every call: not evidence, and pinning it would flag it altered later.
         let lease_key = crate::s3_journal::lease_key(prefix, case);
-        let current = list_versions(clients, bucket, &case_prefix(prefix, case)).await?;
+        let signature_key = case_key(prefix, case, crate::signing::SIGNATURE_NAME);
+        let ours: Vec<String> = uploads.iter().map(|(key, _)| key.clone()).collect();
+        // Every upload and the listing of what is already there go out
+        // together: one round, not one per object. The listing skips the
+        // keys this step writes by name, so it need not wait for them.
+        let puts = try_join_all(
+            uploads
+                .into_iter()
+                .map(|(key, bytes)| async move { put_s3(clients, bucket, &key, bytes, kms).await })
+                .collect(),
+        );
+        let here = case_prefix(prefix, case);
+        let listing = list_versions(clients, bucket, &here);
+        let (written, current) = tokio::join!(puts, listing);
+        let (written, current) = (written?, current?);
+
+        // Objects already in the bucket for this case (S3 captures, S3 journal
+        // records): pinned at their current version, hashed from their bytes,
+        // all read at once.
+        let mut objects: Vec<ManifestObject> = written
+            .iter()
+            .map(|r| ManifestObject::from_ref(bucket, r))
+            .collect();
+        let theirs: Vec<&ObjectVersion> = current
+            .iter()
+            .filter(|v| v.is_latest && !v.delete_marker)
+            .filter(|v| ![&manifest_key, &lease_key, &signature_key].contains(&&v.key))
+            .filter(|v| !ours.contains(&v.key))
+            .collect();
+        let fetched = try_join_all(
+            theirs
+                .iter()
+                .map(|v| get_s3(clients, bucket, &v.key, v.version_id.as_deref()))
+                .collect(),
+        )
+        .await?;
+        let journal_prefix = format!("{}journal/", case_prefix(prefix, case));
         let mut s3_journal_keys = Vec::new();
-        for v in current.iter().filter(|v| v.is_latest && !v.delete_marker) {
-            let signature_key = case_key(prefix, case, crate::signing::SIGNATURE_NAME);
-            if v.key == manifest_key
-                || v.key == lease_key
-                || v.key == signature_key
-                || objects.iter().any(|o| o.key == v.key)
-            {
-                continue;
-            }
-            let bytes = get_s3(clients, bucket, &v.key, v.version_id.as_deref()).await?;
+        for (v, bytes) in theirs.into_iter().zip(fetched) {
             objects.push(ManifestObject {
                 key: v.key.clone(),
                 version_id: v.version_id.clone(),
                 size: bytes.len() as u64,
                 sha256: sha256_hex(&bytes),
             });
-            if v.key
-                .starts_with(&format!("{}journal/", case_prefix(prefix, case)))
-            {
+            if v.key.starts_with(&journal_prefix) {
                 s3_journal_keys.push(v.key.clone());
             }
         }
@@ -611,20 +627,26 @@ impl Handler for StoreEvidence {
             StoreOutcome::Bucket(outcome) => outcome,
         };
         let manifest = ManifestObject::from_ref(&outcome.bucket, &outcome.manifest);
-        for object in outcome.objects.iter().chain(std::iter::once(&manifest)) {
-            let bytes = get_s3(
-                ctx.clients(),
-                &outcome.bucket,
-                &object.key,
-                object.version_id.as_deref(),
-            )
-            .await?;
-            check_hash(
-                &format!("s3://{}/{}", outcome.bucket, object.key),
-                object,
-                &bytes,
-            )?;
-        }
+        let checks = outcome
+            .objects
+            .iter()
+            .chain(std::iter::once(&manifest))
+            .map(|object| async move {
+                let bytes = get_s3(
+                    ctx.clients(),
+                    &outcome.bucket,
+                    &object.key,
+                    object.version_id.as_deref(),
+                )
+                .await?;
+                check_hash(
+                    &format!("s3://{}/{}", outcome.bucket, object.key),
+                    object,
+                    &bytes,
+                )
+            })
+            .collect();
+        try_join_all(checks).await?;
         Ok(())
     }
 
