@@ -555,8 +555,17 @@ async fn a_throttled_journal_is_cordon_throttled() {
     assert!(error.message.contains("SlowDown"), "{error}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_role_without_s3_writes_is_cordon_access_denied() {
+/// An emulator enforcing IAM, with the journal bucket and the compromised
+/// instance made as root, then the Lambda's clients as a principal that may
+/// do `statements` only; the instance's finding; the principal's secret key.
+async fn restricted_lambda(
+    statements: Value,
+) -> (
+    cordon_tests::AuthEnforcedEmulator,
+    Value,
+    AwsClients,
+    String,
+) {
     let emulator = cordon_tests::AuthEnforcedEmulator::start().await.unwrap();
     let root = emulator.root();
     root.s3.create_bucket().bucket(BUCKET).send().await.unwrap();
@@ -566,18 +575,8 @@ async fn a_role_without_s3_writes_is_cordon_access_denied() {
     )
     .await
     .unwrap();
-    let raw = fixture
-        .instance_finding("web-01")
-        .unwrap()
-        .to_json(false)
-        .to_string();
-    // May read EC2 and S3, never write to S3: the journal cannot be kept.
-    let reader = emulator
-        .principal(
-            "reader",
-            json!([{"Effect": "Allow", "Action": ["ec2:Describe*", "s3:GetObject", "s3:ListBucket"], "Resource": "*"}]),
-        )
-        .await;
+    let finding = fixture.instance_finding("web-01").unwrap().to_json(false);
+    let principal = emulator.principal("lambda", statements).await;
     emulator.enforce().unwrap();
     let endpoint = emulator.emulator().endpoint();
     let config = cordon_tests::sdk_config_for(&endpoint)
@@ -586,8 +585,8 @@ async fn a_role_without_s3_writes_is_cordon_access_denied() {
         .credentials_provider(
             aws_credential_types::provider::SharedCredentialsProvider::new(
                 aws_credential_types::Credentials::new(
-                    &reader.access_key_id,
-                    &reader.secret_access_key,
+                    &principal.access_key_id,
+                    &principal.secret_access_key,
                     None,
                     None,
                     "test",
@@ -596,13 +595,28 @@ async fn a_role_without_s3_writes_is_cordon_access_denied() {
         )
         .build();
     let clients = AwsClients::from_sdk_config(&config).unwrap();
+    (
+        emulator,
+        finding,
+        clients,
+        principal.secret_access_key.clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_s3_writes_is_cordon_access_denied() {
+    // May read EC2 and S3, never write to S3: the journal cannot be kept.
+    let (_emulator, finding, clients, _) = restricted_lambda(
+        json!([{"Effect": "Allow", "Action": ["ec2:Describe*", "s3:GetObject", "s3:ListBucket"], "Resource": "*"}]),
+    )
+    .await;
     let lambda_config = Config::from_lookup(|name| {
         (name == "CORDON_JOURNAL").then(|| format!("s3://{BUCKET}/{PREFIX}"))
     })
     .unwrap();
     let handler = Handler::new(clients, lambda_config).unwrap();
     let error = handler
-        .handle(json!({"mode": "plan", "finding": event(&raw)}))
+        .handle(json!({"mode": "plan", "finding": finding}))
         .await
         .unwrap_err();
     assert_eq!(error.name, ErrorName::AccessDenied, "{error}");
@@ -612,6 +626,17 @@ async fn a_role_without_s3_writes_is_cordon_access_denied() {
 /// The member account the cross-account findings come from (the emulator's
 /// STS assumes a role in any account; its resources live apart per account).
 const MEMBER: &str = "111111111111";
+
+/// Runs step `id` of `case` and asserts it ended verified.
+async fn verified(handler: &Handler, case: &str, id: &str) {
+    let out = step(handler, case, id).await.unwrap();
+    assert_eq!(
+        out.step_status.as_deref(),
+        Some("verified"),
+        "{id}: {}",
+        out.message
+    );
+}
 
 fn responder_role() -> String {
     format!("arn:aws:iam::{MEMBER}:role/cordon-responder")
@@ -690,13 +715,7 @@ async fn a_member_account_finding_acts_there_through_the_responder_role_in_every
         "{opened_record:#}"
     );
 
-    let isolated = step(&first, &case_id, "isolate").await.unwrap();
-    assert_eq!(
-        isolated.step_status.as_deref(),
-        Some("verified"),
-        "{}",
-        isolated.message
-    );
+    verified(&first, &case_id, "isolate").await;
     assert_eq!(
         assumed(aws.clients()),
         1,
@@ -708,26 +727,14 @@ async fn a_member_account_finding_acts_there_through_the_responder_role_in_every
     // A new container (a fresh handler) retries the step and goes on: the
     // account comes from the journaled plan, not from the task input.
     let second = handler(&aws);
-    let retried = step(&second, &case_id, "isolate").await.unwrap();
-    assert_eq!(
-        retried.step_status.as_deref(),
-        Some("verified"),
-        "{}",
-        retried.message
-    );
+    verified(&second, &case_id, "isolate").await;
     assert_eq!(
         assumed(aws.clients()),
         2,
         "the new container assumes the role again"
     );
     assert_eq!(instance_state(&member, &instance).await, contained);
-    let protected = step(&second, &case_id, "protect").await.unwrap();
-    assert_eq!(
-        protected.step_status.as_deref(),
-        Some("verified"),
-        "{}",
-        protected.message
-    );
+    verified(&second, &case_id, "protect").await;
     assert!(
         instance_state(&member, &instance).await.1,
         "termination protection on the member's instance"
@@ -756,42 +763,12 @@ async fn a_member_account_finding_acts_there_through_the_responder_role_in_every
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_responder_role_that_cannot_be_assumed_is_cordon_access_denied_naming_it() {
-    let emulator = cordon_tests::AuthEnforcedEmulator::start().await.unwrap();
-    let root = emulator.root();
-    root.s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-    let fixture = cordon_gameday::provision(
-        root,
-        &cordon_gameday::EnvironmentSpec::compromised_instance(),
-    )
-    .await
-    .unwrap();
-    let mut foreign = fixture.instance_finding("web-01").unwrap().to_json(false);
-    foreign["accountId"] = json!(MEMBER);
     // Everything the plan needs in its own account, but not sts:AssumeRole.
-    let lambda = emulator
-        .principal(
-            "lambda",
-            json!([{"Effect": "Allow", "Action": ["ec2:Describe*", "s3:*", "sts:GetCallerIdentity"], "Resource": "*"}]),
-        )
-        .await;
-    emulator.enforce().unwrap();
-    let endpoint = emulator.emulator().endpoint();
-    let config = cordon_tests::sdk_config_for(&endpoint)
-        .await
-        .into_builder()
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new(
-                    &lambda.access_key_id,
-                    &lambda.secret_access_key,
-                    None,
-                    None,
-                    "test",
-                ),
-            ),
-        )
-        .build();
-    let clients = AwsClients::from_sdk_config(&config).unwrap();
+    let (_emulator, mut foreign, clients, secret) = restricted_lambda(
+        json!([{"Effect": "Allow", "Action": ["ec2:Describe*", "s3:*", "sts:GetCallerIdentity"], "Resource": "*"}]),
+    )
+    .await;
+    foreign["accountId"] = json!(MEMBER);
     let lambda_config = Config::from_lookup(|name| match name {
         "CORDON_JOURNAL" => Some(format!("s3://{BUCKET}/{PREFIX}")),
         "CORDON_EXTERNAL_ID" => Some("incident-shared-secret".to_string()),
@@ -812,10 +789,7 @@ async fn a_responder_role_that_cannot_be_assumed_is_cordon_access_denied_naming_
         assert!(error.message.contains(part), "{part} not in: {error}");
     }
     assert!(!error.message.contains("incident-shared-secret"), "{error}");
-    assert!(
-        !error.message.contains(&lambda.secret_access_key),
-        "{error}"
-    );
+    assert!(!error.message.contains(&secret), "{error}");
     assert_eq!(
         clients.calls.mutating_total(),
         1,

@@ -375,6 +375,18 @@ async fn a_token_step_functions_refuses_is_reported_without_quoting_it() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(token));
 }
 
+/// Runs `cordon ARGS`, which must succeed, and parses its one JSON document.
+fn json_of(aws: &EmulatorGuard, args: &[&str]) -> Value {
+    let out = cordon(aws, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
 #[tokio::test]
 async fn status_and_cases_read_a_case_from_the_s3_journal() {
     let aws = emulator().await;
@@ -382,7 +394,7 @@ async fn status_and_cases_read_a_case_from_the_s3_journal() {
     let (_, plan) = open_case(&aws, "1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e04").await;
     let case = plan.case_id.as_str();
     // Fails on the old code: status and cases read only the local journal.
-    let out = cordon(
+    let status = json_of(
         &aws,
         &[
             "status",
@@ -393,13 +405,6 @@ async fn status_and_cases_read_a_case_from_the_s3_journal() {
             "json",
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let status: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
     assert_eq!(status["case-id"], case, "{status:#}");
     assert_eq!(status["plan"]["playbook"], "gated", "{status:#}");
     assert_eq!(status["journal"].as_array().unwrap().len(), 1, "{status:#}");
@@ -410,7 +415,7 @@ async fn status_and_cases_read_a_case_from_the_s3_journal() {
     assert_eq!(text.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&text.stdout).contains("revoke-sessions"));
 
-    let out = cordon(
+    let cases = json_of(
         &aws,
         &[
             "cases",
@@ -420,13 +425,6 @@ async fn status_and_cases_read_a_case_from_the_s3_journal() {
             "json",
         ],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let cases: Value = serde_json::from_slice(&out.stdout).expect("cases JSON");
     let ids: Vec<&str> = cases["cases"]
         .as_array()
         .unwrap()
