@@ -278,3 +278,47 @@ async fn a_snapshot_whose_answer_is_lost_is_found_not_taken_twice() {
         "{attempts:?}"
     );
 }
+
+/// A service that is slow, not lost: every DescribeInstances is answered
+/// 4 s late, longer than a control-plane attempt's first budget (3 s). The
+/// first attempt is abandoned; the retry has twice the budget and gets its
+/// answer. With one fixed budget every attempt was abandoned just before its
+/// answer came, and the call failed with a timeout it did not need.
+#[tokio::test]
+async fn a_slow_answer_arrives_on_a_retry_with_a_longer_attempt_budget() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let aws = emulator().await;
+    let env = provision(aws.clients(), &environment())
+        .await
+        .expect("provision");
+    let slow = CONTROL_PLANE_ATTEMPT_TIMEOUT + Duration::from_secs(1);
+    let upstream: SocketAddr = aws
+        .endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("emulator address");
+    let mut config = ProxyConfig::new(upstream);
+    config.delay = Duration::ZERO;
+    config.slow = Some(("DescribeInstances".to_string(), slow));
+    let proxy = LatencyProxy::bind(config).await.expect("proxy");
+    let endpoint = format!("http://{}", proxy.local_addr());
+    let served = tokio::spawn(proxy.serve());
+    let clients =
+        AwsClients::from_sdk_config(&sdk_config_for(&endpoint).await).expect("proxied clients");
+    let instance = &env.instances["suspect"].id;
+    let request = clients.ec2.describe_instances().instance_ids(instance);
+    let answer = clients
+        .call(&cordon_aws::ops::EC2_DESCRIBE_INSTANCES, instance, request)
+        .await;
+    served.abort();
+    let answer = answer.expect("the retry's longer budget covers the slow answer");
+    assert_eq!(
+        answer.reservations()[0].instances()[0].instance_id(),
+        Some(instance.as_str())
+    );
+    assert_eq!(
+        clients.calls.snapshot().get("EC2.DescribeInstances"),
+        Some(&2),
+        "one abandoned attempt, one answered"
+    );
+}

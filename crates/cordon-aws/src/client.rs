@@ -8,6 +8,9 @@
 //! Clients are cheap to clone (they share connection pools), so build one
 //! [`AwsClients`] at start-up and pass clones down.
 
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+use crate::attempts::{GrowingAttempts, GrowingAttemptsClient};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -257,6 +260,13 @@ impl AwsClientsBuilder {
             .unwrap_or_else(|| RateLimits::new(region.clone()));
         let mut interceptors = vec![SharedInterceptor::new(calls.clone())];
         interceptors.extend(self.interceptors.iter().cloned());
+        // Each retry of a call gets a longer attempt budget than the last
+        // (crate::attempts): the HTTP client the config names, or the SDK's
+        // default (the one each client would build for itself), wrapped.
+        interceptors.push(SharedInterceptor::new(GrowingAttempts));
+        let http_client = SharedHttpClient::new(GrowingAttemptsClient::new(
+            config.http_client().unwrap_or_else(default_http_client),
+        ));
 
         // Each SDK crate has its own config type with the same builder methods.
         macro_rules! client {
@@ -265,6 +275,7 @@ impl AwsClientsBuilder {
                 for interceptor in &interceptors {
                     builder.push_interceptor(interceptor.clone());
                 }
+                builder.set_http_client(Some(http_client.clone()));
                 $sdk::Client::from_conf(builder.build())
             }};
         }
@@ -278,6 +289,7 @@ impl AwsClientsBuilder {
             for interceptor in &interceptors {
                 builder.push_interceptor(interceptor.clone());
             }
+            builder.set_http_client(Some(http_client.clone()));
             aws_sdk_s3::Client::from_conf(builder.build())
         };
 
@@ -340,6 +352,17 @@ impl InFlight {
         // The semaphore is never closed, so this only fails if it were.
         Arc::clone(&self.0).acquire_owned().await.ok()
     }
+}
+
+/// The HTTP client the SDK builds by default (rustls with aws-lc), built
+/// here so that cordon's wrappers can hold it.
+fn default_http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_https()
 }
 
 fn retry_config() -> RetryConfig {

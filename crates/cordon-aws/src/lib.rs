@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod attempts;
 pub mod call;
 pub mod client;
 pub mod errors;

@@ -63,6 +63,9 @@ pub struct ProxyConfig {
     pub hang: Option<HangRule>,
     /// Whether the held request reaches the emulator first.
     pub hang_mode: HangMode,
+    /// Every request for this operation waits this much longer before it is
+    /// forwarded: a service that is slow, not lost.
+    pub slow: Option<(String, Duration)>,
     /// EC2 throttling, if wanted.
     pub throttle: Option<Ec2Throttle>,
     /// Where to append one JSON line per request.
@@ -78,6 +81,7 @@ impl ProxyConfig {
             delay: DEFAULT_DELAY,
             hang: None,
             hang_mode: HangMode::Unsent,
+            slow: None,
             throttle: None,
             log: None,
         }
@@ -129,6 +133,7 @@ struct Shared {
     hang: Option<HangRule>,
     hang_mode: HangMode,
     hang_taken: AtomicBool,
+    slow: Option<(String, Duration)>,
     throttle: Option<Ec2Throttle>,
     log: Option<tokio::sync::Mutex<tokio::fs::File>>,
     requests: AtomicU64,
@@ -162,6 +167,7 @@ impl LatencyProxy {
                 hang: config.hang,
                 hang_mode: config.hang_mode,
                 hang_taken: AtomicBool::new(false),
+                slow: config.slow,
                 throttle: config.throttle,
                 log,
                 requests: AtomicU64::new(0),
@@ -375,6 +381,11 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream) {
             return;
         }
         tokio::time::sleep(shared.delay).await;
+        if let Some((operation, extra)) = &shared.slow
+            && call.operation == *operation
+        {
+            tokio::time::sleep(*extra).await;
+        }
 
         if let (Some(throttle), "ec2") = (&shared.throttle, call.service.as_str()) {
             let bucket = Ec2Bucket::classify(&call.operation, &call.form);

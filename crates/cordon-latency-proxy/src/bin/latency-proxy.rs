@@ -36,12 +36,26 @@ struct Args {
     /// its answer, instead of holding it unsent.
     #[arg(long)]
     hang_after_forwarding: bool,
+    /// Answer every request for this operation late: OPERATION=MILLISECONDS
+    /// more than the others (e.g. DescribeInstances=4000), a slow service.
+    #[arg(long, value_parser = parse_slow)]
+    slow: Option<(String, Duration)>,
     /// Answer EC2 requests `RequestLimitExceeded` when EC2's published token buckets would.
     #[arg(long)]
     ec2_throttle: bool,
     /// Append one JSON line per request to this file.
     #[arg(long)]
     log: Option<PathBuf>,
+}
+
+fn parse_slow(text: &str) -> Result<(String, Duration), String> {
+    let (operation, ms) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: write OPERATION=MILLISECONDS"))?;
+    let ms: u64 = ms
+        .parse()
+        .map_err(|e| format!("`{text}`: milliseconds: {e}"))?;
+    Ok((operation.to_string(), Duration::from_millis(ms)))
 }
 
 async fn shutdown_signal() {
@@ -77,6 +91,7 @@ async fn main() -> Result<()> {
         } else {
             HangMode::Unsent
         },
+        slow: args.slow,
         throttle: args.ec2_throttle.then(Ec2Throttle::published),
         log: args.log,
     };
