@@ -258,24 +258,6 @@ async fn each_error_name_has_a_real_cause() {
         ),
         ErrorName::InvalidFinding
     );
-    // A finding from another account, or another region: refused before any
-    // call about its resources (the Lambda does not assume member roles yet).
-    // Fails on the old code, which acted on it in the Lambda's own account.
-    for (key, value) in [("accountId", "210987654321"), ("region", "eu-west-3")] {
-        let mut foreign = event(&raw);
-        foreign[key] = json!(value);
-        let refused = handler
-            .handle(json!({"mode": "plan", "finding": foreign}))
-            .await
-            .expect_err("a finding from elsewhere is refused");
-        assert_eq!(
-            refused.name,
-            ErrorName::InvalidFinding,
-            "{}",
-            refused.message
-        );
-        assert!(refused.message.contains(value), "{}", refused.message);
-    }
     // Another playbook pinned than the finding routes to.
     assert_eq!(
         name(
@@ -573,8 +555,17 @@ async fn a_throttled_journal_is_cordon_throttled() {
     assert!(error.message.contains("SlowDown"), "{error}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_role_without_s3_writes_is_cordon_access_denied() {
+/// An emulator enforcing IAM, with the journal bucket and the compromised
+/// instance made as root, then the Lambda's clients as a principal that may
+/// do `statements` only; the instance's finding; the principal's secret key.
+async fn restricted_lambda(
+    statements: Value,
+) -> (
+    cordon_tests::AuthEnforcedEmulator,
+    Value,
+    AwsClients,
+    String,
+) {
     let emulator = cordon_tests::AuthEnforcedEmulator::start().await.unwrap();
     let root = emulator.root();
     root.s3.create_bucket().bucket(BUCKET).send().await.unwrap();
@@ -584,18 +575,8 @@ async fn a_role_without_s3_writes_is_cordon_access_denied() {
     )
     .await
     .unwrap();
-    let raw = fixture
-        .instance_finding("web-01")
-        .unwrap()
-        .to_json(false)
-        .to_string();
-    // May read EC2 and S3, never write to S3: the journal cannot be kept.
-    let reader = emulator
-        .principal(
-            "reader",
-            json!([{"Effect": "Allow", "Action": ["ec2:Describe*", "s3:GetObject", "s3:ListBucket"], "Resource": "*"}]),
-        )
-        .await;
+    let finding = fixture.instance_finding("web-01").unwrap().to_json(false);
+    let principal = emulator.principal("lambda", statements).await;
     emulator.enforce().unwrap();
     let endpoint = emulator.emulator().endpoint();
     let config = cordon_tests::sdk_config_for(&endpoint)
@@ -604,8 +585,8 @@ async fn a_role_without_s3_writes_is_cordon_access_denied() {
         .credentials_provider(
             aws_credential_types::provider::SharedCredentialsProvider::new(
                 aws_credential_types::Credentials::new(
-                    &reader.access_key_id,
-                    &reader.secret_access_key,
+                    &principal.access_key_id,
+                    &principal.secret_access_key,
                     None,
                     None,
                     "test",
@@ -614,15 +595,205 @@ async fn a_role_without_s3_writes_is_cordon_access_denied() {
         )
         .build();
     let clients = AwsClients::from_sdk_config(&config).unwrap();
+    (
+        emulator,
+        finding,
+        clients,
+        principal.secret_access_key.clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_s3_writes_is_cordon_access_denied() {
+    // May read EC2 and S3, never write to S3: the journal cannot be kept.
+    let (_emulator, finding, clients, _) = restricted_lambda(
+        json!([{"Effect": "Allow", "Action": ["ec2:Describe*", "s3:GetObject", "s3:ListBucket"], "Resource": "*"}]),
+    )
+    .await;
     let lambda_config = Config::from_lookup(|name| {
         (name == "CORDON_JOURNAL").then(|| format!("s3://{BUCKET}/{PREFIX}"))
     })
     .unwrap();
     let handler = Handler::new(clients, lambda_config).unwrap();
     let error = handler
-        .handle(json!({"mode": "plan", "finding": event(&raw)}))
+        .handle(json!({"mode": "plan", "finding": finding}))
         .await
         .unwrap_err();
     assert_eq!(error.name, ErrorName::AccessDenied, "{error}");
     assert!(error.message.contains("s3:PutObject"), "{error}");
+}
+
+/// The member account the cross-account findings come from (the emulator's
+/// STS assumes a role in any account; its resources live apart per account).
+const MEMBER: &str = "111111111111";
+
+/// Runs step `id` of `case` and asserts it ended verified.
+async fn verified(handler: &Handler, case: &str, id: &str) {
+    let out = step(handler, case, id).await.unwrap();
+    assert_eq!(
+        out.step_status.as_deref(),
+        Some("verified"),
+        "{id}: {}",
+        out.message
+    );
+}
+
+fn responder_role() -> String {
+    format!("arn:aws:iam::{MEMBER}:role/cordon-responder")
+}
+
+fn assumed(clients: &AwsClients) -> u64 {
+    mutations(clients, "STS.AssumeRole")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_account_finding_acts_there_through_the_responder_role_in_every_container() {
+    let aws = emulator().await;
+    let (own, _) = s3_journal_world(&aws, BUCKET).await;
+    let (member, _) = cordon_aws::accounts::acting_clients(
+        aws.clients(),
+        "aws",
+        MEMBER,
+        cordon_tests::REGION,
+        &cordon_aws::accounts::CrossAccount::default(),
+        "test-setup",
+    )
+    .await
+    .unwrap();
+    let fixture = cordon_gameday::provision(
+        &member,
+        &cordon_gameday::EnvironmentSpec::compromised_instance(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fixture.account_id, MEMBER);
+    let raw = fixture
+        .instance_finding("web-01")
+        .unwrap()
+        .to_json(false)
+        .to_string();
+    assert_eq!(event(&raw)["accountId"], MEMBER);
+    let instance = fixture.instance("web-01").unwrap().id.clone();
+    let own_instance = own.instance("web-01").unwrap().id.clone();
+    // The member's instance is only in the member account: the Lambda's own
+    // credentials cannot even see it, so a step that verifies it acted there.
+    assert!(
+        aws.clients()
+            .ec2
+            .describe_instances()
+            .instance_ids(&instance)
+            .send()
+            .await
+            .is_err(),
+        "the member's instance is not visible in the Lambda's own account"
+    );
+    let own_before = instance_state(aws.clients(), &own_instance).await;
+    let before = instance_state(&member, &instance).await;
+    aws.clients().calls.reset();
+
+    // Fails on the old code, which refused the finding (Cordon.InvalidFinding).
+    let first = handler(&aws);
+    let opened = plan(&first, &raw).await;
+    assert_eq!(opened.status, "running", "{}", opened.message);
+    assert_eq!(assumed(aws.clients()), 1, "plan assumes the responder role");
+    let case_id = opened.case_id.clone();
+    let case = CaseId::parse(&case_id).unwrap();
+    let journal = S3Journal::new(aws.clients().clone(), BUCKET, PREFIX);
+    let records = journal.load(&case).await.unwrap();
+    let opened_record: Value = serde_json::from_str(&records[0].stored_text()).unwrap();
+    let provenance = &opened_record["event"]["provenance"];
+    assert_eq!(
+        provenance["assumed-role"],
+        responder_role().as_str(),
+        "{opened_record:#}"
+    );
+    assert!(
+        provenance["acting-as"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("::{MEMBER}:")),
+        "{opened_record:#}"
+    );
+
+    verified(&first, &case_id, "isolate").await;
+    assert_eq!(
+        assumed(aws.clients()),
+        1,
+        "a warm container reuses the role's clients"
+    );
+    let contained = instance_state(&member, &instance).await;
+    assert_ne!(contained.0, before.0, "the member's instance is isolated");
+
+    // A new container (a fresh handler) retries the step and goes on: the
+    // account comes from the journaled plan, not from the task input.
+    let second = handler(&aws);
+    verified(&second, &case_id, "isolate").await;
+    assert_eq!(
+        assumed(aws.clients()),
+        2,
+        "the new container assumes the role again"
+    );
+    assert_eq!(instance_state(&member, &instance).await, contained);
+    verified(&second, &case_id, "protect").await;
+    assert!(
+        instance_state(&member, &instance).await.1,
+        "termination protection on the member's instance"
+    );
+    assert_eq!(assumed(aws.clients()), 2);
+
+    let rolled = second
+        .handle(json!({"mode": "rollback", "case-id": case_id, "reason": "test"}))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            rolled.status.as_str(),
+            "rolled-back" | "rolled-back-except-credentials"
+        ),
+        "{}",
+        rolled.message
+    );
+    assert_eq!(instance_state(&member, &instance).await, before);
+    // The Lambda's own account was never touched.
+    assert_eq!(
+        instance_state(aws.clients(), &own_instance).await,
+        own_before
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responder_role_that_cannot_be_assumed_is_cordon_access_denied_naming_it() {
+    // Everything the plan needs in its own account, but not sts:AssumeRole.
+    let (_emulator, mut foreign, clients, secret) = restricted_lambda(
+        json!([{"Effect": "Allow", "Action": ["ec2:Describe*", "s3:*", "sts:GetCallerIdentity"], "Resource": "*"}]),
+    )
+    .await;
+    foreign["accountId"] = json!(MEMBER);
+    let lambda_config = Config::from_lookup(|name| match name {
+        "CORDON_JOURNAL" => Some(format!("s3://{BUCKET}/{PREFIX}")),
+        "CORDON_EXTERNAL_ID" => Some("incident-shared-secret".to_string()),
+        _ => None,
+    })
+    .unwrap();
+    let handler = Handler::new(clients.clone(), lambda_config).unwrap();
+    let error = handler
+        .handle(json!({"mode": "plan", "finding": foreign}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.name, ErrorName::AccessDenied, "{error}");
+    for part in [
+        MEMBER,
+        responder_role().as_str(),
+        "infra/member-account.yaml",
+    ] {
+        assert!(error.message.contains(part), "{part} not in: {error}");
+    }
+    assert!(!error.message.contains("incident-shared-secret"), "{error}");
+    assert!(!error.message.contains(&secret), "{error}");
+    assert_eq!(
+        clients.calls.mutating_total(),
+        1,
+        "only the AssumeRole attempt: {:?}",
+        clients.calls.operations()
+    );
 }

@@ -221,6 +221,10 @@ enum Command {
         /// Re-read AWS to confirm what the journal flags (ENIs still open).
         #[arg(long)]
         live: bool,
+        /// Read the case from an S3 journal, s3://BUCKET[/PREFIX] (the
+        /// Lambda's CORDON_JOURNAL), instead of the local one.
+        #[arg(long, value_name = "s3://BUCKET[/PREFIX]")]
+        journal: Option<String>,
         #[command(flatten)]
         account: trust::AccountArgs,
         #[command(flatten)]
@@ -233,6 +237,10 @@ enum Command {
     Cases {
         #[command(flatten)]
         state: StateArgs,
+        /// List the cases of an S3 journal, s3://BUCKET[/PREFIX] (the
+        /// Lambda's CORDON_JOURNAL), instead of the local one.
+        #[arg(long, value_name = "s3://BUCKET[/PREFIX]")]
+        journal: Option<String>,
         /// Only cases in this state (repeatable): completed, completed-with-failures,
         /// awaiting-approval, stopped, rolled-back, rollback-incomplete, …
         #[arg(long = "status", value_name = "STATE")]
@@ -660,6 +668,7 @@ async fn dispatch(command: Command, faults: Option<FaultInjector>) -> Result<u8,
                     reason,
                     token,
                     journal,
+                    output,
                 };
                 return task_approval::run(request, &aws).await;
             }
@@ -676,16 +685,37 @@ async fn dispatch(command: Command, faults: Option<FaultInjector>) -> Result<u8,
         Command::Status {
             case,
             live,
+            journal,
             account,
             state,
             output,
-        } => status(&case, live, &account, &state, output, &aws).await,
+        } => {
+            let request = StatusRequest {
+                case: &case,
+                live,
+                account: &account,
+                state: &state,
+                output,
+                aws: &aws,
+            };
+            match journal {
+                Some(url) => status(&task_approval::s3_journal(&url, &aws).await?, request).await,
+                None => status(&state.journal(), request).await,
+            }
+        }
         Command::Cases {
             state,
+            journal,
             statuses,
             since,
             output,
-        } => cases(&state, &statuses, since, output).await,
+        } => match journal {
+            Some(url) => {
+                let journal = task_approval::s3_journal(&url, &aws).await?;
+                cases(&journal, &statuses, since, output).await
+            }
+            None => cases(&state.journal(), &statuses, since, output).await,
+        },
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "cordon", &mut std::io::stdout());
@@ -1149,20 +1179,30 @@ async fn check_undo_steps(
     Ok(())
 }
 
-async fn status(
-    case: &str,
+/// What `cordon status` was asked, whichever journal it reads.
+struct StatusRequest<'r> {
+    case: &'r str,
     live: bool,
-    account: &trust::AccountArgs,
-    state: &StateArgs,
+    account: &'r trust::AccountArgs,
+    state: &'r StateArgs,
     output: Output,
-    aws: &Aws,
-) -> Result<u8, Failure> {
+    aws: &'r Aws,
+}
+
+async fn status<J: JournalStore>(journal: &J, request: StatusRequest<'_>) -> Result<u8, Failure> {
+    let StatusRequest {
+        case,
+        live,
+        account,
+        state,
+        output,
+        aws,
+    } = request;
     let case = parse_case(case)?;
-    let journal = state.journal();
     let records = journal.load(&case).await.map_err(|e| failed(e.into()))?;
     let case_state = CaseState::from_records(&case, &records).map_err(|e| invalid(e.into()))?;
     let summary = summarize(&case_state, &records);
-    let holders = cordon_core::claims::holders(&journal, &case_state)
+    let holders = cordon_core::claims::holders(journal, &case_state)
         .await
         .map_err(|e| failed(e.into()))?;
     let live_enis = if live && !summary.open_network_interfaces.is_empty() {
@@ -1225,8 +1265,8 @@ fn man(dir: Option<&Path>) -> Result<u8, Failure> {
     Ok(0)
 }
 
-async fn cases(
-    state: &StateArgs,
+async fn cases<J: JournalStore>(
+    journal: &J,
     statuses: &[String],
     since: Option<std::time::Duration>,
     output: Output,
@@ -1248,7 +1288,6 @@ async fn cases(
             .ok()
             .and_then(|d| time::OffsetDateTime::now_utc().checked_sub(d))
     });
-    let journal = state.journal();
     let cases = journal.cases().await.map_err(|e| failed(e.into()))?;
     let mut rows = Vec::new();
     let mut unreadable = Vec::new();

@@ -128,6 +128,27 @@ pub struct UnreadableCase {
 }
 impl Body for Cases<'_> {}
 
+/// `approve --task-token`: the decision journaled in the case's S3 journal
+/// and sent to the waiting Step Functions execution.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct TaskApprovalAnswer {
+    pub case_id: String,
+    pub step: String,
+    /// `approved` or `refused`.
+    pub decision: String,
+    /// The approver's verified identity (STS), as journaled.
+    pub approver: String,
+    /// Where the decision is journaled: `s3://BUCKET/PREFIX<case-id>/`.
+    pub journal: String,
+    /// A 12-hex SHA-256 prefix of the task token: the token is never printed.
+    pub task_token_sha256: String,
+    /// What the execution does next.
+    pub next: String,
+}
+
+impl Body for TaskApprovalAnswer {}
+
 /// `triage`: open findings, most severe first, each with its playbook.
 #[derive(Debug, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -141,7 +162,16 @@ impl Body for Triage<'_> {}
 /// carries. `run` covers `resume`, `approve` and `rollback`, which print the
 /// same report.
 pub const DOCUMENTS: &[&str] = &[
-    "route", "plan", "dry-run", "run", "status", "cases", "triage", "doctor", "report",
+    "route",
+    "plan",
+    "dry-run",
+    "run",
+    "task-approval",
+    "status",
+    "cases",
+    "triage",
+    "doctor",
+    "report",
 ];
 
 /// The JSON Schema of the document `name` prints (`None`: no such document;
@@ -175,6 +205,7 @@ pub fn json_schema(name: &str) -> Option<Value> {
             add(generator.subschema_for::<Document<Route>>());
             add(generator.subschema_for::<Document<crate::burst::BurstReport>>());
         }
+        "task-approval" => add(generator.subschema_for::<Document<TaskApprovalAnswer>>()),
         "status" => add(generator.subschema_for::<Document<CaseStatusReport>>()),
         "cases" => add(generator.subschema_for::<Document<Cases>>()),
         "triage" => {

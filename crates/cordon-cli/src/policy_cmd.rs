@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::Args;
+use cordon_core::action::APPROVER_PERMISSIONS;
 use cordon_core::plan::PlaybookSet;
 use cordon_core::policy::{
     self, CORDON_IAM_PATH, EVIDENCE_BUCKET_PLACEHOLDER, PolicyDocument, PolicyOptions, RolePolicy,
@@ -149,5 +150,20 @@ fn role_text(role: &RolePolicy, args: &PolicyArgs, set: &PlaybookSet, playbooks:
             }
         }
     }
+    approver_text(&mut text);
     text
+}
+
+/// The approver's permissions, apart: they belong to the identity that runs
+/// `cordon approve --task-token`, never to the role above (a role that could
+/// SendTaskSuccess could approve its own approval waits).
+fn approver_text(text: &mut String) {
+    let _ = writeln!(
+        text,
+        "\nApprover permissions: for the approver's own identity (`cordon approve CASE STEP --task-token TOKEN --journal s3://BUCKET[/PREFIX]`), never for this role; the S3 and KMS ones on the journal bucket and its key only"
+    );
+    for permission in APPROVER_PERMISSIONS {
+        let _ = writeln!(text, "  {}", permission.permission);
+        let _ = writeln!(text, "      {}", permission.reason);
+    }
 }

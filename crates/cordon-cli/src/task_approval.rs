@@ -15,7 +15,7 @@ use cordon_core::executor::{Decision, Executor};
 use cordon_core::text::escape;
 
 use crate::approvals::{self, CliApprover};
-use crate::{Aws, Failure, exec_failure, failed, invalid, parse_case};
+use crate::{Aws, Failure, Output, exec_failure, failed, invalid, output, parse_case, print_json};
 
 /// `s3://BUCKET[/PREFIX]` as the S3 journal store takes it: the bucket, and
 /// the key prefix before the case id (`cases/`, or empty).
@@ -42,6 +42,14 @@ pub fn parse_journal_url(url: &str) -> Result<(String, String), String> {
     Ok((bucket.to_string(), prefix))
 }
 
+/// The S3 journal at `url` (`--journal s3://BUCKET[/PREFIX]`, the Lambda's
+/// `CORDON_JOURNAL`), read with the caller's credentials: a responder looks
+/// at a case the Lambda runs without a local journal.
+pub async fn s3_journal(url: &str, aws: &Aws) -> Result<S3Journal, Failure> {
+    let (bucket, prefix) = parse_journal_url(url).map_err(|e| invalid(anyhow!(e)))?;
+    Ok(S3Journal::new(aws.clients().await?.clone(), bucket, prefix))
+}
+
 /// What one answer is about.
 pub struct TaskApproval<'a> {
     pub case: &'a str,
@@ -50,6 +58,7 @@ pub struct TaskApproval<'a> {
     pub reason: String,
     pub token: &'a str,
     pub journal: &'a str,
+    pub output: Output,
 }
 
 /// Journals the decision, answers the execution; 0, 2 for bad input, the
@@ -85,22 +94,33 @@ pub async fn run(request: TaskApproval<'_>, aws: &Aws) -> Result<u8, Failure> {
     let executor = Executor::new(&actions, &journal, &approver);
     match task_token::answer(&executor, clients, &case, request.step, decision, &token).await {
         Ok(()) => {
-            let verdict = if request.refuse {
-                "Refused"
+            let (verdict, next) = if request.refuse {
+                ("refused", "the execution ends with Cordon.ApprovalRefused")
             } else {
-                "Approved"
+                ("approved", "the execution resumes")
             };
-            let next = if request.refuse {
-                "the execution ends with Cordon.ApprovalRefused"
-            } else {
-                "the execution resumes"
-            };
-            println!(
-                "{verdict} step {} of case {case} as {} (journaled in s3://{bucket}/{prefix}{case}/, task token sha256:{}…): {next}.",
-                escape(request.step),
-                escape(&identity),
-                token.fingerprint(),
-            );
+            match request.output {
+                Output::Json => print_json(&output::TaskApprovalAnswer {
+                    case_id: case.to_string(),
+                    step: request.step.to_string(),
+                    decision: verdict.to_string(),
+                    approver: identity.clone(),
+                    journal: format!("s3://{bucket}/{prefix}{case}/"),
+                    task_token_sha256: token.fingerprint(),
+                    next: next.to_string(),
+                })?,
+                Output::Text => println!(
+                    "{} step {} of case {case} as {} (journaled in s3://{bucket}/{prefix}{case}/, task token sha256:{}…): {next}.",
+                    if request.refuse {
+                        "Refused"
+                    } else {
+                        "Approved"
+                    },
+                    escape(request.step),
+                    escape(&identity),
+                    token.fingerprint(),
+                ),
+            }
             Ok(0)
         }
         Err(TaskTokenError::Journal { source, .. }) => Err(exec_failure(*source)),

@@ -298,7 +298,8 @@ fn every_published_schema_is_exercised() {
         "plan",
         "route",
         "run",
-        "status", // src/output.rs
+        "status",        // tests/task_token.rs
+        "task-approval", // src/output.rs
         "dry-run",
         "triage", // src/report.rs
         "report", // tests/gameday.rs (the shipped scenarios' `faults:` are fault plans)

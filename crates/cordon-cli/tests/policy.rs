@@ -100,6 +100,27 @@ fn the_text_output_says_why_each_permission_is_there() {
 }
 
 #[test]
+fn the_text_output_names_the_approver_permissions_apart_from_the_role() {
+    let out = cordon(&["policy", "--output", "text"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (role, approver) = text
+        .split_once("\nApprover permissions:")
+        .unwrap_or_else(|| panic!("no approver section: {text}"));
+    for permission in cordon_core::action::APPROVER_PERMISSIONS {
+        assert!(
+            approver.contains(&format!("  {}\n", permission.permission)),
+            "{} missing: {approver}",
+            permission.permission
+        );
+        assert!(approver.contains(permission.reason), "{approver}");
+    }
+    // cordon's own role could otherwise answer its own approval waits.
+    assert!(!role.contains("states:SendTaskSuccess"), "{role}");
+    assert!(approver.contains("never for this role"), "{approver}");
+}
+
+#[test]
 fn bad_options_are_refused_with_what_to_pass() {
     for (args, says) in [
         (

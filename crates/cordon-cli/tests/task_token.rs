@@ -9,6 +9,9 @@
 //! binary's output, nor in the journal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/schema_check.rs"]
+mod schema_check;
+
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -271,6 +274,8 @@ async fn a_refusal_is_journaled_then_the_execution_ends_approval_refused() {
             &token,
             "--journal",
             "s3://cordon-journal/cases",
+            "--output",
+            "json",
         ],
     );
     assert_eq!(
@@ -279,6 +284,25 @@ async fn a_refusal_is_journaled_then_the_execution_ends_approval_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The answer as JSON, like every other command (fails on the old code,
+    // which printed a sentence whatever --output said).
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(answer["format-version"], 2, "{answer:#}");
+    assert_eq!(answer["case-id"], case.as_str(), "{answer:#}");
+    assert_eq!(answer["step"], "revoke-sessions", "{answer:#}");
+    assert_eq!(answer["decision"], "refused", "{answer:#}");
+    assert!(
+        answer["approver"].as_str().unwrap().starts_with("arn:aws:"),
+        "{answer:#}"
+    );
+    assert_eq!(
+        answer["journal"],
+        format!("s3://cordon-journal/cases/{case}/"),
+        "{answer:#}"
+    );
+    assert_eq!(answer["task-token-sha256"].as_str().unwrap().len(), 12);
+    schema_check::assert_valid("task-approval", &answer);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&token));
     let records = journal.load(case).await.expect("journal");
     assert!(
         matches!(&decisions(&records)[..], [JournalEvent::ApprovalRefused { reason, .. }] if reason == "not during the deploy"),
@@ -349,4 +373,84 @@ async fn a_token_step_functions_refuses_is_reported_without_quoting_it() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&out.stderr).contains(token));
+}
+
+/// Runs `cordon ARGS`, which must succeed, and parses its one JSON document.
+fn json_of(aws: &EmulatorGuard, args: &[&str]) -> Value {
+    let out = cordon(aws, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+#[tokio::test]
+async fn status_and_cases_read_a_case_from_the_s3_journal() {
+    let aws = emulator().await;
+    setup(&aws).await;
+    let (_, plan) = open_case(&aws, "1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e04").await;
+    let case = plan.case_id.as_str();
+    // Fails on the old code: status and cases read only the local journal.
+    let status = json_of(
+        &aws,
+        &[
+            "status",
+            case,
+            "--journal",
+            "s3://cordon-journal/cases",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(status["case-id"], case, "{status:#}");
+    assert_eq!(status["plan"]["playbook"], "gated", "{status:#}");
+    assert_eq!(status["journal"].as_array().unwrap().len(), 1, "{status:#}");
+    let text = cordon(
+        &aws,
+        &["status", case, "--journal", "s3://cordon-journal/cases"],
+    );
+    assert_eq!(text.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("revoke-sessions"));
+
+    let cases = json_of(
+        &aws,
+        &[
+            "cases",
+            "--journal",
+            "s3://cordon-journal/cases",
+            "--output",
+            "json",
+        ],
+    );
+    let ids: Vec<&str> = cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["case-id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [case], "{cases:#}");
+
+    // An unknown case in the S3 journal is invalid input, as in a local one;
+    // a malformed URL is refused before any call.
+    let unknown = cordon(
+        &aws,
+        &[
+            "status",
+            "case-0123456789abcdef0123",
+            "--journal",
+            "s3://cordon-journal/cases",
+        ],
+    );
+    assert_eq!(
+        unknown.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let bad = cordon(&aws, &["status", case, "--journal", "cordon-journal/cases"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("s3://BUCKET"));
 }

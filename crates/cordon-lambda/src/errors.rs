@@ -1,6 +1,7 @@
 //! The stable error names the state machine matches (`ErrorEquals`), and the
 //! one place each cause is given its name.
 
+use cordon_aws::accounts::AccountError;
 use cordon_aws::errors::CallError;
 use cordon_core::executor::{ActionError, ErrorKind, ExecError};
 use cordon_core::journal::JournalError;
@@ -113,6 +114,48 @@ pub(crate) fn exec_error(error: ExecError) -> TaskError {
 
 pub(crate) fn call_error(error: &CallError) -> TaskError {
     TaskError::new(kind_name(error.kind), error.to_string())
+}
+
+/// Why a case cannot act in its finding's account. A role that cannot be
+/// assumed is `Cordon.AccessDenied` (unless STS throttled or timed out:
+/// retried), saying what to deploy; a malformed account or region in the
+/// finding is `Cordon.InvalidFinding`.
+pub(crate) fn account_error(error: &AccountError) -> TaskError {
+    match error {
+        AccountError::AssumeRole {
+            account,
+            role,
+            caller,
+            code,
+            source,
+            ..
+        } => {
+            let name = match kind_name(source.kind) {
+                transient @ (ErrorName::Throttled | ErrorName::Timeout) => transient,
+                _ => ErrorName::AccessDenied,
+            };
+            TaskError::new(
+                name,
+                format!(
+                    "the case's finding is from account {account} and this Lambda (as {caller}) cannot assume {role} there ({code}): deploy infra/member-account.yaml in account {account} with SecurityAccountLambdaRoleArn set to this Lambda's role and the same ExternalId as CORDON_EXTERNAL_ID (or set CORDON_ASSUME_ROLE_NAME to the role deployed there); nothing was changed"
+                ),
+            )
+        }
+        AccountError::Malformed { .. } => {
+            TaskError::new(ErrorName::InvalidFinding, error.to_string())
+        }
+        AccountError::ExternalId => TaskError::new(
+            ErrorName::InvalidFinding,
+            "CORDON_EXTERNAL_ID must be 2 to 1224 of A-Z a-z 0-9 + = , . @ : / _ -: nothing was changed",
+        ),
+        AccountError::CallerIdentity { source } => {
+            TaskError::new(kind_name(source.kind), error.to_string())
+        }
+        AccountError::NoCredentials { .. } => {
+            TaskError::new(ErrorName::AccessDenied, error.to_string())
+        }
+        AccountError::Clients(_) => TaskError::new(ErrorName::Internal, error.to_string()),
+    }
 }
 
 pub(crate) fn action_error(error: &ActionError) -> TaskError {

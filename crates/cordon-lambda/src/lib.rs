@@ -7,9 +7,11 @@
 //! machine's Retry and Catch match.
 
 mod errors;
+mod members;
 
 use std::time::Duration;
 
+use cordon_aws::accounts::{CrossAccount, DEFAULT_RESPONDER_ROLE, Scope};
 use cordon_aws::actions::AwsActions;
 use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::{EvidenceStore, case_key, get_s3, put_s3};
@@ -18,10 +20,11 @@ use cordon_aws::s3_journal::S3Journal;
 use cordon_core::executor::{
     Approver, Decision, ExecError, Executor, FleetCap, LoopGuard, Outcome, PartReport, Report,
 };
-use cordon_core::finding::{Finding, parse_single_finding};
+use cordon_core::finding::parse_single_finding;
 use cordon_core::journal::{CaseState, CaseStatus, JournalStore, StepState};
-use cordon_core::plan::{CaseId, Plan, PlannedStep, try_plan};
+use cordon_core::plan::{CaseId, FindingSummary, Plan, PlannedStep, try_plan};
 use cordon_core::playbook::OnFailure;
+use cordon_core::provenance::Provenance;
 use cordon_core::route::{Route, route};
 use cordon_core::validate::{LoadedPlaybook, load_playbook_texts, set_digest};
 use serde::{Deserialize, Serialize};
@@ -49,6 +52,10 @@ pub struct Config {
     pub protected_tag: String,
     pub fleet_cap: Option<FleetCap>,
     pub loop_guard: Option<LoopGuard>,
+    /// The role assumed in a finding's account when it is not the Lambda's
+    /// own (`CORDON_ASSUME_ROLE_NAME`, `CORDON_EXTERNAL_ID`): what
+    /// `infra/member-account.yaml` deploys.
+    pub cross_account: CrossAccount,
 }
 
 impl Config {
@@ -100,6 +107,11 @@ impl Config {
                 max_triggers: u32::try_from(loop_max).unwrap_or(u32::MAX),
                 window: Duration::from_secs(loop_window),
             }),
+            cross_account: CrossAccount {
+                role_name: get("CORDON_ASSUME_ROLE_NAME")
+                    .unwrap_or_else(|| DEFAULT_RESPONDER_ROLE.to_string()),
+                external_id: get("CORDON_EXTERNAL_ID"),
+            },
         })
     }
 }
@@ -251,10 +263,17 @@ impl Approver for JournalApprovals {
 #[derive(Debug)]
 pub struct Handler {
     clients: AwsClients,
-    /// The account the Lambda runs in (STS, once per container).
-    own_account: tokio::sync::OnceCell<String>,
+    /// The Lambda's own identity, (account, ARN) (STS, once per container).
+    own_identity: tokio::sync::OnceCell<(String, String)>,
     journal: S3Journal,
+    /// Where evidence goes, with the Lambda's own credentials, whichever
+    /// account a case acts in: the bucket is the responders'.
+    evidence: EvidenceStore,
+    /// The actions of a case in the Lambda's own account and region.
     actions: AwsActions,
+    /// The actions of cases in other accounts or regions, per (partition,
+    /// account, region), bounded.
+    members: members::MemberActions,
     playbooks: Vec<LoadedPlaybook>,
     set: String,
     config: Config,
@@ -296,7 +315,7 @@ impl Handler {
             retention: false,
             signing_key: config.evidence_signing_key.clone(),
         };
-        let actions = AwsActions::new(clients.clone(), evidence)
+        let actions = AwsActions::new(clients.clone(), evidence.clone())
             .with_notify_topic(config.notify_topic.clone());
         let journal = S3Journal::new(
             clients.clone(),
@@ -305,9 +324,11 @@ impl Handler {
         );
         Ok(Handler {
             clients,
-            own_account: tokio::sync::OnceCell::new(),
+            own_identity: tokio::sync::OnceCell::new(),
             journal,
+            evidence,
             actions,
+            members: members::MemberActions::default(),
             playbooks,
             set,
             config,
@@ -369,13 +390,12 @@ impl Handler {
             TaskInput::Rollback { case_id, reason } => {
                 let case = parse_case(&case_id)?;
                 let reason = reason.unwrap_or_else(|| "the state machine rolled back".to_string());
+                let state = self.case_state(&case).await?;
+                let (actions, _) = self.case_actions(&state.plan.finding).await?;
                 let approvals = JournalApprovals { timed_out: false };
-                let report = Box::pin(
-                    self.executor(&self.actions, &approvals)
-                        .rollback(&case, &reason),
-                )
-                .await
-                .map_err(errors::exec_error)?;
+                let report = Box::pin(self.executor(&actions, &approvals).rollback(&case, &reason))
+                    .await
+                    .map_err(errors::exec_error)?;
                 Ok(TaskOutput::of_report(&report))
             }
         }
@@ -413,38 +433,74 @@ impl Handler {
             })
     }
 
-    /// The Lambda acts in its own account and region only: assuming the
-    /// member accounts' responder role is not built yet, so a finding from
-    /// another account or region is refused before any call about its
-    /// resources (names such as an IAM role's are not unique across
-    /// accounts: acting here would touch the wrong one).
-    async fn check_own_account(&self, finding: &Finding) -> Result<(), TaskError> {
-        let own = self
-            .own_account
-            .get_or_try_init(|| async {
-                cordon_aws::accounts::caller_identity(&self.clients)
-                    .await
-                    .map(|(account, _)| account)
-            })
+    /// The Lambda's own (account, ARN), asked of STS once per container.
+    async fn own_identity(&self) -> Result<&(String, String), TaskError> {
+        self.own_identity
+            .get_or_try_init(|| cordon_aws::accounts::caller_identity(&self.clients))
             .await
-            .map_err(|e| errors::of_error(&e))?;
-        if finding.account_id != *own || finding.region != self.clients.region {
-            return Err(TaskError::new(
-                ErrorName::InvalidFinding,
-                format!(
-                    "finding {} is from account {} in {}; this Lambda acts only in its own account {own} in {}: deploy cordon in that account and region, or run `cordon run` there (the Lambda does not assume member-account roles yet); nothing was changed",
-                    finding.id, finding.account_id, finding.region, self.clients.region
-                ),
-            ));
+            .map_err(|e| errors::account_error(&e))
+    }
+
+    /// The actions a case on `finding` acts through, and as whom: the
+    /// Lambda's own in its own account and region; in another region, the
+    /// Lambda's credentials there; in another account, the responder role
+    /// assumed there (names such as an IAM role's are not unique across
+    /// accounts: acting with the Lambda's own would touch the wrong one).
+    /// `finding` is the plan's, from the finding (`plan`) or the case's
+    /// journal (every later task), never from a task input.
+    async fn case_actions(
+        &self,
+        finding: &FindingSummary,
+    ) -> Result<(AwsActions, Scope), TaskError> {
+        let (own_account, own_arn) = self.own_identity().await?;
+        if finding.account_id == *own_account && finding.region == self.clients.region {
+            let scope = Scope {
+                account: own_account.clone(),
+                region: finding.region.clone(),
+                caller: own_arn.clone(),
+                assumed_role: None,
+                acting_as: own_arn.clone(),
+            };
+            return Ok((self.actions.clone(), scope));
         }
-        Ok(())
+        let key = members::Key {
+            partition: finding.partition.clone(),
+            account: finding.account_id.clone(),
+            region: finding.region.clone(),
+        };
+        if let Some(hit) = self.members.get(&key) {
+            return Ok(hit);
+        }
+        let (clients, scope) = cordon_aws::accounts::acting_clients(
+            &self.clients,
+            &finding.partition,
+            &finding.account_id,
+            &finding.region,
+            &self.config.cross_account,
+            members::SESSION_NAME,
+        )
+        .await
+        .map_err(|e| errors::account_error(&e))?;
+        let actions = AwsActions::new(clients, self.evidence.clone())
+            .with_notify_topic(self.config.notify_topic.clone());
+        self.members.insert(key, actions.clone(), scope.clone());
+        Ok((actions, scope))
+    }
+
+    /// The case's journaled state: its plan says where the case acts.
+    async fn case_state(&self, case: &CaseId) -> Result<CaseState, TaskError> {
+        let records = self
+            .journal
+            .load(case)
+            .await
+            .map_err(|e| errors::exec_error(e.into()))?;
+        CaseState::from_records(case, &records).map_err(|e| errors::exec_error(e.into()))
     }
 
     async fn plan(&self, event: &Value, pinned: Option<&str>) -> Result<TaskOutput, TaskError> {
         let text = event.to_string();
         let finding = parse_single_finding(&text, "the task's finding")
             .map_err(|e| TaskError::new(ErrorName::InvalidFinding, e.to_string()))?;
-        self.check_own_account(&finding).await?;
         let playbooks: Vec<_> = self.playbooks.iter().map(|l| l.playbook.clone()).collect();
         let (routed, playbook) = route(&finding, &playbooks);
         let (Route::Matched { reason, .. }, Some(playbook)) = (routed, playbook) else {
@@ -473,8 +529,9 @@ impl Handler {
             origin: "embedded".to_string(),
             sha256: self.set.clone(),
         });
+        let (actions, scope) = self.case_actions(&plan.finding).await?;
         let protected = cordon_aws::protected::protected_resources(
-            &self.clients,
+            &actions.clients,
             &plan,
             &self.config.protected_tag,
         )
@@ -484,10 +541,19 @@ impl Handler {
         self.keep_finding(&plan.case_id, &finding.raw).await?;
         let approvals = JournalApprovals { timed_out: false };
         let pause = self.pause();
+        let provenance = Provenance {
+            source_verified: false,
+            source: None,
+            caller: Some(scope.caller),
+            assumed_role: scope.assumed_role,
+            acting_as: Some(scope.acting_as),
+            region: Some(scope.region),
+        };
         let mut executor = self
-            .executor(&self.actions, &approvals)
+            .executor(&actions, &approvals)
             .loop_guard(self.config.loop_guard)
-            .fleet_cap(self.config.fleet_cap);
+            .fleet_cap(self.config.fleet_cap)
+            .provenance(Some(provenance));
         if let Some(pause) = &pause {
             executor = executor.pause_switch(pause);
         }
@@ -539,9 +605,11 @@ impl Handler {
     }
 
     async fn step(&self, case: &CaseId, step: &str) -> Result<TaskOutput, TaskError> {
+        let state = self.case_state(case).await?;
+        let (actions, _) = self.case_actions(&state.plan.finding).await?;
         let actions = match self.received_finding(case).await {
-            Some(raw) => self.actions.clone().with_finding_raw(case.clone(), raw),
-            None => self.actions.clone(),
+            Some(raw) => actions.with_finding_raw(case.clone(), raw),
+            None => actions,
         };
         let approvals = JournalApprovals { timed_out: false };
         let pause = self.pause();
@@ -585,13 +653,7 @@ impl Handler {
                 ),
             ));
         }
-        let records = self
-            .journal
-            .load(case)
-            .await
-            .map_err(|e| errors::exec_error(e.into()))?;
-        let state =
-            CaseState::from_records(case, &records).map_err(|e| errors::exec_error(e.into()))?;
+        let state = self.case_state(case).await?;
         let Some(planned) = state.plan.step(step).cloned() else {
             return Err(errors::exec_error(ExecError::UnknownStep {
                 case: case.clone(),
@@ -606,9 +668,10 @@ impl Handler {
         }
         // The step's own run asks the journal's approvals: none yet journals
         // that it waits (or, timed out, that nobody came and the case stops).
+        let (actions, _) = self.case_actions(&state.plan.finding).await?;
         let approvals = JournalApprovals { timed_out };
         let report = self
-            .executor(&self.actions, &approvals)
+            .executor(&actions, &approvals)
             .run_step(case, step)
             .await
             .map_err(errors::exec_error)?;
