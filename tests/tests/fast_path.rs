@@ -171,14 +171,26 @@ async fn hanging_path(
     operation: &str,
     mode: HangMode,
 ) -> (AwsClients, tokio::task::JoinHandle<()>) {
+    proxied_path(emulator_endpoint, |config| {
+        config.delay = Duration::ZERO;
+        config.hang = Some(HangRule::Operation(operation.to_string()));
+        config.hang_mode = mode;
+    })
+    .await
+}
+
+/// A proxy in front of the emulator, configured by `configure`, and clients
+/// that go through it.
+async fn proxied_path(
+    emulator_endpoint: &str,
+    configure: impl FnOnce(&mut ProxyConfig),
+) -> (AwsClients, tokio::task::JoinHandle<()>) {
     let upstream: SocketAddr = emulator_endpoint
         .trim_start_matches("http://")
         .parse()
         .expect("emulator address");
     let mut config = ProxyConfig::new(upstream);
-    config.delay = Duration::ZERO;
-    config.hang = Some(HangRule::Operation(operation.to_string()));
-    config.hang_mode = mode;
+    configure(&mut config);
     let proxy = LatencyProxy::bind(config).await.expect("proxy");
     let endpoint = format!("http://{}", proxy.local_addr());
     let served = tokio::spawn(proxy.serve());
@@ -292,19 +304,11 @@ async fn a_slow_answer_arrives_on_a_retry_with_a_longer_attempt_budget() {
         .await
         .expect("provision");
     let slow = CONTROL_PLANE_ATTEMPT_TIMEOUT + Duration::from_secs(1);
-    let upstream: SocketAddr = aws
-        .endpoint()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("emulator address");
-    let mut config = ProxyConfig::new(upstream);
-    config.delay = Duration::ZERO;
-    config.slow = Some(("DescribeInstances".to_string(), slow));
-    let proxy = LatencyProxy::bind(config).await.expect("proxy");
-    let endpoint = format!("http://{}", proxy.local_addr());
-    let served = tokio::spawn(proxy.serve());
-    let clients =
-        AwsClients::from_sdk_config(&sdk_config_for(&endpoint).await).expect("proxied clients");
+    let (clients, served) = proxied_path(aws.endpoint(), |config| {
+        config.delay = Duration::ZERO;
+        config.slow = Some(("DescribeInstances".to_string(), slow));
+    })
+    .await;
     let instance = &env.instances["suspect"].id;
     let request = clients.ec2.describe_instances().instance_ids(instance);
     let answer = clients
@@ -335,18 +339,10 @@ async fn steps_that_describe_one_instance_together_share_one_read() {
         .await
         .expect("provision");
     // 100 ms per request, so the three reads certainly overlap.
-    let upstream: SocketAddr = aws
-        .endpoint()
-        .trim_start_matches("http://")
-        .parse()
-        .expect("emulator address");
-    let mut config = ProxyConfig::new(upstream);
-    config.delay = Duration::from_millis(100);
-    let proxy = LatencyProxy::bind(config).await.expect("proxy");
-    let endpoint = format!("http://{}", proxy.local_addr());
-    let served = tokio::spawn(proxy.serve());
-    let clients =
-        AwsClients::from_sdk_config(&sdk_config_for(&endpoint).await).expect("proxied clients");
+    let (clients, served) = proxied_path(aws.endpoint(), |config| {
+        config.delay = Duration::from_millis(100);
+    })
+    .await;
     let (actions, _) = local_actions(&clients, "fast-path-shared-read");
     let mut finding = env
         .instance_finding("suspect")

@@ -103,6 +103,21 @@ fn mutating_calls(out: &Output) -> u64 {
         .sum()
 }
 
+/// Clients acting in the member account through the responder role.
+async fn member_clients(aws: &EmulatorGuard) -> AwsClients {
+    let (member, _) = acting_clients(
+        aws.clients(),
+        "aws",
+        MEMBER,
+        cordon_tests::REGION,
+        &CrossAccount::default(),
+        "trust-test",
+    )
+    .await
+    .unwrap();
+    member
+}
+
 async fn build(clients: &AwsClients, spec: Value) -> Fixture {
     let spec: EnvironmentSpec = serde_json::from_value(spec).unwrap();
     cordon_gameday::provision(clients, &spec).await.unwrap()
@@ -140,16 +155,7 @@ async fn a_finding_from_another_account_acts_there_through_the_responder_role() 
     let state = dir.join("state");
     // The same role name in both accounts: the finding is about the member's.
     let spec = json!({"roles": [{"name": "app-role"}]});
-    let (member, _) = acting_clients(
-        aws.clients(),
-        "aws",
-        MEMBER,
-        cordon_tests::REGION,
-        &CrossAccount::default(),
-        "trust-test",
-    )
-    .await
-    .unwrap();
+    let member = member_clients(&aws).await;
     build(aws.clients(), spec.clone()).await;
     let member_env = build(&member, spec).await;
     assert_eq!(member_env.account_id, MEMBER);
@@ -366,16 +372,7 @@ async fn a_protected_instance_in_another_account_is_read_there() {
     let aws = emulator().await;
     let dir = temp_dir("protected-member");
     let state = dir.join("state");
-    let (member, _) = acting_clients(
-        aws.clients(),
-        "aws",
-        MEMBER,
-        cordon_tests::REGION,
-        &CrossAccount::default(),
-        "trust-test",
-    )
-    .await
-    .unwrap();
+    let member = member_clients(&aws).await;
     let member_env = build(
         &member,
         two_instances(json!({"cordon:protected": "ledger"})),
