@@ -1140,6 +1140,24 @@ mod tests {
         assert_eq!(wire.0.load(Ordering::SeqCst), 0);
     }
 
+    /// How many attempts of a control-plane call that never answers start
+    /// within the operation budget: each runs out its own budget (the
+    /// back-offs between them are well under a second here).
+    fn attempts_that_start_in_time() -> usize {
+        use crate::client::{CONTROL_PLANE_ATTEMPT_TIMEOUT, MAX_ATTEMPTS, OPERATION_TIMEOUT};
+        let mut started = 0;
+        let mut spent = std::time::Duration::ZERO;
+        while started < MAX_ATTEMPTS && spent < OPERATION_TIMEOUT {
+            started += 1;
+            spent += crate::attempts::attempt_budget(
+                CONTROL_PLANE_ATTEMPT_TIMEOUT,
+                started,
+                Some(OPERATION_TIMEOUT),
+            );
+        }
+        started as usize
+    }
+
     #[tokio::test(start_paused = true)]
     async fn network_faults_are_timeouts_and_resets_before_or_after_sending() {
         let cases = [
@@ -1153,11 +1171,14 @@ mod tests {
             let err = call(&clients, Service::Ec2).await;
             assert_eq!(err.kind, class, "{kind}: {err}");
             let attempts = injector.injected().len();
-            assert_eq!(
-                attempts,
-                crate::client::MAX_ATTEMPTS as usize,
-                "{kind}: retried"
-            );
+            // A reset is retried to the last attempt; an attempt that never
+            // answers is retried while the operation budget lasts, each
+            // retry with a longer attempt budget (crate::attempts).
+            let expected = match kind {
+                FaultKind::Timeout | FaultKind::TimeoutAfterSend => attempts_that_start_in_time(),
+                _ => crate::client::MAX_ATTEMPTS as usize,
+            };
+            assert_eq!(attempts, expected, "{kind}: retried");
             assert_eq!(kind.reaches_aws(), reaches);
             assert_eq!(
                 wire.0.load(Ordering::SeqCst),

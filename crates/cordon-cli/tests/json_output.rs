@@ -282,6 +282,22 @@ fn doctor_document_without_aws() {
     assert_eq!(value["ready"], false, "{text}");
 }
 
+/// A fault plan using every `when` form, as `cordon --inject-faults` reads
+/// it, matches its published schema; an unknown key does not.
+#[test]
+fn a_fault_plan_matches_its_published_schema() {
+    let text = "seed: 7\nrules:\n\
+        - kind: throttling\n  operation: ec2:ModifyNetworkInterfaceAttribute\n  when: { nth: [2] }\n\
+        - kind: access-denied\n  when: every\n\
+        - kind: timeout-after-send\n  operation: ec2:CreateSnapshot\n  when: { random: { probability: 0.2 } }\n";
+    let plan = cordon_aws::faults::FaultPlan::parse(text).unwrap();
+    let document = serde_json::to_value(&plan).unwrap();
+    schema_check::assert_valid("fault-plan", &document);
+    let mut extra = document.clone();
+    extra["rules"][0]["extra"] = Value::from(1);
+    assert!(!schema_check::violations(&schema_check::published("fault-plan"), &extra).is_empty());
+}
+
 /// Every published schema names a document this file or `src/output.rs`
 /// checks a real document against.
 #[test]
