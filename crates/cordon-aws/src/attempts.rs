@@ -19,7 +19,7 @@
 //! timer, so the budget is applied where the request is sent:
 //! [`GrowingAttempts`] (an interceptor) widens the SDK's own attempt timeout
 //! to the largest budget (it still bounds reading a response body) and marks
-//! each attempt's request with its budget; [`GrowingAttemptsClient`] wraps the
+//! each attempt's request with its budget; [`growing_attempts_client`] wraps the
 //! HTTP client and answers a request still unanswered when its budget runs
 //! out with the same timeout error the SDK's own timer gives, which the retry
 //! strategy treats as transient, as before.
@@ -27,19 +27,15 @@
 use std::time::Duration;
 
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
+    HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::retries::RequestAttempts;
-use aws_smithy_runtime_api::client::runtime_components::{
-    RuntimeComponents, RuntimeComponentsBuilder,
-};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_smithy_types::timeout::TimeoutConfig;
 
@@ -67,7 +63,7 @@ impl Storable for FirstAttempt {
     type Storer = StoreReplace<Self>;
 }
 
-/// One attempt's budget, carried by its request to [`GrowingAttemptsClient`].
+/// One attempt's budget, carried by its request to [`growing_attempts_client`]'s connector.
 #[derive(Debug, Clone, Copy)]
 struct AttemptBudget(Duration);
 
@@ -123,51 +119,13 @@ impl Intercept for GrowingAttempts {
     }
 }
 
-/// The HTTP client half (see the module documentation): the real client,
-/// with each marked request's attempt abandoned when its budget runs out.
-#[derive(Debug, Clone)]
-pub struct GrowingAttemptsClient {
-    inner: SharedHttpClient,
-}
-
-impl GrowingAttemptsClient {
-    /// Wraps `inner`, the client the SDK would otherwise use.
-    pub fn new(inner: SharedHttpClient) -> Self {
-        Self { inner }
-    }
-}
-
-impl HttpClient for GrowingAttemptsClient {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        SharedHttpConnector::new(GrowingAttemptsConnector {
-            inner: self.inner.http_connector(settings, components),
-        })
-    }
-
-    fn validate_base_client_config(
-        &self,
-        runtime_components: &RuntimeComponentsBuilder,
-        cfg: &ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.inner
-            .validate_base_client_config(runtime_components, cfg)
-    }
-
-    fn validate_final_config(
-        &self,
-        runtime_components: &RuntimeComponents,
-        cfg: &ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.inner.validate_final_config(runtime_components, cfg)
-    }
-
-    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
-        self.inner.connector_metadata()
-    }
+/// The HTTP client half (see the module documentation): `inner`, the client
+/// the SDK would otherwise use, with each marked request's attempt abandoned
+/// when its budget runs out.
+pub fn growing_attempts_client(inner: SharedHttpClient) -> SharedHttpClient {
+    crate::wrapped_http::wrapped(inner, |inner| {
+        SharedHttpConnector::new(GrowingAttemptsConnector { inner })
+    })
 }
 
 #[derive(Debug)]

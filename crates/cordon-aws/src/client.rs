@@ -10,7 +10,7 @@
 
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
-use crate::attempts::{GrowingAttempts, GrowingAttemptsClient};
+use crate::attempts::{GrowingAttempts, growing_attempts_client};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -293,7 +293,7 @@ impl AwsClientsBuilder {
             }
             None => base,
         };
-        let http_client = SharedHttpClient::new(GrowingAttemptsClient::new(base));
+        let http_client = growing_attempts_client(base);
 
         // Each SDK crate has its own config type with the same builder methods.
         macro_rules! client {

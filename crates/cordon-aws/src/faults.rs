@@ -48,16 +48,13 @@ use std::time::Instant;
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
+    HttpConnector, HttpConnectorFuture, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::ConnectorError;
-use aws_smithy_runtime_api::client::runtime_components::{
-    RuntimeComponents, RuntimeComponentsBuilder,
-};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -405,9 +402,12 @@ impl FaultInjector {
 
     /// The HTTP client that answers faulted attempts in `inner`'s place.
     pub(crate) fn http_client(&self, inner: SharedHttpClient) -> SharedHttpClient {
-        SharedHttpClient::new(FaultyClient {
-            inner,
-            injector: self.clone(),
+        let injector = self.clone();
+        crate::wrapped_http::wrapped(inner, move |inner| {
+            SharedHttpConnector::new(FaultyConnector {
+                inner,
+                injector: injector.clone(),
+            })
         })
     }
 
@@ -506,50 +506,6 @@ impl Intercept for FaultInjector {
                 .add_extension(Injection { service, fault });
         }
         Ok(())
-    }
-}
-
-/// The HTTP client of a faulted client set: the real one, except for the
-/// attempts the injector marked.
-#[derive(Debug)]
-struct FaultyClient {
-    inner: SharedHttpClient,
-    injector: FaultInjector,
-}
-
-impl HttpClient for FaultyClient {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        SharedHttpConnector::new(FaultyConnector {
-            inner: self.inner.http_connector(settings, components),
-            injector: self.injector.clone(),
-        })
-    }
-
-    fn validate_base_client_config(
-        &self,
-        runtime_components: &RuntimeComponentsBuilder,
-        cfg: &ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.inner
-            .validate_base_client_config(runtime_components, cfg)
-    }
-
-    fn validate_final_config(
-        &self,
-        runtime_components: &RuntimeComponents,
-        cfg: &ConfigBag,
-    ) -> Result<(), BoxError> {
-        self.inner.validate_final_config(runtime_components, cfg)
-    }
-
-    fn connector_metadata(
-        &self,
-    ) -> Option<aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata> {
-        self.inner.connector_metadata()
     }
 }
 

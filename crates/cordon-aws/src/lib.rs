@@ -22,3 +22,4 @@ pub mod recorder;
 pub mod s3_journal;
 pub mod signing;
 pub mod task_token;
+mod wrapped_http;
