@@ -13,6 +13,7 @@ use cordon_aws::client::AwsClients;
 
 use crate::error::{FixtureError, aws};
 use crate::fixture::{Fixture, OwnedResource, ResourceKind};
+use crate::ledger::CreationLog;
 use crate::principal::Principal;
 use crate::provision::{wait_for, wait_for_instances, wait_for_volume_available};
 use crate::{OWNER_TAG, iam_path};
@@ -171,6 +172,7 @@ async fn delete(clients: &AwsClients, resource: &OwnedResource) -> Result<(), Fi
         ResourceKind::Volume => delete_volume(clients, id).await,
         ResourceKind::InstanceProfile => delete_instance_profile(clients, id).await,
         ResourceKind::Role => delete_role(clients, id).await,
+        ResourceKind::ManagedPolicy => delete_managed_policy(clients, id).await,
         ResourceKind::SecurityGroup => ec2
             .delete_security_group()
             .group_id(id)
@@ -392,6 +394,86 @@ async fn delete_role(clients: &AwsClients, role: &str) -> Result<(), FixtureErro
         .await
         .map_err(aws("iam:DeleteRole", role))?;
     Ok(())
+}
+
+/// Detaches the policy (ARN `arn`) from every user, role and group, then deletes it.
+///
+/// Only a policy carrying [`OWNER_TAG`] is deleted: the journal names the
+/// quarantine policy by its ARN before creating it, so a policy someone
+/// else created in between (untagged, as a deployment's is) stays.
+async fn delete_managed_policy(clients: &AwsClients, arn: &str) -> Result<(), FixtureError> {
+    let iam = &clients.iam;
+    let tags = iam
+        .list_policy_tags()
+        .policy_arn(arn)
+        .send()
+        .await
+        .map_err(aws("iam:ListPolicyTags", arn))?;
+    if !tags.tags().iter().any(|t| t.key() == OWNER_TAG) {
+        return Err(FixtureError::NotOwned {
+            resource: arn.to_string(),
+        });
+    }
+    let out = iam
+        .list_entities_for_policy()
+        .policy_arn(arn)
+        .send()
+        .await
+        .map_err(aws("iam:ListEntitiesForPolicy", arn))?;
+    for user in out.policy_users() {
+        if let Some(name) = user.user_name() {
+            iam.detach_user_policy()
+                .user_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(aws("iam:DetachUserPolicy", name))?;
+        }
+    }
+    for role in out.policy_roles() {
+        if let Some(name) = role.role_name() {
+            iam.detach_role_policy()
+                .role_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(aws("iam:DetachRolePolicy", name))?;
+        }
+    }
+    for group in out.policy_groups() {
+        if let Some(name) = group.group_name() {
+            iam.detach_group_policy()
+                .group_name(name)
+                .policy_arn(arn)
+                .send()
+                .await
+                .map_err(aws("iam:DetachGroupPolicy", name))?;
+        }
+    }
+    iam.delete_policy()
+        .policy_arn(arn)
+        .send()
+        .await
+        .map_err(aws("iam:DeletePolicy", arn))?;
+    Ok(())
+}
+
+/// Deletes everything the creation journal `log` says its run created:
+/// the resources it names, and every resource carrying the run's owner tag
+/// (which covers a creation whose answer was lost before its id was
+/// journaled). Errors only when the tag search itself fails; what could not
+/// be deleted is in the report.
+pub async fn cleanup_journaled(
+    clients: &AwsClients,
+    log: &CreationLog,
+) -> Result<CleanupReport, FixtureError> {
+    let mut resources = log.known.clone();
+    for found in discover(clients, &log.run.owner).await? {
+        if !resources.contains(&found) {
+            resources.push(found);
+        }
+    }
+    Ok(cleanup(clients, &resources).await)
 }
 
 /// Deletes the groups left in the VPC (not its default group), then the VPC.

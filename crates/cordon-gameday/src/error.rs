@@ -67,6 +67,18 @@ pub enum FixtureError {
         /// How long the builder waited.
         waited: Duration,
     },
+    /// The creation journal could not be written: nothing more is created.
+    #[error(transparent)]
+    Journal(#[from] Box<crate::ledger::LedgerError>),
+    /// Cleanup found a resource without the Game Day tag where it expected
+    /// its own, and left it alone.
+    #[error(
+        "{resource} does not carry the Game Day tag, so cleanup left it alone; delete it yourself if the Game Day made it"
+    )]
+    NotOwned {
+        /// The resource.
+        resource: String,
+    },
     /// A lookup by logical name that the fixture does not have.
     #[error("the fixture has no {kind} named `{name}`")]
     Unknown {
@@ -75,6 +87,12 @@ pub enum FixtureError {
         /// The logical name asked for.
         name: String,
     },
+}
+
+impl From<crate::ledger::LedgerError> for FixtureError {
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        FixtureError::Journal(Box::new(e))
+    }
 }
 
 impl FixtureError {
@@ -223,6 +241,35 @@ pub enum GamedayError {
         #[source]
         source: Box<cordon_core::journal::JournalError>,
     },
+    /// `--target aws` without an allow-list: refused before any change.
+    #[error(
+        "no --allow-account given: a Game Day on AWS changes only accounts listed with --allow-account ACCOUNT_ID, and the caller is account {account}; nothing was changed"
+    )]
+    NoAllowList {
+        /// The caller's account.
+        account: String,
+    },
+    /// The caller's account is not on the allow-list: refused before any change.
+    #[error(
+        "account {account} is not on the allow-list (--allow-account {allowed}); nothing was changed: pass --allow-account {account} only if it is a sandbox account for Game Days"
+    )]
+    AccountNotAllowed {
+        /// The caller's account.
+        account: String,
+        /// The accounts allowed.
+        allowed: String,
+    },
+    /// An existing resource the run would touch lacks the Game Day tag:
+    /// refused before any change.
+    #[error(
+        "{resource} does not carry the tag {tag}; nothing was changed: a Game Day on AWS touches only resources tagged {tag} (tag it if it is meant for Game Days)"
+    )]
+    Untagged {
+        /// The resource.
+        resource: String,
+        /// The tag it lacks.
+        tag: &'static str,
+    },
     /// A scorecard directory holds no readable scorecard.
     #[error("{path}: {reason}")]
     Scorecards {
@@ -246,6 +293,16 @@ impl From<ProvisionError> for GamedayError {
 }
 
 impl GamedayError {
+    /// Whether the Game Day refused to start (nothing was changed).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            GamedayError::NoAllowList { .. }
+                | GamedayError::AccountNotAllowed { .. }
+                | GamedayError::Untagged { .. }
+        )
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> GamedayError + '_ {
         move |source| GamedayError::Io {

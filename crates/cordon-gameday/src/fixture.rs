@@ -310,6 +310,9 @@ pub enum ResourceKind {
     InstanceProfile,
     /// A role (its inline and attached policies removed first).
     Role,
+    /// A managed policy the Game Day created because the account lacked it
+    /// (cordon's quarantine policy); detached from everything first.
+    ManagedPolicy,
     /// A security group.
     SecurityGroup,
     /// A subnet.
@@ -345,13 +348,6 @@ impl Fixture {
             kind,
             id: id.into(),
         });
-    }
-
-    /// Records a resource unless it is recorded already.
-    pub(crate) fn created_once(&mut self, kind: ResourceKind, id: &str) {
-        if !self.resources.iter().any(|r| r.kind == kind && r.id == id) {
-            self.created(kind, id);
-        }
     }
 
     /// The instance of that logical name.

@@ -32,6 +32,7 @@ pub mod emulator;
 mod error;
 mod finding;
 mod fixture;
+pub mod ledger;
 mod principal;
 mod provision;
 pub mod run;
@@ -40,7 +41,7 @@ pub mod scorecard;
 pub mod spec;
 mod state;
 
-pub use cleanup::{CleanupReport, cleanup, discover};
+pub use cleanup::{CleanupReport, cleanup, cleanup_journaled, discover};
 pub use error::{FixtureError, GamedayError, ProvisionError, ScenarioError};
 pub use finding::{
     AccessKeyFinding, DEFAULT_FINDING_TYPE, DEFAULT_KEY_FINDING_TYPE, FindingInterface,
@@ -51,7 +52,7 @@ pub use fixture::{
     OwnedResource, ResourceKind, Role, SecretAccessKey, SecurityGroup, Subnet, TargetGroup, User,
     Volume, Vpc,
 };
-pub use provision::{ProvisionOptions, provision, provision_with};
+pub use provision::{ProvisionOptions, provision, provision_journaled, provision_with};
 pub use spec::EnvironmentSpec;
 pub use state::{diff_states, side_effects, snapshot_state, volume_snapshots};
 

@@ -26,6 +26,7 @@ use crate::fixture::{
     AccessKey, AutoScalingGroup, Eni, Fixture, Group, Instance, InstanceProfile, LoadBalancer,
     ResourceKind, Role, SecretAccessKey, SecurityGroup, Subnet, TargetGroup, User, Volume, Vpc,
 };
+use crate::ledger::CreationJournal;
 use crate::principal::Principal;
 use crate::spec::{
     AutoScalingGroupSpec, EnvironmentSpec, InstanceProfileSpec, InstanceSpec, LoadBalancerSpec,
@@ -100,6 +101,27 @@ pub async fn provision_with(
     spec: &EnvironmentSpec,
     options: &ProvisionOptions,
 ) -> Result<Fixture, ProvisionError> {
+    build(clients, spec, options, None).await
+}
+
+/// [`provision_with`], journaling every creation in `journal` write-ahead
+/// (the intent before the create call, the id after it), so that what it
+/// created can be deleted even if this process dies part way: a Game Day.
+pub async fn provision_journaled(
+    clients: &AwsClients,
+    spec: &EnvironmentSpec,
+    options: &ProvisionOptions,
+    journal: &CreationJournal,
+) -> Result<Fixture, ProvisionError> {
+    build(clients, spec, options, Some(journal.clone())).await
+}
+
+async fn build(
+    clients: &AwsClients,
+    spec: &EnvironmentSpec,
+    options: &ProvisionOptions,
+    journal: Option<CreationJournal>,
+) -> Result<Fixture, ProvisionError> {
     spec.validate().map_err(|problems| ProvisionError {
         source: FixtureError::InvalidSpec(problems),
         created: Vec::new(),
@@ -113,6 +135,7 @@ pub async fn provision_with(
             ..Fixture::default()
         },
         default_image: None,
+        journal,
     };
     match builder.build(spec).await {
         Ok(()) => Ok(builder.fixture),
@@ -129,9 +152,47 @@ struct Builder<'a> {
     fixture: Fixture,
     /// The AMI for instances that name none, looked up once.
     default_image: Option<String>,
+    /// Where each creation is journaled, when the caller asked for it.
+    journal: Option<CreationJournal>,
 }
 
 impl Builder<'_> {
+    /// Journals, before the create call, that `kind` `name` (`id` when
+    /// known in advance) is about to be created.
+    async fn intend(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        id: Option<&str>,
+    ) -> Result<(), FixtureError> {
+        if let Some(journal) = &self.journal {
+            journal.intend(kind, name, id).await?;
+        }
+        Ok(())
+    }
+
+    /// Records a creation in the fixture and the journal.
+    async fn created(&mut self, kind: ResourceKind, id: &str) -> Result<(), FixtureError> {
+        self.fixture.created(kind, id);
+        if let Some(journal) = &self.journal {
+            journal.created(kind, id).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Builder::created`] unless the resource is recorded already.
+    async fn created_once(&mut self, kind: ResourceKind, id: &str) -> Result<(), FixtureError> {
+        if self
+            .fixture
+            .inventory()
+            .iter()
+            .any(|r| r.kind == kind && r.id == id)
+        {
+            return Ok(());
+        }
+        self.created(kind, id).await
+    }
+
     async fn build(&mut self, spec: &EnvironmentSpec) -> Result<(), FixtureError> {
         self.account().await?;
         for vpc in &spec.vpcs {
@@ -222,6 +283,7 @@ impl Builder<'_> {
     }
 
     async fn vpc(&mut self, spec: &VpcSpec) -> Result<(), FixtureError> {
+        self.intend(ResourceKind::Vpc, &spec.name, None).await?;
         let ec2 = &self.clients.ec2;
         let out = ec2
             .create_vpc()
@@ -235,7 +297,7 @@ impl Builder<'_> {
             .and_then(|v| v.vpc_id())
             .ok_or_else(|| incomplete("ec2:CreateVpc", &spec.name, "VPC id"))?
             .to_string();
-        self.fixture.created(ResourceKind::Vpc, &id);
+        self.created(ResourceKind::Vpc, &id).await?;
         self.fixture.vpcs.insert(
             spec.name.clone(),
             Vpc {
@@ -249,6 +311,8 @@ impl Builder<'_> {
                 Some(letter) if letter.len() == 1 => format!("{}{letter}", self.fixture.region),
                 Some(zone) => zone.to_string(),
             };
+            self.intend(ResourceKind::Subnet, &subnet.name, None)
+                .await?;
             let out = ec2
                 .create_subnet()
                 .vpc_id(&id)
@@ -263,7 +327,7 @@ impl Builder<'_> {
                 .and_then(|s| s.subnet_id())
                 .ok_or_else(|| incomplete("ec2:CreateSubnet", &subnet.name, "subnet id"))?
                 .to_string();
-            self.fixture.created(ResourceKind::Subnet, &subnet_id);
+            self.created(ResourceKind::Subnet, &subnet_id).await?;
             self.fixture.subnets.insert(
                 subnet.name.clone(),
                 Subnet {
@@ -278,6 +342,8 @@ impl Builder<'_> {
 
     async fn security_group(&mut self, spec: &SecurityGroupSpec) -> Result<(), FixtureError> {
         let vpc_id = lookup(&self.fixture.vpcs, "VPC", &spec.vpc)?.id.clone();
+        self.intend(ResourceKind::SecurityGroup, &spec.name, None)
+            .await?;
         let ec2 = &self.clients.ec2;
         let description = spec
             .description
@@ -296,7 +362,7 @@ impl Builder<'_> {
             .group_id()
             .ok_or_else(|| incomplete("ec2:CreateSecurityGroup", &spec.name, "group id"))?
             .to_string();
-        self.fixture.created(ResourceKind::SecurityGroup, &id);
+        self.created(ResourceKind::SecurityGroup, &id).await?;
         self.fixture.security_groups.insert(
             spec.name.clone(),
             SecurityGroup {
@@ -337,6 +403,8 @@ impl Builder<'_> {
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Principal": {"Service": spec.trusted_service}, "Action": "sts:AssumeRole"}]
         });
+        self.intend(ResourceKind::Role, &spec.name, Some(&name))
+            .await?;
         let out = iam
             .create_role()
             .role_name(&name)
@@ -350,7 +418,7 @@ impl Builder<'_> {
             .role()
             .map(|r| r.arn().to_string())
             .ok_or_else(|| incomplete("iam:CreateRole", &name, "role"))?;
-        self.fixture.created(ResourceKind::Role, &name);
+        self.created(ResourceKind::Role, &name).await?;
         Principal::Role(&name)
             .put_inline_policies(self.clients, &spec.inline_policies)
             .await?;
@@ -363,6 +431,8 @@ impl Builder<'_> {
     async fn instance_profile(&mut self, spec: &InstanceProfileSpec) -> Result<(), FixtureError> {
         let name = self.named(&spec.name);
         let iam = &self.clients.iam;
+        self.intend(ResourceKind::InstanceProfile, &spec.name, Some(&name))
+            .await?;
         let out = iam
             .create_instance_profile()
             .instance_profile_name(&name)
@@ -375,7 +445,7 @@ impl Builder<'_> {
             .instance_profile()
             .map(|p| p.arn().to_string())
             .ok_or_else(|| incomplete("iam:CreateInstanceProfile", &name, "instance profile"))?;
-        self.fixture.created(ResourceKind::InstanceProfile, &name);
+        self.created(ResourceKind::InstanceProfile, &name).await?;
         let role_name = match &spec.role {
             Some(role) => {
                 let role_name = lookup(&self.fixture.roles, "role", role)?.name.clone();
@@ -468,6 +538,8 @@ impl Builder<'_> {
             .subnet_id(&subnet_id)
             .set_groups(Some(groups))
             .build();
+        self.intend(ResourceKind::Instance, &spec.name, None)
+            .await?;
         let out = self
             .clients
             .ec2
@@ -493,7 +565,7 @@ impl Builder<'_> {
             .and_then(|i| i.instance_id())
             .ok_or_else(|| incomplete("ec2:RunInstances", &spec.name, "instance id"))?
             .to_string();
-        self.fixture.created(ResourceKind::Instance, &id);
+        self.created(ResourceKind::Instance, &id).await?;
         let subnet = lookup(&self.fixture.subnets, "subnet", &spec.subnet)?;
         let instance = Instance {
             id: id.clone(),
@@ -519,6 +591,8 @@ impl Builder<'_> {
         for (index, interface) in spec.interfaces.iter().enumerate() {
             let subnet_id = self.subnet_id(&interface.subnet)?;
             let groups = self.group_ids(&interface.groups)?;
+            self.intend(ResourceKind::NetworkInterface, &spec.name, None)
+                .await?;
             let ec2 = &self.clients.ec2;
             let out = ec2
                 .create_network_interface()
@@ -536,7 +610,7 @@ impl Builder<'_> {
                     incomplete("ec2:CreateNetworkInterface", &spec.name, "interface id")
                 })?
                 .to_string();
-            self.fixture.created(ResourceKind::NetworkInterface, &eni);
+            self.created(ResourceKind::NetworkInterface, &eni).await?;
             let device_index = i32::try_from(index + 1).unwrap_or(i32::MAX);
             ec2.attach_network_interface()
                 .network_interface_id(&eni)
@@ -558,6 +632,7 @@ impl Builder<'_> {
             .availability_zone
             .clone();
         for volume in &spec.volumes {
+            self.intend(ResourceKind::Volume, &spec.name, None).await?;
             let ec2 = self.clients.ec2.clone();
             let out = ec2
                 .create_volume()
@@ -572,7 +647,7 @@ impl Builder<'_> {
                 .volume_id()
                 .ok_or_else(|| incomplete("ec2:CreateVolume", &spec.name, "volume id"))?
                 .to_string();
-            self.fixture.created(ResourceKind::Volume, &id);
+            self.created(ResourceKind::Volume, &id).await?;
             wait_for_volume_available(self.clients, &id).await?;
             ec2.attach_volume()
                 .volume_id(&id)
@@ -627,11 +702,11 @@ impl Builder<'_> {
             // they are the run's too (and outlive it if someone changed
             // their DeleteOnTermination).
             for eni in &enis {
-                self.fixture
-                    .created_once(ResourceKind::NetworkInterface, &eni.id);
+                self.created_once(ResourceKind::NetworkInterface, &eni.id)
+                    .await?;
             }
             for volume in &volumes {
-                self.fixture.created_once(ResourceKind::Volume, &volume.id);
+                self.created_once(ResourceKind::Volume, &volume.id).await?;
             }
             if let Some(instance) = self.fixture.instances.get_mut(&spec.name) {
                 instance.enis = enis;
@@ -681,6 +756,8 @@ impl Builder<'_> {
             .iter()
             .map(|s| self.subnet_id(s))
             .collect::<Result<Vec<_>, _>>()?;
+        self.intend(ResourceKind::AutoScalingGroup, &spec.name, Some(&name))
+            .await?;
         let autoscaling = self.clients.autoscaling.clone();
         autoscaling
             .create_auto_scaling_group()
@@ -707,7 +784,7 @@ impl Builder<'_> {
             .send()
             .await
             .map_err(aws("autoscaling:CreateAutoScalingGroup", &name))?;
-        self.fixture.created(ResourceKind::AutoScalingGroup, &name);
+        self.created(ResourceKind::AutoScalingGroup, &name).await?;
         let launched = self.members(&name, spec.desired_capacity).await?;
         let mut attached = Vec::new();
         for instance in &spec.attach {
@@ -750,6 +827,8 @@ impl Builder<'_> {
         name: &str,
     ) -> Result<String, FixtureError> {
         let image_id = self.image(spec.image_id.as_ref()).await;
+        self.intend(ResourceKind::LaunchTemplate, &spec.name, None)
+            .await?;
         let out = self
             .clients
             .ec2
@@ -770,7 +849,7 @@ impl Builder<'_> {
             .and_then(|t| t.launch_template_id())
             .ok_or_else(|| incomplete("ec2:CreateLaunchTemplate", name, "launch template id"))?
             .to_string();
-        self.fixture.created(ResourceKind::LaunchTemplate, &id);
+        self.created(ResourceKind::LaunchTemplate, &id).await?;
         Ok(id)
     }
 
@@ -804,6 +883,8 @@ impl Builder<'_> {
     async fn target_group(&mut self, spec: &TargetGroupSpec) -> Result<(), FixtureError> {
         let name = self.named(&spec.name);
         let vpc_id = lookup(&self.fixture.vpcs, "VPC", &spec.vpc)?.id.clone();
+        self.intend(ResourceKind::TargetGroup, &spec.name, None)
+            .await?;
         let elb = &self.clients.elbv2;
         let out = elb
             .create_target_group()
@@ -827,7 +908,7 @@ impl Builder<'_> {
             .and_then(|t| t.target_group_arn())
             .ok_or_else(|| incomplete("elasticloadbalancing:CreateTargetGroup", &name, "ARN"))?
             .to_string();
-        self.fixture.created(ResourceKind::TargetGroup, &arn);
+        self.created(ResourceKind::TargetGroup, &arn).await?;
         let mut targets = Vec::new();
         for target in &spec.targets {
             let ids = match (&target.instance, &target.launched_by) {
@@ -873,6 +954,8 @@ impl Builder<'_> {
             .map(|s| self.subnet_id(s))
             .collect::<Result<Vec<_>, _>>()?;
         let groups = self.group_ids(&spec.groups)?;
+        self.intend(ResourceKind::LoadBalancer, &spec.name, None)
+            .await?;
         let elb = &self.clients.elbv2;
         let out = elb
             .create_load_balancer()
@@ -894,7 +977,7 @@ impl Builder<'_> {
             .and_then(|l| l.load_balancer_arn())
             .ok_or_else(|| incomplete("elasticloadbalancing:CreateLoadBalancer", &name, "ARN"))?
             .to_string();
-        self.fixture.created(ResourceKind::LoadBalancer, &arn);
+        self.created(ResourceKind::LoadBalancer, &arn).await?;
         let mut listener_arns = Vec::new();
         for listener in &spec.listeners {
             let target = lookup(
@@ -936,6 +1019,8 @@ impl Builder<'_> {
     async fn user(&mut self, spec: &UserSpec) -> Result<(), FixtureError> {
         let name = self.named(&spec.name);
         let iam = &self.clients.iam;
+        self.intend(ResourceKind::User, &spec.name, Some(&name))
+            .await?;
         let out = iam
             .create_user()
             .user_name(&name)
@@ -948,7 +1033,7 @@ impl Builder<'_> {
             .user()
             .map(|u| u.arn().to_string())
             .ok_or_else(|| incomplete("iam:CreateUser", &name, "user"))?;
-        self.fixture.created(ResourceKind::User, &name);
+        self.created(ResourceKind::User, &name).await?;
         Principal::User(&name)
             .put_inline_policies(self.clients, &spec.inline_policies)
             .await?;

@@ -22,10 +22,14 @@ use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
+use crate::OWNER_TAG;
+use crate::cleanup::cleanup_journaled;
 use crate::emulator::Emulator;
-use crate::error::{FixtureError, GamedayError, aws};
+use crate::error::{FixtureError, GamedayError, aws, incomplete};
 use crate::fixture::Fixture;
-use crate::provision::{ProvisionOptions, provision_with};
+use crate::fixture::ResourceKind;
+use crate::ledger::{CREATIONS_FORMAT_VERSION, CreationJournal, CreationLog, RunRecord};
+use crate::provision::{ProvisionOptions, provision_journaled};
 use crate::scenario::{
     Credentials, Decision, NamedFinding, ProcessFault, Scenario, session_key_id,
 };
@@ -49,13 +53,45 @@ const DEFAULT_TIMEOUT_SECONDS: u32 = 3;
 /// Cases worked at once when the scenario has many findings.
 const DEFAULT_CONCURRENCY: u16 = 8;
 
+/// Where a Game Day runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The local emulator, started for the Game Day and stopped after it.
+    Emulator {
+        /// The emulator (`moto_server`).
+        program: PathBuf,
+    },
+    /// A real account, through the ambient AWS configuration (credential
+    /// chain, region, `AWS_ENDPOINT_URL`), like `cordon run`. Refused before
+    /// any change unless the caller's account is allowed and the existing
+    /// resources the run touches carry the Game Day tag.
+    Aws {
+        /// The accounts a Game Day may change (`--allow-account`); no default.
+        allowed_accounts: Vec<String>,
+        /// An existing evidence bucket (`cordon evidence init`) tagged
+        /// [`OWNER_TAG`]: on a real account the Game Day creates no bucket or
+        /// KMS key of its own, since neither can be deleted at once.
+        evidence_bucket: String,
+    },
+}
+
+impl Target {
+    /// `emulator` or `aws`, as the scorecard and the creation journal say.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Emulator { .. } => "emulator",
+            Target::Aws { .. } => "aws",
+        }
+    }
+}
+
 /// How to run a Game Day.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// The `cordon` binary the Game Day runs as a child (the running one).
     pub cordon: PathBuf,
-    /// The emulator (`moto_server`).
-    pub emulator: PathBuf,
+    /// The emulator or a real account.
+    pub target: Target,
     /// Where the scorecard, journals, findings and snapshots go.
     pub out: PathBuf,
     /// Overrides the count of the scenario's `copies`.
@@ -68,6 +104,85 @@ pub struct RunOptions {
     pub show_plans: bool,
 }
 
+/// Who the Game Day's calls run as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The account id.
+    pub account: String,
+    /// The ARN partition (`aws`, `aws-cn`, `aws-us-gov`).
+    pub partition: String,
+}
+
+/// The caller's identity (STS GetCallerIdentity, which changes nothing).
+pub async fn caller(clients: &AwsClients) -> Result<Caller, FixtureError> {
+    let out = clients
+        .sts
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(aws("sts:GetCallerIdentity", "the caller"))?;
+    let account = out
+        .account()
+        .ok_or_else(|| incomplete("sts:GetCallerIdentity", "the caller", "account"))?
+        .to_string();
+    let partition = out
+        .arn()
+        .and_then(|arn| arn.split(':').nth(1))
+        .filter(|p| !p.is_empty())
+        .unwrap_or("aws")
+        .to_string();
+    Ok(Caller { account, partition })
+}
+
+/// The checks of `--target aws`, all by reading: the caller's account is on
+/// `allowed`, and the evidence bucket (the one existing resource a Game
+/// Day's run writes to) carries [`OWNER_TAG`]. The resources the run
+/// creates carry the tag from their create call on (the builder tags in
+/// the call itself, and the scenario cannot set that tag: see
+/// [`crate::spec`]); scenarios cannot name other existing resources.
+pub async fn preflight(
+    clients: &AwsClients,
+    allowed: &[String],
+    evidence_bucket: &str,
+) -> Result<Caller, GamedayError> {
+    let caller = caller(clients).await?;
+    if allowed.is_empty() {
+        return Err(GamedayError::NoAllowList {
+            account: caller.account,
+        });
+    }
+    if !allowed.contains(&caller.account) {
+        return Err(GamedayError::AccountNotAllowed {
+            account: caller.account,
+            allowed: allowed.join(", "),
+        });
+    }
+    let resource = format!("s3://{evidence_bucket}");
+    let tags = clients
+        .s3
+        .get_bucket_tagging()
+        .bucket(evidence_bucket)
+        .send()
+        .await;
+    let tagged = match tags {
+        Ok(out) => out.tag_set().iter().any(|t| t.key() == OWNER_TAG),
+        Err(e) => {
+            let err = aws("s3:GetBucketTagging", &resource)(e);
+            match &err {
+                FixtureError::Aws { code, .. } if code == "NoSuchTagSet" => false,
+                _ => return Err(err.into()),
+            }
+        }
+    };
+    if !tagged {
+        return Err(GamedayError::Untagged {
+            resource,
+            tag: OWNER_TAG,
+        });
+    }
+    Ok(caller)
+}
+
 /// Runs `scenario` (read from `file`) end to end and scores it.
 pub async fn run_scenario(
     scenario: &Scenario,
@@ -75,31 +190,63 @@ pub async fn run_scenario(
     options: &RunOptions,
 ) -> Result<Scorecard, GamedayError> {
     let out = &options.out;
-    std::fs::create_dir_all(out.join("findings")).map_err(GamedayError::io(out))?;
     let mut game = GameDay::new(scenario, file, options);
-    game.phase("emulator");
-    let emulator = Emulator::start(options.emulator.clone(), out.join("emulator.log")).await?;
-    game.endpoint = emulator.endpoint();
-    let config = AwsClients::loader()
-        .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            EMULATOR_KEY_ID,
-            EMULATOR_SECRET,
-            None,
-            None,
-            "cordon-gameday",
-        ))
-        .endpoint_url(&game.endpoint)
-        .load()
-        .await;
-    let clients = AwsClients::from_sdk_config(&config)?;
+    let (clients, emulator) = match &options.target {
+        Target::Emulator { program } => {
+            std::fs::create_dir_all(out).map_err(GamedayError::io(out))?;
+            game.phase("emulator");
+            let emulator = Emulator::start(program.clone(), out.join("emulator.log")).await?;
+            let endpoint = emulator.endpoint();
+            let config = AwsClients::loader()
+                .region(aws_config::Region::new(REGION))
+                .credentials_provider(aws_credential_types::Credentials::new(
+                    EMULATOR_KEY_ID,
+                    EMULATOR_SECRET,
+                    None,
+                    None,
+                    "cordon-gameday",
+                ))
+                .endpoint_url(&endpoint)
+                .load()
+                .await;
+            game.endpoint = Some(endpoint);
+            (AwsClients::from_sdk_config(&config)?, Some(emulator))
+        }
+        Target::Aws {
+            allowed_accounts,
+            evidence_bucket,
+        } => {
+            game.phase("preflight");
+            let clients = AwsClients::from_env().await?;
+            game.caller = preflight(&clients, allowed_accounts, evidence_bucket).await?;
+            game.bucket.clone_from(evidence_bucket);
+            (clients, None)
+        }
+    };
+    if game.caller.account.is_empty() {
+        game.caller = caller(&clients).await?;
+    }
+    std::fs::create_dir_all(out.join("findings")).map_err(GamedayError::io(out))?;
     game.phase("provision");
     let spec = scenario.environment(options.scale);
-    let provisioned = provision_with(&clients, &spec, &ProvisionOptions::unique()).await;
+    let provision_options = ProvisionOptions::unique();
+    let journal = CreationJournal::create(
+        out,
+        RunRecord {
+            format_version: CREATIONS_FORMAT_VERSION,
+            owner: provision_options.owner.clone(),
+            target: options.target.name().to_string(),
+            account: game.caller.account.clone(),
+            region: clients.region.clone(),
+        },
+    )
+    .await
+    .map_err(FixtureError::from)?;
+    let provisioned = provision_journaled(&clients, &spec, &provision_options, &journal).await;
     let fixture = match provisioned {
         Ok(fixture) => fixture,
         Err(err) => {
-            crate::cleanup::cleanup(&clients, &err.created).await;
+            clean_up(&clients, &journal).await;
             return Err(err.into());
         }
     };
@@ -107,17 +254,13 @@ pub async fn run_scenario(
         &out.join("fixture.json"),
         &serde_json::to_value(&fixture).unwrap_or_default(),
     )?;
-    let result = game.after_provision(&clients, &fixture).await;
+    let result = game.after_provision(&clients, &fixture, &journal).await;
     game.phase("clean up");
-    let cleanup = fixture.cleanup(&clients).await;
+    let cleanup_failed = clean_up(&clients, &journal).await;
     game.end_phase();
     drop(emulator);
     let mut card = result?;
-    card.cleanup_failed = cleanup
-        .failed
-        .iter()
-        .map(|(resource, err)| format!("{resource}: {err}"))
-        .collect();
+    card.cleanup_failed = cleanup_failed;
     card.timeline = std::mem::take(&mut game.timeline);
     // The Game Day's phases first, then each case's steps (a stable sort
     // keeps each section's own order, so a section stays in one piece).
@@ -126,6 +269,32 @@ pub async fn run_scenario(
     card.passed = card.failures().is_empty() && card.cleanup_failed.is_empty();
     card.write(out)?;
     Ok(card)
+}
+
+/// Deletes everything the creation journal names or the owner tag finds,
+/// and journals the result; what was left behind, one line each.
+async fn clean_up(clients: &AwsClients, journal: &CreationJournal) -> Vec<String> {
+    let dir = journal.path().parent().unwrap_or(Path::new("."));
+    let log = match CreationLog::read(dir) {
+        Ok(log) => log,
+        Err(e) => return vec![e.to_string()],
+    };
+    let report = match cleanup_journaled(clients, &log).await {
+        Ok(report) => report,
+        Err(e) => return vec![e.to_string()],
+    };
+    let mut failed: Vec<String> = report
+        .failed
+        .iter()
+        .map(|(resource, err)| format!("{resource}: {err}"))
+        .collect();
+    if let Err(e) = journal
+        .cleaned_up(report.deleted.len(), report.failed.len())
+        .await
+    {
+        failed.push(e.to_string());
+    }
+    failed
 }
 
 fn write_json(path: &Path, value: &Value) -> Result<(), GamedayError> {
@@ -151,8 +320,10 @@ struct GameDay<'a> {
     options: &'a RunOptions,
     started: Instant,
     started_at: time::OffsetDateTime,
-    endpoint: String,
+    /// The emulator's endpoint; `None` on a real account.
+    endpoint: Option<String>,
     bucket: String,
+    caller: Caller,
     timeline: Vec<TimelineEntry>,
     open_phase: Option<(String, u64)>,
     faults: Vec<FaultScore>,
@@ -172,8 +343,12 @@ impl<'a> GameDay<'a> {
             options,
             started: Instant::now(),
             started_at: time::OffsetDateTime::now_utc(),
-            endpoint: String::new(),
+            endpoint: None,
             bucket: String::new(),
+            caller: Caller {
+                account: String::new(),
+                partition: String::new(),
+            },
             timeline: Vec::new(),
             open_phase: None,
             faults: Vec::new(),
@@ -229,14 +404,19 @@ impl<'a> GameDay<'a> {
             .open(&log_path)
             .map_err(GamedayError::io(&log_path))?;
         let mut command = Command::new(&self.options.cordon);
+        command.args(args);
+        // On a real account the children use the ambient configuration,
+        // as this process does (AWS_ENDPOINT_URL included, when set).
+        if let Some(endpoint) = &self.endpoint {
+            command
+                .env("AWS_ENDPOINT_URL", endpoint)
+                .env("AWS_REGION", REGION)
+                .env("AWS_ACCESS_KEY_ID", EMULATOR_KEY_ID)
+                .env("AWS_SECRET_ACCESS_KEY", EMULATOR_SECRET)
+                .env_remove("AWS_PROFILE")
+                .env_remove("AWS_SESSION_TOKEN");
+        }
         command
-            .args(args)
-            .env("AWS_ENDPOINT_URL", &self.endpoint)
-            .env("AWS_REGION", REGION)
-            .env("AWS_ACCESS_KEY_ID", EMULATOR_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", EMULATOR_SECRET)
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
             .env("CORDON_STATE_DIR", self.state_dir())
             .env("CORDON_EVIDENCE_BUCKET", &self.bucket)
             .stdin(Stdio::null())
@@ -439,14 +619,25 @@ impl<'a> GameDay<'a> {
         &mut self,
         clients: &AwsClients,
         fixture: &Fixture,
+        journal: &CreationJournal,
     ) -> Result<Scorecard, GamedayError> {
         let out = self.options.out.clone();
         self.phase("cordon prerequisites");
-        self.bucket = format!("cordon-gameday-{}", fixture.owner.to_ascii_lowercase());
+        if self.endpoint.is_some() {
+            self.bucket = format!("cordon-gameday-{}", fixture.owner.to_ascii_lowercase());
+        }
         let bucket = self.bucket.clone();
-        let init = self
-            .run_cordon(&["evidence".to_string(), "init".to_string(), bucket.clone()])
-            .await?;
+        let init = match self.options.target {
+            Target::Emulator { .. } => {
+                self.run_cordon(&["evidence".to_string(), "init".to_string(), bucket.clone()])
+                    .await?
+            }
+            // Prepared and tagged beforehand (preflight checked the tag).
+            Target::Aws { .. } => ChildOutcome {
+                code: Some(0),
+                ..ChildOutcome::default()
+            },
+        };
         if init.code != Some(0) {
             return Err(GamedayError::Emulator {
                 program: self.options.cordon.display().to_string(),
@@ -456,7 +647,7 @@ impl<'a> GameDay<'a> {
                 ),
             });
         }
-        create_quarantine_policy(clients).await?;
+        ensure_quarantine_policy(clients, &self.caller, &fixture.owner, journal).await?;
         self.phase("pre-state");
         let before = snapshot_state(clients, fixture).await?;
         write_json(&out.join("before.json"), &before)?;
@@ -624,7 +815,7 @@ impl<'a> GameDay<'a> {
             format_version: SCORECARD_FORMAT_VERSION,
             scenario: self.scenario.name.clone(),
             scenario_file: self.file.to_string(),
-            target: "emulator".to_string(),
+            target: self.options.target.name().to_string(),
             started_at: self
                 .started_at
                 .format(&time::format_description::well_known::Rfc3339)
@@ -1123,28 +1314,59 @@ impl Case {
     }
 }
 
-/// The managed deny-all policy `quarantine-user` attaches, created as a
-/// deployment of cordon creates it (`cordon policy --quarantine-policy`).
-async fn create_quarantine_policy(clients: &AwsClients) -> Result<(), FixtureError> {
+/// The managed deny-all policy `quarantine-user` attaches, as a deployment
+/// of cordon has it (`cordon policy --quarantine-policy`): used as it is
+/// when the account has it; otherwise created, tagged with the run's owner
+/// and journaled like every creation, so cleanup deletes it again.
+async fn ensure_quarantine_policy(
+    clients: &AwsClients,
+    caller: &Caller,
+    owner: &str,
+    journal: &CreationJournal,
+) -> Result<(), FixtureError> {
+    let arn = format!(
+        "arn:{}:iam::{}:policy{CORDON_IAM_PATH}{QUARANTINE_POLICY_NAME}",
+        caller.partition, caller.account
+    );
+    match clients.iam.get_policy().policy_arn(&arn).send().await {
+        Ok(_) => return Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) => {}
+        Err(e) => return Err(aws("iam:GetPolicy", &arn)(e)),
+    }
+    let tag = aws_sdk_iam::types::Tag::builder()
+        .key(OWNER_TAG)
+        .value(owner)
+        .build()
+        .map_err(|source| FixtureError::Request {
+            operation: "iam:CreatePolicy",
+            resource: QUARANTINE_POLICY_NAME.to_string(),
+            source,
+        })?;
+    journal
+        .intend(
+            ResourceKind::ManagedPolicy,
+            QUARANTINE_POLICY_NAME,
+            Some(&arn),
+        )
+        .await?;
     let document = serde_json::to_string(&quarantine_policy()).unwrap_or_default();
-    match clients
+    let out = clients
         .iam
         .create_policy()
         .path(CORDON_IAM_PATH)
         .policy_name(QUARANTINE_POLICY_NAME)
         .policy_document(document)
+        .tags(tag)
         .send()
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|s| s.is_entity_already_exists_exception()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(aws("iam:CreatePolicy", QUARANTINE_POLICY_NAME)(e)),
-    }
+        .map_err(aws("iam:CreatePolicy", QUARANTINE_POLICY_NAME))?;
+    let created = out.policy().and_then(|p| p.arn()).unwrap_or(&arn);
+    journal
+        .created(ResourceKind::ManagedPolicy, created)
+        .await?;
+    Ok(())
 }
 
 /// Every case in `journal` with its state, oldest first.

@@ -571,6 +571,20 @@ impl EnvironmentSpec {
         let (subnets, groups, profiles) = (&names.subnets, &names.groups, &names.profiles);
         for (i, instance) in self.instances.iter().enumerate() {
             let at = format!("instances[{i}]");
+            // The builder sets the owner tag on everything it creates; a
+            // scenario that set it too would hide a resource from cleanup
+            // (another value) or from the Game Day tag check.
+            for (key, tags) in [
+                ("tags", &instance.tags),
+                ("attachment-tags", &instance.attachment_tags),
+            ] {
+                if tags.contains_key(crate::OWNER_TAG) {
+                    p.push(
+                        format!("{at}.{key}"),
+                        format!("`{}` is the Game Day's own tag; the builder sets it on everything it creates", crate::OWNER_TAG),
+                    );
+                }
+            }
             let interfaces = std::iter::once((at.clone(), &instance.subnet, &instance.groups))
                 .chain(
                     instance
@@ -719,6 +733,7 @@ mod tests {
             ],
             "security-groups": [{"name": "web", "vpc": "a"}, {"name": "db", "vpc": "b"}, {"name": "web", "vpc": "nope"}],
             "instances": [{"name": "i", "subnet": "a1", "groups": ["web", "db", "ghost"],
+                           "tags": {"cordon:gameday": "mine"},
                            "interfaces": [{"subnet": "b1"}], "instance-profile": "p",
                            "volumes": [{"device": "/dev/sdf"}, {"device": "/dev/sdf", "size-gib": 0}]}],
             "auto-scaling-groups": [{"name": "g", "subnets": [], "max-size": 1, "desired-capacity": 1, "attach": ["i"]}],
@@ -736,6 +751,7 @@ mod tests {
         let expected = [
             "security-groups[2].name: `web` is used twice",
             "security-groups[2].vpc: no VPC named `nope`",
+            "instances[0].tags: `cordon:gameday` is the Game Day's own tag",
             "instances[0].groups[1]: group `db` is in VPC `b`, subnet `a1` in `a`",
             "instances[0].groups[2]: no security group named `ghost`",
             "instances[0].interfaces[0].subnet: subnet `b1` is in VPC `b`, the instance in `a`",
