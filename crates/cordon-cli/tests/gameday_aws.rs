@@ -173,9 +173,20 @@ async fn evidence_bucket(guard: &EmulatorGuard, bucket: &str, tagged: bool) {
     }
 }
 
-/// Asserts a refusal: exit 2, one line on stderr holding every `needle`,
-/// nothing written, and on the wire the identity read and no mutating call.
-fn assert_refused(output: &Output, wire: &Wire, out: &Path, needles: &[&str]) {
+/// Runs a Game Day of `leaked-key` with `args` through a fresh logging
+/// proxy and asserts a refusal: exit 2, one line on stderr holding every
+/// `needle`, nothing journaled, and on the wire the identity read and no
+/// mutating call.
+async fn assert_refused(guard: &EmulatorGuard, name: &str, args: &[&str], needles: &[&str]) {
+    let wire = Wire::start(guard, name).await;
+    let out = cordon_tests::scratch_dir(name).join("out");
+    let output = gameday_aws(
+        &env(guard, &wire.endpoint),
+        "gameday/leaked-key.yaml",
+        args,
+        &out,
+    )
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "refused: {stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
@@ -197,41 +208,28 @@ async fn an_account_not_on_the_allow_list_is_refused_before_any_mutating_call() 
     evidence_bucket(&guard, EVIDENCE_BUCKET, true).await;
     let account = account(&guard).await;
     assert_ne!(account, "111111111111");
-
-    let wire = Wire::start(&guard, "gameday-aws-no-list").await;
-    let out = cordon_tests::scratch_dir("gameday-aws-no-list").join("out");
-    let refused = gameday_aws(
-        &env(&guard, &wire.endpoint),
-        "gameday/leaked-key.yaml",
+    assert_refused(
+        &guard,
+        "gameday-aws-no-list",
         &["--evidence-bucket", EVIDENCE_BUCKET],
-        &out,
+        &["--allow-account", &account],
     )
     .await;
-    assert_refused(&refused, &wire, &out, &["--allow-account", &account]);
-
-    let wire = Wire::start(&guard, "gameday-aws-not-allowed").await;
-    let out = cordon_tests::scratch_dir("gameday-aws-not-allowed").join("out");
-    let refused = gameday_aws(
-        &env(&guard, &wire.endpoint),
-        "gameday/leaked-key.yaml",
+    assert_refused(
+        &guard,
+        "gameday-aws-not-allowed",
         &[
             "--allow-account",
             "111111111111",
             "--evidence-bucket",
             EVIDENCE_BUCKET,
         ],
-        &out,
-    )
-    .await;
-    assert_refused(
-        &refused,
-        &wire,
-        &out,
         &[
             &format!("account {account} is not on the allow-list"),
             "--allow-account 111111111111",
         ],
-    );
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,26 +237,18 @@ async fn an_untagged_existing_resource_is_refused_before_any_mutating_call() {
     let guard = cordon_tests::emulator().await;
     evidence_bucket(&guard, "plain-evidence", false).await;
     let account = account(&guard).await;
-    let wire = Wire::start(&guard, "gameday-aws-untagged").await;
-    let out = cordon_tests::scratch_dir("gameday-aws-untagged").join("out");
-    let refused = gameday_aws(
-        &env(&guard, &wire.endpoint),
-        "gameday/leaked-key.yaml",
+    assert_refused(
+        &guard,
+        "gameday-aws-untagged",
         &[
             "--allow-account",
             &account,
             "--evidence-bucket",
             "plain-evidence",
         ],
-        &out,
+        &["s3://plain-evidence does not carry the tag cordon:gameday"],
     )
     .await;
-    assert_refused(
-        &refused,
-        &wire,
-        &out,
-        &["s3://plain-evidence does not carry the tag cordon:gameday"],
-    );
 }
 
 /// What the run's creation journal says, and what of it AWS still has.

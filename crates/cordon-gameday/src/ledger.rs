@@ -127,32 +127,7 @@ impl CreationJournal {
     /// Creates `DIR/creations.jsonl` (refusing to reuse one: each run has
     /// its own) and writes the `run` record durably.
     pub async fn create(dir: &Path, run: RunRecord) -> Result<Self, LedgerError> {
-        let path = dir.join(CREATIONS_FILE);
-        let opened = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .create_new(true)
-                    .open(&path)?;
-                // The new file's directory entry must survive a crash too.
-                if let Some(parent) = path.parent() {
-                    File::open(parent)?.sync_all()?;
-                }
-                Ok(file)
-            })
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
-        };
-        let file = opened.map_err(|source| LedgerError::Write {
-            path: path.clone(),
-            source,
-        })?;
-        let journal = Self {
-            path,
-            file: Arc::new(Mutex::new(file)),
-        };
+        let journal = Self::open(dir, true).await?;
         journal.append(CreationRecord::Run(run)).await?;
         Ok(journal)
     }
@@ -160,13 +135,27 @@ impl CreationJournal {
     /// Opens the existing journal of a run in `dir` to append to it (a
     /// later `cordon gameday cleanup` journals its result there).
     pub async fn reopen(dir: &Path) -> Result<Self, LedgerError> {
+        Self::open(dir, false).await
+    }
+
+    async fn open(dir: &Path, new: bool) -> Result<Self, LedgerError> {
         let path = dir.join(CREATIONS_FILE);
         let opened = {
             let path = path.clone();
-            tokio::task::spawn_blocking(move || OpenOptions::new().append(true).open(&path))
-                .await
-                .map_err(std::io::Error::other)
-                .and_then(|r| r)
+            tokio::task::spawn_blocking(move || {
+                let file = OpenOptions::new()
+                    .append(true)
+                    .create_new(new)
+                    .open(&path)?;
+                // A new file's directory entry must survive a crash too.
+                if new && let Some(parent) = path.parent() {
+                    File::open(parent)?.sync_all()?;
+                }
+                Ok(file)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
         };
         let file = opened.map_err(|source| LedgerError::Write {
             path: path.clone(),
