@@ -263,6 +263,9 @@ pub struct BurstSummary {
     pub api_calls: u64,
     /// Requests put on the wire, retries included.
     pub api_attempts: u64,
+    /// Sequential rounds of the calls, all cases together: the longest
+    /// chain of calls each sent only after the one before it was answered.
+    pub api_rounds: usize,
     /// Throttling answers AWS still sent (retried with jittered back-off).
     pub throttled: u64,
     /// Per throttle bucket used: its size, tokens taken, waits, time waited, throttled answers.
@@ -779,6 +782,7 @@ fn summarize(
         wall_seconds: started.elapsed().as_secs_f64(),
         api_calls: by_operation.values().sum(),
         api_attempts: shared.clients.calls.total().saturating_sub(attempts_before),
+        api_rounds: crate::api_rounds(&shared.clients),
         throttled: buckets.values().map(|b| b.stats.throttled).sum(),
         buckets,
         api_calls_by_operation: by_operation,

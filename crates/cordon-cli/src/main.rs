@@ -1605,6 +1605,12 @@ pub(crate) fn exec_failure(error: ExecError) -> Failure {
     }
 }
 
+/// The sequential rounds of the calls this process made (of the latest
+/// [`cordon_aws::recorder::RECENT_CALLS`], which covers a burst of 50 cases).
+pub(crate) fn api_rounds(clients: &cordon_aws::client::AwsClients) -> usize {
+    cordon_aws::recorder::sequential_rounds(&clients.recorder.recent())
+}
+
 fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failure> {
     let code = report.outcome.exit_code();
     let calls = aws.clients.calls.operations();
@@ -1618,6 +1624,7 @@ fn finish(report: Report, aws: &AwsActions, output: Output) -> Result<u8, Failur
             exit_code: code,
             message: &report.message,
             api_calls: calls,
+            api_rounds: api_rounds(&aws.clients),
             injected_faults: aws
                 .clients
                 .faults

@@ -81,6 +81,9 @@ pub struct RunReport<'a> {
     pub message: &'a str,
     /// Operations started, by `Service.Operation`.
     pub api_calls: BTreeMap<String, u64>,
+    /// Sequential rounds of the calls: the longest chain of calls each sent
+    /// only after the one before it was answered (`docs/round-trips.md`).
+    pub api_rounds: usize,
     /// The faults `--inject-faults` injected, in order (absent when none were).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub injected_faults: Vec<InjectedFault>,
@@ -404,6 +407,7 @@ mod tests {
                 exit_code: 3,
                 message: "step `quarantine` waits for approval: `cordon approve CASE quarantine`",
                 api_calls,
+                api_rounds: 3,
                 injected_faults: Vec::new(),
             },
         );

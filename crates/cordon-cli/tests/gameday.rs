@@ -188,6 +188,11 @@ fn the_scenario_schema_is_printed() {
 fn crypto_miner() {
     let card = shipped("crypto-miner", &[]);
     contained_every_case(&card);
+    let rounds = card["api-rounds"].as_u64().expect("rounds counted");
+    assert!(
+        (4..=card["api-calls"].as_u64().unwrap_or(0)).contains(&rounds),
+        "at least isolation's 4 rounds, at most one per call: {rounds}"
+    );
     assert_eq!(card["evidence"][0]["verified"], true);
     assert!(card["time-to-evidence-ms"].is_u64());
 }
@@ -317,6 +322,25 @@ fn edited(name: &str, as_name: &str, edit: impl Fn(String) -> String) -> (Option
     std::fs::write(&file, text).expect("write");
     let file_arg = file.display().to_string();
     gameday(&["run", &file_arg], &dir.join("out"))
+}
+
+#[test]
+fn a_round_trip_budget_is_enforced_like_the_call_budget() {
+    let (code, card) = edited("leaked-key", "leaked-key-few-rounds", |text| {
+        text.replace("  max-api-rounds: 35", "  max-api-rounds: 2")
+    });
+    assert_eq!(code, Some(1), "the budget fails the Game Day");
+    let failed = failures(&card);
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert!(
+        failed[0].starts_with("\"max-api-rounds = 2\""),
+        "{failed:#?}"
+    );
+    assert!(
+        card["api-rounds"].as_u64() > Some(2),
+        "{}",
+        card["api-rounds"]
+    );
 }
 
 #[test]

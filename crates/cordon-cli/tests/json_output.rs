@@ -26,7 +26,14 @@ const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 const OUTPUT_FORMAT: u64 = 2;
 /// Keys whose keys are data, not format: action pre-states and outcomes, tag
 /// maps, operation counts.
-const OPAQUE: &[&str] = &["pre-state", "outcome", "result", "tags", "api-calls"];
+const OPAQUE: &[&str] = &[
+    "pre-state",
+    "outcome",
+    "result",
+    "tags",
+    "api-calls",
+    "api-rounds",
+];
 
 /// A state directory of its own, removed afterwards.
 struct State(PathBuf);

@@ -328,6 +328,7 @@ struct GameDay<'a> {
     open_phase: Option<(String, u64)>,
     faults: Vec<FaultScore>,
     api_calls: u64,
+    api_rounds: u64,
     api_attempts: u64,
     throttled: u64,
     /// Approval requests answered by this Game Day: (case, step, request seq).
@@ -353,6 +354,7 @@ impl<'a> GameDay<'a> {
             open_phase: None,
             faults: Vec::new(),
             api_calls: 0,
+            api_rounds: 0,
             api_attempts: 0,
             throttled: 0,
             answered: BTreeSet::new(),
@@ -535,6 +537,8 @@ impl<'a> GameDay<'a> {
             return;
         };
         let number = |v: &Value| v.as_u64().unwrap_or(0);
+        let report = doc.get("summary").unwrap_or(&doc);
+        self.api_rounds += number(&report["api-rounds"]);
         if let Some(summary) = doc.get("summary") {
             let calls = number(&summary["api-calls"]);
             self.api_calls += calls;
@@ -828,6 +832,7 @@ impl<'a> GameDay<'a> {
             step_retries: scores.iter().map(|c| c.step_retries).sum(),
             cases: scores,
             api_calls: self.api_calls,
+            api_rounds: self.api_rounds,
             retries: self.api_attempts.saturating_sub(self.api_calls),
             throttled: self.throttled,
             faults: std::mem::take(&mut self.faults),
@@ -1164,6 +1169,13 @@ impl<'a> GameDay<'a> {
                 expectation: format!("max-api-calls = {max}"),
                 passed: Some(self.api_calls <= max),
                 actual: self.api_calls.to_string(),
+            });
+        }
+        if let Some(max) = expect.max_api_rounds {
+            expectations.push(ExpectationResult {
+                expectation: format!("max-api-rounds = {max}"),
+                passed: Some(self.api_rounds <= max),
+                actual: self.api_rounds.to_string(),
             });
         }
         if let Some(max) = expect.max_retries {

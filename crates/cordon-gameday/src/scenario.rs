@@ -233,6 +233,12 @@ pub struct Expectations {
     /// At most this many requests put on the wire beyond the operations (retries).
     #[serde(default)]
     pub max_retries: Option<u64>,
+    /// At most this many sequential rounds of AWS calls, the cordon
+    /// processes' added up (a round: calls in flight together; a call sent
+    /// after another's answer starts the next; see `docs/round-trips.md`).
+    /// Enforced: rounds are counted, not timed, so they hold on any machine.
+    #[serde(default)]
+    pub max_api_rounds: Option<u64>,
     /// Time to contain the slowest case should stay under this: reported,
     /// never enforced (timing on a shared machine is not a test).
     #[serde(default)]

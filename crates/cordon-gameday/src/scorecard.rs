@@ -46,6 +46,13 @@ pub struct Scorecard {
     /// AWS operations the cordon processes started (the runs it could count:
     /// a killed process reports none).
     pub api_calls: u64,
+    /// Sequential rounds of AWS calls, the cordon processes' added up: in
+    /// each process, the longest chain of calls each sent only after the one
+    /// before it was answered (calls in flight together share a round), as
+    /// `docs/round-trips.md` counts them. What the calls cost on a network,
+    /// whatever its latency.
+    #[serde(default)]
+    pub api_rounds: u64,
     /// Requests on the wire beyond the operations: SDK retries.
     pub retries: u64,
     /// Throttling answers AWS sent.
@@ -253,8 +260,8 @@ impl Scorecard {
         );
         let _ = writeln!(
             out,
-            "API calls: {}   SDK retries: {}   throttled: {}   step retries: {}",
-            self.api_calls, self.retries, self.throttled, self.step_retries
+            "API calls: {} in {} round(s)   SDK retries: {}   throttled: {}   step retries: {}",
+            self.api_calls, self.api_rounds, self.retries, self.throttled, self.step_retries
         );
         let _ = writeln!(out, "Faults injected: {}", self.faults.len());
         for f in &self.faults {
@@ -358,6 +365,7 @@ impl Scorecard {
             ),
             ("approvals waited", seconds(Some(self.approval_wait_ms))),
             ("API calls", self.api_calls.to_string()),
+            ("API rounds", self.api_rounds.to_string()),
             ("SDK retries", self.retries.to_string()),
             ("throttled answers", self.throttled.to_string()),
             ("step retries", self.step_retries.to_string()),
@@ -702,6 +710,7 @@ mod tests {
             time_to_contain_ms: contain.iter().copied().max(),
             time_to_evidence_ms: None,
             api_calls: 0,
+            api_rounds: 0,
             retries: 0,
             throttled: 0,
             step_retries: 0,
