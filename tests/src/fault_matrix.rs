@@ -135,9 +135,12 @@ pub enum Ending {
     Contained,
     /// Stopped: every step done so far verified, the rest not run.
     Stopped,
-    /// Stopped inside the isolation step: the ENIs it isolated before the
-    /// failure stay isolated, journaled as `isolation-done`; the others are
-    /// back in their own groups (none open); resume isolates them.
+    /// Stopped inside a step's apply, its pre-state journaled: what it
+    /// changed before the failure stays (safer kept than undone: the ENIs
+    /// the isolation step journaled `isolation-done` stay isolated, the others
+    /// are back in their own groups, none open; termination protection set
+    /// on some attributes stays set); resume completes the step, rollback
+    /// restores the pre-state.
     StoppedPartway,
     /// Stopped after a step applied and its read-back was refused or failed:
     /// the change and the failure are journaled; resume verifies it.
@@ -155,7 +158,7 @@ impl fmt::Display for Ending {
         f.write_str(match self {
             Ending::Contained => "contained and verified",
             Ending::Stopped => "stopped, done steps verified",
-            Ending::StoppedPartway => "stopped partway through isolation, journaled",
+            Ending::StoppedPartway => "stopped partway through a step, its pre-state journaled",
             Ending::StoppedUnverified => "stopped with a step applied, its verification failed",
             Ending::RolledBack => "rolled back to the exact pre-state",
             Ending::RolledBackExceptCredentials => "rolled back except credentials",
@@ -458,6 +461,14 @@ async fn check_end(
                     .any(|step| steps.applied.contains(*step) && steps.failed.contains(*step))
                 {
                     ending = ending.max(Ending::StoppedUnverified);
+                    continue;
+                }
+                if makers.iter().any(|step| {
+                    steps.prepared.contains(*step)
+                        && steps.failed.contains(*step)
+                        && !steps.applied.contains(*step)
+                }) {
+                    ending = ending.max(Ending::StoppedPartway);
                     continue;
                 }
                 problems.push(format!(
