@@ -915,6 +915,24 @@ fn preview(text: &str) -> String {
     }
 }
 
+/// `value` as an object, else "expected WHAT to be an object, found …".
+fn an_object<'v>(
+    value: &'v Value,
+    location: &str,
+    what: &str,
+) -> Result<&'v serde_json::Map<String, Value>, FindingError> {
+    match value {
+        Value::Object(object) => Ok(object),
+        other => Err(FindingError::NotAFinding {
+            location: location.to_string(),
+            reason: format!(
+                "expected {what} to be an object, found {}",
+                json_kind(other)
+            ),
+        }),
+    }
+}
+
 fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -997,15 +1015,7 @@ fn finding_from_value(
     raw: String,
     envelope: Option<&serde_json::Map<String, Value>>,
 ) -> Result<Finding, FindingError> {
-    let Value::Object(object) = value else {
-        return Err(FindingError::NotAFinding {
-            location: location.to_string(),
-            reason: format!(
-                "expected the finding to be an object, found {}",
-                json_kind(value)
-            ),
-        });
-    };
+    let object = an_object(value, location, "the finding")?;
     let present = |name| !matches!(field(object, name), None | Some(Value::Null));
     if !present("id") && !present("type") && !present("severity") {
         return Err(FindingError::NotAFinding {

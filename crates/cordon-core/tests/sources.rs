@@ -3,8 +3,6 @@
 //! promise that a GuardDuty finding delivered through Security Hub is the
 //! same case, the same playbook and the same targets as the original.
 
-use std::path::Path;
-
 use cordon_core::finding::{
     Finding, FindingError, Resource, SeverityLabel, Source, Wrapping, parse_findings,
     parse_single_finding,
@@ -12,7 +10,11 @@ use cordon_core::finding::{
 use cordon_core::plan::{Plan, Target, try_plan};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::{Route, route};
-use cordon_core::validate::{load_playbooks, rules_overlap, validate_text};
+use cordon_core::validate::{rules_overlap, validate_text};
+
+#[path = "support/playbooks.rs"]
+mod playbooks;
+use playbooks::{playbook, shipped};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures");
 
@@ -27,29 +29,6 @@ fn all(path: &str) -> Vec<Finding> {
 
 fn one(path: &str) -> Finding {
     parse_single_finding(&read(path), path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn shipped() -> Vec<Playbook> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"));
-    load_playbooks(dir)
-        .unwrap_or_else(|p| panic!("shipped playbooks: {p:?}"))
-        .into_iter()
-        .map(|l| l.playbook)
-        .collect()
-}
-
-fn playbook(yaml: &str) -> Playbook {
-    match validate_text(yaml, "inline.yaml") {
-        Ok((playbook, _)) => playbook,
-        Err(problems) => panic!(
-            "test playbook is invalid:\n{}",
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    }
 }
 
 fn plan_with(finding: &Finding, playbooks: &[Playbook]) -> Plan {

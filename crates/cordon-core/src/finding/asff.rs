@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use super::{
     AccessKeyDetails, AsffFacts, Finding, FindingError, FindingType, InstanceDetails,
     InstanceProfileRef, NetworkInterface, Resource, ResourceRole, Service, Severity, SeverityLabel,
-    Source, Tag, Wrapping, field, json_kind, preview, required_text, text, value_as_bool,
-    value_as_f64, value_as_text,
+    Source, Tag, Wrapping, an_object, field, json_kind, preview, required_text, text,
+    value_as_bool, value_as_f64, value_as_text,
 };
 
 /// A Security Hub finding rather than a GuardDuty finding or a Config
@@ -99,15 +99,7 @@ pub(super) fn finding_from_value(
     raw: String,
     envelope: Option<&Map<String, Value>>,
 ) -> Result<Finding, FindingError> {
-    let Value::Object(object) = value else {
-        return Err(FindingError::NotAFinding {
-            location: location.to_string(),
-            reason: format!(
-                "expected the Security Hub finding to be an object, found {}",
-                json_kind(value)
-            ),
-        });
-    };
+    let object = an_object(value, location, "the Security Hub finding")?;
     let shown_id = text(object, "id")
         .filter(|id| !id.trim().is_empty())
         .map(|id| preview(&id));

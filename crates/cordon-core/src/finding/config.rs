@@ -22,7 +22,8 @@ use sha2::{Digest, Sha256};
 
 use super::{
     ConfigEvaluation, Finding, FindingError, FindingType, InstanceDetails, Resource, Service,
-    Severity, Source, Wrapping, field, json_kind, preview, required_text, text, value_as_text,
+    Severity, Source, Wrapping, an_object, field, json_kind, preview, required_text, text,
+    value_as_text,
 };
 
 /// An EventBridge event from Config about a rule's compliance.
@@ -49,15 +50,7 @@ pub(super) fn finding_from_value(
     raw: String,
     envelope: Option<&Map<String, Value>>,
 ) -> Result<Finding, FindingError> {
-    let Value::Object(object) = detail else {
-        return Err(FindingError::NotAFinding {
-            location: location.to_string(),
-            reason: format!(
-                "expected the Config event's `detail` to be an object, found {}",
-                json_kind(detail)
-            ),
-        });
-    };
+    let object = an_object(detail, location, "the Config event's `detail`")?;
     let shown = text(object, "configRuleName")
         .map(|r| preview(&r))
         .unwrap_or_else(|| "(no rule)".to_string());
