@@ -18,8 +18,8 @@ use crate::playbook::{MatchRule, Playbook, Step, StepDocument};
 use crate::text::{needs_escape, preview};
 use crate::yaml::{self, Document, Location};
 
-/// Resource types a playbook may match on: GuardDuty's and cordon's own
-/// (every source), then Config's and Security Hub's names (their source only).
+/// Resource types a playbook may match on for every source: GuardDuty's and
+/// cordon's own.
 pub const KNOWN_RESOURCE_TYPES: &[&str] = &[
     "Instance",
     "AccessKey",
@@ -34,6 +34,11 @@ pub const KNOWN_RESOURCE_TYPES: &[&str] = &[
     "EBSVolume",
     "SecurityGroup",
     "Snapshot",
+];
+
+/// Config's and Security Hub's resource-type names a playbook may match on
+/// (findings of that source only).
+pub const SOURCE_RESOURCE_TYPES: &[&str] = &[
     "AWS::EC2::Instance",
     "AWS::S3::Bucket",
     "AWS::EC2::SecurityGroup",
@@ -753,11 +758,17 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
         );
     }
     for (i, resource) in rule.resource_types.iter().enumerate() {
-        if !KNOWN_RESOURCE_TYPES.contains(&resource.as_str()) {
+        if !KNOWN_RESOURCE_TYPES.contains(&resource.as_str())
+            && !SOURCE_RESOURCE_TYPES.contains(&resource.as_str())
+        {
+            // cordon's own names first: they match every source.
+            let hint = Some(closest(resource, KNOWN_RESOURCE_TYPES, "known types"))
+                .filter(|h| h.starts_with("did you mean"))
+                .unwrap_or_else(|| closest(resource, SOURCE_RESOURCE_TYPES, "known types"));
             cx.push(
                 &format!("match.resource-types[{i}]"),
                 format!("unknown resource type {resource:?}"),
-                Some(closest(resource, KNOWN_RESOURCE_TYPES, "known types")),
+                Some(hint),
             );
         }
     }
