@@ -528,6 +528,7 @@ SCENARIOS = [
     Scenario("cordon-full-fresh-vpc", "a", "cordon", "ec2-compromised-high, fresh VPC (groups created)", "ec2", "playbooks", groups_present=False, evidence=True),
     Scenario("cordon-hang", "a", "cordon", "ec2-compromised-high, fresh VPC, first CreateSecurityGroup never answered", "ec2", "playbooks", groups_present=False, evidence=True, hang_operation="CreateSecurityGroup"),
     Scenario("cordon-isolate-snapshot", "a", "cordon", "isolate + snapshot (benches/playbooks)", "ec2", "benches/playbooks/isolate-snapshot.yaml"),
+    Scenario("cordon-isolate-snapshot-parallel", "a", "cordon", "isolate + snapshot side by side (benches/playbooks-parallel)", "ec2", "benches/playbooks-parallel/isolate-snapshot.yaml"),
     Scenario("boto3-ec2", "b", "boto3", "Lambda handler: tag, ModifyInstanceAttribute(Groups), snapshot each volume", "ec2", isolation_op="ModifyInstanceAttribute"),
     Scenario("c7n-ec2", "c", "c7n", "policy: modify-security-groups (isolation group) + snapshot", "ec2"),
     Scenario("cordon-key", "a", "cordon", "deactivate-access-key (benches/playbooks)", "key", "benches/playbooks/deactivate-key.yaml"),
@@ -909,6 +910,8 @@ def comparisons(summaries: dict[str, dict]) -> list[dict]:
     for label, cordon, other, key in [
         ("isolate + snapshot, wall", "cordon-isolate-snapshot", "boto3-ec2", "wall-s"),
         ("isolate + snapshot, wall", "cordon-isolate-snapshot", "c7n-ec2", "wall-s"),
+        ("isolate + snapshot side by side, wall", "cordon-isolate-snapshot-parallel", "boto3-ec2", "wall-s"),
+        ("isolate + snapshot side by side, wall", "cordon-isolate-snapshot-parallel", "c7n-ec2", "wall-s"),
         ("to isolated (last isolating call answered)", "cordon-isolate-snapshot", "boto3-ec2", "isolated-s"),
         ("to isolated (last isolating call answered)", "cordon-isolate-snapshot", "c7n-ec2", "isolated-s"),
         ("deactivate key, wall", "cordon-key", "boto3-key", "wall-s"),
@@ -1064,7 +1067,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.smoke:
-        args.runs, args.warmup, args.only = 1, 0, "cordon-full,cordon-isolate-snapshot,cordon-key,e"
+        args.runs, args.warmup, args.only = 1, 0, "cordon-full,cordon-isolate-snapshot,cordon-isolate-snapshot-parallel,cordon-key,e"
     profile = args.profile or ("dev" if args.smoke else "release")
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
     known = {"a", "b", "c", "d", "e"} | {s.name for s in SCENARIOS}

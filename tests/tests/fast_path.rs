@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use cordon_aws::actions::AwsActions;
+use cordon_aws::actions::ec2::isolate;
 use cordon_aws::client::{AwsClients, CONTROL_PLANE_ATTEMPT_TIMEOUT};
+use cordon_aws::read_cache::Scope;
 use cordon_aws::recorder::{RecordedCall, sequential_rounds};
 use cordon_core::action::ActionKind;
 use cordon_core::plan::Plan;
@@ -162,6 +164,117 @@ async fn isolating_in_a_fresh_vpc_takes_six_rounds() {
         ("RevokeSecurityGroupEgress", 1),
     ];
     assert_isolation_cost(false, &calls, 6).await;
+}
+
+/// The read scope of `plan`'s case: the finding's account, the clients' region.
+fn scope_of(clients: &AwsClients, plan: &Plan) -> Scope {
+    Scope {
+        account: plan.finding.account_id.clone(),
+        region: clients.region.clone(),
+    }
+}
+
+/// The reads made before the case opens, alongside the caller-identity
+/// check, stand as the isolation step's pre-state: the step itself then reads
+/// nothing before it swaps, and isolating takes three rounds of its own, not
+/// four (`cordon run` counts the early round with the identity check's).
+#[tokio::test]
+async fn the_reads_made_before_the_case_opened_stand_as_the_isolation_pre_state() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let env = provision(clients, &environment()).await.expect("provision");
+    let (actions, _) = local_actions(clients, "fast-path-early");
+    contain(&actions, &plan_for(&env, "earlier", "isolate-instance")).await;
+    let plan = plan_for(&env, "suspect", "isolate-instance");
+    let early = isolate::early_reads(clients, &plan)
+        .await
+        .expect("the plan isolates an instance");
+    early.keep(clients, &scope_of(clients, &plan));
+    clients.recorder.reset();
+    contain(&actions, &plan).await;
+    let recorded = isolate_calls(clients);
+    let calls = [
+        ("DescribeNetworkInterfaces", 1),
+        ("DescribeSecurityGroups", 1),
+        ("ModifyNetworkInterfaceAttribute", 4),
+    ];
+    assert_eq!(
+        per_operation(&recorded),
+        calls.iter().copied().collect(),
+        "{recorded:#?}"
+    );
+    assert_eq!(sequential_rounds(&recorded), 3, "{recorded:#?}");
+}
+
+/// An ENI in an isolation group when the early reads were made may belong to
+/// another case rolling back (its claim released since): the pre-state is
+/// then read again after the claims, and records the groups the ENI is in
+/// by then, never the isolation group.
+#[tokio::test]
+async fn early_reads_that_saw_an_isolation_group_are_made_again_for_the_pre_state() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let env = provision(clients, &environment()).await.expect("provision");
+    let (actions, _) = local_actions(clients, "fast-path-early-stale");
+    contain(&actions, &plan_for(&env, "earlier", "isolate-instance")).await;
+    let isolation = groups_named(clients, &env.vpcs["vpc"].id, ISOLATION).await;
+    let plan = plan_for(&env, "suspect", "isolate-instance");
+    let eni = env.instances["suspect"].eni_ids()[0].clone();
+    let own = eni_groups(clients, &eni).await;
+    set_eni_groups(clients, &eni, &isolation).await;
+    let early = isolate::early_reads(clients, &plan)
+        .await
+        .expect("the plan isolates an instance");
+    // The other case's rollback puts the ENI back, then the claim is free.
+    set_eni_groups(clients, &eni, &own).await;
+    early.keep(clients, &scope_of(clients, &plan));
+    clients.recorder.reset();
+    let mut step = Lifecycle::new(&actions, &plan, "step");
+    step.pre_state().await.expect("pre-state");
+    let recorded = isolate_calls(clients);
+    assert_eq!(
+        per_operation(&recorded).get("DescribeNetworkInterfaces"),
+        Some(&1),
+        "read again: {recorded:#?}"
+    );
+    let journaled = step.pre()["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .iter()
+        .find(|i| i["network-interface-id"] == eni.as_str())
+        .expect("the ENI")["security-group-ids"]
+        .clone();
+    assert_eq!(journaled, json!(own), "pre-state of {eni}");
+}
+
+/// The security groups of `eni`, read straight from the emulator.
+async fn eni_groups(clients: &AwsClients, eni: &str) -> Vec<String> {
+    let out = clients
+        .ec2
+        .describe_network_interfaces()
+        .network_interface_ids(eni)
+        .send()
+        .await
+        .expect("DescribeNetworkInterfaces");
+    out.network_interfaces()[0]
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id().map(str::to_string))
+        .collect()
+}
+
+/// Puts `eni` in exactly `groups`, straight through the emulator.
+async fn set_eni_groups(clients: &AwsClients, eni: &str, groups: &[String]) {
+    clients
+        .ec2
+        .modify_network_interface_attribute()
+        .network_interface_id(eni)
+        .set_groups(Some(groups.to_vec()))
+        .send()
+        .await
+        .expect("ModifyNetworkInterfaceAttribute");
 }
 
 /// A proxy with no delay in front of the emulator that never answers the

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use aws_sdk_ec2::types::Instance;
 use cordon_core::executor::ErrorKind;
 use cordon_core::plan::Plan;
 
@@ -39,6 +40,18 @@ pub async fn protected_resources(
     plan: &Plan,
     tag_key: &str,
 ) -> Result<BTreeMap<String, String>, ProtectedTagError> {
+    protected_resources_given(clients, plan, tag_key, None).await
+}
+
+/// [`protected_resources`], with an instance of the plan already described
+/// (by the same clients, alongside: the early reads of an isolation step)
+/// read from that description instead of described again.
+pub async fn protected_resources_given(
+    clients: &AwsClients,
+    plan: &Plan,
+    tag_key: &str,
+    described: Option<&Instance>,
+) -> Result<BTreeMap<String, String>, ProtectedTagError> {
     let mut out = BTreeMap::new();
     let resources = plan.resources();
     let fail = |resource: &str, e: CallError| ProtectedTagError {
@@ -57,19 +70,28 @@ pub async fn protected_resources(
         .filter_map(|r| r.strip_prefix("instance:"))
         .collect();
     for instance in instances {
-        let request = clients.ec2.describe_instances().instance_ids(instance);
-        let answer = clients
-            .call(&ops::EC2_DESCRIBE_INSTANCES, instance, request)
-            .await;
-        let output = match answer {
-            Ok(output) => output,
-            Err(e) if e.kind == ErrorKind::NotFound => continue,
-            Err(e) => return Err(fail(instance, e)),
+        let output;
+        let found: Vec<&Instance> = match described.filter(|d| d.instance_id() == Some(instance)) {
+            Some(known) => vec![known],
+            None => {
+                let request = clients.ec2.describe_instances().instance_ids(instance);
+                let answer = clients
+                    .call(&ops::EC2_DESCRIBE_INSTANCES, instance, request)
+                    .await;
+                output = match answer {
+                    Ok(output) => output,
+                    Err(e) if e.kind == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(fail(instance, e)),
+                };
+                output
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .collect()
+            }
         };
-        let value = output
-            .reservations()
-            .iter()
-            .flat_map(|r| r.instances())
+        let value = found
+            .into_iter()
             .flat_map(|i| i.tags())
             .find(|t| t.key() == Some(tag_key))
             .map(|t| t.value().unwrap_or_default().to_string());

@@ -85,12 +85,15 @@ enum Key {
     Interfaces(Scope, String),
     /// A group by VPC and name.
     Group(Scope, String, String),
+    /// An instance's description, read before its case opened.
+    Instance(Scope, String),
 }
 
 #[derive(Debug, Clone)]
 enum Value {
     Interfaces(Vec<NetworkInterface>),
     Group(Option<SecurityGroup>),
+    Instance(Box<Instance>),
 }
 
 #[derive(Debug)]
@@ -100,6 +103,9 @@ struct Entry {
     value: Value,
     /// When the read that filled it was sent.
     sent: Instant,
+    /// Read before the case opened ([`ReadCache::store_early`]) and not yet
+    /// used for a pre-state.
+    early: bool,
 }
 
 #[derive(Debug)]
@@ -137,6 +143,19 @@ pub struct ReadCache {
     target_scans: Arc<Mutex<BTreeMap<Scope, ScanSlot>>>,
 }
 
+/// What [`ReadCache::store_early`] keeps: reads made before a case opened.
+#[derive(Debug)]
+pub struct EarlyAnswers {
+    /// The instance they are about.
+    pub instance_id: String,
+    /// Its description, when the read succeeded.
+    pub instance: Option<Instance>,
+    /// Its attached ENIs, when the read succeeded.
+    pub interfaces: Option<Vec<NetworkInterface>>,
+    /// (VPC, group name, the group or `None` when absent) for every lookup made.
+    pub groups: Vec<(String, String, Option<SecurityGroup>)>,
+}
+
 /// A read in flight, from [`ReadCache::begin`]; its result is stored only if
 /// nothing it is about changed while it was in flight.
 #[derive(Debug)]
@@ -149,6 +168,11 @@ impl ReadCache {
     /// An empty cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether `self` and `other` are one cache (clones of each other).
+    pub fn shares(&self, other: &ReadCache) -> bool {
+        Arc::ptr_eq(&self.reads, &other.reads)
     }
 
     /// Announces a read about `ids` (an instance id, a VPC id), before it is sent.
@@ -199,7 +223,116 @@ impl ReadCache {
         }
         match entry.value {
             Value::Interfaces(enis) => Some(enis),
-            Value::Group(_) => None,
+            Value::Group(_) | Value::Instance(_) => None,
+        }
+    }
+
+    /// Stores, under one ticket begun before any of them was sent, the reads
+    /// a case's first steps need that were made alongside the caller-identity
+    /// check, before the case opened ([`crate::actions::ec2::isolate::EarlyReads`]):
+    /// the instance, its attached ENIs, and its VPCs' isolation groups by name.
+    /// Nothing is stored if a mutating call named any of them since.
+    pub fn store_early(&self, ticket: ReadTicket, scope: &Scope, early: EarlyAnswers) {
+        let mut reads = self.lock();
+        let Some(pending) = reads.pending.remove(&ticket.id).filter(|p| !p.stale) else {
+            return;
+        };
+        let sent = pending.sent;
+        let mut entry = |key: Key, ids: Vec<String>, value: Value, early: bool| {
+            reads.entries.insert(
+                key,
+                Entry {
+                    ids,
+                    value,
+                    sent,
+                    early,
+                },
+            );
+        };
+        let instance_id = early.instance_id;
+        let eni_ids = |enis: &[NetworkInterface]| -> Vec<String> {
+            std::iter::once(instance_id.clone())
+                .chain(
+                    enis.iter()
+                        .filter_map(|eni| eni.network_interface_id().map(str::to_string)),
+                )
+                .collect()
+        };
+        if let Some(instance) = early.instance {
+            let attached: Vec<String> = std::iter::once(instance_id.clone())
+                .chain(
+                    instance
+                        .network_interfaces()
+                        .iter()
+                        .filter_map(|n| n.network_interface_id().map(str::to_string)),
+                )
+                .collect();
+            entry(
+                Key::Instance(scope.clone(), instance_id.clone()),
+                attached,
+                Value::Instance(Box::new(instance)),
+                true,
+            );
+        }
+        if let Some(enis) = early.interfaces {
+            entry(
+                Key::Interfaces(scope.clone(), instance_id.clone()),
+                eni_ids(&enis),
+                Value::Interfaces(enis),
+                true,
+            );
+        }
+        for (vpc_id, name, group) in early.groups {
+            let mut ids = vec![vpc_id.clone()];
+            ids.extend(
+                group
+                    .as_ref()
+                    .and_then(|g| g.group_id())
+                    .map(str::to_string),
+            );
+            entry(
+                Key::Group(scope.clone(), vpc_id, name),
+                ids,
+                Value::Group(group),
+                false,
+            );
+        }
+    }
+
+    /// The instance as read before its case opened, within the last
+    /// [`INTERFACES_REUSE_WINDOW`] and if nothing changed it (or its ENIs)
+    /// since; taken, so only the first describe of it uses it.
+    pub fn take_early_instance(&self, scope: &Scope, instance_id: &str) -> Option<Instance> {
+        let key = Key::Instance(scope.clone(), instance_id.to_string());
+        let entry = self.lock().entries.remove(&key)?;
+        if entry.sent.elapsed() > INTERFACES_REUSE_WINDOW {
+            return None;
+        }
+        match entry.value {
+            Value::Instance(instance) => Some(*instance),
+            Value::Interfaces(_) | Value::Group(_) => None,
+        }
+    }
+
+    /// The instance's ENIs as read before its case opened, for a pre-state:
+    /// once (a second pre-state attempt reads afresh), within the last
+    /// [`INTERFACES_REUSE_WINDOW`], if nothing changed them since. The entry
+    /// stays for apply's [`ReadCache::take_interfaces`].
+    pub fn take_early_interfaces(
+        &self,
+        scope: &Scope,
+        instance_id: &str,
+    ) -> Option<Vec<NetworkInterface>> {
+        let key = Key::Interfaces(scope.clone(), instance_id.to_string());
+        let mut reads = self.lock();
+        let entry = reads.entries.get_mut(&key).filter(|e| e.early)?;
+        entry.early = false;
+        if entry.sent.elapsed() > INTERFACES_REUSE_WINDOW {
+            return None;
+        }
+        match &entry.value {
+            Value::Interfaces(enis) => Some(enis.clone()),
+            Value::Group(_) | Value::Instance(_) => None,
         }
     }
 
@@ -226,6 +359,7 @@ impl ReadCache {
                 ids,
                 value: Value::Group(group.cloned()),
                 sent,
+                early: false,
             },
         );
     }
@@ -242,7 +376,7 @@ impl ReadCache {
         let key = Key::Group(scope.clone(), vpc_id.to_string(), name.to_string());
         match &self.lock().entries.get(&key)?.value {
             Value::Group(group) => Some(group.clone()),
-            Value::Interfaces(_) => None,
+            Value::Interfaces(_) | Value::Instance(_) => None,
         }
     }
 
@@ -318,6 +452,7 @@ impl ReadCache {
                     ids,
                     value,
                     sent: pending.sent,
+                    early: false,
                 },
             );
         }

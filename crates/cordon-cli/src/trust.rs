@@ -9,10 +9,12 @@ use anyhow::anyhow;
 use clap::Args;
 use cordon_aws::accounts::{self, AccountError, CrossAccount, Scope};
 use cordon_aws::actions::AwsActions;
+use cordon_aws::actions::ec2::isolate;
 use cordon_aws::client::AwsClients;
 use cordon_aws::evidence::EvidenceStore;
 use cordon_aws::guardduty::{self, VerifyError};
 use cordon_aws::pause::PauseSwitches;
+use cordon_aws::read_cache::Scope as ReadScope;
 use cordon_core::executor::{FleetCap, Report};
 use cordon_core::finding::Finding;
 use cordon_core::ids::IdKind;
@@ -138,25 +140,37 @@ impl GuardArgs {
         self.protect_with(clients, None, plan).await
     }
 
-    /// The protected-tag read made with the caller's own clients in the
-    /// finding's region, to run alongside [`case_aws`]'s caller-identity
-    /// check: for a finding in the caller's own account (the common case)
-    /// its answer is ready when that check is, one round trip sooner than
-    /// reading after it. `None` when it cannot be made (the check reports why).
+    /// The reads made with the caller's own clients in the finding's region,
+    /// to run alongside [`case_aws`]'s caller-identity check: the
+    /// isolation step's pre-state reads ([`isolate::early_reads`]) and the
+    /// protected-tag read (from the same DescribeInstances when there is one).
+    /// For a finding in the caller's own account (the common case) their
+    /// answers are ready when that check is, one round trip sooner than
+    /// reading after it. `None` when they cannot be made (the check reports why).
     pub async fn protected_early(&self, aws: &Aws, plan: &Plan) -> Option<EarlyProtected> {
-        if self.protected_tag.is_empty() {
-            return None;
-        }
         let caller = aws.clients().await.ok()?;
         let clients = accounts::own_account_clients(caller, &plan.finding.region).ok()?;
-        let read =
-            cordon_aws::protected::protected_resources(&clients, plan, &self.protected_tag).await;
-        Some(EarlyProtected(read))
+        let reads = isolate::early_reads(&clients, plan).await;
+        let read = if self.protected_tag.is_empty() {
+            None
+        } else {
+            let described = reads.as_ref().and_then(|r| r.instance());
+            Some(
+                cordon_aws::protected::protected_resources_given(
+                    &clients,
+                    plan,
+                    &self.protected_tag,
+                    described,
+                )
+                .await,
+            )
+        };
+        Some(EarlyProtected { read, reads })
     }
 
     /// [`GuardArgs::protect`] for a case whose AWS side is known: the early
-    /// read is used when the case acts in the caller's own account (the
-    /// account and region it was made in), and thrown away otherwise.
+    /// reads are used when the case acts in the caller's own account (the
+    /// account and region they were made in), and thrown away otherwise.
     pub async fn protect_case(
         &self,
         case: &CaseAws,
@@ -167,14 +181,28 @@ impl GuardArgs {
             .scope
             .as_ref()
             .is_some_and(|s| s.assumed_role.is_none() && s.region == plan.finding.region);
-        let early = early.filter(|_| own);
-        self.protect_with(&case.actions.clients, early, plan).await
+        let mut read = None;
+        if let Some(early) = early {
+            if let Some(reads) = early.reads {
+                if own {
+                    let scope = ReadScope {
+                        account: plan.finding.account_id.clone(),
+                        region: case.actions.clients.region.clone(),
+                    };
+                    reads.keep(&case.actions.clients, &scope);
+                } else {
+                    reads.drop_reads();
+                }
+            }
+            read = early.read.filter(|_| own);
+        }
+        self.protect_with(&case.actions.clients, read, plan).await
     }
 
     async fn protect_with(
         &self,
         clients: &AwsClients,
-        early: Option<EarlyProtected>,
+        early: Option<ProtectedRead>,
         plan: &mut Plan,
     ) -> Result<(), Failure> {
         if self.protected_tag.is_empty() {
@@ -183,7 +211,7 @@ impl GuardArgs {
             )));
         }
         let read = match early {
-            Some(EarlyProtected(read)) => read,
+            Some(read) => read,
             None => {
                 cordon_aws::protected::protected_resources(clients, plan, &self.protected_tag).await
             }
@@ -194,11 +222,18 @@ impl GuardArgs {
     }
 }
 
+/// What the protected-tag guard read.
+type ProtectedRead =
+    Result<std::collections::BTreeMap<String, String>, cordon_aws::protected::ProtectedTagError>;
+
 /// The answer of [`GuardArgs::protected_early`].
 #[derive(Debug)]
-pub struct EarlyProtected(
-    Result<std::collections::BTreeMap<String, String>, cordon_aws::protected::ProtectedTagError>,
-);
+pub struct EarlyProtected {
+    /// The protected-tag read (`None`: no tag to read).
+    read: Option<ProtectedRead>,
+    /// The isolation step's pre-state reads, if the plan has one.
+    reads: Option<isolate::EarlyReads>,
+}
 
 /// A case's AWS side: the actions, acting in the finding's account and
 /// region, and the caller's own clients for what is cordon's, not the

@@ -53,12 +53,15 @@ use serde_json::{Value, json};
 use tracing::warn;
 
 use super::{
-    BoxedCall, Sent, describe_instance, filter, instance_network_interfaces, interface_group_ids,
-    join_all, network_interfaces_by_id, read_scope, send_reconciled, try_join_all,
+    BoxedCall, Sent, attached_interfaces, describe_instance, filter, instance_network_interfaces,
+    interface_group_ids, join_all, network_interfaces_by_id, read_scope, send_reconciled,
+    try_join_all,
 };
 use crate::actions::{Amended, Ctx, Handler};
 use crate::call::items;
+use crate::client::AwsClients;
 use crate::ops;
+use crate::read_cache::{EarlyAnswers, ReadCache, ReadTicket, Scope};
 
 /// The `isolate-instance` handler.
 #[derive(Debug)]
@@ -298,11 +301,10 @@ pub(crate) fn rule_summary(rules: &[IpPermission]) -> Vec<String> {
 
 /// Security groups matching every one of `filters` (paginated).
 async fn describe_groups(
-    ctx: Ctx<'_>,
+    clients: &AwsClients,
     filters: Vec<Filter>,
     label: &str,
 ) -> Result<Vec<SecurityGroup>, ActionError> {
-    let clients = ctx.clients();
     let request = clients
         .ec2
         .describe_security_groups()
@@ -315,16 +317,21 @@ async fn describe_groups(
 
 /// The groups named `names` in `vpcs`: one filtered DescribeSecurityGroups for all VPCs.
 async fn find_groups(
-    ctx: Ctx<'_>,
+    clients: &AwsClients,
     vpcs: &[String],
     names: &[String],
 ) -> Result<Vec<SecurityGroup>, ActionError> {
     let filters = vec![filter("vpc-id", vpcs)?, filter("group-name", names)?];
-    describe_groups(ctx, filters, &vpcs.join(",")).await
+    describe_groups(clients, filters, &vpcs.join(",")).await
 }
 
 async fn groups_by_id(ctx: Ctx<'_>, ids: &[String]) -> Result<Vec<SecurityGroup>, ActionError> {
-    describe_groups(ctx, vec![filter("group-id", ids)?], &ids.join(",")).await
+    describe_groups(
+        ctx.clients(),
+        vec![filter("group-id", ids)?],
+        &ids.join(","),
+    )
+    .await
 }
 
 /// What creating a group came to.
@@ -372,7 +379,7 @@ async fn create_group(
             )
     };
     let find = || async {
-        let found = find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()]).await?;
+        let found = find_groups(ctx.clients(), &[vpc_id.to_string()], &[name.to_string()]).await?;
         Ok(found.into_iter().next())
     };
     match send_reconciled(ctx, op, vpc_id, request, find).await? {
@@ -509,10 +516,12 @@ async fn ensure_isolation_group(
             }
             Made::Exists(Some(group)) => Some(group),
             // Lost a creation race to another worker: use its group.
-            Made::Exists(None) => find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()])
-                .await?
-                .into_iter()
-                .next(),
+            Made::Exists(None) => {
+                find_groups(ctx.clients(), &[vpc_id.to_string()], &[name.to_string()])
+                    .await?
+                    .into_iter()
+                    .next()
+            }
         },
     };
     let Some(group) = existing else {
@@ -577,7 +586,7 @@ async fn ensure_untrack_group(
                 group.ip_permissions_egress().to_vec(),
             ),
             Made::Exists(None) => {
-                let group = find_groups(ctx, &[vpc_id.to_string()], &[name.to_string()])
+                let group = find_groups(ctx.clients(), &[vpc_id.to_string()], &[name.to_string()])
                     .await?
                     .into_iter()
                     .next()
@@ -651,7 +660,7 @@ async fn look_up_groups(
     let scope = read_scope(ctx);
     let ids: Vec<&str> = vpcs.iter().map(String::as_str).collect();
     let ticket = reads.begin(&ids);
-    let found = find_groups(ctx, vpcs, names).await;
+    let found = find_groups(ctx.clients(), vpcs, names).await;
     if let Ok(found) = &found {
         for vpc in vpcs {
             for name in names {
@@ -1221,6 +1230,161 @@ async fn isolate(
     })
 }
 
+/// The VPCs the finding names for the instance's ENIs (a head start only:
+/// the pre-state reads the live ENIs).
+fn named_vpcs(target: &cordon_core::plan::InstanceTarget) -> Vec<String> {
+    let vpcs: BTreeSet<String> = target
+        .network_interfaces
+        .iter()
+        .filter_map(|eni| eni.vpc_id.as_ref().map(|v| v.as_str().to_string()))
+        .collect();
+    vpcs.into_iter().collect()
+}
+
+/// ENIs read before the case opened, if they can stand as the pre-state:
+/// none may be in an isolation or untrack group. One that is may be held by
+/// another case that was rolling back when they were read (its claim
+/// released since), and a pre-state taken mid-rollback would make this
+/// case's own rollback restore the wrong groups; the pre-state then reads
+/// again, after this case's claims.
+fn usable_early_interfaces(
+    enis: Vec<NetworkInterface>,
+    p: &Params,
+) -> Option<Vec<NetworkInterface>> {
+    let names = group_names(p);
+    let in_cordon_group = enis.iter().any(|eni| {
+        eni.groups()
+            .iter()
+            .any(|g| g.group_name().is_some_and(|n| names.iter().any(|c| c == n)))
+    });
+    (!in_cordon_group).then_some(enis)
+}
+
+/// The reads an isolation step's pre-state makes (the instance, its attached
+/// ENIs, its VPCs' isolation groups), made alongside the caller-identity
+/// check, before the case opens: for a finding in the caller's own account
+/// and region (the common case) the first step's pre-state is then ready as
+/// soon as the case has claimed its resources, one round trip sooner.
+///
+/// They are made with the caller's own clients before the case's account is
+/// known, so [`EarlyReads::keep`] is for a case that turned out to act in
+/// the caller's own account and region only; for any other they are dropped.
+#[derive(Debug)]
+pub struct EarlyReads {
+    /// The cache of the clients that made them, where their ticket lives.
+    cache: ReadCache,
+    ticket: ReadTicket,
+    answers: EarlyAnswers,
+}
+
+impl EarlyReads {
+    /// The instance as read, for the protected-tag guard (`None`: the read
+    /// failed or found no such instance; the guard then reads on its own).
+    pub fn instance(&self) -> Option<&aws_sdk_ec2::types::Instance> {
+        self.answers.instance.as_ref()
+    }
+
+    /// Keeps the reads for the case's pre-states in the read cache of
+    /// `clients` (the case's, in the caller's own account), in `scope` (the
+    /// finding's account and the case clients' region). The cache drops them
+    /// if a mutating call named the instance, its ENIs or its VPCs since
+    /// they were sent, and they stand for a few seconds only
+    /// ([`crate::read_cache::INTERFACES_REUSE_WINDOW`]). Clients that do not
+    /// share the cache they were made with get nothing.
+    pub fn keep(self, clients: &AwsClients, scope: &Scope) {
+        if clients.reads.shares(&self.cache) {
+            self.cache.store_early(self.ticket, scope, self.answers);
+        } else {
+            self.cache.end(self.ticket);
+        }
+    }
+
+    /// Drops the reads (a case in another account or region).
+    pub fn drop_reads(self) {
+        self.cache.end(self.ticket);
+    }
+}
+
+/// Makes [`EarlyReads`] for `plan`'s isolation step, if it has one on an
+/// instance: DescribeInstances, DescribeNetworkInterfaces by attachment and
+/// one DescribeSecurityGroups for the isolation groups of the VPCs the
+/// finding names, all at once. A failed read is left out (the pre-state
+/// makes it again and reports its error).
+pub async fn early_reads(
+    clients: &AwsClients,
+    plan: &cordon_core::plan::Plan,
+) -> Option<EarlyReads> {
+    let (p, target) = plan
+        .steps
+        .iter()
+        .find_map(|step| match (&step.action, &step.target) {
+            (
+                cordon_core::action::Action::IsolateInstance(p),
+                cordon_core::plan::Target::Instance(t),
+            ) => Some((p, t)),
+            _ => None,
+        })?;
+    let instance_id = target.instance_id.clone();
+    let vpcs = named_vpcs(target);
+    let names = group_names(p);
+    let mut ids: Vec<&str> = vec![instance_id.as_str()];
+    ids.extend(
+        target
+            .network_interfaces
+            .iter()
+            .map(|e| e.network_interface_id.as_str()),
+    );
+    ids.extend(vpcs.iter().map(String::as_str));
+    let cache = clients.reads.clone();
+    let ticket = cache.begin(&ids);
+    let describe = async {
+        let request = clients.ec2.describe_instances().instance_ids(&instance_id);
+        let out = clients
+            .call(&ops::EC2_DESCRIBE_INSTANCES, &instance_id, request)
+            .await
+            .ok()?;
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.instance_id() == Some(instance_id.as_str()))
+            .cloned()
+    };
+    let groups = async {
+        if vpcs.is_empty() {
+            return Vec::new();
+        }
+        let Ok(found) = find_groups(clients, &vpcs, &names).await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for vpc in &vpcs {
+            for name in &names {
+                let group = found
+                    .iter()
+                    .find(|g| g.vpc_id() == Some(vpc) && g.group_name() == Some(name))
+                    .cloned();
+                out.push((vpc.clone(), name.clone(), group));
+            }
+        }
+        out
+    };
+    let (instance, interfaces, groups) = tokio::join!(
+        describe,
+        async { attached_interfaces(clients, &instance_id).await.ok() },
+        groups
+    );
+    Some(EarlyReads {
+        cache,
+        ticket,
+        answers: EarlyAnswers {
+            instance_id,
+            instance,
+            interfaces,
+            groups,
+        },
+    })
+}
+
 impl Handler for IsolateInstance {
     type Params = Params;
     type PreState = IsolationPreState;
@@ -1233,17 +1397,30 @@ impl Handler for IsolateInstance {
     async fn pre_state(ctx: Ctx<'_>, p: &Params) -> Result<IsolationPreState, ActionError> {
         let target = ctx.instance()?;
         let instance_id = &target.instance_id;
-        let named_vpcs: BTreeSet<String> = target
-            .network_interfaces
+        let named_vpcs = named_vpcs(target);
+        let scope = read_scope(ctx);
+        let reads = &ctx.clients().reads;
+        let early = reads
+            .take_early_interfaces(&scope, instance_id)
+            .and_then(|enis| usable_early_interfaces(enis, p));
+        if early.is_none() {
+            // Not used for the pre-state: not for apply either.
+            let _ = reads.take_interfaces(&scope, instance_id);
+        }
+        let names = group_names(p);
+        let groups_known = named_vpcs
             .iter()
-            .filter_map(|eni| eni.vpc_id.as_ref().map(|v| v.as_str().to_string()))
-            .collect();
-        let named_vpcs: Vec<String> = named_vpcs.into_iter().collect();
+            .all(|vpc| names.iter().all(|n| reads.group(&scope, vpc, n).is_some()));
         let (instance, enis, _) = tokio::join!(
             describe_instance(ctx, instance_id),
-            read_interfaces_for_reuse(ctx, instance_id),
             async {
-                if named_vpcs.is_empty() {
+                match early {
+                    Some(enis) => Ok(enis),
+                    None => read_interfaces_for_reuse(ctx, instance_id).await,
+                }
+            },
+            async {
+                if named_vpcs.is_empty() || groups_known {
                     return;
                 }
                 // Only a head start for apply: if it fails, apply looks again.

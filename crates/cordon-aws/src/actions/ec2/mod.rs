@@ -12,7 +12,7 @@ use cordon_core::executor::{ActionError, ErrorKind};
 
 use super::Ctx;
 use crate::call::{Request, items};
-use crate::client::{INITIAL_BACKOFF, MAX_ATTEMPTS, MAX_BACKOFF};
+use crate::client::{AwsClients, INITIAL_BACKOFF, MAX_ATTEMPTS, MAX_BACKOFF};
 use crate::errors::Failed;
 use crate::ops::{self, Op};
 use crate::read_cache::{InstanceRead, Scope, joined_answer};
@@ -108,10 +108,11 @@ pub async fn describe_instance(ctx: Ctx<'_>, instance_id: &str) -> Result<Instan
                 .collect()
         },
     );
-    let lead = match clients
-        .reads
-        .instance_read(&read_scope(ctx), instance_id, &related)
-    {
+    let scope = read_scope(ctx);
+    if let Some(instance) = clients.reads.take_early_instance(&scope, instance_id) {
+        return usable_instance(Some(instance), instance_id);
+    }
+    let lead = match clients.reads.instance_read(&scope, instance_id, &related) {
         InstanceRead::Join(answer) => match joined_answer(answer).await {
             Some(instance) => return usable_instance(Some(instance), instance_id),
             None => None,
@@ -163,7 +164,15 @@ pub async fn instance_network_interfaces(
     ctx: Ctx<'_>,
     instance_id: &str,
 ) -> Result<Vec<NetworkInterface>, ActionError> {
-    let clients = ctx.clients();
+    attached_interfaces(ctx.clients(), instance_id).await
+}
+
+/// [`instance_network_interfaces`] with bare clients, for reads made before
+/// a case (and so a step context) exists.
+pub async fn attached_interfaces(
+    clients: &AwsClients,
+    instance_id: &str,
+) -> Result<Vec<NetworkInterface>, ActionError> {
     let request = clients
         .ec2
         .describe_network_interfaces()
