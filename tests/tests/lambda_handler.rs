@@ -797,3 +797,88 @@ async fn a_responder_role_that_cannot_be_assumed_is_cordon_access_denied_naming_
         clients.calls.operations()
     );
 }
+
+/// `raw` (a GuardDuty finding, bare or in its event) as Security Hub imports it: an ASFF
+/// finding in a `Security Hub Findings - Imported` event, with what
+/// GuardDuty's ASFF mapping carries.
+fn through_security_hub(raw: &str) -> Value {
+    let event = event(raw);
+    let d = event.get("detail").unwrap_or(&event);
+    let instance = &d["resource"]["instanceDetails"];
+    let finding_type = d["type"].as_str().unwrap().replacen('/', "-", 1);
+    let interfaces: Vec<Value> = instance["networkInterfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|eni| json!({ "NetworkInterfaceId": eni["networkInterfaceId"] }))
+        .collect();
+    let region = d["region"].as_str().unwrap();
+    let finding = json!({
+        "SchemaVersion": "2018-10-08",
+        "Id": d["arn"],
+        "ProductArn": format!("arn:aws:securityhub:{region}::product/aws/guardduty"),
+        "ProductName": "GuardDuty",
+        "AwsAccountId": d["accountId"],
+        "Region": region,
+        "Types": [format!("TTPs/Command and Control/{finding_type}")],
+        "Severity": { "Product": d["severity"], "Label": "HIGH", "Normalized": 60 },
+        "ProductFields": {
+            "aws/guardduty/service/detectorId": d["service"]["detectorId"],
+            "aws/guardduty/service/resourceRole": d["service"]["resourceRole"]
+        },
+        "Resources": [{
+            "Type": "AwsEc2Instance",
+            "Id": format!("arn:aws:ec2:{region}:{}:instance/{}", d["accountId"].as_str().unwrap(), instance["instanceId"].as_str().unwrap()),
+            "Partition": "aws",
+            "Region": region,
+            "Details": { "AwsEc2Instance": {
+                "IamInstanceProfileArn": instance["iamInstanceProfile"]["arn"],
+                "NetworkInterfaces": interfaces
+            } }
+        }],
+        "RecordState": "ACTIVE",
+        "Workflow": { "Status": "NEW" }
+    });
+    json!({
+        "version": "0", "id": "3a2b1c0d-9e8f-4a6b-8c5d-4e3f2a1b0c9d",
+        "detail-type": "Security Hub Findings - Imported", "source": "aws.securityhub",
+        "account": d["accountId"], "region": region, "time": "2024-06-11T15:53:10Z",
+        "resources": [], "detail": { "findings": [finding] }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_mode_reads_security_hub_and_config_events() {
+    let aws = emulator().await;
+    let (_, raw) = s3_journal_world(&aws, BUCKET).await;
+    let handler = handler(&aws);
+    let direct = plan(&handler, &raw).await;
+    let via_hub = handler
+        .handle(json!({
+            "mode": "plan",
+            "finding": through_security_hub(&raw),
+            "playbook": "ec2-compromised-high",
+            "playbook-set": handler.playbook_set(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        via_hub.case_id, direct.case_id,
+        "one case, whichever way it came"
+    );
+    assert_eq!(via_hub.playbook, direct.playbook);
+
+    let compliant = event(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/config/bucket-compliant.json"
+        ))
+        .unwrap(),
+    );
+    let error = handler
+        .handle(json!({"mode": "plan", "finding": compliant}))
+        .await
+        .unwrap_err();
+    assert_eq!(error.name, ErrorName::InvalidFinding);
+    assert!(error.message.contains("nothing to do"), "{}", error.message);
+}

@@ -5,28 +5,15 @@
 //! checks each matching rule (pattern kinds, exclusions, resource role, key kind,
 //! numeric ranges, priority) with small playbooks written here.
 
-use std::path::Path;
-
 use cordon_core::finding::{Finding, parse_single_finding};
 use cordon_core::playbook::Playbook;
 use cordon_core::route::{Route, RouteReason, evaluate, pattern_matches, route};
-use cordon_core::validate::{load_playbooks, rules_overlap, validate_text};
+use cordon_core::validate::rules_overlap;
 use serde_json::{Value, json};
 
-fn shipped() -> Vec<Playbook> {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks"));
-    match load_playbooks(dir) {
-        Ok(loaded) => loaded.into_iter().map(|l| l.playbook).collect(),
-        Err(problems) => panic!(
-            "the shipped playbooks do not validate:\n{}",
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    }
-}
+#[path = "support/playbooks.rs"]
+mod playbooks;
+use playbooks::{playbook, shipped};
 
 fn fixture(name: &str) -> Finding {
     let path = format!(
@@ -36,21 +23,6 @@ fn fixture(name: &str) -> Finding {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read fixture {path}: {e}"));
     parse_single_finding(&text, name).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
-}
-
-/// A playbook written inline, validated like any other.
-fn playbook(yaml: &str) -> Playbook {
-    match validate_text(yaml, "inline.yaml") {
-        Ok((playbook, _)) => playbook,
-        Err(problems) => panic!(
-            "test playbook is invalid:\n{}",
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        ),
-    }
 }
 
 /// A minimal finding as GuardDuty sends it (bare `detail`), with `resource` and

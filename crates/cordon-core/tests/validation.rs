@@ -349,7 +349,7 @@ fn unknown_resource_type_with_a_hint() {
             4,
             30,
             "match.resource-types[1]",
-            r#"unknown GuardDuty resource type "EC2Instance""#,
+            r#"unknown resource type "EC2Instance""#,
         )
         .hint("did you mean `Instance`?")],
     );
