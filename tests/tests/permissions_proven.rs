@@ -8,7 +8,8 @@
 //! What runs:
 //! - every step of every shipped playbook, in the world the whole-lifecycle
 //!   test uses ([`cordon_tests::shipped`]);
-//! - the kinds and parameters no shipped playbook uses: `delete-login-profile`
+//! - the kinds and parameters no shipped playbook uses: the remediations
+//!   (`enforce-imdsv2`), `delete-login-profile`
 //!   (apply, then the refused undo), `snapshot-volumes` with
 //!   `delete-on-rollback`, and `quarantine-user` rolling back a journal of
 //!   the inline-policy version;
@@ -195,6 +196,7 @@ async fn every_recorded_call_is_a_declared_permission() {
     drive_deleting_snapshots(&world).await;
     drive_instance_role_revocation(&world).await;
     drive_inline_quarantine_rollback(&world).await;
+    drive_remediations(&world).await;
 
     // Everything the SDK sent while the actions ran was recorded, each under
     // an action.
@@ -401,6 +403,19 @@ async fn drive_inline_quarantine_rollback(world: &ShippedWorld) {
         .await
         .expect("undo of the inline quarantine");
     life.verify_undone().await.expect("inline policy gone");
+}
+
+/// The remediation actions of issue 15 no shipped playbook for a GuardDuty
+/// finding runs: each through its whole lifecycle on the web server.
+async fn drive_remediations(world: &ShippedWorld) {
+    let plan = web_server_plan(
+        world,
+        "permissions-remediations",
+        json!([{"id": "imdsv2", "action": "enforce-imdsv2"}]),
+    );
+    for report in run_every_step(&world.actions, &plan, None).await {
+        report.assert_ok();
+    }
 }
 
 /// `enrich-with-detective` on the web server's role (through its instance

@@ -301,6 +301,7 @@ requests! {
     aws_sdk_ec2::create_tags: CreateTagsFluentBuilder => CreateTagsOutput, CreateTagsError;
     aws_sdk_ec2::delete_tags: DeleteTagsFluentBuilder => DeleteTagsOutput, DeleteTagsError;
     aws_sdk_ec2::modify_instance_attribute: ModifyInstanceAttributeFluentBuilder => ModifyInstanceAttributeOutput, ModifyInstanceAttributeError;
+    aws_sdk_ec2::modify_instance_metadata_options: ModifyInstanceMetadataOptionsFluentBuilder => ModifyInstanceMetadataOptionsOutput, ModifyInstanceMetadataOptionsError;
     aws_sdk_ec2::create_security_group: CreateSecurityGroupFluentBuilder => CreateSecurityGroupOutput, CreateSecurityGroupError;
     aws_sdk_ec2::revoke_security_group_egress: RevokeSecurityGroupEgressFluentBuilder => RevokeSecurityGroupEgressOutput, RevokeSecurityGroupEgressError;
     aws_sdk_ec2::authorize_security_group_egress: AuthorizeSecurityGroupEgressFluentBuilder => AuthorizeSecurityGroupEgressOutput, AuthorizeSecurityGroupEgressError;

@@ -323,6 +323,11 @@ ops! {
             .implies(&[EC2_TAG_ON_CREATE])
             .send_once();
     EC2_DELETE_SNAPSHOT = Op::ec2_write("DeleteSnapshot", "ec2:DeleteSnapshot", Ec2Mutating);
+    EC2_MODIFY_INSTANCE_METADATA_OPTIONS = Op::ec2_write(
+        "ModifyInstanceMetadataOptions",
+        "ec2:ModifyInstanceMetadataOptions",
+        Ec2Mutating,
+    );
     EC2_ASSOCIATE_IAM_INSTANCE_PROFILE = Op::ec2_write(
         "AssociateIamInstanceProfile",
         "ec2:AssociateIamInstanceProfile",

@@ -100,6 +100,9 @@ pub enum Action {
     StoreEvidence(StoreEvidence),
     /// Tell the responders: a message on an SNS topic.
     Notify(Notify),
+    /// Require IMDSv2 session tokens on the instance (`HttpTokens=required`), keeping
+    /// its hop limit, endpoint state, IPv6 endpoint and tag access as they were.
+    EnforceImdsv2(EnforceImdsv2),
 }
 
 fn yes() -> bool {
@@ -417,6 +420,12 @@ fn default_notify_subject() -> String {
     "cordon: {finding_type} (severity {severity}) on case {case_id}".to_string()
 }
 
+/// No parameters: every metadata option but `HttpTokens` keeps its value, so an
+/// instance whose containers need a hop limit of 2 keeps working with tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnforceImdsv2 {}
+
 impl Default for Notify {
     fn default() -> Self {
         Self {
@@ -455,7 +464,8 @@ impl ActionKind {
             | DetachFromAutoscaling
             | DeregisterFromLoadBalancers
             | CaptureInstanceMetadata
-            | CaptureConsoleOutput => TargetKind::Instance,
+            | CaptureConsoleOutput
+            | EnforceImdsv2 => TargetKind::Instance,
             DeactivateAccessKey | RotateAccessKey => TargetKind::AccessKey,
             QuarantineUser | DeleteLoginProfile | RevokeUserSessions => TargetKind::User,
             RevokeRoleSessions => TargetKind::Role,
@@ -593,6 +603,10 @@ impl ActionKind {
                 "s3:GetObjectVersion",
             ],
             Notify => &["sns:GetTopicAttributes", "sns:Publish"],
+            EnforceImdsv2 => &[
+                "ec2:DescribeInstances",
+                "ec2:ModifyInstanceMetadataOptions",
+            ],
         }
     }
 
@@ -630,7 +644,8 @@ impl ActionKind {
             | CaptureConsoleOutput
             | EnrichWithDetective
             | StoreEvidence
-            | Notify => None,
+            | Notify
+            | EnforceImdsv2 => None,
         }
     }
 
@@ -647,7 +662,8 @@ impl ActionKind {
             | DeactivateAccessKey
             | RotateAccessKey
             | QuarantineUser
-            | RevokeUserSessions => Reversibility::Restores,
+            | RevokeUserSessions
+            | EnforceImdsv2 => Reversibility::Restores,
             SnapshotVolumes
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
@@ -679,7 +695,8 @@ impl ActionKind {
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
             | StoreEvidence
-            | Notify => false,
+            | Notify
+            | EnforceImdsv2 => false,
         }
     }
 
@@ -697,7 +714,8 @@ impl ActionKind {
             | RevokeUserSessions
             | DeactivateAccessKey
             | QuarantineUser
-            | DeleteLoginProfile => true,
+            | DeleteLoginProfile
+            | EnforceImdsv2 => true,
             TagResource
             | EnableTerminationProtection
             | SnapshotVolumes
@@ -734,7 +752,8 @@ impl ActionKind {
             | TagResource
             | EnableTerminationProtection
             | RotateAccessKey
-            | Notify => false,
+            | Notify
+            | EnforceImdsv2 => false,
         }
     }
 }
@@ -1134,7 +1153,8 @@ impl Action {
             | Action::CaptureConsoleOutput(_)
             | Action::EnrichWithDetective(_)
             | Action::StoreEvidence(_)
-            | Action::Notify(_) => None,
+            | Action::Notify(_)
+            | Action::EnforceImdsv2(_) => None,
         }
     }
 }

@@ -629,6 +629,9 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
         ActionKind::DetachInstanceProfile => Some(
             "the instance gets no new role credentials; credentials already issued stay valid until expiry".to_string(),
         ),
+        ActionKind::EnforceImdsv2 => Some(
+            "software on the instance that reads instance metadata without a session token (IMDSv1) loses metadata and role credentials".to_string(),
+        ),
         // Exhaustive on purpose: a new action must say whether it reaches beyond its target.
         ActionKind::TagResource
         | ActionKind::EnableTerminationProtection

@@ -1204,7 +1204,8 @@ fn check_action_bounds(cx: &mut FileContext<'_>, base: &str, action: &Action) {
         | Action::CaptureInstanceMetadata(_)
         | Action::CaptureConsoleOutput(_)
         | Action::StoreEvidence(_)
-        | Action::Notify(_) => {}
+        | Action::Notify(_)
+        | Action::EnforceImdsv2(_) => {}
     }
 }
 

@@ -383,6 +383,7 @@ macro_rules! dispatch {
             Action::EnrichWithDetective(p) => $f::<detective::EnrichWithDetective>(p, $($arg),*) $(.$await)?,
             Action::StoreEvidence(p) => $f::<evidence::StoreEvidence>(p, $($arg),*) $(.$await)?,
             Action::Notify(p) => $f::<notify::Notify>(p, $($arg),*) $(.$await)?,
+            Action::EnforceImdsv2(p) => $f::<ec2::imds::EnforceImdsv2>(p, $($arg),*) $(.$await)?,
         }
     };
 }

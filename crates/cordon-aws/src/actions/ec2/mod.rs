@@ -20,6 +20,7 @@ use crate::read_cache::{InstanceRead, Scope, joined_answer};
 pub mod autoscaling;
 pub mod capture;
 pub mod elb;
+pub mod imds;
 pub mod isolate;
 pub mod profile;
 pub mod protect;

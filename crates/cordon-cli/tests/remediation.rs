@@ -1,0 +1,247 @@
+//! Crash safety of the remediation actions (issue 15): the `cordon` binary
+//! is killed right after each journal record in turn (the crash-hooks
+//! feature), then the case is resumed (every other crash point) and rolled
+//! back. A resumed case must end remediated, every rollback exactly at the
+//! state before the case.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use cordon_aws::client::AwsClients;
+use cordon_gameday::{EnvironmentSpec, provision};
+use cordon_tests::EmulatorGuard;
+use serde_json::{Value, json};
+
+/// Enforce IMDSv2, then tag: two steps, so a crash also lands between them.
+const IMDSV2_PLAYBOOK: &str = r#"
+name: imdsv2-crash
+description: enforce-imdsv2 crash-safety test.
+priority: 200
+match:
+  resource-types: [Instance]
+on-failure: stop
+steps:
+  - id: imdsv2
+    action: enforce-imdsv2
+  - id: tag
+    action: tag-resource
+"#;
+
+/// One instance in one subnet.
+fn environment() -> EnvironmentSpec {
+    serde_json::from_value(json!({
+        "vpcs": [{"name": "vpc", "cidr": "10.40.0.0/16",
+                  "subnets": [{"name": "subnet", "cidr": "10.40.1.0/24"}]}],
+        "security-groups": [{"name": "app", "vpc": "vpc", "description": "app servers"}],
+        "instances": [{"name": "app", "subnet": "subnet", "groups": ["app"],
+                       "image-id": "ami-12345678"}]
+    }))
+    .unwrap()
+}
+
+/// A case directory: finding, playbooks, state.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str, finding: &Value, playbook: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "cordon-remediation-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+        std::fs::write(dir.join("finding.json"), finding.to_string()).unwrap();
+        std::fs::write(dir.join("playbooks/test.yaml"), playbook).unwrap();
+        Dir(dir)
+    }
+
+    fn cordon(&self, aws: &EmulatorGuard, args: &[&str], env: &[(&str, String)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cordon"));
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(self.0.join("state"))
+            .env_remove("CORDON_TEST_CRASH_AFTER_RECORD")
+            .env_remove("CORDON_PLAYBOOKS")
+            .env_remove("AWS_PROFILE");
+        for (k, v) in aws.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("spawn cordon");
+        eprintln!(
+            "$ cordon {} => {:?}\n{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        out
+    }
+
+    fn run(&self, aws: &EmulatorGuard, crash_after: u64) -> Output {
+        let finding = self.0.join("finding.json");
+        let playbooks = self.0.join("playbooks");
+        self.cordon(
+            aws,
+            &[
+                "run",
+                &finding.to_string_lossy(),
+                "--yes",
+                "--playbooks",
+                &playbooks.to_string_lossy(),
+            ],
+            &[("CORDON_TEST_CRASH_AFTER_RECORD", crash_after.to_string())],
+        )
+    }
+
+    fn case_id(&self) -> String {
+        let cases: Vec<String> = std::fs::read_dir(self.0.join("state/cases"))
+            .expect("cases dir")
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("case-"))
+            .collect();
+        assert_eq!(cases.len(), 1, "one case expected: {cases:?}");
+        cases[0].clone()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a crash test needs of one remediation: its world and how to read it.
+trait Remediated {
+    /// The state the action changes, as JSON to compare.
+    async fn state(&self, clients: &AwsClients) -> Value;
+    /// Whether `state` shows the remediation in force.
+    fn remediated(&self, state: &Value) -> bool;
+}
+
+/// Crashes the run after each record in turn; resumes (even crash points)
+/// and rolls back. Returns the number of crash points.
+async fn crash_at_every_record<R: Remediated>(
+    aws: &EmulatorGuard,
+    name: &str,
+    playbook: &str,
+    set_up: impl AsyncFn(&EmulatorGuard) -> (R, Value),
+) -> u64 {
+    let mut n = 0u64;
+    loop {
+        aws.reset().await;
+        let (world, finding) = set_up(aws).await;
+        let before = world.state(aws.clients()).await;
+        assert!(
+            !world.remediated(&before),
+            "the set-up must need remediating: {before}"
+        );
+        let dir = Dir::new(&format!("{name}{n}"), &finding, playbook);
+        let out = dir.run(aws, n);
+        if out.status.code() == Some(0) {
+            assert!(
+                n > 0,
+                "the binary ignored CORDON_TEST_CRASH_AFTER_RECORD: build the tests with \
+                 `--features cordon-cli/crash-hooks` (scripts/test does)"
+            );
+            let now = world.state(aws.clients()).await;
+            assert!(world.remediated(&now), "the full run remediates: {now}");
+            return n;
+        }
+        assert_eq!(
+            out.status.code(),
+            None,
+            "record {n}: expected an abort, got {:?}",
+            out.status
+        );
+        let case_id = dir.case_id();
+        if n.is_multiple_of(2) {
+            let out = dir.cordon(aws, &["resume", &case_id], &[]);
+            assert_eq!(out.status.code(), Some(0), "record {n}: resume completes");
+            let now = world.state(aws.clients()).await;
+            assert!(world.remediated(&now), "record {n}: resumed: {now}");
+        }
+        let out = dir.cordon(aws, &["rollback", &case_id], &[]);
+        assert_eq!(out.status.code(), Some(0), "record {n}: rollback completes");
+        assert_eq!(
+            world.state(aws.clients()).await,
+            before,
+            "record {n}: rollback restores exactly"
+        );
+        n += 1;
+        assert!(n < 100, "the run never completed");
+    }
+}
+
+/// The instance whose metadata options `enforce-imdsv2` changes.
+struct Imds {
+    instance_id: String,
+}
+
+impl Remediated for Imds {
+    async fn state(&self, clients: &AwsClients) -> Value {
+        let out = clients
+            .ec2
+            .describe_instances()
+            .instance_ids(&self.instance_id)
+            .send()
+            .await
+            .expect("DescribeInstances");
+        let o = out.reservations()[0].instances()[0]
+            .metadata_options()
+            .expect("metadata options")
+            .clone();
+        json!({
+            "http-tokens": o.http_tokens().map(|v| v.as_str().to_string()),
+            "hop-limit": o.http_put_response_hop_limit(),
+            "http-endpoint": o.http_endpoint().map(|v| v.as_str().to_string()),
+            "ipv6": o.http_protocol_ipv6().map(|v| v.as_str().to_string()),
+            "tags": o.instance_metadata_tags().map(|v| v.as_str().to_string()),
+        })
+    }
+
+    fn remediated(&self, state: &Value) -> bool {
+        state["http-tokens"] == "required"
+    }
+}
+
+#[tokio::test]
+async fn enforce_imdsv2_crash_at_every_record_then_resume_or_rollback() {
+    use aws_sdk_ec2::types::{
+        HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataProtocolState,
+        InstanceMetadataTagsState,
+    };
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(&aws, "imdsv2", IMDSV2_PLAYBOOK, async |aws| {
+        let clients = aws.clients();
+        let env = provision(clients, &environment()).await.expect("provision");
+        let instance_id = env.instances["app"].id.clone();
+        clients
+            .ec2
+            .modify_instance_metadata_options()
+            .instance_id(&instance_id)
+            .http_tokens(HttpTokensState::Optional)
+            .http_put_response_hop_limit(3)
+            .http_endpoint(InstanceMetadataEndpointState::Enabled)
+            .http_protocol_ipv6(InstanceMetadataProtocolState::Disabled)
+            .instance_metadata_tags(InstanceMetadataTagsState::Enabled)
+            .send()
+            .await
+            .expect("set-up metadata options");
+        let finding = env.instance_finding("app").expect("finding").detail();
+        (Imds { instance_id }, finding)
+    })
+    .await;
+    eprintln!("enforce-imdsv2: {n} crash points");
+    assert!(n >= 4, "every step's records were crash points: {n}");
+}
