@@ -24,6 +24,12 @@ pub enum TargetKind {
     Role,
     /// The case itself (evidence, notification).
     Case,
+    /// An S3 bucket.
+    Bucket,
+    /// A VPC security group.
+    SecurityGroup,
+    /// An EBS snapshot.
+    Snapshot,
 }
 
 /// What rolling the action back does.

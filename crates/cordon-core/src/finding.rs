@@ -243,17 +243,32 @@ pub enum SeverityBand {
 pub enum Resource {
     Instance(InstanceDetails),
     AccessKey(AccessKeyDetails),
-    S3Bucket { bucket_names: Vec<String> },
-    Other { resource_type: String },
+    S3Bucket {
+        bucket_names: Vec<String>,
+    },
+    /// A security group (Security Hub and Config findings name one).
+    SecurityGroup {
+        group_id: String,
+    },
+    /// An EBS snapshot (Security Hub and Config findings name one).
+    Snapshot {
+        snapshot_id: String,
+    },
+    Other {
+        resource_type: String,
+    },
 }
 
 impl Resource {
-    /// GuardDuty's `resourceType` string for this resource.
+    /// GuardDuty's `resourceType` string for this resource (cordon's own
+    /// name for the kinds GuardDuty has no word for).
     pub fn resource_type(&self) -> &str {
         match self {
             Resource::Instance(_) => "Instance",
             Resource::AccessKey(_) => "AccessKey",
             Resource::S3Bucket { .. } => "S3Bucket",
+            Resource::SecurityGroup { .. } => "SecurityGroup",
+            Resource::Snapshot { .. } => "Snapshot",
             Resource::Other { resource_type } => resource_type,
         }
     }

@@ -38,6 +38,8 @@ pub enum IdKind {
     FindingId,
     /// A GuardDuty detector id (a finding's `service.detectorId`).
     Detector,
+    /// An S3 bucket name (a finding's bucket, which a step acts on).
+    BucketName,
 }
 
 /// Partitions an ARN or a finding may name.
@@ -77,6 +79,7 @@ impl IdKind {
             RoleArn => "an IAM role ARN",
             FindingId => "a finding id",
             Detector => "a GuardDuty detector id",
+            BucketName => "an S3 bucket name",
         }
     }
 
@@ -107,6 +110,9 @@ impl IdKind {
             }
             FindingId => "1 to 128 of A-Z a-z 0-9 . _ : -",
             Detector => "32 lowercase letters or digits",
+            BucketName => {
+                "3 to 63 of a-z 0-9 . -, starting and ending with a letter or digit, no `..`, not an IP address"
+            }
         }
     }
 
@@ -120,6 +126,7 @@ impl IdKind {
                         .bytes()
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             }
+            BucketName => bucket_name(text),
             Instance => ec2_id(text, "i"),
             NetworkInterface => ec2_id(text, "eni"),
             Volume => ec2_id(text, "vol"),
@@ -183,6 +190,26 @@ fn ec2_id(text: &str, prefix: &str) -> bool {
         return false;
     };
     matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// S3's naming rules for buckets made today (general purpose buckets): 3 to
+/// 63 of `a-z 0-9 . -`, a letter or digit at both ends, no `..`, not an IPv4
+/// address. Legacy us-east-1 names with capitals or `_` are refused: they
+/// would reach a call, a key and a policy, and the planner takes only what
+/// today's rules allow (a step on such a bucket is done by hand).
+fn bucket_name(text: &str) -> bool {
+    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = text.as_bytes();
+    let looks_like_ip = text.split('.').count() == 4
+        && text
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    (3..=63).contains(&bytes.len())
+        && bytes.first().copied().is_some_and(edge)
+        && bytes.last().copied().is_some_and(edge)
+        && bytes.iter().all(|&b| edge(b) || b == b'.' || b == b'-')
+        && !text.contains("..")
+        && !looks_like_ip
 }
 
 /// IAM's character set for user, role and instance profile names and path segments.
@@ -415,6 +442,18 @@ pub(crate) mod checked {
         one(d, IdKind::UserName)
     }
 
+    pub fn bucket_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        one(d, IdKind::BucketName)
+    }
+
+    pub fn security_group<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        one(d, IdKind::SecurityGroup)
+    }
+
+    pub fn snapshot<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        one(d, IdKind::Snapshot)
+    }
+
     pub fn optional_instance<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         optional(d, IdKind::Instance)
     }
@@ -469,6 +508,40 @@ mod tests {
         assert!(ImageId::parse("ami-99999999").is_ok());
         assert!(IamInstanceProfileAssociationId::parse("iip-assoc-0a1b2c3d4e5f60711").is_ok());
         assert!(IamInstanceProfileAssociationId::parse("iip-0a1b2c3d").is_err());
+    }
+
+    #[test]
+    fn bucket_names() {
+        for ok in [
+            "abc",
+            "evidence-bucket-2024",
+            "my.bucket.example",
+            "0-9",
+            &"b".repeat(63),
+        ] {
+            assert!(IdKind::BucketName.matches(ok), "{ok}");
+        }
+        for bad in [
+            "ab",
+            &"b".repeat(64),
+            "My-Bucket",
+            "under_score",
+            "-leading",
+            "trailing-",
+            ".dot",
+            "dot.",
+            "two..dots",
+            "192.168.5.4",
+            "bucket/../x",
+            "bucket*",
+            "bucket\n",
+            "buck et",
+            "",
+        ] {
+            assert!(!IdKind::BucketName.matches(bad), "{bad:?}");
+        }
+        // Four dotted parts that are not all digits are a name, not an address.
+        assert!(IdKind::BucketName.matches("a.168.5.4"));
     }
 
     #[test]

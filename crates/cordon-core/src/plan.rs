@@ -315,6 +315,9 @@ impl PlannedStep {
                 instance_id: Some(instance),
                 ..
             } => out.push(format!("instance:{instance}")),
+            Target::Bucket { bucket_name } => out.push(format!("bucket:{bucket_name}")),
+            Target::SecurityGroup { group_id } => out.push(format!("security-group:{group_id}")),
+            Target::Snapshot { snapshot_id } => out.push(format!("snapshot:{snapshot_id}")),
             Target::Role { .. } | Target::Case | Target::Unresolved { .. } => {}
         }
         out
@@ -419,6 +422,21 @@ pub enum Target {
         )]
         instance_profile_arn: Option<String>,
     },
+    /// An S3 bucket, checked against S3's naming rules when planned and when read back.
+    Bucket {
+        #[serde(deserialize_with = "ids::checked::bucket_name")]
+        bucket_name: String,
+    },
+    /// A security group, checked like every EC2 id.
+    SecurityGroup {
+        #[serde(deserialize_with = "ids::checked::security_group")]
+        group_id: String,
+    },
+    /// An EBS snapshot, checked like every EC2 id.
+    Snapshot {
+        #[serde(deserialize_with = "ids::checked::snapshot")]
+        snapshot_id: String,
+    },
     Case,
     /// The finding does not name what the step needs; the step is skipped at run time.
     Unresolved {
@@ -449,6 +467,9 @@ impl Target {
                 "role of {}'s instance profile",
                 instance_id.as_deref().unwrap_or("the instance")
             ),
+            Target::Bucket { bucket_name } => bucket_name.clone(),
+            Target::SecurityGroup { group_id } => group_id.clone(),
+            Target::Snapshot { snapshot_id } => snapshot_id.clone(),
             Target::Case => "case".to_string(),
             Target::Unresolved { reason } => format!("(unresolved: {reason})"),
         }
@@ -727,6 +748,24 @@ impl Checks<'_> {
                     .map(|arn| self.id(PROFILE_ARN, IdKind::InstanceProfileArn, arn))
                     .transpose()?,
             },
+            (TargetKind::Bucket, Resource::S3Bucket { bucket_names }) => {
+                match bucket_names.first() {
+                    Some(name) => Target::Bucket {
+                        bucket_name: self.id(BUCKET_NAME, IdKind::BucketName, name)?,
+                    },
+                    None => Target::Unresolved {
+                        reason: "the finding names no bucket".to_string(),
+                    },
+                }
+            }
+            (TargetKind::SecurityGroup, Resource::SecurityGroup { group_id }) => {
+                Target::SecurityGroup {
+                    group_id: self.id(GROUP_ID, IdKind::SecurityGroup, group_id)?,
+                }
+            }
+            (TargetKind::Snapshot, Resource::Snapshot { snapshot_id }) => Target::Snapshot {
+                snapshot_id: self.id(SNAPSHOT_ID, IdKind::Snapshot, snapshot_id)?,
+            },
             (kind, resource) => Target::Unresolved {
                 reason: format!(
                     "a {} finding has no {} to act on",
@@ -737,6 +776,9 @@ impl Checks<'_> {
                         TargetKind::User => "IAM user",
                         TargetKind::Role => "role",
                         TargetKind::Case => "case",
+                        TargetKind::Bucket => "bucket",
+                        TargetKind::SecurityGroup => "security group",
+                        TargetKind::Snapshot => "snapshot",
                     }
                 ),
             },
@@ -802,6 +844,9 @@ const INSTANCE: &str = "resource.instanceDetails";
 const INSTANCE_ID: &str = "resource.instanceDetails.instanceId";
 const PROFILE_ARN: &str = "resource.instanceDetails.iamInstanceProfile.arn";
 const USER_NAME: &str = "resource.accessKeyDetails.userName";
+const BUCKET_NAME: &str = "resource.s3BucketDetails[0].name";
+const GROUP_ID: &str = "resource.securityGroup.groupId";
+const SNAPSHOT_ID: &str = "resource.snapshot.snapshotId";
 
 fn profile_arn(i: &InstanceDetails) -> Option<&str> {
     i.iam_instance_profile
@@ -877,6 +922,231 @@ impl Placeholders {
             serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.fill_value(v)),
             serde_json::Value::Object(map) => map.values_mut().for_each(|v| self.fill_value(v)),
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::finding::parse_single_finding;
+
+    /// A well-formed finding whose resource the test then replaces.
+    fn finding(resource: Resource) -> Finding {
+        let mut f = parse_single_finding(
+            r#"{"id":"f-1","type":"Policy:S3/BucketBlockPublicAccessDisabled","severity":5,
+                "accountId":"123456789012","region":"us-east-1","partition":"aws",
+                "resource":{"resourceType":"Other"}}"#,
+            "test",
+        )
+        .unwrap();
+        f.resource = resource;
+        f
+    }
+
+    fn resolve(resource: Resource, kind: TargetKind) -> Result<Target, PlanError> {
+        let f = finding(resource);
+        Checks { finding: &f }.target(kind)
+    }
+
+    fn bucket(names: &[&str]) -> Resource {
+        Resource::S3Bucket {
+            bucket_names: names.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_bucket_target_is_the_first_bucket_named() {
+        let target = resolve(bucket(&["evidence-a", "other-b"]), TargetKind::Bucket).unwrap();
+        assert_eq!(
+            target,
+            Target::Bucket {
+                bucket_name: "evidence-a".to_string()
+            }
+        );
+        assert_eq!(target.label(), "evidence-a");
+        assert!(matches!(
+            resolve(bucket(&[]), TargetKind::Bucket).unwrap(),
+            Target::Unresolved { reason } if reason.contains("no bucket")
+        ));
+    }
+
+    #[test]
+    fn security_group_and_snapshot_targets_resolve_from_their_resources() {
+        let sg = resolve(
+            Resource::SecurityGroup {
+                group_id: "sg-0a1b2c3d4e5f60711".to_string(),
+            },
+            TargetKind::SecurityGroup,
+        )
+        .unwrap();
+        assert_eq!(sg.label(), "sg-0a1b2c3d4e5f60711");
+        let snap = resolve(
+            Resource::Snapshot {
+                snapshot_id: "snap-0a1b2c3d".to_string(),
+            },
+            TargetKind::Snapshot,
+        )
+        .unwrap();
+        assert_eq!(
+            snap,
+            Target::Snapshot {
+                snapshot_id: "snap-0a1b2c3d".to_string()
+            }
+        );
+    }
+
+    #[test]
+    fn hostile_ids_in_the_new_resources_refuse_the_finding_naming_the_field() {
+        for (resource, kind, field) in [
+            (bucket(&["bucket/../x"]), TargetKind::Bucket, BUCKET_NAME),
+            (bucket(&["*"]), TargetKind::Bucket, BUCKET_NAME),
+            (
+                Resource::SecurityGroup {
+                    group_id: "sg-*".to_string(),
+                },
+                TargetKind::SecurityGroup,
+                GROUP_ID,
+            ),
+            (
+                Resource::Snapshot {
+                    snapshot_id: "snap-0a1b2c3d\"}".to_string(),
+                },
+                TargetKind::Snapshot,
+                SNAPSHOT_ID,
+            ),
+        ] {
+            let error = resolve(resource, kind).unwrap_err();
+            assert_eq!(error.field, field);
+            assert!(
+                error.to_string().contains("no AWS call was made"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_pairs_are_unresolved_with_a_reason() {
+        let sg = || Resource::SecurityGroup {
+            group_id: "sg-0a1b2c3d".to_string(),
+        };
+        for (resource, kind, words) in [
+            (sg(), TargetKind::Bucket, "finding has no bucket"),
+            (
+                bucket(&["b-1"]),
+                TargetKind::SecurityGroup,
+                "no security group",
+            ),
+            (sg(), TargetKind::Snapshot, "no snapshot"),
+            (sg(), TargetKind::Instance, "no instance"),
+            (
+                Resource::Instance(InstanceDetails {
+                    instance_id: "i-0a1b2c3d".to_string(),
+                    ..Default::default()
+                }),
+                TargetKind::Bucket,
+                "\"Instance\" finding has no bucket",
+            ),
+        ] {
+            match resolve(resource, kind).unwrap() {
+                Target::Unresolved { reason } => assert!(reason.contains(words), "{reason}"),
+                other => panic!("{kind:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn new_targets_serialise_kebab_case_and_are_checked_when_read_back() {
+        for (target, json) in [
+            (
+                Target::Bucket {
+                    bucket_name: "b-1".to_string(),
+                },
+                r#"{"kind":"bucket","bucket-name":"b-1"}"#,
+            ),
+            (
+                Target::SecurityGroup {
+                    group_id: "sg-0a1b2c3d".to_string(),
+                },
+                r#"{"kind":"security-group","group-id":"sg-0a1b2c3d"}"#,
+            ),
+            (
+                Target::Snapshot {
+                    snapshot_id: "snap-0a1b2c3d".to_string(),
+                },
+                r#"{"kind":"snapshot","snapshot-id":"snap-0a1b2c3d"}"#,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&target).unwrap(), json);
+            assert_eq!(serde_json::from_str::<Target>(json).unwrap(), target);
+        }
+        for forged in [
+            r#"{"kind":"bucket","bucket-name":"../x"}"#,
+            r#"{"kind":"security-group","group-id":"sg-*"}"#,
+            r#"{"kind":"snapshot","snapshot-id":"vol-0a1b2c3d"}"#,
+        ] {
+            assert!(serde_json::from_str::<Target>(forged).is_err(), "{forged}");
+        }
+        assert_eq!(
+            serde_json::to_string(&[
+                TargetKind::Bucket,
+                TargetKind::SecurityGroup,
+                TargetKind::Snapshot
+            ])
+            .unwrap(),
+            r#"["bucket","security-group","snapshot"]"#
+        );
+    }
+
+    #[test]
+    fn new_targets_are_resources_for_locks_and_the_loop_guard() {
+        let step = |target| PlannedStep {
+            index: 1,
+            id: "s".to_string(),
+            description: String::new(),
+            action: serde_json::from_str(r#"{"action":"notify","with":{}}"#).unwrap(),
+            target,
+            approval: ApprovalNeed {
+                required: false,
+                reason: None,
+                approvers: Vec::new(),
+                forbid_self_approval: false,
+                explicit: false,
+            },
+            reversibility: Reversibility::Restores,
+            blast_radius: None,
+            retry: RetryPolicy::default(),
+            on_failure: OnFailure::default(),
+            best_effort: false,
+            permissions: Vec::new(),
+            needs: None,
+        };
+        let keys: Vec<String> = [
+            Target::Bucket {
+                bucket_name: "b-1".to_string(),
+            },
+            Target::SecurityGroup {
+                group_id: "sg-0a1b2c3d".to_string(),
+            },
+            Target::Snapshot {
+                snapshot_id: "snap-0a1b2c3d".to_string(),
+            },
+        ]
+        .into_iter()
+        .flat_map(|t| step(t).resources())
+        .collect();
+        assert_eq!(
+            keys,
+            [
+                "bucket:b-1",
+                "security-group:sg-0a1b2c3d",
+                "snapshot:snap-0a1b2c3d"
+            ]
+        );
+        for key in &keys {
+            assert!(crate::claims::claim_file_name(key).is_ok(), "{key}");
         }
     }
 }

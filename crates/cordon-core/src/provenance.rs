@@ -97,6 +97,8 @@ fn plan_fields(finding: &Finding) -> Vec<(&'static str, String)> {
             names.sort_unstable();
             fields.push(("buckets", names.join(",")));
         }
+        Resource::SecurityGroup { group_id } => fields.push(("security group", group_id.clone())),
+        Resource::Snapshot { snapshot_id } => fields.push(("snapshot", snapshot_id.clone())),
         Resource::Other { .. } => {}
     }
     fields

@@ -1218,6 +1218,9 @@ fn target_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) -> Op
         TargetKind::Instance => resource == "Instance",
         TargetKind::AccessKey | TargetKind::User => resource == "AccessKey",
         TargetKind::Role => resource == "AccessKey" || resource == "Instance",
+        TargetKind::Bucket => resource == "S3Bucket",
+        TargetKind::SecurityGroup => resource == "SecurityGroup",
+        TargetKind::Snapshot => resource == "Snapshot",
     };
     (!rule.resource_types.iter().any(|r| fits(r))).then(|| {
         format!(
@@ -1228,6 +1231,9 @@ fn target_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) -> Op
                 TargetKind::User => "an IAM user",
                 TargetKind::Role => "a role",
                 TargetKind::Case => "the case",
+                TargetKind::Bucket => "a bucket",
+                TargetKind::SecurityGroup => "a security group",
+                TargetKind::Snapshot => "a snapshot",
             },
             rule.resource_types.join("/")
         )
@@ -1243,7 +1249,11 @@ fn user_type_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) ->
     let needs = match target {
         TargetKind::User | TargetKind::AccessKey => "IAMUser",
         TargetKind::Role => "AssumedRole",
-        TargetKind::Instance | TargetKind::Case => return None,
+        TargetKind::Instance
+        | TargetKind::Case
+        | TargetKind::Bucket
+        | TargetKind::SecurityGroup
+        | TargetKind::Snapshot => return None,
     };
     (!rule.user_types.iter().any(|t| t == needs)).then(|| {
         format!(

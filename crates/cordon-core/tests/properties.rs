@@ -312,6 +312,9 @@ fn assert_ids_well_formed(plan: &Plan) -> Result<(), TestCaseError> {
                     ok(IdKind::InstanceProfileArn, arn)?;
                 }
             }
+            Target::Bucket { bucket_name } => ok(IdKind::BucketName, bucket_name)?,
+            Target::SecurityGroup { group_id } => ok(IdKind::SecurityGroup, group_id)?,
+            Target::Snapshot { snapshot_id } => ok(IdKind::Snapshot, snapshot_id)?,
             Target::Case | Target::Unresolved { .. } => {}
         }
     }
