@@ -710,6 +710,84 @@ pub fn plan_steps(finding: &str, name: &str, steps: serde_json::Value) -> cordon
     )
 }
 
+/// A GuardDuty S3 finding (the shape of `tests/fixtures/findings/s3-bucket.json`)
+/// about `bucket`, in the emulator's account and region, as text.
+pub fn s3_bucket_finding(bucket: &str) -> String {
+    let path = repo_root().join("tests/fixtures/findings/s3-bucket.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let mut finding: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    finding["accountId"] = serde_json::json!("123456789012");
+    finding["region"] = serde_json::json!("us-east-1");
+    finding["resource"]["s3BucketDetails"] = serde_json::json!([{
+        "arn": format!("arn:aws:s3:::{bucket}"), "name": bucket, "type": "Destination"}]);
+    finding.to_string()
+}
+
+/// The instance's five metadata options (`enforce-imdsv2`), as a responder reads them.
+pub async fn metadata_options(clients: &AwsClients, instance_id: &str) -> serde_json::Value {
+    let out = clients
+        .ec2
+        .describe_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("DescribeInstances {instance_id}: {err:?}"));
+    let instance = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .next()
+        .unwrap_or_else(|| panic!("no instance {instance_id}"));
+    let options = instance
+        .metadata_options()
+        .unwrap_or_else(|| panic!("{instance_id} has no metadata options"));
+    serde_json::json!({
+        "http-tokens": options.http_tokens().map(|v| v.as_str().to_string()),
+        "hop-limit": options.http_put_response_hop_limit(),
+        "http-endpoint": options.http_endpoint().map(|v| v.as_str().to_string()),
+        "ipv6": options.http_protocol_ipv6().map(|v| v.as_str().to_string()),
+        "tags": options.instance_metadata_tags().map(|v| v.as_str().to_string()),
+    })
+}
+
+/// The bucket's own public access block (`block-bucket-public-access`) as
+/// `[BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, RestrictPublicBuckets]`,
+/// `null` when it has none.
+pub async fn public_access_block(clients: &AwsClients, bucket: &str) -> serde_json::Value {
+    match clients
+        .s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let c = out
+                .public_access_block_configuration()
+                .unwrap_or_else(|| panic!("{bucket}: a block without configuration"));
+            serde_json::json!([
+                c.block_public_acls(),
+                c.ignore_public_acls(),
+                c.block_public_policy(),
+                c.restrict_public_buckets()
+            ])
+        }
+        Err(err) => {
+            let code = err
+                .as_service_error()
+                .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e).map(str::to_string));
+            assert_eq!(
+                code.as_deref(),
+                Some("NoSuchPublicAccessBlockConfiguration"),
+                "GetPublicAccessBlock {bucket}: {err:?}"
+            );
+            serde_json::Value::Null
+        }
+    }
+}
+
 /// The playbooks cordon ships (`playbooks/`), validated.
 pub fn shipped_playbooks() -> Vec<cordon_core::playbook::Playbook> {
     match cordon_core::validate::load_playbooks(&repo_root().join("playbooks")) {

@@ -9,7 +9,7 @@
 //! - every step of every shipped playbook, in the world the whole-lifecycle
 //!   test uses ([`cordon_tests::shipped`]);
 //! - the kinds and parameters no shipped playbook uses: the remediations
-//!   (`enforce-imdsv2`), `delete-login-profile`
+//!   (`enforce-imdsv2`, `block-bucket-public-access`), `delete-login-profile`
 //!   (apply, then the refused undo), `snapshot-volumes` with
 //!   `delete-on-rollback`, and `quarantine-user` rolling back a journal of
 //!   the inline-policy version;
@@ -56,6 +56,8 @@ use serde_json::json;
 use strum::IntoEnumIterator;
 
 const BUCKET: &str = "cordon-evidence-permissions";
+/// A bucket with no public access block of its own.
+const OPEN_BUCKET: &str = "cordon-permissions-open";
 const EXPECTATION: &str = "tests/fixtures/permissions/unused.txt";
 const GRAPH: &str = "arn:aws:detective:us-east-1:123456789012:graph:0123456789abcdef";
 
@@ -337,12 +339,20 @@ async fn drive_deleting_snapshots(world: &ShippedWorld) {
     assert!(undone.result.is_ok(), "{:?}", undone.result);
 }
 
-/// Set-up the recorder does not see (its calls are not an action's): what
+/// Set-up the recorder does not see (its calls are not an action's): a
+/// bucket with no public access block for `block-bucket-public-access`, what
 /// the inline-policy version of `quarantine-user` left on the user, and
 /// scale-in protection on the web server, which `detach-from-autoscaling`'s
 /// rollback restores.
 async fn seed(world: &ShippedWorld) {
     let clients = &world.actions.clients;
+    clients
+        .s3
+        .create_bucket()
+        .bucket(OPEN_BUCKET)
+        .send()
+        .await
+        .expect("CreateBucket");
     let instance = world.env.instance("web-01").expect("web-01");
     clients
         .autoscaling
@@ -415,6 +425,20 @@ async fn drive_remediations(world: &ShippedWorld) {
     );
     for report in run_every_step(&world.actions, &plan, None).await {
         report.assert_ok();
+    }
+    // The evidence bucket has a block of its own (undo puts it back); the
+    // bucket [`seed`] made has none (undo deletes the step's).
+    for bucket in [BUCKET, OPEN_BUCKET] {
+        let finding = cordon_tests::s3_bucket_finding(bucket);
+        let plan = plan_steps(
+            &finding,
+            "permissions-bucket",
+            json!([{"id": "block", "action": "block-bucket-public-access"}]),
+        );
+        Lifecycle::new(&world.actions, &plan, "block")
+            .run()
+            .await
+            .assert_ok();
     }
 }
 

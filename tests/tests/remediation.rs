@@ -8,7 +8,10 @@ use aws_sdk_ec2::types::{
 };
 use cordon_aws::client::AwsClients;
 use cordon_gameday::{EnvironmentSpec, provision as build};
-use cordon_tests::{Lifecycle, emulator, local_actions, mutating, plan_steps};
+use cordon_tests::{
+    Lifecycle, emulator, local_actions, metadata_options, mutating, plan_steps,
+    public_access_block, s3_bucket_finding,
+};
 use serde_json::json;
 
 /// One instance in one subnet.
@@ -21,28 +24,6 @@ fn environment() -> EnvironmentSpec {
                        "image-id": "ami-12345678"}]
     }))
     .expect("environment spec")
-}
-
-/// The instance's five metadata options, as a responder reads them.
-async fn metadata_options(clients: &AwsClients, instance_id: &str) -> serde_json::Value {
-    let out = clients
-        .ec2
-        .describe_instances()
-        .instance_ids(instance_id)
-        .send()
-        .await
-        .expect("DescribeInstances");
-    let options = out.reservations()[0].instances()[0]
-        .metadata_options()
-        .expect("metadata options")
-        .clone();
-    json!({
-        "http-tokens": options.http_tokens().map(|v| v.as_str().to_string()),
-        "hop-limit": options.http_put_response_hop_limit(),
-        "http-endpoint": options.http_endpoint().map(|v| v.as_str().to_string()),
-        "ipv6": options.http_protocol_ipv6().map(|v| v.as_str().to_string()),
-        "tags": options.instance_metadata_tags().map(|v| v.as_str().to_string()),
-    })
 }
 
 #[tokio::test]
@@ -109,7 +90,11 @@ async fn enforce_imdsv2_keeps_the_other_options_and_undo_restores_them_exactly()
     // Undoing again finds nothing to do and sends nothing.
     let undone = life.undo().await.expect("second undo");
     assert_eq!(undone["restored"], json!([]));
-    assert!(mutating(life.last_calls()).is_empty(), "{:?}", life.last_calls());
+    assert!(
+        mutating(life.last_calls()).is_empty(),
+        "{:?}",
+        life.last_calls()
+    );
     life.verify_undone().await.expect("still restored");
 }
 
@@ -151,4 +136,87 @@ async fn enforce_imdsv2_on_an_instance_already_requiring_tokens_changes_nothing(
         life.calls()
     );
     assert_eq!(metadata_options(clients, &instance_id).await, before);
+}
+
+#[tokio::test]
+async fn block_bucket_public_access_restores_a_partial_block_or_its_absence_exactly() {
+    use aws_sdk_s3::types::PublicAccessBlockConfiguration;
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let (actions, _dir) = local_actions(clients, "block-bucket-public-access");
+    for (bucket, partial) in [("cordon-open-none", false), ("cordon-open-partial", true)] {
+        clients
+            .s3
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("CreateBucket");
+        if partial {
+            clients
+                .s3
+                .put_public_access_block()
+                .bucket(bucket)
+                .public_access_block_configuration(
+                    PublicAccessBlockConfiguration::builder()
+                        .block_public_acls(true)
+                        .ignore_public_acls(false)
+                        .block_public_policy(false)
+                        .restrict_public_buckets(false)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("set-up block");
+        }
+        let before = public_access_block(clients, bucket).await;
+        let plan = plan_steps(
+            &s3_bucket_finding(bucket),
+            "block-public",
+            json!([{"id": "block", "action": "block-bucket-public-access"}]),
+        );
+        let mut life = Lifecycle::new(&actions, &plan, "block").counting(&clients.calls);
+        let (pre, outcome) = life.forward().await.expect("block");
+        let expected_pre = if partial {
+            json!({"block-public-acls": true, "ignore-public-acls": false,
+                   "block-public-policy": false, "restrict-public-buckets": false})
+        } else {
+            json!(null)
+        };
+        assert_eq!(pre["public-access-block"], expected_pre, "{bucket}");
+        assert_eq!(outcome["changed"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            public_access_block(clients, bucket).await,
+            json!([true, true, true, true])
+        );
+        // A re-apply (resume after a crash) is harmless.
+        life.apply().await.expect("re-apply");
+        life.verify().await.expect("still blocked");
+
+        let undone = life.rollback().await.expect("undo");
+        let call = if partial {
+            "PutPublicAccessBlock"
+        } else {
+            "DeletePublicAccessBlock"
+        };
+        assert!(
+            undone["restored"][0]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(call),
+            "{undone}"
+        );
+        assert_eq!(
+            public_access_block(clients, bucket).await,
+            before,
+            "{bucket}"
+        );
+        let again = life.undo().await.expect("second undo");
+        assert_eq!(again["restored"], json!([]));
+        assert!(
+            mutating(life.last_calls()).is_empty(),
+            "{:?}",
+            life.last_calls()
+        );
+    }
 }

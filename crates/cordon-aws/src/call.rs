@@ -354,6 +354,7 @@ requests! {
     aws_sdk_s3::get_bucket_encryption: GetBucketEncryptionFluentBuilder => GetBucketEncryptionOutput, GetBucketEncryptionError;
     aws_sdk_s3::put_public_access_block: PutPublicAccessBlockFluentBuilder => PutPublicAccessBlockOutput, PutPublicAccessBlockError;
     aws_sdk_s3::get_public_access_block: GetPublicAccessBlockFluentBuilder => GetPublicAccessBlockOutput, GetPublicAccessBlockError;
+    aws_sdk_s3::delete_public_access_block: DeletePublicAccessBlockFluentBuilder => DeletePublicAccessBlockOutput, DeletePublicAccessBlockError;
     aws_sdk_s3::put_bucket_policy: PutBucketPolicyFluentBuilder => PutBucketPolicyOutput, PutBucketPolicyError;
     aws_sdk_s3::get_bucket_policy: GetBucketPolicyFluentBuilder => GetBucketPolicyOutput, GetBucketPolicyError;
     aws_sdk_s3::put_object_lock_configuration: PutObjectLockConfigurationFluentBuilder => PutObjectLockConfigurationOutput, PutObjectLockConfigurationError;

@@ -436,6 +436,9 @@ ops! {
         Op::write(S3, "PutPublicAccessBlock", "s3:PutBucketPublicAccessBlock");
     S3_GET_PUBLIC_ACCESS_BLOCK =
         Op::read(S3, "GetPublicAccessBlock", "s3:GetBucketPublicAccessBlock");
+    /// Removing a bucket's block is authorized as putting one.
+    S3_DELETE_PUBLIC_ACCESS_BLOCK =
+        Op::write(S3, "DeletePublicAccessBlock", "s3:PutBucketPublicAccessBlock");
     S3_PUT_BUCKET_POLICY = Op::write(S3, "PutBucketPolicy", "s3:PutBucketPolicy");
     S3_GET_BUCKET_POLICY = Op::read(S3, "GetBucketPolicy", "s3:GetBucketPolicy");
     S3_PUT_OBJECT_LOCK_CONFIGURATION = Op::write(
@@ -508,7 +511,7 @@ mod tests {
     use crate::client::is_read_only;
 
     /// S3's IAM actions are named after resources, not API operations.
-    const S3_ACTION_NAMES: [(&str, &str); 12] = [
+    const S3_ACTION_NAMES: [(&str, &str); 13] = [
         ("GetObject", "GetObjectVersion"),
         ("HeadObject", "GetObjectVersion"),
         ("HeadObject", "GetObject"),
@@ -519,6 +522,7 @@ mod tests {
         ("GetBucketEncryption", "GetEncryptionConfiguration"),
         ("PutPublicAccessBlock", "PutBucketPublicAccessBlock"),
         ("GetPublicAccessBlock", "GetBucketPublicAccessBlock"),
+        ("DeletePublicAccessBlock", "PutBucketPublicAccessBlock"),
         (
             "PutObjectLockConfiguration",
             "PutBucketObjectLockConfiguration",

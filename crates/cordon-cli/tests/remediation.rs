@@ -190,24 +190,7 @@ struct Imds {
 
 impl Remediated for Imds {
     async fn state(&self, clients: &AwsClients) -> Value {
-        let out = clients
-            .ec2
-            .describe_instances()
-            .instance_ids(&self.instance_id)
-            .send()
-            .await
-            .expect("DescribeInstances");
-        let o = out.reservations()[0].instances()[0]
-            .metadata_options()
-            .expect("metadata options")
-            .clone();
-        json!({
-            "http-tokens": o.http_tokens().map(|v| v.as_str().to_string()),
-            "hop-limit": o.http_put_response_hop_limit(),
-            "http-endpoint": o.http_endpoint().map(|v| v.as_str().to_string()),
-            "ipv6": o.http_protocol_ipv6().map(|v| v.as_str().to_string()),
-            "tags": o.instance_metadata_tags().map(|v| v.as_str().to_string()),
-        })
+        cordon_tests::metadata_options(clients, &self.instance_id).await
     }
 
     fn remediated(&self, state: &Value) -> bool {
@@ -244,4 +227,52 @@ async fn enforce_imdsv2_crash_at_every_record_then_resume_or_rollback() {
     .await;
     eprintln!("enforce-imdsv2: {n} crash points");
     assert!(n >= 4, "every step's records were crash points: {n}");
+}
+
+/// Block the bucket's public access, then tag nothing: one step on a bucket.
+const BUCKET_PLAYBOOK: &str = r#"
+name: bucket-crash
+description: block-bucket-public-access crash-safety test.
+priority: 200
+match:
+  resource-types: [S3Bucket]
+on-failure: stop
+steps:
+  - id: block
+    action: block-bucket-public-access
+"#;
+
+/// The bucket whose public access block `block-bucket-public-access` changes.
+struct Bucket {
+    name: String,
+}
+
+impl Remediated for Bucket {
+    async fn state(&self, clients: &AwsClients) -> Value {
+        cordon_tests::public_access_block(clients, &self.name).await
+    }
+
+    fn remediated(&self, state: &Value) -> bool {
+        *state == json!([true, true, true, true])
+    }
+}
+
+#[tokio::test]
+async fn block_bucket_public_access_crash_at_every_record_then_resume_or_rollback() {
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(&aws, "bucket", BUCKET_PLAYBOOK, async |aws| {
+        let name = "cordon-crash-open".to_string();
+        aws.clients()
+            .s3
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("CreateBucket");
+        let finding: Value = serde_json::from_str(&cordon_tests::s3_bucket_finding(&name)).unwrap();
+        (Bucket { name }, finding)
+    })
+    .await;
+    eprintln!("block-bucket-public-access: {n} crash points");
+    assert!(n >= 3, "every record was a crash point: {n}");
 }

@@ -109,6 +109,9 @@ pub enum Action {
     /// Require IMDSv2 session tokens on the instance (`HttpTokens=required`), keeping
     /// its hop limit, endpoint state, IPv6 endpoint and tag access as they were.
     EnforceImdsv2(EnforceImdsv2),
+    /// Turn on all four settings of the bucket's own public access block; the
+    /// account-level block is left alone.
+    BlockBucketPublicAccess(BlockBucketPublicAccess),
 }
 
 fn yes() -> bool {
@@ -432,6 +435,13 @@ fn default_notify_subject() -> String {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct EnforceImdsv2 {}
 
+/// No parameters: all four settings (`BlockPublicAcls`, `IgnorePublicAcls`,
+/// `BlockPublicPolicy`, `RestrictPublicBuckets`) are turned on, as AWS Config's
+/// `s3-bucket-level-public-access-prohibited` rule checks by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BlockBucketPublicAccess {}
+
 impl Default for Notify {
     fn default() -> Self {
         Self {
@@ -476,6 +486,7 @@ impl ActionKind {
             QuarantineUser | DeleteLoginProfile | RevokeUserSessions => TargetKind::User,
             RevokeRoleSessions => TargetKind::Role,
             EnrichWithDetective | StoreEvidence | Notify => TargetKind::Case,
+            BlockBucketPublicAccess => TargetKind::Bucket,
         }
     }
 
@@ -609,9 +620,12 @@ impl ActionKind {
                 "s3:GetObjectVersion",
             ],
             Notify => &["sns:GetTopicAttributes", "sns:Publish"],
-            EnforceImdsv2 => &[
-                "ec2:DescribeInstances",
-                "ec2:ModifyInstanceMetadataOptions",
+            EnforceImdsv2 => &["ec2:DescribeInstances", "ec2:ModifyInstanceMetadataOptions"],
+            // DeletePublicAccessBlock (undo where the bucket had none) is
+            // authorized as s3:PutBucketPublicAccessBlock.
+            BlockBucketPublicAccess => &[
+                "s3:GetBucketPublicAccessBlock",
+                "s3:PutBucketPublicAccessBlock",
             ],
         }
     }
@@ -651,7 +665,8 @@ impl ActionKind {
             | EnrichWithDetective
             | StoreEvidence
             | Notify
-            | EnforceImdsv2 => None,
+            | EnforceImdsv2
+            | BlockBucketPublicAccess => None,
         }
     }
 
@@ -669,7 +684,8 @@ impl ActionKind {
             | RotateAccessKey
             | QuarantineUser
             | RevokeUserSessions
-            | EnforceImdsv2 => Reversibility::Restores,
+            | EnforceImdsv2
+            | BlockBucketPublicAccess => Reversibility::Restores,
             SnapshotVolumes
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
@@ -702,7 +718,8 @@ impl ActionKind {
             | CaptureConsoleOutput
             | StoreEvidence
             | Notify
-            | EnforceImdsv2 => false,
+            | EnforceImdsv2
+            | BlockBucketPublicAccess => false,
         }
     }
 
@@ -721,7 +738,8 @@ impl ActionKind {
             | DeactivateAccessKey
             | QuarantineUser
             | DeleteLoginProfile
-            | EnforceImdsv2 => true,
+            | EnforceImdsv2
+            | BlockBucketPublicAccess => true,
             TagResource
             | EnableTerminationProtection
             | SnapshotVolumes
@@ -759,7 +777,8 @@ impl ActionKind {
             | EnableTerminationProtection
             | RotateAccessKey
             | Notify
-            | EnforceImdsv2 => false,
+            | EnforceImdsv2
+            | BlockBucketPublicAccess => false,
         }
     }
 }
@@ -1160,7 +1179,8 @@ impl Action {
             | Action::EnrichWithDetective(_)
             | Action::StoreEvidence(_)
             | Action::Notify(_)
-            | Action::EnforceImdsv2(_) => None,
+            | Action::EnforceImdsv2(_)
+            | Action::BlockBucketPublicAccess(_) => None,
         }
     }
 }

@@ -650,6 +650,10 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
         ActionKind::DetachInstanceProfile => Some(
             "the instance gets no new role credentials; credentials already issued stay valid until expiry".to_string(),
         ),
+        ActionKind::BlockBucketPublicAccess => Some(format!(
+            "public ACLs and public bucket policies on {} stop granting access: anything served from it publicly (a static website, public downloads) stops",
+            target.label()
+        )),
         ActionKind::EnforceImdsv2 => Some(
             "software on the instance that reads instance metadata without a session token (IMDSv1) loses metadata and role credentials".to_string(),
         ),

@@ -1205,7 +1205,8 @@ fn check_action_bounds(cx: &mut FileContext<'_>, base: &str, action: &Action) {
         | Action::CaptureConsoleOutput(_)
         | Action::StoreEvidence(_)
         | Action::Notify(_)
-        | Action::EnforceImdsv2(_) => {}
+        | Action::EnforceImdsv2(_)
+        | Action::BlockBucketPublicAccess(_) => {}
     }
 }
 

@@ -19,6 +19,7 @@ use crate::client::AwsClients;
 use crate::evidence::EvidenceStore;
 use crate::recorder::run_as;
 
+pub mod bucket;
 pub mod detective;
 pub mod ec2;
 pub mod evidence;
@@ -138,6 +139,14 @@ impl<'a> Ctx<'a> {
                 ec2::refuse_wildcard(&i.instance_id, "an instance id")?;
                 Ok(i)
             }
+            other => Err(wrong_target(self.step, other)),
+        }
+    }
+
+    /// The bucket this step targets, or a clear error.
+    pub fn bucket(&self) -> Result<&'a str, ActionError> {
+        match &self.step.target {
+            Target::Bucket { bucket_name } => Ok(bucket_name),
             other => Err(wrong_target(self.step, other)),
         }
     }
@@ -384,6 +393,7 @@ macro_rules! dispatch {
             Action::StoreEvidence(p) => $f::<evidence::StoreEvidence>(p, $($arg),*) $(.$await)?,
             Action::Notify(p) => $f::<notify::Notify>(p, $($arg),*) $(.$await)?,
             Action::EnforceImdsv2(p) => $f::<ec2::imds::EnforceImdsv2>(p, $($arg),*) $(.$await)?,
+            Action::BlockBucketPublicAccess(p) => $f::<bucket::BlockBucketPublicAccess>(p, $($arg),*) $(.$await)?,
         }
     };
 }

@@ -59,12 +59,8 @@ impl MetadataOptions {
                 .map_or("optional", HttpTokensState::as_str)
                 .to_string(),
             http_put_response_hop_limit: options.http_put_response_hop_limit(),
-            http_endpoint: options
-                .http_endpoint()
-                .map(|v| v.as_str().to_string()),
-            http_protocol_ipv6: options
-                .http_protocol_ipv6()
-                .map(|v| v.as_str().to_string()),
+            http_endpoint: options.http_endpoint().map(|v| v.as_str().to_string()),
+            http_protocol_ipv6: options.http_protocol_ipv6().map(|v| v.as_str().to_string()),
             instance_metadata_tags: options
                 .instance_metadata_tags()
                 .map(|v| v.as_str().to_string()),
