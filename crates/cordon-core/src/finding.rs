@@ -1,10 +1,21 @@
-//! The GuardDuty finding model: tolerant of what AWS sends, strict about what
-//! the engine needs (`id`, `type`, `severity`, `accountId`, `region`).
+//! The finding model: tolerant of what AWS sends, strict about what the
+//! engine needs (`id`, `type`, `severity`, `accountId`, `region`).
+//!
+//! Three sources ([`Source`]): GuardDuty findings (read here), Security Hub
+//! findings in the AWS Security Finding Format ([`asff`]) and AWS Config rule
+//! evaluations ([`config`]). A GuardDuty finding that reaches cordon through
+//! Security Hub is read as the GuardDuty finding it is (same id, type,
+//! severity and resource), so both deliveries open the same case.
 //!
 //! Three wrappings arrive in practice: an EventBridge event (`detail` holds the
-//! finding), a bare finding (what a `$.detail` input path delivers) and a
-//! `GetFindings` item (or a whole `GetFindings` response with `findings: [...]`).
-//! Files may hold one of those, a JSON array of them, or JSON lines.
+//! finding, or for Security Hub `detail.findings` holds several), a bare
+//! finding (what a `$.detail` input path delivers) and a `GetFindings` item
+//! (or a whole `GetFindings` response with `findings: [...]`, Security Hub's
+//! with `Findings: [...]`). Files may hold one of those, a JSON array of
+//! them, or JSON lines.
+
+mod asff;
+mod config;
 
 use std::fmt;
 
@@ -18,14 +29,16 @@ pub const MAX_INPUT_BYTES: usize = 64 * 1024 * 1024;
 /// Why a finding could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FindingError {
-    #[error("the input is empty: expected a GuardDuty finding as JSON")]
+    #[error(
+        "the input is empty: expected a GuardDuty or Security Hub finding or a Config compliance event as JSON"
+    )]
     Empty,
     #[error(
         "the input is {0} bytes, more than the {MAX_INPUT_BYTES}-byte limit: pass one finding file, not an archive"
     )]
     TooLarge(usize),
     #[error(
-        "{location}: not valid JSON ({source}): pass a GuardDuty finding, an EventBridge event or a GetFindings response"
+        "{location}: not valid JSON ({source}): pass a GuardDuty or Security Hub finding, an EventBridge event or a GetFindings response"
     )]
     NotJson {
         location: String,
@@ -50,8 +63,129 @@ pub enum Wrapping {
     EventBridge,
     /// The finding object itself.
     Bare,
-    /// One element of a `GetFindings` response's `findings` array.
+    /// One element of a `GetFindings` response's `findings` array (GuardDuty's
+    /// `findings` or Security Hub's `Findings`).
     GetFindings,
+    /// Element `index` of a Security Hub event's `detail.findings`; `raw` is
+    /// the whole event.
+    SecurityHubEvent { index: usize },
+}
+
+/// Which AWS service produced the finding. Playbooks match on it (`sources`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    strum::Display,
+)]
+pub enum Source {
+    /// A GuardDuty finding, delivered by GuardDuty itself.
+    #[default]
+    #[serde(rename = "guardduty")]
+    #[strum(serialize = "guardduty")]
+    GuardDuty,
+    /// A Security Hub (ASFF) finding from any product; a GuardDuty finding
+    /// delivered through Security Hub keeps its GuardDuty id, type and severity.
+    #[serde(rename = "securityhub")]
+    #[strum(serialize = "securityhub")]
+    SecurityHub,
+    /// An AWS Config rule evaluation (a compliance change).
+    #[serde(rename = "config")]
+    #[strum(serialize = "config")]
+    Config,
+}
+
+impl Source {
+    /// For `skip_serializing_if`: GuardDuty is the default source.
+    pub fn is_guardduty(&self) -> bool {
+        *self == Source::GuardDuty
+    }
+}
+
+/// Security Hub's severity label (ASFF `Severity.Label`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    strum::Display,
+    strum::EnumString,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeverityLabel {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl From<SeverityBand> for SeverityLabel {
+    /// GuardDuty's bands are Security Hub's labels (the GuardDuty user guide's
+    /// ASFF mapping): a GuardDuty finding has the same label both ways.
+    fn from(band: SeverityBand) -> Self {
+        match band {
+            SeverityBand::Low => SeverityLabel::Low,
+            SeverityBand::Medium => SeverityLabel::Medium,
+            SeverityBand::High => SeverityLabel::High,
+            SeverityBand::Critical => SeverityLabel::Critical,
+        }
+    }
+}
+
+/// What Security Hub says of a finding beyond the common model.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AsffFacts {
+    /// The ASFF `Id` (for GuardDuty's findings, the GuardDuty finding ARN).
+    pub asff_id: String,
+    pub product_arn: Option<String>,
+    pub product_name: Option<String>,
+    /// `Types` (or `FindingProviderFields.Types`), e.g.
+    /// `Software and Configuration Checks/Vulnerabilities/CVE`.
+    pub types: Vec<String>,
+    pub severity_label: Option<SeverityLabel>,
+    /// The primary resource's ASFF `Type`, e.g. `AwsEc2Instance`.
+    pub resource_type: Option<String>,
+    /// `Compliance.Status` (`PASSED`, `FAILED`, ...), for control findings.
+    pub compliance_status: Option<String>,
+}
+
+/// An AWS Config rule evaluation (`Config Rules Compliance Change`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigEvaluation {
+    pub rule_name: String,
+    /// Config's resource type, e.g. `AWS::S3::Bucket`.
+    pub resource_type: String,
+    pub resource_id: String,
+    /// `newEvaluationResult.complianceType`: only `NON_COMPLIANT` opens a case.
+    pub compliance: String,
+    /// `oldEvaluationResult.complianceType`, when Config sent one.
+    pub old_compliance: Option<String>,
+    /// Which evaluation this is: its `resultRecordedTime` (else the
+    /// `orderingTimestamp`, else the notification's time). Part of the case id.
+    pub evaluated_at: String,
+}
+
+impl ConfigEvaluation {
+    /// The compliance value that calls for remediation.
+    pub const NON_COMPLIANT: &'static str = "NON_COMPLIANT";
 }
 
 /// A parsed finding. `raw` is the exact text received, kept verbatim for evidence.
@@ -76,6 +210,15 @@ pub struct Finding {
     pub event_id: Option<String>,
     /// The exact bytes received for this finding (the whole event when wrapped).
     pub raw: String,
+    /// Which service produced it.
+    pub source: Source,
+    /// Security Hub's facts, for findings read from ASFF.
+    pub asff: Option<AsffFacts>,
+    /// The evaluation, for Config findings.
+    pub config: Option<ConfigEvaluation>,
+    /// Where the resource sits in the source document (`Resources[0]`,
+    /// `resourceId`), for findings not in GuardDuty's shape: errors name it.
+    pub resource_origin: Option<String>,
 }
 
 impl Finding {
@@ -84,7 +227,108 @@ impl Finding {
         let value: Value = serde_json::from_str(&self.raw).unwrap_or(Value::Null);
         match self.wrapping {
             Wrapping::EventBridge => value.get("detail").cloned().unwrap_or(Value::Null),
+            Wrapping::SecurityHubEvent { index } => value
+                .get("detail")
+                .and_then(|d| d.get("findings"))
+                .and_then(|f| f.get(index))
+                .cloned()
+                .unwrap_or(Value::Null),
             Wrapping::Bare | Wrapping::GetFindings => value,
+        }
+    }
+
+    /// Why there is nothing to do for this finding whatever the playbooks
+    /// say: a Config evaluation that is not `NON_COMPLIANT`, or a Security
+    /// Hub control check that passed. `None`: a playbook may answer it.
+    pub fn nothing_to_do(&self) -> Option<String> {
+        if let Some(c) = &self.config
+            && c.compliance != ConfigEvaluation::NON_COMPLIANT
+        {
+            return Some(format!(
+                "{} {} is {} with Config rule {}: nothing to do",
+                crate::text::preview(&c.resource_type),
+                crate::text::preview(&c.resource_id),
+                crate::text::preview(&c.compliance),
+                crate::text::preview(&c.rule_name)
+            ));
+        }
+        if let Some(status) = self
+            .asff
+            .as_ref()
+            .and_then(|a| a.compliance_status.as_deref())
+            .filter(|s| *s == "PASSED")
+        {
+            return Some(format!("the Security Hub check {status}: nothing to do"));
+        }
+        None
+    }
+
+    /// The product that produced the finding, as Security Hub names it
+    /// (`GuardDuty` for GuardDuty's own findings too).
+    pub fn product_name(&self) -> Option<&str> {
+        match (&self.asff, self.source) {
+            (Some(a), _) => a.product_name.as_deref(),
+            (None, Source::GuardDuty) => Some("GuardDuty"),
+            (None, _) => None,
+        }
+    }
+
+    /// The product's ARN in Security Hub (for GuardDuty's own findings, the
+    /// ARN Security Hub gives GuardDuty in the finding's partition and region).
+    pub fn product_arn(&self) -> Option<String> {
+        match (&self.asff, self.source) {
+            (Some(a), _) => a.product_arn.clone(),
+            (None, Source::GuardDuty) => Some(format!(
+                "arn:{}:securityhub:{}::product/aws/guardduty",
+                self.partition, self.region
+            )),
+            (None, _) => None,
+        }
+    }
+
+    /// Security Hub's severity label: the finding's own, else (GuardDuty)
+    /// the label of its band. Config evaluations have none.
+    pub fn severity_label(&self) -> Option<SeverityLabel> {
+        if let Some(label) = self.asff.as_ref().and_then(|a| a.severity_label) {
+            return Some(label);
+        }
+        match self.source {
+            Source::Config => None,
+            Source::GuardDuty | Source::SecurityHub => Some(self.severity.band().into()),
+        }
+    }
+
+    /// The resource type in the source's own words (`AWS::S3::Bucket` for
+    /// Config, `AwsS3Bucket` for Security Hub), next to cordon's
+    /// ([`Resource::resource_type`]); playbooks' `resource-types` match either.
+    pub fn source_resource_type(&self) -> Option<&str> {
+        if let Some(c) = &self.config {
+            return Some(&c.resource_type);
+        }
+        self.asff.as_ref().and_then(|a| a.resource_type.as_deref())
+    }
+
+    /// Where `field` (named as in GuardDuty's shape, e.g.
+    /// `resource.instanceDetails.instanceId`) came from in this finding's own
+    /// document, for errors.
+    pub fn source_field(&self, field: &str) -> String {
+        match (self.source, &self.resource_origin) {
+            (Source::GuardDuty, _) | (_, None) => field.to_string(),
+            (_, Some(origin)) if field.starts_with("resource.") => {
+                format!("{origin} (read as {field})")
+            }
+            (Source::SecurityHub, _) => match field {
+                "id" => "Id".to_string(),
+                "accountId" => "AwsAccountId".to_string(),
+                "region" => "Region".to_string(),
+                "partition" => "Resources[].Partition".to_string(),
+                other => other.to_string(),
+            },
+            (Source::Config, _) => match field {
+                "accountId" => "awsAccountId".to_string(),
+                "region" => "awsRegion".to_string(),
+                other => other.to_string(),
+            },
         }
     }
 
@@ -109,6 +353,36 @@ impl FindingType {
     /// Longest type accepted: GuardDuty's are under 100 characters, and routing
     /// matches every playbook pattern against it.
     pub const MAX_CHARS: usize = 256;
+
+    /// A type of a finding that is not GuardDuty's (a Security Hub type, a
+    /// Config rule name), kept whole in `raw` and `family`. Refused when it
+    /// is blank, too long or holds control characters.
+    pub fn foreign(raw: &str) -> Result<Self, String> {
+        if raw.trim().is_empty() {
+            return Err("the finding type is empty".to_string());
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!(
+                "type {} is longer than {} characters",
+                crate::text::preview(raw),
+                Self::MAX_CHARS
+            ));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(format!(
+                "type {} holds control characters",
+                crate::text::preview(raw)
+            ));
+        }
+        Ok(Self {
+            raw: raw.to_string(),
+            purpose: String::new(),
+            resource_type: String::new(),
+            family: raw.to_string(),
+            mechanism: None,
+            artifact: None,
+        })
+    }
 
     /// Parses a type string; rejects strings without the `Purpose:Resource/Family` shape.
     ///
@@ -503,6 +777,17 @@ fn parse_document(raw: &str, location: &str) -> Result<Vec<Finding>, FindingErro
         });
     };
     if is_event(object) {
+        let source = object.get("source").and_then(Value::as_str).unwrap_or("");
+        let detail_type = object
+            .get("detail-type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if asff::is_event(source, detail_type) {
+            return asff::parse_event(object, raw, location);
+        }
+        if config::is_event(source, detail_type) {
+            return config::parse_event(object, raw, location).map(|finding| vec![finding]);
+        }
         return parse_event(object, raw, location).map(|finding| vec![finding]);
     }
     if let Some(items) = field(object, "findings") {
@@ -523,15 +808,33 @@ fn parse_document(raw: &str, location: &str) -> Result<Vec<Finding>, FindingErro
                     Some(r) if raws.len() == items.len() => r.get().to_string(),
                     _ => item.to_string(),
                 };
-                finding_from_value(
-                    item,
-                    &format!("{location}.findings[{i}]"),
-                    Wrapping::GetFindings,
-                    text,
-                    None,
-                )
+                let location = format!("{location}.findings[{i}]");
+                match item {
+                    Value::Object(o) if asff::looks_like(o) => {
+                        asff::finding_from_value(item, &location, Wrapping::GetFindings, text, None)
+                    }
+                    _ => finding_from_value(item, &location, Wrapping::GetFindings, text, None),
+                }
             })
             .collect();
+    }
+    if asff::looks_like(object) {
+        return Ok(vec![asff::finding_from_value(
+            &value,
+            location,
+            Wrapping::Bare,
+            raw.to_string(),
+            None,
+        )?]);
+    }
+    if config::looks_like(object) {
+        return Ok(vec![config::finding_from_value(
+            &value,
+            location,
+            Wrapping::Bare,
+            raw.to_string(),
+            None,
+        )?]);
     }
     Ok(vec![finding_from_value(
         &value,
@@ -776,6 +1079,10 @@ fn finding_from_value(
         wrapping,
         event_id: None,
         raw,
+        source: Source::GuardDuty,
+        asff: None,
+        config: None,
+        resource_origin: None,
     })
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::action::{Action, ActionKind, Reversibility, TargetKind};
-use crate::finding::{AccessKeyDetails, Finding, InstanceDetails, KeyKind, Resource};
+use crate::finding::{AccessKeyDetails, Finding, InstanceDetails, KeyKind, Resource, Source};
 use crate::ids::{self, EniId, IdError, IdKind, SecurityGroupId, SubnetId, VpcId};
 use crate::playbook::{Approval, OnFailure, Playbook, RetryPolicy, SelfApproval};
 use crate::route::RouteReason;
@@ -261,6 +261,14 @@ pub struct FindingSummary {
     pub updated_at: Option<String>,
     pub event_first_seen: Option<String>,
     pub event_last_seen: Option<String>,
+    /// Which service produced the finding; absent: GuardDuty (every plan
+    /// made before cordon read Security Hub and Config).
+    #[serde(default, skip_serializing_if = "Source::is_guardduty")]
+    pub source: Source,
+    /// The Config rule a Config evaluation failed: the loop guard keys
+    /// repeated remediation on (resource, rule).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rule: Option<String>,
 }
 
 /// One step, with everything resolved.
@@ -624,6 +632,8 @@ fn build<E>(
             updated_at: finding.updated_at.clone(),
             event_first_seen: finding.service.event_first_seen.clone(),
             event_last_seen: finding.service.event_last_seen.clone(),
+            source: finding.source,
+            config_rule: finding.config.as_ref().map(|c| c.rule_name.clone()),
         },
         playbook: playbook.name.clone(),
         route,
@@ -690,7 +700,7 @@ impl Checks<'_> {
     fn error(&self, field: &str, source: IdError) -> PlanError {
         PlanError {
             finding: preview(&self.finding.id),
-            field: field.to_string(),
+            field: self.finding.source_field(field),
             source,
         }
     }

@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, ActionKind};
-use crate::finding::{ResourceRole, SeverityBand};
+use crate::finding::{ResourceRole, SeverityBand, SeverityLabel, Source};
 
 /// A playbook: a rule saying which findings it answers, and what to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -67,9 +67,36 @@ pub struct MatchRule {
     /// Types to leave out even when a pattern above matches.
     #[serde(default)]
     pub exclude_finding_types: Vec<String>,
-    /// GuardDuty resource types, e.g. `Instance`, `AccessKey`. Empty: any resource.
+    /// Resource types, e.g. `Instance`, `AccessKey`. Empty: any resource.
+    /// cordon's names (GuardDuty's, plus `SecurityGroup` and `Snapshot`)
+    /// match every source; Config's (`AWS::S3::Bucket`) and Security Hub's
+    /// (`AwsS3Bucket`) match only findings of that source.
     #[serde(default)]
     pub resource_types: Vec<String>,
+    /// Which sources' findings: `guardduty`, `securityhub`, `config`. Empty:
+    /// any. A GuardDuty finding delivered by Security Hub is `securityhub`.
+    #[serde(default)]
+    pub sources: Vec<Source>,
+    /// Config rule names or patterns (`*`, `?`), e.g.
+    /// `s3-bucket-level-public-access-prohibited`. Given: only Config
+    /// evaluations of a matching rule match. Empty: any.
+    #[serde(default)]
+    pub config_rules: Vec<String>,
+    /// Security Hub products, by `ProductName` (`Inspector`, `GuardDuty`) or
+    /// `ProductArn` pattern. GuardDuty's own findings are product `GuardDuty`.
+    /// Given: Config evaluations never match. Empty: any.
+    #[serde(default)]
+    pub products: Vec<String>,
+    /// Patterns over Security Hub `Types` entries, e.g.
+    /// `Software and Configuration Checks/Vulnerabilities/*`. Given: only
+    /// Security Hub findings with a matching entry match. Empty: any.
+    #[serde(default)]
+    pub asff_types: Vec<String>,
+    /// Security Hub severity labels (`INFORMATIONAL` … `CRITICAL`); a
+    /// GuardDuty finding's label is its band's. Given: Config evaluations
+    /// never match. Empty: any.
+    #[serde(default)]
+    pub severity_labels: Vec<SeverityLabel>,
     /// Severity condition: bands or a numeric range. Absent: any severity.
     #[serde(default)]
     pub severity: Option<SeverityRule>,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::finding::{Finding, KeyKind, Resource};
 use crate::playbook::{KeyKindRule, MatchRule, Playbook, SeverityRule};
+use crate::text::preview;
 
 /// Why a playbook was chosen: each condition that held, in words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -71,7 +72,25 @@ pub fn route<'a>(finding: &Finding, playbooks: &'a [Playbook]) -> (Route, Option
 
 /// Every condition of `rule` checked against the finding: the reasons it matched, or the first that did not.
 pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, String> {
+    if let Some(why) = finding.nothing_to_do() {
+        return Err(why);
+    }
     let mut reasons = Vec::new();
+    if !rule.sources.is_empty() {
+        if rule.sources.contains(&finding.source) {
+            reasons.push(format!("source {}", finding.source));
+        } else {
+            return Err(format!(
+                "source {} is not one of {:?}",
+                finding.source,
+                rule.sources
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ));
+        }
+    }
+    reasons.extend(source_matches(rule, finding)?);
     let finding_type = finding.finding_type.raw.as_str();
     if rule.finding_types.is_empty() {
         reasons.push("any finding type".to_string());
@@ -99,13 +118,24 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
     }
     let resource_type = finding.resource.resource_type();
     if !rule.resource_types.is_empty() {
-        if rule.resource_types.iter().any(|r| r == resource_type) {
-            reasons.push(format!("resource type {resource_type}"));
-        } else {
-            return Err(format!(
-                "resource type {resource_type} is not one of {:?}",
-                rule.resource_types
-            ));
+        let native = finding.source_resource_type();
+        match rule
+            .resource_types
+            .iter()
+            .find(|r| *r == resource_type || Some(r.as_str()) == native)
+        {
+            Some(r) => reasons.push(format!("resource type {r}")),
+            None => {
+                return Err(format!(
+                    "resource type {}{} is not one of {:?}",
+                    crate::text::escape(resource_type),
+                    native
+                        .filter(|n| *n != resource_type)
+                        .map(|n| format!(" ({})", crate::text::escape(n)))
+                        .unwrap_or_default(),
+                    rule.resource_types
+                ));
+            }
         }
     }
     if let Some(severity) = &rule.severity {
@@ -166,6 +196,109 @@ pub fn evaluate(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, Stri
         return Err(
             "the finding is archived and the rule does not include archived findings".to_string(),
         );
+    }
+    Ok(reasons)
+}
+
+/// The conditions on what only some sources say: Config rules, Security Hub
+/// products, types and severity labels.
+fn source_matches(rule: &MatchRule, finding: &Finding) -> Result<Vec<String>, String> {
+    let mut reasons = Vec::new();
+    if !rule.config_rules.is_empty() {
+        let Some(config) = &finding.config else {
+            return Err(format!(
+                "a {} finding is not a Config evaluation (rule wants Config rules {:?})",
+                finding.source, rule.config_rules
+            ));
+        };
+        match rule
+            .config_rules
+            .iter()
+            .find(|p| pattern_matches(p, &config.rule_name))
+        {
+            Some(p) => reasons.push(format!(
+                "Config rule {} matches {p:?}",
+                preview(&config.rule_name)
+            )),
+            None => {
+                return Err(format!(
+                    "Config rule {} matches none of {:?}",
+                    preview(&config.rule_name),
+                    rule.config_rules
+                ));
+            }
+        }
+    }
+    if !rule.products.is_empty() {
+        let name = finding.product_name();
+        let arn = finding.product_arn();
+        let hit = rule.products.iter().find(|p| {
+            name.is_some_and(|n| pattern_matches(p, n))
+                || arn.as_deref().is_some_and(|a| pattern_matches(p, a))
+        });
+        match hit {
+            Some(p) => reasons.push(format!(
+                "product {} matches {p:?}",
+                preview(name.or(arn.as_deref()).unwrap_or("?"))
+            )),
+            None => {
+                return Err(format!(
+                    "product {} is not one of {:?}",
+                    name.or(arn.as_deref())
+                        .map(preview)
+                        .unwrap_or_else(|| format!("(none: a {} finding)", finding.source)),
+                    rule.products
+                ));
+            }
+        }
+    }
+    if !rule.asff_types.is_empty() {
+        let types = finding
+            .asff
+            .as_ref()
+            .map(|a| a.types.as_slice())
+            .unwrap_or_default();
+        let hit = rule
+            .asff_types
+            .iter()
+            .find_map(|p| types.iter().find(|t| pattern_matches(p, t)).map(|t| (p, t)));
+        match hit {
+            Some((p, t)) => reasons.push(format!("ASFF type {} matches {p:?}", preview(t))),
+            None if finding.asff.is_none() => {
+                return Err(format!(
+                    "a {} finding has no Security Hub types (rule wants {:?})",
+                    finding.source, rule.asff_types
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "no Security Hub type of the finding matches {:?}",
+                    rule.asff_types
+                ));
+            }
+        }
+    }
+    if !rule.severity_labels.is_empty() {
+        match finding.severity_label() {
+            Some(label) if rule.severity_labels.contains(&label) => {
+                reasons.push(format!("severity label {label}"))
+            }
+            Some(label) => {
+                return Err(format!(
+                    "severity label {label} is not one of {:?}",
+                    rule.severity_labels
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "a {} finding has no severity label",
+                    finding.source
+                ));
+            }
+        }
     }
     Ok(reasons)
 }

@@ -12,13 +12,14 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::action::{Action, ActionKind, TargetKind};
-use crate::finding::{Severity, SeverityBand};
+use crate::finding::{Severity, SeverityBand, Source};
 use crate::plan::PLACEHOLDERS;
 use crate::playbook::{MatchRule, Playbook, Step, StepDocument};
 use crate::text::{needs_escape, preview};
 use crate::yaml::{self, Document, Location};
 
-/// GuardDuty resource types a playbook may match on.
+/// Resource types a playbook may match on: GuardDuty's and cordon's own
+/// (every source), then Config's and Security Hub's names (their source only).
 pub const KNOWN_RESOURCE_TYPES: &[&str] = &[
     "Instance",
     "AccessKey",
@@ -31,7 +32,75 @@ pub const KNOWN_RESOURCE_TYPES: &[&str] = &[
     "RDSLimitlessDB",
     "Lambda",
     "EBSVolume",
+    "SecurityGroup",
+    "Snapshot",
+    "AWS::EC2::Instance",
+    "AWS::S3::Bucket",
+    "AWS::EC2::SecurityGroup",
+    "AWS::EC2::Snapshot",
+    "AWS::EC2::Volume",
+    "AWS::IAM::User",
+    "AWS::IAM::Role",
+    "AWS::RDS::DBInstance",
+    "AWS::Lambda::Function",
+    "AWS::::Account",
+    "AwsEc2Instance",
+    "AwsIamAccessKey",
+    "AwsS3Bucket",
+    "AwsEc2SecurityGroup",
+    "AwsEc2Volume",
+    "AwsIamUser",
+    "AwsIamRole",
+    "AwsRdsDbInstance",
+    "AwsLambdaFunction",
+    "AwsAccount",
+    "Other",
 ];
+
+/// The resource-type names under which a step's target can be found, in
+/// cordon's, Config's and Security Hub's words.
+fn target_resource_names(target: TargetKind) -> &'static [&'static str] {
+    match target {
+        TargetKind::Case => &[],
+        TargetKind::Instance => &["Instance", "AWS::EC2::Instance", "AwsEc2Instance"],
+        TargetKind::AccessKey | TargetKind::User => &["AccessKey", "AwsIamAccessKey"],
+        TargetKind::Role => &[
+            "AccessKey",
+            "AwsIamAccessKey",
+            "Instance",
+            "AWS::EC2::Instance",
+            "AwsEc2Instance",
+        ],
+        TargetKind::Bucket => &["S3Bucket", "AWS::S3::Bucket", "AwsS3Bucket"],
+        TargetKind::SecurityGroup => &[
+            "SecurityGroup",
+            "AWS::EC2::SecurityGroup",
+            "AwsEc2SecurityGroup",
+        ],
+        TargetKind::Snapshot => &["Snapshot", "AWS::EC2::Snapshot"],
+    }
+}
+
+/// The sources a rule can match at all: its `sources` (else every one),
+/// narrowed by the keys only some sources have (`config-rules`: Config;
+/// `asff-types`: Security Hub; `products`, `severity-labels`: not Config;
+/// a Config or Security Hub resource-type name: that source).
+pub fn rule_sources(rule: &MatchRule) -> Vec<Source> {
+    let all = [Source::GuardDuty, Source::SecurityHub, Source::Config];
+    let only_native = |prefix: fn(&str) -> bool| {
+        !rule.resource_types.is_empty() && rule.resource_types.iter().all(|r| prefix(r))
+    };
+    all.into_iter()
+        .filter(|s| rule.sources.is_empty() || rule.sources.contains(s))
+        .filter(|s| rule.config_rules.is_empty() || *s == Source::Config)
+        .filter(|s| rule.asff_types.is_empty() || *s == Source::SecurityHub)
+        .filter(|s| {
+            (rule.products.is_empty() && rule.severity_labels.is_empty()) || *s != Source::Config
+        })
+        .filter(|s| !only_native(|r| r.starts_with("AWS::")) || *s == Source::Config)
+        .filter(|s| !only_native(|r| r.starts_with("Aws")) || *s == Source::SecurityHub)
+        .collect()
+}
 
 /// Access-key user types a playbook may match on (`userType` in GuardDuty's
 /// `accessKeyDetails`; CloudTrail's identity types).
@@ -639,6 +708,9 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
         ("exclude-finding-types", rule.exclude_finding_types.len()),
         ("resource-types", rule.resource_types.len()),
         ("user-types", rule.user_types.len()),
+        ("config-rules", rule.config_rules.len()),
+        ("products", rule.products.len()),
+        ("asff-types", rule.asff_types.len()),
     ] {
         if count > MAX_MATCH_ENTRIES {
             cx.push(
@@ -654,11 +726,37 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
     for (i, pattern) in rule.exclude_finding_types.iter().enumerate() {
         check_pattern(cx, &format!("match.exclude-finding-types[{i}]"), pattern);
     }
+    for (name, patterns) in [
+        ("config-rules", &rule.config_rules),
+        ("products", &rule.products),
+        ("asff-types", &rule.asff_types),
+    ] {
+        for (i, pattern) in patterns.iter().enumerate() {
+            check_text_pattern(cx, &format!("match.{name}[{i}]"), pattern);
+        }
+    }
+    let sources = rule_sources(rule);
+    if sources.is_empty() {
+        cx.push(
+            "match",
+            "no finding can match: the rule's keys belong to different sources",
+            Some(
+                "`config-rules` and Config resource types (`AWS::…`) match only Config evaluations,                  `asff-types` and Security Hub resource types (`Aws…`) only Security Hub findings,                  `products` and `severity-labels` never Config; check `sources`"
+                    .to_string(),
+            ),
+        );
+    } else if sources == [Source::Config] && rule.severity.is_some() {
+        cx.push(
+            "match.severity",
+            "the rule matches only Config evaluations, which have no severity",
+            Some("match them by `config-rules` and `resource-types`".to_string()),
+        );
+    }
     for (i, resource) in rule.resource_types.iter().enumerate() {
         if !KNOWN_RESOURCE_TYPES.contains(&resource.as_str()) {
             cx.push(
                 &format!("match.resource-types[{i}]"),
-                format!("unknown GuardDuty resource type {resource:?}"),
+                format!("unknown resource type {resource:?}"),
                 Some(closest(resource, KNOWN_RESOURCE_TYPES, "known types")),
             );
         }
@@ -676,7 +774,7 @@ fn check_header(cx: &mut FileContext<'_>, playbook: &Playbook, dropped: &[String
         let other: Vec<&String> = rule
             .resource_types
             .iter()
-            .filter(|r| r.as_str() != "AccessKey")
+            .filter(|r| !matches!(r.as_str(), "AccessKey" | "AwsIamAccessKey"))
             .collect();
         if !other.is_empty() {
             cx.push(
@@ -755,6 +853,22 @@ fn closest(name: &str, known: &[&str], what: &str) -> String {
 pub const MAX_PATTERN_CHARS: usize = 128;
 /// Most entries in one `match` list, for the same reason.
 pub const MAX_MATCH_ENTRIES: usize = 32;
+
+/// A pattern over names that may hold spaces (Security Hub types and
+/// products, Config rule names): not blank, printable, not too long.
+fn check_text_pattern(cx: &mut FileContext<'_>, path: &str, pattern: &str) {
+    if pattern.trim().is_empty() {
+        cx.push(path, "empty pattern", None);
+    } else if pattern.chars().count() > MAX_PATTERN_CHARS {
+        cx.push(
+            path,
+            format!("the pattern is longer than {MAX_PATTERN_CHARS} characters"),
+            Some("use `*` for the varying part".to_string()),
+        );
+    } else if pattern.chars().any(char::is_control) {
+        cx.push(path, format!("{pattern:?} holds control characters"), None);
+    }
+}
 
 fn check_pattern(cx: &mut FileContext<'_>, path: &str, pattern: &str) {
     if pattern.chars().count() > MAX_PATTERN_CHARS {
@@ -1214,14 +1328,8 @@ fn target_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) -> Op
     if rule.resource_types.is_empty() {
         return None;
     }
-    let fits = |resource: &str| match target {
-        TargetKind::Case => true,
-        TargetKind::Instance => resource == "Instance",
-        TargetKind::AccessKey | TargetKind::User => resource == "AccessKey",
-        TargetKind::Role => resource == "AccessKey" || resource == "Instance",
-        TargetKind::Bucket => resource == "S3Bucket",
-        TargetKind::SecurityGroup => resource == "SecurityGroup",
-        TargetKind::Snapshot => resource == "Snapshot",
+    let fits = |resource: &str| {
+        target == TargetKind::Case || target_resource_names(target).contains(&resource)
     };
     (!rule.resource_types.iter().any(|r| fits(r))).then(|| {
         format!(
@@ -1325,7 +1433,62 @@ pub fn rules_overlap(a: &MatchRule, b: &MatchRule) -> bool {
     let users = a.user_types.is_empty()
         || b.user_types.is_empty()
         || a.user_types.iter().any(|t| b.user_types.contains(t));
-    types && resources && severity && role && key && users
+    let sources = rule_sources(a).iter().any(|s| rule_sources(b).contains(s));
+    let labels = a.severity_labels.is_empty()
+        || b.severity_labels.is_empty()
+        || a.severity_labels
+            .iter()
+            .any(|l| b.severity_labels.contains(l));
+    let text = |x: &[String], y: &[String]| {
+        x.is_empty()
+            || y.is_empty()
+            || x.iter()
+                .any(|p| y.iter().any(|q| text_patterns_may_meet(p, q)))
+    };
+    types
+        && resources
+        && severity
+        && role
+        && key
+        && users
+        && sources
+        && labels
+        && text(&a.config_rules, &b.config_rules)
+        && text(&a.products, &b.products)
+        && text(&a.asff_types, &b.asff_types)
+}
+
+/// Could one name match both wildcard patterns (`*` any run, `?` one
+/// character)? Exact, by a memoised walk over both patterns.
+fn text_patterns_may_meet(a: &str, b: &str) -> bool {
+    fn meet(
+        a: &[char],
+        b: &[char],
+        i: usize,
+        j: usize,
+        memo: &mut [Option<bool>],
+        w: usize,
+    ) -> bool {
+        if let Some(known) = memo[i * w + j] {
+            return known;
+        }
+        let out = if i < a.len() && a[i] == '*' {
+            meet(a, b, i + 1, j, memo, w) || (j < b.len() && meet(a, b, i, j + 1, memo, w))
+        } else if j < b.len() && b[j] == '*' {
+            meet(a, b, i, j + 1, memo, w) || (i < a.len() && meet(a, b, i + 1, j, memo, w))
+        } else if i < a.len() && j < b.len() {
+            (a[i] == '?' || b[j] == '?' || a[i] == b[j]) && meet(a, b, i + 1, j + 1, memo, w)
+        } else {
+            i == a.len() && j == b.len()
+        };
+        memo[i * w + j] = Some(out);
+        out
+    }
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let w = b.len() + 1;
+    let mut memo = vec![None; (a.len() + 1) * w];
+    meet(&a, &b, 0, 0, &mut memo, w)
 }
 
 /// Is there a well-formed GuardDuty type (exactly one `:`, then exactly one `/`)
