@@ -6,7 +6,6 @@ use aws_sdk_ec2::types::{
     HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataProtocolState,
     InstanceMetadataTagsState,
 };
-use cordon_aws::client::AwsClients;
 use cordon_gameday::{EnvironmentSpec, provision as build};
 use cordon_tests::{
     Lifecycle, emulator, local_actions, metadata_options, mutating, plan_steps,
