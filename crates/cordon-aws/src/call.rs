@@ -306,6 +306,9 @@ requests! {
     aws_sdk_ec2::revoke_security_group_egress: RevokeSecurityGroupEgressFluentBuilder => RevokeSecurityGroupEgressOutput, RevokeSecurityGroupEgressError;
     aws_sdk_ec2::authorize_security_group_egress: AuthorizeSecurityGroupEgressFluentBuilder => AuthorizeSecurityGroupEgressOutput, AuthorizeSecurityGroupEgressError;
     aws_sdk_ec2::authorize_security_group_ingress: AuthorizeSecurityGroupIngressFluentBuilder => AuthorizeSecurityGroupIngressOutput, AuthorizeSecurityGroupIngressError;
+    aws_sdk_ec2::revoke_security_group_ingress: RevokeSecurityGroupIngressFluentBuilder => RevokeSecurityGroupIngressOutput, RevokeSecurityGroupIngressError;
+    aws_sdk_ec2::describe_snapshot_attribute: DescribeSnapshotAttributeFluentBuilder => DescribeSnapshotAttributeOutput, DescribeSnapshotAttributeError;
+    aws_sdk_ec2::modify_snapshot_attribute: ModifySnapshotAttributeFluentBuilder => ModifySnapshotAttributeOutput, ModifySnapshotAttributeError;
     aws_sdk_ec2::modify_network_interface_attribute: ModifyNetworkInterfaceAttributeFluentBuilder => ModifyNetworkInterfaceAttributeOutput, ModifyNetworkInterfaceAttributeError;
     aws_sdk_ec2::create_snapshot: CreateSnapshotFluentBuilder => CreateSnapshotOutput, CreateSnapshotError;
     aws_sdk_ec2::delete_snapshot: DeleteSnapshotFluentBuilder => DeleteSnapshotOutput, DeleteSnapshotError;

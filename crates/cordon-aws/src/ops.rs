@@ -286,6 +286,8 @@ ops! {
         "ec2:DescribeIamInstanceProfileAssociations",
     );
     EC2_GET_CONSOLE_OUTPUT = Op::ec2_read("GetConsoleOutput", "ec2:GetConsoleOutput");
+    EC2_DESCRIBE_SNAPSHOT_ATTRIBUTE =
+        Op::ec2_read("DescribeSnapshotAttribute", "ec2:DescribeSnapshotAttribute");
 
     // ---- EC2 changes, each on the bucket AWS-NOTES gives it
     EC2_CREATE_TAGS = Op::ec2_write("CreateTags", "ec2:CreateTags", Ec2CreateTags);
@@ -306,6 +308,11 @@ ops! {
         "ec2:AuthorizeSecurityGroupEgress",
         Ec2Mutating,
     );
+    EC2_REVOKE_SECURITY_GROUP_INGRESS = Op::ec2_write(
+        "RevokeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupIngress",
+        Ec2ResourceIntensive,
+    );
     EC2_AUTHORIZE_SECURITY_GROUP_INGRESS = Op::ec2_write(
         "AuthorizeSecurityGroupIngress",
         "ec2:AuthorizeSecurityGroupIngress",
@@ -323,6 +330,8 @@ ops! {
             .implies(&[EC2_TAG_ON_CREATE])
             .send_once();
     EC2_DELETE_SNAPSHOT = Op::ec2_write("DeleteSnapshot", "ec2:DeleteSnapshot", Ec2Mutating);
+    EC2_MODIFY_SNAPSHOT_ATTRIBUTE =
+        Op::ec2_write("ModifySnapshotAttribute", "ec2:ModifySnapshotAttribute", Ec2Mutating);
     EC2_MODIFY_INSTANCE_METADATA_OPTIONS = Op::ec2_write(
         "ModifyInstanceMetadataOptions",
         "ec2:ModifyInstanceMetadataOptions",

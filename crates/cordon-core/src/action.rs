@@ -112,6 +112,13 @@ pub enum Action {
     /// Turn on all four settings of the bucket's own public access block; the
     /// account-level block is left alone.
     BlockBucketPublicAccess(BlockBucketPublicAccess),
+    /// Revoke the security group's ingress open to the whole internet
+    /// (`0.0.0.0/0`, `::/0`) on the named ports, recording each rule exactly.
+    /// Undo re-opens them, so it needs explicit approval.
+    RevokeOpenIngress(RevokeOpenIngress),
+    /// Remove the public (`all`) volume-creation permission from the snapshot;
+    /// accounts it is shared with by id keep theirs.
+    MakeSnapshotPrivate(MakeSnapshotPrivate),
 }
 
 fn yes() -> bool {
@@ -442,6 +449,34 @@ pub struct EnforceImdsv2 {}
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BlockBucketPublicAccess {}
 
+/// The ports whose world-open ingress is revoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RevokeOpenIngress {
+    /// A world-open rule is revoked when it lets any of these ports in (TCP
+    /// or UDP with the port in its range, or all traffic). SSH and RDP by
+    /// default, as AWS Config's `restricted-ssh` and `restricted-common-ports`.
+    #[serde(default = "default_open_ports")]
+    pub ports: Vec<u16>,
+}
+
+fn default_open_ports() -> Vec<u16> {
+    vec![22, 3389]
+}
+
+impl Default for RevokeOpenIngress {
+    fn default() -> Self {
+        Self {
+            ports: default_open_ports(),
+        }
+    }
+}
+
+/// No parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MakeSnapshotPrivate {}
+
 impl Default for Notify {
     fn default() -> Self {
         Self {
@@ -487,6 +522,8 @@ impl ActionKind {
             RevokeRoleSessions => TargetKind::Role,
             EnrichWithDetective | StoreEvidence | Notify => TargetKind::Case,
             BlockBucketPublicAccess => TargetKind::Bucket,
+            RevokeOpenIngress => TargetKind::SecurityGroup,
+            MakeSnapshotPrivate => TargetKind::Snapshot,
         }
     }
 
@@ -627,6 +664,16 @@ impl ActionKind {
                 "s3:GetBucketPublicAccessBlock",
                 "s3:PutBucketPublicAccessBlock",
             ],
+            RevokeOpenIngress => &[
+                "ec2:DescribeSecurityGroups",
+                "ec2:RevokeSecurityGroupIngress",
+                // Undo, approval-gated: the recorded rules authorized again.
+                "ec2:AuthorizeSecurityGroupIngress",
+            ],
+            MakeSnapshotPrivate => &[
+                "ec2:DescribeSnapshotAttribute",
+                "ec2:ModifySnapshotAttribute",
+            ],
         }
     }
 
@@ -666,7 +713,9 @@ impl ActionKind {
             | StoreEvidence
             | Notify
             | EnforceImdsv2
-            | BlockBucketPublicAccess => None,
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate => None,
         }
     }
 
@@ -685,7 +734,9 @@ impl ActionKind {
             | QuarantineUser
             | RevokeUserSessions
             | EnforceImdsv2
-            | BlockBucketPublicAccess => Reversibility::Restores,
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate => Reversibility::Restores,
             SnapshotVolumes
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
@@ -719,7 +770,9 @@ impl ActionKind {
             | StoreEvidence
             | Notify
             | EnforceImdsv2
-            | BlockBucketPublicAccess => false,
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate => false,
         }
     }
 
@@ -739,7 +792,9 @@ impl ActionKind {
             | QuarantineUser
             | DeleteLoginProfile
             | EnforceImdsv2
-            | BlockBucketPublicAccess => true,
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate => true,
             TagResource
             | EnableTerminationProtection
             | SnapshotVolumes
@@ -778,7 +833,9 @@ impl ActionKind {
             | RotateAccessKey
             | Notify
             | EnforceImdsv2
-            | BlockBucketPublicAccess => false,
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate => false,
         }
     }
 }
@@ -791,13 +848,19 @@ pub enum UndoGate {
     Credentials(&'static str),
     /// The undo deletes evidence.
     Evidence(&'static str),
+    /// The undo re-opens a resource to the whole internet (a revoked
+    /// world-open ingress rule). Like credentials, an automatic rollback
+    /// keeps the containment in place.
+    Exposure(&'static str),
 }
 
 impl UndoGate {
     /// What the undo would do, for the approver.
     pub fn reason(self) -> &'static str {
         match self {
-            UndoGate::Credentials(reason) | UndoGate::Evidence(reason) => reason,
+            UndoGate::Credentials(reason)
+            | UndoGate::Evidence(reason)
+            | UndoGate::Exposure(reason) => reason,
         }
     }
 }
@@ -1162,6 +1225,9 @@ impl Action {
             Action::RevokeUserSessions(_) => Some(UndoGate::Credentials(
                 "lifts the session revocation: the user's temporary credentials issued before it work again",
             )),
+            Action::RevokeOpenIngress(_) => Some(UndoGate::Exposure(
+                "re-opens the revoked ports of the security group to the whole internet",
+            )),
             Action::SnapshotVolumes(p) if p.delete_on_rollback => Some(UndoGate::Evidence(
                 "deletes the snapshots taken as evidence",
             )),
@@ -1180,7 +1246,8 @@ impl Action {
             | Action::StoreEvidence(_)
             | Action::Notify(_)
             | Action::EnforceImdsv2(_)
-            | Action::BlockBucketPublicAccess(_) => None,
+            | Action::BlockBucketPublicAccess(_)
+            | Action::MakeSnapshotPrivate(_) => None,
         }
     }
 }

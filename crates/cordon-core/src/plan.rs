@@ -664,6 +664,14 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
             "public ACLs and public bucket policies on {} stop granting access: anything served from it publicly (a static website, public downloads) stops",
             target.label()
         )),
+        ActionKind::RevokeOpenIngress => Some(format!(
+            "every instance, interface and load balancer in {} loses the world-open access on the step's ports, legitimate users included",
+            target.label()
+        )),
+        ActionKind::MakeSnapshotPrivate => Some(format!(
+            "accounts using {} through its public permission can no longer create volumes from it; accounts it is shared with by id keep theirs",
+            target.label()
+        )),
         ActionKind::EnforceImdsv2 => Some(
             "software on the instance that reads instance metadata without a session token (IMDSv1) loses metadata and role credentials".to_string(),
         ),

@@ -1279,6 +1279,16 @@ fn check_bound<T: PartialOrd + fmt::Display>(
 /// The numeric parameters of actions that have them.
 fn check_action_bounds(cx: &mut FileContext<'_>, base: &str, action: &Action) {
     match action {
+        Action::RevokeOpenIngress(p) if p.ports.is_empty() => {
+            cx.push(
+                &format!("{base}.with.ports"),
+                "no ports: the step would revoke nothing".to_string(),
+                Some(
+                    "name the ports whose world-open ingress to revoke, e.g. [22, 3389]"
+                        .to_string(),
+                ),
+            );
+        }
         Action::SnapshotVolumes(p) => {
             if let Some(seconds) = p.wait_timeout_seconds {
                 check_bound(
@@ -1320,7 +1330,9 @@ fn check_action_bounds(cx: &mut FileContext<'_>, base: &str, action: &Action) {
         | Action::StoreEvidence(_)
         | Action::Notify(_)
         | Action::EnforceImdsv2(_)
-        | Action::BlockBucketPublicAccess(_) => {}
+        | Action::BlockBucketPublicAccess(_)
+        | Action::RevokeOpenIngress(_)
+        | Action::MakeSnapshotPrivate(_) => {}
     }
 }
 

@@ -151,6 +151,30 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The security group this step targets, or a clear error; an id
+    /// holding a wildcard is refused before it reaches any call.
+    pub fn security_group(&self) -> Result<&'a str, ActionError> {
+        match &self.step.target {
+            Target::SecurityGroup { group_id } => {
+                ec2::refuse_wildcard(group_id, "a security group id")?;
+                Ok(group_id)
+            }
+            other => Err(wrong_target(self.step, other)),
+        }
+    }
+
+    /// The snapshot this step targets, or a clear error; an id holding a
+    /// wildcard is refused before it reaches any call.
+    pub fn snapshot(&self) -> Result<&'a str, ActionError> {
+        match &self.step.target {
+            Target::Snapshot { snapshot_id } => {
+                ec2::refuse_wildcard(snapshot_id, "a snapshot id")?;
+                Ok(snapshot_id)
+            }
+            other => Err(wrong_target(self.step, other)),
+        }
+    }
+
     /// Tag value identifying this case on resources cordon creates.
     pub fn case_id(&self) -> &'a str {
         self.plan.case_id.as_str()
@@ -394,6 +418,8 @@ macro_rules! dispatch {
             Action::Notify(p) => $f::<notify::Notify>(p, $($arg),*) $(.$await)?,
             Action::EnforceImdsv2(p) => $f::<ec2::imds::EnforceImdsv2>(p, $($arg),*) $(.$await)?,
             Action::BlockBucketPublicAccess(p) => $f::<bucket::BlockBucketPublicAccess>(p, $($arg),*) $(.$await)?,
+            Action::RevokeOpenIngress(p) => $f::<ec2::ingress::RevokeOpenIngress>(p, $($arg),*) $(.$await)?,
+            Action::MakeSnapshotPrivate(p) => $f::<ec2::snapshot_private::MakeSnapshotPrivate>(p, $($arg),*) $(.$await)?,
         }
     };
 }

@@ -21,10 +21,12 @@ pub mod autoscaling;
 pub mod capture;
 pub mod elb;
 pub mod imds;
+pub mod ingress;
 pub mod isolate;
 pub mod profile;
 pub mod protect;
 pub mod snapshot;
+pub mod snapshot_private;
 pub mod tag;
 
 /// A Describe filter: `name` matching any of `values`.
