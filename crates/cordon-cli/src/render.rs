@@ -13,7 +13,7 @@ use std::io::IsTerminal;
 use cordon_core::action::{Reversibility, UndoGate};
 use cordon_core::claims::ResourceHolder;
 use cordon_core::executor::DryRunStep;
-use cordon_core::finding::Finding;
+use cordon_core::finding::{Finding, Source};
 use cordon_core::journal::{CaseState, CaseStatus, JournalEvent, JournalRecord};
 use cordon_core::plan::{CaseId, Plan, PlannedStep, Target};
 use cordon_core::route::Route;
@@ -25,14 +25,38 @@ use crate::output::UnreadableCase;
 
 pub fn route(finding: &Finding, route: &Route) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "finding {}  {}  severity {} ({})",
-        escape(&finding.id),
-        escape(&finding.finding_type.raw),
-        finding.severity,
-        finding.severity.band()
-    );
+    match &finding.config {
+        Some(config) => {
+            let _ = writeln!(
+                out,
+                "finding {}  Config rule {}  {} {}  {}",
+                escape(&finding.id),
+                escape(&config.rule_name),
+                escape(&config.resource_type),
+                escape(&config.resource_id),
+                escape(&config.compliance)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "finding {}  {}  severity {} ({}){}",
+                escape(&finding.id),
+                escape(&finding.finding_type.raw),
+                finding.severity,
+                finding.severity.band(),
+                match (finding.source, finding.product_name()) {
+                    (Source::GuardDuty, _) => String::new(),
+                    (source, Some(product)) => format!("  {product} via {source}"),
+                    (source, None) => format!("  via {source}"),
+                }
+            );
+        }
+    }
+    if let (Route::NoMatch { .. }, Some(why)) = (route, finding.nothing_to_do()) {
+        let _ = writeln!(out, "{}", escape(&why));
+        return out;
+    }
     match route {
         Route::Matched {
             reason,

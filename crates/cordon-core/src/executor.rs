@@ -1092,6 +1092,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     }
 
     /// Loop guard: a resource acted on too often stops automatic action.
+    ///
+    /// For a Config evaluation the guard is also kept per (resource, rule):
+    /// the same resource failing the same rule again within the window after
+    /// a case remediated it (and was not rolled back) escalates to a human at
+    /// once. Remediating again would fight whatever reverts the change, a
+    /// deployment tool most likely, and each round would look like success.
     async fn guard_loops(
         &self,
         plan: &Plan,
@@ -1104,10 +1110,12 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         if resources.is_empty() {
             return Ok(None);
         }
+        let rule = plan.finding.config_rule.as_deref();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let since = now - guard.window.as_secs() as i64;
         let mut triggers = 0u32;
         let mut this_case_would_trigger = true;
+        let mut remediated_before: Vec<CaseId> = Vec::new();
         for case in self.journal.cases().await? {
             let records = match self.journal.load(&case).await {
                 Ok(records) => records,
@@ -1117,6 +1125,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 }
             };
             let mut last_status = None;
+            let mut same_rule = false;
             for record in &records {
                 let opened_plan = match &record.event {
                     JournalEvent::CaseOpened { plan, .. }
@@ -1132,22 +1141,39 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     && opened.resources().iter().any(|r| resources.contains(r))
                 {
                     triggers += 1;
+                    same_rule |= rule.is_some() && opened.finding.config_rule.as_deref() == rule;
                 }
             }
             if case == plan.case_id {
                 // Re-delivery to a case that will not open a new epoch is no new trigger.
                 this_case_would_trigger = last_status == Some(CaseStatus::RolledBack);
+            } else if same_rule && last_status != Some(CaseStatus::RolledBack) {
+                remediated_before.push(case);
             }
         }
-        if !this_case_would_trigger || triggers < guard.max_triggers {
+        if !this_case_would_trigger {
             return Ok(None);
         }
-        let reason = format!(
-            "{} acted on {triggers} time(s) in the last {} h (limit {}): automatic action stopped to avoid flapping; a human decides",
-            resources.join(", "),
-            guard.window.as_secs() / 3600,
-            guard.max_triggers
-        );
+        let reason = match rule {
+            Some(rule) if !remediated_before.is_empty() => format!(
+                "{} failed Config rule {} again within {} h of case {} acting on it: escalated to a human instead of remediating again (something, a deployment tool most likely, may be reverting the change)",
+                resources.join(", "),
+                crate::text::preview(rule),
+                guard.window.as_secs() / 3600,
+                remediated_before
+                    .iter()
+                    .map(CaseId::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ if triggers >= guard.max_triggers => format!(
+                "{} acted on {triggers} time(s) in the last {} h (limit {}): automatic action stopped to avoid flapping; a human decides",
+                resources.join(", "),
+                guard.window.as_secs() / 3600,
+                guard.max_triggers
+            ),
+            _ => return Ok(None),
+        };
         let event = JournalEvent::LoopGuardTripped {
             resources,
             reason: reason.clone(),

@@ -45,7 +45,9 @@ pub enum FindingError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{location}: JSON is not a GuardDuty finding: {reason}")]
+    #[error(
+        "{location}: JSON is not a finding cordon reads (GuardDuty, Security Hub ASFF, Config compliance change): {reason}"
+    )]
     NotAFinding { location: String, reason: String },
     #[error("{location}: finding {id}: {reason}")]
     Invalid {
@@ -864,7 +866,7 @@ fn parse_event(
     let not_guardduty = || FindingError::NotAFinding {
         location: location.to_string(),
         reason: format!(
-            "it is an EventBridge event from source {} with detail-type {}, not a GuardDuty finding",
+            "it is an EventBridge event from source {} with detail-type {}, not a GuardDuty, Security Hub or Config finding event",
             crate::text::preview(source),
             crate::text::preview(detail_type)
         ),

@@ -2400,3 +2400,101 @@ async fn a_failed_step_run_alone_follows_its_policy_as_run_does() {
         assert_eq!(got, expected, "{policy}");
     }
 }
+
+/// A Config evaluation of `ec2-imdsv2-check` on i-0a1b2c3d4e5f60718, recorded at `at`.
+fn config_evaluation(rule: &str, at: &str) -> (cordon_core::finding::Finding, String) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/config/instance-imdsv2-detail.json"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("2024-06-12T10:10:00.000Z", at)
+        .replace("ec2-imdsv2-check", rule);
+    let finding = parse_single_finding(&text, "evaluation").unwrap();
+    (finding, text)
+}
+
+#[tokio::test]
+async fn a_resource_failing_the_same_config_rule_again_escalates_instead_of_remediating() {
+    let pb = playbook("rollback", &[("a", "tag-resource", "")]);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &approver).loop_guard(Some(LoopGuard::default()));
+
+    let (first, raw1) = config_evaluation("ec2-imdsv2-check", "2024-06-12T10:10:00.000Z");
+    let plan1 = plan_for(&first, &pb);
+    assert_eq!(
+        plan1.finding.config_rule.as_deref(),
+        Some("ec2-imdsv2-check")
+    );
+    let report = exec.run(&plan1, &raw1).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert_eq!(world.get("a"), 1);
+    // The same event again is the same case: nothing new, no trip.
+    let again = exec.run(&plan1, &raw1).await.unwrap();
+    assert_eq!(again.status, CaseStatus::Completed, "{}", again.message);
+
+    // The resource fails the same rule again an hour later: a new evaluation,
+    // a new case, and the guard escalates although the count limit (3) is far.
+    let (second, raw2) = config_evaluation("ec2-imdsv2-check", "2024-06-12T11:10:00.000Z");
+    let plan2 = plan_for(&second, &pb);
+    assert_ne!(plan2.case_id, plan1.case_id);
+    let report = exec.run(&plan2, &raw2).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Stopped, "{}", report.message);
+    assert_eq!(report.outcome.exit_code(), 1);
+    for words in [
+        "instance:i-0a1b2c3d4e5f60718",
+        "failed Config rule \"ec2-imdsv2-check\" again",
+        plan1.case_id.as_str(),
+        "escalated to a human",
+    ] {
+        assert!(
+            report.message.contains(words),
+            "{words}: {}",
+            report.message
+        );
+    }
+    let recs = records(&journal, &plan2.case_id).await;
+    assert!(recs.iter().any(|r| r.event.name() == "loop-guard-tripped"));
+    assert!(
+        !recs.iter().any(|r| matches!(
+            r.event,
+            JournalEvent::StepPrepared { .. } | JournalEvent::StepApplied { .. }
+        )),
+        "nothing was remediated again"
+    );
+
+    // Another rule on the same resource is another question: the loop guard
+    // lets it through (the resource lock of the completed case still holds it).
+    let (other, raw3) = config_evaluation("ec2-instance-no-public-ip", "2024-06-12T11:20:00.000Z");
+    let plan3 = plan_for(&other, &pb);
+    let report = exec.run(&plan3, &raw3).await.unwrap();
+    assert!(
+        !report.message.contains("Config rule"),
+        "{}",
+        report.message
+    );
+    let recs = records(&journal, &plan3.case_id).await;
+    assert!(!recs.iter().any(|r| r.event.name() == "loop-guard-tripped"));
+}
+
+#[tokio::test]
+async fn a_config_rule_failing_again_after_a_rollback_is_no_loop() {
+    let pb = playbook("rollback", &[("a", "tag-resource", "")]);
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = World::default();
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &approver).loop_guard(Some(LoopGuard::default()));
+    let (first, raw1) = config_evaluation("ec2-imdsv2-check", "2024-06-12T10:10:00.000Z");
+    let plan1 = plan_for(&first, &pb);
+    exec.run(&plan1, &raw1).await.unwrap();
+    let rolled = exec.rollback(&plan1.case_id, "test").await.unwrap();
+    assert_eq!(rolled.status, CaseStatus::RolledBack, "{}", rolled.message);
+    let (second, raw2) = config_evaluation("ec2-imdsv2-check", "2024-06-12T11:10:00.000Z");
+    let report = exec.run(&plan_for(&second, &pb), &raw2).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+}

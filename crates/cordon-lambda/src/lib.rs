@@ -506,10 +506,13 @@ impl Handler {
         let (Route::Matched { reason, .. }, Some(playbook)) = (routed, playbook) else {
             return Err(TaskError::new(
                 ErrorName::InvalidFinding,
-                format!(
-                    "no shipped playbook answers finding {} (type {}, severity {}): nothing to run",
-                    finding.id, finding.finding_type, finding.severity
-                ),
+                match finding.nothing_to_do() {
+                    Some(why) => format!("finding {}: {why}", finding.id),
+                    None => format!(
+                        "no shipped playbook answers finding {} (type {}, severity {}): nothing to run",
+                        finding.id, finding.finding_type, finding.severity
+                    ),
+                },
             ));
         };
         if let Some(pinned) = pinned
