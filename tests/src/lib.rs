@@ -725,6 +725,124 @@ pub fn s3_bucket_finding(bucket: &str) -> String {
     finding.to_string()
 }
 
+/// An AWS Config `Config Rules Compliance Change` event (EventBridge) in the
+/// emulator's account and region: `resource_id` of `resource_type`
+/// (`AWS::EC2::SecurityGroup`, …) became NON_COMPLIANT with `rule`. As text.
+pub fn config_event(rule: &str, resource_type: &str, resource_id: &str) -> String {
+    let qualifier = serde_json::json!({
+        "configRuleName": rule, "resourceType": resource_type,
+        "resourceId": resource_id, "evaluationMode": "DETECTIVE"});
+    serde_json::json!({
+        "version": "0",
+        "id": format!("config-{rule}-{resource_id}"),
+        "detail-type": "Config Rules Compliance Change",
+        "source": "aws.config",
+        "account": "123456789012",
+        "time": "2026-11-27T10:00:00.000Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "resourceId": resource_id,
+            "awsRegion": "us-east-1",
+            "awsAccountId": "123456789012",
+            "configRuleName": rule,
+            "recordVersion": "1.0",
+            "configRuleARN": "arn:aws:config:us-east-1:123456789012:config-rule/config-rule-0a1b2c",
+            "messageType": "ComplianceChangeNotification",
+            "newEvaluationResult": {
+                "evaluationResultIdentifier": {
+                    "evaluationResultQualifier": qualifier,
+                    "orderingTimestamp": "2026-11-27T10:00:00.000Z"
+                },
+                "complianceType": "NON_COMPLIANT",
+                "resultRecordedTime": "2026-11-27T10:00:00.000Z",
+                "configRuleInvokedTime": "2026-11-27T10:00:00.000Z"
+            },
+            "oldEvaluationResult": {
+                "evaluationResultIdentifier": {
+                    "evaluationResultQualifier": qualifier,
+                    "orderingTimestamp": "2026-11-20T10:00:00.000Z"
+                },
+                "complianceType": "COMPLIANT",
+                "resultRecordedTime": "2026-11-20T10:00:00.000Z",
+                "configRuleInvokedTime": "2026-11-20T10:00:00.000Z"
+            },
+            "notificationCreationTime": "2026-11-27T10:00:00.000Z",
+            "resourceType": resource_type
+        }
+    })
+    .to_string()
+}
+
+/// The group's ingress as `protocol from-to cidr description` lines, sorted:
+/// what `revoke-open-ingress` changes, compared whole.
+pub async fn ingress_rules(clients: &AwsClients, group_id: &str) -> Vec<String> {
+    let out = clients
+        .ec2
+        .describe_security_groups()
+        .group_ids(group_id)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("DescribeSecurityGroups {group_id}: {err:?}"));
+    let mut rules = Vec::new();
+    for group in out.security_groups() {
+        for p in group.ip_permissions() {
+            let head = format!(
+                "{} {:?}-{:?}",
+                p.ip_protocol().unwrap_or_default(),
+                p.from_port(),
+                p.to_port()
+            );
+            for r in p.ip_ranges() {
+                rules.push(format!(
+                    "{head} {} {:?}",
+                    r.cidr_ip().unwrap_or_default(),
+                    r.description()
+                ));
+            }
+            for r in p.ipv6_ranges() {
+                rules.push(format!(
+                    "{head} {} {:?}",
+                    r.cidr_ipv6().unwrap_or_default(),
+                    r.description()
+                ));
+            }
+            for g in p.user_id_group_pairs() {
+                rules.push(format!(
+                    "{head} {} {:?}",
+                    g.group_id().unwrap_or_default(),
+                    g.description()
+                ));
+            }
+        }
+    }
+    rules.sort();
+    rules
+}
+
+/// The snapshot's `createVolumePermission` as `group:…`/`user:…` entries, sorted.
+pub async fn volume_permissions(clients: &AwsClients, snapshot_id: &str) -> Vec<String> {
+    let out = clients
+        .ec2
+        .describe_snapshot_attribute()
+        .snapshot_id(snapshot_id)
+        .attribute(aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("DescribeSnapshotAttribute {snapshot_id}: {err:?}"));
+    let mut entries: Vec<String> = out
+        .create_volume_permissions()
+        .iter()
+        .map(|p| match (p.group(), p.user_id()) {
+            (Some(g), _) => format!("group:{}", g.as_str()),
+            (None, Some(u)) => format!("user:{u}"),
+            (None, None) => "empty".to_string(),
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
 /// The instance's five metadata options (`enforce-imdsv2`), as a responder reads them.
 pub async fn metadata_options(clients: &AwsClients, instance_id: &str) -> serde_json::Value {
     let out = clients

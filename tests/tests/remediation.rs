@@ -6,10 +6,14 @@ use aws_sdk_ec2::types::{
     HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataProtocolState,
     InstanceMetadataTagsState,
 };
+use cordon_core::executor::Executor;
+use cordon_core::journal::CaseStatus;
+use cordon_core::local_store::LocalJournal;
 use cordon_gameday::{EnvironmentSpec, provision as build};
 use cordon_tests::{
-    Lifecycle, emulator, local_actions, metadata_options, mutating, plan_steps,
-    public_access_block, s3_bucket_finding,
+    ApproveAll, ApproveUndo, Lifecycle, config_event, emulator, ingress_rules, local_actions,
+    metadata_options, mutating, plan_steps, public_access_block, s3_bucket_finding,
+    volume_permissions,
 };
 use serde_json::json;
 
@@ -218,4 +222,235 @@ async fn block_bucket_public_access_restores_a_partial_block_or_its_absence_exac
             life.last_calls()
         );
     }
+}
+
+/// A group with SSH open to the world (IPv4 with a description, and IPv6)
+/// next to a private range on the same rule, HTTPS open to the world, and a
+/// wide TCP range open to the world that covers RDP.
+async fn open_group(clients: &cordon_aws::client::AwsClients, name: &str) -> String {
+    use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
+    let vpc = clients
+        .ec2
+        .create_vpc()
+        .cidr_block("10.50.0.0/16")
+        .send()
+        .await
+        .expect("CreateVpc");
+    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id");
+    let group = clients
+        .ec2
+        .create_security_group()
+        .group_name(name)
+        .description("bastion")
+        .vpc_id(vpc_id)
+        .send()
+        .await
+        .expect("CreateSecurityGroup");
+    let group_id = group.group_id().expect("group id").to_string();
+    let tcp = |from: i32, to: i32| {
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(from)
+            .to_port(to)
+    };
+    clients
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(&group_id)
+        .ip_permissions(
+            tcp(22, 22)
+                .ip_ranges(
+                    IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .description("ssh from anywhere")
+                        .build(),
+                )
+                .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+                .build(),
+        )
+        .ip_permissions(
+            tcp(443, 443)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .ip_permissions(
+            tcp(3000, 3400)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .expect("AuthorizeSecurityGroupIngress");
+    group_id
+}
+
+#[tokio::test]
+async fn revoke_open_ingress_removes_only_world_open_rules_on_the_ports_and_restores_them_exactly()
+{
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let group_id = open_group(clients, "bastion").await;
+    let before = ingress_rules(clients, &group_id).await;
+    assert_eq!(before.len(), 5, "{before:#?}");
+
+    let (actions, _dir) = local_actions(clients, "revoke-open-ingress");
+    let plan = plan_steps(
+        &config_event("restricted-ssh", "AWS::EC2::SecurityGroup", &group_id),
+        "open-ingress",
+        json!([{"id": "revoke", "action": "revoke-open-ingress", "with": {"ports": [22, 3389]}}]),
+    );
+    let mut life = Lifecycle::new(&actions, &plan, "revoke").counting(&clients.calls);
+    let (pre, outcome) = life.forward().await.expect("revoke");
+    assert_eq!(
+        pre["open-rules"],
+        json!([
+            {"protocol": "tcp", "from-port": 22, "to-port": 22, "cidr": "0.0.0.0/0",
+             "description": "ssh from anywhere"},
+            {"protocol": "tcp", "from-port": 22, "to-port": 22, "cidr": "::/0"},
+            {"protocol": "tcp", "from-port": 3000, "to-port": 3400, "cidr": "0.0.0.0/0"}
+        ])
+    );
+    assert_eq!(outcome["revoked"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        ingress_rules(clients, &group_id).await,
+        [
+            "tcp Some(22)-Some(22) 10.0.0.0/8 None",
+            "tcp Some(443)-Some(443) 0.0.0.0/0 None",
+        ],
+        "only the world-open ranges on 22 and 3389 went"
+    );
+    // A re-apply (resume after a crash) finds nothing left to revoke.
+    let again = life.apply().await.expect("re-apply");
+    assert_eq!(again["revoked"], json!([]));
+    life.verify().await.expect("still closed");
+
+    life.rollback().await.expect("undo");
+    assert_eq!(ingress_rules(clients, &group_id).await, before);
+    let undone = life.undo().await.expect("second undo");
+    assert_eq!(undone["restored"], json!([]));
+    assert!(
+        mutating(life.last_calls()).is_empty(),
+        "{:?}",
+        life.last_calls()
+    );
+}
+
+#[tokio::test]
+async fn revoke_open_ingress_undo_needs_explicit_approval() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let group_id = open_group(clients, "bastion-gated").await;
+    let before = ingress_rules(clients, &group_id).await;
+    let finding = config_event("restricted-ssh", "AWS::EC2::SecurityGroup", &group_id);
+    let plan = plan_steps(
+        &finding,
+        "open-ingress",
+        json!([{"id": "revoke", "action": "revoke-open-ingress", "with": {"ports": [22]}}]),
+    );
+    let (actions, dir) = local_actions(clients, "revoke-open-ingress-gated");
+    let journal = LocalJournal::new(&dir);
+    let report = Executor::new(&actions, &journal, &ApproveAll)
+        .run(&plan, &finding)
+        .await
+        .expect("run");
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let closed = ingress_rules(clients, &group_id).await;
+    assert_ne!(closed, before);
+
+    // Without approval, the rollback keeps the group closed.
+    let kept = Executor::new(&actions, &journal, &ApproveAll)
+        .rollback(&plan.case_id, "test")
+        .await
+        .expect("rollback");
+    assert_eq!(
+        kept.status,
+        CaseStatus::RolledBackExceptCredentials,
+        "{}",
+        kept.message
+    );
+    assert!(
+        kept.message.contains("re-opens to the internet"),
+        "{}",
+        kept.message
+    );
+    assert_eq!(ingress_rules(clients, &group_id).await, closed);
+
+    // Approved, the rules come back exactly.
+    let report = Executor::new(&actions, &journal, &ApproveUndo)
+        .rollback(&plan.case_id, "test")
+        .await
+        .expect("rollback");
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!(ingress_rules(clients, &group_id).await, before);
+}
+
+#[tokio::test]
+async fn make_snapshot_private_removes_only_the_public_permission_and_undo_restores_it() {
+    use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let volume = clients
+        .ec2
+        .create_volume()
+        .availability_zone("us-east-1a")
+        .size(8)
+        .send()
+        .await
+        .expect("CreateVolume");
+    let snapshot = clients
+        .ec2
+        .create_snapshot()
+        .volume_id(volume.volume_id().expect("volume id"))
+        .send()
+        .await
+        .expect("CreateSnapshot");
+    let snapshot_id = snapshot.snapshot_id().expect("snapshot id").to_string();
+    clients
+        .ec2
+        .modify_snapshot_attribute()
+        .snapshot_id(&snapshot_id)
+        .attribute(SnapshotAttributeName::CreateVolumePermission)
+        .operation_type(OperationType::Add)
+        .group_names("all")
+        .user_ids("111122223333")
+        .send()
+        .await
+        .expect("share the snapshot");
+    let before = volume_permissions(clients, &snapshot_id).await;
+    assert_eq!(before, ["group:all", "user:111122223333"]);
+
+    let (actions, _dir) = local_actions(clients, "make-snapshot-private");
+    let plan = plan_steps(
+        &config_event(
+            "ebs-snapshot-public-restorable-check",
+            "AWS::EC2::Snapshot",
+            &snapshot_id,
+        ),
+        "public-snapshot",
+        json!([{"id": "private", "action": "make-snapshot-private"}]),
+    );
+    let mut life = Lifecycle::new(&actions, &plan, "private").counting(&clients.calls);
+    let (pre, _) = life.forward().await.expect("make private");
+    assert_eq!(
+        pre,
+        json!({"snapshot-id": snapshot_id, "groups": ["all"], "user-ids": ["111122223333"]})
+    );
+    assert_eq!(
+        volume_permissions(clients, &snapshot_id).await,
+        ["user:111122223333"],
+        "the account it is shared with keeps its permission"
+    );
+    life.apply().await.expect("re-apply");
+    life.verify().await.expect("still private");
+
+    life.rollback().await.expect("undo");
+    assert_eq!(volume_permissions(clients, &snapshot_id).await, before);
+    let undone = life.undo().await.expect("second undo");
+    assert_eq!(undone["restored"], json!([]));
+    assert!(
+        mutating(life.last_calls()).is_empty(),
+        "{:?}",
+        life.last_calls()
+    );
 }
