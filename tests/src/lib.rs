@@ -820,6 +820,110 @@ pub async fn ingress_rules(clients: &AwsClients, group_id: &str) -> Vec<String> 
     rules
 }
 
+/// A group (`revoke-open-ingress`) with SSH open to the world (IPv4 with a description, and IPv6)
+/// next to a private range on the same rule, HTTPS open to the world, and a
+/// wide TCP range open to the world that covers RDP.
+pub async fn open_security_group(clients: &AwsClients, name: &str) -> String {
+    use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
+    let vpc = clients
+        .ec2
+        .create_vpc()
+        .cidr_block("10.50.0.0/16")
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateVpc: {err:?}"));
+    let vpc_id = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .unwrap_or_else(|| panic!("CreateVpc returned no id"));
+    let group = clients
+        .ec2
+        .create_security_group()
+        .group_name(name)
+        .description("bastion")
+        .vpc_id(vpc_id)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateSecurityGroup: {err:?}"));
+    let group_id = group
+        .group_id()
+        .unwrap_or_else(|| panic!("CreateSecurityGroup returned no id"))
+        .to_string();
+    let tcp = |from: i32, to: i32| {
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(from)
+            .to_port(to)
+    };
+    clients
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(&group_id)
+        .ip_permissions(
+            tcp(22, 22)
+                .ip_ranges(
+                    IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .description("ssh from anywhere")
+                        .build(),
+                )
+                .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+                .build(),
+        )
+        .ip_permissions(
+            tcp(443, 443)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .ip_permissions(
+            tcp(3000, 3400)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("AuthorizeSecurityGroupIngress: {err:?}"));
+    group_id
+}
+
+/// A snapshot (`make-snapshot-private`) that is public (group `all`) and
+/// shared with account 111122223333. Returns its id.
+pub async fn public_snapshot(clients: &AwsClients) -> String {
+    use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
+    let volume = clients
+        .ec2
+        .create_volume()
+        .availability_zone("us-east-1a")
+        .size(8)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateVolume: {err:?}"));
+    let snapshot = clients
+        .ec2
+        .create_snapshot()
+        .set_volume_id(volume.volume_id().map(str::to_string))
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateSnapshot: {err:?}"));
+    let snapshot_id = snapshot
+        .snapshot_id()
+        .unwrap_or_else(|| panic!("CreateSnapshot returned no id"))
+        .to_string();
+    clients
+        .ec2
+        .modify_snapshot_attribute()
+        .snapshot_id(&snapshot_id)
+        .attribute(SnapshotAttributeName::CreateVolumePermission)
+        .operation_type(OperationType::Add)
+        .group_names("all")
+        .user_ids("111122223333")
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("share {snapshot_id}: {err:?}"));
+    snapshot_id
+}
+
 /// The snapshot's `createVolumePermission` as `group:…`/`user:…` entries, sorted.
 pub async fn volume_permissions(clients: &AwsClients, snapshot_id: &str) -> Vec<String> {
     let out = clients

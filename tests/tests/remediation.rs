@@ -12,8 +12,8 @@ use cordon_core::local_store::LocalJournal;
 use cordon_gameday::{EnvironmentSpec, provision as build};
 use cordon_tests::{
     ApproveAll, ApproveUndo, Lifecycle, config_event, emulator, ingress_rules, local_actions,
-    metadata_options, mutating, plan_steps, public_access_block, s3_bucket_finding,
-    volume_permissions,
+    metadata_options, mutating, open_security_group, plan_steps, public_access_block,
+    public_snapshot, s3_bucket_finding, volume_permissions,
 };
 use serde_json::json;
 
@@ -224,73 +224,12 @@ async fn block_bucket_public_access_restores_a_partial_block_or_its_absence_exac
     }
 }
 
-/// A group with SSH open to the world (IPv4 with a description, and IPv6)
-/// next to a private range on the same rule, HTTPS open to the world, and a
-/// wide TCP range open to the world that covers RDP.
-async fn open_group(clients: &cordon_aws::client::AwsClients, name: &str) -> String {
-    use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
-    let vpc = clients
-        .ec2
-        .create_vpc()
-        .cidr_block("10.50.0.0/16")
-        .send()
-        .await
-        .expect("CreateVpc");
-    let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).expect("vpc id");
-    let group = clients
-        .ec2
-        .create_security_group()
-        .group_name(name)
-        .description("bastion")
-        .vpc_id(vpc_id)
-        .send()
-        .await
-        .expect("CreateSecurityGroup");
-    let group_id = group.group_id().expect("group id").to_string();
-    let tcp = |from: i32, to: i32| {
-        IpPermission::builder()
-            .ip_protocol("tcp")
-            .from_port(from)
-            .to_port(to)
-    };
-    clients
-        .ec2
-        .authorize_security_group_ingress()
-        .group_id(&group_id)
-        .ip_permissions(
-            tcp(22, 22)
-                .ip_ranges(
-                    IpRange::builder()
-                        .cidr_ip("0.0.0.0/0")
-                        .description("ssh from anywhere")
-                        .build(),
-                )
-                .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
-                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
-                .build(),
-        )
-        .ip_permissions(
-            tcp(443, 443)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .ip_permissions(
-            tcp(3000, 3400)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .send()
-        .await
-        .expect("AuthorizeSecurityGroupIngress");
-    group_id
-}
-
 #[tokio::test]
 async fn revoke_open_ingress_removes_only_world_open_rules_on_the_ports_and_restores_them_exactly()
 {
     let aws = emulator().await;
     let clients = aws.clients();
-    let group_id = open_group(clients, "bastion").await;
+    let group_id = open_security_group(clients, "bastion").await;
     let before = ingress_rules(clients, &group_id).await;
     assert_eq!(before.len(), 5, "{before:#?}");
 
@@ -340,7 +279,7 @@ async fn revoke_open_ingress_removes_only_world_open_rules_on_the_ports_and_rest
 async fn revoke_open_ingress_undo_needs_explicit_approval() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let group_id = open_group(clients, "bastion-gated").await;
+    let group_id = open_security_group(clients, "bastion-gated").await;
     let before = ingress_rules(clients, &group_id).await;
     let finding = config_event("restricted-ssh", "AWS::EC2::SecurityGroup", &group_id);
     let plan = plan_steps(
@@ -387,36 +326,9 @@ async fn revoke_open_ingress_undo_needs_explicit_approval() {
 
 #[tokio::test]
 async fn make_snapshot_private_removes_only_the_public_permission_and_undo_restores_it() {
-    use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
     let aws = emulator().await;
     let clients = aws.clients();
-    let volume = clients
-        .ec2
-        .create_volume()
-        .availability_zone("us-east-1a")
-        .size(8)
-        .send()
-        .await
-        .expect("CreateVolume");
-    let snapshot = clients
-        .ec2
-        .create_snapshot()
-        .volume_id(volume.volume_id().expect("volume id"))
-        .send()
-        .await
-        .expect("CreateSnapshot");
-    let snapshot_id = snapshot.snapshot_id().expect("snapshot id").to_string();
-    clients
-        .ec2
-        .modify_snapshot_attribute()
-        .snapshot_id(&snapshot_id)
-        .attribute(SnapshotAttributeName::CreateVolumePermission)
-        .operation_type(OperationType::Add)
-        .group_names("all")
-        .user_ids("111122223333")
-        .send()
-        .await
-        .expect("share the snapshot");
+    let snapshot_id = public_snapshot(clients).await;
     let before = volume_permissions(clients, &snapshot_id).await;
     assert_eq!(before, ["group:all", "user:111122223333"]);
 

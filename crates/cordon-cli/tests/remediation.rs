@@ -131,10 +131,13 @@ trait Remediated {
 
 /// Crashes the run after each record in turn; resumes (even crash points)
 /// and rolls back. Returns the number of crash points.
+/// `rollback` is the rollback's extra arguments (`--approve-undo STEP` for
+/// an approval-gated undo).
 async fn crash_at_every_record<R: Remediated>(
     aws: &EmulatorGuard,
     name: &str,
     playbook: &str,
+    rollback: &[&str],
     set_up: impl AsyncFn(&EmulatorGuard) -> (R, Value),
 ) -> u64 {
     let mut n = 0u64;
@@ -171,7 +174,9 @@ async fn crash_at_every_record<R: Remediated>(
             let now = world.state(aws.clients()).await;
             assert!(world.remediated(&now), "record {n}: resumed: {now}");
         }
-        let out = dir.cordon(aws, &["rollback", &case_id], &[]);
+        let mut args = vec!["rollback", case_id.as_str()];
+        args.extend_from_slice(rollback);
+        let out = dir.cordon(aws, &args, &[]);
         assert_eq!(out.status.code(), Some(0), "record {n}: rollback completes");
         assert_eq!(
             world.state(aws.clients()).await,
@@ -205,7 +210,7 @@ async fn enforce_imdsv2_crash_at_every_record_then_resume_or_rollback() {
         InstanceMetadataTagsState,
     };
     let aws = cordon_tests::emulator().await;
-    let n = crash_at_every_record(&aws, "imdsv2", IMDSV2_PLAYBOOK, async |aws| {
+    let n = crash_at_every_record(&aws, "imdsv2", IMDSV2_PLAYBOOK, &[], async |aws| {
         let clients = aws.clients();
         let env = provision(clients, &environment()).await.expect("provision");
         let instance_id = env.instances["app"].id.clone();
@@ -260,7 +265,7 @@ impl Remediated for Bucket {
 #[tokio::test]
 async fn block_bucket_public_access_crash_at_every_record_then_resume_or_rollback() {
     let aws = cordon_tests::emulator().await;
-    let n = crash_at_every_record(&aws, "bucket", BUCKET_PLAYBOOK, async |aws| {
+    let n = crash_at_every_record(&aws, "bucket", BUCKET_PLAYBOOK, &[], async |aws| {
         let name = "cordon-crash-open".to_string();
         aws.clients()
             .s3
@@ -274,5 +279,108 @@ async fn block_bucket_public_access_crash_at_every_record_then_resume_or_rollbac
     })
     .await;
     eprintln!("block-bucket-public-access: {n} crash points");
+    assert!(n >= 3, "every record was a crash point: {n}");
+}
+
+/// Revoke SSH and RDP open to the world on the group a Config rule names.
+const INGRESS_PLAYBOOK: &str = r#"
+name: ingress-crash
+description: revoke-open-ingress crash-safety test.
+priority: 200
+match:
+  sources: [config]
+on-failure: stop
+steps:
+  - id: revoke
+    action: revoke-open-ingress
+    with:
+      ports: [22, 3389]
+"#;
+
+/// The group whose world-open ingress `revoke-open-ingress` revokes.
+struct Ingress {
+    group_id: String,
+}
+
+impl Remediated for Ingress {
+    async fn state(&self, clients: &AwsClients) -> Value {
+        json!(cordon_tests::ingress_rules(clients, &self.group_id).await)
+    }
+
+    fn remediated(&self, state: &Value) -> bool {
+        let rules = state.as_array().unwrap();
+        !rules.iter().any(|r| {
+            r.as_str().unwrap().contains(" 0.0.0.0/0 ") && r.as_str().unwrap().contains("(22)")
+        })
+    }
+}
+
+#[tokio::test]
+async fn revoke_open_ingress_crash_at_every_record_then_resume_or_approved_rollback() {
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(
+        &aws,
+        "ingress",
+        INGRESS_PLAYBOOK,
+        &["--approve-undo", "revoke"],
+        async |aws| {
+            let group_id = cordon_tests::open_security_group(aws.clients(), "crash").await;
+            let finding: Value = serde_json::from_str(&cordon_tests::config_event(
+                "restricted-ssh",
+                "AWS::EC2::SecurityGroup",
+                &group_id,
+            ))
+            .unwrap();
+            (Ingress { group_id }, finding)
+        },
+    )
+    .await;
+    eprintln!("revoke-open-ingress: {n} crash points");
+    assert!(n >= 3, "every record was a crash point: {n}");
+}
+
+/// Make the snapshot a Config rule names private.
+const SNAPSHOT_PLAYBOOK: &str = r#"
+name: snapshot-crash
+description: make-snapshot-private crash-safety test.
+priority: 200
+match:
+  sources: [config]
+on-failure: stop
+steps:
+  - id: private
+    action: make-snapshot-private
+"#;
+
+/// The snapshot whose public permission `make-snapshot-private` removes.
+struct Snapshot {
+    snapshot_id: String,
+}
+
+impl Remediated for Snapshot {
+    async fn state(&self, clients: &AwsClients) -> Value {
+        json!(cordon_tests::volume_permissions(clients, &self.snapshot_id).await)
+    }
+
+    fn remediated(&self, state: &Value) -> bool {
+        *state == json!(["user:111122223333"])
+    }
+}
+
+#[tokio::test]
+async fn make_snapshot_private_crash_at_every_record_then_resume_or_rollback() {
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(&aws, "snapshot", SNAPSHOT_PLAYBOOK, &[], async |aws| {
+        let snapshot_id = cordon_tests::public_snapshot(aws.clients()).await;
+        let finding: Value = serde_json::from_str(&cordon_tests::config_event(
+            "ebs-snapshot-public-restorable-check",
+            "AWS::EC2::Snapshot",
+            &snapshot_id,
+        ))
+        .unwrap();
+        (Snapshot { snapshot_id }, finding)
+    })
+    .await;
+    eprintln!("make-snapshot-private: {n} crash points");
     assert!(n >= 3, "every record was a crash point: {n}");
 }
