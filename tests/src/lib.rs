@@ -628,6 +628,25 @@ fn http_with_body(port: u16, method: &str, path: &str, body: &str) -> std::io::R
         })
 }
 
+/// Plays the host of `capture-memory`: one HTTP/1.1 `PUT` of `body` to a
+/// presigned `url` on the emulator (`http://127.0.0.1:PORT/…`). Returns the status code.
+pub async fn put_presigned(url: &str, body: &str) -> u16 {
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("not a URL on the emulator: {url}"));
+    let (port, path) = rest
+        .split_once('/')
+        .unwrap_or_else(|| panic!("no path in {url}"));
+    let port: u16 = port
+        .parse()
+        .unwrap_or_else(|err| panic!("port of {url}: {err}"));
+    let path = format!("/{path}");
+    let body = body.to_string();
+    run_blocking(move || http_with_body(port, "PUT", &path, &body).map_err(EmulatorError::Spawn))
+        .await
+        .unwrap_or_else(|err| panic!("PUT to the presigned URL: {err}"))
+}
+
 /// An approver that approves every step, for tests that drive the executor directly.
 #[derive(Debug)]
 pub struct ApproveAll;

@@ -10,7 +10,8 @@
 //!   test uses ([`cordon_tests::shipped`]);
 //! - the kinds and parameters no shipped playbook uses: the remediations
 //!   (`enforce-imdsv2`, `block-bucket-public-access`,
-//!   `revoke-open-ingress`, `make-snapshot-private`), `delete-login-profile`
+//!   `revoke-open-ingress`, `make-snapshot-private`, `capture-memory` with the
+//!   host's upload seeded, as the emulator runs no SSM agent), `delete-login-profile`
 //!   (apply, then the refused undo), `snapshot-volumes` with
 //!   `delete-on-rollback`, and `quarantine-user` rolling back a journal of
 //!   the inline-policy version;
@@ -357,6 +358,24 @@ async fn seed(world: &ShippedWorld) -> (String, String) {
         .await
         .expect("CreateBucket");
     let group = cordon_tests::open_security_group(clients, "permissions-open").await;
+    // What the host of `capture-memory` uploads (the emulator runs no agent).
+    let plan = memory_plan(world);
+    let instance = world.env.instance("web-01").expect("web-01");
+    clients
+        .s3
+        .put_object()
+        .bucket(BUCKET)
+        .key(format!(
+            "cases/{}/memory/{}.lime",
+            plan.case_id.as_str(),
+            instance.id
+        ))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"memory image",
+        ))
+        .send()
+        .await
+        .expect("the host's upload");
     let snapshot = cordon_tests::public_snapshot(clients).await;
     let instance = world.env.instance("web-01").expect("web-01");
     clients
@@ -421,6 +440,15 @@ async fn drive_inline_quarantine_rollback(world: &ShippedWorld) {
     life.verify_undone().await.expect("inline policy gone");
 }
 
+/// `capture-memory` on the web server.
+fn memory_plan(world: &ShippedWorld) -> Plan {
+    web_server_plan(
+        world,
+        "permissions-memory",
+        json!([{"id": "memory", "action": "capture-memory"}]),
+    )
+}
+
 /// The remediation actions of issue 15 no shipped playbook for a GuardDuty
 /// finding runs: each through its whole lifecycle on the web server.
 async fn drive_remediations(world: &ShippedWorld, open_group: &str, public_snapshot: &str) {
@@ -432,6 +460,10 @@ async fn drive_remediations(world: &ShippedWorld, open_group: &str, public_snaps
     for report in run_every_step(&world.actions, &plan, None).await {
         report.assert_ok();
     }
+    Lifecycle::new(&world.actions, &memory_plan(world), "memory")
+        .run()
+        .await
+        .assert_ok();
     // Undo of the revocation is approval-gated in the executor; the
     // handler's undo (what an approved rollback runs) re-authorizes.
     let targets = [

@@ -369,6 +369,8 @@ requests! {
     aws_sdk_kms::verify: VerifyFluentBuilder => VerifyOutput, VerifyError;
     aws_sdk_sts::get_caller_identity: GetCallerIdentityFluentBuilder => GetCallerIdentityOutput, GetCallerIdentityError;
     aws_sdk_ssm::get_parameter: GetParameterFluentBuilder => GetParameterOutput, GetParameterError;
+    aws_sdk_ssm::send_command: SendCommandFluentBuilder => SendCommandOutput, SendCommandError;
+    aws_sdk_ssm::get_command_invocation: GetCommandInvocationFluentBuilder => GetCommandInvocationOutput, GetCommandInvocationError;
     aws_sdk_sfn::send_task_success: SendTaskSuccessFluentBuilder => SendTaskSuccessOutput, SendTaskSuccessError;
     aws_sdk_sfn::send_task_failure: SendTaskFailureFluentBuilder => SendTaskFailureOutput, SendTaskFailureError;
     aws_sdk_sts::assume_role: AssumeRoleFluentBuilder => AssumeRoleOutput, AssumeRoleError;

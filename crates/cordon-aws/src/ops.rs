@@ -496,6 +496,13 @@ ops! {
     // ---- SSM: the pause switch (`--pause-parameter`)
     SSM_GET_PARAMETER = Op::read(Ssm, "GetParameter", "ssm:GetParameter");
 
+    // ---- SSM Run Command: `capture-memory`
+    /// Each call runs the acquisition again: never re-sent by the SDK (the
+    /// handler journals the command id before waiting on it).
+    SSM_SEND_COMMAND = Op::write(Ssm, "SendCommand", "ssm:SendCommand").send_once();
+    SSM_GET_COMMAND_INVOCATION =
+        Op::read(Ssm, "GetCommandInvocation", "ssm:GetCommandInvocation");
+
     // ---- Step Functions: the approver's answer to an approval wait
     //      (`cordon approve --task-token`; never the Lambda's role)
     STATES_SEND_TASK_SUCCESS = Op::write(StepFunctions, "SendTaskSuccess", "states:SendTaskSuccess");
@@ -551,7 +558,12 @@ mod tests {
             .collect();
         assert_eq!(
             once,
-            BTreeSet::from(["CreateAccessKey", "CreateSecurityGroup", "CreateSnapshot"])
+            BTreeSet::from([
+                "CreateAccessKey",
+                "CreateSecurityGroup",
+                "CreateSnapshot",
+                "SendCommand"
+            ])
         );
         assert!(ALL.iter().all(|op| !op.send_once || op.mutating));
         let transfers: BTreeSet<&str> = ALL

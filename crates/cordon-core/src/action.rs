@@ -119,6 +119,10 @@ pub enum Action {
     /// Remove the public (`all`) volume-creation permission from the snapshot;
     /// accounts it is shared with by id keep theirs.
     MakeSnapshotPrivate(MakeSnapshotPrivate),
+    /// Acquire the instance's volatile memory through SSM Run Command, the
+    /// image streamed by the host to the evidence bucket through a presigned
+    /// PUT of one key; cordon hashes it by reading it back from S3.
+    CaptureMemory(CaptureMemory),
 }
 
 fn yes() -> bool {
@@ -477,6 +481,43 @@ impl Default for RevokeOpenIngress {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MakeSnapshotPrivate {}
 
+/// Where the upload URL goes in a memory acquisition command.
+pub const UPLOAD_URL_PLACEHOLDER: &str = "{upload_url}";
+
+/// Memory acquisition on the instance (SSM agent required).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CaptureMemory {
+    /// The shell command (`AWS-RunShellScript`) that acquires memory and PUTs
+    /// the image to `{upload_url}`, a presigned URL valid for one key of the
+    /// evidence bucket only; the host gets no credentials. AVML by default.
+    #[serde(default = "default_memory_command")]
+    pub command: String,
+    /// How long cordon waits for the acquisition, in seconds, from the moment
+    /// the command is sent; also how long the upload URL is valid. Past it
+    /// the step fails, and steps that need it run anyway under
+    /// `on-failure: continue`: containment is never blocked on evidence.
+    #[serde(default = "default_memory_budget")]
+    pub time_budget_seconds: u64,
+}
+
+fn default_memory_command() -> String {
+    "avml --compress --delete --url '{upload_url}' /var/tmp/cordon-memory.lime".to_string()
+}
+
+fn default_memory_budget() -> u64 {
+    1800
+}
+
+impl Default for CaptureMemory {
+    fn default() -> Self {
+        Self {
+            command: default_memory_command(),
+            time_budget_seconds: default_memory_budget(),
+        }
+    }
+}
+
 impl Default for Notify {
     fn default() -> Self {
         Self {
@@ -516,7 +557,8 @@ impl ActionKind {
             | DeregisterFromLoadBalancers
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
-            | EnforceImdsv2 => TargetKind::Instance,
+            | EnforceImdsv2
+            | CaptureMemory => TargetKind::Instance,
             DeactivateAccessKey | RotateAccessKey => TargetKind::AccessKey,
             QuarantineUser | DeleteLoginProfile | RevokeUserSessions => TargetKind::User,
             RevokeRoleSessions => TargetKind::Role,
@@ -674,6 +716,16 @@ impl ActionKind {
                 "ec2:DescribeSnapshotAttribute",
                 "ec2:ModifySnapshotAttribute",
             ],
+            CaptureMemory => &[
+                // Presigning the host's upload: S3 authorizes that PUT as
+                // cordon, for the one key the URL names.
+                "s3:PutObject",
+                "ssm:SendCommand",
+                "ssm:GetCommandInvocation",
+                // Reading the image back to hash it, then its version to verify.
+                "s3:GetObject",
+                "s3:GetObjectVersion",
+            ],
         }
     }
 
@@ -715,7 +767,8 @@ impl ActionKind {
             | EnforceImdsv2
             | BlockBucketPublicAccess
             | RevokeOpenIngress
-            | MakeSnapshotPrivate => None,
+            | MakeSnapshotPrivate
+            | CaptureMemory => None,
         }
     }
 
@@ -741,7 +794,8 @@ impl ActionKind {
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
             | EnrichWithDetective
-            | StoreEvidence => Reversibility::KeepsEvidence,
+            | StoreEvidence
+            | CaptureMemory => Reversibility::KeepsEvidence,
             Notify => Reversibility::NothingToUndo,
             DeleteLoginProfile => Reversibility::Irreversible,
         }
@@ -772,7 +826,8 @@ impl ActionKind {
             | EnforceImdsv2
             | BlockBucketPublicAccess
             | RevokeOpenIngress
-            | MakeSnapshotPrivate => false,
+            | MakeSnapshotPrivate
+            | CaptureMemory => false,
         }
     }
 
@@ -803,7 +858,8 @@ impl ActionKind {
             | CaptureConsoleOutput
             | EnrichWithDetective
             | StoreEvidence
-            | Notify => false,
+            | Notify
+            | CaptureMemory => false,
         }
     }
 
@@ -818,7 +874,8 @@ impl ActionKind {
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
             | EnrichWithDetective
-            | StoreEvidence => true,
+            | StoreEvidence
+            | CaptureMemory => true,
             IsolateInstance
             | DetachFromAutoscaling
             | DeregisterFromLoadBalancers
@@ -894,6 +951,7 @@ pub struct ImpliedPermission {
 
 /// Every action writing evidence to the S3 evidence store.
 const EVIDENCE_WRITERS: &[ActionKind] = &[
+    ActionKind::CaptureMemory,
     ActionKind::CaptureInstanceMetadata,
     ActionKind::CaptureConsoleOutput,
     ActionKind::EnrichWithDetective,
@@ -902,6 +960,7 @@ const EVIDENCE_WRITERS: &[ActionKind] = &[
 
 /// Every action reading evidence back from the S3 evidence store (verification re-hashes it).
 const EVIDENCE_READERS: &[ActionKind] = &[
+    ActionKind::CaptureMemory,
     ActionKind::CaptureInstanceMetadata,
     ActionKind::CaptureConsoleOutput,
     ActionKind::StoreEvidence,
@@ -1247,7 +1306,8 @@ impl Action {
             | Action::Notify(_)
             | Action::EnforceImdsv2(_)
             | Action::BlockBucketPublicAccess(_)
-            | Action::MakeSnapshotPrivate(_) => None,
+            | Action::MakeSnapshotPrivate(_)
+            | Action::CaptureMemory(_) => None,
         }
     }
 }

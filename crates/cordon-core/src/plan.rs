@@ -672,6 +672,9 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
             "accounts using {} through its public permission can no longer create volumes from it; accounts it is shared with by id keep theirs",
             target.label()
         )),
+        ActionKind::CaptureMemory => Some(
+            "runs an acquisition tool as root on the instance through SSM: it reads all of memory and uploads it; the instance is busy while it runs".to_string(),
+        ),
         ActionKind::EnforceImdsv2 => Some(
             "software on the instance that reads instance metadata without a session token (IMDSv1) loses metadata and role credentials".to_string(),
         ),

@@ -971,6 +971,7 @@ fn note_step(
         action.kind(),
         ActionKind::CaptureInstanceMetadata
             | ActionKind::CaptureConsoleOutput
+            | ActionKind::CaptureMemory
             | ActionKind::EnrichWithDetective
     ) {
         needs.evidence.insert((

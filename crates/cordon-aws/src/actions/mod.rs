@@ -420,6 +420,7 @@ macro_rules! dispatch {
             Action::BlockBucketPublicAccess(p) => $f::<bucket::BlockBucketPublicAccess>(p, $($arg),*) $(.$await)?,
             Action::RevokeOpenIngress(p) => $f::<ec2::ingress::RevokeOpenIngress>(p, $($arg),*) $(.$await)?,
             Action::MakeSnapshotPrivate(p) => $f::<ec2::snapshot_private::MakeSnapshotPrivate>(p, $($arg),*) $(.$await)?,
+            Action::CaptureMemory(p) => $f::<ec2::memory::CaptureMemory>(p, $($arg),*) $(.$await)?,
         }
     };
 }

@@ -23,6 +23,7 @@ pub mod elb;
 pub mod imds;
 pub mod ingress;
 pub mod isolate;
+pub mod memory;
 pub mod profile;
 pub mod protect;
 pub mod snapshot;
