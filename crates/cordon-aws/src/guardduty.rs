@@ -96,6 +96,14 @@ pub enum IntakeError {
 /// before any change (the CLI's exit 2), in one sentence.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// Only GuardDuty's findings can be re-read from GuardDuty.
+    #[error(
+        "finding {finding} came from {source_name}, not GuardDuty: --verify-source re-reads only GuardDuty's findings (delivered directly or through Security Hub); run it without --verify-source after checking it at its source"
+    )]
+    NotGuardDuty {
+        finding: String,
+        source_name: String,
+    },
     /// Without a detector id there is nowhere to re-read the finding from.
     #[error(
         "finding {finding} names no GuardDuty detector (service.detectorId), so it cannot be verified at its source: fetch it with --finding-id ID --detector D instead"
@@ -158,6 +166,20 @@ pub async fn verify_at_source(
             source,
         })
     };
+    let from_guardduty = match received.source {
+        cordon_core::finding::Source::GuardDuty => true,
+        cordon_core::finding::Source::SecurityHub => received.product_name() == Some("GuardDuty"),
+        cordon_core::finding::Source::Config => false,
+    };
+    if !from_guardduty {
+        return Err(VerifyError::NotGuardDuty {
+            finding: shown,
+            source_name: match received.product_name() {
+                Some(product) => format!("{product} via {}", received.source),
+                None => received.source.to_string(),
+            },
+        });
+    }
     check("id", IdKind::FindingId, &received.id)?;
     check("region", IdKind::Region, &received.region)?;
     let detector =

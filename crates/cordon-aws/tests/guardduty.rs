@@ -418,3 +418,46 @@ async fn malformed_or_missing_detector_is_refused_before_any_call() {
         assert_eq!(replay.actual_requests().count(), 0, "no call was made");
     }
 }
+
+fn other_fixture(path: &str) -> cordon_core::finding::Finding {
+    let text = std::fs::read_to_string(repo_root().join("tests/fixtures").join(path)).unwrap();
+    cordon_core::finding::parse_single_finding(&text, path).unwrap()
+}
+
+#[tokio::test]
+async fn a_guardduty_finding_delivered_by_security_hub_is_verified_at_guardduty() {
+    let received = other_fixture("securityhub/bare-guardduty-ec2.json");
+    let (clients, replay) = clients(vec![source_has_the_finding()]);
+    let verified = cordon_aws::guardduty::verify_at_source(&clients, &received)
+        .await
+        .unwrap();
+    assert_eq!(verified.finding.id, received.id);
+    assert_eq!(verified.finding.raw, fixture("instance-two-enis.json"));
+    assert_eq!(replay.actual_requests().count(), 1);
+}
+
+#[tokio::test]
+async fn findings_guardduty_never_had_are_refused_for_verification_before_any_call() {
+    for (path, source) in [
+        (
+            "config/bucket-non-compliant.json",
+            "came from config, not GuardDuty",
+        ),
+        (
+            "securityhub/bare-inspector.json",
+            "came from Inspector via securityhub, not GuardDuty",
+        ),
+    ] {
+        let received = other_fixture(path);
+        let (clients, replay) = clients(vec![]);
+        let err = cordon_aws::guardduty::verify_at_source(&clients, &received)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, cordon_aws::guardduty::VerifyError::NotGuardDuty { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(source), "{err}");
+        assert_eq!(replay.actual_requests().count(), 0, "no call was made");
+    }
+}

@@ -27,6 +27,8 @@ use anyhow::anyhow;
 use clap::Args;
 use cordon_aws::evidence_bucket::{DEFAULT_KMS_ALIAS, bucket_policy};
 use cordon_core::asl::{self, AslOptions};
+use cordon_core::finding::Source as FindingSource;
+use cordon_core::playbook::Playbook;
 use cordon_core::policy::{self, PolicyOptions, RESPONDER_ROLE_NAME, RUN_EVIDENCE_PREFIX};
 use cordon_core::validate::{LoadedPlaybook, set_digest};
 use serde_json::{Map, Value, json};
@@ -372,6 +374,104 @@ const SEVERITY_FLOORS: [(&str, u8, &str); 4] = [
     ("high", 7, "FromHigh"),
     ("critical", 9, "CriticalOnly"),
 ];
+
+/// Security Hub's labels at or above `MinimumSeverity`'s band (GuardDuty's
+/// bands are Security Hub's labels), as an `Fn::If` chain over literal lists.
+/// Findings are filtered by label, not `Normalized`: GuardDuty's findings
+/// in Security Hub do not carry their severity times ten there.
+fn severity_labels_floor() -> Value {
+    const LABELS: [&str; 4] = ["LOW", "MEDIUM", "HIGH", "CRITICAL"];
+    let earlier = &SEVERITY_FLOORS[..SEVERITY_FLOORS.len() - 1];
+    let from = |i: usize| json!(LABELS[i..]);
+    earlier.iter().enumerate().rev().fold(
+        from(earlier.len()),
+        |otherwise, (i, (_, _, condition))| json!({ "Fn::If": [condition, from(i), otherwise] }),
+    )
+}
+
+/// The Security Hub findings that reach cordon: imported, active, not yet
+/// handled by a human (workflow `NEW` or `NOTIFIED`), at or above the
+/// severity floor. GuardDuty's findings come this way too when GuardDuty
+/// sends them to Security Hub; both deliveries map to one case id, and the
+/// router starts each case's execution under that id, so only one runs.
+fn security_hub_pattern() -> Value {
+    json!({
+        "source": ["aws.securityhub"],
+        "detail-type": ["Security Hub Findings - Imported"],
+        "detail": { "findings": {
+            "RecordState": ["ACTIVE"],
+            "Workflow": { "Status": ["NEW", "NOTIFIED"] },
+            "Severity": { "Label": severity_labels_floor() }
+        } }
+    })
+}
+
+/// The Config evaluations that reach cordon: `NON_COMPLIANT` ones, of the
+/// rules the playbooks name (`config-rules`; EventBridge wildcards have only
+/// `*`, so a `?` widens to `*` and routing decides). `None` when no playbook
+/// answers Config evaluations on purpose (names `config` in `sources` or
+/// has `config-rules`): every evaluation would reach the catch-all
+/// notification, one message per non-compliant resource.
+fn config_pattern(playbooks: &[&Playbook]) -> Option<Value> {
+    let for_config: Vec<&Playbook> = playbooks
+        .iter()
+        .copied()
+        .filter(|p| {
+            !p.matcher.config_rules.is_empty() || p.matcher.sources.contains(&FindingSource::Config)
+        })
+        .collect();
+    if for_config.is_empty() {
+        return None;
+    }
+    let mut detail = json!({
+        "messageType": ["ComplianceChangeNotification"],
+        "newEvaluationResult": { "complianceType": ["NON_COMPLIANT"] }
+    });
+    if for_config
+        .iter()
+        .all(|p| !p.matcher.config_rules.is_empty())
+    {
+        let mut names: Vec<Value> = for_config
+            .iter()
+            .flat_map(|p| p.matcher.config_rules.iter())
+            .map(|rule| {
+                if rule.contains(['*', '?']) {
+                    json!({ "wildcard": rule.replace('?', "*") })
+                } else {
+                    json!(rule)
+                }
+            })
+            .collect();
+        names.sort_by_key(|v| v.to_string());
+        names.dedup();
+        detail["configRuleName"] = Value::Array(names);
+    }
+    Some(json!({
+        "source": ["aws.config"],
+        "detail-type": ["Config Rules Compliance Change"],
+        "detail": detail
+    }))
+}
+
+/// An EventBridge rule starting the router, with the dead-letter queue and
+/// retries every intake rule has.
+fn intake_rule(description: &str, pattern: Value) -> Value {
+    json!({
+        "Type": "AWS::Events::Rule",
+        "Properties": {
+            "Description": description,
+            "State": "ENABLED",
+            "EventPattern": pattern,
+            "Targets": [{
+                "Id": "cordon-router",
+                "Arn": r("RouterStateMachine"),
+                "RoleArn": get_att("EventsRole", "Arn"),
+                "DeadLetterConfig": { "Arn": get_att("DeadLetterQueue", "Arn") },
+                "RetryPolicy": { "MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86_400 }
+            }]
+        }
+    })
+}
 
 /// `MinimumSeverity`'s lower bound as a literal number: an EventBridge
 /// `numeric` match needs a JSON number, and a `Ref` is a string, so an
@@ -775,6 +875,13 @@ fn security_template(loaded: &[LoadedPlaybook]) -> Result<Value, Failure> {
             }
         }),
     );
+    let intake_rules: Vec<&str> = ["FindingRule", "SecurityHubFindingRule"]
+        .into_iter()
+        .chain(
+            config_pattern(&playbooks_only(loaded).iter().collect::<Vec<_>>())
+                .map(|_| "ConfigComplianceRule"),
+        )
+        .collect();
     resources.insert("DeadLetterQueuePolicy".into(), json!({
         "Type": "AWS::SQS::QueuePolicy",
         "Properties": {
@@ -787,7 +894,7 @@ fn security_template(loaded: &[LoadedPlaybook]) -> Result<Value, Failure> {
                     "Principal": { "Service": "events.amazonaws.com" },
                     "Action": "sqs:SendMessage",
                     "Resource": get_att("DeadLetterQueue", "Arn"),
-                    "Condition": { "ArnEquals": { "aws:SourceArn": [get_att("FindingRule", "Arn"), get_att("FailedExecutionRule", "Arn")] } }
+                    "Condition": { "ArnEquals": { "aws:SourceArn": intake_rules.iter().map(|rule| get_att(rule, "Arn")).chain([get_att("FailedExecutionRule", "Arn")]).collect::<Vec<_>>() } }
                 }]
             }
         }
@@ -796,7 +903,7 @@ fn security_template(loaded: &[LoadedPlaybook]) -> Result<Value, Failure> {
         "Type": "AWS::IAM::Role",
         "Properties": {
             "Path": policy::CORDON_IAM_PATH,
-            "Description": "EventBridge starts cordon's router for each GuardDuty finding.",
+            "Description": "EventBridge starts cordon's router for each GuardDuty or Security Hub finding and Config non-compliance.",
             "AssumeRolePolicyDocument": service_role("events.amazonaws.com"),
             "Policies": [{ "PolicyName": "cordon-start-router", "PolicyDocument": {
                 "Version": policy::POLICY_LANGUAGE_VERSION,
@@ -804,25 +911,33 @@ fn security_template(loaded: &[LoadedPlaybook]) -> Result<Value, Failure> {
             } }]
         }
     }));
-    resources.insert("FindingRule".into(), json!({
-        "Type": "AWS::Events::Rule",
-        "Properties": {
-            "Description": "GuardDuty findings at or above MinimumSeverity start cordon's router.",
-            "State": "ENABLED",
-            "EventPattern": {
+    resources.insert(
+        "FindingRule".into(),
+        intake_rule(
+            "GuardDuty findings at or above MinimumSeverity start cordon's router.",
+            json!({
                 "source": ["aws.guardduty"],
                 "detail-type": ["GuardDuty Finding"],
                 "detail": { "severity": [{ "numeric": [">=", severity_floor()] }] }
-            },
-            "Targets": [{
-                "Id": "cordon-router",
-                "Arn": r("RouterStateMachine"),
-                "RoleArn": get_att("EventsRole", "Arn"),
-                "DeadLetterConfig": { "Arn": get_att("DeadLetterQueue", "Arn") },
-                "RetryPolicy": { "MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86_400 }
-            }]
-        }
-    }));
+            }),
+        ),
+    );
+    resources.insert(
+        "SecurityHubFindingRule".into(),
+        intake_rule(
+            "Security Hub findings (GuardDuty's, Inspector's, Macie's, Config's, partners') labelled at or above MinimumSeverity start cordon's router.",
+            security_hub_pattern(),
+        ),
+    );
+    if let Some(pattern) = config_pattern(&playbooks_only(loaded).iter().collect::<Vec<_>>()) {
+        resources.insert(
+            "ConfigComplianceRule".into(),
+            intake_rule(
+                "AWS Config evaluations turning NON_COMPLIANT, for the rules cordon's playbooks remediate, start cordon's router.",
+                pattern,
+            ),
+        );
+    }
     resources.insert("FailedExecutionRule".into(), json!({
         "Type": "AWS::Events::Rule",
         "Properties": {
@@ -1116,6 +1231,72 @@ mod tests {
 
     fn loaded() -> Vec<LoadedPlaybook> {
         Source::Embedded.load().expect("the embedded playbooks")
+    }
+
+    fn inline(yaml: &str) -> Playbook {
+        cordon_core::validate::validate_text(yaml, "inline.yaml")
+            .expect("a valid playbook")
+            .0
+    }
+
+    #[test]
+    fn security_hub_findings_are_filtered_by_the_labels_of_the_chosen_band_and_up() {
+        let pattern = security_hub_pattern();
+        assert_eq!(
+            pattern["detail-type"],
+            json!(["Security Hub Findings - Imported"])
+        );
+        let mut chain = &pattern["detail"]["findings"]["Severity"]["Label"];
+        let mut seen = Vec::new();
+        while let Some(branch) = chain.get("Fn::If") {
+            seen.push((branch[0].clone(), branch[1].clone()));
+            chain = &branch[2];
+        }
+        assert_eq!(
+            seen,
+            [
+                (
+                    json!("FromLow"),
+                    json!(["LOW", "MEDIUM", "HIGH", "CRITICAL"])
+                ),
+                (json!("FromMedium"), json!(["MEDIUM", "HIGH", "CRITICAL"])),
+                (json!("FromHigh"), json!(["HIGH", "CRITICAL"])),
+            ]
+        );
+        assert_eq!(chain, &json!(["CRITICAL"]));
+    }
+
+    #[test]
+    fn config_evaluations_reach_cordon_only_for_the_rules_playbooks_remediate() {
+        let notify = "steps:\n  - id: n\n    action: notify\n";
+        let ssh = inline(&format!(
+            "name: a\nmatch:\n  config-rules: [restricted-ssh]\n{notify}"
+        ));
+        let ports = inline(&format!(
+            "name: b\nmatch:\n  config-rules: [\"restricted-?ommon-*\"]\n{notify}"
+        ));
+        let any_config = inline(&format!("name: c\nmatch:\n  sources: [config]\n{notify}"));
+        let catch_all = inline(&format!("name: d\npriority: -1\nmatch: {{}}\n{notify}"));
+        assert_eq!(
+            config_pattern(&[&catch_all]),
+            None,
+            "no playbook answers Config on purpose"
+        );
+        let pattern = config_pattern(&[&ssh, &ports, &catch_all]).expect("a rule");
+        assert_eq!(pattern["source"], json!(["aws.config"]));
+        assert_eq!(
+            pattern["detail"]["newEvaluationResult"]["complianceType"],
+            json!(["NON_COMPLIANT"])
+        );
+        assert_eq!(
+            pattern["detail"]["configRuleName"],
+            json!(["restricted-ssh", { "wildcard": "restricted-*ommon-*" }])
+        );
+        let pattern = config_pattern(&[&ssh, &any_config]).expect("a rule");
+        assert!(
+            pattern["detail"].get("configRuleName").is_none(),
+            "a playbook for every Config rule takes every rule: {pattern}"
+        );
     }
 
     fn as_list(value: &Value) -> Vec<Value> {

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::finding::{Finding, Resource};
+use crate::finding::{Finding, Resource, Source};
 use crate::text::preview;
 
 /// How a case's finding was checked and whose credentials act on it.
@@ -104,6 +104,12 @@ fn plan_fields(finding: &Finding) -> Vec<(&'static str, String)> {
     fields
 }
 
+/// Fields a GuardDuty finding delivered through Security Hub may lack: ASFF's
+/// `AwsEc2Instance` often lists no network interfaces and may name no
+/// profile. Absent there, they are not compared (the plan is made from
+/// GuardDuty's copy, which has them); present, they must agree.
+const OPTIONAL_IN_ASFF: [&str; 2] = ["network interfaces", "instance profile"];
+
 /// `Ok` when `received` says what `source` says in every field that drives a
 /// plan; else every difference, values escaped.
 pub fn compare_with_source(
@@ -111,8 +117,17 @@ pub fn compare_with_source(
     source: &Finding,
     source_name: &str,
 ) -> Result<(), SourceMismatch> {
-    let theirs = plan_fields(source);
-    let ours = plan_fields(received);
+    let mut ours = plan_fields(received);
+    let mut theirs = plan_fields(source);
+    if received.source == Source::SecurityHub {
+        let lacking: Vec<&str> = ours
+            .iter()
+            .filter(|(name, value)| OPTIONAL_IN_ASFF.contains(name) && value.is_empty())
+            .map(|(name, _)| *name)
+            .collect();
+        ours.retain(|(name, _)| !lacking.contains(name));
+        theirs.retain(|(name, _)| !lacking.contains(name));
+    }
     let mut differences = Vec::new();
     for (name, value) in &ours {
         let at_source = theirs
@@ -169,6 +184,36 @@ mod tests {
         })
         .to_string();
         parse_single_finding(&text, "test").unwrap()
+    }
+
+    #[test]
+    fn a_security_hub_copy_without_interfaces_compares_on_what_it_has() {
+        let source = finding("i-0123456789abcdef0", "Backdoor:EC2/Spambot", 8.0);
+        let asff = |instance: &str| {
+            let text = serde_json::json!({
+                "SchemaVersion": "2018-10-08",
+                "Id": "arn:aws:guardduty:us-east-1:111122223333:detector/5ab6c7d8e9f00112233445566778899a/finding/f1",
+                "ProductArn": "arn:aws:securityhub:us-east-1::product/aws/guardduty",
+                "AwsAccountId": "111122223333", "Region": "us-east-1",
+                "Types": ["TTPs/Command and Control/Backdoor:EC2-Spambot"],
+                "Severity": {"Product": 8, "Label": "HIGH"},
+                "Resources": [{"Type": "AwsEc2Instance", "Partition": "aws",
+                    "Id": format!("arn:aws:ec2:us-east-1:111122223333:instance/{instance}")}]
+            })
+            .to_string();
+            parse_single_finding(&text, "asff").unwrap()
+        };
+        assert!(compare_with_source(&asff("i-0123456789abcdef0"), &source, "GuardDuty").is_ok());
+        let err =
+            compare_with_source(&asff("i-0fffffffffffffff0"), &source, "GuardDuty").unwrap_err();
+        assert_eq!(err.differences.len(), 1, "{err}");
+        // A GuardDuty delivery lacking them is still a difference.
+        let mut bare = source.clone();
+        bare.resource = Resource::Instance(crate::finding::InstanceDetails {
+            instance_id: "i-0123456789abcdef0".to_string(),
+            ..Default::default()
+        });
+        assert!(compare_with_source(&bare, &source, "GuardDuty").is_err());
     }
 
     #[test]
