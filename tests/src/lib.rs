@@ -966,6 +966,54 @@ pub async fn volume_permissions(clients: &AwsClients, snapshot_id: &str) -> Vec<
     entries
 }
 
+/// One instance (`app`, group `app`) in one subnet of a VPC of `cidr` (a
+/// `/16`; its first `/24` is the subnet): the world of the instance
+/// remediations and the memory capture.
+pub fn one_instance_environment(cidr: &str) -> cordon_gameday::EnvironmentSpec {
+    let subnet = cidr.replacen(".0.0/16", ".1.0/24", 1);
+    serde_json::from_value(serde_json::json!({
+        "vpcs": [{"name": "vpc", "cidr": cidr,
+                  "subnets": [{"name": "subnet", "cidr": subnet}]}],
+        "security-groups": [{"name": "app", "vpc": "vpc", "description": "app servers"}],
+        "instances": [{"name": "app", "subnet": "subnet", "groups": ["app"],
+                       "image-id": "ami-12345678"}]
+    }))
+    .unwrap_or_else(|err| panic!("environment spec: {err}"))
+}
+
+/// Sets all five metadata options of the instance (every one: the emulator
+/// resets those a call leaves out): `tokens` (`optional`, `required`), the
+/// hop limit, endpoint and IPv6 endpoint on and off, and tag access.
+pub async fn set_metadata_options(
+    clients: &AwsClients,
+    instance_id: &str,
+    tokens: &str,
+    hop_limit: i32,
+    tags: bool,
+) {
+    use aws_sdk_ec2::types::{
+        HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataProtocolState,
+        InstanceMetadataTagsState,
+    };
+    let tags = if tags {
+        InstanceMetadataTagsState::Enabled
+    } else {
+        InstanceMetadataTagsState::Disabled
+    };
+    clients
+        .ec2
+        .modify_instance_metadata_options()
+        .instance_id(instance_id)
+        .http_tokens(HttpTokensState::from(tokens))
+        .http_put_response_hop_limit(hop_limit)
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .http_protocol_ipv6(InstanceMetadataProtocolState::Disabled)
+        .instance_metadata_tags(tags)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("set-up metadata options of {instance_id}: {err:?}"));
+}
+
 /// The instance's five metadata options (`enforce-imdsv2`), as a responder reads them.
 pub async fn metadata_options(clients: &AwsClients, instance_id: &str) -> serde_json::Value {
     let out = clients

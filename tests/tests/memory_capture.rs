@@ -20,23 +20,11 @@ use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS};
 use cordon_core::executor::Executor;
 use cordon_core::journal::CaseStatus;
 use cordon_core::local_store::LocalJournal;
-use cordon_gameday::{EnvironmentSpec, provision};
+use cordon_gameday::provision;
 use cordon_tests::{ApproveAll, Lifecycle, emulator, plan_steps, put_presigned, scratch_dir};
 use serde_json::{Value, json};
 
 const BUCKET: &str = "cordon-evidence-memory";
-
-/// One instance in one subnet.
-fn environment() -> EnvironmentSpec {
-    serde_json::from_value(json!({
-        "vpcs": [{"name": "vpc", "cidr": "10.60.0.0/16",
-                  "subnets": [{"name": "subnet", "cidr": "10.60.1.0/24"}]}],
-        "security-groups": [{"name": "app", "vpc": "vpc", "description": "app servers"}],
-        "instances": [{"name": "app", "subnet": "subnet", "groups": ["app"],
-                       "image-id": "ami-12345678"}]
-    }))
-    .expect("environment spec")
-}
 
 /// Actions writing evidence to an SSE-KMS, versioned evidence bucket.
 async fn s3_actions(clients: &AwsClients, name: &str) -> (AwsActions, std::path::PathBuf) {
@@ -73,7 +61,12 @@ async fn commands(clients: &AwsClients, instance_id: &str) -> Vec<Command> {
 async fn capture_memory_sends_a_presigned_upload_and_hashes_what_reached_s3() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let env = provision(clients, &environment()).await.expect("provision");
+    let env = provision(
+        clients,
+        &cordon_tests::one_instance_environment("10.60.0.0/16"),
+    )
+    .await
+    .expect("provision");
     let instance_id = env.instances["app"].id.clone();
     let (actions, dir) = s3_actions(clients, "capture-memory").await;
     let finding = env
@@ -211,7 +204,12 @@ fn journal_path(dir: &std::path::Path, case: &cordon_core::plan::CaseId) -> std:
 async fn a_memory_capture_past_its_budget_fails_and_isolation_proceeds() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let env = provision(clients, &environment()).await.expect("provision");
+    let env = provision(
+        clients,
+        &cordon_tests::one_instance_environment("10.60.0.0/16"),
+    )
+    .await
+    .expect("provision");
     let (actions, dir) = s3_actions(clients, "capture-memory-budget").await;
     // An acquisition that never ends: SSM answered by mocks (the emulator
     // reports every command successful at once).

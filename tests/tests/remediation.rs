@@ -2,54 +2,29 @@
 //! is applied, verified, undone and verified undone, and the resource is
 //! compared field by field with what it was before the case.
 
-use aws_sdk_ec2::types::{
-    HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataProtocolState,
-    InstanceMetadataTagsState,
-};
 use cordon_core::executor::Executor;
 use cordon_core::journal::CaseStatus;
 use cordon_core::local_store::LocalJournal;
-use cordon_gameday::{EnvironmentSpec, provision as build};
+use cordon_gameday::provision as build;
 use cordon_tests::{
     ApproveAll, ApproveUndo, Lifecycle, config_event, emulator, ingress_rules, local_actions,
-    metadata_options, mutating, open_security_group, plan_steps, public_access_block,
-    public_snapshot, s3_bucket_finding, volume_permissions,
+    metadata_options, mutating, one_instance_environment, open_security_group, plan_steps,
+    public_access_block, public_snapshot, s3_bucket_finding, set_metadata_options,
+    volume_permissions,
 };
 use serde_json::json;
-
-/// One instance in one subnet.
-fn environment() -> EnvironmentSpec {
-    serde_json::from_value(json!({
-        "vpcs": [{"name": "vpc", "cidr": "10.30.0.0/16",
-                  "subnets": [{"name": "subnet", "cidr": "10.30.1.0/24"}]}],
-        "security-groups": [{"name": "app", "vpc": "vpc", "description": "app servers"}],
-        "instances": [{"name": "app", "subnet": "subnet", "groups": ["app"],
-                       "image-id": "ami-12345678"}]
-    }))
-    .expect("environment spec")
-}
 
 #[tokio::test]
 async fn enforce_imdsv2_keeps_the_other_options_and_undo_restores_them_exactly() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let env = build(clients, &environment()).await.expect("provision");
+    let env = build(clients, &one_instance_environment("10.30.0.0/16"))
+        .await
+        .expect("provision");
     let instance_id = env.instances["app"].id.clone();
     // Not the defaults, so keeping and restoring them shows: a container
     // host's hop limit of 3 and tags readable from the metadata service.
-    // Every option is given: the emulator resets those a call leaves out.
-    clients
-        .ec2
-        .modify_instance_metadata_options()
-        .instance_id(&instance_id)
-        .http_tokens(HttpTokensState::Optional)
-        .http_put_response_hop_limit(3)
-        .http_endpoint(InstanceMetadataEndpointState::Enabled)
-        .http_protocol_ipv6(InstanceMetadataProtocolState::Disabled)
-        .instance_metadata_tags(InstanceMetadataTagsState::Enabled)
-        .send()
-        .await
-        .expect("set-up metadata options");
+    set_metadata_options(clients, &instance_id, "optional", 3, true).await;
     let before = metadata_options(clients, &instance_id).await;
     assert_eq!(before["http-tokens"], "optional", "{before}");
     assert_eq!(before["hop-limit"], 3, "{before}");
@@ -105,20 +80,11 @@ async fn enforce_imdsv2_keeps_the_other_options_and_undo_restores_them_exactly()
 async fn enforce_imdsv2_on_an_instance_already_requiring_tokens_changes_nothing() {
     let aws = emulator().await;
     let clients = aws.clients();
-    let env = build(clients, &environment()).await.expect("provision");
-    let instance_id = env.instances["app"].id.clone();
-    clients
-        .ec2
-        .modify_instance_metadata_options()
-        .instance_id(&instance_id)
-        .http_tokens(HttpTokensState::Required)
-        .http_put_response_hop_limit(2)
-        .http_endpoint(InstanceMetadataEndpointState::Enabled)
-        .http_protocol_ipv6(InstanceMetadataProtocolState::Disabled)
-        .instance_metadata_tags(InstanceMetadataTagsState::Disabled)
-        .send()
+    let env = build(clients, &one_instance_environment("10.30.0.0/16"))
         .await
-        .expect("set-up metadata options");
+        .expect("provision");
+    let instance_id = env.instances["app"].id.clone();
+    set_metadata_options(clients, &instance_id, "required", 2, false).await;
     let before = metadata_options(clients, &instance_id).await;
 
     let (actions, _dir) = local_actions(clients, "enforce-imdsv2-noop");
@@ -365,4 +331,69 @@ async fn make_snapshot_private_removes_only_the_public_permission_and_undo_resto
         "{:?}",
         life.last_calls()
     );
+}
+
+/// Each shipped remediation playbook answers a real-shaped event of its
+/// source: the five Config managed rules and a failed Security Hub control
+/// on a security group; and plans its step against the event's resource.
+#[test]
+fn config_and_security_hub_events_route_to_their_shipped_playbooks() {
+    let playbooks = cordon_tests::shipped_playbooks();
+    let group = "sg-0123456789abcdef0";
+    let cases = [
+        (
+            config_event(
+                "s3-bucket-level-public-access-prohibited",
+                "AWS::S3::Bucket",
+                "customer-exports",
+            ),
+            "config-s3-bucket-level-public-access-prohibited",
+            "bucket:customer-exports",
+        ),
+        (
+            config_event("ec2-imdsv2-check", "AWS::EC2::Instance", "i-0123456789abcdef0"),
+            "config-ec2-imdsv2-check",
+            "instance:i-0123456789abcdef0",
+        ),
+        (
+            config_event("restricted-ssh", "AWS::EC2::SecurityGroup", group),
+            "config-restricted-ssh",
+            "security-group:sg-0123456789abcdef0",
+        ),
+        (
+            config_event("restricted-common-ports", "AWS::EC2::SecurityGroup", group),
+            "config-restricted-common-ports",
+            "security-group:sg-0123456789abcdef0",
+        ),
+        (
+            config_event(
+                "ebs-snapshot-public-restorable-check",
+                "AWS::EC2::Snapshot",
+                "snap-0123456789abcdef0",
+            ),
+            "config-ebs-snapshot-public-restorable-check",
+            "snapshot:snap-0123456789abcdef0",
+        ),
+        (
+            cordon_tests::shipped::security_hub_group_finding(group),
+            "securityhub-open-security-group",
+            "security-group:sg-0123456789abcdef0",
+        ),
+    ];
+    for (event, expected, target) in cases {
+        let finding = cordon_core::finding::parse_single_finding(&event, "event")
+            .unwrap_or_else(|err| panic!("{expected}: {err}"));
+        let (route, chosen) = cordon_core::route::route(&finding, &playbooks);
+        let chosen = chosen.unwrap_or_else(|| panic!("{expected}: no playbook: {route:?}"));
+        assert_eq!(chosen.name, expected, "{route:?}");
+        let reason = cordon_core::route::RouteReason {
+            playbook: chosen.name.clone(),
+            priority: chosen.priority,
+            matched: vec![],
+        };
+        let plan = cordon_core::plan::plan(&finding, chosen, reason);
+        let step = &plan.steps[0];
+        let id = target.split_once(':').map_or(target, |(_, id)| id);
+        assert_eq!(step.target.label(), id, "{expected}: step `{}`", step.id);
+    }
 }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use cordon_aws::client::AwsClients;
-use cordon_gameday::{EnvironmentSpec, provision};
+use cordon_gameday::provision;
 use cordon_tests::EmulatorGuard;
 use serde_json::{Value, json};
 
@@ -27,18 +27,6 @@ steps:
   - id: tag
     action: tag-resource
 "#;
-
-/// One instance in one subnet.
-fn environment() -> EnvironmentSpec {
-    serde_json::from_value(json!({
-        "vpcs": [{"name": "vpc", "cidr": "10.40.0.0/16",
-                  "subnets": [{"name": "subnet", "cidr": "10.40.1.0/24"}]}],
-        "security-groups": [{"name": "app", "vpc": "vpc", "description": "app servers"}],
-        "instances": [{"name": "app", "subnet": "subnet", "groups": ["app"],
-                       "image-id": "ami-12345678"}]
-    }))
-    .unwrap()
-}
 
 /// A case directory: finding, playbooks, state.
 struct Dir(PathBuf);
@@ -205,27 +193,17 @@ impl Remediated for Imds {
 
 #[tokio::test]
 async fn enforce_imdsv2_crash_at_every_record_then_resume_or_rollback() {
-    use aws_sdk_ec2::types::{
-        HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataProtocolState,
-        InstanceMetadataTagsState,
-    };
     let aws = cordon_tests::emulator().await;
     let n = crash_at_every_record(&aws, "imdsv2", IMDSV2_PLAYBOOK, &[], async |aws| {
         let clients = aws.clients();
-        let env = provision(clients, &environment()).await.expect("provision");
+        let env = provision(
+            clients,
+            &cordon_tests::one_instance_environment("10.40.0.0/16"),
+        )
+        .await
+        .expect("provision");
         let instance_id = env.instances["app"].id.clone();
-        clients
-            .ec2
-            .modify_instance_metadata_options()
-            .instance_id(&instance_id)
-            .http_tokens(HttpTokensState::Optional)
-            .http_put_response_hop_limit(3)
-            .http_endpoint(InstanceMetadataEndpointState::Enabled)
-            .http_protocol_ipv6(InstanceMetadataProtocolState::Disabled)
-            .instance_metadata_tags(InstanceMetadataTagsState::Enabled)
-            .send()
-            .await
-            .expect("set-up metadata options");
+        cordon_tests::set_metadata_options(clients, &instance_id, "optional", 3, true).await;
         let finding = env.instance_finding("app").expect("finding").detail();
         (Imds { instance_id }, finding)
     })
