@@ -351,7 +351,11 @@ fn config_and_security_hub_events_route_to_their_shipped_playbooks() {
             "bucket:customer-exports",
         ),
         (
-            config_event("ec2-imdsv2-check", "AWS::EC2::Instance", "i-0123456789abcdef0"),
+            config_event(
+                "ec2-imdsv2-check",
+                "AWS::EC2::Instance",
+                "i-0123456789abcdef0",
+            ),
             "config-ec2-imdsv2-check",
             "instance:i-0123456789abcdef0",
         ),
