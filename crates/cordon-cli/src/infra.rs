@@ -1199,7 +1199,7 @@ mod tests {
 
     /// Actions AWS authorizes on no resource type (Service Authorization
     /// Reference): the only ones any policy of the templates grants on `*`.
-    const NO_RESOURCE_LEVEL: [&str; 26] = [
+    const NO_RESOURCE_LEVEL: [&str; 25] = [
         "autoscaling:DescribeAutoScalingGroups",
         "autoscaling:DescribeAutoScalingInstances",
         "ec2:DescribeIamInstanceProfileAssociations",
@@ -1221,7 +1221,6 @@ mod tests {
         "logs:ListLogDeliveries",
         "logs:PutResourcePolicy",
         "logs:UpdateLogDelivery",
-        "ssm:GetCommandInvocation",
         "sts:GetCallerIdentity",
         "xray:GetSamplingRules",
         "xray:GetSamplingTargets",
