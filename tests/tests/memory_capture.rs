@@ -103,7 +103,7 @@ async fn capture_memory_sends_a_presigned_upload_and_hashes_what_reached_s3() {
     assert_eq!(sent.len(), 1, "{sent:?}");
     let command = &sent[0];
     assert_eq!(command.document_name(), Some("AWS-RunShellScript"));
-    assert_eq!(command.instance_ids(), [instance_id.clone()]);
+    assert_eq!(command.instance_ids(), std::slice::from_ref(&instance_id));
     let parameters = command.parameters().expect("parameters");
     let script = &parameters["commands"][0];
     let url = script
