@@ -628,6 +628,25 @@ fn http_with_body(port: u16, method: &str, path: &str, body: &str) -> std::io::R
         })
 }
 
+/// Plays the host of `capture-memory`: one HTTP/1.1 `PUT` of `body` to a
+/// presigned `url` on the emulator (`http://127.0.0.1:PORT/…`). Returns the status code.
+pub async fn put_presigned(url: &str, body: &str) -> u16 {
+    let rest = url
+        .strip_prefix("http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("not a URL on the emulator: {url}"));
+    let (port, path) = rest
+        .split_once('/')
+        .unwrap_or_else(|| panic!("no path in {url}"));
+    let port: u16 = port
+        .parse()
+        .unwrap_or_else(|err| panic!("port of {url}: {err}"));
+    let path = format!("/{path}");
+    let body = body.to_string();
+    run_blocking(move || http_with_body(port, "PUT", &path, &body).map_err(EmulatorError::Spawn))
+        .await
+        .unwrap_or_else(|err| panic!("PUT to the presigned URL: {err}"))
+}
+
 /// An approver that approves every step, for tests that drive the executor directly.
 #[derive(Debug)]
 pub struct ApproveAll;
@@ -708,6 +727,354 @@ pub fn plan_steps(finding: &str, name: &str, steps: serde_json::Value) -> cordon
         finding,
         serde_json::json!({"name": name, "match": {}, "on-failure": "rollback", "steps": steps}),
     )
+}
+
+/// A GuardDuty S3 finding (the shape of `tests/fixtures/findings/s3-bucket.json`)
+/// about `bucket`, in the emulator's account and region, as text.
+pub fn s3_bucket_finding(bucket: &str) -> String {
+    let path = repo_root().join("tests/fixtures/findings/s3-bucket.json");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    let mut finding: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+    finding["accountId"] = serde_json::json!("123456789012");
+    finding["region"] = serde_json::json!("us-east-1");
+    finding["resource"]["s3BucketDetails"] = serde_json::json!([{
+        "arn": format!("arn:aws:s3:::{bucket}"), "name": bucket, "type": "Destination"}]);
+    finding.to_string()
+}
+
+/// An AWS Config `Config Rules Compliance Change` event (EventBridge) in the
+/// emulator's account and region: `resource_id` of `resource_type`
+/// (`AWS::EC2::SecurityGroup`, …) became NON_COMPLIANT with `rule`. As text.
+pub fn config_event(rule: &str, resource_type: &str, resource_id: &str) -> String {
+    let qualifier = serde_json::json!({
+        "configRuleName": rule, "resourceType": resource_type,
+        "resourceId": resource_id, "evaluationMode": "DETECTIVE"});
+    serde_json::json!({
+        "version": "0",
+        "id": format!("config-{rule}-{resource_id}"),
+        "detail-type": "Config Rules Compliance Change",
+        "source": "aws.config",
+        "account": "123456789012",
+        "time": "2026-11-27T10:00:00.000Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "resourceId": resource_id,
+            "awsRegion": "us-east-1",
+            "awsAccountId": "123456789012",
+            "configRuleName": rule,
+            "recordVersion": "1.0",
+            "configRuleARN": "arn:aws:config:us-east-1:123456789012:config-rule/config-rule-0a1b2c",
+            "messageType": "ComplianceChangeNotification",
+            "newEvaluationResult": {
+                "evaluationResultIdentifier": {
+                    "evaluationResultQualifier": qualifier,
+                    "orderingTimestamp": "2026-11-27T10:00:00.000Z"
+                },
+                "complianceType": "NON_COMPLIANT",
+                "resultRecordedTime": "2026-11-27T10:00:00.000Z",
+                "configRuleInvokedTime": "2026-11-27T10:00:00.000Z"
+            },
+            "oldEvaluationResult": {
+                "evaluationResultIdentifier": {
+                    "evaluationResultQualifier": qualifier,
+                    "orderingTimestamp": "2026-11-20T10:00:00.000Z"
+                },
+                "complianceType": "COMPLIANT",
+                "resultRecordedTime": "2026-11-20T10:00:00.000Z",
+                "configRuleInvokedTime": "2026-11-20T10:00:00.000Z"
+            },
+            "notificationCreationTime": "2026-11-27T10:00:00.000Z",
+            "resourceType": resource_type
+        }
+    })
+    .to_string()
+}
+
+/// The group's ingress as `protocol from-to cidr description` lines, sorted:
+/// what `revoke-open-ingress` changes, compared whole.
+pub async fn ingress_rules(clients: &AwsClients, group_id: &str) -> Vec<String> {
+    let out = clients
+        .ec2
+        .describe_security_groups()
+        .group_ids(group_id)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("DescribeSecurityGroups {group_id}: {err:?}"));
+    let mut rules = Vec::new();
+    for group in out.security_groups() {
+        for p in group.ip_permissions() {
+            let head = format!(
+                "{} {:?}-{:?}",
+                p.ip_protocol().unwrap_or_default(),
+                p.from_port(),
+                p.to_port()
+            );
+            for r in p.ip_ranges() {
+                rules.push(format!(
+                    "{head} {} {:?}",
+                    r.cidr_ip().unwrap_or_default(),
+                    r.description()
+                ));
+            }
+            for r in p.ipv6_ranges() {
+                rules.push(format!(
+                    "{head} {} {:?}",
+                    r.cidr_ipv6().unwrap_or_default(),
+                    r.description()
+                ));
+            }
+            for g in p.user_id_group_pairs() {
+                rules.push(format!(
+                    "{head} {} {:?}",
+                    g.group_id().unwrap_or_default(),
+                    g.description()
+                ));
+            }
+        }
+    }
+    rules.sort();
+    rules
+}
+
+/// A group (`revoke-open-ingress`) with SSH open to the world (IPv4 with a description, and IPv6)
+/// next to a private range on the same rule, HTTPS open to the world, and a
+/// wide TCP range open to the world that covers RDP.
+pub async fn open_security_group(clients: &AwsClients, name: &str) -> String {
+    use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range};
+    let vpc = clients
+        .ec2
+        .create_vpc()
+        .cidr_block("10.50.0.0/16")
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateVpc: {err:?}"));
+    let vpc_id = vpc
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .unwrap_or_else(|| panic!("CreateVpc returned no id"));
+    let group = clients
+        .ec2
+        .create_security_group()
+        .group_name(name)
+        .description("bastion")
+        .vpc_id(vpc_id)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateSecurityGroup: {err:?}"));
+    let group_id = group
+        .group_id()
+        .unwrap_or_else(|| panic!("CreateSecurityGroup returned no id"))
+        .to_string();
+    let tcp = |from: i32, to: i32| {
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(from)
+            .to_port(to)
+    };
+    clients
+        .ec2
+        .authorize_security_group_ingress()
+        .group_id(&group_id)
+        .ip_permissions(
+            tcp(22, 22)
+                .ip_ranges(
+                    IpRange::builder()
+                        .cidr_ip("0.0.0.0/0")
+                        .description("ssh from anywhere")
+                        .build(),
+                )
+                .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+                .build(),
+        )
+        .ip_permissions(
+            tcp(443, 443)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .ip_permissions(
+            tcp(3000, 3400)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("AuthorizeSecurityGroupIngress: {err:?}"));
+    group_id
+}
+
+/// A snapshot (`make-snapshot-private`) that is public (group `all`) and
+/// shared with account 111122223333. Returns its id.
+pub async fn public_snapshot(clients: &AwsClients) -> String {
+    use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
+    let volume = clients
+        .ec2
+        .create_volume()
+        .availability_zone("us-east-1a")
+        .size(8)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateVolume: {err:?}"));
+    let snapshot = clients
+        .ec2
+        .create_snapshot()
+        .set_volume_id(volume.volume_id().map(str::to_string))
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateSnapshot: {err:?}"));
+    let snapshot_id = snapshot
+        .snapshot_id()
+        .unwrap_or_else(|| panic!("CreateSnapshot returned no id"))
+        .to_string();
+    clients
+        .ec2
+        .modify_snapshot_attribute()
+        .snapshot_id(&snapshot_id)
+        .attribute(SnapshotAttributeName::CreateVolumePermission)
+        .operation_type(OperationType::Add)
+        .group_names("all")
+        .user_ids("111122223333")
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("share {snapshot_id}: {err:?}"));
+    snapshot_id
+}
+
+/// The snapshot's `createVolumePermission` as `group:…`/`user:…` entries, sorted.
+pub async fn volume_permissions(clients: &AwsClients, snapshot_id: &str) -> Vec<String> {
+    let out = clients
+        .ec2
+        .describe_snapshot_attribute()
+        .snapshot_id(snapshot_id)
+        .attribute(aws_sdk_ec2::types::SnapshotAttributeName::CreateVolumePermission)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("DescribeSnapshotAttribute {snapshot_id}: {err:?}"));
+    let mut entries: Vec<String> = out
+        .create_volume_permissions()
+        .iter()
+        .map(|p| match (p.group(), p.user_id()) {
+            (Some(g), _) => format!("group:{}", g.as_str()),
+            (None, Some(u)) => format!("user:{u}"),
+            (None, None) => "empty".to_string(),
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+/// One instance (`app`, group `app`) in one subnet of a VPC of `cidr` (a
+/// `/16`; its first `/24` is the subnet): the world of the instance
+/// remediations and the memory capture.
+pub fn one_instance_environment(cidr: &str) -> cordon_gameday::EnvironmentSpec {
+    let subnet = cidr.replacen(".0.0/16", ".1.0/24", 1);
+    serde_json::from_value(serde_json::json!({
+        "vpcs": [{"name": "vpc", "cidr": cidr,
+                  "subnets": [{"name": "subnet", "cidr": subnet}]}],
+        "security-groups": [{"name": "app", "vpc": "vpc", "description": "app servers"}],
+        "instances": [{"name": "app", "subnet": "subnet", "groups": ["app"],
+                       "image-id": "ami-12345678"}]
+    }))
+    .unwrap_or_else(|err| panic!("environment spec: {err}"))
+}
+
+/// Sets all five metadata options of the instance (every one: the emulator
+/// resets those a call leaves out): `tokens` (`optional`, `required`), the
+/// hop limit, endpoint and IPv6 endpoint on and off, and tag access.
+pub async fn set_metadata_options(
+    clients: &AwsClients,
+    instance_id: &str,
+    tokens: &str,
+    hop_limit: i32,
+    tags: bool,
+) {
+    use aws_sdk_ec2::types::{
+        HttpTokensState, InstanceMetadataEndpointState, InstanceMetadataProtocolState,
+        InstanceMetadataTagsState,
+    };
+    let tags = if tags {
+        InstanceMetadataTagsState::Enabled
+    } else {
+        InstanceMetadataTagsState::Disabled
+    };
+    clients
+        .ec2
+        .modify_instance_metadata_options()
+        .instance_id(instance_id)
+        .http_tokens(HttpTokensState::from(tokens))
+        .http_put_response_hop_limit(hop_limit)
+        .http_endpoint(InstanceMetadataEndpointState::Enabled)
+        .http_protocol_ipv6(InstanceMetadataProtocolState::Disabled)
+        .instance_metadata_tags(tags)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("set-up metadata options of {instance_id}: {err:?}"));
+}
+
+/// The instance's five metadata options (`enforce-imdsv2`), as a responder reads them.
+pub async fn metadata_options(clients: &AwsClients, instance_id: &str) -> serde_json::Value {
+    let out = clients
+        .ec2
+        .describe_instances()
+        .instance_ids(instance_id)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("DescribeInstances {instance_id}: {err:?}"));
+    let instance = out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .next()
+        .unwrap_or_else(|| panic!("no instance {instance_id}"));
+    let options = instance
+        .metadata_options()
+        .unwrap_or_else(|| panic!("{instance_id} has no metadata options"));
+    serde_json::json!({
+        "http-tokens": options.http_tokens().map(|v| v.as_str().to_string()),
+        "hop-limit": options.http_put_response_hop_limit(),
+        "http-endpoint": options.http_endpoint().map(|v| v.as_str().to_string()),
+        "ipv6": options.http_protocol_ipv6().map(|v| v.as_str().to_string()),
+        "tags": options.instance_metadata_tags().map(|v| v.as_str().to_string()),
+    })
+}
+
+/// The bucket's own public access block (`block-bucket-public-access`) as
+/// `[BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, RestrictPublicBuckets]`,
+/// `null` when it has none.
+pub async fn public_access_block(clients: &AwsClients, bucket: &str) -> serde_json::Value {
+    match clients
+        .s3
+        .get_public_access_block()
+        .bucket(bucket)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let c = out
+                .public_access_block_configuration()
+                .unwrap_or_else(|| panic!("{bucket}: a block without configuration"));
+            serde_json::json!([
+                c.block_public_acls(),
+                c.ignore_public_acls(),
+                c.block_public_policy(),
+                c.restrict_public_buckets()
+            ])
+        }
+        Err(err) => {
+            let code = err
+                .as_service_error()
+                .and_then(|e| aws_sdk_s3::error::ProvideErrorMetadata::code(e).map(str::to_string));
+            assert_eq!(
+                code.as_deref(),
+                Some("NoSuchPublicAccessBlockConfiguration"),
+                "GetPublicAccessBlock {bucket}: {err:?}"
+            );
+            serde_json::Value::Null
+        }
+    }
 }
 
 /// The playbooks cordon ships (`playbooks/`), validated.

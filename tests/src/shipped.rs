@@ -34,8 +34,47 @@ pub fn environment() -> EnvironmentSpec {
     spec
 }
 
+/// The bucket with no public access block of its own that the Config
+/// bucket rule's candidate names.
+pub const OPEN_BUCKET: &str = "cordon-shipped-open-bucket";
+
+/// A Security Hub control finding (ASFF, product `Security Hub`) that failed
+/// on security group `group_id`, as text.
+pub fn security_hub_group_finding(group_id: &str) -> String {
+    json!({
+        "SchemaVersion": "2018-10-08",
+        "Id": format!("arn:aws:securityhub:us-east-1:123456789012:security-control/EC2.13/finding/{group_id}"),
+        "ProductArn": "arn:aws:securityhub:us-east-1::product/aws/securityhub",
+        "ProductName": "Security Hub",
+        "CompanyName": "AWS",
+        "Region": "us-east-1",
+        "GeneratorId": "security-control/EC2.13",
+        "AwsAccountId": "123456789012",
+        "Types": ["Software and Configuration Checks/Industry and Regulatory Standards"],
+        "CreatedAt": "2026-11-27T10:00:00.000Z",
+        "UpdatedAt": "2026-11-27T10:00:00.000Z",
+        "Severity": {"Label": "HIGH", "Normalized": 70, "Original": "HIGH"},
+        "Title": "Security groups should not allow ingress from 0.0.0.0/0 or ::/0 to port 22",
+        "Description": "This control checks whether a security group allows SSH from anywhere.",
+        "ProductFields": {"aws/securityhub/ProductName": "Security Hub", "aws/securityhub/CompanyName": "AWS"},
+        "Resources": [{
+            "Type": "AwsEc2SecurityGroup",
+            "Id": format!("arn:aws:ec2:us-east-1:123456789012:security-group/{group_id}"),
+            "Partition": "aws",
+            "Region": "us-east-1",
+            "Details": {"AwsEc2SecurityGroup": {"GroupId": group_id}}
+        }],
+        "Compliance": {"Status": "FAILED", "SecurityControlId": "EC2.13"},
+        "WorkflowState": "NEW",
+        "Workflow": {"Status": "NEW"},
+        "RecordState": "ACTIVE"
+    })
+    .to_string()
+}
+
 /// Findings about the environment, one of which each shipped playbook answers.
-pub fn candidates(env: &Fixture) -> Vec<Finding> {
+/// `snapshot_id` is a public snapshot for the Config snapshot rule.
+pub fn candidates(env: &Fixture, snapshot_id: &str) -> Vec<Finding> {
     let mut raw = Vec::new();
     for severity in [8.0, 5.0, 2.0] {
         let mut finding = env
@@ -59,10 +98,44 @@ pub fn candidates(env: &Fixture) -> Vec<Finding> {
         env.key_finding(SESSION_KEY, Some(LEAKED_USER), "IAMUser")
             .detail(),
     );
-    raw.iter()
+    let mut texts: Vec<String> = raw.iter().map(ToString::to_string).collect();
+    // The remediations: one Config evaluation per shipped rule, and a
+    // Security Hub control finding, about resources of the world.
+    let web = env
+        .instance("web-01")
+        .unwrap_or_else(|err| panic!("web-01: {err}"));
+    let group = web
+        .enis
+        .first()
+        .and_then(|eni| eni.groups.first())
+        .map(|g| g.id.clone())
+        .unwrap_or_else(|| panic!("web-01 has no security group"));
+    for (rule, resource_type, id) in [
+        (
+            "s3-bucket-level-public-access-prohibited",
+            "AWS::S3::Bucket",
+            OPEN_BUCKET,
+        ),
+        ("ec2-imdsv2-check", "AWS::EC2::Instance", web.id.as_str()),
+        ("restricted-ssh", "AWS::EC2::SecurityGroup", group.as_str()),
+        (
+            "restricted-common-ports",
+            "AWS::EC2::SecurityGroup",
+            group.as_str(),
+        ),
+        (
+            "ebs-snapshot-public-restorable-check",
+            "AWS::EC2::Snapshot",
+            snapshot_id,
+        ),
+    ] {
+        texts.push(crate::config_event(rule, resource_type, id));
+    }
+    texts.push(security_hub_group_finding(&group));
+    texts
+        .iter()
         .map(|f| {
-            parse_single_finding(&f.to_string(), "candidate")
-                .unwrap_or_else(|err| panic!("finding: {err}"))
+            parse_single_finding(f, "candidate").unwrap_or_else(|err| panic!("finding: {err}"))
         })
         .collect()
 }
@@ -144,7 +217,15 @@ pub async fn shipped_world_signing(
     let actions = AwsActions::new(clients.clone(), store)
         .with_case_root(Some(scratch_dir(name)))
         .with_notify_topic(Some(topic));
-    let findings = candidates(&env);
+    clients
+        .s3
+        .create_bucket()
+        .bucket(OPEN_BUCKET)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("CreateBucket {OPEN_BUCKET}: {err:?}"));
+    let snapshot = crate::public_snapshot(clients).await;
+    let findings = candidates(&env, &snapshot);
     ShippedWorld {
         env,
         actions,

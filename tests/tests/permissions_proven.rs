@@ -8,7 +8,10 @@
 //! What runs:
 //! - every step of every shipped playbook, in the world the whole-lifecycle
 //!   test uses ([`cordon_tests::shipped`]);
-//! - the kinds and parameters no shipped playbook uses: `delete-login-profile`
+//! - the kinds and parameters no shipped playbook uses: the remediations
+//!   (`enforce-imdsv2`, `block-bucket-public-access`,
+//!   `revoke-open-ingress`, `make-snapshot-private`, `capture-memory` with the
+//!   host's upload seeded, as the emulator runs no SSM agent), `delete-login-profile`
 //!   (apply, then the refused undo), `snapshot-volumes` with
 //!   `delete-on-rollback`, and `quarantine-user` rolling back a journal of
 //!   the inline-policy version;
@@ -55,6 +58,8 @@ use serde_json::json;
 use strum::IntoEnumIterator;
 
 const BUCKET: &str = "cordon-evidence-permissions";
+/// A bucket with no public access block of its own.
+const OPEN_BUCKET: &str = "cordon-permissions-open";
 const EXPECTATION: &str = "tests/fixtures/permissions/unused.txt";
 const GRAPH: &str = "arn:aws:detective:us-east-1:123456789012:graph:0123456789abcdef";
 
@@ -177,7 +182,7 @@ async fn every_recorded_call_is_a_declared_permission() {
     let clients = aws.clients();
     let signing_key = cordon_tests::create_signing_key(clients).await;
     let world = shipped_world_signing(clients, BUCKET, "permissions", Some(signing_key)).await;
-    seed(&world).await;
+    let (open_group, public_snapshot) = seed(&world).await;
     // Set-up is not an action's work.
     clients.recorder.reset();
     clients.calls.reset();
@@ -195,6 +200,7 @@ async fn every_recorded_call_is_a_declared_permission() {
     drive_deleting_snapshots(&world).await;
     drive_instance_role_revocation(&world).await;
     drive_inline_quarantine_rollback(&world).await;
+    drive_remediations(&world, &open_group, &public_snapshot).await;
 
     // Everything the SDK sent while the actions ran was recorded, each under
     // an action.
@@ -335,12 +341,42 @@ async fn drive_deleting_snapshots(world: &ShippedWorld) {
     assert!(undone.result.is_ok(), "{:?}", undone.result);
 }
 
-/// Set-up the recorder does not see (its calls are not an action's): what
+/// Set-up the recorder does not see (its calls are not an action's): a
+/// bucket with no public access block, a group with SSH open to the world and
+/// a public snapshot for the remediations (returns the group's and the
+/// snapshot's ids), what
 /// the inline-policy version of `quarantine-user` left on the user, and
 /// scale-in protection on the web server, which `detach-from-autoscaling`'s
 /// rollback restores.
-async fn seed(world: &ShippedWorld) {
+async fn seed(world: &ShippedWorld) -> (String, String) {
     let clients = &world.actions.clients;
+    clients
+        .s3
+        .create_bucket()
+        .bucket(OPEN_BUCKET)
+        .send()
+        .await
+        .expect("CreateBucket");
+    let group = cordon_tests::open_security_group(clients, "permissions-open").await;
+    // What the host of `capture-memory` uploads (the emulator runs no agent).
+    let plan = memory_plan(world);
+    let instance = world.env.instance("web-01").expect("web-01");
+    clients
+        .s3
+        .put_object()
+        .bucket(BUCKET)
+        .key(format!(
+            "cases/{}/memory/{}.lime",
+            plan.case_id.as_str(),
+            instance.id
+        ))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"memory image",
+        ))
+        .send()
+        .await
+        .expect("the host's upload");
+    let snapshot = cordon_tests::public_snapshot(clients).await;
     let instance = world.env.instance("web-01").expect("web-01");
     clients
         .autoscaling
@@ -360,6 +396,7 @@ async fn seed(world: &ShippedWorld) {
         .send()
         .await
         .expect("PutUserPolicy (the old version's quarantine)");
+    (group, snapshot)
 }
 
 /// `revoke-role-sessions` for an instance finding: the role comes from the
@@ -401,6 +438,68 @@ async fn drive_inline_quarantine_rollback(world: &ShippedWorld) {
         .await
         .expect("undo of the inline quarantine");
     life.verify_undone().await.expect("inline policy gone");
+}
+
+/// `capture-memory` on the web server.
+fn memory_plan(world: &ShippedWorld) -> Plan {
+    web_server_plan(
+        world,
+        "permissions-memory",
+        json!([{"id": "memory", "action": "capture-memory"}]),
+    )
+}
+
+/// The remediation actions of issue 15 no shipped playbook for a GuardDuty
+/// finding runs: each through its whole lifecycle on the web server.
+async fn drive_remediations(world: &ShippedWorld, open_group: &str, public_snapshot: &str) {
+    let plan = web_server_plan(
+        world,
+        "permissions-remediations",
+        json!([{"id": "imdsv2", "action": "enforce-imdsv2"}]),
+    );
+    for report in run_every_step(&world.actions, &plan, None).await {
+        report.assert_ok();
+    }
+    Lifecycle::new(&world.actions, &memory_plan(world), "memory")
+        .run()
+        .await
+        .assert_ok();
+    // Undo of the revocation is approval-gated in the executor; the
+    // handler's undo (what an approved rollback runs) re-authorizes.
+    let targets = [
+        ("AWS::EC2::SecurityGroup", open_group, "revoke-open-ingress"),
+        (
+            "AWS::EC2::Snapshot",
+            public_snapshot,
+            "make-snapshot-private",
+        ),
+    ];
+    for (resource_type, id, action) in targets {
+        let finding = cordon_tests::config_event("permissions", resource_type, id);
+        let plan = plan_steps(
+            &finding,
+            "permissions-exposure",
+            json!([{"id": "close", "action": action}]),
+        );
+        Lifecycle::new(&world.actions, &plan, "close")
+            .run()
+            .await
+            .assert_ok();
+    }
+    // The evidence bucket has a block of its own (undo puts it back); the
+    // bucket [`seed`] made has none (undo deletes the step's).
+    for bucket in [BUCKET, OPEN_BUCKET] {
+        let finding = cordon_tests::s3_bucket_finding(bucket);
+        let plan = plan_steps(
+            &finding,
+            "permissions-bucket",
+            json!([{"id": "block", "action": "block-bucket-public-access"}]),
+        );
+        Lifecycle::new(&world.actions, &plan, "block")
+            .run()
+            .await
+            .assert_ok();
+    }
 }
 
 /// `enrich-with-detective` on the web server's role (through its instance

@@ -301,10 +301,14 @@ requests! {
     aws_sdk_ec2::create_tags: CreateTagsFluentBuilder => CreateTagsOutput, CreateTagsError;
     aws_sdk_ec2::delete_tags: DeleteTagsFluentBuilder => DeleteTagsOutput, DeleteTagsError;
     aws_sdk_ec2::modify_instance_attribute: ModifyInstanceAttributeFluentBuilder => ModifyInstanceAttributeOutput, ModifyInstanceAttributeError;
+    aws_sdk_ec2::modify_instance_metadata_options: ModifyInstanceMetadataOptionsFluentBuilder => ModifyInstanceMetadataOptionsOutput, ModifyInstanceMetadataOptionsError;
     aws_sdk_ec2::create_security_group: CreateSecurityGroupFluentBuilder => CreateSecurityGroupOutput, CreateSecurityGroupError;
     aws_sdk_ec2::revoke_security_group_egress: RevokeSecurityGroupEgressFluentBuilder => RevokeSecurityGroupEgressOutput, RevokeSecurityGroupEgressError;
     aws_sdk_ec2::authorize_security_group_egress: AuthorizeSecurityGroupEgressFluentBuilder => AuthorizeSecurityGroupEgressOutput, AuthorizeSecurityGroupEgressError;
     aws_sdk_ec2::authorize_security_group_ingress: AuthorizeSecurityGroupIngressFluentBuilder => AuthorizeSecurityGroupIngressOutput, AuthorizeSecurityGroupIngressError;
+    aws_sdk_ec2::revoke_security_group_ingress: RevokeSecurityGroupIngressFluentBuilder => RevokeSecurityGroupIngressOutput, RevokeSecurityGroupIngressError;
+    aws_sdk_ec2::describe_snapshot_attribute: DescribeSnapshotAttributeFluentBuilder => DescribeSnapshotAttributeOutput, DescribeSnapshotAttributeError;
+    aws_sdk_ec2::modify_snapshot_attribute: ModifySnapshotAttributeFluentBuilder => ModifySnapshotAttributeOutput, ModifySnapshotAttributeError;
     aws_sdk_ec2::modify_network_interface_attribute: ModifyNetworkInterfaceAttributeFluentBuilder => ModifyNetworkInterfaceAttributeOutput, ModifyNetworkInterfaceAttributeError;
     aws_sdk_ec2::create_snapshot: CreateSnapshotFluentBuilder => CreateSnapshotOutput, CreateSnapshotError;
     aws_sdk_ec2::delete_snapshot: DeleteSnapshotFluentBuilder => DeleteSnapshotOutput, DeleteSnapshotError;
@@ -353,6 +357,7 @@ requests! {
     aws_sdk_s3::get_bucket_encryption: GetBucketEncryptionFluentBuilder => GetBucketEncryptionOutput, GetBucketEncryptionError;
     aws_sdk_s3::put_public_access_block: PutPublicAccessBlockFluentBuilder => PutPublicAccessBlockOutput, PutPublicAccessBlockError;
     aws_sdk_s3::get_public_access_block: GetPublicAccessBlockFluentBuilder => GetPublicAccessBlockOutput, GetPublicAccessBlockError;
+    aws_sdk_s3::delete_public_access_block: DeletePublicAccessBlockFluentBuilder => DeletePublicAccessBlockOutput, DeletePublicAccessBlockError;
     aws_sdk_s3::put_bucket_policy: PutBucketPolicyFluentBuilder => PutBucketPolicyOutput, PutBucketPolicyError;
     aws_sdk_s3::get_bucket_policy: GetBucketPolicyFluentBuilder => GetBucketPolicyOutput, GetBucketPolicyError;
     aws_sdk_s3::put_object_lock_configuration: PutObjectLockConfigurationFluentBuilder => PutObjectLockConfigurationOutput, PutObjectLockConfigurationError;
@@ -364,6 +369,8 @@ requests! {
     aws_sdk_kms::verify: VerifyFluentBuilder => VerifyOutput, VerifyError;
     aws_sdk_sts::get_caller_identity: GetCallerIdentityFluentBuilder => GetCallerIdentityOutput, GetCallerIdentityError;
     aws_sdk_ssm::get_parameter: GetParameterFluentBuilder => GetParameterOutput, GetParameterError;
+    aws_sdk_ssm::send_command: SendCommandFluentBuilder => SendCommandOutput, SendCommandError;
+    aws_sdk_ssm::get_command_invocation: GetCommandInvocationFluentBuilder => GetCommandInvocationOutput, GetCommandInvocationError;
     aws_sdk_sfn::send_task_success: SendTaskSuccessFluentBuilder => SendTaskSuccessOutput, SendTaskSuccessError;
     aws_sdk_sfn::send_task_failure: SendTaskFailureFluentBuilder => SendTaskFailureOutput, SendTaskFailureError;
     aws_sdk_sts::assume_role: AssumeRoleFluentBuilder => AssumeRoleOutput, AssumeRoleError;

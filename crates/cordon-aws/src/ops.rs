@@ -286,6 +286,8 @@ ops! {
         "ec2:DescribeIamInstanceProfileAssociations",
     );
     EC2_GET_CONSOLE_OUTPUT = Op::ec2_read("GetConsoleOutput", "ec2:GetConsoleOutput");
+    EC2_DESCRIBE_SNAPSHOT_ATTRIBUTE =
+        Op::ec2_read("DescribeSnapshotAttribute", "ec2:DescribeSnapshotAttribute");
 
     // ---- EC2 changes, each on the bucket AWS-NOTES gives it
     EC2_CREATE_TAGS = Op::ec2_write("CreateTags", "ec2:CreateTags", Ec2CreateTags);
@@ -306,6 +308,11 @@ ops! {
         "ec2:AuthorizeSecurityGroupEgress",
         Ec2Mutating,
     );
+    EC2_REVOKE_SECURITY_GROUP_INGRESS = Op::ec2_write(
+        "RevokeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupIngress",
+        Ec2ResourceIntensive,
+    );
     EC2_AUTHORIZE_SECURITY_GROUP_INGRESS = Op::ec2_write(
         "AuthorizeSecurityGroupIngress",
         "ec2:AuthorizeSecurityGroupIngress",
@@ -323,6 +330,13 @@ ops! {
             .implies(&[EC2_TAG_ON_CREATE])
             .send_once();
     EC2_DELETE_SNAPSHOT = Op::ec2_write("DeleteSnapshot", "ec2:DeleteSnapshot", Ec2Mutating);
+    EC2_MODIFY_SNAPSHOT_ATTRIBUTE =
+        Op::ec2_write("ModifySnapshotAttribute", "ec2:ModifySnapshotAttribute", Ec2Mutating);
+    EC2_MODIFY_INSTANCE_METADATA_OPTIONS = Op::ec2_write(
+        "ModifyInstanceMetadataOptions",
+        "ec2:ModifyInstanceMetadataOptions",
+        Ec2Mutating,
+    );
     EC2_ASSOCIATE_IAM_INSTANCE_PROFILE = Op::ec2_write(
         "AssociateIamInstanceProfile",
         "ec2:AssociateIamInstanceProfile",
@@ -431,6 +445,9 @@ ops! {
         Op::write(S3, "PutPublicAccessBlock", "s3:PutBucketPublicAccessBlock");
     S3_GET_PUBLIC_ACCESS_BLOCK =
         Op::read(S3, "GetPublicAccessBlock", "s3:GetBucketPublicAccessBlock");
+    /// Removing a bucket's block is authorized as putting one.
+    S3_DELETE_PUBLIC_ACCESS_BLOCK =
+        Op::write(S3, "DeletePublicAccessBlock", "s3:PutBucketPublicAccessBlock");
     S3_PUT_BUCKET_POLICY = Op::write(S3, "PutBucketPolicy", "s3:PutBucketPolicy");
     S3_GET_BUCKET_POLICY = Op::read(S3, "GetBucketPolicy", "s3:GetBucketPolicy");
     S3_PUT_OBJECT_LOCK_CONFIGURATION = Op::write(
@@ -479,6 +496,13 @@ ops! {
     // ---- SSM: the pause switch (`--pause-parameter`)
     SSM_GET_PARAMETER = Op::read(Ssm, "GetParameter", "ssm:GetParameter");
 
+    // ---- SSM Run Command: `capture-memory`
+    /// Each call runs the acquisition again: never re-sent by the SDK (the
+    /// handler journals the command id before waiting on it).
+    SSM_SEND_COMMAND = Op::write(Ssm, "SendCommand", "ssm:SendCommand").send_once();
+    SSM_GET_COMMAND_INVOCATION =
+        Op::read(Ssm, "GetCommandInvocation", "ssm:GetCommandInvocation");
+
     // ---- Step Functions: the approver's answer to an approval wait
     //      (`cordon approve --task-token`; never the Lambda's role)
     STATES_SEND_TASK_SUCCESS = Op::write(StepFunctions, "SendTaskSuccess", "states:SendTaskSuccess");
@@ -503,7 +527,7 @@ mod tests {
     use crate::client::is_read_only;
 
     /// S3's IAM actions are named after resources, not API operations.
-    const S3_ACTION_NAMES: [(&str, &str); 12] = [
+    const S3_ACTION_NAMES: [(&str, &str); 13] = [
         ("GetObject", "GetObjectVersion"),
         ("HeadObject", "GetObjectVersion"),
         ("HeadObject", "GetObject"),
@@ -514,6 +538,7 @@ mod tests {
         ("GetBucketEncryption", "GetEncryptionConfiguration"),
         ("PutPublicAccessBlock", "PutBucketPublicAccessBlock"),
         ("GetPublicAccessBlock", "GetBucketPublicAccessBlock"),
+        ("DeletePublicAccessBlock", "PutBucketPublicAccessBlock"),
         (
             "PutObjectLockConfiguration",
             "PutBucketObjectLockConfiguration",
@@ -533,7 +558,12 @@ mod tests {
             .collect();
         assert_eq!(
             once,
-            BTreeSet::from(["CreateAccessKey", "CreateSecurityGroup", "CreateSnapshot"])
+            BTreeSet::from([
+                "CreateAccessKey",
+                "CreateSecurityGroup",
+                "CreateSnapshot",
+                "SendCommand"
+            ])
         );
         assert!(ALL.iter().all(|op| !op.send_once || op.mutating));
         let transfers: BTreeSet<&str> = ALL

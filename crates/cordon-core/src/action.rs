@@ -106,6 +106,23 @@ pub enum Action {
     StoreEvidence(StoreEvidence),
     /// Tell the responders: a message on an SNS topic.
     Notify(Notify),
+    /// Require IMDSv2 session tokens on the instance (`HttpTokens=required`), keeping
+    /// its hop limit, endpoint state, IPv6 endpoint and tag access as they were.
+    EnforceImdsv2(EnforceImdsv2),
+    /// Turn on all four settings of the bucket's own public access block; the
+    /// account-level block is left alone.
+    BlockBucketPublicAccess(BlockBucketPublicAccess),
+    /// Revoke the security group's ingress open to the whole internet
+    /// (`0.0.0.0/0`, `::/0`) on the named ports, recording each rule exactly.
+    /// Undo re-opens them, so it needs explicit approval.
+    RevokeOpenIngress(RevokeOpenIngress),
+    /// Remove the public (`all`) volume-creation permission from the snapshot;
+    /// accounts it is shared with by id keep theirs.
+    MakeSnapshotPrivate(MakeSnapshotPrivate),
+    /// Acquire the instance's volatile memory through SSM Run Command, the
+    /// image streamed by the host to the evidence bucket through a presigned
+    /// PUT of one key; cordon hashes it by reading it back from S3.
+    CaptureMemory(CaptureMemory),
 }
 
 fn yes() -> bool {
@@ -423,6 +440,84 @@ fn default_notify_subject() -> String {
     "cordon: {finding_type} (severity {severity}) on case {case_id}".to_string()
 }
 
+/// No parameters: every metadata option but `HttpTokens` keeps its value, so an
+/// instance whose containers need a hop limit of 2 keeps working with tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EnforceImdsv2 {}
+
+/// No parameters: all four settings (`BlockPublicAcls`, `IgnorePublicAcls`,
+/// `BlockPublicPolicy`, `RestrictPublicBuckets`) are turned on, as AWS Config's
+/// `s3-bucket-level-public-access-prohibited` rule checks by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BlockBucketPublicAccess {}
+
+/// The ports whose world-open ingress is revoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RevokeOpenIngress {
+    /// A world-open rule is revoked when it lets any of these ports in (TCP
+    /// or UDP with the port in its range, or all traffic). SSH and RDP by
+    /// default, as AWS Config's `restricted-ssh` and `restricted-common-ports`.
+    #[serde(default = "default_open_ports")]
+    pub ports: Vec<u16>,
+}
+
+fn default_open_ports() -> Vec<u16> {
+    vec![22, 3389]
+}
+
+impl Default for RevokeOpenIngress {
+    fn default() -> Self {
+        Self {
+            ports: default_open_ports(),
+        }
+    }
+}
+
+/// No parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MakeSnapshotPrivate {}
+
+/// Where the upload URL goes in a memory acquisition command.
+pub const UPLOAD_URL_PLACEHOLDER: &str = "{upload_url}";
+
+/// Memory acquisition on the instance (SSM agent required).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CaptureMemory {
+    /// The shell command (`AWS-RunShellScript`) that acquires memory and PUTs
+    /// the image to `{upload_url}`, a presigned URL valid for one key of the
+    /// evidence bucket only; the host gets no credentials. AVML by default.
+    #[serde(default = "default_memory_command")]
+    pub command: String,
+    /// How long cordon waits for the acquisition, in seconds, from the moment
+    /// the command is sent; also how long the upload URL is valid. Past it
+    /// the step fails, and steps that need it run anyway under
+    /// `on-failure: continue`: containment is never blocked on evidence.
+    #[serde(default = "default_memory_budget")]
+    pub time_budget_seconds: u64,
+}
+
+fn default_memory_command() -> String {
+    "avml --compress --delete --url '{upload_url}' /var/tmp/cordon-memory.lime".to_string()
+}
+
+fn default_memory_budget() -> u64 {
+    1800
+}
+
+impl Default for CaptureMemory {
+    fn default() -> Self {
+        Self {
+            command: default_memory_command(),
+            time_budget_seconds: default_memory_budget(),
+        }
+    }
+}
+
 impl Default for Notify {
     fn default() -> Self {
         Self {
@@ -461,11 +556,16 @@ impl ActionKind {
             | DetachFromAutoscaling
             | DeregisterFromLoadBalancers
             | CaptureInstanceMetadata
-            | CaptureConsoleOutput => TargetKind::Instance,
+            | CaptureConsoleOutput
+            | EnforceImdsv2
+            | CaptureMemory => TargetKind::Instance,
             DeactivateAccessKey | RotateAccessKey => TargetKind::AccessKey,
             QuarantineUser | DeleteLoginProfile | RevokeUserSessions => TargetKind::User,
             RevokeRoleSessions => TargetKind::Role,
             EnrichWithDetective | StoreEvidence | Notify => TargetKind::Case,
+            BlockBucketPublicAccess => TargetKind::Bucket,
+            RevokeOpenIngress => TargetKind::SecurityGroup,
+            MakeSnapshotPrivate => TargetKind::Snapshot,
         }
     }
 
@@ -599,6 +699,33 @@ impl ActionKind {
                 "s3:GetObjectVersion",
             ],
             Notify => &["sns:GetTopicAttributes", "sns:Publish"],
+            EnforceImdsv2 => &["ec2:DescribeInstances", "ec2:ModifyInstanceMetadataOptions"],
+            // DeletePublicAccessBlock (undo where the bucket had none) is
+            // authorized as s3:PutBucketPublicAccessBlock.
+            BlockBucketPublicAccess => &[
+                "s3:GetBucketPublicAccessBlock",
+                "s3:PutBucketPublicAccessBlock",
+            ],
+            RevokeOpenIngress => &[
+                "ec2:DescribeSecurityGroups",
+                "ec2:RevokeSecurityGroupIngress",
+                // Undo, approval-gated: the recorded rules authorized again.
+                "ec2:AuthorizeSecurityGroupIngress",
+            ],
+            MakeSnapshotPrivate => &[
+                "ec2:DescribeSnapshotAttribute",
+                "ec2:ModifySnapshotAttribute",
+            ],
+            CaptureMemory => &[
+                // Presigning the host's upload: S3 authorizes that PUT as
+                // cordon, for the one key the URL names.
+                "s3:PutObject",
+                "ssm:SendCommand",
+                "ssm:GetCommandInvocation",
+                // Reading the image back to hash it, then its version to verify.
+                "s3:GetObject",
+                "s3:GetObjectVersion",
+            ],
         }
     }
 
@@ -636,7 +763,12 @@ impl ActionKind {
             | CaptureConsoleOutput
             | EnrichWithDetective
             | StoreEvidence
-            | Notify => None,
+            | Notify
+            | EnforceImdsv2
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate
+            | CaptureMemory => None,
         }
     }
 
@@ -653,12 +785,17 @@ impl ActionKind {
             | DeactivateAccessKey
             | RotateAccessKey
             | QuarantineUser
-            | RevokeUserSessions => Reversibility::Restores,
+            | RevokeUserSessions
+            | EnforceImdsv2
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate => Reversibility::Restores,
             SnapshotVolumes
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
             | EnrichWithDetective
-            | StoreEvidence => Reversibility::KeepsEvidence,
+            | StoreEvidence
+            | CaptureMemory => Reversibility::KeepsEvidence,
             Notify => Reversibility::NothingToUndo,
             DeleteLoginProfile => Reversibility::Irreversible,
         }
@@ -685,7 +822,12 @@ impl ActionKind {
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
             | StoreEvidence
-            | Notify => false,
+            | Notify
+            | EnforceImdsv2
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate
+            | CaptureMemory => false,
         }
     }
 
@@ -703,7 +845,11 @@ impl ActionKind {
             | RevokeUserSessions
             | DeactivateAccessKey
             | QuarantineUser
-            | DeleteLoginProfile => true,
+            | DeleteLoginProfile
+            | EnforceImdsv2
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate => true,
             TagResource
             | EnableTerminationProtection
             | SnapshotVolumes
@@ -712,7 +858,8 @@ impl ActionKind {
             | CaptureConsoleOutput
             | EnrichWithDetective
             | StoreEvidence
-            | Notify => false,
+            | Notify
+            | CaptureMemory => false,
         }
     }
 
@@ -727,7 +874,8 @@ impl ActionKind {
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
             | EnrichWithDetective
-            | StoreEvidence => true,
+            | StoreEvidence
+            | CaptureMemory => true,
             IsolateInstance
             | DetachFromAutoscaling
             | DeregisterFromLoadBalancers
@@ -740,7 +888,11 @@ impl ActionKind {
             | TagResource
             | EnableTerminationProtection
             | RotateAccessKey
-            | Notify => false,
+            | Notify
+            | EnforceImdsv2
+            | BlockBucketPublicAccess
+            | RevokeOpenIngress
+            | MakeSnapshotPrivate => false,
         }
     }
 }
@@ -753,13 +905,19 @@ pub enum UndoGate {
     Credentials(&'static str),
     /// The undo deletes evidence.
     Evidence(&'static str),
+    /// The undo re-opens a resource to the whole internet (a revoked
+    /// world-open ingress rule). Like credentials, an automatic rollback
+    /// keeps the containment in place.
+    Exposure(&'static str),
 }
 
 impl UndoGate {
     /// What the undo would do, for the approver.
     pub fn reason(self) -> &'static str {
         match self {
-            UndoGate::Credentials(reason) | UndoGate::Evidence(reason) => reason,
+            UndoGate::Credentials(reason)
+            | UndoGate::Evidence(reason)
+            | UndoGate::Exposure(reason) => reason,
         }
     }
 }
@@ -793,6 +951,7 @@ pub struct ImpliedPermission {
 
 /// Every action writing evidence to the S3 evidence store.
 const EVIDENCE_WRITERS: &[ActionKind] = &[
+    ActionKind::CaptureMemory,
     ActionKind::CaptureInstanceMetadata,
     ActionKind::CaptureConsoleOutput,
     ActionKind::EnrichWithDetective,
@@ -801,6 +960,7 @@ const EVIDENCE_WRITERS: &[ActionKind] = &[
 
 /// Every action reading evidence back from the S3 evidence store (verification re-hashes it).
 const EVIDENCE_READERS: &[ActionKind] = &[
+    ActionKind::CaptureMemory,
     ActionKind::CaptureInstanceMetadata,
     ActionKind::CaptureConsoleOutput,
     ActionKind::StoreEvidence,
@@ -1124,6 +1284,9 @@ impl Action {
             Action::RevokeUserSessions(_) => Some(UndoGate::Credentials(
                 "lifts the session revocation: the user's temporary credentials issued before it work again",
             )),
+            Action::RevokeOpenIngress(_) => Some(UndoGate::Exposure(
+                "re-opens the revoked ports of the security group to the whole internet",
+            )),
             Action::SnapshotVolumes(p) if p.delete_on_rollback => Some(UndoGate::Evidence(
                 "deletes the snapshots taken as evidence",
             )),
@@ -1140,7 +1303,11 @@ impl Action {
             | Action::CaptureConsoleOutput(_)
             | Action::EnrichWithDetective(_)
             | Action::StoreEvidence(_)
-            | Action::Notify(_) => None,
+            | Action::Notify(_)
+            | Action::EnforceImdsv2(_)
+            | Action::BlockBucketPublicAccess(_)
+            | Action::MakeSnapshotPrivate(_)
+            | Action::CaptureMemory(_) => None,
         }
     }
 }

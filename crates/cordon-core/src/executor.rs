@@ -2222,7 +2222,11 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     }
                     Ok(Undo::Nothing) => {}
                     Ok(Undo::Done) => undone += 1,
-                    Ok(Undo::Kept(UndoGate::Credentials(_))) => kept_credentials.push(step),
+                    // Re-opening to the world is kept like re-arming credentials:
+                    // the case's containment stays until a human decides.
+                    Ok(Undo::Kept(UndoGate::Credentials(_) | UndoGate::Exposure(_))) => {
+                        kept_credentials.push(step)
+                    }
                     Ok(Undo::Kept(UndoGate::Evidence(_))) => kept_evidence.push(step),
                     Ok(Undo::Failed(why)) => incomplete.push(format!("{step}: {why}")),
                 }
@@ -2250,7 +2254,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 incomplete.join("; ")
             ),
             CaseStatus::RolledBackExceptCredentials => format!(
-                "case {case} rolled back except credential containment: {undone} step(s) undone and verified; kept {} (undo re-arms credentials: `cordon rollback {case} --approve-undo STEP` when a human decides)",
+                "case {case} rolled back except credential containment: {undone} step(s) undone and verified; kept {} (undo re-arms credentials or re-opens to the internet: `cordon rollback {case} --approve-undo STEP` when a human decides)",
                 kept_credentials
                     .iter()
                     .map(|s| format!("`{s}`"))

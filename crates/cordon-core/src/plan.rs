@@ -660,6 +660,24 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
         ActionKind::DetachInstanceProfile => Some(
             "the instance gets no new role credentials; credentials already issued stay valid until expiry".to_string(),
         ),
+        ActionKind::BlockBucketPublicAccess => Some(format!(
+            "public ACLs and public bucket policies on {} stop granting access: anything served from it publicly (a static website, public downloads) stops",
+            target.label()
+        )),
+        ActionKind::RevokeOpenIngress => Some(format!(
+            "every instance, interface and load balancer in {} loses the world-open access on the step's ports, legitimate users included",
+            target.label()
+        )),
+        ActionKind::MakeSnapshotPrivate => Some(format!(
+            "accounts using {} through its public permission can no longer create volumes from it; accounts it is shared with by id keep theirs",
+            target.label()
+        )),
+        ActionKind::CaptureMemory => Some(
+            "runs an acquisition tool as root on the instance through SSM: it reads all of memory and uploads it; the instance is busy while it runs".to_string(),
+        ),
+        ActionKind::EnforceImdsv2 => Some(
+            "software on the instance that reads instance metadata without a session token (IMDSv1) loses metadata and role credentials".to_string(),
+        ),
         // Exhaustive on purpose: a new action must say whether it reaches beyond its target.
         ActionKind::TagResource
         | ActionKind::EnableTerminationProtection

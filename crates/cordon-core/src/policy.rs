@@ -497,6 +497,12 @@ pub enum Sid {
     StsAssumeResponderRole,
     /// `ssm:GetParameter` of the pause switch.
     SsmPauseParameter,
+    /// `ssm:SendCommand` of `AWS-RunShellScript` to instances (`capture-memory`).
+    SsmRunCommand,
+    /// `ssm:GetCommandInvocation`: the memory acquisition's status.
+    SsmCommandInvocations,
+    /// A bucket's own public access block (`block-bucket-public-access`).
+    S3BucketPublicAccessBlock,
 }
 
 /// Where a permission comes from, which decides its statement.
@@ -537,7 +543,14 @@ impl Sid {
         let sid = match (service, name, origin) {
             ("ec2", "CreateTags", Origin::Implied(_)) => Sid::Ec2TagOnCreate,
             ("ec2", "CreateTags" | "DeleteTags", _) => Sid::Ec2TagInstances,
-            ("ec2", "CreateSnapshot" | "DeleteSnapshot", _) => Sid::Ec2Snapshots,
+            (
+                "ec2",
+                "CreateSnapshot"
+                | "DeleteSnapshot"
+                | "ModifySnapshotAttribute"
+                | "DescribeSnapshotAttribute",
+                _,
+            ) => Sid::Ec2Snapshots,
             ("ec2", n, _) if n.starts_with("Describe") => Sid::Ec2Describe,
             (
                 "ec2",
@@ -549,7 +562,9 @@ impl Sid {
                 | "RevokeSecurityGroupEgress"
                 | "AssociateIamInstanceProfile"
                 | "DisassociateIamInstanceProfile"
-                | "GetConsoleOutput",
+                | "GetConsoleOutput"
+                | "ModifyInstanceMetadataOptions"
+                | "RevokeSecurityGroupIngress",
                 _,
             ) => Sid::Ec2Contain,
             ("autoscaling", n, _) if n.starts_with("Describe") => Sid::AutoScalingDescribe,
@@ -626,6 +641,11 @@ impl Sid {
             ("sts", "GetCallerIdentity", _) => Sid::StsCallerIdentity,
             ("sts", "AssumeRole", _) => Sid::StsAssumeResponderRole,
             ("ssm", "GetParameter", _) => Sid::SsmPauseParameter,
+            ("ssm", "SendCommand", _) => Sid::SsmRunCommand,
+            ("ssm", "GetCommandInvocation", _) => Sid::SsmCommandInvocations,
+            ("s3", "GetBucketPublicAccessBlock" | "PutBucketPublicAccessBlock", _) => {
+                Sid::S3BucketPublicAccessBlock
+            }
             _ => return None,
         };
         Some(sid)
@@ -880,6 +900,20 @@ impl Sid {
             )],
             // list_awssystemsmanager: GetParameter (parameter*).
             Sid::SsmPauseParameter => vec![opts.arn("ssm", "parameter/*")],
+            // list_awssystemsmanager: SendCommand (document*, instance); the
+            // document is AWS's own, whose ARN has no account.
+            Sid::SsmRunCommand => vec![
+                format!(
+                    "arn:{}:ssm:{}::document/AWS-RunShellScript",
+                    opts.partition, opts.region
+                ),
+                ec2("instance/*"),
+            ],
+            // list_awssystemsmanager: GetCommandInvocation lists no resource type.
+            Sid::SsmCommandInvocations => vec!["*".to_string()],
+            // list_amazons3: Get/PutBucketPublicAccessBlock (bucket*): any bucket
+            // a Config rule names.
+            Sid::S3BucketPublicAccessBlock => vec![opts.s3_arn("*")],
         };
         let mut resources = resources;
         resources.sort();
@@ -971,6 +1005,7 @@ fn note_step(
         action.kind(),
         ActionKind::CaptureInstanceMetadata
             | ActionKind::CaptureConsoleOutput
+            | ActionKind::CaptureMemory
             | ActionKind::EnrichWithDetective
     ) {
         needs.evidence.insert((

@@ -1290,6 +1290,36 @@ fn check_bound<T: PartialOrd + fmt::Display>(
 /// The numeric parameters of actions that have them.
 fn check_action_bounds(cx: &mut FileContext<'_>, base: &str, action: &Action) {
     match action {
+        Action::CaptureMemory(p) => {
+            if !p.command.contains(crate::action::UPLOAD_URL_PLACEHOLDER) {
+                cx.push(
+                    &format!("{base}.with.command"),
+                    format!(
+                        "the command never uses {}: the image would have nowhere to go",
+                        crate::action::UPLOAD_URL_PLACEHOLDER
+                    ),
+                    Some("pass the upload URL to the tool, e.g. `avml --url '{upload_url}' /var/tmp/m.lime`".to_string()),
+                );
+            }
+            // A presigned URL is valid for at most seven days.
+            if p.time_budget_seconds == 0 || p.time_budget_seconds > 604_800 {
+                cx.push(
+                    &format!("{base}.with.time-budget-seconds"),
+                    format!("{} is outside 1..=604800 seconds", p.time_budget_seconds),
+                    Some("give the acquisition minutes to an hour: containment waits for nothing, evidence waits this long".to_string()),
+                );
+            }
+        }
+        Action::RevokeOpenIngress(p) if p.ports.is_empty() => {
+            cx.push(
+                &format!("{base}.with.ports"),
+                "no ports: the step would revoke nothing".to_string(),
+                Some(
+                    "name the ports whose world-open ingress to revoke, e.g. [22, 3389]"
+                        .to_string(),
+                ),
+            );
+        }
         Action::SnapshotVolumes(p) => {
             if let Some(seconds) = p.wait_timeout_seconds {
                 check_bound(
@@ -1329,7 +1359,11 @@ fn check_action_bounds(cx: &mut FileContext<'_>, base: &str, action: &Action) {
         | Action::CaptureInstanceMetadata(_)
         | Action::CaptureConsoleOutput(_)
         | Action::StoreEvidence(_)
-        | Action::Notify(_) => {}
+        | Action::Notify(_)
+        | Action::EnforceImdsv2(_)
+        | Action::BlockBucketPublicAccess(_)
+        | Action::RevokeOpenIngress(_)
+        | Action::MakeSnapshotPrivate(_) => {}
     }
 }
 

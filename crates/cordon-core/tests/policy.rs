@@ -138,6 +138,10 @@ fn account_region_and_bucket_narrow_every_arn() {
             assert!(resource.starts_with("arn:aws:"), "{resource}");
             let parts: Vec<&str> = resource.splitn(6, ':').collect();
             match parts[2] {
+                // Config names any bucket with an open public access block.
+                "s3" if statement.sid == "S3BucketPublicAccessBlock" => {
+                    assert_eq!(parts[5], "*", "{resource}")
+                }
                 "s3" => assert!(parts[5].starts_with("acme-evidence"), "{resource}"),
                 // The responder role is assumed in the findings' other
                 // accounts: it is the one IAM ARN in any account.

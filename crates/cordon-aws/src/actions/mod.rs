@@ -19,6 +19,7 @@ use crate::client::AwsClients;
 use crate::evidence::EvidenceStore;
 use crate::recorder::run_as;
 
+pub mod bucket;
 pub mod detective;
 pub mod ec2;
 pub mod evidence;
@@ -137,6 +138,38 @@ impl<'a> Ctx<'a> {
             Target::Instance(i) => {
                 ec2::refuse_wildcard(&i.instance_id, "an instance id")?;
                 Ok(i)
+            }
+            other => Err(wrong_target(self.step, other)),
+        }
+    }
+
+    /// The bucket this step targets, or a clear error.
+    pub fn bucket(&self) -> Result<&'a str, ActionError> {
+        match &self.step.target {
+            Target::Bucket { bucket_name } => Ok(bucket_name),
+            other => Err(wrong_target(self.step, other)),
+        }
+    }
+
+    /// The security group this step targets, or a clear error; an id
+    /// holding a wildcard is refused before it reaches any call.
+    pub fn security_group(&self) -> Result<&'a str, ActionError> {
+        match &self.step.target {
+            Target::SecurityGroup { group_id } => {
+                ec2::refuse_wildcard(group_id, "a security group id")?;
+                Ok(group_id)
+            }
+            other => Err(wrong_target(self.step, other)),
+        }
+    }
+
+    /// The snapshot this step targets, or a clear error; an id holding a
+    /// wildcard is refused before it reaches any call.
+    pub fn snapshot(&self) -> Result<&'a str, ActionError> {
+        match &self.step.target {
+            Target::Snapshot { snapshot_id } => {
+                ec2::refuse_wildcard(snapshot_id, "a snapshot id")?;
+                Ok(snapshot_id)
             }
             other => Err(wrong_target(self.step, other)),
         }
@@ -383,6 +416,11 @@ macro_rules! dispatch {
             Action::EnrichWithDetective(p) => $f::<detective::EnrichWithDetective>(p, $($arg),*) $(.$await)?,
             Action::StoreEvidence(p) => $f::<evidence::StoreEvidence>(p, $($arg),*) $(.$await)?,
             Action::Notify(p) => $f::<notify::Notify>(p, $($arg),*) $(.$await)?,
+            Action::EnforceImdsv2(p) => $f::<ec2::imds::EnforceImdsv2>(p, $($arg),*) $(.$await)?,
+            Action::BlockBucketPublicAccess(p) => $f::<bucket::BlockBucketPublicAccess>(p, $($arg),*) $(.$await)?,
+            Action::RevokeOpenIngress(p) => $f::<ec2::ingress::RevokeOpenIngress>(p, $($arg),*) $(.$await)?,
+            Action::MakeSnapshotPrivate(p) => $f::<ec2::snapshot_private::MakeSnapshotPrivate>(p, $($arg),*) $(.$await)?,
+            Action::CaptureMemory(p) => $f::<ec2::memory::CaptureMemory>(p, $($arg),*) $(.$await)?,
         }
     };
 }

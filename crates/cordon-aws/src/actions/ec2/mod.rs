@@ -20,10 +20,14 @@ use crate::read_cache::{InstanceRead, Scope, joined_answer};
 pub mod autoscaling;
 pub mod capture;
 pub mod elb;
+pub mod imds;
+pub mod ingress;
 pub mod isolate;
+pub mod memory;
 pub mod profile;
 pub mod protect;
 pub mod snapshot;
+pub mod snapshot_private;
 pub mod tag;
 
 /// A Describe filter: `name` matching any of `values`.

@@ -1,0 +1,364 @@
+//! Crash safety of the remediation actions (issue 15): the `cordon` binary
+//! is killed right after each journal record in turn (the crash-hooks
+//! feature), then the case is resumed (every other crash point) and rolled
+//! back. A resumed case must end remediated, every rollback exactly at the
+//! state before the case.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use cordon_aws::client::AwsClients;
+use cordon_gameday::provision;
+use cordon_tests::EmulatorGuard;
+use serde_json::{Value, json};
+
+/// Enforce IMDSv2, then tag: two steps, so a crash also lands between them.
+const IMDSV2_PLAYBOOK: &str = r#"
+name: imdsv2-crash
+description: enforce-imdsv2 crash-safety test.
+priority: 200
+match:
+  resource-types: [Instance]
+on-failure: stop
+steps:
+  - id: imdsv2
+    action: enforce-imdsv2
+  - id: tag
+    action: tag-resource
+"#;
+
+/// A case directory: finding, playbooks, state.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str, finding: &Value, playbook: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "cordon-remediation-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(dir.join("playbooks")).unwrap();
+        std::fs::write(dir.join("finding.json"), finding.to_string()).unwrap();
+        std::fs::write(dir.join("playbooks/test.yaml"), playbook).unwrap();
+        Dir(dir)
+    }
+
+    fn cordon(&self, aws: &EmulatorGuard, args: &[&str], env: &[(&str, String)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cordon"));
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(self.0.join("state"))
+            .env_remove("CORDON_TEST_CRASH_AFTER_RECORD")
+            .env_remove("CORDON_PLAYBOOKS")
+            .env_remove("AWS_PROFILE");
+        for (k, v) in aws.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("spawn cordon");
+        eprintln!(
+            "$ cordon {} => {:?}\n{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        out
+    }
+
+    fn run(&self, aws: &EmulatorGuard, crash_after: u64) -> Output {
+        let finding = self.0.join("finding.json");
+        let playbooks = self.0.join("playbooks");
+        self.cordon(
+            aws,
+            &[
+                "run",
+                &finding.to_string_lossy(),
+                "--yes",
+                "--playbooks",
+                &playbooks.to_string_lossy(),
+            ],
+            &[("CORDON_TEST_CRASH_AFTER_RECORD", crash_after.to_string())],
+        )
+    }
+
+    fn case_id(&self) -> String {
+        let cases: Vec<String> = std::fs::read_dir(self.0.join("state/cases"))
+            .expect("cases dir")
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("case-"))
+            .collect();
+        assert_eq!(cases.len(), 1, "one case expected: {cases:?}");
+        cases[0].clone()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What a crash test needs of one remediation: its world and how to read it.
+trait Remediated {
+    /// The state the action changes, as JSON to compare.
+    async fn state(&self, clients: &AwsClients) -> Value;
+    /// Whether `state` shows the remediation in force.
+    fn remediated(&self, state: &Value) -> bool;
+}
+
+/// Crashes the run after each record in turn; resumes (even crash points)
+/// and rolls back. Returns the number of crash points.
+/// `rollback` is the rollback's extra arguments (`--approve-undo STEP` for
+/// an approval-gated undo).
+async fn crash_at_every_record<R: Remediated>(
+    aws: &EmulatorGuard,
+    name: &str,
+    playbook: &str,
+    rollback: &[&str],
+    set_up: impl AsyncFn(&EmulatorGuard) -> (R, Value),
+) -> u64 {
+    let mut n = 0u64;
+    loop {
+        aws.reset().await;
+        let (world, finding) = set_up(aws).await;
+        let before = world.state(aws.clients()).await;
+        assert!(
+            !world.remediated(&before),
+            "the set-up must need remediating: {before}"
+        );
+        let dir = Dir::new(&format!("{name}{n}"), &finding, playbook);
+        let out = dir.run(aws, n);
+        if out.status.code() == Some(0) {
+            assert!(
+                n > 0,
+                "the binary ignored CORDON_TEST_CRASH_AFTER_RECORD: build the tests with \
+                 `--features cordon-cli/crash-hooks` (scripts/test does)"
+            );
+            let now = world.state(aws.clients()).await;
+            assert!(world.remediated(&now), "the full run remediates: {now}");
+            return n;
+        }
+        assert_eq!(
+            out.status.code(),
+            None,
+            "record {n}: expected an abort, got {:?}",
+            out.status
+        );
+        let case_id = dir.case_id();
+        if n.is_multiple_of(2) {
+            let out = dir.cordon(aws, &["resume", &case_id], &[]);
+            assert_eq!(out.status.code(), Some(0), "record {n}: resume completes");
+            let now = world.state(aws.clients()).await;
+            assert!(world.remediated(&now), "record {n}: resumed: {now}");
+        }
+        let mut args = vec!["rollback", case_id.as_str()];
+        args.extend_from_slice(rollback);
+        let out = dir.cordon(aws, &args, &[]);
+        assert_eq!(out.status.code(), Some(0), "record {n}: rollback completes");
+        assert_eq!(
+            world.state(aws.clients()).await,
+            before,
+            "record {n}: rollback restores exactly"
+        );
+        n += 1;
+        assert!(n < 100, "the run never completed");
+    }
+}
+
+/// The instance whose metadata options `enforce-imdsv2` changes.
+struct Imds {
+    instance_id: String,
+}
+
+impl Remediated for Imds {
+    async fn state(&self, clients: &AwsClients) -> Value {
+        cordon_tests::metadata_options(clients, &self.instance_id).await
+    }
+
+    fn remediated(&self, state: &Value) -> bool {
+        state["http-tokens"] == "required"
+    }
+}
+
+#[tokio::test]
+async fn enforce_imdsv2_crash_at_every_record_then_resume_or_rollback() {
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(&aws, "imdsv2", IMDSV2_PLAYBOOK, &[], async |aws| {
+        let clients = aws.clients();
+        let env = provision(
+            clients,
+            &cordon_tests::one_instance_environment("10.40.0.0/16"),
+        )
+        .await
+        .expect("provision");
+        let instance_id = env.instances["app"].id.clone();
+        cordon_tests::set_metadata_options(clients, &instance_id, "optional", 3, true).await;
+        let finding = env.instance_finding("app").expect("finding").detail();
+        (Imds { instance_id }, finding)
+    })
+    .await;
+    eprintln!("enforce-imdsv2: {n} crash points");
+    assert!(n >= 4, "every step's records were crash points: {n}");
+}
+
+/// Block the bucket's public access, then tag nothing: one step on a bucket.
+const BUCKET_PLAYBOOK: &str = r#"
+name: bucket-crash
+description: block-bucket-public-access crash-safety test.
+priority: 200
+match:
+  resource-types: [S3Bucket]
+on-failure: stop
+steps:
+  - id: block
+    action: block-bucket-public-access
+"#;
+
+/// The bucket whose public access block `block-bucket-public-access` changes.
+struct Bucket {
+    name: String,
+}
+
+impl Remediated for Bucket {
+    async fn state(&self, clients: &AwsClients) -> Value {
+        cordon_tests::public_access_block(clients, &self.name).await
+    }
+
+    fn remediated(&self, state: &Value) -> bool {
+        *state == json!([true, true, true, true])
+    }
+}
+
+#[tokio::test]
+async fn block_bucket_public_access_crash_at_every_record_then_resume_or_rollback() {
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(&aws, "bucket", BUCKET_PLAYBOOK, &[], async |aws| {
+        let name = "cordon-crash-open".to_string();
+        aws.clients()
+            .s3
+            .create_bucket()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("CreateBucket");
+        let finding: Value = serde_json::from_str(&cordon_tests::s3_bucket_finding(&name)).unwrap();
+        (Bucket { name }, finding)
+    })
+    .await;
+    eprintln!("block-bucket-public-access: {n} crash points");
+    assert!(n >= 3, "every record was a crash point: {n}");
+}
+
+/// Revoke SSH and RDP open to the world on the group a Config rule names.
+const INGRESS_PLAYBOOK: &str = r#"
+name: ingress-crash
+description: revoke-open-ingress crash-safety test.
+priority: 200
+match:
+  sources: [config]
+on-failure: stop
+steps:
+  - id: revoke
+    action: revoke-open-ingress
+    with:
+      ports: [22, 3389]
+"#;
+
+/// The group whose world-open ingress `revoke-open-ingress` revokes.
+struct Ingress {
+    group_id: String,
+}
+
+impl Remediated for Ingress {
+    async fn state(&self, clients: &AwsClients) -> Value {
+        json!(cordon_tests::ingress_rules(clients, &self.group_id).await)
+    }
+
+    fn remediated(&self, state: &Value) -> bool {
+        let rules = state.as_array().unwrap();
+        !rules.iter().any(|r| {
+            r.as_str().unwrap().contains(" 0.0.0.0/0 ") && r.as_str().unwrap().contains("(22)")
+        })
+    }
+}
+
+#[tokio::test]
+async fn revoke_open_ingress_crash_at_every_record_then_resume_or_approved_rollback() {
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(
+        &aws,
+        "ingress",
+        INGRESS_PLAYBOOK,
+        &["--approve-undo", "revoke"],
+        async |aws| {
+            let group_id = cordon_tests::open_security_group(aws.clients(), "crash").await;
+            let finding: Value = serde_json::from_str(&cordon_tests::config_event(
+                "restricted-ssh",
+                "AWS::EC2::SecurityGroup",
+                &group_id,
+            ))
+            .unwrap();
+            (Ingress { group_id }, finding)
+        },
+    )
+    .await;
+    eprintln!("revoke-open-ingress: {n} crash points");
+    assert!(n >= 3, "every record was a crash point: {n}");
+}
+
+/// Make the snapshot a Config rule names private.
+const SNAPSHOT_PLAYBOOK: &str = r#"
+name: snapshot-crash
+description: make-snapshot-private crash-safety test.
+priority: 200
+match:
+  sources: [config]
+on-failure: stop
+steps:
+  - id: private
+    action: make-snapshot-private
+"#;
+
+/// The snapshot whose public permission `make-snapshot-private` removes.
+struct Snapshot {
+    snapshot_id: String,
+}
+
+impl Remediated for Snapshot {
+    async fn state(&self, clients: &AwsClients) -> Value {
+        json!(cordon_tests::volume_permissions(clients, &self.snapshot_id).await)
+    }
+
+    fn remediated(&self, state: &Value) -> bool {
+        *state == json!(["user:111122223333"])
+    }
+}
+
+#[tokio::test]
+async fn make_snapshot_private_crash_at_every_record_then_resume_or_rollback() {
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(&aws, "snapshot", SNAPSHOT_PLAYBOOK, &[], async |aws| {
+        let snapshot_id = cordon_tests::public_snapshot(aws.clients()).await;
+        let finding: Value = serde_json::from_str(&cordon_tests::config_event(
+            "ebs-snapshot-public-restorable-check",
+            "AWS::EC2::Snapshot",
+            &snapshot_id,
+        ))
+        .unwrap();
+        (Snapshot { snapshot_id }, finding)
+    })
+    .await;
+    eprintln!("make-snapshot-private: {n} crash points");
+    assert!(n >= 3, "every record was a crash point: {n}");
+}
