@@ -435,26 +435,18 @@ pub struct RolePolicy {
 /// (and conditions) that its actions are scoped to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Sid {
-    /// Auto Scaling reads.
-    AutoScalingDescribe,
     /// Detach/attach, capacity and protection on Auto Scaling groups.
     AutoScalingGroups,
-    /// `detective:ListGraphs`.
-    DetectiveGraphs,
     /// Investigations in the region's behavior graph.
     DetectiveInvestigations,
     /// EC2 changes to instances, their ENIs and the isolation groups.
     Ec2Contain,
-    /// EC2 reads.
-    Ec2Describe,
     /// EBS snapshots of the instance's volumes.
     Ec2Snapshots,
     /// Tags the tag step sets or restores on instances, volumes and ENIs.
     Ec2TagInstances,
     /// Tags applied while creating groups and snapshots.
     Ec2TagOnCreate,
-    /// `guardduty:ListDetectors`.
-    GuardDutyDetectors,
     /// Findings of the region's detector.
     GuardDutyFindings,
     /// Reading instance profiles (the role behind an instance).
@@ -469,14 +461,17 @@ pub enum Sid {
     IamUsers,
     /// `kms:Sign` with the evidence signing key only.
     KmsSignEvidence,
+    /// The reads that name no resource type, so AWS grants them on `*` only:
+    /// EC2, Auto Scaling and load-balancer `Describe*`, `detective:ListGraphs`,
+    /// `guardduty:ListDetectors`, `sts:GetCallerIdentity`. One statement, not
+    /// one per service: the policy must fit one managed policy.
+    ReadsAnyResource,
     /// KMS on the caller's behalf, through S3 (evidence and journal).
     KmsViaS3,
     /// KMS on the caller's behalf, through Secrets Manager (customer key).
     KmsViaSecretsManager,
     /// KMS on the caller's behalf, through SNS (encrypted topic).
     KmsViaSns,
-    /// Load-balancer reads.
-    LoadBalancingDescribe,
     /// Registering and deregistering targets.
     LoadBalancingTargets,
     /// Evidence objects under the evidence prefixes.
@@ -491,8 +486,6 @@ pub enum Sid {
     SecretsManagerRotatedKeys,
     /// The responders' topic.
     SnsNotify,
-    /// `sts:GetCallerIdentity`.
-    StsCallerIdentity,
     /// `sts:AssumeRole` of the responder role in a finding's other account.
     StsAssumeResponderRole,
     /// `ssm:GetParameter` of the pause switch.
@@ -551,7 +544,7 @@ impl Sid {
                 | "DescribeSnapshotAttribute",
                 _,
             ) => Sid::Ec2Snapshots,
-            ("ec2", n, _) if n.starts_with("Describe") => Sid::Ec2Describe,
+            ("ec2", n, _) if n.starts_with("Describe") => Sid::ReadsAnyResource,
             (
                 "ec2",
                 "ModifyInstanceAttribute"
@@ -567,7 +560,7 @@ impl Sid {
                 | "RevokeSecurityGroupIngress",
                 _,
             ) => Sid::Ec2Contain,
-            ("autoscaling", n, _) if n.starts_with("Describe") => Sid::AutoScalingDescribe,
+            ("autoscaling", n, _) if n.starts_with("Describe") => Sid::ReadsAnyResource,
             (
                 "autoscaling",
                 "DetachInstances"
@@ -576,9 +569,7 @@ impl Sid {
                 | "SetInstanceProtection",
                 _,
             ) => Sid::AutoScalingGroups,
-            ("elasticloadbalancing", n, _) if n.starts_with("Describe") => {
-                Sid::LoadBalancingDescribe
-            }
+            ("elasticloadbalancing", n, _) if n.starts_with("Describe") => Sid::ReadsAnyResource,
             ("elasticloadbalancing", "RegisterTargets" | "DeregisterTargets", _) => {
                 Sid::LoadBalancingTargets
             }
@@ -629,16 +620,16 @@ impl Sid {
                 Sid::S3EvidenceObjects
             }
             ("sns", "Publish" | "GetTopicAttributes", _) => Sid::SnsNotify,
-            ("detective", "ListGraphs", _) => Sid::DetectiveGraphs,
+            ("detective", "ListGraphs", _) => Sid::ReadsAnyResource,
             (
                 "detective",
                 "StartInvestigation" | "GetInvestigation" | "ListIndicators" | "ListInvestigations",
                 _,
             ) => Sid::DetectiveInvestigations,
-            ("guardduty", "ListDetectors", _) => Sid::GuardDutyDetectors,
+            ("guardduty", "ListDetectors", _) => Sid::ReadsAnyResource,
             ("guardduty", "GetFindings" | "ListFindings", _) => Sid::GuardDutyFindings,
             ("kms", "Sign", Origin::FrontDoor(FrontDoor::EvidenceSigning)) => Sid::KmsSignEvidence,
-            ("sts", "GetCallerIdentity", _) => Sid::StsCallerIdentity,
+            ("sts", "GetCallerIdentity", _) => Sid::ReadsAnyResource,
             ("sts", "AssumeRole", _) => Sid::StsAssumeResponderRole,
             ("ssm", "GetParameter", _) => Sid::SsmPauseParameter,
             ("ssm", "SendCommand", _) => Sid::SsmRunCommand,
@@ -667,12 +658,7 @@ impl Sid {
             // take `*` (list_amazonec2, list_amazonec2autoscaling,
             // list_elasticloadbalancingv2, list_amazondetective, list_amazonguardduty,
             // list_awssecuritytokenservice).
-            Sid::Ec2Describe
-            | Sid::AutoScalingDescribe
-            | Sid::LoadBalancingDescribe
-            | Sid::DetectiveGraphs
-            | Sid::GuardDutyDetectors
-            | Sid::StsCallerIdentity => vec!["*".to_string()],
+            Sid::ReadsAnyResource => vec!["*".to_string()],
             // list_amazonec2: ModifyInstanceAttribute (instance*), ModifyNetworkInterfaceAttribute
             // (network-interface*, and the instance, security groups and VPC it touches),
             // CreateSecurityGroup (security-group*, vpc*), Authorize/RevokeSecurityGroup*
