@@ -243,18 +243,25 @@ impl Remediated for Bucket {
 #[tokio::test]
 async fn block_bucket_public_access_crash_at_every_record_then_resume_or_rollback() {
     let aws = cordon_tests::emulator().await;
-    let n = crash_at_every_record(&aws, "bucket", BUCKET_PLAYBOOK, &[], async |aws| {
-        let name = "cordon-crash-open".to_string();
-        aws.clients()
-            .s3
-            .create_bucket()
-            .bucket(&name)
-            .send()
-            .await
-            .expect("CreateBucket");
-        let finding: Value = serde_json::from_str(&cordon_tests::s3_bucket_finding(&name)).unwrap();
-        (Bucket { name }, finding)
-    })
+    let n = crash_at_every_record(
+        &aws,
+        "bucket",
+        BUCKET_PLAYBOOK,
+        &["--approve-undo", "block"],
+        async |aws| {
+            let name = "cordon-crash-open".to_string();
+            aws.clients()
+                .s3
+                .create_bucket()
+                .bucket(&name)
+                .send()
+                .await
+                .expect("CreateBucket");
+            let finding: Value =
+                serde_json::from_str(&cordon_tests::s3_bucket_finding(&name)).unwrap();
+            (Bucket { name }, finding)
+        },
+    )
     .await;
     eprintln!("block-bucket-public-access: {n} crash points");
     assert!(n >= 3, "every record was a crash point: {n}");
@@ -348,16 +355,22 @@ impl Remediated for Snapshot {
 #[tokio::test]
 async fn make_snapshot_private_crash_at_every_record_then_resume_or_rollback() {
     let aws = cordon_tests::emulator().await;
-    let n = crash_at_every_record(&aws, "snapshot", SNAPSHOT_PLAYBOOK, &[], async |aws| {
-        let snapshot_id = cordon_tests::public_snapshot(aws.clients()).await;
-        let finding: Value = serde_json::from_str(&cordon_tests::config_event(
-            "ebs-snapshot-public-restorable-check",
-            "AWS::EC2::Snapshot",
-            &snapshot_id,
-        ))
-        .unwrap();
-        (Snapshot { snapshot_id }, finding)
-    })
+    let n = crash_at_every_record(
+        &aws,
+        "snapshot",
+        SNAPSHOT_PLAYBOOK,
+        &["--approve-undo", "private"],
+        async |aws| {
+            let snapshot_id = cordon_tests::public_snapshot(aws.clients()).await;
+            let finding: Value = serde_json::from_str(&cordon_tests::config_event(
+                "ebs-snapshot-public-restorable-check",
+                "AWS::EC2::Snapshot",
+                &snapshot_id,
+            ))
+            .unwrap();
+            (Snapshot { snapshot_id }, finding)
+        },
+    )
     .await;
     eprintln!("make-snapshot-private: {n} crash points");
     assert!(n >= 3, "every record was a crash point: {n}");

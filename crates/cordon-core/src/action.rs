@@ -906,8 +906,9 @@ pub enum UndoGate {
     /// The undo deletes evidence.
     Evidence(&'static str),
     /// The undo re-opens a resource to the whole internet (a revoked
-    /// world-open ingress rule). Like credentials, an automatic rollback
-    /// keeps the containment in place.
+    /// world-open ingress rule, a bucket's public access block, a public
+    /// snapshot). Like credentials, an automatic rollback keeps the
+    /// containment in place.
     Exposure(&'static str),
 }
 
@@ -1287,6 +1288,12 @@ impl Action {
             Action::RevokeOpenIngress(_) => Some(UndoGate::Exposure(
                 "re-opens the revoked ports of the security group to the whole internet",
             )),
+            Action::BlockBucketPublicAccess(_) => Some(UndoGate::Exposure(
+                "lifts the bucket's public access block: a public policy or ACL exposes its objects again",
+            )),
+            Action::MakeSnapshotPrivate(_) => Some(UndoGate::Exposure(
+                "makes the snapshot public again: anyone can create a volume from it",
+            )),
             Action::SnapshotVolumes(p) if p.delete_on_rollback => Some(UndoGate::Evidence(
                 "deletes the snapshots taken as evidence",
             )),
@@ -1305,8 +1312,6 @@ impl Action {
             | Action::StoreEvidence(_)
             | Action::Notify(_)
             | Action::EnforceImdsv2(_)
-            | Action::BlockBucketPublicAccess(_)
-            | Action::MakeSnapshotPrivate(_)
             | Action::CaptureMemory(_) => None,
         }
     }

@@ -132,16 +132,21 @@ fn every_shipped_playbook_validates_on_its_own() {
         assert!(!playbook.steps.is_empty(), "{shown}");
         count += 1;
     }
-    assert_eq!(count, 7);
+    assert_eq!(count, 13);
 }
 
 #[test]
-fn shipped_directory_loads_seven_playbooks() {
+fn shipped_directory_loads_thirteen_playbooks() {
     let loaded = load_ok(Path::new(SHIPPED));
     let names: Vec<&str> = loaded.iter().map(|l| l.playbook.name.as_str()).collect();
     assert_eq!(
         names,
         vec![
+            "config-ebs-snapshot-public-restorable-check",
+            "config-ec2-imdsv2-check",
+            "config-restricted-common-ports",
+            "config-restricted-ssh",
+            "config-s3-bucket-level-public-access-prohibited",
             "default-notify",
             "ec2-compromised-high",
             "ec2-low",
@@ -149,6 +154,7 @@ fn shipped_directory_loads_seven_playbooks() {
             "iam-temporary-credentials",
             "iam-user-key-compromised",
             "iam-user-temporary-credentials",
+            "securityhub-open-security-group",
         ]
     );
     for l in &loaded {
