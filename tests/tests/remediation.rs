@@ -464,6 +464,58 @@ async fn make_account_snapshots_private_changes_exactly_the_public_ones_and_appr
     assert_eq!(permissions_of(clients, &ids).await, before);
 }
 
+/// A crash part-way through apply leaves some snapshots private: a resume
+/// (apply again from the journaled pre-state) changes only the rest, and
+/// undo still restores every snapshot the step took.
+#[tokio::test]
+async fn a_resumed_account_sweep_finishes_only_what_is_left() {
+    use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let first = shared_snapshot(clients, true, &[]).await;
+    let second = shared_snapshot(clients, true, &["111122223333"]).await;
+    let ids = [first.as_str(), &second];
+    let before = permissions_of(clients, &ids).await;
+
+    let plan = account_sweep_plan(json!({}));
+    let (actions, _dir) = local_actions(clients, "make-account-snapshots-private-resume");
+    let mut life = Lifecycle::new(&actions, &plan, "private").counting(&clients.calls);
+    let pre = life.pre_state().await.expect("pre-state");
+    assert_eq!(pre["snapshots"].as_array().map(Vec::len), Some(2), "{pre}");
+    // What the crashed attempt got done before it died.
+    clients
+        .ec2
+        .modify_snapshot_attribute()
+        .snapshot_id(&first)
+        .attribute(SnapshotAttributeName::CreateVolumePermission)
+        .operation_type(OperationType::Remove)
+        .group_names("all")
+        .send()
+        .await
+        .expect("the first removal");
+    let outcome = life.apply().await.expect("resumed apply");
+    assert_eq!(
+        outcome["changed"],
+        json!([format!(
+            "ec2:ModifySnapshotAttribute {second} createVolumePermission remove group=all"
+        )])
+    );
+    assert_eq!(
+        mutating(life.last_calls()).values().sum::<u64>(),
+        1,
+        "{:?}",
+        life.last_calls()
+    );
+    life.verify().await.expect("both private");
+    let undone = life.rollback().await.expect("undo");
+    assert_eq!(
+        undone["restored"].as_array().map(Vec::len),
+        Some(2),
+        "{undone}"
+    );
+    assert_eq!(permissions_of(clients, &ids).await, before);
+}
+
 #[tokio::test]
 async fn make_account_snapshots_private_over_its_cap_refuses_before_any_change() {
     let aws = emulator().await;
