@@ -251,7 +251,8 @@ fn a_config_event_is_read_with_its_rule_resource_and_compliance() {
 /// in the detail's `resourceId` (and the qualifier's, where `qualifier`).
 fn account_evaluation(account: &str, qualifier: bool) -> String {
     let mut event: serde_json::Value =
-        serde_json::from_str(&read("config/account-snapshots-public.json")).unwrap();
+        serde_json::from_str(&read("config/account-snapshots-public.json"))
+            .unwrap_or_else(|e| panic!("the fixture: {e}"));
     event["detail"]["resourceId"] = serde_json::json!(account);
     if qualifier {
         event["detail"]["newEvaluationResult"]["evaluationResultIdentifier"]["evaluationResultQualifier"]
