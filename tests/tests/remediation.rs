@@ -278,7 +278,7 @@ async fn exposure_undo_needs_approval<T, Fut>(
         kept.message
     );
     assert!(
-        kept.message.contains("re-opens to the internet"),
+        kept.message.contains("to the internet"),
         "{}",
         kept.message
     );
