@@ -117,6 +117,13 @@ async fn groups_named(clients: &AwsClients, vpc: &str, name: &str) -> Vec<String
 /// that is not a dependency.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// What the round counts are taken through: a network's round trip. Straight
+/// to the emulator, an answer can come back within the microseconds between
+/// two calls a step sends together, and on a loaded machine the second then
+/// counts as sent after the first's answer; 50 ms per request, as AWS takes,
+/// leaves no such race.
+const ROUND_TRIP: Duration = Duration::from_millis(50);
+
 /// Isolates `suspect` (after `earlier`, when `groups_present`, so that an
 /// earlier case left the groups behind) and checks the isolate step's calls
 /// per operation and its sequential rounds.
@@ -127,15 +134,18 @@ async fn assert_isolation_cost(
 ) {
     let _one = ONE_AT_A_TIME.lock().await;
     let aws = emulator().await;
-    let clients = aws.clients();
-    let env = provision(clients, &environment()).await.expect("provision");
-    let (actions, _) = local_actions(clients, "fast-path-rounds");
+    let env = provision(aws.clients(), &environment())
+        .await
+        .expect("provision");
+    let (clients, served) = proxied_path(aws.endpoint(), |config| config.delay = ROUND_TRIP).await;
+    let (actions, _) = local_actions(&clients, "fast-path-rounds");
     if groups_present {
         contain(&actions, &plan_for(&env, "earlier", "isolate-instance")).await;
     }
     clients.recorder.reset();
     contain(&actions, &plan_for(&env, "suspect", "isolate-instance")).await;
-    let recorded = isolate_calls(clients);
+    served.abort();
+    let recorded = isolate_calls(&clients);
     assert_eq!(
         per_operation(&recorded),
         calls.iter().copied().collect(),
@@ -190,8 +200,11 @@ fn scope_of(clients: &AwsClients, plan: &Plan) -> Scope {
 async fn the_reads_made_before_the_case_opened_stand_as_the_isolation_pre_state() {
     let _one = ONE_AT_A_TIME.lock().await;
     let aws = emulator().await;
-    let clients = aws.clients();
-    let env = provision(clients, &environment()).await.expect("provision");
+    let env = provision(aws.clients(), &environment())
+        .await
+        .expect("provision");
+    let (clients, served) = proxied_path(aws.endpoint(), |config| config.delay = ROUND_TRIP).await;
+    let clients = &clients;
     let (actions, _) = local_actions(clients, "fast-path-early");
     contain(&actions, &plan_for(&env, "earlier", "isolate-instance")).await;
     let plan = plan_for(&env, "suspect", "isolate-instance");
@@ -201,6 +214,7 @@ async fn the_reads_made_before_the_case_opened_stand_as_the_isolation_pre_state(
     early.keep(clients, &scope_of(clients, &plan));
     clients.recorder.reset();
     contain(&actions, &plan).await;
+    served.abort();
     let recorded = isolate_calls(clients);
     let calls = [
         ("DescribeNetworkInterfaces", 1),
