@@ -909,7 +909,13 @@ pub async fn open_security_group(clients: &AwsClients, name: &str) -> String {
 /// A snapshot (`make-snapshot-private`) that is public (group `all`) and
 /// shared with account 111122223333. Returns its id.
 pub async fn public_snapshot(clients: &AwsClients) -> String {
-    use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
+    shared_snapshot(clients, true, &["111122223333"]).await
+}
+
+/// A snapshot of a fresh 8 GiB volume, owned by the emulator's account,
+/// public (group `all`) when `public` and shared with `accounts` by id.
+/// Returns its id.
+pub async fn shared_snapshot(clients: &AwsClients, public: bool, accounts: &[&str]) -> String {
     let volume = clients
         .ec2
         .create_volume()
@@ -929,17 +935,54 @@ pub async fn public_snapshot(clients: &AwsClients) -> String {
         .snapshot_id()
         .unwrap_or_else(|| panic!("CreateSnapshot returned no id"))
         .to_string();
+    share_snapshot(clients, &snapshot_id, public, accounts).await;
+    snapshot_id
+}
+
+/// Adds group `all` (when `public`) and `accounts` to the snapshot's
+/// `createVolumePermission`; nothing when there is nothing to add.
+pub async fn share_snapshot(
+    clients: &AwsClients,
+    snapshot_id: &str,
+    public: bool,
+    accounts: &[&str],
+) {
+    use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
+    if !public && accounts.is_empty() {
+        return;
+    }
+    let groups = public.then(|| vec!["all".to_string()]);
     clients
         .ec2
         .modify_snapshot_attribute()
-        .snapshot_id(&snapshot_id)
+        .snapshot_id(snapshot_id)
         .attribute(SnapshotAttributeName::CreateVolumePermission)
         .operation_type(OperationType::Add)
-        .group_names("all")
-        .user_ids("111122223333")
+        .set_group_names(groups)
+        .set_user_ids(Some(accounts.iter().map(|a| a.to_string()).collect()))
         .send()
         .await
         .unwrap_or_else(|err| panic!("share {snapshot_id}: {err:?}"));
+}
+
+/// A snapshot the emulator lists that another account owns (one of its
+/// built-in AMIs' snapshots), made public: an account-wide sweep must leave
+/// it alone. Returns its id.
+pub async fn foreign_public_snapshot(clients: &AwsClients) -> String {
+    let out = clients
+        .ec2
+        .describe_snapshots()
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("DescribeSnapshots: {err:?}"));
+    let snapshot_id = out
+        .snapshots()
+        .iter()
+        .filter(|s| s.owner_id().is_some_and(|owner| owner != ACCOUNT_ID))
+        .find_map(|s| s.snapshot_id())
+        .unwrap_or_else(|| panic!("the emulator lists no snapshot of another account"))
+        .to_string();
+    share_snapshot(clients, &snapshot_id, true, &[]).await;
     snapshot_id
 }
 

@@ -128,6 +128,12 @@ pub fn candidates(env: &Fixture, snapshot_id: &str) -> Vec<Finding> {
             "AWS::EC2::Snapshot",
             snapshot_id,
         ),
+        // The same rule's periodic evaluation of the whole account.
+        (
+            "ebs-snapshot-public-restorable-check",
+            "AWS::::Account",
+            crate::ACCOUNT_ID,
+        ),
     ] {
         texts.push(crate::config_event(rule, resource_type, id));
     }

@@ -7,10 +7,10 @@ use cordon_core::journal::CaseStatus;
 use cordon_core::local_store::LocalJournal;
 use cordon_gameday::provision as build;
 use cordon_tests::{
-    ApproveAll, ApproveUndo, Lifecycle, config_event, emulator, ingress_rules, local_actions,
-    metadata_options, mutating, one_instance_environment, open_security_group, plan_steps,
-    public_access_block, public_snapshot, s3_bucket_finding, set_metadata_options,
-    volume_permissions,
+    ApproveAll, ApproveUndo, Lifecycle, config_event, emulator, foreign_public_snapshot,
+    ingress_rules, local_actions, metadata_options, mutating, one_instance_environment,
+    open_security_group, plan_steps, public_access_block, public_snapshot, s3_bucket_finding,
+    set_metadata_options, shared_snapshot, volume_permissions,
 };
 use serde_json::json;
 
@@ -333,8 +333,190 @@ async fn make_snapshot_private_removes_only_the_public_permission_and_undo_resto
     );
 }
 
+/// The permission lists of `ids`, in order (see [`volume_permissions`]).
+async fn permissions_of(
+    clients: &cordon_aws::client::AwsClients,
+    ids: &[&str],
+) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(volume_permissions(clients, id).await);
+    }
+    out
+}
+
+/// The plan of the account-level evaluation of
+/// `ebs-snapshot-public-restorable-check` in the emulator's account, with
+/// one `make-account-snapshots-private` step `private` (`with` its parameters).
+fn account_sweep_plan(with: serde_json::Value) -> cordon_core::plan::Plan {
+    plan_steps(
+        &config_event(
+            "ebs-snapshot-public-restorable-check",
+            "AWS::::Account",
+            cordon_tests::ACCOUNT_ID,
+        ),
+        "public-snapshots",
+        json!([{"id": "private", "action": "make-account-snapshots-private", "with": with}]),
+    )
+}
+
+#[tokio::test]
+async fn make_account_snapshots_private_changes_exactly_the_public_ones_and_approved_undo_restores_them()
+ {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let public = shared_snapshot(clients, true, &[]).await;
+    let shared = shared_snapshot(clients, true, &["111122223333"]).await;
+    let private = shared_snapshot(clients, false, &["444455556666"]).await;
+    let foreign = foreign_public_snapshot(clients).await;
+    let ids = [public.as_str(), &shared, &private, &foreign];
+    let before = permissions_of(clients, &ids).await;
+    assert_eq!(
+        before,
+        [
+            vec!["group:all"],
+            vec!["group:all", "user:111122223333"],
+            vec!["user:444455556666"],
+            vec!["group:all"],
+        ]
+    );
+
+    let plan = account_sweep_plan(json!({}));
+    let (actions, dir) = local_actions(clients, "make-account-snapshots-private");
+    let mut life = Lifecycle::new(&actions, &plan, "private").counting(&clients.calls);
+    let (pre, outcome) = life.forward().await.expect("make private");
+    let mut expected = vec![
+        json!({"snapshot-id": public, "groups": ["all"], "user-ids": []}),
+        json!({"snapshot-id": shared, "groups": ["all"], "user-ids": ["111122223333"]}),
+    ];
+    expected.sort_by_key(|s| s["snapshot-id"].as_str().map(str::to_string));
+    assert_eq!(
+        pre,
+        json!({"account-id": "123456789012", "region": "us-east-1", "snapshots": expected}),
+        "only the account's own public snapshots, each with its whole permission list"
+    );
+    assert_eq!(
+        outcome["changed"].as_array().map(Vec::len),
+        Some(2),
+        "{outcome}"
+    );
+    assert_eq!(
+        permissions_of(clients, &ids).await,
+        [
+            vec![],
+            vec!["user:111122223333"],
+            vec!["user:444455556666"],
+            vec!["group:all"],
+        ],
+        "the public ones went private, shares by id stayed, another owner's snapshot is untouched"
+    );
+    // A re-apply from the journaled pre-state (a resume after a crash)
+    // re-reads each and finds nothing left to change.
+    let again = life.apply().await.expect("re-apply");
+    assert_eq!(again["changed"], json!([]));
+    assert!(
+        mutating(life.last_calls()).is_empty(),
+        "{:?}",
+        life.last_calls()
+    );
+    life.verify().await.expect("still private");
+    life.rollback().await.expect("undo");
+    assert_eq!(permissions_of(clients, &ids).await, before);
+    let undone = life.undo().await.expect("second undo");
+    assert_eq!(undone["restored"], json!([]));
+    assert!(
+        mutating(life.last_calls()).is_empty(),
+        "{:?}",
+        life.last_calls()
+    );
+
+    // Through the executor: the rollback keeps the snapshots private until
+    // a human approves the undo, which then restores exactly.
+    let finding = config_event(
+        "ebs-snapshot-public-restorable-check",
+        "AWS::::Account",
+        cordon_tests::ACCOUNT_ID,
+    );
+    let journal = LocalJournal::new(&dir);
+    let report = Executor::new(&actions, &journal, &ApproveAll)
+        .run(&plan, &finding)
+        .await
+        .expect("run");
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let remediated = permissions_of(clients, &ids).await;
+    assert_ne!(remediated, before);
+    let kept = Executor::new(&actions, &journal, &ApproveAll)
+        .rollback(&plan.case_id, "test")
+        .await
+        .expect("rollback");
+    assert_eq!(
+        kept.status,
+        CaseStatus::RolledBackExceptCredentials,
+        "{}",
+        kept.message
+    );
+    assert_eq!(permissions_of(clients, &ids).await, remediated);
+    let report = Executor::new(&actions, &journal, &ApproveUndo)
+        .rollback(&plan.case_id, "test")
+        .await
+        .expect("rollback");
+    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!(permissions_of(clients, &ids).await, before);
+}
+
+#[tokio::test]
+async fn make_account_snapshots_private_over_its_cap_refuses_before_any_change() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(shared_snapshot(clients, true, &[]).await);
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let before = permissions_of(clients, &ids).await;
+
+    let plan = account_sweep_plan(json!({"max-snapshots": 2}));
+    let (actions, dir) = local_actions(clients, "make-account-snapshots-private-cap");
+    let mut life = Lifecycle::new(&actions, &plan, "private").counting(&clients.calls);
+    let error = life.pre_state().await.expect_err("over the cap");
+    assert_eq!(error.kind, cordon_core::executor::ErrorKind::Refused);
+    let shown = error.to_string();
+    assert!(!shown.contains('\n'), "one line: {shown}");
+    assert!(shown.contains("at least 3"), "{shown}");
+    assert!(shown.contains("`max-snapshots` (2)"), "{shown}");
+
+    // The executor stops the case there: nothing prepared, nothing changed.
+    let finding = config_event(
+        "ebs-snapshot-public-restorable-check",
+        "AWS::::Account",
+        cordon_tests::ACCOUNT_ID,
+    );
+    clients.calls.reset();
+    let report = Executor::new(&actions, &LocalJournal::new(&dir), &ApproveAll)
+        .run(&plan, &finding)
+        .await
+        .expect("run");
+    assert_ne!(report.status, CaseStatus::Completed, "{}", report.message);
+    assert!(
+        report.message.contains("max-snapshots"),
+        "{}",
+        report.message
+    );
+    let calls = clients.calls.snapshot();
+    assert!(mutating(&calls).is_empty(), "no mutating call: {calls:?}");
+    assert!(mutating(&life.calls()).is_empty(), "{:?}", life.calls());
+    assert_eq!(permissions_of(clients, &ids).await, before);
+
+    // At the cap, the step runs.
+    let plan = account_sweep_plan(json!({"max-snapshots": 3}));
+    let mut life = Lifecycle::new(&actions, &plan, "private");
+    let (_, outcome) = life.forward().await.expect("at the cap");
+    assert_eq!(outcome["changed"].as_array().map(Vec::len), Some(3));
+}
+
 /// Each shipped remediation playbook answers a real-shaped event of its
-/// source: the five Config managed rules and a failed Security Hub control
+/// source: the five Config managed rules (the snapshot rule's evaluations of
+/// one snapshot and of the whole account) and a failed Security Hub control
 /// on a security group; and plans its step against the event's resource.
 #[test]
 fn config_and_security_hub_events_route_to_their_shipped_playbooks() {
@@ -377,6 +559,15 @@ fn config_and_security_hub_events_route_to_their_shipped_playbooks() {
             ),
             "config-ebs-snapshot-public-restorable-check",
             "snapshot:snap-0123456789abcdef0",
+        ),
+        (
+            config_event(
+                "ebs-snapshot-public-restorable-check",
+                "AWS::::Account",
+                "123456789012",
+            ),
+            "config-ebs-snapshot-public-account",
+            "account:account 123456789012 in us-east-1",
         ),
         (
             cordon_tests::shipped::security_hub_group_finding(group),

@@ -135,6 +135,7 @@ enum Scenario {
     DefaultNotify,
     BucketPublicAccess,
     PublicSnapshot,
+    AccountSnapshots,
     RestrictedSsh,
     RestrictedCommonPorts,
     SecurityHubOpenGroup,
@@ -147,10 +148,11 @@ enum Scenario {
     Ec2CompromisedHigh,
 }
 
-const SCENARIOS: [Scenario; 13] = [
+const SCENARIOS: [Scenario; 14] = [
     Scenario::DefaultNotify,
     Scenario::BucketPublicAccess,
     Scenario::PublicSnapshot,
+    Scenario::AccountSnapshots,
     Scenario::RestrictedSsh,
     Scenario::RestrictedCommonPorts,
     Scenario::SecurityHubOpenGroup,
@@ -169,6 +171,7 @@ impl Scenario {
             Scenario::DefaultNotify => "default-notify",
             Scenario::BucketPublicAccess => "config-s3-bucket-level-public-access-prohibited",
             Scenario::PublicSnapshot => "config-ebs-snapshot-public-restorable-check",
+            Scenario::AccountSnapshots => "config-ebs-snapshot-public-account",
             Scenario::RestrictedSsh => "config-restricted-ssh",
             Scenario::RestrictedCommonPorts => "config-restricted-common-ports",
             Scenario::SecurityHubOpenGroup => "securityhub-open-security-group",
@@ -203,13 +206,23 @@ impl Scenario {
                 );
                 (parse(&event), notify_env(root).await)
             }
-            Scenario::PublicSnapshot => {
+            // One public snapshot: named by the evaluation of the snapshot, or
+            // found by the sweep the evaluation of the account starts.
+            Scenario::PublicSnapshot | Scenario::AccountSnapshots => {
                 let snapshot = public_snapshot(root).await;
-                let event = config_event(
-                    "ebs-snapshot-public-restorable-check",
-                    "AWS::EC2::Snapshot",
-                    &snapshot,
-                );
+                let event = if self == Scenario::PublicSnapshot {
+                    config_event(
+                        "ebs-snapshot-public-restorable-check",
+                        "AWS::EC2::Snapshot",
+                        &snapshot,
+                    )
+                } else {
+                    config_event(
+                        "ebs-snapshot-public-restorable-check",
+                        "AWS::::Account",
+                        ACCOUNT_ID,
+                    )
+                };
                 (parse(&event), notify_env(root).await)
             }
             // One group open to the world on SSH and on a range covering RDP:

@@ -30,6 +30,8 @@ pub enum TargetKind {
     SecurityGroup,
     /// An EBS snapshot.
     Snapshot,
+    /// An AWS account in one region (account-level Config evaluations).
+    Account,
 }
 
 /// What rolling the action back does.
@@ -119,6 +121,10 @@ pub enum Action {
     /// Remove the public (`all`) volume-creation permission from the snapshot;
     /// accounts it is shared with by id keep theirs.
     MakeSnapshotPrivate(MakeSnapshotPrivate),
+    /// Remove the public (`all`) volume-creation permission from every
+    /// snapshot the account owns in the region, up to `max-snapshots` (more
+    /// refuses before any change); accounts shared with by id keep theirs.
+    MakeAccountSnapshotsPrivate(MakeAccountSnapshotsPrivate),
     /// Acquire the instance's volatile memory through SSM Run Command, the
     /// image streamed by the host to the evidence bucket through a presigned
     /// PUT of one key; cordon hashes it by reading it back from S3.
@@ -481,6 +487,29 @@ impl Default for RevokeOpenIngress {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MakeSnapshotPrivate {}
 
+/// The account-wide sweep of public snapshots, bounded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MakeAccountSnapshotsPrivate {
+    /// The most public snapshots the step changes. More than this refuses
+    /// the step before any change (a blast-radius guard: a responder looks
+    /// at so many public snapshots first, then raises this or acts by hand).
+    #[serde(default = "default_max_snapshots")]
+    pub max_snapshots: u32,
+}
+
+fn default_max_snapshots() -> u32 {
+    50
+}
+
+impl Default for MakeAccountSnapshotsPrivate {
+    fn default() -> Self {
+        Self {
+            max_snapshots: default_max_snapshots(),
+        }
+    }
+}
+
 /// Where the upload URL goes in a memory acquisition command.
 pub const UPLOAD_URL_PLACEHOLDER: &str = "{upload_url}";
 
@@ -566,6 +595,7 @@ impl ActionKind {
             BlockBucketPublicAccess => TargetKind::Bucket,
             RevokeOpenIngress => TargetKind::SecurityGroup,
             MakeSnapshotPrivate => TargetKind::Snapshot,
+            MakeAccountSnapshotsPrivate => TargetKind::Account,
         }
     }
 
@@ -716,6 +746,11 @@ impl ActionKind {
                 "ec2:DescribeSnapshotAttribute",
                 "ec2:ModifySnapshotAttribute",
             ],
+            MakeAccountSnapshotsPrivate => &[
+                "ec2:DescribeSnapshots",
+                "ec2:DescribeSnapshotAttribute",
+                "ec2:ModifySnapshotAttribute",
+            ],
             CaptureMemory => &[
                 // Presigning the host's upload: S3 authorizes that PUT as
                 // cordon, for the one key the URL names.
@@ -768,6 +803,7 @@ impl ActionKind {
             | BlockBucketPublicAccess
             | RevokeOpenIngress
             | MakeSnapshotPrivate
+            | MakeAccountSnapshotsPrivate
             | CaptureMemory => None,
         }
     }
@@ -789,7 +825,8 @@ impl ActionKind {
             | EnforceImdsv2
             | BlockBucketPublicAccess
             | RevokeOpenIngress
-            | MakeSnapshotPrivate => Reversibility::Restores,
+            | MakeSnapshotPrivate
+            | MakeAccountSnapshotsPrivate => Reversibility::Restores,
             SnapshotVolumes
             | CaptureInstanceMetadata
             | CaptureConsoleOutput
@@ -827,6 +864,7 @@ impl ActionKind {
             | BlockBucketPublicAccess
             | RevokeOpenIngress
             | MakeSnapshotPrivate
+            | MakeAccountSnapshotsPrivate
             | CaptureMemory => false,
         }
     }
@@ -849,7 +887,8 @@ impl ActionKind {
             | EnforceImdsv2
             | BlockBucketPublicAccess
             | RevokeOpenIngress
-            | MakeSnapshotPrivate => true,
+            | MakeSnapshotPrivate
+            | MakeAccountSnapshotsPrivate => true,
             TagResource
             | EnableTerminationProtection
             | SnapshotVolumes
@@ -892,7 +931,8 @@ impl ActionKind {
             | EnforceImdsv2
             | BlockBucketPublicAccess
             | RevokeOpenIngress
-            | MakeSnapshotPrivate => false,
+            | MakeSnapshotPrivate
+            | MakeAccountSnapshotsPrivate => false,
         }
     }
 }
@@ -1293,6 +1333,9 @@ impl Action {
             )),
             Action::MakeSnapshotPrivate(_) => Some(UndoGate::Exposure(
                 "makes the snapshot public again: anyone can create a volume from it",
+            )),
+            Action::MakeAccountSnapshotsPrivate(_) => Some(UndoGate::Exposure(
+                "makes the account's snapshots the step made private public again: anyone can create volumes from them",
             )),
             Action::SnapshotVolumes(p) if p.delete_on_rollback => Some(UndoGate::Evidence(
                 "deletes the snapshots taken as evidence",

@@ -530,6 +530,11 @@ pub enum Resource {
     Snapshot {
         snapshot_id: String,
     },
+    /// An AWS account: what a periodic Config rule evaluating the whole
+    /// account names (`AWS::::Account`, its id the account id).
+    Account {
+        account_id: String,
+    },
     Other {
         resource_type: String,
     },
@@ -545,6 +550,7 @@ impl Resource {
             Resource::S3Bucket { .. } => "S3Bucket",
             Resource::SecurityGroup { .. } => "SecurityGroup",
             Resource::Snapshot { .. } => "Snapshot",
+            Resource::Account { .. } => "Account",
             Resource::Other { resource_type } => resource_type,
         }
     }

@@ -454,6 +454,14 @@ pub(crate) mod checked {
         one(d, IdKind::Snapshot)
     }
 
+    pub fn account<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        one(d, IdKind::Account)
+    }
+
+    pub fn region<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        one(d, IdKind::Region)
+    }
+
     pub fn optional_instance<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         optional(d, IdKind::Instance)
     }

@@ -326,6 +326,9 @@ impl PlannedStep {
             Target::Bucket { bucket_name } => out.push(format!("bucket:{bucket_name}")),
             Target::SecurityGroup { group_id } => out.push(format!("security-group:{group_id}")),
             Target::Snapshot { snapshot_id } => out.push(format!("snapshot:{snapshot_id}")),
+            Target::Account { account_id, region } => {
+                out.push(format!("account:{account_id}:{region}"))
+            }
             Target::Role { .. } | Target::Case | Target::Unresolved { .. } => {}
         }
         out
@@ -445,6 +448,14 @@ pub enum Target {
         #[serde(deserialize_with = "ids::checked::snapshot")]
         snapshot_id: String,
     },
+    /// An account in one region (an account-level Config evaluation's),
+    /// both checked when planned and when read back.
+    Account {
+        #[serde(deserialize_with = "ids::checked::account")]
+        account_id: String,
+        #[serde(deserialize_with = "ids::checked::region")]
+        region: String,
+    },
     Case,
     /// The finding does not name what the step needs; the step is skipped at run time.
     Unresolved {
@@ -478,6 +489,7 @@ impl Target {
             Target::Bucket { bucket_name } => bucket_name.clone(),
             Target::SecurityGroup { group_id } => group_id.clone(),
             Target::Snapshot { snapshot_id } => snapshot_id.clone(),
+            Target::Account { account_id, region } => format!("account {account_id} in {region}"),
             Target::Case => "case".to_string(),
             Target::Unresolved { reason } => format!("(unresolved: {reason})"),
         }
@@ -672,6 +684,10 @@ fn blast_radius(kind: ActionKind, target: &Target) -> Option<String> {
             "accounts using {} through its public permission can no longer create volumes from it; accounts it is shared with by id keep theirs",
             target.label()
         )),
+        ActionKind::MakeAccountSnapshotsPrivate => Some(format!(
+            "every public snapshot of {} (up to the step's max-snapshots): accounts using them through the public permission can no longer create volumes from them; accounts they are shared with by id keep theirs",
+            target.label()
+        )),
         ActionKind::CaptureMemory => Some(
             "runs an acquisition tool as root on the instance through SSM: it reads all of memory and uploads it; the instance is busy while it runs".to_string(),
         ),
@@ -791,6 +807,12 @@ impl Checks<'_> {
             (TargetKind::Snapshot, Resource::Snapshot { snapshot_id }) => Target::Snapshot {
                 snapshot_id: self.id(SNAPSHOT_ID, IdKind::Snapshot, snapshot_id)?,
             },
+            // The parser took only an account that is the finding's own; the
+            // region is the finding's, checked with its ids.
+            (TargetKind::Account, Resource::Account { account_id }) => Target::Account {
+                account_id: self.id(ACCOUNT_ID, IdKind::Account, account_id)?,
+                region: self.id("region", IdKind::Region, &self.finding.region)?,
+            },
             (kind, resource) => Target::Unresolved {
                 reason: format!(
                     "a {} finding has no {} to act on",
@@ -804,6 +826,7 @@ impl Checks<'_> {
                         TargetKind::Bucket => "bucket",
                         TargetKind::SecurityGroup => "security group",
                         TargetKind::Snapshot => "snapshot",
+                        TargetKind::Account => "account",
                     }
                 ),
             },
@@ -872,6 +895,7 @@ const USER_NAME: &str = "resource.accessKeyDetails.userName";
 const BUCKET_NAME: &str = "resource.s3BucketDetails[0].name";
 const GROUP_ID: &str = "resource.securityGroup.groupId";
 const SNAPSHOT_ID: &str = "resource.snapshot.snapshotId";
+const ACCOUNT_ID: &str = "resource.account.accountId";
 
 fn profile_arn(i: &InstanceDetails) -> Option<&str> {
     i.iam_instance_profile

@@ -99,6 +99,7 @@ fn plan_fields(finding: &Finding) -> Vec<(&'static str, String)> {
         }
         Resource::SecurityGroup { group_id } => fields.push(("security group", group_id.clone())),
         Resource::Snapshot { snapshot_id } => fields.push(("snapshot", snapshot_id.clone())),
+        Resource::Account { account_id } => fields.push(("account", account_id.clone())),
         Resource::Other { .. } => {}
     }
     fields

@@ -34,6 +34,7 @@ pub const KNOWN_RESOURCE_TYPES: &[&str] = &[
     "EBSVolume",
     "SecurityGroup",
     "Snapshot",
+    "Account",
 ];
 
 /// Config's and Security Hub's resource-type names a playbook may match on
@@ -83,6 +84,7 @@ fn target_resource_names(target: TargetKind) -> &'static [&'static str] {
             "AwsEc2SecurityGroup",
         ],
         TargetKind::Snapshot => &["Snapshot", "AWS::EC2::Snapshot"],
+        TargetKind::Account => &["Account", "AWS::::Account"],
     }
 }
 
@@ -1247,6 +1249,11 @@ pub mod limits {
         unit: "hours",
         why: "Detective keeps at most a year of data",
     };
+    pub const MAX_PUBLIC_SNAPSHOTS: Bound<u32> = Bound {
+        range: 1..=1_000,
+        unit: "snapshots",
+        why: "the cap is a blast-radius guard: past a thousand public snapshots, look at them and act in batches",
+    };
     pub const DETECTIVE_TIMEOUT_SECONDS: Bound<u64> = Bound {
         range: 1..=900,
         unit: "seconds",
@@ -1330,6 +1337,12 @@ fn check_action_bounds(cx: &mut FileContext<'_>, base: &str, action: &Action) {
                 );
             }
         }
+        Action::MakeAccountSnapshotsPrivate(p) => check_bound(
+            cx,
+            &format!("{base}.with.max-snapshots"),
+            p.max_snapshots,
+            &limits::MAX_PUBLIC_SNAPSHOTS,
+        ),
         Action::EnrichWithDetective(p) => {
             check_bound(
                 cx,
@@ -1386,6 +1399,7 @@ fn target_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) -> Op
                 TargetKind::Bucket => "a bucket",
                 TargetKind::SecurityGroup => "a security group",
                 TargetKind::Snapshot => "a snapshot",
+                TargetKind::Account => "an account",
             },
             rule.resource_types.join("/")
         )
@@ -1405,7 +1419,8 @@ fn user_type_mismatch(rule: &MatchRule, target: TargetKind, kind: ActionKind) ->
         | TargetKind::Case
         | TargetKind::Bucket
         | TargetKind::SecurityGroup
-        | TargetKind::Snapshot => return None,
+        | TargetKind::Snapshot
+        | TargetKind::Account => return None,
     };
     (!rule.user_types.iter().any(|t| t == needs)).then(|| {
         format!(

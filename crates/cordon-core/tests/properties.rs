@@ -315,6 +315,10 @@ fn assert_ids_well_formed(plan: &Plan) -> Result<(), TestCaseError> {
             Target::Bucket { bucket_name } => ok(IdKind::BucketName, bucket_name)?,
             Target::SecurityGroup { group_id } => ok(IdKind::SecurityGroup, group_id)?,
             Target::Snapshot { snapshot_id } => ok(IdKind::Snapshot, snapshot_id)?,
+            Target::Account { account_id, region } => {
+                ok(IdKind::Account, account_id)?;
+                ok(IdKind::Region, region)?;
+            }
             Target::Case | Target::Unresolved { .. } => {}
         }
     }

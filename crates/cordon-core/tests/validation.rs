@@ -132,16 +132,17 @@ fn every_shipped_playbook_validates_on_its_own() {
         assert!(!playbook.steps.is_empty(), "{shown}");
         count += 1;
     }
-    assert_eq!(count, 13);
+    assert_eq!(count, 14);
 }
 
 #[test]
-fn shipped_directory_loads_thirteen_playbooks() {
+fn shipped_directory_loads_fourteen_playbooks() {
     let loaded = load_ok(Path::new(SHIPPED));
     let names: Vec<&str> = loaded.iter().map(|l| l.playbook.name.as_str()).collect();
     assert_eq!(
         names,
         vec![
+            "config-ebs-snapshot-public-account",
             "config-ebs-snapshot-public-restorable-check",
             "config-ec2-imdsv2-check",
             "config-restricted-common-ports",

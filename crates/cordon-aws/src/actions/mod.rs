@@ -175,6 +175,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// The account and region this step targets, or a clear error.
+    pub fn account(&self) -> Result<(&'a str, &'a str), ActionError> {
+        match &self.step.target {
+            Target::Account { account_id, region } => Ok((account_id, region)),
+            other => Err(wrong_target(self.step, other)),
+        }
+    }
+
     /// Tag value identifying this case on resources cordon creates.
     pub fn case_id(&self) -> &'a str {
         self.plan.case_id.as_str()
@@ -420,6 +428,7 @@ macro_rules! dispatch {
             Action::BlockBucketPublicAccess(p) => $f::<bucket::BlockBucketPublicAccess>(p, $($arg),*) $(.$await)?,
             Action::RevokeOpenIngress(p) => $f::<ec2::ingress::RevokeOpenIngress>(p, $($arg),*) $(.$await)?,
             Action::MakeSnapshotPrivate(p) => $f::<ec2::snapshot_private::MakeSnapshotPrivate>(p, $($arg),*) $(.$await)?,
+            Action::MakeAccountSnapshotsPrivate(p) => $f::<ec2::account_snapshots::MakeAccountSnapshotsPrivate>(p, $($arg),*) $(.$await)?,
             Action::CaptureMemory(p) => $f::<ec2::memory::CaptureMemory>(p, $($arg),*) $(.$await)?,
         }
     };

@@ -37,6 +37,9 @@ pub(super) fn looks_like(object: &Map<String, Value>) -> bool {
         && (object.contains_key("newEvaluationResult") || object.contains_key("resourceId"))
 }
 
+/// Config's resource type for an evaluation of the whole account.
+const ACCOUNT_RESOURCE: &str = "AWS::::Account";
+
 /// Longest rule name Config allows.
 const MAX_RULE_NAME: usize = 128;
 
@@ -141,6 +144,20 @@ pub(super) fn finding_from_value(
         },
         "AWS::EC2::Snapshot" => Resource::Snapshot {
             snapshot_id: resource_id.clone(),
+        },
+        // A periodic rule (`ebs-snapshot-public-restorable-check`) evaluates
+        // the account itself: its id is the account's, which must be the
+        // account the evaluation is in. Anything else is forged or corrupted,
+        // and acting on it would act on the wrong account.
+        ACCOUNT_RESOURCE if resource_id != account_id => {
+            return Err(invalid(format!(
+                "`resourceId` {} of an `{ACCOUNT_RESOURCE}` evaluation is not its `awsAccountId` {}: an account-level evaluation is about its own account",
+                preview(&resource_id),
+                preview(&account_id)
+            )));
+        }
+        ACCOUNT_RESOURCE => Resource::Account {
+            account_id: resource_id.clone(),
         },
         other => Resource::Other {
             resource_type: other.to_string(),

@@ -17,6 +17,7 @@ use crate::errors::Failed;
 use crate::ops::{self, Op};
 use crate::read_cache::{InstanceRead, Scope, joined_answer};
 
+pub mod account_snapshots;
 pub mod autoscaling;
 pub mod capture;
 pub mod elb;

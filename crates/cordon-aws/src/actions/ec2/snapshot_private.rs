@@ -32,7 +32,8 @@ pub struct SnapshotPermissionsPreState {
 }
 
 impl SnapshotPermissionsPreState {
-    fn public(&self) -> bool {
+    /// Whether anyone may create a volume from the snapshot (group `all`).
+    pub(crate) fn public(&self) -> bool {
         self.groups.iter().any(|g| g == ALL)
     }
 }
@@ -53,7 +54,11 @@ pub struct SnapshotPermissionsUndone {
     pub restored: Vec<String>,
 }
 
-async fn read(ctx: Ctx<'_>, snapshot_id: &str) -> Result<SnapshotPermissionsPreState, ActionError> {
+/// The snapshot's `createVolumePermission` now, groups and accounts sorted.
+pub(crate) async fn read(
+    ctx: Ctx<'_>,
+    snapshot_id: &str,
+) -> Result<SnapshotPermissionsPreState, ActionError> {
     let clients = ctx.clients();
     let request = clients
         .ec2
@@ -81,7 +86,8 @@ async fn read(ctx: Ctx<'_>, snapshot_id: &str) -> Result<SnapshotPermissionsPreS
     })
 }
 
-fn line(operation: OperationType, snapshot_id: &str) -> String {
+/// The journal's and the dry run's words for one change of group `all`.
+pub(crate) fn line(operation: OperationType, snapshot_id: &str) -> String {
     format!(
         "{} {snapshot_id} createVolumePermission {} group=all",
         ops::EC2_MODIFY_SNAPSHOT_ATTRIBUTE.iam_action,
@@ -89,7 +95,8 @@ fn line(operation: OperationType, snapshot_id: &str) -> String {
     )
 }
 
-async fn modify(
+/// Adds or removes group `all`, leaving the accounts shared with by id as they are.
+pub(crate) async fn modify(
     ctx: Ctx<'_>,
     snapshot_id: &str,
     operation: OperationType,
@@ -110,6 +117,50 @@ async fn modify(
 
 fn mismatch(snapshot_id: &str, what: String, hint: &str) -> ActionError {
     ActionError::new(ErrorKind::Verification, snapshot_id, what, hint)
+}
+
+/// Verification that `live` (read back after the change) is not public.
+pub(crate) fn check_private(live: &SnapshotPermissionsPreState) -> Result<(), ActionError> {
+    if live.public() {
+        return Err(mismatch(
+            &live.snapshot_id,
+            "createVolumePermission still grants group `all`: the snapshot is public".into(),
+            "the step is retried; if it persists check who else shares the snapshot",
+        ));
+    }
+    Ok(())
+}
+
+/// Undo for one snapshot: adds group `all` back when `pre` had it and the
+/// snapshot lacks it now. Returns the call made, if any.
+pub(crate) async fn restore(
+    ctx: Ctx<'_>,
+    pre: &SnapshotPermissionsPreState,
+) -> Result<Option<String>, ActionError> {
+    if !pre.public() || read(ctx, &pre.snapshot_id).await?.public() {
+        return Ok(None);
+    }
+    modify(ctx, &pre.snapshot_id, OperationType::Add).await?;
+    Ok(Some(line(OperationType::Add, &pre.snapshot_id)))
+}
+
+/// Verification that the snapshot's groups are back at `pre`'s.
+pub(crate) async fn check_restored(
+    ctx: Ctx<'_>,
+    pre: &SnapshotPermissionsPreState,
+) -> Result<(), ActionError> {
+    let live = read(ctx, &pre.snapshot_id).await?;
+    if live.groups != pre.groups {
+        return Err(mismatch(
+            &pre.snapshot_id,
+            format!(
+                "createVolumePermission groups read back {:?}, but were {:?} before the case",
+                live.groups, pre.groups
+            ),
+            "rollback retries; if it persists share the snapshot by hand as the pre-state records",
+        ));
+    }
+    Ok(())
 }
 
 impl Handler for MakeSnapshotPrivate {
@@ -147,15 +198,7 @@ impl Handler for MakeSnapshotPrivate {
         pre: &SnapshotPermissionsPreState,
         _outcome: &SnapshotPermissionsOutcome,
     ) -> Result<(), ActionError> {
-        let live = read(ctx, &pre.snapshot_id).await?;
-        if live.public() {
-            return Err(mismatch(
-                &pre.snapshot_id,
-                "createVolumePermission still grants group `all`: the snapshot is public".into(),
-                "the step is retried; if it persists check who else shares the snapshot",
-            ));
-        }
-        Ok(())
+        check_private(&read(ctx, &pre.snapshot_id).await?)
     }
 
     async fn undo(
@@ -164,12 +207,8 @@ impl Handler for MakeSnapshotPrivate {
         pre: &SnapshotPermissionsPreState,
         _outcome: Option<&SnapshotPermissionsOutcome>,
     ) -> Result<SnapshotPermissionsUndone, ActionError> {
-        if !pre.public() || read(ctx, &pre.snapshot_id).await?.public() {
-            return Ok(SnapshotPermissionsUndone { restored: vec![] });
-        }
-        modify(ctx, &pre.snapshot_id, OperationType::Add).await?;
         Ok(SnapshotPermissionsUndone {
-            restored: vec![line(OperationType::Add, &pre.snapshot_id)],
+            restored: restore(ctx, pre).await?.into_iter().collect(),
         })
     }
 
@@ -178,18 +217,7 @@ impl Handler for MakeSnapshotPrivate {
         _p: &Params,
         pre: &SnapshotPermissionsPreState,
     ) -> Result<(), ActionError> {
-        let live = read(ctx, &pre.snapshot_id).await?;
-        if live.groups != pre.groups {
-            return Err(mismatch(
-                &pre.snapshot_id,
-                format!(
-                    "createVolumePermission groups read back {:?}, but were {:?} before the case",
-                    live.groups, pre.groups
-                ),
-                "rollback retries; if it persists share the snapshot by hand as the pre-state records",
-            ));
-        }
-        Ok(())
+        check_restored(ctx, pre).await
     }
 
     fn describe(_ctx: Ctx<'_>, _p: &Params, pre: &SnapshotPermissionsPreState) -> Vec<String> {
