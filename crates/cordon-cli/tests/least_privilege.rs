@@ -134,8 +134,8 @@ const OPEN_BUCKET: &str = "customer-exports";
 enum Scenario {
     DefaultNotify,
     BucketPublicAccess,
-    PublicSnapshot,
     AccountSnapshots,
+    PublicSnapshot,
     RestrictedSsh,
     RestrictedCommonPorts,
     SecurityHubOpenGroup,
@@ -151,8 +151,8 @@ enum Scenario {
 const SCENARIOS: [Scenario; 14] = [
     Scenario::DefaultNotify,
     Scenario::BucketPublicAccess,
-    Scenario::PublicSnapshot,
     Scenario::AccountSnapshots,
+    Scenario::PublicSnapshot,
     Scenario::RestrictedSsh,
     Scenario::RestrictedCommonPorts,
     Scenario::SecurityHubOpenGroup,
