@@ -256,6 +256,13 @@ impl Progress<'_> {
         &self.earlier
     }
 
+    /// Whether records reach a journal. Only then does an empty
+    /// [`Progress::earlier`] prove that no earlier attempt of the step in this
+    /// epoch began: every attempt journals before it changes anything.
+    pub fn journaled(&self) -> bool {
+        self.sink.is_some()
+    }
+
     /// Journals `progress` for the step, durably, before returning. A step must
     /// not go on with what the record announces if this fails.
     pub async fn record(&self, progress: Value) -> Result<(), ActionError> {
