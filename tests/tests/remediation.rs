@@ -66,13 +66,7 @@ async fn enforce_imdsv2_keeps_the_other_options_and_undo_restores_them_exactly()
     life.rollback().await.expect("undo");
     assert_eq!(metadata_options(clients, &instance_id).await, before);
     // Undoing again finds nothing to do and sends nothing.
-    let undone = life.undo().await.expect("second undo");
-    assert_eq!(undone["restored"], json!([]));
-    assert!(
-        mutating(life.last_calls()).is_empty(),
-        "{:?}",
-        life.last_calls()
-    );
+    undo_again_changes_nothing(&mut life).await;
     life.verify_undone().await.expect("still restored");
 }
 
@@ -180,13 +174,7 @@ async fn block_bucket_public_access_restores_a_partial_block_or_its_absence_exac
             before,
             "{bucket}"
         );
-        let again = life.undo().await.expect("second undo");
-        assert_eq!(again["restored"], json!([]));
-        assert!(
-            mutating(life.last_calls()).is_empty(),
-            "{:?}",
-            life.last_calls()
-        );
+        undo_again_changes_nothing(&mut life).await;
     }
 }
 
@@ -232,13 +220,7 @@ async fn revoke_open_ingress_removes_only_world_open_rules_on_the_ports_and_rest
 
     life.rollback().await.expect("undo");
     assert_eq!(ingress_rules(clients, &group_id).await, before);
-    let undone = life.undo().await.expect("second undo");
-    assert_eq!(undone["restored"], json!([]));
-    assert!(
-        mutating(life.last_calls()).is_empty(),
-        "{:?}",
-        life.last_calls()
-    );
+    undo_again_changes_nothing(&mut life).await;
 }
 
 #[tokio::test]
@@ -246,7 +228,6 @@ async fn revoke_open_ingress_undo_needs_explicit_approval() {
     let aws = emulator().await;
     let clients = aws.clients();
     let group_id = open_security_group(clients, "bastion-gated").await;
-    let before = ingress_rules(clients, &group_id).await;
     let finding = config_event("restricted-ssh", "AWS::EC2::SecurityGroup", &group_id);
     let plan = plan_steps(
         &finding,
@@ -254,17 +235,39 @@ async fn revoke_open_ingress_undo_needs_explicit_approval() {
         json!([{"id": "revoke", "action": "revoke-open-ingress", "with": {"ports": [22]}}]),
     );
     let (actions, dir) = local_actions(clients, "revoke-open-ingress-gated");
-    let journal = LocalJournal::new(&dir);
-    let report = Executor::new(&actions, &journal, &ApproveAll)
-        .run(&plan, &finding)
+    exposure_undo_needs_approval(&actions, &dir, &plan, &finding, || {
+        ingress_rules(clients, &group_id)
+    })
+    .await;
+}
+
+/// Runs `plan` for `finding` through the executor (journal in `dir`), then
+/// rolls it back twice, comparing `state` (what the step changes) each time:
+/// without approval the undo, which re-opens to the internet, is kept and
+/// the case ends rolled back except it; approved, the state comes back
+/// exactly as before the run.
+async fn exposure_undo_needs_approval<T, Fut>(
+    actions: &cordon_aws::actions::AwsActions,
+    dir: &std::path::Path,
+    plan: &cordon_core::plan::Plan,
+    finding: &str,
+    state: impl Fn() -> Fut,
+) where
+    T: PartialEq + std::fmt::Debug,
+    Fut: std::future::Future<Output = T>,
+{
+    let before = state().await;
+    let journal = LocalJournal::new(dir);
+    let report = Executor::new(actions, &journal, &ApproveAll)
+        .run(plan, finding)
         .await
         .expect("run");
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
-    let closed = ingress_rules(clients, &group_id).await;
-    assert_ne!(closed, before);
+    let remediated = state().await;
+    assert_ne!(remediated, before);
 
-    // Without approval, the rollback keeps the group closed.
-    let kept = Executor::new(&actions, &journal, &ApproveAll)
+    // Without approval, the rollback keeps the resource closed.
+    let kept = Executor::new(actions, &journal, &ApproveAll)
         .rollback(&plan.case_id, "test")
         .await
         .expect("rollback");
@@ -275,19 +278,19 @@ async fn revoke_open_ingress_undo_needs_explicit_approval() {
         kept.message
     );
     assert!(
-        kept.message.contains("re-opens to the internet"),
+        kept.message.contains("to the internet"),
         "{}",
         kept.message
     );
-    assert_eq!(ingress_rules(clients, &group_id).await, closed);
+    assert_eq!(state().await, remediated);
 
-    // Approved, the rules come back exactly.
-    let report = Executor::new(&actions, &journal, &ApproveUndo)
+    // Approved, it comes back exactly.
+    let report = Executor::new(actions, &journal, &ApproveUndo)
         .rollback(&plan.case_id, "test")
         .await
         .expect("rollback");
     assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
-    assert_eq!(ingress_rules(clients, &group_id).await, before);
+    assert_eq!(state().await, before);
 }
 
 #[tokio::test]
@@ -324,8 +327,15 @@ async fn make_snapshot_private_removes_only_the_public_permission_and_undo_resto
 
     life.rollback().await.expect("undo");
     assert_eq!(volume_permissions(clients, &snapshot_id).await, before);
-    let undone = life.undo().await.expect("second undo");
-    assert_eq!(undone["restored"], json!([]));
+    undo_again_changes_nothing(&mut life).await;
+}
+
+/// Undoing again finds nothing to restore and sends no mutating call.
+async fn undo_again_changes_nothing<A: cordon_core::executor::Actions>(
+    life: &mut Lifecycle<'_, A>,
+) {
+    let again = life.undo().await.expect("second undo");
+    assert_eq!(again["restored"], json!([]));
     assert!(
         mutating(life.last_calls()).is_empty(),
         "{:?}",
@@ -345,16 +355,22 @@ async fn permissions_of(
     out
 }
 
+/// The account-level evaluation of `ebs-snapshot-public-restorable-check`
+/// in the emulator's account, as text.
+fn account_evaluation() -> String {
+    config_event(
+        "ebs-snapshot-public-restorable-check",
+        "AWS::::Account",
+        cordon_tests::ACCOUNT_ID,
+    )
+}
+
 /// The plan of the account-level evaluation of
 /// `ebs-snapshot-public-restorable-check` in the emulator's account, with
 /// one `make-account-snapshots-private` step `private` (`with` its parameters).
 fn account_sweep_plan(with: serde_json::Value) -> cordon_core::plan::Plan {
     plan_steps(
-        &config_event(
-            "ebs-snapshot-public-restorable-check",
-            "AWS::::Account",
-            cordon_tests::ACCOUNT_ID,
-        ),
+        &account_evaluation(),
         "public-snapshots",
         json!([{"id": "private", "action": "make-account-snapshots-private", "with": with}]),
     )
@@ -422,45 +438,66 @@ async fn make_account_snapshots_private_changes_exactly_the_public_ones_and_appr
     life.verify().await.expect("still private");
     life.rollback().await.expect("undo");
     assert_eq!(permissions_of(clients, &ids).await, before);
-    let undone = life.undo().await.expect("second undo");
-    assert_eq!(undone["restored"], json!([]));
-    assert!(
-        mutating(life.last_calls()).is_empty(),
-        "{:?}",
-        life.last_calls()
-    );
+    undo_again_changes_nothing(&mut life).await;
 
     // Through the executor: the rollback keeps the snapshots private until
     // a human approves the undo, which then restores exactly.
-    let finding = config_event(
-        "ebs-snapshot-public-restorable-check",
-        "AWS::::Account",
-        cordon_tests::ACCOUNT_ID,
-    );
-    let journal = LocalJournal::new(&dir);
-    let report = Executor::new(&actions, &journal, &ApproveAll)
-        .run(&plan, &finding)
+    let finding = account_evaluation();
+    exposure_undo_needs_approval(&actions, &dir, &plan, &finding, || {
+        permissions_of(clients, &ids)
+    })
+    .await;
+}
+
+/// A crash part-way through apply leaves some snapshots private: a resume
+/// (apply again from the journaled pre-state) changes only the rest, and
+/// undo still restores every snapshot the step took.
+#[tokio::test]
+async fn a_resumed_account_sweep_finishes_only_what_is_left() {
+    use aws_sdk_ec2::types::{OperationType, SnapshotAttributeName};
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let first = shared_snapshot(clients, true, &[]).await;
+    let second = shared_snapshot(clients, true, &["111122223333"]).await;
+    let ids = [first.as_str(), &second];
+    let before = permissions_of(clients, &ids).await;
+
+    let plan = account_sweep_plan(json!({}));
+    let (actions, _dir) = local_actions(clients, "make-account-snapshots-private-resume");
+    let mut life = Lifecycle::new(&actions, &plan, "private").counting(&clients.calls);
+    let pre = life.pre_state().await.expect("pre-state");
+    assert_eq!(pre["snapshots"].as_array().map(Vec::len), Some(2), "{pre}");
+    // What the crashed attempt got done before it died.
+    clients
+        .ec2
+        .modify_snapshot_attribute()
+        .snapshot_id(&first)
+        .attribute(SnapshotAttributeName::CreateVolumePermission)
+        .operation_type(OperationType::Remove)
+        .group_names("all")
+        .send()
         .await
-        .expect("run");
-    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
-    let remediated = permissions_of(clients, &ids).await;
-    assert_ne!(remediated, before);
-    let kept = Executor::new(&actions, &journal, &ApproveAll)
-        .rollback(&plan.case_id, "test")
-        .await
-        .expect("rollback");
+        .expect("the first removal");
+    let outcome = life.apply().await.expect("resumed apply");
     assert_eq!(
-        kept.status,
-        CaseStatus::RolledBackExceptCredentials,
-        "{}",
-        kept.message
+        outcome["changed"],
+        json!([format!(
+            "ec2:ModifySnapshotAttribute {second} createVolumePermission remove group=all"
+        )])
     );
-    assert_eq!(permissions_of(clients, &ids).await, remediated);
-    let report = Executor::new(&actions, &journal, &ApproveUndo)
-        .rollback(&plan.case_id, "test")
-        .await
-        .expect("rollback");
-    assert_eq!(report.status, CaseStatus::RolledBack, "{}", report.message);
+    assert_eq!(
+        mutating(life.last_calls()).values().sum::<u64>(),
+        1,
+        "{:?}",
+        life.last_calls()
+    );
+    life.verify().await.expect("both private");
+    let undone = life.rollback().await.expect("undo");
+    assert_eq!(
+        undone["restored"].as_array().map(Vec::len),
+        Some(2),
+        "{undone}"
+    );
     assert_eq!(permissions_of(clients, &ids).await, before);
 }
 
@@ -486,11 +523,7 @@ async fn make_account_snapshots_private_over_its_cap_refuses_before_any_change()
     assert!(shown.contains("`max-snapshots` (2)"), "{shown}");
 
     // The executor stops the case there: nothing prepared, nothing changed.
-    let finding = config_event(
-        "ebs-snapshot-public-restorable-check",
-        "AWS::::Account",
-        cordon_tests::ACCOUNT_ID,
-    );
+    let finding = account_evaluation();
     clients.calls.reset();
     let report = Executor::new(&actions, &LocalJournal::new(&dir), &ApproveAll)
         .run(&plan, &finding)

@@ -335,6 +335,62 @@ fn hostile_ids_are_refused_with_one_line_and_zero_aws_calls() {
     );
 }
 
+/// An account-level Config evaluation (`AWS::::Account`) acts on the account
+/// it names, so that account must be the evaluation's own: another one, or
+/// a malformed id in both places, is refused with one line and no AWS call.
+#[test]
+fn an_account_evaluation_naming_another_or_a_hostile_account_is_refused_with_zero_aws_calls() {
+    let dir = temp_dir("account");
+    let endpoint = CountingEndpoint::start();
+    let event = |resource_id: &str, account: &str| -> Value {
+        let mut event: Value = serde_json::from_str(&cordon_tests::config_event(
+            "ebs-snapshot-public-restorable-check",
+            "AWS::::Account",
+            resource_id,
+        ))
+        .unwrap();
+        event["detail"]["awsAccountId"] = json!(account);
+        event
+    };
+    for (name, finding, words) in [
+        (
+            "other-account",
+            event("444455556666", "123456789012"),
+            "is not its `awsAccountId` 123456789012",
+        ),
+        (
+            "newline-in-account",
+            event("123456789012\ncordon: all clear", "123456789012"),
+            "is not its `awsAccountId`",
+        ),
+        (
+            "wildcard-account",
+            event("1234*", "1234*"),
+            "`awsAccountId`: \"1234*\" is not an AWS account id",
+        ),
+    ] {
+        let file = write(&dir, name, &finding);
+        for args in [
+            vec!["plan", file.as_str()],
+            vec!["run", file.as_str(), "--yes"],
+        ] {
+            let out = cordon(&endpoint, &dir, &args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{name}: {args:?}\n{err}");
+            assert_eq!(stdout(&out), "", "{name}: {args:?} printed a plan");
+            assert_eq!(err.lines().count(), 1, "{name}: {args:?}: one line:\n{err}");
+            assert!(err.contains(words), "{name}: {args:?}:\n{err}");
+            assert!(err.contains("no AWS call was made"), "{name}:\n{err}");
+            assert_terminal_safe(&err, name);
+        }
+    }
+    assert_eq!(
+        endpoint.connections(),
+        0,
+        "a refused evaluation must not reach AWS"
+    );
+}
+
 /// The control: the same endpoint does see a well-formed finding's calls, so
 /// the zero above is a measurement, not a listener nobody could reach.
 #[test]

@@ -375,3 +375,67 @@ async fn make_snapshot_private_crash_at_every_record_then_resume_or_rollback() {
     eprintln!("make-snapshot-private: {n} crash points");
     assert!(n >= 3, "every record was a crash point: {n}");
 }
+
+/// Make every public snapshot of the account private, on the account-level
+/// evaluation of the Config rule.
+const ACCOUNT_SNAPSHOTS_PLAYBOOK: &str = r#"
+name: account-snapshots-crash
+description: make-account-snapshots-private crash-safety test.
+priority: 200
+match:
+  sources: [config]
+  resource-types: ["AWS::::Account"]
+on-failure: stop
+steps:
+  - id: private
+    action: make-account-snapshots-private
+"#;
+
+/// The account's own snapshots (two public, one of them also shared by id;
+/// one shared by id only) whose public permission the sweep removes.
+struct AccountSnapshots {
+    snapshot_ids: Vec<String>,
+}
+
+impl Remediated for AccountSnapshots {
+    async fn state(&self, clients: &AwsClients) -> Value {
+        let mut all = Vec::new();
+        for id in &self.snapshot_ids {
+            all.push(json!(cordon_tests::volume_permissions(clients, id).await));
+        }
+        json!(all)
+    }
+
+    fn remediated(&self, state: &Value) -> bool {
+        *state == json!([[], ["user:111122223333"], ["user:444455556666"]])
+    }
+}
+
+#[tokio::test]
+async fn make_account_snapshots_private_crash_at_every_record_then_resume_or_rollback() {
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(
+        &aws,
+        "account-snapshots",
+        ACCOUNT_SNAPSHOTS_PLAYBOOK,
+        &["--approve-undo", "private"],
+        async |aws| {
+            let clients = aws.clients();
+            let snapshot_ids = vec![
+                cordon_tests::shared_snapshot(clients, true, &[]).await,
+                cordon_tests::shared_snapshot(clients, true, &["111122223333"]).await,
+                cordon_tests::shared_snapshot(clients, false, &["444455556666"]).await,
+            ];
+            let finding: Value = serde_json::from_str(&cordon_tests::config_event(
+                "ebs-snapshot-public-restorable-check",
+                "AWS::::Account",
+                cordon_tests::ACCOUNT_ID,
+            ))
+            .unwrap();
+            (AccountSnapshots { snapshot_ids }, finding)
+        },
+    )
+    .await;
+    eprintln!("make-account-snapshots-private: {n} crash points");
+    assert!(n >= 3, "every record was a crash point: {n}");
+}

@@ -247,6 +247,128 @@ fn a_config_event_is_read_with_its_rule_resource_and_compliance() {
     );
 }
 
+/// An account-level evaluation with its account id swapped for `account`
+/// in the detail's `resourceId` (and the qualifier's, where `qualifier`).
+fn account_evaluation(account: &str, qualifier: bool) -> String {
+    let mut event: serde_json::Value =
+        serde_json::from_str(&read("config/account-snapshots-public.json"))
+            .unwrap_or_else(|e| panic!("the fixture: {e}"));
+    event["detail"]["resourceId"] = serde_json::json!(account);
+    if qualifier {
+        event["detail"]["newEvaluationResult"]["evaluationResultIdentifier"]["evaluationResultQualifier"]
+            ["resourceId"] = serde_json::json!(account);
+    }
+    event.to_string()
+}
+
+#[test]
+fn an_account_level_config_evaluation_plans_the_account_in_its_region() {
+    let f = one("config/account-snapshots-public.json");
+    assert_eq!(
+        f.resource,
+        Resource::Account {
+            account_id: "111122223333".to_string()
+        }
+    );
+    assert_eq!(f.source_resource_type(), Some("AWS::::Account"));
+    assert_eq!(f.region, "eu-west-1");
+    let plan = plan_with(&f, &shipped());
+    assert_eq!(plan.playbook, "config-ebs-snapshot-public-account");
+    assert_eq!(
+        targets(&plan),
+        [
+            (
+                "make-private".to_string(),
+                "account 111122223333 in eu-west-1".to_string(),
+                vec!["account:111122223333:eu-west-1".to_string()]
+            ),
+            ("notify".to_string(), "case".to_string(), vec![]),
+        ]
+    );
+    assert_eq!(
+        plan.steps[0].target,
+        Target::Account {
+            account_id: "111122223333".to_string(),
+            region: "eu-west-1".to_string()
+        }
+    );
+    assert_eq!(
+        serde_json::to_string(&plan.steps[0].target).unwrap(),
+        r#"{"kind":"account","account-id":"111122223333","region":"eu-west-1"}"#
+    );
+    // Deterministic like every Config case: the same evaluation is the same
+    // case, and the bare detail (a `$.detail` input path) too.
+    let again = plan_with(&one("config/account-snapshots-public.json"), &shipped());
+    assert_eq!(plan.case_id, again.case_id);
+    let event: serde_json::Value =
+        serde_json::from_str(&read("config/account-snapshots-public.json")).unwrap();
+    let detail = parse_single_finding(&event["detail"].to_string(), "detail").unwrap();
+    assert_eq!(plan_with(&detail, &shipped()).case_id, plan.case_id);
+    // The resource only in the evaluation's qualifier reads the same.
+    let mut bare = event["detail"].clone();
+    let object = bare.as_object_mut().unwrap();
+    object.remove("resourceId");
+    object.remove("resourceType");
+    let qualified = parse_single_finding(&bare.to_string(), "qualifier").unwrap();
+    assert_eq!(qualified.resource, f.resource);
+    // The per-snapshot playbook does not answer it, nor this one a snapshot.
+    let per_snapshot = shipped()
+        .into_iter()
+        .find(|p| p.name == "config-ebs-snapshot-public-restorable-check")
+        .unwrap();
+    assert!(!matches!(
+        route(&f, std::slice::from_ref(&per_snapshot)).0,
+        Route::Matched { .. }
+    ));
+}
+
+#[test]
+fn an_account_evaluation_naming_another_account_or_a_hostile_id_is_refused_before_any_plan() {
+    // Another account than the evaluation's own: refused when read, one line.
+    for other in [
+        "444455556666",
+        "11112222333",
+        "111122223333 ",
+        "*",
+        "111122223333\n",
+    ] {
+        let error = parse_findings(&account_evaluation(other, true), "event").unwrap_err();
+        let shown = error.to_string();
+        assert!(
+            matches!(error, FindingError::Invalid { .. }),
+            "{other:?}: {error:?}"
+        );
+        assert!(!shown.contains('\n'), "one line: {shown}");
+        assert!(
+            shown.contains("is not its `awsAccountId` 111122223333"),
+            "{shown}"
+        );
+    }
+    // The same hostile value in both places: the planner refuses it as an
+    // account id, naming the field, before any AWS call.
+    let forged = read("config/account-snapshots-public.json").replace("111122223333", "1111*");
+    let hostile = parse_single_finding(&forged, "event").unwrap();
+    let any = playbook(
+        "name: p\nmatch:\n  sources: [config]\nsteps:\n  - id: s\n    action: make-account-snapshots-private\n",
+    );
+    let (Route::Matched { reason, .. }, _) = route(&hostile, std::slice::from_ref(&any)) else {
+        panic!("routes");
+    };
+    let error = try_plan(&hostile, &any, reason).unwrap_err();
+    assert_eq!(error.field, "awsAccountId");
+    assert!(
+        error.to_string().contains("no AWS call was made"),
+        "{error}"
+    );
+    // A forged journal cannot smuggle one in either.
+    for forged in [
+        r#"{"kind":"account","account-id":"1111*","region":"us-east-1"}"#,
+        r#"{"kind":"account","account-id":"111122223333","region":"us-east-1\n"}"#,
+    ] {
+        assert!(serde_json::from_str::<Target>(forged).is_err(), "{forged}");
+    }
+}
+
 #[test]
 fn config_case_ids_are_per_evaluation() {
     let text = read("config/bucket-non-compliant.json");

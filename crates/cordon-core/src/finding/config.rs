@@ -14,6 +14,10 @@
 //! the same rule again later is a new evaluation, hence a new case, which
 //! the loop guard then weighs against the remediation before it.
 //!
+//! A periodic rule evaluating the whole account names `AWS::::Account` and
+//! the account id: read as [`Resource::Account`] when that id is the
+//! evaluation's own `awsAccountId`, refused otherwise.
+//!
 //! Config gives no severity: these findings read as 1.0 (GuardDuty's lowest);
 //! playbooks answer them by `sources`, `config-rules` and `resource-types`.
 
@@ -151,7 +155,7 @@ pub(super) fn finding_from_value(
         // and acting on it would act on the wrong account.
         ACCOUNT_RESOURCE if resource_id != account_id => {
             return Err(invalid(format!(
-                "`resourceId` {} of an `{ACCOUNT_RESOURCE}` evaluation is not its `awsAccountId` {}: an account-level evaluation is about its own account",
+                "`resourceId` {} of an `{ACCOUNT_RESOURCE}` evaluation is not its `awsAccountId` {}: an account-level evaluation is about its own account; nothing was planned and no AWS call was made: check the evaluation at its source",
                 preview(&resource_id),
                 preview(&account_id)
             )));
