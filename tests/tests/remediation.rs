@@ -277,11 +277,7 @@ async fn exposure_undo_needs_approval<T, Fut>(
         "{}",
         kept.message
     );
-    assert!(
-        kept.message.contains("to the internet"),
-        "{}",
-        kept.message
-    );
+    assert!(kept.message.contains("to the internet"), "{}", kept.message);
     assert_eq!(state().await, remediated);
 
     // Approved, it comes back exactly.

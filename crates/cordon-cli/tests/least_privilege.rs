@@ -13,8 +13,8 @@
 //! own policy holds the action, cheapest first, until one fails.
 //!
 //! What the emulator cannot show, and why each is still in the policy
-//! (asserted below: removing one changes nothing on the emulator, so this list
-//! stays exact):
+//! (asserted below: each scenario still succeeds with all of them removed at
+//! once, so removing any one changes nothing, and this list stays exact):
 //! - `kms:GenerateDataKey`, `kms:Decrypt`: S3 SSE-KMS and an encrypted SNS
 //!   topic call KMS on the caller's behalf; the emulator encrypts without
 //!   asking KMS as the caller.
@@ -33,6 +33,13 @@
 //!   pause parameter, which a single-account run without `--pause-parameter`
 //!   does not use (both are tested in `tests/trust.rs`).
 //!
+//! Where the emulator authorizes a call under another name than AWS does
+//! ([`EMULATOR_ALIASES`]), the principal also holds the emulator's name for
+//! each AWS name it holds, and a removal takes both away; the generated policy
+//! itself is never widened. A run without each alias alone is asserted to fail
+//! with a denial naming the AWS action, so the map stays exact when the
+//! emulator changes.
+//!
 //! The emulator's signature check and error shapes need a re-signing proxy in
 //! between (see `emulator_proxy`); it changes encodings, never actions.
 //! Only a real account shows the resource ARNs and condition keys at work.
@@ -49,11 +56,16 @@ use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS};
 use cordon_core::policy::{PolicyOptions, role_policy};
 use cordon_core::validate::load_playbooks;
 use cordon_gameday::{EnvironmentSpec, provision};
-use cordon_tests::{ACCOUNT_ID, Emulator, REGION, create_quarantine_policy};
+use cordon_tests::shipped::security_hub_group_finding;
+use cordon_tests::{
+    ACCOUNT_ID, Emulator, REGION, config_event, create_quarantine_policy, one_instance_environment,
+    open_security_group, public_snapshot, set_metadata_options,
+};
 use emulator_proxy::ResigningProxy;
 use serde_json::json;
 
-/// Removing one of these changes nothing on the emulator (see the module docs).
+/// Removing one of these changes nothing on the emulator (see the module
+/// docs): every scenario succeeds without all of them at once.
 const NOT_ENFORCED_BY_THE_EMULATOR: &[&str] = &[
     "guardduty:GetFindings",
     "guardduty:ListDetectors",
@@ -69,42 +81,85 @@ const NOT_ENFORCED_BY_THE_EMULATOR: &[&str] = &[
     "sts:GetCallerIdentity",
 ];
 
-/// Shipped playbooks without a scenario here yet: the Config and Security
-/// Hub remediations. The emulator authorizes S3's public-access-block calls
-/// under names AWS does not use (`s3:PutPublicAccessBlock` for
-/// `s3:PutBucketPublicAccessBlock`), so running them with exactly the
-/// generated policy needs a map of the emulator's names first. Their calls'
-/// permissions are proven one by one in `tests/tests/permissions_proven.rs`.
-const NOT_ENFORCED_HERE: [&str; 7] = [
-    "config-ebs-snapshot-public-account",
-    "config-ebs-snapshot-public-restorable-check",
-    "config-ec2-imdsv2-check",
-    "config-restricted-common-ports",
-    "config-restricted-ssh",
-    "config-s3-bucket-level-public-access-prohibited",
-    "securityhub-open-security-group",
+/// The emulator's name for a call, next to the name AWS authorizes it under:
+/// (AWS name, emulator name). moto 5.2.5 keys S3's bucket sub-resources by
+/// the query parameter (`?publicAccessBlock`), but its table of IAM names
+/// spells that one `public_access_block`, so the bucket-level public access
+/// block calls fall through to the bucket's default action for their HTTP
+/// method: `PutPublicAccessBlock` is authorized as `s3:CreateBucket`,
+/// `DeletePublicAccessBlock` as `s3:DeleteBucket` (AWS: both
+/// `s3:PutBucketPublicAccessBlock`) and `GetPublicAccessBlock` as
+/// `s3:ListBucket` (AWS: `s3:GetBucketPublicAccessBlock`). `s3:ListBucket` is
+/// also an AWS action of the generated policy (the S3 journal), which the runs
+/// here do not use (see [`NOT_ENFORCED_BY_THE_EMULATOR`]): a run without it
+/// still holds it as the emulator's name while it holds
+/// `s3:GetBucketPublicAccessBlock`, and one without the latter loses both.
+const EMULATOR_ALIASES: &[(&str, &str)] = &[
+    ("s3:GetBucketPublicAccessBlock", "s3:ListBucket"),
+    ("s3:PutBucketPublicAccessBlock", "s3:CreateBucket"),
+    ("s3:PutBucketPublicAccessBlock", "s3:DeleteBucket"),
 ];
+
+/// What the test principal is granted for the AWS actions `actions`: those,
+/// and the emulator's name for each that the emulator authorizes otherwise.
+fn emulator_grant(actions: &BTreeSet<String>) -> BTreeSet<String> {
+    let aliases = EMULATOR_ALIASES
+        .iter()
+        .filter(|(aws, _)| actions.contains(*aws))
+        .map(|(_, emulator)| (*emulator).to_string());
+    actions.iter().cloned().chain(aliases).collect()
+}
+
+/// [`emulator_grant`] of `full` without `removed`, and without the
+/// emulator's names for those: what shows whether a run needs them.
+fn grant_without(full: &BTreeSet<String>, removed: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut grant = emulator_grant(&full.difference(removed).cloned().collect());
+    for (_, emulator) in EMULATOR_ALIASES
+        .iter()
+        .filter(|(aws, _)| removed.contains(*aws))
+    {
+        grant.remove(*emulator);
+    }
+    grant
+}
 
 const EVIDENCE_BUCKET: &str = "cordon-least-privilege-evidence";
 const PRINCIPAL: &str = "cordon-responder";
+
+/// A bucket with no public access block of its own.
+const OPEN_BUCKET: &str = "customer-exports";
 
 /// The shipped playbooks, cheapest scenario first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Scenario {
     DefaultNotify,
+    BucketPublicAccess,
+    AccountSnapshots,
+    PublicSnapshot,
+    RestrictedSsh,
+    RestrictedCommonPorts,
+    SecurityHubOpenGroup,
     IamTemporaryCredentials,
     IamUserTemporaryCredentials,
     IamUserKeyCompromised,
+    Imdsv2,
     Ec2Low,
     Ec2Medium,
     Ec2CompromisedHigh,
 }
 
-const SCENARIOS: [Scenario; 7] = [
+const SCENARIOS: [Scenario; 14] = [
     Scenario::DefaultNotify,
+    Scenario::BucketPublicAccess,
+    Scenario::AccountSnapshots,
+    Scenario::PublicSnapshot,
+    Scenario::RestrictedSsh,
+    Scenario::RestrictedCommonPorts,
+    Scenario::SecurityHubOpenGroup,
     Scenario::IamTemporaryCredentials,
     Scenario::IamUserTemporaryCredentials,
     Scenario::IamUserKeyCompromised,
+    Scenario::Imdsv2,
     Scenario::Ec2Low,
     Scenario::Ec2Medium,
     Scenario::Ec2CompromisedHigh,
@@ -114,9 +169,16 @@ impl Scenario {
     fn playbook(self) -> &'static str {
         match self {
             Scenario::DefaultNotify => "default-notify",
+            Scenario::BucketPublicAccess => "config-s3-bucket-level-public-access-prohibited",
+            Scenario::PublicSnapshot => "config-ebs-snapshot-public-restorable-check",
+            Scenario::AccountSnapshots => "config-ebs-snapshot-public-account",
+            Scenario::RestrictedSsh => "config-restricted-ssh",
+            Scenario::RestrictedCommonPorts => "config-restricted-common-ports",
+            Scenario::SecurityHubOpenGroup => "securityhub-open-security-group",
             Scenario::IamTemporaryCredentials => "iam-temporary-credentials",
             Scenario::IamUserTemporaryCredentials => "iam-user-temporary-credentials",
             Scenario::IamUserKeyCompromised => "iam-user-key-compromised",
+            Scenario::Imdsv2 => "config-ec2-imdsv2-check",
             Scenario::Ec2Low => "ec2-low",
             Scenario::Ec2Medium => "ec2-medium",
             Scenario::Ec2CompromisedHigh => "ec2-compromised-high",
@@ -127,19 +189,67 @@ impl Scenario {
     /// returns the finding and the environment the run needs.
     async fn prepare(self, root: &AwsClients) -> (serde_json::Value, Vec<(&'static str, String)>) {
         match self {
-            Scenario::DefaultNotify => {
-                let topic = root
-                    .sns
-                    .create_topic()
-                    .name("responders")
+            Scenario::DefaultNotify => (shipped_finding("s3-bucket", None), notify_env(root).await),
+            // No block before: the undo deletes the one the step puts, so the
+            // run makes all three public-access-block calls.
+            Scenario::BucketPublicAccess => {
+                root.s3
+                    .create_bucket()
+                    .bucket(OPEN_BUCKET)
                     .send()
                     .await
                     .unwrap();
-                let topic = topic.topic_arn().unwrap().to_string();
-                (
-                    shipped_finding("s3-bucket", None),
-                    vec![("CORDON_NOTIFY_TOPIC_ARN", topic)],
-                )
+                let event = config_event(
+                    "s3-bucket-level-public-access-prohibited",
+                    "AWS::S3::Bucket",
+                    OPEN_BUCKET,
+                );
+                (parse(&event), notify_env(root).await)
+            }
+            // One public snapshot: named by the evaluation of the snapshot, or
+            // found by the sweep the evaluation of the account starts.
+            Scenario::PublicSnapshot | Scenario::AccountSnapshots => {
+                let snapshot = public_snapshot(root).await;
+                let event = if self == Scenario::PublicSnapshot {
+                    config_event(
+                        "ebs-snapshot-public-restorable-check",
+                        "AWS::EC2::Snapshot",
+                        &snapshot,
+                    )
+                } else {
+                    config_event(
+                        "ebs-snapshot-public-restorable-check",
+                        "AWS::::Account",
+                        ACCOUNT_ID,
+                    )
+                };
+                (parse(&event), notify_env(root).await)
+            }
+            // One group open to the world on SSH and on a range covering RDP:
+            // each of the three playbooks revokes some of it.
+            Scenario::RestrictedSsh
+            | Scenario::RestrictedCommonPorts
+            | Scenario::SecurityHubOpenGroup => {
+                let group = open_security_group(root, "bastion").await;
+                let finding = match self {
+                    Scenario::RestrictedSsh => {
+                        config_event("restricted-ssh", "AWS::EC2::SecurityGroup", &group)
+                    }
+                    Scenario::RestrictedCommonPorts => {
+                        config_event("restricted-common-ports", "AWS::EC2::SecurityGroup", &group)
+                    }
+                    _ => security_hub_group_finding(&group),
+                };
+                (parse(&finding), notify_env(root).await)
+            }
+            Scenario::Imdsv2 => {
+                let fixture = provision(root, &one_instance_environment("10.60.0.0/16"))
+                    .await
+                    .unwrap();
+                let instance = fixture.instance("app").unwrap().id.clone();
+                set_metadata_options(root, &instance, "optional", 2, false).await;
+                let event = config_event("ec2-imdsv2-check", "AWS::EC2::Instance", &instance);
+                (parse(&event), notify_env(root).await)
             }
             Scenario::IamTemporaryCredentials => {
                 let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
@@ -202,6 +312,23 @@ impl Scenario {
     }
 }
 
+/// The responders' topic the `notify` steps publish to, as the run's environment.
+async fn notify_env(root: &AwsClients) -> Vec<(&'static str, String)> {
+    let topic = root
+        .sns
+        .create_topic()
+        .name("responders")
+        .send()
+        .await
+        .unwrap();
+    let topic = topic.topic_arn().unwrap().to_string();
+    vec![("CORDON_NOTIFY_TOPIC_ARN", topic)]
+}
+
+fn parse(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap()
+}
+
 /// A finding from `tests/fixtures/findings/`, moved into the emulator's
 /// account and, for a key finding, naming the key the emulator issued.
 fn shipped_finding(name: &str, access_key_id: Option<&str>) -> serde_json::Value {
@@ -251,14 +378,15 @@ struct Bench {
 
 impl Bench {
     /// Resets everything, provisions `scenario` as root, creates the principal
-    /// with `actions` on `*`, enforces authorization, runs and rolls back.
-    async fn attempt(&mut self, scenario: Scenario, actions: &BTreeSet<String>) -> Attempt {
+    /// with `grant` (the emulator's action names) on `*`, enforces
+    /// authorization, runs and rolls back.
+    async fn attempt(&mut self, scenario: Scenario, grant: &BTreeSet<String>) -> Attempt {
         self.runs += 1;
         self.emulator.enforce_auth_after(u32::MAX).unwrap();
         self.emulator.reset().await.unwrap();
         let root = AwsClients::from_sdk_config(&self.emulator.sdk_config().await).unwrap();
         let (finding, env) = scenario.prepare(&root).await;
-        let key = principal(&root, actions).await;
+        let key = principal(&root, grant).await;
         self.proxy.register(&key.0, &key.1);
         let state = self.dir.join(format!("state-{}", self.runs));
         let finding_path = self.dir.join(format!("finding-{}.json", self.runs));
@@ -413,22 +541,15 @@ async fn the_generated_policy_is_enough_and_every_enforced_action_in_it_is_neede
                 .allowed_actions(),
         );
     }
-    let mut accounted: BTreeSet<&str> = own.keys().map(|s| s.playbook()).collect();
-    for name in NOT_ENFORCED_HERE {
-        assert!(
-            playbooks.iter().any(|p| p.name == *name),
-            "{name} is listed as not enforced here but is not shipped"
-        );
-        accounted.insert(name);
-    }
+    let accounted: BTreeSet<&str> = own.keys().map(|s| s.playbook()).collect();
     let shipped: BTreeSet<&str> = playbooks.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(
         accounted, shipped,
-        "every shipped playbook has a scenario here or is listed in NOT_ENFORCED_HERE"
+        "every shipped playbook has a scenario here"
     );
 
     for scenario in SCENARIOS {
-        let attempt = bench.attempt(scenario, &full).await;
+        let attempt = bench.attempt(scenario, &emulator_grant(&full)).await;
         assert!(
             attempt.succeeded,
             "{scenario:?} fails with exactly the generated policy:\n{}",
@@ -440,43 +561,98 @@ async fn the_generated_policy_is_enough_and_every_enforced_action_in_it_is_neede
     let only: Option<BTreeSet<String>> = std::env::var("CORDON_LEAST_PRIVILEGE_ONLY")
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect());
+    let looked_into = |action: &str| only.as_ref().is_none_or(|o| o.contains(action));
 
     let mut problems = Vec::new();
     let mut denials = Vec::new();
+
+    // What the emulator cannot show: every scenario succeeds without all of
+    // it at once, so (the policy only allows) without any one of it too.
+    let unseen: BTreeSet<String> = NOT_ENFORCED_BY_THE_EMULATOR
+        .iter()
+        .map(|a| (*a).to_string())
+        .filter(|a| looked_into(a))
+        .collect();
+    for action in &unseen {
+        assert!(
+            full.contains(action),
+            "{action} is listed as not enforced by the emulator but is not in the policy"
+        );
+    }
+    if !unseen.is_empty() {
+        for scenario in SCENARIOS {
+            let attempt = bench
+                .attempt(scenario, &grant_without(&full, &unseen))
+                .await;
+            if !attempt.succeeded {
+                problems.push(format!(
+                    "{scenario:?} fails without the actions listed as not enforced by the emulator: take the one it is denied off NOT_ENFORCED_BY_THE_EMULATOR\n{}",
+                    attempt.output
+                ));
+            }
+        }
+    }
+
+    // The emulator's names stay exact: without one of them alone, the first
+    // scenario holding its AWS action is denied that AWS action.
+    for (aws, emulator) in EMULATOR_ALIASES {
+        if !looked_into(aws) {
+            continue;
+        }
+        let scenario = *SCENARIOS
+            .iter()
+            .find(|s| own[s].contains(*aws))
+            .expect("an aliased action is needed by a shipped playbook");
+        let mut grant = emulator_grant(&full);
+        grant.remove(*emulator);
+        let attempt = bench.attempt(scenario, &grant).await;
+        match (attempt.succeeded, denial_naming(&attempt.output, aws)) {
+            (false, Some(line)) => denials.push(format!(
+                "{aws} as the emulator's {emulator} ({scenario:?}): {}",
+                line.trim()
+            )),
+            (true, _) => problems.push(format!(
+                "{scenario:?} succeeds without {emulator}: the emulator no longer authorizes {aws} as {emulator}; take it off EMULATOR_ALIASES"
+            )),
+            (false, None) => problems.push(format!(
+                "without {emulator}, {scenario:?} fails without a denial line naming {aws}:\n{}",
+                attempt.output
+            )),
+        }
+    }
+
     for action in &full {
-        if only.as_ref().is_some_and(|o| !o.contains(action)) {
+        if !looked_into(action) || NOT_ENFORCED_BY_THE_EMULATOR.contains(&action.as_str()) {
             continue;
         }
-        // Needed only by playbooks without a scenario here: nothing to run.
-        if !own.values().any(|actions| actions.contains(action)) {
+        let without = grant_without(&full, &BTreeSet::from([action.clone()]));
+        let mut holders = SCENARIOS
+            .iter()
+            .filter(|s| own[s].contains(action))
+            .peekable();
+        if holders.peek().is_none() {
+            problems.push(format!("no scenario's playbook needs {action} on its own"));
             continue;
         }
-        let without: BTreeSet<String> = full.iter().filter(|a| *a != action).cloned().collect();
         let mut denied = None;
-        for scenario in SCENARIOS.iter().filter(|s| own[s].contains(action)) {
+        for scenario in holders {
             let attempt = bench.attempt(*scenario, &without).await;
             if !attempt.succeeded {
                 denied = Some((*scenario, attempt));
                 break;
             }
         }
-        let expected_enforced = !NOT_ENFORCED_BY_THE_EMULATOR.contains(&action.as_str());
-        match (denied, expected_enforced) {
-            (Some((scenario, attempt)), true) => match denial_naming(&attempt.output, action) {
+        match denied {
+            Some((scenario, attempt)) => match denial_naming(&attempt.output, action) {
                 Some(line) => denials.push(format!("{action} ({scenario:?}): {}", line.trim())),
                 None => problems.push(format!(
                     "without {action}, {scenario:?} fails without a denial line naming it:\n{}",
                     attempt.output
                 )),
             },
-            (None, true) => problems.push(format!(
+            None => problems.push(format!(
                 "removing {action} changes nothing on the emulator: either it is not needed, or add it to NOT_ENFORCED_BY_THE_EMULATOR with the reason"
             )),
-            (Some((scenario, attempt)), false) => problems.push(format!(
-                "{action} is listed as not enforced, but {scenario:?} fails without it: take it off the list\n{}",
-                attempt.output
-            )),
-            (None, false) => {}
         }
     }
     eprintln!(
@@ -488,4 +664,5 @@ async fn the_generated_policy_is_enough_and_every_enforced_action_in_it_is_neede
         denials.join("\n")
     );
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    let _ = std::fs::remove_dir_all(&bench.dir);
 }
