@@ -397,9 +397,12 @@ impl Handler for CaptureInstanceMetadata {
         pre: &CapturePreState,
     ) -> Result<MetadataOutcome, ActionError> {
         let id = pre.instance_id.as_str();
-        let instance = describe_instance(ctx, id).await?;
-        let enis = instance_network_interfaces(ctx, id).await?;
-        let volumes = instance_volumes(ctx, id).await?;
+        // Three reads by the instance id, none needing another's answer: one round.
+        let (instance, enis, volumes) = tokio::try_join!(
+            describe_instance(ctx, id),
+            instance_network_interfaces(ctx, id),
+            instance_volumes(ctx, id)
+        )?;
         let mut group_ids: Vec<String> = instance
             .security_groups()
             .iter()
