@@ -179,6 +179,8 @@ struct Progress {
     intents: Vec<MemoryIntent>,
     /// The latest command known sent.
     sent: Option<MemorySent>,
+    /// The latest cancellation asked for.
+    cancelled: Option<MemoryCancelled>,
 }
 
 impl Progress {
@@ -189,6 +191,9 @@ impl Progress {
                 progress.intents.push(intent);
             } else if let Ok(sent) = serde_json::from_value::<MemorySent>(record.clone()) {
                 progress.sent = Some(sent);
+            } else if let Ok(cancelled) = serde_json::from_value::<MemoryCancelled>(record.clone())
+            {
+                progress.cancelled = Some(cancelled);
             }
         }
         progress
@@ -340,12 +345,14 @@ async fn cancel(ctx: Ctx<'_>, pre: &MemoryPreState, command_id: &str) -> Option<
 }
 
 /// Waits for the command to end, until the budget runs out; past it, the
-/// command is cancelled (best effort) and the step fails with a timeout.
+/// command is cancelled (best effort, once: `cancelled` is an earlier
+/// attempt's cancellation) and the step fails with a timeout.
 async fn wait(
     ctx: Ctx<'_>,
     p: &Params,
     pre: &MemoryPreState,
     sent: &MemorySent,
+    cancelled: Option<&MemoryCancelled>,
 ) -> Result<(), ActionError> {
     let clients = ctx.clients();
     let deadline = sent.sent_at + p.time_budget_seconds as i64;
@@ -388,12 +395,20 @@ async fn wait(
         }
         let left = deadline - OffsetDateTime::now_utc().unix_timestamp();
         if left <= 0 {
-            let refused = cancel(ctx, pre, &sent.command_id).await;
-            let cancelled = MemoryCancelled {
-                cancelled_command_id: sent.command_id.clone(),
-                cancel_refused: refused.clone(),
+            let refused = match cancelled {
+                Some(earlier) if earlier.cancelled_command_id == sent.command_id => {
+                    earlier.cancel_refused.clone()
+                }
+                _ => {
+                    let refused = cancel(ctx, pre, &sent.command_id).await;
+                    let cancelled = MemoryCancelled {
+                        cancelled_command_id: sent.command_id.clone(),
+                        cancel_refused: refused.clone(),
+                    };
+                    record(ctx, &pre.instance_id, &cancelled).await?;
+                    refused
+                }
             };
-            record(ctx, &pre.instance_id, &cancelled).await?;
             let cancellation = match refused {
                 None => "cancelled it (CancelCommand)".to_string(),
                 Some(why) => format!("could not cancel it, the host may still be uploading: {why}"),
@@ -584,7 +599,7 @@ impl Handler for CaptureMemory {
                 sent
             }
         };
-        wait(ctx, p, pre, &sent).await?;
+        wait(ctx, p, pre, &sent, progress.cancelled.as_ref()).await?;
         let evidence = read_back(ctx, pre).await?;
         Ok(MemoryOutcome {
             command_id: sent.command_id,
@@ -726,6 +741,10 @@ mod tests {
         .expect("json");
         let read = Progress::read(&[cancelled]);
         assert!(read.intents.is_empty() && read.sent.is_none());
+        assert_eq!(
+            read.cancelled.map(|c| c.cancelled_command_id).as_deref(),
+            Some("c-1")
+        );
     }
 
     /// A body of `chunks` chunks of `size` bytes, `gap` apart, that then
