@@ -283,9 +283,12 @@ async fn a_memory_capture_past_its_budget_fails_and_isolation_proceeds() {
     assert_eq!(cancel.num_calls(), 1, "CancelCommand sent");
     let cancelled = memory_progress(&records)
         .into_iter()
-        .find(|p| p.get("cancelled-command-id").is_some())
+        .find(|p| p["phase"] == "command-cancelled")
         .expect("the cancellation is journaled");
-    assert_eq!(cancelled, json!({"cancelled-command-id": "cmd-never-ends"}));
+    assert_eq!(
+        cancelled,
+        json!({"phase": "command-cancelled", "command-id": "cmd-never-ends"})
+    );
     assert!(
         records
             .iter()
@@ -427,6 +430,8 @@ async fn a_lost_send_command_answer_is_found_by_its_marker_and_not_sent_again() 
         2,
         "an intent, then the command: {progress:?}"
     );
+    assert_eq!(progress[0]["phase"], "command-intended");
+    assert_eq!(progress[1]["phase"], "command-sent");
     let marker = progress[0]["marker"].as_str().expect("the intent's marker");
     assert!(
         marker.starts_with(&format!("cordon:{}:memory:", plan.case_id.as_str())),
@@ -485,7 +490,10 @@ async fn a_resume_after_an_intent_adopts_the_command_sent_or_sends_exactly_one()
         .read_pre_state(&plan, step)
         .await
         .expect("pre-state");
-    let intent = |marker: &str| json!({"marker": marker, "key": key, "sent-at": 1_700_000_000, "url-expires-at": 1_700_000_600});
+    let intent = |marker: &str| {
+        json!({"phase": "command-intended", "marker": marker, "key": key,
+               "sent-at": 1_700_000_000, "url-expires-at": 1_700_000_600})
+    };
 
     // The crashed run's command reached SSM: adopted, none sent.
     let marker = format!("cordon:{}:memory:crashed-run", plan.case_id.as_str());
@@ -662,7 +670,7 @@ async fn a_refused_cancellation_is_journaled_and_reported_in_one_line() {
     let records = journal_records(&dir, &plan.case_id);
     let cancelled = memory_progress(&records)
         .into_iter()
-        .find(|p| p.get("cancelled-command-id").is_some())
+        .find(|p| p["phase"] == "command-cancelled")
         .expect("the cancellation is journaled");
     let refused = cancelled["cancel-refused"]
         .as_str()

@@ -469,7 +469,8 @@ async fn drive_memory_resume(world: &ShippedWorld) {
         .read_pre_state(&plan, step)
         .await
         .expect("pre-state");
-    let intent = json!({"marker": "cordon:crashed:memory:never-sent", "key": pre["key"],
+    let intent = json!({"phase": "command-intended",
+                        "marker": "cordon:crashed:memory:never-sent", "key": pre["key"],
                         "sent-at": 1_700_000_000, "url-expires-at": 1_700_001_800});
     actions
         .apply_with_progress(&plan, step, &pre, &Progress::replay(vec![intent]))

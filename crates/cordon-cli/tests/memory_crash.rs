@@ -223,6 +223,7 @@ async fn a_crash_right_after_send_command_resumes_with_the_same_command() {
         1,
         "only the intent was journaled: {progress:?}"
     );
+    assert_eq!(progress[0]["phase"], "command-intended", "{progress:?}");
     assert!(progress[0]["marker"].is_string(), "{progress:?}");
 
     let out = dir.resume(&aws, &case_id);

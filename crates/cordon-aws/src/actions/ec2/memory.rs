@@ -90,7 +90,7 @@ pub struct MemoryPreState {
 /// The command about to be sent, journaled before `SendCommand` (write-ahead)
 /// so that a run that never learns the command id can find the command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct MemoryIntent {
     /// `cordon:<case-id>:<step-id>:<attempt-uuid>`, the command's `Comment`
     /// (the step id shortened to fit SSM's 100 characters).
@@ -120,10 +120,10 @@ pub struct MemorySent {
 /// A command cancelled past its budget, journaled whether SSM took the
 /// cancellation or refused it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(rename_all = "kebab-case")]
 pub struct MemoryCancelled {
     /// The command still running when the budget ran out.
-    pub cancelled_command_id: String,
+    pub command_id: String,
     /// Why `CancelCommand` failed, in one line; absent when SSM accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_refused: Option<String>,
@@ -172,6 +172,18 @@ fn marker(case_id: &str, step_id: &str, attempt: uuid::Uuid) -> String {
     format!("cordon:{case_id}:{step}:{attempt}")
 }
 
+/// A `step-progress` record of this action, told apart by its `phase`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "kebab-case")]
+pub enum MemoryProgress {
+    /// About to call `SendCommand` (write-ahead).
+    CommandIntended(MemoryIntent),
+    /// `SendCommand` answered, or the command was found by its marker.
+    CommandSent(MemorySent),
+    /// Past the budget, `CancelCommand` was asked for.
+    CommandCancelled(MemoryCancelled),
+}
+
 /// The step's journaled progress, as this handler reads it.
 #[derive(Debug, Default)]
 struct Progress {
@@ -187,13 +199,18 @@ impl Progress {
     fn read(records: &[Value]) -> Self {
         let mut progress = Progress::default();
         for record in records {
-            if let Ok(intent) = serde_json::from_value::<MemoryIntent>(record.clone()) {
-                progress.intents.push(intent);
-            } else if let Ok(sent) = serde_json::from_value::<MemorySent>(record.clone()) {
-                progress.sent = Some(sent);
-            } else if let Ok(cancelled) = serde_json::from_value::<MemoryCancelled>(record.clone())
-            {
-                progress.cancelled = Some(cancelled);
+            match serde_json::from_value::<MemoryProgress>(record.clone()) {
+                Ok(MemoryProgress::CommandIntended(intent)) => progress.intents.push(intent),
+                Ok(MemoryProgress::CommandSent(sent)) => progress.sent = Some(sent),
+                Ok(MemoryProgress::CommandCancelled(cancelled)) => {
+                    progress.cancelled = Some(cancelled)
+                }
+                // Journals written before phases: the command id alone.
+                Err(_) => {
+                    if let Ok(sent) = serde_json::from_value::<MemorySent>(record.clone()) {
+                        progress.sent = Some(sent);
+                    }
+                }
             }
         }
         progress
@@ -203,9 +220,9 @@ impl Progress {
 async fn record(
     ctx: Ctx<'_>,
     instance_id: &str,
-    progress: &impl Serialize,
+    progress: MemoryProgress,
 ) -> Result<(), ActionError> {
-    let value = serde_json::to_value(progress).map_err(|e| {
+    let value = serde_json::to_value(&progress).map_err(|e| {
         failed(
             instance_id,
             format!("cannot record the memory capture's progress: {e}"),
@@ -283,7 +300,12 @@ async fn send(ctx: Ctx<'_>, p: &Params, pre: &MemoryPreState) -> Result<MemorySe
         sent_at,
         url_expires_at: sent_at + p.time_budget_seconds as i64,
     };
-    record(ctx, &pre.instance_id, &intent).await?;
+    record(
+        ctx,
+        &pre.instance_id,
+        MemoryProgress::CommandIntended(intent.clone()),
+    )
+    .await?;
     let commands = vec![script(&p.command, presigned.uri())];
     let request = || {
         clients
@@ -396,16 +418,21 @@ async fn wait(
         let left = deadline - OffsetDateTime::now_utc().unix_timestamp();
         if left <= 0 {
             let refused = match cancelled {
-                Some(earlier) if earlier.cancelled_command_id == sent.command_id => {
+                Some(earlier) if earlier.command_id == sent.command_id => {
                     earlier.cancel_refused.clone()
                 }
                 _ => {
                     let refused = cancel(ctx, pre, &sent.command_id).await;
                     let cancelled = MemoryCancelled {
-                        cancelled_command_id: sent.command_id.clone(),
+                        command_id: sent.command_id.clone(),
                         cancel_refused: refused.clone(),
                     };
-                    record(ctx, &pre.instance_id, &cancelled).await?;
+                    record(
+                        ctx,
+                        &pre.instance_id,
+                        MemoryProgress::CommandCancelled(cancelled),
+                    )
+                    .await?;
                     refused
                 }
             };
@@ -595,7 +622,12 @@ impl Handler for CaptureMemory {
                     Some(sent) => sent,
                     None => send(ctx, p, pre).await?,
                 };
-                record(ctx, &pre.instance_id, &sent).await?;
+                record(
+                    ctx,
+                    &pre.instance_id,
+                    MemoryProgress::CommandSent(sent.clone()),
+                )
+                .await?;
                 sent
             }
         };
@@ -712,14 +744,32 @@ mod tests {
     }
 
     #[test]
-    fn progress_tells_intents_from_sent_commands_and_reads_old_journals() {
+    fn progress_tells_the_phases_apart_and_reads_old_journals() {
+        let intent = |marker: &str, at: i64| {
+            json!({"phase": "command-intended", "marker": marker, "key": "k",
+                   "sent-at": at, "url-expires-at": at + 600})
+        };
         let progress = Progress::read(&[
-            json!({"marker": "cordon:c:s:1", "key": "k", "sent-at": 1, "url-expires-at": 601}),
-            json!({"phase": "something else"}),
-            json!({"marker": "cordon:c:s:2", "key": "k", "sent-at": 5, "url-expires-at": 605}),
+            intent("cordon:c:s:1", 1),
+            json!({"phase": "untrack-begun"}),
+            intent("cordon:c:s:2", 5),
         ]);
         assert_eq!(progress.intents.len(), 2);
         assert_eq!(progress.sent, None);
+        let sent = MemorySent {
+            command_id: "c-1".into(),
+            sent_at: 1,
+            url_expires_at: 601,
+            marker: Some("cordon:c:s:1".into()),
+        };
+        let written =
+            serde_json::to_value(MemoryProgress::CommandSent(sent.clone())).expect("json");
+        assert_eq!(
+            written,
+            json!({"phase": "command-sent", "command-id": "c-1", "sent-at": 1,
+                   "url-expires-at": 601, "marker": "cordon:c:s:1"})
+        );
+        assert_eq!(Progress::read(&[written]).sent, Some(sent));
         // A journal written before intents existed: the command alone.
         let old =
             Progress::read(&[json!({"command-id": "c-1", "sent-at": 1, "url-expires-at": 601})]);
@@ -733,18 +783,18 @@ mod tests {
                 marker: None
             })
         );
-        // A cancellation is neither.
-        let cancelled = serde_json::to_value(MemoryCancelled {
-            cancelled_command_id: "c-1".into(),
+        let cancelled = serde_json::to_value(MemoryProgress::CommandCancelled(MemoryCancelled {
+            command_id: "c-1".into(),
             cancel_refused: None,
-        })
+        }))
         .expect("json");
+        assert_eq!(
+            cancelled,
+            json!({"phase": "command-cancelled", "command-id": "c-1"})
+        );
         let read = Progress::read(&[cancelled]);
         assert!(read.intents.is_empty() && read.sent.is_none());
-        assert_eq!(
-            read.cancelled.map(|c| c.cancelled_command_id).as_deref(),
-            Some("c-1")
-        );
+        assert_eq!(read.cancelled.map(|c| c.command_id).as_deref(), Some("c-1"));
     }
 
     /// A body of `chunks` chunks of `size` bytes, `gap` apart, that then
