@@ -1004,3 +1004,110 @@ async fn a_signed_manifest_verifies_and_a_forged_newer_one_does_not() {
         lines(&report)
     );
 }
+
+/// Objects the case's own steps wrote to the bucket and verified by reading
+/// them back are pinned in the manifest from their journaled outcome, not
+/// fetched again: `store-evidence` spends no round on them. An object the
+/// journal does not vouch for (another writer's, or a newer version of a
+/// captured key) is fetched and hashed as before, and verification re-reads
+/// everything either way.
+#[tokio::test]
+async fn evidence_a_verified_step_wrote_is_pinned_from_the_journal_not_fetched_again() {
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let bucket = "evidence-pinned";
+    let plan = evidence_case(clients, bucket).await;
+    let case = plan.case_id.clone();
+    let root = scratch_dir("pinned");
+    let journal = LocalJournal::new(&root);
+    let store = s3_store(clients, bucket, false);
+    let captured = store
+        .put(
+            &case,
+            "metadata-i-0123.json",
+            b"{\"captured\": true}".to_vec(),
+        )
+        .await
+        .expect("capture");
+    let resent = store
+        .put(&case, "console-i-0123.txt", b"first boot".to_vec())
+        .await
+        .expect("capture");
+    let mut chain = records(&plan);
+    for (step, evidence) in [
+        ("capture-metadata", &captured),
+        ("capture-console", &resent),
+    ] {
+        let prev = chain.last().expect("records").hash();
+        let seq = chain.len() as u64;
+        chain.push(record(
+            seq,
+            &prev,
+            JournalEvent::StepApplied {
+                step: step.to_string(),
+                outcome: json!({"instance-id": "i-0123", "evidence": evidence}),
+                duration_ms: 1,
+            },
+        ));
+        let prev = chain.last().expect("records").hash();
+        chain.push(record(
+            seq + 1,
+            &prev,
+            JournalEvent::StepVerified {
+                step: step.to_string(),
+                duration_ms: 1,
+            },
+        ));
+    }
+    for r in &chain {
+        journal.append(&case, r).await.expect("append");
+    }
+    // A newer version of one captured key, and an object no step wrote.
+    put(
+        clients,
+        bucket,
+        &case_key(PREFIX, &case, "console-i-0123.txt"),
+        b"second boot".to_vec(),
+    )
+    .await;
+    put(
+        clients,
+        bucket,
+        &case_key(PREFIX, &case, "notes.txt"),
+        b"a responder's notes".to_vec(),
+    )
+    .await;
+
+    let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()));
+    let mut life = Lifecycle::new(&actions, &plan, "store").counting(&clients.calls);
+    life.pre_state().await.expect("pre-state");
+    let outcome = life.apply().await.expect("apply");
+    assert_eq!(
+        life.last_calls().get("S3.GetObject").copied().unwrap_or(0),
+        2,
+        "only the newer version and the unvouched object are fetched: {:?}",
+        life.last_calls()
+    );
+    let pinned = |name: &str| {
+        outcome["objects"]
+            .as_array()
+            .expect("objects")
+            .iter()
+            .find(|o| o["key"] == case_key(PREFIX, &case, name))
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is in the manifest: {outcome}"))
+    };
+    let metadata = pinned("metadata-i-0123.json");
+    assert_eq!(metadata["sha256"], json!(captured.sha256));
+    assert_eq!(metadata["version-id"], json!(captured.version_id));
+    let console = pinned("console-i-0123.txt");
+    assert_ne!(console["version-id"], json!(resent.version_id));
+    assert_eq!(
+        console["sha256"],
+        json!(cordon_aws::evidence::sha256_hex(b"second boot"))
+    );
+    pinned("notes.txt");
+    life.verify().await.expect("verify re-reads every object");
+    verified_clean(clients, bucket, &case).await;
+    let _ = std::fs::remove_dir_all(root);
+}

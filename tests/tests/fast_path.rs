@@ -17,10 +17,13 @@ use cordon_aws::client::{AwsClients, CONTROL_PLANE_ATTEMPT_TIMEOUT};
 use cordon_aws::read_cache::Scope;
 use cordon_aws::recorder::{RecordedCall, sequential_rounds};
 use cordon_core::action::ActionKind;
+use cordon_core::executor::Executor;
+use cordon_core::journal::{CaseStatus, JournalEvent, JournalStore};
+use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::Plan;
 use cordon_gameday::{EnvironmentSpec, Fixture, provision};
 use cordon_latency_proxy::{HangMode, HangRule, LatencyProxy, ProxyConfig};
-use cordon_tests::{Lifecycle, emulator, local_actions, plan_steps, sdk_config_for};
+use cordon_tests::{ApproveAll, Lifecycle, emulator, local_actions, plan_steps, sdk_config_for};
 use serde_json::json;
 
 const ISOLATION: &str = "cordon-isolation";
@@ -51,14 +54,19 @@ fn environment() -> EnvironmentSpec {
 /// A plan with one step, `action`, for instance `name`, from a finding that
 /// names only its primary ENI (as GuardDuty often does).
 fn plan_for(env: &Fixture, name: &str, action: &str) -> Plan {
-    let mut finding = env.instance_finding(name).expect("instance of the spec");
-    finding.id = Some(format!("fast-path-{name}-{action}"));
-    finding.interfaces.truncate(1);
     plan_steps(
-        &finding.detail().to_string(),
+        &raw_finding(env, name, action),
         "fast-path",
         json!([{"id": "step", "action": action}]),
     )
+}
+
+/// The finding [`plan_for`] plans from, as received.
+fn raw_finding(env: &Fixture, name: &str, action: &str) -> String {
+    let mut finding = env.instance_finding(name).expect("instance of the spec");
+    finding.id = Some(format!("fast-path-{name}-{action}"));
+    finding.interfaces.truncate(1);
+    finding.detail().to_string()
 }
 
 /// Pre-state, apply and verify of the plan's step, each of which must succeed.
@@ -496,4 +504,57 @@ async fn steps_that_describe_one_instance_together_share_one_read() {
     served.abort();
     assert_eq!(shared, Some(1), "three pre-states, one read");
     assert_eq!(alone, Some(2), "a later ask reads afresh");
+}
+
+/// A snapshot step's first attempt, journaled, creates the snapshots without
+/// first looking for an earlier attempt's by tag: it journals the volumes
+/// before its first CreateSnapshot, so with no such record in the journal no
+/// attempt can have taken one. The only DescribeSnapshots left is
+/// verification's, after the snapshots were taken.
+#[tokio::test]
+async fn a_first_snapshot_attempt_takes_no_lookup_round() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let env = provision(clients, &environment()).await.expect("provision");
+    let (actions, dir) = local_actions(clients, "fast-path-first-snapshot");
+    let plan = plan_for(&env, "suspect", "snapshot-volumes");
+    let journal = LocalJournal::new(dir.join("journal"));
+    clients.recorder.reset();
+    let report = Executor::new(&actions, &journal, &ApproveAll)
+        .run(&plan, &raw_finding(&env, "suspect", "snapshot-volumes"))
+        .await
+        .expect("run");
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+
+    let calls: Vec<RecordedCall> = clients
+        .recorder
+        .recent()
+        .into_iter()
+        .filter(|c| c.action == Some(ActionKind::SnapshotVolumes))
+        .collect();
+    let first_create = calls
+        .iter()
+        .position(|c| c.op.name == "CreateSnapshot")
+        .expect("snapshots were taken");
+    let looked_up: Vec<&RecordedCall> = calls[..first_create]
+        .iter()
+        .filter(|c| c.op.name == "DescribeSnapshots")
+        .collect();
+    assert!(looked_up.is_empty(), "{looked_up:#?}");
+    assert_eq!(per_operation(&calls)["CreateSnapshot"], 2, "{calls:#?}");
+
+    let records = journal.load(&plan.case_id).await.expect("journal");
+    let announced = records.iter().position(|r| {
+        matches!(&r.event, JournalEvent::StepProgress { progress, .. }
+            if progress["phase"] == "creating-snapshots" && progress["volumes"].as_array().map(Vec::len) == Some(2))
+    });
+    let applied = records
+        .iter()
+        .position(|r| matches!(&r.event, JournalEvent::StepApplied { .. }));
+    assert!(
+        matches!((announced, applied), (Some(a), Some(b)) if a < b),
+        "the volumes are journaled before the step is applied: {records:#?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

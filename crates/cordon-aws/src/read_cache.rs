@@ -164,6 +164,23 @@ pub struct ReadTicket {
     id: u64,
 }
 
+/// What a read of `instance_id`'s ENIs is about: the instance and each ENI.
+fn interface_ids<'a>(
+    instance_id: &str,
+    eni_ids: impl Iterator<Item = Option<&'a str>>,
+) -> Vec<String> {
+    std::iter::once(instance_id.to_string())
+        .chain(eni_ids.flatten().map(str::to_string))
+        .collect()
+}
+
+/// What a lookup of a group in `vpc_id` is about: the VPC and the group found.
+fn group_ids(vpc_id: &str, group: Option<&SecurityGroup>) -> Vec<String> {
+    std::iter::once(vpc_id.to_string())
+        .chain(group.and_then(|g| g.group_id()).map(str::to_string))
+        .collect()
+}
+
 impl ReadCache {
     /// An empty cache.
     pub fn new() -> Self {
@@ -199,11 +216,7 @@ impl ReadCache {
         instance_id: &str,
         enis: &[NetworkInterface],
     ) {
-        let mut ids = vec![instance_id.to_string()];
-        ids.extend(
-            enis.iter()
-                .filter_map(|eni| eni.network_interface_id().map(str::to_string)),
-        );
+        let ids = interface_ids(instance_id, enis.iter().map(|e| e.network_interface_id()));
         let key = Key::Interfaces(scope.clone(), instance_id.to_string());
         self.store(ticket, key, ids, Value::Interfaces(enis.to_vec()));
     }
@@ -217,14 +230,17 @@ impl ReadCache {
         instance_id: &str,
     ) -> Option<Vec<NetworkInterface>> {
         let key = Key::Interfaces(scope.clone(), instance_id.to_string());
-        let entry = self.lock().entries.remove(&key)?;
-        if entry.sent.elapsed() > INTERFACES_REUSE_WINDOW {
-            return None;
-        }
-        match entry.value {
+        match self.take_fresh(&key)? {
             Value::Interfaces(enis) => Some(enis),
             Value::Group(_) | Value::Instance(_) => None,
         }
+    }
+
+    /// The entry under `key`, removed, if it was read within the last
+    /// [`INTERFACES_REUSE_WINDOW`].
+    fn take_fresh(&self, key: &Key) -> Option<Value> {
+        let entry = self.lock().entries.remove(key)?;
+        (entry.sent.elapsed() <= INTERFACES_REUSE_WINDOW).then_some(entry.value)
     }
 
     /// Stores, under one ticket begun before any of them was sent, the reads
@@ -250,23 +266,14 @@ impl ReadCache {
             );
         };
         let instance_id = early.instance_id;
-        let eni_ids = |enis: &[NetworkInterface]| -> Vec<String> {
-            std::iter::once(instance_id.clone())
-                .chain(
-                    enis.iter()
-                        .filter_map(|eni| eni.network_interface_id().map(str::to_string)),
-                )
-                .collect()
-        };
         if let Some(instance) = early.instance {
-            let attached: Vec<String> = std::iter::once(instance_id.clone())
-                .chain(
-                    instance
-                        .network_interfaces()
-                        .iter()
-                        .filter_map(|n| n.network_interface_id().map(str::to_string)),
-                )
-                .collect();
+            let attached = interface_ids(
+                &instance_id,
+                instance
+                    .network_interfaces()
+                    .iter()
+                    .map(|n| n.network_interface_id()),
+            );
             entry(
                 Key::Instance(scope.clone(), instance_id.clone()),
                 attached,
@@ -277,22 +284,15 @@ impl ReadCache {
         if let Some(enis) = early.interfaces {
             entry(
                 Key::Interfaces(scope.clone(), instance_id.clone()),
-                eni_ids(&enis),
+                interface_ids(&instance_id, enis.iter().map(|e| e.network_interface_id())),
                 Value::Interfaces(enis),
                 true,
             );
         }
         for (vpc_id, name, group) in early.groups {
-            let mut ids = vec![vpc_id.clone()];
-            ids.extend(
-                group
-                    .as_ref()
-                    .and_then(|g| g.group_id())
-                    .map(str::to_string),
-            );
             entry(
-                Key::Group(scope.clone(), vpc_id, name),
-                ids,
+                Key::Group(scope.clone(), vpc_id.clone(), name),
+                group_ids(&vpc_id, group.as_ref()),
                 Value::Group(group),
                 false,
             );
@@ -304,11 +304,7 @@ impl ReadCache {
     /// since; taken, so only the first describe of it uses it.
     pub fn take_early_instance(&self, scope: &Scope, instance_id: &str) -> Option<Instance> {
         let key = Key::Instance(scope.clone(), instance_id.to_string());
-        let entry = self.lock().entries.remove(&key)?;
-        if entry.sent.elapsed() > INTERFACES_REUSE_WINDOW {
-            return None;
-        }
-        match entry.value {
+        match self.take_fresh(&key)? {
             Value::Instance(instance) => Some(*instance),
             Value::Interfaces(_) | Value::Group(_) => None,
         }
@@ -345,8 +341,7 @@ impl ReadCache {
         name: &str,
         group: Option<&SecurityGroup>,
     ) {
-        let mut ids = vec![vpc_id.to_string()];
-        ids.extend(group.and_then(|g| g.group_id()).map(str::to_string));
+        let ids = group_ids(vpc_id, group);
         let key = Key::Group(scope.clone(), vpc_id.to_string(), name.to_string());
         let mut reads = self.lock();
         let Some(pending) = reads.pending.get(&ticket.id).filter(|p| !p.stale) else {

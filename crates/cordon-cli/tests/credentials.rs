@@ -204,7 +204,7 @@ async fn approval_from_a_second_process_completes_the_case_and_no_secret_leaks()
     let kept = cordon(&aws, &state, &["rollback", &case]);
     assert_eq!(kept.status.code(), Some(1), "{}", text(&kept));
     assert!(
-        text(&kept).contains("rolled back except credential containment"),
+        text(&kept).contains("rolled back except the steps whose undo needs approval"),
         "{}",
         text(&kept)
     );

@@ -256,6 +256,13 @@ impl Progress<'_> {
         &self.earlier
     }
 
+    /// Whether records reach a journal. Only then does an empty
+    /// [`Progress::earlier`] prove that no earlier attempt of the step in this
+    /// epoch began: every attempt journals before it changes anything.
+    pub fn journaled(&self) -> bool {
+        self.sink.is_some()
+    }
+
     /// Journals `progress` for the step, durably, before returning. A step must
     /// not go on with what the record announces if this fails.
     pub async fn record(&self, progress: Value) -> Result<(), ActionError> {
@@ -2254,7 +2261,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                 incomplete.join("; ")
             ),
             CaseStatus::RolledBackExceptCredentials => format!(
-                "case {case} rolled back except credential containment: {undone} step(s) undone and verified; kept {} (undo re-arms credentials or re-opens to the internet: `cordon rollback {case} --approve-undo STEP` when a human decides)",
+                "case {case} rolled back except the steps whose undo needs approval: {undone} step(s) undone and verified; kept {} (their undo re-arms credentials or exposes a resource to the internet again: `cordon rollback {case} --approve-undo STEP` when a human decides)",
                 kept_credentials
                     .iter()
                     .map(|s| format!("`{s}`"))

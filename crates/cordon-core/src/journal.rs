@@ -568,7 +568,7 @@ impl CaseStatus {
                 "at rest at the pre-state; `cordon run` with its finding contains it again in a new epoch"
             }
             Some(CaseStatus::RolledBackExceptCredentials) => {
-                "`cordon rollback CASE --approve-undo STEP` re-arms the kept credentials, if that is what you want"
+                "`cordon rollback CASE --approve-undo STEP` undoes a kept step (re-arming credentials, or exposing a resource to the internet again), if a human decides to"
             }
             Some(CaseStatus::RollbackIncomplete) => {
                 "`cordon rollback CASE` again continues the rollback where it stopped (fix the named resource first)"

@@ -171,7 +171,9 @@ pub fn summarize(state: &CaseState, records: &[JournalRecord]) -> CaseSummary {
     }
     match state.status {
         Some(CaseStatus::CompletedWithFailures) => flags.push("completed-with-failures".into()),
-        Some(CaseStatus::RolledBackExceptCredentials) => flags.push("credentials kept".into()),
+        Some(CaseStatus::RolledBackExceptCredentials) => {
+            flags.push("undo kept: needs approval".into())
+        }
         Some(CaseStatus::RollbackIncomplete) => flags.push("rollback incomplete".into()),
         _ => {}
     }

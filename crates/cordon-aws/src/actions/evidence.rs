@@ -9,7 +9,11 @@
 //! the case (read from [`AwsActions::case_root`]), and every object already
 //! under the case prefix (captures written straight to S3, the S3 journal's
 //! records). Last comes `manifest.json`, listing each object's key, version
-//! id, size and SHA-256 plus the journal's hash chain.
+//! id, size and SHA-256 plus the journal's hash chain. An object already
+//! there is hashed from its bytes, fetched at its current version, unless a
+//! step of the case wrote exactly that version and verified it by reading it
+//! back: then its journaled size and SHA-256 pin it, and no round is spent
+//! fetching it again (verification still re-reads every object).
 //!
 //! With an evidence bucket, all of it is uploaded. Without one, it stays in
 //! the case directory ("stored locally"): the finding and the plan are
@@ -23,13 +27,15 @@
 //! [`AwsActions::case_root`]: super::AwsActions::case_root
 //! [`AwsActions::with_finding_raw`]: super::AwsActions::with_finding_raw
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cordon_core::action::StoreEvidence as Params;
 use cordon_core::executor::{ActionError, ErrorKind};
-use cordon_core::journal::JournalRecord;
+use cordon_core::journal::{JournalEvent, JournalRecord};
 use cordon_core::plan::CaseId;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tracing::{info, warn};
 
 use super::ec2::try_join_all;
@@ -310,6 +316,62 @@ fn unreadable_journal(case: &CaseId, unreadable: &[String]) -> ActionError {
     )
 }
 
+/// The evidence objects in `bucket` that steps of the case wrote and then
+/// verified by reading them back, by (key, version id): each step's last
+/// journaled outcome, walked for `EvidenceRef`s, kept only if a
+/// `step-verified` record of that step follows it. Unversioned objects are
+/// left out: only a version id pins the bytes that were read back.
+fn verified_evidence(
+    journal: &[JournalRecord],
+    bucket: &str,
+) -> BTreeMap<(String, String), EvidenceRef> {
+    let mut applied: BTreeMap<&str, &Value> = BTreeMap::new();
+    let mut verified: BTreeMap<(String, String), EvidenceRef> = BTreeMap::new();
+    let location = format!("s3://{bucket}/");
+    for record in journal {
+        match &record.event {
+            JournalEvent::StepApplied { step, outcome, .. } => {
+                applied.insert(step, outcome);
+            }
+            JournalEvent::StepVerified { step, .. } => {
+                let Some(outcome) = applied.remove(step.as_str()) else {
+                    continue;
+                };
+                let mut found = Vec::new();
+                evidence_refs(outcome, &mut found);
+                for evidence in found {
+                    if let (Some(key), Some(version)) = (
+                        evidence.location.strip_prefix(&location),
+                        &evidence.version_id,
+                    ) {
+                        verified.insert((key.to_owned(), version.clone()), evidence.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    verified
+}
+
+/// Every object in `value` that reads as an [`EvidenceRef`].
+fn evidence_refs(value: &Value, out: &mut Vec<EvidenceRef>) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("location")
+                && map.contains_key("sha256")
+                && let Ok(evidence) = serde_json::from_value::<EvidenceRef>(value.clone())
+            {
+                out.push(evidence);
+                return;
+            }
+            map.values().for_each(|v| evidence_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| evidence_refs(v, out)),
+        _ => {}
+    }
+}
+
 impl StoreEvidence {
     async fn apply_bucket(
         ctx: Ctx<'_>,
@@ -378,6 +440,29 @@ impl StoreEvidence {
             .filter(|v| ![&manifest_key, &lease_key, &signature_key].contains(&&v.key))
             .filter(|v| !ours.contains(&v.key))
             .collect();
+        // What the case's own steps wrote and read back is pinned from their
+        // journaled outcome: a version's bytes never change, and fetching
+        // them again would cost a round for nothing.
+        let ours_pinned = objects.len();
+        let verified = verified_evidence(&journal, bucket);
+        let (known, theirs): (Vec<&ObjectVersion>, Vec<&ObjectVersion>) =
+            theirs.into_iter().partition(|v| {
+                v.version_id
+                    .as_ref()
+                    .is_some_and(|version| verified.contains_key(&(v.key.clone(), version.clone())))
+            });
+        for v in known {
+            if let Some(version) = &v.version_id
+                && let Some(evidence) = verified.get(&(v.key.clone(), version.clone()))
+            {
+                objects.push(ManifestObject {
+                    key: v.key.clone(),
+                    version_id: Some(version.clone()),
+                    size: evidence.size,
+                    sha256: evidence.sha256.clone(),
+                });
+            }
+        }
         let fetched = try_join_all(
             theirs
                 .iter()
@@ -398,6 +483,8 @@ impl StoreEvidence {
                 s3_journal_keys.push(v.key.clone());
             }
         }
+        // Theirs in key order, as listed, whichever way each was pinned.
+        objects[ours_pinned..].sort_by(|a, b| a.key.cmp(&b.key));
         if journal.is_empty() && !s3_journal_keys.is_empty() {
             s3_journal_keys.sort();
             journal = crate::s3_journal::read_records(clients, bucket, &s3_journal_keys, case)

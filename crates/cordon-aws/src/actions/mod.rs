@@ -90,6 +90,10 @@ pub trait StepProgress: Send + Sync + std::fmt::Debug {
     ) -> Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + '_>>;
     /// The step's records journaled before this call, oldest first.
     fn earlier(&self) -> &[Value];
+    /// Whether [`StepProgress::record`] reaches a journal. Only then does an
+    /// empty [`StepProgress::earlier`] prove that this is the step's first
+    /// attempt in its epoch.
+    fn journaled(&self) -> bool;
 }
 
 impl StepProgress for Progress<'_> {
@@ -102,6 +106,10 @@ impl StepProgress for Progress<'_> {
 
     fn earlier(&self) -> &[Value] {
         Progress::earlier(self)
+    }
+
+    fn journaled(&self) -> bool {
+        Progress::journaled(self)
     }
 }
 
@@ -129,6 +137,14 @@ impl<'a> Ctx<'a> {
     /// The step's progress records from before this call, oldest first.
     pub fn earlier_progress(&self) -> &'a [Value] {
         self.progress.earlier()
+    }
+
+    /// Whether this apply is provably the step's first in its epoch: its
+    /// progress is journaled and no earlier attempt journaled any. A step that
+    /// journals before its first change may then skip looking for what an
+    /// earlier attempt made.
+    pub fn first_attempt(&self) -> bool {
+        self.progress.journaled() && self.progress.earlier().is_empty()
     }
 
     /// The instance this step targets, or a clear error; an id holding a

@@ -54,8 +54,8 @@ use tracing::warn;
 
 use super::{
     BoxedCall, Sent, attached_interfaces, describe_instance, filter, instance_network_interfaces,
-    interface_group_ids, join_all, network_interfaces_by_id, read_scope, send_reconciled,
-    try_join_all,
+    interface_group_ids, join_all, network_interfaces_by_id, read_instance, read_scope,
+    send_reconciled, try_join_all,
 };
 use crate::actions::{Amended, Ctx, Handler};
 use crate::call::items;
@@ -662,17 +662,29 @@ async fn look_up_groups(
     let ticket = reads.begin(&ids);
     let found = find_groups(ctx.clients(), vpcs, names).await;
     if let Ok(found) = &found {
-        for vpc in vpcs {
-            for name in names {
-                let group = found
-                    .iter()
-                    .find(|g| g.vpc_id() == Some(vpc) && g.group_name() == Some(name));
-                reads.store_group(&ticket, &scope, vpc, name, group);
-            }
+        for (vpc, name, group) in pair_groups(found, vpcs, names) {
+            reads.store_group(&ticket, &scope, vpc, name, group);
         }
     }
     reads.end(ticket);
     found
+}
+
+/// Every (VPC, group name) asked about, with the group of `found` it names,
+/// `None` when there is none.
+fn pair_groups<'a>(
+    found: &'a [SecurityGroup],
+    vpcs: &'a [String],
+    names: &'a [String],
+) -> impl Iterator<Item = (&'a String, &'a String, Option<&'a SecurityGroup>)> {
+    vpcs.iter().flat_map(move |vpc| {
+        names.iter().map(move |name| {
+            let group = found
+                .iter()
+                .find(|g| g.vpc_id() == Some(vpc) && g.group_name() == Some(name));
+            (vpc, name, group)
+        })
+    })
 }
 
 /// The groups `names` in `vpcs` that exist: from the read cache where a
@@ -1337,18 +1349,6 @@ pub async fn early_reads(
     ids.extend(vpcs.iter().map(String::as_str));
     let cache = clients.reads.clone();
     let ticket = cache.begin(&ids);
-    let describe = async {
-        let request = clients.ec2.describe_instances().instance_ids(&instance_id);
-        let out = clients
-            .call(&ops::EC2_DESCRIBE_INSTANCES, &instance_id, request)
-            .await
-            .ok()?;
-        out.reservations()
-            .iter()
-            .flat_map(|r| r.instances())
-            .find(|i| i.instance_id() == Some(instance_id.as_str()))
-            .cloned()
-    };
     let groups = async {
         if vpcs.is_empty() {
             return Vec::new();
@@ -1356,20 +1356,12 @@ pub async fn early_reads(
         let Ok(found) = find_groups(clients, &vpcs, &names).await else {
             return Vec::new();
         };
-        let mut out = Vec::new();
-        for vpc in &vpcs {
-            for name in &names {
-                let group = found
-                    .iter()
-                    .find(|g| g.vpc_id() == Some(vpc) && g.group_name() == Some(name))
-                    .cloned();
-                out.push((vpc.clone(), name.clone(), group));
-            }
-        }
-        out
+        pair_groups(&found, &vpcs, &names)
+            .map(|(vpc, name, group)| (vpc.clone(), name.clone(), group.cloned()))
+            .collect()
     };
     let (instance, interfaces, groups) = tokio::join!(
-        describe,
+        async { read_instance(clients, &instance_id).await.ok().flatten() },
         async { attached_interfaces(clients, &instance_id).await.ok() },
         groups
     );

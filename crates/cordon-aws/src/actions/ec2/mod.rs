@@ -123,20 +123,29 @@ pub async fn describe_instance(ctx: Ctx<'_>, instance_id: &str) -> Result<Instan
         },
         InstanceRead::Lead(lead) => Some(lead),
     };
-    let request = clients.ec2.describe_instances().instance_ids(instance_id);
-    let out = clients
-        .call(&ops::EC2_DESCRIBE_INSTANCES, instance_id, request)
-        .await?;
-    let instance = out
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .find(|i| i.instance_id() == Some(instance_id))
-        .cloned();
+    let instance = read_instance(clients, instance_id).await?;
     if let (Some(lead), Some(instance)) = (lead, &instance) {
         lead.answer(instance);
     }
     usable_instance(instance, instance_id)
+}
+
+/// One DescribeInstances of `instance_id`, past every cache: the instance, or
+/// `None` when the answer does not hold it.
+pub(crate) async fn read_instance(
+    clients: &AwsClients,
+    instance_id: &str,
+) -> Result<Option<Instance>, ActionError> {
+    let request = clients.ec2.describe_instances().instance_ids(instance_id);
+    let out = clients
+        .call(&ops::EC2_DESCRIBE_INSTANCES, instance_id, request)
+        .await?;
+    Ok(out
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find(|i| i.instance_id() == Some(instance_id))
+        .cloned())
 }
 
 /// The instance a read found; a missing or terminated one is a clear error.
