@@ -472,27 +472,24 @@ pub enum StreamError {
         read: u64,
         /// What the stream reported.
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: BoxError,
     },
 }
+
+/// What a body's stream fails with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body read one chunk at a time: an S3 object's, or a test's stream.
 pub trait Chunks: Send {
     /// The next chunk; `None` at the end.
     fn next_chunk(
         &mut self,
-    ) -> impl Future<
-        Output = Result<Option<impl AsRef<[u8]> + Send>, Box<dyn std::error::Error + Send + Sync>>,
-    > + Send;
+    ) -> impl Future<Output = Result<Option<impl AsRef<[u8]> + Send>, BoxError>> + Send;
 }
 
 impl Chunks for ByteStream {
-    fn next_chunk(
-        &mut self,
-    ) -> impl Future<
-        Output = Result<Option<impl AsRef<[u8]> + Send>, Box<dyn std::error::Error + Send + Sync>>,
-    > + Send {
-        async move { self.try_next().await.map_err(Into::into) }
+    async fn next_chunk(&mut self) -> Result<Option<impl AsRef<[u8]> + Send>, BoxError> {
+        self.try_next().await.map_err(Into::into)
     }
 }
 
@@ -818,27 +815,18 @@ mod tests {
     }
 
     impl Chunks for Paced {
-        fn next_chunk(
-            &mut self,
-        ) -> impl Future<
-            Output = Result<
-                Option<impl AsRef<[u8]> + Send>,
-                Box<dyn std::error::Error + Send + Sync>,
-            >,
-        > + Send {
-            async move {
-                if self.sent > 0 {
-                    tokio::time::sleep(self.gap).await;
-                }
-                if self.sent == self.chunks {
-                    if self.stall {
-                        std::future::pending::<()>().await;
-                    }
-                    return Ok(None);
-                }
-                self.sent += 1;
-                Ok(Some(vec![7u8; self.size]))
+        async fn next_chunk(&mut self) -> Result<Option<impl AsRef<[u8]> + Send>, BoxError> {
+            if self.sent > 0 {
+                tokio::time::sleep(self.gap).await;
             }
+            if self.sent == self.chunks {
+                if self.stall {
+                    std::future::pending::<()>().await;
+                }
+                return Ok(None);
+            }
+            self.sent += 1;
+            Ok(Some(vec![7u8; self.size]))
         }
     }
 
