@@ -13,7 +13,7 @@ use aws_sdk_ssm::operation::cancel_command::{CancelCommandError, CancelCommandOu
 use aws_sdk_ssm::operation::get_command_invocation::GetCommandInvocationOutput;
 use aws_sdk_ssm::operation::send_command::SendCommandOutput;
 use aws_sdk_ssm::types::{Command, CommandInvocationStatus};
-use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use cordon_aws::actions::AwsActions;
 use cordon_aws::actions::ec2::memory;
 use cordon_aws::client::AwsClients;
@@ -214,27 +214,11 @@ async fn a_memory_capture_past_its_budget_fails_and_isolation_proceeds() {
     .await
     .expect("provision");
     let (actions, dir) = s3_actions(clients, "capture-memory-budget").await;
-    // An acquisition that never ends: SSM answered by mocks (the emulator
-    // reports every command successful at once).
-    let send = mock!(SsmClient::send_command).then_output(|| {
-        SendCommandOutput::builder()
-            .command(Command::builder().command_id("cmd-never-ends").build())
-            .build()
-    });
-    let status = mock!(SsmClient::get_command_invocation).then_output(|| {
-        GetCommandInvocationOutput::builder()
-            .status(CommandInvocationStatus::InProgress)
-            .build()
-    });
+    // An acquisition that never ends.
     let cancel = mock!(SsmClient::cancel_command)
         .match_requests(|r| r.command_id() == Some("cmd-never-ends") && r.instance_ids().len() == 1)
         .then_output(|| CancelCommandOutput::builder().build());
-    let mut with_mock = clients.clone();
-    with_mock.ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&send, &status, &cancel]);
-    let actions = AwsActions {
-        clients: with_mock,
-        ..actions
-    };
+    let (actions, send) = still_running(actions, "cmd-never-ends", &cancel);
     let finding = env
         .instance_finding("app")
         .expect("finding")
@@ -295,6 +279,30 @@ async fn a_memory_capture_past_its_budget_fails_and_isolation_proceeds() {
             .any(|r| r["event"]["event"] == "step-verified" && r["event"]["step"] == "isolate"),
         "isolation proceeds without the image: {text}"
     );
+}
+
+/// `actions` with SSM answered by mocks (the emulator reports every command
+/// successful at once): SendCommand (the returned rule) answers
+/// `command_id`, which stays InProgress forever; `cancel` answers
+/// CancelCommand.
+fn still_running(
+    actions: AwsActions,
+    command_id: &'static str,
+    cancel: &Rule,
+) -> (AwsActions, Rule) {
+    let send = mock!(SsmClient::send_command).then_output(move || {
+        SendCommandOutput::builder()
+            .command(Command::builder().command_id(command_id).build())
+            .build()
+    });
+    let status = mock!(SsmClient::get_command_invocation).then_output(|| {
+        GetCommandInvocationOutput::builder()
+            .status(CommandInvocationStatus::InProgress)
+            .build()
+    });
+    let mut clients = actions.clients.clone();
+    clients.ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&send, &status, cancel]);
+    (AwsActions { clients, ..actions }, send)
 }
 
 /// The `step-progress` records of the `memory` step, in order.
@@ -636,16 +644,6 @@ async fn a_refused_cancellation_is_journaled_and_reported_in_one_line() {
         finding,
         ..
     } = memory_world(clients, "memory-cancel-refused", 1).await;
-    let send = mock!(SsmClient::send_command).then_output(|| {
-        SendCommandOutput::builder()
-            .command(Command::builder().command_id("cmd-still-running").build())
-            .build()
-    });
-    let status = mock!(SsmClient::get_command_invocation).then_output(|| {
-        GetCommandInvocationOutput::builder()
-            .status(CommandInvocationStatus::InProgress)
-            .build()
-    });
     let cancel = mock!(SsmClient::cancel_command).then_error(|| {
         CancelCommandError::generic(
             aws_smithy_types::error::ErrorMetadata::builder()
@@ -654,12 +652,7 @@ async fn a_refused_cancellation_is_journaled_and_reported_in_one_line() {
                 .build(),
         )
     });
-    let mut with_mock = clients.clone();
-    with_mock.ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&send, &status, &cancel]);
-    let actions = AwsActions {
-        clients: with_mock,
-        ..actions
-    };
+    let (actions, _) = still_running(actions, "cmd-still-running", &cancel);
     let journal = LocalJournal::new(dir.join("journal"));
     let report = Executor::new(&actions, &journal, &ApproveAll)
         .run(&plan, &finding)
