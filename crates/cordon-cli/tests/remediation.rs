@@ -81,19 +81,22 @@ impl Dir {
     }
 
     fn run(&self, aws: &EmulatorGuard, crash_after: u64) -> Output {
+        self.run_with(
+            aws,
+            &[],
+            ("CORDON_TEST_CRASH_AFTER_RECORD", crash_after.to_string()),
+        )
+    }
+
+    /// `cordon run` of the case's finding and playbooks with `extra`
+    /// arguments and one crash hook armed.
+    fn run_with(&self, aws: &EmulatorGuard, extra: &[&str], hook: (&str, String)) -> Output {
         let finding = self.0.join("finding.json");
         let playbooks = self.0.join("playbooks");
-        self.cordon(
-            aws,
-            &[
-                "run",
-                &finding.to_string_lossy(),
-                "--yes",
-                "--playbooks",
-                &playbooks.to_string_lossy(),
-            ],
-            &[("CORDON_TEST_CRASH_AFTER_RECORD", crash_after.to_string())],
-        )
+        let (finding, playbooks) = (finding.to_string_lossy(), playbooks.to_string_lossy());
+        let mut args = vec!["run", &finding, "--yes", "--playbooks", &playbooks];
+        args.extend_from_slice(extra);
+        self.cordon(aws, &args, &[hook])
     }
 
     fn case_id(&self) -> String {
@@ -406,21 +409,7 @@ steps:
 
 /// `cordon run` of the memory playbook, with one crash hook armed.
 fn memory_run(dir: &Dir, aws: &EmulatorGuard, hook: (&str, String)) -> Output {
-    let finding = dir.0.join("finding.json");
-    let playbooks = dir.0.join("playbooks");
-    dir.cordon(
-        aws,
-        &[
-            "run",
-            &finding.to_string_lossy(),
-            "--yes",
-            "--playbooks",
-            &playbooks.to_string_lossy(),
-            "--evidence-bucket",
-            MEMORY_BUCKET,
-        ],
-        &[hook],
-    )
+    dir.run_with(aws, &["--evidence-bucket", MEMORY_BUCKET], hook)
 }
 
 fn memory_resume(dir: &Dir, aws: &EmulatorGuard, case_id: &str) -> Output {
