@@ -275,7 +275,8 @@ async fn revoke_open_ingress_undo_needs_explicit_approval() {
         kept.message
     );
     assert!(
-        kept.message.contains("re-opens to the internet"),
+        kept.message
+            .contains("exposes a resource to the internet again"),
         "{}",
         kept.message
     );
