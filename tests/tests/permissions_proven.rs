@@ -17,6 +17,9 @@
 //!   the inline-policy version;
 //! - `enrich-with-detective`, with Detective answered by the SDK's mocks (the
 //!   emulator has no Detective) and everything else by the emulator;
+//! - `capture-memory` resumed after a journaled intent (it reads
+//!   `ListCommands` for the intent's marker), and past its budget with SSM
+//!   answered by mocks (the emulator has no `CancelCommand`), which cancels;
 //! - `store-evidence` signing its manifests (`--evidence-signing-key`): the
 //!   evidence-signing front door's `kms:Sign` is declared for it, since the
 //!   key is a run-time option rather than a step parameter.
@@ -45,10 +48,15 @@ use aws_sdk_detective::operation::list_indicators::ListIndicatorsOutput;
 use aws_sdk_detective::operation::list_investigations::ListInvestigationsOutput;
 use aws_sdk_detective::operation::start_investigation::StartInvestigationOutput;
 use aws_sdk_detective::types::{Graph, Indicator, IndicatorType, Status};
+use aws_sdk_ssm::Client as SsmClient;
+use aws_sdk_ssm::operation::cancel_command::CancelCommandOutput;
+use aws_sdk_ssm::operation::get_command_invocation::GetCommandInvocationOutput;
+use aws_sdk_ssm::operation::send_command::SendCommandOutput;
+use aws_sdk_ssm::types::{Command, CommandInvocationStatus};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use cordon_aws::actions::AwsActions;
 use cordon_core::action::{ActionKind, FRONT_DOOR_PERMISSIONS, FrontDoor, IMPLIED_PERMISSIONS};
-use cordon_core::executor::ErrorKind;
+use cordon_core::executor::{Actions, ErrorKind, Progress};
 use cordon_core::plan::Plan;
 use cordon_tests::shipped::{LEAKED_USER, ShippedWorld, plan_shipped, shipped_world_signing};
 use cordon_tests::{
@@ -220,8 +228,9 @@ async fn every_recorded_call_is_a_declared_permission() {
         "the recorder and the SDK's count of operations sent disagree"
     );
 
-    // Detective last: its mocked client has no wire counter.
+    // Detective and the memory budget last: their mocked clients have no wire counter.
     drive_detective(&world).await;
+    drive_memory_past_budget(&world).await;
 
     let recorded = clients.recorder.iam_actions_by_kind();
     let not_driven: Vec<ActionKind> = ActionKind::iter()
@@ -449,6 +458,60 @@ fn memory_plan(world: &ShippedWorld) -> Plan {
     )
 }
 
+/// `capture-memory` resumed after a run that journaled its intent and
+/// crashed: it reads the instance's commands for the intent's marker
+/// (`ssm:ListCommands`), finds none, and sends the command.
+async fn drive_memory_resume(world: &ShippedWorld) {
+    let plan = memory_plan(world);
+    let step = plan.steps.iter().find(|s| s.id == "memory").expect("step");
+    let actions = &world.actions;
+    let pre = actions
+        .read_pre_state(&plan, step)
+        .await
+        .expect("pre-state");
+    let intent = json!({"phase": "command-intended",
+                        "marker": "cordon:crashed:memory:never-sent", "key": pre["key"],
+                        "sent-at": 1_700_000_000, "url-expires-at": 1_700_001_800});
+    actions
+        .apply_with_progress(&plan, step, &pre, &Progress::replay(vec![intent]))
+        .await
+        .expect("capture after an intent");
+}
+
+/// `capture-memory` past its budget: the command still running is cancelled
+/// (`ssm:CancelCommand`). SSM answered by mocks: the emulator reports every
+/// command successful at once and has no CancelCommand.
+async fn drive_memory_past_budget(world: &ShippedWorld) {
+    let send = mock!(SsmClient::send_command).then_output(|| {
+        SendCommandOutput::builder()
+            .command(Command::builder().command_id("cmd-permissions").build())
+            .build()
+    });
+    let status = mock!(SsmClient::get_command_invocation).then_output(|| {
+        GetCommandInvocationOutput::builder()
+            .status(CommandInvocationStatus::InProgress)
+            .build()
+    });
+    let cancel =
+        mock!(SsmClient::cancel_command).then_output(|| CancelCommandOutput::builder().build());
+    let mut clients = world.actions.clients.clone();
+    clients.ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&send, &status, &cancel]);
+    let actions = AwsActions {
+        clients,
+        ..world.actions.clone()
+    };
+    let plan = web_server_plan(
+        world,
+        "permissions-memory-budget",
+        json!([{"id": "memory", "action": "capture-memory", "with": {"time-budget-seconds": 1}}]),
+    );
+    let mut life = Lifecycle::new(&actions, &plan, "memory");
+    life.pre_state().await.expect("pre-state");
+    let err = life.apply().await.expect_err("past the budget");
+    assert_eq!(err.kind, ErrorKind::Timeout, "{err}");
+    assert_eq!(cancel.num_calls(), 1, "cancelled");
+}
+
 /// The remediation actions of issue 15 no shipped playbook for a GuardDuty
 /// finding runs: each through its whole lifecycle on the web server.
 async fn drive_remediations(world: &ShippedWorld, open_group: &str, public_snapshot: &str) {
@@ -464,6 +527,7 @@ async fn drive_remediations(world: &ShippedWorld, open_group: &str, public_snaps
         .run()
         .await
         .assert_ok();
+    drive_memory_resume(world).await;
     // Undo of the revocation is approval-gated in the executor; the
     // handler's undo (what an approved rollback runs) re-authorizes.
     let targets = [

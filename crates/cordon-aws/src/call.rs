@@ -190,6 +190,10 @@ impl AwsClients {
         // future would otherwise carry it (a handler's future, many of them).
         let result = Box::pin(request.send_request(op, capture)).await;
         self.recorder.finish(ticket);
+        #[cfg(feature = "crash-hooks")]
+        if result.is_ok() {
+            crate::crash::after_answered(op);
+        }
         result.map_err(|error| Failed::new(op, resource, error))
     }
 }
@@ -371,6 +375,8 @@ requests! {
     aws_sdk_ssm::get_parameter: GetParameterFluentBuilder => GetParameterOutput, GetParameterError;
     aws_sdk_ssm::send_command: SendCommandFluentBuilder => SendCommandOutput, SendCommandError;
     aws_sdk_ssm::get_command_invocation: GetCommandInvocationFluentBuilder => GetCommandInvocationOutput, GetCommandInvocationError;
+    aws_sdk_ssm::list_commands: ListCommandsFluentBuilder => ListCommandsOutput, ListCommandsError;
+    aws_sdk_ssm::cancel_command: CancelCommandFluentBuilder => CancelCommandOutput, CancelCommandError;
     aws_sdk_sfn::send_task_success: SendTaskSuccessFluentBuilder => SendTaskSuccessOutput, SendTaskSuccessError;
     aws_sdk_sfn::send_task_failure: SendTaskFailureFluentBuilder => SendTaskFailureOutput, SendTaskFailureError;
     aws_sdk_sts::assume_role: AssumeRoleFluentBuilder => AssumeRoleOutput, AssumeRoleError;
@@ -402,6 +408,7 @@ paged! {
     aws_sdk_guardduty::list_detectors: ListDetectorsFluentBuilder, set_next_token, next_token;
     aws_sdk_guardduty::list_findings: ListFindingsFluentBuilder, set_next_token, next_token;
     aws_sdk_detective::list_indicators: ListIndicatorsFluentBuilder, set_next_token, next_token;
+    aws_sdk_ssm::list_commands: ListCommandsFluentBuilder, set_next_token, next_token;
 }
 
 /// Object versions page by two markers, and say when there is more.

@@ -6,6 +6,8 @@ pub mod actions;
 pub mod attempts;
 pub mod call;
 pub mod client;
+#[cfg(feature = "crash-hooks")]
+mod crash;
 pub mod errors;
 pub mod evidence;
 pub mod evidence_bucket;

@@ -498,10 +498,17 @@ ops! {
 
     // ---- SSM Run Command: `capture-memory`
     /// Each call runs the acquisition again: never re-sent by the SDK (the
-    /// handler journals the command id before waiting on it).
+    /// handler journals an intent with a marker first, and reads
+    /// `ListCommands` for it before sending again).
     SSM_SEND_COMMAND = Op::write(Ssm, "SendCommand", "ssm:SendCommand").send_once();
     SSM_GET_COMMAND_INVOCATION =
         Op::read(Ssm, "GetCommandInvocation", "ssm:GetCommandInvocation");
+    /// The instance's commands, read to find one sent by an attempt (or a
+    /// process) that never heard the answer, by the marker in its comment.
+    SSM_LIST_COMMANDS = Op::read(Ssm, "ListCommands", "ssm:ListCommands");
+    /// Stops a command still running past its time budget; cancelling twice
+    /// is harmless, so the SDK may retry it.
+    SSM_CANCEL_COMMAND = Op::write(Ssm, "CancelCommand", "ssm:CancelCommand");
 
     // ---- Step Functions: the approver's answer to an approval wait
     //      (`cordon approve --task-token`; never the Lambda's role)

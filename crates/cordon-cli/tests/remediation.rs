@@ -2,13 +2,16 @@
 //! is killed right after each journal record in turn (the crash-hooks
 //! feature), then the case is resumed (every other crash point) and rolled
 //! back. A resumed case must end remediated, every rollback exactly at the
-//! state before the case.
+//! state before the case. `capture-memory`'s SendCommand is crash-tested
+//! here too, killed right after SSM answers it (`CORDON_TEST_CRASH_AFTER_CALL`)
+//! and after each record: every resume leaves exactly one command in SSM.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use cordon_aws::client::AwsClients;
+use cordon_aws::evidence_bucket::{self, DEFAULT_KMS_ALIAS};
 use cordon_gameday::provision;
 use cordon_tests::EmulatorGuard;
 use serde_json::{Value, json};
@@ -53,6 +56,7 @@ impl Dir {
             .arg("--state-dir")
             .arg(self.0.join("state"))
             .env_remove("CORDON_TEST_CRASH_AFTER_RECORD")
+            .env_remove("CORDON_TEST_CRASH_AFTER_CALL")
             .env_remove("CORDON_PLAYBOOKS")
             .env_remove("AWS_PROFILE");
         for (k, v) in aws.env() {
@@ -77,19 +81,22 @@ impl Dir {
     }
 
     fn run(&self, aws: &EmulatorGuard, crash_after: u64) -> Output {
+        self.run_with(
+            aws,
+            &[],
+            ("CORDON_TEST_CRASH_AFTER_RECORD", crash_after.to_string()),
+        )
+    }
+
+    /// `cordon run` of the case's finding and playbooks with `extra`
+    /// arguments and one crash hook armed.
+    fn run_with(&self, aws: &EmulatorGuard, extra: &[&str], hook: (&str, String)) -> Output {
         let finding = self.0.join("finding.json");
         let playbooks = self.0.join("playbooks");
-        self.cordon(
-            aws,
-            &[
-                "run",
-                &finding.to_string_lossy(),
-                "--yes",
-                "--playbooks",
-                &playbooks.to_string_lossy(),
-            ],
-            &[("CORDON_TEST_CRASH_AFTER_RECORD", crash_after.to_string())],
-        )
+        let (finding, playbooks) = (finding.to_string_lossy(), playbooks.to_string_lossy());
+        let mut args = vec!["run", &finding, "--yes", "--playbooks", &playbooks];
+        args.extend_from_slice(extra);
+        self.cordon(aws, &args, &[hook])
     }
 
     fn case_id(&self) -> String {
@@ -438,4 +445,199 @@ async fn make_account_snapshots_private_crash_at_every_record_then_resume_or_rol
     .await;
     eprintln!("make-account-snapshots-private: {n} crash points");
     assert!(n >= 3, "every record was a crash point: {n}");
+}
+
+const MEMORY_BUCKET: &str = "cordon-evidence-memory-crash";
+
+/// Memory first, then a tag: a crash also lands between the steps. The
+/// emulator runs no SSM agent, so the host's upload is done ahead: the image
+/// is at the case's key before the run, and the emulator reports the command
+/// successful at once.
+const MEMORY_PLAYBOOK: &str = r#"
+name: memory-crash
+description: capture-memory crash-safety test.
+priority: 200
+match:
+  resource-types: [Instance]
+on-failure: stop
+steps:
+  - id: memory
+    action: capture-memory
+    with:
+      command: "avml --url '{upload_url}' /tmp/m.lime"
+      time-budget-seconds: 600
+  - id: tag
+    action: tag-resource
+    needs: [memory]
+"#;
+
+/// `cordon run` of the memory playbook, with one crash hook armed.
+fn memory_run(dir: &Dir, aws: &EmulatorGuard, hook: (&str, String)) -> Output {
+    dir.run_with(aws, &["--evidence-bucket", MEMORY_BUCKET], hook)
+}
+
+fn memory_resume(dir: &Dir, aws: &EmulatorGuard, case_id: &str) -> Output {
+    dir.cordon(
+        aws,
+        &["resume", case_id, "--evidence-bucket", MEMORY_BUCKET],
+        &[],
+    )
+}
+
+/// The memory step's progress records and the command its applied outcome names.
+fn memory_journal(dir: &Dir, case_id: &str) -> (Vec<Value>, Option<String>) {
+    let text = std::fs::read_to_string(
+        dir.0
+            .join("state/cases")
+            .join(case_id)
+            .join("journal.jsonl"),
+    )
+    .expect("journal");
+    let records: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|r: &Value| r["event"]["step"] == "memory")
+        .collect();
+    let progress = records
+        .iter()
+        .filter(|r| r["event"]["event"] == "step-progress")
+        .map(|r| r["event"]["progress"].clone())
+        .collect();
+    let applied = records
+        .iter()
+        .find(|r| r["event"]["event"] == "step-applied")
+        .and_then(|r| r["event"]["outcome"]["command-id"].as_str())
+        .map(str::to_string);
+    (progress, applied)
+}
+
+/// A fresh world: one instance, the evidence bucket, the host's image at
+/// the case's key. Returns the finding, the instance id and the case id.
+async fn memory_world(aws: &EmulatorGuard) -> (Value, String, String) {
+    aws.reset().await;
+    let clients = aws.clients();
+    let env = provision(
+        clients,
+        &cordon_tests::one_instance_environment("10.62.0.0/16"),
+    )
+    .await
+    .expect("provision");
+    evidence_bucket::init(clients, MEMORY_BUCKET, DEFAULT_KMS_ALIAS, None)
+        .await
+        .expect("evidence bucket");
+    let instance_id = env.instances["app"].id.clone();
+    let finding = env.instance_finding("app").expect("finding").detail();
+    let plan = cordon_tests::plan_steps(
+        &finding.to_string(),
+        "case-id",
+        json!([{"id": "tag", "action": "tag-resource"}]),
+    );
+    let case_id = plan.case_id.as_str().to_string();
+    clients
+        .s3
+        .put_object()
+        .bucket(MEMORY_BUCKET)
+        .key(format!("cases/{case_id}/memory/{instance_id}.lime"))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"image"))
+        .send()
+        .await
+        .expect("the host's upload");
+    (finding, instance_id, case_id)
+}
+
+/// The ids of the commands SSM holds for the instance.
+async fn command_ids(clients: &AwsClients, instance_id: &str) -> Vec<String> {
+    clients
+        .ssm
+        .list_commands()
+        .instance_id(instance_id)
+        .send()
+        .await
+        .expect("ListCommands")
+        .commands()
+        .iter()
+        .filter_map(|c| c.command_id().map(str::to_string))
+        .collect()
+}
+
+/// Issue 15 gap: killed between SendCommand's answer and its journal record,
+/// the resumed case adopts the command the dead run sent (found by the
+/// marker of the intent journaled before sending): one command in SSM. On
+/// the old code the resume sent a second command.
+#[tokio::test]
+async fn capture_memory_crash_right_after_send_command_resumes_with_the_same_command() {
+    let aws = cordon_tests::emulator().await;
+    let (finding, instance_id, case_id) = memory_world(&aws).await;
+    let dir = Dir::new("memory-after-send", &finding, MEMORY_PLAYBOOK);
+    let out = memory_run(
+        &dir,
+        &aws,
+        ("CORDON_TEST_CRASH_AFTER_CALL", "ssm:SendCommand".into()),
+    );
+    assert_eq!(
+        out.status.code(),
+        None,
+        "the binary ignored CORDON_TEST_CRASH_AFTER_CALL: build the tests with \
+         `--features cordon-cli/crash-hooks` (scripts/test does)"
+    );
+    let sent = command_ids(aws.clients(), &instance_id).await;
+    assert_eq!(sent.len(), 1, "the dead run's command reached SSM");
+    let (progress, _) = memory_journal(&dir, &case_id);
+    assert_eq!(
+        progress.len(),
+        1,
+        "only the intent was journaled: {progress:?}"
+    );
+    assert_eq!(progress[0]["phase"], "command-intended", "{progress:?}");
+    assert!(progress[0]["marker"].is_string(), "{progress:?}");
+
+    let out = memory_resume(&dir, &aws, &case_id);
+    assert_eq!(out.status.code(), Some(0), "the resume completes");
+    assert_eq!(
+        command_ids(aws.clients(), &instance_id).await,
+        sent,
+        "no second command"
+    );
+    let (progress, applied) = memory_journal(&dir, &case_id);
+    assert_eq!(applied.as_deref(), Some(sent[0].as_str()), "{progress:?}");
+}
+
+/// Killed right after each journal record in turn, then resumed: every
+/// resume completes with exactly one command in SSM, the journal's.
+#[tokio::test]
+async fn capture_memory_crash_at_every_record_then_resume_leaves_exactly_one_command() {
+    let aws = cordon_tests::emulator().await;
+    let mut n = 0u64;
+    loop {
+        let (finding, instance_id, case_id) = memory_world(&aws).await;
+        let dir = Dir::new(&format!("memory{n}"), &finding, MEMORY_PLAYBOOK);
+        let out = memory_run(
+            &dir,
+            &aws,
+            ("CORDON_TEST_CRASH_AFTER_RECORD", n.to_string()),
+        );
+        if out.status.code() == Some(0) {
+            assert!(
+                n > 4,
+                "the binary ignored CORDON_TEST_CRASH_AFTER_RECORD: build the tests with \
+                 `--features cordon-cli/crash-hooks` (scripts/test does)"
+            );
+            assert_eq!(command_ids(aws.clients(), &instance_id).await.len(), 1);
+            break;
+        }
+        assert_eq!(out.status.code(), None, "record {n}: expected an abort");
+        let out = memory_resume(&dir, &aws, &case_id);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "record {n}: the resume completes"
+        );
+        let sent = command_ids(aws.clients(), &instance_id).await;
+        assert_eq!(sent.len(), 1, "record {n}: exactly one command: {sent:?}");
+        let (_, applied) = memory_journal(&dir, &case_id);
+        assert_eq!(applied.as_deref(), Some(sent[0].as_str()), "record {n}");
+        n += 1;
+        assert!(n < 100, "the run never completed");
+    }
+    eprintln!("capture-memory: {n} crash points");
 }

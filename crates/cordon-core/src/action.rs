@@ -757,6 +757,11 @@ impl ActionKind {
                 "s3:PutObject",
                 "ssm:SendCommand",
                 "ssm:GetCommandInvocation",
+                // Finding a command sent by an attempt (or a crashed run)
+                // that never heard the answer, before sending another.
+                "ssm:ListCommands",
+                // Stopping an acquisition still running past its budget.
+                "ssm:CancelCommand",
                 // Reading the image back to hash it, then its version to verify.
                 "s3:GetObject",
                 "s3:GetObjectVersion",

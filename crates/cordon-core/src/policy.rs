@@ -492,7 +492,9 @@ pub enum Sid {
     SsmPauseParameter,
     /// `ssm:SendCommand` of `AWS-RunShellScript` to instances (`capture-memory`).
     SsmRunCommand,
-    /// `ssm:GetCommandInvocation`: the memory acquisition's status.
+    /// `ssm:GetCommandInvocation`, `ssm:ListCommands`, `ssm:CancelCommand`:
+    /// the memory acquisition's status, finding it after a lost answer, and
+    /// stopping it past its budget.
     SsmCommandInvocations,
     /// A bucket's own public access block (`block-bucket-public-access`).
     S3BucketPublicAccessBlock,
@@ -633,7 +635,9 @@ impl Sid {
             ("sts", "AssumeRole", _) => Sid::StsAssumeResponderRole,
             ("ssm", "GetParameter", _) => Sid::SsmPauseParameter,
             ("ssm", "SendCommand", _) => Sid::SsmRunCommand,
-            ("ssm", "GetCommandInvocation", _) => Sid::SsmCommandInvocations,
+            ("ssm", "GetCommandInvocation" | "ListCommands" | "CancelCommand", _) => {
+                Sid::SsmCommandInvocations
+            }
             ("s3", "GetBucketPublicAccessBlock" | "PutBucketPublicAccessBlock", _) => {
                 Sid::S3BucketPublicAccessBlock
             }
@@ -895,7 +899,8 @@ impl Sid {
                 ),
                 ec2("instance/*"),
             ],
-            // list_awssystemsmanager: GetCommandInvocation lists no resource type.
+            // list_awssystemsmanager: GetCommandInvocation, ListCommands and
+            // CancelCommand list no resource type.
             Sid::SsmCommandInvocations => vec!["*".to_string()],
             // list_amazons3: Get/PutBucketPublicAccessBlock (bucket*): any bucket
             // a Config rule names.

@@ -645,7 +645,13 @@ fn validate_document(text: &str, file: &str) -> Result<(Playbook, Document), Vec
                     problem.message = format!("`{}`: {}", document.action, problem.message);
                 }
                 if let Some(with) = &document.with {
-                    check_placeholders(&mut cx, &format!("{base}.with"), with);
+                    // capture-memory's command takes the upload URL, filled
+                    // in when the command is sent, not by the planner.
+                    let also: &[&str] = match document.action {
+                        ActionKind::CaptureMemory => &[crate::action::UPLOAD_URL_PLACEHOLDER],
+                        _ => &[],
+                    };
+                    check_placeholders(&mut cx, &format!("{base}.with"), with, also);
                 }
                 // Kept even when a parameter was dropped, so the step's own checks still run;
                 // the file fails on the problems recorded above either way.
@@ -915,9 +921,10 @@ fn check_pattern(cx: &mut FileContext<'_>, path: &str, pattern: &str) {
     }
 }
 
-/// Every `{name}` in a parameter must be one the planner fills: an unknown one would
-/// reach AWS verbatim (a tag value reading `{case-id}`).
-fn check_placeholders(cx: &mut FileContext<'_>, path: &str, value: &Value) {
+/// Every `{name}` in a parameter must be one the planner fills, or one of
+/// `also` (the action's own): an unknown one would reach AWS verbatim (a tag
+/// value reading `{case-id}`).
+fn check_placeholders(cx: &mut FileContext<'_>, path: &str, value: &Value, also: &[&str]) {
     match value {
         Value::String(text) => {
             let mut rest = text.as_str();
@@ -930,7 +937,10 @@ fn check_placeholders(cx: &mut FileContext<'_>, path: &str, value: &Value) {
                     && name
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-                if looks_like_one && !PLACEHOLDERS.contains(&candidate) {
+                if looks_like_one
+                    && !PLACEHOLDERS.contains(&candidate)
+                    && !also.contains(&candidate)
+                {
                     let hint = PLACEHOLDERS
                         .iter()
                         .map(|p| (edit_distance(candidate, p), *p))
@@ -949,12 +959,12 @@ fn check_placeholders(cx: &mut FileContext<'_>, path: &str, value: &Value) {
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                check_placeholders(cx, &format!("{path}[{i}]"), item);
+                check_placeholders(cx, &format!("{path}[{i}]"), item, also);
             }
         }
         Value::Object(map) => {
             for (key, item) in map {
-                check_placeholders(cx, &join(path, key), item);
+                check_placeholders(cx, &join(path, key), item, also);
             }
         }
         _ => {}

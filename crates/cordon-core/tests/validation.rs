@@ -452,6 +452,32 @@ fn unknown_placeholders_in_parameters() {
     );
 }
 
+/// A capture-memory command names its own tool, with `{upload_url}` where
+/// the image goes (the URL is filled in when the command is sent). On the
+/// old code the placeholder check refused it while the action's own check
+/// required it, so no playbook could name its tool.
+#[test]
+fn capture_memory_command_takes_the_upload_url_placeholder() {
+    let dir = std::env::temp_dir().join(format!("cordon-upload-url-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("memory.yaml"),
+        "name: memory\ndescription: d\nmatch:\n  resource-types: [Instance]\nsteps:\n  - id: memory\n    action: capture-memory\n    with:\n      command: \"avml --url '{upload_url}' /tmp/m.lime\"\n  - id: notify\n    action: notify\n    with:\n      subject: \"{upload_url}\"\n",
+    )
+    .expect("write");
+    let problems = load_playbooks(&dir).expect_err("notify has no upload URL");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    let messages: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    assert_eq!(
+        messages,
+        ["steps[1].with.subject: unknown placeholder `{upload_url}`"],
+        "only notify's is unknown"
+    );
+}
+
 #[test]
 fn every_broken_file_has_a_test_and_the_directory_reports_them_all_at_once() {
     let mut files: BTreeSet<String> = BTreeSet::new();
