@@ -164,7 +164,9 @@ async fn crash_at_every_record<R: Remediated>(
         );
         let case_id = dir.case_id();
         if n.is_multiple_of(2) {
-            let out = dir.cordon(aws, &["resume", &case_id], &[]);
+            // `--yes`: a step needing approval (deleting evidence on rollback)
+            // is asked again when the crash came before its approval was journaled.
+            let out = dir.cordon(aws, &["resume", &case_id, "--yes"], &[]);
             assert_eq!(out.status.code(), Some(0), "record {n}: resume completes");
             let now = world.state(aws.clients()).await;
             assert!(world.remediated(&now), "record {n}: resumed: {now}");
@@ -217,6 +219,100 @@ async fn enforce_imdsv2_crash_at_every_record_then_resume_or_rollback() {
     .await;
     eprintln!("enforce-imdsv2: {n} crash points");
     assert!(n >= 4, "every step's records were crash points: {n}");
+}
+
+/// Snapshot every volume; the snapshots go on rollback (so the world is back
+/// exactly): the step whose first attempt skips the lookup for earlier
+/// snapshots (it journals `creating-snapshots` first).
+const VOLUME_SNAPSHOTS_PLAYBOOK: &str = r#"
+name: snapshot-crash
+description: snapshot-volumes crash-safety test.
+priority: 200
+match:
+  resource-types: [Instance]
+on-failure: stop
+steps:
+  - id: snapshot
+    action: snapshot-volumes
+    with:
+      delete-on-rollback: true
+"#;
+
+/// The instance whose volumes `snapshot-volumes` snapshots.
+struct VolumeSnapshots {
+    instance_id: String,
+}
+
+impl Remediated for VolumeSnapshots {
+    /// The number of snapshots of each volume attached to the instance.
+    async fn state(&self, clients: &AwsClients) -> Value {
+        let volumes = clients
+            .ec2
+            .describe_volumes()
+            .filters(
+                aws_sdk_ec2::types::Filter::builder()
+                    .name("attachment.instance-id")
+                    .values(&self.instance_id)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("DescribeVolumes");
+        let snapshots = clients
+            .ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .send()
+            .await
+            .expect("DescribeSnapshots");
+        let mut counts = serde_json::Map::new();
+        for volume in volumes.volumes() {
+            let id = volume.volume_id().expect("volume id");
+            let taken = snapshots
+                .snapshots()
+                .iter()
+                .filter(|s| s.volume_id() == Some(id))
+                .count();
+            counts.insert(id.to_string(), json!(taken));
+        }
+        Value::Object(counts)
+    }
+
+    /// Exactly one snapshot of every volume: none missing, none taken twice.
+    fn remediated(&self, state: &Value) -> bool {
+        state
+            .as_object()
+            .is_some_and(|counts| !counts.is_empty() && counts.values().all(|n| *n == json!(1)))
+    }
+}
+
+/// A crash after any record (the `creating-snapshots` record before the
+/// first CreateSnapshot among them) and then resume leaves exactly one
+/// snapshot per volume; the approved rollback deletes them.
+#[tokio::test]
+async fn snapshot_volumes_crash_at_every_record_then_resume_or_rollback() {
+    let aws = cordon_tests::emulator().await;
+    let n = crash_at_every_record(
+        &aws,
+        "snapshots",
+        VOLUME_SNAPSHOTS_PLAYBOOK,
+        &["--approve-undo", "snapshot"],
+        async |aws| {
+            let clients = aws.clients();
+            let env = provision(
+                clients,
+                &cordon_tests::one_instance_environment("10.41.0.0/16"),
+            )
+            .await
+            .expect("provision");
+            let instance_id = env.instances["app"].id.clone();
+            let finding = env.instance_finding("app").expect("finding").detail();
+            (VolumeSnapshots { instance_id }, finding)
+        },
+    )
+    .await;
+    eprintln!("snapshot-volumes: {n} crash points");
+    assert!(n >= 4, "every record was a crash point: {n}");
 }
 
 /// Block the bucket's public access, then tag nothing: one step on a bucket.
