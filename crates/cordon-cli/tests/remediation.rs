@@ -185,6 +185,16 @@ async fn crash_at_every_record<R: Remediated>(
     }
 }
 
+/// One instance in its own VPC (`cidr`): its id and a finding about it.
+async fn one_instance(aws: &EmulatorGuard, cidr: &str) -> (String, Value) {
+    let env = provision(aws.clients(), &cordon_tests::one_instance_environment(cidr))
+        .await
+        .expect("provision");
+    let instance_id = env.instances["app"].id.clone();
+    let finding = env.instance_finding("app").expect("finding").detail();
+    (instance_id, finding)
+}
+
 /// The instance whose metadata options `enforce-imdsv2` changes.
 struct Imds {
     instance_id: String,
@@ -204,16 +214,8 @@ impl Remediated for Imds {
 async fn enforce_imdsv2_crash_at_every_record_then_resume_or_rollback() {
     let aws = cordon_tests::emulator().await;
     let n = crash_at_every_record(&aws, "imdsv2", IMDSV2_PLAYBOOK, &[], async |aws| {
-        let clients = aws.clients();
-        let env = provision(
-            clients,
-            &cordon_tests::one_instance_environment("10.40.0.0/16"),
-        )
-        .await
-        .expect("provision");
-        let instance_id = env.instances["app"].id.clone();
-        cordon_tests::set_metadata_options(clients, &instance_id, "optional", 3, true).await;
-        let finding = env.instance_finding("app").expect("finding").detail();
+        let (instance_id, finding) = one_instance(aws, "10.40.0.0/16").await;
+        cordon_tests::set_metadata_options(aws.clients(), &instance_id, "optional", 3, true).await;
         (Imds { instance_id }, finding)
     })
     .await;
@@ -298,15 +300,7 @@ async fn snapshot_volumes_crash_at_every_record_then_resume_or_rollback() {
         VOLUME_SNAPSHOTS_PLAYBOOK,
         &["--approve-undo", "snapshot"],
         async |aws| {
-            let clients = aws.clients();
-            let env = provision(
-                clients,
-                &cordon_tests::one_instance_environment("10.41.0.0/16"),
-            )
-            .await
-            .expect("provision");
-            let instance_id = env.instances["app"].id.clone();
-            let finding = env.instance_finding("app").expect("finding").detail();
+            let (instance_id, finding) = one_instance(aws, "10.41.0.0/16").await;
             (VolumeSnapshots { instance_id }, finding)
         },
     )
