@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cordon_core::action::UndoGate;
 use cordon_core::claims::{ClaimAnswer, ResourceClaim};
@@ -64,6 +64,8 @@ struct World {
     apply_together: Option<Meeting>,
     /// Steps whose first undo waits until all of them have started.
     undo_together: Option<Meeting>,
+    /// step id -> signal its verification waits for (once)
+    verify_waits: Mutex<BTreeMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 /// Steps that wait for each other once: only steps running concurrently get
@@ -198,6 +200,10 @@ impl Actions for World {
         _pre: &Value,
         _outcome: &Value,
     ) -> Result<(), ActionError> {
+        let wait = self.verify_waits.lock().unwrap().remove(&step.id);
+        if let Some(signal) = wait {
+            signal.notified().await;
+        }
         if self.owned(&step.id).values().all(|v| *v == 1) {
             Ok(())
         } else {
@@ -315,10 +321,14 @@ impl Approver for Approve {
     }
 }
 
+/// Sees each record once it is stored.
+type OnAppend = Box<dyn Fn(&JournalRecord) + Send + Sync>;
+
 /// A local journal that fails every append after `budget` records: a process that died there.
 struct Crashing {
     inner: LocalJournal,
     budget: AtomicU64,
+    on_append: Option<OnAppend>,
 }
 
 impl JournalStore for Crashing {
@@ -341,7 +351,11 @@ impl JournalStore for Crashing {
                 source: None,
             });
         }
-        self.inner.append(case, record).await
+        self.inner.append(case, record).await?;
+        if let Some(hook) = &self.on_append {
+            hook(record);
+        }
+        Ok(())
     }
     async fn cases(&self) -> Result<Vec<CaseId>, JournalError> {
         self.inner.cases().await
@@ -448,6 +462,7 @@ async fn crash_at_every_record(
             let crashing = Crashing {
                 inner: LocalJournal::new(&dir),
                 budget: AtomicU64::new(crash_after + 1),
+                on_append: None,
             };
             let crashed = Executor::new(&world, &crashing, &approver)
                 .run(&plan, &raw)
@@ -1414,6 +1429,7 @@ async fn every_rollback_crash_point_rolls_back_exactly_on_the_next_rollback() {
         let crashing = Crashing {
             inner: LocalJournal::new(&dir),
             budget: AtomicU64::new(crash_after_rollback_record + 1),
+            on_append: None,
         };
         let crashed = Executor::new(&world, &crashing, &approver)
             .rollback(&plan.case_id, "test")
@@ -1473,6 +1489,7 @@ async fn every_crash_point_of_a_resume_after_a_stop_and_of_a_new_epoch_finishes(
             let crashing = Crashing {
                 inner: LocalJournal::new(&dir),
                 budget: AtomicU64::new(crash_after + 1),
+                on_append: None,
             };
             let exec = Executor::new(&world, &crashing, &approver);
             let crashed = if scenario == "new-epoch" {
@@ -2201,9 +2218,32 @@ async fn a_failure_under_stop_lets_running_steps_finish_starts_nothing_new_and_r
     );
     let (plan, raw) = make_plan(&pb);
     let dir = tempdir();
-    let journal = LocalJournal::new(&dir);
+    // b's verification waits until a's final failure is journaled, so b is
+    // still running when the executor learns of it, however the two race.
+    let a_failed = Arc::new(tokio::sync::Notify::new());
+    let signal = a_failed.clone();
+    let journal = Crashing {
+        inner: LocalJournal::new(&dir),
+        budget: AtomicU64::new(u64::MAX),
+        on_append: Some(Box::new(move |record: &JournalRecord| {
+            if let JournalEvent::StepFailed {
+                step,
+                retrying: false,
+                ..
+            } = &record.event
+                && step == "a"
+            {
+                signal.notify_one();
+            }
+        })),
+    };
     let world = World::together(vec!["a", "b"], vec![]);
     world.fail("a", 1, ErrorKind::NotFound);
+    world
+        .verify_waits
+        .lock()
+        .unwrap()
+        .insert("b".into(), a_failed);
     let approver = Approve(Decision::Pending);
     let exec = Executor::new(&world, &journal, &approver);
     let report = within("run", exec.run(&plan, &raw)).await.unwrap();
@@ -2218,7 +2258,7 @@ async fn a_failure_under_stop_lets_running_steps_finish_starts_nothing_new_and_r
         ],
         [0, 1, 0, 0]
     );
-    let recs = records(&journal, &plan.case_id).await;
+    let recs = records(&journal.inner, &plan.case_id).await;
     assert!(
         recs.iter()
             .any(|r| r.event.step() == Some("b") && r.event.name() == "step-verified")
