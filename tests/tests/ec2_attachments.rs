@@ -631,7 +631,12 @@ async fn captures_write_evidence_whose_sha256_matches_the_outcome() {
     let pre = metadata.pre_state().await.expect("pre-state");
     assert_eq!(
         pre,
-        json!({"instance-id": fx.suspect, "instance-state": "running"})
+        json!({"instance-id": fx.suspect, "instance-state": null})
+    );
+    assert!(
+        metadata.last_calls().is_empty(),
+        "the pre-state of a capture takes no round: {:?}",
+        metadata.last_calls()
     );
     let outcome = metadata.apply().await.expect("apply");
     assert!(
@@ -840,7 +845,21 @@ async fn plan_runs_and_rolls_back_through_the_executor() {
 
     let report = executor.run(&plan, &raw).await.expect("run");
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
-    take_calls(clients, "executor run");
+    let calls = take_calls(clients, "executor run");
+    // Each detachment reads its pre-state, makes its change on it (the
+    // executor read it a moment ago), then verifies: two membership reads,
+    // not a third one between the pre-state and the change. The target
+    // health is read by the scan (three groups) and by verification (one
+    // call), not again before deregistering; the metadata capture reads the
+    // instance once, in its apply.
+    for (op, expected) in [
+        ("AutoScaling.DescribeAutoScalingInstances", 2),
+        ("EC2.DescribeIamInstanceProfileAssociations", 2),
+        ("ElasticLoadBalancingv2.DescribeTargetHealth", 4),
+        ("EC2.DescribeInstances", 1),
+    ] {
+        assert_eq!(calls.get(op), Some(&expected), "{op}: {calls:?}");
+    }
     assert!(profile_state(clients, &fx.suspect).await.is_empty());
     assert_eq!(asg_membership(clients, &fx.suspect).await, None);
     assert!(

@@ -320,7 +320,7 @@ async fn stored_evidence_verifies_and_every_tampering_is_named() {
     let actions = AwsActions::new(clients.clone(), EvidenceStore::LocalDir(root.clone()));
     let mut life = Lifecycle::new(&actions, &plan, "store");
     let pre = life.pre_state().await.expect("pre-state");
-    assert_eq!(pre["versions"], json!([]));
+    assert_eq!(pre.get("versions"), None, "{pre}");
     let calls = life.dry_run();
     assert!(
         calls.iter().any(|c| c.ends_with("/journal.jsonl")),
@@ -683,9 +683,11 @@ async fn lambda_style_case_with_s3_journal_and_s3_captures_verifies() {
     // No local state: everything comes from the bucket.
     let actions = AwsActions::new(clients.clone(), store);
     assert!(actions.case_root.is_none());
-    let mut life = Lifecycle::new(&actions, &plan, "store");
+    let mut life = Lifecycle::new(&actions, &plan, "store").counting(&clients.calls);
     let pre = life.pre_state().await.expect("pre-state");
-    assert_eq!(pre["versions"].as_array().map(Vec::len), Some(5));
+    // No listing before the step: the apply lists alongside its uploads.
+    assert_eq!(pre.get("versions"), None, "{pre}");
+    assert!(life.last_calls().is_empty(), "{:?}", life.last_calls());
     let outcome = life.apply().await.expect("apply");
     life.verify().await.expect("verify");
     // The lease is not evidence: it is rewritten when the worker lets go.
@@ -716,6 +718,32 @@ async fn lambda_style_case_with_s3_journal_and_s3_captures_verifies() {
     // The S3 journal itself now refuses to load past the broken link.
     let loaded = journal.load(&case).await.expect("load");
     assert!(cordon_core::journal::verify_chain(&loaded).is_err());
+
+    // Rollback's check rests on the manifest: a version it pins that is
+    // deleted (the S3 capture, which existed before the step) is named.
+    let capture_key = capture
+        .location
+        .strip_prefix(&format!("s3://{bucket}/"))
+        .expect("an s3:// location")
+        .to_string();
+    clients
+        .s3
+        .delete_object()
+        .bucket(bucket)
+        .key(&capture_key)
+        .set_version_id(capture.version_id.clone())
+        .send()
+        .await
+        .expect("DeleteObject version");
+    let err = life
+        .verify_undone()
+        .await
+        .expect_err("a pinned version is gone");
+    assert!(
+        err.to_string().contains(&capture_key)
+            && err.to_string().contains("pinned by the manifest"),
+        "{err}"
+    );
 }
 
 /// A case opened by journal format 1 and continued in format 2: the uploaded

@@ -27,8 +27,7 @@ pub struct EvidenceRef {
     pub version_id: Option<String>,
 }
 
-/// One object version (or delete marker) in an evidence bucket; `store-evidence`
-/// journals those present before it runs.
+/// One object version (or delete marker) in an evidence bucket, as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ObjectVersion {

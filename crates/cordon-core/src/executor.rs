@@ -222,6 +222,7 @@ pub struct Progress<'a> {
     sink: Option<&'a (dyn ProgressSink + 'a)>,
     step: String,
     earlier: Vec<Value>,
+    fresh: bool,
 }
 
 impl std::fmt::Debug for Progress<'_> {
@@ -229,6 +230,7 @@ impl std::fmt::Debug for Progress<'_> {
         f.debug_struct("Progress")
             .field("step", &self.step)
             .field("journaled", &self.sink.is_some())
+            .field("fresh", &self.fresh)
             .finish()
     }
 }
@@ -246,6 +248,7 @@ impl Progress<'_> {
             sink: None,
             step: String::new(),
             earlier,
+            fresh: false,
         }
     }
 
@@ -261,6 +264,18 @@ impl Progress<'_> {
     /// epoch began: every attempt journals before it changes anything.
     pub fn journaled(&self) -> bool {
         self.sink.is_some()
+    }
+
+    /// Whether the pre-state this apply gets was read by this very attempt,
+    /// just before it (only its `step-prepared` record in between), and
+    /// journaled: no apply of the step in this epoch came between that read
+    /// and this one, so the pre-state *is* the live state as of a moment ago.
+    /// A pre-state loaded from the journal (a retry, a resume) is not fresh:
+    /// an earlier apply may have changed things since. An apply may then act
+    /// on the pre-state instead of reading the same thing again, provided the
+    /// change it makes fails, or is checked, when the world moved meanwhile.
+    pub fn fresh_pre_state(&self) -> bool {
+        self.fresh && self.sink.is_some()
     }
 
     /// Journals `progress` for the step, durably, before returning. A step must
@@ -2047,6 +2062,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
     ) -> Result<Result<(), ActionError>, ExecError> {
         let known = shared.step_state(&step.id).await;
         let mut outcome = known.outcome.clone();
+        let fresh = known.pre_state.is_none();
         let pre_state = match known.pre_state {
             Some(pre) => {
                 if known.last_failure_kind.as_deref() == Some("verification") {
@@ -2093,6 +2109,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                         sink: Some(shared),
                         step: step.id.clone(),
                         earlier: known.progress.clone(),
+                        fresh,
                     };
                     self.actions
                         .apply_with_progress(plan, step, &pre_state, &progress)

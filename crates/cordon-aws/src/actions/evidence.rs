@@ -69,14 +69,20 @@ pub enum StorePreState {
     Local(LocalPreState),
 }
 
-/// The object versions under the case prefix before the step: the step only
-/// ever adds versions, so this is the proof nothing was overwritten or removed.
+/// Where the step writes. The step only ever adds object versions, so it has
+/// nothing to restore, and it reads nothing here: the versions already under
+/// the case prefix are listed by the apply, in the same round as its uploads,
+/// and pinned in the manifest, which is what rollback checks is still whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct EvidencePreState {
     pub bucket: String,
     pub prefix: String,
-    pub versions: Vec<ObjectVersion>,
+    /// The versions under the case prefix, as journals of earlier builds
+    /// listed them before the step (absent since the listing moved into the
+    /// apply's round); rollback still checks each is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Vec<ObjectVersion>>,
 }
 
 /// The case directory and the files in it before the step.
@@ -653,19 +659,13 @@ impl Handler for StoreEvidence {
 
     async fn pre_state(ctx: Ctx<'_>, params: &Params) -> Result<StorePreState, ActionError> {
         match destination(ctx, params)? {
-            Destination::Bucket(bucket, prefix, _) => {
-                let versions = list_versions(
-                    ctx.clients(),
-                    &bucket,
-                    &case_prefix(&prefix, &ctx.plan.case_id),
-                )
-                .await?;
-                Ok(StorePreState::Bucket(EvidencePreState {
-                    bucket,
-                    prefix,
-                    versions,
-                }))
-            }
+            // No listing here: it would cost the step a round of its own,
+            // while the apply lists alongside its uploads anyway.
+            Destination::Bucket(bucket, prefix, _) => Ok(StorePreState::Bucket(EvidencePreState {
+                bucket,
+                prefix,
+                versions: None,
+            })),
             Destination::Local(dir) => {
                 let mut files: Vec<String> = local_files(&dir)
                     .into_iter()
@@ -789,23 +789,70 @@ impl Handler for StoreEvidence {
                 return Ok(());
             }
         };
-        let prefix = case_prefix(&pre.prefix, &ctx.plan.case_id);
-        let now = list_versions(ctx.clients(), &pre.bucket, &prefix).await?;
-        for before in &pre.versions {
-            let kept = now
+        let case = &ctx.plan.case_id;
+        let now =
+            list_versions(ctx.clients(), &pre.bucket, &case_prefix(&pre.prefix, case)).await?;
+        let kept = |key: &str, version: Option<&str>, what: &str| {
+            if now
                 .iter()
-                .any(|v| v.key == before.key && v.version_id == before.version_id);
-            if !kept {
-                return Err(ActionError::new(
+                .any(|v| v.key == key && v.version_id.as_deref() == version && !v.delete_marker)
+            {
+                Ok(())
+            } else {
+                Err(ActionError::new(
                     ErrorKind::Verification,
-                    format!("s3://{}/{}", pre.bucket, before.key),
-                    format!(
-                        "version {} present before store-evidence is gone",
-                        before.version_id.as_deref().unwrap_or("null")
-                    ),
+                    format!("s3://{}/{key}", pre.bucket),
+                    format!("version {} {what} is gone", version.unwrap_or("null")),
                     "evidence was deleted outside cordon: check CloudTrail for DeleteObjectVersion",
-                ));
+                ))
             }
+        };
+        if let Some(before) = &pre.versions {
+            for v in before {
+                kept(
+                    &v.key,
+                    v.version_id.as_deref(),
+                    "present before store-evidence",
+                )?;
+            }
+            return Ok(());
+        }
+        // The manifest the step wrote last pins every version that was under
+        // the prefix when it ran, and every one it added. None written: the
+        // step got no further than uploads, which only add versions.
+        let manifest_key = case_key(&pre.prefix, case, MANIFEST_NAME);
+        let Some(latest) = now.iter().find(|v| v.key == manifest_key && v.is_latest) else {
+            return Ok(());
+        };
+        if latest.delete_marker {
+            return Err(ActionError::new(
+                ErrorKind::Verification,
+                format!("s3://{}/{manifest_key}", pre.bucket),
+                "the case's manifest was deleted",
+                "evidence was deleted outside cordon: check CloudTrail for DeleteObject, then restore the manifest's previous version",
+            ));
+        }
+        let bytes = get_s3(
+            ctx.clients(),
+            &pre.bucket,
+            &manifest_key,
+            latest.version_id.as_deref(),
+        )
+        .await?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            ActionError::new(
+                ErrorKind::Verification,
+                format!("s3://{}/{manifest_key}", pre.bucket),
+                format!("the case's manifest does not read as one: {e}"),
+                "the manifest was altered outside cordon: check CloudTrail for PutObject on it",
+            )
+        })?;
+        for object in &manifest.objects {
+            kept(
+                &object.key,
+                object.version_id.as_deref(),
+                "pinned by the manifest",
+            )?;
         }
         Ok(())
     }

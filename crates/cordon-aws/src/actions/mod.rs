@@ -94,6 +94,9 @@ pub trait StepProgress: Send + Sync + std::fmt::Debug {
     /// empty [`StepProgress::earlier`] prove that this is the step's first
     /// attempt in its epoch.
     fn journaled(&self) -> bool;
+    /// Whether the pre-state was read by this attempt just before its apply
+    /// (see [`cordon_core::executor::Progress::fresh_pre_state`]).
+    fn fresh_pre_state(&self) -> bool;
 }
 
 impl StepProgress for Progress<'_> {
@@ -110,6 +113,10 @@ impl StepProgress for Progress<'_> {
 
     fn journaled(&self) -> bool {
         Progress::journaled(self)
+    }
+
+    fn fresh_pre_state(&self) -> bool {
+        Progress::fresh_pre_state(self)
     }
 }
 
@@ -145,6 +152,14 @@ impl<'a> Ctx<'a> {
     /// earlier attempt made.
     pub fn first_attempt(&self) -> bool {
         self.progress.journaled() && self.progress.earlier().is_empty()
+    }
+
+    /// Whether the pre-state was read by this attempt a moment ago, journaled,
+    /// with no apply of the step since: the apply may act on it instead of
+    /// reading the live state again, where its change fails, or is checked,
+    /// when the world moved meanwhile.
+    pub fn fresh_pre_state(&self) -> bool {
+        self.progress.fresh_pre_state()
     }
 
     /// The instance this step targets, or a clear error; an id holding a

@@ -354,15 +354,28 @@ impl Handler for DetachFromAutoscaling {
                 pre.instance_id
             )));
         };
-        // Decide on the live state: after a crash the detach may already be done.
-        let Some(current) = membership(ctx, &pre.instance_id).await? else {
-            return Ok(AutoscalingOutcome::unchanged(format!(
-                "instance {} was already detached from {}",
-                pre.instance_id, before.group_name
-            )));
+        // Decide on the live state: after a crash the detach may already be
+        // done. A pre-state this attempt read a moment ago is that state; a
+        // detach the world has moved past since fails, and is read again below.
+        let current = if ctx.fresh_pre_state() {
+            None
+        } else {
+            let Some(current) = membership(ctx, &pre.instance_id).await? else {
+                return Ok(AutoscalingOutcome::unchanged(format!(
+                    "instance {} was already detached from {}",
+                    pre.instance_id, before.group_name
+                )));
+            };
+            Some(current)
         };
-        let group = current.auto_scaling_group_name().unwrap_or_default();
-        let state = current.lifecycle_state().unwrap_or_default();
+        let group = current.as_ref().map_or(before.group_name.as_str(), |c| {
+            c.auto_scaling_group_name().unwrap_or_default()
+        });
+        let state = current
+            .as_ref()
+            .map_or(before.lifecycle_state.as_str(), |c| {
+                c.lifecycle_state().unwrap_or_default()
+            });
         if group != before.group_name {
             return Err(ActionError::new(
                 ErrorKind::InvalidState,

@@ -378,16 +378,14 @@ impl Handler for CaptureInstanceMetadata {
     type Outcome = MetadataOutcome;
     type Undone = CaptureUndone;
 
+    /// No AWS call: a capture changes nothing to restore, and the apply's
+    /// first read (`DescribeInstances`) fails as clearly for a missing
+    /// instance, a round later than a read here would have, which would delay
+    /// the capture by that round every time.
     async fn pre_state(ctx: Ctx<'_>, _p: &MetadataParams) -> Result<CapturePreState, ActionError> {
-        let instance_id = &ctx.instance()?.instance_id;
-        // Fails early, and clearly, when the instance is gone.
-        let instance = describe_instance(ctx, instance_id).await?;
         Ok(CapturePreState {
-            instance_id: instance_id.clone(),
-            instance_state: instance
-                .state()
-                .and_then(|s| s.name())
-                .map(|n| n.as_str().to_string()),
+            instance_id: ctx.instance()?.instance_id.clone(),
+            instance_state: None,
         })
     }
 

@@ -326,15 +326,21 @@ enum Deregistered {
 }
 
 /// Deregisters whichever of the group's pre-state targets are still registered.
-/// Reading first keeps a re-run after a crash free of mutating calls.
+/// Reading first keeps a re-run after a crash free of mutating calls; a
+/// pre-state read a moment ago by this attempt (`fresh`) is that reading.
 async fn deregister(
     clients: AwsClients,
     group: GroupRegistration,
+    fresh: bool,
 ) -> Result<Deregistered, ActionError> {
-    let left = match still_registered(clients.clone(), group.clone()).await? {
-        None => return Ok(Deregistered::GroupDeleted),
-        Some(left) if left.is_empty() => return Ok(Deregistered::Already),
-        Some(left) => left,
+    let left = if fresh {
+        group.targets.clone()
+    } else {
+        match still_registered(clients.clone(), group.clone()).await? {
+            None => return Ok(Deregistered::GroupDeleted),
+            Some(left) if left.is_empty() => return Ok(Deregistered::Already),
+            Some(left) => left,
+        }
     };
     let request = clients
         .elbv2
@@ -500,7 +506,7 @@ impl Handler for DeregisterFromLoadBalancers {
         let calls = pre
             .registrations
             .iter()
-            .map(|group| deregister(clients.clone(), group.clone()))
+            .map(|group| deregister(clients.clone(), group.clone(), ctx.fresh_pre_state()))
             .collect();
         let mut groups = Vec::new();
         let mut changed = false;

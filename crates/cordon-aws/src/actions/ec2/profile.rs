@@ -186,8 +186,14 @@ impl Handler for DetachInstanceProfile {
                 });
             return Ok(outcome);
         };
-        // Re-read: after a crash the association may already be gone (or replaced).
-        let current = associations(ctx, &pre.instance_id).await?;
+        // Re-read: after a crash the association may already be gone (or
+        // replaced). A pre-state this attempt read a moment ago is that
+        // reading; an association gone since fails the call, which is handled.
+        let current = if ctx.fresh_pre_state() {
+            vec![before.clone()]
+        } else {
+            associations(ctx, &pre.instance_id).await?
+        };
         let clients = ctx.clients();
         let mut detached = Vec::new();
         for association in current.iter().filter(|a| a.is_active()) {
