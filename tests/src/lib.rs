@@ -523,6 +523,30 @@ pub async fn emulator() -> EmulatorGuard {
     }
 }
 
+/// A latency proxy in front of the emulator at `emulator_endpoint`,
+/// configured by `configure` (its delay per request, a request to hang), and
+/// the SDK configuration that goes through it. Round counts are taken through
+/// it: straight to the emulator, an answer can come back within the
+/// microseconds between two calls sent together, and on a loaded machine the
+/// second then counts as sent after the first's answer.
+pub async fn latency_path(
+    emulator_endpoint: &str,
+    configure: impl FnOnce(&mut cordon_latency_proxy::ProxyConfig),
+) -> (SdkConfig, tokio::task::JoinHandle<()>) {
+    let upstream: SocketAddr = emulator_endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .expect("emulator address");
+    let mut config = cordon_latency_proxy::ProxyConfig::new(upstream);
+    configure(&mut config);
+    let proxy = cordon_latency_proxy::LatencyProxy::bind(config)
+        .await
+        .expect("proxy");
+    let endpoint = format!("http://{}", proxy.local_addr());
+    let served = tokio::spawn(proxy.serve());
+    (sdk_config_for(&endpoint).await, served)
+}
+
 /// A config like production's ([`AwsClients::loader`]) but with the
 /// emulator's endpoint, region and test credentials fixed, so nothing from
 /// the developer's environment leaks in.

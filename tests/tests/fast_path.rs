@@ -7,7 +7,6 @@
 //! makes a second group or snapshot.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
@@ -22,8 +21,8 @@ use cordon_core::journal::{CaseStatus, JournalEvent, JournalStore};
 use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::Plan;
 use cordon_gameday::{EnvironmentSpec, Fixture, provision};
-use cordon_latency_proxy::{HangMode, HangRule, LatencyProxy, ProxyConfig};
-use cordon_tests::{ApproveAll, Lifecycle, emulator, local_actions, plan_steps, sdk_config_for};
+use cordon_latency_proxy::{HangMode, HangRule, ProxyConfig};
+use cordon_tests::{ApproveAll, Lifecycle, emulator, latency_path, local_actions, plan_steps};
 use serde_json::json;
 
 const ISOLATION: &str = "cordon-isolation";
@@ -314,23 +313,14 @@ async fn hanging_path(
     .await
 }
 
-/// A proxy in front of the emulator, configured by `configure`, and clients
-/// that go through it.
+/// Clients through a latency proxy in front of the emulator (see
+/// [`latency_path`]).
 async fn proxied_path(
     emulator_endpoint: &str,
     configure: impl FnOnce(&mut ProxyConfig),
 ) -> (AwsClients, tokio::task::JoinHandle<()>) {
-    let upstream: SocketAddr = emulator_endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .expect("emulator address");
-    let mut config = ProxyConfig::new(upstream);
-    configure(&mut config);
-    let proxy = LatencyProxy::bind(config).await.expect("proxy");
-    let endpoint = format!("http://{}", proxy.local_addr());
-    let served = tokio::spawn(proxy.serve());
-    let clients =
-        AwsClients::from_sdk_config(&sdk_config_for(&endpoint).await).expect("proxied clients");
+    let (config, served) = latency_path(emulator_endpoint, configure).await;
+    let clients = AwsClients::from_sdk_config(&config).expect("proxied clients");
     (clients, served)
 }
 
