@@ -133,6 +133,15 @@ pub trait Actions: Send + Sync {
         step: &PlannedStep,
     ) -> impl Future<Output = Result<Value, ActionError>> + Send;
 
+    /// Whether the step's pre-state may be read ahead, while the steps it
+    /// needs still run: only when none of the plan's other steps changes what
+    /// it reads (it is then the same read, sooner). The executor uses such a
+    /// read within [`Executor::prefetch_window`], journaled as the step's
+    /// `step-prepared` when the step starts, and reads again otherwise.
+    fn prefetchable(&self, _plan: &Plan, _step: &PlannedStep) -> bool {
+        false
+    }
+
     /// Applies the step from its pre-state; idempotent (a re-apply after a crash is safe).
     fn apply(
         &self,
@@ -266,10 +275,11 @@ impl Progress<'_> {
         self.sink.is_some()
     }
 
-    /// Whether the pre-state this apply gets was read by this very attempt,
-    /// just before it (only its `step-prepared` record in between), and
-    /// journaled: no apply of the step in this epoch came between that read
-    /// and this one, so the pre-state *is* the live state as of a moment ago.
+    /// Whether the pre-state this apply gets was read by this run for this
+    /// attempt (when the step started, or ahead of it within
+    /// [`Executor::prefetch_window`]), and journaled: no apply of the step in
+    /// this epoch came between that read and this one, so the pre-state *is*
+    /// the live state as of a moment ago.
     /// A pre-state loaded from the journal (a retry, a resume) is not fresh:
     /// an earlier apply may have changed things since. An apply may then act
     /// on the pre-state instead of reading the same thing again, provided the
@@ -547,7 +557,14 @@ pub struct Executor<'a, A, J, P> {
     provenance: Option<Provenance>,
     /// At most this many steps of one case run at once.
     concurrent_steps: usize,
+    /// How long a pre-state read ahead stands for the step's own read.
+    prefetch_window: Duration,
 }
+
+/// How long a pre-state read ahead ([`Actions::prefetchable`]) stands for
+/// the step's own read: the steps it waits on take a few round trips; a step
+/// that waited longer (an approval) reads again.
+pub const DEFAULT_PREFETCH_WINDOW: Duration = Duration::from_secs(5);
 
 /// How many steps of one case run at once unless told otherwise: more than
 /// the shipped playbooks ever have ready together, few enough to stay far
@@ -781,7 +798,16 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             pause: None,
             provenance: None,
             concurrent_steps: DEFAULT_CONCURRENT_STEPS,
+            prefetch_window: DEFAULT_PREFETCH_WINDOW,
         }
+    }
+
+    /// How long a pre-state read ahead stands for the step's own read
+    /// (default [`DEFAULT_PREFETCH_WINDOW`]); zero reads every pre-state when
+    /// its step starts.
+    pub fn prefetch_window(mut self, window: Duration) -> Self {
+        self.prefetch_window = window;
+        self
     }
 
     /// At most `n` steps of the case run at once (at least one); the steps a
@@ -1582,10 +1608,37 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
             }
         }
         let shared = Shared::new(session);
-        let mut running: Running<'_, (usize, Result<StepOutcome, ExecError>)> = Running::new();
+        let mut running: Running<'_, Finished> = Running::new();
         let mut started: BTreeSet<usize> = BTreeSet::new();
+        let mut steps_running = 0;
+        // Pre-states that no other step changes are read alongside the steps
+        // they wait on (once one of those has read its own), rather than one
+        // round after those finish.
+        if !self.prefetch_window.is_zero() {
+            for step in &plan.steps {
+                let waits = !plan
+                    .needs(step)
+                    .iter()
+                    .all(|need| run.finished.contains(*need));
+                if waits
+                    && scope.admits(&step.id)
+                    && !run.finished.contains(&step.id)
+                    && self.actions.prefetchable(plan, step)
+                    && shared.step_state(&step.id).await.pre_state.is_none()
+                {
+                    let shared = &shared;
+                    running.push(async move {
+                        shared.first_started().await;
+                        if let Ok(pre) = self.actions.read_pre_state(plan, step).await {
+                            shared.keep_prefetched(&step.id, pre);
+                        }
+                        Finished::Prefetch
+                    });
+                }
+            }
+        }
         loop {
-            while run.halt.is_none() && running.len() < self.concurrent_steps {
+            while run.halt.is_none() && steps_running < self.concurrent_steps {
                 let ready = plan.steps.iter().enumerate().find(|(pos, step)| {
                     !started.contains(pos)
                         && scope.admits(&step.id)
@@ -1609,17 +1662,25 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     break;
                 }
                 started.insert(pos);
+                steps_running += 1;
                 let span =
                     info_span!("step", case_id = %case, playbook = %plan.playbook, step = %step.id);
                 let shared = &shared;
                 running.push(async move {
                     let outcome = self.execute_step(shared, plan, step).instrument(span).await;
-                    (pos, outcome)
+                    Finished::Step(pos, outcome)
                 });
             }
-            let Some((pos, outcome)) = running.next().await else {
+            // Nothing runs and nothing can start: reads ahead still under way
+            // are for steps that will not run now.
+            if steps_running == 0 {
                 break;
+            }
+            let Some(Finished::Step(pos, outcome)) = running.next().await else {
+                continue;
             };
+            steps_running -= 1;
+            shared.mark_started();
             let id = plan.steps[pos].id.clone();
             let halt = match outcome {
                 Err(e) => Some(Halt::Error(e)),
@@ -2085,7 +2146,10 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     pre
                 }
             }
-            None => match self.actions.read_pre_state(plan, step).await {
+            None => match match shared.take_prefetched(&step.id, self.prefetch_window) {
+                Some(pre) => Ok(pre),
+                None => self.actions.read_pre_state(plan, step).await,
+            } {
                 Ok(pre) => {
                     shared
                         .write(JournalEvent::StepPrepared {
@@ -2094,6 +2158,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                             pre_state: pre.clone(),
                         })
                         .await?;
+                    shared.mark_started();
                     pre
                 }
                 Err(e) => return Ok(Err(e)),
@@ -2637,6 +2702,14 @@ enum Undo {
 }
 
 /// Why a run stopped starting steps.
+/// What one of the futures a case runs together came to.
+enum Finished {
+    /// A step, at its position in the plan.
+    Step(usize, Result<StepOutcome, ExecError>),
+    /// A pre-state read ahead (kept in [`Shared`] when it succeeded).
+    Prefetch,
+}
+
 enum Halt {
     /// A step failed for good under `stop` or `rollback`.
     Failed(String, OnFailure),

@@ -66,6 +66,12 @@ struct World {
     undo_together: Option<Meeting>,
     /// step id -> signal its verification waits for (once)
     verify_waits: Mutex<BTreeMap<String, Arc<tokio::sync::Notify>>>,
+    /// step id -> signal its apply waits for (once)
+    apply_waits: Mutex<BTreeMap<String, Arc<tokio::sync::Notify>>>,
+    /// step id -> signal its pre-state read gives (each read)
+    read_signals: Mutex<BTreeMap<String, Arc<tokio::sync::Notify>>>,
+    /// Steps whose pre-state may be read ahead.
+    prefetchable: Mutex<BTreeSet<String>>,
 }
 
 /// Steps that wait for each other once: only steps running concurrently get
@@ -142,8 +148,16 @@ impl World {
 }
 
 impl Actions for World {
+    fn prefetchable(&self, _plan: &Plan, step: &PlannedStep) -> bool {
+        self.prefetchable.lock().unwrap().contains(&step.id)
+    }
+
     async fn read_pre_state(&self, _plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
         self.log.lock().unwrap().push(format!("read {}", step.id));
+        let signal = self.read_signals.lock().unwrap().get(&step.id).cloned();
+        if let Some(signal) = signal {
+            signal.notify_one();
+        }
         if let Some(left) = self.read_failures.lock().unwrap().get_mut(&step.id)
             && *left > 0
         {
@@ -165,6 +179,10 @@ impl Actions for World {
         pre: &Value,
     ) -> Result<Value, ActionError> {
         Meeting::attend(&self.apply_together, &step.id).await;
+        let wait = self.apply_waits.lock().unwrap().remove(&step.id);
+        if let Some(signal) = wait {
+            signal.notified().await;
+        }
         self.log.lock().unwrap().push(format!("apply {}", step.id));
         if let Some((left, kind)) = self.failures.lock().unwrap().get_mut(&step.id)
             && *left > 0
@@ -2541,4 +2559,106 @@ async fn a_resource_failing_the_same_config_rule_again_escalates_instead_of_reme
 async fn a_config_rule_failing_again_after_a_rollback_is_no_loop() {
     let (_, _, _, report) = the_rule_fails_again(true).await;
     assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+}
+
+/// a, then b and c (both need a); b's pre-state may be read ahead, c's not.
+fn prefetch_plan() -> (Plan, String) {
+    make_plan(&playbook(
+        "stop",
+        &[
+            ("a", "isolate-instance", "    needs: []\n"),
+            ("b", "tag-resource", "    needs: [a]\n"),
+            ("c", "enable-termination-protection", "    needs: [a]\n"),
+        ],
+    ))
+}
+
+fn prefetching_world() -> World {
+    let world = World::default();
+    world.prefetchable.lock().unwrap().insert("b".into());
+    world
+}
+
+fn position(log: &[String], line: &str) -> usize {
+    log.iter()
+        .position(|l| l == line)
+        .unwrap_or_else(|| panic!("{line} not in {log:?}"))
+}
+
+#[tokio::test]
+async fn a_pre_state_read_ahead_is_read_while_the_step_it_needs_runs_and_journaled_when_its_step_starts()
+ {
+    let (plan, raw) = prefetch_plan();
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = prefetching_world();
+    // a's apply waits for b's pre-state read: only a read ahead lets the run
+    // finish (an executor reading b's pre-state after a hangs here).
+    let read_b = Arc::new(tokio::sync::Notify::new());
+    world
+        .read_signals
+        .lock()
+        .unwrap()
+        .insert("b".into(), read_b.clone());
+    world.apply_waits.lock().unwrap().insert("a".into(), read_b);
+    let approver = Approve(Decision::Pending);
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = within("run", exec.run(&plan, &raw)).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let log = world.log.lock().unwrap().clone();
+    assert_eq!(log.iter().filter(|l| *l == "read b").count(), 1, "{log:?}");
+    assert!(
+        position(&log, "read b") < position(&log, "apply a"),
+        "{log:?}"
+    );
+    // c is not read ahead: its pre-state is read once a is done.
+    assert!(
+        position(&log, "apply a") < position(&log, "read c"),
+        "{log:?}"
+    );
+    // The read ahead is journaled as b's pre-state when b starts, after a
+    // is verified, and before b applies.
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(at_record(&recs, "a", "step-verified") < at_record(&recs, "b", "step-prepared"));
+    assert!(at_record(&recs, "b", "step-prepared") < at_record(&recs, "b", "step-applied"));
+    assert_eq!(world.get("b"), 1);
+}
+
+#[tokio::test]
+async fn a_pre_state_read_ahead_that_is_too_old_or_failed_is_read_again_when_its_step_starts() {
+    // Too old: a zero window reads every pre-state when its step starts.
+    let (plan, raw) = prefetch_plan();
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = prefetching_world();
+    let approver = Approve(Decision::Pending);
+    let exec =
+        Executor::new(&world, &journal, &approver).prefetch_window(std::time::Duration::ZERO);
+    let report = within("run", exec.run(&plan, &raw)).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let log = world.log.lock().unwrap().clone();
+    assert_eq!(log.iter().filter(|l| *l == "read b").count(), 1, "{log:?}");
+    assert!(
+        position(&log, "apply a") < position(&log, "read b"),
+        "{log:?}"
+    );
+
+    // Failed: the read ahead fails, the step reads for itself and goes on.
+    let dir = tempdir();
+    let journal = LocalJournal::new(&dir);
+    let world = prefetching_world();
+    world.read_failures.lock().unwrap().insert("b".into(), 1);
+    let exec = Executor::new(&world, &journal, &approver);
+    let report = within("run", exec.run(&plan, &raw)).await.unwrap();
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let log = world.log.lock().unwrap().clone();
+    assert_eq!(log.iter().filter(|l| *l == "read b").count(), 2, "{log:?}");
+    assert!(position(&log, "apply a") < log.iter().rposition(|l| l == "read b").unwrap());
+    let recs = records(&journal, &plan.case_id).await;
+    assert!(
+        !recs
+            .iter()
+            .any(|r| r.event.step() == Some("b") && r.event.name() == "step-failed"),
+        "a failed read ahead is no failure of the step"
+    );
 }

@@ -509,6 +509,24 @@ impl AwsActions {
 /// Every call a handler makes is recorded under the step's action (see
 /// [`crate::recorder`]), dry runs and rollbacks included.
 impl Actions for AwsActions {
+    /// The actions whose pre-state no other action of cordon changes (an Auto
+    /// Scaling membership, target registrations, the profile association,
+    /// the termination attributes, the attached volumes, the values of the
+    /// playbook's tag keys), when the plan has no second step of the kind:
+    /// read while isolation runs, they are what a read after it would find.
+    fn prefetchable(&self, plan: &Plan, step: &PlannedStep) -> bool {
+        let kind = step.kind();
+        matches!(
+            kind,
+            cordon_core::action::ActionKind::DetachFromAutoscaling
+                | cordon_core::action::ActionKind::DeregisterFromLoadBalancers
+                | cordon_core::action::ActionKind::DetachInstanceProfile
+                | cordon_core::action::ActionKind::EnableTerminationProtection
+                | cordon_core::action::ActionKind::SnapshotVolumes
+                | cordon_core::action::ActionKind::TagResource
+        ) && plan.steps.iter().filter(|s| s.kind() == kind).count() == 1
+    }
+
     async fn read_pre_state(&self, plan: &Plan, step: &PlannedStep) -> Result<Value, ActionError> {
         let none = Progress::discard();
         let ctx = self.ctx(plan, step, &none);

@@ -7,9 +7,12 @@
 //! the task driving the case rather than spawned: they overlap while they
 //! wait on AWS, which is all the concurrency a case needs.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::PoisonError;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -22,6 +25,12 @@ pub(super) struct Shared<'s, 'a, J: JournalStore> {
     /// One approval question at a time: a terminal prompt, a wait for
     /// `cordon approve`. Steps that need no approval run meanwhile.
     asking: tokio::sync::Mutex<()>,
+    /// Pre-states read ahead, by step, with when their read finished.
+    prefetched: std::sync::Mutex<BTreeMap<String, (Instant, Value)>>,
+    /// Set once a step of this run journaled its pre-state or finished:
+    /// reads ahead wait for it, so the steps that start first read theirs
+    /// first (and take the reads made before the case opened).
+    started: tokio::sync::watch::Sender<bool>,
 }
 
 impl<'s, 'a, J: JournalStore> Shared<'s, 'a, J> {
@@ -29,7 +38,38 @@ impl<'s, 'a, J: JournalStore> Shared<'s, 'a, J> {
         Self {
             session: tokio::sync::Mutex::new(session),
             asking: tokio::sync::Mutex::new(()),
+            prefetched: std::sync::Mutex::new(BTreeMap::new()),
+            started: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// A step of this run journaled its pre-state, or finished.
+    pub(super) fn mark_started(&self) {
+        self.started.send_replace(true);
+    }
+
+    /// Returns once [`Shared::mark_started`] was called.
+    pub(super) async fn first_started(&self) {
+        let mut started = self.started.subscribe();
+        let _ = started.wait_for(|s| *s).await;
+    }
+
+    /// Keeps a pre-state read ahead for `step`.
+    pub(super) fn keep_prefetched(&self, step: &str, pre_state: Value) {
+        self.prefetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(step.to_string(), (Instant::now(), pre_state));
+    }
+
+    /// The pre-state read ahead for `step`, once, if it is younger than `window`.
+    pub(super) fn take_prefetched(&self, step: &str, window: Duration) -> Option<Value> {
+        let (read, pre_state) = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(step)?;
+        (read.elapsed() < window).then_some(pre_state)
     }
 
     /// The session back, once no step runs.

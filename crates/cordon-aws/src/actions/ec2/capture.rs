@@ -346,6 +346,30 @@ pub(super) async fn instance_volumes(
     Ok(items(&pages, |page| page.volumes()))
 }
 
+/// The groups the instance's ENIs are most likely in when its capture runs:
+/// those the finding saw, and the isolation groups the plan's isolate step
+/// uses (when this process has looked them up).
+fn guessed_group_ids(ctx: Ctx<'_>) -> Vec<String> {
+    let mut ids: Vec<String> = ctx.instance().map_or_else(
+        |_| Vec::new(),
+        |target| {
+            target
+                .network_interfaces
+                .iter()
+                .flat_map(|eni| {
+                    eni.security_group_ids
+                        .iter()
+                        .map(|g| g.as_str().to_string())
+                })
+                .collect()
+        },
+    );
+    ids.extend(super::isolate::known_isolation_group_ids(ctx));
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// The given security groups, in the order asked for.
 async fn security_groups(
     ctx: Ctx<'_>,
@@ -395,11 +419,15 @@ impl Handler for CaptureInstanceMetadata {
         pre: &CapturePreState,
     ) -> Result<MetadataOutcome, ActionError> {
         let id = pre.instance_id.as_str();
-        // Three reads by the instance id, none needing another's answer: one round.
-        let (instance, enis, volumes) = tokio::try_join!(
+        // Three reads by the instance id, none needing another's answer, and
+        // the groups its ENIs are most likely in: one round. Any group the
+        // reads show that the guess missed is read after them.
+        let guessed = guessed_group_ids(ctx);
+        let (instance, enis, volumes, guessed) = tokio::try_join!(
             describe_instance(ctx, id),
             instance_network_interfaces(ctx, id),
-            instance_volumes(ctx, id)
+            instance_volumes(ctx, id),
+            async { Ok(security_groups(ctx, id, &guessed).await.unwrap_or_default()) }
         )?;
         let mut group_ids: Vec<String> = instance
             .security_groups()
@@ -414,7 +442,22 @@ impl Handler for CaptureInstanceMetadata {
             .collect();
         group_ids.sort();
         group_ids.dedup();
-        let groups = security_groups(ctx, id, &group_ids).await?;
+        let missed: Vec<String> = group_ids
+            .iter()
+            .filter(|g| !guessed.iter().any(|s| s.group_id() == Some(g.as_str())))
+            .cloned()
+            .collect();
+        let mut read = guessed;
+        read.extend(security_groups(ctx, id, &missed).await?);
+        // Exactly the groups the instance and its ENIs are in, in id order.
+        let groups: Vec<SecurityGroup> = group_ids
+            .iter()
+            .filter_map(|g| {
+                read.iter()
+                    .find(|s| s.group_id() == Some(g.as_str()))
+                    .cloned()
+            })
+            .collect();
         let document = json!({
             "kind": "cordon/instance-metadata",
             "version": 1,

@@ -1244,6 +1244,41 @@ async fn isolate(
 
 /// The VPCs the finding names for the instance's ENIs (a head start only:
 /// the pre-state reads the live ENIs).
+/// The ids of the isolation and untrack groups the plan's isolate step uses
+/// for `ctx`'s instance, as far as this process has looked them up (the
+/// read cache): where the instance's ENIs are once isolated. A guess for a
+/// step that reads the instance's groups alongside its ENIs; never a pre-state.
+pub(super) fn known_isolation_group_ids(ctx: Ctx<'_>) -> Vec<String> {
+    let Ok(target) = ctx.instance() else {
+        return Vec::new();
+    };
+    let scope = read_scope(ctx);
+    let reads = &ctx.clients().reads;
+    let mut ids = Vec::new();
+    for step in &ctx.plan.steps {
+        let (
+            cordon_core::action::Action::IsolateInstance(p),
+            cordon_core::plan::Target::Instance(t),
+        ) = (&step.action, &step.target)
+        else {
+            continue;
+        };
+        if t.instance_id != target.instance_id {
+            continue;
+        }
+        for vpc in named_vpcs(t) {
+            for name in group_names(p) {
+                if let Some(Some(group)) = reads.group(&scope, &vpc, &name)
+                    && let Some(id) = group.group_id()
+                {
+                    ids.push(id.to_string());
+                }
+            }
+        }
+    }
+    ids
+}
+
 fn named_vpcs(target: &cordon_core::plan::InstanceTarget) -> Vec<String> {
     let vpcs: BTreeSet<String> = target
         .network_interfaces
