@@ -562,3 +562,78 @@ async fn a_first_snapshot_attempt_takes_no_lookup_round() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `capture-instance-metadata` after isolation reads the groups the ENIs are
+/// in alongside the instance, its ENIs and its volumes, instead of one round
+/// after them: it expects the isolation group (known to the process from the
+/// isolate step) and the groups the finding saw, and keeps exactly the
+/// groups the reads show. The isolation groups are present (an earlier case
+/// made them); in a fresh VPC the guess lacks the group isolation creates,
+/// and the capture reads it one round later.
+#[tokio::test]
+async fn the_metadata_capture_reads_the_isolated_instances_groups_in_its_first_round() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let aws = emulator().await;
+    let clients = aws.clients();
+    let env = provision(clients, &environment()).await.expect("provision");
+    let (actions, dir) = local_actions(clients, "fast-path-capture-groups");
+    contain(&actions, &plan_for(&env, "earlier", "isolate-instance")).await;
+    let plan = plan_steps(
+        &raw_finding(&env, "suspect", "capture"),
+        "fast-path",
+        json!([
+            {"id": "isolate", "action": "isolate-instance"},
+            {"id": "capture", "action": "capture-instance-metadata", "needs": ["isolate"]}
+        ]),
+    );
+    let journal = LocalJournal::new(dir.join("journal"));
+    clients.recorder.reset();
+    let report = Executor::new(&actions, &journal, &ApproveAll)
+        .run(&plan, &raw_finding(&env, "suspect", "capture"))
+        .await
+        .expect("run");
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+
+    let calls: Vec<RecordedCall> = clients
+        .recorder
+        .recent()
+        .into_iter()
+        .filter(|c| c.action == Some(ActionKind::CaptureInstanceMetadata))
+        .collect();
+    let per_op = per_operation(&calls);
+    assert_eq!(per_op.get("DescribeSecurityGroups"), Some(&1), "{calls:#?}");
+    let groups = calls
+        .iter()
+        .find(|c| c.op.name == "DescribeSecurityGroups")
+        .unwrap();
+    let instance = calls
+        .iter()
+        .find(|c| c.op.name == "DescribeInstances")
+        .unwrap();
+    assert!(
+        groups.started < instance.finished.expect("answered"),
+        "the groups are read in the instance read's round: {calls:#?}"
+    );
+
+    let isolation = groups_named(clients, &env.vpcs["vpc"].id, ISOLATION).await;
+    let document: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.join(plan.case_id.as_str())
+                .join("evidence")
+                .join(format!(
+                    "instance-metadata-{}.json",
+                    env.instances["suspect"].id
+                )),
+        )
+        .expect("the capture"),
+    )
+    .expect("JSON");
+    let kept: Vec<&str> = document["security-groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .map(|g| g["group-id"].as_str().expect("group-id"))
+        .collect();
+    assert_eq!(kept, isolation, "only the groups the ENIs are in now");
+    let _ = std::fs::remove_dir_all(dir);
+}
