@@ -637,3 +637,55 @@ async fn the_metadata_capture_reads_the_isolated_instances_groups_in_its_first_r
     assert_eq!(kept, isolation, "only the groups the ENIs are in now");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The steps whose pre-state is read ahead: the six actions no other action
+/// of cordon changes the reads of, and only while the plan has one step of
+/// the kind; never isolation, a capture or the evidence store.
+#[tokio::test]
+async fn only_pre_states_no_other_step_changes_are_read_ahead() {
+    let aws = emulator().await;
+    let (actions, _) = local_actions(aws.clients(), "fast-path-prefetchable");
+    let finding = std::fs::read_to_string(
+        cordon_tests::repo_root().join("tests/fixtures/findings/instance-two-enis.json"),
+    )
+    .expect("fixture");
+    let ahead = |plan: &Plan| -> Vec<String> {
+        plan.steps
+            .iter()
+            .filter(|s| cordon_core::executor::Actions::prefetchable(&actions, plan, s))
+            .map(|s| s.id.clone())
+            .collect()
+    };
+    let every = plan_steps(
+        &finding,
+        "fast-path",
+        json!([
+            {"id": "isolate", "action": "isolate-instance"},
+            {"id": "asg", "action": "detach-from-autoscaling"},
+            {"id": "lb", "action": "deregister-from-load-balancers"},
+            {"id": "profile", "action": "detach-instance-profile"},
+            {"id": "protect", "action": "enable-termination-protection"},
+            {"id": "snapshot", "action": "snapshot-volumes"},
+            {"id": "tag", "action": "tag-resource", "with": {"tags": {"k": "v"}}},
+            {"id": "metadata", "action": "capture-instance-metadata"},
+            {"id": "console", "action": "capture-console-output"},
+            {"id": "store", "action": "store-evidence"}
+        ]),
+    );
+    assert_eq!(
+        ahead(&every),
+        ["asg", "lb", "profile", "protect", "snapshot", "tag"]
+    );
+    // A second step of a kind may change what the first reads: neither is read ahead.
+    let twice = plan_steps(
+        &finding,
+        "fast-path",
+        json!([
+            {"id": "isolate", "action": "isolate-instance"},
+            {"id": "tag-1", "action": "tag-resource", "with": {"tags": {"k": "v"}}},
+            {"id": "tag-2", "action": "tag-resource", "with": {"tags": {"k": "w"}}},
+            {"id": "protect", "action": "enable-termination-protection"}
+        ]),
+    );
+    assert_eq!(ahead(&twice), ["protect"]);
+}

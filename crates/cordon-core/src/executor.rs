@@ -2110,6 +2110,19 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
         }
     }
 
+    /// The step's pre-state read ahead within the window, else read now.
+    async fn read_or_take_pre_state(
+        &self,
+        shared: &Shared<'_, 'a, J>,
+        plan: &Plan,
+        step: &PlannedStep,
+    ) -> Result<Value, ActionError> {
+        match shared.take_prefetched(&step.id, self.prefetch_window) {
+            Some(pre) => Ok(pre),
+            None => self.actions.read_pre_state(plan, step).await,
+        }
+    }
+
     /// One attempt: prepare (unless already journaled), apply (unless already
     /// journaled), verify. After a failed verification the live state is re-read
     /// first, and a pre-state that lacks a resource is amended (journaled) and
@@ -2146,10 +2159,7 @@ impl<'a, A: Actions, J: JournalStore, P: Approver> Executor<'a, A, J, P> {
                     pre
                 }
             }
-            None => match match shared.take_prefetched(&step.id, self.prefetch_window) {
-                Some(pre) => Ok(pre),
-                None => self.actions.read_pre_state(plan, step).await,
-            } {
+            None => match self.read_or_take_pre_state(shared, plan, step).await {
                 Ok(pre) => {
                     shared
                         .write(JournalEvent::StepPrepared {
@@ -2701,7 +2711,6 @@ enum Undo {
     Failed(String),
 }
 
-/// Why a run stopped starting steps.
 /// What one of the futures a case runs together came to.
 enum Finished {
     /// A step, at its position in the plan.
@@ -2710,6 +2719,7 @@ enum Finished {
     Prefetch,
 }
 
+/// Why a run stopped starting steps.
 enum Halt {
     /// A step failed for good under `stop` or `rollback`.
     Failed(String, OnFailure),

@@ -367,8 +367,17 @@ fn guessed_group_ids(ctx: Ctx<'_>) -> Vec<String> {
     ids.extend(super::isolate::known_isolation_group_ids(ctx));
     ids.sort();
     ids.dedup();
+    // The finding's ids are the attacker's to choose: a long list is no
+    // guess worth a call (the groups are then read once the ENIs are known).
+    if ids.len() > MAX_GUESSED_GROUPS {
+        ids.clear();
+    }
     ids
 }
+
+/// At most this many groups are read on a guess (five ENIs of five groups,
+/// as EC2's default quotas allow, and the isolation groups).
+const MAX_GUESSED_GROUPS: usize = 27;
 
 /// The given security groups, in the order asked for.
 async fn security_groups(
