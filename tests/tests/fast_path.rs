@@ -313,6 +313,32 @@ async fn hanging_path(
     .await
 }
 
+/// Runs `plan` through the executor with a journal in `dir`, which must
+/// complete; returns the calls `kind`'s handler made and the journal.
+async fn run_recorded(
+    actions: &AwsActions,
+    dir: &std::path::Path,
+    plan: &Plan,
+    raw: &str,
+    kind: ActionKind,
+) -> (Vec<RecordedCall>, LocalJournal) {
+    let journal = LocalJournal::new(dir.join("journal"));
+    actions.clients.recorder.reset();
+    let report = Executor::new(actions, &journal, &ApproveAll)
+        .run(plan, raw)
+        .await
+        .expect("run");
+    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
+    let calls = actions
+        .clients
+        .recorder
+        .recent()
+        .into_iter()
+        .filter(|c| c.action == Some(kind))
+        .collect();
+    (calls, journal)
+}
+
 /// Clients through a latency proxy in front of the emulator (see
 /// [`latency_path`]).
 async fn proxied_path(
@@ -523,20 +549,9 @@ async fn a_first_snapshot_attempt_takes_no_lookup_round() {
     let env = provision(clients, &environment()).await.expect("provision");
     let (actions, dir) = local_actions(clients, "fast-path-first-snapshot");
     let plan = plan_for(&env, "suspect", "snapshot-volumes");
-    let journal = LocalJournal::new(dir.join("journal"));
-    clients.recorder.reset();
-    let report = Executor::new(&actions, &journal, &ApproveAll)
-        .run(&plan, &raw_finding(&env, "suspect", "snapshot-volumes"))
-        .await
-        .expect("run");
-    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
-
-    let calls: Vec<RecordedCall> = clients
-        .recorder
-        .recent()
-        .into_iter()
-        .filter(|c| c.action == Some(ActionKind::SnapshotVolumes))
-        .collect();
+    let raw = raw_finding(&env, "suspect", "snapshot-volumes");
+    let (calls, journal) =
+        run_recorded(&actions, &dir, &plan, &raw, ActionKind::SnapshotVolumes).await;
     let first_create = calls
         .iter()
         .position(|c| c.op.name == "CreateSnapshot")
@@ -586,20 +601,15 @@ async fn the_metadata_capture_reads_the_isolated_instances_groups_in_its_first_r
             {"id": "capture", "action": "capture-instance-metadata", "needs": ["isolate"]}
         ]),
     );
-    let journal = LocalJournal::new(dir.join("journal"));
-    clients.recorder.reset();
-    let report = Executor::new(&actions, &journal, &ApproveAll)
-        .run(&plan, &raw_finding(&env, "suspect", "capture"))
-        .await
-        .expect("run");
-    assert_eq!(report.status, CaseStatus::Completed, "{}", report.message);
-
-    let calls: Vec<RecordedCall> = clients
-        .recorder
-        .recent()
-        .into_iter()
-        .filter(|c| c.action == Some(ActionKind::CaptureInstanceMetadata))
-        .collect();
+    let raw = raw_finding(&env, "suspect", "capture");
+    let (calls, _) = run_recorded(
+        &actions,
+        &dir,
+        &plan,
+        &raw,
+        ActionKind::CaptureInstanceMetadata,
+    )
+    .await;
     let per_op = per_operation(&calls);
     assert_eq!(per_op.get("DescribeSecurityGroups"), Some(&1), "{calls:#?}");
     let groups = calls
