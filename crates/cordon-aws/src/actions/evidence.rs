@@ -451,24 +451,24 @@ impl StoreEvidence {
         // them again would cost a round for nothing.
         let ours_pinned = objects.len();
         let verified = verified_evidence(&journal, bucket);
-        let (known, theirs): (Vec<&ObjectVersion>, Vec<&ObjectVersion>) =
-            theirs.into_iter().partition(|v| {
-                v.version_id
-                    .as_ref()
-                    .is_some_and(|version| verified.contains_key(&(v.key.clone(), version.clone())))
-            });
-        for v in known {
-            if let Some(version) = &v.version_id
-                && let Some(evidence) = verified.get(&(v.key.clone(), version.clone()))
-            {
-                objects.push(ManifestObject {
+        // One look-up per object: pinned from the journal, or left to fetch.
+        let mut unvouched: Vec<&ObjectVersion> = Vec::new();
+        for v in theirs {
+            let vouched = v
+                .version_id
+                .as_ref()
+                .and_then(|version| verified.get(&(v.key.clone(), version.clone())));
+            match vouched {
+                Some(evidence) => objects.push(ManifestObject {
                     key: v.key.clone(),
-                    version_id: Some(version.clone()),
+                    version_id: v.version_id.clone(),
                     size: evidence.size,
                     sha256: evidence.sha256.clone(),
-                });
+                }),
+                None => unvouched.push(v),
             }
         }
+        let theirs = unvouched;
         let fetched = try_join_all(
             theirs
                 .iter()
