@@ -523,6 +523,63 @@ pub async fn emulator() -> EmulatorGuard {
     }
 }
 
+/// How many snapshots the account owns of each of `volume_ids` (zero
+/// included), as the emulator reads now.
+pub async fn snapshots_per_volume(
+    clients: &AwsClients,
+    volume_ids: &[&str],
+) -> std::collections::BTreeMap<String, usize> {
+    let out = clients
+        .ec2
+        .describe_snapshots()
+        .owner_ids("self")
+        .send()
+        .await
+        .expect("DescribeSnapshots");
+    volume_ids
+        .iter()
+        .map(|id| {
+            let taken = out
+                .snapshots()
+                .iter()
+                .filter(|s| s.volume_id() == Some(*id))
+                .count();
+            (id.to_string(), taken)
+        })
+        .collect()
+}
+
+/// The commands SSM holds for `instance_id`, as the emulator recorded them.
+pub async fn ssm_commands(
+    clients: &AwsClients,
+    instance_id: &str,
+) -> Vec<aws_sdk_ssm::types::Command> {
+    clients
+        .ssm
+        .list_commands()
+        .instance_id(instance_id)
+        .send()
+        .await
+        .expect("ListCommands")
+        .commands()
+        .to_vec()
+}
+
+/// Creates the responders' topic (`responders`) the `notify` steps publish
+/// to; its ARN.
+pub async fn responders_topic(clients: &AwsClients) -> String {
+    clients
+        .sns
+        .create_topic()
+        .name("responders")
+        .send()
+        .await
+        .expect("CreateTopic")
+        .topic_arn()
+        .expect("topic ARN")
+        .to_string()
+}
+
 /// A latency proxy in front of the emulator at `emulator_endpoint`,
 /// configured by `configure` (its delay per request, a request to hang), and
 /// the SDK configuration that goes through it. Round counts are taken through

@@ -22,7 +22,9 @@ use cordon_core::local_store::LocalJournal;
 use cordon_core::plan::Plan;
 use cordon_gameday::{EnvironmentSpec, Fixture, provision};
 use cordon_latency_proxy::{HangMode, HangRule, ProxyConfig};
-use cordon_tests::{ApproveAll, Lifecycle, emulator, latency_path, local_actions, plan_steps};
+use cordon_tests::{
+    ApproveAll, Lifecycle, emulator, latency_path, local_actions, plan_steps, snapshots_per_volume,
+};
 use serde_json::json;
 
 const ISOLATION: &str = "cordon-isolation";
@@ -418,21 +420,9 @@ async fn a_snapshot_whose_answer_is_lost_is_found_not_taken_twice() {
         .expect("snapshots finished well inside the operation budget");
     proxy.abort();
     let volumes = &env.instances["suspect"].volumes;
-    let out = aws
-        .clients()
-        .ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .send()
-        .await
-        .expect("DescribeSnapshots");
-    for volume in volumes {
-        let taken = out
-            .snapshots()
-            .iter()
-            .filter(|s| s.volume_id() == Some(volume.id.as_str()))
-            .count();
-        assert_eq!(taken, 1, "{}: {taken} snapshots", volume.id);
+    let ids: Vec<&str> = volumes.iter().map(|v| v.id.as_str()).collect();
+    for (volume, taken) in snapshots_per_volume(aws.clients(), &ids).await {
+        assert_eq!(taken, 1, "{volume}: {taken} snapshots");
     }
     let attempts = clients.calls.snapshot();
     assert_eq!(

@@ -47,19 +47,6 @@ async fn s3_actions(clients: &AwsClients, name: &str) -> (AwsActions, std::path:
     (actions, dir)
 }
 
-/// The commands sent to `instance_id`, as the emulator recorded them.
-async fn commands(clients: &AwsClients, instance_id: &str) -> Vec<Command> {
-    clients
-        .ssm
-        .list_commands()
-        .instance_id(instance_id)
-        .send()
-        .await
-        .expect("ListCommands")
-        .commands()
-        .to_vec()
-}
-
 #[tokio::test]
 async fn capture_memory_sends_a_presigned_upload_and_hashes_what_reached_s3() {
     let aws = emulator().await;
@@ -102,7 +89,7 @@ async fn capture_memory_sends_a_presigned_upload_and_hashes_what_reached_s3() {
         first.message
     );
 
-    let sent = commands(clients, &instance_id).await;
+    let sent = cordon_tests::ssm_commands(clients, &instance_id).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     let command = &sent[0];
     assert_eq!(command.document_name(), Some("AWS-RunShellScript"));
@@ -151,7 +138,13 @@ async fn capture_memory_sends_a_presigned_upload_and_hashes_what_reached_s3() {
         .await
         .expect("resume");
     assert_eq!(second.status, CaseStatus::Completed, "{}", second.message);
-    assert_eq!(commands(clients, &instance_id).await.len(), 1, "sent once");
+    assert_eq!(
+        cordon_tests::ssm_commands(clients, &instance_id)
+            .await
+            .len(),
+        1,
+        "sent once"
+    );
 
     // cordon's own hash of what is in S3, in the journal.
     let text = std::fs::read_to_string(journal_path(&dir, &plan.case_id)).expect("journal");
@@ -429,7 +422,7 @@ async fn a_lost_send_command_answer_is_found_by_its_marker_and_not_sent_again() 
         "the first attempt reached SSM and lost its answer"
     );
 
-    let sent = commands(plain, &instance_id).await;
+    let sent = cordon_tests::ssm_commands(plain, &instance_id).await;
     assert_eq!(sent.len(), 1, "one command in SSM: {sent:?}");
     let records = journal_records(&dir, &plan.case_id);
     let progress = memory_progress(&records);
@@ -524,7 +517,13 @@ async fn a_resume_after_an_intent_adopts_the_command_sent_or_sends_exactly_one()
         .await
         .expect("adopted");
     assert_eq!(outcome["command-id"], crashed.as_str(), "{outcome}");
-    assert_eq!(commands(clients, &instance_id).await.len(), 1, "none sent");
+    assert_eq!(
+        cordon_tests::ssm_commands(clients, &instance_id)
+            .await
+            .len(),
+        1,
+        "none sent"
+    );
 
     // An intent SSM never saw (the crash came before the call): one sent.
     let outcome = actions
@@ -536,7 +535,7 @@ async fn a_resume_after_an_intent_adopts_the_command_sent_or_sends_exactly_one()
         )
         .await
         .expect("sent");
-    let now = commands(clients, &instance_id).await;
+    let now = cordon_tests::ssm_commands(clients, &instance_id).await;
     assert_eq!(now.len(), 2, "exactly one more: {now:?}");
     assert_ne!(outcome["command-id"], crashed.as_str());
     let new = now

@@ -69,14 +69,7 @@ async fn doctor_passes_a_full_identity_and_names_each_missing_ec2_permission() {
     evidence_bucket::init(root, EVIDENCE_BUCKET, DEFAULT_KMS_ALIAS, None)
         .await
         .unwrap();
-    let topic = root
-        .sns
-        .create_topic()
-        .name("responders")
-        .send()
-        .await
-        .unwrap();
-    let topic = topic.topic_arn().unwrap().to_string();
+    let topic = cordon_tests::responders_topic(root).await;
     let default_vpc = root
         .ec2
         .describe_vpcs()

@@ -314,14 +314,7 @@ impl Scenario {
 
 /// The responders' topic the `notify` steps publish to, as the run's environment.
 async fn notify_env(root: &AwsClients) -> Vec<(&'static str, String)> {
-    let topic = root
-        .sns
-        .create_topic()
-        .name("responders")
-        .send()
-        .await
-        .unwrap();
-    let topic = topic.topic_arn().unwrap().to_string();
+    let topic = cordon_tests::responders_topic(root).await;
     vec![("CORDON_NOTIFY_TOPIC_ARN", topic)]
 }
 

@@ -260,24 +260,12 @@ impl Remediated for VolumeSnapshots {
             .send()
             .await
             .expect("DescribeVolumes");
-        let snapshots = clients
-            .ec2
-            .describe_snapshots()
-            .owner_ids("self")
-            .send()
-            .await
-            .expect("DescribeSnapshots");
-        let mut counts = serde_json::Map::new();
-        for volume in volumes.volumes() {
-            let id = volume.volume_id().expect("volume id");
-            let taken = snapshots
-                .snapshots()
-                .iter()
-                .filter(|s| s.volume_id() == Some(id))
-                .count();
-            counts.insert(id.to_string(), json!(taken));
-        }
-        Value::Object(counts)
+        let ids: Vec<&str> = volumes
+            .volumes()
+            .iter()
+            .map(|v| v.volume_id().expect("volume id"))
+            .collect();
+        json!(cordon_tests::snapshots_per_volume(clients, &ids).await)
     }
 
     /// Exactly one snapshot of every volume: none missing, none taken twice.
@@ -637,14 +625,8 @@ async fn memory_world(aws: &EmulatorGuard) -> (Value, String, String) {
 
 /// The ids of the commands SSM holds for the instance.
 async fn command_ids(clients: &AwsClients, instance_id: &str) -> Vec<String> {
-    clients
-        .ssm
-        .list_commands()
-        .instance_id(instance_id)
-        .send()
+    cordon_tests::ssm_commands(clients, instance_id)
         .await
-        .expect("ListCommands")
-        .commands()
         .iter()
         .filter_map(|c| c.command_id().map(str::to_string))
         .collect()
