@@ -2,7 +2,7 @@
 //! executor calls it), with Detective answered by aws-smithy-mocks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

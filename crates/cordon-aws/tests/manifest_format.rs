@@ -3,11 +3,10 @@
 //! by version, and a manifest pins a format-1 journal by the hashes of its
 //! stored records, so `cordon evidence verify` re-walks old chains too.
 //!
-//! `UPDATE_GOLDEN=1 cargo test -p cordon-aws --test manifest_format` rewrites the golden file.
+//! `UPDATE_GOLDEN=1 cargo test -p cordon-aws --test suite manifest_format::` rewrites the golden file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../cordon-core/tests/support/golden.rs"]
-mod golden;
+use crate::golden;
 
 use std::path::Path;
 

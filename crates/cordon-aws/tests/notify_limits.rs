@@ -4,7 +4,7 @@
 //! any wait for a rate-limit token shows as elapsed time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

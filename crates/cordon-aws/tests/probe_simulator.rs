@@ -3,7 +3,7 @@
 //! simulated for each kind of caller, and how each decision is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use aws_sdk_iam::Client;
 use aws_sdk_iam::operation::get_role::GetRoleOutput;

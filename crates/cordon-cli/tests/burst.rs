@@ -4,8 +4,7 @@
 //! inputs, and the fleet cap counting the burst's instances together.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/schema_check.rs"]
-mod schema_check;
+use crate::schema_check;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -2,12 +2,11 @@
 //! of every shipped playbook, as `--all --out DIR` writes it with the default
 //! Lambda ARN placeholder (what infra/ embeds). A change to a shipped
 //! playbook or to the generator shows up here as a reviewable diff. Bless
-//! with `UPDATE_GOLDEN=1 cargo test -p cordon-cli --test export_asl`, then
+//! with `UPDATE_GOLDEN=1 cargo test -p cordon-cli --test suite export_asl::`, then
 //! review it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../cordon-core/tests/support/golden.rs"]
-mod golden;
+use crate::golden;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

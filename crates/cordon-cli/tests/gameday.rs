@@ -8,8 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[path = "support/schema_check.rs"]
-mod schema_check;
+use crate::schema_check;
 
 /// Every scenario in `gameday/`, each with a test below.
 const SHIPPED: &[&str] = &[

@@ -5,8 +5,7 @@
 //! its published schema (issue 12 item 4).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/schema_check.rs"]
-mod schema_check;
+use crate::schema_check;
 
 use std::path::Path;
 use std::process::{Command, Output};

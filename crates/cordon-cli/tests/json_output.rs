@@ -7,13 +7,11 @@
 //! The documents that need AWS (`run`, `run --dry-run`, `triage`) have goldens
 //! from unit tests in `src/output.rs`.
 //!
-//! `UPDATE_GOLDEN=1 cargo test -p cordon-cli --test json_output` rewrites the golden files.
+//! `UPDATE_GOLDEN=1 cargo test -p cordon-cli --test suite json_output::` rewrites the golden files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../cordon-core/tests/support/golden.rs"]
-mod golden;
-#[path = "support/schema_check.rs"]
-mod schema_check;
+use crate::golden;
+use crate::schema_check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

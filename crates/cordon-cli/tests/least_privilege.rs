@@ -45,7 +45,7 @@
 //! Only a real account shows the resource ARNs and condition keys at work.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod emulator_proxy;
+use crate::emulator_proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -3,11 +3,10 @@
 //! partition, account and region), the permissions boundary and the managed
 //! quarantine policy. A change to a permission list, a scoping rule or a
 //! shipped playbook shows up here as a reviewable diff. Bless with
-//! `UPDATE_GOLDEN=1 cargo test -p cordon-cli --test policy`, then review it.
+//! `UPDATE_GOLDEN=1 cargo test -p cordon-cli --test suite policy::`, then review it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../cordon-core/tests/support/golden.rs"]
-mod golden;
+use crate::golden;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

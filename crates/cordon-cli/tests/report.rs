@@ -4,10 +4,8 @@
 //! that must not inject Markdown or HTML.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../cordon-core/tests/support/golden.rs"]
-mod golden;
-#[path = "support/schema_check.rs"]
-mod schema_check;
+use crate::golden;
+use crate::schema_check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

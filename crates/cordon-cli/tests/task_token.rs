@@ -9,8 +9,7 @@
 //! binary's output, nor in the journal.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "support/schema_check.rs"]
-mod schema_check;
+use crate::schema_check;
 
 use std::process::Output;
 use std::time::{Duration, Instant};
