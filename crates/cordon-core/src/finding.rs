@@ -17,6 +17,7 @@
 mod asff;
 mod config;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -1106,10 +1107,13 @@ fn finding_from_value(
 
 fn parse_resource(object: &serde_json::Map<String, Value>) -> Result<Resource, String> {
     let resource_type = text(object, "resourceType").unwrap_or_else(|| "Unknown".to_string());
-    let sub = |name: &str| -> Result<Option<Value>, String> {
+    // Borrowed as it is when every key is already camelCase (GuardDuty's own
+    // JSON), normalised into a copy only when some key is not (the SDK's).
+    let sub = |name: &str| -> Result<Option<Cow<'_, Value>>, String> {
         match field(object, name) {
             Some(Value::Null) | None => Ok(None),
-            Some(v @ Value::Object(_)) => Ok(Some(normalise_keys(v))),
+            Some(v @ Value::Object(_)) if keys_are_camel_case(v) => Ok(Some(Cow::Borrowed(v))),
+            Some(v @ Value::Object(_)) => Ok(Some(Cow::Owned(normalise_keys(v)))),
             Some(other) => Err(format!(
                 "`resource.{name}` is {}, expected an object",
                 json_kind(other)
@@ -1120,7 +1124,7 @@ fn parse_resource(object: &serde_json::Map<String, Value>) -> Result<Resource, S
         "Instance" => {
             let details = sub("instanceDetails")?
                 .ok_or("`resource.instanceDetails` is missing for an Instance finding")?;
-            let details: InstanceDetails = typed_details(details, "instanceDetails")?;
+            let details: InstanceDetails = typed_details(&details, "instanceDetails")?;
             if details.instance_id.trim().is_empty() {
                 return Err("`resource.instanceDetails.instanceId` is missing".to_string());
             }
@@ -1138,7 +1142,7 @@ fn parse_resource(object: &serde_json::Map<String, Value>) -> Result<Resource, S
         "AccessKey" => {
             let details = sub("accessKeyDetails")?
                 .ok_or("`resource.accessKeyDetails` is missing for an AccessKey finding")?;
-            let details: AccessKeyDetails = typed_details(details, "accessKeyDetails")?;
+            let details: AccessKeyDetails = typed_details(&details, "accessKeyDetails")?;
             if details.access_key_id.trim().is_empty() {
                 return Err("`resource.accessKeyDetails.accessKeyId` is missing".to_string());
             }
@@ -1161,7 +1165,7 @@ fn parse_resource(object: &serde_json::Map<String, Value>) -> Result<Resource, S
 }
 
 /// Deserialises a details object, naming the exact field when it is malformed.
-fn typed_details<T: serde::de::DeserializeOwned>(value: Value, name: &str) -> Result<T, String> {
+fn typed_details<T: serde::de::DeserializeOwned>(value: &Value, name: &str) -> Result<T, String> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let where_ = if path == "." {
@@ -1171,6 +1175,21 @@ fn typed_details<T: serde::de::DeserializeOwned>(value: Value, name: &str) -> Re
         };
         format!("`{where_}` is malformed: {}", error.into_inner())
     })
+}
+
+/// Whether [`normalise_keys`] would leave `value` as it is: no key, at any
+/// depth, starts with a letter that lower-cases to something else.
+fn keys_are_camel_case(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => map.iter().all(|(k, v)| {
+            k.chars().next().is_none_or(|first| {
+                let mut lower = first.to_lowercase();
+                lower.next() == Some(first) && lower.next().is_none()
+            }) && keys_are_camel_case(v)
+        }),
+        Value::Array(items) => items.iter().all(keys_are_camel_case),
+        _ => true,
+    }
 }
 
 /// Lower-cases the first letter of every key, so PascalCase (SDK) input reads like camelCase.

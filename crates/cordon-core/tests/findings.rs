@@ -902,6 +902,28 @@ fn pascal_case_as_the_sdk_serialises() {
 }
 
 #[test]
+fn one_pascal_case_key_deep_in_camel_case_details_is_read_like_the_rest() {
+    // Details whose keys are all camelCase are read as they are; one
+    // PascalCase key anywhere (here inside the second ENI of the array) must
+    // still send the whole object through the key normalisation.
+    let text = fixture("instance-two-enis.json");
+    let camel = parse_one(&text);
+    let mut mixed = value_of(&text);
+    let details = if mixed.get("detail").is_some() {
+        &mut mixed["detail"]["resource"]["instanceDetails"]
+    } else {
+        &mut mixed["resource"]["instanceDetails"]
+    };
+    let second = details["networkInterfaces"][1]
+        .as_object_mut()
+        .expect("a second ENI");
+    let id = second.remove("networkInterfaceId").expect("the ENI's id");
+    second.insert("NetworkInterfaceId".to_string(), id);
+    let mixed = parse_one(&mixed.to_string());
+    assert_eq!(instance_of(&mixed), instance_of(&camel));
+}
+
+#[test]
 fn event_envelope_supplies_missing_account_and_region() {
     let mut detail = value_of(&fixture("iam-user-key.json"));
     let object = detail.as_object_mut().expect("object");
