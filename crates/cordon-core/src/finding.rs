@@ -1177,16 +1177,26 @@ fn typed_details<T: serde::de::DeserializeOwned>(value: &Value, name: &str) -> R
     })
 }
 
+/// `key` with its first letter lower-cased; borrowed when that changes nothing.
+fn camel_key(key: &str) -> Cow<'_, str> {
+    let mut chars = key.chars();
+    let Some(first) = chars.next() else {
+        return Cow::Borrowed(key);
+    };
+    let mut lower = first.to_lowercase();
+    if lower.next() == Some(first) && lower.next().is_none() {
+        return Cow::Borrowed(key);
+    }
+    Cow::Owned(first.to_lowercase().chain(chars).collect())
+}
+
 /// Whether [`normalise_keys`] would leave `value` as it is: no key, at any
 /// depth, starts with a letter that lower-cases to something else.
 fn keys_are_camel_case(value: &Value) -> bool {
     match value {
-        Value::Object(map) => map.iter().all(|(k, v)| {
-            k.chars().next().is_none_or(|first| {
-                let mut lower = first.to_lowercase();
-                lower.next() == Some(first) && lower.next().is_none()
-            }) && keys_are_camel_case(v)
-        }),
+        Value::Object(map) => map
+            .iter()
+            .all(|(k, v)| matches!(camel_key(k), Cow::Borrowed(_)) && keys_are_camel_case(v)),
         Value::Array(items) => items.iter().all(keys_are_camel_case),
         _ => true,
     }
@@ -1197,14 +1207,7 @@ fn normalise_keys(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| {
-                    let mut chars = k.chars();
-                    let key = match chars.next() {
-                        Some(first) => first.to_lowercase().chain(chars).collect(),
-                        None => String::new(),
-                    };
-                    (key, normalise_keys(v))
-                })
+                .map(|(k, v)| (camel_key(k).into_owned(), normalise_keys(v)))
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(normalise_keys).collect()),
